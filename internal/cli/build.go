@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ssf-dev/ssf/internal/factory"
+)
+
+func newBuildCmd() *cobra.Command {
+	var req factory.BuildRequest
+	cmd := &cobra.Command{
+		Use:   "build -f ssf.yaml --source DIR --out OUT [--param NAME=VALUE]...",
+		Short: "Run a pipeline hermetically and sign its provenance",
+		Long: `Run the pipeline's tasks in dependency order, each in a fresh container (runc) with no network, a read-only
+root, user 65532, no capabilities, seccomp, and memory, process and time limits. A task sees:
+
+  /workspace             a fresh writable copy of the source (the current directory; changes never flow back)
+  /outputs               $SSF_OUTPUTS, empty: write the task's declared outputs here
+  /inputs/TASK/          the outputs of each task it needs, read-only
+  /tmp                   $HOME, empty and writable
+  SSF_PARAM_<NAME>       each param's value, as data (never substituted into the script)
+
+When every task has succeeded, ssf hashes the declared outputs itself, copies them to OUT/<path>, and writes
+SLSA v1 provenance signed with the factory key to OUT/attestations/provenance.sigstore.json (task logs go to
+OUT/attestations/logs/). OUT must not exist or be empty. A failed build exits 1, names the task, step and exit
+code, signs nothing and leaves OUT untouched.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case req.Pipeline == "":
+				return usagef("-f is required: the pipeline file (ssf.yaml)")
+			case req.Source == "":
+				return usagef("--source is required: the source directory")
+			case req.Out == "":
+				return usagef("--out is required: a new directory for the outputs and attestations")
+			}
+			h, err := home()
+			if err != nil {
+				return err
+			}
+			req.Log = cmd.ErrOrStderr()
+			res, err := h.Build(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "build %s succeeded in %.1fs\n", res.InvocationID, res.Duration.Seconds())
+			fmt.Fprintf(w, "source      %s\n", res.Source.URI)
+			fmt.Fprintf(w, "builder     %s\n", res.Builder)
+			for _, o := range res.Outputs {
+				fmt.Fprintf(w, "output      %s  sha256:%s\n", filepath.Join(res.Out, o.Path), o.SHA256)
+			}
+			fmt.Fprintf(w, "provenance  %s\n", res.Bundle)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&req.Pipeline, "file", "f", "", "pipeline file (ssf.yaml)")
+	f.StringVar(&req.Source, "source", "", "source directory (recorded by git commit when it is a clean git checkout)")
+	f.StringVar(&req.Out, "out", "", "output directory; must not exist or be empty")
+	f.StringArrayVar(&req.Params, "param", nil, "pipeline parameter NAME=VALUE (repeatable)")
+	return cmd
+}

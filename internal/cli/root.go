@@ -1,0 +1,104 @@
+// Package cli holds ssf's cobra commands: flag parsing, messages for people, and exit codes. It holds no business
+// logic; each command calls into the component packages. It must never print a secret, and never exit 0 when a
+// check or build failed.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ssf-dev/ssf/internal/factory"
+	"github.com/ssf-dev/ssf/internal/pipeline"
+)
+
+// Exit statuses.
+const (
+	ExitOK     = 0
+	ExitFailed = 1 // a build or a check failed
+	ExitUsage  = 2 // bad input or usage
+)
+
+// usageError marks errors caused by how ssf was called.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Errorf(format, args...)} }
+
+// Main runs ssf with args (without the program name) and returns the exit status.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintf(stderr, "ssf: error: %v\n", err)
+	code := exitCode(err)
+	if code == ExitUsage {
+		var u *usageError
+		if errors.As(err, &u) {
+			fmt.Fprintln(stderr, "ssf: hint: run `ssf help` or add --help to a command for its usage")
+		}
+	}
+	return code
+}
+
+func exitCode(err error) int {
+	var (
+		u  *usageError
+		pe *pipeline.Error
+		pp *pipeline.ParamError
+		ie *factory.InputError
+	)
+	switch {
+	case errors.As(err, &u), errors.As(err, &pe), errors.As(err, &pp), errors.As(err, &ie),
+		errors.Is(err, factory.ErrNotInitialised):
+		return ExitUsage
+	}
+	return ExitFailed
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "ssf",
+		Short: "ssf is a secure software factory: hermetic builds with signed, verifiable provenance",
+		Long: `ssf turns source code into artifacts plus signed evidence of how they were made.
+
+Each task of a pipeline (ssf.yaml) runs in a fresh container with no network, a read-only root file system and
+an unprivileged user. The factory itself, never the build, hashes the outputs and writes SLSA v1 provenance,
+signed as a Sigstore bundle that ssf and stock cosign verify.
+
+The factory's state lives in $SSF_HOME (default ~/.ssf). Start with:
+  ssf init
+  ssf builder import ROOTFS_DIR --name NAME
+  ssf build -f ssf.yaml --source DIR --out OUT
+  ssf verify OUT/FILE --bundle OUT/attestations/provenance.sigstore.json --key KEY.pub
+
+Exit status: 0 success, 1 a build or check failed, 2 bad input or usage.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.AddCommand(newInitCmd(), newKeysCmd(), newBuilderCmd(), newBuildCmd(), newVerifyCmd(), newVersionCmd())
+	return root
+}
+
+// args wraps a cobra argument validator so its errors exit with the usage status.
+func args(v cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if err := v(cmd, a); err != nil {
+			return &usageError{err}
+		}
+		return nil
+	}
+}
+
+func home() (factory.Home, error) { return factory.DefaultHome() }

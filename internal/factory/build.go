@@ -1,0 +1,568 @@
+package factory
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ssf-dev/ssf/internal/builder"
+	"github.com/ssf-dev/ssf/internal/oci"
+	"github.com/ssf-dev/ssf/internal/pipeline"
+	"github.com/ssf-dev/ssf/internal/provenance"
+	"github.com/ssf-dev/ssf/internal/sandbox"
+	"github.com/ssf-dev/ssf/internal/sign"
+)
+
+// Version is ssf's version, recorded in provenance as runDetails.builder.version.
+var Version = "v0.1.0-dev"
+
+// TaskUID and TaskGID are the unprivileged identity every build step runs as.
+const (
+	TaskUID = 65532
+	TaskGID = 65532
+)
+
+// BuildRequest is one `ssf build`.
+type BuildRequest struct {
+	Pipeline string   // path of ssf.yaml
+	Source   string   // source directory
+	Params   []string // "name=value", as given on the command line
+	Out      string   // where outputs and attestations go; must not exist or be empty
+	Log      io.Writer
+}
+
+// Output is one built file.
+type Output struct {
+	Path   string // relative to Out
+	Task   string
+	SHA256 string
+}
+
+// BuildResult describes a successful build.
+type BuildResult struct {
+	Out          string
+	Outputs      []Output
+	Bundle       string // path of the provenance bundle
+	InvocationID string
+	Source       provenance.ResourceDescriptor
+	Builder      string
+	Duration     time.Duration
+}
+
+// BundlePath is where a build's provenance bundle lives, relative to its output directory.
+const BundlePath = "attestations/provenance.sigstore.json"
+
+// TaskError is a build that failed in a task: a step exited non-zero, the task timed out, or an output was missing
+// or not a regular file.
+type TaskError struct {
+	Task, Step string
+	ExitCode   int // -1 when the step did not exit by itself
+	Reason     string
+}
+
+func (e *TaskError) Error() string {
+	if e.Step == "" {
+		return fmt.Sprintf("task %q failed: %s", e.Task, e.Reason)
+	}
+	return fmt.Sprintf("task %q failed in step %q: %s", e.Task, e.Step, e.Reason)
+}
+
+// InputError marks a problem with what the caller asked for (a missing source, an occupied output directory),
+// as opposed to a build that ran and failed.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+func inputErrorf(format string, args ...any) error {
+	return &InputError{Err: fmt.Errorf(format, args...)}
+}
+
+// Build runs a pipeline hermetically and writes its outputs and signed provenance to req.Out. Nothing is signed
+// and nothing is left in req.Out unless every task succeeded.
+func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error) {
+	started := time.Now().UTC()
+	logw := req.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	cfg, err := h.Config()
+	if err != nil {
+		return nil, err
+	}
+	p, err := pipeline.Load(req.Pipeline)
+	if err != nil {
+		return nil, err
+	}
+	params, err := p.ResolveParams(req.Params)
+	if err != nil {
+		return nil, err
+	}
+	images, err := h.Images()
+	if err != nil {
+		return nil, err
+	}
+	img, err := images.Lookup(p.BuilderDigest)
+	if errors.Is(err, builder.ErrNotFound) {
+		return nil, p.Errorf(p.BuilderLine, "spec.builder.image",
+			"builder %s is not in the factory: import it with `ssf builder import DIR --name NAME` (`ssf builder list` shows what is there)", p.Builder)
+	} else if err != nil {
+		return nil, err
+	}
+	key, err := sign.LoadKey(h.KeyPath())
+	if err != nil {
+		return nil, fmt.Errorf("loading the provenance key (run `ssf init` if the factory is new): %w", err)
+	}
+	out, err := prepareOut(req.Out)
+	if err != nil {
+		return nil, err
+	}
+	runtime, err := sandbox.NewRunc(cfg.Runtime, h.runcStateDir())
+	if err != nil {
+		return nil, err
+	}
+
+	work, err := os.MkdirTemp("", "ssf-build-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	staging, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+".partial-")
+	if err != nil {
+		return nil, fmt.Errorf("creating a staging directory beside %q: %w", out, err)
+	}
+	defer os.RemoveAll(staging) // after a successful rename this is a no-op
+
+	src, err := snapshotSource(ctx, req.Source, filepath.Join(work, "source.tar"))
+	if err != nil {
+		return nil, err
+	}
+	rootfs, err := images.Rootfs(ctx, img.Digest, h.rootfsCacheDir())
+	if err != nil {
+		return nil, fmt.Errorf("unpacking builder %s: %w", p.Builder, err)
+	}
+	b := &build{
+		p: p, params: params, src: src, rootfs: rootfs, runtime: runtime, work: work,
+		invocation: newInvocationID(), log: &lineLog{w: logw},
+		verified: map[string][]Output{}, logs: map[string]string{},
+	}
+	if err := b.run(ctx); err != nil {
+		return nil, err
+	}
+
+	res := &BuildResult{
+		Out: out, InvocationID: b.invocation, Source: src.descriptor(),
+		Builder: img.Name + "@" + img.Digest, Bundle: filepath.Join(out, BundlePath),
+	}
+	stmt := provenance.Build{
+		BuilderID:      cfg.BuilderID,
+		BuilderVersion: map[string]string{"ssf": Version},
+		InvocationID:   b.invocation,
+		StartedOn:      started,
+		FinishedOn:     time.Now().UTC(),
+		PipelineName:   p.Name,
+		PipelinePath:   req.Pipeline,
+		PipelineDigest: strings.TrimPrefix(p.Digest, "sha256:"),
+		Params:         params,
+		SourceURI:      res.Source.URI,
+		Internal: map[string]string{
+			"runtime": runtime.Version(), "uid": fmt.Sprint(TaskUID), "network": "none",
+			"seccomp": fmt.Sprint(runtime.Seccomp()),
+		},
+		Dependencies: []provenance.ResourceDescriptor{res.Source, {
+			Name:      "builder",
+			URI:       "oci:" + res.Builder,
+			MediaType: "application/vnd.oci.image.manifest.v1+json",
+			Digest:    provenance.Digest{"sha256": strings.TrimPrefix(img.Digest, "sha256:")},
+		}},
+	}
+	for _, t := range p.Order() {
+		for _, o := range b.verified[t.Name] {
+			if err := copyFile(filepath.Join(work, "verified", t.Name, o.Path), filepath.Join(staging, o.Path)); err != nil {
+				return nil, err
+			}
+			res.Outputs = append(res.Outputs, o)
+			stmt.Subjects = append(stmt.Subjects, provenance.Subject{Name: o.Path, SHA256: o.SHA256})
+		}
+		logName := "attestations/logs/" + t.Name + ".log"
+		if err := copyFile(b.logs[t.Name], filepath.Join(staging, logName)); err != nil {
+			return nil, err
+		}
+		digest, err := fileSHA256(filepath.Join(staging, logName))
+		if err != nil {
+			return nil, err
+		}
+		stmt.Byproducts = append(stmt.Byproducts, provenance.ResourceDescriptor{
+			Name: logName, MediaType: "text/plain; charset=utf-8", Digest: provenance.Digest{"sha256": digest},
+		})
+	}
+	statement, err := provenance.Statement(stmt)
+	if err != nil {
+		return nil, fmt.Errorf("writing provenance: %w", err)
+	}
+	bundle, err := sign.NewSigner(key).Statement(ctx, statement)
+	if err != nil {
+		return nil, fmt.Errorf("signing provenance: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(staging, BundlePath), bundle, 0o644); err != nil {
+		return nil, err
+	}
+	if err := publishDir(staging, out); err != nil {
+		return nil, err
+	}
+	res.Duration = time.Since(started)
+	return res, nil
+}
+
+// prepareOut checks that out can receive a build: it must not exist or be an empty directory.
+func prepareOut(out string) (string, error) {
+	if out == "" {
+		return "", inputErrorf("--out is required: name a directory for the outputs and attestations")
+	}
+	abs, err := filepath.Abs(out)
+	if err != nil {
+		return "", err
+	}
+	entries, err := os.ReadDir(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return "", inputErrorf("--out %q: %w", out, err)
+	case len(entries) > 0:
+		return "", inputErrorf("--out %q is not empty: choose a new directory (ssf never overwrites earlier outputs)", out)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+		return "", err
+	}
+	return abs, nil
+}
+
+// publishDir moves the finished staging directory to out in one rename, so out holds a whole build or nothing.
+func publishDir(staging, out string) error {
+	if err := os.Remove(out); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("replacing empty %q: %w", out, err)
+	}
+	if err := os.Chmod(staging, 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(staging, out); err != nil {
+		return fmt.Errorf("moving outputs into %q: %w", out, err)
+	}
+	return syncDir(filepath.Dir(out))
+}
+
+// build is the state of one running build.
+type build struct {
+	p          *pipeline.Pipeline
+	params     map[string]string
+	src        *source
+	rootfs     string
+	runtime    *sandbox.Runc
+	work       string
+	invocation string
+	log        *lineLog
+
+	mu       sync.Mutex
+	verified map[string][]Output // task -> its outputs, hashed by us
+	logs     map[string]string   // task -> path of its log
+}
+
+// run executes the tasks in dependency order, each as soon as the tasks it needs are done, and stops everything
+// at the first failure.
+func (b *build) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	tasks := b.p.Order()
+	done := make(map[string]chan struct{}, len(tasks))
+	for _, t := range tasks {
+		done[t.Name] = make(chan struct{})
+	}
+	var (
+		wg       sync.WaitGroup
+		errMu    sync.Mutex
+		firstErr error
+	)
+	for _, t := range tasks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, n := range t.Needs {
+				select {
+				case <-done[n]:
+				case <-ctx.Done():
+					return
+				}
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if err := b.runTask(ctx, t); err != nil {
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
+				cancel(err)
+				return
+			}
+			close(done[t.Name])
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return context.Cause(ctx) // cancelled from outside (Ctrl-C)
+}
+
+// runTask runs one task in a fresh container and collects its declared outputs.
+func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
+	dir := filepath.Join(b.work, "tasks", t.Name)
+	ws, outDir, tmp, inputs := filepath.Join(dir, "workspace"), filepath.Join(dir, "outputs"), filepath.Join(dir, "tmp"), filepath.Join(dir, "inputs")
+	for _, d := range []string{ws, outDir, tmp, inputs, filepath.Join(dir, "bundle")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	snap, err := os.Open(b.src.snapshot)
+	if err != nil {
+		return err
+	}
+	err = oci.Extract(ctx, snap, ws, oci.ExtractOptions{Chown: true, UID: TaskUID, GID: TaskGID})
+	snap.Close()
+	if err != nil {
+		return fmt.Errorf("copying the source into task %q: %w", t.Name, err)
+	}
+	for _, d := range []string{ws, outDir} {
+		if err := os.Chown(d, TaskUID, TaskGID); err != nil {
+			return err
+		}
+	}
+	if err := os.Chown(tmp, TaskUID, TaskGID); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		return err
+	}
+	mounts := []sandbox.Mount{
+		{Source: ws, Destination: "/workspace"},
+		{Source: outDir, Destination: "/outputs"},
+		{Source: tmp, Destination: "/tmp"},
+		{Source: inputs, Destination: "/inputs", ReadOnly: true},
+	}
+	for _, n := range t.Needs {
+		if err := os.Mkdir(filepath.Join(inputs, n), 0o755); err != nil {
+			return err
+		}
+		mounts = append(mounts, sandbox.Mount{Source: filepath.Join(b.work, "verified", n), Destination: "/inputs/" + n, ReadOnly: true})
+	}
+
+	env := []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=/tmp", "SSF_OUTPUTS=/outputs", "SSF_TASK=" + t.Name, "SSF_PIPELINE=" + b.p.Name,
+	}
+	for _, kv := range t.Env {
+		env = setEnv(env, kv.Key, kv.Value)
+	}
+	names := make([]string, 0, len(b.params))
+	for n := range b.params {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		env = setEnv(env, pipeline.EnvName(n), b.params[n])
+	}
+
+	logPath := filepath.Join(b.work, "logs", t.Name+".log")
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
+		return err
+	}
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+
+	taskCtx, cancel := context.WithTimeoutCause(ctx, t.Timeout, fmt.Errorf("task %q timed out after %s", t.Name, t.Timeout))
+	defer cancel()
+	ctr, err := b.runtime.Start(taskCtx, filepath.Join(dir, "bundle"), sandbox.Config{
+		ID:       containerID(b.invocation, t.Name),
+		Rootfs:   b.rootfs,
+		Mounts:   mounts,
+		Env:      env,
+		Cwd:      "/workspace",
+		UID:      TaskUID,
+		GID:      TaskGID,
+		Hostname: "ssf",
+	})
+	if err != nil {
+		return fmt.Errorf("task %q: %w", t.Name, err)
+	}
+	defer ctr.Close()
+
+	for _, s := range t.Steps {
+		w := b.log.prefixed(fmt.Sprintf("[%s/%s] ", t.Name, s.Name), logFile)
+		code, err := ctr.Exec(taskCtx, []string{"/bin/sh", "-e", "-c", s.Run}, w)
+		w.Flush()
+		switch {
+		case errors.Is(err, sandbox.ErrKilled) && errors.Is(err, context.DeadlineExceeded):
+			return &TaskError{Task: t.Name, Step: s.Name, ExitCode: -1, Reason: fmt.Sprintf("timed out after %s (the task's timeout); the container was killed", t.Timeout)}
+		case err != nil:
+			return fmt.Errorf("task %q, step %q: %w", t.Name, s.Name, err)
+		case code != 0:
+			return &TaskError{Task: t.Name, Step: s.Name, ExitCode: code, Reason: fmt.Sprintf("exit code %d", code)}
+		}
+	}
+	// Stop everything in the container before looking at its outputs: nothing may change them while we hash.
+	if err := ctr.Close(); err != nil {
+		return fmt.Errorf("stopping task %q: %w", t.Name, err)
+	}
+	outputs, err := collectOutputs(t, outDir, filepath.Join(b.work, "verified", t.Name))
+	if err != nil {
+		return err
+	}
+	if err := logFile.Close(); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.verified[t.Name] = outputs
+	b.logs[t.Name] = logPath
+	b.mu.Unlock()
+	return nil
+}
+
+// collectOutputs hashes each declared output of a finished task and copies it to dest. Every path component
+// must be a real directory and the output a regular file: a symlink anywhere fails the task, so nothing outside
+// the outputs directory can be hashed or copied.
+func collectOutputs(t *pipeline.Task, outDir, dest string) ([]Output, error) {
+	root, err := os.OpenRoot(outDir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	var outs []Output
+	for _, rel := range t.Outputs {
+		fail := func(format string, args ...any) error {
+			return &TaskError{Task: t.Name, ExitCode: -1, Reason: fmt.Sprintf("output %q ", rel) + fmt.Sprintf(format, args...)}
+		}
+		parts := strings.Split(rel, "/")
+		for i := range parts {
+			p := strings.Join(parts[:i+1], "/")
+			fi, err := root.Lstat(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, fail("was not created (the task must write it to $SSF_OUTPUTS/%s)", rel)
+			} else if err != nil {
+				return nil, fail("cannot be read: %v", err)
+			}
+			last := i == len(parts)-1
+			switch {
+			case fi.Mode()&fs.ModeSymlink != 0:
+				return nil, fail("is or passes through a symlink (%s); outputs must be regular files", p)
+			case !last && !fi.IsDir():
+				return nil, fail("passes through %s, which is not a directory", p)
+			case last && !fi.Mode().IsRegular():
+				return nil, fail("is not a regular file (%s)", fi.Mode().Type())
+			}
+		}
+		f, err := root.OpenFile(rel, os.O_RDONLY|noFollow, 0)
+		if err != nil {
+			return nil, fail("cannot be opened: %v", err)
+		}
+		target := filepath.Join(dest, filepath.FromSlash(rel))
+		digest, err := copyHashed(f, target, execBit(f))
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("collecting output %q of task %q: %w", rel, t.Name, err)
+		}
+		outs = append(outs, Output{Path: rel, Task: t.Name, SHA256: digest})
+	}
+	return outs, nil
+}
+
+func execBit(f *os.File) os.FileMode {
+	if fi, err := f.Stat(); err == nil && fi.Mode()&0o111 != 0 {
+		return 0o755
+	}
+	return 0o644
+}
+
+// copyHashed copies r to a new file at path with the given mode and returns the sha256 of the bytes written.
+func copyHashed(r io.Reader, path string, mode os.FileMode) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(f, h), r); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func copyFile(from, to string) error {
+	f, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = copyHashed(f, to, execBit(f))
+	return err
+}
+
+// FileSHA256 returns the hex sha256 of a file's contents.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func setEnv(env []string, key, value string) []string {
+	for i, kv := range env {
+		if strings.HasPrefix(kv, key+"=") {
+			env[i] = key + "=" + value
+			return env
+		}
+	}
+	return append(env, key+"="+value)
+}
+
+// newInvocationID returns a random UUID (version 4), unique per build.
+func newInvocationID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func containerID(invocation, task string) string {
+	return "ssf-" + strings.ReplaceAll(invocation, "-", "")[:16] + "-" + path.Base(task)
+}

@@ -1,0 +1,170 @@
+package factory
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ssf-dev/ssf/internal/builder"
+	"github.com/ssf-dev/ssf/internal/sign"
+)
+
+// Home is a factory's state directory ($SSF_HOME, default ~/.ssf).
+type Home struct {
+	Dir string
+}
+
+// Config is the factory's config.yaml.
+type Config struct {
+	// BuilderID is written into every provenance statement as runDetails.builder.id: the identity of this
+	// factory, which verifiers pin with --builder-id.
+	BuilderID string `yaml:"builderId"`
+	// Runtime is the OCI runtime binary (a name in $PATH or a path).
+	Runtime string `yaml:"runtime"`
+}
+
+// DefaultHome returns $SSF_HOME, or ~/.ssf.
+func DefaultHome() (Home, error) {
+	if dir := os.Getenv("SSF_HOME"); dir != "" {
+		abs, err := filepath.Abs(dir)
+		return Home{Dir: abs}, err
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return Home{}, fmt.Errorf("finding the factory home: %w (set SSF_HOME)", err)
+	}
+	return Home{Dir: filepath.Join(home, ".ssf")}, nil
+}
+
+// Paths inside the home.
+func (h Home) configPath() string    { return filepath.Join(h.Dir, "config.yaml") }
+func (h Home) KeyPath() string       { return filepath.Join(h.Dir, "keys", "provenance.key") }
+func (h Home) imagesDir() string     { return filepath.Join(h.Dir, "images") }
+func (h Home) rootfsCacheDir() string { return filepath.Join(h.Dir, "cache", "rootfs") }
+func (h Home) runcStateDir() string  { return filepath.Join(h.Dir, "runc") }
+
+// ErrNotInitialised is returned when the home has no config or key yet.
+var ErrNotInitialised = errors.New("factory home is not initialised")
+
+// InitResult says what Init created; an existing file is never replaced.
+type InitResult struct {
+	CreatedConfig, CreatedKey bool
+}
+
+// Init creates the home, its config and the provenance signing key when they are missing. It is idempotent and
+// never overwrites an existing key or config.
+func (h Home) Init() (InitResult, error) {
+	var res InitResult
+	if err := os.MkdirAll(h.Dir, 0o700); err != nil {
+		return res, fmt.Errorf("creating factory home %q: %w", h.Dir, err)
+	}
+	for _, d := range []string{filepath.Dir(h.KeyPath()), h.imagesDir(), h.rootfsCacheDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return res, fmt.Errorf("creating %q: %w", d, err)
+		}
+	}
+	if _, err := builder.Open(h.imagesDir()); err != nil {
+		return res, err
+	}
+	if _, err := os.Stat(h.configPath()); errors.Is(err, fs.ErrNotExist) {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "localhost"
+		}
+		cfg := Config{BuilderID: "https://ssf.dev/factory/" + host, Runtime: "runc"}
+		data, err := yaml.Marshal(cfg)
+		if err != nil {
+			return res, err
+		}
+		data = append([]byte("# ssf factory configuration: see `ssf init --help`.\n"), data...)
+		if err := writeNew(h.configPath(), data, 0o600); err != nil {
+			return res, err
+		}
+		res.CreatedConfig = true
+	} else if err != nil {
+		return res, err
+	}
+	switch err := sign.GenerateKey(h.KeyPath()); {
+	case err == nil:
+		res.CreatedKey = true
+	case errors.Is(err, fs.ErrExist):
+	default:
+		return res, err
+	}
+	return res, nil
+}
+
+// Config reads config.yaml strictly: unknown fields are errors.
+func (h Home) Config() (Config, error) {
+	data, err := os.ReadFile(h.configPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return Config{}, fmt.Errorf("%w: %s has no config.yaml; run `ssf init` first", ErrNotInitialised, h.Dir)
+	}
+	if err != nil {
+		return Config{}, fmt.Errorf("reading factory config: %w", err)
+	}
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return Config{}, fmt.Errorf("reading factory config %q: %w", h.configPath(), err)
+	}
+	if cfg.BuilderID == "" {
+		return Config{}, fmt.Errorf("factory config %q: builderId is empty", h.configPath())
+	}
+	if cfg.Runtime == "" {
+		cfg.Runtime = "runc"
+	}
+	return cfg, nil
+}
+
+// Images opens the builder image store.
+func (h Home) Images() (*builder.Store, error) {
+	if _, err := os.Stat(h.configPath()); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s; run `ssf init` first", ErrNotInitialised, h.Dir)
+	}
+	return builder.Open(h.imagesDir())
+}
+
+// writeNew writes a file that must not exist yet, atomically: a crash leaves either no file or the whole file.
+func writeNew(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	// A hard link fails if the target exists, where a rename would silently replace it.
+	if err := os.Link(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing %q: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

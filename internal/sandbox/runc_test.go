@@ -1,0 +1,168 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// busyboxRootfs makes a minimal root filesystem from Debian's busybox-static, with the mount points a task needs.
+func busyboxRootfs(t testing.TB) string {
+	t.Helper()
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skip("busybox not installed (apt-get install busybox-static; make test installs it)")
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Skip("runc not installed (apt-get install runc; make test installs it)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the runc sandbox needs root")
+	}
+	root := t.TempDir()
+	for _, d := range []string{"bin", "proc", "dev", "sys", "tmp", "workspace", "outputs", "inputs"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(bb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bb, "--list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, applet := range strings.Fields(string(out)) {
+		if applet != "busybox" {
+			if err := os.Symlink("busybox", filepath.Join(root, "bin", applet)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return root
+}
+
+func startContainer(t *testing.T, c Config) *Container {
+	t.Helper()
+	r, err := NewRunc("", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ID == "" {
+		c.ID = "ssf-test-" + strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	}
+	if c.Cwd == "" {
+		c.Cwd = "/"
+	}
+	if c.UID == 0 {
+		c.UID, c.GID = 65532, 65532
+	}
+	c.Env = append(c.Env, "PATH=/bin")
+	ctr, err := r.Start(context.Background(), t.TempDir(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := ctr.Close(); err != nil {
+			t.Errorf("closing container: %v", err)
+		}
+	})
+	return ctr
+}
+
+func execSh(t *testing.T, ctx context.Context, c *Container, script string) (int, string) {
+	t.Helper()
+	var out bytes.Buffer
+	code, err := c.Exec(ctx, []string{"/bin/sh", "-c", script}, &out)
+	if err != nil {
+		t.Fatalf("exec %q: %v", script, err)
+	}
+	return code, out.String()
+}
+
+func TestContainerConfinement(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	ws := t.TempDir()
+	if err := os.Chown(ws, 65532, 65532); err != nil {
+		t.Fatal(err)
+	}
+	ctr := startContainer(t, Config{Rootfs: rootfs, Mounts: []Mount{{Source: ws, Destination: "/workspace"}}, Cwd: "/workspace"})
+	ctx := context.Background()
+
+	tests := []struct {
+		name     string
+		script   string
+		wantCode int
+		want     string
+	}{
+		{"runs as the unprivileged user", "id -u; id -g", 0, "65532\n65532\n"},
+		{"has no capabilities", "grep -E '^Cap(Eff|Prm|Bnd|Amb)' /proc/self/status | awk '{print $2}' | sort -u", 0, "0000000000000000\n"},
+		{"has no_new_privs", "grep NoNewPrivs /proc/self/status | awk '{print $2}'", 0, "1\n"},
+		{"root filesystem is read-only", "touch /bin/x 2>/dev/null", 1, ""},
+		{"cannot mount", "mkdir -p /tmp/m 2>/dev/null; mount -t tmpfs none /workspace 2>/dev/null", 1, ""},
+		{"cannot create a user namespace", "unshare -U true 2>/dev/null", 1, ""},
+		{"sees only loopback", "ls /sys/class/net", 0, "lo\n"},
+		{"kcore is masked", "test -s /proc/kcore", 1, ""},
+		{"workspace is writable", "echo hi > /workspace/f && cat /workspace/f", 0, "hi\n"},
+		{"exit code is reported", "exit 7", 7, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := execSh(t, ctx, ctr, tt.script)
+			if code != tt.wantCode {
+				t.Errorf("exit code = %d, want %d (output %q)", code, tt.wantCode, out)
+			}
+			if tt.want != "" && out != tt.want {
+				t.Errorf("output = %q, want %q", out, tt.want)
+			}
+		})
+	}
+}
+
+func TestExecTimeoutKillsContainer(t *testing.T) {
+	ctr := startContainer(t, Config{Rootfs: busyboxRootfs(t)})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := ctr.Exec(ctx, []string{"/bin/sh", "-c", "sleep 300"}, new(bytes.Buffer))
+	if !errors.Is(err, ErrKilled) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Exec error = %v, want ErrKilled wrapping DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("Exec returned %v after the deadline", d)
+	}
+}
+
+func TestCloseRemovesContainer(t *testing.T) {
+	state := t.TempDir()
+	r, err := NewRunc("", state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr, err := r.Start(context.Background(), t.TempDir(), Config{ID: "ssf-test-close", Rootfs: busyboxRootfs(t), Cwd: "/", UID: 65532, GID: 65532})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(state, "ssf-test-close")); err != nil {
+		t.Fatalf("container state missing while running: %v", err)
+	}
+	if err := ctr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(state, "ssf-test-close")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("container state still present after Close: %v", err)
+	}
+	if err := ctr.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}

@@ -1,0 +1,161 @@
+package sandbox
+
+import (
+	"fmt"
+	"path"
+	"runtime"
+	"sort"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Mount is a host directory made visible inside the container.
+type Mount struct {
+	Source      string // host path
+	Destination string // absolute path inside the container
+	ReadOnly    bool
+}
+
+// Config describes one task container. Everything not in it is fixed by the sandbox: no network, no
+// capabilities, read-only root, no_new_privs, masked /proc paths and seccomp.
+type Config struct {
+	ID       string   // unique container ID
+	Rootfs   string   // unpacked builder image; mounted read-only
+	Mounts   []Mount  // extra bind mounts (workspace, outputs, inputs, tmp)
+	Env      []string // KEY=VALUE, complete: nothing is inherited from the host
+	Cwd      string
+	UID, GID uint32
+	Memory   int64 // bytes; 0 means DefaultMemory
+	Pids     int64 // max processes; 0 means DefaultPids
+	Hostname string
+}
+
+// Limits applied when a Config leaves them unset.
+const (
+	DefaultMemory int64 = 4 << 30
+	DefaultPids   int64 = 1024
+)
+
+// The /proc and /sys paths hidden from the container: the list runc's own default spec masks.
+var (
+	maskedPaths = []string{
+		"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+		"/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+	}
+	readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+)
+
+// deniedSyscalls fail with EPERM. The container runs with no capabilities, so most of these fail anyway; the
+// filter is a second wall for kernel surfaces that have been used to escape containers (keyrings, BPF,
+// io_uring, user namespaces, new mount APIs, ptrace).
+var deniedSyscalls = []string{
+	"acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module", "delete_module", "fanotify_init",
+	"finit_module", "fsconfig", "fsmount", "fsopen", "fspick", "get_kernel_syms", "get_mempolicy", "init_module",
+	"io_uring_enter", "io_uring_register", "io_uring_setup", "ioperm", "iopl", "kcmp", "kexec_file_load",
+	"kexec_load", "keyctl", "lookup_dcookie", "mbind", "mount", "mount_setattr", "move_mount", "move_pages",
+	"name_to_handle_at", "nfsservctl", "open_by_handle_at", "open_tree", "perf_event_open", "personality",
+	"pivot_root", "process_vm_readv", "process_vm_writev", "ptrace", "query_module", "quotactl", "quotactl_fd",
+	"reboot", "request_key", "set_mempolicy", "setns", "settimeofday", "stime", "swapoff", "swapon", "syslog",
+	"umount", "umount2", "unshare", "uselib", "userfaultfd", "ustat", "vhangup",
+}
+
+// ociSpec turns a Config into the runtime-spec document runc reads. args is the container's init process.
+func ociSpec(c Config, args []string, seccomp bool) (*specs.Spec, error) {
+	if !path.IsAbs(c.Cwd) {
+		return nil, fmt.Errorf("container cwd %q is not absolute", c.Cwd)
+	}
+	memory, pids := c.Memory, c.Pids
+	if memory == 0 {
+		memory = DefaultMemory
+	}
+	if pids == 0 {
+		pids = DefaultPids
+	}
+	umask := uint32(0o022)
+	s := &specs.Spec{
+		// runc 1.1 (Debian 12) implements runtime-spec 1.0.2; nothing below needs a later version.
+		Version:  "1.0.2",
+		Root:     &specs.Root{Path: c.Rootfs, Readonly: true},
+		Hostname: c.Hostname,
+		Process: &specs.Process{
+			Args:            args,
+			Env:             c.Env,
+			Cwd:             c.Cwd,
+			User:            specs.User{UID: c.UID, GID: c.GID, Umask: &umask},
+			Capabilities:    &specs.LinuxCapabilities{}, // every set empty
+			NoNewPrivileges: true,
+			Rlimits: []specs.POSIXRlimit{
+				{Type: "RLIMIT_NOFILE", Hard: 4096, Soft: 4096},
+				{Type: "RLIMIT_CORE", Hard: 0, Soft: 0},
+			},
+		},
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		},
+		Linux: &specs.Linux{
+			// A new network namespace holds only its own loopback: no route to the host or anything else.
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace}, {Type: specs.IPCNamespace},
+				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace}, {Type: specs.CgroupNamespace},
+			},
+			Resources: &specs.LinuxResources{
+				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+				Memory:  &specs.LinuxMemory{Limit: &memory},
+				Pids:    &specs.LinuxPids{Limit: &pids},
+			},
+			MaskedPaths:   maskedPaths,
+			ReadonlyPaths: readonlyPaths,
+		},
+	}
+	mounts := append([]Mount(nil), c.Mounts...)
+	// Parents before children, so /inputs is mounted before /inputs/build.
+	sort.SliceStable(mounts, func(i, j int) bool { return mounts[i].Destination < mounts[j].Destination })
+	for _, m := range mounts {
+		if !path.IsAbs(m.Destination) || path.Clean(m.Destination) != m.Destination {
+			return nil, fmt.Errorf("mount destination %q is not a clean absolute path", m.Destination)
+		}
+		opts := []string{"rbind", "nosuid", "nodev"}
+		if m.ReadOnly {
+			opts = append(opts, "ro")
+		}
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: opts})
+	}
+	if seccomp {
+		s.Linux.Seccomp = seccompProfile()
+	}
+	return s, nil
+}
+
+func seccompProfile() *specs.LinuxSeccomp {
+	eperm := uint(1)
+	var arches []specs.Arch
+	switch runtime.GOARCH {
+	case "amd64":
+		arches = []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32}
+	case "arm64":
+		arches = []specs.Arch{specs.ArchAARCH64, specs.ArchARM}
+	}
+	enosys := uint(38)
+	rules := []specs.LinuxSyscall{
+		{Names: deniedSyscalls, Action: specs.ActErrno, ErrnoRet: &eperm},
+		// clone3 passes its flags in memory, where seccomp cannot look; ENOSYS makes libc fall back to clone.
+		{Names: []string{"clone3"}, Action: specs.ActErrno, ErrnoRet: &enosys},
+	}
+	// clone may not create namespaces (a user namespace would hand the step a fresh set of capabilities).
+	for _, flag := range namespaceFlags {
+		rules = append(rules, specs.LinuxSyscall{
+			Names: []string{"clone"}, Action: specs.ActErrno, ErrnoRet: &eperm,
+			Args: []specs.LinuxSeccompArg{{Index: 0, Value: flag, ValueTwo: flag, Op: specs.OpMaskedEqual}},
+		})
+	}
+	return &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Architectures: arches, Syscalls: rules}
+}
+
+// namespaceFlags are CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID,
+// CLONE_NEWNET and CLONE_NEWTIME.
+var namespaceFlags = []uint64{0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x00000080}

@@ -1,0 +1,52 @@
+#!/bin/sh
+# demo.sh: the main job end to end on the embedded default. Initialises a factory home in a temporary directory,
+# imports a builder made from this machine's busybox and Go, builds examples/hello hermetically, verifies the
+# result (with ssf, and with stock cosign when COSIGN names it), and prints where everything is.
+set -eu
+cd "$(dirname "$0")/.."
+SSF=${SSF:-bin/ssf}
+work=$(mktemp -d "${TMPDIR:-/tmp}/ssf-demo.XXXXXX")
+export SSF_HOME="$work/home"
+step() { printf '\n== %s\n' "$*"; }
+
+step "ssf init  (SSF_HOME=$SSF_HOME)"
+"$SSF" init
+
+step "make a builder root file system from busybox-static and this machine's Go, and import it"
+examples/builder/mkrootfs.sh "$work/rootfs" >/dev/null
+ref=$("$SSF" builder import "$work/rootfs" --name go-builder | tail -n 1)
+echo "builder: $ref"
+"$SSF" builder list
+
+step "pin the builder by digest in the pipeline"
+sed "s|go-builder@sha256:[0-9a-f]*|$ref|" examples/hello/ssf.yaml > "$work/ssf.yaml"
+grep 'image:' "$work/ssf.yaml"
+
+step "ssf build  (each task in a fresh runc container: no network, read-only root, uid 65532)"
+"$SSF" build -f "$work/ssf.yaml" --source examples/hello --param greeting=hi --out "$work/out"
+
+step "ssf verify"
+"$SSF" keys public > "$work/provenance.pub"
+"$SSF" verify "$work/out/hello" --bundle "$work/out/attestations/provenance.sigstore.json" --key "$work/provenance.pub"
+
+if [ -n "${COSIGN:-}" ] && [ -x "$COSIGN" ]; then
+  step "stock cosign verifies the same bundle"
+  echo '{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}' > "$work/trusted_root.json"
+  "$COSIGN" verify-blob-attestation --bundle "$work/out/attestations/provenance.sigstore.json" \
+    --key "$work/provenance.pub" --trusted-root "$work/trusted_root.json" --insecure-ignore-tlog \
+    --type slsaprovenance1 "$work/out/hello"
+fi
+
+step "run the output"
+"$work/out/hello" hi
+
+step "where everything is"
+cat <<INFO
+factory home      $SSF_HOME   (config.yaml, keys/provenance.key, images/, cache/)
+pipeline          $work/ssf.yaml
+outputs           $work/out/hello, $work/out/greeting.txt
+provenance        $work/out/attestations/provenance.sigstore.json
+task logs         $work/out/attestations/logs/
+public key        $work/provenance.pub
+Remove it all with: rm -rf $work
+INFO
