@@ -1,0 +1,497 @@
+package pipeline
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"regexp/syntax"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+var (
+	// nameRE is for the pipeline, task and step names, which end up in paths, logs and SPIFFE IDs.
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	// paramNameRE keeps param names one-to-one with their SSF_PARAM_ variable names.
+	paramNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+	envKeyRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	imageNameRE = regexp.MustCompile(`^[a-z0-9]+([._/-][a-z0-9]+)*$`)
+	digestRE    = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+)
+
+// pipeline reads the top-level mapping into p.
+func (d *decoder) pipeline(root *yaml.Node, p *Pipeline) error {
+	if root.Kind != yaml.MappingNode {
+		return d.errAt(root, "", "the file must be a mapping with apiVersion, kind, metadata and spec, found %s",
+			describe(root))
+	}
+	top, err := d.fields(root, "", "apiVersion", "kind", "metadata", "spec")
+	if err != nil {
+		return err
+	}
+	if err := d.constant(top, "apiVersion", APIVersion); err != nil {
+		return err
+	}
+	if err := d.constant(top, "kind", Kind); err != nil {
+		return err
+	}
+	meta, err := d.required(top, "metadata", "metadata: {name: NAME}")
+	if err != nil {
+		return err
+	}
+	if p.Name, err = d.metadata(meta); err != nil {
+		return err
+	}
+	spec, err := d.required(top, "spec", "spec: with builder and tasks")
+	if err != nil {
+		return err
+	}
+	return d.spec(spec, p)
+}
+
+// constant checks that a required field has exactly the value want.
+func (d *decoder) constant(f *fields, key, want string) error {
+	n, err := d.required(f, key, key+": "+want)
+	if err != nil {
+		return err
+	}
+	got, err := d.str(n, key)
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return d.errAt(n, key, "must be %q, found %s", want, quote(got))
+	}
+	return nil
+}
+
+func (d *decoder) metadata(n *yaml.Node) (string, error) {
+	f, err := d.fields(n, "metadata", "name")
+	if err != nil {
+		return "", err
+	}
+	name, err := d.required(f, "name", "name: NAME")
+	if err != nil {
+		return "", err
+	}
+	return d.name(name, "metadata.name")
+}
+
+// name reads a pipeline, task or step name.
+func (d *decoder) name(n *yaml.Node, path string) (string, error) {
+	s, err := d.str(n, path)
+	if err != nil {
+		return "", err
+	}
+	if !nameRE.MatchString(s) {
+		return "", d.errAt(n, path, "invalid name %s: use 1 to 63 lower-case letters, digits, '-' and '_', "+
+			"starting with a letter or digit", quote(s))
+	}
+	return s, nil
+}
+
+// unique reports a name already used in the same list; seen maps each name to the line of its first use.
+func (d *decoder) unique(seen map[string]int, n *yaml.Node, path, name, what string) error {
+	if first, ok := seen[name]; ok {
+		return d.errAt(n, path, "duplicate %s name %q (first at line %d): %s names must be unique",
+			what, name, first, what)
+	}
+	seen[name] = n.Line
+	return nil
+}
+
+func (d *decoder) spec(n *yaml.Node, p *Pipeline) error {
+	f, err := d.fields(n, "spec", "builder", "params", "tasks")
+	if err != nil {
+		return err
+	}
+	builder, err := d.required(f, "builder", "builder: {image: NAME@sha256:HEX}")
+	if err != nil {
+		return err
+	}
+	if err := d.builder(builder, p); err != nil {
+		return err
+	}
+	if params := f.optional("params"); params != nil {
+		if p.Params, err = d.params(params); err != nil {
+			return err
+		}
+	}
+	tasks, err := d.required(f, "tasks", "tasks: with at least one task")
+	if err != nil {
+		return err
+	}
+	p.Tasks, err = d.taskList(tasks)
+	return err
+}
+
+func (d *decoder) builder(n *yaml.Node, p *Pipeline) error {
+	f, err := d.fields(n, "spec.builder", "image")
+	if err != nil {
+		return err
+	}
+	image, err := d.required(f, "image", "image: NAME@sha256:HEX")
+	if err != nil {
+		return err
+	}
+	const path = "spec.builder.image"
+	s, err := d.str(image, path)
+	if err != nil {
+		return err
+	}
+	name, digest, ok := strings.Cut(s, "@")
+	switch {
+	case !ok:
+		return d.errAt(image, path, "builder must be pinned by digest: write NAME@sha256:<hex> "+
+			"(ssf builder list shows digests)")
+	case !imageNameRE.MatchString(name):
+		return d.errAt(image, path, "invalid builder name %s: use lower-case letters and digits separated by "+
+			"'.', '_', '/' or '-', and no tag (the digest pins the image)", quote(name))
+	case !digestRE.MatchString(digest):
+		return d.errAt(image, path, "invalid builder digest %s: write sha256: and 64 lower-case hex digits "+
+			"(ssf builder list shows digests)", quote(digest))
+	}
+	p.Builder, p.BuilderName, p.BuilderDigest, p.BuilderLine = s, name, digest, image.Line
+	return nil
+}
+
+func (d *decoder) params(n *yaml.Node) ([]Param, error) {
+	const path = "spec.params"
+	items, err := d.list(n, path)
+	if err != nil {
+		return nil, err
+	}
+	params := make([]Param, 0, len(items))
+	seen := make(map[string]int)
+	for i, item := range items {
+		prm, err := d.param(item, index(path, i), seen)
+		if err != nil {
+			return nil, err
+		}
+		params = append(params, prm)
+	}
+	return params, nil
+}
+
+func (d *decoder) param(n *yaml.Node, path string, seen map[string]int) (Param, error) {
+	f, err := d.fields(n, path, "name", "default", "pattern")
+	if err != nil {
+		return Param{}, err
+	}
+	nameNode, err := d.required(f, "name", "name: NAME")
+	if err != nil {
+		return Param{}, err
+	}
+	namePath := join(path, "name")
+	name, err := d.str(nameNode, namePath)
+	if err != nil {
+		return Param{}, err
+	}
+	if !paramNameRE.MatchString(name) {
+		return Param{}, d.errAt(nameNode, namePath, "invalid param name %s: use 1 to 63 lower-case letters, "+
+			"digits and '_', starting with a letter", quote(name))
+	}
+	if err := d.unique(seen, nameNode, namePath, name, "param"); err != nil {
+		return Param{}, err
+	}
+	prm := Param{Name: name, Line: n.Line}
+	if pattern := f.optional("pattern"); pattern != nil {
+		if prm.Pattern, err = d.pattern(pattern, join(path, "pattern")); err != nil {
+			return Param{}, err
+		}
+	}
+	if def := f.optional("default"); def != nil {
+		if err := d.paramDefault(def, join(path, "default"), &prm); err != nil {
+			return Param{}, err
+		}
+	}
+	return prm, nil
+}
+
+// paramDefault reads a default, which must pass the param's own pattern like any given value.
+func (d *decoder) paramDefault(n *yaml.Node, path string, prm *Param) error {
+	def, err := d.str(n, path)
+	if err != nil {
+		return err
+	}
+	if prm.Pattern != nil && !prm.Pattern.MatchString(def) {
+		return d.errAt(n, path, "default %s does not match the param's pattern %q: change one of them",
+			quote(def), prm.Pattern.String())
+	}
+	prm.Default, prm.HasDefault = def, true
+	return nil
+}
+
+// pattern compiles a param's pattern, which must be anchored at both ends: an unanchored pattern
+// such as "[a-z]+" also accepts "a; rm -rf /", which is almost never what its writer meant.
+func (d *decoder) pattern(n *yaml.Node, path string) (*regexp.Regexp, error) {
+	s, err := d.str(n, path)
+	if err != nil {
+		return nil, err
+	}
+	re, err := regexp.Compile(s)
+	if err != nil {
+		return nil, d.errAt(n, path, "invalid pattern %s (Go RE2 syntax): %v", quote(s), err)
+	}
+	if !anchored(s) {
+		return nil, d.errAt(n, path, "pattern %s must match whole values: write it as %s", quote(s),
+			quote("^(?:"+s+")$"))
+	}
+	return re, nil
+}
+
+// anchored reports whether expr is ^...$ at its top level. Checking the parsed form, not the text,
+// means "^a|b$" (which matches "xb") is rejected and "^(?:a|b)$" accepted.
+func anchored(expr string) bool {
+	re, err := syntax.Parse(expr, syntax.Perl) // the flags regexp.Compile uses
+	if err != nil || re.Op != syntax.OpConcat || len(re.Sub) < 2 {
+		return false
+	}
+	return re.Sub[0].Op == syntax.OpBeginText && re.Sub[len(re.Sub)-1].Op == syntax.OpEndText
+}
+
+func (d *decoder) taskList(n *yaml.Node) ([]Task, error) {
+	const path = "spec.tasks"
+	items, err := d.list(n, path)
+	if err != nil {
+		return nil, err
+	}
+	if len(items) == 0 {
+		return nil, d.errAt(n, path, "no tasks: declare at least one")
+	}
+	tasks := make([]Task, 0, len(items))
+	seen := make(map[string]int)
+	for i, item := range items {
+		t, src, err := d.task(item, index(path, i), seen)
+		if err != nil {
+			return nil, err
+		}
+		tasks = append(tasks, t)
+		d.tasks = append(d.tasks, src)
+	}
+	return tasks, nil
+}
+
+func (d *decoder) task(n *yaml.Node, path string, seen map[string]int) (Task, taskSource, error) {
+	var src taskSource
+	f, err := d.fields(n, path, "name", "needs", "timeout", "env", "steps", "outputs")
+	if err != nil {
+		return Task{}, src, err
+	}
+	t := Task{Line: n.Line, Timeout: DefaultTimeout}
+	if t.Name, err = d.taskName(f, path, seen); err != nil {
+		return Task{}, src, err
+	}
+	if needs := f.optional("needs"); needs != nil {
+		if t.Needs, src.needs, err = d.needs(needs, join(path, "needs")); err != nil {
+			return Task{}, src, err
+		}
+	}
+	if timeout := f.optional("timeout"); timeout != nil {
+		if t.Timeout, err = d.timeout(timeout, join(path, "timeout")); err != nil {
+			return Task{}, src, err
+		}
+	}
+	if env := f.optional("env"); env != nil {
+		if t.Env, err = d.env(env, join(path, "env")); err != nil {
+			return Task{}, src, err
+		}
+	}
+	steps, err := d.required(f, "steps", "steps: with at least one {name: NAME, run: SCRIPT}")
+	if err != nil {
+		return Task{}, src, err
+	}
+	if t.Steps, err = d.steps(steps, join(path, "steps")); err != nil {
+		return Task{}, src, err
+	}
+	outputs, err := d.required(f, "outputs", "outputs: [PATH, ...] with the paths the task writes under $SSF_OUTPUTS")
+	if err != nil {
+		return Task{}, src, err
+	}
+	t.Outputs, src.outputs, err = d.outputs(outputs, join(path, "outputs"))
+	return t, src, err
+}
+
+func (d *decoder) taskName(f *fields, path string, seen map[string]int) (string, error) {
+	n, err := d.required(f, "name", "name: NAME")
+	if err != nil {
+		return "", err
+	}
+	path = join(path, "name")
+	name, err := d.name(n, path)
+	if err != nil {
+		return "", err
+	}
+	return name, d.unique(seen, n, path, name, "task")
+}
+
+// needs reads the list of task names; checkNeeds validates them once every task is known.
+func (d *decoder) needs(n *yaml.Node, path string) ([]string, []*yaml.Node, error) {
+	items, err := d.list(n, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	needs := make([]string, 0, len(items))
+	for i, item := range items {
+		s, err := d.str(item, index(path, i))
+		if err != nil {
+			return nil, nil, err
+		}
+		needs = append(needs, s)
+	}
+	return needs, items, nil
+}
+
+func (d *decoder) timeout(n *yaml.Node, path string) (time.Duration, error) {
+	s, err := d.str(n, path)
+	if err != nil {
+		return 0, err
+	}
+	t, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, d.errAt(n, path, "invalid duration %s: write a number and a unit, such as 90s, 5m or 1h30m", quote(s))
+	}
+	if t <= 0 || t > MaxTimeout {
+		return 0, d.errAt(n, path, "timeout %s is out of range: it must be more than 0 and at most %v", quote(s), MaxTimeout)
+	}
+	return t, nil
+}
+
+func (d *decoder) env(n *yaml.Node, path string) ([]EnvVar, error) {
+	if n.Kind != yaml.MappingNode {
+		return nil, d.kindError(n, path, "a mapping of variable names to values")
+	}
+	env := make([]EnvVar, 0, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		field := join(path, k.Value)
+		if !envKeyRE.MatchString(k.Value) {
+			return nil, d.errAt(k, field, "invalid variable name %s: use letters, digits and '_', "+
+				"not starting with a digit", quote(k.Value))
+		}
+		// Case-insensitive so that no variable can even look like one of ssf's own.
+		if strings.HasPrefix(strings.ToUpper(k.Value), "SSF_") {
+			return nil, d.errAt(k, field, "variable names starting with SSF_ are reserved for ssf: rename %s", k.Value)
+		}
+		value, err := d.str(v, field)
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, EnvVar{Key: k.Value, Value: value})
+	}
+	slices.SortFunc(env, func(a, b EnvVar) int { return strings.Compare(a.Key, b.Key) })
+	return env, nil
+}
+
+func (d *decoder) steps(n *yaml.Node, path string) ([]Step, error) {
+	items, err := d.list(n, path)
+	if err != nil {
+		return nil, err
+	}
+	if len(items) == 0 {
+		return nil, d.errAt(n, path, "no steps: give the task at least one {name: NAME, run: SCRIPT}")
+	}
+	steps := make([]Step, 0, len(items))
+	seen := make(map[string]int)
+	for i, item := range items {
+		s, err := d.step(item, index(path, i), seen)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, s)
+	}
+	return steps, nil
+}
+
+func (d *decoder) step(n *yaml.Node, path string, seen map[string]int) (Step, error) {
+	f, err := d.fields(n, path, "name", "run")
+	if err != nil {
+		return Step{}, err
+	}
+	nameNode, err := d.required(f, "name", "name: NAME")
+	if err != nil {
+		return Step{}, err
+	}
+	name, err := d.name(nameNode, join(path, "name"))
+	if err != nil {
+		return Step{}, err
+	}
+	if err := d.unique(seen, nameNode, join(path, "name"), name, "step"); err != nil {
+		return Step{}, err
+	}
+	runNode, err := d.required(f, "run", "run: with the shell script to run")
+	if err != nil {
+		return Step{}, err
+	}
+	run, err := d.str(runNode, join(path, "run"))
+	if err != nil {
+		return Step{}, err
+	}
+	if strings.TrimSpace(run) == "" {
+		return Step{}, d.errAt(runNode, join(path, "run"), "run is empty: give the step a script")
+	}
+	return Step{Name: name, Run: run, Line: n.Line}, nil
+}
+
+// outputs reads a task's outputs and checks each path on its own; checkOutputs compares them.
+func (d *decoder) outputs(n *yaml.Node, path string) ([]string, []*yaml.Node, error) {
+	items, err := d.list(n, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(items) == 0 {
+		return nil, nil, d.errAt(n, path, "no outputs: declare at least one path the task writes under $SSF_OUTPUTS")
+	}
+	outputs := make([]string, 0, len(items))
+	for i, item := range items {
+		field := index(path, i)
+		s, err := d.str(item, field)
+		if err != nil {
+			return nil, nil, err
+		}
+		if msg := badOutput(s); msg != "" {
+			return nil, nil, d.errAt(item, field, "%s", msg)
+		}
+		outputs = append(outputs, s)
+	}
+	return outputs, items, nil
+}
+
+// badOutput says what is wrong with one output path, or returns "". Unclean paths are refused, not
+// cleaned, so that the path ssf records is the path the file shows.
+func badOutput(p string) string {
+	switch {
+	case p == "":
+		return "output path is empty"
+	case len(p) > maxPath:
+		return fmt.Sprintf("output path %s is longer than %d bytes", quote(p), maxPath)
+	case strings.HasPrefix(p, "/"):
+		return "output path " + quote(p) + " is absolute: give it relative to $SSF_OUTPUTS"
+	case strings.Contains("/"+p+"/", "/../"):
+		return "output path " + quote(p) + " contains '..': outputs must stay inside $SSF_OUTPUTS"
+	case path.Clean(p) != p:
+		return "output path " + quote(p) + " is not clean: write " + quote(path.Clean(p))
+	case p == ".":
+		return `output path "." is $SSF_OUTPUTS itself: name the files or directories in it`
+	}
+	parts := strings.Split(p, "/")
+	// ssf stores its own files beside the outputs under this name; any case, for case-folding file systems.
+	if strings.EqualFold(parts[0], "attestations") {
+		return "output path " + quote(p) + " is reserved: ssf writes its own files under attestations/"
+	}
+	for _, part := range parts {
+		if len(part) > maxName {
+			return fmt.Sprintf("output path %s has a component longer than %d bytes", quote(p), maxName)
+		}
+	}
+	return ""
+}
+
+// Linux's PATH_MAX and NAME_MAX: a longer output could not be opened to be hashed.
+const (
+	maxPath = 4096
+	maxName = 255
+)

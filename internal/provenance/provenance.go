@@ -1,0 +1,294 @@
+// Package provenance builds and reads SLSA provenance v1 statements (in-toto Statement v1, predicate
+// https://slsa.dev/provenance/v1) for ssf's pipeline builds.
+//
+// # Where the fields come from
+//
+// Only the subject digests come from the build (they are the hashes the control plane took of the task outputs);
+// every other field — builder, invocation, timestamps, pipeline, params, source, dependencies, byproducts — is the
+// control plane's own observation, passed in a [Build].
+//
+// # Never
+//
+// This package never serialises the in-toto protobuf types with encoding/json: those types carry protobuf field
+// names (predicate_type, build_definition) in their struct tags, and verifiers reject statements that use them.
+// Every in-toto and SLSA message is written and read with protojson.
+package provenance
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	slsa "github.com/in-toto/attestation/go/predicates/provenance/v1"
+	intoto "github.com/in-toto/attestation/go/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// StatementType is the in-toto Statement v1 type URI, the statement's _type.
+const StatementType = intoto.StatementTypeUri
+
+// PredicateType is the SLSA provenance v1 predicate type.
+const PredicateType = "https://slsa.dev/provenance/v1"
+
+// BuildType identifies a build of an ssf pipeline; it fixes the meaning of the parameters below.
+//
+// externalParameters (everything a tenant chose, complete):
+//
+//	{
+//	  "pipeline": {"name": <pipeline name>, "path": <path as given, informative only>, "digest": {"sha256": <hex of the pipeline file>}},
+//	  "params":   {<param name>: <value as a string>, ...},   // every param, defaults included
+//	  "source":   {"uri": <where the source came from>}
+//	}
+//
+// internalParameters (set by the factory, not by the tenant): a flat object of strings such as
+// {"runtime": "runc", "runtimeVersion": "1.2.0", "uid": "65534"}; omitted when empty.
+//
+// resolvedDependencies lists the source first (named "source"), then the builder image, then fetched dependencies.
+const BuildType = "https://ssf.dev/buildtypes/pipeline/v1"
+
+// SourceDependencyName is the resolvedDependencies name of the source a build was made from.
+const SourceDependencyName = "source"
+
+// Digest is a digest set: algorithm to lower-case hex value, e.g. {"sha256": hex} or {"gitCommit": sha1hex}.
+type Digest map[string]string
+
+// ResourceDescriptor is an in-toto resource descriptor: a dependency or a byproduct of a build.
+type ResourceDescriptor struct {
+	Name        string
+	URI         string
+	MediaType   string
+	Digest      Digest
+	Annotations map[string]string
+}
+
+// Build is what the control plane observed about one pipeline run.
+type Build struct {
+	BuilderID      string            // runDetails.builder.id
+	BuilderVersion map[string]string // runDetails.builder.version, e.g. {"ssf": "v0.1.0"}
+	InvocationID   string            // runDetails.metadata.invocationId
+	StartedOn      time.Time
+	FinishedOn     time.Time
+	PipelineName   string
+	PipelinePath   string            // as given, informative
+	PipelineDigest string            // sha256 hex of the pipeline file
+	Params         map[string]string // every param value
+	SourceURI      string
+	Internal       map[string]string    // internalParameters (e.g. runtime, runtimeVersion, uid)
+	Dependencies   []ResourceDescriptor // resolvedDependencies: source first, then builder image
+	Subjects       []Subject            // outputs
+	Byproducts     []ResourceDescriptor // e.g. task logs
+}
+
+// Subject is one output of a build: its name and the sha256 the control plane computed.
+type Subject struct {
+	Name   string
+	SHA256 string // lower-case hex
+}
+
+// Statement returns the in-toto Statement v1 JSON for b with a SLSA provenance v1 predicate. Subjects are sorted by
+// name. The output is compact protojson and the same bytes for the same Build.
+func Statement(b Build) ([]byte, error) {
+	if err := b.validate(); err != nil {
+		return nil, fmt.Errorf("building provenance: %w", err)
+	}
+
+	pipeline := map[string]any{
+		"name":   b.PipelineName,
+		"digest": map[string]any{"sha256": strings.ToLower(b.PipelineDigest)},
+	}
+	if b.PipelinePath != "" {
+		pipeline["path"] = b.PipelinePath
+	}
+	external, err := structpb.NewStruct(map[string]any{
+		"pipeline": pipeline,
+		"params":   anyMap(b.Params),
+		"source":   map[string]any{"uri": b.SourceURI},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building provenance: externalParameters: %w", err)
+	}
+	var internal *structpb.Struct
+	if len(b.Internal) > 0 {
+		if internal, err = structpb.NewStruct(anyMap(b.Internal)); err != nil {
+			return nil, fmt.Errorf("building provenance: internalParameters: %w", err)
+		}
+	}
+	deps, err := descriptors(b.Dependencies)
+	if err != nil {
+		return nil, fmt.Errorf("building provenance: resolvedDependencies: %w", err)
+	}
+	byproducts, err := descriptors(b.Byproducts)
+	if err != nil {
+		return nil, fmt.Errorf("building provenance: byproducts: %w", err)
+	}
+
+	pred := &slsa.Provenance{
+		BuildDefinition: &slsa.BuildDefinition{
+			BuildType:            BuildType,
+			ExternalParameters:   external,
+			InternalParameters:   internal,
+			ResolvedDependencies: deps,
+		},
+		RunDetails: &slsa.RunDetails{
+			Builder: &slsa.Builder{Id: b.BuilderID, Version: b.BuilderVersion},
+			Metadata: &slsa.BuildMetadata{
+				InvocationId: b.InvocationID,
+				StartedOn:    timestamppb.New(b.StartedOn),
+				FinishedOn:   timestamppb.New(b.FinishedOn),
+			},
+			Byproducts: byproducts,
+		},
+	}
+	if err := pred.Validate(); err != nil {
+		return nil, fmt.Errorf("building provenance: %w", err)
+	}
+	predStruct, err := toStruct(pred)
+	if err != nil {
+		return nil, fmt.Errorf("building provenance: converting predicate: %w", err)
+	}
+
+	subjects := slices.Clone(b.Subjects)
+	slices.SortFunc(subjects, func(x, y Subject) int { return strings.Compare(x.Name, y.Name) })
+	st := &intoto.Statement{
+		Type:          StatementType,
+		PredicateType: PredicateType,
+		Predicate:     predStruct,
+	}
+	for _, s := range subjects {
+		st.Subject = append(st.Subject, &intoto.ResourceDescriptor{
+			Name:   s.Name,
+			Digest: map[string]string{"sha256": strings.ToLower(s.SHA256)},
+		})
+	}
+	if err := st.Validate(); err != nil {
+		return nil, fmt.Errorf("building provenance: %w", err)
+	}
+	return marshal(st)
+}
+
+// validate checks what the protobuf validators don't: presence of every field ssf promises and hex digests.
+func (b *Build) validate() error {
+	switch {
+	case b.BuilderID == "":
+		return fmt.Errorf("builder id is empty")
+	case b.InvocationID == "":
+		return fmt.Errorf("invocation id is empty")
+	case b.PipelineName == "":
+		return fmt.Errorf("pipeline name is empty")
+	case b.SourceURI == "":
+		return fmt.Errorf("source uri is empty")
+	case b.StartedOn.IsZero() || b.FinishedOn.IsZero():
+		return fmt.Errorf("start or finish time is unset")
+	case b.FinishedOn.Before(b.StartedOn):
+		return fmt.Errorf("build finished (%s) before it started (%s)",
+			b.FinishedOn.Format(time.RFC3339Nano), b.StartedOn.Format(time.RFC3339Nano))
+	case len(b.Subjects) == 0:
+		return fmt.Errorf("no subjects: a build must have at least one output")
+	}
+	if !IsSHA256Hex(b.PipelineDigest) {
+		return fmt.Errorf("pipeline digest %q is not a sha256 hex digest", b.PipelineDigest)
+	}
+	seen := make(map[string]bool, len(b.Subjects))
+	for i, s := range b.Subjects {
+		if s.Name == "" {
+			return fmt.Errorf("subject %d has no name", i)
+		}
+		if seen[s.Name] {
+			return fmt.Errorf("subject %q appears twice", s.Name)
+		}
+		seen[s.Name] = true
+		if !IsSHA256Hex(s.SHA256) {
+			return fmt.Errorf("subject %q: %q is not a sha256 hex digest", s.Name, s.SHA256)
+		}
+	}
+	for i, d := range b.Dependencies {
+		if len(d.Digest) == 0 {
+			return fmt.Errorf("dependency %d (%q): a resolved dependency needs a digest", i, d.Name)
+		}
+	}
+	return nil
+}
+
+// IsSHA256Hex reports whether s is 64 hex digits (either case).
+func IsSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+func descriptors(in []ResourceDescriptor) ([]*intoto.ResourceDescriptor, error) {
+	var out []*intoto.ResourceDescriptor
+	for i, d := range in {
+		rd := &intoto.ResourceDescriptor{
+			Name:      d.Name,
+			Uri:       d.URI,
+			MediaType: d.MediaType,
+		}
+		if len(d.Digest) > 0 {
+			rd.Digest = make(map[string]string, len(d.Digest))
+			for alg, v := range d.Digest {
+				if alg == "" || v == "" {
+					return nil, fmt.Errorf("%d (%q): empty digest algorithm or value", i, d.Name)
+				}
+				rd.Digest[alg] = strings.ToLower(v)
+			}
+		}
+		if len(d.Annotations) > 0 {
+			a, err := structpb.NewStruct(anyMap(d.Annotations))
+			if err != nil {
+				return nil, fmt.Errorf("%d (%q): annotations: %w", i, d.Name, err)
+			}
+			rd.Annotations = a
+		}
+		if err := rd.Validate(); err != nil {
+			return nil, fmt.Errorf("%d (%q): %w", i, d.Name, err)
+		}
+		out = append(out, rd)
+	}
+	return out, nil
+}
+
+func anyMap(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// toStruct converts a protobuf message to a Struct through its protojson form, which is the form the statement's
+// predicate has on the wire.
+func toStruct(m proto.Message) (*structpb.Struct, error) {
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	s := &structpb.Struct{}
+	if err := protojson.Unmarshal(b, s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// marshal writes m as compact protojson. protojson sorts map and Struct keys but deliberately varies its
+// whitespace; compacting removes the variation so the same statement always has the same bytes.
+func marshal(m proto.Message) ([]byte, error) {
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,408 @@
+package verify_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	sigsign "github.com/sigstore/sigstore-go/pkg/sign"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/ssf-dev/ssf/internal/provenance"
+	"github.com/ssf-dev/ssf/internal/sign"
+	"github.com/ssf-dev/ssf/internal/verify"
+)
+
+const (
+	builderID = "https://ssf.dev/builders/local@v1"
+	gitCommit = "0123456789abcdef0123456789abcdef01234567"
+	hexOther  = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+)
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func newKey(t testing.TB) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// testBuild is a build whose outputs are the given artifacts, named out/0, out/1, ...
+func testBuild(artifacts ...[]byte) provenance.Build {
+	b := provenance.Build{
+		BuilderID:      builderID,
+		BuilderVersion: map[string]string{"ssf": "v0.1.0"},
+		InvocationID:   "run-0001",
+		StartedOn:      time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		FinishedOn:     time.Date(2026, 1, 2, 3, 5, 6, 0, time.UTC),
+		PipelineName:   "hello",
+		PipelinePath:   "ssf.yaml",
+		PipelineDigest: sha256Hex([]byte("pipeline")),
+		Params:         map[string]string{"GOOS": "linux"},
+		SourceURI:      "git+https://example.com/hello",
+		Dependencies: []provenance.ResourceDescriptor{
+			{Name: provenance.SourceDependencyName, URI: "git+https://example.com/hello",
+				Digest: provenance.Digest{"gitCommit": gitCommit, "sha256": hexOther}},
+			{Name: "builder", URI: "registry.example/go", Digest: provenance.Digest{"sha256": sha256Hex([]byte("img"))}},
+		},
+	}
+	for i, a := range artifacts {
+		b.Subjects = append(b.Subjects, provenance.Subject{Name: "out/" + string(rune('0'+i)), SHA256: sha256Hex(a)})
+	}
+	return b
+}
+
+func signStatement(t testing.TB, key *ecdsa.PrivateKey, st []byte) []byte {
+	t.Helper()
+	bundle, err := sign.NewSigner(key).Statement(context.Background(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bundle
+}
+
+func signBuild(t testing.TB, key *ecdsa.PrivateKey, b provenance.Build) []byte {
+	t.Helper()
+	st, err := provenance.Statement(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signStatement(t, key, st)
+}
+
+// editBundle changes the bundle's JSON: f gets the decoded dsseEnvelope.
+func editBundle(t testing.TB, bundle []byte, f func(env map[string]any)) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(bundle, &m); err != nil {
+		t.Fatal(err)
+	}
+	f(m["dsseEnvelope"].(map[string]any))
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// flipSignatureByte changes one byte in the middle of the DSSE signature.
+func flipSignatureByte(t testing.TB, bundle []byte) []byte {
+	return editBundle(t, bundle, func(env map[string]any) {
+		sig := env["signatures"].([]any)[0].(map[string]any)
+		raw, err := base64.StdEncoding.DecodeString(sig["sig"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw[len(raw)/2] ^= 0x01
+		sig["sig"] = base64.StdEncoding.EncodeToString(raw)
+	})
+}
+
+// replacePayload swaps the signed payload for another, keeping the signature.
+func replacePayload(t testing.TB, bundle, payload []byte) []byte {
+	return editBundle(t, bundle, func(env map[string]any) {
+		env["payload"] = base64.StdEncoding.EncodeToString(payload)
+	})
+}
+
+// signDSSE signs any payload with any payloadType through sigstore-go with ssf's Signer: a validly signed bundle
+// that is not necessarily ssf provenance.
+func signDSSE(t testing.TB, key *ecdsa.PrivateKey, payloadType string, payload []byte) []byte {
+	t.Helper()
+	b, err := sigsign.Bundle(&sigsign.DSSEData{Data: payload, PayloadType: payloadType}, sign.NewSigner(key), sigsign.BundleOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := protojson.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestArtifact(t *testing.T) {
+	key := newKey(t)
+	otherKey := newKey(t)
+	artifact := []byte("the artifact")
+	second := []byte("another output of the same build")
+	digest := sha256Hex(artifact)
+	good := signBuild(t, key, testBuild(artifact, second))
+
+	statement := func(b provenance.Build) []byte {
+		st, err := provenance.Statement(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	otherBuilder := testBuild(artifact)
+	otherBuilder.BuilderID = "https://evil.example/builder"
+	otherBuildType := strings.Replace(string(statement(testBuild(artifact))), provenance.BuildType, "https://example.com/other/v1", 1)
+	otherPredicate := strings.Replace(string(statement(testBuild(artifact))), provenance.PredicateType, "https://slsa.dev/provenance/v0.2", 1)
+	noSource := testBuild(artifact)
+	noSource.Dependencies = noSource.Dependencies[1:]
+	twoSources := testBuild(artifact)
+	twoSources.Dependencies = append(twoSources.Dependencies, twoSources.Dependencies[0])
+
+	// A message signature over the artifact itself, made with the right key: sigstore-go accepts it for this
+	// digest, but it says nothing about how the artifact was built.
+	msgSig, err := sigsign.Bundle(&sigsign.PlainData{Data: artifact}, sign.NewSigner(key), sigsign.BundleOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgSigJSON, err := protojson.Marshal(msgSig)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name    string
+		digest  string
+		bundle  []byte
+		opts    verify.Options
+		wantErr string // "" means verification must pass
+		notVerr bool   // the error is about the arguments, not a failed verification
+	}{
+		{name: "round trip", digest: digest, bundle: good, opts: verify.Options{PublicKey: &key.PublicKey}},
+		{name: "second subject", digest: sha256Hex(second), bundle: good, opts: verify.Options{PublicKey: &key.PublicKey}},
+		{name: "upper-case digest", digest: strings.ToUpper(digest), bundle: good, opts: verify.Options{PublicKey: &key.PublicKey}},
+		{name: "all expectations", digest: digest, bundle: good, opts: verify.Options{
+			PublicKey: &key.PublicKey, BuilderID: builderID, SourceDigest: "gitCommit:" + gitCommit}},
+		{name: "source digest sha256", digest: digest, bundle: good, opts: verify.Options{
+			PublicKey: &key.PublicKey, SourceDigest: "sha256:" + hexOther}},
+		{name: "source digest bare", digest: digest, bundle: good, opts: verify.Options{
+			PublicKey: &key.PublicKey, SourceDigest: gitCommit}},
+		{name: "source digest upper-case", digest: digest, bundle: good, opts: verify.Options{
+			PublicKey: &key.PublicKey, SourceDigest: "gitCommit:" + strings.ToUpper(gitCommit)}},
+
+		{name: "wrong key", digest: digest, bundle: good, opts: verify.Options{PublicKey: &otherKey.PublicKey},
+			wantErr: "sigstore-go rejected"},
+		{name: "tampered payload", digest: digest, opts: verify.Options{PublicKey: &key.PublicKey},
+			bundle:  replacePayload(t, good, statement(otherBuilder)),
+			wantErr: "sigstore-go rejected"},
+		{name: "tampered signature", digest: digest, bundle: flipSignatureByte(t, good),
+			opts: verify.Options{PublicKey: &key.PublicKey}, wantErr: "sigstore-go rejected"},
+		{name: "signature removed", digest: digest, opts: verify.Options{PublicKey: &key.PublicKey},
+			bundle:  editBundle(t, good, func(env map[string]any) { env["signatures"] = []any{} }),
+			wantErr: "sigstore-go rejected"},
+		{name: "signature duplicated", digest: digest, opts: verify.Options{PublicKey: &key.PublicKey},
+			bundle: editBundle(t, good, func(env map[string]any) {
+				sigs := env["signatures"].([]any)
+				env["signatures"] = append(sigs, sigs[0])
+			}),
+			wantErr: "sigstore-go rejected"},
+		{name: "payloadType changed", digest: digest, opts: verify.Options{PublicKey: &key.PublicKey},
+			bundle:  editBundle(t, good, func(env map[string]any) { env["payloadType"] = "application/json" }),
+			wantErr: "sigstore-go rejected"},
+		{name: "artifact not a subject", digest: sha256Hex([]byte("something else")), bundle: good,
+			opts: verify.Options{PublicKey: &key.PublicKey}, wantErr: "sigstore-go rejected"},
+		{name: "wrong builder id", digest: digest, bundle: good,
+			opts: verify.Options{PublicKey: &key.PublicKey, BuilderID: "https://ssf.dev/builders/other"}, wantErr: "builder id is"},
+		{name: "signed by the key, other builder", digest: digest, bundle: signBuild(t, key, otherBuilder),
+			opts: verify.Options{PublicKey: &key.PublicKey, BuilderID: builderID}, wantErr: "builder id is"},
+		{name: "source digest mismatch", digest: digest, bundle: good,
+			opts: verify.Options{PublicKey: &key.PublicKey, SourceDigest: "gitCommit:" + strings.Repeat("f", 40)}, wantErr: "source gitCommit digest is"},
+		{name: "source digest bare mismatch", digest: digest, bundle: good,
+			opts: verify.Options{PublicKey: &key.PublicKey, SourceDigest: strings.Repeat("f", 40)}, wantErr: "none of the source"},
+		{name: "source digest other algorithm", digest: digest, bundle: good,
+			opts: verify.Options{PublicKey: &key.PublicKey, SourceDigest: "sha512:" + gitCommit}, wantErr: "no sha512 digest"},
+		{name: "source digest is another dependency's", digest: digest, bundle: good,
+			opts: verify.Options{PublicKey: &key.PublicKey, SourceDigest: "sha256:" + sha256Hex([]byte("img"))}, wantErr: "source sha256 digest is"},
+		{name: "no source dependency", digest: digest, bundle: signBuild(t, key, noSource),
+			opts: verify.Options{PublicKey: &key.PublicKey, SourceDigest: gitCommit}, wantErr: "no resolvedDependency"},
+		{name: "two source dependencies", digest: digest, bundle: signBuild(t, key, twoSources),
+			opts: verify.Options{PublicKey: &key.PublicKey, SourceDigest: gitCommit}, wantErr: "more than one"},
+		{name: "other build type", digest: digest, bundle: signStatement(t, key, []byte(otherBuildType)),
+			opts: verify.Options{PublicKey: &key.PublicKey}, wantErr: "buildType"},
+		{name: "other predicate type", digest: digest, bundle: signStatement(t, key, []byte(otherPredicate)),
+			opts: verify.Options{PublicKey: &key.PublicKey}, wantErr: "predicateType"},
+		{name: "signed non-in-toto payload", digest: digest,
+			bundle: signDSSE(t, key, "application/json", statement(testBuild(artifact))),
+			opts:   verify.Options{PublicKey: &key.PublicKey}, wantErr: "sigstore-go rejected"},
+		{name: "message signature over the artifact", digest: digest, bundle: msgSigJSON,
+			opts: verify.Options{PublicKey: &key.PublicKey}, wantErr: "not a DSSE envelope"},
+		{name: "garbage bundle", digest: digest, bundle: []byte("not json"),
+			opts: verify.Options{PublicKey: &key.PublicKey}, wantErr: "decoding Sigstore bundle"},
+		{name: "empty bundle", digest: digest, bundle: []byte("{}"),
+			opts: verify.Options{PublicKey: &key.PublicKey}, wantErr: "decoding Sigstore bundle"},
+		{name: "bundle v0.4", digest: digest, opts: verify.Options{PublicKey: &key.PublicKey},
+			bundle:  []byte(strings.Replace(string(good), "bundle.v0.3+json", "bundle.v0.4+json", 1)),
+			wantErr: "decoding Sigstore bundle"},
+
+		{name: "no key", digest: digest, bundle: good, wantErr: "no public key", notVerr: true},
+		{name: "typed nil key", digest: digest, bundle: good, opts: verify.Options{PublicKey: (*ecdsa.PublicKey)(nil)},
+			wantErr: "no public key", notVerr: true},
+		{name: "unsupported key", digest: digest, bundle: good, opts: verify.Options{PublicKey: "not a key"},
+			wantErr: "unusable public key", notVerr: true},
+		{name: "bad artifact digest", digest: "sha256:" + digest, bundle: good,
+			opts: verify.Options{PublicKey: &key.PublicKey}, wantErr: "not a sha256 hex digest", notVerr: true},
+		{name: "malformed source digest", digest: digest, bundle: good,
+			opts: verify.Options{PublicKey: &key.PublicKey, SourceDigest: ":abc"}, wantErr: "ALG:VALUE", notVerr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := verify.Artifact(context.Background(), tt.digest, tt.bundle, tt.opts)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("verification failed: %v", err)
+				}
+				if res.Subject.SHA256 != strings.ToLower(tt.digest) {
+					t.Errorf("result subject %+v, want sha256 %s", res.Subject, tt.digest)
+				}
+				if res.Provenance == nil || res.Provenance.BuilderID != builderID {
+					t.Errorf("result provenance %+v", res.Provenance)
+				}
+				checkChecks(t, res.Checks, tt.opts)
+				return
+			}
+			if err == nil {
+				t.Fatalf("verification passed, want an error mentioning %q; checks: %q", tt.wantErr, res.Checks)
+			}
+			t.Logf("rejected: %v", err)
+			if res != nil {
+				t.Errorf("a failed verification returned a result: %+v", res)
+			}
+			if got := errors.Is(err, verify.ErrVerification); got == tt.notVerr {
+				t.Errorf("errors.Is(err, ErrVerification) = %v for %v", got, err)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("err = %q, want it to mention %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// checkChecks makes sure an unset expectation is reported as not checked, and a set one as checked.
+func checkChecks(t *testing.T, checks []string, opts verify.Options) {
+	t.Helper()
+	all := strings.Join(checks, "\n")
+	for _, want := range []string{"signature verified", "is subject", "payloadType", "buildType", "transparency log NOT checked"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("checks do not mention %q:\n%s", want, all)
+		}
+	}
+	if got := strings.Contains(all, "builder id NOT checked"); got != (opts.BuilderID == "") {
+		t.Errorf("builder id expectation %q but checks say:\n%s", opts.BuilderID, all)
+	}
+	if got := strings.Contains(all, "source digest NOT checked"); got != (opts.SourceDigest == "") {
+		t.Errorf("source digest expectation %q but checks say:\n%s", opts.SourceDigest, all)
+	}
+}
+
+func TestFile(t *testing.T) {
+	key := newKey(t)
+	dir := t.TempDir()
+	artifact := []byte("binary contents")
+	path := filepath.Join(dir, "app")
+	if err := os.WriteFile(path, artifact, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other")
+	if err := os.WriteFile(other, []byte("different contents"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(path, link); err != nil {
+		t.Fatal(err)
+	}
+	bundle := signBuild(t, key, testBuild(artifact))
+	opts := verify.Options{PublicKey: &key.PublicKey, BuilderID: builderID}
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+
+	tests := []struct {
+		name    string
+		ctx     context.Context
+		path    string
+		wantErr string
+		verr    bool
+	}{
+		{name: "the artifact", ctx: context.Background(), path: path},
+		{name: "another file", ctx: context.Background(), path: other, wantErr: "sigstore-go rejected", verr: true},
+		{name: "symlink to the artifact", ctx: context.Background(), path: link, wantErr: "not a regular file"},
+		{name: "directory", ctx: context.Background(), path: dir, wantErr: "not a regular file"},
+		{name: "missing", ctx: context.Background(), path: filepath.Join(dir, "none"), wantErr: "no such file"},
+		{name: "canceled", ctx: canceled, path: path, wantErr: "canceled"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := verify.File(tt.ctx, tt.path, bundle, opts)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Subject.Name != "out/0" {
+					t.Errorf("subject = %+v", res.Subject)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want one mentioning %q", err, tt.wantErr)
+			}
+			if errors.Is(err, verify.ErrVerification) != tt.verr {
+				t.Errorf("errors.Is(err, ErrVerification) = %v, want %v", !tt.verr, tt.verr)
+			}
+		})
+	}
+}
+
+// TestPublicKeyFromPEM: the key a user hands to ssf verify as a file works the same as the in-memory one.
+func TestPublicKeyFromPEM(t *testing.T) {
+	key := newKey(t)
+	artifact := []byte("x")
+	pemBytes, err := sign.PublicKeyPEM(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := sign.ParsePublicKeyPEM(pemBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := verify.Artifact(context.Background(), sha256Hex(artifact), signBuild(t, key, testBuild(artifact)),
+		verify.Options{PublicKey: pub}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func FuzzArtifact(f *testing.F) {
+	key := newKey(f)
+	artifact := []byte("fuzz artifact")
+	good := signBuild(f, key, testBuild(artifact))
+	f.Add(good)
+	f.Add(flipSignatureByte(f, good))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","verificationMaterial":{"publicKey":{"hint":"x"}},"dsseEnvelope":{}}`))
+	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","verificationMaterial":{"publicKey":{}},"messageSignature":{"messageDigest":{"algorithm":"SHA2_256","digest":""},"signature":""}}`))
+	opts := verify.Options{PublicKey: &key.PublicKey, BuilderID: builderID, SourceDigest: "gitCommit:" + gitCommit}
+	digest := sha256Hex(artifact)
+	f.Fuzz(func(t *testing.T, bundle []byte) {
+		res, err := verify.Artifact(context.Background(), digest, bundle, opts)
+		if err != nil {
+			if !errors.Is(err, verify.ErrVerification) {
+				t.Fatalf("a bad bundle gave an error that is not ErrVerification: %v", err)
+			}
+			return
+		}
+		// Whatever was accepted must really be about this artifact.
+		if res.Subject.SHA256 != digest {
+			t.Fatalf("accepted a bundle whose subject is %+v", res.Subject)
+		}
+	})
+}
