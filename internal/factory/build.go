@@ -418,7 +418,7 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 		code, err := ctr.Exec(taskCtx, []string{"/bin/sh", "-e", "-c", s.Run}, w)
 		w.Flush()
 		switch {
-		case errors.Is(err, sandbox.ErrKilled) && errors.Is(err, context.DeadlineExceeded):
+		case errors.Is(err, sandbox.ErrKilled) && errors.Is(taskCtx.Err(), context.DeadlineExceeded):
 			return &TaskError{Task: t.Name, Step: s.Name, ExitCode: -1, Reason: fmt.Sprintf("timed out after %s (the task's timeout); the container was killed", t.Timeout)}
 		case err != nil:
 			return fmt.Errorf("task %q, step %q: %w", t.Name, s.Name, err)

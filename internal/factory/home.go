@@ -42,11 +42,11 @@ func DefaultHome() (Home, error) {
 }
 
 // Paths inside the home.
-func (h Home) configPath() string    { return filepath.Join(h.Dir, "config.yaml") }
-func (h Home) KeyPath() string       { return filepath.Join(h.Dir, "keys", "provenance.key") }
-func (h Home) imagesDir() string     { return filepath.Join(h.Dir, "images") }
+func (h Home) configPath() string     { return filepath.Join(h.Dir, "config.yaml") }
+func (h Home) KeyPath() string        { return filepath.Join(h.Dir, "keys", "provenance.key") }
+func (h Home) imagesDir() string      { return filepath.Join(h.Dir, "images") }
 func (h Home) rootfsCacheDir() string { return filepath.Join(h.Dir, "cache", "rootfs") }
-func (h Home) runcStateDir() string  { return filepath.Join(h.Dir, "runc") }
+func (h Home) runcStateDir() string   { return filepath.Join(h.Dir, "runc") }
 
 // ErrNotInitialised is returned when the home has no config or key yet.
 var ErrNotInitialised = errors.New("factory home is not initialised")
