@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -12,6 +13,7 @@ import (
 
 func newVerifyCmd() *cobra.Command {
 	var bundlePath, keyPath string
+	var verbose bool
 	var opts verify.Options
 	cmd := &cobra.Command{
 		Use:   "verify FILE --bundle BUNDLE --key KEY.pub",
@@ -41,8 +43,15 @@ Exit status: 0 and a one-line verdict when every check passes; 1 and the reason 
 				return usagef("artifact: %w", err)
 			}
 			res, err := verify.File(cmd.Context(), a[0], bundle, opts)
-			if err != nil {
+			if errors.Is(err, verify.ErrVerification) {
 				return err
+			} else if err != nil {
+				return &usageError{err} // the request itself was malformed: not a regular file, a bad --source-digest
+			}
+			if verbose {
+				for _, c := range res.Checks {
+					fmt.Fprintf(cmd.ErrOrStderr(), "  %s\n", c)
+				}
 			}
 			p := res.Provenance
 			fmt.Fprintf(cmd.OutOrStdout(), "verified: %s sha256:%s built by %s (pipeline %s, invocation %s)\n",
@@ -54,6 +63,7 @@ Exit status: 0 and a one-line verdict when every check passes; 1 and the reason 
 	f.StringVar(&bundlePath, "bundle", "", "Sigstore bundle with the provenance (OUT/attestations/provenance.sigstore.json)")
 	f.StringVar(&keyPath, "key", "", "provenance public key, PEM (from `ssf keys public`)")
 	f.StringVar(&opts.BuilderID, "builder-id", "", "require this runDetails.builder.id")
+	f.BoolVarP(&verbose, "verbose", "v", false, "list every check (and what was not checked) on stderr")
 	f.StringVar(&opts.SourceDigest, "source-digest", "", "require this source digest (ALG:VALUE)")
 	return cmd
 }

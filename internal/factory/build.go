@@ -104,6 +104,10 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	}
 	p, err := pipeline.Load(req.Pipeline)
 	if err != nil {
+		var perr *pipeline.Error
+		if !errors.As(err, &perr) {
+			err = &InputError{Err: err} // an unreadable file is the caller's to fix too
+		}
 		return nil, err
 	}
 	params, err := p.ResolveParams(req.Params)
@@ -145,20 +149,25 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	}
 	defer os.RemoveAll(staging) // after a successful rename this is a no-op
 
+	log := &lineLog{w: logw}
 	src, err := snapshotSource(ctx, req.Source, filepath.Join(work, "source.tar"))
 	if err != nil {
 		return nil, err
 	}
+	desc := src.descriptor()
+	log.printf("source %s (%s)", desc.URI, digestString(desc.Digest))
+	log.printf("builder %s", img.Ref())
 	rootfs, err := images.Rootfs(ctx, img.Digest, h.rootfsCacheDir())
 	if err != nil {
 		return nil, fmt.Errorf("unpacking builder %s: %w", p.Builder, err)
 	}
 	b := &build{
 		p: p, params: params, src: src, rootfs: rootfs, runtime: runtime, work: work,
-		invocation: newInvocationID(), log: &lineLog{w: logw},
+		invocation: newInvocationID(), log: log,
 		verified: map[string][]Output{}, logs: map[string]string{},
 	}
 	if err := b.run(ctx); err != nil {
+		log.printf("build failed: nothing was signed and %s was left as it was", req.Out)
 		return nil, err
 	}
 
@@ -219,6 +228,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	if err := os.WriteFile(filepath.Join(staging, BundlePath), bundle, 0o644); err != nil {
 		return nil, err
 	}
+	log.printf("signed provenance for %d outputs", len(stmt.Subjects))
 	if err := publishDir(staging, out); err != nil {
 		return nil, err
 	}
@@ -412,6 +422,8 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 		return fmt.Errorf("task %q: %w", t.Name, err)
 	}
 	defer ctr.Close()
+	taskStart := time.Now()
+	b.log.printf("task %s started (container %s, timeout %s)", t.Name, ctr.ID(), t.Timeout)
 
 	for _, s := range t.Steps {
 		w := b.log.prefixed(fmt.Sprintf("[%s/%s] ", t.Name, s.Name), logFile)
@@ -437,6 +449,7 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 	if err := logFile.Close(); err != nil {
 		return err
 	}
+	b.log.printf("task %s finished in %.1fs; hashed %d outputs", t.Name, time.Since(taskStart).Seconds(), len(outputs))
 	b.mu.Lock()
 	b.verified[t.Name] = outputs
 	b.logs[t.Name] = logPath
@@ -529,7 +542,7 @@ func copyFile(from, to string) error {
 	return err
 }
 
-// FileSHA256 returns the hex sha256 of a file's contents.
+// fileSHA256 returns the hex sha256 of a file's contents.
 func fileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -541,6 +554,15 @@ func fileSHA256(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func digestString(d provenance.Digest) string {
+	algs := make([]string, 0, len(d))
+	for alg, v := range d {
+		algs = append(algs, alg+":"+v)
+	}
+	sort.Strings(algs)
+	return strings.Join(algs, ", ")
 }
 
 func setEnv(env []string, key, value string) []string {

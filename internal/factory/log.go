@@ -2,6 +2,7 @@ package factory
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"sync"
 	"syscall"
@@ -14,6 +15,13 @@ const noFollow = syscall.O_NOFOLLOW
 type lineLog struct {
 	mu sync.Mutex
 	w  io.Writer
+}
+
+// printf writes one line of the control plane's own progress.
+func (l *lineLog) printf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.w, "[ssf] "+format+"\n", args...)
 }
 
 // prefixed returns a writer that copies each complete line, prefixed, to the log and to file.

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const simpleTask = `
+    - name: make
+      steps:
+        - name: write
+          run: |
+            printf 'artifact\n' > "$SSF_OUTPUTS/artifact"
+            mkdir -p "$SSF_OUTPUTS/bin" && cat README > "$SSF_OUTPUTS/bin/readme"
+      outputs: [artifact, bin/readme]
+`
+
+// built is a finished build with the public key written next to it.
+func built(t *testing.T) (*project, string) {
+	t.Helper()
+	p := newProject(t, simpleTask)
+	p.mustBuild()
+	pub := filepath.Join(p.dir, "provenance.pub")
+	r := ssf(t, p.tmp, "keys", "public")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "-----BEGIN PUBLIC KEY-----") {
+		t.Fatalf("ssf keys public: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if err := os.WriteFile(pub, []byte(r.stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p, pub
+}
+
+func TestVerify(t *testing.T) {
+	p, pub := built(t)
+	bundle := filepath.Join(p.out, "attestations", "provenance.sigstore.json")
+	st := p.statement()
+	deps := st["predicate"].(map[string]any)["buildDefinition"].(map[string]any)["resolvedDependencies"].([]any)
+	sourceDigest := "sha256:" + deps[0].(map[string]any)["digest"].(map[string]any)["sha256"].(string)
+	builderID := st["predicate"].(map[string]any)["runDetails"].(map[string]any)["builder"].(map[string]any)["id"].(string)
+
+	// Another factory's key.
+	otherKey := filepath.Join(p.dir, "other.pub")
+	other := exec.Command("sh", "-c", `"$0" init >/dev/null && "$0" keys public > "$1"`, ssfBin, otherKey)
+	other.Env = append(os.Environ(), "SSF_HOME="+filepath.Join(p.dir, "otherhome"))
+	if out, err := other.CombinedOutput(); err != nil {
+		t.Fatalf("making another factory key: %v\n%s", err, out)
+	}
+	tampered := filepath.Join(p.dir, "tampered")
+	if err := os.WriteFile(tampered, []byte("artifact!\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{"output verifies", []string{filepath.Join(p.out, "artifact")}, 0, "verified: "},
+		{"nested output verifies", []string{filepath.Join(p.out, "bin/readme")}, 0, "verified: "},
+		{"builder id and source digest pinned", []string{filepath.Join(p.out, "artifact"), "--builder-id", builderID, "--source-digest", sourceDigest}, 0, "verified: "},
+		{"tampered file", []string{tampered}, 1, "does not match any digest"},
+		{"a log is not a subject", []string{filepath.Join(p.out, "attestations/logs/make.log")}, 1, "does not match any digest"},
+		{"wrong key", []string{filepath.Join(p.out, "artifact"), "--key", otherKey}, 1, "verification failed"},
+		{"wrong builder id", []string{filepath.Join(p.out, "artifact"), "--builder-id", "https://evil.example/factory"}, 1, "builder"},
+		{"wrong source digest", []string{filepath.Join(p.out, "artifact"), "--source-digest", "sha256:" + strings.Repeat("0", 64)}, 1, "source"},
+		{"missing file", []string{filepath.Join(p.dir, "nope")}, 2, "nope"},
+		{"missing bundle flag", []string{filepath.Join(p.out, "artifact"), "--bundle", ""}, 2, "--bundle"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"verify", "--bundle", bundle, "--key", pub}, tt.args...)
+			r := ssf(t, p.tmp, args...)
+			if r.code != tt.wantCode {
+				t.Fatalf("exit code = %d, want %d\nstdout: %s\nstderr: %s", r.code, tt.wantCode, r.stdout, r.stderr)
+			}
+			if !strings.Contains(r.stdout+r.stderr, tt.want) {
+				t.Errorf("output does not contain %q:\n%s%s", tt.want, r.stdout, r.stderr)
+			}
+		})
+	}
+}
+
+// A clean git checkout is recorded by commit, and only its tracked files reach the build.
+func TestGitSourceRecordedByCommit(t *testing.T) {
+	p := newProject(t, `
+    - name: list
+      steps:
+        - name: ls
+          run: ls -A > "$SSF_OUTPUTS/files"
+      outputs: [files]
+`)
+	p.files["ignored.log"] = "not tracked\n"
+	p.files[".gitignore"] = "*.log\n"
+	p.write()
+	git := func(args ...string) string {
+		cmd := exec.Command("git", append([]string{"-C", p.src, "-c", "user.name=t", "-c", "user.email=t@example.com"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q")
+	git("add", "README", ".gitignore")
+	git("commit", "-q", "-m", "source")
+	commit := git("rev-parse", "HEAD")
+
+	p.mustBuild()
+	if got, want := p.output("files"), ".gitignore\nREADME\n"; got != want {
+		t.Errorf("the build saw %q, want only the tracked files %q", got, want)
+	}
+	deps := p.statement()["predicate"].(map[string]any)["buildDefinition"].(map[string]any)["resolvedDependencies"].([]any)
+	src := deps[0].(map[string]any)
+	if got := src["digest"].(map[string]any)["gitCommit"]; got != commit {
+		t.Errorf("source recorded as %v, want gitCommit %s", src, commit)
+	}
+	if uri := src["uri"].(string); !strings.HasPrefix(uri, "git+file://") || !strings.HasSuffix(uri, "@"+commit) {
+		t.Errorf("source uri = %q", uri)
+	}
+	pub := filepath.Join(p.dir, "provenance.pub")
+	r := ssf(t, p.tmp, "keys", "public")
+	if err := os.WriteFile(pub, []byte(r.stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = ssf(t, p.tmp, "verify", filepath.Join(p.out, "files"), "--bundle", filepath.Join(p.out, "attestations/provenance.sigstore.json"),
+		"--key", pub, "--source-digest", "gitCommit:"+commit)
+	if r.code != 0 {
+		t.Errorf("verify --source-digest gitCommit:%s: exit %d\n%s", commit, r.code, r.stderr)
+	}
+}
+
+func TestBadInputExitsTwo(t *testing.T) {
+	unknownBuilder := "busybox@sha256:" + strings.Repeat("a", 64)
+	tests := []struct {
+		name   string
+		edit   func(p *project)
+		args   []string
+		want   []string
+		noFile bool
+	}{
+		{name: "unknown field", edit: func(p *project) { p.tasks += "      colour: blue\n" }, want: []string{"ssf.yaml:", "colour"}},
+		{name: "unknown needs", edit: func(p *project) { p.tasks += "      needs: [ghost]\n" }, want: []string{"ssf.yaml:", "needs", "ghost"}},
+		{name: "absolute output", edit: func(p *project) { p.tasks = strings.Replace(p.tasks, "[artifact, bin/readme]", "[/etc/passwd]", 1) }, want: []string{"outputs"}},
+		{name: "escaping output", edit: func(p *project) { p.tasks = strings.Replace(p.tasks, "[artifact, bin/readme]", "[../x]", 1) }, want: []string{"outputs", ".."}},
+		{name: "builder not in factory", edit: func(p *project) {}, args: []string{"-f", "BUILDER:" + unknownBuilder}, want: []string{"spec.builder.image", "not in the factory"}},
+		{name: "unknown param", args: []string{"--param", "nope=1"}, want: []string{"nope"}},
+		{name: "param fails pattern", edit: func(p *project) { p.paramDef = "    - {name: v, default: a, pattern: '^[a-z]+$'}\n" }, args: []string{"--param", "v=$(id)"}, want: []string{"v", "^[a-z]+$"}},
+		{name: "missing source", args: []string{"--source", "/nonexistent/src"}, want: []string{"/nonexistent/src"}},
+		{name: "missing pipeline file", args: []string{"-f", "/nonexistent/ssf.yaml"}, want: []string{"/nonexistent/ssf.yaml"}},
+		{name: "unknown flag", args: []string{"--colour"}, want: []string{"--colour"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newProject(t, simpleTask)
+			if tt.edit != nil {
+				tt.edit(p)
+			}
+			p.write()
+			args := []string{"build", "-f", p.pipeline, "--source", p.src, "--out", p.out}
+			for i := 0; i < len(tt.args); i++ {
+				switch a := tt.args[i]; {
+				case a == "-f" && strings.HasPrefix(tt.args[i+1], "BUILDER:"):
+					data, _ := os.ReadFile(p.pipeline)
+					os.WriteFile(p.pipeline, []byte(strings.Replace(string(data), builder, strings.TrimPrefix(tt.args[i+1], "BUILDER:"), 1)), 0o644)
+					i++
+				case a == "-f" || a == "--source":
+					args = append(args, a, tt.args[i+1])
+					i++
+				default:
+					args = append(args, a)
+				}
+			}
+			r := ssf(t, p.tmp, args...)
+			if r.code != 2 {
+				t.Fatalf("exit code = %d, want 2\n%s%s", r.code, r.stdout, r.stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr does not contain %q:\n%s", w, r.stderr)
+				}
+			}
+			if strings.Contains(r.stderr, "panic") {
+				t.Errorf("panicked:\n%s", r.stderr)
+			}
+			if _, err := os.Stat(p.out); !os.IsNotExist(err) {
+				t.Errorf("bad input left %s behind", p.out)
+			}
+			p.assertClean()
+		})
+	}
+
+	t.Run("output directory not empty", func(t *testing.T) {
+		p := newProject(t, simpleTask)
+		if err := os.MkdirAll(p.out, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(p.out, "precious"), []byte("keep me"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := p.build()
+		if r.code != 2 || !strings.Contains(r.stderr, "not empty") {
+			t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+		}
+		if data, _ := os.ReadFile(filepath.Join(p.out, "precious")); string(data) != "keep me" {
+			t.Error("an existing file in --out was changed")
+		}
+	})
+}
+
+// Stock cosign accepts the bundle of a real build, for the real output file.
+func TestCosignAcceptsBuild(t *testing.T) {
+	cosign := os.Getenv("SSF_COSIGN")
+	if cosign == "" {
+		cosign, _ = exec.LookPath("cosign")
+	}
+	if _, err := os.Stat(cosign); cosign == "" || err != nil {
+		if os.Getenv("SSF_REQUIRE_INTEROP") == "1" {
+			t.Fatalf("cosign not found (SSF_COSIGN=%q); make test installs it", cosign)
+		}
+		t.Skip("cosign not found; make test installs it")
+	}
+	p, pub := built(t)
+	tr := filepath.Join(p.dir, "trusted_root.json")
+	if err := os.WriteFile(tr, []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(file string) (string, error) {
+		cmd := exec.Command(cosign, "verify-blob-attestation", "--bundle", filepath.Join(p.out, "attestations/provenance.sigstore.json"),
+			"--key", pub, "--trusted-root", tr, "--insecure-ignore-tlog", "--type", "slsaprovenance1", file)
+		cmd.Env = append(os.Environ(), "HOME="+p.dir)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	for _, f := range []string{"artifact", "bin/readme"} {
+		if out, err := run(filepath.Join(p.out, f)); err != nil || !strings.Contains(out, "Verified OK") {
+			t.Errorf("cosign rejected %s: %v\n%s", f, err, out)
+		}
+	}
+	tampered := filepath.Join(p.dir, "tampered")
+	if err := os.WriteFile(tampered, []byte("artifact!\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(tampered); err == nil {
+		t.Errorf("cosign accepted a tampered file:\n%s", out)
+	}
+}
