@@ -97,7 +97,6 @@ func (r *Runc) Seccomp() bool {
 type Container struct {
 	r      *Runc
 	id     string
-	bundle string
 	hold   *os.File // write end of the init's stdin: the init exits when it is closed
 }
 
@@ -137,7 +136,7 @@ func (r *Runc) Start(ctx context.Context, bundleDir string, c Config) (*Containe
 	}
 	defer stderr.Close()
 
-	ctr := &Container{r: r, id: c.ID, bundle: bundleDir, hold: stdinW}
+	ctr := &Container{r: r, id: c.ID, hold: stdinW}
 	create := exec.CommandContext(ctx, r.binary, "--root", r.root, "create", "--bundle", bundleDir, c.ID)
 	create.Stdin, create.Stdout, create.Stderr = stdinR, devnull, stderr
 	if err := create.Run(); err != nil {

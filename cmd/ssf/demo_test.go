@@ -1,0 +1,35 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestDemo runs `make demo`'s script with the binary under test: a real Go toolchain builds examples/hello inside
+// the sandbox, and ssf (and cosign, when present) verify the result.
+func TestDemo(t *testing.T) {
+	needSandbox(t)
+	if testing.Short() {
+		t.Skip("the demo compiles Go's standard library inside a container; skipped with -short")
+	}
+	cmd := exec.Command("../../scripts/demo.sh")
+	cmd.Env = append(os.Environ(), "SSF="+ssfBin, "TMPDIR="+t.TempDir())
+	if c := os.Getenv("SSF_COSIGN"); c != "" {
+		cmd.Env = append(cmd.Env, "COSIGN="+c)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("demo failed: %v\n%s", err, out)
+	}
+	want := []string{"[test/run] hi from a hermetic build", "verified: ", "hi from a hermetic build\n"}
+	if os.Getenv("SSF_COSIGN") != "" {
+		want = append(want, "Verified OK")
+	}
+	for _, w := range want {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("demo output lacks %q:\n%s", w, out)
+		}
+	}
+}
