@@ -13,7 +13,7 @@ STATICCHECK_VERSION := v0.8.2
 
 APT_PACKAGES := runc busybox-static git
 
-.PHONY: all build demo test unit lint bench deps tools clean
+.PHONY: all build demo test unit lint bench deps tools clean conformance
 
 all: build
 
@@ -51,8 +51,12 @@ lint: $(STATICCHECK)
 	$(GO) mod tidy -diff
 
 # test runs every test: lint, unit and isolation tests with real runc, and the interop tests with real cosign.
-test: deps tools lint
+test: deps tools lint conformance
 	SSF_REQUIRE_INTEROP=1 SSF_COSIGN=$(COSIGN) $(GO) test -count=1 -timeout 30m ./...
+
+# conformance runs the OCI distribution-spec conformance suite (pinned in the script) against ssf registry serve.
+conformance: build
+	SSF=$(BIN) GO=$(GO) ./scripts/conformance.sh
 
 bench: deps build
 	./scripts/bench.sh

@@ -1,0 +1,261 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/ssf-dev/ssf/internal/registry"
+)
+
+func newRegistryCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "registry",
+		Short: "Run and manage the factory's embedded OCI registry",
+		Long: `The embedded registry implements the OCI distribution-spec v1.1 (pull, push, mount, tags, deletion and
+the referrers API). It stores content in $SSF_HOME/registry and its users in $SSF_HOME/registry/users.`,
+	}
+	c.AddCommand(newRegistryServeCmd(), newRegistryUserCmd(), newRegistryGCCmd())
+	return c
+}
+
+func registryDir() (string, error) {
+	h, err := home()
+	if err != nil {
+		return "", err
+	}
+	if _, err := h.Config(); err != nil {
+		return "", err
+	}
+	return filepath.Join(h.Dir, "registry"), nil
+}
+
+func usersFile(dir string) string { return filepath.Join(dir, "users") }
+
+// loopbackAddr reports whether a listen address binds only loopback interfaces.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func newRegistryServeCmd() *cobra.Command {
+	var addr, certFile, keyFile string
+	var anonymousPull, insecureLocal bool
+	cmd := &cobra.Command{
+		Use:   "serve [--addr 127.0.0.1:5000] [--tls-cert CERT --tls-key KEY] [--anonymous-pull] [--insecure-local]",
+		Short: "Serve the embedded OCI registry",
+		Long: `Serve the embedded OCI registry (distribution-spec v1.1) from $SSF_HOME/registry until Ctrl-C.
+
+Access control: clients authenticate with HTTP basic auth against the users in $SSF_HOME/registry/users (add
+them with ssf registry user add NAME). Pushing always needs a user, except with --insecure-local, which lets
+anything that can reach the loopback address push without one; it is refused on other addresses.
+--anonymous-pull lets clients without credentials pull; it defaults to true on a loopback address and to
+false elsewhere.
+
+Basic auth sends the password with every request, so ssf only accepts credentials over TLS or from loopback
+clients, and refuses to listen on a non-loopback address without --tls-cert and --tls-key.
+
+Requests are logged to stderr. Exit status 2 for bad flags.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			loopback := loopbackAddr(addr)
+			if _, _, err := net.SplitHostPort(addr); err != nil {
+				return usagef("--addr %q: %v (want HOST:PORT, for example 127.0.0.1:5000)", addr, err)
+			}
+			if (certFile == "") != (keyFile == "") {
+				return usagef("--tls-cert and --tls-key go together")
+			}
+			if insecureLocal && !loopback {
+				return usagef("--insecure-local needs a loopback --addr (127.0.0.1 or [::1]), not %q", addr)
+			}
+			if !loopback && certFile == "" {
+				return usagef("--addr %q is not loopback: give --tls-cert and --tls-key, or passwords would cross the network in clear", addr)
+			}
+			if !cmd.Flags().Changed("anonymous-pull") {
+				anonymousPull = loopback
+			}
+			dir, err := registryDir()
+			if err != nil {
+				return err
+			}
+			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			opts := []registry.Option{registry.WithUsersFile(usersFile(dir)), registry.WithAnonymousPull(anonymousPull),
+				registry.WithLogger(logger)}
+			if insecureLocal {
+				opts = append(opts, registry.WithInsecureLocalPushUnsafe())
+			}
+			reg, err := registry.New(dir, opts...)
+			if err != nil {
+				return err
+			}
+			srv := &http.Server{Handler: reg, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+			if certFile != "" {
+				cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+				if err != nil {
+					return usagef("loading --tls-cert %q and --tls-key %q: %v", certFile, keyFile, err)
+				}
+				srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("listening on %q: %w", addr, err)
+			}
+			scheme := "http"
+			if srv.TLSConfig != nil {
+				ln = tls.NewListener(ln, srv.TLSConfig)
+				scheme = "https"
+			}
+			logger.Info("registry serving", "url", scheme+"://"+ln.Addr().String()+"/v2/", "dir", dir,
+				"anonymous_pull", anonymousPull, "insecure_local_push", insecureLocal)
+			return serveUntilDone(cmd.Context(), srv, ln, logger)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&addr, "addr", "127.0.0.1:5000", "address to listen on (HOST:PORT)")
+	f.StringVar(&certFile, "tls-cert", "", "TLS certificate chain (PEM); serves HTTPS with --tls-key")
+	f.StringVar(&keyFile, "tls-key", "", "TLS private key (PEM)")
+	f.BoolVar(&anonymousPull, "anonymous-pull", false, "allow pulls without credentials (default: true on loopback, false elsewhere)")
+	f.BoolVar(&insecureLocal, "insecure-local", false, "allow pushes without credentials from loopback clients (loopback --addr only)")
+	return cmd
+}
+
+// serveUntilDone serves until ctx ends (Ctrl-C), then lets requests in flight finish for up to 10 seconds.
+func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, logger *slog.Logger) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("registry shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutting down: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func newRegistryUserCmd() *cobra.Command {
+	u := &cobra.Command{
+		Use:   "user",
+		Short: "Manage the registry's users",
+	}
+	u.AddCommand(&cobra.Command{
+		Use:   "add NAME",
+		Short: "Add a registry user (or change their password); the password is read from stdin",
+		Long: `Add NAME to $SSF_HOME/registry/users (mode 0600) with a bcrypt hash of a password read from stdin: typed
+twice without echo on a terminal, or the first line of a pipe for scripts:
+
+  printf '%s\n' "$PASSWORD" | ssf registry user add ci
+
+A running ssf registry serve picks the change up on the next request.`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			dir, err := registryDir()
+			if err != nil {
+				return err
+			}
+			pw, err := readPassword(cmd)
+			if err != nil {
+				return err
+			}
+			if err := registry.AddUser(cmd.Context(), usersFile(dir), a[0], pw); err != nil {
+				return usagef("%v", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "user %s saved in %s\n", a[0], usersFile(dir))
+			return nil
+		},
+	})
+	return u
+}
+
+// readPassword reads a password without echo from a terminal (asking twice), or the first line of stdin.
+func readPassword(cmd *cobra.Command) ([]byte, error) {
+	if f, ok := cmd.InOrStdin().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(cmd.ErrOrStderr(), "password: ")
+		p1, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(cmd.ErrOrStderr())
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprint(cmd.ErrOrStderr(), "again: ")
+		p2, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(cmd.ErrOrStderr())
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(p1, p2) {
+			return nil, usagef("the passwords differ")
+		}
+		return p1, nil
+	}
+	line, err := bufio.NewReader(cmd.InOrStdin()).ReadBytes('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("reading the password from stdin: %w", err)
+	}
+	line = bytes.TrimRight(line, "\r\n")
+	if len(line) == 0 {
+		return nil, usagef("no password on stdin")
+	}
+	return line, nil
+}
+
+func newRegistryGCCmd() *cobra.Command {
+	var grace time.Duration
+	cmd := &cobra.Command{
+		Use:   "gc [--grace 1h]",
+		Short: "Remove blobs that no manifest references",
+		Long: `Remove blobs of the embedded registry that no manifest in any repository references, and upload sessions
+untouched for a day. Blobs younger than --grace (or than the oldest upload in progress) are kept, because
+clients push blobs before the manifest that references them. Safe to run while ssf registry serve runs: pushes
+wait while it sweeps.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if grace < 0 {
+				return usagef("--grace %s is negative", grace)
+			}
+			dir, err := registryDir()
+			if err != nil {
+				return err
+			}
+			reg, err := registry.New(dir, registry.WithGCGracePeriod(grace))
+			if err != nil {
+				return err
+			}
+			st, err := reg.GC(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "manifests %d, blobs kept %d, blobs removed %d (%d bytes), links removed %d, uploads removed %d\n",
+				st.Manifests, st.BlobsKept, st.BlobsRemoved, st.BytesRemoved, st.LinksRemoved, st.Uploads)
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&grace, "grace", time.Hour, "keep unreferenced blobs younger than this")
+	return cmd
+}

@@ -1,0 +1,32 @@
+// Package registry is ssf's embedded OCI registry: an http.Handler implementing the OCI distribution-spec v1.1
+// (pull, push, cross-repository mount, tag listing, deletion and the referrers API) over a directory of
+// content-addressed files, plus a garbage collector for blobs no manifest references.
+//
+// # Storage
+//
+// Under the registry's directory:
+//
+//	blobs/<alg>/<hex>                         blob and manifest bytes, shared by all repositories
+//	repos/<name>/_blobs/<alg>/<hex>           a link: the blob belongs to the repository
+//	repos/<name>/_manifests/<alg>/<hex>       a link holding the manifest's media type
+//	repos/<name>/_tags/<tag>                  the digest the tag points at
+//	repos/<name>/_referrers/<alg>/<hex>/<d>   the descriptor of a manifest whose subject is <alg>:<hex>
+//	uploads/<id>/                             in-progress uploads (data, running hash state, owner)
+//
+// Repository path components cannot start with "_" under the spec's grammar, so the link directories never
+// collide with a nested repository. Deleting a blob or manifest from one repository removes only that
+// repository's link; the bytes stay until [Registry.GC] finds nothing references them.
+//
+// # What it must never do
+//
+//   - Store an unverified blob: every blob is hashed while it streams in and moved into blobs/ only when its
+//     digest matches the one the client claimed.
+//   - Serve a partial write: bytes reach blobs/ by one rename of a fsynced file, so a crash leaves either no
+//     blob or the whole blob, and readers only ever open blobs/ paths.
+//   - Let a name escape its directory: repository names, tags and digests are checked against the spec's
+//     grammar before any path is built from them.
+//   - Accept an unauthenticated push: a push needs valid credentials unless the operator chose
+//     [WithInsecureLocalPushUnsafe], and even then only from a loopback client.
+//   - Buffer a whole blob: blobs stream between the network and files; only manifests (at most 4 MiB) are
+//     read into memory.
+package registry

@@ -1,0 +1,375 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// resolve turns a tag or digest reference into a digest. ok is false (and the response written) when the
+// reference is malformed or the tag unknown.
+func (r *Registry) resolve(w http.ResponseWriter, req *http.Request, name, reference string) (digest, bool) {
+	if strings.Contains(reference, ":") {
+		d, err := parseDigest(reference)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, codeDigestInvalid, err.Error())
+			return digest{}, false
+		}
+		return d, true
+	}
+	if !validTag(reference) {
+		writeError(w, http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("invalid tag %q", trimmed(reference)))
+		return digest{}, false
+	}
+	b, err := os.ReadFile(r.store.tagPath(name, reference))
+	if errors.Is(err, fs.ErrNotExist) {
+		writeError(w, http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("no tag %q in repository %q", reference, name))
+		return digest{}, false
+	}
+	if err != nil {
+		r.internalError(w, req, err)
+		return digest{}, false
+	}
+	d, err := parseDigest(strings.TrimSpace(string(b)))
+	if err != nil {
+		r.internalError(w, req, fmt.Errorf("tag file %q: %w", r.store.tagPath(name, reference), err))
+		return digest{}, false
+	}
+	return d, true
+}
+
+func (r *Registry) getManifest(w http.ResponseWriter, req *http.Request, name, reference string) {
+	d, ok := r.resolve(w, req, name, reference)
+	if !ok {
+		return
+	}
+	mt, err := os.ReadFile(r.store.manifestLink(name, d))
+	if errors.Is(err, fs.ErrNotExist) {
+		writeError(w, http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("manifest %s is not in repository %q", d, name))
+		return
+	}
+	if err != nil {
+		r.internalError(w, req, err)
+		return
+	}
+	body, err := os.ReadFile(r.store.blobPath(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		writeError(w, http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("manifest %s is not in repository %q", d, name))
+		return
+	}
+	if err != nil {
+		r.internalError(w, req, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", string(mt))
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("ETag", `"`+d.String()+`"`)
+	w.WriteHeader(http.StatusOK)
+	if req.Method != http.MethodHead {
+		w.Write(body)
+	}
+}
+
+func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, reference string) {
+	ctx := req.Context()
+	var tags []string
+	var want *digest
+	if strings.Contains(reference, ":") {
+		d, err := parseDigest(reference)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, codeDigestInvalid, err.Error())
+			return
+		}
+		want = &d
+	} else {
+		tags = append(tags, reference)
+	}
+	tags = append(tags, req.URL.Query()["tag"]...)
+	for _, t := range tags {
+		if !validTag(t) {
+			writeError(w, http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("invalid tag %q", trimmed(t)))
+			return
+		}
+	}
+	if req.ContentLength > MaxManifestSize {
+		writeError(w, http.StatusRequestEntityTooLarge, codeSizeInvalid,
+			fmt.Sprintf("manifest of %d bytes exceeds the limit of %d", req.ContentLength, MaxManifestSize))
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(&ctxReader{ctx: ctx, r: req.Body}, MaxManifestSize+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("reading manifest: %v", err))
+		return
+	}
+	if len(body) > MaxManifestSize {
+		writeError(w, http.StatusRequestEntityTooLarge, codeSizeInvalid,
+			fmt.Sprintf("manifest exceeds the limit of %d bytes", MaxManifestSize))
+		return
+	}
+	alg := "sha256"
+	if want != nil {
+		alg = want.alg
+	}
+	d := digestOf(alg, body)
+	if want != nil && *want != d {
+		writeError(w, http.StatusBadRequest, codeDigestInvalid, fmt.Sprintf("manifest digest is %s, not %s", d, want))
+		return
+	}
+	m, err := parseManifest(req.Header.Get("Content-Type"), body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codeManifestInvalid, err.Error())
+		return
+	}
+	l, err := r.store.lock(false)
+	if err != nil {
+		r.internalError(w, req, err)
+		return
+	}
+	defer l.unlock()
+	for _, b := range m.blobs {
+		size, err := r.store.blobSize(b.d)
+		if err != nil || !exists(r.store.blobLink(name, b.d)) {
+			writeError(w, http.StatusBadRequest, codeManifestBlobUnknown, fmt.Sprintf("blob %s is not in repository %q", b.d, name))
+			return
+		}
+		if size != b.size {
+			writeError(w, http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("blob %s has %d bytes, the manifest says %d", b.d, size, b.size))
+			return
+		}
+	}
+	for _, c := range m.children {
+		if !exists(r.store.manifestLink(name, c.d)) || !exists(r.store.blobPath(c.d)) {
+			writeError(w, http.StatusBadRequest, codeManifestBlobUnknown, fmt.Sprintf("manifest %s is not in repository %q", c.d, name))
+			return
+		}
+		if size, err := r.store.blobSize(c.d); err != nil || size != c.size {
+			writeError(w, http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("manifest %s has %d bytes, the index says %d", c.d, size, c.size))
+			return
+		}
+	}
+	if err := r.store.putBlobBytes(ctx, d, body); err != nil {
+		r.internalError(w, req, err)
+		return
+	}
+	if m.subject != nil {
+		desc := descriptor{MediaType: m.mediaType, Digest: d.String(), Size: int64(len(body)),
+			ArtifactType: m.artifactType, Annotations: m.annotations}
+		rec, err := json.Marshal(desc)
+		if err == nil {
+			err = writeFileAtomic(ctx, r.store.referrerPath(name, *m.subject, d), rec)
+		}
+		if err != nil {
+			r.internalError(w, req, err)
+			return
+		}
+	}
+	if err := writeFileAtomic(ctx, r.store.manifestLink(name, d), []byte(m.mediaType)); err != nil {
+		r.internalError(w, req, err)
+		return
+	}
+	for _, t := range tags {
+		if err := writeFileAtomic(ctx, r.store.tagPath(name, t), []byte(d.String())); err != nil {
+			r.internalError(w, req, err)
+			return
+		}
+	}
+	h := w.Header()
+	if m.subject != nil {
+		h.Set("OCI-Subject", m.subject.String())
+	}
+	if q := req.URL.Query()["tag"]; len(q) > 0 {
+		h.Set("OCI-Tag", strings.Join(q, ", "))
+	}
+	h.Set("Location", "/v2/"+name+"/manifests/"+d.String())
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+}
+
+func (r *Registry) deleteManifest(w http.ResponseWriter, req *http.Request, name, reference string) {
+	if !strings.Contains(reference, ":") {
+		if !validTag(reference) {
+			writeError(w, http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("invalid tag %q", trimmed(reference)))
+			return
+		}
+		err := os.Remove(r.store.tagPath(name, reference))
+		if errors.Is(err, fs.ErrNotExist) {
+			writeError(w, http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("no tag %q in repository %q", reference, name))
+			return
+		}
+		if err == nil {
+			err = syncDir(r.store.tagsDir(name))
+		}
+		if err != nil {
+			r.internalError(w, req, err)
+			return
+		}
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	d, err := parseDigest(reference)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codeDigestInvalid, err.Error())
+		return
+	}
+	link := r.store.manifestLink(name, d)
+	if !exists(link) {
+		writeError(w, http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("manifest %s is not in repository %q", d, name))
+		return
+	}
+	// Tags first, then the referrers record, then the link: a crash part-way leaves a manifest that is still
+	// fully served, never a tag or referrer pointing at nothing.
+	entries, err := os.ReadDir(r.store.tagsDir(name))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		r.internalError(w, req, err)
+		return
+	}
+	for _, e := range entries {
+		if !validTag(e.Name()) {
+			continue
+		}
+		p := r.store.tagPath(name, e.Name())
+		if b, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(b)) == d.String() {
+			if err := os.Remove(p); err != nil {
+				r.internalError(w, req, err)
+				return
+			}
+		}
+	}
+	if body, err := os.ReadFile(r.store.blobPath(d)); err == nil {
+		if subj, ok := subjectOf(body); ok {
+			if err := os.Remove(r.store.referrerPath(name, subj, d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				r.internalError(w, req, err)
+				return
+			}
+		}
+	}
+	if err := os.Remove(link); err != nil {
+		r.internalError(w, req, err)
+		return
+	}
+	if err := syncDir(filepath.Dir(link)); err != nil {
+		r.internalError(w, req, err)
+		return
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+}
+
+type tagList struct {
+	Name string   `json:"name"`
+	Tags []string `json:"tags"`
+}
+
+func (r *Registry) listTags(w http.ResponseWriter, req *http.Request, name string) {
+	if fi, err := os.Stat(r.store.repoDir(name)); err != nil || !fi.IsDir() {
+		writeError(w, http.StatusNotFound, codeNameUnknown, fmt.Sprintf("no repository %q", name))
+		return
+	}
+	q := req.URL.Query()
+	n := -1
+	if s := q.Get("n"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 {
+			writeError(w, http.StatusBadRequest, codeUnsupported, fmt.Sprintf("invalid n %q: want a number >= 0", trimmed(s)))
+			return
+		}
+		n = v
+	}
+	last := q.Get("last")
+	entries, err := os.ReadDir(r.store.tagsDir(name))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		r.internalError(w, req, err)
+		return
+	}
+	tags := []string{}
+	for _, e := range entries {
+		if validTag(e.Name()) && e.Type().IsRegular() && (last == "" || e.Name() > last) {
+			tags = append(tags, e.Name())
+		}
+	}
+	slices.Sort(tags)
+	if n >= 0 && len(tags) > n {
+		tags = tags[:n]
+		if n > 0 {
+			next := url.Values{"n": {strconv.Itoa(n)}, "last": {tags[n-1]}}
+			w.Header().Set("Link", fmt.Sprintf(`</v2/%s/tags/list?%s>; rel="next"`, name, next.Encode()))
+		}
+	}
+	writeJSON(w, req, "application/json", tagList{Name: name, Tags: tags})
+}
+
+type index struct {
+	SchemaVersion int          `json:"schemaVersion"`
+	MediaType     string       `json:"mediaType"`
+	Manifests     []descriptor `json:"manifests"`
+}
+
+func (r *Registry) listReferrers(w http.ResponseWriter, req *http.Request, name, reference string) {
+	subject, err := parseDigest(reference)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codeDigestInvalid, err.Error())
+		return
+	}
+	filter, filtered := req.URL.Query().Get("artifactType"), req.URL.Query().Has("artifactType")
+	dir := r.store.referrersDir(name, subject)
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		r.internalError(w, req, err)
+		return
+	}
+	out := index{SchemaVersion: 2, MediaType: mediaTypeOCIIndex, Manifests: []descriptor{}}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			r.internalError(w, req, err)
+			return
+		}
+		var desc descriptor
+		if err := json.Unmarshal(b, &desc); err != nil {
+			r.internalError(w, req, fmt.Errorf("referrer record %q: %w", e.Name(), err))
+			return
+		}
+		// A record whose manifest link is gone (a crash during delete) is not a referrer any more.
+		if d, err := parseDigest(desc.Digest); err != nil || !exists(r.store.manifestLink(name, d)) {
+			continue
+		}
+		if filtered && desc.ArtifactType != filter {
+			continue
+		}
+		out.Manifests = append(out.Manifests, desc)
+	}
+	if filtered {
+		w.Header().Set("OCI-Filters-Applied", "artifactType")
+	}
+	writeJSON(w, req, mediaTypeOCIIndex, out)
+}
+
+func writeJSON(w http.ResponseWriter, req *http.Request, contentType string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "UNKNOWN", "encoding response")
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	if req.Method != http.MethodHead {
+		w.Write(b)
+	}
+}

@@ -1,0 +1,242 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+)
+
+// store lays the registry's files out on disk. Every path it builds comes from validated names, tags and
+// digests (see names.go), so none can leave dir.
+type store struct {
+	dir string
+}
+
+func (s *store) blobPath(d digest) string { return filepath.Join(s.dir, "blobs", d.alg, d.hex) }
+func (s *store) uploadsDir() string       { return filepath.Join(s.dir, "uploads") }
+func (s *store) uploadDir(id string) string {
+	return filepath.Join(s.uploadsDir(), id)
+}
+func (s *store) reposDir() string { return filepath.Join(s.dir, "repos") }
+func (s *store) repoDir(name string) string {
+	return filepath.Join(s.reposDir(), filepath.FromSlash(name))
+}
+func (s *store) blobLink(name string, d digest) string {
+	return filepath.Join(s.repoDir(name), "_blobs", d.alg, d.hex)
+}
+func (s *store) manifestLink(name string, d digest) string {
+	return filepath.Join(s.repoDir(name), "_manifests", d.alg, d.hex)
+}
+func (s *store) tagsDir(name string) string { return filepath.Join(s.repoDir(name), "_tags") }
+func (s *store) tagPath(name, tag string) string {
+	return filepath.Join(s.tagsDir(name), tag)
+}
+func (s *store) referrersDir(name string, subject digest) string {
+	return filepath.Join(s.repoDir(name), "_referrers", subject.alg, subject.hex)
+}
+func (s *store) referrerPath(name string, subject, d digest) string {
+	return filepath.Join(s.referrersDir(name, subject), d.alg+"-"+d.hex)
+}
+func (s *store) lockPath() string { return filepath.Join(s.dir, "gc.lock") }
+
+func (s *store) init() error {
+	for _, d := range []string{s.dir, filepath.Join(s.dir, "blobs", "sha256"), filepath.Join(s.dir, "blobs", "sha512"),
+		s.uploadsDir(), s.reposDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("creating registry directory %q: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// exists reports whether path is a regular file.
+func exists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// blobSize returns the size of a stored blob, or an error wrapping fs.ErrNotExist.
+func (s *store) blobSize(d digest) (int64, error) {
+	fi, err := os.Stat(s.blobPath(d))
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// repoHasBlob reports whether the repository links the blob and the blob's bytes are present.
+func (s *store) repoHasBlob(name string, d digest) bool {
+	return exists(s.blobLink(name, d)) && exists(s.blobPath(d))
+}
+
+// writeFileAtomic writes data to path so that a crash leaves the old file or the whole new one: a temporary
+// file in the same directory, fsynced, renamed over path, then the directory fsynced.
+func writeFileAtomic(ctx context.Context, path string, data []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// commitBlob moves a fsynced, verified file into blobs/. When the blob is already stored the file is dropped:
+// the bytes are the same, because both hash to d.
+func (s *store) commitBlob(tmpPath string, d digest) error {
+	dst := s.blobPath(d)
+	if exists(dst) {
+		return os.Remove(tmpPath)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	if err := os.Rename(tmpPath, dst); err != nil {
+		return fmt.Errorf("storing blob %s: %w", d, err)
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+// putBlobBytes stores small content (a manifest) under its digest.
+func (s *store) putBlobBytes(ctx context.Context, d digest, data []byte) error {
+	if exists(s.blobPath(d)) {
+		return nil
+	}
+	tmp, err := os.CreateTemp(s.uploadsDir(), ".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.commitBlob(tmp.Name(), d)
+}
+
+// listDigests lists the digests named by the files dir/<alg>/<hex>, skipping anything that is not one (such as
+// temporary files).
+func listDigests(dir string) ([]digest, error) {
+	var out []digest
+	for _, alg := range []string{"sha256", "sha512"} {
+		entries, err := os.ReadDir(filepath.Join(dir, alg))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			if d, err := parseDigest(alg + ":" + e.Name()); err == nil && e.Type().IsRegular() {
+				out = append(out, d)
+			}
+		}
+	}
+	return out, nil
+}
+
+// listRepos returns every repository name that has a link directory.
+func (s *store) listRepos() ([]string, error) {
+	var repos []string
+	root := s.reposDir()
+	err := filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !e.IsDir() || path == root {
+			return nil
+		}
+		if strings.HasPrefix(e.Name(), "_") {
+			if e.Name() == "_blobs" || e.Name() == "_manifests" {
+				rel, err := filepath.Rel(root, filepath.Dir(path))
+				if err != nil {
+					return err
+				}
+				name := filepath.ToSlash(rel)
+				if validName(name) && (len(repos) == 0 || repos[len(repos)-1] != name) {
+					repos = append(repos, name)
+				}
+			}
+			return fs.SkipDir
+		}
+		return nil
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	slices.Sort(repos)
+	return slices.Compact(repos), err
+}
+
+// fileLock is an advisory lock on the registry's gc.lock file: writers hold it shared, GC exclusive, so a GC
+// in another process (ssf registry gc) never sweeps while a blob or manifest is being linked.
+type fileLock struct{ f *os.File }
+
+func (s *store) lock(exclusive bool) (*fileLock, error) {
+	f, err := os.OpenFile(s.lockPath(), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), how)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %q: %w", s.lockPath(), err)
+	}
+	return &fileLock{f}, nil
+}
+
+func (l *fileLock) unlock() { l.f.Close() }
