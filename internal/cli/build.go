@@ -7,10 +7,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ssf-dev/ssf/internal/factory"
+	"github.com/ssf-dev/ssf/internal/oci"
 )
 
 func newBuildCmd() *cobra.Command {
 	var req factory.BuildRequest
+	var publishTo string
 	cmd := &cobra.Command{
 		Use:   "build -f ssf.yaml --source DIR --out OUT [--param NAME=VALUE]...",
 		Short: "Run a pipeline hermetically and sign its provenance",
@@ -26,7 +28,10 @@ root, user 65532, no capabilities, seccomp, and memory, process and time limits.
 When every task has succeeded, ssf hashes the declared outputs itself, copies them to OUT/<path>, and writes
 SLSA v1 provenance signed with the factory key to OUT/attestations/provenance.sigstore.json (task logs go to
 OUT/attestations/logs/). OUT must not exist or be empty. A failed build exits 1, names the task, step and exit
-code, signs nothing and leaves OUT untouched.`,
+code, signs nothing and leaves OUT untouched.
+
+--publish REGISTRY/REPO[:TAG] then pushes OUT as ssf publish does (see ssf publish --help); the last line printed
+is the pushed REGISTRY/REPO@sha256:<hex>.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
@@ -36,6 +41,11 @@ code, signs nothing and leaves OUT untouched.`,
 				return usagef("--source is required: the source directory")
 			case req.Out == "":
 				return usagef("--out is required: a new directory for the outputs and attestations")
+			}
+			if publishTo != "" {
+				if _, _, err := oci.ParseTarget(publishTo); err != nil {
+					return &usageError{fmt.Errorf("--publish: %w", err)} // before the build, not after it
+				}
 			}
 			h, err := home()
 			if err != nil {
@@ -54,6 +64,13 @@ code, signs nothing and leaves OUT untouched.`,
 				fmt.Fprintf(w, "output      %s  sha256:%s\n", filepath.Join(res.Out, o.Path), o.SHA256)
 			}
 			fmt.Fprintf(w, "provenance  %s\n", res.Bundle)
+			if publishTo == "" {
+				return nil
+			}
+			if err := publish(cmd.Context(), w, res.Out, publishTo, nil); err != nil {
+				return fmt.Errorf("the build succeeded (outputs in %s) but publishing failed; retry with `ssf publish %s --to %s`: %w",
+					res.Out, res.Out, publishTo, err)
+			}
 			return nil
 		},
 	}
@@ -62,5 +79,6 @@ code, signs nothing and leaves OUT untouched.`,
 	f.StringVar(&req.Source, "source", "", "source directory (recorded by git commit when it is a clean git checkout)")
 	f.StringVar(&req.Out, "out", "", "output directory; must not exist or be empty")
 	f.StringArrayVar(&req.Params, "param", nil, "pipeline parameter NAME=VALUE (repeatable)")
+	f.StringVar(&publishTo, "publish", "", "after the build, push OUT to this registry repository, REGISTRY/REPO[:TAG]")
 	return cmd
 }

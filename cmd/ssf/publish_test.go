@@ -1,0 +1,350 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/ssf-dev/ssf/internal/oci"
+)
+
+// interopTool finds an external tool: $env, then .tools/NAME in the module root, then $PATH. Without it the
+// test is skipped, or fails under SSF_REQUIRE_INTEROP=1 (make test).
+func interopTool(t *testing.T, env, name string) string {
+	t.Helper()
+	candidates := []string{os.Getenv(env), filepath.Join("..", "..", ".tools", name)}
+	if p, err := exec.LookPath(name); err == nil {
+		candidates = append(candidates, p)
+	}
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if fi, err := os.Stat(c); err == nil && !fi.IsDir() {
+			abs, _ := filepath.Abs(c)
+			return abs
+		}
+	}
+	if os.Getenv("SSF_REQUIRE_INTEROP") == "1" {
+		t.Fatalf("%s not found (set %s or install it into .tools/)", name, env)
+	}
+	t.Skipf("%s not found (set %s or install it into .tools/)", name, env)
+	return ""
+}
+
+// distributionRegistry starts Debian's docker-registry (distribution 2.8, which has no referrers API) on a
+// loopback port and returns its host:port.
+func distributionRegistry(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv("SSF_DOCKER_REGISTRY")
+	if bin == "" {
+		bin = "/usr/bin/docker-registry"
+	}
+	if _, err := os.Stat(bin); err != nil {
+		if os.Getenv("SSF_REQUIRE_INTEROP") == "1" {
+			t.Fatalf("docker-registry not found at %s (apt-get install docker-registry)", bin)
+		}
+		t.Skipf("docker-registry not found at %s (apt-get install docker-registry)", bin)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	config := filepath.Join(dir, "config.yml")
+	cfg := fmt.Sprintf("version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage:\n  filesystem: {rootdirectory: %s}\nhttp:\n  addr: %s\n",
+		filepath.Join(dir, "data"), addr)
+	if err := os.WriteFile(config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "serve", config)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("docker-registry log:\n%s", logs.String())
+		}
+	})
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return addr
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("docker-registry did not come up on %s: %v\n%s", addr, err, logs.String())
+		}
+	}
+}
+
+// lastLine is the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// A published build can be pulled back with oras, verified by ssf and by stock cosign from the registry, and
+// nothing else verifies as it.
+func TestPublishToDistribution(t *testing.T) {
+	p, pub := built(t)
+	host := distributionRegistry(t)
+	oras := interopTool(t, "SSF_ORAS", "oras")
+	cosign := interopTool(t, "SSF_COSIGN", "cosign")
+
+	r := ssf(t, p.tmp, "publish", p.out, "--to", host+"/team/app:v1", "--key", pub)
+	if r.code != 0 {
+		t.Fatalf("ssf publish: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	ref := lastLine(r.stdout)
+	if !strings.HasPrefix(ref, host+"/team/app@sha256:") {
+		t.Fatalf("last line of publish is %q, want %s/team/app@sha256:...", ref, host)
+	}
+	var artifactSubject string
+	for _, s := range p.statement()["subject"].([]any) {
+		s := s.(map[string]any)
+		if s["name"] == "oci://artifact" {
+			artifactSubject = s["digest"].(map[string]any)["sha256"].(string)
+		}
+	}
+	if want := host + "/team/app@sha256:" + artifactSubject; ref != want {
+		t.Errorf("pushed %s, but the provenance names the artifact %s", ref, want)
+	}
+
+	// Publishing the same build again (as build --publish would) gives the same reference.
+	if r := ssf(t, p.tmp, "publish", p.out, "--to", host+"/team/app"); r.code != 0 || lastLine(r.stdout) != ref {
+		t.Errorf("second publish: exit %d, last line %q, want %q\n%s", r.code, lastLine(r.stdout), ref, r.stderr)
+	}
+
+	t.Run("ssf verify", func(t *testing.T) {
+		r := ssf(t, p.tmp, "verify", ref, "--key", pub, "-v")
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "verified: "+ref) {
+			t.Fatalf("ssf verify %s: exit %d\n%s%s", ref, r.code, r.stdout, r.stderr)
+		}
+	})
+
+	t.Run("oras pull restores the files", func(t *testing.T) {
+		dest := t.TempDir()
+		cmd := exec.Command(oras, "pull", "--plain-http", "-o", dest, ref)
+		cmd.Env = append(os.Environ(), "HOME="+p.dir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("oras pull: %v\n%s", err, out)
+		}
+		for _, f := range []string{"artifact", "bin/readme"} {
+			want, _ := os.ReadFile(filepath.Join(p.out, f))
+			got, err := os.ReadFile(filepath.Join(dest, f))
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("oras restored %s as %q (%v), want %q", f, got, err, want)
+			}
+		}
+	})
+
+	t.Run("cosign verify-attestation", func(t *testing.T) {
+		tr := filepath.Join(p.dir, "trusted_root.json")
+		if err := os.WriteFile(tr, []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		run := func(ref, key string) (string, error) {
+			cmd := exec.Command(cosign, "verify-attestation", "--key", key, "--trusted-root", tr, "--insecure-ignore-tlog",
+				"--type", "slsaprovenance1", ref)
+			cmd.Env = append(os.Environ(), "HOME="+p.dir)
+			out, err := cmd.CombinedOutput()
+			return string(out), err
+		}
+		if out, err := run(ref, pub); err != nil {
+			t.Fatalf("cosign rejected %s: %v\n%s", ref, err, out)
+		}
+		otherKey := otherFactoryKey(t, p)
+		if out, err := run(ref, otherKey); err == nil {
+			t.Errorf("cosign accepted %s with another factory's key:\n%s", ref, out)
+		}
+	})
+
+	t.Run("other references are rejected", func(t *testing.T) {
+		// A manifest the provenance does not name: the same files under a tag, pushed by oras with its own
+		// manifest (a different digest), has no bundle attached, and a bundle copied onto it would not name it.
+		src := t.TempDir()
+		data, _ := os.ReadFile(filepath.Join(p.out, "artifact"))
+		os.WriteFile(filepath.Join(src, "artifact"), data, 0o644)
+		cmd := exec.Command(oras, "push", "--plain-http", host+"/team/app:other", "artifact")
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(), "HOME="+p.dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("oras push: %v\n%s", err, out)
+		}
+		digest := ""
+		for _, l := range strings.Split(string(out), "\n") {
+			if i := strings.Index(l, "sha256:"); i >= 0 && strings.HasPrefix(l, "Digest:") {
+				digest = strings.TrimSpace(l[i:])
+			}
+		}
+		if digest == "" {
+			t.Fatalf("no digest in oras output:\n%s", out)
+		}
+		other := host + "/team/app@" + digest
+		tests := []struct {
+			name string
+			args []string
+			code int
+			want string
+		}{
+			{"unattested manifest", []string{other, "--key", pub}, 1, "no provenance bundles"},
+			{"wrong key", []string{ref, "--key", otherFactoryKey(t, p)}, 1, "verification failed"},
+			{"unknown digest", []string{host + "/team/app@sha256:" + strings.Repeat("0", 64), "--key", pub}, 1, "no provenance bundles"},
+			{"bundle flag with a reference", []string{ref, "--key", pub, "--bundle", filepath.Join(p.out, "attestations/provenance.sigstore.json")}, 2, "--bundle"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				r := ssf(t, p.tmp, append([]string{"verify"}, tt.args...)...)
+				if r.code != tt.code || !strings.Contains(r.stderr, tt.want) {
+					t.Errorf("exit %d, want %d with %q:\n%s%s", r.code, tt.code, tt.want, r.stdout, r.stderr)
+				}
+			})
+		}
+	})
+}
+
+// A build whose output was changed after it was signed is not published.
+func TestPublishRefusesChangedOutput(t *testing.T) {
+	p, _ := built(t)
+	host := distributionRegistry(t)
+	if err := os.WriteFile(filepath.Join(p.out, "artifact"), []byte("changed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := ssf(t, p.tmp, "publish", p.out, "--to", host+"/team/app")
+	if r.code != 1 || !strings.Contains(r.stderr, `output "artifact" has sha256:`) {
+		t.Fatalf("exit %d, want 1 naming the changed output:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	resp, err := http.Get("http://" + host + "/v2/_catalog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	body.ReadFrom(resp.Body)
+	if strings.Contains(body.String(), "team/app") {
+		t.Errorf("a refused publish created the repository: %s", body.String())
+	}
+}
+
+// ssf build --publish builds, signs and pushes in one go; the pushed reference is the last line.
+func TestBuildPublish(t *testing.T) {
+	p := newProject(t, simpleTask)
+	host := distributionRegistry(t)
+	r := p.build("--publish", host+"/built/app:latest")
+	if r.code != 0 {
+		t.Fatalf("build --publish: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	ref := lastLine(r.stdout)
+	if !strings.HasPrefix(ref, host+"/built/app@sha256:") {
+		t.Fatalf("last line %q is not the pushed reference", ref)
+	}
+	pub := filepath.Join(p.dir, "provenance.pub")
+	k := ssf(t, p.tmp, "keys", "public")
+	os.WriteFile(pub, []byte(k.stdout), 0o644)
+	if r := ssf(t, p.tmp, "verify", ref, "--key", pub); r.code != 0 {
+		t.Errorf("verify %s: exit %d\n%s", ref, r.code, r.stderr)
+	}
+
+	bad := newProject(t, simpleTask)
+	if r := bad.build("--publish", "not a reference"); r.code != 2 || !strings.Contains(r.stderr, "--publish") {
+		t.Errorf("bad --publish: exit %d, want 2 before building\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(bad.out); !os.IsNotExist(err) {
+		t.Errorf("a bad --publish still built into %s", bad.out)
+	}
+}
+
+// otherFactoryKey returns the public key file of a second, unrelated factory.
+func otherFactoryKey(t *testing.T, p *project) string {
+	t.Helper()
+	key := filepath.Join(p.dir, "other.pub")
+	if _, err := os.Stat(key); err == nil {
+		return key
+	}
+	cmd := exec.Command("sh", "-c", `"$0" init >/dev/null && "$0" keys public > "$1"`, ssfBin, key)
+	cmd.Env = append(os.Environ(), "SSF_HOME="+filepath.Join(p.dir, "otherhome"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("making another factory key: %v\n%s", err, out)
+	}
+	return key
+}
+
+// An output that is an OCI image layout tarball is also pushed as that image, by the digest its provenance names,
+// with the bundle attached, so stock cosign accepts the image reference a cluster would run.
+func TestPublishImageOutput(t *testing.T) {
+	p := newProject(t, `
+    - name: pack
+      steps:
+        - name: copy
+          run: cp image.tar "$SSF_OUTPUTS/image.tar"
+      outputs: [image.tar]
+`)
+	host := distributionRegistry(t)
+	cosign := interopTool(t, "SSF_COSIGN", "cosign")
+	img, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img = mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON)
+	digest, _ := img.Digest()
+	lp, err := layout.Write(t.TempDir(), empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	var tarball bytes.Buffer
+	if _, err := oci.WriteTree(context.Background(), &tarball, string(lp), nil); err != nil {
+		t.Fatal(err)
+	}
+	p.write()
+	if err := os.WriteFile(filepath.Join(p.src, "image.tar"), tarball.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := p.build("--publish", host+"/team/image")
+	if r.code != 0 {
+		t.Fatalf("build --publish: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	imageRef := host + "/team/image@" + digest.String()
+	if !strings.Contains(r.stdout, "image       image.tar  "+imageRef+"\n") {
+		t.Fatalf("publish did not report the image %s:\n%s", imageRef, r.stdout)
+	}
+	pub := filepath.Join(p.dir, "provenance.pub")
+	os.WriteFile(pub, []byte(ssf(t, p.tmp, "keys", "public").stdout), 0o644)
+	if r := ssf(t, p.tmp, "verify", imageRef, "--key", pub); r.code != 0 || !strings.Contains(r.stdout, `subject "oci://image/image.tar"`) {
+		t.Errorf("ssf verify %s: exit %d\n%s%s", imageRef, r.code, r.stdout, r.stderr)
+	}
+	tr := filepath.Join(p.dir, "trusted_root.json")
+	os.WriteFile(tr, []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), 0o644)
+	cmd := exec.Command(cosign, "verify-attestation", "--key", pub, "--trusted-root", tr, "--insecure-ignore-tlog",
+		"--type", "slsaprovenance1", imageRef)
+	cmd.Env = append(os.Environ(), "HOME="+p.dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("cosign rejected the image %s: %v\n%s", imageRef, err, out)
+	}
+}

@@ -1,0 +1,496 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/sigstore/sigstore-go/pkg/bundle"
+
+	"github.com/ssf-dev/ssf/internal/provenance"
+)
+
+// ErrMismatch is wrapped when an output's bytes, or the manifest made from them, are not what the provenance says:
+// publish refuses rather than push something its evidence does not describe.
+var ErrMismatch = errors.New("outputs do not match the provenance")
+
+// RegistryOption configures how ssf talks to a registry.
+type RegistryOption func(*registryConfig)
+
+type registryConfig struct {
+	keychain  authn.Keychain
+	transport http.RoundTripper
+}
+
+// WithKeychain sets where registry credentials come from. The default is authn.DefaultKeychain: the Docker
+// config file ($DOCKER_CONFIG/config.json, ~/.docker/config.json) and the credential helpers it names, as crane
+// and cosign use.
+func WithKeychain(k authn.Keychain) RegistryOption { return func(c *registryConfig) { c.keychain = k } }
+
+// WithTransport sets the HTTP transport (tests use it for an in-process registry). Plain HTTP is still refused
+// for anything but a loopback host.
+func WithTransport(t http.RoundTripper) RegistryOption {
+	return func(c *registryConfig) { c.transport = t }
+}
+
+func remoteOptions(ctx context.Context, opts []RegistryOption) []remote.Option {
+	c := registryConfig{keychain: authn.DefaultKeychain, transport: remote.DefaultTransport}
+	for _, o := range opts {
+		o(&c)
+	}
+	return []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(c.keychain),
+		remote.WithTransport(loopbackHTTPOnly{c.transport}),
+		remote.WithUserAgent("ssf"),
+	}
+}
+
+// loopbackHTTPOnly refuses plain HTTP to anything but a loopback address. go-containerregistry falls back to
+// HTTP for localhost, loopback and private (RFC 1918) addresses; credentials and unsigned manifests must not
+// cross a real network in the clear, so only loopback keeps that fallback.
+type loopbackHTTPOnly struct{ next http.RoundTripper }
+
+func (t loopbackHTTPOnly) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "http" && !isLoopback(req.URL.Hostname()) {
+		return nil, fmt.Errorf("refusing plain HTTP to registry %s: only loopback registries may be reached without TLS", req.URL.Host)
+	}
+	return t.next.RoundTrip(req)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ParseTarget parses REGISTRY/REPO[:TAG], where publish pushes to. It returns the repository and the tag ("" for
+// none: then the artifact is pushed by digest only). A digest is refused: the digest is what publish computes.
+func ParseTarget(s string) (name.Repository, string, error) {
+	if strings.Contains(s, "@") {
+		return name.Repository{}, "", fmt.Errorf("publish target %q has a digest: give REGISTRY/REPO or REGISTRY/REPO:TAG", s)
+	}
+	if repo, err := name.NewRepository(s, name.StrictValidation); err == nil {
+		return repo, "", nil
+	}
+	tag, err := name.NewTag(s, name.StrictValidation)
+	if err != nil {
+		return name.Repository{}, "", fmt.Errorf("publish target %q: want REGISTRY/REPO[:TAG]: %w", s, err)
+	}
+	return tag.Context(), tag.TagStr(), nil
+}
+
+// PublishRequest is one publish of a finished build.
+type PublishRequest struct {
+	Dir    string          // the build's output directory (OUT of ssf build)
+	Bundle []byte          // the build's provenance bundle
+	Repo   name.Repository // where to push
+	Tag    string          // optional tag for the artifact
+
+	// Verify, if set, is called with the artifact manifest's sha256 (hex) before anything is pushed; an error
+	// stops the publish. Leave it nil to publish without the verification key: the outputs are then checked
+	// against the bundle's statement, whose signature the registry's readers check.
+	Verify func(ctx context.Context, manifestSHA256 string, bundle []byte) error
+}
+
+// Published says what went where.
+type Published struct {
+	Artifact  string            // REGISTRY/REPO@sha256:<hex> of the artifact holding every output file
+	Images    map[string]string // output path -> REGISTRY/REPO@sha256:<hex> of the runnable image it holds
+	Referrers []string          // REGISTRY/REPO@sha256:<hex> of each bundle referrer pushed
+}
+
+// Publish pushes a build's outputs and provenance to a registry.
+//
+// Every output named by the provenance is hashed again and must match its subject, and the artifact manifest
+// made from them (ArtifactManifest) must be the one the provenance names as ArtifactSubject; otherwise nothing
+// is pushed and the error wraps ErrMismatch. The artifact goes up byte-identical to that manifest, each output
+// that is an OCI image layout tarball goes up as its image (the manifest named by its ImageSubjectPrefix
+// subject), and the bundle goes up as an OCI 1.1 referrer of each of them (see ReferrerManifest). Registries
+// without the referrers API get the distribution-spec fallback tag sha256-<hex>.
+func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*Published, error) {
+	prov, err := statementOf(req.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	artifact, images, err := checkOutputs(ctx, req.Dir, prov)
+	if err != nil {
+		return nil, err
+	}
+	artifactHex := artifact.SHA256
+	if req.Verify != nil {
+		if err := req.Verify(ctx, artifactHex, req.Bundle); err != nil {
+			return nil, fmt.Errorf("refusing to publish: %w", err)
+		}
+	}
+
+	ropts := remoteOptions(ctx, opts)
+	pusher, err := remote.NewPusher(ropts...)
+	if err != nil {
+		return nil, err
+	}
+	repo := req.Repo
+	pub := &Published{Images: map[string]string{}}
+
+	// The artifact: the empty config, each file, then the manifest.
+	if err := pusher.Upload(ctx, repo, static.NewLayer(emptyJSON, EmptyMediaType)); err != nil {
+		return nil, fmt.Errorf("pushing to %s: %w", repo, err)
+	}
+	root, err := os.OpenRoot(req.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	for _, f := range artifact.files {
+		if err := pusher.Upload(ctx, repo, &fileLayer{root: root, file: f}); err != nil {
+			return nil, fmt.Errorf("pushing output %q to %s: %w", f.Path, repo, err)
+		}
+	}
+	artifactDesc := Descriptor{MediaType: ManifestMediaType, Digest: "sha256:" + artifactHex, Size: int64(len(artifact.raw))}
+	var ref name.Reference = repo.Digest(artifactDesc.Digest)
+	if req.Tag != "" {
+		ref = repo.Tag(req.Tag)
+	}
+	if err := pusher.Push(ctx, ref, rawManifest{artifact.raw, ManifestMediaType}); err != nil {
+		return nil, fmt.Errorf("pushing the artifact manifest to %s: %w", ref, err)
+	}
+	pub.Artifact = repo.Digest(artifactDesc.Digest).String()
+
+	// Each image output, by digest.
+	subjects := []Descriptor{artifactDesc}
+	for _, img := range images {
+		if err := pushImage(ctx, pusher, repo, root, img); err != nil {
+			return nil, err
+		}
+		subjects = append(subjects, img.desc)
+		pub.Images[img.path] = repo.Digest(img.desc.Digest).String()
+	}
+
+	// The bundle, as a referrer of each.
+	if err := pusher.Upload(ctx, repo, static.NewLayer(req.Bundle, BundleArtifactType)); err != nil {
+		return nil, fmt.Errorf("pushing the provenance bundle to %s: %w", repo, err)
+	}
+	for _, s := range subjects {
+		raw, err := ReferrerManifest(s, req.Bundle, prov.FinishedOn)
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(raw)
+		d := repo.Digest("sha256:" + hex.EncodeToString(sum[:]))
+		if err := pusher.Push(ctx, d, rawManifest{raw, ManifestMediaType}); err != nil {
+			return nil, fmt.Errorf("pushing the provenance referrer of %s: %w", s.Digest, err)
+		}
+		pub.Referrers = append(pub.Referrers, d.String())
+	}
+	return pub, nil
+}
+
+// ReferrerManifest returns the manifest that attaches a Sigstore bundle to subject in the layout cosign reads:
+// artifactType and the one layer's media type application/vnd.dev.sigstore.bundle.v0.3+json, the empty config,
+// and annotations dev.sigstore.bundle.content (dsse-envelope), dev.sigstore.bundle.predicateType (SLSA provenance
+// v1) and org.opencontainers.image.created (the build's finishedOn, so the manifest is the same on every publish).
+func ReferrerManifest(subject Descriptor, bundleJSON []byte, created time.Time) ([]byte, error) {
+	if created.IsZero() {
+		return nil, errors.New("referrer manifest: no creation time")
+	}
+	sum := sha256.Sum256(bundleJSON)
+	m := manifest{
+		SchemaVersion: 2, MediaType: ManifestMediaType, ArtifactType: BundleArtifactType,
+		Config:  emptyDescriptor(),
+		Layers:  []Descriptor{{MediaType: BundleArtifactType, Digest: "sha256:" + hex.EncodeToString(sum[:]), Size: int64(len(bundleJSON))}},
+		Subject: &Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size},
+		Annotations: map[string]string{
+			"dev.sigstore.bundle.content":       "dsse-envelope",
+			"dev.sigstore.bundle.predicateType": provenance.PredicateType,
+			CreatedAnnotation:                   created.UTC().Format(time.RFC3339),
+		},
+	}
+	return json.Marshal(m)
+}
+
+// statementOf reads the provenance statement in a bundle without checking its signature (Publish.Verify does).
+func statementOf(bundleJSON []byte) (*provenance.Provenance, error) {
+	var b bundle.Bundle
+	if err := b.UnmarshalJSON(bundleJSON); err != nil {
+		return nil, fmt.Errorf("reading the provenance bundle: %w", err)
+	}
+	env := b.GetDsseEnvelope()
+	if env == nil {
+		return nil, errors.New("reading the provenance bundle: its content is not a DSSE envelope")
+	}
+	prov, err := provenance.Parse(env.GetPayload())
+	if err != nil {
+		return nil, fmt.Errorf("reading the provenance bundle: %w", err)
+	}
+	return prov, nil
+}
+
+type artifactPlan struct {
+	files  []File
+	raw    []byte
+	SHA256 string
+}
+
+type imagePlan struct {
+	path string
+	desc Descriptor
+}
+
+// checkOutputs hashes every output the provenance names and rebuilds the artifact manifest; any difference from
+// the provenance is ErrMismatch.
+func checkOutputs(ctx context.Context, dir string, prov *provenance.Provenance) (*artifactPlan, []imagePlan, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening build output %q: %w", dir, err)
+	}
+	defer root.Close()
+	var (
+		files     []File
+		artifact  string
+		imageWant = map[string]string{}
+	)
+	for _, s := range prov.Subjects {
+		switch {
+		case s.Name == ArtifactSubject:
+			artifact = s.SHA256
+		case strings.HasPrefix(s.Name, ImageSubjectPrefix):
+			imageWant[strings.TrimPrefix(s.Name, ImageSubjectPrefix)] = s.SHA256
+		case strings.Contains(s.Name, "://"):
+			return nil, nil, fmt.Errorf("%w: unknown subject %q", ErrMismatch, s.Name)
+		default:
+			f, err := hashRegular(ctx, root, s.Name)
+			if err != nil {
+				return nil, nil, fmt.Errorf("refusing to publish: %w", err)
+			}
+			if f.SHA256 != s.SHA256 {
+				return nil, nil, fmt.Errorf("%w: output %q has sha256:%s, the provenance says sha256:%s", ErrMismatch, s.Name, f.SHA256, s.SHA256)
+			}
+			files = append(files, f)
+		}
+	}
+	if artifact == "" {
+		return nil, nil, fmt.Errorf("%w: the provenance has no %q subject (the build was made by an ssf without publishing; rebuild it)", ErrMismatch, ArtifactSubject)
+	}
+	raw, err := ArtifactManifest(files)
+	if err != nil {
+		return nil, nil, err
+	}
+	sum := sha256.Sum256(raw)
+	if got := hex.EncodeToString(sum[:]); got != artifact {
+		return nil, nil, fmt.Errorf("%w: the artifact manifest of the outputs is sha256:%s, the provenance says sha256:%s", ErrMismatch, got, artifact)
+	}
+	var images []imagePlan
+	for _, f := range files {
+		want, ok := imageWant[f.Path]
+		if !ok {
+			continue
+		}
+		delete(imageWant, f.Path)
+		d, err := imageInRoot(root, f.Path)
+		if err != nil {
+			return nil, nil, err
+		}
+		if d == nil || d.Digest != "sha256:"+want {
+			return nil, nil, fmt.Errorf("%w: output %q does not hold image sha256:%s", ErrMismatch, f.Path, want)
+		}
+		images = append(images, imagePlan{path: f.Path, desc: *d})
+	}
+	for p := range imageWant {
+		return nil, nil, fmt.Errorf("%w: image subject %q names no output", ErrMismatch, ImageSubjectPrefix+p)
+	}
+	return &artifactPlan{files: files, raw: raw, SHA256: artifact}, images, nil
+}
+
+// pushImage unpacks an image layout tarball into a temporary directory and pushes its one image, by digest,
+// byte for byte (go-containerregistry pushes a layout's manifests and blobs as they are).
+func pushImage(ctx context.Context, pusher *remote.Pusher, repo name.Repository, root *os.Root, img imagePlan) error {
+	dir, err := os.MkdirTemp("", "ssf-publish-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	f, err := openRegular(root, img.path)
+	if err != nil {
+		return err
+	}
+	err = Extract(ctx, f, dir, ExtractOptions{})
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("unpacking image %q: %w", img.path, err)
+	}
+	h, err := v1.NewHash(img.desc.Digest)
+	if err != nil {
+		return err
+	}
+	lp := layout.Path(dir)
+	ref := repo.Digest(img.desc.Digest)
+	var t remote.Taggable
+	if img.desc.MediaType == IndexMediaType {
+		idx, err := lp.ImageIndex()
+		if err != nil {
+			return fmt.Errorf("reading image %q: %w", img.path, err)
+		}
+		if t, err = idx.ImageIndex(h); err != nil {
+			return fmt.Errorf("reading image %q: %w", img.path, err)
+		}
+	} else if t, err = lp.Image(h); err != nil {
+		return fmt.Errorf("reading image %q: %w", img.path, err)
+	}
+	if err := pusher.Push(ctx, ref, t); err != nil {
+		return fmt.Errorf("pushing image %q to %s: %w", img.path, ref, err)
+	}
+	return nil
+}
+
+// rawManifest is a manifest pushed exactly as given.
+type rawManifest struct {
+	raw       []byte
+	mediaType string
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return types.MediaType(m.mediaType), nil }
+
+// fileLayer is an output file as a blob, read when it is pushed. The registry checks the digest of what arrives,
+// so a file changed after it was checked is rejected there.
+type fileLayer struct {
+	root *os.Root
+	file File
+}
+
+var _ v1.Layer = (*fileLayer)(nil)
+
+func (l *fileLayer) Digest() (v1.Hash, error) {
+	return v1.Hash{Algorithm: "sha256", Hex: l.file.SHA256}, nil
+}
+func (l *fileLayer) DiffID() (v1.Hash, error) { return l.Digest() }
+func (l *fileLayer) Size() (int64, error)     { return l.file.Size, nil }
+func (l *fileLayer) MediaType() (types.MediaType, error) {
+	return FileMediaType, nil
+}
+func (l *fileLayer) Compressed() (io.ReadCloser, error)   { return openRegular(l.root, l.file.Path) }
+func (l *fileLayer) Uncompressed() (io.ReadCloser, error) { return l.Compressed() }
+
+// maxBundleSize bounds a bundle fetched from a registry, and maxReferrers how many referrers are read.
+const (
+	maxBundleSize = 16 << 20
+	maxReferrers  = 64
+)
+
+// Attached is what a registry holds for one manifest: the bundles referring to it and why others were skipped.
+type Attached struct {
+	Subject name.Digest // REGISTRY/REPO@sha256:<hex>
+	Bundles [][]byte    // every Sigstore bundle v0.3 attached as a referrer
+	Skipped []error     // referrers of the bundle artifactType that were not usable, and why
+}
+
+// ErrNoBundles is returned by FetchBundles when nothing usable refers to the manifest.
+var ErrNoBundles = errors.New("no provenance bundles refer to this manifest")
+
+// FetchBundles lists the referrers of ref (REGISTRY/REPO@sha256:<hex>), through the referrers API or the
+// fallback tag, and returns the bundle carried by each one whose manifest has artifactType
+// application/vnd.dev.sigstore.bundle.v0.3+json and ref as its subject. Nothing is verified here but the shape and the digests: every bundle must still be
+// verified against ref's digest.
+func FetchBundles(ctx context.Context, ref string, opts ...RegistryOption) (*Attached, error) {
+	d, err := name.NewDigest(ref, name.StrictValidation)
+	if err != nil {
+		return nil, fmt.Errorf("registry reference %q: want REGISTRY/REPO@sha256:<hex>: %w", ref, err)
+	}
+	ropts := remoteOptions(ctx, opts)
+	// No server-side filter: some registries (go-containerregistry's own, for one) report a referrer's config
+	// media type as its artifactType. Each candidate manifest is fetched and checked below instead.
+	idx, err := remote.Referrers(d, ropts...)
+	if err != nil {
+		return nil, fmt.Errorf("listing referrers of %s: %w", d, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("listing referrers of %s: %w", d, err)
+	}
+	att := &Attached{Subject: d}
+	for _, desc := range im.Manifests {
+		if desc.ArtifactType != BundleArtifactType && desc.ArtifactType != EmptyMediaType && desc.ArtifactType != "" {
+			continue // another kind of referrer (an SBOM, a signature)
+		}
+		if len(att.Bundles)+len(att.Skipped) >= maxReferrers {
+			att.Skipped = append(att.Skipped, fmt.Errorf("more than %d candidate referrers; the rest were not read", maxReferrers))
+			break
+		}
+		b, err := fetchBundle(ctx, d, desc.Digest, ropts)
+		if err != nil {
+			att.Skipped = append(att.Skipped, fmt.Errorf("referrer %s: %w", desc.Digest, err))
+			continue
+		}
+		att.Bundles = append(att.Bundles, b)
+	}
+	if len(att.Bundles) == 0 {
+		return att, fmt.Errorf("%s: %w", d, errors.Join(append([]error{ErrNoBundles}, att.Skipped...)...))
+	}
+	return att, nil
+}
+
+func fetchBundle(ctx context.Context, subject name.Digest, h v1.Hash, ropts []remote.Option) ([]byte, error) {
+	desc, err := remote.Get(subject.Context().Digest(h.String()), ropts...)
+	if err != nil {
+		return nil, err
+	}
+	var m manifest
+	if err := json.Unmarshal(desc.Manifest, &m); err != nil {
+		return nil, fmt.Errorf("decoding manifest: %w", err)
+	}
+	switch {
+	case m.Subject == nil || m.Subject.Digest != subject.DigestStr():
+		return nil, errors.New("its subject is another manifest")
+	case m.ArtifactType != BundleArtifactType:
+		return nil, fmt.Errorf("artifactType is %q", m.ArtifactType)
+	case len(m.Layers) != 1 || m.Layers[0].MediaType != BundleArtifactType:
+		return nil, fmt.Errorf("want one layer of %s", BundleArtifactType)
+	case m.Layers[0].Size > maxBundleSize:
+		return nil, fmt.Errorf("bundle of %d bytes is larger than %d", m.Layers[0].Size, maxBundleSize)
+	}
+	lh, err := v1.NewHash(m.Layers[0].Digest)
+	if err != nil {
+		return nil, err
+	}
+	l, err := remote.Layer(subject.Context().Digest(lh.String()), ropts...)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxBundleSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetching bundle: %w", err)
+	}
+	if sum := sha256.Sum256(b); len(b) > maxBundleSize || !bytes.Equal(sum[:], mustHex(lh.Hex)) {
+		return nil, errors.New("bundle blob does not match its digest")
+	}
+	return b, nil
+}
+
+func mustHex(s string) []byte {
+	b, _ := hex.DecodeString(s)
+	return b
+}

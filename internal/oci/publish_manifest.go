@@ -1,0 +1,288 @@
+package oci
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"syscall"
+)
+
+// Media and artifact types of what ssf publishes. A build's file outputs go up as one OCI artifact manifest of
+// ArtifactType; each provenance bundle goes up as a referrer of BundleArtifactType in the layout cosign reads.
+const (
+	ArtifactType       = "application/vnd.ssf.build.v1"
+	FileMediaType      = "application/octet-stream"
+	ManifestMediaType  = "application/vnd.oci.image.manifest.v1+json"
+	IndexMediaType     = "application/vnd.oci.image.index.v1+json"
+	EmptyMediaType     = "application/vnd.oci.empty.v1+json"
+	BundleArtifactType = "application/vnd.dev.sigstore.bundle.v0.3+json"
+	TitleAnnotation    = "org.opencontainers.image.title"
+	CreatedAnnotation  = "org.opencontainers.image.created"
+)
+
+// Names of the provenance subjects that are OCI manifests rather than output files. Both contain "//", which no
+// output path can (outputs are clean relative paths), so they never collide with an output's name.
+const (
+	ArtifactSubject    = "oci://artifact"
+	ImageSubjectPrefix = "oci://image/"
+)
+
+// emptyJSON is the OCI empty descriptor's content, `{}`.
+var emptyJSON = []byte("{}")
+
+// Descriptor is an OCI content descriptor. ssf writes its manifests from these types, not from a library's, so
+// that the bytes (and so the digest recorded in provenance at build time) stay the same whatever library version
+// publishes them later.
+type Descriptor struct {
+	MediaType    string            `json:"mediaType"`
+	ArtifactType string            `json:"artifactType,omitempty"`
+	Digest       string            `json:"digest"`
+	Size         int64             `json:"size"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+}
+
+// manifest is an OCI image manifest (image-spec v1.1), fields in the spec's order.
+type manifest struct {
+	SchemaVersion int               `json:"schemaVersion"`
+	MediaType     string            `json:"mediaType"`
+	ArtifactType  string            `json:"artifactType,omitempty"`
+	Config        Descriptor        `json:"config"`
+	Layers        []Descriptor      `json:"layers"`
+	Subject       *Descriptor       `json:"subject,omitempty"`
+	Annotations   map[string]string `json:"annotations,omitempty"`
+}
+
+func emptyDescriptor() Descriptor {
+	sum := sha256.Sum256(emptyJSON)
+	return Descriptor{MediaType: EmptyMediaType, Digest: "sha256:" + hex.EncodeToString(sum[:]), Size: int64(len(emptyJSON))}
+}
+
+// File is one output file of a build as it goes into an artifact: its path relative to the output directory,
+// its sha256 (hex) and size.
+type File struct {
+	Path   string
+	SHA256 string
+	Size   int64
+}
+
+// ArtifactManifest returns the manifest of the OCI artifact holding files, a pure function of their paths,
+// digests and sizes: artifactType ArtifactType, the empty config, one layer per file in path order (media type
+// FileMediaType, annotation org.opencontainers.image.title = the path, which `oras pull` restores), and no
+// annotations or timestamps. With no files its one layer is the empty descriptor, as image-spec asks.
+func ArtifactManifest(files []File) ([]byte, error) {
+	sorted := slices.Clone(files)
+	slices.SortFunc(sorted, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+	m := manifest{
+		SchemaVersion: 2, MediaType: ManifestMediaType, ArtifactType: ArtifactType,
+		Config: emptyDescriptor(), Layers: []Descriptor{},
+	}
+	for i, f := range sorted {
+		if err := checkPath(f.Path); err != nil {
+			return nil, err
+		}
+		if i > 0 && sorted[i-1].Path == f.Path {
+			return nil, fmt.Errorf("artifact manifest: file %q listed twice", f.Path)
+		}
+		if !isSHA256Hex(f.SHA256) || f.Size < 0 {
+			return nil, fmt.Errorf("artifact manifest: file %q: bad digest %q or size %d", f.Path, f.SHA256, f.Size)
+		}
+		m.Layers = append(m.Layers, Descriptor{
+			MediaType: FileMediaType, Digest: "sha256:" + f.SHA256, Size: f.Size,
+			Annotations: map[string]string{TitleAnnotation: f.Path},
+		})
+	}
+	if len(m.Layers) == 0 {
+		m.Layers = append(m.Layers, emptyDescriptor())
+	}
+	return json.Marshal(m)
+}
+
+// Subject is a provenance subject that is an OCI manifest: ArtifactSubject or ImageSubjectPrefix + output path.
+type Subject struct {
+	Name   string
+	SHA256 string // hex digest of the manifest
+	Size   int64  // of the manifest
+}
+
+// BuildSubjects returns the provenance subjects that let a build be published and verified in a registry: the
+// artifact manifest of all the files (see ArtifactManifest), and, for each file that is an OCI image layout
+// tarball (see ImageInTar), that image's manifest. root is the output directory and files are the outputs'
+// slash-separated paths relative to it; every one must be a regular file reached without a symlink.
+func BuildSubjects(ctx context.Context, root string, files []string) ([]Subject, error) {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var (
+		list   []File
+		images []Subject
+	)
+	for _, rel := range files {
+		f, err := hashRegular(ctx, r, rel)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, f)
+		img, err := imageInRoot(r, rel)
+		if err != nil {
+			return nil, err
+		}
+		if img != nil {
+			images = append(images, Subject{Name: ImageSubjectPrefix + rel, SHA256: strings.TrimPrefix(img.Digest, "sha256:"), Size: img.Size})
+		}
+	}
+	raw, err := ArtifactManifest(list)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(raw)
+	return append([]Subject{{Name: ArtifactSubject, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(raw))}}, images...), nil
+}
+
+// hashRegular hashes the regular file rel beneath r, refusing a symlink anywhere on the way.
+func hashRegular(ctx context.Context, r *os.Root, rel string) (File, error) {
+	f, err := openRegular(r, rel)
+	if err != nil {
+		return File{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := copyContext(ctx, h, f, make([]byte, copyBufferSize))
+	if err != nil {
+		return File{}, fmt.Errorf("hashing %q: %w", rel, err)
+	}
+	return File{Path: rel, SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}, nil
+}
+
+// openRegular opens rel beneath r for reading. Every path component must be a real directory and the last a
+// regular file: evidence is about bytes at a path, and a symlink's target can change under it.
+func openRegular(r *os.Root, rel string) (*os.File, error) {
+	if err := checkPath(rel); err != nil {
+		return nil, err
+	}
+	parts := strings.Split(rel, "/")
+	for i := range parts {
+		p := strings.Join(parts[:i+1], "/")
+		fi, err := r.Lstat(p)
+		if err != nil {
+			return nil, fmt.Errorf("output %q: %w", rel, err)
+		}
+		last := i == len(parts)-1
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return nil, fmt.Errorf("output %q: %s is a symlink; only regular files are published", rel, p)
+		case !last && !fi.IsDir():
+			return nil, fmt.Errorf("output %q: %s is not a directory", rel, p)
+		case last && !fi.Mode().IsRegular():
+			return nil, fmt.Errorf("output %q is not a regular file (%s)", rel, fi.Mode().Type())
+		}
+	}
+	f, err := r.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("output %q: %w", rel, err)
+	}
+	return f, nil
+}
+
+func checkPath(rel string) error {
+	if rel == "" || path.IsAbs(rel) || path.Clean(rel) != rel || rel == "." || strings.HasPrefix(rel, "../") || rel == ".." {
+		return fmt.Errorf("output path %q is not a clean relative path", rel)
+	}
+	return nil
+}
+
+func isSHA256Hex(s string) bool {
+	return len(s) == 64 && strings.Trim(s, "0123456789abcdef") == ""
+}
+
+// maxIndexJSON bounds how much of an index.json or oci-layout entry is read.
+const maxIndexJSON = 1 << 20
+
+// ErrNotImage is returned by ImageInTar for a file that is not an OCI image layout tarball.
+var ErrNotImage = errors.New("not an OCI image layout tarball")
+
+// imageInRoot is ImageInTar for a file beneath r; it returns nil for a file that is not an image.
+func imageInRoot(r *os.Root, rel string) (*Descriptor, error) {
+	f, err := openRegular(r, rel)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	d, err := ImageInTar(f)
+	if errors.Is(err, ErrNotImage) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("output %q: %w", rel, err)
+	}
+	return d, nil
+}
+
+// ImageInTar reads a tar stream and, when it is an OCI image layout (it holds oci-layout and index.json) whose
+// index.json names exactly one manifest or index, returns that descriptor. Anything that is not a tar stream, or
+// a tar without both files, is ErrNotImage; a layout with zero or several images is ErrNotImage too (it is
+// published as a plain file). The blobs are not checked here: the registry checks every digest on push.
+func ImageInTar(r io.Reader) (*Descriptor, error) {
+	tr := tar.NewReader(r)
+	var layout, index []byte
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, ErrNotImage
+		}
+		name := strings.TrimPrefix(hdr.Name, "./")
+		if hdr.Typeflag != tar.TypeReg || (name != "oci-layout" && name != "index.json") {
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(tr, maxIndexJSON+1))
+		if err != nil {
+			return nil, ErrNotImage
+		}
+		if len(b) > maxIndexJSON {
+			return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrNotImage, name, maxIndexJSON)
+		}
+		if name == "oci-layout" {
+			layout = b
+		} else {
+			index = b
+		}
+	}
+	if layout == nil || index == nil {
+		return nil, ErrNotImage
+	}
+	var l struct {
+		Version string `json:"imageLayoutVersion"`
+	}
+	if err := json.Unmarshal(layout, &l); err != nil || l.Version == "" {
+		return nil, fmt.Errorf("%w: oci-layout has no imageLayoutVersion", ErrNotImage)
+	}
+	var idx struct {
+		Manifests []Descriptor `json:"manifests"`
+	}
+	if err := json.Unmarshal(index, &idx); err != nil {
+		return nil, fmt.Errorf("%w: index.json: %v", ErrNotImage, err)
+	}
+	if len(idx.Manifests) != 1 {
+		return nil, fmt.Errorf("%w: index.json names %d images, want 1", ErrNotImage, len(idx.Manifests))
+	}
+	d := idx.Manifests[0]
+	hexDigest, ok := strings.CutPrefix(d.Digest, "sha256:")
+	if !ok || !isSHA256Hex(hexDigest) || d.Size <= 0 || (d.MediaType != ManifestMediaType && d.MediaType != IndexMediaType) {
+		return nil, fmt.Errorf("%w: index.json's image is %s %s", ErrNotImage, d.MediaType, d.Digest)
+	}
+	return &Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}, nil
+}
