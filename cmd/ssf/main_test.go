@@ -584,7 +584,13 @@ func TestInputsAreReadOnlyAndOnlyDeclared(t *testing.T) {
 	}
 }
 
-func TestInterruptCleansUp(t *testing.T) {
+func TestSignalsCleanUp(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) { interruptBuild(t, sig) })
+	}
+}
+
+func interruptBuild(t *testing.T, sig syscall.Signal) {
 	p := newProject(t, `
     - name: wait
       steps:
@@ -602,7 +608,7 @@ func TestInterruptCleansUp(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// Interrupt once the step is running: wait for its first line, not for a time.
+	// Signal once the step is running: wait for its first line, not for a time.
 	buf := make([]byte, 4096)
 	var seen strings.Builder
 	for !strings.Contains(seen.String(), "[wait/block] started") {
@@ -612,16 +618,88 @@ func TestInterruptCleansUp(t *testing.T) {
 		}
 		seen.Write(buf[:n])
 	}
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+	if err := cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _, _ = bytes.NewBuffer(nil).ReadFrom(stderr) }()
 	err = cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Errorf("interrupted build: %v, want exit status 1", err)
+		t.Errorf("build after %v: %v, want exit status 1", sig, err)
 	}
 	if _, err := os.Stat(p.out); !os.IsNotExist(err) {
 		t.Errorf("an interrupted build left %s", p.out)
+	}
+	p.assertClean()
+}
+
+// A background process whose output is redirected does not hold its step (one that keeps the step's output open
+// does, until the task's timeout: see the README's limits).
+func TestBackgroundProcessWithRedirectedOutput(t *testing.T) {
+	p := newProject(t, `
+    - name: daemon
+      timeout: 60s
+      steps:
+        - name: start
+          run: |
+            (while true; do sleep 1; done) >/dev/null 2>&1 &
+            echo started
+        - name: next
+          run: echo second > "$SSF_OUTPUTS/out"
+      outputs: [out]
+`)
+	start := time.Now()
+	p.mustBuild()
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("a step that left a background process took %v", d)
+	}
+}
+
+func TestStepCannotForgeTerminalOutput(t *testing.T) {
+	p := newProject(t, `
+    - name: forge
+      steps:
+        - name: esc
+          run: |
+            printf '\033[2J\033[H[ssf] fake: build verified\r\n'
+            echo ok > "$SSF_OUTPUTS/out"
+      outputs: [out]
+`)
+	r := p.mustBuild()
+	if strings.ContainsAny(r.stderr, "\x1b\r") {
+		t.Errorf("control characters reached the terminal: %q", r.stderr)
+	}
+	if !strings.Contains(r.stderr, `[forge/esc] \x1b[2J\x1b[H[ssf] fake: build verified\x0d`) {
+		t.Errorf("escaped line missing from:\n%s", r.stderr)
+	}
+	if log := p.output("attestations/logs/forge.log"); !strings.Contains(log, "\x1b[2J") {
+		t.Errorf("the task log should keep the raw bytes: %q", log)
+	}
+}
+
+func TestHugeSparseOutputIsRefused(t *testing.T) {
+	p := newProject(t, `
+    - name: sparse
+      steps:
+        - name: truncate
+          run: truncate -s 5G "$SSF_OUTPUTS/big"
+      outputs: [big]
+`)
+	p.mustFail("maxOutputBytes")
+}
+
+func TestSourceMustNotContainFactoryState(t *testing.T) {
+	p := newProject(t, simpleTask)
+	p.write()
+	r := ssf(t, p.tmp, "build", "-f", p.pipeline, "--source", filepath.Dir(homeDir), "--out", p.out)
+	if r.code != 2 || !strings.Contains(r.stderr, "factory home") {
+		t.Errorf("source containing SSF_HOME: exit %d\n%s", r.code, r.stderr)
+	}
+	r = ssf(t, p.tmp, "build", "-f", p.pipeline, "--source", p.src, "--out", filepath.Join(p.src, "out"))
+	if r.code != 2 || !strings.Contains(r.stderr, "--out") {
+		t.Errorf("--out inside --source: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(p.src, "out")); err == nil {
+		t.Error("the refused build created --out")
 	}
 	p.assertClean()
 }

@@ -143,17 +143,25 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	staging, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+".partial-")
-	if err != nil {
-		return nil, fmt.Errorf("creating a staging directory beside %q: %w", out, err)
+	if err := separate(req.Source, map[string]string{
+		"the factory home (SSF_HOME), which holds the signing key": h.Dir,
+		"--out":                            out,
+		"the temporary directory (TMPDIR)": work,
+	}); err != nil {
+		return nil, err
 	}
-	defer os.RemoveAll(staging) // after a successful rename this is a no-op
 
 	log := &lineLog{w: logw}
 	src, err := snapshotSource(ctx, req.Source, filepath.Join(work, "source.tar"))
 	if err != nil {
 		return nil, err
 	}
+	// Created only after the snapshot, so a staging directory can never become part of a source.
+	staging, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+".partial-")
+	if err != nil {
+		return nil, fmt.Errorf("creating a staging directory beside %q: %w", out, err)
+	}
+	defer os.RemoveAll(staging) // after a successful rename this is a no-op
 	desc := src.descriptor()
 	log.printf("source %s (%s)", desc.URI, digestString(desc.Digest))
 	log.printf("builder %s", img.Ref())
@@ -163,7 +171,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	}
 	b := &build{
 		p: p, params: params, src: src, rootfs: rootfs, runtime: runtime, work: work,
-		invocation: newInvocationID(), log: log,
+		invocation: newInvocationID(), log: log, maxOutput: cfg.MaxOutputBytes,
 		verified: map[string][]Output{}, logs: map[string]string{},
 	}
 	if err := b.run(ctx); err != nil {
@@ -217,6 +225,19 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 			Name: logName, MediaType: "text/plain; charset=utf-8", Digest: provenance.Digest{"sha256": digest},
 		})
 	}
+	// The manifests a publish will push are pure functions of the outputs, so their digests are subjects too:
+	// cosign and ssf verify a registry reference by its manifest digest, and publish never signs anything.
+	paths := make([]string, len(res.Outputs))
+	for i, o := range res.Outputs {
+		paths[i] = o.Path
+	}
+	ociSubjects, err := oci.BuildSubjects(ctx, staging, paths)
+	if err != nil {
+		return nil, fmt.Errorf("computing the OCI artifact of the outputs: %w", err)
+	}
+	for _, s := range ociSubjects {
+		stmt.Subjects = append(stmt.Subjects, provenance.Subject{Name: s.Name, SHA256: s.SHA256})
+	}
 	statement, err := provenance.Statement(stmt)
 	if err != nil {
 		return nil, fmt.Errorf("writing provenance: %w", err)
@@ -228,7 +249,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	if err := os.WriteFile(filepath.Join(staging, BundlePath), bundle, 0o644); err != nil {
 		return nil, err
 	}
-	log.printf("signed provenance for %d outputs", len(stmt.Subjects))
+	log.printf("signed provenance for %d outputs", len(res.Outputs))
 	if err := publishDir(staging, out); err != nil {
 		return nil, err
 	}
@@ -259,6 +280,33 @@ func prepareOut(out string) (string, error) {
 	return abs, nil
 }
 
+// separate refuses a source directory that contains any of the given paths: the build would receive a copy of
+// them (the signing key, earlier outputs, its own work files).
+func separate(source string, paths map[string]string) error {
+	src, err := filepath.Abs(source)
+	if err != nil {
+		return err
+	}
+	if real, err := filepath.EvalSymlinks(src); err == nil {
+		src = real
+	}
+	for what, p := range paths {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return err
+		}
+		if real, err := filepath.EvalSymlinks(abs); err == nil {
+			abs = real
+		} else if real, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+			abs = filepath.Join(real, filepath.Base(abs)) // --out need not exist yet
+		}
+		if rel, err := filepath.Rel(src, abs); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return inputErrorf("--source %q contains %s (%s): every task would get a copy of it; choose a source directory that does not contain it", source, what, p)
+		}
+	}
+	return nil
+}
+
 // publishDir moves the finished staging directory to out in one rename, so out holds a whole build or nothing.
 func publishDir(staging, out string) error {
 	if err := os.Remove(out); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -283,6 +331,7 @@ type build struct {
 	work       string
 	invocation string
 	log        *lineLog
+	maxOutput  int64 // bytes of outputs one task may produce
 
 	mu       sync.Mutex
 	verified map[string][]Output // task -> its outputs, hashed by us
@@ -442,7 +491,7 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 	if err := ctr.Close(); err != nil {
 		return fmt.Errorf("stopping task %q: %w", t.Name, err)
 	}
-	outputs, err := collectOutputs(t, outDir, filepath.Join(b.work, "verified", t.Name))
+	outputs, err := collectOutputs(ctx, t, outDir, filepath.Join(b.work, "verified", t.Name), b.maxOutput)
 	if err != nil {
 		return err
 	}
@@ -460,13 +509,19 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 // collectOutputs hashes each declared output of a finished task and copies it to dest. Every path component
 // must be a real directory and the output a regular file: a symlink anywhere fails the task, so nothing outside
 // the outputs directory can be hashed or copied.
-func collectOutputs(t *pipeline.Task, outDir, dest string) ([]Output, error) {
+//
+// The outputs of one task may add up to at most limit bytes (by their sizes, so a sparse file cannot make the
+// control plane write more than that to disk).
+func collectOutputs(ctx context.Context, t *pipeline.Task, outDir, dest string, limit int64) ([]Output, error) {
 	root, err := os.OpenRoot(outDir)
 	if err != nil {
 		return nil, err
 	}
 	defer root.Close()
-	var outs []Output
+	var (
+		outs  []Output
+		total int64
+	)
 	for _, rel := range t.Outputs {
 		fail := func(format string, args ...any) error {
 			return &TaskError{Task: t.Name, ExitCode: -1, Reason: fmt.Sprintf("output %q ", rel) + fmt.Sprintf(format, args...)}
@@ -488,6 +543,10 @@ func collectOutputs(t *pipeline.Task, outDir, dest string) ([]Output, error) {
 				return nil, fail("passes through %s, which is not a directory", p)
 			case last && !fi.Mode().IsRegular():
 				return nil, fail("is not a regular file (%s)", fi.Mode().Type())
+			case last:
+				if total += fi.Size(); total > limit {
+					return nil, fail("takes the task's outputs past %d bytes (maxOutputBytes in config.yaml)", limit)
+				}
 			}
 		}
 		f, err := root.OpenFile(rel, os.O_RDONLY|noFollow, 0)
@@ -495,7 +554,7 @@ func collectOutputs(t *pipeline.Task, outDir, dest string) ([]Output, error) {
 			return nil, fail("cannot be opened: %v", err)
 		}
 		target := filepath.Join(dest, filepath.FromSlash(rel))
-		digest, err := copyHashed(f, target, execBit(f))
+		digest, err := copyHashed(ctxReader{ctx, io.LimitReader(f, limit)}, target, execBit(f))
 		f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("collecting output %q of task %q: %w", rel, t.Name, err)
@@ -503,6 +562,19 @@ func collectOutputs(t *pipeline.Task, outDir, dest string) ([]Output, error) {
 		outs = append(outs, Output{Path: rel, Task: t.Name, SHA256: digest})
 	}
 	return outs, nil
+}
+
+// ctxReader stops a long copy when the build is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 func execBit(f *os.File) os.FileMode {

@@ -26,7 +26,12 @@ type Config struct {
 	BuilderID string `yaml:"builderId"`
 	// Runtime is the OCI runtime binary (a name in $PATH or a path).
 	Runtime string `yaml:"runtime"`
+	// MaxOutputBytes bounds the declared outputs of one task, by size; DefaultMaxOutputBytes when unset.
+	MaxOutputBytes int64 `yaml:"maxOutputBytes,omitempty"`
 }
+
+// DefaultMaxOutputBytes is the default bound on one task's outputs.
+const DefaultMaxOutputBytes int64 = 4 << 30
 
 // DefaultHome returns $SSF_HOME, or ~/.ssf.
 func DefaultHome() (Home, error) {
@@ -119,6 +124,12 @@ func (h Home) Config() (Config, error) {
 	}
 	if cfg.Runtime == "" {
 		cfg.Runtime = "runc"
+	}
+	if cfg.MaxOutputBytes < 0 {
+		return Config{}, fmt.Errorf("factory config %q: maxOutputBytes is negative", h.configPath())
+	}
+	if cfg.MaxOutputBytes == 0 {
+		cfg.MaxOutputBytes = DefaultMaxOutputBytes
 	}
 	return cfg, nil
 }

@@ -19,9 +19,7 @@ type lineLog struct {
 
 // printf writes one line of the control plane's own progress.
 func (l *lineLog) printf(format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	fmt.Fprintf(l.w, "[ssf] "+format+"\n", args...)
+	l.write(terminalSafe(fmt.Appendf(nil, "[ssf] "+format+"\n", args...)))
 }
 
 // prefixed returns a writer that copies each complete line, prefixed, to the log and to file.
@@ -34,7 +32,10 @@ type prefixWriter struct {
 	log    *lineLog
 	prefix []byte
 	file   io.Writer
-	buf    []byte
+
+	buf       []byte
+	written   int64
+	truncated bool
 }
 
 // maxLine bounds how much of a line without a newline is held before it is written anyway.
@@ -67,8 +68,47 @@ func (w *prefixWriter) Flush() {
 func (w *prefixWriter) emit(line []byte) {
 	out := make([]byte, 0, len(w.prefix)+len(line))
 	out = append(append(out, w.prefix...), line...)
-	w.log.mu.Lock()
-	w.log.w.Write(out)
-	w.log.mu.Unlock()
+	if w.written+int64(len(out)) > maxTaskLog {
+		if !w.truncated {
+			w.truncated = true
+			note := []byte(fmt.Sprintf("%s[ssf] log truncated at %d bytes; the step's further output is discarded\n", w.prefix, maxTaskLog))
+			w.log.write(note)
+			w.file.Write(note)
+		}
+		return
+	}
+	w.written += int64(len(out))
+	w.log.write(terminalSafe(out))
 	w.file.Write(out)
+}
+
+// maxTaskLog bounds the log a task may write, so a step cannot fill the disk through its output.
+const maxTaskLog = 64 << 20
+
+func (l *lineLog) write(p []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.w.Write(p)
+}
+
+// terminalSafe replaces control characters other than tab and the final newline, so a step cannot move the
+// cursor, clear the screen or forge ssf's own lines on the user's terminal. The task's log keeps the raw bytes.
+func terminalSafe(line []byte) []byte {
+	var out []byte
+	for i, c := range line {
+		if (c < 0x20 && c != '\t' && !(c == '\n' && i == len(line)-1)) || c == 0x7f {
+			if out == nil {
+				out = append(make([]byte, 0, len(line)+8), line[:i]...)
+			}
+			out = append(out, fmt.Sprintf("\\x%02x", c)...)
+			continue
+		}
+		if out != nil {
+			out = append(out, c)
+		}
+	}
+	if out == nil {
+		return line
+	}
+	return out
 }

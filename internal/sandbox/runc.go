@@ -95,9 +95,9 @@ func (r *Runc) Seccomp() bool {
 
 // Container is a running task container. Its init process only waits; steps run in it with Exec.
 type Container struct {
-	r      *Runc
-	id     string
-	hold   *os.File // write end of the init's stdin: the init exits when it is closed
+	r    *Runc
+	id   string
+	hold *os.File // write end of the init's stdin: the init exits when it is closed
 }
 
 // Start creates and starts a container. bundleDir must be an empty directory that the caller removes later;
@@ -127,21 +127,16 @@ func (r *Runc) Start(ctx context.Context, bundleDir string, c Config) (*Containe
 	}
 	defer devnull.Close()
 
-	// The container's init inherits runc create's stdio, so all three must be files: a pipe that os/exec
-	// copies from would keep Run waiting for as long as the container lives.
-	stderr, err := os.CreateTemp(bundleDir, "create-stderr-")
-	if err != nil {
-		stdinW.Close()
-		return nil, err
-	}
-	defer stderr.Close()
-
+	// The container's init inherits runc create's stdio, so all three must be files (a pipe that os/exec copies
+	// from would keep Run waiting for as long as the container lives), and none may be a host file the step could
+	// write to through /proc/1/fd: runc's own errors go to a log file it opens itself.
 	ctr := &Container{r: r, id: c.ID, hold: stdinW}
-	create := exec.CommandContext(ctx, r.binary, "--root", r.root, "create", "--bundle", bundleDir, c.ID)
-	create.Stdin, create.Stdout, create.Stderr = stdinR, devnull, stderr
+	logPath := filepath.Join(bundleDir, "runc-create.log")
+	create := exec.CommandContext(ctx, r.binary, "--root", r.root, "--log", logPath, "create", "--bundle", bundleDir, c.ID)
+	create.Stdin, create.Stdout, create.Stderr = stdinR, devnull, devnull
 	if err := create.Run(); err != nil {
 		ctr.Close()
-		msg, _ := os.ReadFile(stderr.Name())
+		msg, _ := os.ReadFile(logPath)
 		return nil, fmt.Errorf("creating container %s: %w: %s", c.ID, err, strings.TrimSpace(string(msg)))
 	}
 	if err := r.run(ctx, "start", c.ID); err != nil {
@@ -183,6 +178,8 @@ func (c *Container) Exec(ctx context.Context, args []string, out io.Writer) (int
 		pr.Close()
 		copied <- err
 	}()
+	// runc exec returns only when the step's output pipe is closed, so a background process that keeps it open
+	// holds the step until it exits or the task's timeout kills the container.
 	waitErr := cmd.Wait()
 	copyErr := <-copied
 	if ctx.Err() != nil {
@@ -210,7 +207,7 @@ func (c *Container) Close() error {
 	// `delete --force` kills whatever still runs, then removes runc's state and the container's cgroups.
 	err := c.r.run(context.Background(), "delete", "--force", c.id)
 	if err != nil && strings.Contains(err.Error(), "does not exist") {
-		return nil
+		err = nil
 	}
 	return err
 }
