@@ -1,17 +1,24 @@
 # ssf: the two set-up commands on a fresh Debian/Ubuntu machine are `make demo` and `make test`.
-# Both install what they need when it is missing: runc and busybox-static with apt-get (as root), and pinned Go
-# tools into .tools/ with `go install`.
+# Both install what they need when it is missing: runc, busybox-static, git and docker-registry (Debian's
+# distribution 2.8, the second registry of the interop tests) with apt-get (as root), and pinned Go tools into
+# .tools/ with `go install`.
 
 GO          ?= go
 BIN         := $(CURDIR)/bin/ssf
 TOOLS       := $(CURDIR)/.tools
 COSIGN      := $(TOOLS)/cosign
 STATICCHECK := $(TOOLS)/staticcheck
+CRANE       := $(TOOLS)/crane
+ORAS        := $(TOOLS)/oras
 
 COSIGN_VERSION      := v2.6.5
 STATICCHECK_VERSION := v0.8.2
+CRANE_VERSION       := v0.22.1
+ORAS_VERSION        := v1.3.6
 
-APT_PACKAGES := runc busybox-static git
+# The environment the interop tests read; with SSF_REQUIRE_INTEROP=1 a missing tool fails them instead of skipping.
+TEST_ENV := SSF_REQUIRE_INTEROP=1 SSF_COSIGN=$(COSIGN) SSF_CRANE=$(CRANE) SSF_ORAS=$(ORAS) \
+	SSF_DOCKER_REGISTRY=/usr/bin/docker-registry
 
 .PHONY: all build demo test unit lint bench deps tools clean conformance
 
@@ -26,6 +33,7 @@ deps:
 	command -v runc >/dev/null || missing="$$missing runc"; \
 	{ command -v busybox >/dev/null && ! ldd "$$(command -v busybox)" >/dev/null 2>&1; } || missing="$$missing busybox-static"; \
 	command -v git >/dev/null || missing="$$missing git"; \
+	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "make: missing:$$missing; install them with: sudo apt-get install$$missing" >&2; exit 1; fi; \
 	  echo "installing:$$missing"; \
@@ -39,7 +47,13 @@ $(COSIGN):
 $(STATICCHECK):
 	GOBIN=$(TOOLS) GOTOOLCHAIN=local $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-tools: $(COSIGN) $(STATICCHECK)
+$(CRANE):
+	GOBIN=$(TOOLS) GOTOOLCHAIN=local $(GO) install github.com/google/go-containerregistry/cmd/crane@$(CRANE_VERSION)
+
+$(ORAS):
+	GOBIN=$(TOOLS) GOTOOLCHAIN=local $(GO) install oras.land/oras/cmd/oras@$(ORAS_VERSION)
+
+tools: $(COSIGN) $(STATICCHECK) $(CRANE) $(ORAS)
 
 demo: deps build
 	SSF=$(BIN) COSIGN=$(COSIGN) ./scripts/demo.sh
@@ -50,15 +64,16 @@ lint: $(STATICCHECK)
 	$(STATICCHECK) ./...
 	$(GO) mod tidy -diff
 
-# test runs every test: lint, unit and isolation tests with real runc, and the interop tests with real cosign.
+# test runs every test: lint, the registry conformance suite, unit and isolation tests with real runc, and the
+# interop tests with real cosign, crane, oras and docker-registry.
 test: deps tools lint conformance
-	SSF_REQUIRE_INTEROP=1 SSF_COSIGN=$(COSIGN) $(GO) test -count=1 -timeout 30m ./...
+	$(TEST_ENV) $(GO) test -count=1 -timeout 30m ./...
 
 # conformance runs the OCI distribution-spec conformance suite (pinned in the script) against ssf registry serve.
 conformance: build
 	SSF=$(BIN) GO=$(GO) ./scripts/conformance.sh
 
-bench: deps build
+bench: deps tools build
 	./scripts/bench.sh
 
 clean:
