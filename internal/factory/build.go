@@ -164,6 +164,9 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	defer os.RemoveAll(staging) // after a successful rename this is a no-op
 	desc := src.descriptor()
 	log.printf("source %s (%s)", desc.URI, digestString(desc.Digest))
+	if src.gitMismatch != "" {
+		log.printf("source not recorded by git commit: %s", src.gitMismatch)
+	}
 	log.printf("builder %s", img.Ref())
 	rootfs, err := images.Rootfs(ctx, img.Digest, h.rootfsCacheDir())
 	if err != nil {

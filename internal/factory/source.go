@@ -1,17 +1,26 @@
 package factory
 
 import (
+	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/url"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ssf-dev/ssf/internal/oci"
 	"github.com/ssf-dev/ssf/internal/provenance"
@@ -23,18 +32,21 @@ type source struct {
 	dir      string // absolute
 	snapshot string // deterministic tar of the tree
 	sha256   string // hex digest of snapshot
-	commit   string // git commit when dir is a clean git checkout
+	commit   string // git commit whose files the snapshot holds, byte for byte and mode for mode
+	// gitMismatch says why dir, the top of a git work tree with a HEAD commit, is recorded by tree digest
+	// rather than by that commit (e.g. `file "build.sh" differs from commit 3f2da36`); "" otherwise.
+	gitMismatch string
 }
 
-// descriptor is the source as a resolved dependency: the git commit when there is one, else the tree digest
-// (the sha256 of the deterministic tar described in docs/build-type.md).
+// descriptor is the source as a resolved dependency: the git commit and the snapshot's digest when there is a
+// commit, else the tree digest (the sha256 of the deterministic tar described in docs/build-type.md).
 func (s *source) descriptor() provenance.ResourceDescriptor {
 	u := url.URL{Scheme: "file", Path: s.dir}
 	if s.commit != "" {
 		return provenance.ResourceDescriptor{
 			Name:   "source",
 			URI:    "git+" + u.String() + "@" + s.commit,
-			Digest: provenance.Digest{"gitCommit": s.commit},
+			Digest: provenance.Digest{"gitCommit": s.commit, "sha256": s.sha256},
 		}
 	}
 	return provenance.ResourceDescriptor{
@@ -44,9 +56,15 @@ func (s *source) descriptor() provenance.ResourceDescriptor {
 	}
 }
 
-// snapshotSource writes the deterministic tar of dir to snapshotPath. A clean git checkout (dir is the top of
-// the work tree, nothing modified or untracked) contributes exactly its tracked files and is recorded by commit;
-// anything else contributes its whole tree except .git and is recorded by tree digest.
+// snapshotSource writes the deterministic tar of dir to snapshotPath.
+//
+// When dir is the top of a git work tree, the snapshot holds the files of its HEAD commit, taken from the work
+// tree, and is then read back and checked against the commit's objects: every file's git blob id and mode must
+// be the commit's, and every file of the commit must be there. Only then is the source recorded by commit. Git's
+// own idea of "clean" is never asked, because it trusts the index (assume-unchanged, skip-worktree, fsmonitor,
+// core.fileMode) and runs the repository's filters and hooks. Anything else, including a commit that does not
+// match, contributes the whole tree except .git and is recorded by tree digest; src.gitMismatch says why a commit
+// was not used.
 func snapshotSource(ctx context.Context, dir, snapshotPath string) (*source, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -60,62 +78,405 @@ func snapshotSource(ctx context.Context, dir, snapshotPath string) (*source, err
 		return nil, inputErrorf("--source %q is not a directory", dir)
 	}
 	src := &source{dir: abs, snapshot: snapshotPath}
-	files, commit := gitFiles(ctx, abs)
 
-	f, err := os.OpenFile(snapshotPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	tree, mismatch, err := readHeadTree(ctx, abs)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	h := sha256.New()
-	w := io.MultiWriter(f, h)
-	if commit != "" {
-		_, err = oci.WriteFiles(ctx, w, abs, files)
-	} else {
-		_, err = oci.WriteTree(ctx, w, abs, func(rel string, isDir bool) bool { return rel != ".git" })
+	if tree != nil {
+		sum, err := writeSnapshot(snapshotPath, func(w io.Writer) error {
+			_, err := oci.WriteFiles(ctx, w, abs, tree.paths())
+			return err
+		})
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil, err
+		case err != nil:
+			// A file of the commit is missing from the work tree, is a directory there, or lies beneath a
+			// symlink: the work tree is not the commit.
+			mismatch = fmt.Sprintf("the work tree does not hold the files of commit %s: %v", tree.short(), err)
+		default:
+			if mismatch, err = tree.check(snapshotPath); err != nil {
+				return nil, fmt.Errorf("checking the snapshot of the source %q: %w", dir, err)
+			}
+		}
+		if mismatch == "" {
+			src.sha256, src.commit = sum, tree.commit
+			return src, nil
+		}
+		if err := os.Remove(snapshotPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
 	}
+	src.gitMismatch = mismatch
+	src.sha256, err = writeSnapshot(snapshotPath, func(w io.Writer) error {
+		_, err := oci.WriteTree(ctx, w, abs, func(rel string, isDir bool) bool { return rel != ".git" })
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("taking a snapshot of the source %q: %w", dir, err)
 	}
-	if err := f.Close(); err != nil {
-		return nil, err
-	}
-	src.sha256 = hex.EncodeToString(h.Sum(nil))
-	src.commit = commit
 	return src, nil
 }
 
-// gitFiles returns the tracked files and HEAD commit of a clean git checkout whose top is dir, or no commit.
-func gitFiles(ctx context.Context, dir string) ([]string, string) {
-	git := func(args ...string) (string, bool) {
-		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
-		var out bytes.Buffer
-		cmd.Stdout = &out
-		if cmd.Run() != nil {
-			return "", false
+// writeSnapshot creates the file p, which must not exist, fills it with write and returns its sha256.
+func writeSnapshot(p string, write func(io.Writer) error) (string, error) {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if err := write(io.MultiWriter(f, h)); err != nil {
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Git modes of the entries a source commit may hold, as written in tree objects.
+const (
+	modeFile    = "100644"
+	modeExec    = "100755"
+	modeSymlink = "120000"
+	modeTree    = "40000"
+	modeGitlink = "160000"
+)
+
+// maxGitObject bounds the size of a commit or tree object read from the repository.
+const maxGitObject = 64 << 20
+
+// gitTree is the files of a commit, read from objects whose ids were all checked.
+type gitTree struct {
+	commit string                 // hex object id
+	format string                 // "sha1" or "sha256"
+	files  map[string]gitTreeFile // by slash-separated path
+}
+
+// gitTreeFile is one blob of a gitTree.
+type gitTreeFile struct {
+	mode string // modeFile, modeExec or modeSymlink
+	oid  string // hex blob id
+}
+
+func (t *gitTree) short() string { return t.commit[:7] }
+
+func (t *gitTree) paths() []string {
+	ps := make([]string, 0, len(t.files))
+	for p := range t.files {
+		ps = append(ps, p)
+	}
+	slices.Sort(ps)
+	return ps
+}
+
+// readHeadTree returns the files of the HEAD commit of the git work tree whose top is dir. It returns no tree if
+// dir is not the top of a work tree or has no commit, and no tree with a reason if the commit cannot stand for a
+// snapshot (a submodule, an object that is missing or does not hash to its id, an unexpected mode or name).
+// An error is returned only when ctx is done.
+//
+// Git is used only as a store of objects, and every object it returns is checked here against its id, so a
+// forged object or replace ref cannot make the listing differ from the commit that is recorded.
+func readHeadTree(ctx context.Context, dir string) (*gitTree, string, error) {
+	resolved, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, "", nil
+	}
+	g := &gitRepo{dir: resolved}
+	top, err := g.output(ctx, "rev-parse", "--show-toplevel")
+	if err != nil || filepath.Clean(top) != resolved {
+		return nil, "", ctx.Err()
+	}
+	commit, err := g.output(ctx, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+	if err != nil {
+		return nil, "", ctx.Err() // an empty repository, or HEAD is not a commit
+	}
+	format, err := g.output(ctx, "rev-parse", "--show-object-format")
+	if err != nil {
+		return nil, fmt.Sprintf("reading the object format of commit %.7s: %v", commit, err), ctx.Err()
+	}
+	newHash, ok := map[string]func() hash.Hash{"sha1": sha1.New, "sha256": sha256.New}[format]
+	if !ok || !isHexID(commit, newHash().Size()) {
+		return nil, fmt.Sprintf("HEAD is %q in a repository of object format %q", commit, format), ctx.Err()
+	}
+	t := &gitTree{commit: commit, format: format, files: map[string]gitTreeFile{}}
+	if mismatch, err := g.readTree(ctx, t, newHash); mismatch != "" || err != nil {
+		return nil, mismatch, err
+	}
+	return t, "", nil
+}
+
+// isHexID reports whether s is the lower-case hex form of an object id of size bytes.
+func isHexID(s string, size int) bool {
+	if len(s) != 2*size {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && strings.ToLower(s) == s
+}
+
+// readTree fills t.files from the tree of t.commit.
+func (g *gitRepo) readTree(ctx context.Context, t *gitTree, newHash func() hash.Hash) (string, error) {
+	objs, err := g.objects(ctx, newHash)
+	if err != nil {
+		return fmt.Sprintf("reading commit %s: %v", t.short(), err), ctx.Err()
+	}
+	defer objs.close()
+	fail := func(err error) (string, error) {
+		return fmt.Sprintf("reading commit %s: %v", t.short(), err), ctx.Err()
+	}
+	body, err := objs.read(t.commit, "commit")
+	if err != nil {
+		return fail(err)
+	}
+	// The tree is the commit's first header (see git's commit.c); the commit's own id, checked above, covers it.
+	line, _, _ := bytes.Cut(body, []byte("\n"))
+	root, ok := strings.CutPrefix(string(line), "tree ")
+	if !ok || !isHexID(root, objs.size) {
+		return fail(errors.New("no tree header"))
+	}
+	type pending struct{ dir, oid string }
+	stack := []pending{{"", root}}
+	for len(stack) > 0 {
+		p := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		body, err := objs.read(p.oid, "tree")
+		if err != nil {
+			return fail(fmt.Errorf("directory %q: %w", p.dir, err))
 		}
-		return out.String(), true
-	}
-	top, ok := git("rev-parse", "--show-toplevel")
-	if !ok || filepath.Clean(strings.TrimSpace(top)) != dir {
-		return nil, ""
-	}
-	if status, ok := git("status", "--porcelain", "--untracked-files=normal"); !ok || status != "" {
-		return nil, ""
-	}
-	commit, ok := git("rev-parse", "--verify", "HEAD^{commit}")
-	if !ok {
-		return nil, ""
-	}
-	list, ok := git("ls-files", "-z", "--recurse-submodules")
-	if !ok {
-		return nil, ""
-	}
-	var files []string
-	for _, f := range strings.Split(list, "\x00") {
-		if f != "" {
-			files = append(files, f)
+		seen := map[string]bool{}
+		for len(body) > 0 {
+			mode, rest, ok1 := bytes.Cut(body, []byte(" "))
+			name, rest, ok2 := bytes.Cut(rest, []byte("\x00"))
+			if !ok1 || !ok2 || len(rest) < objs.size {
+				return fail(fmt.Errorf("directory %q: malformed tree object %s", p.dir, p.oid))
+			}
+			oid := hex.EncodeToString(rest[:objs.size])
+			body = rest[objs.size:]
+			n := string(name)
+			rel := path.Join(p.dir, n)
+			// Git itself refuses to check out such names; a path that is not clean could escape the snapshot.
+			if n == "" || n == "." || n == ".." || strings.Contains(n, "/") || strings.EqualFold(n, ".git") || seen[n] {
+				return fmt.Sprintf("commit %s has a bad path %q", t.short(), rel), nil
+			}
+			seen[n] = true
+			switch m := string(mode); m {
+			case modeTree:
+				stack = append(stack, pending{rel, oid})
+			case modeFile, "100664": // 100664 is what very old git wrote for a plain file; git reads it as 100644
+				t.files[rel] = gitTreeFile{modeFile, oid}
+			case modeExec, modeSymlink:
+				t.files[rel] = gitTreeFile{m, oid}
+			case modeGitlink:
+				return fmt.Sprintf("%q is a submodule of commit %s, whose files are not part of it", rel, t.short()), nil
+			default:
+				return fmt.Sprintf("%q has mode %s in commit %s", rel, m, t.short()), nil
+			}
 		}
 	}
-	return files, strings.TrimSpace(commit)
+	return "", nil
+}
+
+// check reads the snapshot back and compares every entry with the commit's files. It returns why they differ,
+// or "" if the snapshot holds exactly the commit's files with the commit's bytes and modes.
+func (t *gitTree) check(snapshotPath string) (string, error) {
+	f, err := os.Open(snapshotPath)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	newHash := sha1.New
+	if t.format == "sha256" {
+		newHash = sha256.New
+	}
+	dirs := map[string]bool{}
+	for p := range t.files {
+		for d := path.Dir(p); d != "." && !dirs[d]; d = path.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	seen := map[string]bool{}
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", err
+		}
+		name := strings.TrimSuffix(hdr.Name, "/")
+		if hdr.Typeflag == tar.TypeDir {
+			if !dirs[name] {
+				return fmt.Sprintf("directory %q is not in commit %s", name, t.short()), nil
+			}
+			continue
+		}
+		want, ok := t.files[name]
+		if !ok || seen[name] {
+			return fmt.Sprintf("file %q is not in commit %s", name, t.short()), nil
+		}
+		seen[name] = true
+		h := newHash()
+		var mode string
+		switch hdr.Typeflag {
+		case tar.TypeSymlink:
+			mode = modeSymlink
+			fmt.Fprintf(h, "blob %d\x00%s", len(hdr.Linkname), hdr.Linkname)
+		case tar.TypeReg:
+			// A task runs as another user than the files' owner, so any executable bit counts; git calls a file
+			// executable when its owner may run it.
+			switch x := hdr.Mode & 0o111; {
+			case x == 0:
+				mode = modeFile
+			case x&0o100 != 0:
+				mode = modeExec
+			default:
+				mode = fmt.Sprintf("%o", hdr.Mode)
+			}
+			fmt.Fprintf(h, "blob %d\x00", hdr.Size)
+			if _, err := io.Copy(h, tr); err != nil {
+				return "", err
+			}
+		default:
+			return fmt.Sprintf("%q is of tar type %q, which commit %s cannot hold", name, hdr.Typeflag, t.short()), nil
+		}
+		if mode != want.mode {
+			return fmt.Sprintf("file %q has mode %s in the work tree but %s in commit %s", name, mode, want.mode, t.short()), nil
+		}
+		if hex.EncodeToString(h.Sum(nil)) != want.oid {
+			return fmt.Sprintf("file %q differs from commit %s", name, t.short()), nil
+		}
+	}
+	for _, p := range t.paths() {
+		if !seen[p] {
+			return fmt.Sprintf("file %q of commit %s is not a regular file or symlink in the work tree", p, t.short()), nil
+		}
+	}
+	return "", nil
+}
+
+// gitRepo runs git on a repository that is not trusted: its configuration, attributes, hooks and object store
+// may all have been written by an attacker, and git runs with the factory's privileges.
+//
+// Only plumbing that reads objects and refs is run, never anything that reads the index or the work tree, so
+// no filter, fsmonitor or hook is ever started. The settings below are belt and braces for that, and stop a
+// partial clone from fetching a missing object through a transport its configuration names (GIT_ALLOW_PROTOCOL
+// is needed for that: a repository's protocol.<name>.allow overrides protocol.allow given with -c).
+type gitRepo struct {
+	dir string // the top of the work tree, symlinks resolved
+}
+
+// gitSafety is given to every git command; command-line configuration overrides the repository's.
+var gitSafety = []string{
+	"--no-replace-objects",
+	"-c", "core.fsmonitor=false",
+	"-c", "core.hooksPath=/dev/null",
+	"-c", "core.sshCommand=false",
+	"-c", "core.commitGraph=false",
+	"-c", "protocol.allow=never",
+}
+
+func (g *gitRepo) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "git", append(append([]string{"-C", g.dir}, gitSafety...), args...)...)
+	env := []string{
+		"GIT_CONFIG_NOSYSTEM=1",
+		"GIT_CONFIG_GLOBAL=/dev/null",
+		"GIT_TERMINAL_PROMPT=0",
+		"GIT_OPTIONAL_LOCKS=0",
+		"GIT_NO_REPLACE_OBJECTS=1",
+		"GIT_ALLOW_PROTOCOL=", // no transport at all, whatever the repository's configuration says
+		"GIT_PROTOCOL_FROM_USER=0",
+		// Look for a repository in dir only, never in a directory above it.
+		"GIT_CEILING_DIRECTORIES=" + filepath.Dir(g.dir),
+	}
+	for _, kv := range os.Environ() {
+		// GIT_DIR, GIT_WORK_TREE, GIT_CONFIG_PARAMETERS, GIT_EXEC_PATH and the rest would redirect git.
+		if !strings.HasPrefix(kv, "GIT_") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = env
+	cmd.Stdin = nil // the null device
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// output runs git and returns its standard output without the final newline.
+func (g *gitRepo) output(ctx context.Context, args ...string) (string, error) {
+	cmd := g.command(ctx, args...)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSuffix(out.String(), "\n"), nil
+}
+
+// gitObjects reads objects through one `git cat-file --batch` and checks each against its id.
+type gitObjects struct {
+	cmd     *exec.Cmd
+	in      io.WriteCloser
+	out     *bufio.Reader
+	newHash func() hash.Hash
+	size    int // bytes in an object id
+}
+
+func (g *gitRepo) objects(ctx context.Context, newHash func() hash.Hash) (*gitObjects, error) {
+	cmd := g.command(ctx, "cat-file", "--batch")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &gitObjects{cmd: cmd, in: in, out: bufio.NewReader(out), newHash: newHash, size: newHash().Size()}, nil
+}
+
+// read returns the body of the object oid, which must be of type typ and hash to oid.
+func (o *gitObjects) read(oid, typ string) ([]byte, error) {
+	if _, err := io.WriteString(o.in, oid+"\n"); err != nil {
+		return nil, err
+	}
+	line, err := o.out.ReadString('\n')
+	if err != nil {
+		return nil, fmt.Errorf("object %s: %w", oid, err)
+	}
+	f := strings.Fields(line)
+	if len(f) != 3 || f[0] != oid {
+		return nil, fmt.Errorf("object %s: %s", oid, strings.TrimSpace(line))
+	}
+	size, err := strconv.Atoi(f[2])
+	if err != nil || size < 0 || size > maxGitObject {
+		return nil, fmt.Errorf("object %s: size %q", oid, f[2])
+	}
+	body := make([]byte, size+1) // and the newline after it
+	if _, err := io.ReadFull(o.out, body); err != nil {
+		return nil, fmt.Errorf("object %s: %w", oid, err)
+	}
+	body = body[:size]
+	h := o.newHash()
+	fmt.Fprintf(h, "%s %d\x00", f[1], size)
+	h.Write(body)
+	if got := hex.EncodeToString(h.Sum(nil)); got != oid {
+		return nil, fmt.Errorf("object %s hashes to %s", oid, got)
+	}
+	if f[1] != typ {
+		return nil, fmt.Errorf("object %s is a %s, not a %s", oid, f[1], typ)
+	}
+	return body, nil
+}
+
+// close stops git, which may be in the middle of writing an object that was refused for its size.
+func (o *gitObjects) close() {
+	o.in.Close()
+	o.cmd.Process.Kill()
+	_ = o.cmd.Wait() // every object read was checked; how git exits does not matter
 }
