@@ -76,7 +76,7 @@ is the pushed REGISTRY/REPO@sha256:<hex>.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&req.Pipeline, "file", "f", "", "pipeline file (ssf.yaml)")
-	f.StringVar(&req.Source, "source", "", "source directory (recorded by git commit when it is a clean git checkout)")
+	f.StringVar(&req.Source, "source", "", "source directory (recorded by git commit when its files equal the HEAD commit of its git work tree)")
 	f.StringVar(&req.Out, "out", "", "output directory; must not exist or be empty")
 	f.StringArrayVar(&req.Params, "param", nil, "pipeline parameter NAME=VALUE (repeatable)")
 	f.StringVar(&publishTo, "publish", "", "after the build, push OUT to this registry repository, REGISTRY/REPO[:TAG]")
