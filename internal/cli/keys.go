@@ -1,7 +1,13 @@
 package cli
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
+
 	"github.com/spf13/cobra"
+
+	"github.com/ssf-dev/ssf/internal/factory"
 
 	"github.com/ssf-dev/ssf/internal/sign"
 )
@@ -21,7 +27,9 @@ func newKeysCmd() *cobra.Command {
 				return err
 			}
 			key, err := sign.LoadKey(h.KeyPath())
-			if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%w: %s has no provenance key; run `ssf init` first", factory.ErrNotInitialised, h.Dir)
+			} else if err != nil {
 				return err
 			}
 			pem, err := sign.PublicKeyPEM(key.Public())
