@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"runtime"
+	"slices"
 	"sort"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -153,9 +154,44 @@ func seccompProfile() *specs.LinuxSeccomp {
 			Args: []specs.LinuxSeccompArg{{Index: 0, Value: flag, ValueTwo: flag, Op: specs.OpMaskedEqual}},
 		})
 	}
+	rules = append(rules, socketFamilyRules()...)
 	return &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Architectures: arches, Syscalls: rules}
 }
 
 // namespaceFlags are CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID,
 // CLONE_NEWNET and CLONE_NEWTIME.
 var namespaceFlags = []uint64{0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x00000080}
+
+// allowedSocketFamilies are the address families a step may open sockets in: AF_UNIX, AF_INET, AF_INET6, and
+// AF_NETLINK, which tools use to list interfaces and which sees only the container's network namespace. The
+// namespace does not confine the others: AF_VSOCK shares the host's port space and reaches the hypervisor and
+// its guest agents, and AF_PACKET, AF_ALG, AF_KEY, AF_TIPC, AF_XDP and the rest are kernel code a build has no
+// use for.
+var allowedSocketFamilies = []uint64{1, 2, 10, 16}
+
+// socketFamilyRules make socket and socketpair fail with EAFNOSUPPORT, as for a family the kernel lacks, unless
+// the family is allowed. The filter allows by default, so "not allowed" is spelled as one rule per family below
+// the largest allowed one and one rule for every family above it. Each rule tests the family once: runc turns
+// two conditions on the same argument into two rules that are ORed, so a range cannot be a single rule. The
+// family is an int but seccomp compares all 64 bits of the register; a value with any upper bit set is above the
+// largest family and is refused, so the kernel's truncation cannot smuggle a family in. On x86, libseccomp also
+// applies these rules to the 32-bit socketcall(SYS_SOCKET), whose family is in memory where seccomp cannot look;
+// there the call is refused for every family, so 32-bit programs that use socketcall (i386 glibc, Go's 386 port)
+// cannot open sockets at all. That fails closed, which is the side to fail on.
+func socketFamilyRules() []specs.LinuxSyscall {
+	eafnosupport := uint(97)
+	deny := func(op specs.LinuxSeccompOperator, family uint64) specs.LinuxSyscall {
+		return specs.LinuxSyscall{
+			Names: []string{"socket", "socketpair"}, Action: specs.ActErrno, ErrnoRet: &eafnosupport,
+			Args: []specs.LinuxSeccompArg{{Index: 0, Value: family, Op: op}},
+		}
+	}
+	highest := slices.Max(allowedSocketFamilies)
+	var rules []specs.LinuxSyscall
+	for family := range highest {
+		if !slices.Contains(allowedSocketFamilies, family) {
+			rules = append(rules, deny(specs.OpEqualTo, family))
+		}
+	}
+	return append(rules, deny(specs.OpGreaterThan, highest))
+}
