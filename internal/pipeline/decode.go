@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -476,6 +477,8 @@ func badOutput(p string) string {
 		return "output path " + quote(p) + " is not clean: write " + quote(path.Clean(p))
 	case p == ".":
 		return `output path "." is $SSF_OUTPUTS itself: name the files or directories in it`
+	case strings.IndexFunc(p, unicode.IsControl) >= 0:
+		return "output path " + quote(p) + " contains a control character: it would be printed to terminals and logs"
 	}
 	parts := strings.Split(p, "/")
 	// ssf stores its own files beside the outputs under this name; any case, for case-folding file systems.

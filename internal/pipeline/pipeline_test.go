@@ -283,6 +283,7 @@ var errorCases = []struct {
 	// Outputs.
 	{"empty output", strings.Replace(valid, "[bin]", `[""]`, 1), 9, "spec.tasks[0].outputs[0]", "output path is empty"},
 	{"absolute output", strings.Replace(valid, "[bin]", "[/bin]", 1), 9, "spec.tasks[0].outputs[0]", "is absolute"},
+	{"control character in output", strings.Replace(valid, "[bin]", `["a\nb"]`, 1), 9, "spec.tasks[0].outputs[0]", "control character"},
 	{"output with ..", strings.Replace(valid, "[bin]", "[../bin]", 1), 9, "spec.tasks[0].outputs[0]",
 		`"../bin" contains '..'`},
 	{"output with .. inside", strings.Replace(valid, "[bin]", "[bin/../../x]", 1), 9, "spec.tasks[0].outputs[0]",
