@@ -113,18 +113,7 @@ type result struct {
 // ssf runs the binary with the shared home and a per-test TMPDIR (so the tests can check it is left empty).
 func ssf(t *testing.T, tmp string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(ssfBin, args...)
-	cmd.Env = append(os.Environ(), "SSF_HOME="+homeDir, "TMPDIR="+tmp)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running ssf: %v", err)
-	}
-	return r
+	return ssfEnv(t, tmp, nil, args...)
 }
 
 func needSandbox(t *testing.T) {
@@ -706,18 +695,7 @@ func TestSourceMustNotContainFactoryState(t *testing.T) {
 
 func TestInitIsIdempotentAndKeepsTheKey(t *testing.T) {
 	home := filepath.Join(t.TempDir(), "home")
-	run := func(args ...string) result {
-		cmd := exec.Command(ssfBin, args...)
-		cmd.Env = append(os.Environ(), "SSF_HOME="+home)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		r := result{stdout: stdout.String(), stderr: stderr.String()}
-		if ee, ok := err.(*exec.ExitError); ok {
-			r.code = ee.ExitCode()
-		}
-		return r
-	}
+	run := func(args ...string) result { return ssfEnv(t, t.TempDir(), []string{"SSF_HOME=" + home}, args...) }
 	if r := run("keys", "public"); r.code != 2 || !strings.Contains(r.stderr, "ssf init") {
 		t.Errorf("keys public before init: exit %d, want 2 and a hint to run ssf init\n%s", r.code, r.stderr)
 	}

@@ -81,7 +81,8 @@ func runCmd(t *testing.T, cmd *exec.Cmd) result {
 	return r
 }
 
-// ssfEnv runs ssf like ssf() does (shared factory home, per-test TMPDIR), with extra environment.
+// ssfEnv runs ssf with the shared factory home and a per-test TMPDIR (so tests can check it is left empty), plus
+// extra environment, which may override both.
 func ssfEnv(t *testing.T, tmp string, env []string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(ssfBin, args...)
