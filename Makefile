@@ -75,6 +75,7 @@ conformance: build
 
 bench: deps tools build
 	./scripts/bench.sh
+	./scripts/bench-registry.sh
 
 clean:
 	rm -rf bin
