@@ -82,6 +82,10 @@ The factory's state lives in $SSF_HOME (default ~/.ssf). Start with:
   ssf build -f ssf.yaml --source DIR --out OUT
   ssf verify OUT/FILE --bundle OUT/attestations/provenance.sigstore.json --key KEY.pub
 
+Publish a build to an OCI registry (the embedded one: ssf registry serve) and verify it there:
+  ssf publish OUT --to REGISTRY/REPO[:TAG]
+  ssf verify REGISTRY/REPO@sha256:HEX --key KEY.pub
+
 Exit status: 0 success, 1 a build or check failed, 2 bad input or usage.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
