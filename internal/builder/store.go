@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -66,7 +67,12 @@ type Image struct {
 }
 
 // Ref returns the image as NAME@sha256:<hex>.
-func (i Image) Ref() string { return i.Name + "@" + i.Digest }
+func (i Image) Ref() string {
+	if i.Name == "" {
+		return i.Digest // an image whose name moved on to a newer import
+	}
+	return i.Name + "@" + i.Digest
+}
 
 var (
 	nameRE   = regexp.MustCompile(`^[a-z0-9]+([._/-][a-z0-9]+)*$`)
@@ -198,7 +204,8 @@ func (s *Store) Import(ctx context.Context, rootfs, name string) (Image, error) 
 	return Image{Name: name, Digest: string(manifestDesc.Digest), Size: layer.Size, Files: stats.Files}, nil
 }
 
-// addToIndex adds desc to index.json, replacing any entry with the same name.
+// addToIndex adds desc to index.json under its name. An image that loses its last name stays in the index without
+// one, so pipelines pinned to its digest keep working.
 func (s *Store) addToIndex(desc v1.Descriptor) error {
 	unlock, err := s.lock()
 	if err != nil {
@@ -210,10 +217,22 @@ func (s *Store) addToIndex(desc v1.Descriptor) error {
 		return err
 	}
 	name := desc.Annotations[v1.AnnotationRefName]
+	var replaced []v1.Descriptor
 	index.Manifests = slices.DeleteFunc(index.Manifests, func(d v1.Descriptor) bool {
-		return d.Annotations[v1.AnnotationRefName] == name
+		if d.Annotations[v1.AnnotationRefName] == name || (d.Digest == desc.Digest && d.Annotations[v1.AnnotationRefName] == "") {
+			replaced = append(replaced, d)
+			return true
+		}
+		return false
 	})
 	index.Manifests = append(index.Manifests, desc)
+	for _, old := range replaced {
+		if !slices.ContainsFunc(index.Manifests, func(d v1.Descriptor) bool { return d.Digest == old.Digest }) {
+			old.Annotations = maps.Clone(old.Annotations)
+			delete(old.Annotations, v1.AnnotationRefName)
+			index.Manifests = append(index.Manifests, old)
+		}
+	}
 	slices.SortFunc(index.Manifests, func(a, b v1.Descriptor) int {
 		if c := strings.Compare(a.Annotations[v1.AnnotationRefName], b.Annotations[v1.AnnotationRefName]); c != 0 {
 			return c

@@ -560,3 +560,29 @@ func ExampleStore_Rootfs() {
 	fmt.Println()
 	// Output: bin dev inputs outputs proc sys tmp workspace
 }
+
+// A name that moves to a newer import leaves the older image in the store without a name, so pipelines pinned to
+// its digest still build; naming it again removes the unnamed entry.
+func TestRenamedImageStaysByDigest(t *testing.T) {
+	s := openStore(t)
+	first := importTree(t, s, makeRootfs(t, toolchain, false, 0, time.Now()), "go")
+	second := importTree(t, s, makeRootfs(t, toolchain[:3], false, 0, time.Now()), "go")
+	if first.Digest == second.Digest {
+		t.Fatal("different trees gave the same digest")
+	}
+	unnamed := Image{Digest: first.Digest, Size: first.Size, Files: first.Files}
+	list, err := s.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Image{unnamed, second}; !slices.Equal(list, want) {
+		t.Errorf("List() = %+v\nwant %+v", list, want)
+	}
+	if got, err := s.Lookup(first.Digest); err != nil || got != unnamed || got.Ref() != first.Digest {
+		t.Errorf("Lookup(%s) = %+v (ref %q), %v; want the unnamed image", first.Digest, got, got.Ref(), err)
+	}
+	again := importTree(t, s, makeRootfs(t, toolchain, false, 0, time.Now()), "go-old")
+	if list, _ := s.List(); !slices.Equal(list, []Image{second, again}) {
+		t.Errorf("after naming it again, List() = %+v", list)
+	}
+}

@@ -84,7 +84,11 @@ func newBuilderListCmd() *cobra.Command {
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "NAME\tREFERENCE\tSIZE")
 			for _, img := range images {
-				fmt.Fprintf(w, "%s\t%s\t%d\n", img.Name, img.Ref(), img.Size)
+				name := img.Name
+				if name == "" {
+					name = "<none>"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%d\n", name, img.Ref(), img.Size)
 			}
 			return w.Flush()
 		},

@@ -167,7 +167,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	if src.gitMismatch != "" {
 		log.printf("source not recorded by git commit: %s", src.gitMismatch)
 	}
-	log.printf("builder %s", img.Ref())
+	log.printf("builder %s", p.Builder)
 	rootfs, err := images.Rootfs(ctx, img.Digest, h.rootfsCacheDir())
 	if err != nil {
 		return nil, fmt.Errorf("unpacking builder %s: %w", p.Builder, err)
@@ -184,7 +184,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 
 	res := &BuildResult{
 		Out: out, InvocationID: b.invocation, Source: src.descriptor(),
-		Builder: img.Name + "@" + img.Digest, Bundle: filepath.Join(out, BundlePath),
+		Builder: p.Builder, Bundle: filepath.Join(out, BundlePath),
 	}
 	stmt := provenance.Build{
 		BuilderID:      cfg.BuilderID,
