@@ -277,51 +277,51 @@ func (r *Registry) mount(ctx context.Context, name, from string, hasFrom bool, d
 	return true, r.linkBlob(ctx, name, d)
 }
 
-func (r *Registry) uploadStatus(w http.ResponseWriter, req *http.Request, name, id string) {
+// openUpload locks and loads the upload session id of repository name. When it returns false it has answered the
+// request (unknown session, or an error); otherwise the caller must call unlock.
+func (r *Registry) openUpload(w http.ResponseWriter, req *http.Request, name, id string) (*upload, func(), bool) {
 	unlock := r.uploadLock(id)
-	defer unlock()
 	u, err := r.loadUpload(name, id)
 	if err != nil {
+		unlock()
 		r.internalError(w, req, err)
-		return
+		return nil, nil, false
 	}
 	if u == nil {
+		unlock()
 		writeError(w, http.StatusNotFound, codeBlobUploadUnknown, fmt.Sprintf("no upload %q in repository %q", id, name))
+		return nil, nil, false
+	}
+	return u, unlock, true
+}
+
+func (r *Registry) uploadStatus(w http.ResponseWriter, req *http.Request, name, id string) {
+	u, unlock, ok := r.openUpload(w, req, name, id)
+	if !ok {
 		return
 	}
+	defer unlock()
 	setUploadHeaders(w, name, id, u.Offset)
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (r *Registry) cancelUpload(w http.ResponseWriter, req *http.Request, name, id string) {
-	unlock := r.uploadLock(id)
+	_, unlock, ok := r.openUpload(w, req, name, id)
+	if !ok {
+		return
+	}
 	defer unlock()
-	u, err := r.loadUpload(name, id)
-	if err != nil {
-		r.internalError(w, req, err)
-		return
-	}
-	if u == nil {
-		writeError(w, http.StatusNotFound, codeBlobUploadUnknown, fmt.Sprintf("no upload %q in repository %q", id, name))
-		return
-	}
 	r.removeUpload(id)
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (r *Registry) patchUpload(w http.ResponseWriter, req *http.Request, name, id string) {
-	unlock := r.uploadLock(id)
+	u, unlock, ok := r.openUpload(w, req, name, id)
+	if !ok {
+		return
+	}
 	defer unlock()
-	u, err := r.loadUpload(name, id)
-	if err != nil {
-		r.internalError(w, req, err)
-		return
-	}
-	if u == nil {
-		writeError(w, http.StatusNotFound, codeBlobUploadUnknown, fmt.Sprintf("no upload %q in repository %q", id, name))
-		return
-	}
 	if st, code, msg := r.appendChunk(req.Context(), id, u, req, true); st != 0 {
 		if st == http.StatusRequestedRangeNotSatisfiable {
 			setUploadHeaders(w, name, id, u.Offset)
@@ -335,17 +335,11 @@ func (r *Registry) patchUpload(w http.ResponseWriter, req *http.Request, name, i
 }
 
 func (r *Registry) putUpload(w http.ResponseWriter, req *http.Request, name, id string) {
-	unlock := r.uploadLock(id)
+	u, unlock, ok := r.openUpload(w, req, name, id)
+	if !ok {
+		return
+	}
 	defer unlock()
-	u, err := r.loadUpload(name, id)
-	if err != nil {
-		r.internalError(w, req, err)
-		return
-	}
-	if u == nil {
-		writeError(w, http.StatusNotFound, codeBlobUploadUnknown, fmt.Sprintf("no upload %q in repository %q", id, name))
-		return
-	}
 	d, err := parseDigest(req.URL.Query().Get("digest"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, codeDigestInvalid, err.Error())
