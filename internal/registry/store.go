@@ -85,26 +85,35 @@ func writeFileAtomic(ctx context.Context, path string, data []byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".tmp-")
+	tmp, err := writeTemp(dir, data)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+	defer os.Remove(tmp)
+	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
 	return syncDir(dir)
+}
+
+// writeTemp writes data to a new fsynced temporary file in dir and returns its path.
+func writeTemp(dir string, data []byte) (string, error) {
+	tmp, err := os.CreateTemp(dir, ".tmp-")
+	if err != nil {
+		return "", err
+	}
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	return tmp.Name(), nil
 }
 
 func syncDir(dir string) error {
@@ -137,26 +146,15 @@ func (s *store) putBlobBytes(ctx context.Context, d digest, data []byte) error {
 	if exists(s.blobPath(d)) {
 		return nil
 	}
-	tmp, err := os.CreateTemp(s.uploadsDir(), ".tmp-")
+	tmp, err := writeTemp(s.uploadsDir(), data)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
+	defer os.Remove(tmp) // a no-op once committed
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.commitBlob(tmp.Name(), d)
+	return s.commitBlob(tmp, d)
 }
 
 // listDigests lists the digests named by the files dir/<alg>/<hex>, skipping anything that is not one (such as
