@@ -20,7 +20,7 @@ ORAS_VERSION        := v1.3.6
 TEST_ENV := SSF_REQUIRE_INTEROP=1 SSF_COSIGN=$(COSIGN) SSF_CRANE=$(CRANE) SSF_ORAS=$(ORAS) \
 	SSF_DOCKER_REGISTRY=/usr/bin/docker-registry
 
-.PHONY: all build demo test unit lint bench deps tools clean conformance
+.PHONY: all build demo test lint bench deps test-deps tools clean conformance
 
 all: build
 
@@ -33,11 +33,21 @@ deps:
 	command -v runc >/dev/null || missing="$$missing runc"; \
 	{ command -v busybox >/dev/null && ! ldd "$$(command -v busybox)" >/dev/null 2>&1; } || missing="$$missing busybox-static"; \
 	command -v git >/dev/null || missing="$$missing git"; \
-	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "make: missing:$$missing; install them with: sudo apt-get install$$missing" >&2; exit 1; fi; \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# test-deps adds Debian's docker-registry, the second registry of the interop tests and benchmarks. The tests
+# start their own instances on loopback; the package's system service (which listens on :5000 on every
+# interface) is stopped and disabled.
+test-deps: deps
+	@if ! command -v docker-registry >/dev/null; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "make: missing: docker-registry; install it with: sudo apt-get install docker-registry" >&2; exit 1; fi; \
+	  echo "installing: docker-registry"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null; \
+	  systemctl disable --now docker-registry >/dev/null 2>&1 || true; \
 	fi
 
 $(COSIGN):
@@ -66,14 +76,14 @@ lint: $(STATICCHECK)
 
 # test runs every test: lint, the registry conformance suite, unit and isolation tests with real runc, and the
 # interop tests with real cosign, crane, oras and docker-registry.
-test: deps tools lint conformance
+test: test-deps tools lint conformance
 	$(TEST_ENV) $(GO) test -count=1 -timeout 30m ./...
 
 # conformance runs the OCI distribution-spec conformance suite (pinned in the script) against ssf registry serve.
 conformance: build
 	SSF=$(BIN) GO=$(GO) ./scripts/conformance.sh
 
-bench: deps tools build
+bench: test-deps tools build
 	./scripts/bench.sh
 	./scripts/bench-registry.sh
 

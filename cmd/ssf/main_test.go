@@ -70,6 +70,13 @@ func importBusybox(dir string) (string, error) {
 	if err := os.MkdirAll(filepath.Join(rootfs, "bin"), 0o755); err != nil {
 		return "", err
 	}
+	// Writable by anyone, so only the read-only root mount can stop a step writing there.
+	if err := os.Mkdir(filepath.Join(rootfs, "scratch"), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(filepath.Join(rootfs, "scratch"), 0o1777); err != nil {
+		return "", err
+	}
 	bb, _ := exec.LookPath("busybox")
 	data, err := os.ReadFile(bb)
 	if err != nil {
@@ -346,7 +353,7 @@ func TestStepRunsUnprivileged(t *testing.T) {
             id -u > "$SSF_OUTPUTS/id"
             grep CapEff /proc/self/status | awk '{print $2}' >> "$SSF_OUTPUTS/id"
             if mount -t tmpfs none /tmp 2>/dev/null; then echo MOUNTED >> "$SSF_OUTPUTS/id"; fi
-            if touch /bin/planted 2>/dev/null; then echo WROTE-ROOTFS >> "$SSF_OUTPUTS/id"; fi
+            if touch /scratch/planted 2>/dev/null; then echo WROTE-ROOTFS >> "$SSF_OUTPUTS/id"; fi
             if unshare -U -r true 2>/dev/null; then echo USERNS >> "$SSF_OUTPUTS/id"; fi
       outputs: [id]
 `)

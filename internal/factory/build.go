@@ -112,7 +112,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	}
 	params, err := p.ResolveParams(req.Params)
 	if err != nil {
-		return nil, err
+		return nil, paramErrorAt(p, err)
 	}
 	images, err := h.Images()
 	if err != nil {
@@ -199,7 +199,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		SourceURI:      res.Source.URI,
 		Internal: map[string]string{
 			"runtime": runtime.Version(), "uid": fmt.Sprint(TaskUID), "network": "none",
-			"seccomp": fmt.Sprint(runtime.Seccomp()),
+			"seccomp": "true", // sandbox.Start refuses to run without it
 		},
 		Dependencies: []provenance.ResourceDescriptor{res.Source, {
 			Name:      "builder",
@@ -281,6 +281,21 @@ func prepareOut(out string) (string, error) {
 		return "", err
 	}
 	return abs, nil
+}
+
+// paramErrorAt places a --param problem in the pipeline file: at the param's declaration when it has one, so the
+// message reads FILE:LINE: spec.params[i]: ….
+func paramErrorAt(p *pipeline.Pipeline, err error) error {
+	var pe *pipeline.ParamError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	for i, d := range p.Params {
+		if d.Name == pe.Param {
+			return p.Errorf(d.Line, fmt.Sprintf("spec.params[%d] (--param %s)", i, d.Name), "%s", pe.Msg)
+		}
+	}
+	return p.Errorf(0, "--param", "%s", pe.Msg)
 }
 
 // separate refuses a source directory that contains any of the given paths: the build would receive a copy of
@@ -477,8 +492,9 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 	taskStart := time.Now()
 	b.log.printf("task %s started (container %s, timeout %s)", t.Name, ctr.ID(), t.Timeout)
 
+	var logged int64 // bytes of this task's log, over all its steps
 	for _, s := range t.Steps {
-		w := b.log.prefixed(fmt.Sprintf("[%s/%s] ", t.Name, s.Name), logFile)
+		w := b.log.prefixed(fmt.Sprintf("[%s/%s] ", t.Name, s.Name), logFile, &logged)
 		code, err := ctr.Exec(taskCtx, []string{"/bin/sh", "-e", "-c", s.Run}, w)
 		w.Flush()
 		switch {

@@ -23,8 +23,9 @@ func (l *lineLog) printf(format string, args ...any) {
 }
 
 // prefixed returns a writer that copies each complete line, prefixed, to the log and to file.
-func (l *lineLog) prefixed(prefix string, file io.Writer) *prefixWriter {
-	return &prefixWriter{log: l, prefix: []byte(prefix), file: file}
+// written counts the bytes of the whole task's log, shared by the writers of its steps.
+func (l *lineLog) prefixed(prefix string, file io.Writer, written *int64) *prefixWriter {
+	return &prefixWriter{log: l, prefix: []byte(prefix), file: file, written: written}
 }
 
 // prefixWriter buffers a step's output until a newline and then writes the whole line.
@@ -34,7 +35,7 @@ type prefixWriter struct {
 	file   io.Writer
 
 	buf       []byte
-	written   int64
+	written   *int64
 	truncated bool
 }
 
@@ -68,7 +69,7 @@ func (w *prefixWriter) Flush() {
 func (w *prefixWriter) emit(line []byte) {
 	out := make([]byte, 0, len(w.prefix)+len(line))
 	out = append(append(out, w.prefix...), line...)
-	if w.written+int64(len(out)) > maxTaskLog {
+	if *w.written+int64(len(out)) > maxTaskLog {
 		if !w.truncated {
 			w.truncated = true
 			note := []byte(fmt.Sprintf("%s[ssf] log truncated at %d bytes; the step's further output is discarded\n", w.prefix, maxTaskLog))
@@ -77,7 +78,7 @@ func (w *prefixWriter) emit(line []byte) {
 		}
 		return
 	}
-	w.written += int64(len(out))
+	*w.written += int64(len(out))
 	w.log.write(terminalSafe(out))
 	w.file.Write(out)
 }

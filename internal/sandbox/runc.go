@@ -104,7 +104,10 @@ type Container struct {
 // runc's config.json is written there. The caller must Close the container.
 func (r *Runc) Start(ctx context.Context, bundleDir string, c Config) (*Container, error) {
 	// The init process blocks reading a pipe that only we hold, so the container lives exactly as long as we want.
-	spec, err := ociSpec(c, []string{"/bin/sh", "-c", "read -r _"}, r.Seccomp())
+	if !r.Seccomp() {
+		return nil, fmt.Errorf("%s (%s) reports no seccomp support: ssf does not run build steps without its seccomp filter; install a runc built with libseccomp (Debian's runc is)", r.binary, r.Version())
+	}
+	spec, err := ociSpec(c, []string{"/bin/sh", "-c", "read -r _"}, true)
 	if err != nil {
 		return nil, err
 	}

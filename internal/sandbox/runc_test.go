@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,10 +27,14 @@ func busyboxRootfs(t testing.TB) string {
 		t.Skip("the runc sandbox needs root")
 	}
 	root := t.TempDir()
-	for _, d := range []string{"bin", "proc", "dev", "sys", "tmp", "workspace", "outputs", "inputs"} {
+	for _, d := range []string{"bin", "proc", "dev", "sys", "tmp", "workspace", "outputs", "inputs", "scratch"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Writable by anyone, so only the read-only mount can stop a write there.
+	if err := os.Chmod(filepath.Join(root, "scratch"), 0o1777); err != nil {
+		t.Fatal(err)
 	}
 	data, err := os.ReadFile(bb)
 	if err != nil {
@@ -108,7 +113,7 @@ func TestContainerConfinement(t *testing.T) {
 		{"runs as the unprivileged user", "id -u; id -g", 0, "65532\n65532\n"},
 		{"has no capabilities", "grep -E '^Cap(Eff|Prm|Bnd|Amb)' /proc/self/status | awk '{print $2}' | sort -u", 0, "0000000000000000\n"},
 		{"has no_new_privs", "grep NoNewPrivs /proc/self/status | awk '{print $2}'", 0, "1\n"},
-		{"root filesystem is read-only", "touch /bin/x 2>/dev/null", 1, ""},
+		{"root filesystem is read-only", "touch /scratch/x 2>&1", 1, "touch: /scratch/x: Read-only file system\n"},
 		{"cannot mount", "mkdir -p /tmp/m 2>/dev/null; mount -t tmpfs none /workspace 2>/dev/null", 1, ""},
 		{"cannot create a user namespace", "unshare -U true 2>/dev/null", 1, ""},
 		{"sees only loopback", "ls /sys/class/net", 0, "lo\n"},
@@ -165,4 +170,29 @@ func TestCloseRemovesContainer(t *testing.T) {
 	if err := ctr.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
+}
+
+func TestLimits(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	t.Run("pids", func(t *testing.T) {
+		ctr := startContainer(t, Config{Rootfs: rootfs, Pids: 20})
+		spawn := func(n int) (int, string) {
+			return execSh(t, context.Background(), ctr, fmt.Sprintf(
+				`i=0; while [ $i -lt %d ]; do sleep 30 >/dev/null 2>&1 & i=$((i+1)); done; echo spawned`, n))
+		}
+		if code, out := spawn(5); code != 0 || out != "spawned\n" {
+			t.Fatalf("5 processes under a limit of 20: exit %d, output %q", code, out)
+		}
+		if code, out := spawn(40); code == 0 || !strings.Contains(out, "can't fork") {
+			t.Errorf("40 more processes under a limit of 20: exit %d, output %q", code, out)
+		}
+	})
+	t.Run("memory", func(t *testing.T) {
+		ctr := startContainer(t, Config{Rootfs: rootfs, Memory: 32 << 20})
+		code, out := execSh(t, context.Background(), ctr,
+			`x=$(head -c 200000000 /dev/zero | tr '\0' a); echo survived ${#x}`)
+		if code == 0 || strings.Contains(out, "survived") {
+			t.Errorf("holding 200 MB under a 32 MiB limit: exit %d, output %q", code, out)
+		}
+	})
 }
