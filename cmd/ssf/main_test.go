@@ -230,6 +230,9 @@ func (p *project) assertClean() {
 	if left := containers(p.t); len(left) != 0 {
 		p.t.Errorf("containers left behind: %v", left)
 	}
+	if runs, _ := os.ReadDir(filepath.Join(homeDir, "runs")); len(runs) != 0 {
+		p.t.Errorf("build records left behind in $SSF_HOME/runs: %v", runs)
+	}
 }
 
 // containers lists the containers runc still knows in the factory's state directory.
@@ -736,5 +739,64 @@ func TestInitIsIdempotentAndKeepsTheKey(t *testing.T) {
 	}
 	if r := run("keys", "public"); r.code == 0 || !strings.Contains(r.stderr, "chmod 600") {
 		t.Errorf("a world-readable key was accepted: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// A build killed outright cannot clean up; the next build removes its container and directories.
+func TestNextBuildRemovesKilledBuildsLeftovers(t *testing.T) {
+	p := newProject(t, `
+    - name: wait
+      steps:
+        - name: block
+          run: echo started; sleep 300
+      outputs: [never]
+`)
+	p.write()
+	cmd := exec.Command(ssfBin, "build", "-f", p.pipeline, "--source", p.src, "--out", p.out)
+	cmd.Env = append(os.Environ(), "SSF_HOME="+homeDir, "TMPDIR="+p.tmp)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	var seen strings.Builder
+	for !strings.Contains(seen.String(), "[wait/block] started") {
+		n, err := stderr.Read(buf)
+		if err != nil {
+			t.Fatalf("build ended before the step started: %v\n%s", err, seen.String())
+		}
+		seen.Write(buf[:n])
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if len(containers(t)) == 0 {
+		t.Fatal("the killed build left no container: the test proves nothing")
+	}
+	if entries, _ := os.ReadDir(p.tmp); len(entries) == 0 {
+		t.Fatal("the killed build left no work directory: the test proves nothing")
+	}
+
+	next := newProject(t, simpleTask)
+	r := next.mustBuild()
+	if !strings.Contains(r.stderr, "removed the leftovers of interrupted build") {
+		t.Errorf("the next build did not report the cleanup:\n%s", r.stderr)
+	}
+	if left := containers(t); len(left) != 0 {
+		t.Errorf("containers still there: %v", left)
+	}
+	if entries, _ := os.ReadDir(p.tmp); len(entries) != 0 {
+		t.Errorf("the killed build's temporary files are still there: %v", entries)
+	}
+	if entries, _ := os.ReadDir(p.dir); len(entries) > 0 {
+		for _, e := range entries {
+			if strings.Contains(e.Name(), ".partial-") {
+				t.Errorf("the killed build's staging directory is still there: %s", e.Name())
+			}
+		}
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -138,10 +137,19 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		return nil, err
 	}
 
+	log := &lineLog{w: logw}
+	h.sweepLeftovers(ctx, runtime, log)
+	invocation := newInvocationID()
 	work, err := os.MkdirTemp("", "ssf-build-")
 	if err != nil {
 		return nil, err
 	}
+	run, err := h.lockRun(runRecord{Invocation: invocation, Work: work})
+	if err != nil {
+		os.RemoveAll(work)
+		return nil, fmt.Errorf("recording the build in %s: %w", h.runsDir(), err)
+	}
+	defer run.release() // last: after the directories below are gone
 	defer os.RemoveAll(work)
 	if err := separate(req.Source, map[string]string{
 		"the factory home (SSF_HOME), which holds the signing key": h.Dir,
@@ -151,7 +159,6 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		return nil, err
 	}
 
-	log := &lineLog{w: logw}
 	src, err := snapshotSource(ctx, req.Source, filepath.Join(work, "source.tar"))
 	if err != nil {
 		return nil, err
@@ -162,6 +169,9 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		return nil, fmt.Errorf("creating a staging directory beside %q: %w", out, err)
 	}
 	defer os.RemoveAll(staging) // after a successful rename this is a no-op
+	if err := run.update(func(r *runRecord) { r.Staging = staging }); err != nil {
+		return nil, err
+	}
 	desc := src.descriptor()
 	log.printf("source %s (%s)", desc.URI, digestString(desc.Digest))
 	if src.gitMismatch != "" {
@@ -174,7 +184,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	}
 	b := &build{
 		p: p, params: params, src: src, rootfs: rootfs, runtime: runtime, work: work,
-		invocation: newInvocationID(), log: log, maxOutput: cfg.MaxOutputBytes,
+		invocation: invocation, log: log, maxOutput: cfg.MaxOutputBytes,
 		verified: map[string][]Output{}, logs: map[string]string{},
 	}
 	if err := b.run(ctx); err != nil {
@@ -676,6 +686,8 @@ func newInvocationID() string {
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
+// containerID names a task's container; the invocation prefix lets a later build find an interrupted build's
+// containers. Task names are validated by the pipeline parser (no slashes).
 func containerID(invocation, task string) string {
-	return "ssf-" + strings.ReplaceAll(invocation, "-", "")[:16] + "-" + path.Base(task)
+	return "ssf-" + strings.ReplaceAll(invocation, "-", "")[:16] + "-" + task
 }

@@ -208,9 +208,23 @@ func (c *Container) Close() error {
 		c.hold = nil
 	}
 	// `delete --force` kills whatever still runs, then removes runc's state and the container's cgroups.
-	err := c.r.run(context.Background(), "delete", "--force", c.id)
+	return c.r.Delete(context.Background(), c.id)
+}
+
+// List returns the IDs of the containers in this runtime's state directory.
+func (r *Runc) List(ctx context.Context) ([]string, error) {
+	out, err := exec.CommandContext(ctx, r.binary, "--root", r.root, "list", "-q").Output()
+	if err != nil {
+		return nil, fmt.Errorf("listing containers: %w", err)
+	}
+	return strings.Fields(string(out)), nil
+}
+
+// Delete kills and removes the container id, for containers whose Container value is gone (their ssf died).
+func (r *Runc) Delete(ctx context.Context, id string) error {
+	err := r.run(ctx, "delete", "--force", id)
 	if err != nil && strings.Contains(err.Error(), "does not exist") {
-		err = nil
+		return nil
 	}
 	return err
 }
