@@ -361,8 +361,13 @@ func TestStepRunsUnprivileged(t *testing.T) {
       outputs: [id]
 `)
 	p.mustBuild()
-	if got, want := p.output("id"), "65532\n0000000000000000\n"; got != want {
-		t.Errorf("step reported %q, want %q (uid 65532, no capabilities, no mount, read-only root, no user namespace)", got, want)
+	var uid int
+	var caps string
+	if n, _ := fmt.Sscan(p.output("id"), &uid, &caps); n != 2 || uid < 100000 || uid >= 101000 || caps != "0000000000000000" {
+		t.Errorf("step reported %q, want a task uid in 100000-100999 and no capabilities", p.output("id"))
+	}
+	if rest := strings.SplitN(p.output("id"), "\n", 3)[2]; rest != "" {
+		t.Errorf("step could %q (want no mount, read-only root, no user namespace)", rest)
 	}
 }
 
@@ -467,7 +472,8 @@ func TestConcurrentBuildsAreIsolated(t *testing.T) {
               sleep 0.1; i=$((i+1))
             done
             sort -u /tmp/foreign > "$SSF_OUTPUTS/foreign"
-      outputs: [foreign]
+            id -u > "$SSF_OUTPUTS/uid"
+      outputs: [foreign, uid]
 `
 	a, b := newProject(t, tasks), newProject(t, tasks)
 	for i, p := range []*project{a, b} {
@@ -492,6 +498,9 @@ func TestConcurrentBuildsAreIsolated(t *testing.T) {
 		if got := p.output("foreign"); got != "" {
 			t.Errorf("build %d saw the other build's files:\n%s", i, got)
 		}
+	}
+	if a.output("uid") == b.output("uid") {
+		t.Errorf("concurrent builds ran as the same uid %s", a.output("uid"))
 	}
 	// Prove the two builds ran at the same time: each started before the other finished.
 	times := func(p *project) (time.Time, time.Time) {

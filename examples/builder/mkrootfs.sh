@@ -16,8 +16,8 @@ cp "$busybox" "$dir/bin/busybox"
 for applet in $("$busybox" --list); do
   [ "$applet" = busybox ] || ln -s busybox "$dir/bin/$applet"
 done
-printf 'root:x:0:0:root:/root:/bin/sh\nbuilder:x:65532:65532:builder:/tmp:/bin/sh\n' > "$dir/etc/passwd"
-printf 'root:x:0:\nbuilder:x:65532:\n' > "$dir/etc/group"
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$dir/etc/passwd"
+printf 'root:x:0:\n' > "$dir/etc/group"
 # The toolchain without its own test suite and docs, which a build never reads.
 mkdir -p "$dir/usr/local/go"
 (cd "$goroot" && tar --exclude=./test --exclude=./doc -cf - .) | (cd "$dir/usr/local/go" && tar -xf -)

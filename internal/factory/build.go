@@ -27,12 +27,6 @@ import (
 // Version is ssf's version, recorded in provenance as runDetails.builder.version.
 var Version = "v0.1.0-dev"
 
-// TaskUID and TaskGID are the unprivileged identity every build step runs as.
-const (
-	TaskUID = 65532
-	TaskGID = 65532
-)
-
 // BuildRequest is one `ssf build`.
 type BuildRequest struct {
 	Pipeline string   // path of ssf.yaml
@@ -182,9 +176,14 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	if err != nil {
 		return nil, fmt.Errorf("unpacking builder %s: %w", p.Builder, err)
 	}
+	uid, err := h.takeUID()
+	if err != nil {
+		return nil, err
+	}
+	defer uid.release()
 	b := &build{
 		p: p, params: params, src: src, rootfs: rootfs, runtime: runtime, work: work,
-		invocation: invocation, log: log, maxOutput: cfg.MaxOutputBytes,
+		invocation: invocation, uid: uid.id, log: log, maxOutput: cfg.MaxOutputBytes,
 		verified: map[string][]Output{}, logs: map[string]string{},
 	}
 	if err := b.run(ctx); err != nil {
@@ -208,7 +207,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		Params:         params,
 		SourceURI:      res.Source.URI,
 		Internal: map[string]string{
-			"runtime": runtime.Version(), "uid": fmt.Sprint(TaskUID), "network": "none",
+			"runtime": runtime.Version(), "uid": fmt.Sprint(b.uid), "network": "none",
 			"seccomp": "true", // sandbox.Start refuses to run without it
 		},
 		Dependencies: []provenance.ResourceDescriptor{res.Source, {
@@ -358,6 +357,7 @@ type build struct {
 	runtime    *sandbox.Runc
 	work       string
 	invocation string
+	uid        int // the host uid and gid this build's steps run as
 	log        *lineLog
 	maxOutput  int64 // bytes of outputs one task may produce
 
@@ -428,17 +428,17 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 	if err != nil {
 		return err
 	}
-	err = oci.Extract(ctx, snap, ws, oci.ExtractOptions{Chown: true, UID: TaskUID, GID: TaskGID})
+	err = oci.Extract(ctx, snap, ws, oci.ExtractOptions{Chown: true, UID: b.uid, GID: b.uid})
 	snap.Close()
 	if err != nil {
 		return fmt.Errorf("copying the source into task %q: %w", t.Name, err)
 	}
 	for _, d := range []string{ws, outDir} {
-		if err := os.Chown(d, TaskUID, TaskGID); err != nil {
+		if err := os.Chown(d, b.uid, b.uid); err != nil {
 			return err
 		}
 	}
-	if err := os.Chown(tmp, TaskUID, TaskGID); err != nil {
+	if err := os.Chown(tmp, b.uid, b.uid); err != nil {
 		return err
 	}
 	if err := os.Chmod(tmp, 0o700); err != nil {
@@ -491,8 +491,8 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 		Mounts:   mounts,
 		Env:      env,
 		Cwd:      "/workspace",
-		UID:      TaskUID,
-		GID:      TaskGID,
+		UID:      uint32(b.uid),
+		GID:      uint32(b.uid),
 		Hostname: "ssf",
 	})
 	if err != nil {
