@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -598,7 +599,10 @@ func TestSignalsCleanUp(t *testing.T) {
 	}
 }
 
-func interruptBuild(t *testing.T, sig syscall.Signal) {
+// startBlockedBuild starts a build whose only step blocks, and returns once the step is running: it waits for the
+// step's first line, not for a time. The rest of the build's stderr is left to the caller.
+func startBlockedBuild(t *testing.T) (*project, *exec.Cmd, io.Reader) {
+	t.Helper()
 	p := newProject(t, `
     - name: wait
       steps:
@@ -616,7 +620,6 @@ func interruptBuild(t *testing.T, sig syscall.Signal) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// Signal once the step is running: wait for its first line, not for a time.
 	buf := make([]byte, 4096)
 	var seen strings.Builder
 	for !strings.Contains(seen.String(), "[wait/block] started") {
@@ -626,11 +629,16 @@ func interruptBuild(t *testing.T, sig syscall.Signal) {
 		}
 		seen.Write(buf[:n])
 	}
+	return p, cmd, stderr
+}
+
+func interruptBuild(t *testing.T, sig syscall.Signal) {
+	p, cmd, stderr := startBlockedBuild(t)
 	if err := cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _, _ = bytes.NewBuffer(nil).ReadFrom(stderr) }()
-	err = cmd.Wait()
+	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Errorf("build after %v: %v, want exit status 1", sig, err)
 	}
@@ -753,32 +761,7 @@ func TestInitIsIdempotentAndKeepsTheKey(t *testing.T) {
 
 // A build killed outright cannot clean up; the next build removes its container and directories.
 func TestNextBuildRemovesKilledBuildsLeftovers(t *testing.T) {
-	p := newProject(t, `
-    - name: wait
-      steps:
-        - name: block
-          run: echo started; sleep 300
-      outputs: [never]
-`)
-	p.write()
-	cmd := exec.Command(ssfBin, "build", "-f", p.pipeline, "--source", p.src, "--out", p.out)
-	cmd.Env = append(os.Environ(), "SSF_HOME="+homeDir, "TMPDIR="+p.tmp)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 4096)
-	var seen strings.Builder
-	for !strings.Contains(seen.String(), "[wait/block] started") {
-		n, err := stderr.Read(buf)
-		if err != nil {
-			t.Fatalf("build ended before the step started: %v\n%s", err, seen.String())
-		}
-		seen.Write(buf[:n])
-	}
+	p, cmd, _ := startBlockedBuild(t)
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
