@@ -63,6 +63,11 @@ func (r *Registry) deleteBlob(w http.ResponseWriter, req *http.Request, name, re
 	}
 	// Only this repository's link goes: other repositories keep the bytes, and GC removes them once nothing
 	// links or references them.
+	r.unlink(w, req, link)
+}
+
+// unlink removes a repository's link to a blob or manifest, durably, and answers 202 Accepted.
+func (r *Registry) unlink(w http.ResponseWriter, req *http.Request, link string) {
 	if err := os.Remove(link); err != nil {
 		r.internalError(w, req, err)
 		return

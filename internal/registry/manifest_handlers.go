@@ -256,16 +256,7 @@ func (r *Registry) deleteManifest(w http.ResponseWriter, req *http.Request, name
 			}
 		}
 	}
-	if err := os.Remove(link); err != nil {
-		r.internalError(w, req, err)
-		return
-	}
-	if err := syncDir(filepath.Dir(link)); err != nil {
-		r.internalError(w, req, err)
-		return
-	}
-	w.Header().Set("Content-Length", "0")
-	w.WriteHeader(http.StatusAccepted)
+	r.unlink(w, req, link)
 }
 
 type tagList struct {
