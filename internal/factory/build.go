@@ -41,6 +41,7 @@ type Output struct {
 	Path   string // relative to Out
 	Task   string
 	SHA256 string
+	Size   int64
 }
 
 // BuildResult describes a successful build.
@@ -217,19 +218,24 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 			Digest:    provenance.Digest{"sha256": strings.TrimPrefix(img.Digest, "sha256:")},
 		}},
 	}
+	var files []oci.File
 	for _, t := range p.Order() {
 		for _, o := range b.verified[t.Name] {
-			if err := copyFile(filepath.Join(work, "verified", t.Name, o.Path), filepath.Join(staging, o.Path)); err != nil {
+			// Copied from the control plane's own copy; the digest is checked again so a fault between the two
+			// copies cannot put bytes in OUT that the provenance does not describe.
+			digest, _, err := copyFile(filepath.Join(work, "verified", t.Name, o.Path), filepath.Join(staging, o.Path))
+			if err != nil {
 				return nil, err
+			}
+			if digest != o.SHA256 {
+				return nil, fmt.Errorf("output %q changed while being copied to %q", o.Path, out)
 			}
 			res.Outputs = append(res.Outputs, o)
 			stmt.Subjects = append(stmt.Subjects, provenance.Subject{Name: o.Path, SHA256: o.SHA256})
+			files = append(files, oci.File{Path: o.Path, SHA256: o.SHA256, Size: o.Size})
 		}
 		logName := "attestations/logs/" + t.Name + ".log"
-		if err := copyFile(b.logs[t.Name], filepath.Join(staging, logName)); err != nil {
-			return nil, err
-		}
-		digest, err := fileSHA256(filepath.Join(staging, logName))
+		digest, _, err := copyFile(b.logs[t.Name], filepath.Join(staging, logName))
 		if err != nil {
 			return nil, err
 		}
@@ -239,11 +245,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	}
 	// The manifests a publish will push are pure functions of the outputs, so their digests are subjects too:
 	// cosign and ssf verify a registry reference by its manifest digest, and publish never signs anything.
-	paths := make([]string, len(res.Outputs))
-	for i, o := range res.Outputs {
-		paths[i] = o.Path
-	}
-	ociSubjects, err := oci.BuildSubjects(ctx, staging, paths)
+	ociSubjects, err := oci.BuildSubjects(staging, files)
 	if err != nil {
 		return nil, fmt.Errorf("computing the OCI artifact of the outputs: %w", err)
 	}
@@ -583,12 +585,12 @@ func collectOutputs(ctx context.Context, t *pipeline.Task, outDir, dest string, 
 			return nil, fail("cannot be opened: %v", err)
 		}
 		target := filepath.Join(dest, filepath.FromSlash(rel))
-		digest, err := copyHashed(ctxReader{ctx, io.LimitReader(f, limit)}, target, execBit(f))
+		digest, size, err := copyHashed(ctxReader{ctx, io.LimitReader(f, limit)}, target, execBit(f))
 		f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("collecting output %q of task %q: %w", rel, t.Name, err)
 		}
-		outs = append(outs, Output{Path: rel, Task: t.Name, SHA256: digest})
+		outs = append(outs, Output{Path: rel, Task: t.Name, SHA256: digest, Size: size})
 	}
 	return outs, nil
 }
@@ -613,48 +615,37 @@ func execBit(f *os.File) os.FileMode {
 	return 0o644
 }
 
-// copyHashed copies r to a new file at path with the given mode and returns the sha256 of the bytes written.
-func copyHashed(r io.Reader, path string, mode os.FileMode) (string, error) {
+// copyHashed copies r to a new file at path with the given mode and returns the sha256 and size of the bytes
+// written.
+func copyHashed(r io.Reader, path string, mode os.FileMode) (string, int64, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(f, h), r); err != nil {
+	n, err := io.Copy(io.MultiWriter(f, h), r)
+	if err != nil {
 		f.Close()
-		return "", err
+		return "", 0, err
 	}
 	if err := f.Close(); err != nil {
-		return "", err
+		return "", 0, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
-func copyFile(from, to string) error {
+// copyFile copies a file the control plane wrote itself, keeping its executable bit, and returns the sha256 and
+// size of the copy.
+func copyFile(from, to string) (string, int64, error) {
 	f, err := os.Open(from)
 	if err != nil {
-		return err
+		return "", 0, err
 	}
 	defer f.Close()
-	_, err = copyHashed(f, to, execBit(f))
-	return err
-}
-
-// fileSHA256 returns the hex sha256 of a file's contents.
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return copyHashed(f, to, execBit(f))
 }
 
 func digestString(d provenance.Digest) string {

@@ -116,33 +116,26 @@ type Subject struct {
 
 // BuildSubjects returns the provenance subjects that let a build be published and verified in a registry: the
 // artifact manifest of all the files (see ArtifactManifest), and, for each file that is an OCI image layout
-// tarball (see ImageInTar), that image's manifest. root is the output directory and files are the outputs'
-// slash-separated paths relative to it; every one must be a regular file reached without a symlink.
-func BuildSubjects(ctx context.Context, root string, files []string) ([]Subject, error) {
+// tarball (see ImageInTar), that image's manifest. root is the output directory; files are the outputs with the
+// digests and sizes the control plane computed when it collected them, so nothing is hashed twice. Every file must
+// be a regular file beneath root reached without a symlink.
+func BuildSubjects(root string, files []File) ([]Subject, error) {
 	r, err := os.OpenRoot(root)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	var (
-		list   []File
-		images []Subject
-	)
-	for _, rel := range files {
-		f, err := hashRegular(ctx, r, rel)
-		if err != nil {
-			return nil, err
-		}
-		list = append(list, f)
-		img, err := imageInRoot(r, rel)
+	var images []Subject
+	for _, f := range files {
+		img, err := imageInRoot(r, f.Path)
 		if err != nil {
 			return nil, err
 		}
 		if img != nil {
-			images = append(images, Subject{Name: ImageSubjectPrefix + rel, SHA256: strings.TrimPrefix(img.Digest, "sha256:"), Size: img.Size})
+			images = append(images, Subject{Name: ImageSubjectPrefix + f.Path, SHA256: strings.TrimPrefix(img.Digest, "sha256:"), Size: img.Size})
 		}
 	}
-	raw, err := ArtifactManifest(list)
+	raw, err := ArtifactManifest(files)
 	if err != nil {
 		return nil, err
 	}

@@ -119,7 +119,7 @@ type fixture struct {
 func newFixture(t *testing.T, files map[string][]byte, edit func(*provenance.Build)) *fixture {
 	t.Helper()
 	f := &fixture{dir: t.TempDir(), files: files}
-	var paths []string
+	var outputs []oci.File
 	b := provenance.Build{
 		BuilderID: "https://ssf.dev/factory/test", BuilderVersion: map[string]string{"ssf": "test"},
 		InvocationID: "run-1", StartedOn: finished.Add(-time.Minute), FinishedOn: finished,
@@ -134,11 +134,11 @@ func newFixture(t *testing.T, files map[string][]byte, edit func(*provenance.Bui
 		if err := os.WriteFile(full, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		paths = append(paths, p)
+		outputs = append(outputs, oci.File{Path: p, SHA256: sha(data), Size: int64(len(data))})
 		b.Subjects = append(b.Subjects, provenance.Subject{Name: p, SHA256: sha(data)})
 	}
 	var err error
-	if f.subj, err = oci.BuildSubjects(context.Background(), f.dir, paths); err != nil {
+	if f.subj, err = oci.BuildSubjects(f.dir, outputs); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range f.subj {
