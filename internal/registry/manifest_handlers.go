@@ -27,7 +27,10 @@ func (r *Registry) resolve(w http.ResponseWriter, req *http.Request, name, refer
 		return d, true
 	}
 	if !validTag(reference) {
-		writeError(w, http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("invalid tag %q", trimmed(reference)))
+		// No manifest can exist under a name that is not a tag, so a pull answers "unknown", as clients and
+		// both the 2023 and current conformance suites expect; only a push of such a tag is invalid input.
+		writeError(w, http.StatusNotFound, codeManifestUnknown,
+			fmt.Sprintf("no tag %q in repository %q: not a valid tag ([a-zA-Z0-9_][a-zA-Z0-9._-]{0,127})", trimmed(reference), name))
 		return digest{}, false
 	}
 	b, err := os.ReadFile(r.store.tagPath(name, reference))

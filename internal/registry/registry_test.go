@@ -215,6 +215,9 @@ func TestBadInputStoresNothing(t *testing.T) {
 		{"unknown blob", "GET", "/v2/r/blobs/" + good, nil, nil, 404, codeBlobUnknown},
 		{"unknown manifest", "GET", "/v2/r/manifests/" + good, nil, nil, 404, codeManifestUnknown},
 		{"unknown tag", "GET", "/v2/r/manifests/nope", nil, nil, 404, codeManifestUnknown},
+		// Issue 6 A21: a syntactically invalid tag names nothing, so a pull answers 404 (not 400).
+		{"invalid tag get", "GET", "/v2/r/manifests/-bad", nil, nil, 404, codeManifestUnknown},
+		{"invalid tag head", "HEAD", "/v2/r/manifests/.bad", nil, nil, 404, ""},
 		{"unknown repository tags", "GET", "/v2/nope/tags/list", nil, nil, 404, codeNameUnknown},
 		{"referrers bad digest", "GET", "/v2/r/referrers/sha256:abc", nil, nil, 400, codeDigestInvalid},
 	}
