@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -477,8 +478,13 @@ func badOutput(p string) string {
 		return "output path " + quote(p) + " is not clean: write " + quote(path.Clean(p))
 	case p == ".":
 		return `output path "." is $SSF_OUTPUTS itself: name the files or directories in it`
+	case !utf8.ValidString(p):
+		return "output path " + quote(p) + " is not valid UTF-8"
 	case strings.IndexFunc(p, unicode.IsControl) >= 0:
 		return "output path " + quote(p) + " contains a control character: it would be printed to terminals and logs"
+	case strings.IndexFunc(p, invisible) >= 0:
+		r := []rune(p)[slices.IndexFunc([]rune(p), invisible)]
+		return fmt.Sprintf("output path %s contains %U, an invisible or reordering character: the name people read would not be the name that is signed; rename the output using visible characters", quote(p), r)
 	}
 	parts := strings.Split(p, "/")
 	// ssf stores its own files beside the outputs under this name; any case, for case-folding file systems.
@@ -491,6 +497,15 @@ func badOutput(p string) string {
 		}
 	}
 	return ""
+}
+
+// invisible reports characters that change how a name is displayed without being seen: Unicode format characters
+// (category Cf: bidirectional overrides and isolates such as U+202E and U+2066–U+2069, zero-width characters such
+// as U+200B, the soft hyphen, tag characters), line and paragraph separators (Zl, Zp), and spaces other than the
+// ASCII space (Zs), which read as a space but compare differently. Names with them could be shown as one file
+// and signed as another.
+func invisible(r rune) bool {
+	return unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) || (r != ' ' && unicode.Is(unicode.Zs, r))
 }
 
 // Linux's PATH_MAX and NAME_MAX: a longer output could not be opened to be hashed.
