@@ -143,7 +143,7 @@ run_2023() {
 			OCI_CROSSMOUNT_NAMESPACE=conformance/crossmount \
 			OCI_TEST_PULL=1 OCI_TEST_PUSH=1 OCI_TEST_CONTENT_DISCOVERY=1 OCI_TEST_CONTENT_MANAGEMENT=1 \
 			OCI_HIDE_SKIPPED_WORKFLOWS=0 OCI_REPORT_DIR="$w/results" \
-			"$SUITE2023" >"$w/out.txt" 2>&1
+			"$SUITE2023" -ginkgo.no-color >"$w/out.txt" 2>&1
 	) || status=$?
 	stop_registry
 	echo "== 2023 suite ($SUITE2023_VERSION)"
