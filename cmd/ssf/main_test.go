@@ -364,8 +364,8 @@ func TestStepRunsUnprivileged(t *testing.T) {
 	p.mustBuild()
 	var uid int
 	var caps string
-	if n, _ := fmt.Sscan(p.output("id"), &uid, &caps); n != 2 || uid < 100000 || uid >= 101000 || caps != "0000000000000000" {
-		t.Errorf("step reported %q, want a task uid in 100000-100999 and no capabilities", p.output("id"))
+	if n, _ := fmt.Sscan(p.output("id"), &uid, &caps); n != 2 || uid < 0x70000000 || uid >= 0x70000000+1000 || caps != "0000000000000000" {
+		t.Errorf("step reported %q, want a task uid in the default taskUids range and no capabilities", p.output("id"))
 	}
 	if rest := strings.SplitN(p.output("id"), "\n", 3)[2]; rest != "" {
 		t.Errorf("step could %q (want no mount, read-only root, no user namespace)", rest)
@@ -715,6 +715,17 @@ func TestSourceMustNotContainFactoryState(t *testing.T) {
 		t.Errorf("--out inside --source: exit %d\n%s", r.code, r.stderr)
 	}
 	if _, err := os.Stat(filepath.Join(p.src, "out")); err == nil {
+		t.Error("the refused build created --out")
+	}
+	// A hard link to the key has a path outside the home; only its device and inode give it away.
+	if err := os.Link(filepath.Join(homeDir, "keys", "provenance.key"), filepath.Join(p.src, "innocent.txt")); err != nil {
+		t.Fatal(err)
+	}
+	r = ssf(t, p.tmp, "build", "-f", p.pipeline, "--source", p.src, "--out", p.out)
+	if r.code != 2 || !strings.Contains(r.stderr, `"innocent.txt" is a hard link to the provenance signing key`) {
+		t.Errorf("hard link to the key in --source: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(p.out); err == nil {
 		t.Error("the refused build created --out")
 	}
 	p.assertClean()

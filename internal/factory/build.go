@@ -177,14 +177,14 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	if err != nil {
 		return nil, fmt.Errorf("unpacking builder %s: %w", p.Builder, err)
 	}
-	uid, err := h.takeUID()
+	uid, err := h.takeUID(cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer uid.release()
 	b := &build{
 		p: p, params: params, src: src, rootfs: rootfs, runtime: runtime, work: work,
-		invocation: invocation, uid: uid.id, log: log, maxOutput: cfg.MaxOutputBytes,
+		invocation: invocation, uid: uid.id, lease: uid, log: log, maxOutput: cfg.MaxOutputBytes,
 		verified: map[string][]Output{}, logs: map[string]string{},
 	}
 	if err := b.run(ctx); err != nil {
@@ -359,7 +359,8 @@ type build struct {
 	runtime    *sandbox.Runc
 	work       string
 	invocation string
-	uid        int // the host uid and gid this build's steps run as
+	uid        int      // the host uid and gid this build's steps run as
+	lease      *taskUID // the uid's lease, with the build's cgroup and resource limits (uid.go)
 	log        *lineLog
 	maxOutput  int64 // bytes of outputs one task may produce
 
@@ -420,6 +421,11 @@ func (b *build) run(ctx context.Context) error {
 // runTask runs one task in a fresh container and collects its declared outputs.
 func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 	dir := filepath.Join(b.work, "tasks", t.Name)
+	slot, err := b.lease.startTask(ctx, dir) // a host-wide task slot, and the task's size-limited disk mounted on dir
+	if err != nil {
+		return fmt.Errorf("task %q: %w", t.Name, err)
+	}
+	defer slot.release()
 	ws, outDir, tmp, inputs := filepath.Join(dir, "workspace"), filepath.Join(dir, "outputs"), filepath.Join(dir, "tmp"), filepath.Join(dir, "inputs")
 	for _, d := range []string{ws, outDir, tmp, inputs, filepath.Join(dir, "bundle")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -496,6 +502,7 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 		UID:      uint32(b.uid),
 		GID:      uint32(b.uid),
 		Hostname: "ssf",
+		Memory:   slot.memory, Pids: slot.pids, CgroupParent: slot.cgroup, Disk: slot.disk,
 	})
 	if err != nil {
 		return fmt.Errorf("task %q: %w", t.Name, err)

@@ -28,6 +28,13 @@ type Config struct {
 	Runtime string `yaml:"runtime"`
 	// MaxOutputBytes bounds the declared outputs of one task, by size; DefaultMaxOutputBytes when unset.
 	MaxOutputBytes int64 `yaml:"maxOutputBytes,omitempty"`
+	// Resource limits (limits.go): the host uids steps run as ("FIRST-LAST"), one task's disk, tasks running at once
+	// on the host, and one build's total memory and processes. Unset means the default.
+	TaskUIDs            string `yaml:"taskUids,omitempty"`
+	MaxDiskBytes        int64  `yaml:"maxDiskBytes,omitempty"`
+	MaxParallelTasks    int    `yaml:"maxParallelTasks,omitempty"`
+	MaxBuildMemoryBytes int64  `yaml:"maxBuildMemoryBytes,omitempty"`
+	MaxBuildPids        int64  `yaml:"maxBuildPids,omitempty"`
 }
 
 // DefaultMaxOutputBytes is the default bound on one task's outputs.
@@ -130,6 +137,9 @@ func (h Home) Config() (Config, error) {
 	}
 	if cfg.MaxOutputBytes == 0 {
 		cfg.MaxOutputBytes = DefaultMaxOutputBytes
+	}
+	if err := cfg.checkLimits(h.configPath(), systemIDFiles); err != nil {
+		return Config{}, err
 	}
 	return cfg, nil
 }

@@ -121,6 +121,7 @@ func cleanRun(ctx context.Context, runtime *sandbox.Runc, rec runRecord) error {
 		}
 	}
 	if rec.Work != "" && strings.HasPrefix(filepath.Base(rec.Work), "ssf-build-") {
+		errs = append(errs, sandbox.UnmountUnder(rec.Work)) // the task disks, before their mount points go
 		errs = append(errs, os.RemoveAll(rec.Work))
 	}
 	if rec.Staging != "" && strings.Contains(filepath.Base(rec.Staging), ".partial-") {

@@ -1,34 +1,156 @@
 package factory
 
 import (
+	"bufio"
+	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
+
+	"github.com/ssf-dev/ssf/internal/sandbox"
 )
 
 // Each running build's steps run as a host uid (and gid) of their own, so concurrent builds share no per-user
 // kernel resources (inotify instances, pipe buffers, process counts) and cannot signal each other's processes.
-// A uid is taken by locking $SSF_HOME/uids/<uid>; the kernel drops the lock when the build's process ends, however
-// it ends, so a killed build never keeps its uid.
+// A uid is taken by locking /run/ssf/uids/<uid>, one directory for the whole host, so two factory homes never hand
+// out the same uid; the kernel drops the lock when the build's process ends, however it ends, so a killed build
+// never keeps its uid.
+//
+// The default range lies in the part of the uid space that systemd leaves unused (0x70000000 and up): below it are
+// the accounts, the dynamic users, and the subordinate ranges that adduser hands out from 100000 in steps of 65536.
 const (
-	FirstTaskUID = 100000
-	TaskUIDs     = 1000
+	DefaultFirstTaskUID = 0x70000000
+	DefaultTaskUIDs     = 1000
 )
 
-// taskUID is a uid held for one build.
-type taskUID struct {
-	id int
-	f  *os.File
+// hostStateDir holds what ssf shares between all factory homes on the host: uid leases and task slots.
+var hostStateDir = "/run/ssf"
+
+// idFiles are the files checked for accounts and subordinate ranges that a task uid range must not overlap.
+type idFiles struct{ passwd, group, subuid, subgid string }
+
+var systemIDFiles = idFiles{passwd: "/etc/passwd", group: "/etc/group", subuid: "/etc/subuid", subgid: "/etc/subgid"}
+
+// uidRange is the configured range of task uids, [First, First+Count).
+type uidRange struct{ First, Count int }
+
+func (r uidRange) String() string { return fmt.Sprintf("%d-%d", r.First, r.First+r.Count-1) }
+
+// parseUIDRange reads "FIRST-LAST".
+func parseUIDRange(s string) (uidRange, error) {
+	a, b, ok := strings.Cut(s, "-")
+	first, err1 := strconv.ParseUint(strings.TrimSpace(a), 10, 32)
+	last, err2 := strconv.ParseUint(strings.TrimSpace(b), 10, 32)
+	if !ok || err1 != nil || err2 != nil || last < first {
+		return uidRange{}, fmt.Errorf("taskUids %q is not a range FIRST-LAST of uids (for example %d-%d)", s, DefaultFirstTaskUID, DefaultFirstTaskUID+DefaultTaskUIDs-1)
+	}
+	if first == 0 || last >= 1<<32-2 {
+		return uidRange{}, fmt.Errorf("taskUids %q includes root or the reserved uid 4294967295/4294967294", s)
+	}
+	return uidRange{First: int(first), Count: int(last-first) + 1}, nil
 }
 
-// takeUID locks the first free uid of the range.
-func (h Home) takeUID() (*taskUID, error) {
-	dir := filepath.Join(h.Dir, "uids")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+// checkFree refuses a range that holds an account or group, or overlaps a subordinate uid or gid range: a host
+// account in the range could reach a running build's outputs (through /proc/PID/root) before they are hashed.
+func (r uidRange) checkFree(files idFiles) error {
+	in := func(id uint64) bool { return id >= uint64(r.First) && id < uint64(r.First+r.Count) }
+	for _, db := range []struct{ path, what string }{{files.passwd, "account"}, {files.group, "group"}} {
+		err := scanLines(db.path, func(line string) error {
+			f := strings.Split(line, ":")
+			if len(f) < 3 {
+				return nil
+			}
+			if id, err := strconv.ParseUint(f[2], 10, 32); err == nil && in(id) {
+				return fmt.Errorf("taskUids %s in config.yaml includes %s %q (id %d in %s): a host %s in the range could reach running builds; choose a range no account, group or subordinate range uses", r, db.what, f[0], id, db.path, db.what)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, db := range []string{files.subuid, files.subgid} {
+		err := scanLines(db, func(line string) error {
+			f := strings.Split(line, ":")
+			if len(f) != 3 {
+				return nil
+			}
+			start, err1 := strconv.ParseUint(f[1], 10, 32)
+			n, err2 := strconv.ParseUint(f[2], 10, 32)
+			if err1 != nil || err2 != nil || n == 0 {
+				return nil
+			}
+			if start < uint64(r.First+r.Count) && uint64(r.First) < start+n {
+				return fmt.Errorf("taskUids %s in config.yaml overlaps the subordinate range %d-%d of %q in %s: that user's containers could run as a task's uid; choose a range no account, group or subordinate range uses", r, start, start+n-1, f[0], db)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanLines calls fn for each non-comment line of path; a missing file has no lines.
+func scanLines(path string, fn func(string) error) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("reading %s to check taskUids: %w", path, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if err := fn(line); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+// taskUID is a uid held for one build, with the build's parent cgroup and the factory's limits.
+type taskUID struct {
+	id     int
+	f      *os.File
+	limits Limits
+	cgroup *sandbox.BuildCgroup
+}
+
+// takeUID locks the first free uid of the configured range, host-wide, and creates the build's parent cgroup.
+func (h Home) takeUID(cfg Config) (*taskUID, error) {
+	r, err := parseUIDRange(cfg.TaskUIDs)
+	if err != nil {
 		return nil, err
 	}
-	for id := FirstTaskUID; id < FirstTaskUID+TaskUIDs; id++ {
+	u, err := leaseUID(filepath.Join(hostStateDir, "uids"), r)
+	if err != nil {
+		return nil, err
+	}
+	u.limits = cfg.limits()
+	u.cgroup, err = sandbox.NewBuildCgroup(fmt.Sprintf("ssf-build-%d", u.id), u.limits.BuildMemory, u.limits.BuildPids)
+	if err != nil {
+		u.f.Close()
+		return nil, err
+	}
+	return u, nil
+}
+
+func leaseUID(dir string, r uidRange) (*taskUID, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the host's uid lease directory: %w", err)
+	}
+	for id := r.First; id < r.First+r.Count; id++ {
 		f, err := os.OpenFile(filepath.Join(dir, fmt.Sprint(id)), os.O_CREATE|os.O_RDWR, 0o600)
 		if err != nil {
 			return nil, err
@@ -38,7 +160,49 @@ func (h Home) takeUID() (*taskUID, error) {
 		}
 		f.Close()
 	}
-	return nil, fmt.Errorf("all %d task uids (%d-%d) are in use by running builds", TaskUIDs, FirstTaskUID, FirstTaskUID+TaskUIDs-1)
+	return nil, fmt.Errorf("all %d task uids (%s, taskUids in config.yaml) are in use by running builds on this host", r.Count, r)
 }
 
-func (u *taskUID) release() { u.f.Close() }
+// release removes the build's cgroup (its containers are gone by now) and frees the uid.
+func (u *taskUID) release() {
+	if u.cgroup != nil {
+		u.cgroup.Remove()
+	}
+	u.f.Close()
+}
+
+// taskSlot is what one running task holds: a host-wide task slot and its size-limited disk.
+type taskSlot struct {
+	slot   *os.File
+	disk   *sandbox.Disk
+	memory int64
+	pids   int64
+	cgroup string
+}
+
+// startTask waits for one of the host's maxParallelTasks slots, then mounts the task's disk on dir (created here).
+func (u *taskUID) startTask(ctx context.Context, dir string) (*taskSlot, error) {
+	slot, err := takeSlot(ctx, filepath.Join(hostStateDir, "tasks"), u.limits.ParallelTasks)
+	if err != nil {
+		return nil, err
+	}
+	s := &taskSlot{slot: slot, memory: min(sandbox.DefaultMemory, u.limits.BuildMemory), pids: min(sandbox.DefaultPids, u.limits.BuildPids), cgroup: u.cgroup.Name()}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		s.release()
+		return nil, err
+	}
+	s.disk, err = sandbox.MountDisk(ctx, dir, dir+".disk", u.limits.Disk)
+	if err != nil {
+		s.release()
+		return nil, err
+	}
+	return s, nil
+}
+
+// release unmounts the task's disk and frees its slot; the task's container must be gone.
+func (s *taskSlot) release() {
+	if s.disk != nil {
+		s.disk.Close()
+	}
+	s.slot.Close()
+}

@@ -98,6 +98,7 @@ type Container struct {
 	r    *Runc
 	id   string
 	hold *os.File // write end of the init's stdin: the init exits when it is closed
+	cfg  Config   // with its limits resolved
 }
 
 // Start creates and starts a container. bundleDir must be an empty directory that the caller removes later;
@@ -133,7 +134,8 @@ func (r *Runc) Start(ctx context.Context, bundleDir string, c Config) (*Containe
 	// The container's init inherits runc create's stdio, so all three must be files (a pipe that os/exec copies
 	// from would keep Run waiting for as long as the container lives), and none may be a host file the step could
 	// write to through /proc/1/fd: runc's own errors go to a log file it opens itself.
-	ctr := &Container{r: r, id: c.ID, hold: stdinW}
+	ctr := &Container{r: r, id: c.ID, hold: stdinW, cfg: c}
+	ctr.cfg.Memory, ctr.cfg.Pids = *spec.Linux.Resources.Memory.Limit, *spec.Linux.Resources.Pids.Limit
 	logPath := filepath.Join(bundleDir, "runc-create.log")
 	create := exec.CommandContext(ctx, r.binary, "--root", r.root, "--log", logPath, "create", "--bundle", bundleDir, c.ID)
 	create.Stdin, create.Stdout, create.Stderr = stdinR, devnull, devnull
@@ -191,6 +193,9 @@ func (c *Container) Exec(ctx context.Context, args []string, out io.Writer) (int
 	var exitErr *exec.ExitError
 	switch {
 	case errors.As(waitErr, &exitErr):
+		if err := c.limitHit(); err != nil {
+			return exitErr.ExitCode(), err
+		}
 		return exitErr.ExitCode(), nil
 	case waitErr != nil:
 		return -1, fmt.Errorf("running step in container %s: %w", c.id, waitErr)

@@ -29,6 +29,12 @@ type Config struct {
 	Memory   int64 // bytes; 0 means DefaultMemory
 	Pids     int64 // max processes; 0 means DefaultPids
 	Hostname string
+	// CgroupParent is a BuildCgroup's Name: the container's cgroup is created in it, under the build's total
+	// memory and process limits. Empty: runc's default place.
+	CgroupParent string
+	// Disk, when set, is the task's size-limited file system holding its writable mounts; a step that fails
+	// while it is full is reported as having hit the disk limit.
+	Disk *Disk
 }
 
 // Limits applied when a Config leaves them unset.
@@ -109,6 +115,7 @@ func ociSpec(c Config, args []string, seccomp bool) (*specs.Spec, error) {
 				Memory:  &specs.LinuxMemory{Limit: &memory},
 				Pids:    &specs.LinuxPids{Limit: &pids},
 			},
+			CgroupsPath:   cgroupsPath(c),
 			MaskedPaths:   maskedPaths,
 			ReadonlyPaths: readonlyPaths,
 		},
@@ -130,6 +137,15 @@ func ociSpec(c Config, args []string, seccomp bool) (*specs.Spec, error) {
 		s.Linux.Seccomp = seccompProfile()
 	}
 	return s, nil
+}
+
+// cgroupsPath nests the container's cgroup in its build's parent cgroup. The path is relative, which runc resolves
+// under its own (that is, the factory's) cgroup, where NewBuildCgroup created the parent.
+func cgroupsPath(c Config) string {
+	if c.CgroupParent == "" {
+		return ""
+	}
+	return c.CgroupParent + "/" + c.ID
 }
 
 func seccompProfile() *specs.LinuxSeccomp {

@@ -1,0 +1,140 @@
+package factory
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func writeIDFiles(t *testing.T, passwd, group, subuid, subgid string) idFiles {
+	t.Helper()
+	dir := t.TempDir()
+	f := idFiles{passwd: filepath.Join(dir, "passwd"), group: filepath.Join(dir, "group"), subuid: filepath.Join(dir, "subuid"), subgid: filepath.Join(dir, "subgid")}
+	for path, content := range map[string]string{f.passwd: passwd, f.group: group, f.subuid: subuid, f.subgid: subgid} {
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+func TestTaskUIDRangeMustNotOverlapHostIDs(t *testing.T) {
+	files := writeIDFiles(t,
+		"root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\nsvc:x:200500:200500::/:/bin/false\n",
+		"root:x:0:\nalice:x:1000:\nbuilders:x:300010:\n",
+		"alice:100000:65536\n",
+		"bob:400000:65536\n")
+	tests := []struct {
+		taskUIDs string
+		want     string // "" means accepted
+	}{
+		{"500000-500999", ""},
+		{"165536-166535", ""}, // just past alice's subordinate uids
+		{"200000-200999", `includes account "svc" (id 200500`},
+		{"300000-300999", `includes group "builders" (id 300010`},
+		{"165000-166000", `overlaps the subordinate range 100000-165535 of "alice"`},
+		{"465535-465535", `overlaps the subordinate range 400000-465535 of "bob"`},
+		{"0-999", "includes root"},
+		{"900-100", "is not a range"},
+		{"lots", "is not a range"},
+	}
+	for _, tt := range tests {
+		cfg := Config{TaskUIDs: tt.taskUIDs}
+		err := cfg.checkLimits("config.yaml", files)
+		if tt.want == "" {
+			if err != nil {
+				t.Errorf("taskUids %s: %v, want accepted", tt.taskUIDs, err)
+			}
+			continue
+		}
+		var ie *InputError
+		if err == nil || !strings.Contains(err.Error(), tt.want) || !errors.As(err, &ie) {
+			t.Errorf("taskUids %s: error %v, want an input error containing %q", tt.taskUIDs, err, tt.want)
+		}
+	}
+}
+
+func TestConfigLimitDefaults(t *testing.T) {
+	cfg := Config{}
+	if err := cfg.checkLimits("config.yaml", writeIDFiles(t, "", "", "", "")); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxDiskBytes != 20<<30 || cfg.MaxParallelTasks < 1 || cfg.MaxBuildMemoryBytes != DefaultMaxBuildMemoryBytes ||
+		cfg.MaxBuildPids != DefaultMaxBuildPids || cfg.TaskUIDs != "1879048192-1879049191" {
+		t.Errorf("defaults = %+v", cfg)
+	}
+	for _, bad := range []Config{{MaxDiskBytes: -1}, {MaxParallelTasks: -2}, {MaxBuildPids: 3}, {MaxBuildMemoryBytes: 1000}} {
+		if err := bad.checkLimits("config.yaml", writeIDFiles(t, "", "", "", "")); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}
+
+// Two factory homes on one host lease their task uids from one place, so concurrent builds never share a uid.
+func TestTwoHomesLeaseDistinctUIDs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("leasing uids under /run/ssf and creating cgroups needs root")
+	}
+	cfg := Config{TaskUIDs: "1879100000-1879100001"}
+	if err := cfg.checkLimits("config.yaml", writeIDFiles(t, "", "", "", "")); err != nil {
+		t.Fatal(err)
+	}
+	homes := []Home{{Dir: t.TempDir()}, {Dir: t.TempDir()}}
+	leases := make([]*taskUID, len(homes))
+	errs := make([]error, len(homes))
+	var wg sync.WaitGroup
+	for i, h := range homes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			leases[i], errs[i] = h.takeUID(cfg)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("home %d: %v", i, err)
+		}
+		defer leases[i].release()
+	}
+	if leases[0].id == leases[1].id {
+		t.Fatalf("two homes both leased uid %d", leases[0].id)
+	}
+	// The range is now exhausted host-wide, whichever home asks.
+	if _, err := (Home{Dir: t.TempDir()}).takeUID(cfg); err == nil || !strings.Contains(err.Error(), "are in use by running builds on this host") {
+		t.Errorf("third lease from a third home: %v, want all uids in use", err)
+	}
+}
+
+// With maxParallelTasks slots, a further task waits until one is free and stops waiting when its build ends.
+func TestTaskSlotsWait(t *testing.T) {
+	dir := t.TempDir()
+	held, err := takeSlot(context.Background(), dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	got := make(chan error, 1)
+	go func() {
+		f, err := takeSlot(ctx, dir, 1)
+		if f != nil {
+			f.Close()
+		}
+		got <- err
+	}()
+	cause := errors.New("build cancelled")
+	cancel(cause)
+	if err := <-got; !errors.Is(err, cause) {
+		t.Errorf("waiting for a busy slot: %v, want the build's cancellation", err)
+	}
+	held.Close()
+	f, err := takeSlot(context.Background(), dir, 1)
+	if err != nil {
+		t.Fatalf("slot not free after its holder released it: %v", err)
+	}
+	f.Close()
+}

@@ -1,0 +1,252 @@
+package sandbox
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// A build's task containers are nested in one parent cgroup that carries the build's total memory and process
+// limits, so the limits hold however many tasks run at once. The parent is created next to where runc puts a
+// container by default: under the factory's own cgroup (cgroup v1, per controller) or beside it (cgroup v2, where
+// a cgroup that holds processes cannot delegate controllers to its children). The container's cgroupsPath is
+// relative, so runc resolves it the same way.
+
+const cgroupRoot = "/sys/fs/cgroup"
+
+// BuildCgroup is the parent cgroup of one build's task containers.
+type BuildCgroup struct {
+	name   string   // relative path, as given to runc under cgroupsPath
+	dirs   []string // the directories created, one per controller hierarchy (one on cgroup v2)
+	Memory int64    // bytes, all tasks together
+	Pids   int64    // processes, all tasks together
+	v2     bool
+}
+
+// NewBuildCgroup creates (or, left by a killed build, empties and re-creates) the parent cgroup name and sets its
+// limits. name must be a single path element unique among running builds on the host (the factory uses the
+// build's leased uid).
+func NewBuildCgroup(name string, memory, pids int64) (*BuildCgroup, error) {
+	if name == "" || strings.Contains(name, "/") || name == "." || name == ".." {
+		return nil, fmt.Errorf("build cgroup name %q is not a single path element", name)
+	}
+	g := &BuildCgroup{name: name, Memory: memory, Pids: pids}
+	parents, v2, err := cgroupParents()
+	if err != nil {
+		return nil, err
+	}
+	g.v2 = v2
+	for _, ctrl := range []string{"memory", "pids"} {
+		parent, ok := parents[ctrl]
+		if !ok {
+			return nil, fmt.Errorf("creating build cgroup: the %s cgroup controller is not mounted under %s", ctrl, cgroupRoot)
+		}
+		dir := filepath.Join(parent, name)
+		if !v2 || len(g.dirs) == 0 {
+			if err := removeCgroup(dir); err != nil {
+				return nil, fmt.Errorf("removing the leftover cgroup %s of an interrupted build: %w", dir, err)
+			}
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				return nil, fmt.Errorf("creating build cgroup: %w", err)
+			}
+			g.dirs = append(g.dirs, dir)
+		}
+		var file, value string
+		switch {
+		case ctrl == "memory" && v2:
+			file, value = "memory.max", fmt.Sprint(memory)
+		case ctrl == "memory":
+			file, value = "memory.limit_in_bytes", fmt.Sprint(memory)
+		default:
+			file, value = "pids.max", fmt.Sprint(pids)
+		}
+		if v2 {
+			// The controllers must be enabled in the parent of dir for dir to have them.
+			sub := filepath.Join(filepath.Dir(dir), "cgroup.subtree_control")
+			if err := os.WriteFile(sub, []byte("+"+ctrl), 0); err != nil {
+				g.Remove()
+				return nil, fmt.Errorf("enabling the %s controller in %s: %w", ctrl, sub, err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0); err != nil {
+			g.Remove()
+			return nil, fmt.Errorf("setting %s of build cgroup %s to %s: %w", file, dir, value, err)
+		}
+	}
+	if v2 {
+		// A cgroup v2 child of this directory needs the controllers enabled here too.
+		if err := os.WriteFile(filepath.Join(g.dirs[0], "cgroup.subtree_control"), []byte("+memory +pids"), 0); err != nil {
+			g.Remove()
+			return nil, fmt.Errorf("enabling memory and pids controllers in %s: %w", g.dirs[0], err)
+		}
+	}
+	return g, nil
+}
+
+// Name is the relative cgroup path under which a container's cgroup goes (Config.CgroupParent).
+func (g *BuildCgroup) Name() string { return g.name }
+
+// Remove deletes the cgroup, killing anything still in it (a build removes it after its containers are gone).
+func (g *BuildCgroup) Remove() error {
+	var errs []error
+	for _, d := range g.dirs {
+		errs = append(errs, removeCgroup(d))
+	}
+	return errors.Join(errs...)
+}
+
+// removeCgroup removes dir and every cgroup below it, killing their processes first. A missing dir is not an
+// error.
+func removeCgroup(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := removeCgroup(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	// A process being killed stays in the cgroup until it has exited, so rmdir may briefly fail with EBUSY.
+	var lastErr error
+	for range 100 {
+		killCgroup(dir)
+		lastErr = syscall.Rmdir(dir)
+		if lastErr == nil || errors.Is(lastErr, fs.ErrNotExist) {
+			return nil
+		}
+		if !errors.Is(lastErr, syscall.EBUSY) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("removing cgroup %s: %w", dir, lastErr)
+}
+
+func killCgroup(dir string) {
+	data, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	for _, f := range strings.Fields(string(data)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// cgroupParents returns, per controller, the directory in which runc creates a container whose cgroupsPath is
+// relative: this process's own cgroup on v1, its parent on v2 (runc 1.1 resolves relative paths the same way).
+func cgroupParents() (map[string]string, bool, error) {
+	f, err := os.Open("/proc/self/cgroup")
+	if err != nil {
+		return nil, false, err
+	}
+	defer f.Close()
+	v1 := map[string]string{}
+	var unified string
+	hasUnified := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[0] == "0" && parts[1] == "" {
+			unified, hasUnified = parts[2], true
+			continue
+		}
+		for _, ctrl := range strings.Split(parts[1], ",") {
+			v1[ctrl] = parts[2]
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, false, err
+	}
+	out := map[string]string{}
+	if len(v1["memory"]) > 0 || len(v1["pids"]) > 0 {
+		for _, ctrl := range []string{"memory", "pids"} {
+			if p, ok := v1[ctrl]; ok {
+				out[ctrl] = filepath.Join(cgroupRoot, ctrl, p)
+			}
+		}
+		return out, false, nil
+	}
+	if !hasUnified {
+		return nil, false, errors.New("finding this process's cgroup: /proc/self/cgroup names neither cgroup v1 memory/pids controllers nor cgroup v2")
+	}
+	dir := filepath.Join(cgroupRoot, filepath.Dir(unified))
+	ctrls, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+	if err != nil {
+		return nil, true, fmt.Errorf("reading the cgroup v2 controllers of %s: %w", dir, err)
+	}
+	for _, c := range strings.Fields(string(ctrls)) {
+		if c == "memory" || c == "pids" {
+			out[c] = dir
+		}
+	}
+	return out, true, nil
+}
+
+// memoryCgroup is the memory cgroup directory of container id nested under parent, "" when unknown.
+func memoryCgroup(parent, id string) string {
+	parents, _, err := cgroupParents()
+	if err != nil || parents["memory"] == "" {
+		return ""
+	}
+	return filepath.Join(parents["memory"], parent, id)
+}
+
+// buildMemoryLimit reads the memory limit of the build cgroup parent, -1 when unknown.
+func buildMemoryLimit(parent string) int64 {
+	dir := memoryCgroup(parent, "")
+	for _, file := range []string{"memory.limit_in_bytes", "memory.max"} {
+		if data, err := os.ReadFile(filepath.Join(dir, file)); err == nil {
+			if n, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+// oomKilled reports whether the kernel's OOM killer killed a process of the cgroup dir (v1 memory.oom_control
+// or v2 memory.events, both count oom_kill), and whether dir itself hit its limit (as opposed to an ancestor).
+func oomKilled(dir string) (killed, ownLimit bool) {
+	for _, file := range []string{"memory.oom_control", "memory.events"} {
+		data, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			continue
+		}
+		if n := cgroupStat(string(data), "oom_kill"); n > 0 {
+			killed = true
+		}
+		if file == "memory.events" {
+			ownLimit = cgroupStat(string(data), "max") > 0
+		}
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "memory.failcnt")); err == nil {
+		n, _ := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+		ownLimit = n > 0
+	}
+	return killed, ownLimit
+}
+
+func cgroupStat(data, key string) int64 {
+	for _, line := range strings.Split(data, "\n") {
+		k, v, ok := strings.Cut(line, " ")
+		if ok && k == key {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
