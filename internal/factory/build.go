@@ -154,7 +154,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		return nil, err
 	}
 
-	src, err := snapshotSource(ctx, req.Source, filepath.Join(work, "source.tar"))
+	src, err := snapshotSource(ctx, req.Source, h.Dir, filepath.Join(work, "source.tar"))
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +171,9 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	log.printf("source %s (%s)", desc.URI, digestString(desc.Digest))
 	if src.gitMismatch != "" {
 		log.printf("source not recorded by git commit: %s", src.gitMismatch)
+	}
+	for _, line := range src.leftOut {
+		log.printf("%s", line)
 	}
 	log.printf("builder %s", p.Builder)
 	rootfs, err := images.Rootfs(ctx, img.Digest, h.rootfsCacheDir())

@@ -36,6 +36,8 @@ type source struct {
 	// gitMismatch says why dir, the top of a git work tree with a HEAD commit, is recorded by tree digest
 	// rather than by that commit (e.g. `file "build.sh" differs from commit 3f2da36`); "" otherwise.
 	gitMismatch string
+	// leftOut says what of dir is not in the snapshot and why (fifos, sockets, devices, mount points), for the log.
+	leftOut []string
 }
 
 // descriptor is the source as a resolved dependency: the git commit and the snapshot's digest when there is a
@@ -65,7 +67,10 @@ func (s *source) descriptor() provenance.ResourceDescriptor {
 // core.fileMode) and runs the repository's filters and hooks. Anything else, including a commit that does not
 // match, contributes the whole tree except .git and is recorded by tree digest; src.gitMismatch says why a commit
 // was not used.
-func snapshotSource(ctx context.Context, dir, snapshotPath string) (*source, error) {
+//
+// The snapshot never crosses a mount point and never holds a file of the factory home under another name (a hard
+// link): see sourceGuard. homeDir is the factory home.
+func snapshotSource(ctx context.Context, dir, homeDir, snapshotPath string) (*source, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -78,12 +83,23 @@ func snapshotSource(ctx context.Context, dir, snapshotPath string) (*source, err
 		return nil, inputErrorf("--source %q is not a directory", dir)
 	}
 	src := &source{dir: abs, snapshot: snapshotPath}
+	guard, err := newSourceGuard(abs, homeDir)
+	if err != nil {
+		return nil, err
+	}
+	defer guard.close()
 
 	tree, mismatch, err := readHeadTree(ctx, abs)
 	if err != nil {
 		return nil, err
 	}
 	if tree != nil {
+		mismatch = guard.checkFiles(tree)
+		if guard.err != nil {
+			return nil, guard.err
+		}
+	}
+	if tree != nil && mismatch == "" {
 		sum, err := writeSnapshot(snapshotPath, func(w io.Writer) error {
 			_, err := oci.WriteFiles(ctx, w, abs, tree.paths())
 			return err
@@ -109,13 +125,19 @@ func snapshotSource(ctx context.Context, dir, snapshotPath string) (*source, err
 		}
 	}
 	src.gitMismatch = mismatch
+	guard.reset()
 	src.sha256, err = writeSnapshot(snapshotPath, func(w io.Writer) error {
-		_, err := oci.WriteTree(ctx, w, abs, func(rel string, isDir bool) bool { return rel != ".git" })
+		_, err := oci.WriteTree(ctx, w, abs, func(rel string, isDir bool) bool { return rel != ".git" && guard.include(rel, isDir) })
 		return err
 	})
+	if guard.err != nil {
+		os.Remove(snapshotPath)
+		return nil, guard.err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("taking a snapshot of the source %q: %w", dir, err)
 	}
+	src.leftOut = guard.report()
 	return src, nil
 }
 

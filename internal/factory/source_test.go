@@ -340,7 +340,7 @@ func TestSnapshotSource(t *testing.T) {
 			dir := tt.setup(t, repo, markers)
 			snapshot := filepath.Join(t.TempDir(), "source.tar")
 
-			src, err := snapshotSource(context.Background(), dir, snapshot)
+			src, err := snapshotSource(context.Background(), dir, t.TempDir(), snapshot)
 			if err != nil {
 				t.Fatalf("snapshotSource: %v", err)
 			}

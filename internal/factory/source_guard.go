@@ -1,0 +1,245 @@
+package factory
+
+import (
+	"bufio"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// sourceGuard decides, entry by entry while the source is snapshotted, what of the source directory may reach the
+// tasks. Comparing paths keeps $SSF_HOME out of the source only as long as nothing inside the source is the same
+// file under another name: a hard link to the signing key, or a bind mount of the home, would otherwise be copied
+// into every task. So the guard:
+//
+//   - refuses the build when a regular file with more than one link is a file of the factory home (same device and
+//     inode), naming the file;
+//   - never crosses a mount point: a directory on another device, or one that /proc/self/mountinfo lists as a mount
+//     point (a bind mount keeps the device number), is left out with its whole subtree and reported;
+//   - leaves out fifos, sockets and devices, which a task could not use as files, and reports their names.
+type sourceGuard struct {
+	root    *os.Root // the source directory
+	dev     uint64   // its device
+	mounts  map[string]bool
+	homeDir string
+	home    map[fileID]string // files of the factory home by identity; filled on first need
+
+	special []string // fifos, sockets and devices left out
+	crossed []string // mount points not crossed
+	err     error    // the first refusal
+}
+
+// fileID is a file's identity on the host.
+type fileID struct{ dev, ino uint64 }
+
+// newSourceGuard opens dir (absolute) for checking against the factory home homeDir.
+func newSourceGuard(dir, homeDir string) (*sourceGuard, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, inputErrorf("--source %q: %w", dir, err)
+	}
+	fi, err := root.Stat(".")
+	if err != nil {
+		root.Close()
+		return nil, inputErrorf("--source %q: %w", dir, err)
+	}
+	g := &sourceGuard{root: root, homeDir: homeDir, dev: statOf(fi).Dev}
+	resolved, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		resolved = dir
+	}
+	if g.mounts, err = mountPointsBeneath(resolved); err != nil {
+		root.Close()
+		return nil, fmt.Errorf("listing the mount points beneath the source %q: %w", dir, err)
+	}
+	return g, nil
+}
+
+func (g *sourceGuard) close() { g.root.Close() }
+
+// reset forgets what was left out, for a second pass over the same tree.
+func (g *sourceGuard) reset() { g.special, g.crossed = nil, nil }
+
+// include is the snapshot's filter: it reports whether the entry rel (slash-separated, relative to the source)
+// may be part of the snapshot, and records why not. After a refusal it includes nothing more; the caller returns
+// g.err.
+func (g *sourceGuard) include(rel string, isDir bool) bool {
+	if g.err != nil {
+		return false
+	}
+	if g.mounts[rel] {
+		g.crossed = append(g.crossed, rel)
+		return false
+	}
+	fi, err := g.root.Lstat(rel)
+	if err != nil {
+		return true // the snapshot's own read reports it
+	}
+	st := statOf(fi)
+	switch {
+	case isDir:
+		if st.Dev != g.dev {
+			g.crossed = append(g.crossed, rel)
+			return false
+		}
+	case fi.Mode().IsRegular():
+		if st.Nlink > 1 {
+			if what := g.homeFile(fileID{st.Dev, st.Ino}); what != "" {
+				g.err = inputErrorf("--source: %q is a hard link to %s in the factory home (%s): every task would get a copy of it; remove the link from the source",
+					rel, what, g.homeDir)
+				return false
+			}
+		}
+	case fi.Mode()&(fs.ModeNamedPipe|fs.ModeSocket|fs.ModeDevice|fs.ModeCharDevice) != 0:
+		g.special = append(g.special, rel)
+		return false
+	}
+	return true
+}
+
+// beneathMount reports the mount point that rel lies beneath (or is), if any.
+func (g *sourceGuard) beneathMount(rel string) string {
+	for d := rel; d != "." && d != ""; d = path.Dir(d) {
+		if g.mounts[d] {
+			return d
+		}
+	}
+	return ""
+}
+
+// homeFile returns the path, relative to the factory home, of the home's file with identity id, or "". The home
+// is indexed once, and only when the source holds a file with several links, so an ordinary source costs nothing.
+func (g *sourceGuard) homeFile(id fileID) string {
+	if g.home == nil {
+		g.home = map[fileID]string{}
+		// Errors leave parts of the home unindexed; the key is looked up by itself below so it is always known.
+		_ = filepath.WalkDir(g.homeDir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return nil
+			}
+			if fi, err := d.Info(); err == nil {
+				st := statOf(fi)
+				rel, _ := filepath.Rel(g.homeDir, p)
+				g.home[fileID{st.Dev, st.Ino}] = rel
+			}
+			return nil
+		})
+		if fi, err := os.Lstat(Home{Dir: g.homeDir}.KeyPath()); err == nil {
+			st := statOf(fi)
+			g.home[fileID{st.Dev, st.Ino}] = filepath.Join("keys", "provenance.key")
+		}
+	}
+	if rel, ok := g.home[id]; ok {
+		if rel == filepath.Join("keys", "provenance.key") {
+			return "the provenance signing key " + rel
+		}
+		return rel
+	}
+	return ""
+}
+
+// report describes what was left out of the source, for the build log; "" when nothing was.
+func (g *sourceGuard) report() []string {
+	var lines []string
+	if n := len(g.special); n > 0 {
+		lines = append(lines, fmt.Sprintf("left out %d fifo(s), socket(s) or device(s) of the source: %s", n, firstFew(g.special)))
+	}
+	if n := len(g.crossed); n > 0 {
+		lines = append(lines, fmt.Sprintf("did not cross %d mount point(s) in the source (their contents are not part of it): %s", n, firstFew(g.crossed)))
+	}
+	return lines
+}
+
+// firstFew quotes the first names of a list, and says how many more there are.
+func firstFew(names []string) string {
+	const show = 5
+	var b strings.Builder
+	for i, n := range names {
+		if i == show {
+			fmt.Fprintf(&b, " and %d more", len(names)-show)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Quote(n))
+	}
+	return b.String()
+}
+
+func statOf(fi fs.FileInfo) *syscall.Stat_t {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st
+	}
+	return &syscall.Stat_t{}
+}
+
+// mountPointsBeneath returns the mount points strictly beneath dir (which has its symlinks resolved), as
+// slash-separated paths relative to it.
+func mountPointsBeneath(dir string) (map[string]bool, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	mounts := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		// Fields: mount id, parent id, major:minor, root, mount point, ... (proc(5)).
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(fields[4])
+		rel, err := filepath.Rel(dir, mp)
+		if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
+			continue
+		}
+		mounts[filepath.ToSlash(rel)] = true
+	}
+	return mounts, sc.Err()
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space, \011, \012, \134) of a mountinfo path.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// checkFiles applies the guard to the files of a commit before they are snapshotted by name. It returns why the
+// work tree cannot stand for the commit (a file beneath a mount point, or one that is not a file), or ""; a hard
+// link into the factory home sets g.err.
+func (g *sourceGuard) checkFiles(t *gitTree) string {
+	defer g.reset()
+	for _, p := range t.paths() {
+		if m := g.beneathMount(p); m != "" {
+			return fmt.Sprintf("file %q of commit %s lies beneath the mount point %q, which the snapshot does not cross", p, t.short(), m)
+		}
+		if !g.include(p, false) {
+			if g.err != nil {
+				return ""
+			}
+			return fmt.Sprintf("file %q of commit %s is not a regular file or symlink in the work tree", p, t.short())
+		}
+	}
+	return ""
+}
