@@ -13,7 +13,17 @@
 // [Extract] unpacks a tar stream beneath one directory through an [os.Root], creating parent directories
 // itself and refusing any entry whose name, link target or parent path would lead elsewhere.
 //
+// # Images in tarballs
+//
+// [ReadImageTar] decides whether a build output is an OCI image layout tarball, and if so checks the image
+// itself: every blob hashes to its name, and every manifest, index, config and layer the index.json's image
+// reaches is in the tarball with its descriptor's digest and size. Publishing streams those blobs from the
+// tarball; nothing is unpacked.
+//
 // # What it must never do
+//
+// It must never name an image (as a provenance subject, or by pushing it) whose manifests, configs and layers it
+// has not itself read from the tarball and hashed; never read a sparse entry, or more bytes than a tarball holds.
 //
 // It must never follow a symbolic link, when reading a tree or when writing one: a symlink is an entry whose
 // target is data, never a path to open. It must never create, change or read a file outside the destination of

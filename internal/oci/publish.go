@@ -18,7 +18,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -136,6 +135,7 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 	if err != nil {
 		return nil, err
 	}
+	defer closeImages(images)
 	artifactHex := artifact.SHA256
 	if req.Verify != nil {
 		if err := req.Verify(ctx, artifactHex, req.Bundle); err != nil {
@@ -178,7 +178,7 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 	// Each image output, by digest.
 	subjects := []Descriptor{artifactDesc}
 	for _, img := range images {
-		if err := pushImage(ctx, pusher, repo, root, img); err != nil {
+		if err := pushImage(ctx, pusher, repo, img); err != nil {
 			return nil, err
 		}
 		subjects = append(subjects, img.desc)
@@ -253,6 +253,14 @@ type artifactPlan struct {
 type imagePlan struct {
 	path string
 	desc Descriptor
+	tar  *ImageTar // checked, reading from file
+	file *os.File
+}
+
+func closeImages(images []imagePlan) {
+	for _, img := range images {
+		img.file.Close()
+	}
 }
 
 // checkOutputs hashes every output the provenance names and rebuilds the artifact manifest; any difference from
@@ -305,56 +313,35 @@ func checkOutputs(ctx context.Context, dir string, prov *provenance.Provenance) 
 			continue
 		}
 		delete(imageWant, f.Path)
-		d, err := imageInRoot(root, f.Path)
+		it, file, err := imageInRoot(ctx, root, f.Path)
 		if err != nil {
-			return nil, nil, err
+			closeImages(images)
+			return nil, nil, fmt.Errorf("refusing to publish: %w", err)
 		}
-		if d == nil || d.Digest != "sha256:"+want {
+		if it == nil || it.Image.Digest != "sha256:"+want {
+			if file != nil {
+				file.Close()
+			}
+			closeImages(images)
 			return nil, nil, fmt.Errorf("%w: output %q does not hold image sha256:%s", ErrMismatch, f.Path, want)
 		}
-		images = append(images, imagePlan{path: f.Path, desc: *d})
+		images = append(images, imagePlan{path: f.Path, desc: it.Image, tar: it, file: file})
 	}
 	for p := range imageWant {
+		closeImages(images)
 		return nil, nil, fmt.Errorf("%w: image subject %q names no output", ErrMismatch, ImageSubjectPrefix+p)
 	}
 	return &artifactPlan{files: files, raw: raw, SHA256: artifact}, images, nil
 }
 
-// pushImage unpacks an image layout tarball into a temporary directory and pushes its one image, by digest,
-// byte for byte (go-containerregistry pushes a layout's manifests and blobs as they are).
-func pushImage(ctx context.Context, pusher *remote.Pusher, repo name.Repository, root *os.Root, img imagePlan) error {
-	dir, err := os.MkdirTemp("", "ssf-publish-")
+// pushImage pushes an image output, by digest, byte for byte, streaming each blob from the tarball that
+// checkOutputs read and checked: nothing is unpacked.
+func pushImage(ctx context.Context, pusher *remote.Pusher, repo name.Repository, img imagePlan) error {
+	t, err := img.tar.taggable(img.desc)
 	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	f, err := openRegular(root, img.path)
-	if err != nil {
-		return err
-	}
-	err = Extract(ctx, f, dir, ExtractOptions{})
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("unpacking image %q: %w", img.path, err)
-	}
-	h, err := v1.NewHash(img.desc.Digest)
-	if err != nil {
-		return err
-	}
-	lp := layout.Path(dir)
-	ref := repo.Digest(img.desc.Digest)
-	var t remote.Taggable
-	if img.desc.MediaType == IndexMediaType {
-		idx, err := lp.ImageIndex()
-		if err != nil {
-			return fmt.Errorf("reading image %q: %w", img.path, err)
-		}
-		if t, err = idx.ImageIndex(h); err != nil {
-			return fmt.Errorf("reading image %q: %w", img.path, err)
-		}
-	} else if t, err = lp.Image(h); err != nil {
 		return fmt.Errorf("reading image %q: %w", img.path, err)
 	}
+	ref := repo.Digest(img.desc.Digest)
 	if err := pusher.Push(ctx, ref, t); err != nil {
 		return fmt.Errorf("pushing image %q to %s: %w", img.path, ref, err)
 	}

@@ -1,14 +1,12 @@
 package oci
 
 import (
-	"archive/tar"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -116,7 +114,8 @@ type Subject struct {
 
 // BuildSubjects returns the provenance subjects that let a build be published and verified in a registry: the
 // artifact manifest of all the files (see ArtifactManifest), and, for each file that is an OCI image layout
-// tarball (see ImageInTar), that image's manifest. root is the output directory; files are the outputs with the
+// tarball (see ReadImageTar), that image's manifest: named only when every manifest, config and layer of it is in
+// the tarball and hashes to its descriptor, otherwise the error wraps ErrBadImage and names the output and the blob. root is the output directory; files are the outputs with the
 // digests and sizes the control plane computed when it collected them, so nothing is hashed twice. Every file must
 // be a regular file beneath root reached without a symlink.
 func BuildSubjects(root string, files []File) ([]Subject, error) {
@@ -127,11 +126,13 @@ func BuildSubjects(root string, files []File) ([]Subject, error) {
 	defer r.Close()
 	var images []Subject
 	for _, f := range files {
-		img, err := imageInRoot(r, f.Path)
+		it, file, err := imageInRoot(context.Background(), r, f.Path)
 		if err != nil {
 			return nil, err
 		}
-		if img != nil {
+		if it != nil {
+			file.Close()
+			img := it.Image
 			images = append(images, Subject{Name: ImageSubjectPrefix + f.Path, SHA256: strings.TrimPrefix(img.Digest, "sha256:"), Size: img.Size})
 		}
 	}
@@ -199,83 +200,27 @@ func isSHA256Hex(s string) bool {
 	return len(s) == 64 && strings.Trim(s, "0123456789abcdef") == ""
 }
 
-// maxIndexJSON bounds how much of an index.json or oci-layout entry is read.
-const maxIndexJSON = 1 << 20
-
-// ErrNotImage is returned by ImageInTar for a file that is not an OCI image layout tarball.
-var ErrNotImage = errors.New("not an OCI image layout tarball")
-
-// imageInRoot is ImageInTar for a file beneath r; it returns nil for a file that is not an image.
-func imageInRoot(r *os.Root, rel string) (*Descriptor, error) {
+// imageInRoot reads the output rel beneath r as an image layout tarball (see ReadImageTar). It returns nil for a
+// file that is not an image, and otherwise the checked image with the open file it reads from, which the caller
+// closes.
+func imageInRoot(ctx context.Context, r *os.Root, rel string) (*ImageTar, *os.File, error) {
 	f, err := openRegular(r, rel)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer f.Close()
-	d, err := ImageInTar(f)
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("output %q: %w", rel, err)
+	}
+	it, err := ReadImageTar(ctx, f, fi.Size())
 	if errors.Is(err, ErrNotImage) {
-		return nil, nil
+		f.Close()
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("output %q: %w", rel, err)
+		f.Close()
+		return nil, nil, fmt.Errorf("output %q: %w", rel, err)
 	}
-	return d, nil
-}
-
-// ImageInTar reads a tar stream and, when it is an OCI image layout (it holds oci-layout and index.json) whose
-// index.json names exactly one manifest or index, returns that descriptor. Anything that is not a tar stream, or
-// a tar without both files, is ErrNotImage; a layout with zero or several images is ErrNotImage too (it is
-// published as a plain file). The blobs are not checked here: the registry checks every digest on push.
-func ImageInTar(r io.Reader) (*Descriptor, error) {
-	tr := tar.NewReader(r)
-	var layout, index []byte
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, ErrNotImage
-		}
-		name := strings.TrimPrefix(hdr.Name, "./")
-		if hdr.Typeflag != tar.TypeReg || (name != "oci-layout" && name != "index.json") {
-			continue
-		}
-		b, err := io.ReadAll(io.LimitReader(tr, maxIndexJSON+1))
-		if err != nil {
-			return nil, ErrNotImage
-		}
-		if len(b) > maxIndexJSON {
-			return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrNotImage, name, maxIndexJSON)
-		}
-		if name == "oci-layout" {
-			layout = b
-		} else {
-			index = b
-		}
-	}
-	if layout == nil || index == nil {
-		return nil, ErrNotImage
-	}
-	var l struct {
-		Version string `json:"imageLayoutVersion"`
-	}
-	if err := json.Unmarshal(layout, &l); err != nil || l.Version == "" {
-		return nil, fmt.Errorf("%w: oci-layout has no imageLayoutVersion", ErrNotImage)
-	}
-	var idx struct {
-		Manifests []Descriptor `json:"manifests"`
-	}
-	if err := json.Unmarshal(index, &idx); err != nil {
-		return nil, fmt.Errorf("%w: index.json: %v", ErrNotImage, err)
-	}
-	if len(idx.Manifests) != 1 {
-		return nil, fmt.Errorf("%w: index.json names %d images, want 1", ErrNotImage, len(idx.Manifests))
-	}
-	d := idx.Manifests[0]
-	hexDigest, ok := strings.CutPrefix(d.Digest, "sha256:")
-	if !ok || !isSHA256Hex(hexDigest) || d.Size <= 0 || (d.MediaType != ManifestMediaType && d.MediaType != IndexMediaType) {
-		return nil, fmt.Errorf("%w: index.json's image is %s %s", ErrNotImage, d.MediaType, d.Digest)
-	}
-	return &Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}, nil
+	return it, f, nil
 }

@@ -396,11 +396,11 @@ func TestPublishImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	imgDigest, _ := img.Digest()
-	d, err := oci.ImageInTar(bytes.NewReader(tarball.Bytes()))
+	d, err := oci.ImageInTar(ctx, bytes.NewReader(tarball.Bytes()), int64(tarball.Len()))
 	if err != nil || d.Digest != imgDigest.String() {
 		t.Fatalf("ImageInTar = %+v, %v; want %s", d, err, imgDigest)
 	}
-	if _, err := oci.ImageInTar(strings.NewReader("just a file\n")); !errors.Is(err, oci.ErrNotImage) {
+	if _, err := oci.ImageInTar(ctx, strings.NewReader("just a file\n"), 12); !errors.Is(err, oci.ErrNotImage) {
 		t.Errorf("ImageInTar(text) err = %v", err)
 	}
 
@@ -564,7 +564,7 @@ func FuzzImageInTar(f *testing.F) {
 	tw.Close()
 	f.Add(b.Bytes())
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d, err := oci.ImageInTar(bytes.NewReader(data))
+		d, err := oci.ImageInTar(context.Background(), bytes.NewReader(data), int64(len(data)))
 		if err == nil && (d == nil || !strings.HasPrefix(d.Digest, "sha256:") || d.Size <= 0) {
 			t.Errorf("ImageInTar accepted %+v", d)
 		}

@@ -1,0 +1,478 @@
+package oci
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Bounds on what is read from an image layout tarball into memory. Manifests and indexes are parsed, so they are
+// held whole; distribution's own limit for a manifest is 4 MiB. Blobs (configs and layers) are only hashed,
+// streaming, whatever their size.
+const (
+	maxIndexJSON    = 1 << 20
+	maxManifestSize = 4 << 20
+	maxManifests    = 1024 // manifests and indexes reachable from index.json
+	maxIndexDepth   = 4    // index -> index -> ... -> manifest
+)
+
+// ErrNotImage is returned by ImageInTar for a file that is not an OCI image layout tarball.
+var ErrNotImage = errors.New("not an OCI image layout tarball")
+
+// ErrBadImage is wrapped when a file is an OCI image layout tarball (it holds oci-layout and an index.json naming
+// one image) but that image is not wholly and exactly in it: a blob is missing, does not hash to its name, has
+// another size than its descriptor says, or the tarball has sparse entries or expands beyond its own size. The
+// factory never names such an image as a subject.
+var ErrBadImage = errors.New("invalid OCI image layout tarball")
+
+// ImageTar is an OCI image layout tarball whose image the caller's own process has read and checked: every blob
+// in the tarball hashes to its name, and the index.json's one image, every manifest and index it reaches, their
+// configs and layers are all present with the digests and sizes their descriptors give.
+type ImageTar struct {
+	Image Descriptor // the one image index.json names: a manifest or an index
+
+	r     io.ReaderAt
+	blobs map[string]tarBlob // "sha256:<hex>" -> where its bytes are in the tarball
+	raw   map[string][]byte  // manifests and indexes read, by digest
+}
+
+// tarBlob locates a regular file's bytes in an uncompressed, non-sparse tarball.
+type tarBlob struct {
+	off, size int64
+}
+
+// ImageInTar reads an image layout tarball from r (size bytes) and returns the descriptor of its one image; see
+// ReadImageTar.
+func ImageInTar(ctx context.Context, r io.ReaderAt, size int64) (*Descriptor, error) {
+	it, err := ReadImageTar(ctx, r, size)
+	if err != nil {
+		return nil, err
+	}
+	return &it.Image, nil
+}
+
+// ReadImageTar reads the tarball in r (size bytes) and, when it is an OCI image layout (it holds oci-layout and an
+// index.json that names exactly one manifest or index), checks that image completely. Anything that is not a tar
+// stream, a tar without both files, or a layout with zero or several images is ErrNotImage (it is then just a
+// file). A layout with one image is accepted only if every blob entry hashes to its name and the image's every
+// manifest, index, config and layer is in the tarball with its descriptor's digest and size; otherwise the error
+// wraps ErrBadImage and names the blob. Sparse entries, and entries that together are larger than the tarball
+// (an archive bomb), are ErrBadImage too. Hashing streams: memory holds only manifests and indexes.
+func ReadImageTar(ctx context.Context, r io.ReaderAt, size int64) (*ImageTar, error) {
+	sc, err := scanTar(ctx, r, size)
+	if err != nil {
+		return nil, err
+	}
+	if sc.layout == nil || sc.index == nil {
+		return nil, ErrNotImage
+	}
+	var l struct {
+		Version string `json:"imageLayoutVersion"`
+	}
+	if err := json.Unmarshal(sc.layout, &l); err != nil || l.Version == "" {
+		return nil, fmt.Errorf("%w: oci-layout has no imageLayoutVersion", ErrNotImage)
+	}
+	var idx struct {
+		Manifests []Descriptor `json:"manifests"`
+	}
+	if err := json.Unmarshal(sc.index, &idx); err != nil {
+		return nil, fmt.Errorf("%w: index.json: %v", ErrNotImage, err)
+	}
+	if len(idx.Manifests) != 1 {
+		return nil, fmt.Errorf("%w: index.json names %d images, want 1", ErrNotImage, len(idx.Manifests))
+	}
+	d := idx.Manifests[0]
+	if d.MediaType != ManifestMediaType && d.MediaType != IndexMediaType {
+		return nil, fmt.Errorf("%w: index.json's image is %s %s", ErrNotImage, d.MediaType, d.Digest)
+	}
+	// From here on the file claims to be an image: anything wrong is an error, never "just a file".
+	if sc.problem != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadImage, sc.problem)
+	}
+	it := &ImageTar{
+		Image: Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size},
+		r:     r, blobs: sc.blobs, raw: map[string][]byte{},
+	}
+	if err := it.check(ctx, "index.json", it.Image, 0); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadImage, err)
+	}
+	return it, nil
+}
+
+// scanned is what one pass over a tarball found.
+type scanned struct {
+	layout, index []byte
+	blobs         map[string]tarBlob
+	problem       error // the first thing that makes the tarball unusable as an image, if it is one
+}
+
+// scanTar reads the tarball once: it keeps oci-layout and index.json, hashes every blobs/sha256/<hex> entry
+// against its name and records where its bytes are. It never reads a sparse entry's data (the tar reader would
+// expand it), and stops hashing once the entries claim more bytes than the tarball holds.
+func scanTar(ctx context.Context, r io.ReaderAt, size int64) (*scanned, error) {
+	cr := &countingReader{r: io.NewSectionReader(r, 0, size)}
+	tr := tar.NewReader(cr)
+	sc := &scanned{blobs: map[string]tarBlob{}}
+	seen := map[string]bool{}
+	problem := func(err error) {
+		if sc.problem == nil {
+			sc.problem = err
+		}
+	}
+	var total int64
+	buf := make([]byte, copyBufferSize)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if sc.layout != nil && sc.index != nil {
+				problem(fmt.Errorf("reading the tarball: %v", err))
+				break
+			}
+			return nil, ErrNotImage
+		}
+		name := strings.TrimPrefix(hdr.Name, "./")
+		if hdr.Typeflag == tar.TypeXGlobalHeader {
+			continue
+		}
+		// Both checks skip the entry unread: Next then passes over its physical bytes without expanding them.
+		total += hdr.Size
+		if total > size {
+			problem(fmt.Errorf("entries up to %q add up to %d bytes, more than the tarball's own %d: refusing an archive bomb", hdr.Name, total, size))
+			continue
+		}
+		if isSparse(hdr) {
+			problem(fmt.Errorf("entry %q is a sparse file: image tarballs with sparse entries are refused", hdr.Name))
+			continue
+		}
+		clean := strings.TrimSuffix(name, "/")
+		if clean == "oci-layout" || clean == "index.json" || strings.HasPrefix(clean, "blobs/") {
+			if seen[clean] {
+				problem(fmt.Errorf("entry %q appears twice", hdr.Name))
+				continue
+			}
+			seen[clean] = true
+		}
+		switch {
+		case clean == "oci-layout" || clean == "index.json":
+			if hdr.Typeflag != tar.TypeReg {
+				problem(fmt.Errorf("%s is not a regular file", clean))
+				continue
+			}
+			b, err := io.ReadAll(io.LimitReader(tr, maxIndexJSON+1))
+			if err != nil {
+				return nil, ErrNotImage
+			}
+			if len(b) > maxIndexJSON {
+				return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrNotImage, clean, maxIndexJSON)
+			}
+			if clean == "oci-layout" {
+				sc.layout = b
+			} else {
+				sc.index = b
+			}
+		case clean == "blobs" || clean == "blobs/sha256":
+			if hdr.Typeflag != tar.TypeDir {
+				problem(fmt.Errorf("entry %q is not a directory", hdr.Name))
+			}
+		case strings.HasPrefix(clean, "blobs/"):
+			hexName, ok := strings.CutPrefix(clean, "blobs/sha256/")
+			if !ok || !isSHA256Hex(hexName) {
+				problem(fmt.Errorf("entry %q is not a blob: only blobs/sha256/<hex> belongs under blobs/", hdr.Name))
+				continue
+			}
+			if hdr.Typeflag != tar.TypeReg {
+				problem(fmt.Errorf("blob sha256:%s is not a regular file (tar type %q)", hexName, hdr.Typeflag))
+				continue
+			}
+			off := cr.n // Next leaves the reader at the entry's first data byte
+			h := sha256.New()
+			n, err := copyContext(ctx, h, tr, buf)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				problem(fmt.Errorf("reading blob sha256:%s: %v", hexName, err))
+				continue
+			}
+			if n != hdr.Size {
+				problem(fmt.Errorf("blob sha256:%s: read %d bytes, its entry says %d", hexName, n, hdr.Size))
+				continue
+			}
+			if got := hex.EncodeToString(h.Sum(nil)); got != hexName {
+				problem(fmt.Errorf("blob sha256:%s does not match its name: its bytes hash to sha256:%s", hexName, got))
+				continue
+			}
+			sc.blobs["sha256:"+hexName] = tarBlob{off: off, size: hdr.Size}
+		}
+	}
+	return sc, nil
+}
+
+// isSparse reports a GNU sparse entry, old-style or in PAX records: the tar reader would fill its holes, so its
+// data is not the bytes in the tarball.
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// countingReader counts the bytes read through it, which is the offset in the tarball.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// blob checks that the blob d names is in the tarball with d's size; from is what named it, for the message.
+func (it *ImageTar) blob(from string, d Descriptor) (tarBlob, error) {
+	hexDigest, ok := strings.CutPrefix(d.Digest, "sha256:")
+	if !ok || !isSHA256Hex(hexDigest) {
+		return tarBlob{}, fmt.Errorf("%s names %s %q: only sha256 digests are supported", from, d.MediaType, d.Digest)
+	}
+	b, ok := it.blobs[d.Digest]
+	if !ok {
+		return tarBlob{}, fmt.Errorf("%s names %s %s, which is not in the tarball", from, d.MediaType, d.Digest)
+	}
+	if b.size != d.Size {
+		return tarBlob{}, fmt.Errorf("%s names %s %s with size %d, but the blob has %d bytes", from, d.MediaType, d.Digest, d.Size, b.size)
+	}
+	return b, nil
+}
+
+// check verifies the manifest or index d and everything it reaches.
+func (it *ImageTar) check(ctx context.Context, from string, d Descriptor, depth int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if depth > maxIndexDepth {
+		return fmt.Errorf("%s: indexes nested more than %d deep", from, maxIndexDepth)
+	}
+	if len(it.raw) >= maxManifests {
+		return fmt.Errorf("more than %d manifests", maxManifests)
+	}
+	b, err := it.blob(from, d)
+	if err != nil {
+		return err
+	}
+	if _, done := it.raw[d.Digest]; done {
+		return nil
+	}
+	if b.size > maxManifestSize {
+		return fmt.Errorf("%s %s is larger than %d bytes", d.MediaType, d.Digest, maxManifestSize)
+	}
+	raw := make([]byte, b.size)
+	if _, err := it.r.ReadAt(raw, b.off); err != nil {
+		return fmt.Errorf("reading %s: %v", d.Digest, err)
+	}
+	if sum := sha256.Sum256(raw); "sha256:"+hex.EncodeToString(sum[:]) != d.Digest {
+		return fmt.Errorf("%s changed while being read", d.Digest) // the file changed between the two reads
+	}
+	it.raw[d.Digest] = raw
+	var m struct {
+		MediaType string       `json:"mediaType"`
+		Config    *Descriptor  `json:"config"`
+		Layers    []Descriptor `json:"layers"`
+		Manifests []Descriptor `json:"manifests"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return fmt.Errorf("decoding %s %s: %v", d.MediaType, d.Digest, err)
+	}
+	if m.MediaType != "" && m.MediaType != d.MediaType {
+		return fmt.Errorf("%s names %s as %s, but it says it is %s", from, d.Digest, d.MediaType, m.MediaType)
+	}
+	self := "manifest " + d.Digest
+	switch d.MediaType {
+	case ManifestMediaType:
+		if m.Config == nil || m.Manifests != nil {
+			return fmt.Errorf("%s is not an image manifest", self)
+		}
+		if _, err := it.blob(self+" (config)", *m.Config); err != nil {
+			return err
+		}
+		for _, l := range m.Layers {
+			if _, err := it.blob(self+" (layer)", l); err != nil {
+				return err
+			}
+		}
+	case IndexMediaType:
+		if m.Config != nil || m.Layers != nil {
+			return fmt.Errorf("index %s is not an image index", d.Digest)
+		}
+		for _, c := range m.Manifests {
+			if c.MediaType != ManifestMediaType && c.MediaType != IndexMediaType {
+				return fmt.Errorf("index %s names %s %s: only OCI manifests and indexes are supported", d.Digest, c.MediaType, c.Digest)
+			}
+			if err := it.check(ctx, "index "+d.Digest, c, depth+1); err != nil {
+				return err
+			}
+		}
+	default:
+		return fmt.Errorf("%s names %s %s: want an OCI manifest or index", from, d.MediaType, d.Digest)
+	}
+	return nil
+}
+
+// open returns a reader of the checked blob with the given digest.
+func (it *ImageTar) open(digest string) (io.ReadCloser, error) {
+	b, ok := it.blobs[digest]
+	if !ok {
+		return nil, fmt.Errorf("blob %s is not in the image tarball", digest)
+	}
+	return io.NopCloser(io.NewSectionReader(it.r, b.off, b.size)), nil
+}
+
+// Pushing: the checked image is served to go-containerregistry's pusher straight from the tarball, blob by blob,
+// so publishing never unpacks an image onto disk.
+
+// taggable returns the image or index with digest d (checked by ReadImageTar), ready for remote.Push.
+func (it *ImageTar) taggable(d Descriptor) (remote.Taggable, error) {
+	if d.MediaType == IndexMediaType {
+		return &tarIndex{it: it, desc: d}, nil
+	}
+	return it.image(d)
+}
+
+func (it *ImageTar) image(d Descriptor) (v1.Image, error) {
+	raw, ok := it.raw[d.Digest]
+	if !ok {
+		return nil, fmt.Errorf("manifest %s was not checked", d.Digest)
+	}
+	var m manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("decoding manifest %s: %w", d.Digest, err)
+	}
+	return partial.CompressedToImage(&tarImage{it: it, raw: raw, mediaType: d.MediaType, config: m.Config})
+}
+
+// tarImage is the core of a v1.Image whose manifest and blobs are in an ImageTar.
+type tarImage struct {
+	it        *ImageTar
+	raw       []byte
+	mediaType string
+	config    Descriptor
+}
+
+func (t *tarImage) RawManifest() ([]byte, error)        { return t.raw, nil }
+func (t *tarImage) MediaType() (types.MediaType, error) { return types.MediaType(t.mediaType), nil }
+func (t *tarImage) ConfigLayer() (v1.Layer, error) {
+	return partial.CompressedToLayer(&tarLayer{t.it, t.config})
+}
+func (t *tarImage) RawConfigFile() ([]byte, error) {
+	rc, err := t.it.open(t.config.Digest)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, maxManifestSize))
+}
+func (t *tarImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
+	if h.String() == t.config.Digest {
+		return &tarLayer{t.it, t.config}, nil
+	}
+	var m manifest
+	if err := json.Unmarshal(t.raw, &m); err != nil {
+		return nil, err
+	}
+	for _, l := range m.Layers {
+		if l.Digest == h.String() {
+			return &tarLayer{t.it, l}, nil
+		}
+	}
+	return nil, fmt.Errorf("layer %s is not in the manifest", h)
+}
+
+// tarLayer is a blob of an ImageTar.
+type tarLayer struct {
+	it   *ImageTar
+	desc Descriptor
+}
+
+func (l *tarLayer) Digest() (v1.Hash, error) { return v1.NewHash(l.desc.Digest) }
+func (l *tarLayer) Size() (int64, error)     { return l.desc.Size, nil }
+func (l *tarLayer) MediaType() (types.MediaType, error) {
+	return types.MediaType(l.desc.MediaType), nil
+}
+func (l *tarLayer) Compressed() (io.ReadCloser, error) { return l.it.open(l.desc.Digest) }
+
+// tarIndex is a v1.ImageIndex whose manifest and children are in an ImageTar.
+type tarIndex struct {
+	it   *ImageTar
+	desc Descriptor
+}
+
+var _ v1.ImageIndex = (*tarIndex)(nil)
+
+func (x *tarIndex) MediaType() (types.MediaType, error) {
+	return types.MediaType(x.desc.MediaType), nil
+}
+func (x *tarIndex) Digest() (v1.Hash, error) { return v1.NewHash(x.desc.Digest) }
+func (x *tarIndex) Size() (int64, error)     { return x.desc.Size, nil }
+func (x *tarIndex) RawManifest() ([]byte, error) {
+	raw, ok := x.it.raw[x.desc.Digest]
+	if !ok {
+		return nil, fmt.Errorf("index %s was not checked", x.desc.Digest)
+	}
+	return raw, nil
+}
+func (x *tarIndex) IndexManifest() (*v1.IndexManifest, error) {
+	raw, err := x.RawManifest()
+	if err != nil {
+		return nil, err
+	}
+	return v1.ParseIndexManifest(bytes.NewReader(raw))
+}
+func (x *tarIndex) child(h v1.Hash) (Descriptor, error) {
+	im, err := x.IndexManifest()
+	if err != nil {
+		return Descriptor{}, err
+	}
+	for _, c := range im.Manifests {
+		if c.Digest == h {
+			return Descriptor{MediaType: string(c.MediaType), Digest: c.Digest.String(), Size: c.Size}, nil
+		}
+	}
+	return Descriptor{}, fmt.Errorf("%s is not in index %s", h, x.desc.Digest)
+}
+func (x *tarIndex) Image(h v1.Hash) (v1.Image, error) {
+	d, err := x.child(h)
+	if err != nil {
+		return nil, err
+	}
+	return x.it.image(d)
+}
+func (x *tarIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
+	d, err := x.child(h)
+	if err != nil {
+		return nil, err
+	}
+	return &tarIndex{it: x.it, desc: d}, nil
+}
