@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -166,9 +165,8 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, r
 		return
 	}
 	if m.subject != nil {
-		desc := descriptor{MediaType: m.mediaType, Digest: d.String(), Size: int64(len(body)),
-			ArtifactType: m.artifactType, Annotations: m.annotations}
-		rec, err := json.Marshal(desc)
+		// The record is bounded when written, so listing referrers never reads large records.
+		rec, err := json.Marshal(referrerDescriptor(m.mediaType, d, int64(len(body)), m.artifactType, m.annotations))
 		if err == nil {
 			err = writeFileAtomic(ctx, r.store.referrerPath(name, *m.subject, d), rec)
 		}
@@ -303,55 +301,6 @@ func (r *Registry) listTags(w http.ResponseWriter, req *http.Request, name strin
 		}
 	}
 	writeJSON(w, req, "application/json", tagList{Name: name, Tags: tags})
-}
-
-type index struct {
-	SchemaVersion int          `json:"schemaVersion"`
-	MediaType     string       `json:"mediaType"`
-	Manifests     []descriptor `json:"manifests"`
-}
-
-func (r *Registry) listReferrers(w http.ResponseWriter, req *http.Request, name, reference string) {
-	subject, err := parseDigest(reference)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, codeDigestInvalid, err.Error())
-		return
-	}
-	filter, filtered := req.URL.Query().Get("artifactType"), req.URL.Query().Has("artifactType")
-	dir := r.store.referrersDir(name, subject)
-	entries, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		r.internalError(w, req, err)
-		return
-	}
-	out := index{SchemaVersion: 2, MediaType: mediaTypeOCIIndex, Manifests: []descriptor{}}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			r.internalError(w, req, err)
-			return
-		}
-		var desc descriptor
-		if err := json.Unmarshal(b, &desc); err != nil {
-			r.internalError(w, req, fmt.Errorf("referrer record %q: %w", e.Name(), err))
-			return
-		}
-		// A record whose manifest link is gone (a crash during delete) is not a referrer any more.
-		if d, err := parseDigest(desc.Digest); err != nil || !exists(r.store.manifestLink(name, d)) {
-			continue
-		}
-		if filtered && desc.ArtifactType != filter {
-			continue
-		}
-		out.Manifests = append(out.Manifests, desc)
-	}
-	if filtered {
-		w.Header().Set("OCI-Filters-Applied", "artifactType")
-	}
-	writeJSON(w, req, mediaTypeOCIIndex, out)
 }
 
 func writeJSON(w http.ResponseWriter, req *http.Request, contentType string, v any) {

@@ -24,6 +24,8 @@ type Registry struct {
 	log    *slog.Logger
 	locks  [64]sync.Mutex // see uploadLock
 	nowFor func() time.Time
+	// referrersPage bounds one referrers response (defaultReferrersPage when 0); tests make it small.
+	referrersPage int
 }
 
 var _ http.Handler = (*Registry)(nil)

@@ -1,0 +1,177 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Bounds on the referrers API. Anyone who may push can attach referrers with large annotations to any subject;
+// without bounds one GET built a 126 MB response, and clients that cap what they read could then no longer see a
+// subject's signatures at all.
+const (
+	// maxReferrerAnnotations bounds the annotations one descriptor carries in the referrers list (their keys and
+	// values together). Annotations that do not fit are left out (the smallest are kept first): the referrer
+	// itself is still listed, and its manifest still holds all of them.
+	maxReferrerAnnotations = 16 << 10
+	// defaultReferrersPage bounds one referrers response; more referrers are served on further pages, linked
+	// with a Link header (rel="next") as the distribution spec allows.
+	defaultReferrersPage = 256 << 10
+	// maxReferrerRecord is the largest referrer record read back. Records are written bounded; a larger one was
+	// written by an older version and is read whole once (at most a manifest's size) and bounded here.
+	maxReferrerRecord = MaxManifestSize + 64<<10
+)
+
+// referrerDescriptor is the descriptor listed for a referrer: the manifest's, with its annotations bounded.
+func referrerDescriptor(mediaType string, d digest, size int64, artifactType string, annotations map[string]string) descriptor {
+	return descriptor{MediaType: mediaType, Digest: d.String(), Size: size, ArtifactType: artifactType,
+		Annotations: boundAnnotations(annotations)}
+}
+
+// boundAnnotations keeps annotations while their keys and values total at most maxReferrerAnnotations bytes,
+// taking the smallest first (ties by key) so that the many small, useful ones survive one huge one.
+func boundAnnotations(a map[string]string) map[string]string {
+	total := 0
+	for k, v := range a {
+		total += len(k) + len(v)
+	}
+	if total <= maxReferrerAnnotations {
+		return a
+	}
+	keys := make([]string, 0, len(a))
+	for k := range a {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(x, y string) int {
+		if c := (len(x) + len(a[x])) - (len(y) + len(a[y])); c != 0 {
+			return c
+		}
+		return strings.Compare(x, y)
+	})
+	out := map[string]string{}
+	used := 0
+	for _, k := range keys {
+		n := len(k) + len(a[k])
+		if used+n > maxReferrerAnnotations {
+			break
+		}
+		out[k] = a[k]
+		used += n
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+type index struct {
+	SchemaVersion int          `json:"schemaVersion"`
+	MediaType     string       `json:"mediaType"`
+	Manifests     []descriptor `json:"manifests"`
+}
+
+// listReferrers answers one page of the subject's referrers. Records are read one at a time in name order and
+// the page ends before the one that would take it past the page size, so memory stays bounded whatever was
+// pushed; "last" (set by the server in the Link header it sends) resumes after a record.
+func (r *Registry) listReferrers(w http.ResponseWriter, req *http.Request, name, reference string) {
+	subject, err := parseDigest(reference)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codeDigestInvalid, err.Error())
+		return
+	}
+	q := req.URL.Query()
+	filter, filtered := q.Get("artifactType"), q.Has("artifactType")
+	last := q.Get("last")
+	dir := r.store.referrersDir(name, subject)
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		r.internalError(w, req, err)
+		return
+	}
+	pageBytes := r.referrersPage
+	if pageBytes <= 0 {
+		pageBytes = defaultReferrersPage
+	}
+	out := index{SchemaVersion: 2, MediaType: mediaTypeOCIIndex, Manifests: []descriptor{}}
+	size := len(`{"schemaVersion":2,"mediaType":"","manifests":[]}`) + len(mediaTypeOCIIndex)
+	next := ""
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") || (last != "" && e.Name() <= last) {
+			continue
+		}
+		desc, ok, err := r.readReferrer(filepath.Join(dir, e.Name()))
+		if err != nil {
+			r.internalError(w, req, fmt.Errorf("referrer record %q: %w", e.Name(), err))
+			return
+		}
+		// A record whose manifest link is gone (a crash during delete) is not a referrer any more.
+		if !ok {
+			continue
+		}
+		if d, err := parseDigest(desc.Digest); err != nil || !exists(r.store.manifestLink(name, d)) {
+			continue
+		}
+		if filtered && desc.ArtifactType != filter {
+			continue
+		}
+		b, err := json.Marshal(desc)
+		if err != nil {
+			r.internalError(w, req, err)
+			return
+		}
+		if len(out.Manifests) > 0 && size+len(b)+1 > pageBytes {
+			next = out.Manifests[len(out.Manifests)-1].Digest
+			break
+		}
+		out.Manifests = append(out.Manifests, desc)
+		size += len(b) + 1
+	}
+	if filtered {
+		w.Header().Set("OCI-Filters-Applied", "artifactType")
+	}
+	if next != "" {
+		d, _ := parseDigest(next)
+		v := url.Values{"last": {d.alg + "-" + d.hex}}
+		if filtered {
+			v.Set("artifactType", filter)
+		}
+		w.Header().Set("Link", fmt.Sprintf(`</v2/%s/referrers/%s?%s>; rel="next"`, name, subject, v.Encode()))
+	}
+	writeJSON(w, req, mediaTypeOCIIndex, out)
+}
+
+// readReferrer reads one record and bounds its annotations; ok is false when the record names no valid digest.
+func (r *Registry) readReferrer(path string) (descriptor, bool, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return descriptor{}, false, nil // deleted meanwhile
+	}
+	if err != nil {
+		return descriptor{}, false, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxReferrerRecord+1))
+	if err != nil {
+		return descriptor{}, false, err
+	}
+	if len(b) > maxReferrerRecord {
+		return descriptor{}, false, fmt.Errorf("record exceeds %d bytes", maxReferrerRecord)
+	}
+	var desc descriptor
+	if err := json.Unmarshal(b, &desc); err != nil {
+		return descriptor{}, false, err
+	}
+	d, err := parseDigest(desc.Digest)
+	if err != nil {
+		return descriptor{}, false, nil
+	}
+	return referrerDescriptor(desc.MediaType, d, desc.Size, desc.ArtifactType, desc.Annotations), true, nil
+}
