@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -39,6 +40,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK
+	}
+	if strings.HasPrefix(err.Error(), "unknown command ") {
+		err = &usageError{err} // cobra has no error type for a misspelt command, and it is the caller's to fix
 	}
 	fmt.Fprintf(stderr, "ssf: error: %v\n", err)
 	code := exitCode(err)
