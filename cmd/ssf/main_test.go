@@ -803,3 +803,29 @@ func TestNextBuildRemovesKilledBuildsLeftovers(t *testing.T) {
 		}
 	}
 }
+
+// The builder's name is recorded in signed provenance, so it must be a name the factory gave that digest: a
+// pipeline cannot pass off the busybox image as another.
+func TestBuilderNameMustBeTheFactorys(t *testing.T) {
+	p := newProject(t, simpleTask)
+	p.write()
+	_, digest, _ := strings.Cut(builder, "@")
+	data, err := os.ReadFile(p.pipeline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := strings.Replace(string(data), builder, "distroless-official@"+digest, 1)
+	if err := os.WriteFile(p.pipeline, []byte(forged), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := ssf(t, p.tmp, "build", "-f", p.pipeline, "--source", p.src, "--out", p.out)
+	want := p.pipeline + `:5: spec.builder.image: builder name "distroless-official" is not a name the factory gave ` + digest +
+		", which it imported as busybox: write " + builder
+	if r.code != 2 || !strings.Contains(r.stderr, want) {
+		t.Errorf("forged builder name: exit %d, want 2 and %q\n%s", r.code, want, r.stderr)
+	}
+	if _, err := os.Stat(p.out); err == nil {
+		t.Error("the refused build created --out")
+	}
+	p.assertClean()
+}

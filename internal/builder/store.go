@@ -84,6 +84,10 @@ const (
 	// to read layers. It is informational: nothing in a build depends on it.
 	filesAnnotation = "dev.ssf.builder.files"
 
+	// namesAnnotation records on an index entry every name its digest was imported under, comma-separated and
+	// sorted (names cannot hold commas). It outlives the ref name when that moves on to a newer import.
+	namesAnnotation = "dev.ssf.builder.names"
+
 	// maxJSONBlob bounds what is read of a manifest, config or index.
 	maxJSONBlob = 4 << 20
 )
@@ -217,6 +221,13 @@ func (s *Store) addToIndex(desc v1.Descriptor) error {
 		return err
 	}
 	name := desc.Annotations[v1.AnnotationRefName]
+	names := []string{name}
+	for _, d := range index.Manifests {
+		if d.Digest == desc.Digest {
+			names = append(names, recordedNames(d)...)
+		}
+	}
+	desc.Annotations[namesAnnotation] = joinNames(names)
 	var replaced []v1.Descriptor
 	index.Manifests = slices.DeleteFunc(index.Manifests, func(d v1.Descriptor) bool {
 		if d.Annotations[v1.AnnotationRefName] == name || (d.Digest == desc.Digest && d.Annotations[v1.AnnotationRefName] == "") {
@@ -229,6 +240,7 @@ func (s *Store) addToIndex(desc v1.Descriptor) error {
 	for _, old := range replaced {
 		if !slices.ContainsFunc(index.Manifests, func(d v1.Descriptor) bool { return d.Digest == old.Digest }) {
 			old.Annotations = maps.Clone(old.Annotations)
+			old.Annotations[namesAnnotation] = joinNames(recordedNames(old))
 			delete(old.Annotations, v1.AnnotationRefName)
 			index.Manifests = append(index.Manifests, old)
 		}
@@ -293,6 +305,47 @@ func (s *Store) Lookup(digest string) (Image, error) {
 		return Image{}, fmt.Errorf("looking up builder image %q: %w", digest, err)
 	}
 	return img, nil
+}
+
+// NamesOf returns every name the image with the given digest was ever imported under, sorted, including names
+// that have since moved on to newer imports. A pipeline may call the image by any of them and by no other, so a
+// builder name in signed provenance is always one the factory gave that digest. An image imported before names
+// were recorded has only its current name, if any.
+func (s *Store) NamesOf(digest string) ([]string, error) {
+	index, err := s.readIndex()
+	if err != nil {
+		return nil, fmt.Errorf("reading the names of builder image %q: %w", digest, err)
+	}
+	var names []string
+	for _, desc := range index.Manifests {
+		if string(desc.Digest) == digest {
+			names = append(names, recordedNames(desc)...)
+		}
+	}
+	if all := joinNames(names); all != "" {
+		return strings.Split(all, ","), nil
+	}
+	return nil, nil
+}
+
+// recordedNames returns the names an index entry records for its digest: its ref name and its names
+// annotation. An entry written before the annotation existed has only its ref name.
+func recordedNames(desc v1.Descriptor) []string {
+	var names []string
+	if n := desc.Annotations[v1.AnnotationRefName]; n != "" {
+		names = append(names, n)
+	}
+	if all := desc.Annotations[namesAnnotation]; all != "" {
+		names = append(names, strings.Split(all, ",")...)
+	}
+	return names
+}
+
+// joinNames returns the distinct non-empty names, sorted and comma-separated.
+func joinNames(names []string) string {
+	names = slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == "" })
+	slices.Sort(names)
+	return strings.Join(slices.Compact(names), ",")
 }
 
 // image describes the index entry desc, reading and verifying its manifest.

@@ -581,8 +581,21 @@ func TestRenamedImageStaysByDigest(t *testing.T) {
 	if got, err := s.Lookup(first.Digest); err != nil || got != unnamed || got.Ref() != first.Digest {
 		t.Errorf("Lookup(%s) = %+v (ref %q), %v; want the unnamed image", first.Digest, got, got.Ref(), err)
 	}
+	// The name it had is still recorded for its digest, so a pipeline that says go@<first> keeps building.
+	if names, err := s.NamesOf(first.Digest); err != nil || !slices.Equal(names, []string{"go"}) {
+		t.Errorf("NamesOf(first) = %q, %v; want [go]", names, err)
+	}
 	again := importTree(t, s, makeRootfs(t, toolchain, false, 0, time.Now()), "go-old")
 	if list, _ := s.List(); !slices.Equal(list, []Image{second, again}) {
 		t.Errorf("after naming it again, List() = %+v", list)
+	}
+	if names, err := s.NamesOf(first.Digest); err != nil || !slices.Equal(names, []string{"go", "go-old"}) {
+		t.Errorf("NamesOf(first) after naming it again = %q, %v; want [go go-old]", names, err)
+	}
+	if names, err := s.NamesOf(second.Digest); err != nil || !slices.Equal(names, []string{"go"}) {
+		t.Errorf("NamesOf(second) = %q, %v; want [go]", names, err)
+	}
+	if names, err := s.NamesOf("sha256:" + strings.Repeat("0", 64)); err != nil || names != nil {
+		t.Errorf("NamesOf(missing) = %q, %v; want none", names, err)
 	}
 }

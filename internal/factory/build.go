@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -117,6 +118,9 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		return nil, p.Errorf(p.BuilderLine, "spec.builder.image",
 			"builder %s is not in the factory: import it with `ssf builder import DIR --name NAME` (`ssf builder list` shows what is there)", p.Builder)
 	} else if err != nil {
+		return nil, err
+	}
+	if err := checkBuilderName(p, images); err != nil {
 		return nil, err
 	}
 	key, err := sign.LoadKey(h.KeyPath())
@@ -272,6 +276,32 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	}
 	res.Duration = time.Since(started)
 	return res, nil
+}
+
+// checkBuilderName refuses a builder name the factory never gave the pinned digest: the name is recorded in signed
+// provenance, so `distroless-official@sha256:X` for an image imported as `bb` would be a claim the control plane
+// did not make. Every name a digest was ever imported under stays valid, so a pipeline pinned to an image whose
+// name has since moved on to a newer import keeps building.
+func checkBuilderName(p *pipeline.Pipeline, images *builder.Store) error {
+	names, err := images.NamesOf(p.BuilderDigest)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(names, p.BuilderName) {
+		return nil
+	}
+	if len(names) == 0 {
+		return p.Errorf(p.BuilderLine, "spec.builder.image",
+			"builder %s: the factory has no name recorded for %s; import the image again with `ssf builder import DIR --name %s`",
+			p.Builder, p.BuilderDigest, p.BuilderName)
+	}
+	refs := make([]string, len(names))
+	for i, n := range names {
+		refs[i] = n + "@" + p.BuilderDigest
+	}
+	return p.Errorf(p.BuilderLine, "spec.builder.image",
+		"builder name %q is not a name the factory gave %s, which it imported as %s: write %s (`ssf builder list` shows names and digests)",
+		p.BuilderName, p.BuilderDigest, strings.Join(names, ", "), refs[0])
 }
 
 // prepareOut checks that out can receive a build: it must not exist or be an empty directory.
