@@ -39,9 +39,36 @@ type users struct {
 	good   map[[32]byte]bool
 }
 
-// dummyHash is compared against for unknown users, so that a wrong name costs the same time as a wrong
-// password and names cannot be probed.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("ssf-no-such-user"), bcrypt.MinCost)
+// dummyHashes holds, per bcrypt cost, a hash compared against for unknown users, so that a wrong name costs
+// the same time as a wrong password and names cannot be probed. It is made lazily (a cost-12 hash takes
+// ~0.3 s) at the cost of the users' own hashes.
+var dummyHashes sync.Map // int -> []byte
+
+func dummyHash(cost int) []byte {
+	if h, ok := dummyHashes.Load(cost); ok {
+		return h.([]byte)
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte("ssf-no-such-user"), cost)
+	if err != nil {
+		h, _ = bcrypt.GenerateFromPassword([]byte("ssf-no-such-user"), BcryptCost)
+	}
+	actual, _ := dummyHashes.LoadOrStore(cost, h)
+	return actual.([]byte)
+}
+
+// dummyCost is the cost of the users' hashes (the highest, if they differ), or BcryptCost without users.
+func (u *users) dummyCost() int {
+	cost := 0
+	for _, h := range u.hashes {
+		if c, err := bcrypt.Cost(h); err == nil && c > cost {
+			cost = c
+		}
+	}
+	if cost == 0 {
+		return BcryptCost
+	}
+	return cost
+}
 
 func loadUsers(path string) (*users, error) {
 	u := &users{path: path}
@@ -102,6 +129,23 @@ func readUsers(path string) (map[string][]byte, error) {
 	return out, sc.Err()
 }
 
+// cached reports whether name and pass were verified before (and the user's hash is unchanged): such a check
+// costs no bcrypt and is never throttled.
+func (u *users) cached(name, pass string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if err := u.reload(); err != nil {
+		return false
+	}
+	hash, known := u.hashes[name]
+	return known && u.good[goodKey(name, pass, hash)]
+}
+
+func goodKey(name, pass string, hash []byte) [32]byte {
+	return sha256.Sum256([]byte(name + "\x00" + pass + "\x00" + string(hash)))
+}
+
+// check verifies name and pass with bcrypt (callers bound how many run at once).
 func (u *users) check(name, pass string) bool {
 	u.mu.Lock()
 	if err := u.reload(); err != nil {
@@ -109,14 +153,15 @@ func (u *users) check(name, pass string) bool {
 		return false
 	}
 	hash, known := u.hashes[name]
-	key := sha256.Sum256([]byte(name + "\x00" + pass + "\x00" + string(hash)))
+	key := goodKey(name, pass, hash)
 	if known && u.good[key] {
 		u.mu.Unlock()
 		return true
 	}
+	cost := u.dummyCost()
 	u.mu.Unlock()
 	if !known {
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(pass))
+		bcrypt.CompareHashAndPassword(dummyHash(cost), []byte(pass))
 		return false
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil {

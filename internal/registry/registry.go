@@ -24,6 +24,7 @@ type Registry struct {
 	log    *slog.Logger
 	locks  [64]sync.Mutex // see uploadLock
 	nowFor func() time.Time
+	auth   *authLimiter
 	// referrersPage bounds one referrers response (defaultReferrersPage when 0); tests make it small.
 	referrersPage int
 }
@@ -99,7 +100,7 @@ func New(dir string, opts ...Option) (*Registry, error) {
 	if dir == "" {
 		return nil, errors.New("registry directory is empty")
 	}
-	r := &Registry{store: store{dir: dir}, cfg: cfg, log: cfg.logger, nowFor: time.Now}
+	r := &Registry{store: store{dir: dir}, cfg: cfg, log: cfg.logger, nowFor: time.Now, auth: newAuthLimiter(time.Now)}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -334,7 +335,27 @@ func (r *Registry) authorize(w http.ResponseWriter, req *http.Request, push bool
 		if req.TLS == nil && !loopbackClient(req) {
 			return deny("basic authentication is accepted only over TLS or from loopback")
 		}
-		if r.users == nil || !r.users.check(name, pass) {
+		if r.users == nil {
+			return deny("invalid username or password")
+		}
+		if r.users.cached(name, pass) {
+			return name, true
+		}
+		client := clientKey(req)
+		if wait := r.auth.begin(client); wait > 0 {
+			tooManyRequests(w, wait, "too many failed logins from "+client)
+			return "", false
+		}
+		release, ok := r.auth.slot(req.Context())
+		if !ok {
+			r.auth.abort(client) // not this client's failure: the registry is busy
+			tooManyRequests(w, time.Second, "too many logins being checked")
+			return "", false
+		}
+		good := r.users.check(name, pass)
+		release()
+		r.auth.end(client, good)
+		if !good {
 			return deny("invalid username or password")
 		}
 		return name, true
