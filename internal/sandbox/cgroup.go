@@ -218,17 +218,19 @@ func buildMemoryLimit(parent string) int64 {
 	return -1
 }
 
-// oomKilled reports whether the kernel's OOM killer killed a process of the cgroup dir (v1 memory.oom_control
-// or v2 memory.events, both count oom_kill), and whether dir itself hit its limit (as opposed to an ancestor).
-func oomKilled(dir string) (killed, ownLimit bool) {
+// oomKilled returns how many processes of the cgroup dir the kernel's OOM killer has killed (v1
+// memory.oom_control and v2 memory.events both count oom_kill), and whether dir itself has hit its limit (as
+// opposed to an ancestor's).
+func oomKilled(dir string) (kills int64, ownLimit bool) {
+	if dir == "" {
+		return 0, false
+	}
 	for _, file := range []string{"memory.oom_control", "memory.events"} {
 		data, err := os.ReadFile(filepath.Join(dir, file))
 		if err != nil {
 			continue
 		}
-		if n := cgroupStat(string(data), "oom_kill"); n > 0 {
-			killed = true
-		}
+		kills = max(kills, cgroupStat(string(data), "oom_kill"))
 		if file == "memory.events" {
 			ownLimit = cgroupStat(string(data), "max") > 0
 		}
@@ -237,7 +239,7 @@ func oomKilled(dir string) (killed, ownLimit bool) {
 		n, _ := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
 		ownLimit = n > 0
 	}
-	return killed, ownLimit
+	return kills, ownLimit
 }
 
 func cgroupStat(data, key string) int64 {

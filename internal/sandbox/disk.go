@@ -67,15 +67,16 @@ func MountDisk(ctx context.Context, dir, image string, limit int64) (*Disk, erro
 	return d, nil
 }
 
-// Full reports whether the disk has (almost) no room left: no free inodes, or under 1% or 64 KiB of free space,
-// the state in which writes fail with ENOSPC.
+// Full reports whether the disk has (almost) no room left: no free inodes, or less free space than ext4 may refuse
+// a large write with (it reserves room for the metadata of a whole write before taking it, so a 1 MiB write fails
+// with hundreds of KiB still free): 0.5% of the disk, at least 1 MiB and at most an eighth of it.
 func (d *Disk) Full() bool {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(d.Dir, &st); err != nil {
 		return false
 	}
 	free := int64(st.Bavail) * st.Bsize
-	return st.Ffree == 0 || free < 64<<10 || free < d.Limit/100
+	return st.Ffree == 0 || free < min(d.Limit/8, max(1<<20, d.Limit/200))
 }
 
 // Close unmounts the disk and removes its image. It is safe to call more than once.

@@ -23,11 +23,18 @@ func (e *LimitError) Error() string {
 	return msg
 }
 
+// oomKills is the number of OOM kills so far in the container's memory cgroup, the baseline against which
+// limitHit tells whether a step was killed.
+func (c *Container) oomKills() int64 {
+	n, _ := oomKilled(memoryCgroup(c.cfg.CgroupParent, c.id))
+	return n
+}
+
 // limitHit tells why a step that exited non-zero failed, when the cause was a limit: the OOM killer in the
-// container's (or its build's) memory cgroup, or a full task disk.
-func (c *Container) limitHit() error {
+// container's (or its build's) memory cgroup since the step started (oomBefore kills), or a full task disk.
+func (c *Container) limitHit(oomBefore int64) error {
 	if dir := memoryCgroup(c.cfg.CgroupParent, c.id); dir != "" {
-		if killed, own := oomKilled(dir); killed {
+		if kills, own := oomKilled(dir); kills > oomBefore {
 			if own || c.cfg.CgroupParent == "" {
 				return &LimitError{Resource: "memory", Limit: c.cfg.Memory, Scope: "its task's"}
 			}

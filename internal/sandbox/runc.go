@@ -171,6 +171,7 @@ func (c *Container) Exec(ctx context.Context, args []string, out io.Writer) (int
 	// Killing `runc exec` would not stop the process it started; killing the container stops everything in it.
 	cmd.Cancel = func() error { return c.kill() }
 	cmd.WaitDelay = 10 * time.Second
+	oomBefore := c.oomKills()
 	if err := cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()
@@ -193,7 +194,7 @@ func (c *Container) Exec(ctx context.Context, args []string, out io.Writer) (int
 	var exitErr *exec.ExitError
 	switch {
 	case errors.As(waitErr, &exitErr):
-		if err := c.limitHit(); err != nil {
+		if err := c.limitHit(oomBefore); err != nil {
 			return exitErr.ExitCode(), err
 		}
 		return exitErr.ExitCode(), nil

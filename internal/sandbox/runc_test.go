@@ -189,10 +189,10 @@ func TestLimits(t *testing.T) {
 	})
 	t.Run("memory", func(t *testing.T) {
 		ctr := startContainer(t, Config{Rootfs: rootfs, Memory: 32 << 20})
-		code, out := execSh(t, context.Background(), ctr,
-			`x=$(head -c 200000000 /dev/zero | tr '\0' a); echo survived ${#x}`)
-		if code == 0 || strings.Contains(out, "survived") {
-			t.Errorf("holding 200 MB under a 32 MiB limit: exit %d, output %q", code, out)
+		var out bytes.Buffer
+		code, err := ctr.Exec(context.Background(), []string{"/bin/sh", "-c", `x=$(head -c 200000000 /dev/zero | tr '\0' a); echo survived ${#x}`}, &out)
+		if code == 0 || strings.Contains(out.String(), "survived") || err == nil {
+			t.Errorf("holding 200 MB under a 32 MiB limit: exit %d, error %v, output %q", code, err, out.String())
 		}
 	})
 }

@@ -1,0 +1,174 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// A step that writes past its task's disk limit fails with ENOSPC inside the container, Exec says it hit the
+// limit, and the host's disk holds no more than the limit.
+func TestDiskLimit(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	dir := filepath.Join(t.TempDir(), "task")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const limit = 8 << 20
+	disk, err := MountDisk(context.Background(), dir, dir+".disk", limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { disk.Close() })
+	ws := filepath.Join(dir, "workspace")
+	if err := os.Mkdir(ws, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(ws, 65532, 65532); err != nil {
+		t.Fatal(err)
+	}
+	ctr := startContainer(t, Config{Rootfs: rootfs, Mounts: []Mount{{Source: ws, Destination: "/workspace"}}, Cwd: "/workspace", Disk: disk})
+	var out bytes.Buffer
+	code, err := ctr.Exec(context.Background(), []string{"/bin/sh", "-c", "dd if=/dev/zero of=big bs=1M count=64"}, &out)
+	var le *LimitError
+	if code == 0 || !errors.As(err, &le) || le.Resource != "disk" ||
+		!strings.Contains(err.Error(), "disk limit of 8388608 bytes (8.0 MiB)") || !strings.Contains(err.Error(), "maxDiskBytes") {
+		t.Fatalf("writing 64 MB under an 8 MiB disk: exit %d, error %v, output %q; want a disk LimitError naming maxDiskBytes and the limit", code, err, out.String())
+	}
+	if !strings.Contains(out.String(), "No space left on device") {
+		t.Errorf("step output %q, want ENOSPC", out.String())
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir+".disk", &st); err != nil {
+		t.Fatal(err)
+	}
+	if used := st.Blocks * 512; used > limit {
+		t.Errorf("the task disk takes %d bytes of the host's disk, more than its %d byte limit", used, limit)
+	}
+	ctr.Close()
+	if err := disk.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir + ".disk"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("disk image left after Close: %v", err)
+	}
+	if mounted(t, dir) {
+		t.Errorf("%s still mounted after Close", dir)
+	}
+}
+
+func mounted(t *testing.T, dir string) bool {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
+			return true
+		}
+	}
+	return false
+}
+
+func TestUnmountUnder(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting needs root")
+	}
+	work := t.TempDir()
+	var dirs []string
+	for _, n := range []string{"a", "b c"} {
+		d := filepath.Join(work, "tasks", n)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := MountDisk(context.Background(), d, d+".disk", 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, d)
+	}
+	if err := UnmountUnder(work); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		if mounted(t, d) {
+			t.Errorf("%s still mounted", d)
+		}
+	}
+}
+
+// A step killed by the OOM killer is reported as having hit its memory limit, with the limit.
+func TestMemoryLimitIsNamed(t *testing.T) {
+	ctr := startContainer(t, Config{Rootfs: busyboxRootfs(t), Memory: 32 << 20})
+	var out bytes.Buffer
+	code, err := ctr.Exec(context.Background(), []string{"/bin/sh", "-c", `x=$(head -c 200000000 /dev/zero | tr '\0' a); echo survived ${#x}`}, &out)
+	var le *LimitError
+	if code == 0 || !errors.As(err, &le) || le.Resource != "memory" || !strings.Contains(err.Error(), "memory limit of 33554432 bytes (32.0 MiB)") {
+		t.Fatalf("holding 200 MB under a 32 MiB limit: exit %d, error %v, output %q; want a memory LimitError with the limit", code, err, out.String())
+	}
+	// A step that fails on its own is not blamed on a limit.
+	if code, err := ctr.Exec(context.Background(), []string{"/bin/sh", "-c", "exit 3"}, &out); code != 3 || err != nil {
+		t.Errorf("exit 3 after an OOM kill: code %d, error %v", code, err)
+	}
+}
+
+// The build's parent cgroup carries its limits, and they bound all of its tasks together: a fork bomb in two
+// containers gets no more processes than maxBuildPids, though each container alone may have more.
+func TestBuildCgroupBoundsAllTasks(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	g, err := NewBuildCgroup("ssf-test-build-cgroup", 64<<20, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := g.Remove(); err != nil {
+			t.Error(err)
+		}
+	})
+	parents, _, err := cgroupParents()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for file, want := range map[string]string{"memory/memory.limit_in_bytes": "67108864", "pids/pids.max": "30"} {
+		ctrl, name, _ := strings.Cut(file, "/")
+		data, err := os.ReadFile(filepath.Join(parents[ctrl], g.Name(), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(string(data)); got != want {
+			t.Errorf("%s = %s, want %s", file, got, want)
+		}
+	}
+	spawned := 0
+	for i := range 2 {
+		// Each container alone may have 100 processes; the first takes 20 of the build's 30.
+		ctr := startContainer(t, Config{ID: fmt.Sprintf("ssf-test-bomb-%d", i), Rootfs: rootfs, CgroupParent: g.Name(), Pids: 100})
+		var out bytes.Buffer
+		_, err := ctr.Exec(context.Background(), []string{"/bin/sh", "-c", fmt.Sprintf(
+			`n=0; i=0; while [ $i -lt %d ]; do if sleep 60 >/dev/null 2>&1 & then n=$((n+1)); fi; i=$((i+1)); done; echo $n`, 20+20*i)}, &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The shell counts forks; a fork the kernel refuses fails in the shell, before it counts.
+		n, _ := strconv.Atoi(strings.TrimSpace(lastLine(out.String())))
+		spawned += n
+	}
+	data, err := os.ReadFile(filepath.Join(parents["pids"], g.Name(), "pids.current"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur, _ := strconv.Atoi(strings.TrimSpace(string(data))); cur > 30 || spawned >= 30 {
+		t.Errorf("two containers in a build cgroup with pids.max 30 hold %d processes and started %d sleeps", cur, spawned)
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
