@@ -6,7 +6,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -417,6 +419,28 @@ func TestParamIsDataNotCode(t *testing.T) {
 	params := st["predicate"].(map[string]any)["buildDefinition"].(map[string]any)["externalParameters"].(map[string]any)["params"]
 	if got := params.(map[string]any)["msg"]; got != payload {
 		t.Errorf("provenance records param msg = %q, want %q", got, payload)
+	}
+	// The pipeline file itself is a resolved dependency, with its bytes, so a verifier sees what ran.
+	file, err := os.ReadFile(p.pipeline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(file)
+	deps := st["predicate"].(map[string]any)["buildDefinition"].(map[string]any)["resolvedDependencies"].([]any)
+	var found bool
+	for _, d := range deps {
+		d := d.(map[string]any)
+		if d["name"] != "pipeline" {
+			continue
+		}
+		found = true
+		if d["content"] != base64.StdEncoding.EncodeToString(file) || d["digest"].(map[string]any)["sha256"] != hex.EncodeToString(sum[:]) ||
+			d["uri"] != "file://"+p.pipeline || d["mediaType"] != "application/yaml" {
+			t.Errorf("pipeline dependency = %v, want the file's bytes and digest", d)
+		}
+	}
+	if !found {
+		t.Errorf("no resolvedDependency named pipeline: %v", deps)
 	}
 }
 

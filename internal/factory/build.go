@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -212,8 +213,11 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		PipelineName:   p.Name,
 		PipelinePath:   req.Pipeline,
 		PipelineDigest: strings.TrimPrefix(p.Digest, "sha256:"),
-		Params:         params,
-		SourceURI:      res.Source.URI,
+		// The file itself, from the bytes that were parsed (not read again), so a verifier sees what ran.
+		PipelineContent: p.Data,
+		PipelineURI:     fileURI(req.Pipeline),
+		Params:          params,
+		SourceURI:       res.Source.URI,
 		Internal: map[string]string{
 			"runtime": runtime.Version(), "uid": fmt.Sprint(b.uid), "network": "none",
 			"seccomp": "true", // sandbox.Start refuses to run without it
@@ -686,6 +690,14 @@ func copyFile(from, to string) (string, int64, error) {
 	}
 	defer f.Close()
 	return copyHashed(f, to, execBit(f))
+}
+
+// fileURI is a file:// URI for path, absolute when it can be made so.
+func fileURI(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	return (&url.URL{Scheme: "file", Path: path}).String()
 }
 
 func digestString(d provenance.Digest) string {

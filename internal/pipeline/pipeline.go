@@ -46,6 +46,7 @@ const (
 type Pipeline struct {
 	Path          string  // as given to Parse or Load
 	Digest        string  // "sha256:<hex>" of the exact file bytes
+	Data          []byte  // the exact file bytes, which Digest is of (the provenance records them)
 	Name          string  // metadata.name
 	Builder       string  // spec.builder.image as written, e.g. "go@sha256:…"
 	BuilderName   string  // the part of Builder before '@'
@@ -130,7 +131,7 @@ func Load(path string) (*Pipeline, error) {
 // Every error it returns is an *Error, describing the first problem found.
 func Parse(path string, data []byte) (*Pipeline, error) {
 	sum := sha256.Sum256(data)
-	p := &Pipeline{Path: path, Digest: "sha256:" + hex.EncodeToString(sum[:])}
+	p := &Pipeline{Path: path, Digest: "sha256:" + hex.EncodeToString(sum[:]), Data: data}
 	d := &decoder{file: path}
 	if err := d.parse(data, p); err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -50,6 +51,10 @@ func TestParseFull(t *testing.T) {
 	if want := "sha256:" + sha256Hex(data); p.Digest != want {
 		t.Errorf("Digest = %q, want %q", p.Digest, want)
 	}
+	if !bytes.Equal(p.Data, data) {
+		t.Error("Data is not the file's bytes")
+	}
+	p.Data = nil
 
 	// Patterns are compared by their source below; the rest must match exactly.
 	params := p.Params

@@ -212,6 +212,7 @@ func fromDescriptors(in []*intoto.ResourceDescriptor) []ResourceDescriptor {
 			URI:         d.GetUri(),
 			MediaType:   d.GetMediaType(),
 			Annotations: stringFields(d.GetAnnotations()),
+			Content:     d.GetContent(),
 		}
 		if len(d.GetDigest()) > 0 {
 			rd.Digest = make(Digest, len(d.GetDigest()))

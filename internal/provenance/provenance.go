@@ -16,6 +16,7 @@ package provenance
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -50,11 +51,19 @@ const PredicateType = "https://slsa.dev/provenance/v1"
 // internalParameters (set by the factory, not by the tenant): a flat object of strings such as
 // {"runtime": "runc", "runtimeVersion": "1.2.0", "uid": "65534"}; omitted when empty.
 //
-// resolvedDependencies lists the source first (named "source"), then the builder image, then fetched dependencies.
+// resolvedDependencies lists the source first (named "source"), then the builder image ("builder"), then the
+// pipeline file itself ("pipeline", with its bytes as content), then fetched dependencies.
 const BuildType = "https://ssf.dev/buildtypes/pipeline/v1"
 
 // SourceDependencyName is the resolvedDependencies name of the source a build was made from.
 const SourceDependencyName = "source"
+
+// PipelineDependencyName is the resolvedDependencies name of the pipeline file, recorded with its bytes so a
+// verifier can see what ran and pin it by digest.
+const PipelineDependencyName = "pipeline"
+
+// PipelineMediaType is the media type of the pipeline dependency.
+const PipelineMediaType = "application/yaml"
 
 // Digest is a digest set: algorithm to lower-case hex value, e.g. {"sha256": hex} or {"gitCommit": sha1hex}.
 type Digest map[string]string
@@ -66,6 +75,7 @@ type ResourceDescriptor struct {
 	MediaType   string
 	Digest      Digest
 	Annotations map[string]string
+	Content     []byte // the resource itself, for small ones (the pipeline file); nil otherwise
 }
 
 // Build is what the control plane observed about one pipeline run.
@@ -78,6 +88,10 @@ type Build struct {
 	PipelineName   string
 	PipelinePath   string            // as given, informative
 	PipelineDigest string            // sha256 hex of the pipeline file
+	// PipelineContent is the pipeline file's bytes. When set, the statement records the file as the
+	// resolvedDependency PipelineDependencyName with this content, and its sha256 must be PipelineDigest.
+	PipelineContent []byte
+	PipelineURI     string // uri of that dependency (where the file was read), informative
 	Params         map[string]string // every param value
 	SourceURI      string
 	Internal       map[string]string    // internalParameters (e.g. runtime, runtimeVersion, uid)
@@ -120,7 +134,17 @@ func Statement(b Build) ([]byte, error) {
 			return nil, fmt.Errorf("building provenance: internalParameters: %w", err)
 		}
 	}
-	deps, err := descriptors(b.Dependencies)
+	allDeps := b.Dependencies
+	if b.PipelineContent != nil {
+		allDeps = append(slices.Clone(allDeps), ResourceDescriptor{
+			Name:      PipelineDependencyName,
+			URI:       b.PipelineURI,
+			MediaType: PipelineMediaType,
+			Digest:    Digest{"sha256": strings.ToLower(b.PipelineDigest)},
+			Content:   b.PipelineContent,
+		})
+	}
+	deps, err := descriptors(allDeps)
 	if err != nil {
 		return nil, fmt.Errorf("building provenance: resolvedDependencies: %w", err)
 	}
@@ -195,6 +219,17 @@ func (b *Build) validate() error {
 	if !IsSHA256Hex(b.PipelineDigest) {
 		return fmt.Errorf("pipeline digest %q is not a sha256 hex digest", b.PipelineDigest)
 	}
+	if b.PipelineContent != nil {
+		// The content is recorded beside the digest that pins it: they must not disagree.
+		if sum := sha256.Sum256(b.PipelineContent); !strings.EqualFold(hex.EncodeToString(sum[:]), b.PipelineDigest) {
+			return fmt.Errorf("pipeline content hashes to %x, not to the pipeline digest %s", sum, b.PipelineDigest)
+		}
+		for _, d := range b.Dependencies {
+			if d.Name == PipelineDependencyName {
+				return fmt.Errorf("dependency %q is given twice", PipelineDependencyName)
+			}
+		}
+	}
 	seen := make(map[string]bool, len(b.Subjects))
 	for i, s := range b.Subjects {
 		if s.Name == "" {
@@ -232,6 +267,7 @@ func descriptors(in []ResourceDescriptor) ([]*intoto.ResourceDescriptor, error) 
 			Name:      d.Name,
 			Uri:       d.URI,
 			MediaType: d.MediaType,
+			Content:   d.Content,
 		}
 		if len(d.Digest) > 0 {
 			rd.Digest = make(map[string]string, len(d.Digest))

@@ -2,6 +2,8 @@ package provenance
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -332,4 +334,48 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted provenance without builder id or build type: %+v", p)
 		}
 	})
+}
+
+// The pipeline file is recorded as a resolved dependency with its bytes, so a verifier sees what ran; its digest is
+// the one externalParameters pins, and content that does not hash to it is refused.
+func TestStatementRecordsPipeline(t *testing.T) {
+	content := []byte("apiVersion: ssf.dev/v1alpha1\nkind: Pipeline\n")
+	b := testBuild()
+	b.PipelineContent = content
+	h := sha256.Sum256(content)
+	sum := hex.EncodeToString(h[:])
+	b.PipelineDigest = sum
+	b.PipelineURI = "file:///src/ssf.yaml"
+	st, err := Statement(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Parse(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ResourceDescriptor{Name: PipelineDependencyName, URI: "file:///src/ssf.yaml", MediaType: "application/yaml",
+		Digest: Digest{"sha256": sum}, Content: content}
+	if n := len(p.Dependencies); n != 3 || !reflect.DeepEqual(p.Dependencies[2], want) {
+		t.Errorf("dependencies = %+v\nwant the source, the builder and %+v", p.Dependencies, want)
+	}
+	// On the wire, content is base64 (in-toto ResourceDescriptor), readable by any verifier.
+	var raw struct {
+		Predicate struct {
+			BuildDefinition struct {
+				ResolvedDependencies []map[string]any `json:"resolvedDependencies"`
+			} `json:"buildDefinition"`
+		} `json:"predicate"`
+	}
+	if err := json.Unmarshal(st, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if got := raw.Predicate.BuildDefinition.ResolvedDependencies[2]["content"]; got != "YXBpVmVyc2lvbjogc3NmLmRldi92MWFscGhhMQpraW5kOiBQaXBlbGluZQo=" {
+		t.Errorf("content on the wire = %v", got)
+	}
+
+	b.PipelineContent = []byte("something else")
+	if _, err := Statement(b); err == nil || !strings.Contains(err.Error(), "pipeline content hashes to") {
+		t.Errorf("content that does not match the digest: err = %v", err)
+	}
 }
