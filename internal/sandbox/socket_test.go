@@ -17,15 +17,21 @@ import (
 // /bin/name. It returns the host path of the binary.
 func buildSockprobe(t *testing.T, rootfs, goarch, name string) string {
 	t.Helper()
+	return buildProbe(t, rootfs, "sockprobe", goarch, name)
+}
+
+// buildProbe compiles testdata/probe as a static binary for goarch and puts it in the rootfs as /bin/name.
+func buildProbe(t *testing.T, rootfs, probe, goarch, name string) string {
+	t.Helper()
 	goBin, err := exec.LookPath("go") // go test puts its own GOROOT/bin first in PATH
 	if err != nil {
 		t.Skip("go not in PATH: cannot build the socket probe")
 	}
 	out := filepath.Join(t.TempDir(), name)
-	build := exec.Command(goBin, "build", "-o", out, "./testdata/sockprobe")
+	build := exec.Command(goBin, "build", "-o", out, "./testdata/"+probe)
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
 	if msg, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building sockprobe for %s: %v\n%s", goarch, err, msg)
+		t.Fatalf("building %s for %s: %v\n%s", probe, goarch, err, msg)
 	}
 	data, err := os.ReadFile(out)
 	if err != nil {

@@ -1,0 +1,55 @@
+// Command sysprobe makes system calls that the sandbox's seccomp filter refuses, with arguments the kernel itself
+// would reject with a different errno, so its output tells the filter's EPERM (or ENOSYS) apart from the kernel's
+// own answer: a probe that only saw EPERM could not tell whether the filter or the missing capability refused.
+// It runs inside a task container in seccomp_test.go, which builds it as a static binary.
+//
+// Each argument names a probe; one line is printed per argument: "NAME ok" or "NAME errno=N".
+package main
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// Clone flags, from linux/sched.h.
+const (
+	cloneThread = 0x00010000
+	cloneFS     = 0x00000200
+)
+
+var namespaces = map[string]uintptr{
+	"newns": 0x00020000, "newcgroup": 0x02000000, "newuts": 0x04000000, "newipc": 0x08000000,
+	"newuser": 0x10000000, "newpid": 0x20000000, "newnet": 0x40000000, "newtime": 0x00000080,
+}
+
+func main() {
+	for _, arg := range os.Args[1:] {
+		var errno syscall.Errno
+		switch arg {
+		case "mount":
+			// An unreadable file system type: EFAULT from the kernel, before any permission check.
+			_, _, errno = syscall.RawSyscall6(syscall.SYS_MOUNT, 1, 1, 1, 0, 0, 0)
+		case "ptrace":
+			// A process that does not exist: ESRCH from the kernel.
+			_, _, errno = syscall.RawSyscall6(syscall.SYS_PTRACE, syscall.PTRACE_PEEKDATA, 0x7ffffff0, 0, 0, 0, 0)
+		case "clone3":
+			// A zero-sized argument: EINVAL from the kernel.
+			_, _, errno = syscall.RawSyscall(435, 0, 0, 0)
+		default:
+			flag, ok := namespaces[arg]
+			if !ok {
+				fmt.Fprintf(os.Stderr, "sysprobe: unknown probe %q\n", arg)
+				os.Exit(2)
+			}
+			// CLONE_THREAD without CLONE_SIGHAND is invalid: EINVAL from the kernel before it looks at the
+			// namespace flags, so no process is ever created.
+			_, _, errno = syscall.RawSyscall6(syscall.SYS_CLONE, flag|cloneThread, 0, 0, 0, 0, 0)
+		}
+		if errno == 0 {
+			fmt.Printf("%s ok\n", arg)
+		} else {
+			fmt.Printf("%s errno=%d\n", arg, int(errno))
+		}
+	}
+}
