@@ -14,6 +14,7 @@ import (
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ssf-dev/ssf/internal/durable"
 	"github.com/ssf-dev/ssf/internal/oci"
 )
 
@@ -65,7 +66,7 @@ func (s *Store) Rootfs(ctx context.Context, digest, cacheDir string) (string, er
 		}
 		return "", fmt.Errorf("unpacking builder image %s: %w", digest, err)
 	}
-	if err := syncDir(cacheDir); err != nil {
+	if err := durable.SyncDir(cacheDir); err != nil {
 		return "", fmt.Errorf("unpacking builder image %s: %w", digest, err)
 	}
 	return dest, nil
@@ -106,7 +107,7 @@ func (s *Store) unpack(ctx context.Context, digest, dest string) error {
 	if err := os.Chmod(dest, 0o755); err != nil {
 		return err
 	}
-	return syncDir(dest)
+	return durable.SyncDir(dest)
 }
 
 // extractLayer extracts the layer blob into dest in one pass, hashing what it reads, and fails if the blob's size

@@ -42,6 +42,7 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ssf-dev/ssf/internal/durable"
 	"github.com/ssf-dev/ssf/internal/oci"
 )
 
@@ -123,7 +124,7 @@ func (s *Store) initLayout() error {
 		if err != nil {
 			return err
 		}
-		if err := writeFileAtomic(s.dir, v1.ImageLayoutFile, b); err != nil {
+		if err := durable.Replace(filepath.Join(s.dir, v1.ImageLayoutFile), b, 0o644); err != nil {
 			return err
 		}
 	case err != nil:
@@ -494,7 +495,7 @@ func (s *Store) writeIndex(index v1.Index) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.dir, v1.ImageIndexFile, append(b, '\n'))
+	return durable.Replace(filepath.Join(s.dir, v1.ImageIndexFile), append(b, '\n'), 0o644)
 }
 
 // lock takes an exclusive flock on the store directory, which serialises changes to index.json between
@@ -560,7 +561,7 @@ func (s *Store) writeBlob(ctx context.Context, mediaType string, write func(io.W
 	if err := f.Chmod(0o444); err != nil {
 		return v1.Descriptor{}, err
 	}
-	if err := f.Sync(); err != nil {
+	if err := durable.Sync(f); err != nil {
 		return v1.Descriptor{}, err
 	}
 	if err := f.Close(); err != nil {
@@ -575,7 +576,7 @@ func (s *Store) writeBlob(ctx context.Context, mediaType string, write func(io.W
 		return v1.Descriptor{}, err
 	}
 	renamed = true
-	if err := syncDir(filepath.Dir(p)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(p)); err != nil {
 		return v1.Descriptor{}, err
 	}
 	desc := v1.Descriptor{MediaType: mediaType, Size: cw.n}
@@ -593,48 +594,6 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
-}
-
-// writeFileAtomic replaces dir/name with data: a temporary file beside it, flushed, renamed over it, and the
-// directory flushed.
-func writeFileAtomic(dir, name string, data []byte) error {
-	f, err := os.CreateTemp(dir, ".tmp-"+name+"-")
-	if err != nil {
-		return err
-	}
-	renamed := false
-	defer func() {
-		f.Close()
-		if !renamed {
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	renamed = true
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // setDigest and setDigests fill go-digest typed fields from strings; they spare this package a direct import

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ssf-dev/ssf/internal/builder"
+	"github.com/ssf-dev/ssf/internal/durable"
 	"github.com/ssf-dev/ssf/internal/oci"
 	"github.com/ssf-dev/ssf/internal/pipeline"
 	"github.com/ssf-dev/ssf/internal/provenance"
@@ -373,18 +374,17 @@ func separate(source string, paths map[string]string) error {
 	return nil
 }
 
-// publishDir moves the finished staging directory to out in one rename, so out holds a whole build or nothing.
+// publishDir moves the finished staging directory to out in one rename, so out holds a whole build or nothing:
+// every output, log and the bundle is synced, then their directories, before the rename, and the parent after it,
+// so after a crash out is absent or complete (see durable.PublishDir).
 func publishDir(staging, out string) error {
-	if err := os.Remove(out); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("replacing empty %q: %w", out, err)
-	}
 	if err := os.Chmod(staging, 0o755); err != nil {
 		return err
 	}
-	if err := os.Rename(staging, out); err != nil {
-		return fmt.Errorf("moving outputs into %q: %w", out, err)
+	if err := durable.PublishDir(staging, out); err != nil {
+		return fmt.Errorf("publishing the outputs in %q: %w", out, err)
 	}
-	return syncDir(filepath.Dir(out))
+	return nil
 }
 
 // build is the state of one running build.

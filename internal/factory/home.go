@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ssf-dev/ssf/internal/builder"
+	"github.com/ssf-dev/ssf/internal/durable"
 	"github.com/ssf-dev/ssf/internal/sign"
 )
 
@@ -94,7 +95,7 @@ func (h Home) Init() (InitResult, error) {
 			return res, err
 		}
 		data = append([]byte("# ssf factory configuration: see `ssf init --help`.\n"), data...)
-		if err := writeNew(h.configPath(), data, 0o600); err != nil {
+		if err := durable.WriteNew(h.configPath(), data, 0o600); err != nil {
 			return res, err
 		}
 		res.CreatedConfig = true
@@ -150,42 +151,4 @@ func (h Home) Images() (*builder.Store, error) {
 		return nil, fmt.Errorf("%w: %s; run `ssf init` first", ErrNotInitialised, h.Dir)
 	}
 	return builder.Open(h.imagesDir())
-}
-
-// writeNew writes a file that must not exist yet, atomically: a crash leaves either no file or the whole file.
-func writeNew(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	// A hard link fails if the target exists, where a rename would silently replace it.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing %q: %w", path, err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

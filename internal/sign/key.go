@@ -27,6 +27,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/ssf-dev/ssf/internal/durable"
 )
 
 // ErrInsecureKeyFile is returned by LoadKey for a key file that group or others may read or write.
@@ -38,9 +40,9 @@ const maxKeyFile = 64 << 10
 // GenerateKey creates a new ECDSA P-256 private key at path as PKCS#8 PEM ("PRIVATE KEY") with mode 0600, creating
 // the parent directory with mode 0700 if needed. It fails with an error wrapping os.ErrExist if path exists.
 //
-// The key is written to a temporary file in the same directory, synced, and then hard-linked to path: link(2)
-// never replaces an existing file, so a concurrent GenerateKey or an existing key is never overwritten, and a crash
-// leaves either no key or a complete one at path.
+// The key is written with durable.WriteNew: to a temporary file (mode 0600 whatever the umask) in the same
+// directory, synced, and then hard-linked to path. link(2) never replaces an existing file, so a concurrent
+// GenerateKey or an existing key is never overwritten, and a crash leaves either no key or a complete one at path.
 func GenerateKey(path string) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -62,53 +64,13 @@ func GenerateKey(path string) error {
 	}
 	data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 
-	// os.CreateTemp opens with O_EXCL and mode 0600; the Chmod makes 0600 explicit whatever the umask.
-	tmp, err := os.CreateTemp(dir, ".key-*.tmp")
-	if err != nil {
-		return fmt.Errorf("creating temporary key file in %q: %w", dir, err)
-	}
-	defer os.Remove(tmp.Name()) // after the link, this removes only the temporary name
-	if err := writeSynced(tmp, data); err != nil {
-		return fmt.Errorf("writing temporary key file %q: %w", tmp.Name(), err)
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
+	if err := durable.WriteNew(path, data, 0o600); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("key file %q already exists; refusing to overwrite it: %w", path, fs.ErrExist)
 		}
-		return fmt.Errorf("linking key file %q: %w", path, err)
-	}
-	if err := os.Remove(tmp.Name()); err != nil {
-		return fmt.Errorf("removing temporary key file %q: %w", tmp.Name(), err)
-	}
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("syncing key directory %q: %w", dir, err)
+		return fmt.Errorf("writing key file %q: %w", path, err)
 	}
 	return nil
-}
-
-func writeSynced(f *os.File, data []byte) error {
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // LoadKey reads an ECDSA P-256 private key written by GenerateKey. It refuses (wrapping ErrInsecureKeyFile) a

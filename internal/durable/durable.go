@@ -1,0 +1,165 @@
+// Package durable writes files so that a crash (power loss, kill -9, a kernel panic) leaves either the old state
+// or the whole new one, never a name that points at missing or partial data.
+//
+// The rule every function follows: write the data, fsync the file, make the name (link or rename), then fsync the
+// directory that holds the name, and only then return. ext4 and xfs with their default options keep a rename
+// ordered after the data it names only when the data was synced first; a directory entry is durable only once its
+// directory was synced.
+//
+// # What it must never do
+//
+// It must never return success before the data and the name are on stable storage, never replace a file that
+// [WriteNew] was asked to create, and never leave a temporary file behind on an error it returns.
+package durable
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+)
+
+// syncFile is (*os.File).Sync; the package's tests replace it to check what is synced, and in which order.
+var syncFile = (*os.File).Sync
+
+// WriteNew creates path with data and mode. It fails with an error wrapping fs.ErrExist if path exists, and never
+// replaces it, even when another process creates path at the same moment: the data goes to a temporary file beside
+// path, which is synced and then hard-linked to path (link(2), unlike rename(2), does not replace).
+func WriteNew(path string, data []byte, mode fs.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := writeTemp(dir, filepath.Base(path), data, mode)
+	if err != nil {
+		return fmt.Errorf("writing %q: %w", path, err)
+	}
+	defer os.Remove(tmp) // after the link, this removes only the temporary name
+	if err := os.Link(tmp, path); err != nil {
+		var le *os.LinkError
+		if errors.As(err, &le) {
+			err = le.Err
+		}
+		return fmt.Errorf("creating %q: %w", path, err)
+	}
+	if err := os.Remove(tmp); err != nil {
+		return fmt.Errorf("removing temporary file %q: %w", tmp, err)
+	}
+	return SyncDir(dir)
+}
+
+// Replace writes data to path with mode, replacing any file there in one rename: readers see the old file or the
+// new one, never a mix, and after a crash path holds one of them.
+func Replace(path string, data []byte, mode fs.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := writeTemp(dir, filepath.Base(path), data, mode)
+	if err != nil {
+		return fmt.Errorf("writing %q: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("replacing %q: %w", path, err)
+	}
+	return SyncDir(dir)
+}
+
+// writeTemp writes data to a new temporary file in dir, with mode whatever the umask, synced and closed, and
+// returns its path.
+func writeTemp(dir, base string, data []byte, mode fs.FileMode) (string, error) {
+	f, err := os.CreateTemp(dir, ".tmp-"+base+"-*")
+	if err != nil {
+		return "", err
+	}
+	err = func() error {
+		if err := f.Chmod(mode); err != nil {
+			return err
+		}
+		if _, err := f.Write(data); err != nil {
+			return err
+		}
+		return syncFile(f)
+	}()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+// Sync flushes an open file's data and metadata to stable storage.
+func Sync(f *os.File) error {
+	if err := syncFile(f); err != nil {
+		return fmt.Errorf("syncing %q: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// SyncDir flushes the directory dir, making the names created, renamed or removed in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("syncing directory %q: %w", dir, err)
+	}
+	defer d.Close()
+	if err := syncFile(d); err != nil {
+		return fmt.Errorf("syncing directory %q: %w", dir, err)
+	}
+	return nil
+}
+
+// SyncTree flushes every regular file and directory beneath root, and root itself: each file before the directory
+// that holds it, each directory after everything in it. Symlinks are not followed (their names are made durable by
+// their directory). Call it before renaming a staged tree into place, so the rename never publishes a name whose
+// data is not yet stored.
+func SyncTree(root string) error {
+	var dirs []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			dirs = append(dirs, p)
+		case d.Type().IsRegular():
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			err = syncFile(f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("syncing %q: %w", p, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("syncing the tree %q: %w", root, err)
+	}
+	// WalkDir lists a directory before its contents; deepest first means children before parents.
+	slices.Reverse(dirs)
+	for _, d := range dirs {
+		if err := SyncDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PublishDir makes the finished directory staging visible as to, which must not exist (or be an empty directory,
+// which is replaced): the whole tree is synced, renamed in one step, and the parent of to synced. After a crash to
+// is absent or holds the whole tree.
+func PublishDir(staging, to string) error {
+	if err := SyncTree(staging); err != nil {
+		return err
+	}
+	if err := os.Remove(to); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("replacing empty %q: %w", to, err)
+	}
+	if err := os.Rename(staging, to); err != nil {
+		return fmt.Errorf("moving %q to %q: %w", staging, to, err)
+	}
+	return SyncDir(filepath.Dir(to))
+}

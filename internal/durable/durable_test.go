@@ -1,0 +1,151 @@
+package durable
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// recordSyncs replaces the sync function for one test and returns the paths synced, in order. A sync that
+// observes `watch` already present records "!" + its path: something was synced after the name was published.
+func recordSyncs(t *testing.T, watch string) *[]string {
+	t.Helper()
+	var (
+		mu  sync.Mutex
+		got []string
+	)
+	old := syncFile
+	syncFile = func(f *os.File) error {
+		mu.Lock()
+		defer mu.Unlock()
+		name := f.Name()
+		if watch != "" {
+			if _, err := os.Lstat(watch); err == nil && name != filepath.Dir(watch) {
+				name = "!" + name
+			}
+		}
+		got = append(got, name)
+		return old(f)
+	}
+	t.Cleanup(func() { syncFile = old })
+	return &got
+}
+
+func TestWriteNew(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "key")
+	syncs := recordSyncs(t, p)
+	if err := WriteNew(p, []byte("one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("stat: %v, %v", fi, err)
+	}
+	// The data is synced (under its temporary name) before the name exists, the directory after.
+	if n := len(*syncs); n != 2 || !strings.Contains((*syncs)[0], ".tmp-key-") || (*syncs)[1] != dir {
+		t.Errorf("syncs = %q, want the temporary file, then %s", *syncs, dir)
+	}
+	if err := WriteNew(p, []byte("two"), 0o600); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("second WriteNew: %v, want fs.ErrExist", err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "one" {
+		t.Errorf("the file was replaced: %q", b)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("temporary files left: %v", entries)
+	}
+}
+
+func TestReplace(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "index.json")
+	for _, body := range []string{"one", "two"} {
+		if err := Replace(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(p); string(b) != body {
+			t.Errorf("content = %q, want %q", b, body)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("temporary files left: %v", entries)
+	}
+	if err := Replace(filepath.Join(dir, "missing", "x"), nil, 0o644); err == nil {
+		t.Error("Replace in a missing directory: no error")
+	}
+}
+
+// PublishDir syncs every file and directory of the staged tree, files before their directories, all before the
+// rename; then the parent. A crash at any point leaves no OUT or a whole one.
+func TestPublishDirOrder(t *testing.T) {
+	parent := t.TempDir()
+	staging, out := filepath.Join(parent, ".out.partial-1"), filepath.Join(parent, "out")
+	for _, f := range []string{"a", "bin/tool", "attestations/logs/t.log", "attestations/provenance.sigstore.json"} {
+		p := filepath.Join(staging, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("a", filepath.Join(staging, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(out, 0o755); err != nil { // an empty --out is replaced
+		t.Fatal(err)
+	}
+	if err := os.Remove(out); err != nil {
+		t.Fatal(err)
+	}
+	syncs := recordSyncs(t, out)
+	if err := PublishDir(staging, out); err != nil {
+		t.Fatal(err)
+	}
+	rel := func(p string) string {
+		bang := strings.HasPrefix(p, "!")
+		p = strings.TrimPrefix(p, "!")
+		if r, err := filepath.Rel(staging, p); err == nil && !strings.HasPrefix(r, "..") {
+			p = r
+		} else if p == parent {
+			p = "PARENT"
+		}
+		if bang {
+			p = "!" + p
+		}
+		return p
+	}
+	var got []string
+	for _, s := range *syncs {
+		got = append(got, rel(s))
+	}
+	want := []string{"a", "attestations/logs/t.log", "attestations/provenance.sigstore.json", "bin/tool",
+		"bin", "attestations/logs", "attestations", ".", "PARENT"}
+	if !slices.Equal(got, want) {
+		t.Errorf("syncs = %q\nwant %q (a ! marks a sync after %s appeared)", got, want, out)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "bin/tool")); err != nil || string(b) != "bin/tool" {
+		t.Errorf("published tree: %q, %v", b, err)
+	}
+}
+
+func TestPublishDirRefusesNonEmpty(t *testing.T) {
+	parent := t.TempDir()
+	staging, out := filepath.Join(parent, "s"), filepath.Join(parent, "out")
+	for _, d := range []string{staging, filepath.Join(out, "old")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := PublishDir(staging, out); err == nil {
+		t.Error("PublishDir over a non-empty directory: no error")
+	}
+	if _, err := os.Stat(filepath.Join(out, "old")); err != nil {
+		t.Errorf("the existing directory was changed: %v", err)
+	}
+}
