@@ -2,13 +2,16 @@ package cli
 
 import (
 	"context"
-	"crypto"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
+	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/spf13/cobra"
 
 	"github.com/ssf-dev/ssf/internal/factory"
@@ -19,20 +22,26 @@ import (
 
 func newPublishCmd() *cobra.Command {
 	var to, keyPath string
+	var reg registryFlags
 	cmd := &cobra.Command{
 		Use:   "publish OUT --to REGISTRY/REPO[:TAG] [--key KEY.pub]",
 		Short: "Push a finished build's outputs and provenance to an OCI registry",
 		Long: `Push the outputs of the build in OUT (the --out of ssf build) to an OCI registry, with its provenance.
 
+Before anything is pushed, the bundle's signature is verified against the local factory's provenance key (the
+public half of the key in $SSF_HOME), or against --key KEY.pub, and every output is hashed again and must be
+what the signed provenance names; an output that is an OCI image layout tarball must hold, blob for blob, the
+image the provenance names. Any failure exits 1 and pushes nothing.
+
 The output files go up as one OCI artifact (one layer per file, titled with its path, so oras pull restores
-them); an output that is an OCI image layout tarball also goes up as its image, which Kubernetes can run. The
-provenance bundle is attached to each as an OCI 1.1 referrer in the layout cosign reads (a registry without the
-referrers API gets the sha256-<hex> fallback tag). Nothing is signed: the digests pushed are the ones the build
-already signed, and publish refuses outputs that differ from their provenance. With --key, the bundle's
-signature is verified before anything is pushed.
+them); an output that is an OCI image layout tarball also goes up as its image, which Kubernetes can run, its
+blobs streamed from the tarball. The provenance bundle is attached to each as an OCI 1.1 referrer in the layout
+cosign reads (a registry without the referrers API gets the sha256-<hex> fallback tag). Nothing is signed: the
+digests pushed are the ones the build already signed.
 
 Credentials come from the Docker config file and its credential helpers (docker login, crane auth login). Plain
-HTTP is used only for registries on a loopback address.
+HTTP is used only for registries on a loopback address. A registry that sends or accepts nothing for --timeout,
+or a publish that takes longer than --deadline, fails the command.
 
 The last line printed is the artifact's REGISTRY/REPO@sha256:<hex>, for ssf verify and cosign verify-attestation.`,
 		Args: args(cobra.ExactArgs(1)),
@@ -40,26 +49,47 @@ The last line printed is the artifact's REGISTRY/REPO@sha256:<hex>, for ssf veri
 			if to == "" {
 				return usagef("--to is required: the registry repository, REGISTRY/REPO[:TAG]")
 			}
-			var key crypto.PublicKey
+			var trusted root.TrustedMaterial
 			if keyPath != "" {
-				pemData, err := os.ReadFile(keyPath)
-				if err != nil {
-					return usagef("reading public key: %w", err)
-				}
-				if key, err = sign.ParsePublicKeyPEM(pemData); err != nil {
-					return usagef("public key %q: %w", keyPath, err)
+				var err error
+				if trusted, err = readTrustedKey(keyPath); err != nil {
+					return err
 				}
 			}
-			return publish(cmd.Context(), cmd.OutOrStdout(), a[0], to, key)
+			return publishWith(cmd.Context(), cmd.OutOrStdout(), a[0], to, trusted, reg)
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "registry repository to push to, REGISTRY/REPO[:TAG]")
-	cmd.Flags().StringVar(&keyPath, "key", "", "provenance public key (PEM): verify the bundle before pushing")
+	cmd.Flags().StringVar(&keyPath, "key", "", "provenance public key (PEM) to verify the bundle with (default: the local factory's key)")
+	reg.add(cmd, time.Hour)
 	return cmd
 }
 
-// publish pushes the build in dir to target and prints what went where, the artifact reference last.
-func publish(ctx context.Context, w io.Writer, dir, target string, key crypto.PublicKey) error {
+// publish pushes the build in dir to target as ssf build --publish does: verified with the local factory's key,
+// with the default timeouts.
+func publish(ctx context.Context, w io.Writer, dir, target string, _ any) error {
+	return publishWith(ctx, w, dir, target, nil, registryFlags{timeout: oci.DefaultTimeout, deadline: time.Hour})
+}
+
+// factoryKeyMaterial is the public half of the local factory's provenance key.
+func factoryKeyMaterial() (root.TrustedMaterial, error) {
+	h, err := home()
+	if err != nil {
+		return nil, err
+	}
+	key, err := sign.LoadKey(h.KeyPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s has no provenance key to verify the bundle with; give --key KEY.pub (the key of the factory that built OUT) or run `ssf init`", factory.ErrNotInitialised, h.Dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the factory key to verify the bundle with: %w", err)
+	}
+	return verify.KeyMaterial(key.Public()), nil
+}
+
+// publishWith pushes the build in dir to target, after verifying its bundle with trusted (nil: the local
+// factory's key), and prints what went where, the artifact reference last.
+func publishWith(ctx context.Context, w io.Writer, dir, target string, trusted root.TrustedMaterial, reg registryFlags) error {
 	repo, tag, err := oci.ParseTarget(target)
 	if err != nil {
 		return &usageError{err}
@@ -71,16 +101,28 @@ func publish(ctx context.Context, w io.Writer, dir, target string, key crypto.Pu
 	if err != nil {
 		return usagef("reading the build's provenance: %w", err)
 	}
-	req := oci.PublishRequest{Dir: dir, Bundle: bundle, Repo: repo, Tag: tag}
-	if key != nil {
-		req.Verify = func(ctx context.Context, digest string, b []byte) error {
-			_, err := verify.Artifact(ctx, digest, b, verify.Options{PublicKey: key})
+	if trusted == nil {
+		if trusted, err = factoryKeyMaterial(); err != nil {
 			return err
 		}
 	}
-	pub, err := oci.Publish(ctx, req)
+	opts := verify.Options{Trusted: trusted}
+	if err := opts.Validate(); err != nil {
+		return &usageError{err}
+	}
+	ctx, cancel, ropts, err := reg.context(ctx)
 	if err != nil {
 		return err
+	}
+	defer cancel()
+	req := oci.PublishRequest{Dir: dir, Bundle: bundle, Repo: repo, Tag: tag,
+		Verify: func(ctx context.Context, digest string, b []byte) error {
+			_, err := verify.Artifact(ctx, digest, b, opts)
+			return err
+		}}
+	pub, err := oci.Publish(ctx, req, ropts...)
+	if err != nil {
+		return deadlineError(ctx, err)
 	}
 	paths := make([]string, 0, len(pub.Images))
 	for p := range pub.Images {

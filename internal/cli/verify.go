@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/spf13/cobra"
 
 	"github.com/ssf-dev/ssf/internal/oci"
@@ -17,18 +21,25 @@ import (
 func newVerifyCmd() *cobra.Command {
 	var bundlePath, keyPath string
 	var verbose bool
+	var params []string
+	var reg registryFlags
 	var opts verify.Options
 	cmd := &cobra.Command{
 		Use:   "verify FILE --bundle BUNDLE --key KEY.pub | verify REGISTRY/REPO@sha256:HEX --key KEY.pub",
 		Short: "Verify a file, or a published build in a registry, against its signed provenance",
 		Long: `Verify that BUNDLE is a Sigstore bundle signed by KEY.pub, that it holds SLSA v1 provenance, and that FILE's
-sha256 is one of its subjects. --builder-id and --source-digest additionally pin the factory and the source
-(ALG:VALUE, e.g. gitCommit:<sha1> or sha256:<hex>).
+sha256 is one of its subjects. These pin the build further; each one not given is listed by -v as not checked:
+  --builder-id ID            runDetails.builder.id
+  --builder-digest sha256:H  the builder image (its manifest digest)
+  --pipeline-digest sha256:H the pipeline file (sha256sum ssf.yaml)
+  --param NAME=VALUE         the build's params, exactly (repeat for each)
+  --source-digest ALG:VALUE  the source, e.g. gitCommit:<sha1> or sha256:<hex>
 
 Given REGISTRY/REPO@sha256:HEX instead of a file (as printed by ssf publish), the bundles come from the
-registry: every Sigstore bundle attached to that manifest as an OCI referrer (or through the sha256-HEX fallback
-tag) is checked the same way for the manifest's digest, and one must pass. Credentials come from the Docker
-config file; plain HTTP is used only for loopback registries.
+registry: every referrer of that manifest with artifactType application/vnd.dev.sigstore.bundle.v0.3+json (or
+the sha256-HEX fallback tag) is checked the same way for the manifest's digest, and one must pass; oversized or
+malformed referrers are skipped (listed with -v). Credentials come from the Docker config file; plain HTTP is
+used only for loopback registries. A registry that sends nothing for --timeout fails the command.
 
 Exit status: 0 and a one-line verdict when every check passes; 1 and the reason when one fails; 2 on bad usage.`,
 		Args: args(cobra.ExactArgs(1)),
@@ -42,15 +53,19 @@ Exit status: 0 and a one-line verdict when every check passes; 1 and the reason 
 			case !remote && (bundlePath == "" || keyPath == ""):
 				return usagef("--bundle and --key are required")
 			}
-			pemData, err := os.ReadFile(keyPath)
+			trusted, err := readTrustedKey(keyPath)
 			if err != nil {
-				return usagef("reading public key: %w", err)
+				return err
 			}
-			if opts.PublicKey, err = sign.ParsePublicKeyPEM(pemData); err != nil {
-				return usagef("public key %q: %w", keyPath, err)
+			opts.Trusted = trusted
+			if opts.Params, err = parseParams(params); err != nil {
+				return err
+			}
+			if err := opts.Validate(); err != nil {
+				return &usageError{err}
 			}
 			if remote {
-				return verifyRegistryRef(cmd, a[0], opts, verbose)
+				return verifyRegistryRef(cmd, a[0], opts, reg, verbose)
 			}
 			bundle, err := os.ReadFile(bundlePath)
 			if err != nil {
@@ -63,12 +78,10 @@ Exit status: 0 and a one-line verdict when every check passes; 1 and the reason 
 			if errors.Is(err, verify.ErrVerification) {
 				return err
 			} else if err != nil {
-				return &usageError{err} // the request itself was malformed: not a regular file, a bad --source-digest
+				return &usageError{err} // the request itself was malformed: not a regular file
 			}
 			if verbose {
-				for _, c := range res.Checks {
-					fmt.Fprintf(cmd.ErrOrStderr(), "  %s\n", c)
-				}
+				printChecks(cmd.ErrOrStderr(), res)
 			}
 			p := res.Provenance
 			fmt.Fprintf(cmd.OutOrStdout(), "verified: %s sha256:%s built by %s (pipeline %s, invocation %s)\n",
@@ -80,9 +93,88 @@ Exit status: 0 and a one-line verdict when every check passes; 1 and the reason 
 	f.StringVar(&bundlePath, "bundle", "", "Sigstore bundle with the provenance (OUT/attestations/provenance.sigstore.json)")
 	f.StringVar(&keyPath, "key", "", "provenance public key, PEM (from: ssf keys public)")
 	f.StringVar(&opts.BuilderID, "builder-id", "", "require this runDetails.builder.id")
-	f.BoolVarP(&verbose, "verbose", "v", false, "list every check (and what was not checked) on stderr")
+	f.StringVar(&opts.BuilderDigest, "builder-digest", "", "require this builder image manifest digest (sha256:HEX)")
+	f.StringVar(&opts.PipelineDigest, "pipeline-digest", "", "require this pipeline file digest (sha256:HEX)")
+	f.StringArrayVar(&params, "param", nil, "require the build's params to be exactly these, NAME=VALUE (repeatable)")
 	f.StringVar(&opts.SourceDigest, "source-digest", "", "require this source digest (ALG:VALUE)")
+	f.BoolVarP(&verbose, "verbose", "v", false, "list every check, what was not checked and skipped referrers on stderr")
+	reg.add(cmd, 5*time.Minute)
 	return cmd
+}
+
+// registryFlags are the flags of every command that talks to a registry.
+type registryFlags struct {
+	timeout, deadline time.Duration
+}
+
+func (r *registryFlags) add(cmd *cobra.Command, deadline time.Duration) {
+	cmd.Flags().DurationVar(&r.timeout, "timeout", oci.DefaultTimeout, "fail when the registry sends or accepts nothing for this long")
+	cmd.Flags().DurationVar(&r.deadline, "deadline", deadline, "fail when talking to the registry takes longer than this in all")
+}
+
+// context returns ctx bounded by the overall deadline, and the registry options for the progress timeout.
+func (r registryFlags) context(ctx context.Context) (context.Context, context.CancelFunc, []oci.RegistryOption, error) {
+	if r.timeout <= 0 || r.deadline <= 0 {
+		return nil, nil, nil, usagef("--timeout and --deadline must be positive (got %s and %s)", r.timeout, r.deadline)
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, r.deadline,
+		fmt.Errorf("%w: the registry did not finish within --deadline %s", context.DeadlineExceeded, r.deadline))
+	return ctx, cancel, []oci.RegistryOption{oci.WithTimeout(r.timeout)}, nil
+}
+
+// deadlineError says that the overall deadline ended the command, when it did.
+func deadlineError(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil && errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+		return fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+	}
+	return err
+}
+
+// readTrustedKey reads a PEM public key file as the verifier's trusted material.
+func readTrustedKey(path string) (root.TrustedMaterial, error) {
+	pemData, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usagef("reading public key: %w", err)
+	}
+	pub, err := sign.ParsePublicKeyPEM(pemData)
+	if err != nil {
+		return nil, usagef("public key %q: %w", path, err)
+	}
+	return verify.KeyMaterial(pub), nil
+}
+
+func parseParams(kvs []string) (map[string]string, error) {
+	if kvs == nil {
+		return nil, nil
+	}
+	m := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usagef("--param %q: want NAME=VALUE", kv)
+		}
+		if _, dup := m[k]; dup {
+			return nil, usagef("--param %q given twice", k)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+// flagFor names the flag that sets each expectation verify reports as unchecked.
+var flagFor = map[string]string{
+	"builder id": "--builder-id", "builder image": "--builder-digest", "pipeline digest": "--pipeline-digest",
+	"params": "--param", "source digest": "--source-digest",
+}
+
+func printChecks(w io.Writer, res *verify.Result) {
+	for _, c := range res.Checks {
+		fmt.Fprintf(w, "  %s\n", c)
+	}
+	for _, u := range res.Unchecked {
+		what, _, _ := strings.Cut(u, " (")
+		fmt.Fprintf(w, "ssf: hint: not checked: %s; require it with %s\n", u, flagFor[what])
+	}
 }
 
 // isRegistryRef reports whether arg names a manifest in a registry (REGISTRY/REPO@sha256:HEX) rather than a file:
@@ -95,34 +187,28 @@ func isRegistryRef(arg string) bool {
 	return err == nil
 }
 
-// verifyRegistryRef fetches the bundles attached to ref and passes when one of them verifies for its digest.
-func verifyRegistryRef(cmd *cobra.Command, ref string, opts verify.Options, verbose bool) error {
-	ctx := cmd.Context()
-	att, err := oci.FetchBundles(ctx, ref)
+// verifyRegistryRef verifies ref through the verify package and prints the verdict.
+func verifyRegistryRef(cmd *cobra.Command, ref string, opts verify.Options, reg registryFlags, verbose bool) error {
+	ctx, cancel, ropts, err := reg.context(cmd.Context())
 	if err != nil {
 		return err
 	}
-	digest := att.Subject.DigestStr()
-	var fails []error
-	for _, b := range att.Bundles {
-		res, err := verify.Artifact(ctx, strings.TrimPrefix(digest, "sha256:"), b, opts)
-		if err != nil {
-			fails = append(fails, err)
-			continue
-		}
-		if verbose {
-			for _, c := range res.Checks {
-				fmt.Fprintf(cmd.ErrOrStderr(), "  %s\n", c)
-			}
-		}
-		p := res.Provenance
-		fmt.Fprintf(cmd.OutOrStdout(), "verified: %s (subject %q) built by %s (pipeline %s, invocation %s)\n",
-			att.Subject, res.Subject.Name, p.BuilderID, p.PipelineName, p.InvocationID)
-		return nil
+	defer cancel()
+	res, err := verify.Reference(ctx, ref, opts, ropts...)
+	if errors.Is(err, verify.ErrBadReference) {
+		return &usageError{err}
 	}
-	fails = append(fails, att.Skipped...)
-	if len(fails) == 1 {
-		return fmt.Errorf("%s: %w", ref, fails[0])
+	if err != nil {
+		return deadlineError(ctx, err)
 	}
-	return fmt.Errorf("%s: none of its %d bundles verified: %w", ref, len(att.Bundles), errors.Join(fails...))
+	if verbose {
+		printChecks(cmd.ErrOrStderr(), &res.Result)
+		for _, s := range res.Skipped {
+			fmt.Fprintf(cmd.ErrOrStderr(), "ssf: note: skipped: %v\n", s)
+		}
+	}
+	p := res.Provenance
+	fmt.Fprintf(cmd.OutOrStdout(), "verified: %s (subject %q) built by %s (pipeline %s, invocation %s)\n",
+		res.Ref, res.Subject.Name, p.BuilderID, p.PipelineName, p.InvocationID)
+	return nil
 }

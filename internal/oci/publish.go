@@ -36,6 +36,7 @@ type RegistryOption func(*registryConfig)
 type registryConfig struct {
 	keychain  authn.Keychain
 	transport http.RoundTripper
+	timeout   time.Duration
 }
 
 // WithKeychain sets where registry credentials come from. The default is authn.DefaultKeychain: the Docker
@@ -50,14 +51,17 @@ func WithTransport(t http.RoundTripper) RegistryOption {
 }
 
 func remoteOptions(ctx context.Context, opts []RegistryOption) []remote.Option {
-	c := registryConfig{keychain: authn.DefaultKeychain, transport: remote.DefaultTransport}
+	c := registryConfig{keychain: authn.DefaultKeychain, transport: remote.DefaultTransport, timeout: DefaultTimeout}
 	for _, o := range opts {
 		o(&c)
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
 	}
 	return []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(c.keychain),
-		remote.WithTransport(loopbackHTTPOnly{c.transport}),
+		remote.WithTransport(loopbackHTTPOnly{progressTransport{next: c.transport, idle: c.timeout}}),
 		remote.WithUserAgent("ssf"),
 	}
 }
@@ -105,10 +109,14 @@ type PublishRequest struct {
 	Repo   name.Repository // where to push
 	Tag    string          // optional tag for the artifact
 
-	// Verify, if set, is called with the artifact manifest's sha256 (hex) before anything is pushed; an error
-	// stops the publish. Leave it nil to publish without the verification key: the outputs are then checked
-	// against the bundle's statement, whose signature the registry's readers check.
+	// Verify is required: it is called with the artifact manifest's sha256 (hex), made from the outputs as they
+	// are now, and the bundle, before anything is pushed; an error stops the publish. (ssf passes the verify
+	// package's verdict; oci does not import it so that the verifier can use this package's registry client.)
 	Verify func(ctx context.Context, manifestSHA256 string, bundle []byte) error
+
+	// WithoutVerificationUnsafe publishes without calling Verify: the outputs are still checked against the
+	// bundle's statement, but nobody has checked who signed it.
+	WithoutVerificationUnsafe bool
 }
 
 // Published says what went where.
@@ -137,10 +145,15 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 	}
 	defer closeImages(images)
 	artifactHex := artifact.SHA256
-	if req.Verify != nil {
+	switch {
+	case req.Verify != nil && req.WithoutVerificationUnsafe:
+		return nil, errors.New("publish: both Verify and WithoutVerificationUnsafe given")
+	case req.Verify != nil:
 		if err := req.Verify(ctx, artifactHex, req.Bundle); err != nil {
 			return nil, fmt.Errorf("refusing to publish: %w", err)
 		}
+	case !req.WithoutVerificationUnsafe:
+		return nil, errors.New("publish: no Verify given (set WithoutVerificationUnsafe to publish an unverified bundle)")
 	}
 
 	ropts := remoteOptions(ctx, opts)
@@ -379,8 +392,9 @@ func (l *fileLayer) Uncompressed() (io.ReadCloser, error) { return l.Compressed(
 
 // maxBundleSize bounds a bundle fetched from a registry, and maxReferrers how many referrers are read.
 const (
-	maxBundleSize = 16 << 20
-	maxReferrers  = 64
+	maxBundleSize       = 16 << 20
+	maxReferrers        = 64
+	maxReferrerManifest = 64 << 10 // a bundle referrer's manifest is well under 1 KiB plus annotations
 )
 
 // Attached is what a registry holds for one manifest: the bundles referring to it and why others were skipped.
@@ -389,6 +403,9 @@ type Attached struct {
 	Bundles [][]byte    // every Sigstore bundle v0.3 attached as a referrer
 	Skipped []error     // referrers of the bundle artifactType that were not usable, and why
 }
+
+// ErrBadReference is returned by FetchBundles for a reference that is not REGISTRY/REPO@sha256:<hex>.
+var ErrBadReference = errors.New("bad registry reference")
 
 // ErrNoBundles is returned by FetchBundles when nothing usable refers to the manifest.
 var ErrNoBundles = errors.New("no provenance bundles refer to this manifest")
@@ -400,11 +417,11 @@ var ErrNoBundles = errors.New("no provenance bundles refer to this manifest")
 func FetchBundles(ctx context.Context, ref string, opts ...RegistryOption) (*Attached, error) {
 	d, err := name.NewDigest(ref, name.StrictValidation)
 	if err != nil {
-		return nil, fmt.Errorf("registry reference %q: want REGISTRY/REPO@sha256:<hex>: %w", ref, err)
+		return nil, fmt.Errorf("%w: %q: want REGISTRY/REPO@sha256:<hex>: %w", ErrBadReference, ref, err)
 	}
 	ropts := remoteOptions(ctx, opts)
-	// No server-side filter: some registries (go-containerregistry's own, for one) report a referrer's config
-	// media type as its artifactType. Each candidate manifest is fetched and checked below instead.
+	// Only referrers listed with the bundle artifactType are read (image-spec 1.1: a manifest's artifactType,
+	// else its config's media type); each is fetched and checked again below, so the listing decides nothing.
 	idx, err := remote.Referrers(d, ropts...)
 	if err != nil {
 		return nil, fmt.Errorf("listing referrers of %s: %w", d, err)
@@ -415,8 +432,12 @@ func FetchBundles(ctx context.Context, ref string, opts ...RegistryOption) (*Att
 	}
 	att := &Attached{Subject: d}
 	for _, desc := range im.Manifests {
-		if desc.ArtifactType != BundleArtifactType && desc.ArtifactType != EmptyMediaType && desc.ArtifactType != "" {
-			continue // another kind of referrer (an SBOM, a signature)
+		if desc.ArtifactType != BundleArtifactType {
+			continue // another kind of referrer (an SBOM, a signature): not ours to judge
+		}
+		if desc.MediaType != ManifestMediaType || desc.Size <= 0 || desc.Size > maxReferrerManifest {
+			att.Skipped = append(att.Skipped, fmt.Errorf("referrer %s: a %s of %d bytes is not a bundle manifest (at most %d bytes)", desc.Digest, desc.MediaType, desc.Size, maxReferrerManifest))
+			continue
 		}
 		if len(att.Bundles)+len(att.Skipped) >= maxReferrers {
 			att.Skipped = append(att.Skipped, fmt.Errorf("more than %d candidate referrers; the rest were not read", maxReferrers))

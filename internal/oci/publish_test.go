@@ -34,6 +34,7 @@ import (
 
 	"github.com/ssf-dev/ssf/internal/oci"
 	"github.com/ssf-dev/ssf/internal/provenance"
+	ssfregistry "github.com/ssf-dev/ssf/internal/registry"
 	"github.com/ssf-dev/ssf/internal/sign"
 	"github.com/ssf-dev/ssf/internal/verify"
 )
@@ -171,16 +172,25 @@ func (f *fixture) subject(name string) oci.Subject {
 
 func (f *fixture) verifier() func(context.Context, string, []byte) error {
 	return func(ctx context.Context, digest string, b []byte) error {
-		_, err := verify.Artifact(ctx, digest, b, verify.Options{PublicKey: &f.key.PublicKey})
+		_, err := verify.Artifact(ctx, digest, b, verify.Options{Trusted: verify.KeyMaterial(&f.key.PublicKey)})
 		return err
 	}
 }
 
-// newRegistry starts go-containerregistry's in-memory registry on loopback, with or without the referrers API.
+// newRegistry starts a registry on loopback: with the referrers API, ssf's own (which lists a referrer's
+// artifactType as image-spec 1.1 says; go-containerregistry's lists the config media type); without it,
+// go-containerregistry's in-memory one, where clients use the fallback tag.
 func newRegistry(t *testing.T, referrers bool) (string, *requestLog) {
 	t.Helper()
 	log := &requestLog{}
-	h := registry.New(registry.Logger(discardLogger()), registry.WithReferrersSupport(referrers))
+	var h http.Handler = registry.New(registry.Logger(discardLogger()), registry.WithReferrersSupport(false))
+	if referrers {
+		r, err := ssfregistry.New(t.TempDir(), ssfregistry.WithInsecureLocalPushUnsafe(), ssfregistry.WithAnonymousPull(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h = r
+	}
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log.add(r.Method + " " + r.URL.Path)
 		h.ServeHTTP(w, r)
@@ -290,13 +300,13 @@ func TestPublish(t *testing.T) {
 			if len(att.Bundles) != 1 || !bytes.Equal(att.Bundles[0], f.bundle) {
 				t.Fatalf("fetched %d bundles", len(att.Bundles))
 			}
-			if _, err := verify.Artifact(ctx, art.SHA256, att.Bundles[0], verify.Options{PublicKey: &f.key.PublicKey}); err != nil {
+			if _, err := verify.Artifact(ctx, art.SHA256, att.Bundles[0], verify.Options{Trusted: verify.KeyMaterial(&f.key.PublicKey)}); err != nil {
 				t.Errorf("the fetched bundle does not verify for the artifact: %v", err)
 			}
 
 			// Publishing again changes nothing and is idempotent.
 			before := log.count("PUT")
-			pub2, err := oci.Publish(ctx, oci.PublishRequest{Dir: f.dir, Bundle: f.bundle, Repo: repo, Tag: tag})
+			pub2, err := oci.Publish(ctx, oci.PublishRequest{Dir: f.dir, Bundle: f.bundle, Repo: repo, Tag: tag, Verify: f.verifier()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -346,7 +356,7 @@ func TestPublishRefuses(t *testing.T) {
 			}
 			host, log := newRegistry(t, true)
 			repo, _, _ := oci.ParseTarget(host + "/x/y")
-			_, err := oci.Publish(ctx, oci.PublishRequest{Dir: f.dir, Bundle: f.bundle, Repo: repo})
+			_, err := oci.Publish(ctx, oci.PublishRequest{Dir: f.dir, Bundle: f.bundle, Repo: repo, Verify: f.verifier()})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Publish err = %v, want one containing %q", err, tt.want)
 			}
@@ -429,7 +439,7 @@ func TestPublishImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := verify.Artifact(ctx, imgDigest.Hex, att.Bundles[0], verify.Options{PublicKey: &f.key.PublicKey}); err != nil {
+	if _, err := verify.Artifact(ctx, imgDigest.Hex, att.Bundles[0], verify.Options{Trusted: verify.KeyMaterial(&f.key.PublicKey)}); err != nil {
 		t.Errorf("the image's bundle does not verify for it: %v", err)
 	}
 }
@@ -457,7 +467,7 @@ func TestFetchBundlesNone(t *testing.T) {
 	f := newFixture(t, map[string][]byte{"a": []byte("a")}, nil)
 	host, _ := newRegistry(t, true)
 	repo, _, _ := oci.ParseTarget(host + "/r")
-	pub, err := oci.Publish(context.Background(), oci.PublishRequest{Dir: f.dir, Bundle: f.bundle, Repo: repo})
+	pub, err := oci.Publish(context.Background(), oci.PublishRequest{Dir: f.dir, Bundle: f.bundle, Repo: repo, WithoutVerificationUnsafe: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func ExampleArtifact() {
 	}
 
 	res, err := verify.Artifact(ctx, digest, bundle, verify.Options{
-		PublicKey:    &key.PublicKey,
+		Trusted:      verify.KeyMaterial(&key.PublicKey),
 		BuilderID:    "https://ssf.dev/builders/local@v1",
 		SourceDigest: "gitCommit:0123456789abcdef0123456789abcdef01234567",
 	})
@@ -59,18 +59,25 @@ func ExampleArtifact() {
 		return
 	}
 	fmt.Println("verified", res.Subject.Name, "from pipeline", res.Provenance.PipelineName)
-	for _, c := range res.Checks[len(res.Checks)-3:] {
+	for _, c := range res.Checks[len(res.Checks)-6 : len(res.Checks)-4] {
 		fmt.Println("-", c)
+	}
+	fmt.Println("not checked:")
+	for _, u := range res.Unchecked {
+		fmt.Println("-", u)
 	}
 
 	// The same bundle says nothing about other bytes.
 	other := sha256.Sum256([]byte("tampered"))
-	_, err = verify.Artifact(ctx, hex.EncodeToString(other[:]), bundle, verify.Options{PublicKey: &key.PublicKey})
+	_, err = verify.Artifact(ctx, hex.EncodeToString(other[:]), bundle, verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)})
 	fmt.Println("other artifact rejected:", err != nil)
 	// Output:
 	// verified out/app from pipeline app
 	// - builder id is "https://ssf.dev/builders/local@v1"
 	// - source dependency has digest gitCommit:0123456789abcdef0123456789abcdef01234567
-	// - transparency log NOT checked (key-only verification; log entries, if any, are ignored)
+	// not checked:
+	// - builder image (the statement says nothing)
+	// - pipeline digest (the statement says "app" sha256:5d892b240fd0aac340c7de2a929817cfbff193c2b647ecf6973a722b3a66fce4)
+	// - params (the statement has 0)
 	// other artifact rejected: true
 }

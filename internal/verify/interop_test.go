@@ -140,7 +140,7 @@ func TestCosignInterop(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = verify.File(ctx, files[tt.file], bundle, verify.Options{PublicKey: pub, BuilderID: builderID})
+			_, err = verify.File(ctx, files[tt.file], bundle, verify.Options{Trusted: verify.KeyMaterial(pub), BuilderID: builderID})
 			if (err == nil) != tt.ok {
 				t.Errorf("ssf verify disagrees with cosign: err = %v, want ok = %v", err, tt.ok)
 			}

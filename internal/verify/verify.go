@@ -1,14 +1,29 @@
-// Package verify is ssf's one verifier of build evidence, used by ssf verify (and later by admission and publish).
+// Package verify is ssf's one verifier of build evidence: ssf verify FILE, ssf verify REF, ssf publish (and later
+// the admission controller) reach their verdict through it, so they cannot disagree.
 //
-// Given an artifact's sha256, a Sigstore bundle and a public key, it checks with sigstore-go that the bundle's DSSE
-// signature was made by that key, then checks itself that the payload is an in-toto statement about that artifact
-// with an ssf SLSA provenance v1 predicate, and any expectations the caller set (builder id, source digest).
+// # Trust
 //
-// # Never
+// The caller gives trusted material (sigstore-go's [root.TrustedMaterial]): today the factory's provenance key,
+// made with [KeyMaterial]; a CA and a transparency log plug in through the same type without changing this API.
+// sigstore-go checks the bundle's signature with it; this package then checks itself that the payload is an
+// in-toto statement about the artifact with an ssf SLSA provenance v1 predicate.
 //
-// This package never accepts a bundle without checking its signature, never accepts a statement about a different
-// artifact, and never treats an unset expectation as a silent wildcard: Result.Checks lists what was checked and
-// what was not.
+// # Expectations
+//
+// [Options] holds what the caller requires of the build: builder id, builder image, pipeline, params, source.
+// Each one set is checked; each one left unset is reported in [Result.Unchecked], never silently wildcarded.
+//
+// # Where artifacts come from
+//
+// [Artifact] takes a digest, [File] hashes a regular file itself, and [Reference] fetches the bundles attached
+// to a registry manifest (REGISTRY/REPO@sha256:HEX) and passes when one of them verifies for that manifest's
+// digest; unusable referrers are skipped and reported, never fatal by themselves.
+//
+// # What it must never do
+//
+// It must never accept a bundle without checking its signature against the trusted material, never accept a
+// statement about a different artifact, never treat an unset expectation as a silent wildcard, and never let a
+// registry's referrers (their number, size or shape) decide the verdict of a bundle that does verify.
 //
 // Key-only bundles carry no transparency log entry and no timestamp, so none is required here; a log entry a
 // bundle does carry is not checked, and Result.Checks says so.
@@ -16,10 +31,6 @@ package verify
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -28,12 +39,10 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
-	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/ssf-dev/ssf/internal/provenance"
 )
@@ -45,10 +54,10 @@ var ErrVerification = errors.New("verification failed")
 // InTotoPayloadType is the only DSSE payloadType accepted.
 const InTotoPayloadType = "application/vnd.in-toto+json"
 
-// Options are the verifier's expectations. PublicKey is required; an empty optional field is not checked, and
-// Result.Checks says so.
+// Options are the verifier's trust and expectations. Trusted is required; an empty expectation is not checked,
+// and Result.Unchecked says so.
 type Options struct {
-	PublicKey crypto.PublicKey // required: the factory's provenance key
+	Trusted root.TrustedMaterial // required: what signatures are checked against (see KeyMaterial)
 
 	// BuilderID, if set, must equal runDetails.builder.id.
 	BuilderID string
@@ -57,6 +66,16 @@ type Options struct {
 	// "gitCommit:abc…", "sha256:…") must equal that digest's ALG entry; a bare VALUE must equal one of its entries.
 	// Hex values compare case-insensitively.
 	SourceDigest string
+
+	// PipelineDigest, if set ("sha256:HEX"), must equal the pipeline file's digest the provenance records.
+	PipelineDigest string
+
+	// BuilderDigest, if set ("sha256:HEX"), must equal the digest of the resolvedDependency named "builder" (the
+	// builder image's manifest).
+	BuilderDigest string
+
+	// Params, if non-nil, must equal the build's params exactly: the same names with the same values.
+	Params map[string]string
 }
 
 // Result is what a successful verification established.
@@ -64,6 +83,28 @@ type Result struct {
 	Subject    provenance.Subject     // the statement's subject that is the artifact
 	Provenance *provenance.Provenance // the verified statement
 	Checks     []string               // what was checked, and what was deliberately not, in human words
+	Unchecked  []string               // every expectation the caller left unset, in human words
+}
+
+// Validate checks the options themselves (trusted material present and usable, expectations well formed), so a
+// caller can tell a malformed request from a failed verification before fetching anything.
+func (o Options) Validate() error {
+	if o.Trusted == nil {
+		return errors.New("verifying: no trusted material given (no public key)")
+	}
+	if km, ok := o.Trusted.(*keyMaterial); ok && km.err != nil {
+		return fmt.Errorf("verifying: %w", km.err)
+	}
+	if _, _, err := parseSourceDigest(o.SourceDigest); err != nil {
+		return err
+	}
+	if _, err := parseSHA256("pipeline digest", o.PipelineDigest); err != nil {
+		return err
+	}
+	if _, err := parseSHA256("builder digest", o.BuilderDigest); err != nil {
+		return err
+	}
+	return nil
 }
 
 // Artifact verifies bundleJSON (a Sigstore bundle) for the artifact whose sha256 is artifactSHA256 (hex).
@@ -72,16 +113,17 @@ func Artifact(ctx context.Context, artifactSHA256 string, bundleJSON []byte, opt
 		return nil, fmt.Errorf("verifying: artifact digest %q is not a sha256 hex digest", artifactSHA256)
 	}
 	artifactSHA256 = strings.ToLower(artifactSHA256)
-	if noKey(opts.PublicKey) {
-		return nil, errors.New("verifying: no public key given")
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
-	srcAlg, srcValue, err := parseSourceDigest(opts.SourceDigest)
+	srcAlg, srcValue, _ := parseSourceDigest(opts.SourceDigest)
+	pipelineHex, err := parseSHA256("pipeline digest", opts.PipelineDigest)
 	if err != nil {
 		return nil, err
 	}
-	keyVerifier, err := signature.LoadDefaultVerifier(opts.PublicKey)
+	builderHex, err := parseSHA256("builder digest", opts.BuilderDigest)
 	if err != nil {
-		return nil, fmt.Errorf("verifying: unusable public key: %w", err)
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -92,22 +134,17 @@ func Artifact(ctx context.Context, artifactSHA256 string, bundleJSON []byte, opt
 		return nil, fail("decoding Sigstore bundle: %w", err)
 	}
 
-	// Exactly one trusted key, whatever hint the bundle names: the hint is unsigned and only a label. cosign
-	// --key does the same.
-	key := root.NewExpiringKey(keyVerifier, time.Time{}, time.Time{})
-	trusted := root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) { return key, nil })
-	// A key-only bundle has no log entry and no timestamp to require.
-	v, err := sgverify.NewVerifier(trusted, sgverify.WithNoObserverTimestamps())
+	v, err := newSigstoreVerifier(opts.Trusted)
 	if err != nil {
-		return nil, fmt.Errorf("verifying: configuring sigstore-go: %w", err)
+		return nil, err
 	}
 	digest, _ := hex.DecodeString(artifactSHA256) // checked above
-	policy := sgverify.NewPolicy(sgverify.WithArtifactDigest("sha256", digest), sgverify.WithKey())
+	policy := sgverify.NewPolicy(sgverify.WithArtifactDigest("sha256", digest), identityPolicy(opts.Trusted))
 	if _, err := v.Verify(&b, policy); err != nil {
 		return nil, fail("sigstore-go rejected the bundle: %w", err)
 	}
 	checks := []string{
-		"bundle signature verified by sigstore-go with the given public key (the bundle's key hint is not trusted)",
+		"bundle signature verified by sigstore-go with the trusted material (the bundle's key hint is not trusted)",
 		"sigstore-go found the artifact's sha256 among the statement's subjects",
 	}
 
@@ -144,8 +181,9 @@ func Artifact(ctx context.Context, artifactSHA256 string, bundleJSON []byte, opt
 	}
 	checks = append(checks, "buildType is "+provenance.BuildType)
 
+	var unchecked []string
 	if opts.BuilderID == "" {
-		checks = append(checks, fmt.Sprintf("builder id NOT checked (no expectation given; statement says %q)", prov.BuilderID))
+		unchecked = append(unchecked, fmt.Sprintf("builder id (the statement says %q)", prov.BuilderID))
 	} else {
 		if prov.BuilderID != opts.BuilderID {
 			return nil, fail("builder id is %q, want %q", prov.BuilderID, opts.BuilderID)
@@ -153,8 +191,36 @@ func Artifact(ctx context.Context, artifactSHA256 string, bundleJSON []byte, opt
 		checks = append(checks, fmt.Sprintf("builder id is %q", opts.BuilderID))
 	}
 
+	if opts.BuilderDigest == "" {
+		unchecked = append(unchecked, "builder image (the statement says "+dependencyDigest(prov.Dependencies, "builder")+")")
+	} else {
+		got, err := matchDependency(prov.Dependencies, "builder", "sha256", builderHex)
+		if err != nil {
+			return nil, err
+		}
+		checks = append(checks, "builder image is "+got)
+	}
+
+	if opts.PipelineDigest == "" {
+		unchecked = append(unchecked, fmt.Sprintf("pipeline digest (the statement says %q sha256:%s)", prov.PipelineName, prov.PipelineDigest))
+	} else {
+		if prov.PipelineDigest != pipelineHex {
+			return nil, fail("pipeline digest is sha256:%s, want sha256:%s", prov.PipelineDigest, pipelineHex)
+		}
+		checks = append(checks, "pipeline digest is sha256:"+pipelineHex)
+	}
+
+	if opts.Params == nil {
+		unchecked = append(unchecked, fmt.Sprintf("params (the statement has %d)", len(prov.Params)))
+	} else {
+		if err := matchParams(prov.Params, opts.Params); err != nil {
+			return nil, err
+		}
+		checks = append(checks, fmt.Sprintf("params are exactly the %d expected", len(opts.Params)))
+	}
+
 	if opts.SourceDigest == "" {
-		checks = append(checks, "source digest NOT checked (no expectation given)")
+		unchecked = append(unchecked, "source digest (the statement says "+dependencyDigest(prov.Dependencies, provenance.SourceDependencyName)+")")
 	} else {
 		got, err := matchSource(prov.Dependencies, srcAlg, srcValue)
 		if err != nil {
@@ -162,9 +228,13 @@ func Artifact(ctx context.Context, artifactSHA256 string, bundleJSON []byte, opt
 		}
 		checks = append(checks, fmt.Sprintf("source dependency has digest %s", got))
 	}
-
+	for _, u := range unchecked {
+		what, says, _ := strings.Cut(u, " (")
+		checks = append(checks, what+" NOT checked (no expectation given; "+says)
+	}
 	checks = append(checks, "transparency log NOT checked (key-only verification; log entries, if any, are ignored)")
-	return &Result{Subject: subject, Provenance: prov, Checks: checks}, nil
+
+	return &Result{Subject: subject, Provenance: prov, Checks: checks, Unchecked: unchecked}, nil
 }
 
 // File verifies bundleJSON for the file at path. It hashes the file itself and refuses anything that is not a
@@ -217,22 +287,6 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// noKey reports a missing key, including a typed nil or an ECDSA key without a curve, which sigstore's key loader
-// would dereference.
-func noKey(k crypto.PublicKey) bool {
-	switch k := k.(type) {
-	case nil:
-		return true
-	case *ecdsa.PublicKey:
-		return k == nil || k.Curve == nil
-	case *rsa.PublicKey:
-		return k == nil || k.N == nil
-	case ed25519.PublicKey:
-		return len(k) == 0
-	}
-	return false
-}
-
 // parseSourceDigest splits "ALG:VALUE"; a value without a colon is bare (alg ""). An empty string is no expectation.
 func parseSourceDigest(s string) (alg, value string, err error) {
 	if s == "" {
@@ -246,6 +300,72 @@ func parseSourceDigest(s string) (alg, value string, err error) {
 		return "", "", fmt.Errorf("verifying: source digest %q: want ALG:VALUE (e.g. gitCommit:abc123) or a bare value", s)
 	}
 	return alg, value, nil
+}
+
+// parseSHA256 reads an expectation "sha256:HEX"; "" is no expectation.
+func parseSHA256(what, s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	h, ok := strings.CutPrefix(s, "sha256:")
+	if !ok || !provenance.IsSHA256Hex(strings.ToLower(h)) {
+		return "", fmt.Errorf("verifying: %s %q: want sha256:<64 hex digits>", what, s)
+	}
+	return strings.ToLower(h), nil
+}
+
+// matchParams requires the build's params to be exactly want.
+func matchParams(got, want map[string]string) error {
+	for k, w := range want {
+		g, ok := got[k]
+		if !ok {
+			return fail("param %q was not set by the build, want %q", k, w)
+		}
+		if g != w {
+			return fail("param %q is %q, want %q", k, g, w)
+		}
+	}
+	for k, g := range got {
+		if _, ok := want[k]; !ok {
+			return fail("param %q=%q was set by the build but not expected", k, g)
+		}
+	}
+	return nil
+}
+
+// dependencyDigest describes the digests of the one resolvedDependency called name, for messages.
+func dependencyDigest(deps []provenance.ResourceDescriptor, name string) string {
+	for _, d := range deps {
+		if d.Name == name {
+			return digestList(d.Digest)
+		}
+	}
+	return "nothing"
+}
+
+// matchDependency finds the one resolvedDependency called name and checks its alg digest.
+func matchDependency(deps []provenance.ResourceDescriptor, name, alg, value string) (string, error) {
+	var dep *provenance.ResourceDescriptor
+	for i := range deps {
+		if deps[i].Name != name {
+			continue
+		}
+		if dep != nil {
+			return "", fail("statement has more than one resolvedDependency named %q", name)
+		}
+		dep = &deps[i]
+	}
+	if dep == nil {
+		return "", fail("statement has no resolvedDependency named %q", name)
+	}
+	got, ok := dep.Digest[alg]
+	if !ok {
+		return "", fail("%s dependency has no %s digest (it has: %s)", name, alg, digestList(dep.Digest))
+	}
+	if !sameDigest(got, value) {
+		return "", fail("%s %s digest is %s, want %s", name, alg, got, value)
+	}
+	return alg + ":" + got, nil
 }
 
 // matchSource finds the one resolvedDependency named "source" and checks its digest.

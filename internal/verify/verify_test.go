@@ -180,81 +180,100 @@ func TestArtifact(t *testing.T) {
 		wantErr string // "" means verification must pass
 		notVerr bool   // the error is about the arguments, not a failed verification
 	}{
-		{name: "round trip", digest: digest, bundle: good, opts: verify.Options{PublicKey: &key.PublicKey}},
-		{name: "second subject", digest: sha256Hex(second), bundle: good, opts: verify.Options{PublicKey: &key.PublicKey}},
-		{name: "upper-case digest", digest: strings.ToUpper(digest), bundle: good, opts: verify.Options{PublicKey: &key.PublicKey}},
+		{name: "round trip", digest: digest, bundle: good, opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}},
+		{name: "second subject", digest: sha256Hex(second), bundle: good, opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}},
+		{name: "upper-case digest", digest: strings.ToUpper(digest), bundle: good, opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}},
 		{name: "all expectations", digest: digest, bundle: good, opts: verify.Options{
-			PublicKey: &key.PublicKey, BuilderID: builderID, SourceDigest: "gitCommit:" + gitCommit}},
+			Trusted: verify.KeyMaterial(&key.PublicKey), BuilderID: builderID, SourceDigest: "gitCommit:" + gitCommit}},
 		{name: "source digest sha256", digest: digest, bundle: good, opts: verify.Options{
-			PublicKey: &key.PublicKey, SourceDigest: "sha256:" + hexOther}},
+			Trusted: verify.KeyMaterial(&key.PublicKey), SourceDigest: "sha256:" + hexOther}},
 		{name: "source digest bare", digest: digest, bundle: good, opts: verify.Options{
-			PublicKey: &key.PublicKey, SourceDigest: gitCommit}},
+			Trusted: verify.KeyMaterial(&key.PublicKey), SourceDigest: gitCommit}},
 		{name: "source digest upper-case", digest: digest, bundle: good, opts: verify.Options{
-			PublicKey: &key.PublicKey, SourceDigest: "gitCommit:" + strings.ToUpper(gitCommit)}},
+			Trusted: verify.KeyMaterial(&key.PublicKey), SourceDigest: "gitCommit:" + strings.ToUpper(gitCommit)}},
 
-		{name: "wrong key", digest: digest, bundle: good, opts: verify.Options{PublicKey: &otherKey.PublicKey},
+		{name: "pipeline, builder image and params", digest: digest, bundle: good, opts: verify.Options{
+			Trusted: verify.KeyMaterial(&key.PublicKey), PipelineDigest: "sha256:" + sha256Hex([]byte("pipeline")),
+			BuilderDigest: "sha256:" + sha256Hex([]byte("img")), Params: map[string]string{"GOOS": "linux"}}},
+		{name: "pipeline digest mismatch", digest: digest, bundle: good, opts: verify.Options{
+			Trusted: verify.KeyMaterial(&key.PublicKey), PipelineDigest: "sha256:" + sha256Hex([]byte("other pipeline"))},
+			wantErr: "pipeline digest is sha256:" + sha256Hex([]byte("pipeline")) + ", want"},
+		{name: "builder image mismatch", digest: digest, bundle: good, opts: verify.Options{
+			Trusted: verify.KeyMaterial(&key.PublicKey), BuilderDigest: "sha256:" + hexOther},
+			wantErr: "builder sha256 digest is"},
+		{name: "param value mismatch", digest: digest, bundle: good, opts: verify.Options{
+			Trusted: verify.KeyMaterial(&key.PublicKey), Params: map[string]string{"GOOS": "darwin"}},
+			wantErr: `param "GOOS" is "linux", want "darwin"`},
+		{name: "param not expected", digest: digest, bundle: good, opts: verify.Options{
+			Trusted: verify.KeyMaterial(&key.PublicKey), Params: map[string]string{}},
+			wantErr: `param "GOOS"="linux" was set by the build but not expected`},
+		{name: "malformed pipeline digest", digest: digest, bundle: good, opts: verify.Options{
+			Trusted: verify.KeyMaterial(&key.PublicKey), PipelineDigest: sha256Hex([]byte("pipeline"))},
+			wantErr: "want sha256:<64 hex digits>", notVerr: true},
+
+		{name: "wrong key", digest: digest, bundle: good, opts: verify.Options{Trusted: verify.KeyMaterial(&otherKey.PublicKey)},
 			wantErr: "sigstore-go rejected"},
-		{name: "tampered payload", digest: digest, opts: verify.Options{PublicKey: &key.PublicKey},
+		{name: "tampered payload", digest: digest, opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)},
 			bundle:  replacePayload(t, good, statement(otherBuilder)),
 			wantErr: "sigstore-go rejected"},
 		{name: "tampered signature", digest: digest, bundle: flipSignatureByte(t, good),
-			opts: verify.Options{PublicKey: &key.PublicKey}, wantErr: "sigstore-go rejected"},
-		{name: "signature removed", digest: digest, opts: verify.Options{PublicKey: &key.PublicKey},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}, wantErr: "sigstore-go rejected"},
+		{name: "signature removed", digest: digest, opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)},
 			bundle:  editBundle(t, good, func(env map[string]any) { env["signatures"] = []any{} }),
 			wantErr: "sigstore-go rejected"},
-		{name: "signature duplicated", digest: digest, opts: verify.Options{PublicKey: &key.PublicKey},
+		{name: "signature duplicated", digest: digest, opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)},
 			bundle: editBundle(t, good, func(env map[string]any) {
 				sigs := env["signatures"].([]any)
 				env["signatures"] = append(sigs, sigs[0])
 			}),
 			wantErr: "sigstore-go rejected"},
-		{name: "payloadType changed", digest: digest, opts: verify.Options{PublicKey: &key.PublicKey},
+		{name: "payloadType changed", digest: digest, opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)},
 			bundle:  editBundle(t, good, func(env map[string]any) { env["payloadType"] = "application/json" }),
 			wantErr: "sigstore-go rejected"},
 		{name: "artifact not a subject", digest: sha256Hex([]byte("something else")), bundle: good,
-			opts: verify.Options{PublicKey: &key.PublicKey}, wantErr: "sigstore-go rejected"},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}, wantErr: "sigstore-go rejected"},
 		{name: "wrong builder id", digest: digest, bundle: good,
-			opts: verify.Options{PublicKey: &key.PublicKey, BuilderID: "https://ssf.dev/builders/other"}, wantErr: "builder id is"},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey), BuilderID: "https://ssf.dev/builders/other"}, wantErr: "builder id is"},
 		{name: "signed by the key, other builder", digest: digest, bundle: signBuild(t, key, otherBuilder),
-			opts: verify.Options{PublicKey: &key.PublicKey, BuilderID: builderID}, wantErr: "builder id is"},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey), BuilderID: builderID}, wantErr: "builder id is"},
 		{name: "source digest mismatch", digest: digest, bundle: good,
-			opts: verify.Options{PublicKey: &key.PublicKey, SourceDigest: "gitCommit:" + strings.Repeat("f", 40)}, wantErr: "source gitCommit digest is"},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey), SourceDigest: "gitCommit:" + strings.Repeat("f", 40)}, wantErr: "source gitCommit digest is"},
 		{name: "source digest bare mismatch", digest: digest, bundle: good,
-			opts: verify.Options{PublicKey: &key.PublicKey, SourceDigest: strings.Repeat("f", 40)}, wantErr: "none of the source"},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey), SourceDigest: strings.Repeat("f", 40)}, wantErr: "none of the source"},
 		{name: "source digest other algorithm", digest: digest, bundle: good,
-			opts: verify.Options{PublicKey: &key.PublicKey, SourceDigest: "sha512:" + gitCommit}, wantErr: "no sha512 digest"},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey), SourceDigest: "sha512:" + gitCommit}, wantErr: "no sha512 digest"},
 		{name: "source digest is another dependency's", digest: digest, bundle: good,
-			opts: verify.Options{PublicKey: &key.PublicKey, SourceDigest: "sha256:" + sha256Hex([]byte("img"))}, wantErr: "source sha256 digest is"},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey), SourceDigest: "sha256:" + sha256Hex([]byte("img"))}, wantErr: "source sha256 digest is"},
 		{name: "no source dependency", digest: digest, bundle: signBuild(t, key, noSource),
-			opts: verify.Options{PublicKey: &key.PublicKey, SourceDigest: gitCommit}, wantErr: "no resolvedDependency"},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey), SourceDigest: gitCommit}, wantErr: "no resolvedDependency"},
 		{name: "two source dependencies", digest: digest, bundle: signBuild(t, key, twoSources),
-			opts: verify.Options{PublicKey: &key.PublicKey, SourceDigest: gitCommit}, wantErr: "more than one"},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey), SourceDigest: gitCommit}, wantErr: "more than one"},
 		{name: "other build type", digest: digest, bundle: signStatement(t, key, []byte(otherBuildType)),
-			opts: verify.Options{PublicKey: &key.PublicKey}, wantErr: "buildType"},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}, wantErr: "buildType"},
 		{name: "other predicate type", digest: digest, bundle: signStatement(t, key, []byte(otherPredicate)),
-			opts: verify.Options{PublicKey: &key.PublicKey}, wantErr: "predicateType"},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}, wantErr: "predicateType"},
 		{name: "signed non-in-toto payload", digest: digest,
 			bundle: signDSSE(t, key, "application/json", statement(testBuild(artifact))),
-			opts:   verify.Options{PublicKey: &key.PublicKey}, wantErr: "sigstore-go rejected"},
+			opts:   verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}, wantErr: "sigstore-go rejected"},
 		{name: "message signature over the artifact", digest: digest, bundle: msgSigJSON,
-			opts: verify.Options{PublicKey: &key.PublicKey}, wantErr: "not a DSSE envelope"},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}, wantErr: "not a DSSE envelope"},
 		{name: "garbage bundle", digest: digest, bundle: []byte("not json"),
-			opts: verify.Options{PublicKey: &key.PublicKey}, wantErr: "decoding Sigstore bundle"},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}, wantErr: "decoding Sigstore bundle"},
 		{name: "empty bundle", digest: digest, bundle: []byte("{}"),
-			opts: verify.Options{PublicKey: &key.PublicKey}, wantErr: "decoding Sigstore bundle"},
-		{name: "bundle v0.4", digest: digest, opts: verify.Options{PublicKey: &key.PublicKey},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}, wantErr: "decoding Sigstore bundle"},
+		{name: "bundle v0.4", digest: digest, opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)},
 			bundle:  []byte(strings.Replace(string(good), "bundle.v0.3+json", "bundle.v0.4+json", 1)),
 			wantErr: "decoding Sigstore bundle"},
 
 		{name: "no key", digest: digest, bundle: good, wantErr: "no public key", notVerr: true},
-		{name: "typed nil key", digest: digest, bundle: good, opts: verify.Options{PublicKey: (*ecdsa.PublicKey)(nil)},
+		{name: "typed nil key", digest: digest, bundle: good, opts: verify.Options{Trusted: verify.KeyMaterial((*ecdsa.PublicKey)(nil))},
 			wantErr: "no public key", notVerr: true},
-		{name: "unsupported key", digest: digest, bundle: good, opts: verify.Options{PublicKey: "not a key"},
+		{name: "unsupported key", digest: digest, bundle: good, opts: verify.Options{Trusted: verify.KeyMaterial("not a key")},
 			wantErr: "unusable public key", notVerr: true},
 		{name: "bad artifact digest", digest: "sha256:" + digest, bundle: good,
-			opts: verify.Options{PublicKey: &key.PublicKey}, wantErr: "not a sha256 hex digest", notVerr: true},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}, wantErr: "not a sha256 hex digest", notVerr: true},
 		{name: "malformed source digest", digest: digest, bundle: good,
-			opts: verify.Options{PublicKey: &key.PublicKey, SourceDigest: ":abc"}, wantErr: "ALG:VALUE", notVerr: true},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey), SourceDigest: ":abc"}, wantErr: "ALG:VALUE", notVerr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -298,11 +317,45 @@ func checkChecks(t *testing.T, checks []string, opts verify.Options) {
 			t.Errorf("checks do not mention %q:\n%s", want, all)
 		}
 	}
-	if got := strings.Contains(all, "builder id NOT checked"); got != (opts.BuilderID == "") {
-		t.Errorf("builder id expectation %q but checks say:\n%s", opts.BuilderID, all)
+	for _, e := range []struct {
+		name string
+		set  bool
+	}{
+		{"builder id", opts.BuilderID != ""}, {"builder image", opts.BuilderDigest != ""},
+		{"pipeline digest", opts.PipelineDigest != ""}, {"params", opts.Params != nil},
+		{"source digest", opts.SourceDigest != ""},
+	} {
+		if got := strings.Contains(all, e.name+" NOT checked"); got == e.set {
+			t.Errorf("%s expectation set %v but checks say:\n%s", e.name, e.set, all)
+		}
 	}
-	if got := strings.Contains(all, "source digest NOT checked"); got != (opts.SourceDigest == "") {
-		t.Errorf("source digest expectation %q but checks say:\n%s", opts.SourceDigest, all)
+}
+
+// Every expectation left unset is listed in Result.Unchecked, and none that was set.
+func TestUncheckedExpectationsAreReported(t *testing.T) {
+	key := newKey(t)
+	artifact := []byte("artifact")
+	good := signBuild(t, key, testBuild(artifact))
+	res, err := verify.Artifact(context.Background(), sha256Hex(artifact), good, verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`builder id (the statement says "` + builderID + `")`,
+		"builder image (the statement says sha256:" + sha256Hex([]byte("img")) + ")",
+		`pipeline digest (the statement says "hello" sha256:` + sha256Hex([]byte("pipeline")) + ")",
+		"params (the statement has 1)",
+		"source digest (the statement says gitCommit:" + gitCommit + ", sha256:" + hexOther + ")",
+	}
+	if strings.Join(res.Unchecked, "\n") != strings.Join(want, "\n") {
+		t.Errorf("unchecked:\n%s\nwant:\n%s", strings.Join(res.Unchecked, "\n"), strings.Join(want, "\n"))
+	}
+	res, err = verify.Artifact(context.Background(), sha256Hex(artifact), good, verify.Options{
+		Trusted: verify.KeyMaterial(&key.PublicKey), BuilderID: builderID, BuilderDigest: "sha256:" + sha256Hex([]byte("img")),
+		PipelineDigest: "sha256:" + sha256Hex([]byte("pipeline")), Params: map[string]string{"GOOS": "linux"}, SourceDigest: gitCommit,
+	})
+	if err != nil || len(res.Unchecked) != 0 {
+		t.Errorf("every expectation set: unchecked %q, err %v", res.Unchecked, err)
 	}
 }
 
@@ -323,7 +376,7 @@ func TestFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	bundle := signBuild(t, key, testBuild(artifact))
-	opts := verify.Options{PublicKey: &key.PublicKey, BuilderID: builderID}
+	opts := verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey), BuilderID: builderID}
 	canceled, cancel := context.WithCancel(context.Background())
 	cancel()
 
@@ -376,7 +429,7 @@ func TestPublicKeyFromPEM(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := verify.Artifact(context.Background(), sha256Hex(artifact), signBuild(t, key, testBuild(artifact)),
-		verify.Options{PublicKey: pub}); err != nil {
+		verify.Options{Trusted: verify.KeyMaterial(pub)}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -390,7 +443,7 @@ func FuzzArtifact(f *testing.F) {
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","verificationMaterial":{"publicKey":{"hint":"x"}},"dsseEnvelope":{}}`))
 	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","verificationMaterial":{"publicKey":{}},"messageSignature":{"messageDigest":{"algorithm":"SHA2_256","digest":""},"signature":""}}`))
-	opts := verify.Options{PublicKey: &key.PublicKey, BuilderID: builderID, SourceDigest: "gitCommit:" + gitCommit}
+	opts := verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey), BuilderID: builderID, SourceDigest: "gitCommit:" + gitCommit}
 	digest := sha256Hex(artifact)
 	f.Fuzz(func(t *testing.T, bundle []byte) {
 		res, err := verify.Artifact(context.Background(), digest, bundle, opts)

@@ -1,0 +1,53 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ssf-dev/ssf/internal/oci"
+)
+
+// ReferenceResult is what a successful verification of a registry manifest established.
+type ReferenceResult struct {
+	Result
+	Ref     string  // REGISTRY/REPO@sha256:HEX that was verified
+	Skipped []error // referrers that were not used (another kind, oversized, malformed, not verifying), and why
+}
+
+// ErrBadReference is wrapped when a reference is not REGISTRY/REPO@sha256:HEX: a usage error, not a failed check.
+var ErrBadReference = errors.New("not a registry reference by digest")
+
+// Reference verifies the manifest ref (REGISTRY/REPO@sha256:HEX, as ssf publish prints) against the Sigstore
+// bundles attached to it as OCI referrers (or through the sha256-HEX fallback tag): it passes when one of them
+// verifies, as Artifact does, for the manifest's digest. Referrers of another artifactType are ignored; oversized
+// or malformed ones, and bundles that do not verify, are skipped and listed in ReferenceResult.Skipped, and decide
+// nothing by themselves. When none verifies the error wraps ErrVerification and gives every reason.
+func Reference(ctx context.Context, ref string, opts Options, reg ...oci.RegistryOption) (*ReferenceResult, error) {
+	att, err := oci.FetchBundles(ctx, ref, reg...)
+	if errors.Is(err, oci.ErrBadReference) {
+		return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
+	}
+	if err != nil && !errors.Is(err, oci.ErrNoBundles) {
+		return nil, err
+	}
+	digest := strings.TrimPrefix(att.Subject.DigestStr(), "sha256:")
+	var fails []error
+	for i, b := range att.Bundles {
+		res, err := Artifact(ctx, digest, b, opts)
+		if err != nil && !errors.Is(err, ErrVerification) {
+			return nil, err // the expectations themselves are malformed: no bundle can pass
+		}
+		if err != nil {
+			fails = append(fails, fmt.Errorf("bundle %d of %d: %w", i+1, len(att.Bundles), err))
+			continue
+		}
+		return &ReferenceResult{Result: *res, Ref: att.Subject.String(), Skipped: append(fails, att.Skipped...)}, nil
+	}
+	fails = append(fails, att.Skipped...)
+	if len(att.Bundles) == 0 {
+		return nil, fail("%s: %w", att.Subject, errors.Join(append([]error{oci.ErrNoBundles}, att.Skipped...)...))
+	}
+	return nil, fail("%s: none of its %d bundles verified: %w", att.Subject, len(att.Bundles), errors.Join(fails...))
+}
