@@ -5,17 +5,25 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 
+	"github.com/ssf-dev/ssf/internal/durable"
 	"github.com/ssf-dev/ssf/internal/sandbox"
 )
 
 // A running build holds an exclusive lock on $SSF_HOME/runs/<invocation>.json, which names its temporary
 // directories. A build killed outright (SIGKILL, power loss) cannot clean up after itself; the next build finds its
 // record unlocked and removes what it left: containers, the work directory and the staging directory.
+//
+// A record is never visible unlocked while its build lives: it is created under a temporary name that sweeps
+// ignore, locked, written and synced, and only then renamed to <invocation>.json (the lock belongs to the open file,
+// so it survives the rename). Were it created under its final name and locked afterwards, a concurrent build's
+// sweep could lock it in between, find it empty, and delete it; the build would then run with no record, and a
+// later kill -9 of it would leave its containers and directories behind for good.
 
 // runRecord is what a build's lock file says about it.
 type runRecord struct {
@@ -28,25 +36,55 @@ func (h Home) runsDir() string { return filepath.Join(h.Dir, "runs") }
 
 // runLock is a running build's record, locked for as long as the build runs.
 type runLock struct {
-	f   *os.File
-	rec runRecord
+	f    *os.File
+	path string // the record's visible name
+	rec  runRecord
 }
 
-// lockRun creates and locks the record of a starting build.
+// runRecordCreated, when set by a test, runs after a record's file is created and before it is locked: the moment
+// a concurrent sweep must not be able to take it.
+var runRecordCreated func()
+
+// lockRun creates, locks and writes the record of a starting build, and only then gives it its visible name.
 func (h Home) lockRun(rec runRecord) (*runLock, error) {
 	if err := os.MkdirAll(h.runsDir(), 0o700); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(h.runsDir(), rec.Invocation+".json"), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	path := filepath.Join(h.runsDir(), rec.Invocation+".json")
+	tmp := filepath.Join(h.runsDir(), "."+rec.Invocation+".json.tmp") // not *.json: sweeps never look at it
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	fail := func(err error) (*runLock, error) {
+		os.Remove(tmp)
 		f.Close()
 		return nil, err
 	}
-	l := &runLock{f: f, rec: rec}
-	return l, l.update(func(*runRecord) {})
+	if runRecordCreated != nil {
+		runRecordCreated()
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fail(err)
+	}
+	l := &runLock{f: f, path: path, rec: rec}
+	if err := l.update(func(*runRecord) {}); err != nil {
+		return fail(err)
+	}
+	// The final name must not exist (invocation ids are random): a hard link would refuse it, but the rename is
+	// what keeps the lock and the name on one inode with no unlocked moment.
+	if _, err := os.Lstat(path); err == nil {
+		return fail(fmt.Errorf("run record %q already exists", path))
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fail(err)
+	}
+	if err := durable.SyncDir(h.runsDir()); err != nil {
+		os.Remove(path)
+		f.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
 // update changes the record and writes it through to disk.
@@ -56,10 +94,11 @@ func (l *runLock) update(change func(*runRecord)) error {
 	if err != nil {
 		return err
 	}
-	if err := l.f.Truncate(0); err != nil {
+	// Written over the old record and then cut to length, so the record is never empty, even after a crash.
+	if _, err := l.f.WriteAt(data, 0); err != nil {
 		return err
 	}
-	if _, err := l.f.WriteAt(data, 0); err != nil {
+	if err := l.f.Truncate(int64(len(data))); err != nil {
 		return err
 	}
 	return l.f.Sync()
@@ -67,7 +106,7 @@ func (l *runLock) update(change func(*runRecord)) error {
 
 // release removes the record of a build that cleaned up after itself.
 func (l *runLock) release() {
-	os.Remove(l.f.Name())
+	os.Remove(l.path)
 	l.f.Close()
 }
 
@@ -91,8 +130,20 @@ func (h Home) sweepLeftovers(ctx context.Context, runtime *sandbox.Runc, log *li
 			f.Close() // a running build
 			continue
 		}
+		// The lock is on the file we opened; if the name has since gone to another file (or none), leave it.
+		if !samePath(f, path) {
+			f.Close()
+			continue
+		}
+		data, _ := io.ReadAll(io.LimitReader(f, 1<<20))
+		if len(data) == 0 {
+			// Records get their name only once written, and are never cut short after, so an empty one is
+			// damage (or an older ssf's); it names nothing to clean.
+			os.Remove(path)
+			f.Close()
+			continue
+		}
 		var rec runRecord
-		data, _ := os.ReadFile(path)
 		if json.Unmarshal(data, &rec) == nil && rec.Invocation+".json" == e.Name() {
 			if err := cleanRun(ctx, runtime, rec); err != nil {
 				log.printf("could not remove the leftovers of interrupted build %s: %v", rec.Invocation, err)
@@ -104,6 +155,16 @@ func (h Home) sweepLeftovers(ctx context.Context, runtime *sandbox.Runc, log *li
 		os.Remove(path)
 		f.Close()
 	}
+}
+
+// samePath reports whether path still names the file f has open.
+func samePath(f *os.File, path string) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Lstat(path)
+	return err == nil && os.SameFile(a, b)
 }
 
 // cleanRun deletes an interrupted build's containers and directories. It only removes directories that have the
