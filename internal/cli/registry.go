@@ -75,6 +75,11 @@ false elsewhere.
 Basic auth sends the password with every request, so ssf only accepts credentials over TLS or from loopback
 clients, and refuses to listen on a non-loopback address without --tls-cert and --tls-key.
 
+Limits: a client address may hold 128 connections and all clients together 4096; request headers must arrive
+within 10 s, idle connections close after 60 s, and bodies must move at 64 KiB/s on average after 30 s, with
+no pause over 30 s (large pushes are not cut off). A client address with 5 failed logins waits before its next
+try (429 with Retry-After, doubling up to 15 min).
+
 Requests are logged to stderr. Exit status 2 for bad flags.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -108,7 +113,7 @@ Requests are logged to stderr. Exit status 2 for bad flags.`,
 			if err != nil {
 				return err
 			}
-			srv := &http.Server{Handler: reg, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+			srv := registry.NewServer(reg, logger)
 			if certFile != "" {
 				cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 				if err != nil {
@@ -120,6 +125,8 @@ Requests are logged to stderr. Exit status 2 for bad flags.`,
 			if err != nil {
 				return fmt.Errorf("listening on %q: %w", addr, err)
 			}
+			// Bounded before TLS, so that a client holding many connections costs no handshakes either.
+			ln = registry.LimitListener(ln, registry.DefaultMaxConnsPerClient, registry.DefaultMaxConns)
 			scheme := "http"
 			if srv.TLSConfig != nil {
 				ln = tls.NewListener(ln, srv.TLSConfig)

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"io/fs"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -104,14 +104,46 @@ type upload struct {
 
 var uploadIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
-// uploadLock serialises requests on one upload session. The locks are striped by the id's hash rather than kept
-// per id, so that requests naming made-up ids cannot grow a map without bound.
-func (r *Registry) uploadLock(id string) func() {
-	h := fnv.New32a()
-	h.Write([]byte(id))
-	mu := &r.locks[h.Sum32()%uint32(len(r.locks))]
-	mu.Lock()
-	return mu.Unlock
+// sessionLocks serialises requests on one upload session, with one lock per session in use: a request whose
+// body stalls holds up only its own session (and is cut off by the transfer limits). Entries live only while a
+// request holds or waits for them, so made-up ids cannot grow the map beyond the requests in flight.
+type sessionLocks struct {
+	mu sync.Mutex
+	m  map[string]*sessionLock
+}
+
+type sessionLock struct {
+	held chan struct{} // a token while locked
+	refs int
+}
+
+// lock waits for the session's lock, or for ctx to end (the client went away).
+func (s *sessionLocks) lock(ctx context.Context, id string) (func(), error) {
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = map[string]*sessionLock{}
+	}
+	l := s.m[id]
+	if l == nil {
+		l = &sessionLock{held: make(chan struct{}, 1)}
+		s.m[id] = l
+	}
+	l.refs++
+	s.mu.Unlock()
+	release := func() {
+		s.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(s.m, id)
+		}
+		s.mu.Unlock()
+	}
+	select {
+	case l.held <- struct{}{}:
+		return func() { <-l.held; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
 }
 
 func (r *Registry) newUpload(ctx context.Context, name string) (string, error) {
@@ -245,7 +277,11 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, name st
 		return
 	}
 	// Monolithic upload: the body is the whole blob.
-	unlock := r.uploadLock(id)
+	unlock, err := r.sessions.lock(ctx, id)
+	if err != nil {
+		r.removeUpload(id)
+		return
+	}
 	defer unlock()
 	u, err := r.loadUpload(name, id)
 	if err != nil || u == nil {
@@ -285,7 +321,14 @@ func (r *Registry) mount(ctx context.Context, name, from string, hasFrom bool, d
 // openUpload locks and loads the upload session id of repository name. When it returns false it has answered the
 // request (unknown session, or an error); otherwise the caller must call unlock.
 func (r *Registry) openUpload(w http.ResponseWriter, req *http.Request, name, id string) (*upload, func(), bool) {
-	unlock := r.uploadLock(id)
+	if !uploadIDRE.MatchString(id) {
+		writeError(w, http.StatusNotFound, codeBlobUploadUnknown, fmt.Sprintf("no upload %q in repository %q", trimmed(id), name))
+		return nil, nil, false
+	}
+	unlock, err := r.sessions.lock(req.Context(), id)
+	if err != nil {
+		return nil, nil, false // the client went away
+	}
 	u, err := r.loadUpload(name, id)
 	if err != nil {
 		unlock()
@@ -409,6 +452,11 @@ func (r *Registry) appendChunk(ctx context.Context, id string, u *upload, req *h
 	fail := func(status int, code, msg string) (int, string, string) {
 		f.Truncate(u.Offset)
 		return status, code, msg
+	}
+	if isTimeout(err) {
+		return fail(http.StatusRequestTimeout, codeBlobUploadInvalid, fmt.Sprintf(
+			"reading chunk: cut off after %d bytes: bodies must arrive at %d bytes/s on average after %s, with no pause over %s",
+			n, r.limits.minRate, r.limits.grace, r.limits.stall))
 	}
 	if err != nil {
 		return fail(http.StatusBadRequest, codeBlobUploadInvalid, fmt.Sprintf("reading chunk: %v", err))

@@ -29,4 +29,11 @@
 //     [WithInsecureLocalPushUnsafe], and even then only from a loopback client.
 //   - Buffer a whole blob: blobs stream between the network and files; only manifests (at most 4 MiB) are
 //     read into memory.
+//   - Let one client starve the others: connections are bounded per client address and in total
+//     ([LimitListener]), headers and idle connections time out ([NewServer]), bodies must keep up a minimum
+//     rate, a stalled upload holds only its own session's lock, and the referrers list is paged with each
+//     descriptor's annotations bounded, so no push can make a listing (or its memory) large.
+//   - Make passwords cheap to guess or names cheap to probe: an unknown user costs the same bcrypt work as a
+//     wrong password, password checks run at most one per CPU, and a client address that keeps failing is
+//     told to wait (429) without a check.
 package registry

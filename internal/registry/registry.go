@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -18,13 +17,14 @@ const MaxManifestSize = 4 << 20
 
 // Registry is an OCI distribution-spec v1.1 registry over a directory. It is an http.Handler serving /v2/.
 type Registry struct {
-	store  store
-	cfg    config
-	users  *users
-	log    *slog.Logger
-	locks  [64]sync.Mutex // see uploadLock
-	nowFor func() time.Time
-	auth   *authLimiter
+	store    store
+	cfg      config
+	users    *users
+	log      *slog.Logger
+	sessions sessionLocks
+	nowFor   func() time.Time
+	auth     *authLimiter
+	limits   transferLimits
 	// referrersPage bounds one referrers response (defaultReferrersPage when 0); tests make it small.
 	referrersPage int
 }
@@ -100,7 +100,8 @@ func New(dir string, opts ...Option) (*Registry, error) {
 	if dir == "" {
 		return nil, errors.New("registry directory is empty")
 	}
-	r := &Registry{store: store{dir: dir}, cfg: cfg, log: cfg.logger, nowFor: time.Now, auth: newAuthLimiter(time.Now)}
+	r := &Registry{store: store{dir: dir}, cfg: cfg, log: cfg.logger, nowFor: time.Now, auth: newAuthLimiter(time.Now),
+		limits: defaultTransferLimits()}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -163,12 +164,16 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	rc     *http.ResponseController // nil: no write deadlines
+	lim    transferLimits
 }
 
 func (s *statusWriter) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code
 	}
+	// The handler may have worked for long (hashing, fsync) since the request began.
+	s.extendWrite(0)
 	s.ResponseWriter.WriteHeader(code)
 }
 
@@ -176,25 +181,42 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
+	s.extendWrite(len(b))
 	n, err := s.ResponseWriter.Write(b)
 	s.bytes += int64(n)
 	return n, err
 }
 
-// ReadFrom keeps io.Copy's sendfile path for blob downloads.
+// ReadFrom keeps io.Copy's sendfile path for blob downloads, in chunks that each get their write deadline.
 func (s *statusWriter) ReadFrom(src io.Reader) (int64, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
-	n, err := io.Copy(s.ResponseWriter, src)
-	s.bytes += n
-	return n, err
+	var total int64
+	for {
+		s.extendWrite(writeChunk)
+		n, err := io.Copy(s.ResponseWriter, io.LimitReader(src, writeChunk))
+		total += n
+		s.bytes += n
+		if err != nil || n < writeChunk {
+			return total, err
+		}
+	}
 }
 
 // ServeHTTP routes /v2/ requests.
 func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := r.nowFor()
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &statusWriter{ResponseWriter: w, lim: r.limits}
+	// Deadlines come from the transfer limits, per request; a writer without deadline support (a test's
+	// recorder) leaves them unbounded.
+	rc := http.NewResponseController(w)
+	if rc.SetWriteDeadline(time.Now().Add(r.limits.grace)) == nil {
+		sw.rc = rc
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body = &bodyReader{ReadCloser: req.Body, rc: rc, lim: r.limits, start: time.Now(), now: time.Now}
+	}
 	user := r.serve(sw, req)
 	r.log.Info("registry request", "method", req.Method, "path", req.URL.Path, "status", sw.status,
 		"bytes", sw.bytes, "user", user, "remote", req.RemoteAddr, "duration", r.nowFor().Sub(start))

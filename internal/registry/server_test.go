@@ -1,0 +1,228 @@
+package registry
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// dialFrom opens a TCP connection to addr from the loopback address local (127.0.0.0/8 is all loopback on
+// Linux, so each address is a distinct client).
+func dialFrom(t *testing.T, local, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil // refused or reset: the limit closed it before the handshake was seen
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// served sends GET /v2/ on c and reports whether an HTTP 200 came back (false: the connection was closed).
+func served(t *testing.T, c net.Conn) bool {
+	t.Helper()
+	if c == nil {
+		return false
+	}
+	c.SetDeadline(time.Now().Add(30 * time.Second)) // a failure detector only: answers take milliseconds
+	if _, err := io.WriteString(c, "GET /v2/ HTTP/1.1\r\nHost: registry\r\n\r\n"); err != nil {
+		return false
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("no answer and no close within 30 s")
+		}
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// TestConnectionLimits is issue 6 A14: 20,000 idle connections from one client exhausted the file limit and
+// the registry stopped answering. Connections past the per-client bound are closed at once, other clients are
+// still served, and the total bound holds too.
+func TestConnectionLimits(t *testing.T) {
+	reg, err := New(t.TempDir(), WithAnonymousPull(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const perClient, total = 4, 10
+	srv := NewServer(reg, nil)
+	go srv.Serve(LimitListener(ln, perClient, total))
+	t.Cleanup(func() { srv.Close() })
+	addr := ln.Addr().String()
+
+	// One client opens 20 connections and holds them: only perClient are served.
+	var hog []net.Conn
+	for range 20 {
+		hog = append(hog, dialFrom(t, "127.0.0.2", addr))
+	}
+	n := 0
+	var held net.Conn
+	for _, c := range hog {
+		if served(t, c) {
+			n++
+			held = c
+		}
+	}
+	if n != perClient {
+		t.Fatalf("one client got %d connections served, want %d", n, perClient)
+	}
+	// Another client is still served, on several connections.
+	for range perClient {
+		if !served(t, dialFrom(t, "127.0.0.3", addr)) {
+			t.Fatal("a second client was not served while the first held its connections")
+		}
+	}
+	// The total bound: 8 are open, 2 more fit, then nobody new gets in until one closes.
+	if !served(t, dialFrom(t, "127.0.0.4", addr)) || !served(t, dialFrom(t, "127.0.0.4", addr)) {
+		t.Fatal("connections under the total bound were refused")
+	}
+	if served(t, dialFrom(t, "127.0.0.5", addr)) {
+		t.Fatalf("a connection past the total bound of %d was served", total)
+	}
+	held.Close()
+	// The server notices the close when its read fails; retry until the slot is free (bounded).
+	ok := false
+	for range 100 {
+		if served(t, dialFrom(t, "127.0.0.5", addr)) {
+			ok = true
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !ok {
+		t.Fatal("a closed connection's slot was never freed")
+	}
+}
+
+// trickle is a request body that sends one byte per tick until stopped, recording how much it sent.
+type trickle struct {
+	tick time.Duration
+	max  int
+	sent atomic.Int64
+}
+
+func (tr *trickle) Read(p []byte) (int, error) {
+	if int(tr.sent.Load()) >= tr.max {
+		return 0, io.EOF
+	}
+	time.Sleep(tr.tick)
+	p[0] = 'x'
+	tr.sent.Add(1)
+	return 1, nil
+}
+
+// TestTricklingBodyCutOff is issue 6 A14: a body that arrives slower than the minimum rate is cut off after the
+// grace period, and nothing of it is stored.
+func TestTricklingBodyCutOff(t *testing.T) {
+	tr := newTestRegistry(t)
+	tr.reg.limits = transferLimits{grace: 300 * time.Millisecond, stall: 300 * time.Millisecond, minRate: 1 << 10}
+	resp := tr.do("POST", "/v2/r/blobs/uploads/", nil)
+	expect(t, resp, http.StatusAccepted, "")
+	loc := resp.Header.Get("Location")
+	// 1 byte per 20 ms is 50 B/s, far below 1 KiB/s; the whole body would take 10 s.
+	body := &trickle{tick: 20 * time.Millisecond, max: 500}
+	req, err := http.NewRequest("PATCH", tr.srv.URL+loc, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = int64(body.max)
+	resp, err = http.DefaultClient.Do(req)
+	if err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode < 400 {
+			t.Fatalf("a trickling body was accepted: %s %s", resp.Status, b)
+		}
+		if !bytes.Contains(b, []byte("cut off")) {
+			t.Fatalf("answer to a trickling body does not say it was cut off: %s %s", resp.Status, b)
+		}
+	}
+	if sent := body.sent.Load(); sent >= int64(body.max) {
+		t.Fatalf("the whole trickling body (%d bytes) was read", sent)
+	}
+	// The session is still there with nothing acknowledged.
+	resp = tr.do("GET", loc, nil)
+	expect(t, resp, http.StatusNoContent, "")
+	if resp.Header.Get("Range") != "0-0" {
+		t.Fatalf("after the cut-off: Range %q, want 0-0", resp.Header.Get("Range"))
+	}
+}
+
+// stall is a request body that sends nothing until released.
+type stall struct{ release chan struct{} }
+
+func (s *stall) Read(p []byte) (int, error) {
+	<-s.release
+	return 0, io.ErrUnexpectedEOF
+}
+
+// TestStalledUploadsDoNotBlockOthers is issue 6 A15: 100 stalled PATCHes froze most other sessions, because
+// upload sessions shared 64 striped locks held while a body was read. Other sessions' uploads must complete.
+func TestStalledUploadsDoNotBlockOthers(t *testing.T) {
+	dir := t.TempDir()
+	reg, err := New(dir, WithInsecureLocalPushUnsafe(), WithAnonymousPull(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stalled bodies are not cut off during this test, so only locking can hold the others up.
+	reg.limits = transferLimits{grace: time.Hour, stall: time.Hour, minRate: 1}
+	const stalled = 200
+	var entered sync.WaitGroup
+	entered.Add(stalled)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method == "PATCH" && req.Header.Get("X-Stall") != "" {
+			entered.Done()
+		}
+		reg.ServeHTTP(w, req)
+	}))
+	t.Cleanup(srv.Close)
+	tr := &testRegistry{t: t, reg: reg, srv: srv, dir: dir}
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(release); wg.Wait() })
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 0, MaxIdleConnsPerHost: stalled}}
+	for range stalled {
+		resp := tr.do("POST", "/v2/r/blobs/uploads/", nil)
+		expect(t, resp, http.StatusAccepted, "")
+		loc := resp.Header.Get("Location")
+		wg.Go(func() {
+			req, _ := http.NewRequest("PATCH", srv.URL+loc, &stall{release: release})
+			req.ContentLength = 1 << 20
+			req.Header.Set("X-Stall", "1")
+			if resp, err := client.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		})
+	}
+	entered.Wait()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second) // a failure detector: uploads take ms
+	defer cancel()
+	for i := range 20 {
+		blob := []byte(fmt.Sprintf("blob %d", i))
+		resp := tr.do("POST", "/v2/r/blobs/uploads/", nil)
+		expect(t, resp, http.StatusAccepted, "")
+		req, _ := http.NewRequestWithContext(ctx, "PUT", srv.URL+resp.Header.Get("Location")+"?digest="+sha(blob), bytes.NewReader(blob))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("upload %d while %d others stall: %v", i, stalled, err)
+		}
+		expect(t, resp, http.StatusCreated, "")
+	}
+}
