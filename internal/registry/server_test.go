@@ -90,8 +90,10 @@ func TestConnectionLimits(t *testing.T) {
 		}
 	}
 	// The total bound: 8 are open, 2 more fit, then nobody new gets in until one closes.
-	if !served(t, dialFrom(t, "127.0.0.4", addr)) || !served(t, dialFrom(t, "127.0.0.4", addr)) {
-		t.Fatal("connections under the total bound were refused")
+	for range total - 2*perClient {
+		if !served(t, dialFrom(t, "127.0.0.4", addr)) {
+			t.Fatal("a connection under the total bound was refused")
+		}
 	}
 	if served(t, dialFrom(t, "127.0.0.5", addr)) {
 		t.Fatalf("a connection past the total bound of %d was served", total)
