@@ -372,6 +372,19 @@ func TestStepRunsUnprivileged(t *testing.T) {
 	if rest := strings.SplitN(p.output("id"), "\n", 3)[2]; rest != "" {
 		t.Errorf("step could %q (want no mount, read-only root, no user namespace)", rest)
 	}
+
+	// The provenance records the same isolation, as the control plane set it, for a verifier or policy to require.
+	internal := p.statement()["predicate"].(map[string]any)["buildDefinition"].(map[string]any)["internalParameters"].(map[string]any)
+	tasks, _ := internal["tasks"].(map[string]any)
+	iso, _ := tasks["priv"].(map[string]any)
+	seccomp, _ := iso["seccompProfile"].(map[string]any)
+	capSet, _ := iso["capabilities"].([]any)
+	if iso["network"] != "none" || iso["readOnlyRoot"] != true || iso["hostUid"] != float64(uid) || iso["hostGid"] != float64(uid) ||
+		capSet == nil || len(capSet) != 0 || iso["noNewPrivileges"] != true || len(fmt.Sprint(seccomp["sha256"])) != 64 ||
+		iso["memoryBytes"] != float64(4<<30) || iso["pids"] != float64(1024) || iso["diskBytes"] == nil ||
+		iso["runtime"] != "runc" || !strings.HasPrefix(fmt.Sprint(iso["runtimeVersion"]), "runc version") || iso["timeoutSeconds"] != float64(1800) {
+		t.Errorf("internalParameters.tasks.priv = %v", iso)
+	}
 }
 
 func TestSymlinkOutputFailsTheBuild(t *testing.T) {

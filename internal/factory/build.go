@@ -195,6 +195,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		p: p, params: params, src: src, rootfs: rootfs, runtime: runtime, work: work,
 		invocation: invocation, uid: uid.id, lease: uid, log: log, maxOutput: cfg.MaxOutputBytes,
 		verified: map[string][]Output{}, logs: map[string]string{},
+		runtimeName: cfg.Runtime, isolation: map[string]provenance.TaskIsolation{},
 	}
 	if err := b.run(ctx); err != nil {
 		log.printf("build failed: nothing was signed and %s was left as it was", req.Out)
@@ -223,6 +224,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 			"runtime": runtime.Version(), "uid": fmt.Sprint(b.uid), "network": "none",
 			"seccomp": "true", // sandbox.Start refuses to run without it
 		},
+		Tasks: b.isolation,
 		Dependencies: []provenance.ResourceDescriptor{res.Source, {
 			Name:      "builder",
 			URI:       "oci:" + res.Builder,
@@ -404,6 +406,9 @@ type build struct {
 	mu       sync.Mutex
 	verified map[string][]Output // task -> its outputs, hashed by us
 	logs     map[string]string   // task -> path of its log
+
+	runtimeName string                              // the OCI runtime as configured
+	isolation   map[string]provenance.TaskIsolation // task -> how it was isolated, from its runtime spec
 }
 
 // run executes the tasks in dependency order, each as soon as the tasks it needs are done, and stops everything
@@ -545,6 +550,12 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 		return fmt.Errorf("task %q: %w", t.Name, err)
 	}
 	defer ctr.Close()
+	// Read back before any step runs: the spec the runtime applied, for the provenance.
+	iso, err := isolationOf(filepath.Join(dir, "bundle"))
+	if err != nil {
+		return fmt.Errorf("task %q: %w", t.Name, err)
+	}
+	iso = withSettings(iso, b.runtimeName, b.runtime.Version(), b.lease.limits.Disk, t.Timeout)
 	taskStart := time.Now()
 	b.log.printf("task %s started (container %s, timeout %s)", t.Name, ctr.ID(), t.Timeout)
 
@@ -577,6 +588,7 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 	b.mu.Lock()
 	b.verified[t.Name] = outputs
 	b.logs[t.Name] = logPath
+	b.isolation[t.Name] = iso
 	b.mu.Unlock()
 	return nil
 }

@@ -34,7 +34,8 @@ type Provenance struct {
 	SourceURI      string
 
 	BuilderVersion map[string]string
-	Internal       map[string]string // internalParameters; non-string values as their JSON text
+	Internal       map[string]string // internalParameters; non-string values as their JSON text; not "tasks"
+	Tasks          map[string]TaskIsolation // internalParameters.tasks, for ssf's BuildType
 	Dependencies   []ResourceDescriptor
 	Byproducts     []ResourceDescriptor
 }
@@ -103,6 +104,15 @@ func Parse(statement []byte) (*Provenance, error) {
 	if p.BuildType == BuildType {
 		if err := p.readExternal(bd.GetExternalParameters()); err != nil {
 			return nil, fmt.Errorf("%w: buildDefinition.externalParameters: %w", ErrInvalid, err)
+		}
+		if tasks, ok := p.Internal["tasks"]; ok {
+			if err := json.Unmarshal([]byte(tasks), &p.Tasks); err != nil {
+				return nil, fmt.Errorf("%w: buildDefinition.internalParameters.tasks: %w", ErrInvalid, err)
+			}
+			delete(p.Internal, "tasks")
+			if len(p.Internal) == 0 {
+				p.Internal = nil
+			}
 		}
 	}
 	return p, nil

@@ -48,8 +48,8 @@ const PredicateType = "https://slsa.dev/provenance/v1"
 //	  "source":   {"uri": <where the source came from>}
 //	}
 //
-// internalParameters (set by the factory, not by the tenant): a flat object of strings such as
-// {"runtime": "runc", "runtimeVersion": "1.2.0", "uid": "65534"}; omitted when empty.
+// internalParameters (set by the factory, not by the tenant): strings such as {"runtime": "runc version 1.2.0",
+// "uid": "100000"}, and "tasks": {<task name>: TaskIsolation, ...}, how each task was isolated; omitted when empty.
 //
 // resolvedDependencies lists the source first (named "source"), then the builder image ("builder"), then the
 // pipeline file itself ("pipeline", with its bytes as content), then fetched dependencies.
@@ -86,18 +86,50 @@ type Build struct {
 	StartedOn      time.Time
 	FinishedOn     time.Time
 	PipelineName   string
-	PipelinePath   string            // as given, informative
-	PipelineDigest string            // sha256 hex of the pipeline file
+	PipelinePath   string // as given, informative
+	PipelineDigest string // sha256 hex of the pipeline file
 	// PipelineContent is the pipeline file's bytes. When set, the statement records the file as the
 	// resolvedDependency PipelineDependencyName with this content, and its sha256 must be PipelineDigest.
 	PipelineContent []byte
-	PipelineURI     string // uri of that dependency (where the file was read), informative
-	Params         map[string]string // every param value
-	SourceURI      string
-	Internal       map[string]string    // internalParameters (e.g. runtime, runtimeVersion, uid)
-	Dependencies   []ResourceDescriptor // resolvedDependencies: source first, then builder image
-	Subjects       []Subject            // outputs
-	Byproducts     []ResourceDescriptor // e.g. task logs
+	PipelineURI     string            // uri of that dependency (where the file was read), informative
+	Params          map[string]string // every param value
+	SourceURI       string
+	Internal        map[string]string        // internalParameters (e.g. runtime, runtimeVersion, uid)
+	Tasks           map[string]TaskIsolation // internalParameters.tasks: how each task was isolated
+	Dependencies    []ResourceDescriptor     // resolvedDependencies: source first, then builder image
+	Subjects        []Subject                // outputs
+	Byproducts      []ResourceDescriptor     // e.g. task logs
+}
+
+// TaskIsolation is how the control plane isolated one task: facts it set itself (read back from the runtime spec
+// it handed the OCI runtime, and its own configuration), never claims a step made. A verifier or a policy can
+// require them (network "none", readOnlyRoot, no capabilities, a known seccomp profile digest, limits).
+type TaskIsolation struct {
+	// Network is "none" when the task had a network namespace of its own, holding only its loopback.
+	Network string `json:"network"`
+	// ReadOnlyRoot is true when the root file system (the builder image) was mounted read-only.
+	ReadOnlyRoot bool `json:"readOnlyRoot"`
+	// HostUID and HostGID are what the steps ran as on the host: leased host-wide for the build, unique among
+	// running builds, in a range no account, group or subordinate range overlaps.
+	HostUID uint32 `json:"hostUid"`
+	HostGID uint32 `json:"hostGid"`
+	// Capabilities is every capability in any of the process's sets (bounding, effective, permitted, inheritable,
+	// ambient); empty means none.
+	Capabilities []string `json:"capabilities"`
+	// NoNewPrivileges is the no_new_privs bit: setuid binaries cannot raise privileges.
+	NoNewPrivileges bool `json:"noNewPrivileges"`
+	// SeccompProfile is the digest of the seccomp profile applied: the sha256 of the JSON encoding of the
+	// runtime spec's linux.seccomp object, as handed to the runtime. Empty if none was applied.
+	SeccompProfile Digest `json:"seccompProfile,omitempty"`
+	// MemoryBytes and Pids are the task's cgroup limits; DiskBytes bounds its writable paths together.
+	MemoryBytes int64 `json:"memoryBytes"`
+	Pids        int64 `json:"pids"`
+	DiskBytes   int64 `json:"diskBytes,omitempty"`
+	// TimeoutSeconds is the task's timeout, after which its container was killed.
+	TimeoutSeconds int64 `json:"timeoutSeconds"`
+	// Runtime is the OCI runtime (as configured) and RuntimeVersion the first line of its --version.
+	Runtime        string `json:"runtime"`
+	RuntimeVersion string `json:"runtimeVersion"`
 }
 
 // Subject is one output of a build: its name and the sha256 the control plane computed.
@@ -129,8 +161,19 @@ func Statement(b Build) ([]byte, error) {
 		return nil, fmt.Errorf("building provenance: externalParameters: %w", err)
 	}
 	var internal *structpb.Struct
-	if len(b.Internal) > 0 {
-		if internal, err = structpb.NewStruct(anyMap(b.Internal)); err != nil {
+	if len(b.Internal) > 0 || len(b.Tasks) > 0 {
+		fields := anyMap(b.Internal)
+		if len(b.Tasks) > 0 {
+			if _, ok := fields["tasks"]; ok {
+				return nil, fmt.Errorf("building provenance: internalParameters: \"tasks\" is given twice")
+			}
+			tasks, err := jsonValue(b.Tasks)
+			if err != nil {
+				return nil, fmt.Errorf("building provenance: internalParameters.tasks: %w", err)
+			}
+			fields["tasks"] = tasks
+		}
+		if internal, err = structpb.NewStruct(fields); err != nil {
 			return nil, fmt.Errorf("building provenance: internalParameters: %w", err)
 		}
 	}
@@ -289,6 +332,20 @@ func descriptors(in []ResourceDescriptor) ([]*intoto.ResourceDescriptor, error) 
 			return nil, fmt.Errorf("%d (%q): %w", i, d.Name, err)
 		}
 		out = append(out, rd)
+	}
+	return out, nil
+}
+
+// jsonValue turns v into the generic form structpb accepts, through its JSON encoding (so the struct tags name
+// the fields).
+func jsonValue(v any) (any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var out any
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

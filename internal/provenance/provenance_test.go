@@ -379,3 +379,36 @@ func TestStatementRecordsPipeline(t *testing.T) {
 		t.Errorf("content that does not match the digest: err = %v", err)
 	}
 }
+
+// How each task was isolated is recorded in internalParameters.tasks, with the field names docs/build-type.md
+// gives, and read back by Parse.
+func TestStatementRecordsTaskIsolation(t *testing.T) {
+	b := testBuild()
+	iso := TaskIsolation{
+		Network: "none", ReadOnlyRoot: true, HostUID: 100007, HostGID: 100007, Capabilities: []string{},
+		NoNewPrivileges: true, SeccompProfile: Digest{"sha256": hexB}, MemoryBytes: 4 << 30, Pids: 1024,
+		DiskBytes: 20 << 30, TimeoutSeconds: 1800, Runtime: "runc", RuntimeVersion: "runc version 1.1.5",
+	}
+	b.Tasks = map[string]TaskIsolation{"build": iso}
+	st, err := Statement(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"tasks":{"build":{"capabilities":[],"diskBytes":21474836480,"hostGid":100007,"hostUid":100007,` +
+		`"memoryBytes":4294967296,"network":"none","noNewPrivileges":true,"pids":1024,"readOnlyRoot":true,` +
+		`"runtime":"runc","runtimeVersion":"runc version 1.1.5","seccompProfile":{"sha256":"` + hexB + `"},"timeoutSeconds":1800}}`
+	if !strings.Contains(string(st), want) {
+		t.Errorf("statement does not contain\n%s\n%s", want, st)
+	}
+	p, err := Parse(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(p.Tasks, b.Tasks) || !reflect.DeepEqual(p.Internal, b.Internal) {
+		t.Errorf("Parse: tasks %+v, internal %v", p.Tasks, p.Internal)
+	}
+	b.Internal = map[string]string{"tasks": "x"}
+	if _, err := Statement(b); err == nil {
+		t.Error("tasks given twice: no error")
+	}
+}
