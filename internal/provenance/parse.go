@@ -34,7 +34,7 @@ type Provenance struct {
 	SourceURI      string
 
 	BuilderVersion map[string]string
-	Internal       map[string]string // internalParameters; non-string values as their JSON text; not "tasks"
+	Internal       map[string]string        // internalParameters; non-string values as their JSON text; not "tasks"
 	Tasks          map[string]TaskIsolation // internalParameters.tasks, for ssf's BuildType
 	Dependencies   []ResourceDescriptor
 	Byproducts     []ResourceDescriptor
