@@ -35,10 +35,11 @@ func (c *Container) oomKills() int64 {
 func (c *Container) limitHit(oomBefore int64) error {
 	if dir := memoryCgroup(c.cfg.CgroupParent, c.id); dir != "" {
 		if kills, own := oomKilled(dir); kills > oomBefore {
-			if own || c.cfg.CgroupParent == "" {
+			build := buildMemoryLimit(c.cfg.CgroupParent)
+			if c.cfg.CgroupParent == "" || own && c.cfg.Memory < build {
 				return &LimitError{Resource: "memory", Limit: c.cfg.Memory, Scope: "its task's"}
 			}
-			return &LimitError{Resource: "memory", Limit: buildMemoryLimit(c.cfg.CgroupParent), Setting: "maxBuildMemoryBytes", Scope: "its build's total"}
+			return &LimitError{Resource: "memory", Limit: build, Setting: "maxBuildMemoryBytes", Scope: "its build's total"}
 		}
 	}
 	if c.cfg.Disk != nil && c.cfg.Disk.Full() {
