@@ -348,3 +348,75 @@ func TestPublishImageOutput(t *testing.T) {
 		t.Errorf("cosign rejected the image %s: %v\n%s", imageRef, err, out)
 	}
 }
+
+// ssf publish verifies the bundle before it pushes anything: by default against the local factory's key, or
+// --key. A bundle another factory signed exits 1 and leaves the registry untouched.
+func TestPublishVerifiesBeforePushing(t *testing.T) {
+	p, pub := built(t)
+	reg := startRegistry(t)
+	otherKey := otherFactoryKey(t, p) // also initialises p.dir/otherhome
+	otherHome := filepath.Join(p.dir, "otherhome")
+	noHome := filepath.Join(p.dir, "nohome")
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		want string
+	}{
+		{"local factory is another factory", []string{"SSF_HOME=" + otherHome}, nil, 1, "verification failed"},
+		{"--key of another factory", nil, []string{"--key", otherKey}, 1, "verification failed"},
+		{"no local factory and no --key", []string{"SSF_HOME=" + noHome}, nil, 2, "give --key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			repo := "refused/" + strings.ReplaceAll(strings.ReplaceAll(tt.name, " ", "-"), "--", "")
+			env := append(reg.env(true), tt.env...)
+			r := ssfEnv(t, p.tmp, env, append([]string{"publish", p.out, "--to", reg.host + "/" + repo + ":v1"}, tt.args...)...)
+			if r.code != tt.code || !strings.Contains(r.stderr, tt.want) {
+				t.Fatalf("exit %d, want %d with %q:\n%s%s", r.code, tt.code, tt.want, r.stdout, r.stderr)
+			}
+			if resp, body := reg.get(t, repo+"/tags/list", true); resp.StatusCode != http.StatusNotFound {
+				t.Errorf("a refused publish left %s in the registry: %s %s", repo, resp.Status, body)
+			}
+		})
+	}
+	// The same build, verified with the factory that made it, goes up.
+	for _, args := range [][]string{nil, {"--key", pub}} {
+		r := ssfEnv(t, p.tmp, reg.env(true), append([]string{"publish", p.out, "--to", reg.host + "/accepted/app"}, args...)...)
+		if r.code != 0 || !strings.HasPrefix(lastLine(r.stdout), reg.host+"/accepted/app@sha256:") {
+			t.Errorf("publish %v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
+// A step that writes an OCI layout whose index.json names an image it does not contain (any image anywhere) does
+// not get that image named in signed provenance: the build fails, naming the output and the missing manifest.
+func TestBuildRefusesForgedImageOutput(t *testing.T) {
+	p := newProject(t, `
+    - name: pack
+      steps:
+        - name: copy
+          run: cp image.tar "$SSF_OUTPUTS/image.tar"
+      outputs: [image.tar]
+`)
+	forged := "sha256:" + strings.Repeat("ab", 32)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "index.json"), []byte(`{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"`+forged+`","size":1234}]}`), 0o644)
+	var tarball bytes.Buffer
+	if _, err := oci.WriteTree(context.Background(), &tarball, dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	p.write()
+	if err := os.WriteFile(filepath.Join(p.src, "image.tar"), tarball.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := p.build()
+	if r.code != 1 || !strings.Contains(r.stderr, `output "image.tar"`) || !strings.Contains(r.stderr, forged+", which is not in the tarball") {
+		t.Fatalf("exit %d, want 1 naming the output and %s:\n%s%s", r.code, forged, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(p.out, "attestations")); !os.IsNotExist(err) {
+		t.Errorf("a refused build left provenance in %s", p.out)
+	}
+}

@@ -1,11 +1,22 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/ssf-dev/ssf/internal/sign"
 )
 
 const simpleTask = `
@@ -246,5 +257,142 @@ func TestCosignAcceptsBuild(t *testing.T) {
 	}
 	if out, err := run(tampered); err == nil {
 		t.Errorf("cosign accepted a tampered file:\n%s", out)
+	}
+}
+
+// --pipeline-digest pins the pipeline file; -v names every expectation that was not given.
+func TestVerifyPipelineDigestAndUnchecked(t *testing.T) {
+	p, pub := built(t)
+	bundle := filepath.Join(p.out, "attestations", "provenance.sigstore.json")
+	pipeline, err := os.ReadFile(p.pipeline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(pipeline)
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	artifact := filepath.Join(p.out, "artifact")
+	base := []string{"verify", artifact, "--bundle", bundle, "--key", pub}
+
+	r := ssf(t, p.tmp, append(base, "--pipeline-digest", digest, "-v")...)
+	if r.code != 0 || !strings.Contains(r.stderr, "pipeline digest is "+digest) {
+		t.Fatalf("right pipeline digest: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	other := "sha256:" + strings.Repeat("0", 64)
+	r = ssf(t, p.tmp, append(base, "--pipeline-digest", other)...)
+	if r.code != 1 || !strings.Contains(r.stderr, "pipeline digest is "+digest+", want "+other) {
+		t.Errorf("wrong pipeline digest: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = ssf(t, p.tmp, append(base, "--pipeline-digest", strings.Repeat("0", 64))...)
+	if r.code != 2 || !strings.Contains(r.stderr, "sha256:<64 hex digits>") {
+		t.Errorf("malformed pipeline digest: exit %d, want 2\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	r = ssf(t, p.tmp, append(base, "-v")...)
+	if r.code != 0 {
+		t.Fatalf("verify -v: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{
+		"not checked: builder id", "require it with --builder-id",
+		"not checked: builder image", "require it with --builder-digest",
+		"not checked: pipeline digest", "require it with --pipeline-digest",
+		"not checked: params", "require it with --param",
+		"not checked: source digest", "require it with --source-digest",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("verify -v does not say %q:\n%s", want, r.stderr)
+		}
+	}
+	r = ssf(t, p.tmp, append(base, "-v", "--pipeline-digest", digest)...)
+	if strings.Contains(r.stderr, "not checked: pipeline digest") {
+		t.Errorf("a checked pipeline digest is listed as not checked:\n%s", r.stderr)
+	}
+}
+
+// hangingRegistry accepts connections on loopback and, with trickle, answers each request with headers and then
+// one byte of body every interval, forever; without it, never answers at all. It returns host:port.
+func hangingRegistry(t *testing.T, trickle time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() { close(done); ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				if trickle > 0 {
+					buf := make([]byte, 4096)
+					c.Read(buf)
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n")
+				}
+				tick := time.NewTicker(max(trickle, time.Second))
+				defer tick.Stop()
+				for {
+					select {
+					case <-done:
+						return
+					case <-tick.C:
+						if trickle > 0 {
+							if _, err := c.Write([]byte(" ")); err != nil {
+								return
+							}
+						}
+					}
+				}
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// A registry that never answers, or trickles a byte now and then, cannot hold ssf verify: --timeout ends the
+// first, --deadline the second, each with a message that says so.
+func TestVerifyReferenceTimesOut(t *testing.T) {
+	tmp := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := sign.PublicKeyPEM(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := filepath.Join(tmp, "key.pub")
+	if err := os.WriteFile(pub, pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	digest := "@sha256:" + strings.Repeat("a", 64)
+	tests := []struct {
+		name    string
+		trickle time.Duration
+		flags   []string
+		want    string
+	}{
+		{"silent", 0, []string{"--timeout", "1s", "--deadline", "15s"}, "registry made no progress: nothing from GET"},
+		{"trickling", 300 * time.Millisecond, []string{"--timeout", "2s", "--deadline", "3s"}, "did not finish within --deadline 3s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			host := hangingRegistry(t, tt.trickle)
+			start := time.Now()
+			r := ssf(t, tmp, append([]string{"verify", host + "/r" + digest, "--key", pub}, tt.flags...)...)
+			took := time.Since(start)
+			if r.code != 1 || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("exit %d, want 1 with %q:\n%s%s", r.code, tt.want, r.stdout, r.stderr)
+			}
+			if took > 20*time.Second {
+				t.Errorf("took %s", took)
+			}
+		})
+	}
+	if r := ssf(t, tmp, "verify", "127.0.0.1:1/r"+digest, "--key", pub, "--timeout", "0s"); r.code != 2 {
+		t.Errorf("--timeout 0s: exit %d, want 2\n%s", r.code, r.stderr)
 	}
 }
