@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -128,5 +129,33 @@ func TestRegistryServesTLS(t *testing.T) {
 	ls.Env = push.Env
 	if r := runCmd(t, ls); r.code != 0 || strings.TrimSpace(r.stdout) != "v1" {
 		t.Errorf("crane ls over TLS: exit %d, tags %q\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// --insecure-local (push without credentials) is refused with exit 2 on any address that is not loopback,
+// even with TLS configured: the flag's safety rests on only local processes reaching the port (issue 6 A20).
+func TestInsecureLocalNeedsLoopback(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	certPath, keyPath, _ := selfSigned(t, dir)
+	env := []string{"SSF_HOME=" + home}
+	if r := ssfEnv(t, dir, env, "init"); r.code != 0 {
+		t.Fatalf("init: %s", r.stderr)
+	}
+	for _, addr := range []string{"0.0.0.0:0", "[::]:0", "192.0.2.1:5000"} {
+		t.Run(addr, func(t *testing.T) {
+			// A bound on a broken check, which would serve until killed; the refusal takes milliseconds.
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, ssfBin, "registry", "serve", "--addr", addr, "--insecure-local",
+				"--tls-cert", certPath, "--tls-key", keyPath)
+			cmd.Env = append(os.Environ(), append(env, "TMPDIR="+dir)...)
+			r := runCmd(t, cmd)
+			if r.code != 2 || !strings.Contains(r.stderr, "--insecure-local needs a loopback --addr") ||
+				!strings.Contains(r.stderr, addr) {
+				t.Fatalf("registry serve --addr %s --insecure-local: exit %d, want 2 naming the flag and address\n%s%s",
+					addr, r.code, r.stdout, r.stderr)
+			}
+		})
 	}
 }

@@ -653,3 +653,34 @@ func TestCrashSafety(t *testing.T) {
 		t.Fatalf("GC counted the temporary file: %+v", st)
 	}
 }
+
+// TestManifestBlobsMustBeInRepository is issue 6 A20: a manifest may name only blobs linked in its own
+// repository. A blob pushed to another repository (which the pusher may not be able to read there) is unknown
+// until mounted or pushed here, for the config and for each layer, and the refused manifest stores nothing.
+func TestManifestBlobsMustBeInRepository(t *testing.T) {
+	tr := newTestRegistry(t)
+	cfg, layer := []byte(`{"os":"linux"}`), []byte("a layer only in repository a")
+	cd, ld := tr.pushBlob("a", cfg), tr.pushBlob("a", layer)
+	own := tr.pushBlob("b", []byte("b's own layer"))
+	ownCfg := tr.pushBlob("b", []byte(`{"os":"b"}`))
+	for name, m := range map[string]map[string]any{
+		"config elsewhere": image(cd, len(cfg), map[string]int{own: len("b's own layer")}, nil),
+		"layer elsewhere":  image(ownCfg, len(`{"os":"b"}`), map[string]int{ld: len(layer)}, nil),
+	} {
+		before := storedFiles(t, filepath.Join(tr.dir, "repos", "b"))
+		_, resp := tr.pushManifest("b", "v1", m)
+		if body := expect(t, resp, http.StatusBadRequest, codeManifestBlobUnknown); !bytes.Contains(body, []byte(`in repository \"b\"`)) {
+			t.Fatalf("%s: message does not name the repository: %s", name, body)
+		}
+		if after := storedFiles(t, filepath.Join(tr.dir, "repos", "b")); !slices.Equal(before, after) {
+			t.Fatalf("%s: a refused manifest changed repository b: %v -> %v", name, before, after)
+		}
+	}
+	expect(t, tr.do("GET", "/v2/b/manifests/v1", nil), http.StatusNotFound, codeManifestUnknown)
+	// Mounted into b, the same manifest is accepted.
+	for _, d := range []string{cd, ld} {
+		expect(t, tr.do("POST", "/v2/b/blobs/uploads/?mount="+d+"&from=a", nil), http.StatusCreated, "")
+	}
+	_, resp := tr.pushManifest("b", "v1", image(cd, len(cfg), map[string]int{ld: len(layer)}, nil))
+	expect(t, resp, http.StatusCreated, "")
+}
