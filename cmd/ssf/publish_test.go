@@ -19,7 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/ssf-dev/ssf/internal/oci"
+	"github.com/ssf-dev/ssf/internal/archive"
 )
 
 // interopTool finds an external tool: $env, then .tools/NAME in the module root, then $PATH. Without it the
@@ -319,7 +319,7 @@ func TestPublishImageOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	var tarball bytes.Buffer
-	if _, err := oci.WriteTree(context.Background(), &tarball, string(lp), nil); err != nil {
+	if _, err := archive.WriteTree(context.Background(), &tarball, string(lp), nil); err != nil {
 		t.Fatal(err)
 	}
 	p.write()
@@ -405,7 +405,7 @@ func TestBuildRefusesForgedImageOutput(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
 	os.WriteFile(filepath.Join(dir, "index.json"), []byte(`{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"`+forged+`","size":1234}]}`), 0o644)
 	var tarball bytes.Buffer
-	if _, err := oci.WriteTree(context.Background(), &tarball, dir, nil); err != nil {
+	if _, err := archive.WriteTree(context.Background(), &tarball, dir, nil); err != nil {
 		t.Fatal(err)
 	}
 	p.write()

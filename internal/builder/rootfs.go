@@ -14,8 +14,8 @@ import (
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ssf-dev/ssf/internal/archive"
 	"github.com/ssf-dev/ssf/internal/durable"
-	"github.com/ssf-dev/ssf/internal/oci"
 )
 
 // mountPoints are the directories Rootfs makes sure every root filesystem has, because the sandbox mounts
@@ -112,7 +112,7 @@ func (s *Store) unpack(ctx context.Context, digest, dest string) error {
 
 // extractLayer extracts the layer blob into dest in one pass, hashing what it reads, and fails if the blob's size
 // or digest is not the descriptor's. What was extracted before a mismatch is discovered is only ever in dest,
-// which the caller then removes; oci.Extract keeps even a hostile layer inside dest. A digest mismatch is
+// which the caller then removes; archive.Extract keeps even a hostile layer inside dest. A digest mismatch is
 // reported in preference to the extraction error it may have caused, since it is the cause.
 func (s *Store) extractLayer(ctx context.Context, layer v1.Descriptor, dest string) error {
 	want := string(layer.Digest)
@@ -127,7 +127,7 @@ func (s *Store) extractLayer(ctx context.Context, layer v1.Descriptor, dest stri
 	defer f.Close()
 	h := sha256.New()
 	r := io.TeeReader(io.LimitReader(f, layer.Size+1), h)
-	extractErr := oci.Extract(ctx, r, dest, oci.ExtractOptions{Sync: true})
+	extractErr := archive.Extract(ctx, r, dest, archive.ExtractOptions{Sync: true})
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -3,7 +3,7 @@
 // # Storing
 //
 // [Store.Import] turns a directory into a single-layer image (an uncompressed, deterministic tar layer made by
-// [oci.WriteTree], a config with no timestamps and a manifest) and stores it content-addressed in an OCI image
+// [archive.WriteTree], a config with no timestamps and a manifest) and stores it content-addressed in an OCI image
 // layout, so that the same tree always gets the same digest, on any host and under any name. Names live only in
 // the layout's index.json, as org.opencontainers.image.ref.name annotations; they are for people.
 //
@@ -42,8 +42,8 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ssf-dev/ssf/internal/archive"
 	"github.com/ssf-dev/ssf/internal/durable"
-	"github.com/ssf-dev/ssf/internal/oci"
 )
 
 // ErrNotFound means that the store holds no image with the digest asked for.
@@ -171,10 +171,10 @@ func (s *Store) Import(ctx context.Context, rootfs, name string) (Image, error) 
 	if !info.IsDir() {
 		return Image{}, fmt.Errorf("importing builder image %q from %q: not a directory", name, rootfs)
 	}
-	var stats oci.TreeStats
+	var stats archive.TreeStats
 	layer, err := s.writeBlob(ctx, v1.MediaTypeImageLayer, func(w io.Writer) error {
 		var err error
-		stats, err = oci.WriteTree(ctx, w, rootfs, nil)
+		stats, err = archive.WriteTree(ctx, w, rootfs, nil)
 		return err
 	})
 	if err != nil {

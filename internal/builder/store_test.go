@@ -20,7 +20,7 @@ import (
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/ssf-dev/ssf/internal/oci"
+	"github.com/ssf-dev/ssf/internal/archive"
 )
 
 // file is one member of a test root filesystem: a directory if data ends in "/", a symlink if it starts with "->".
@@ -294,7 +294,7 @@ func TestLayout(t *testing.T) {
 
 	// The layer is the tree's deterministic tarball.
 	var want bytes.Buffer
-	if _, err := oci.WriteTree(context.Background(), &want, rootfs, nil); err != nil {
+	if _, err := archive.WriteTree(context.Background(), &want, rootfs, nil); err != nil {
 		t.Fatal(err)
 	}
 	layer, err := os.ReadFile(blob(string(m.Layers[0].Digest)))
@@ -302,7 +302,7 @@ func TestLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(layer, want.Bytes()) {
-		t.Error("layer is not oci.WriteTree's tarball of the tree")
+		t.Error("layer is not archive.WriteTree's tarball of the tree")
 	}
 }
 
@@ -344,11 +344,11 @@ func TestRootfs(t *testing.T) {
 
 	// Apart from the mount points it added, the root filesystem is the imported tree, bit for bit.
 	var want, got bytes.Buffer
-	if _, err := oci.WriteTree(context.Background(), &want, rootfs, nil); err != nil {
+	if _, err := archive.WriteTree(context.Background(), &want, rootfs, nil); err != nil {
 		t.Fatal(err)
 	}
 	added := func(rel string, isDir bool) bool { return rel == "tmp" || !slices.Contains(mountPoints, rel) }
-	if _, err := oci.WriteTree(context.Background(), &got, dir, added); err != nil {
+	if _, err := archive.WriteTree(context.Background(), &got, dir, added); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got.Bytes(), want.Bytes()) {

@@ -1,17 +1,6 @@
-// Package oci turns directory trees into tar streams and back: the layers of builder images, the source a task
-// receives, and the files the factory publishes as OCI artifacts all pass through it.
-//
-// # Writing
-//
-// [WriteTree] and [WriteFiles] produce deterministic tarballs: the same tree gives the same bytes on any host, so
-// the digest of a layer depends only on names, contents, permission bits and symlink targets. Entries are sorted
-// by path in byte order, every mtime is the Unix epoch, owners are 0/0 with no names, and no access or change
-// times, extended attributes, device numbers or hard links are recorded.
-//
-// # Extracting
-//
-// [Extract] unpacks a tar stream beneath one directory through an [os.Root], creating parent directories
-// itself and refusing any entry whose name, link target or parent path would lead elsewhere.
+// Package oci is ssf's side of OCI registries: the artifact and referrer manifests a build's outputs and
+// provenance are published as, the provenance subjects that name them, the check of image layout tarballs a build
+// writes, publishing to a registry and fetching the bundles attached to a manifest.
 //
 // # Images in tarballs
 //
@@ -20,13 +9,15 @@
 // reaches is in the tarball with its descriptor's digest and size. Publishing streams those blobs from the
 // tarball; nothing is unpacked.
 //
+// # Registries
+//
+// Every registry request fails after a time without progress ([WithTimeout], default [DefaultTimeout]); plain
+// HTTP goes only to loopback registries. Only referrers of the bundle artifactType are read, each bounded in size
+// and checked against its digest.
+//
 // # What it must never do
 //
 // It must never name an image (as a provenance subject, or by pushing it) whose manifests, configs and layers it
-// has not itself read from the tarball and hashed; never read a sparse entry, or more bytes than a tarball holds.
-//
-// It must never follow a symbolic link, when reading a tree or when writing one: a symlink is an entry whose
-// target is data, never a path to open. It must never create, change or read a file outside the destination of
-// an extraction, whatever the names, links or order of the entries. It must never leak the host into a tarball:
-// no uid, gid, user or group name, mtime, atime, ctime, xattr, setuid or setgid bit.
+// has not itself read from the tarball and hashed; never read a sparse entry, or more bytes than a tarball holds;
+// never push anything before the caller's verification of the bundle passed; never follow a symlink to an output.
 package oci

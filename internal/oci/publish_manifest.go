@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -223,4 +224,32 @@ func imageInRoot(ctx context.Context, r *os.Root, rel string) (*ImageTar, *os.Fi
 		return nil, nil, fmt.Errorf("output %q: %w", rel, err)
 	}
 	return it, f, nil
+}
+
+// copyBufferSize is the size of the buffer file contents are hashed through.
+const copyBufferSize = 256 << 10
+
+// copyContext is io.CopyBuffer that stops between chunks when ctx is done, so that a large file does not hold up
+// cancellation.
+func copyContext(ctx context.Context, dst io.Writer, src io.Reader, buf []byte) (int64, error) {
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		m, rerr := src.Read(buf)
+		if m > 0 {
+			w, werr := dst.Write(buf[:m])
+			n += int64(w)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
 }

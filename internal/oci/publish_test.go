@@ -32,6 +32,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/ssf-dev/ssf/internal/archive"
 	"github.com/ssf-dev/ssf/internal/oci"
 	"github.com/ssf-dev/ssf/internal/provenance"
 	ssfregistry "github.com/ssf-dev/ssf/internal/registry"
@@ -402,7 +403,7 @@ func TestPublishImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	var tarball bytes.Buffer
-	if _, err := oci.WriteTree(ctx, &tarball, layoutDir, nil); err != nil {
+	if _, err := archive.WriteTree(ctx, &tarball, layoutDir, nil); err != nil {
 		t.Fatal(err)
 	}
 	imgDigest, _ := img.Digest()

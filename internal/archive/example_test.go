@@ -1,4 +1,4 @@
-package oci_test
+package archive_test
 
 import (
 	"archive/tar"
@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/ssf-dev/ssf/internal/oci"
+	"github.com/ssf-dev/ssf/internal/archive"
 )
 
 func ExampleWriteTree() {
@@ -21,7 +21,7 @@ func ExampleWriteTree() {
 
 	var layer bytes.Buffer
 	skipGit := func(rel string, isDir bool) bool { return filepath.Base(rel) != ".git" }
-	stats, err := oci.WriteTree(context.Background(), &layer, dir, skipGit)
+	stats, err := archive.WriteTree(context.Background(), &layer, dir, skipGit)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -46,7 +46,7 @@ func ExampleExtract() {
 	_ = tw.WriteHeader(&tar.Header{Name: "../escape", Typeflag: tar.TypeReg, Mode: 0o644})
 	_ = tw.Close()
 
-	err := oci.Extract(context.Background(), &buf, filepath.Join(dir, "dest"), oci.ExtractOptions{})
+	err := archive.Extract(context.Background(), &buf, filepath.Join(dir, "dest"), archive.ExtractOptions{})
 	fmt.Println(strings.ReplaceAll(err.Error(), dir, "$TMP"))
 	// Output: extracting "../escape" into "$TMP/dest": name contains ".."
 }

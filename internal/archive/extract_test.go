@@ -1,4 +1,4 @@
-package oci
+package archive
 
 import (
 	"archive/tar"
