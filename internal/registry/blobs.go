@@ -448,7 +448,7 @@ func (r *Registry) appendChunk(ctx context.Context, id string, u *upload, req *h
 	if limit >= 0 {
 		body = io.LimitReader(body, limit+1)
 	}
-	n, err := io.Copy(io.MultiWriter(f, h), body)
+	n, err := copyHashed(f, u.Offset, h, body)
 	fail := func(status int, code, msg string) (int, string, string) {
 		f.Truncate(u.Offset)
 		return status, code, msg

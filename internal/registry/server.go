@@ -66,6 +66,7 @@ type bodyReader struct {
 	start time.Time
 	n     int64
 	now   func() time.Time
+	set   time.Time // the deadline last set
 }
 
 func (b *bodyReader) deadline() time.Time {
@@ -79,7 +80,12 @@ func (b *bodyReader) deadline() time.Time {
 
 func (b *bodyReader) Read(p []byte) (int, error) {
 	// Errors (a connection that has no deadlines, such as in some tests) leave the body unbounded by time.
-	b.rc.SetReadDeadline(b.deadline())
+	// The deadline moves only when it must come earlier or has moved on by a tenth of a second: setting it on
+	// every read would cost a timer update per 32 KiB of a large push.
+	if d := b.deadline(); b.set.IsZero() || d.Before(b.set) || d.Sub(b.set) > 100*time.Millisecond {
+		b.rc.SetReadDeadline(d)
+		b.set = d
+	}
 	n, err := b.ReadCloser.Read(p)
 	b.n += int64(n)
 	if err == io.EOF {
