@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -50,7 +49,7 @@ func WithTransport(t http.RoundTripper) RegistryOption {
 	return func(c *registryConfig) { c.transport = t }
 }
 
-func remoteOptions(ctx context.Context, opts []RegistryOption) []remote.Option {
+func newRegistryConfig(opts []RegistryOption) registryConfig {
 	c := registryConfig{keychain: authn.DefaultKeychain, transport: remote.DefaultTransport, timeout: DefaultTimeout}
 	for _, o := range opts {
 		o(&c)
@@ -58,10 +57,21 @@ func remoteOptions(ctx context.Context, opts []RegistryOption) []remote.Option {
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
 	}
+	return c
+}
+
+// roundTripper is the transport every registry request goes through: plain HTTP only to loopback, and a
+// deadline on progress.
+func (c registryConfig) roundTripper() http.RoundTripper {
+	return loopbackHTTPOnly{progressTransport{next: c.transport, idle: c.timeout}}
+}
+
+func remoteOptions(ctx context.Context, opts []RegistryOption) []remote.Option {
+	c := newRegistryConfig(opts)
 	return []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(c.keychain),
-		remote.WithTransport(loopbackHTTPOnly{progressTransport{next: c.transport, idle: c.timeout}}),
+		remote.WithTransport(c.roundTripper()),
 		remote.WithUserAgent("ssf"),
 	}
 }
@@ -389,116 +399,3 @@ func (l *fileLayer) MediaType() (types.MediaType, error) {
 }
 func (l *fileLayer) Compressed() (io.ReadCloser, error)   { return openRegular(l.root, l.file.Path) }
 func (l *fileLayer) Uncompressed() (io.ReadCloser, error) { return l.Compressed() }
-
-// maxBundleSize bounds a bundle fetched from a registry, and maxReferrers how many referrers are read.
-const (
-	maxBundleSize       = 16 << 20
-	maxReferrers        = 64
-	maxReferrerManifest = 64 << 10 // a bundle referrer's manifest is well under 1 KiB plus annotations
-)
-
-// Attached is what a registry holds for one manifest: the bundles referring to it and why others were skipped.
-type Attached struct {
-	Subject name.Digest // REGISTRY/REPO@sha256:<hex>
-	Bundles [][]byte    // every Sigstore bundle v0.3 attached as a referrer
-	Skipped []error     // referrers of the bundle artifactType that were not usable, and why
-}
-
-// ErrBadReference is returned by FetchBundles for a reference that is not REGISTRY/REPO@sha256:<hex>.
-var ErrBadReference = errors.New("bad registry reference")
-
-// ErrNoBundles is returned by FetchBundles when nothing usable refers to the manifest.
-var ErrNoBundles = errors.New("no provenance bundles refer to this manifest")
-
-// FetchBundles lists the referrers of ref (REGISTRY/REPO@sha256:<hex>), through the referrers API or the
-// fallback tag, and returns the bundle carried by each one whose manifest has artifactType
-// application/vnd.dev.sigstore.bundle.v0.3+json and ref as its subject. Nothing is verified here but the shape and the digests: every bundle must still be
-// verified against ref's digest.
-func FetchBundles(ctx context.Context, ref string, opts ...RegistryOption) (*Attached, error) {
-	d, err := name.NewDigest(ref, name.StrictValidation)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %q: want REGISTRY/REPO@sha256:<hex>: %w", ErrBadReference, ref, err)
-	}
-	ropts := remoteOptions(ctx, opts)
-	// Only referrers listed with the bundle artifactType are read (image-spec 1.1: a manifest's artifactType,
-	// else its config's media type); each is fetched and checked again below, so the listing decides nothing.
-	idx, err := remote.Referrers(d, ropts...)
-	if err != nil {
-		return nil, fmt.Errorf("listing referrers of %s: %w", d, err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return nil, fmt.Errorf("listing referrers of %s: %w", d, err)
-	}
-	att := &Attached{Subject: d}
-	for _, desc := range im.Manifests {
-		if desc.ArtifactType != BundleArtifactType {
-			continue // another kind of referrer (an SBOM, a signature): not ours to judge
-		}
-		if desc.MediaType != ManifestMediaType || desc.Size <= 0 || desc.Size > maxReferrerManifest {
-			att.Skipped = append(att.Skipped, fmt.Errorf("referrer %s: a %s of %d bytes is not a bundle manifest (at most %d bytes)", desc.Digest, desc.MediaType, desc.Size, maxReferrerManifest))
-			continue
-		}
-		if len(att.Bundles)+len(att.Skipped) >= maxReferrers {
-			att.Skipped = append(att.Skipped, fmt.Errorf("more than %d candidate referrers; the rest were not read", maxReferrers))
-			break
-		}
-		b, err := fetchBundle(ctx, d, desc.Digest, ropts)
-		if err != nil {
-			att.Skipped = append(att.Skipped, fmt.Errorf("referrer %s: %w", desc.Digest, err))
-			continue
-		}
-		att.Bundles = append(att.Bundles, b)
-	}
-	if len(att.Bundles) == 0 {
-		return att, fmt.Errorf("%s: %w", d, errors.Join(append([]error{ErrNoBundles}, att.Skipped...)...))
-	}
-	return att, nil
-}
-
-func fetchBundle(ctx context.Context, subject name.Digest, h v1.Hash, ropts []remote.Option) ([]byte, error) {
-	desc, err := remote.Get(subject.Context().Digest(h.String()), ropts...)
-	if err != nil {
-		return nil, err
-	}
-	var m manifest
-	if err := json.Unmarshal(desc.Manifest, &m); err != nil {
-		return nil, fmt.Errorf("decoding manifest: %w", err)
-	}
-	switch {
-	case m.Subject == nil || m.Subject.Digest != subject.DigestStr():
-		return nil, errors.New("its subject is another manifest")
-	case m.ArtifactType != BundleArtifactType:
-		return nil, fmt.Errorf("artifactType is %q", m.ArtifactType)
-	case len(m.Layers) != 1 || m.Layers[0].MediaType != BundleArtifactType:
-		return nil, fmt.Errorf("want one layer of %s", BundleArtifactType)
-	case m.Layers[0].Size > maxBundleSize:
-		return nil, fmt.Errorf("bundle of %d bytes is larger than %d", m.Layers[0].Size, maxBundleSize)
-	}
-	lh, err := v1.NewHash(m.Layers[0].Digest)
-	if err != nil {
-		return nil, err
-	}
-	l, err := remote.Layer(subject.Context().Digest(lh.String()), ropts...)
-	if err != nil {
-		return nil, err
-	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxBundleSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("fetching bundle: %w", err)
-	}
-	if sum := sha256.Sum256(b); len(b) > maxBundleSize || !bytes.Equal(sum[:], mustHex(lh.Hex)) {
-		return nil, errors.New("bundle blob does not match its digest")
-	}
-	return b, nil
-}
-
-func mustHex(s string) []byte {
-	b, _ := hex.DecodeString(s)
-	return b
-}
