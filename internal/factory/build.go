@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ssf-dev/ssf/internal/archive"
 	"github.com/ssf-dev/ssf/internal/builder"
 	"github.com/ssf-dev/ssf/internal/durable"
 	"github.com/ssf-dev/ssf/internal/oci"
@@ -25,6 +26,7 @@ import (
 	"github.com/ssf-dev/ssf/internal/provenance"
 	"github.com/ssf-dev/ssf/internal/sandbox"
 	"github.com/ssf-dev/ssf/internal/sign"
+	"github.com/ssf-dev/ssf/internal/source"
 )
 
 // Version is ssf's version, recorded in provenance as runDetails.builder.version.
@@ -89,12 +91,81 @@ func inputErrorf(format string, args ...any) error {
 
 // Build runs a pipeline hermetically and writes its outputs and signed provenance to req.Out. Nothing is signed
 // and nothing is left in req.Out unless every task succeeded.
+//
+// It runs the control plane's stages in order, each a function with its inputs and outputs:
+//
+//	admit    the request: config, pipeline, params, builder, signing key, --out     -> admission
+//	source   the source at an exact revision, in a work directory of the build's own -> source.Snapshot
+//	run      every task in its own container, in dependency order                 -> build (per task:
+//	observe  each task's declared outputs, hashed by the control plane              ... outputs, logs, isolation)
+//	stage    the outputs and logs copied into a staging directory beside --out      -> provenance.Build
+//	attest   the statement, signed by the Attestor                                  -> bundle
+//	record   the bundle beside the outputs (later: the transparency log, the index)
+//	publish  the staging directory renamed to --out, durably
 func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	started := time.Now().UTC()
 	logw := req.Log
 	if logw == nil {
 		logw = io.Discard
 	}
+	log := &lineLog{w: logw}
+
+	adm, err := h.admit(req)
+	if err != nil {
+		return nil, err
+	}
+	h.sweepLeftovers(ctx, adm.runtime, log)
+	ws, err := h.openWork(adm)
+	if err != nil {
+		return nil, err
+	}
+	defer ws.close()
+	src, err := h.source(ctx, req.Source, adm, ws, log)
+	if err != nil {
+		return nil, err
+	}
+	b, err := h.run(ctx, adm, ws, src, log)
+	if err != nil {
+		log.printf("build failed: nothing was signed and %s was left as it was", req.Out)
+		return nil, err
+	}
+	stmt, res, err := stage(b, adm, ws, src)
+	if err != nil {
+		return nil, err
+	}
+	stmt.StartedOn, stmt.FinishedOn = started, time.Now().UTC()
+	bundle, err := attest(ctx, adm.attestor, stmt)
+	if err != nil {
+		return nil, err
+	}
+	if err := record(ws.staging, bundle); err != nil {
+		return nil, err
+	}
+	log.printf("signed provenance for %d outputs", len(res.Outputs))
+	if err := publishDir(ws.staging, adm.out); err != nil {
+		return nil, err
+	}
+	res.Duration = time.Since(started)
+	return res, nil
+}
+
+// admission is a build request that passed every check that needs no work done: what the rest of the build runs
+// with.
+type admission struct {
+	req      BuildRequest
+	cfg      Config
+	p        *pipeline.Pipeline
+	params   map[string]string
+	images   *builder.Store
+	img      builder.Image
+	attestor Attestor
+	runtime  Runtime
+	out      string // absolute
+}
+
+// admit checks a build request: the factory's config, the pipeline and its params, the builder (in the factory,
+// under a name the factory gave it), the signing key, and --out. Every refusal is bad input, named where it is.
+func (h Home) admit(req BuildRequest) (*admission, error) {
 	cfg, err := h.Config()
 	if err != nil {
 		return nil, err
@@ -133,95 +204,129 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	if err != nil {
 		return nil, err
 	}
-	runtime, err := sandbox.NewRunc(cfg.Runtime, h.runcStateDir())
+	rc, err := sandbox.NewRunc(cfg.Runtime, h.runcStateDir())
 	if err != nil {
 		return nil, err
 	}
+	return &admission{req: req, cfg: cfg, p: p, params: params, images: images, img: img,
+		attestor: sign.NewSigner(key), runtime: runc{rc}, out: out}, nil
+}
 
-	log := &lineLog{w: logw}
-	h.sweepLeftovers(ctx, runtime, log)
-	invocation := newInvocationID()
-	work, err := os.MkdirTemp("", "ssf-build-")
-	if err != nil {
+// workspace is a build's own directories and its run record, which lets a later build clean up after this one if
+// it is killed outright.
+type workspace struct {
+	invocation string
+	work       string // temporary directory: the source snapshot, task directories, verified outputs, logs
+	staging    string // beside --out; "" until the source is taken
+	run        *runLock
+}
+
+// openWork creates the build's work directory and its locked run record.
+func (h Home) openWork(adm *admission) (*workspace, error) {
+	ws := &workspace{invocation: newInvocationID()}
+	var err error
+	if ws.work, err = os.MkdirTemp("", "ssf-build-"); err != nil {
 		return nil, err
 	}
-	run, err := h.lockRun(runRecord{Invocation: invocation, Work: work})
-	if err != nil {
-		os.RemoveAll(work)
+	if ws.run, err = h.lockRun(runRecord{Invocation: ws.invocation, Work: ws.work}); err != nil {
+		os.RemoveAll(ws.work)
 		return nil, fmt.Errorf("recording the build in %s: %w", h.runsDir(), err)
 	}
-	defer run.release() // last: after the directories below are gone
-	defer os.RemoveAll(work)
-	if err := separate(req.Source, map[string]string{
+	return ws, nil
+}
+
+// close removes the build's directories (a published staging directory is gone already), then its record.
+func (ws *workspace) close() {
+	if ws.staging != "" {
+		os.RemoveAll(ws.staging)
+	}
+	os.RemoveAll(ws.work)
+	ws.run.release() // last: after the directories are gone
+}
+
+// source takes the source (refusing one that holds the factory home, --out or the work directory), and only then
+// creates the staging directory, so that a staging directory can never become part of a source.
+func (h Home) source(ctx context.Context, dir string, adm *admission, ws *workspace, log *lineLog) (*source.Snapshot, error) {
+	if err := separate(dir, map[string]string{
 		"the factory home (SSF_HOME), which holds the signing key": h.Dir,
-		"--out":                            out,
-		"the temporary directory (TMPDIR)": work,
+		"--out":                            adm.out,
+		"the temporary directory (TMPDIR)": ws.work,
 	}); err != nil {
 		return nil, err
 	}
-
-	src, err := snapshotSource(ctx, req.Source, h.Dir, filepath.Join(work, "source.tar"))
+	src, err := source.Take(ctx, dir, source.Protected{Home: h.Dir, Key: h.KeyPath()}, filepath.Join(ws.work, "source.tar"))
 	if err != nil {
+		if ie := (*source.InputError)(nil); errors.As(err, &ie) {
+			return nil, &InputError{Err: err}
+		}
 		return nil, err
 	}
-	// Created only after the snapshot, so a staging directory can never become part of a source.
-	staging, err := os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+".partial-")
+	staging, err := os.MkdirTemp(filepath.Dir(adm.out), "."+filepath.Base(adm.out)+".partial-")
 	if err != nil {
-		return nil, fmt.Errorf("creating a staging directory beside %q: %w", out, err)
+		return nil, fmt.Errorf("creating a staging directory beside %q: %w", adm.out, err)
 	}
-	defer os.RemoveAll(staging) // after a successful rename this is a no-op
-	if err := run.update(func(r *runRecord) { r.Staging = staging }); err != nil {
+	ws.staging = staging
+	if err := ws.run.update(func(r *runRecord) { r.Staging = staging }); err != nil {
 		return nil, err
 	}
-	desc := src.descriptor()
+	desc := src.Descriptor()
 	log.printf("source %s (%s)", desc.URI, digestString(desc.Digest))
-	if src.gitMismatch != "" {
-		log.printf("source not recorded by git commit: %s", src.gitMismatch)
+	if src.GitMismatch != "" {
+		log.printf("source not recorded by git commit: %s", src.GitMismatch)
 	}
-	for _, line := range src.leftOut {
+	for _, line := range src.LeftOut {
 		log.printf("%s", line)
 	}
-	log.printf("builder %s", p.Builder)
-	rootfs, err := images.Rootfs(ctx, img.Digest, h.rootfsCacheDir())
+	return src, nil
+}
+
+// run unpacks the builder, leases the build's uid (and its cgroup and limits), and runs every task; each task's
+// outputs are observed (hashed by the control plane) as it finishes.
+func (h Home) run(ctx context.Context, adm *admission, ws *workspace, src *source.Snapshot, log *lineLog) (*build, error) {
+	log.printf("builder %s", adm.p.Builder)
+	rootfs, err := adm.images.Rootfs(ctx, adm.img.Digest, h.rootfsCacheDir())
 	if err != nil {
-		return nil, fmt.Errorf("unpacking builder %s: %w", p.Builder, err)
+		return nil, fmt.Errorf("unpacking builder %s: %w", adm.p.Builder, err)
 	}
-	uid, err := h.takeUID(cfg)
+	uid, err := h.takeUID(adm.cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer uid.release()
 	b := &build{
-		p: p, params: params, src: src, rootfs: rootfs, runtime: runtime, work: work,
-		invocation: invocation, uid: uid.id, lease: uid, log: log, maxOutput: cfg.MaxOutputBytes,
+		p: adm.p, params: adm.params, src: src, rootfs: rootfs, runtime: adm.runtime, work: ws.work,
+		invocation: ws.invocation, uid: uid.id, lease: uid, log: log, maxOutput: adm.cfg.MaxOutputBytes,
 		verified: map[string][]Output{}, logs: map[string]string{},
-		runtimeName: cfg.Runtime, isolation: map[string]provenance.TaskIsolation{},
+		runtimeName: adm.cfg.Runtime, isolation: map[string]provenance.TaskIsolation{},
 	}
 	if err := b.run(ctx); err != nil {
-		log.printf("build failed: nothing was signed and %s was left as it was", req.Out)
 		return nil, err
 	}
+	return b, nil
+}
 
+// stage copies the observed outputs and the task logs into the staging directory and describes the build for the
+// provenance: every field but the times, which Build sets.
+func stage(b *build, adm *admission, ws *workspace, src *source.Snapshot) (provenance.Build, *BuildResult, error) {
+	p, req := adm.p, adm.req
 	res := &BuildResult{
-		Out: out, InvocationID: b.invocation, Source: src.descriptor(),
-		Builder: p.Builder, Bundle: filepath.Join(out, BundlePath),
+		Out: adm.out, InvocationID: b.invocation, Source: src.Descriptor(),
+		Builder: p.Builder, Bundle: filepath.Join(adm.out, BundlePath),
 	}
 	stmt := provenance.Build{
-		BuilderID:      cfg.BuilderID,
+		BuilderID:      adm.cfg.BuilderID,
 		BuilderVersion: map[string]string{"ssf": Version},
 		InvocationID:   b.invocation,
-		StartedOn:      started,
-		FinishedOn:     time.Now().UTC(),
 		PipelineName:   p.Name,
 		PipelinePath:   req.Pipeline,
 		PipelineDigest: strings.TrimPrefix(p.Digest, "sha256:"),
 		// The file itself, from the bytes that were parsed (not read again), so a verifier sees what ran.
 		PipelineContent: p.Data,
 		PipelineURI:     fileURI(req.Pipeline),
-		Params:          params,
+		Params:          adm.params,
 		SourceURI:       res.Source.URI,
 		Internal: map[string]string{
-			"runtime": runtime.Version(), "uid": fmt.Sprint(b.uid), "network": "none",
+			"runtime": adm.runtime.Version(), "uid": fmt.Sprint(b.uid), "network": "none",
 			"seccomp": "true", // sandbox.Start refuses to run without it
 		},
 		Tasks: b.isolation,
@@ -229,7 +334,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 			Name:      "builder",
 			URI:       "oci:" + res.Builder,
 			MediaType: "application/vnd.oci.image.manifest.v1+json",
-			Digest:    provenance.Digest{"sha256": strings.TrimPrefix(img.Digest, "sha256:")},
+			Digest:    provenance.Digest{"sha256": strings.TrimPrefix(adm.img.Digest, "sha256:")},
 		}},
 	}
 	var files []oci.File
@@ -237,21 +342,21 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		for _, o := range b.verified[t.Name] {
 			// Copied from the control plane's own copy; the digest is checked again so a fault between the two
 			// copies cannot put bytes in OUT that the provenance does not describe.
-			digest, _, err := copyFile(filepath.Join(work, "verified", t.Name, o.Path), filepath.Join(staging, o.Path))
+			digest, _, err := copyFile(filepath.Join(ws.work, "verified", t.Name, o.Path), filepath.Join(ws.staging, o.Path))
 			if err != nil {
-				return nil, err
+				return stmt, nil, err
 			}
 			if digest != o.SHA256 {
-				return nil, fmt.Errorf("output %q changed while being copied to %q", o.Path, out)
+				return stmt, nil, fmt.Errorf("output %q changed while being copied to %q", o.Path, adm.out)
 			}
 			res.Outputs = append(res.Outputs, o)
 			stmt.Subjects = append(stmt.Subjects, provenance.Subject{Name: o.Path, SHA256: o.SHA256})
 			files = append(files, oci.File{Path: o.Path, SHA256: o.SHA256, Size: o.Size})
 		}
 		logName := "attestations/logs/" + t.Name + ".log"
-		digest, _, err := copyFile(b.logs[t.Name], filepath.Join(staging, logName))
+		digest, _, err := copyFile(b.logs[t.Name], filepath.Join(ws.staging, logName))
 		if err != nil {
-			return nil, err
+			return stmt, nil, err
 		}
 		stmt.Byproducts = append(stmt.Byproducts, provenance.ResourceDescriptor{
 			Name: logName, MediaType: "text/plain; charset=utf-8", Digest: provenance.Digest{"sha256": digest},
@@ -259,30 +364,37 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	}
 	// The manifests a publish will push are pure functions of the outputs, so their digests are subjects too:
 	// cosign and ssf verify a registry reference by its manifest digest, and publish never signs anything.
-	ociSubjects, err := oci.BuildSubjects(staging, files)
+	ociSubjects, err := oci.BuildSubjects(ws.staging, files)
 	if err != nil {
-		return nil, fmt.Errorf("computing the OCI artifact of the outputs: %w", err)
+		return stmt, nil, fmt.Errorf("computing the OCI artifact of the outputs: %w", err)
 	}
 	for _, s := range ociSubjects {
 		stmt.Subjects = append(stmt.Subjects, provenance.Subject{Name: s.Name, SHA256: s.SHA256})
 	}
+	return stmt, res, nil
+}
+
+// attest writes the provenance statement and has the attestor sign it.
+func attest(ctx context.Context, attestor Attestor, stmt provenance.Build) ([]byte, error) {
 	statement, err := provenance.Statement(stmt)
 	if err != nil {
 		return nil, fmt.Errorf("writing provenance: %w", err)
 	}
-	bundle, err := sign.NewSigner(key).Statement(ctx, statement)
+	bundle, err := attestor.Statement(ctx, statement)
 	if err != nil {
 		return nil, fmt.Errorf("signing provenance: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(staging, BundlePath), bundle, 0o644); err != nil {
-		return nil, err
+	return bundle, nil
+}
+
+// record puts the signed bundle beside the staged outputs. (The transparency log and the metadata index will be
+// written here too.)
+func record(staging string, bundle []byte) error {
+	p := filepath.Join(staging, BundlePath)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
 	}
-	log.printf("signed provenance for %d outputs", len(res.Outputs))
-	if err := publishDir(staging, out); err != nil {
-		return nil, err
-	}
-	res.Duration = time.Since(started)
-	return res, nil
+	return os.WriteFile(p, bundle, 0o644) // synced with the whole tree by publishDir
 }
 
 // checkBuilderName refuses a builder name the factory never gave the pinned digest: the name is recorded in signed
@@ -393,9 +505,9 @@ func publishDir(staging, out string) error {
 type build struct {
 	p          *pipeline.Pipeline
 	params     map[string]string
-	src        *source
+	src        *source.Snapshot
 	rootfs     string
-	runtime    *sandbox.Runc
+	runtime    Runtime
 	work       string
 	invocation string
 	uid        int      // the host uid and gid this build's steps run as
@@ -474,11 +586,11 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 			return err
 		}
 	}
-	snap, err := os.Open(b.src.snapshot)
+	snap, err := os.Open(b.src.Path)
 	if err != nil {
 		return err
 	}
-	err = oci.Extract(ctx, snap, ws, oci.ExtractOptions{Chown: true, UID: b.uid, GID: b.uid})
+	err = archive.Extract(ctx, snap, ws, archive.ExtractOptions{Chown: true, UID: b.uid, GID: b.uid})
 	snap.Close()
 	if err != nil {
 		return fmt.Errorf("copying the source into task %q: %w", t.Name, err)
@@ -550,12 +662,6 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 		return fmt.Errorf("task %q: %w", t.Name, err)
 	}
 	defer ctr.Close()
-	// Read back before any step runs: the spec the runtime applied, for the provenance.
-	iso, err := isolationOf(filepath.Join(dir, "bundle"))
-	if err != nil {
-		return fmt.Errorf("task %q: %w", t.Name, err)
-	}
-	iso = withSettings(iso, b.runtimeName, b.runtime.Version(), b.lease.limits.Disk, t.Timeout)
 	taskStart := time.Now()
 	b.log.printf("task %s started (container %s, timeout %s)", t.Name, ctr.ID(), t.Timeout)
 
@@ -573,6 +679,13 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 			return &TaskError{Task: t.Name, Step: s.Name, ExitCode: code, Reason: fmt.Sprintf("exit code %d", code)}
 		}
 	}
+	// The runtime spec the runtime applied (to the last step; steps differ only in their command), read back from
+	// the bundle directory, which no step can reach, for the provenance.
+	iso, err := isolationOf(filepath.Join(dir, "bundle"))
+	if err != nil {
+		return fmt.Errorf("task %q: %w", t.Name, err)
+	}
+	iso = withSettings(iso, b.runtimeName, b.runtime.Version(), b.lease.limits.Disk, t.Timeout)
 	// Stop everything in the container before looking at its outputs: nothing may change them while we hash.
 	if err := ctr.Close(); err != nil {
 		return fmt.Errorf("stopping task %q: %w", t.Name, err)

@@ -3,6 +3,7 @@ package factory
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,6 +11,16 @@ import (
 	"github.com/ssf-dev/ssf/internal/builder"
 	"github.com/ssf-dev/ssf/internal/pipeline"
 )
+
+func writeT(t *testing.T, name, body string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(name, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
 
 func TestCheckBuilderName(t *testing.T) {
 	store, err := builder.Open(t.TempDir())

@@ -18,9 +18,10 @@ import (
 // maxSpec bounds what is read of a runtime spec.
 const maxSpec = 4 << 20
 
-// isolationOf describes how a started task is isolated, from the runtime spec (config.json) that the control plane
-// wrote into the task's bundle directory and handed to the OCI runtime: the exact document the runtime applied,
-// which no step can reach (the bundle directory is not mounted into the container). Reading it back, rather than
+// isolationOf describes how a task was isolated, from the runtime spec (config.json) that the control plane wrote
+// into the task's bundle directory and handed to the OCI runtime: the exact document the runtime applied, which no
+// step can reach (the bundle directory is not mounted into the container). It is read after the task's steps ran
+// and before its container is closed. Reading it back, rather than
 // restating what the sandbox is meant to do, means the provenance says what was set for this container.
 //
 // The runtime's name and version, the disk limit and the timeout are the control plane's own settings.

@@ -112,7 +112,7 @@ func (l *runLock) release() {
 
 // sweepLeftovers removes what builds that died without cleaning up left behind, and says so in the log. Records
 // that are still locked belong to running builds and are left alone.
-func (h Home) sweepLeftovers(ctx context.Context, runtime *sandbox.Runc, log *lineLog) {
+func (h Home) sweepLeftovers(ctx context.Context, runtime Runtime, log *lineLog) {
 	entries, err := os.ReadDir(h.runsDir())
 	if err != nil {
 		return
@@ -169,7 +169,7 @@ func samePath(f *os.File, path string) bool {
 
 // cleanRun deletes an interrupted build's containers and directories. It only removes directories that have the
 // names ssf gives them, so a damaged record cannot point it at anything else.
-func cleanRun(ctx context.Context, runtime *sandbox.Runc, rec runRecord) error {
+func cleanRun(ctx context.Context, runtime Runtime, rec runRecord) error {
 	ids, err := runtime.List(ctx)
 	if err != nil {
 		return err

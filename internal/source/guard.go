@@ -1,4 +1,4 @@
-package factory
+package source
 
 import (
 	"bufio"
@@ -12,7 +12,7 @@ import (
 	"syscall"
 )
 
-// sourceGuard decides, entry by entry while the source is snapshotted, what of the source directory may reach the
+// guard decides, entry by entry while the source is snapshotted, what of the source directory may reach the
 // tasks. Comparing paths keeps $SSF_HOME out of the source only as long as nothing inside the source is the same
 // file under another name: a hard link to the signing key, or a bind mount of the home, would otherwise be copied
 // into every task. So the guard:
@@ -22,11 +22,11 @@ import (
 //   - never crosses a mount point: a directory on another device, or one that /proc/self/mountinfo lists as a mount
 //     point (a bind mount keeps the device number), is left out with its whole subtree and reported;
 //   - leaves out fifos, sockets and devices, which a task could not use as files, and reports their names.
-type sourceGuard struct {
+type guard struct {
 	root    *os.Root // the source directory
 	dev     uint64   // its device
 	mounts  map[string]bool
-	homeDir string
+	protect Protected
 	home    map[fileID]string // files of the factory home by identity; filled on first need
 
 	special []string // fifos, sockets and devices left out
@@ -37,8 +37,8 @@ type sourceGuard struct {
 // fileID is a file's identity on the host.
 type fileID struct{ dev, ino uint64 }
 
-// newSourceGuard opens dir (absolute) for checking against the factory home homeDir.
-func newSourceGuard(dir, homeDir string) (*sourceGuard, error) {
+// newGuard opens dir (absolute) for checking against protect.
+func newGuard(dir string, protect Protected) (*guard, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, inputErrorf("--source %q: %w", dir, err)
@@ -48,7 +48,7 @@ func newSourceGuard(dir, homeDir string) (*sourceGuard, error) {
 		root.Close()
 		return nil, inputErrorf("--source %q: %w", dir, err)
 	}
-	g := &sourceGuard{root: root, homeDir: homeDir, dev: statOf(fi).Dev}
+	g := &guard{root: root, protect: protect, dev: statOf(fi).Dev}
 	resolved, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		resolved = dir
@@ -60,15 +60,15 @@ func newSourceGuard(dir, homeDir string) (*sourceGuard, error) {
 	return g, nil
 }
 
-func (g *sourceGuard) close() { g.root.Close() }
+func (g *guard) close() { g.root.Close() }
 
 // reset forgets what was left out, for a second pass over the same tree.
-func (g *sourceGuard) reset() { g.special, g.crossed = nil, nil }
+func (g *guard) reset() { g.special, g.crossed = nil, nil }
 
 // include is the snapshot's filter: it reports whether the entry rel (slash-separated, relative to the source)
 // may be part of the snapshot, and records why not. After a refusal it includes nothing more; the caller returns
 // g.err.
-func (g *sourceGuard) include(rel string, isDir bool) bool {
+func (g *guard) include(rel string, isDir bool) bool {
 	if g.err != nil {
 		return false
 	}
@@ -91,7 +91,7 @@ func (g *sourceGuard) include(rel string, isDir bool) bool {
 		if st.Nlink > 1 {
 			if what := g.homeFile(fileID{st.Dev, st.Ino}); what != "" {
 				g.err = inputErrorf("--source: %q is a hard link to %s in the factory home (%s): every task would get a copy of it; remove the link from the source",
-					rel, what, g.homeDir)
+					rel, what, g.protect.Home)
 				return false
 			}
 		}
@@ -103,7 +103,7 @@ func (g *sourceGuard) include(rel string, isDir bool) bool {
 }
 
 // beneathMount reports the mount point that rel lies beneath (or is), if any.
-func (g *sourceGuard) beneathMount(rel string) string {
+func (g *guard) beneathMount(rel string) string {
 	for d := rel; d != "." && d != ""; d = path.Dir(d) {
 		if g.mounts[d] {
 			return d
@@ -112,31 +112,34 @@ func (g *sourceGuard) beneathMount(rel string) string {
 	return ""
 }
 
+// keyMark stands for the signing key in the index of the home's files.
+const keyMark = "\x00key"
+
 // homeFile returns the path, relative to the factory home, of the home's file with identity id, or "". The home
 // is indexed once, and only when the source holds a file with several links, so an ordinary source costs nothing.
-func (g *sourceGuard) homeFile(id fileID) string {
+func (g *guard) homeFile(id fileID) string {
 	if g.home == nil {
 		g.home = map[fileID]string{}
 		// Errors leave parts of the home unindexed; the key is looked up by itself below so it is always known.
-		_ = filepath.WalkDir(g.homeDir, func(p string, d fs.DirEntry, err error) error {
+		_ = filepath.WalkDir(g.protect.Home, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || !d.Type().IsRegular() {
 				return nil
 			}
 			if fi, err := d.Info(); err == nil {
 				st := statOf(fi)
-				rel, _ := filepath.Rel(g.homeDir, p)
+				rel, _ := filepath.Rel(g.protect.Home, p)
 				g.home[fileID{st.Dev, st.Ino}] = rel
 			}
 			return nil
 		})
-		if fi, err := os.Lstat(Home{Dir: g.homeDir}.KeyPath()); err == nil {
+		if fi, err := os.Lstat(g.protect.Key); err == nil {
 			st := statOf(fi)
-			g.home[fileID{st.Dev, st.Ino}] = filepath.Join("keys", "provenance.key")
+			g.home[fileID{st.Dev, st.Ino}] = keyMark
 		}
 	}
 	if rel, ok := g.home[id]; ok {
-		if rel == filepath.Join("keys", "provenance.key") {
-			return "the provenance signing key " + rel
+		if rel == keyMark {
+			return "the provenance signing key " + g.protect.Key
 		}
 		return rel
 	}
@@ -144,7 +147,7 @@ func (g *sourceGuard) homeFile(id fileID) string {
 }
 
 // report describes what was left out of the source, for the build log; "" when nothing was.
-func (g *sourceGuard) report() []string {
+func (g *guard) report() []string {
 	var lines []string
 	if n := len(g.special); n > 0 {
 		lines = append(lines, fmt.Sprintf("left out %d fifo(s), socket(s) or device(s) of the source: %s", n, firstFew(g.special)))
@@ -228,7 +231,7 @@ func unescapeMountinfo(s string) string {
 // checkFiles applies the guard to the files of a commit before they are snapshotted by name. It returns why the
 // work tree cannot stand for the commit (a file beneath a mount point, or one that is not a file), or ""; a hard
 // link into the factory home sets g.err.
-func (g *sourceGuard) checkFiles(t *gitTree) string {
+func (g *guard) checkFiles(t *gitTree) string {
 	defer g.reset()
 	for _, p := range t.paths() {
 		if m := g.beneathMount(p); m != "" {

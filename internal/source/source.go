@@ -1,4 +1,15 @@
-package factory
+// Package source takes a build's source at an exact revision: a deterministic snapshot (tar) of a directory,
+// recorded by git commit when the directory is the top of a git work tree whose files equal its HEAD commit (checked
+// object by object, without running anything the repository configures), else by the snapshot's digest. Every task
+// gets a fresh copy of the snapshot, so what was hashed is exactly what the tasks see. Later: dependencies fetched
+// and checked against lock files.
+//
+// # What it must never do
+//
+// It must never follow a symlink or cross a mount point while snapshotting, never put a file of the factory home
+// into a snapshot (not by path, and not under another name: a hard link), never run a command, filter or hook a
+// repository configures, and never record a git commit whose files the snapshot does not hold byte for byte.
+package source
 
 import (
 	"archive/tar"
@@ -22,55 +33,71 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ssf-dev/ssf/internal/oci"
+	"github.com/ssf-dev/ssf/internal/archive"
 	"github.com/ssf-dev/ssf/internal/provenance"
 )
 
-// source is the build's source, taken once at an exact revision. Every task gets a fresh copy of the snapshot,
-// so what was hashed is exactly what the tasks see, whatever happens to the directory during the build.
-type source struct {
-	dir      string // absolute
-	snapshot string // deterministic tar of the tree
-	sha256   string // hex digest of snapshot
-	commit   string // git commit whose files the snapshot holds, byte for byte and mode for mode
-	// gitMismatch says why dir, the top of a git work tree with a HEAD commit, is recorded by tree digest
-	// rather than by that commit (e.g. `file "build.sh" differs from commit 3f2da36`); "" otherwise.
-	gitMismatch string
-	// leftOut says what of dir is not in the snapshot and why (fifos, sockets, devices, mount points), for the log.
-	leftOut []string
+// InputError is a problem with the source the caller named (missing, not a directory, holding a hard link to the
+// factory's key): the caller's to fix, as opposed to a failure while taking the snapshot.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+func inputErrorf(format string, args ...any) error {
+	return &InputError{Err: fmt.Errorf(format, args...)}
 }
 
-// descriptor is the source as a resolved dependency: the git commit and the snapshot's digest when there is a
+// Snapshot is the build's source, taken once at an exact revision.
+type Snapshot struct {
+	Dir    string // absolute
+	Path   string // the deterministic tar of the tree
+	SHA256 string // hex digest of the tar
+	Commit string // git commit whose files the snapshot holds, byte for byte and mode for mode; "" if none
+	// GitMismatch says why Dir, the top of a git work tree with a HEAD commit, is recorded by tree digest
+	// rather than by that commit (e.g. `file "build.sh" differs from commit 3f2da36`); "" otherwise.
+	GitMismatch string
+	// LeftOut says what of Dir is not in the snapshot and why (fifos, sockets, devices, mount points), for people.
+	LeftOut []string
+}
+
+// Protected names what must never reach a snapshot under any name: the factory home and its signing key.
+type Protected struct {
+	Home string // the factory home ($SSF_HOME); every regular file beneath it
+	Key  string // the provenance signing key (also looked up by itself, wherever it lives)
+}
+
+// Descriptor is the source as a resolved dependency: the git commit and the snapshot's digest when there is a
 // commit, else the tree digest (the sha256 of the deterministic tar described in docs/build-type.md).
-func (s *source) descriptor() provenance.ResourceDescriptor {
-	u := url.URL{Scheme: "file", Path: s.dir}
-	if s.commit != "" {
+func (s *Snapshot) Descriptor() provenance.ResourceDescriptor {
+	u := url.URL{Scheme: "file", Path: s.Dir}
+	if s.Commit != "" {
 		return provenance.ResourceDescriptor{
-			Name:   "source",
-			URI:    "git+" + u.String() + "@" + s.commit,
-			Digest: provenance.Digest{"gitCommit": s.commit, "sha256": s.sha256},
+			Name:   provenance.SourceDependencyName,
+			URI:    "git+" + u.String() + "@" + s.Commit,
+			Digest: provenance.Digest{"gitCommit": s.Commit, "sha256": s.SHA256},
 		}
 	}
 	return provenance.ResourceDescriptor{
-		Name:   "source",
+		Name:   provenance.SourceDependencyName,
 		URI:    u.String(),
-		Digest: provenance.Digest{"sha256": s.sha256},
+		Digest: provenance.Digest{"sha256": s.SHA256},
 	}
 }
 
-// snapshotSource writes the deterministic tar of dir to snapshotPath.
+// Take writes the deterministic tar of dir to snapshotPath and describes it.
 //
 // When dir is the top of a git work tree, the snapshot holds the files of its HEAD commit, taken from the work
 // tree, and is then read back and checked against the commit's objects: every file's git blob id and mode must
 // be the commit's, and every file of the commit must be there. Only then is the source recorded by commit. Git's
 // own idea of "clean" is never asked, because it trusts the index (assume-unchanged, skip-worktree, fsmonitor,
 // core.fileMode) and runs the repository's filters and hooks. Anything else, including a commit that does not
-// match, contributes the whole tree except .git and is recorded by tree digest; src.gitMismatch says why a commit
+// match, contributes the whole tree except .git and is recorded by tree digest; src.GitMismatch says why a commit
 // was not used.
 //
-// The snapshot never crosses a mount point and never holds a file of the factory home under another name (a hard
-// link): see sourceGuard. homeDir is the factory home.
-func snapshotSource(ctx context.Context, dir, homeDir, snapshotPath string) (*source, error) {
+// The snapshot never crosses a mount point and never holds a file of protect under another name (a hard link):
+// see guard.
+func Take(ctx context.Context, dir string, protect Protected, snapshotPath string) (*Snapshot, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -82,26 +109,26 @@ func snapshotSource(ctx context.Context, dir, homeDir, snapshotPath string) (*so
 	if !fi.IsDir() {
 		return nil, inputErrorf("--source %q is not a directory", dir)
 	}
-	src := &source{dir: abs, snapshot: snapshotPath}
-	guard, err := newSourceGuard(abs, homeDir)
+	src := &Snapshot{Dir: abs, Path: snapshotPath}
+	gd, err := newGuard(abs, protect)
 	if err != nil {
 		return nil, err
 	}
-	defer guard.close()
+	defer gd.close()
 
 	tree, mismatch, err := readHeadTree(ctx, abs)
 	if err != nil {
 		return nil, err
 	}
 	if tree != nil {
-		mismatch = guard.checkFiles(tree)
-		if guard.err != nil {
-			return nil, guard.err
+		mismatch = gd.checkFiles(tree)
+		if gd.err != nil {
+			return nil, gd.err
 		}
 	}
 	if tree != nil && mismatch == "" {
 		sum, err := writeSnapshot(snapshotPath, func(w io.Writer) error {
-			_, err := oci.WriteFiles(ctx, w, abs, tree.paths())
+			_, err := archive.WriteFiles(ctx, w, abs, tree.paths())
 			return err
 		})
 		switch {
@@ -117,27 +144,27 @@ func snapshotSource(ctx context.Context, dir, homeDir, snapshotPath string) (*so
 			}
 		}
 		if mismatch == "" {
-			src.sha256, src.commit = sum, tree.commit
+			src.SHA256, src.Commit = sum, tree.commit
 			return src, nil
 		}
 		if err := os.Remove(snapshotPath); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
 	}
-	src.gitMismatch = mismatch
-	guard.reset()
-	src.sha256, err = writeSnapshot(snapshotPath, func(w io.Writer) error {
-		_, err := oci.WriteTree(ctx, w, abs, func(rel string, isDir bool) bool { return rel != ".git" && guard.include(rel, isDir) })
+	src.GitMismatch = mismatch
+	gd.reset()
+	src.SHA256, err = writeSnapshot(snapshotPath, func(w io.Writer) error {
+		_, err := archive.WriteTree(ctx, w, abs, func(rel string, isDir bool) bool { return rel != ".git" && gd.include(rel, isDir) })
 		return err
 	})
-	if guard.err != nil {
+	if gd.err != nil {
 		os.Remove(snapshotPath)
-		return nil, guard.err
+		return nil, gd.err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("taking a snapshot of the source %q: %w", dir, err)
 	}
-	src.leftOut = guard.report()
+	src.LeftOut = gd.report()
 	return src, nil
 }
 

@@ -1,4 +1,4 @@
-package factory
+package source
 
 import (
 	"archive/tar"
@@ -17,7 +17,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ssf-dev/ssf/internal/oci"
+	"github.com/ssf-dev/ssf/internal/archive"
 )
 
 // gitT runs git in dir for a test's setup and returns its trimmed output.
@@ -125,7 +125,7 @@ func TestSnapshotSource(t *testing.T) {
 		// directory that must still be empty afterwards.
 		setup        func(t *testing.T, repo, markers string) string
 		wantCommit   bool
-		wantMismatch string // substring of src.gitMismatch; "" means it must be empty
+		wantMismatch string // substring of src.GitMismatch; "" means it must be empty
 		wantEntries  []string
 	}{{
 		name: "clean checkout is recorded by commit, without untracked or ignored files",
@@ -340,28 +340,28 @@ func TestSnapshotSource(t *testing.T) {
 			dir := tt.setup(t, repo, markers)
 			snapshot := filepath.Join(t.TempDir(), "source.tar")
 
-			src, err := snapshotSource(context.Background(), dir, t.TempDir(), snapshot)
+			src, err := Take(context.Background(), dir, Protected{Home: t.TempDir()}, snapshot)
 			if err != nil {
-				t.Fatalf("snapshotSource: %v", err)
+				t.Fatalf("Take: %v", err)
 			}
 
 			if left, _ := os.ReadDir(markers); len(left) > 0 {
 				t.Errorf("git ran a command from the repository: %s exists", left[0].Name())
 			}
 			if tt.wantCommit {
-				if want := gitT(t, repo, "rev-parse", "HEAD"); src.commit != want {
-					t.Errorf("commit = %q, want %q", src.commit, want)
+				if want := gitT(t, repo, "rev-parse", "HEAD"); src.Commit != want {
+					t.Errorf("commit = %q, want %q", src.Commit, want)
 				}
-			} else if src.commit != "" {
-				t.Errorf("commit = %q, want none", src.commit)
+			} else if src.Commit != "" {
+				t.Errorf("commit = %q, want none", src.Commit)
 			}
-			if tt.wantMismatch == "" && src.gitMismatch != "" || !strings.Contains(src.gitMismatch, tt.wantMismatch) {
-				t.Errorf("gitMismatch = %q, want %q", src.gitMismatch, tt.wantMismatch)
+			if tt.wantMismatch == "" && src.GitMismatch != "" || !strings.Contains(src.GitMismatch, tt.wantMismatch) {
+				t.Errorf("gitMismatch = %q, want %q", src.GitMismatch, tt.wantMismatch)
 			}
 
 			hdrs, sum := readSnapshot(t, snapshot)
-			if sum != src.sha256 {
-				t.Errorf("sha256 = %s, but the snapshot's is %s", src.sha256, sum)
+			if sum != src.SHA256 {
+				t.Errorf("sha256 = %s, but the snapshot's is %s", src.SHA256, sum)
 			}
 			var names []string
 			for _, h := range hdrs {
@@ -373,11 +373,11 @@ func TestSnapshotSource(t *testing.T) {
 			if !tt.wantCommit {
 				// A plain tree is exactly the whole directory except .git.
 				var buf bytes.Buffer
-				if _, err := oci.WriteTree(context.Background(), &buf, dir, func(rel string, _ bool) bool { return rel != ".git" }); err != nil {
+				if _, err := archive.WriteTree(context.Background(), &buf, dir, func(rel string, _ bool) bool { return rel != ".git" }); err != nil {
 					t.Fatal(err)
 				}
-				if want := sha256.Sum256(buf.Bytes()); hex.EncodeToString(want[:]) != src.sha256 {
-					t.Errorf("sha256 = %s, want the tree digest %x", src.sha256, want)
+				if want := sha256.Sum256(buf.Bytes()); hex.EncodeToString(want[:]) != src.SHA256 {
+					t.Errorf("sha256 = %s, want the tree digest %x", src.SHA256, want)
 				}
 			}
 			for _, h := range hdrs {
@@ -389,10 +389,10 @@ func TestSnapshotSource(t *testing.T) {
 				}
 			}
 
-			d := src.descriptor()
-			want := map[string]string{"sha256": src.sha256}
+			d := src.Descriptor()
+			want := map[string]string{"sha256": src.SHA256}
 			if tt.wantCommit {
-				want["gitCommit"] = src.commit
+				want["gitCommit"] = src.Commit
 			}
 			if fmt.Sprint(map[string]string(d.Digest)) != fmt.Sprint(want) {
 				t.Errorf("descriptor digest = %v, want %v", d.Digest, want)

@@ -1,4 +1,4 @@
-package factory
+package source
 
 import (
 	"context"
@@ -12,11 +12,12 @@ import (
 )
 
 // fakeHome makes a directory laid out like a factory home, with a key file, and returns it.
-func fakeHome(t *testing.T) Home {
+func fakeHome(t *testing.T) Protected {
 	t.Helper()
-	h := Home{Dir: filepath.Join(t.TempDir(), "home")}
-	writeT(t, h.KeyPath(), "-----BEGIN EC PRIVATE KEY-----\nsecret\n")
-	writeT(t, filepath.Join(h.Dir, "registry", "users"), "admin:$2a$...\n")
+	dir := filepath.Join(t.TempDir(), "home")
+	h := Protected{Home: dir, Key: filepath.Join(dir, "keys", "provenance.key")}
+	writeT(t, h.Key, "-----BEGIN EC PRIVATE KEY-----\nsecret\n")
+	writeT(t, filepath.Join(dir, "registry", "users"), "admin:$2a$...\n")
 	return h
 }
 
@@ -49,7 +50,7 @@ func TestSourceHardLinkIntoHomeIsRefused(t *testing.T) {
 				if git {
 					sourceRepo(t, dir)
 				}
-				if err := os.Link(filepath.Join(h.Dir, tc.target), filepath.Join(dir, "sub-key")); err != nil {
+				if err := os.Link(filepath.Join(h.Home, tc.target), filepath.Join(dir, "sub-key")); err != nil {
 					t.Skipf("cannot make a hard link here: %v", err)
 				}
 				if git {
@@ -57,7 +58,7 @@ func TestSourceHardLinkIntoHomeIsRefused(t *testing.T) {
 					gitT(t, dir, "commit", "-q", "-m", "key")
 				}
 				snapshot := filepath.Join(t.TempDir(), "source.tar")
-				_, err := snapshotSource(context.Background(), dir, h.Dir, snapshot)
+				_, err := Take(context.Background(), dir, h, snapshot)
 				var ie *InputError
 				if !errors.As(err, &ie) {
 					t.Fatalf("snapshotSource = %v, want an InputError", err)
@@ -84,7 +85,7 @@ func TestSourceHardLinkWithinSourceIsKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	snapshot := filepath.Join(t.TempDir(), "source.tar")
-	if _, err := snapshotSource(context.Background(), dir, h.Dir, snapshot); err != nil {
+	if _, err := Take(context.Background(), dir, h, snapshot); err != nil {
 		t.Fatal(err)
 	}
 	if got := snapshotEntries(t, snapshot); !slices.Equal(got, []string{"a", "b"}) {
@@ -105,20 +106,20 @@ func TestSourceDoesNotCrossMountPoints(t *testing.T) {
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Mount(h.Dir, mnt, "", syscall.MS_BIND, ""); err != nil {
+	if err := syscall.Mount(h.Home, mnt, "", syscall.MS_BIND, ""); err != nil {
 		t.Skipf("bind mount: %v", err)
 	}
 	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
 	snapshot := filepath.Join(t.TempDir(), "source.tar")
-	src, err := snapshotSource(context.Background(), dir, h.Dir, snapshot)
+	src, err := Take(context.Background(), dir, h, snapshot)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, want := snapshotEntries(t, snapshot), []string{"README", "sub/"}; !slices.Equal(got, want) {
 		t.Errorf("entries = %q, want %q", got, want)
 	}
-	if !slices.ContainsFunc(src.leftOut, func(s string) bool { return strings.Contains(s, `mount point`) && strings.Contains(s, `"sub/mnt"`) }) {
-		t.Errorf("leftOut = %q, want the mount point named", src.leftOut)
+	if !slices.ContainsFunc(src.LeftOut, func(s string) bool { return strings.Contains(s, `mount point`) && strings.Contains(s, `"sub/mnt"`) }) {
+		t.Errorf("leftOut = %q, want the mount point named", src.LeftOut)
 	}
 }
 
@@ -133,12 +134,12 @@ func TestSourceSpecialFilesAreReported(t *testing.T) {
 		}
 	}
 	snapshot := filepath.Join(t.TempDir(), "source.tar")
-	src, err := snapshotSource(context.Background(), dir, h.Dir, snapshot)
+	src, err := Take(context.Background(), dir, h, snapshot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(src.leftOut) != 1 || !strings.Contains(src.leftOut[0], `left out 2 fifo(s)`) || !strings.Contains(src.leftOut[0], `"pipe1", "pipe2"`) {
-		t.Errorf("leftOut = %q", src.leftOut)
+	if len(src.LeftOut) != 1 || !strings.Contains(src.LeftOut[0], `left out 2 fifo(s)`) || !strings.Contains(src.LeftOut[0], `"pipe1", "pipe2"`) {
+		t.Errorf("leftOut = %q", src.LeftOut)
 	}
 	if got := snapshotEntries(t, snapshot); !slices.Equal(got, []string{"README"}) {
 		t.Errorf("entries = %q", got)
