@@ -10,6 +10,7 @@
 //	benchclient pull URL REPO DIGEST SIZE         # GET to nowhere, checks the length; prints "pull SECONDS"
 //	benchclient small-push URL REPO N SIZE PARALLEL SEED  # N distinct pseudo-random blobs made from SEED; prints "push SECONDS"
 //	benchclient small-pull URL REPO N SIZE PARALLEL SEED  # the same blobs, each checked against its digest; prints "pull SECONDS"
+//	benchclient sha256 MIB                        # hashes MIB MiB from memory on one goroutine; prints "sha256 SECONDS"
 package main
 
 import (
@@ -49,7 +50,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: benchclient freeport | ping | push-file | pull | small-push | small-pull (see the source)")
+		return errors.New("usage: benchclient freeport | ping | push-file | pull | small-push | small-pull | sha256 (see the source)")
 	}
 	switch cmd, a := args[0], args[1:]; {
 	case cmd == "freeport" && len(a) == 0:
@@ -94,6 +95,24 @@ func run(args []string) error {
 			return err
 		}
 		fmt.Printf("pull %.4f\n", time.Since(start).Seconds())
+		return nil
+	case cmd == "sha256" && len(a) == 1:
+		// One core's SHA-256 rate: the limit of a registry that verifies every byte it stores. The same 64 MiB
+		// of pseudo-random data (made before the clock starts) is hashed over and over, as Go's crypto/sha256,
+		// which both ssf and distribution use, does it.
+		mib, err := strconv.Atoi(a[0])
+		if err != nil || mib < 64 {
+			return fmt.Errorf("sha256: bad size %q (want at least 64 MiB)", a[0])
+		}
+		buf := make([]byte, 64<<20)
+		rand.NewChaCha8([32]byte{}).Read(buf)
+		h := sha256.New()
+		start := time.Now()
+		for range mib / 64 {
+			h.Write(buf)
+		}
+		h.Sum(nil)
+		fmt.Printf("sha256 %.4f\n", time.Since(start).Seconds())
 		return nil
 	case (cmd == "small-push" || cmd == "small-pull") && len(a) == 6:
 		n, err1 := strconv.Atoi(a[2])
