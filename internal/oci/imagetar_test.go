@@ -296,3 +296,44 @@ func TestImageInTarSeveralImagesIsAFile(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNotImage", err)
 	}
 }
+
+// Publish checks image tarballs as the build does: a bundle that names an image whose tarball is a bomb, has a
+// sparse entry or lacks a blob (signed by a factory that did not check it) pushes nothing.
+func TestPublishRefusesBadImageTarball(t *testing.T) {
+	g := newGoodImage(t)
+	md := desc(oci.ManifestMediaType, g.manifest)
+	tests := []struct {
+		name string
+		tar  []byte
+		want string
+	}{
+		{"sparse entry", sparseTar(t, g, 600), "sparse"},
+		{"archive bomb", sparseTar(t, g, 1<<40), "archive bomb"},
+		{"missing layer", g.layout(t, md, g.config, g.layer1, g.manifest).bytes(t), "which is not in the tarball"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// What an unchecking factory would have signed: the image index.json names.
+			trusting := func(dir string, files []oci.File) ([]oci.Subject, error) {
+				raw, err := oci.ArtifactManifest(files)
+				if err != nil {
+					return nil, err
+				}
+				return []oci.Subject{
+					{Name: oci.ArtifactSubject, SHA256: sha(raw), Size: int64(len(raw))},
+					{Name: oci.ImageSubjectPrefix + "image.tar", SHA256: strings.TrimPrefix(md.Digest, "sha256:"), Size: md.Size},
+				}, nil
+			}
+			f := newFixtureWith(t, map[string][]byte{"image.tar": tt.tar}, nil, trusting)
+			host, log := newRegistry(t, false)
+			repo, _, _ := oci.ParseTarget(host + "/app")
+			_, err := oci.Publish(context.Background(), oci.PublishRequest{Dir: f.dir, Bundle: f.bundle, Repo: repo, Verify: f.verifier()})
+			if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), `output "image.tar"`) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want ErrBadImage naming the output and %q", err, tt.want)
+			}
+			if n := log.count(""); n != 0 {
+				t.Errorf("a refused publish made %d requests to the registry", n)
+			}
+		})
+	}
+}

@@ -120,6 +120,13 @@ type fixture struct {
 
 func newFixture(t *testing.T, files map[string][]byte, edit func(*provenance.Build)) *fixture {
 	t.Helper()
+	return newFixtureWith(t, files, edit, oci.BuildSubjects)
+}
+
+// newFixtureWith is newFixture with the OCI subjects computed by subjects, so that a test can sign what a
+// factory that did not check an image would have signed.
+func newFixtureWith(t *testing.T, files map[string][]byte, edit func(*provenance.Build), subjects func(string, []oci.File) ([]oci.Subject, error)) *fixture {
+	t.Helper()
 	f := &fixture{dir: t.TempDir(), files: files}
 	var outputs []oci.File
 	b := provenance.Build{
@@ -140,7 +147,7 @@ func newFixture(t *testing.T, files map[string][]byte, edit func(*provenance.Bui
 		b.Subjects = append(b.Subjects, provenance.Subject{Name: p, SHA256: sha(data)})
 	}
 	var err error
-	if f.subj, err = oci.BuildSubjects(f.dir, outputs); err != nil {
+	if f.subj, err = subjects(f.dir, outputs); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range f.subj {
