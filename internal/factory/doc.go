@@ -2,9 +2,21 @@
 // into sandboxes in dependency order, observes what they produce (hashing the declared outputs itself), and signs
 // SLSA provenance of what it observed.
 //
+// # Stages
+//
+// [Home.Build] runs named stages, each a function with its inputs and outputs: admit (config, pipeline, params,
+// the builder and its name, the key, --out), source ([source.Take]), run and observe (each task in a container of
+// the [Runtime], its outputs hashed as it finishes), stage (outputs and logs copied beside --out), attest (the
+// statement signed by the [Attestor]), record (the bundle beside the outputs) and publish (one durable rename).
+// The interfaces are the factory's own and exist for real alternatives: crun, runsc or Kubernetes Pods for the
+// Runtime, a per-task certificate signer for the Attestor; a transparency Log and a Policy will join them.
+//
 // # What it must never do
 //
-// It must never mount the factory's state (keys, config, image store) into a task, record in provenance anything
-// a build step reported rather than what the control plane observed (only the output bytes come from the build),
-// follow a symlink out of a task's outputs, sign anything for a failed build, or leave a partial output directory.
+// It must never mount the factory's state (keys, config, image store) into a task, nor let it reach a task under
+// another name (a hard link or a mount point in the source); record in provenance anything a build step reported
+// rather than what the control plane observed or set (only the output bytes come from the build; how a task was
+// isolated is read back from the runtime spec the control plane wrote); record a builder name the factory never
+// gave the pinned digest; follow a symlink out of a task's outputs; sign anything for a failed build; or leave a
+// partial output directory, even after a crash (everything staged is synced before the rename that publishes it).
 package factory
