@@ -1,13 +1,19 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +22,10 @@ import (
 	"testing"
 	"time"
 
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+
+	"github.com/ssf-dev/ssf/internal/oci"
+	"github.com/ssf-dev/ssf/internal/provenance"
 	"github.com/ssf-dev/ssf/internal/sign"
 )
 
@@ -394,5 +404,95 @@ func TestVerifyReferenceTimesOut(t *testing.T) {
 	}
 	if r := ssf(t, tmp, "verify", "127.0.0.1:1/r"+digest, "--key", pub, "--timeout", "0s"); r.code != 2 {
 		t.Errorf("--timeout 0s: exit %d, want 2\n%s", r.code, r.stderr)
+	}
+}
+
+// ssf verify REF passes on the one good bundle when hostile referrers sit beside it, and -v notes each one it
+// skipped.
+func TestVerifyReferenceSkipsMalformedReferrers(t *testing.T) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, _ := sign.PublicKeyPEM(&key.PublicKey)
+	pub := filepath.Join(tmp, "key.pub")
+	os.WriteFile(pub, pem, 0o644)
+
+	// A finished build: one output, its subjects, a signed bundle.
+	out := filepath.Join(tmp, "out")
+	os.MkdirAll(out, 0o755)
+	data := []byte("artifact\n")
+	os.WriteFile(filepath.Join(out, "artifact"), data, 0o644)
+	files := []oci.File{{Path: "artifact", SHA256: sha256Hex(data), Size: int64(len(data))}}
+	subjects, err := oci.BuildSubjects(out, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	b := provenance.Build{
+		BuilderID: "https://ssf.dev/test", InvocationID: "run-1", StartedOn: now, FinishedOn: now,
+		PipelineName: "p", PipelineDigest: sha256Hex([]byte("p")), SourceURI: "file:///src",
+		Dependencies: []provenance.ResourceDescriptor{{Name: "source", URI: "file:///src", Digest: provenance.Digest{"sha256": sha256Hex(nil)}}},
+		Subjects:     []provenance.Subject{{Name: "artifact", SHA256: sha256Hex(data)}},
+	}
+	for _, s := range subjects {
+		b.Subjects = append(b.Subjects, provenance.Subject{Name: s.Name, SHA256: s.SHA256})
+	}
+	st, err := provenance.Statement(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := sign.NewSigner(key).Statement(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A registry without the referrers API whose fallback index we replace after publishing.
+	var mu sync.Mutex
+	var fallbackPath string
+	var fallback []byte
+	h := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)), ggcrregistry.WithReferrersSupport(false))
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		body := fallback
+		match := r.URL.Path == fallbackPath && body != nil && r.Method == http.MethodGet
+		mu.Unlock()
+		if match {
+			w.Header().Set("Content-Type", oci.IndexMediaType)
+			w.Write(body)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer s.Close()
+	host := strings.TrimPrefix(s.URL, "http://")
+	repo, _, _ := oci.ParseTarget(host + "/app")
+	pubd, err := oci.Publish(ctx, oci.PublishRequest{Dir: out, Bundle: bundle, Repo: repo, WithoutVerificationUnsafe: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := strings.TrimPrefix(pubd.Artifact, host+"/app@")
+	resp, err := http.Get(s.URL + "/v2/app/manifests/" + strings.Replace(digest, ":", "-", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx map[string]any
+	json.NewDecoder(resp.Body).Decode(&idx)
+	resp.Body.Close()
+	bogus := map[string]any{"mediaType": oci.ManifestMediaType, "artifactType": oci.BundleArtifactType, "digest": "sha256:" + strings.Repeat("1", 64), "size": 1 << 30}
+	idx["manifests"] = append([]any{bogus}, idx["manifests"].([]any)...)
+	mu.Lock()
+	fallbackPath = "/v2/app/manifests/" + strings.Replace(digest, ":", "-", 1)
+	fallback, _ = json.Marshal(idx)
+	mu.Unlock()
+
+	r := ssf(t, tmp, "verify", pubd.Artifact, "--key", pub, "-v")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "verified: "+pubd.Artifact) {
+		t.Fatalf("exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "ssf: note: skipped: referrer sha256:"+strings.Repeat("1", 64)+": a application/vnd.oci.image.manifest.v1+json of 1073741824 bytes is not a bundle manifest") {
+		t.Errorf("verify -v does not note the skipped referrer:\n%s", r.stderr)
 	}
 }
