@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ssf-dev/ssf/internal/durable"
 	"github.com/ssf-dev/ssf/internal/sandbox"
@@ -118,7 +119,8 @@ func (h Home) sweepLeftovers(ctx context.Context, runtime Runtime, log *lineLog)
 		return
 	}
 	for _, e := range entries {
-		if !strings.HasSuffix(e.Name(), ".json") {
+		invocation, starting := recordName(e.Name())
+		if invocation == "" {
 			continue
 		}
 		path := filepath.Join(h.runsDir(), e.Name())
@@ -137,14 +139,18 @@ func (h Home) sweepLeftovers(ctx context.Context, runtime Runtime, log *lineLog)
 		}
 		data, _ := io.ReadAll(io.LimitReader(f, 1<<20))
 		if len(data) == 0 {
-			// Records get their name only once written, and are never cut short after, so an empty one is
-			// damage (or an older ssf's); it names nothing to clean.
-			os.Remove(path)
+			// A record under its final name is written before it gets that name and never cut short, so an empty
+			// one is damage (or an older ssf's) and names nothing to clean. An empty temporary one may be a
+			// starting build's in the moment before it takes its lock: left alone unless it is old.
+			if fi, err := f.Stat(); !starting || err == nil && time.Since(fi.ModTime()) > staleRecord {
+				os.Remove(path)
+			}
 			f.Close()
 			continue
 		}
+		// A written temporary record that is not locked belongs to a build that died before naming it.
 		var rec runRecord
-		if json.Unmarshal(data, &rec) == nil && rec.Invocation+".json" == e.Name() {
+		if json.Unmarshal(data, &rec) == nil && rec.Invocation == invocation && isInvocationID(invocation) {
 			if err := cleanRun(ctx, runtime, rec); err != nil {
 				log.printf("could not remove the leftovers of interrupted build %s: %v", rec.Invocation, err)
 				f.Close()
@@ -155,6 +161,41 @@ func (h Home) sweepLeftovers(ctx context.Context, runtime Runtime, log *lineLog)
 		os.Remove(path)
 		f.Close()
 	}
+}
+
+// isInvocationID reports whether s has the form newInvocationID gives (a UUID), so a damaged record cannot make
+// cleanRun name containers by anything else.
+func isInvocationID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case !('0' <= c && c <= '9' || 'a' <= c && c <= 'f'):
+			return false
+		}
+	}
+	return true
+}
+
+// staleRecord is how long an empty, unlocked temporary record may stay: far longer than the few system calls between
+// its creation and its lock.
+const staleRecord = time.Hour
+
+// recordName returns the invocation a file name in runs/ records, and whether it is a temporary record (of a build
+// that was starting); "" for any other name.
+func recordName(name string) (invocation string, starting bool) {
+	if inv, ok := strings.CutSuffix(name, ".json"); ok && !strings.HasPrefix(inv, ".") {
+		return inv, false
+	}
+	if inv, ok := strings.CutSuffix(name, ".json.tmp"); ok && strings.HasPrefix(inv, ".") && len(inv) > 1 {
+		return inv[1:], true
+	}
+	return "", false
 }
 
 // samePath reports whether path still names the file f has open.

@@ -6,8 +6,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/ssf-dev/ssf/internal/sandbox"
 )
 
 // A concurrent build's sweep that runs at the worst moment — after a starting build created its record and before
@@ -59,5 +63,69 @@ func TestRunRecordSurvivesConcurrentSweep(t *testing.T) {
 	run.release()
 	if entries, _ := os.ReadDir(h.runsDir()); len(entries) != 0 {
 		t.Errorf("after release runs/ holds %v", entries)
+	}
+}
+
+// A damaged record with an invocation of another form names nothing to clean, and never panics the sweep.
+func TestSweepDamagedRecord(t *testing.T) {
+	h := Home{Dir: t.TempDir()}
+	if err := os.MkdirAll(h.runsDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	work := filepath.Join(t.TempDir(), "ssf-build-8")
+	if err := os.Mkdir(work, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(runRecord{Invocation: "x", Work: work})
+	if err := os.WriteFile(filepath.Join(h.runsDir(), "x.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.sweepLeftovers(context.Background(), nil, &lineLog{w: io.Discard})
+	if entries, _ := os.ReadDir(h.runsDir()); len(entries) != 0 {
+		t.Errorf("runs/ holds %v", entries)
+	}
+	if _, err := os.Stat(work); err != nil {
+		t.Errorf("a damaged record's directory was removed: %v", err)
+	}
+}
+
+// A build killed after writing its temporary record but before naming it leaves a written, unlocked temporary
+// record: the next sweep cleans what it names. An empty temporary record is left alone while it is fresh (a
+// starting build is about to lock it) and removed once stale.
+func TestSweepTemporaryRecords(t *testing.T) {
+	rc, err := sandbox.NewRunc("runc", filepath.Join(t.TempDir(), "runc"))
+	if err != nil {
+		t.Skip(err)
+	}
+	h := Home{Dir: t.TempDir()}
+	if err := os.MkdirAll(h.runsDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	work := filepath.Join(t.TempDir(), "ssf-build-7")
+	if err := os.Mkdir(work, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dead := newInvocationID()
+	data, _ := json.Marshal(runRecord{Invocation: dead, Work: work})
+	for name, body := range map[string][]byte{"." + dead + ".json.tmp": data, ".fresh.json.tmp": nil, ".stale.json.tmp": nil} {
+		if err := os.WriteFile(filepath.Join(h.runsDir(), name), body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * staleRecord)
+	if err := os.Chtimes(filepath.Join(h.runsDir(), ".stale.json.tmp"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	h.sweepLeftovers(context.Background(), runc{rc}, &lineLog{w: io.Discard})
+	if _, err := os.Stat(work); !os.IsNotExist(err) {
+		t.Errorf("the dead build's work directory is still there: %v", err)
+	}
+	var left []string
+	entries, _ := os.ReadDir(h.runsDir())
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if !slices.Equal(left, []string{".fresh.json.tmp"}) {
+		t.Errorf("runs/ holds %q, want only the fresh empty record", left)
 	}
 }
