@@ -28,8 +28,13 @@ task sees:
 
 When every task has succeeded, ssf hashes the declared outputs itself, copies them to OUT/<path>, and writes
 SLSA v1 provenance signed with the factory key to OUT/attestations/provenance.sigstore.json (task logs go to
-OUT/attestations/logs/). OUT must not exist or be empty. A failed build exits 1, names the task, step and exit
-code, signs nothing and leaves OUT untouched.
+OUT/attestations/logs/). OUT must not exist or be empty; it appears in one rename once everything in it is on
+disk. A failed build exits 1, names the task, step and exit code, signs nothing and leaves OUT untouched.
+
+The source is snapshotted once: symlinks are kept as links, mount points are not crossed, fifos, sockets and
+devices are left out (each is named), and a source that holds the factory home, OUT, or a hard link to a file of
+the factory home (such as its signing key) is refused. The builder must be named as the factory imported it
+(ssf builder list).
 
 --publish REGISTRY/REPO[:TAG] then pushes OUT as ssf publish does (see ssf publish --help); the last line printed
 is the pushed REGISTRY/REPO@sha256:<hex>.`,
