@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -84,11 +85,16 @@ func newBuilderListCmd() *cobra.Command {
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "NAME\tREFERENCE\tSIZE")
 			for _, img := range images {
-				name := img.Name
+				name, ref := img.Name, img.Ref()
 				if name == "" {
+					// A name that moved on to a newer import still names this digest in pipelines.
 					name = "<none>"
+					if names, err := store.NamesOf(img.Digest); err == nil && len(names) > 0 {
+						name = "<none> (was " + strings.Join(names, ", ") + ")"
+						ref = names[0] + "@" + img.Digest
+					}
 				}
-				fmt.Fprintf(w, "%s\t%s\t%d\n", name, img.Ref(), img.Size)
+				fmt.Fprintf(w, "%s\t%s\t%d\n", name, ref, img.Size)
 			}
 			return w.Flush()
 		},
