@@ -572,7 +572,8 @@ func (b *build) run(ctx context.Context) error {
 	return context.Cause(ctx) // cancelled from outside (Ctrl-C)
 }
 
-// runTask runs one task in a fresh container and collects its declared outputs.
+// runTask runs one task in a fresh container and observes it: prepare its directories, start its container, run
+// its steps, read back how it was isolated, stop it, and hash its declared outputs.
 func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 	dir := filepath.Join(b.work, "tasks", t.Name)
 	slot, err := b.lease.startTask(ctx, dir) // a host-wide task slot, and the task's size-limited disk mounted on dir
@@ -580,61 +581,10 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 		return fmt.Errorf("task %q: %w", t.Name, err)
 	}
 	defer slot.release()
-	ws, outDir, tmp, inputs := filepath.Join(dir, "workspace"), filepath.Join(dir, "outputs"), filepath.Join(dir, "tmp"), filepath.Join(dir, "inputs")
-	for _, d := range []string{ws, outDir, tmp, inputs, filepath.Join(dir, "bundle")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-	}
-	snap, err := os.Open(b.src.Path)
+	mounts, outDir, err := b.prepareTask(ctx, t, dir)
 	if err != nil {
 		return err
 	}
-	err = archive.Extract(ctx, snap, ws, archive.ExtractOptions{Chown: true, UID: b.uid, GID: b.uid})
-	snap.Close()
-	if err != nil {
-		return fmt.Errorf("copying the source into task %q: %w", t.Name, err)
-	}
-	for _, d := range []string{ws, outDir} {
-		if err := os.Chown(d, b.uid, b.uid); err != nil {
-			return err
-		}
-	}
-	if err := os.Chown(tmp, b.uid, b.uid); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, 0o700); err != nil {
-		return err
-	}
-	mounts := []sandbox.Mount{
-		{Source: ws, Destination: "/workspace"},
-		{Source: outDir, Destination: "/outputs"},
-		{Source: tmp, Destination: "/tmp"},
-		{Source: inputs, Destination: "/inputs", ReadOnly: true},
-	}
-	for _, n := range t.Needs {
-		if err := os.Mkdir(filepath.Join(inputs, n), 0o755); err != nil {
-			return err
-		}
-		mounts = append(mounts, sandbox.Mount{Source: filepath.Join(b.work, "verified", n), Destination: "/inputs/" + n, ReadOnly: true})
-	}
-
-	env := []string{
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"HOME=/tmp", "SSF_OUTPUTS=/outputs", "SSF_TASK=" + t.Name, "SSF_PIPELINE=" + b.p.Name,
-	}
-	for _, kv := range t.Env {
-		env = setEnv(env, kv.Key, kv.Value)
-	}
-	names := make([]string, 0, len(b.params))
-	for n := range b.params {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		env = setEnv(env, pipeline.EnvName(n), b.params[n])
-	}
-
 	logPath := filepath.Join(b.work, "logs", t.Name+".log")
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
 		return err
@@ -651,7 +601,7 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 		ID:       containerID(b.invocation, t.Name),
 		Rootfs:   b.rootfs,
 		Mounts:   mounts,
-		Env:      env,
+		Env:      b.taskEnv(t),
 		Cwd:      "/workspace",
 		UID:      uint32(b.uid),
 		GID:      uint32(b.uid),
@@ -664,20 +614,8 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 	defer ctr.Close()
 	taskStart := time.Now()
 	b.log.printf("task %s started (container %s, timeout %s)", t.Name, ctr.ID(), t.Timeout)
-
-	var logged int64 // bytes of this task's log, over all its steps
-	for _, s := range t.Steps {
-		w := b.log.prefixed(fmt.Sprintf("[%s/%s] ", t.Name, s.Name), logFile, &logged)
-		code, err := ctr.Exec(taskCtx, []string{"/bin/sh", "-e", "-c", s.Run}, w)
-		w.Flush()
-		switch {
-		case errors.Is(err, sandbox.ErrKilled) && errors.Is(taskCtx.Err(), context.DeadlineExceeded):
-			return &TaskError{Task: t.Name, Step: s.Name, ExitCode: -1, Reason: fmt.Sprintf("timed out after %s (the task's timeout); the container was killed", t.Timeout)}
-		case err != nil:
-			return fmt.Errorf("task %q, step %q: %w", t.Name, s.Name, err)
-		case code != 0:
-			return &TaskError{Task: t.Name, Step: s.Name, ExitCode: code, Reason: fmt.Sprintf("exit code %d", code)}
-		}
+	if err := b.runSteps(taskCtx, ctr, t, logFile); err != nil {
+		return err
 	}
 	// The runtime spec the runtime applied (to the last step; steps differ only in their command), read back from
 	// the bundle directory, which no step can reach, for the provenance.
@@ -703,6 +641,88 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 	b.logs[t.Name] = logPath
 	b.isolation[t.Name] = iso
 	b.mu.Unlock()
+	return nil
+}
+
+// prepareTask fills the task's directory dir: a fresh copy of the source as its workspace, empty outputs and tmp
+// owned by the build's uid, and the verified outputs of the tasks it needs, read-only. It returns the container's
+// mounts and the outputs directory.
+func (b *build) prepareTask(ctx context.Context, t *pipeline.Task, dir string) ([]sandbox.Mount, string, error) {
+	ws, outDir, tmp, inputs := filepath.Join(dir, "workspace"), filepath.Join(dir, "outputs"), filepath.Join(dir, "tmp"), filepath.Join(dir, "inputs")
+	for _, d := range []string{ws, outDir, tmp, inputs, filepath.Join(dir, "bundle")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, "", err
+		}
+	}
+	snap, err := os.Open(b.src.Path)
+	if err != nil {
+		return nil, "", err
+	}
+	err = archive.Extract(ctx, snap, ws, archive.ExtractOptions{Chown: true, UID: b.uid, GID: b.uid})
+	snap.Close()
+	if err != nil {
+		return nil, "", fmt.Errorf("copying the source into task %q: %w", t.Name, err)
+	}
+	for _, d := range []string{ws, outDir, tmp} {
+		if err := os.Chown(d, b.uid, b.uid); err != nil {
+			return nil, "", err
+		}
+	}
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		return nil, "", err
+	}
+	mounts := []sandbox.Mount{
+		{Source: ws, Destination: "/workspace"},
+		{Source: outDir, Destination: "/outputs"},
+		{Source: tmp, Destination: "/tmp"},
+		{Source: inputs, Destination: "/inputs", ReadOnly: true},
+	}
+	for _, n := range t.Needs {
+		if err := os.Mkdir(filepath.Join(inputs, n), 0o755); err != nil {
+			return nil, "", err
+		}
+		mounts = append(mounts, sandbox.Mount{Source: filepath.Join(b.work, "verified", n), Destination: "/inputs/" + n, ReadOnly: true})
+	}
+	return mounts, outDir, nil
+}
+
+// taskEnv is a task's whole environment: nothing is inherited from the host, and params arrive as data.
+func (b *build) taskEnv(t *pipeline.Task) []string {
+	env := []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=/tmp", "SSF_OUTPUTS=/outputs", "SSF_TASK=" + t.Name, "SSF_PIPELINE=" + b.p.Name,
+	}
+	for _, kv := range t.Env {
+		env = setEnv(env, kv.Key, kv.Value)
+	}
+	names := make([]string, 0, len(b.params))
+	for n := range b.params {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		env = setEnv(env, pipeline.EnvName(n), b.params[n])
+	}
+	return env
+}
+
+// runSteps runs a task's steps one after another in its container, logging each line to the terminal and to
+// logFile, and stops at the first that fails.
+func (b *build) runSteps(taskCtx context.Context, ctr Container, t *pipeline.Task, logFile io.Writer) error {
+	var logged int64 // bytes of this task's log, over all its steps
+	for _, s := range t.Steps {
+		w := b.log.prefixed(fmt.Sprintf("[%s/%s] ", t.Name, s.Name), logFile, &logged)
+		code, err := ctr.Exec(taskCtx, []string{"/bin/sh", "-e", "-c", s.Run}, w)
+		w.Flush()
+		switch {
+		case errors.Is(err, sandbox.ErrKilled) && errors.Is(taskCtx.Err(), context.DeadlineExceeded):
+			return &TaskError{Task: t.Name, Step: s.Name, ExitCode: -1, Reason: fmt.Sprintf("timed out after %s (the task's timeout); the container was killed", t.Timeout)}
+		case err != nil:
+			return fmt.Errorf("task %q, step %q: %w", t.Name, s.Name, err)
+		case code != 0:
+			return &TaskError{Task: t.Name, Step: s.Name, ExitCode: code, Reason: fmt.Sprintf("exit code %d", code)}
+		}
+	}
 	return nil
 }
 
