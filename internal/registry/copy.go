@@ -58,20 +58,39 @@ func copyHashed(f *os.File, off int64, h hash.Hash, src io.Reader) (int64, error
 	toWrite, toHash := make(chan *chunk, copyDepth), make(chan *chunk, copyDepth)
 	var writeErr error
 	var failed atomic.Bool
+	// Writing through the page cache copies every byte once more, which costs more CPU than hashing it on some
+	// machines; aligned whole blocks therefore go to the disk directly (O_DIRECT) where the file system allows,
+	// and the rest (an unaligned start or tail) through the page cache.
+	direct := openDirect(f.Name())
+	if direct != nil {
+		defer direct.Close()
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		written, synced := int64(0), int64(0)
 		for c := range toWrite {
 			if writeErr == nil {
-				if _, err := f.Write((*c.buf)[:c.n]); err != nil {
+				b, at := (*c.buf)[:c.n], off+written
+				var err error
+				if direct != nil && at%directAlign == 0 && len(b)%directAlign == 0 {
+					if _, err = direct.WriteAt(b, at); err != nil && isInvalid(err) {
+						// Not aligned in memory after all, or not supported here: the page cache from now on.
+						direct.Close()
+						direct, err = nil, nil
+						_, err = f.WriteAt(b, at)
+					}
+				} else {
+					_, err = f.WriteAt(b, at)
+					if err == nil && written+int64(c.n)-synced >= writebackRun {
+						startWriteback(f, off+synced, written+int64(c.n)-synced)
+						synced = written + int64(c.n)
+					}
+				}
+				if err != nil {
 					writeErr = err
 					failed.Store(true)
 				}
 				written += int64(c.n)
-				if written-synced >= writebackRun {
-					startWriteback(f, off+synced, written-synced)
-					synced = written
-				}
 			}
 			release(c)
 		}
