@@ -420,3 +420,17 @@ func TestBuildRefusesForgedImageOutput(t *testing.T) {
 		t.Errorf("a refused build left provenance in %s", p.out)
 	}
 }
+
+// A registry that accepts connections and never answers cannot hold ssf publish: --timeout ends it, exit 1.
+func TestPublishTimesOut(t *testing.T) {
+	p, pub := built(t)
+	host := hangingRegistry(t, 0)
+	start := time.Now()
+	r := ssf(t, p.tmp, "publish", p.out, "--to", host+"/app", "--key", pub, "--timeout", "1s", "--deadline", "15s")
+	if r.code != 1 || !strings.Contains(r.stderr, "registry made no progress") {
+		t.Errorf("exit %d, want 1 saying the registry made no progress:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if took := time.Since(start); took > 12*time.Second {
+		t.Errorf("took %s with --timeout 1s", took)
+	}
+}

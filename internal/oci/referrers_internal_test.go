@@ -1,0 +1,21 @@
+package oci
+
+import (
+	"bytes"
+	"testing"
+)
+
+// decodeReferrers reads a registry's answer, which anyone who may push can shape.
+func FuzzDecodeReferrers(f *testing.F) {
+	f.Add([]byte(`{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.dev.sigstore.bundle.v0.3+json","digest":"sha256:aa","size":3,"annotations":{"a":"b"}}]}`))
+	f.Add([]byte(`{"manifests":[{"artifactType":"x"},{}],"extra":[1,2,{"a":null}]}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		descs, _ := decodeReferrers(bytes.NewReader(data))
+		for _, d := range descs {
+			if d.ArtifactType != BundleArtifactType || d.Annotations != nil {
+				t.Errorf("kept %+v", d)
+			}
+		}
+	})
+}
