@@ -21,13 +21,22 @@ import (
 //     inode), naming the file;
 //   - never crosses a mount point: a directory on another device, or one that /proc/self/mountinfo lists as a mount
 //     point (a bind mount keeps the device number), is left out with its whole subtree and reported;
+//   - refuses a source that is, or holds, the factory home or the key's directory under another name (the source
+//     itself a bind mount of the home's parent, say), and a file that is the key itself (same device and inode);
 //   - leaves out fifos, sockets and devices, which a task could not use as files, and reports their names.
+//
+// The checks run as the snapshot's walk reaches each entry; an entry swapped between the check and the read by
+// someone who can write to the source is the snapshot's own identity check's to catch (it reopens what the walk saw).
 type guard struct {
 	root    *os.Root // the source directory
 	dev     uint64   // its device
 	mounts  map[string]bool
 	protect Protected
 	home    map[fileID]string // files of the factory home by identity; filled on first need
+	// The key, the home and the key's directory by identity, checked for every entry: a bind mount shows them
+	// under another path with a single link, which neither a path comparison nor the link count catches.
+	key         fileID
+	protectDirs map[fileID]string
 
 	special []string // fifos, sockets and devices left out
 	crossed []string // mount points not crossed
@@ -48,7 +57,22 @@ func newGuard(dir string, protect Protected) (*guard, error) {
 		root.Close()
 		return nil, inputErrorf("--source %q: %w", dir, err)
 	}
-	g := &guard{root: root, protect: protect, dev: statOf(fi).Dev}
+	g := &guard{root: root, protect: protect, dev: statOf(fi).Dev, protectDirs: map[fileID]string{}}
+	if kfi, err := os.Stat(protect.Key); err == nil {
+		g.key = idOf(kfi)
+	}
+	for what, d := range map[string]string{"the factory home": protect.Home, "the directory of the signing key": filepath.Dir(protect.Key)} {
+		if d == "" || d == "." {
+			continue
+		}
+		if dfi, err := os.Stat(d); err == nil {
+			g.protectDirs[idOf(dfi)] = what + " (" + d + ")"
+		}
+	}
+	if what, ok := g.protectDirs[idOf(fi)]; ok {
+		root.Close()
+		return nil, inputErrorf("--source %q is %s under another name (a bind mount?): every task would get a copy of it; choose a source directory that does not hold factory state", dir, what)
+	}
 	resolved, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		resolved = dir
@@ -87,7 +111,15 @@ func (g *guard) include(rel string, isDir bool) bool {
 			g.crossed = append(g.crossed, rel)
 			return false
 		}
+		if what, ok := g.protectDirs[idOf(fi)]; ok {
+			g.err = inputErrorf("--source: %q is %s under another name (a bind mount?): every task would get a copy of it; remove it from the source", rel, what)
+			return false
+		}
 	case fi.Mode().IsRegular():
+		if st.Nlink == 1 && g.key != (fileID{}) && idOf(fi) == g.key {
+			g.err = inputErrorf("--source: %q is the provenance signing key %s under another name (a bind mount?): every task would get a copy of it; remove it from the source", rel, g.protect.Key)
+			return false
+		}
 		if st.Nlink > 1 {
 			if what := g.homeFile(fileID{st.Dev, st.Ino}); what != "" {
 				g.err = inputErrorf("--source: %q is a hard link to %s in the factory home (%s): every task would get a copy of it; remove the link from the source",
@@ -173,6 +205,11 @@ func firstFew(names []string) string {
 		b.WriteString(strconv.Quote(n))
 	}
 	return b.String()
+}
+
+func idOf(fi fs.FileInfo) fileID {
+	st := statOf(fi)
+	return fileID{st.Dev, st.Ino}
 }
 
 func statOf(fi fs.FileInfo) *syscall.Stat_t {

@@ -154,3 +154,29 @@ func TestFirstFew(t *testing.T) {
 		t.Errorf("unescape = %q", got)
 	}
 }
+
+// A bind mount shows the factory's files under another path with one link each: a source that is a bind mount of
+// the home's parent (so the home is an ordinary directory inside it) or of the key's directory is refused.
+func TestSourceBindMountOfHomeIsRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("bind mounts need root")
+	}
+	h := fakeHome(t)
+	for _, tc := range []struct{ name, target, want string }{
+		{"parent of the home", filepath.Dir(h.Home), `"home" is the factory home`},
+		{"key directory", filepath.Dir(h.Key), "is the directory of the signing key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := syscall.Mount(tc.target, dir, "", syscall.MS_BIND, ""); err != nil {
+				t.Skipf("bind mount: %v", err)
+			}
+			t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+			_, err := Take(context.Background(), dir, h, filepath.Join(t.TempDir(), "source.tar"))
+			var ie *InputError
+			if !errors.As(err, &ie) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Take = %v, want an InputError saying %q", err, tc.want)
+			}
+		})
+	}
+}
