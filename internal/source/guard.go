@@ -25,8 +25,10 @@ import (
 //     itself a bind mount of the home's parent, say), and a file that is the key itself (same device and inode);
 //   - leaves out fifos, sockets and devices, which a task could not use as files, and reports their names.
 //
-// The checks run as the snapshot's walk reaches each entry; an entry swapped between the check and the read by
-// someone who can write to the source is the snapshot's own identity check's to catch (it reopens what the walk saw).
+// The checks run as the snapshot's walk reaches each entry, with an Lstat of their own: someone who can write to
+// the source while it is snapshotted could still swap an entry between that Lstat and the walk's. Closing that
+// needs archive.WriteTree to hand its filter the FileInfo its walk used. (Linking a file one does not own, such as
+// the key, also needs fs.protected_hardlinks=0.)
 type guard struct {
 	root    *os.Root // the source directory
 	dev     uint64   // its device
