@@ -28,6 +28,12 @@ const (
 	maxIndexDepth   = 4    // index -> index -> ... -> manifest
 )
 
+// Docker's v2 media types, which an OCI index may name for its children (buildx writes such layouts).
+const (
+	dockerManifestMediaType = "application/vnd.docker.distribution.manifest.v2+json"
+	dockerListMediaType     = "application/vnd.docker.distribution.manifest.list.v2+json"
+)
+
 // ErrNotImage is returned by ImageInTar for a file that is not an OCI image layout tarball.
 var ErrNotImage = errors.New("not an OCI image layout tarball")
 
@@ -311,7 +317,7 @@ func (it *ImageTar) check(ctx context.Context, from string, d Descriptor, depth 
 	}
 	self := "manifest " + d.Digest
 	switch d.MediaType {
-	case ManifestMediaType:
+	case ManifestMediaType, dockerManifestMediaType:
 		if m.Config == nil || m.Manifests != nil {
 			return fmt.Errorf("%s is not an image manifest", self)
 		}
@@ -323,13 +329,15 @@ func (it *ImageTar) check(ctx context.Context, from string, d Descriptor, depth 
 				return err
 			}
 		}
-	case IndexMediaType:
+	case IndexMediaType, dockerListMediaType:
 		if m.Config != nil || m.Layers != nil {
 			return fmt.Errorf("index %s is not an image index", d.Digest)
 		}
 		for _, c := range m.Manifests {
-			if c.MediaType != ManifestMediaType && c.MediaType != IndexMediaType {
-				return fmt.Errorf("index %s names %s %s: only OCI manifests and indexes are supported", d.Digest, c.MediaType, c.Digest)
+			switch c.MediaType {
+			case ManifestMediaType, IndexMediaType, dockerManifestMediaType, dockerListMediaType:
+			default:
+				return fmt.Errorf("index %s names %s %s: only OCI and Docker v2 manifests and indexes are supported", d.Digest, c.MediaType, c.Digest)
 			}
 			if err := it.check(ctx, "index "+d.Digest, c, depth+1); err != nil {
 				return err
@@ -355,7 +363,7 @@ func (it *ImageTar) open(digest string) (io.ReadCloser, error) {
 
 // taggable returns the image or index with digest d (checked by ReadImageTar), ready for remote.Push.
 func (it *ImageTar) taggable(d Descriptor) (remote.Taggable, error) {
-	if d.MediaType == IndexMediaType {
+	if d.MediaType == IndexMediaType || d.MediaType == dockerListMediaType {
 		return &tarIndex{it: it, desc: d}, nil
 	}
 	return it.image(d)

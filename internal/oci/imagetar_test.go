@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -335,5 +337,68 @@ func TestPublishRefusesBadImageTarball(t *testing.T) {
 				t.Errorf("a refused publish made %d requests to the registry", n)
 			}
 		})
+	}
+}
+
+// An index of images (one OCI, one Docker v2 manifest) is checked through every level and published as it is,
+// each blob streamed from the tarball.
+func TestPublishImageIndex(t *testing.T) {
+	ctx := context.Background()
+	g := newGoodImage(t)
+	docker := mustJSON(t, map[string]any{
+		"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+		"config": desc("application/vnd.docker.container.image.v1+json", g.config),
+		"layers": []oci.Descriptor{desc("application/vnd.docker.image.rootfs.diff.tar", g.layer2)},
+	})
+	idx := mustJSON(t, map[string]any{"schemaVersion": 2, "mediaType": oci.IndexMediaType, "manifests": []oci.Descriptor{
+		desc(oci.ManifestMediaType, g.manifest), desc("application/vnd.docker.distribution.manifest.v2+json", docker),
+	}})
+	id := desc(oci.IndexMediaType, idx)
+	data := g.layout(t, id, g.config, g.layer1, g.layer2, g.manifest, docker, idx).bytes(t)
+	if d, err := readImage(t, data); err != nil || d.Digest != id.Digest {
+		t.Fatalf("index: %+v, %v", d, err)
+	}
+	// Without the Docker manifest's layer, the index is refused.
+	if _, err := readImage(t, g.layout(t, id, g.config, g.layer1, g.manifest, docker, idx).bytes(t)); !errors.Is(err, oci.ErrBadImage) {
+		t.Fatalf("index with a missing grandchild blob: %v", err)
+	}
+
+	f := newFixture(t, map[string][]byte{"image.tar": data}, nil)
+	if s := f.subject(oci.ImageSubjectPrefix + "image.tar"); "sha256:"+s.SHA256 != id.Digest {
+		t.Fatalf("subjects %+v lack the index %s", f.subj, id.Digest)
+	}
+	host, _ := newRegistry(t, false)
+	repo, _, _ := oci.ParseTarget(host + "/app")
+	pub, err := oci.Publish(ctx, oci.PublishRequest{Dir: f.dir, Bundle: f.bundle, Repo: repo, Verify: f.verifier()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub.Images["image.tar"] != host+"/app@"+id.Digest {
+		t.Fatalf("images = %v", pub.Images)
+	}
+	for _, want := range []struct {
+		ref  string
+		body []byte
+	}{{id.Digest, idx}, {"sha256:" + sha(g.manifest), g.manifest}, {"sha256:" + sha(docker), docker}} {
+		resp, err := http.Get("http://" + host + "/v2/app/manifests/" + want.ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !bytes.Equal(got, want.body) {
+			t.Errorf("registry holds %s as %q", want.ref, got)
+		}
+	}
+	for _, b := range [][]byte{g.config, g.layer1, g.layer2} {
+		resp, err := http.Get("http://" + host + "/v2/app/blobs/sha256:" + sha(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !bytes.Equal(got, b) {
+			t.Errorf("blob sha256:%s = %q", sha(b), got)
+		}
 	}
 }

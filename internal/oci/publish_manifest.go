@@ -120,6 +120,11 @@ type Subject struct {
 // digests and sizes the control plane computed when it collected them, so nothing is hashed twice. Every file must
 // be a regular file beneath root reached without a symlink.
 func BuildSubjects(root string, files []File) ([]Subject, error) {
+	return BuildSubjectsContext(context.Background(), root, files)
+}
+
+// BuildSubjectsContext is BuildSubjects, stopping when ctx is done (hashing an image's blobs takes a while).
+func BuildSubjectsContext(ctx context.Context, root string, files []File) ([]Subject, error) {
 	r, err := os.OpenRoot(root)
 	if err != nil {
 		return nil, err
@@ -127,7 +132,7 @@ func BuildSubjects(root string, files []File) ([]Subject, error) {
 	defer r.Close()
 	var images []Subject
 	for _, f := range files {
-		it, file, err := imageInRoot(context.Background(), r, f.Path)
+		it, file, err := imageInRoot(ctx, r, f.Path)
 		if err != nil {
 			return nil, err
 		}
