@@ -12,6 +12,7 @@ import (
 
 	"github.com/ssf-dev/ssf/internal/builder"
 	"github.com/ssf-dev/ssf/internal/durable"
+	"github.com/ssf-dev/ssf/internal/home"
 	"github.com/ssf-dev/ssf/internal/sign"
 )
 
@@ -43,23 +44,20 @@ const DefaultMaxOutputBytes int64 = 4 << 30
 
 // DefaultHome returns $SSF_HOME, or ~/.ssf.
 func DefaultHome() (Home, error) {
-	if dir := os.Getenv("SSF_HOME"); dir != "" {
-		abs, err := filepath.Abs(dir)
-		return Home{Dir: abs}, err
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return Home{}, fmt.Errorf("finding the factory home: %w (set SSF_HOME)", err)
-	}
-	return Home{Dir: filepath.Join(home, ".ssf")}, nil
+	l, err := home.Default()
+	return Home{Dir: l.Dir}, err
 }
 
-// Paths inside the home.
-func (h Home) configPath() string     { return filepath.Join(h.Dir, "config.yaml") }
-func (h Home) KeyPath() string        { return filepath.Join(h.Dir, "keys", "provenance.key") }
-func (h Home) imagesDir() string      { return filepath.Join(h.Dir, "images") }
-func (h Home) rootfsCacheDir() string { return filepath.Join(h.Dir, "cache", "rootfs") }
-func (h Home) runcStateDir() string   { return filepath.Join(h.Dir, "runc") }
+// Paths inside the home come from package home, the one place that knows its layout.
+func (h Home) layout() home.Layout    { return home.Layout{Dir: h.Dir} }
+func (h Home) configPath() string     { return h.layout().Config() }
+func (h Home) KeyPath() string        { return h.layout().Key() }
+func (h Home) imagesDir() string      { return h.layout().Images() }
+func (h Home) rootfsCacheDir() string { return h.layout().RootfsCache() }
+func (h Home) runcStateDir() string   { return h.layout().RuntimeState() }
+
+// RegistryDir is where the embedded registry keeps its blobs, repositories and users.
+func (h Home) RegistryDir() string { return h.layout().Registry() }
 
 // ErrNotInitialised is returned when the home has no config or key yet.
 var ErrNotInitialised = errors.New("factory home is not initialised")

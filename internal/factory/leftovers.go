@@ -33,7 +33,7 @@ type runRecord struct {
 	Staging    string `json:"staging,omitempty"`
 }
 
-func (h Home) runsDir() string { return filepath.Join(h.Dir, "runs") }
+func (h Home) runsDir() string { return h.layout().Runs() }
 
 // runLock is a running build's record, locked for as long as the build runs.
 type runLock struct {

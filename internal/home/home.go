@@ -1,0 +1,66 @@
+// Package home is the one place that knows the layout of a factory's state directory, $SSF_HOME (default ~/.ssf):
+//
+//	config.yaml             the factory's configuration
+//	keys/provenance.key     the provenance signing key (0600)
+//	images/                 builder images, an OCI image layout
+//	cache/rootfs/<digest>/  unpacked, read-only builder root file systems
+//	runc/                   the OCI runtime's state
+//	runs/<invocation>.json  a locked record of each running build
+//	registry/               the embedded registry's blobs, repositories and users
+//
+// State shared by every factory home on a host (uid leases, task slots) lives under /run/ssf instead, so that two
+// homes never hand out the same uid.
+//
+// # What it must never do
+//
+// It must never name a path outside Dir, and never create, read or change anything: it only says where things are,
+// so every package that touches factory state asks here rather than joining names of its own.
+package home
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Layout is a factory home: Dir is its absolute path.
+type Layout struct {
+	Dir string
+}
+
+// Default returns $SSF_HOME (made absolute), or ~/.ssf.
+func Default() (Layout, error) {
+	if dir := os.Getenv("SSF_HOME"); dir != "" {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return Layout{}, fmt.Errorf("finding the factory home %q: %w", dir, err)
+		}
+		return Layout{Dir: abs}, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return Layout{}, fmt.Errorf("finding the factory home: %w (set SSF_HOME)", err)
+	}
+	return Layout{Dir: filepath.Join(home, ".ssf")}, nil
+}
+
+// Config is config.yaml.
+func (l Layout) Config() string { return filepath.Join(l.Dir, "config.yaml") }
+
+// Key is the provenance signing key.
+func (l Layout) Key() string { return filepath.Join(l.Dir, "keys", "provenance.key") }
+
+// Images is the builder image store.
+func (l Layout) Images() string { return filepath.Join(l.Dir, "images") }
+
+// RootfsCache holds unpacked builder root file systems, one directory per image digest.
+func (l Layout) RootfsCache() string { return filepath.Join(l.Dir, "cache", "rootfs") }
+
+// RuntimeState is the OCI runtime's state directory (runc --root).
+func (l Layout) RuntimeState() string { return filepath.Join(l.Dir, "runc") }
+
+// Runs holds the locked records of running builds.
+func (l Layout) Runs() string { return filepath.Join(l.Dir, "runs") }
+
+// Registry is the embedded registry's storage.
+func (l Layout) Registry() string { return filepath.Join(l.Dir, "registry") }
