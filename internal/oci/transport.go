@@ -41,6 +41,16 @@ func (t progressTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if req.Body != nil {
 		req.Body = &progressBody{rc: req.Body, w: w, ctx: ctx}
 	}
+	if get := req.GetBody; get != nil {
+		// A retried request's body counts as progress too.
+		req.GetBody = func() (io.ReadCloser, error) {
+			rc, err := get()
+			if err != nil {
+				return nil, err
+			}
+			return &progressBody{rc: rc, w: w, ctx: ctx}, nil
+		}
+	}
 	resp, err := t.next.RoundTrip(req)
 	if err != nil {
 		w.stop()
