@@ -297,6 +297,28 @@ func TestVerifyPipelineDigestAndUnchecked(t *testing.T) {
 		t.Errorf("malformed pipeline digest: exit %d, want 2\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
+	var builderDigest string
+	for _, d := range p.statement()["predicate"].(map[string]any)["buildDefinition"].(map[string]any)["resolvedDependencies"].([]any) {
+		if d := d.(map[string]any); d["name"] == "builder" {
+			builderDigest = "sha256:" + d["digest"].(map[string]any)["sha256"].(string)
+		}
+	}
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--builder-digest", builderDigest}, 0, "verified: "},
+		{[]string{"--builder-digest", other}, 1, "builder sha256 digest is"},
+		{[]string{"--param", "MODE=release"}, 1, `param "MODE" was not set by the build`},
+		{[]string{"--param", "MODE"}, 2, "want NAME=VALUE"},
+	} {
+		r := ssf(t, p.tmp, append(base, tt.args...)...)
+		if r.code != tt.code || !strings.Contains(r.stdout+r.stderr, tt.want) {
+			t.Errorf("verify %v: exit %d, want %d with %q\n%s%s", tt.args, r.code, tt.code, tt.want, r.stdout, r.stderr)
+		}
+	}
+
 	r = ssf(t, p.tmp, append(base, "-v")...)
 	if r.code != 0 {
 		t.Fatalf("verify -v: exit %d\n%s%s", r.code, r.stdout, r.stderr)
