@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigstore/sigstore-go/pkg/root"
 	sigsign "github.com/sigstore/sigstore-go/pkg/sign"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -458,4 +460,22 @@ func FuzzArtifact(f *testing.F) {
 			t.Fatalf("accepted a bundle whose subject is %+v", res.Subject)
 		}
 	})
+}
+
+// Trusted material with a transparency log is refused until the verifier requires log entries with it: never
+// half-used, so a bundle without an entry cannot pass where the caller expected one.
+func TestTrustedMaterialWithLogIsRefused(t *testing.T) {
+	key := newKey(t)
+	artifact := []byte("artifact")
+	good := signBuild(t, key, testBuild(artifact))
+	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, nil, nil, nil, map[string]*root.TransparencyLog{
+		"log": {BaseURL: "https://log.example", ID: []byte("log"), HashFunc: crypto.SHA256, PublicKey: &key.PublicKey, SignatureHashFunc: crypto.SHA256},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = verify.Artifact(context.Background(), sha256Hex(artifact), good, verify.Options{Trusted: tr})
+	if err == nil || errors.Is(err, verify.ErrVerification) || !strings.Contains(err.Error(), "not supported yet") {
+		t.Errorf("err = %v, want a refusal of the material", err)
+	}
 }
