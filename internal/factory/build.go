@@ -124,7 +124,13 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	if err != nil {
 		return nil, err
 	}
-	b, err := h.run(ctx, adm, ws, src, log)
+	// The uid stays leased until the build's directories (its files owned by that uid) are gone.
+	uid, err := h.takeUID(adm.cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer uid.release()
+	b, err := h.run(ctx, adm, ws, src, uid, log)
 	if err != nil {
 		log.printf("build failed: nothing was signed and %s was left as it was", req.Out)
 		return nil, err
@@ -280,19 +286,14 @@ func (h Home) source(ctx context.Context, dir string, adm *admission, ws *worksp
 	return src, nil
 }
 
-// run unpacks the builder, leases the build's uid (and its cgroup and limits), and runs every task; each task's
+// run unpacks the builder and runs every task as the build's leased uid (with its cgroup and limits); each task's
 // outputs are observed (hashed by the control plane) as it finishes.
-func (h Home) run(ctx context.Context, adm *admission, ws *workspace, src *source.Snapshot, log *lineLog) (*build, error) {
+func (h Home) run(ctx context.Context, adm *admission, ws *workspace, src *source.Snapshot, uid *taskUID, log *lineLog) (*build, error) {
 	log.printf("builder %s", adm.p.Builder)
 	rootfs, err := adm.images.Rootfs(ctx, adm.img.Digest, h.rootfsCacheDir())
 	if err != nil {
 		return nil, fmt.Errorf("unpacking builder %s: %w", adm.p.Builder, err)
 	}
-	uid, err := h.takeUID(adm.cfg)
-	if err != nil {
-		return nil, err
-	}
-	defer uid.release()
 	b := &build{
 		p: adm.p, params: adm.params, src: src, rootfs: rootfs, runtime: adm.runtime, work: ws.work,
 		invocation: ws.invocation, uid: uid.id, lease: uid, log: log, maxOutput: adm.cfg.MaxOutputBytes,
