@@ -7,7 +7,10 @@
 // [ReadImageTar] decides whether a build output is an OCI image layout tarball, and if so checks the image
 // itself: every blob hashes to its name, and every manifest, index, config and layer the index.json's image
 // reaches is in the tarball with its descriptor's digest and size. Publishing streams those blobs from the
-// tarball; nothing is unpacked.
+// tarball; nothing is unpacked. Memory is bounded whatever the tarball holds: manifests and indexes together
+// (16 MiB), blob entries (65536), and no entry name is remembered that is not a well-formed blob name. Manifests,
+// indexes and index.json in which one object has two keys equal ignoring case are refused: encoding/json keeps the
+// last, other parsers the first or the exact-case one, so such a manifest would name other layers elsewhere.
 //
 // # Registries
 //

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
@@ -26,6 +27,12 @@ const (
 	maxManifestSize = 4 << 20
 	maxManifests    = 1024 // manifests and indexes reachable from index.json
 	maxIndexDepth   = 4    // index -> index -> ... -> manifest
+	// All manifests and indexes held at once: a step could otherwise make the control plane hold maxManifests
+	// manifests of maxManifestSize each (4 GiB). Real multi-platform indexes are a few hundred KiB in all.
+	maxManifestBytes = 16 << 20
+	// Blob entries recorded per tarball. Each costs the control plane memory while the tarball is checked, and a
+	// tarball of tiny distinct blobs has about one per KiB; an image reaches at most a few thousand.
+	maxBlobs = 1 << 16
 )
 
 // Docker's v2 media types, which an OCI index may name for its children (buildx writes such layouts).
@@ -52,6 +59,69 @@ type ImageTar struct {
 	r     io.ReaderAt
 	blobs map[string]tarBlob // "sha256:<hex>" -> where its bytes are in the tarball
 	raw   map[string][]byte  // manifests and indexes read, by digest
+	// rawBytes is the size of raw's values together, at most maxManifestBytes.
+	rawBytes int64
+}
+
+// foldKey maps every key that bytes.EqualFold (and so encoding/json's field matching) takes for k to one string:
+// each rune becomes the least of its case-folding orbit, so "layers", "LAYERS" and "layerſ" (U+017F) fold alike.
+func foldKey(k string) string {
+	var b strings.Builder
+	for _, r := range k {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		b.WriteRune(least)
+	}
+	return b.String()
+}
+
+// checkJSONKeys refuses JSON in which one object has two keys that are equal ignoring case: parsers disagree on
+// which one counts, so the document does not mean one thing.
+func checkJSONKeys(raw []byte) error {
+	type frame struct {
+		keys    map[string]bool // folded keys seen; nil for an array
+		wantKey bool            // in an object, the next token is a key
+	}
+	var stack []*frame
+	valueDone := func() { // a value ended: in an object, a key comes next
+		if n := len(stack); n > 0 && stack[n-1].keys != nil {
+			stack[n-1].wantKey = true
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("decoding JSON: %v", err)
+		}
+		if n := len(stack); n > 0 && stack[n-1].wantKey {
+			if k, ok := tok.(string); ok {
+				f := foldKey(k)
+				if stack[n-1].keys[f] {
+					return fmt.Errorf("key %s appears twice in one object (ignoring case): refusing JSON that parsers read differently", quoteName(k))
+				}
+				stack[n-1].keys[f] = true
+				stack[n-1].wantKey = false
+				continue
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{keys: map[string]bool{}, wantKey: true})
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			valueDone()
+		default:
+			valueDone()
+		}
+	}
 }
 
 // tarBlob locates a regular file's bytes in an uncompressed, non-sparse tarball.
@@ -107,6 +177,9 @@ func ReadImageTar(ctx context.Context, r io.ReaderAt, size int64) (*ImageTar, er
 	if sc.problem != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadImage, sc.problem)
 	}
+	if err := checkJSONKeys(sc.index); err != nil {
+		return nil, fmt.Errorf("%w: index.json: %w", ErrBadImage, err)
+	}
 	it := &ImageTar{
 		Image: Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size},
 		r:     r, blobs: sc.blobs, raw: map[string][]byte{},
@@ -161,17 +234,30 @@ func scanTar(ctx context.Context, r io.ReaderAt, size int64) (*scanned, error) {
 		// Both checks skip the entry unread: Next then passes over its physical bytes without expanding them.
 		total += hdr.Size
 		if total > size {
-			problem(fmt.Errorf("entries up to %q add up to %d bytes, more than the tarball's own %d: refusing an archive bomb", hdr.Name, total, size))
+			problem(fmt.Errorf("entries up to %s add up to %d bytes, more than the tarball's own %d: refusing an archive bomb", quoteName(hdr.Name), total, size))
 			continue
 		}
 		if isSparse(hdr) {
-			problem(fmt.Errorf("entry %q is a sparse file: image tarballs with sparse entries are refused", hdr.Name))
+			problem(fmt.Errorf("entry %s is a sparse file: image tarballs with sparse entries are refused", quoteName(hdr.Name)))
 			continue
 		}
 		clean := strings.TrimSuffix(name, "/")
+		hexName, isBlob := strings.CutPrefix(clean, "blobs/sha256/")
+		if isBlob && !isSHA256Hex(hexName) || !isBlob && strings.HasPrefix(clean, "blobs/") && clean != "blobs/sha256" {
+			// Refused before it is remembered, so that seen holds only names of bounded length.
+			problem(fmt.Errorf("entry %s is not a blob: only blobs/sha256/<64 lower-case hex digits> belongs under blobs/", quoteName(hdr.Name)))
+			continue
+		}
 		if clean == "oci-layout" || clean == "index.json" || strings.HasPrefix(clean, "blobs/") {
 			if seen[clean] {
-				problem(fmt.Errorf("entry %q appears twice", hdr.Name))
+				problem(fmt.Errorf("entry %s appears twice", quoteName(hdr.Name)))
+				continue
+			}
+			if isBlob && sc.problem != nil {
+				continue // the tarball is refused anyway: hash and remember nothing more
+			}
+			if isBlob && len(seen) > maxBlobs {
+				problem(fmt.Errorf("more than %d blobs: no image needs that many, refusing the tarball", maxBlobs))
 				continue
 			}
 			seen[clean] = true
@@ -196,14 +282,9 @@ func scanTar(ctx context.Context, r io.ReaderAt, size int64) (*scanned, error) {
 			}
 		case clean == "blobs" || clean == "blobs/sha256":
 			if hdr.Typeflag != tar.TypeDir {
-				problem(fmt.Errorf("entry %q is not a directory", hdr.Name))
+				problem(fmt.Errorf("entry %s is not a directory", quoteName(hdr.Name)))
 			}
-		case strings.HasPrefix(clean, "blobs/"):
-			hexName, ok := strings.CutPrefix(clean, "blobs/sha256/")
-			if !ok || !isSHA256Hex(hexName) {
-				problem(fmt.Errorf("entry %q is not a blob: only blobs/sha256/<hex> belongs under blobs/", hdr.Name))
-				continue
-			}
+		case isBlob:
 			if hdr.Typeflag != tar.TypeReg {
 				problem(fmt.Errorf("blob sha256:%s is not a regular file (tar type %q)", hexName, hdr.Typeflag))
 				continue
@@ -230,6 +311,15 @@ func scanTar(ctx context.Context, r io.ReaderAt, size int64) (*scanned, error) {
 		}
 	}
 	return sc, nil
+}
+
+// quoteName quotes an entry's name for a message, cut short: a PAX record can make a name a megabyte long.
+func quoteName(name string) string {
+	const max = 200
+	if len(name) > max {
+		return fmt.Sprintf("%q... (%d bytes)", name[:max], len(name))
+	}
+	return fmt.Sprintf("%q", name)
 }
 
 // isSparse reports a GNU sparse entry, old-style or in PAX records: the tar reader would fill its holes, so its
@@ -295,6 +385,9 @@ func (it *ImageTar) check(ctx context.Context, from string, d Descriptor, depth 
 	if b.size > maxManifestSize {
 		return fmt.Errorf("%s %s is larger than %d bytes", d.MediaType, d.Digest, maxManifestSize)
 	}
+	if it.rawBytes+b.size > maxManifestBytes {
+		return fmt.Errorf("%s %s: the manifests and indexes together are larger than %d bytes", d.MediaType, d.Digest, maxManifestBytes)
+	}
 	raw := make([]byte, b.size)
 	if _, err := it.r.ReadAt(raw, b.off); err != nil {
 		return fmt.Errorf("reading %s: %v", d.Digest, err)
@@ -303,6 +396,12 @@ func (it *ImageTar) check(ctx context.Context, from string, d Descriptor, depth 
 		return fmt.Errorf("%s changed while being read", d.Digest) // the file changed between the two reads
 	}
 	it.raw[d.Digest] = raw
+	it.rawBytes += b.size
+	// A registry or client that reads JSON keys case-sensitively, or keeps the first of two equal keys, would
+	// see other layers or children than the ones checked here (encoding/json folds case and keeps the last).
+	if err := checkJSONKeys(raw); err != nil {
+		return fmt.Errorf("%s %s: %w", d.MediaType, d.Digest, err)
+	}
 	var m struct {
 		MediaType string       `json:"mediaType"`
 		Config    *Descriptor  `json:"config"`

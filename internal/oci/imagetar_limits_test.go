@@ -1,0 +1,172 @@
+package oci_test
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/ssf-dev/ssf/internal/oci"
+)
+
+// Attacks by a build step on the control plane's check of an image tarball: documents that different parsers
+// read differently, and tarballs made to exhaust the control plane's memory.
+
+func TestImageInTarRefusesAmbiguousJSONKeys(t *testing.T) {
+	g := newGoodImage(t)
+	evil := []byte("bytes the control plane never saw")
+	config := string(mustJSON(t, desc("application/vnd.oci.image.config.v1+json", g.config)))
+	good := string(mustJSON(t, []oci.Descriptor{desc("application/vnd.oci.image.layer.v1.tar", g.layer1)}))
+	bad := string(mustJSON(t, []oci.Descriptor{desc("application/vnd.oci.image.layer.v1.tar", evil)}))
+	for _, key := range []string{"layers", "Layers", "layer\u017f"} {
+		t.Run(key, func(t *testing.T) {
+			// encoding/json keeps the last of the keys that fold alike, so it checks the good layers; a parser that
+			// keeps the first, or matches case exactly, reads the image as the evil layer the tarball lacks.
+			m := []byte(`{"schemaVersion":2,"mediaType":"` + oci.ManifestMediaType + `","config":` + config +
+				`,"layers":` + bad + `,"` + key + `":` + good + `}`)
+			if key == "layer\u017f" {
+				// Here only Go folds the two keys together; a case-sensitive parser sees "layers" = evil.
+				m = []byte(`{"schemaVersion":2,"mediaType":"` + oci.ManifestMediaType + `","config":` + config +
+					`,"layers":` + bad + `,"layer\u017f":` + good + `}`)
+			}
+			_, err := readImage(t, g.layout(t, desc(oci.ManifestMediaType, m), g.config, g.layer1, m).bytes(t))
+			if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), "appears twice in one object") {
+				t.Fatalf("err = %v, want ErrBadImage naming a key that appears twice", err)
+			}
+		})
+	}
+	t.Run("index.json", func(t *testing.T) {
+		md := desc(oci.ManifestMediaType, g.manifest)
+		l := &layoutTar{}
+		l.add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`))
+		other := string(mustJSON(t, []oci.Descriptor{desc(oci.ManifestMediaType, []byte("elsewhere"))}))
+		l.add("index.json", []byte(`{"schemaVersion":2,"manifests":`+other+`,"Manifests":`+string(mustJSON(t, []oci.Descriptor{md}))+`}`))
+		for _, b := range [][]byte{g.config, g.layer1, g.layer2, g.manifest} {
+			l.blob(b)
+		}
+		_, err := readImage(t, l.bytes(t))
+		if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), "appears twice in one object") {
+			t.Fatalf("err = %v, want ErrBadImage naming a key that appears twice", err)
+		}
+	})
+	t.Run("same key in different objects is fine", func(t *testing.T) {
+		md := desc(oci.ManifestMediaType, g.manifest)
+		if _, err := readImage(t, g.layout(t, md).bytes(t)); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestImageInTarBoundsManifestBytes: a step cannot make the control plane hold 1024 manifests of 4 MiB each.
+func TestImageInTarBoundsManifestBytes(t *testing.T) {
+	g := newGoodImage(t)
+	l := &layoutTar{}
+	var children []oci.Descriptor
+	var blobs [][]byte
+	for i := range 5 {
+		m := mustJSON(t, map[string]any{
+			"schemaVersion": 2, "mediaType": oci.ManifestMediaType,
+			"config":      desc("application/vnd.oci.image.config.v1+json", g.config),
+			"layers":      []oci.Descriptor{desc("application/vnd.oci.image.layer.v1.tar", g.layer1)},
+			"annotations": map[string]string{"pad": fmt.Sprint(i) + strings.Repeat("x", 4<<20-4096)},
+		})
+		children = append(children, desc(oci.ManifestMediaType, m))
+		blobs = append(blobs, m)
+	}
+	idx := mustJSON(t, map[string]any{"schemaVersion": 2, "mediaType": oci.IndexMediaType, "manifests": children})
+	l.add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`))
+	l.add("index.json", mustJSON(t, map[string]any{"schemaVersion": 2, "manifests": []oci.Descriptor{desc(oci.IndexMediaType, idx)}}))
+	for _, b := range append(blobs, g.config, g.layer1, idx) {
+		l.blob(b)
+	}
+	_, err := readImage(t, l.bytes(t))
+	if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), "the manifests and indexes together are larger than") {
+		t.Fatalf("err = %v, want ErrBadImage about the manifests' total size", err)
+	}
+}
+
+// TestImageInTarBoundsBlobCount: every blob entry costs the control plane memory; a tarball of tiny distinct
+// blobs is refused past a count no image needs.
+func TestImageInTarBoundsBlobCount(t *testing.T) {
+	g := newGoodImage(t)
+	l := g.layout(t, desc(oci.ManifestMediaType, g.manifest))
+	for i := range 1<<16 + 1 {
+		l.blob(fmt.Append(nil, i))
+	}
+	_, err := readImage(t, l.bytes(t))
+	if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), "more than 65536 blobs") {
+		t.Fatalf("err = %v, want ErrBadImage about the number of blobs", err)
+	}
+}
+
+// peakReader samples the heap as the tarball is read.
+type peakReader struct {
+	r    io.ReaderAt
+	next int64
+	peak uint64
+}
+
+func (p *peakReader) ReadAt(b []byte, off int64) (int, error) {
+	if off >= p.next {
+		p.next = off + 4<<20
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		p.peak = max(p.peak, ms.HeapAlloc)
+	}
+	return p.r.ReadAt(b, off)
+}
+
+// TestImageInTarLongNamesUnderBlobs: entry names of almost 1 MiB (a PAX record) under blobs/ are neither
+// remembered nor quoted whole.
+func TestImageInTarLongNamesUnderBlobs(t *testing.T) {
+	g := newGoodImage(t)
+	// On disk, not in memory: the heap then holds only what the check keeps (and garbage up to its size).
+	f, err := os.Create(filepath.Join(t.TempDir(), "names.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	for _, e := range g.layout(t, desc(oci.ManifestMediaType, g.manifest)).entries {
+		h := e.hdr
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(e.body)
+	}
+	const n, nameLen = 96, 1<<20 - 1024
+	for i := range n {
+		name := fmt.Sprintf("blobs/%03d", i) + strings.Repeat("a", nameLen)
+		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Format: tar.FormatPAX}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	size, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	pr := &peakReader{r: f}
+	_, err = oci.ImageInTar(context.Background(), pr, size)
+	if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), "is not a blob") {
+		t.Fatalf("err = %v, want ErrBadImage naming an entry that is not a blob", err)
+	}
+	if len(err.Error()) > 1024 {
+		t.Errorf("message is %d bytes long; the name should be cut short", len(err.Error()))
+	}
+	// Remembering every name would hold n MiB by the end of the tarball.
+	if grown := int64(pr.peak) - int64(before.HeapAlloc); grown > n/2<<20 {
+		t.Errorf("heap grew by %d MiB while reading %d names of 1 MiB; want well under %d MiB", grown>>20, n, n/2)
+	}
+}
