@@ -196,20 +196,75 @@ func cgroupParents() (map[string]string, bool, error) {
 	return out, true, nil
 }
 
-// memoryCgroup is the memory cgroup directory of container id nested under parent, "" when unknown.
-func memoryCgroup(parent, id string) string {
-	parents, _, err := cgroupParents()
-	if err != nil || parents["memory"] == "" {
-		return ""
-	}
-	return filepath.Join(parents["memory"], parent, id)
+// taskCgroup holds the cgroups of one task's step containers, under its build's cgroup (or where runc puts a
+// container by default). It outlives each step, so the task's OOM kills can be counted after runc has removed
+// the step's own cgroup.
+type taskCgroup struct {
+	name   string // relative path: the build cgroup's name, then the container ID
+	memory string // the memory controller's directory, "" when unknown
+	dirs   []string
 }
 
-// buildMemoryLimit reads the memory limit of the build cgroup parent, -1 when unknown.
-func buildMemoryLimit(parent string) int64 {
-	dir := memoryCgroup(parent, "")
-	for _, file := range []string{"memory.limit_in_bytes", "memory.max"} {
-		if data, err := os.ReadFile(filepath.Join(dir, file)); err == nil {
+// newTaskCgroup creates the task's cgroup, in which each step's container gets its own.
+func newTaskCgroup(parent, id string) (*taskCgroup, error) {
+	if id == "" || strings.Contains(id, "/") || id == "." || id == ".." {
+		return nil, fmt.Errorf("container ID %q is not a single path element", id)
+	}
+	name := id
+	if parent != "" {
+		name = parent + "/" + id
+	}
+	t := &taskCgroup{name: name}
+	parents, v2, err := cgroupParents()
+	if err != nil {
+		return nil, err
+	}
+	for _, ctrl := range []string{"memory", "pids"} {
+		p, ok := parents[ctrl]
+		if !ok {
+			continue
+		}
+		dir := filepath.Join(p, name)
+		if ctrl == "memory" {
+			t.memory = dir
+		}
+		if v2 && len(t.dirs) > 0 {
+			continue
+		}
+		if err := removeCgroup(dir); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating task cgroup: %w", err)
+		}
+		t.dirs = append(t.dirs, dir)
+		if v2 {
+			if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+memory +pids"), 0); err != nil {
+				t.remove()
+				return nil, fmt.Errorf("enabling memory and pids controllers in %s: %w", dir, err)
+			}
+		}
+	}
+	return t, nil
+}
+
+// resetPeak restarts the task's peak memory count (v1 memory.max_usage_in_bytes, v2 memory.peak; kernels before
+// 6.12 cannot reset memory.peak, where the peak then spans the task's earlier steps too).
+func (t *taskCgroup) resetPeak() {
+	if t.memory == "" {
+		return
+	}
+	if os.WriteFile(filepath.Join(t.memory, "memory.max_usage_in_bytes"), []byte("0"), 0) != nil {
+		os.WriteFile(filepath.Join(t.memory, "memory.peak"), []byte("reset"), 0)
+	}
+}
+
+// peak is the most memory the task's cgroup has held since resetPeak, -1 when unknown. On cgroup v1 the kernel
+// counts an OOM kill only in the cgroup of the killed process, which runc removes with the step's container; the
+// task's peak, which includes its steps', shows whether the step reached its limit.
+func (t *taskCgroup) peak() int64 {
+	for _, file := range []string{"memory.max_usage_in_bytes", "memory.peak"} {
+		if data, err := os.ReadFile(filepath.Join(t.memory, file)); t.memory != "" && err == nil {
 			if n, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64); err == nil {
 				return n
 			}
@@ -218,9 +273,62 @@ func buildMemoryLimit(parent string) int64 {
 	return -1
 }
 
-// oomKilled returns how many processes of the cgroup dir the kernel's OOM killer has killed (v1
-// memory.oom_control and v2 memory.events both count oom_kill), and whether dir itself has hit its limit (as
-// opposed to an ancestor's).
+func (t *taskCgroup) oomKills() int64 {
+	n, _ := oomKilled(t.memory)
+	return n
+}
+
+func (t *taskCgroup) remove() error {
+	var errs []error
+	for _, d := range t.dirs {
+		errs = append(errs, removeCgroup(d))
+	}
+	t.dirs = nil
+	return errors.Join(errs...)
+}
+
+// buildMemoryDir is the memory cgroup directory of the build cgroup parent, "" when unknown.
+func buildMemoryDir(parent string) string {
+	parents, _, err := cgroupParents()
+	if err != nil || parents["memory"] == "" || parent == "" {
+		return ""
+	}
+	return filepath.Join(parents["memory"], parent)
+}
+
+// buildMemoryLimit reads the memory limit of the build cgroup parent, -1 when unknown.
+func buildMemoryLimit(parent string) int64 {
+	dir := buildMemoryDir(parent)
+	for _, file := range []string{"memory.limit_in_bytes", "memory.max"} {
+		if data, err := os.ReadFile(filepath.Join(dir, file)); dir != "" && err == nil {
+			if n, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+// buildMemoryFailures counts the times the build cgroup parent refused memory at its limit (v1 memory.failcnt,
+// v2 memory.events max), -1 when unknown.
+func buildMemoryFailures(parent string) int64 { return memoryFailures(buildMemoryDir(parent)) }
+
+func memoryFailures(dir string) int64 {
+	if dir == "" {
+		return -1
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "memory.failcnt")); err == nil {
+		n, _ := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+		return n
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "memory.events")); err == nil {
+		return cgroupStat(string(data), "max")
+	}
+	return -1
+}
+
+// oomKilled returns how many processes of the cgroup dir (and its descendants) the kernel's OOM killer has killed
+// (v1 memory.oom_control and v2 memory.events both count oom_kill), and whether dir itself has hit its limit.
 func oomKilled(dir string) (kills int64, ownLimit bool) {
 	if dir == "" {
 		return 0, false

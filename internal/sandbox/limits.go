@@ -23,23 +23,29 @@ func (e *LimitError) Error() string {
 	return msg
 }
 
-// oomKills is the number of OOM kills so far in the container's memory cgroup, the baseline against which
-// limitHit tells whether a step was killed.
-func (c *Container) oomKills() int64 {
-	n, _ := oomKilled(memoryCgroup(c.cfg.CgroupParent, c.id))
-	return n
-}
+// memoryCounts are a task's memory event counters before a step, to tell what happened during it.
+type memoryCounts struct{ oomKills, buildFailures int64 }
 
-// limitHit tells why a step that exited non-zero failed, when the cause was a limit: the OOM killer in the
-// container's (or its build's) memory cgroup since the step started (oomBefore kills), or a full task disk.
-func (c *Container) limitHit(oomBefore int64) error {
-	if dir := memoryCgroup(c.cfg.CgroupParent, c.id); dir != "" {
-		if kills, own := oomKilled(dir); kills > oomBefore {
-			build := buildMemoryLimit(c.cfg.CgroupParent)
-			if c.cfg.CgroupParent == "" || own && c.cfg.Memory < build {
-				return &LimitError{Resource: "memory", Limit: c.cfg.Memory, Scope: "its task's"}
+// limitHit tells why a step that exited with code failed, when the cause was a limit: its task's or its build's
+// memory limit (cgroup v2 counts the OOM kill in the task's cgroup; on v1 the task's peak usage or the build's
+// failed charges show which limit was reached), or a full task disk.
+func (c *Container) limitHit(before memoryCounts, code int) error {
+	killed := c.task.oomKills() > before.oomKills
+	// The peak stops short of the limit by at most a charge batch (64 pages) that did not fit.
+	taskHit := c.task.peak() >= c.cfg.Memory-256<<10
+	buildHit := c.cfg.CgroupParent != "" && buildMemoryFailures(c.cfg.CgroupParent) > before.buildFailures
+	if killed || taskHit || buildHit {
+		// A limit alone does not fail a step (the kernel first reclaims cache); the OOM killer's SIGKILL (exit
+		// 137) or the kernel's own count of OOM kills says it did.
+		if killed || code == 137 {
+			if buildHit {
+				return &LimitError{Resource: "memory", Limit: buildMemoryLimit(c.cfg.CgroupParent), Setting: "maxBuildMemoryBytes", Scope: "its build's total"}
 			}
-			return &LimitError{Resource: "memory", Limit: build, Setting: "maxBuildMemoryBytes", Scope: "its build's total"}
+			e := &LimitError{Resource: "memory", Limit: c.cfg.Memory, Scope: "its task's"}
+			if c.cfg.CgroupParent != "" && c.cfg.Memory >= buildMemoryLimit(c.cfg.CgroupParent) {
+				e.Setting = "maxBuildMemoryBytes" // the task's limit is the build's
+			}
+			return e
 		}
 	}
 	if c.cfg.Disk != nil && c.cfg.Disk.Full() {

@@ -145,26 +145,48 @@ func TestBuildCgroupBoundsAllTasks(t *testing.T) {
 			t.Errorf("%s = %s, want %s", file, got, want)
 		}
 	}
-	spawned := 0
-	for i := range 2 {
-		// Each container alone may have 100 processes; the first takes 20 of the build's 30.
-		ctr := startContainer(t, Config{ID: fmt.Sprintf("ssf-test-bomb-%d", i), Rootfs: rootfs, CgroupParent: g.Name(), Pids: 100})
-		var out bytes.Buffer
-		_, err := ctr.Exec(context.Background(), []string{"/bin/sh", "-c", fmt.Sprintf(
-			`n=0; i=0; while [ $i -lt %d ]; do if sleep 60 >/dev/null 2>&1 & then n=$((n+1)); fi; i=$((i+1)); done; echo $n`, 20+20*i)}, &out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The shell counts forks; a fork the kernel refuses fails in the shell, before it counts.
-		n, _ := strconv.Atoi(strings.TrimSpace(lastLine(out.String())))
-		spawned += n
-	}
-	data, err := os.ReadFile(filepath.Join(parents["pids"], g.Name(), "pids.current"))
-	if err != nil {
+	// Two tasks' steps run at once: the first starts 20 processes and holds them until the second, which tries
+	// 40, has counted its own; they meet at a FIFO in a directory both containers mount.
+	shared := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(shared, "done"), 0o666); err != nil {
 		t.Fatal(err)
 	}
-	if cur, _ := strconv.Atoi(strings.TrimSpace(string(data))); cur > 30 || spawned >= 30 {
-		t.Errorf("two containers in a build cgroup with pids.max 30 hold %d processes and started %d sleeps", cur, spawned)
+	if err := os.Chmod(filepath.Join(shared, "done"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	mounts := []Mount{{Source: shared, Destination: "/shared"}}
+	// Only shell builtins run after the fork bomb: a command that needed a fork could fail once the build's
+	// processes are used up.
+	spawn := func(name string, n int, then string) string {
+		return fmt.Sprintf(`(i=0; while [ $i -lt %d ]; do sleep 60 >/dev/null 2>&1 & i=$((i+1)); echo $i > /shared/%s; done) || true; read -r n < /shared/%s; echo $n; %s`, n, name, name, then)
+	}
+	first := startContainer(t, Config{ID: "ssf-test-bomb-0", Rootfs: rootfs, CgroupParent: g.Name(), Pids: 100, Mounts: mounts})
+	second := startContainer(t, Config{ID: "ssf-test-bomb-1", Rootfs: rootfs, CgroupParent: g.Name(), Pids: 100, Mounts: mounts})
+	outs := make([]bytes.Buffer, 2)
+	done := make(chan error, 1)
+	go func() {
+		_, err := first.Exec(context.Background(), []string{"/bin/sh", "-c", spawn("a", 20, "read -r _ < /shared/done")}, &outs[0])
+		done <- err
+	}()
+	// The second starts once the first's processes are there: it waits for the first's count file to say 20.
+	code, err := second.Exec(context.Background(), []string{"/bin/sh", "-c",
+		`until [ "$(cat /shared/a 2>/dev/null)" = 20 ]; do :; done; ` + spawn("b", 40, "echo > /shared/done")}, &outs[1])
+	if err != nil || code != 0 {
+		t.Fatalf("second container: exit %d, error %v, output %q", code, err, outs[1].String())
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	spawned := 0
+	for i := range outs {
+		n, _ := strconv.Atoi(strings.TrimSpace(strings.Split(outs[i].String(), "\n")[0]))
+		spawned += n
+	}
+	if spawned >= 30 || spawned < 20 {
+		t.Errorf("two containers in a build cgroup with pids.max 30 started %d processes (outputs %q, %q)", spawned, outs[0].String(), outs[1].String())
 	}
 }
 

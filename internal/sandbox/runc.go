@@ -1,15 +1,18 @@
-// Package sandbox is the factory's build environment: it runs a task's steps inside a fresh OCI container
-// (runc by default) with no network, a read-only root, an unprivileged user, no capabilities, no_new_privs,
-// seccomp, masked /proc paths, and memory and process limits.
+// Package sandbox is the factory's build environment: it runs each step of a task in a fresh OCI container (runc
+// by default, or crun) with no network, a read-only root, an unprivileged user, no capabilities, no_new_privs,
+// seccomp, masked /proc paths, and memory and process limits; it also provides what bounds a task and a build on
+// the host: a size-limited file system for a task's writable paths (Disk) and a parent cgroup with a build's total
+// memory and process limits (BuildCgroup), and names the limit a failed step hit (LimitError).
 //
 // # What it must never do
 //
 // It must never give a container a network interface other than its own loopback, a host path that the caller did
-// not list, a capability, or a way back to the factory's state. It must never leave a container behind: every
-// container it creates is killed and deleted, whether the task succeeds, fails, times out or is cancelled.
+// not list, a capability, or a way back to the factory's state. It must never leave a container, a cgroup or a
+// mount behind: every container it creates is killed and deleted, whether the task succeeds, fails, times out or
+// is cancelled, and Close removes the task's cgroup and Disk.Close its file system.
 //
-// The container configuration is generated with the runtime-spec Go types; namespaces, mounts and cgroups are
-// left to runc.
+// The container configuration is generated with the runtime-spec Go types; namespaces, mounts and the containers'
+// own cgroups are left to the runtime.
 package sandbox
 
 import (
@@ -25,6 +28,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Runc runs containers with the runc binary.
@@ -93,61 +98,42 @@ func (r *Runc) Seccomp() bool {
 	return r.seccomp
 }
 
-// Container is a running task container. Its init process only waits; steps run in it with Exec.
+// Container is a task's container. Each step runs as the init of its own `runc run` of the task's config: one
+// runtime call per step (a long-lived container with `runc exec` took four per task), and a step's processes,
+// background ones included, end with it. Steps share the task's mounts, so files in /workspace, /tmp and
+// /outputs carry over from step to step; the task's cgroup, which holds the steps' cgroups, lives as long as the
+// Container, so the OOM kills of a step can still be read after runc has removed the step's own cgroup.
 type Container struct {
-	r    *Runc
-	id   string
-	hold *os.File // write end of the init's stdin: the init exits when it is closed
-	cfg  Config   // with its limits resolved
+	r      *Runc
+	id     string
+	bundle string
+	spec   *specs.Spec
+	cfg    Config // with its limits resolved
+	task   *taskCgroup
+	steps  int
+	closed bool
 }
 
-// Start creates and starts a container. bundleDir must be an empty directory that the caller removes later;
-// runc's config.json is written there. The caller must Close the container.
+// Start prepares a task container: it checks the runtime, writes nothing that runs yet, and creates the task's
+// cgroup. bundleDir must be an empty directory that the caller removes later; config.json is written there for
+// each step. The caller must Close the container.
 func (r *Runc) Start(ctx context.Context, bundleDir string, c Config) (*Container, error) {
-	// The init process blocks reading a pipe that only we hold, so the container lives exactly as long as we want.
 	if !r.Seccomp() {
-		return nil, fmt.Errorf("%s (%s) reports no seccomp support: ssf does not run build steps without its seccomp filter; install a runc built with libseccomp (Debian's runc is)", r.binary, r.Version())
+		return nil, fmt.Errorf("%s (%s) reports no seccomp support: ssf does not run build steps without its seccomp filter; install a runtime built with libseccomp (Debian's runc and crun are)", r.binary, r.Version())
 	}
-	spec, err := ociSpec(c, []string{"/bin/sh", "-c", "read -r _"}, true)
+	spec, err := ociSpec(c, []string{"/bin/sh"}, true)
 	if err != nil {
 		return nil, err
 	}
-	data, err := json.MarshalIndent(spec, "", "  ")
+	task, err := newTaskCgroup(c.CgroupParent, c.ID)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(bundleDir, "config.json"), data, 0o600); err != nil {
-		return nil, fmt.Errorf("writing container config: %w", err)
-	}
-	stdinR, stdinW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer stdinR.Close()
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		stdinW.Close()
-		return nil, err
-	}
-	defer devnull.Close()
-
-	// The container's init inherits runc create's stdio, so all three must be files (a pipe that os/exec copies
-	// from would keep Run waiting for as long as the container lives), and none may be a host file the step could
-	// write to through /proc/1/fd: runc's own errors go to a log file it opens itself.
-	ctr := &Container{r: r, id: c.ID, hold: stdinW, cfg: c}
-	ctr.cfg.Memory, ctr.cfg.Pids = *spec.Linux.Resources.Memory.Limit, *spec.Linux.Resources.Pids.Limit
-	logPath := filepath.Join(bundleDir, "runc-create.log")
-	create := exec.CommandContext(ctx, r.binary, "--root", r.root, "--log", logPath, "create", "--bundle", bundleDir, c.ID)
-	create.Stdin, create.Stdout, create.Stderr = stdinR, devnull, devnull
-	if err := create.Run(); err != nil {
-		ctr.Close()
-		msg, _ := os.ReadFile(logPath)
-		return nil, fmt.Errorf("creating container %s: %w: %s", c.ID, err, strings.TrimSpace(string(msg)))
-	}
-	if err := r.run(ctx, "start", c.ID); err != nil {
-		ctr.Close()
-		return nil, fmt.Errorf("starting container %s: %w", c.ID, err)
-	}
+	memory := *spec.Linux.Resources.Memory.Limit
+	// The step's cgroup goes in the task's, which NewBuildCgroup's parent holds.
+	spec.Linux.CgroupsPath = task.name + "/step"
+	ctr := &Container{r: r, id: c.ID, bundle: bundleDir, spec: spec, cfg: c, task: task}
+	ctr.cfg.Memory, ctr.cfg.Pids = memory, *spec.Linux.Resources.Pids.Limit
 	return ctr, nil
 }
 
@@ -157,21 +143,43 @@ func (c *Container) ID() string { return c.id }
 // ErrKilled is returned by Exec when the container was killed because ctx ended (timeout or cancellation).
 var ErrKilled = errors.New("container killed")
 
-// Exec runs args in the container as its configured user, with its environment and working directory, and
-// streams the process's combined stdout and stderr to out. It returns the exit code. When ctx ends first, the
-// whole container is killed and the error wraps ErrKilled and ctx's error.
+// Exec runs args in a fresh container of the task's config, as its configured user, with its environment and
+// working directory, and streams the process's combined stdout and stderr to out. It returns the exit code. When
+// ctx ends first, the container is killed and the error wraps ErrKilled and ctx's error.
 func (c *Container) Exec(ctx context.Context, args []string, out io.Writer) (int, error) {
+	if c.closed {
+		return -1, fmt.Errorf("container %s is closed", c.id)
+	}
+	c.steps++
+	c.spec.Process.Args = args
+	data, err := json.Marshal(c.spec)
+	if err != nil {
+		return -1, err
+	}
+	if err := os.WriteFile(filepath.Join(c.bundle, "config.json"), data, 0o600); err != nil {
+		return -1, fmt.Errorf("writing container config: %w", err)
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return -1, err
 	}
-	cmdArgs := append([]string{"--root", c.r.root, "exec", c.id}, args...)
-	cmd := exec.CommandContext(ctx, c.r.binary, cmdArgs...)
-	cmd.Stdout, cmd.Stderr = pw, pw
-	// Killing `runc exec` would not stop the process it started; killing the container stops everything in it.
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		pr.Close()
+		pw.Close()
+		return -1, err
+	}
+	defer devnull.Close()
+	// Without a terminal, runc hands its own stdio to the step: the step writes straight into our pipe, and
+	// runc's own errors go to a log file it opens itself.
+	logPath := filepath.Join(c.bundle, "runtime.log")
+	cmd := exec.CommandContext(ctx, c.r.binary, "--root", c.r.root, "--log", logPath, "run", "--bundle", c.bundle, c.id)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, pw, pw
+	// Killing `runc run` would not stop the container; killing the container ends runc run.
 	cmd.Cancel = func() error { return c.kill() }
 	cmd.WaitDelay = 10 * time.Second
-	oomBefore := c.oomKills()
+	c.task.resetPeak()
+	before := memoryCounts{c.task.oomKills(), buildMemoryFailures(c.cfg.CgroupParent)}
 	if err := cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()
@@ -184,8 +192,6 @@ func (c *Container) Exec(ctx context.Context, args []string, out io.Writer) (int
 		pr.Close()
 		copied <- err
 	}()
-	// runc exec returns only when the step's output pipe is closed, so a background process that keeps it open
-	// holds the step until it exits or the task's timeout kills the container.
 	waitErr := cmd.Wait()
 	copyErr := <-copied
 	if ctx.Err() != nil {
@@ -194,7 +200,10 @@ func (c *Container) Exec(ctx context.Context, args []string, out io.Writer) (int
 	var exitErr *exec.ExitError
 	switch {
 	case errors.As(waitErr, &exitErr):
-		if err := c.limitHit(oomBefore); err != nil {
+		if msg, _ := os.ReadFile(logPath); exitErr.ExitCode() == 1 && runtimeFailed(msg) {
+			return -1, fmt.Errorf("running step in container %s: %s: %s", c.id, filepath.Base(c.r.binary), lastLogLine(msg))
+		}
+		if err := c.limitHit(before, exitErr.ExitCode()); err != nil {
 			return exitErr.ExitCode(), err
 		}
 		return exitErr.ExitCode(), nil
@@ -206,15 +215,21 @@ func (c *Container) Exec(ctx context.Context, args []string, out io.Writer) (int
 	return 0, nil
 }
 
-// Close kills and deletes the container. It is safe to call more than once and does not depend on any context,
-// so cleanup still happens after a cancellation.
+// Close removes whatever is left of the task's containers and its cgroup. It is safe to call more than once and
+// does not depend on any context, so cleanup still happens after a cancellation.
 func (c *Container) Close() error {
-	if c.hold != nil {
-		c.hold.Close()
-		c.hold = nil
+	if c.closed {
+		return nil
 	}
-	// `delete --force` kills whatever still runs, then removes runc's state and the container's cgroups.
-	return c.r.Delete(context.Background(), c.id)
+	c.closed = true
+	var err error
+	// runc run removes a step's container when the step ends; only a killed or failed run leaves one behind.
+	if c.steps > 0 {
+		if _, serr := os.Stat(filepath.Join(c.r.root, c.id)); serr == nil {
+			err = c.r.Delete(context.Background(), c.id)
+		}
+	}
+	return errors.Join(err, c.task.remove())
 }
 
 // List returns the IDs of the containers in this runtime's state directory.
@@ -237,6 +252,16 @@ func (r *Runc) Delete(ctx context.Context, id string) error {
 
 func (c *Container) kill() error {
 	return c.r.run(context.Background(), "kill", c.id, "KILL")
+}
+
+// runtimeFailed tells a runtime's own failure (its log holds an error) from a step that exited 1.
+func runtimeFailed(log []byte) bool {
+	return bytes.Contains(log, []byte(`"level":"error"`)) || bytes.Contains(log, []byte("level=error")) || bytes.Contains(log, []byte("level=fatal"))
+}
+
+func lastLogLine(log []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+	return lines[len(lines)-1]
 }
 
 func (r *Runc) run(ctx context.Context, args ...string) error {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -158,14 +159,35 @@ func TestCloseRemovesContainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(state, "ssf-test-close")); err != nil {
-		t.Fatalf("container state missing while running: %v", err)
+	if _, err := os.Stat(ctr.task.dirs[0]); err != nil {
+		t.Fatalf("task cgroup missing after Start: %v", err)
 	}
+	// A step killed by its deadline leaves its container to Close.
+	ctx, cancel := context.WithCancel(context.Background())
+	var out bytes.Buffer
+	go func() {
+		for {
+			if _, err := os.Stat(filepath.Join(state, "ssf-test-close")); err == nil {
+				cancel()
+				return
+			}
+			runtime.Gosched()
+		}
+	}()
+	if _, err := ctr.Exec(ctx, []string{"/bin/sh", "-c", "sleep 300"}, &out); !errors.Is(err, ErrKilled) {
+		t.Fatalf("Exec = %v, want ErrKilled", err)
+	}
+	dirs := append([]string(nil), ctr.task.dirs...)
 	if err := ctr.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(state, "ssf-test-close")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("container state still present after Close: %v", err)
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("task cgroup %s still present after Close: %v", d, err)
+		}
 	}
 	if err := ctr.Close(); err != nil {
 		t.Errorf("second Close: %v", err)

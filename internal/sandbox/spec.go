@@ -115,7 +115,6 @@ func ociSpec(c Config, args []string, seccomp bool) (*specs.Spec, error) {
 				Memory:  &specs.LinuxMemory{Limit: &memory},
 				Pids:    &specs.LinuxPids{Limit: &pids},
 			},
-			CgroupsPath:   cgroupsPath(c),
 			MaskedPaths:   maskedPaths,
 			ReadonlyPaths: readonlyPaths,
 		},
@@ -137,15 +136,6 @@ func ociSpec(c Config, args []string, seccomp bool) (*specs.Spec, error) {
 		s.Linux.Seccomp = seccompProfile()
 	}
 	return s, nil
-}
-
-// cgroupsPath nests the container's cgroup in its build's parent cgroup. The path is relative, which runc resolves
-// under its own (that is, the factory's) cgroup, where NewBuildCgroup created the parent.
-func cgroupsPath(c Config) string {
-	if c.CgroupParent == "" {
-		return ""
-	}
-	return c.CgroupParent + "/" + c.ID
 }
 
 func seccompProfile() *specs.LinuxSeccomp {
