@@ -768,45 +768,6 @@ func TestSourceMustNotContainFactoryState(t *testing.T) {
 	p.assertClean()
 }
 
-func TestInitIsIdempotentAndKeepsTheKey(t *testing.T) {
-	home := filepath.Join(t.TempDir(), "home")
-	run := func(args ...string) result { return ssfEnv(t, t.TempDir(), []string{"SSF_HOME=" + home}, args...) }
-	if r := run("keys", "public"); r.code != 2 || !strings.Contains(r.stderr, "ssf init") {
-		t.Errorf("keys public before init: exit %d, want 2 and a hint to run ssf init\n%s", r.code, r.stderr)
-	}
-	if r := run("init"); r.code != 0 || !strings.Contains(r.stdout, "created provenance key") {
-		t.Fatalf("first init: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
-	keyPath := filepath.Join(home, "keys", "provenance.key")
-	fi, err := os.Stat(keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("key mode = %v, want 0600", fi.Mode().Perm())
-	}
-	key, _ := os.ReadFile(keyPath)
-	pub1 := run("keys", "public")
-	if pub1.code != 0 || !strings.HasPrefix(pub1.stdout, "-----BEGIN PUBLIC KEY-----\n") || strings.Contains(pub1.stdout, "PRIVATE") {
-		t.Fatalf("keys public: exit %d\n%s", pub1.code, pub1.stdout)
-	}
-	if r := run("init"); r.code != 0 || !strings.Contains(r.stdout, "kept existing provenance key") {
-		t.Fatalf("second init: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
-	if again, _ := os.ReadFile(keyPath); !bytes.Equal(again, key) {
-		t.Error("a second init changed the key")
-	}
-	if pub2 := run("keys", "public"); pub2.stdout != pub1.stdout {
-		t.Error("the public key changed after a second init")
-	}
-	if err := os.Chmod(keyPath, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if r := run("keys", "public"); r.code == 0 || !strings.Contains(r.stderr, "chmod 600") {
-		t.Errorf("a world-readable key was accepted: exit %d\n%s", r.code, r.stderr)
-	}
-}
-
 // A build killed outright cannot clean up; the next build removes its container and directories.
 func TestNextBuildRemovesKilledBuildsLeftovers(t *testing.T) {
 	p, cmd, _ := startBlockedBuild(t)
