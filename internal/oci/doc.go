@@ -15,7 +15,8 @@
 // # Registries
 //
 // Every registry request fails after a time without progress ([WithTimeout], default [DefaultTimeout]); plain
-// HTTP goes only to loopback registries. Only referrers of the bundle artifactType are read, each bounded in size
+// HTTP goes only to loopback registries, and a registry's redirect never leaves TLS nor leads from a remote
+// registry to a loopback, unspecified or link-local address. Only referrers of the bundle artifactType are read, each bounded in size
 // and checked against its digest.
 //
 // # What it must never do

@@ -82,10 +82,33 @@ func remoteOptions(ctx context.Context, opts []RegistryOption) []remote.Option {
 type loopbackHTTPOnly struct{ next http.RoundTripper }
 
 func (t loopbackHTTPOnly) RoundTrip(req *http.Request) (*http.Response, error) {
+	// A redirect (http.Client sets Response to the answer that caused it) may send a client to blob storage on
+	// another host, but never from a remote registry to this machine's own services, nor from TLS to plain HTTP:
+	// a hostile registry could otherwise use ssf to reach what listens on loopback or a link-local address (a
+	// cloud metadata service). Host names are compared as written; a name that resolves there is not caught.
+	if prev := req.Response; prev != nil && prev.Request != nil {
+		from := prev.Request.URL
+		if from.Scheme == "https" && req.URL.Scheme != "https" {
+			return nil, fmt.Errorf("registry %s redirected to %s: refusing to leave TLS", from.Host, req.URL.Redacted())
+		}
+		if isLocal(req.URL.Hostname()) && !isLoopback(from.Hostname()) {
+			return nil, fmt.Errorf("registry %s redirected to %s: refusing a redirect from a remote registry to a local address", from.Host, req.URL.Redacted())
+		}
+	}
 	if req.URL.Scheme == "http" && !isLoopback(req.URL.Hostname()) {
 		return nil, fmt.Errorf("refusing plain HTTP to registry %s: only loopback registries may be reached without TLS", req.URL.Host)
 	}
 	return t.next.RoundTrip(req)
+}
+
+// isLocal reports a host that is this machine or its link: loopback, unspecified (0.0.0.0 reaches this host) or
+// link-local.
+func isLocal(host string) bool {
+	if h := strings.TrimSuffix(strings.ToLower(host), "."); isLoopback(h) || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && (ip.IsUnspecified() || ip.IsLinkLocalUnicast())
 }
 
 func isLoopback(host string) bool {
