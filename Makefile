@@ -31,6 +31,7 @@ build:
 deps:
 	@missing=""; \
 	command -v runc >/dev/null || missing="$$missing runc"; \
+	command -v crun >/dev/null || missing="$$missing crun"; \
 	{ command -v busybox >/dev/null && ! ldd "$$(command -v busybox)" >/dev/null 2>&1; } || missing="$$missing busybox-static"; \
 	command -v git >/dev/null || missing="$$missing git"; \
 	if [ -n "$$missing" ]; then \

@@ -41,7 +41,7 @@ func benchConfig(b *testing.B, id, rootfs string) Config {
 func BenchmarkTaskContainer(b *testing.B) {
 	rootfs := busyboxRootfs(b)
 	state := b.TempDir()
-	r, err := NewRunc("", state)
+	r, err := NewRunc(testRuntime, state)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func BenchmarkTaskContainer(b *testing.B) {
 func BenchmarkBareRuncRun(b *testing.B) {
 	rootfs := busyboxRootfs(b)
 	state := b.TempDir()
-	r, err := NewRunc("", state)
+	r, err := NewRunc(testRuntime, state)
 	if err != nil {
 		b.Fatal(err)
 	}

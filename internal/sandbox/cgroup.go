@@ -273,6 +273,41 @@ func (t *taskCgroup) peak() int64 {
 	return -1
 }
 
+// limitSteps sets the task's memory and process limits on its cgroup and creates the "step" cgroup its steps
+// join, for a runtime that does not manage cgroups (cgroup v2 allows processes only in leaves).
+func (t *taskCgroup) limitSteps(memory, pids int64) error {
+	for _, dir := range t.dirs {
+		files := map[string]string{}
+		switch {
+		case strings.Contains(dir, "/memory/"):
+			files["memory.limit_in_bytes"] = fmt.Sprint(memory)
+		case strings.Contains(dir, "/pids/"):
+			files["pids.max"] = fmt.Sprint(pids)
+		default: // cgroup v2
+			files["memory.max"] = fmt.Sprint(memory)
+			files["pids.max"] = fmt.Sprint(pids)
+		}
+		for file, value := range files {
+			if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0); err != nil {
+				return fmt.Errorf("setting %s of task cgroup %s: %w", file, dir, err)
+			}
+		}
+		if err := os.Mkdir(filepath.Join(dir, "step"), 0o755); err != nil {
+			return fmt.Errorf("creating step cgroup: %w", err)
+		}
+	}
+	return nil
+}
+
+// stepProcs are the cgroup.procs files a step's runtime joins (limitSteps).
+func (t *taskCgroup) stepProcs() []string {
+	var procs []string
+	for _, dir := range t.dirs {
+		procs = append(procs, filepath.Join(dir, "step", "cgroup.procs"))
+	}
+	return procs
+}
+
 func (t *taskCgroup) oomKills() int64 {
 	n, _ := oomKilled(t.memory)
 	return n

@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -32,7 +33,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// Runc runs containers with the runc binary.
+// Runc runs containers with an OCI runtime that has runc's command line: runc, or crun.
 type Runc struct {
 	binary string
 	root   string // runc --root: where runc keeps container state, kept apart from other runc users
@@ -40,6 +41,11 @@ type Runc struct {
 	featuresOnce sync.Once
 	seccomp      bool
 	version      string
+
+	// ownCgroups: the runtime is told to leave cgroups alone and ssf puts each step in its task's cgroup itself.
+	// crun 1.8 (Debian 12) refuses to manage cgroups on a host whose cgroup v2 hierarchy has any controller while
+	// v1 is mounted too (a "hybrid" host).
+	ownCgroups bool
 }
 
 // DefaultStateDir is where runc keeps the state of ssf's containers.
@@ -60,7 +66,7 @@ func NewRunc(binary, stateDir string) (*Runc, error) {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating runc state directory: %w", err)
 	}
-	return &Runc{binary: p, root: stateDir}, nil
+	return &Runc{binary: p, root: stateDir, ownCgroups: filepath.Base(p) == "crun"}, nil
 }
 
 // Version returns the first line of `runc --version`.
@@ -72,12 +78,16 @@ func (r *Runc) Version() string {
 // features asks runc once whether it was built with seccomp support, and its version.
 func (r *Runc) features() {
 	r.featuresOnce.Do(func() {
-		if out, err := exec.Command(r.binary, "--version").Output(); err == nil {
-			r.version, _, _ = strings.Cut(string(out), "\n")
+		versionOut, err := exec.Command(r.binary, "--version").Output()
+		if err == nil {
+			r.version, _, _ = strings.Cut(string(versionOut), "\n")
 		}
 		out, err := exec.Command(r.binary, "features").Output()
 		if err != nil {
-			return // an old runc without `features`: assume no seccomp rather than fail every build
+			// crun before 1.9 has no `features` but lists its build options in --version ("+SECCOMP"); an old
+			// runc has neither: assume no seccomp rather than fail every build.
+			r.seccomp = slices.Contains(strings.Fields(string(versionOut)), "+SECCOMP")
+			return
 		}
 		var f struct {
 			Linux struct {
@@ -130,6 +140,12 @@ func (r *Runc) Start(ctx context.Context, bundleDir string, c Config) (*Containe
 		return nil, err
 	}
 	memory := *spec.Linux.Resources.Memory.Limit
+	if r.ownCgroups {
+		if err := task.limitSteps(memory, *spec.Linux.Resources.Pids.Limit); err != nil {
+			task.remove()
+			return nil, err
+		}
+	}
 	// The step's cgroup goes in the task's, which NewBuildCgroup's parent holds.
 	spec.Linux.CgroupsPath = task.name + "/step"
 	ctr := &Container{r: r, id: c.ID, bundle: bundleDir, spec: spec, cfg: c, task: task}
@@ -173,7 +189,21 @@ func (c *Container) Exec(ctx context.Context, args []string, out io.Writer) (int
 	// Without a terminal, runc hands its own stdio to the step: the step writes straight into our pipe, and
 	// runc's own errors go to a log file it opens itself.
 	logPath := filepath.Join(c.bundle, "runtime.log")
-	cmd := exec.CommandContext(ctx, c.r.binary, "--root", c.r.root, "--log", logPath, "run", "--bundle", c.bundle, c.id)
+	runArgs := []string{"--root", c.r.root, "--log", logPath, "run", "--bundle", c.bundle, c.id}
+	cmd := exec.CommandContext(ctx, c.r.binary, runArgs...)
+	if c.r.ownCgroups {
+		// The runtime and so the step start inside the task's step cgroup: a shell joins it, then becomes the
+		// runtime, so no process of the step is ever outside it.
+		procs := c.task.stepProcs()
+		script := ""
+		for i := range procs {
+			script += fmt.Sprintf(`echo $$ > "$%d" && `, i+1)
+		}
+		script += fmt.Sprintf(`shift %d && exec "$@"`, len(procs))
+		args := append([]string{"-c", script, "sh"}, procs...)
+		args = append(append(args, c.r.binary, "--cgroup-manager=disabled"), runArgs...)
+		cmd = exec.CommandContext(ctx, "/bin/sh", args...)
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, pw, pw
 	// Killing `runc run` would not stop the container; killing the container ends runc run.
 	cmd.Cancel = func() error { return c.kill() }
@@ -254,9 +284,13 @@ func (c *Container) kill() error {
 	return c.r.run(context.Background(), "kill", c.id, "KILL")
 }
 
-// runtimeFailed tells a runtime's own failure (its log holds an error) from a step that exited 1.
+// runtimeFailed tells a runtime's own failure from a step that exited 1: runc logs levels and only its errors
+// count; crun logs nothing but errors.
 func runtimeFailed(log []byte) bool {
-	return bytes.Contains(log, []byte(`"level":"error"`)) || bytes.Contains(log, []byte("level=error")) || bytes.Contains(log, []byte("level=fatal"))
+	if bytes.Contains(log, []byte("level=")) {
+		return bytes.Contains(log, []byte("level=error")) || bytes.Contains(log, []byte("level=fatal"))
+	}
+	return len(bytes.TrimSpace(log)) > 0
 }
 
 func lastLogLine(log []byte) string {

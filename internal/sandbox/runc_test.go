@@ -60,7 +60,7 @@ func busyboxRootfs(t testing.TB) string {
 
 func startContainer(t *testing.T, c Config) *Container {
 	t.Helper()
-	r, err := NewRunc("", t.TempDir())
+	r, err := NewRunc(testRuntime, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestExecTimeoutKillsContainer(t *testing.T) {
 
 func TestCloseRemovesContainer(t *testing.T) {
 	state := t.TempDir()
-	r, err := NewRunc("", state)
+	r, err := NewRunc(testRuntime, state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,3 +218,6 @@ func TestLimits(t *testing.T) {
 		}
 	})
 }
+
+// testRuntime is the OCI runtime the tests use: runc, or another (crun) named by SSF_TEST_RUNTIME.
+var testRuntime = os.Getenv("SSF_TEST_RUNTIME")

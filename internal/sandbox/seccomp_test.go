@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -13,7 +14,7 @@ func TestSeccompRules(t *testing.T) {
 		t.Skip("the probe's raw syscall numbers are for amd64")
 	}
 	rootfs := busyboxRootfs(t)
-	r, err := NewRunc("", t.TempDir())
+	r, err := NewRunc(testRuntime, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func TestSeccompRules(t *testing.T) {
 
 // The isolation facts come from the spec the runtime gets: the seccomp digest changes with the profile.
 func TestIsolationFacts(t *testing.T) {
-	r, err := NewRunc("", t.TempDir())
+	r, err := NewRunc(testRuntime, t.TempDir())
 	if err != nil {
 		t.Skip(err)
 	}
@@ -53,13 +54,13 @@ func TestIsolationFacts(t *testing.T) {
 	for k, want := range map[string]string{
 		"network": "none", "readOnlyRoot": "true", "uid": "1879048192", "capabilities": "none", "noNewPrivileges": "true",
 		"memoryBytes": "1073741824", "pids": "1024", "diskBytes": "5242880", "buildMemoryBytes": "2147483648", "buildPids": "99",
-		"runtime": "runc",
+		"runtime": filepath.Base(r.binary),
 	} {
 		if m[k] != want {
 			t.Errorf("%s = %q, want %q", k, m[k], want)
 		}
 	}
-	if !strings.HasPrefix(m["seccomp"], "sha256:") || len(m["seccomp"]) != 71 || !strings.HasPrefix(m["runtimeVersion"], "runc version") {
+	if !strings.HasPrefix(m["seccomp"], "sha256:") || len(m["seccomp"]) != 71 || !strings.HasPrefix(m["runtimeVersion"], filepath.Base(r.binary)+" version") {
 		t.Errorf("seccomp %q, runtime version %q", m["seccomp"], m["runtimeVersion"])
 	}
 	saved := deniedSyscalls

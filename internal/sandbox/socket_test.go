@@ -80,7 +80,7 @@ func runSockprobe(t *testing.T, ctr *Container, probe string, tests []probeCase)
 // kernel attack surface a build has no use for.
 func TestSocketFamilies(t *testing.T) {
 	rootfs := busyboxRootfs(t)
-	r, err := NewRunc("", t.TempDir())
+	r, err := NewRunc(testRuntime, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
