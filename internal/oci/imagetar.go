@@ -397,11 +397,6 @@ func (it *ImageTar) check(ctx context.Context, from string, d Descriptor, depth 
 	}
 	it.raw[d.Digest] = raw
 	it.rawBytes += b.size
-	// A registry or client that reads JSON keys case-sensitively, or keeps the first of two equal keys, would
-	// see other layers or children than the ones checked here (encoding/json folds case and keeps the last).
-	if err := checkJSONKeys(raw); err != nil {
-		return fmt.Errorf("%s %s: %w", d.MediaType, d.Digest, err)
-	}
 	var m struct {
 		MediaType string       `json:"mediaType"`
 		Config    *Descriptor  `json:"config"`
@@ -410,6 +405,12 @@ func (it *ImageTar) check(ctx context.Context, from string, d Descriptor, depth 
 	}
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return fmt.Errorf("decoding %s %s: %v", d.MediaType, d.Digest, err)
+	}
+	// A registry or client that reads JSON keys case-sensitively, or keeps the first of two equal keys, would
+	// see other layers or children than the ones checked here (encoding/json folds case and keeps the last).
+	// After Unmarshal, which has refused nesting deeper than encoding/json's limit.
+	if err := checkJSONKeys(raw); err != nil {
+		return fmt.Errorf("%s %s: %w", d.MediaType, d.Digest, err)
 	}
 	if m.MediaType != "" && m.MediaType != d.MediaType {
 		return fmt.Errorf("%s names %s as %s, but it says it is %s", from, d.Digest, d.MediaType, m.MediaType)
