@@ -5,9 +5,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ssf-dev/ssf/internal/sandbox"
 )
 
 func writeIDFiles(t *testing.T, passwd, group, subuid, subgid string) idFiles {
@@ -137,4 +140,34 @@ func TestTaskSlotsWait(t *testing.T) {
 		t.Fatalf("slot not free after its holder released it: %v", err)
 	}
 	f.Close()
+}
+
+// A build killed outright leaves its cgroup; the next build removes it once the uid's lease is free.
+func TestStaleBuildCgroupIsRemoved(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("creating cgroups needs root")
+	}
+	cfg := Config{TaskUIDs: "1879200000-1879200001"}
+	if err := cfg.checkLimits("config.yaml", writeIDFiles(t, "", "", "", "")); err != nil {
+		t.Fatal(err)
+	}
+	home := Home{Dir: t.TempDir()}
+	killed, err := home.takeUID(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := killed.cgroup.Name()
+	killed.f.Close() // the lock goes as when the process dies, and nothing removes the cgroup
+	if !slices.Contains(sandbox.BuildCgroups(), name) {
+		t.Fatalf("build cgroup %s not there", name)
+	}
+	// The next build leases another uid: the sweep, not the reuse of the uid, must remove the cgroup.
+	next, err := home.takeUID(Config{TaskUIDs: "1879200001-1879200001", MaxBuildMemoryBytes: 1 << 30, MaxBuildPids: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next.release()
+	if slices.Contains(sandbox.BuildCgroups(), name) {
+		t.Errorf("the killed build's cgroup %s is still there", name)
+	}
 }

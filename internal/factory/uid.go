@@ -138,12 +138,31 @@ func (h Home) takeUID(cfg Config) (*taskUID, error) {
 		return nil, err
 	}
 	u.limits = cfg.limits()
+	sweepBuildCgroups(filepath.Join(hostStateDir, "uids"))
 	u.cgroup, err = sandbox.NewBuildCgroup(fmt.Sprintf("ssf-build-%d", u.id), u.limits.BuildMemory, u.limits.BuildPids)
 	if err != nil {
 		u.f.Close()
 		return nil, err
 	}
 	return u, nil
+}
+
+// sweepBuildCgroups removes the cgroups of builds that were killed outright: those whose uid lease is free.
+func sweepBuildCgroups(leases string) {
+	for _, name := range sandbox.BuildCgroups() {
+		id, ok := strings.CutPrefix(name, "ssf-build-")
+		if !ok {
+			continue
+		}
+		f, err := os.OpenFile(filepath.Join(leases, id), os.O_RDWR, 0)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			sandbox.RemoveBuildCgroup(name)
+		}
+		f.Close()
+	}
 }
 
 func leaseUID(dir string, r uidRange) (*taskUID, error) {

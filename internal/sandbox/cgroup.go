@@ -90,6 +90,44 @@ func NewBuildCgroup(name string, memory, pids int64) (*BuildCgroup, error) {
 	return g, nil
 }
 
+// BuildCgroups lists the names of the build cgroups on the host (in any controller hierarchy), running or left
+// by a killed build.
+func BuildCgroups() []string {
+	parents, _, err := cgroupParents()
+	if err != nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var names []string
+	for _, p := range parents {
+		entries, _ := os.ReadDir(p)
+		for _, e := range entries {
+			if e.IsDir() && strings.HasPrefix(e.Name(), "ssf-build-") && !seen[e.Name()] {
+				seen[e.Name()] = true
+				names = append(names, e.Name())
+			}
+		}
+	}
+	return names
+}
+
+// RemoveBuildCgroup removes the build cgroup name, killing anything left in it; the caller must know its build has
+// ended.
+func RemoveBuildCgroup(name string) error {
+	if name == "" || strings.Contains(name, "/") || name == "." || name == ".." {
+		return fmt.Errorf("build cgroup name %q is not a single path element", name)
+	}
+	parents, _, err := cgroupParents()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range parents {
+		errs = append(errs, removeCgroup(filepath.Join(p, name)))
+	}
+	return errors.Join(errs...)
+}
+
 // Name is the relative cgroup path under which a container's cgroup goes (Config.CgroupParent).
 func (g *BuildCgroup) Name() string { return g.name }
 
