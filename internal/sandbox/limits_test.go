@@ -189,8 +189,3 @@ func TestBuildCgroupBoundsAllTasks(t *testing.T) {
 		t.Errorf("two containers in a build cgroup with pids.max 30 started %d processes (outputs %q, %q)", spawned, outs[0].String(), outs[1].String())
 	}
 }
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
-}
