@@ -59,6 +59,9 @@ type ImageTar struct {
 	r     io.ReaderAt
 	blobs map[string]tarBlob // "sha256:<hex>" -> where its bytes are in the tarball
 	raw   map[string][]byte  // manifests and indexes read, by digest
+	// as is the media type each of raw's digests was checked as: a document named once as an index and once as
+	// a manifest is checked as both (and fails one), never skipped as already done.
+	as map[string]string
 	// rawBytes is the size of raw's values together, at most maxManifestBytes.
 	rawBytes int64
 }
@@ -182,7 +185,7 @@ func ReadImageTar(ctx context.Context, r io.ReaderAt, size int64) (*ImageTar, er
 	}
 	it := &ImageTar{
 		Image: Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size},
-		r:     r, blobs: sc.blobs, raw: map[string][]byte{},
+		r:     r, blobs: sc.blobs, raw: map[string][]byte{}, as: map[string]string{},
 	}
 	if err := it.check(ctx, "index.json", it.Image, 0); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadImage, err)
@@ -379,7 +382,10 @@ func (it *ImageTar) check(ctx context.Context, from string, d Descriptor, depth 
 	if err != nil {
 		return err
 	}
-	if _, done := it.raw[d.Digest]; done {
+	if as, done := it.as[d.Digest]; done {
+		if !sameKind(as, d.MediaType) {
+			return fmt.Errorf("%s names %s as %s, but it was named %s elsewhere", from, d.Digest, d.MediaType, as)
+		}
 		return nil
 	}
 	if b.size > maxManifestSize {
@@ -396,6 +402,7 @@ func (it *ImageTar) check(ctx context.Context, from string, d Descriptor, depth 
 		return fmt.Errorf("%s changed while being read", d.Digest) // the file changed between the two reads
 	}
 	it.raw[d.Digest] = raw
+	it.as[d.Digest] = d.MediaType
 	it.rawBytes += b.size
 	var m struct {
 		MediaType string       `json:"mediaType"`
@@ -447,6 +454,13 @@ func (it *ImageTar) check(ctx context.Context, from string, d Descriptor, depth 
 		return fmt.Errorf("%s names %s %s: want an OCI manifest or index", from, d.MediaType, d.Digest)
 	}
 	return nil
+}
+
+// sameKind reports whether two media types are the same, or are both manifests or both indexes: the Docker and
+// OCI types are read alike.
+func sameKind(a, b string) bool {
+	isIndex := func(t string) bool { return t == IndexMediaType || t == dockerListMediaType }
+	return a == b || isIndex(a) == isIndex(b)
 }
 
 // open returns a reader of the checked blob with the given digest.

@@ -170,3 +170,17 @@ func TestImageInTarLongNamesUnderBlobs(t *testing.T) {
 		t.Errorf("heap grew by %d MiB while reading %d names of 1 MiB; want well under %d MiB", grown>>20, n, n/2)
 	}
 }
+
+// TestImageInTarOneDocumentOneKind: an index that names the same document once as an index and once as a
+// manifest gets it checked as both, not skipped the second time as already checked.
+func TestImageInTarOneDocumentOneKind(t *testing.T) {
+	g := newGoodImage(t)
+	md := desc(oci.ManifestMediaType, g.manifest)
+	inner := mustJSON(t, map[string]any{"schemaVersion": 2, "manifests": []oci.Descriptor{md}}) // no mediaType: either kind
+	asIndex, asManifest := desc(oci.IndexMediaType, inner), desc(oci.ManifestMediaType, inner)
+	outer := mustJSON(t, map[string]any{"schemaVersion": 2, "mediaType": oci.IndexMediaType, "manifests": []oci.Descriptor{asIndex, asManifest}})
+	_, err := readImage(t, g.layout(t, desc(oci.IndexMediaType, outer), g.config, g.layer1, g.layer2, g.manifest, inner, outer).bytes(t))
+	if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), "named "+oci.IndexMediaType+" elsewhere") {
+		t.Fatalf("err = %v, want ErrBadImage naming the document's two kinds", err)
+	}
+}
