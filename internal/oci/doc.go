@@ -10,7 +10,8 @@
 // tarball; nothing is unpacked. Memory is bounded whatever the tarball holds: manifests and indexes together
 // (16 MiB), blob entries (65536), and no entry name is remembered that is not a well-formed blob name. Manifests,
 // indexes and index.json in which one object has two keys equal ignoring case are refused: encoding/json keeps the
-// last, other parsers the first or the exact-case one, so such a manifest would name other layers elsewhere.
+// last, other parsers the first or the exact-case one, so such a manifest would name other layers elsewhere. An
+// image whose manifest has a subject is refused: published, it would be a referrer of an artifact it is not.
 //
 // # Registries
 //

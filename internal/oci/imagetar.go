@@ -409,6 +409,7 @@ func (it *ImageTar) check(ctx context.Context, from string, d Descriptor, depth 
 		Config    *Descriptor  `json:"config"`
 		Layers    []Descriptor `json:"layers"`
 		Manifests []Descriptor `json:"manifests"`
+		Subject   *Descriptor  `json:"subject"`
 	}
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return fmt.Errorf("decoding %s %s: %v", d.MediaType, d.Digest, err)
@@ -421,6 +422,11 @@ func (it *ImageTar) check(ctx context.Context, from string, d Descriptor, depth 
 	}
 	if m.MediaType != "" && m.MediaType != d.MediaType {
 		return fmt.Errorf("%s names %s as %s, but it says it is %s", from, d.Digest, d.MediaType, m.MediaType)
+	}
+	if m.Subject != nil {
+		// Pushed, it would be listed among the referrers of another artifact (where verifiers look for signatures
+		// and provenance): a step must not have the publisher attach things to artifacts it did not build.
+		return fmt.Errorf("%s %s has a subject (%s): an image output cannot refer to another artifact", d.MediaType, d.Digest, m.Subject.Digest)
 	}
 	self := "manifest " + d.Digest
 	switch d.MediaType {

@@ -184,3 +184,21 @@ func TestImageInTarOneDocumentOneKind(t *testing.T) {
 		t.Fatalf("err = %v, want ErrBadImage naming the document's two kinds", err)
 	}
 }
+
+// TestImageInTarRefusesSubject: an image output whose manifest names a subject would, once published, sit among
+// that other artifact's referrers (here shaped as a Sigstore bundle, and one per child of an index: enough to
+// crowd out the real bundles a verifier reads).
+func TestImageInTarRefusesSubject(t *testing.T) {
+	g := newGoodImage(t)
+	victim := oci.Descriptor{MediaType: oci.ManifestMediaType, Digest: "sha256:" + strings.Repeat("b", 64), Size: 500}
+	m := mustJSON(t, map[string]any{
+		"schemaVersion": 2, "mediaType": oci.ManifestMediaType, "artifactType": oci.BundleArtifactType,
+		"config":  desc("application/vnd.oci.image.config.v1+json", g.config),
+		"layers":  []oci.Descriptor{desc(oci.BundleArtifactType, g.layer1)},
+		"subject": victim,
+	})
+	_, err := readImage(t, g.layout(t, desc(oci.ManifestMediaType, m), g.config, g.layer1, m).bytes(t))
+	if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), "has a subject ("+victim.Digest+")") {
+		t.Fatalf("err = %v, want ErrBadImage naming the subject", err)
+	}
+}
