@@ -150,7 +150,23 @@ func (r *Runc) Start(ctx context.Context, bundleDir string, c Config) (*Containe
 	spec.Linux.CgroupsPath = task.name + "/step"
 	ctr := &Container{r: r, id: c.ID, bundle: bundleDir, spec: spec, cfg: c, task: task}
 	ctr.cfg.Memory, ctr.cfg.Pids = memory, *spec.Linux.Resources.Pids.Limit
+	// Written now too, so the task's isolation can be read from the bundle before any step (Exec sets the args).
+	if err := ctr.writeConfig(); err != nil {
+		task.remove()
+		return nil, err
+	}
 	return ctr, nil
+}
+
+func (c *Container) writeConfig() error {
+	data, err := json.Marshal(c.spec)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(c.bundle, "config.json"), data, 0o600); err != nil {
+		return fmt.Errorf("writing container config: %w", err)
+	}
+	return nil
 }
 
 // ID returns the container's ID.
@@ -168,12 +184,8 @@ func (c *Container) Exec(ctx context.Context, args []string, out io.Writer) (int
 	}
 	c.steps++
 	c.spec.Process.Args = args
-	data, err := json.Marshal(c.spec)
-	if err != nil {
+	if err := c.writeConfig(); err != nil {
 		return -1, err
-	}
-	if err := os.WriteFile(filepath.Join(c.bundle, "config.json"), data, 0o600); err != nil {
-		return -1, fmt.Errorf("writing container config: %w", err)
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
