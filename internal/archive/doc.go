@@ -12,7 +12,8 @@
 // # Extracting
 //
 // [Extract] unpacks a tar stream beneath one directory through an [os.Root], creating parent directories
-// itself and refusing any entry whose name, link target or parent path would lead elsewhere.
+// itself and refusing any entry whose name, link target or parent path would lead elsewhere, and any sparse file
+// (the tar reader would write its holes out as zeros: kilobytes of stream, gigabytes of disk).
 //
 // # What it must never do
 //

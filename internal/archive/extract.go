@@ -140,6 +140,13 @@ func (x *extractor) extract(ctx context.Context, hdr *tar.Header, r io.Reader) e
 	default:
 		return fmt.Errorf("unsupported entry type %q", hdr.Typeflag)
 	}
+	for k := range hdr.PAXRecords {
+		// The tar reader fills a sparse file's holes with zeros, which would be written out: a few blocks of
+		// stream could fill the disk. Nothing ssf extracts needs one (its own tarballs never have them).
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return errors.New("sparse files are not supported")
+		}
+	}
 	name, err := entryName(hdr.Name)
 	if err != nil {
 		return err
