@@ -97,7 +97,7 @@ func publishWith(ctx context.Context, w io.Writer, dir, target string, trusted r
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return usagef("build output %q is not a directory (give the --out of ssf build)", dir)
 	}
-	bundle, err := os.ReadFile(filepath.Join(dir, factory.BundlePath))
+	bundle, err := verify.ReadBundle(filepath.Join(dir, factory.BundlePath))
 	if err != nil {
 		return usagef("reading the build's provenance: %w", err)
 	}

@@ -67,9 +67,9 @@ Exit status: 0 and a one-line verdict when every check passes; 1 and the reason 
 			if remote {
 				return verifyRegistryRef(cmd, a[0], opts, reg, verbose)
 			}
-			bundle, err := os.ReadFile(bundlePath)
+			bundle, err := verify.ReadBundle(bundlePath)
 			if err != nil {
-				return usagef("reading bundle: %w", err)
+				return &usageError{err}
 			}
 			if _, err := os.Stat(a[0]); err != nil {
 				return usagef("artifact: %w", err)
