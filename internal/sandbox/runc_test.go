@@ -221,3 +221,16 @@ func TestLimits(t *testing.T) {
 
 // testRuntime is the OCI runtime the tests use: runc, or another (crun) named by SSF_TEST_RUNTIME.
 var testRuntime = os.Getenv("SSF_TEST_RUNTIME")
+
+// A step's background processes end with the step, even one that keeps the step's output open: each step is its
+// container's init, and the kernel kills the rest of the container when the init exits.
+func TestBackgroundProcessEndsWithItsStep(t *testing.T) {
+	ctr := startContainer(t, Config{Rootfs: busyboxRootfs(t)})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	code, err := ctr.Exec(ctx, []string{"/bin/sh", "-c", "sleep 300 & echo started"}, &out)
+	if err != nil || code != 0 || out.String() != "started\n" {
+		t.Fatalf("exit %d, error %v, output %q; want the step to end while its background sleep holds its output", code, err, out.String())
+	}
+}
