@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/ssf-dev/ssf/internal/oci"
 )
@@ -48,5 +49,52 @@ func TestRegistryRedirectToLoopbackRefused(t *testing.T) {
 	}
 	if n := hits.Load(); n != 0 {
 		t.Fatalf("the loopback service got %d requests from a remote registry's redirect", n)
+	}
+}
+
+// TestRegistryUploadLocationToLoopbackRefused: a remote registry answers the start of a blob upload with a
+// Location on the publisher's loopback; ssf publish must not PATCH or PUT the build's bytes there.
+// (go-containerregistry refuses such a Location itself; this keeps it so across upgrades.)
+func TestRegistryUploadLocationToLoopbackRefused(t *testing.T) {
+	var hits atomic.Int32
+	local := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1) // e.g. a key-value store's PUT API on the publisher's machine
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer local.Close()
+	remote := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v2/":
+		case r.Method == http.MethodHead:
+			http.NotFound(w, r)
+		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs/uploads/"):
+			w.Header().Set("Location", local.URL+"/v1/kv/secret")
+			w.WriteHeader(http.StatusAccepted)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer remote.Close()
+	tr := remote.Client().Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	addr := remote.Listener.Addr().String()
+	tr.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+		if a == "registry.test:443" {
+			a = addr
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, a)
+	}
+	f := newFixture(t, map[string][]byte{"app": []byte("the build's bytes")}, nil)
+	repo, err := name.NewRepository("registry.test/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = oci.Publish(context.Background(), oci.PublishRequest{Dir: f.dir, Bundle: f.bundle, Repo: repo, Verify: f.verifier()},
+		oci.WithTransport(tr), oci.WithKeychain(authn.NewMultiKeychain()))
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1") {
+		t.Errorf("err = %v, want a refused upload location", err)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the loopback service got %d requests from a remote registry's upload location", n)
 	}
 }
