@@ -202,3 +202,60 @@ func TestImageInTarRefusesSubject(t *testing.T) {
 		t.Fatalf("err = %v, want ErrBadImage naming the subject", err)
 	}
 }
+
+// TestImageInTarBoundsIndexes: indexes nested too deep, too many manifests, or one manifest too large are
+// refused; each bound keeps the control plane's work and memory in check whatever the step wrote.
+func TestImageInTarBoundsIndexes(t *testing.T) {
+	g := newGoodImage(t)
+	md := desc(oci.ManifestMediaType, g.manifest)
+	index := func(children ...oci.Descriptor) []byte {
+		return mustJSON(t, map[string]any{"schemaVersion": 2, "mediaType": oci.IndexMediaType, "manifests": children})
+	}
+	manifest := func(i int, pad int) []byte {
+		return mustJSON(t, map[string]any{
+			"schemaVersion": 2, "mediaType": oci.ManifestMediaType,
+			"config":      desc("application/vnd.oci.image.config.v1+json", g.config),
+			"layers":      []oci.Descriptor{desc("application/vnd.oci.image.layer.v1.tar", g.layer1)},
+			"annotations": map[string]string{"i": fmt.Sprint(i), "pad": strings.Repeat("x", pad)},
+		})
+	}
+	tests := []struct {
+		name string
+		tar  func() []byte
+		want string
+	}{
+		{"nested six deep", func() []byte {
+			blobs := [][]byte{g.config, g.layer1, g.layer2, g.manifest}
+			top := md
+			for range 6 {
+				idx := index(top)
+				blobs = append(blobs, idx)
+				top = desc(oci.IndexMediaType, idx)
+			}
+			return g.layout(t, top, blobs...).bytes(t)
+		}, "nested more than 4 deep"},
+		{"1025 manifests", func() []byte {
+			blobs := [][]byte{g.config, g.layer1}
+			var children []oci.Descriptor
+			for i := range 1025 {
+				m := manifest(i, 0)
+				blobs = append(blobs, m)
+				children = append(children, desc(oci.ManifestMediaType, m))
+			}
+			idx := index(children...)
+			return g.layout(t, desc(oci.IndexMediaType, idx), append(blobs, idx)...).bytes(t)
+		}, "more than 1024 manifests"},
+		{"one manifest over 4 MiB", func() []byte {
+			m := manifest(0, 4<<20)
+			return g.layout(t, desc(oci.ManifestMediaType, m), g.config, g.layer1, m).bytes(t)
+		}, "is larger than 4194304 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := readImage(t, tt.tar())
+			if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want ErrBadImage containing %q", err, tt.want)
+			}
+		})
+	}
+}
