@@ -259,3 +259,28 @@ func TestImageInTarBoundsIndexes(t *testing.T) {
 		})
 	}
 }
+
+// TestImageInTarBlobNames: a blob's bytes are found under one spelling of its name only; other spellings under
+// blobs/ are refused rather than ignored, and "./" spells the same name (so it cannot hide a second copy).
+func TestImageInTarBlobNames(t *testing.T) {
+	g := newGoodImage(t)
+	md := desc(oci.ManifestMediaType, g.manifest)
+	h := sha(g.layer1)
+	tests := []struct{ name, entry, want string }{
+		{"dot slash duplicate", "./blobs/sha256/" + h, "appears twice"},
+		{"double slash", "blobs//sha256/" + h, "is not a blob"},
+		{"dot segment", "blobs/./sha256/" + h, "is not a blob"},
+		{"upper-case hex", "blobs/sha256/" + strings.ToUpper(h), "is not a blob"},
+		{"sha512", "blobs/sha512/" + h + h, "is not a blob"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := g.layout(t, md)
+			l.add(tt.entry, []byte("other bytes"))
+			_, err := readImage(t, l.bytes(t))
+			if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want ErrBadImage containing %q", err, tt.want)
+			}
+		})
+	}
+}
