@@ -11,7 +11,9 @@
 // (16 MiB), blob entries (65536), and no entry name is remembered that is not a well-formed blob name. Manifests,
 // indexes and index.json in which one object has two keys equal ignoring case are refused: encoding/json keeps the
 // last, other parsers the first or the exact-case one, so such a manifest would name other layers elsewhere. An
-// image whose manifest has a subject is refused: published, it would be a referrer of an artifact it is not.
+// image whose manifest has a subject is refused: published, it would be a referrer of an artifact it is not. So is
+// a tarball with an entry that another tool may take for index.json, oci-layout or a blob ("/index.json",
+// "././index.json", "x/../blobs/sha256/..."): it could hold a second image that was not checked.
 //
 // # Registries
 //

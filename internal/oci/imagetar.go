@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strings"
 	"unicode"
 
@@ -245,6 +246,12 @@ func scanTar(ctx context.Context, r io.ReaderAt, size int64) (*scanned, error) {
 			continue
 		}
 		clean := strings.TrimSuffix(name, "/")
+		if c := path.Clean("/" + hdr.Name)[1:]; c != clean && (c == "oci-layout" || c == "index.json" || c == "blobs" || strings.HasPrefix(c, "blobs/")) {
+			// "/index.json", "././index.json" or "x/../index.json" are ignored by this check but may be what
+			// another tool unpacks as index.json: then the tarball would hold two images, one of them unchecked.
+			problem(fmt.Errorf("entry %s is another spelling of %q: refusing a tarball that tools may read differently", quoteName(hdr.Name), c))
+			continue
+		}
 		hexName, isBlob := strings.CutPrefix(clean, "blobs/sha256/")
 		if isBlob && !isSHA256Hex(hexName) || !isBlob && strings.HasPrefix(clean, "blobs/") && clean != "blobs/sha256" {
 			// Refused before it is remembered, so that seen holds only names of bounded length.

@@ -268,8 +268,8 @@ func TestImageInTarBlobNames(t *testing.T) {
 	h := sha(g.layer1)
 	tests := []struct{ name, entry, want string }{
 		{"dot slash duplicate", "./blobs/sha256/" + h, "appears twice"},
-		{"double slash", "blobs//sha256/" + h, "is not a blob"},
-		{"dot segment", "blobs/./sha256/" + h, "is not a blob"},
+		{"double slash", "blobs//sha256/" + h, "is another spelling of"},
+		{"dot segment", "blobs/./sha256/" + h, "is another spelling of"},
 		{"upper-case hex", "blobs/sha256/" + strings.ToUpper(h), "is not a blob"},
 		{"sha512", "blobs/sha512/" + h + h, "is not a blob"},
 	}
@@ -280,6 +280,23 @@ func TestImageInTarBlobNames(t *testing.T) {
 			_, err := readImage(t, l.bytes(t))
 			if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want ErrBadImage containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestImageInTarOtherSpellings: an entry whose name another tool may read as index.json, oci-layout or a blob
+// (after removing a leading "/", "./" twice or a ".." segment) makes the tarball refused, not half-read.
+func TestImageInTarOtherSpellings(t *testing.T) {
+	g := newGoodImage(t)
+	md := desc(oci.ManifestMediaType, g.manifest)
+	for _, entry := range []string{"/index.json", "././index.json", "x/../index.json", "/oci-layout", "/blobs/sha256/" + sha(g.layer1), "x/../blobs/sha256/" + sha(g.layer1)} {
+		t.Run(entry, func(t *testing.T) {
+			l := g.layout(t, md)
+			l.add(entry, []byte(`{"schemaVersion":2,"manifests":[]}`))
+			_, err := readImage(t, l.bytes(t))
+			if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), "is another spelling of") {
+				t.Fatalf("err = %v, want ErrBadImage about another spelling", err)
 			}
 		})
 	}
