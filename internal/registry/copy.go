@@ -15,7 +15,8 @@ import (
 // fsync before commit finds little left to do.
 const (
 	copyBufSize  = 1 << 20
-	copyDepth    = 4       // buffers in flight per upload: bounds its memory to 4 MiB
+	copyDepth    = 6       // buffers in flight per upload: bounds its memory to 6 MiB
+	copyWriters  = 3       // direct writes in flight per upload
 	writebackRun = 8 << 20 // start writing back every 8 MiB
 )
 
@@ -61,39 +62,66 @@ func copyHashed(f *os.File, off int64, h hash.Hash, src io.Reader) (int64, error
 	// Writing through the page cache copies every byte once more, which costs more CPU than hashing it on some
 	// machines; aligned whole blocks therefore go to the disk directly (O_DIRECT) where the file system allows,
 	// and the rest (an unaligned start or tail) through the page cache.
-	direct := openDirect(f.Name())
-	if direct != nil {
-		defer direct.Close()
+	var direct atomic.Pointer[os.File]
+	if d := openDirect(f.Name()); d != nil {
+		direct.Store(d)
+		defer d.Close()
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		written, synced := int64(0), int64(0)
-		for c := range toWrite {
+		// Up to copyWriters writes are in flight at once: one direct write at a time leaves the disk idle
+		// between requests. Each write names its offset, so their order does not matter.
+		var (
+			writes  sync.WaitGroup
+			slots   = make(chan struct{}, copyWriters)
+			mu      sync.Mutex
+			written int64
+			synced  int64
+		)
+		setErr := func(err error) {
+			mu.Lock()
 			if writeErr == nil {
-				b, at := (*c.buf)[:c.n], off+written
-				var err error
-				if direct != nil && at%directAlign == 0 && len(b)%directAlign == 0 {
-					if _, err = direct.WriteAt(b, at); err != nil && isInvalid(err) {
+				writeErr = err
+			}
+			mu.Unlock()
+			failed.Store(true)
+		}
+		for c := range toWrite {
+			at := off + written
+			written += int64(c.n)
+			if failed.Load() {
+				release(c)
+				continue
+			}
+			b := (*c.buf)[:c.n]
+			if d := direct.Load(); d != nil && at%directAlign == 0 && len(b)%directAlign == 0 {
+				slots <- struct{}{}
+				writes.Go(func() {
+					defer func() { <-slots; release(c) }()
+					if _, err := d.WriteAt(b, at); err != nil {
+						if !isInvalid(err) {
+							setErr(err)
+							return
+						}
 						// Not aligned in memory after all, or not supported here: the page cache from now on.
-						direct.Close()
-						direct, err = nil, nil
-						_, err = f.WriteAt(b, at)
+						direct.CompareAndSwap(d, nil)
+						if _, err := f.WriteAt(b, at); err != nil {
+							setErr(err)
+						}
 					}
-				} else {
-					_, err = f.WriteAt(b, at)
-					if err == nil && written+int64(c.n)-synced >= writebackRun {
-						startWriteback(f, off+synced, written+int64(c.n)-synced)
-						synced = written + int64(c.n)
-					}
-				}
-				if err != nil {
-					writeErr = err
-					failed.Store(true)
-				}
-				written += int64(c.n)
+				})
+				continue
+			}
+			if _, err := f.WriteAt(b, at); err != nil {
+				setErr(err)
+			}
+			if written-synced >= writebackRun {
+				startWriteback(f, off+synced, written-synced)
+				synced = written
 			}
 			release(c)
 		}
+		writes.Wait()
 	})
 	wg.Go(func() {
 		for c := range toHash {
