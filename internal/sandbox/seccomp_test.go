@@ -28,6 +28,8 @@ func TestSeccompRules(t *testing.T) {
 		{"mount is denied (the kernel says EFAULT)", "mount", eperm},
 		{"ptrace is denied (the kernel says ESRCH)", "ptrace", eperm},
 		{"clone3 is ENOSYS (the kernel says EINVAL)", "clone3", enosys},
+		{"modify_ldt is denied (the kernel reads 0 bytes)", "modify_ldt", eperm},
+		{"migrate_pages is denied (the kernel says EINVAL or moves nothing)", "migrate_pages", eperm},
 	}
 	// clone may create no namespace: a user namespace would give the step a new set of capabilities.
 	for _, ns := range []string{"newuser", "newns", "newpid", "newnet", "newipc", "newuts", "newcgroup", "newtime"} {

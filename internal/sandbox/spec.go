@@ -54,12 +54,14 @@ var (
 
 // deniedSyscalls fail with EPERM. The container runs with no capabilities, so most of these fail anyway; the
 // filter is a second wall for kernel surfaces that have been used to escape containers (keyrings, BPF,
-// io_uring, user namespaces, new mount APIs, ptrace).
+// io_uring, user namespaces, new mount APIs, ptrace). Some need no capability at all and are denied because a
+// build has no use for them: modify_ldt (16-bit segments, the subject of several kernel memory-safety bugs) and
+// the NUMA calls (mbind, migrate_pages, move_pages, set_mempolicy, get_mempolicy).
 var deniedSyscalls = []string{
 	"acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module", "delete_module", "fanotify_init",
 	"finit_module", "fsconfig", "fsmount", "fsopen", "fspick", "get_kernel_syms", "get_mempolicy", "init_module",
 	"io_uring_enter", "io_uring_register", "io_uring_setup", "ioperm", "iopl", "kcmp", "kexec_file_load",
-	"kexec_load", "keyctl", "lookup_dcookie", "mbind", "mount", "mount_setattr", "move_mount", "move_pages",
+	"kexec_load", "keyctl", "lookup_dcookie", "mbind", "migrate_pages", "modify_ldt", "mount", "mount_setattr", "move_mount", "move_pages",
 	"name_to_handle_at", "nfsservctl", "open_by_handle_at", "open_tree", "perf_event_open", "personality",
 	"pivot_root", "process_vm_readv", "process_vm_writev", "ptrace", "query_module", "quotactl", "quotactl_fd",
 	"reboot", "request_key", "set_mempolicy", "setns", "settimeofday", "stime", "swapoff", "swapon", "syslog",

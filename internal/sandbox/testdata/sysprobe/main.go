@@ -33,6 +33,12 @@ func main() {
 		case "ptrace":
 			// A process that does not exist: ESRCH from the kernel.
 			_, _, errno = syscall.RawSyscall6(syscall.SYS_PTRACE, syscall.PTRACE_PEEKDATA, 0x7ffffff0, 0, 0, 0, 0)
+		case "modify_ldt":
+			// Reading zero bytes of the LDT: the kernel answers 0 (success).
+			_, _, errno = syscall.RawSyscall(syscall.SYS_MODIFY_LDT, 0, 0, 0)
+		case "migrate_pages":
+			// No node masks for this process: the kernel answers 0 (no page moved) or EINVAL.
+			_, _, errno = syscall.RawSyscall6(syscall.SYS_MIGRATE_PAGES, 0, 0, 0, 0, 0, 0)
 		case "clone3":
 			// A zero-sized argument: EINVAL from the kernel.
 			_, _, errno = syscall.RawSyscall(435, 0, 0, 0)
