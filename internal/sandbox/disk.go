@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -24,6 +25,10 @@ type Disk struct {
 	Limit int64
 	image string
 }
+
+// ReservedDisk is the part of a Disk that only root may fill (at most an eighth of the disk): room for the
+// files the runtime writes beside a task's steps. A task's writable paths hold at most Limit minus this.
+const ReservedDisk = 1 << 20
 
 // MountDisk creates a file system of limit bytes in image (a new file beside dir, on the host's TMPDIR) and mounts
 // it on dir, which must exist and be empty. The caller must Close the disk.
@@ -47,10 +52,14 @@ func MountDisk(ctx context.Context, dir, image string, limit int64) (*Disk, erro
 	}
 	// No journal, no backup superblocks and lazy inode-table initialisation keep mkfs to a few milliseconds
 	// whatever the size (the file system lives for one task; a crash loses it anyway); one inode per 16 KiB, as
-	// for ext4's default type; no blocks are reserved for root, so the task gets all of limit. The root
-	// directory belongs to root (0755), so a task can write only into the directories the factory creates and
-	// chowns for it.
-	mkfs := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-m", "0", "-i", "16384",
+	// for ext4's default type. The root directory belongs to root (0755), so a task can write only into the
+	// directories the factory creates and chowns for it.
+	//
+	// ReservedDisk bytes are reserved for root, which steps never are: the runtime's bundle (each step's
+	// config.json and the runtime's log) lives on this disk too, and a step that filled it to the last block
+	// would otherwise make the control plane's write of the next step's config fail.
+	reserved := strconv.FormatFloat(float64(min(ReservedDisk, limit/8))*100/float64(limit), 'f', -1, 64)
+	mkfs := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-m", reserved, "-i", "16384",
 		"-O", "^has_journal,^resize_inode,sparse_super2", "-E", "lazy_itable_init=1,nodiscard,num_backup_sb=0", image)
 	if out, err := mkfs.CombinedOutput(); err != nil {
 		os.Remove(image)

@@ -189,3 +189,53 @@ func TestBuildCgroupBoundsAllTasks(t *testing.T) {
 		t.Errorf("two containers in a build cgroup with pids.max 30 started %d processes (outputs %q, %q)", spawned, outs[0].String(), outs[1].String())
 	}
 }
+
+// A step that fills its task's disk to the last block and inode cannot stop the control plane writing the next
+// step's config.json beside it (the bundle lives on the task disk): the next step runs and meets the full disk
+// itself.
+func TestFullDiskLeavesRoomForTheRuntime(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	dir := filepath.Join(t.TempDir(), "task")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	disk, err := MountDisk(context.Background(), dir, dir+".disk", 4<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { disk.Close() })
+	ws, bundle := filepath.Join(dir, "workspace"), filepath.Join(dir, "bundle")
+	for _, d := range []string{ws, bundle} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(ws, 65532, 65532); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRunc(testRuntime, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr, err := r.Start(context.Background(), bundle, Config{ID: "ssf-test-full-disk", Rootfs: rootfs, Env: []string{"PATH=/bin"},
+		Mounts: []Mount{{Source: ws, Destination: "/workspace"}}, Cwd: "/workspace", UID: 65532, GID: 65532, Disk: disk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctr.Close() })
+	var out bytes.Buffer
+	fill := `(cat /dev/zero > big) 2>/dev/null; i=0; while echo > f$i 2>/dev/null; do i=$((i+1)); done; (dd if=/dev/zero of=last bs=1) 2>/dev/null; df . | tail -1`
+	if code, err := ctr.Exec(context.Background(), []string{"/bin/sh", "-c", fill + "; true"}, &out); code != 0 || err != nil {
+		t.Fatalf("filling the disk: exit %d, %v\n%s", code, err, out.String())
+	}
+	if f := strings.Fields(out.String()); len(f) < 4 || f[3] != "0" {
+		t.Fatalf("the step did not fill the disk: df says %q", out.String())
+	}
+	out.Reset()
+	// A long script makes config.json grow past the blocks it had.
+	next := "echo next step ran; : " + strings.Repeat("x", 64<<10)
+	code, err := ctr.Exec(context.Background(), []string{"/bin/sh", "-c", next}, &out)
+	if code != 0 || err != nil || out.String() != "next step ran\n" {
+		t.Fatalf("the step after a full disk: exit %d, error %v, output %q; want it to run", code, err, out.String())
+	}
+}
