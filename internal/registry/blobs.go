@@ -21,24 +21,20 @@ import (
 	"time"
 )
 
-func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, name, ref string) {
+func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, name, ref string) error {
 	d, err := parseDigest(ref)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, codeDigestInvalid, err.Error())
-		return
+		return errf(http.StatusBadRequest, codeDigestInvalid, err.Error())
 	}
 	if !exists(r.store.blobLink(name, d)) {
-		writeError(w, http.StatusNotFound, codeBlobUnknown, fmt.Sprintf("blob %s is not in repository %q", d, name))
-		return
+		return errf(http.StatusNotFound, codeBlobUnknown, fmt.Sprintf("blob %s is not in repository %q", d, name))
 	}
 	f, err := os.Open(r.store.blobPath(d))
 	if errors.Is(err, fs.ErrNotExist) {
-		writeError(w, http.StatusNotFound, codeBlobUnknown, fmt.Sprintf("blob %s is not in repository %q", d, name))
-		return
+		return errf(http.StatusNotFound, codeBlobUnknown, fmt.Sprintf("blob %s is not in repository %q", d, name))
 	}
 	if err != nil {
-		r.internalError(w, req, err)
-		return
+		return err
 	}
 	defer f.Close()
 	h := w.Header()
@@ -48,36 +44,34 @@ func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, name, ref s
 	h.Set("Cache-Control", "max-age=31536000")
 	// ServeContent streams the file and answers Range and HEAD requests (206, 416, Content-Range).
 	http.ServeContent(w, req, "", time.Time{}, f)
+	return nil
 }
 
-func (r *Registry) deleteBlob(w http.ResponseWriter, req *http.Request, name, ref string) {
+func (r *Registry) deleteBlob(w http.ResponseWriter, req *http.Request, name, ref string) error {
 	d, err := parseDigest(ref)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, codeDigestInvalid, err.Error())
-		return
+		return errf(http.StatusBadRequest, codeDigestInvalid, err.Error())
 	}
 	link := r.store.blobLink(name, d)
 	if !exists(link) {
-		writeError(w, http.StatusNotFound, codeBlobUnknown, fmt.Sprintf("blob %s is not in repository %q", d, name))
-		return
+		return errf(http.StatusNotFound, codeBlobUnknown, fmt.Sprintf("blob %s is not in repository %q", d, name))
 	}
 	// Only this repository's link goes: other repositories keep the bytes, and GC removes them once nothing
 	// links or references them.
-	r.unlink(w, req, link)
+	return r.unlink(w, req, link)
 }
 
 // unlink removes a repository's link to a blob or manifest, durably, and answers 202 Accepted.
-func (r *Registry) unlink(w http.ResponseWriter, req *http.Request, link string) {
+func (r *Registry) unlink(w http.ResponseWriter, req *http.Request, link string) error {
 	if err := os.Remove(link); err != nil {
-		r.internalError(w, req, err)
-		return
+		return err
 	}
 	if err := syncDir(filepath.Dir(link)); err != nil {
-		r.internalError(w, req, err)
-		return
+		return err
 	}
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
+	return nil
 }
 
 // linkBlob records that the repository holds the stored blob d, and refreshes the blob's time so a concurrent
@@ -234,26 +228,24 @@ func setUploadHeaders(w http.ResponseWriter, name, id string, offset int64) {
 	h.Set("Content-Length", "0")
 }
 
-func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, name string) {
+func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, name string) error {
 	ctx := req.Context()
 	q := req.URL.Query()
 	if mount := q.Get("mount"); mount != "" {
 		d, err := parseDigest(mount)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, codeDigestInvalid, err.Error())
-			return
+			return errf(http.StatusBadRequest, codeDigestInvalid, err.Error())
 		}
 		ok, err := r.mount(ctx, name, q.Get("from"), q.Has("from"), d)
 		if err != nil {
-			r.internalError(w, req, err)
-			return
+			return err
 		}
 		if ok {
 			w.Header().Set("Location", "/v2/"+name+"/blobs/"+d.String())
 			w.Header().Set("Docker-Content-Digest", d.String())
 			w.Header().Set("Content-Length", "0")
 			w.WriteHeader(http.StatusCreated)
-			return
+			return nil
 		}
 		// Not mountable: the spec says to fall back to an ordinary upload session.
 	}
@@ -261,40 +253,36 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, name st
 	if ds := q.Get("digest"); ds != "" {
 		d, err := parseDigest(ds)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, codeDigestInvalid, err.Error())
-			return
+			return errf(http.StatusBadRequest, codeDigestInvalid, err.Error())
 		}
 		want = &d
 	}
 	id, err := r.newUpload(ctx, name)
 	if err != nil {
-		r.internalError(w, req, err)
-		return
+		return err
 	}
 	if want == nil {
 		setUploadHeaders(w, name, id, 0)
 		w.WriteHeader(http.StatusAccepted)
-		return
+		return nil
 	}
 	// Monolithic upload: the body is the whole blob.
 	unlock, err := r.sessions.lock(ctx, id)
 	if err != nil {
 		r.removeUpload(id)
-		return
+		return errClientGone
 	}
 	defer unlock()
 	u, err := r.loadUpload(name, id)
 	if err != nil || u == nil {
 		r.removeUpload(id)
-		r.internalError(w, req, fmt.Errorf("reloading new upload %s: %v", id, err))
-		return
+		return fmt.Errorf("reloading new upload %s: %v", id, err)
 	}
 	if st, code, msg := r.appendChunk(ctx, id, u, req, false); st != 0 {
 		r.removeUpload(id)
-		writeError(w, st, code, msg)
-		return
+		return errf(st, code, msg)
 	}
-	r.finish(w, req, name, id, u, *want)
+	return r.finish(w, req, name, id, u, *want)
 }
 
 // mount links blob d into repository name when the source repository has it. Without a "from" parameter any
@@ -318,56 +306,54 @@ func (r *Registry) mount(ctx context.Context, name, from string, hasFrom bool, d
 	return true, r.linkBlob(ctx, name, d)
 }
 
-// openUpload locks and loads the upload session id of repository name. When it returns false it has answered the
-// request (unknown session, or an error); otherwise the caller must call unlock.
-func (r *Registry) openUpload(w http.ResponseWriter, req *http.Request, name, id string) (*upload, func(), bool) {
+// openUpload locks and loads the upload session id of repository name; on success the caller must call unlock.
+func (r *Registry) openUpload(req *http.Request, name, id string) (*upload, func(), error) {
 	if !uploadIDRE.MatchString(id) {
-		writeError(w, http.StatusNotFound, codeBlobUploadUnknown, fmt.Sprintf("no upload %q in repository %q", trimmed(id), name))
-		return nil, nil, false
+		return nil, nil, errf(http.StatusNotFound, codeBlobUploadUnknown, fmt.Sprintf("no upload %q in repository %q", trimmed(id), name))
 	}
 	unlock, err := r.sessions.lock(req.Context(), id)
 	if err != nil {
-		return nil, nil, false // the client went away
+		return nil, nil, errClientGone
 	}
 	u, err := r.loadUpload(name, id)
 	if err != nil {
 		unlock()
-		r.internalError(w, req, err)
-		return nil, nil, false
+		return nil, nil, err
 	}
 	if u == nil {
 		unlock()
-		writeError(w, http.StatusNotFound, codeBlobUploadUnknown, fmt.Sprintf("no upload %q in repository %q", id, name))
-		return nil, nil, false
+		return nil, nil, errf(http.StatusNotFound, codeBlobUploadUnknown, fmt.Sprintf("no upload %q in repository %q", id, name))
 	}
-	return u, unlock, true
+	return u, unlock, nil
 }
 
-func (r *Registry) uploadStatus(w http.ResponseWriter, req *http.Request, name, id string) {
-	u, unlock, ok := r.openUpload(w, req, name, id)
-	if !ok {
-		return
+func (r *Registry) uploadStatus(w http.ResponseWriter, req *http.Request, name, id string) error {
+	u, unlock, err := r.openUpload(req, name, id)
+	if err != nil {
+		return err
 	}
 	defer unlock()
 	setUploadHeaders(w, name, id, u.Offset)
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
-func (r *Registry) cancelUpload(w http.ResponseWriter, req *http.Request, name, id string) {
-	_, unlock, ok := r.openUpload(w, req, name, id)
-	if !ok {
-		return
+func (r *Registry) cancelUpload(w http.ResponseWriter, req *http.Request, name, id string) error {
+	_, unlock, err := r.openUpload(req, name, id)
+	if err != nil {
+		return err
 	}
 	defer unlock()
 	r.removeUpload(id)
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
-func (r *Registry) patchUpload(w http.ResponseWriter, req *http.Request, name, id string) {
-	u, unlock, ok := r.openUpload(w, req, name, id)
-	if !ok {
-		return
+func (r *Registry) patchUpload(w http.ResponseWriter, req *http.Request, name, id string) error {
+	u, unlock, err := r.openUpload(req, name, id)
+	if err != nil {
+		return err
 	}
 	defer unlock()
 	if st, code, msg := r.appendChunk(req.Context(), id, u, req, true); st != 0 {
@@ -375,33 +361,31 @@ func (r *Registry) patchUpload(w http.ResponseWriter, req *http.Request, name, i
 			setUploadHeaders(w, name, id, u.Offset)
 			w.Header().Del("Content-Length")
 		}
-		writeError(w, st, code, msg)
-		return
+		return errf(st, code, msg)
 	}
 	setUploadHeaders(w, name, id, u.Offset)
 	w.WriteHeader(http.StatusAccepted)
+	return nil
 }
 
-func (r *Registry) putUpload(w http.ResponseWriter, req *http.Request, name, id string) {
-	u, unlock, ok := r.openUpload(w, req, name, id)
-	if !ok {
-		return
+func (r *Registry) putUpload(w http.ResponseWriter, req *http.Request, name, id string) error {
+	u, unlock, err := r.openUpload(req, name, id)
+	if err != nil {
+		return err
 	}
 	defer unlock()
 	d, err := parseDigest(req.URL.Query().Get("digest"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, codeDigestInvalid, err.Error())
-		return
+		return errf(http.StatusBadRequest, codeDigestInvalid, err.Error())
 	}
 	if st, code, msg := r.appendChunk(req.Context(), id, u, req, true); st != 0 {
 		if st == http.StatusRequestedRangeNotSatisfiable {
 			setUploadHeaders(w, name, id, u.Offset)
 			w.Header().Del("Content-Length")
 		}
-		writeError(w, st, code, msg)
-		return
+		return errf(st, code, msg)
 	}
-	r.finish(w, req, name, id, u, d)
+	return r.finish(w, req, name, id, u, d)
 }
 
 var contentRangeRE = regexp.MustCompile(`^(?:bytes[ =])?([0-9]+)-([0-9]+)$`)
@@ -486,30 +470,28 @@ func (r *Registry) appendChunk(ctx context.Context, id string, u *upload, req *h
 
 // finish verifies the completed upload against d and moves it into blobs/. A mismatch deletes the session, so
 // nothing of it is stored.
-func (r *Registry) finish(w http.ResponseWriter, req *http.Request, name, id string, u *upload, d digest) {
+func (r *Registry) finish(w http.ResponseWriter, req *http.Request, name, id string, u *upload, d digest) error {
 	ctx := req.Context()
 	data := filepath.Join(r.store.uploadDir(id), "data")
 	got, err := r.uploadDigest(ctx, data, u, d.alg)
 	if err != nil {
 		r.removeUpload(id)
-		r.internalError(w, req, err)
-		return
+		return err
 	}
 	if got != d {
 		r.removeUpload(id)
-		writeError(w, http.StatusBadRequest, codeDigestInvalid, fmt.Sprintf("content digest is %s, not %s", got, d))
-		return
+		return errf(http.StatusBadRequest, codeDigestInvalid, fmt.Sprintf("content digest is %s, not %s", got, d))
 	}
 	if err := r.commitUpload(ctx, name, data, d); err != nil {
 		r.removeUpload(id)
-		r.internalError(w, req, err)
-		return
+		return err
 	}
 	r.removeUpload(id)
 	w.Header().Set("Location", "/v2/"+name+"/blobs/"+d.String())
 	w.Header().Set("Docker-Content-Digest", d.String())
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusCreated)
+	return nil
 }
 
 func (r *Registry) commitUpload(ctx context.Context, name, data string, d digest) error {

@@ -14,63 +14,54 @@ import (
 	"strings"
 )
 
-// resolve turns a tag or digest reference into a digest. ok is false (and the response written) when the
-// reference is malformed or the tag unknown.
-func (r *Registry) resolve(w http.ResponseWriter, req *http.Request, name, reference string) (digest, bool) {
+// resolve turns a tag or digest reference into a digest; it fails when the reference is malformed or the tag
+// unknown.
+func (r *Registry) resolve(name, reference string) (digest, error) {
 	if strings.Contains(reference, ":") {
 		d, err := parseDigest(reference)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, codeDigestInvalid, err.Error())
-			return digest{}, false
+			return digest{}, errf(http.StatusBadRequest, codeDigestInvalid, err.Error())
 		}
-		return d, true
+		return d, nil
 	}
 	if !validTag(reference) {
 		// No manifest can exist under a name that is not a tag, so a pull answers "unknown", as clients and
 		// both the 2023 and current conformance suites expect; only a push of such a tag is invalid input.
-		writeError(w, http.StatusNotFound, codeManifestUnknown,
+		return digest{}, errf(http.StatusNotFound, codeManifestUnknown,
 			fmt.Sprintf("no tag %q in repository %q: not a valid tag ([a-zA-Z0-9_][a-zA-Z0-9._-]{0,127})", trimmed(reference), name))
-		return digest{}, false
 	}
 	b, err := os.ReadFile(r.store.tagPath(name, reference))
 	if errors.Is(err, fs.ErrNotExist) {
-		writeError(w, http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("no tag %q in repository %q", reference, name))
-		return digest{}, false
+		return digest{}, errf(http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("no tag %q in repository %q", reference, name))
 	}
 	if err != nil {
-		r.internalError(w, req, err)
-		return digest{}, false
+		return digest{}, err
 	}
 	d, err := parseDigest(strings.TrimSpace(string(b)))
 	if err != nil {
-		r.internalError(w, req, fmt.Errorf("tag file %q: %w", r.store.tagPath(name, reference), err))
-		return digest{}, false
+		return digest{}, fmt.Errorf("tag file %q: %w", r.store.tagPath(name, reference), err)
 	}
-	return d, true
+	return d, nil
 }
 
-func (r *Registry) getManifest(w http.ResponseWriter, req *http.Request, name, reference string) {
-	d, ok := r.resolve(w, req, name, reference)
-	if !ok {
-		return
+func (r *Registry) getManifest(w http.ResponseWriter, req *http.Request, name, reference string) error {
+	d, err := r.resolve(name, reference)
+	if err != nil {
+		return err
 	}
 	mt, err := os.ReadFile(r.store.manifestLink(name, d))
 	if errors.Is(err, fs.ErrNotExist) {
-		writeError(w, http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("manifest %s is not in repository %q", d, name))
-		return
+		return errf(http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("manifest %s is not in repository %q", d, name))
 	}
 	if err != nil {
-		r.internalError(w, req, err)
-		return
+		return err
 	}
 	body, err := os.ReadFile(r.store.blobPath(d))
 	if errors.Is(err, fs.ErrNotExist) {
-		writeError(w, http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("manifest %s is not in repository %q", d, name))
-		return
+		return errf(http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("manifest %s is not in repository %q", d, name))
 	}
 	if err != nil {
-		r.internalError(w, req, err)
-		return
+		return err
 	}
 	h := w.Header()
 	h.Set("Content-Type", string(mt))
@@ -81,17 +72,17 @@ func (r *Registry) getManifest(w http.ResponseWriter, req *http.Request, name, r
 	if req.Method != http.MethodHead {
 		w.Write(body)
 	}
+	return nil
 }
 
-func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, reference string) {
+func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, reference string) error {
 	ctx := req.Context()
 	var tags []string
 	var want *digest
 	if strings.Contains(reference, ":") {
 		d, err := parseDigest(reference)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, codeDigestInvalid, err.Error())
-			return
+			return errf(http.StatusBadRequest, codeDigestInvalid, err.Error())
 		}
 		want = &d
 	} else {
@@ -100,24 +91,20 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, r
 	tags = append(tags, req.URL.Query()["tag"]...)
 	for _, t := range tags {
 		if !validTag(t) {
-			writeError(w, http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("invalid tag %q", trimmed(t)))
-			return
+			return errf(http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("invalid tag %q", trimmed(t)))
 		}
 	}
 	if req.ContentLength > MaxManifestSize {
-		writeError(w, http.StatusRequestEntityTooLarge, codeSizeInvalid,
+		return errf(http.StatusRequestEntityTooLarge, codeSizeInvalid,
 			fmt.Sprintf("manifest of %d bytes exceeds the limit of %d", req.ContentLength, MaxManifestSize))
-		return
 	}
 	body, err := io.ReadAll(io.LimitReader(&ctxReader{ctx: ctx, r: req.Body}, MaxManifestSize+1))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("reading manifest: %v", err))
-		return
+		return errf(http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("reading manifest: %v", err))
 	}
 	if len(body) > MaxManifestSize {
-		writeError(w, http.StatusRequestEntityTooLarge, codeSizeInvalid,
+		return errf(http.StatusRequestEntityTooLarge, codeSizeInvalid,
 			fmt.Sprintf("manifest exceeds the limit of %d bytes", MaxManifestSize))
-		return
 	}
 	alg := "sha256"
 	if want != nil {
@@ -125,44 +112,36 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, r
 	}
 	d := digestOf(alg, body)
 	if want != nil && *want != d {
-		writeError(w, http.StatusBadRequest, codeDigestInvalid, fmt.Sprintf("manifest digest is %s, not %s", d, want))
-		return
+		return errf(http.StatusBadRequest, codeDigestInvalid, fmt.Sprintf("manifest digest is %s, not %s", d, want))
 	}
 	m, err := parseManifest(req.Header.Get("Content-Type"), body)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, codeManifestInvalid, err.Error())
-		return
+		return errf(http.StatusBadRequest, codeManifestInvalid, err.Error())
 	}
 	l, err := r.store.lock(false)
 	if err != nil {
-		r.internalError(w, req, err)
-		return
+		return err
 	}
 	defer l.unlock()
 	for _, b := range m.blobs {
 		size, err := r.store.blobSize(b.d)
 		if err != nil || !exists(r.store.blobLink(name, b.d)) {
-			writeError(w, http.StatusBadRequest, codeManifestBlobUnknown, fmt.Sprintf("blob %s is not in repository %q", b.d, name))
-			return
+			return errf(http.StatusBadRequest, codeManifestBlobUnknown, fmt.Sprintf("blob %s is not in repository %q", b.d, name))
 		}
 		if size != b.size {
-			writeError(w, http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("blob %s has %d bytes, the manifest says %d", b.d, size, b.size))
-			return
+			return errf(http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("blob %s has %d bytes, the manifest says %d", b.d, size, b.size))
 		}
 	}
 	for _, c := range m.children {
 		if !exists(r.store.manifestLink(name, c.d)) || !exists(r.store.blobPath(c.d)) {
-			writeError(w, http.StatusBadRequest, codeManifestBlobUnknown, fmt.Sprintf("manifest %s is not in repository %q", c.d, name))
-			return
+			return errf(http.StatusBadRequest, codeManifestBlobUnknown, fmt.Sprintf("manifest %s is not in repository %q", c.d, name))
 		}
 		if size, err := r.store.blobSize(c.d); err != nil || size != c.size {
-			writeError(w, http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("manifest %s has %d bytes, the index says %d", c.d, size, c.size))
-			return
+			return errf(http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("manifest %s has %d bytes, the index says %d", c.d, size, c.size))
 		}
 	}
 	if err := r.store.putBlobBytes(ctx, d, body); err != nil {
-		r.internalError(w, req, err)
-		return
+		return err
 	}
 	if m.subject != nil {
 		// The record is bounded when written, so listing referrers never reads large records.
@@ -171,18 +150,15 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, r
 			err = writeFileAtomic(ctx, r.store.referrerPath(name, *m.subject, d), rec)
 		}
 		if err != nil {
-			r.internalError(w, req, err)
-			return
+			return err
 		}
 	}
 	if err := writeFileAtomic(ctx, r.store.manifestLink(name, d), []byte(m.mediaType)); err != nil {
-		r.internalError(w, req, err)
-		return
+		return err
 	}
 	for _, t := range tags {
 		if err := writeFileAtomic(ctx, r.store.tagPath(name, t), []byte(d.String())); err != nil {
-			r.internalError(w, req, err)
-			return
+			return err
 		}
 	}
 	h := w.Header()
@@ -196,46 +172,41 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, r
 	h.Set("Docker-Content-Digest", d.String())
 	h.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusCreated)
+	return nil
 }
 
-func (r *Registry) deleteManifest(w http.ResponseWriter, req *http.Request, name, reference string) {
+func (r *Registry) deleteManifest(w http.ResponseWriter, req *http.Request, name, reference string) error {
 	if !strings.Contains(reference, ":") {
 		if !validTag(reference) {
-			writeError(w, http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("invalid tag %q", trimmed(reference)))
-			return
+			return errf(http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("invalid tag %q", trimmed(reference)))
 		}
 		err := os.Remove(r.store.tagPath(name, reference))
 		if errors.Is(err, fs.ErrNotExist) {
-			writeError(w, http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("no tag %q in repository %q", reference, name))
-			return
+			return errf(http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("no tag %q in repository %q", reference, name))
 		}
 		if err == nil {
 			err = syncDir(r.store.tagsDir(name))
 		}
 		if err != nil {
-			r.internalError(w, req, err)
-			return
+			return err
 		}
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusAccepted)
-		return
+		return nil
 	}
 	d, err := parseDigest(reference)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, codeDigestInvalid, err.Error())
-		return
+		return errf(http.StatusBadRequest, codeDigestInvalid, err.Error())
 	}
 	link := r.store.manifestLink(name, d)
 	if !exists(link) {
-		writeError(w, http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("manifest %s is not in repository %q", d, name))
-		return
+		return errf(http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("manifest %s is not in repository %q", d, name))
 	}
 	// Tags first, then the referrers record, then the link: a crash part-way leaves a manifest that is still
 	// fully served, never a tag or referrer pointing at nothing.
 	entries, err := os.ReadDir(r.store.tagsDir(name))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		r.internalError(w, req, err)
-		return
+		return err
 	}
 	for _, e := range entries {
 		if !validTag(e.Name()) {
@@ -244,20 +215,18 @@ func (r *Registry) deleteManifest(w http.ResponseWriter, req *http.Request, name
 		p := r.store.tagPath(name, e.Name())
 		if b, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(b)) == d.String() {
 			if err := os.Remove(p); err != nil {
-				r.internalError(w, req, err)
-				return
+				return err
 			}
 		}
 	}
 	if body, err := os.ReadFile(r.store.blobPath(d)); err == nil {
 		if subj, ok := subjectOf(body); ok {
 			if err := os.Remove(r.store.referrerPath(name, subj, d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				r.internalError(w, req, err)
-				return
+				return err
 			}
 		}
 	}
-	r.unlink(w, req, link)
+	return r.unlink(w, req, link)
 }
 
 type tagList struct {
@@ -265,26 +234,23 @@ type tagList struct {
 	Tags []string `json:"tags"`
 }
 
-func (r *Registry) listTags(w http.ResponseWriter, req *http.Request, name string) {
+func (r *Registry) listTags(w http.ResponseWriter, req *http.Request, name string) error {
 	if fi, err := os.Stat(r.store.repoDir(name)); err != nil || !fi.IsDir() {
-		writeError(w, http.StatusNotFound, codeNameUnknown, fmt.Sprintf("no repository %q", name))
-		return
+		return errf(http.StatusNotFound, codeNameUnknown, fmt.Sprintf("no repository %q", name))
 	}
 	q := req.URL.Query()
 	n := -1
 	if s := q.Get("n"); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 0 {
-			writeError(w, http.StatusBadRequest, codeUnsupported, fmt.Sprintf("invalid n %q: want a number >= 0", trimmed(s)))
-			return
+			return errf(http.StatusBadRequest, codeUnsupported, fmt.Sprintf("invalid n %q: want a number >= 0", trimmed(s)))
 		}
 		n = v
 	}
 	last := q.Get("last")
 	entries, err := os.ReadDir(r.store.tagsDir(name))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		r.internalError(w, req, err)
-		return
+		return err
 	}
 	tags := []string{}
 	for _, e := range entries {
@@ -300,14 +266,13 @@ func (r *Registry) listTags(w http.ResponseWriter, req *http.Request, name strin
 			w.Header().Set("Link", fmt.Sprintf(`</v2/%s/tags/list?%s>; rel="next"`, name, next.Encode()))
 		}
 	}
-	writeJSON(w, req, "application/json", tagList{Name: name, Tags: tags})
+	return writeJSON(w, req, "application/json", tagList{Name: name, Tags: tags})
 }
 
-func writeJSON(w http.ResponseWriter, req *http.Request, contentType string, v any) {
+func writeJSON(w http.ResponseWriter, req *http.Request, contentType string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "UNKNOWN", "encoding response")
-		return
+		return fmt.Errorf("encoding response: %w", err)
 	}
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
@@ -315,4 +280,5 @@ func writeJSON(w http.ResponseWriter, req *http.Request, contentType string, v a
 	if req.Method != http.MethodHead {
 		w.Write(b)
 	}
+	return nil
 }

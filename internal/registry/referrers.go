@@ -81,11 +81,10 @@ type index struct {
 // listReferrers answers one page of the subject's referrers. Records are read one at a time in name order and
 // the page ends before the one that would take it past the page size, so memory stays bounded whatever was
 // pushed; "last" (set by the server in the Link header it sends) resumes after a record.
-func (r *Registry) listReferrers(w http.ResponseWriter, req *http.Request, name, reference string) {
+func (r *Registry) listReferrers(w http.ResponseWriter, req *http.Request, name, reference string) error {
 	subject, err := parseDigest(reference)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, codeDigestInvalid, err.Error())
-		return
+		return errf(http.StatusBadRequest, codeDigestInvalid, err.Error())
 	}
 	q := req.URL.Query()
 	filter, filtered := q.Get("artifactType"), q.Has("artifactType")
@@ -93,8 +92,7 @@ func (r *Registry) listReferrers(w http.ResponseWriter, req *http.Request, name,
 	dir := r.store.referrersDir(name, subject)
 	entries, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		r.internalError(w, req, err)
-		return
+		return err
 	}
 	pageBytes := r.referrersPage
 	if pageBytes <= 0 {
@@ -109,8 +107,7 @@ func (r *Registry) listReferrers(w http.ResponseWriter, req *http.Request, name,
 		}
 		desc, ok, err := r.readReferrer(filepath.Join(dir, e.Name()))
 		if err != nil {
-			r.internalError(w, req, fmt.Errorf("referrer record %q: %w", e.Name(), err))
-			return
+			return fmt.Errorf("referrer record %q: %w", e.Name(), err)
 		}
 		// A record whose manifest link is gone (a crash during delete) is not a referrer any more.
 		if !ok {
@@ -124,8 +121,7 @@ func (r *Registry) listReferrers(w http.ResponseWriter, req *http.Request, name,
 		}
 		b, err := json.Marshal(desc)
 		if err != nil {
-			r.internalError(w, req, err)
-			return
+			return err
 		}
 		if len(out.Manifests) > 0 && size+len(b)+1 > pageBytes {
 			next = out.Manifests[len(out.Manifests)-1].Digest
@@ -145,7 +141,7 @@ func (r *Registry) listReferrers(w http.ResponseWriter, req *http.Request, name,
 		}
 		w.Header().Set("Link", fmt.Sprintf(`</v2/%s/referrers/%s?%s>; rel="next"`, name, subject, v.Encode()))
 	}
-	writeJSON(w, req, mediaTypeOCIIndex, out)
+	return writeJSON(w, req, mediaTypeOCIIndex, out)
 }
 
 // readReferrer reads one record and bounds its annotations; ok is false when the record names no valid digest.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -154,11 +155,40 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	w.Write(body)
 }
 
-// internalError logs err and answers 500 without detail: storage paths are not the client's business.
-func (r *Registry) internalError(w http.ResponseWriter, req *http.Request, err error) {
+// regError is an answer the client gets as the spec's error body: handlers return it, and respond writes it.
+type regError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *regError) Error() string { return fmt.Sprintf("%d %s: %s", e.status, e.code, e.message) }
+
+// errf makes a regError.
+func errf(status int, code, msg string) error {
+	return &regError{status: status, code: code, message: msg}
+}
+
+// errClientGone ends a request whose client went away: there is no one to answer.
+var errClientGone = errors.New("client went away")
+
+// respond writes a handler's error, in one place for all handlers: a regError as the spec's error body, any
+// other error logged and answered 500 without detail (storage paths are not the client's business).
+func (r *Registry) respond(w http.ResponseWriter, req *http.Request, err error) {
+	if err == nil || errors.Is(err, errClientGone) {
+		return
+	}
+	var re *regError
+	if errors.As(err, &re) {
+		writeError(w, re.status, re.code, re.message)
+		return
+	}
 	r.log.Error("registry: internal error", "method", req.Method, "path", req.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, "UNKNOWN", "internal error")
 }
+
+// handler is a registry endpoint: it writes a success itself and returns any failure for respond to write.
+type handler func(w http.ResponseWriter, req *http.Request) error
 
 type statusWriter struct {
 	http.ResponseWriter
@@ -265,7 +295,7 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request) string {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	rt, ok := parsePath(req.URL.Path)
 	if !ok {
-		writeError(w, http.StatusNotFound, codeUnsupported, "no such endpoint")
+		r.respond(w, req, errf(http.StatusNotFound, codeUnsupported, "no such endpoint"))
 		return ""
 	}
 	push := req.Method != http.MethodGet && req.Method != http.MethodHead
@@ -275,7 +305,7 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request) string {
 	}
 	if rt.kind == "base" {
 		if req.Method != http.MethodGet && req.Method != http.MethodHead {
-			writeError(w, http.StatusMethodNotAllowed, codeUnsupported, "method not allowed")
+			r.respond(w, req, errf(http.StatusMethodNotAllowed, codeUnsupported, "method not allowed"))
 			return user
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -287,58 +317,60 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request) string {
 		return user
 	}
 	if !validName(rt.name) {
-		writeError(w, http.StatusBadRequest, codeNameInvalid, fmt.Sprintf("invalid repository name %q", rt.name))
+		r.respond(w, req, errf(http.StatusBadRequest, codeNameInvalid, fmt.Sprintf("invalid repository name %q", rt.name)))
 		return user
 	}
+	var hs map[string]handler
 	switch rt.kind {
 	case "tags":
-		r.methods(w, req, map[string]http.HandlerFunc{"GET": func(w http.ResponseWriter, req *http.Request) {
-			r.listTags(w, req, rt.name)
-		}})
+		hs = map[string]handler{"GET": func(w http.ResponseWriter, req *http.Request) error {
+			return r.listTags(w, req, rt.name)
+		}}
 	case "referrers":
-		r.methods(w, req, map[string]http.HandlerFunc{"GET": func(w http.ResponseWriter, req *http.Request) {
-			r.listReferrers(w, req, rt.name, rt.arg)
-		}})
+		hs = map[string]handler{"GET": func(w http.ResponseWriter, req *http.Request) error {
+			return r.listReferrers(w, req, rt.name, rt.arg)
+		}}
 	case "blob":
-		get := func(w http.ResponseWriter, req *http.Request) { r.getBlob(w, req, rt.name, rt.arg) }
-		r.methods(w, req, map[string]http.HandlerFunc{"GET": get, "HEAD": get,
-			"DELETE": func(w http.ResponseWriter, req *http.Request) { r.deleteBlob(w, req, rt.name, rt.arg) },
-		})
+		get := func(w http.ResponseWriter, req *http.Request) error { return r.getBlob(w, req, rt.name, rt.arg) }
+		hs = map[string]handler{"GET": get, "HEAD": get,
+			"DELETE": func(w http.ResponseWriter, req *http.Request) error { return r.deleteBlob(w, req, rt.name, rt.arg) },
+		}
 	case "upload":
 		if rt.arg == "" {
-			r.methods(w, req, map[string]http.HandlerFunc{"POST": func(w http.ResponseWriter, req *http.Request) {
-				r.startUpload(w, req, rt.name)
-			}})
+			hs = map[string]handler{"POST": func(w http.ResponseWriter, req *http.Request) error {
+				return r.startUpload(w, req, rt.name)
+			}}
 			break
 		}
-		r.methods(w, req, map[string]http.HandlerFunc{
-			"GET":    func(w http.ResponseWriter, req *http.Request) { r.uploadStatus(w, req, rt.name, rt.arg) },
-			"PATCH":  func(w http.ResponseWriter, req *http.Request) { r.patchUpload(w, req, rt.name, rt.arg) },
-			"PUT":    func(w http.ResponseWriter, req *http.Request) { r.putUpload(w, req, rt.name, rt.arg) },
-			"DELETE": func(w http.ResponseWriter, req *http.Request) { r.cancelUpload(w, req, rt.name, rt.arg) },
-		})
+		hs = map[string]handler{
+			"GET":    func(w http.ResponseWriter, req *http.Request) error { return r.uploadStatus(w, req, rt.name, rt.arg) },
+			"PATCH":  func(w http.ResponseWriter, req *http.Request) error { return r.patchUpload(w, req, rt.name, rt.arg) },
+			"PUT":    func(w http.ResponseWriter, req *http.Request) error { return r.putUpload(w, req, rt.name, rt.arg) },
+			"DELETE": func(w http.ResponseWriter, req *http.Request) error { return r.cancelUpload(w, req, rt.name, rt.arg) },
+		}
 	case "manifest":
-		get := func(w http.ResponseWriter, req *http.Request) { r.getManifest(w, req, rt.name, rt.arg) }
-		r.methods(w, req, map[string]http.HandlerFunc{"GET": get, "HEAD": get,
-			"PUT":    func(w http.ResponseWriter, req *http.Request) { r.putManifest(w, req, rt.name, rt.arg) },
-			"DELETE": func(w http.ResponseWriter, req *http.Request) { r.deleteManifest(w, req, rt.name, rt.arg) },
-		})
+		get := func(w http.ResponseWriter, req *http.Request) error { return r.getManifest(w, req, rt.name, rt.arg) }
+		hs = map[string]handler{"GET": get, "HEAD": get,
+			"PUT":    func(w http.ResponseWriter, req *http.Request) error { return r.putManifest(w, req, rt.name, rt.arg) },
+			"DELETE": func(w http.ResponseWriter, req *http.Request) error { return r.deleteManifest(w, req, rt.name, rt.arg) },
+		}
 	}
+	r.respond(w, req, methods(w, req, hs))
 	return user
 }
 
-func (r *Registry) methods(w http.ResponseWriter, req *http.Request, hs map[string]http.HandlerFunc) {
+func methods(w http.ResponseWriter, req *http.Request, hs map[string]handler) error {
 	h, ok := hs[req.Method]
 	if !ok {
 		allow := make([]string, 0, len(hs))
 		for m := range hs {
 			allow = append(allow, m)
 		}
+		slices.Sort(allow)
 		w.Header().Set("Allow", strings.Join(allow, ", "))
-		writeError(w, http.StatusMethodNotAllowed, codeUnsupported, fmt.Sprintf("method %s not allowed here", req.Method))
-		return
+		return errf(http.StatusMethodNotAllowed, codeUnsupported, fmt.Sprintf("method %s not allowed here", req.Method))
 	}
-	h(w, req)
+	return h(w, req)
 }
 
 // authorize decides whether the request may go on. Valid credentials allow everything; without credentials,
