@@ -2,6 +2,7 @@ package factory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -75,8 +76,8 @@ func (c *Config) checkLimits(path string, files idFiles) error {
 // takeSlot takes one of n task slots shared by every ssf on the host (lock files dir/0 … dir/n-1), waiting until
 // one is free or ctx ends. The kernel drops a slot's lock when its holder exits, however it exits.
 func takeSlot(ctx context.Context, dir string, n int) (*os.File, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating the host's task slot directory: %w", err)
+	if err := hostDir(dir); err != nil {
+		return nil, err
 	}
 	files := make([]*os.File, n)
 	defer func() {
@@ -87,7 +88,7 @@ func takeSlot(ctx context.Context, dir string, n int) (*os.File, error) {
 		}
 	}()
 	for i := range files {
-		f, err := os.OpenFile(filepath.Join(dir, fmt.Sprint(i)), os.O_CREATE|os.O_RDWR, 0o600)
+		f, err := lockFile(filepath.Join(dir, fmt.Sprint(i)), true)
 		if err != nil {
 			return nil, err
 		}
@@ -110,4 +111,78 @@ func takeSlot(ctx context.Context, dir string, n int) (*os.File, error) {
 		}
 		wait = min(2*wait, 50*time.Millisecond)
 	}
+}
+
+// hostDir creates dir, a directory of hostStateDir, and checks that it and hostStateDir are directories of this
+// (root's) user that no one else may write: whoever could create entries there could block every build's uid
+// leases and task slots, or plant a symlink that root would follow when it creates a lock file.
+func hostDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating the host's ssf state directory %s: %w", dir, err)
+	}
+	for _, d := range []string{hostStateDir, dir} {
+		fi, err := os.Lstat(d)
+		if err != nil {
+			return fmt.Errorf("checking the host's ssf state directory: %w", err)
+		}
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		switch {
+		case !fi.IsDir():
+			return fmt.Errorf("host state %s is a %s, not a directory: ssf keeps the host's task uid leases and task slots there; remove it (ssf creates it again)", d, typeName(fi.Mode()))
+		case st == nil || int(st.Uid) != os.Geteuid():
+			return fmt.Errorf("host state directory %s is not owned by uid %d, which runs ssf: whoever owns it could steal or block task uid leases and task slots; remove it (ssf creates it again)", d, os.Geteuid())
+		case fi.Mode().Perm()&0o022 != 0:
+			return fmt.Errorf("host state directory %s is writable by others (mode %s): they could steal or block task uid leases and task slots; run chmod go-w %s", d, fi.Mode().Perm(), d)
+		}
+	}
+	return nil
+}
+
+// lockFile opens the lock file path, creating it when create is set. It never follows a symlink nor blocks on a
+// fifo, and refuses anything but a regular file of this user's: hostDir keeps others out of the directory, and
+// this keeps a stray entry from pointing root's open at a device or a file elsewhere.
+func lockFile(path string, create bool) (*os.File, error) {
+	flags := os.O_RDWR | syscall.O_NOFOLLOW | syscall.O_NONBLOCK
+	if create {
+		flags |= os.O_CREATE
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("lock file %s is a symlink: ssf never follows one there; remove it", path)
+	} else if err != nil {
+		return nil, fmt.Errorf("opening lock file: %w", err)
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		switch {
+		case !fi.Mode().IsRegular():
+			err = fmt.Errorf("lock file %s is a %s, not a regular file; remove it", path, typeName(fi.Mode()))
+		case st == nil || int(st.Uid) != os.Geteuid():
+			err = fmt.Errorf("lock file %s is not owned by uid %d, which runs ssf; remove it", path, os.Geteuid())
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func typeName(m os.FileMode) string {
+	switch {
+	case m&os.ModeSymlink != 0:
+		return "symlink"
+	case m&os.ModeNamedPipe != 0:
+		return "fifo"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	case m&os.ModeDevice != 0:
+		return "device"
+	case m.IsDir():
+		return "directory"
+	case m.IsRegular():
+		return "regular file"
+	}
+	return "special file"
 }

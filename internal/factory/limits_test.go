@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/ssf-dev/ssf/internal/sandbox"
@@ -169,5 +170,65 @@ func TestStaleBuildCgroupIsRemoved(t *testing.T) {
 	next.release()
 	if slices.Contains(sandbox.BuildCgroups(), name) {
 		t.Errorf("the killed build's cgroup %s is still there", name)
+	}
+}
+
+// Entries under the host's state directory that ssf did not create are refused, never followed: a symlink planted
+// as a uid lease or task slot would have root create (and lock) any file it names, and a directory others may
+// write lets them steal or block every build's leases.
+func TestHostStateRefusesPlantedEntries(t *testing.T) {
+	saved := hostStateDir
+	hostStateDir = t.TempDir()
+	defer func() { hostStateDir = saved }()
+	leases, slots := filepath.Join(hostStateDir, "uids"), filepath.Join(hostStateDir, "tasks")
+	for _, d := range []string{leases, slots} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	target := filepath.Join(t.TempDir(), "nologin") // where a symlink would have root create a file
+	if err := os.Symlink(target, filepath.Join(leases, "1879300000")); err != nil {
+		t.Fatal(err)
+	}
+	u, err := leaseUID(leases, uidRange{First: 1879300000, Count: 2})
+	if u != nil {
+		u.f.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "is a symlink") {
+		t.Errorf("leasing with a symlink planted as a lease: %v, want it refused", err)
+	}
+	if _, err := os.Lstat(target); err == nil {
+		t.Errorf("ssf created %s through the planted symlink", target)
+	}
+	if err := syscall.Mkfifo(filepath.Join(slots, "0"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := takeSlot(context.Background(), slots, 1); err == nil || !strings.Contains(err.Error(), "is a fifo") {
+		if f != nil {
+			f.Close()
+		}
+		t.Errorf("a fifo planted as a task slot: %v, want it refused", err)
+	}
+	os.Remove(filepath.Join(slots, "0"))
+	if err := os.Chmod(slots, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := takeSlot(context.Background(), slots, 1); err == nil || !strings.Contains(err.Error(), "writable by others") {
+		if f != nil {
+			f.Close()
+		}
+		t.Errorf("a task slot directory anyone may write: %v, want it refused", err)
+	}
+	if os.Geteuid() != 0 {
+		return // only root can hand the directory to another user
+	}
+	if err := os.Chown(leases, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := leaseUID(leases, uidRange{First: 1879300001, Count: 1}); err == nil || !strings.Contains(err.Error(), "is not owned by uid 0") {
+		if u != nil {
+			u.f.Close()
+		}
+		t.Errorf("a lease directory of another user: %v, want it refused", err)
 	}
 }

@@ -154,7 +154,7 @@ func sweepBuildCgroups(leases string) {
 		if !ok {
 			continue
 		}
-		f, err := os.OpenFile(filepath.Join(leases, id), os.O_RDWR, 0)
+		f, err := lockFile(filepath.Join(leases, id), false)
 		if err != nil {
 			continue
 		}
@@ -166,13 +166,13 @@ func sweepBuildCgroups(leases string) {
 }
 
 func leaseUID(dir string, r uidRange) (*taskUID, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating the host's uid lease directory: %w", err)
+	if err := hostDir(dir); err != nil {
+		return nil, err
 	}
 	for id := r.First; id < r.First+r.Count; id++ {
-		f, err := os.OpenFile(filepath.Join(dir, fmt.Sprint(id)), os.O_CREATE|os.O_RDWR, 0o600)
+		f, err := lockFile(filepath.Join(dir, fmt.Sprint(id)), true)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("leasing task uid %d: %w", id, err)
 		}
 		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
 			return &taskUID{id: id, f: f}, nil
