@@ -3,7 +3,9 @@ package factory
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -230,5 +232,37 @@ func TestHostStateRefusesPlantedEntries(t *testing.T) {
 			u.f.Close()
 		}
 		t.Errorf("a lease directory of another user: %v, want it refused", err)
+	}
+}
+
+// A uid that a process runs as is never leased, lease or not: an account no id file lists (a directory
+// service's), another container engine's process or a killed build's leftover step would share the task's
+// identity, and could reach its files through /proc/PID/root.
+func TestUIDOfARunningProcessIsNotLeased(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("starting a process as another uid needs root")
+	}
+	saved := hostStateDir
+	hostStateDir = t.TempDir()
+	defer func() { hostStateDir = saved }()
+	const first = 1879400000
+	cmd := exec.Command("sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: first, Gid: first}}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	leases := filepath.Join(hostStateDir, "uids")
+	u, err := leaseUID(leases, uidRange{First: first, Count: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.f.Close()
+	if u.id != first+1 {
+		t.Errorf("leased uid %d, which process %d runs as; want %d", u.id, cmd.Process.Pid, first+1)
+	}
+	_, err = leaseUID(leases, uidRange{First: first, Count: 1})
+	if want := fmt.Sprintf("uid %d (process %d)", first, cmd.Process.Pid); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("leasing only the uid of a running process: %v, want an error naming %q", err, want)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -133,12 +134,13 @@ func (h Home) takeUID(cfg Config) (*taskUID, error) {
 	if err != nil {
 		return nil, err
 	}
+	// First the processes of builds killed outright go (with their cgroups), so their uids count as free below.
+	sweepBuildCgroups(filepath.Join(hostStateDir, "uids"))
 	u, err := leaseUID(filepath.Join(hostStateDir, "uids"), r)
 	if err != nil {
 		return nil, err
 	}
 	u.limits = cfg.limits()
-	sweepBuildCgroups(filepath.Join(hostStateDir, "uids"))
 	u.cgroup, err = sandbox.NewBuildCgroup(fmt.Sprintf("ssf-build-%d", u.id), u.limits.BuildMemory, u.limits.BuildPids)
 	if err != nil {
 		u.f.Close()
@@ -169,17 +171,64 @@ func leaseUID(dir string, r uidRange) (*taskUID, error) {
 	if err := hostDir(dir); err != nil {
 		return nil, err
 	}
+	var busy []string // uids that a process outside any lease runs as
 	for id := r.First; id < r.First+r.Count; id++ {
 		f, err := lockFile(filepath.Join(dir, fmt.Sprint(id)), true)
 		if err != nil {
 			return nil, fmt.Errorf("leasing task uid %d: %w", id, err)
 		}
 		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			// A free lease is not enough: a process may run as the uid without one (an account the id files do
+			// not list, such as a directory service's; another container engine's; a killed build's step that
+			// outlived its cgroup's sweep), and it would share the task's identity.
+			if pid := processAs(id); pid != 0 {
+				busy = append(busy, fmt.Sprintf("%d (process %d)", id, pid))
+				f.Close()
+				continue
+			}
 			return &taskUID{id: id, f: f}, nil
 		}
 		f.Close()
 	}
+	if len(busy) > 0 {
+		return nil, fmt.Errorf("all %d task uids (%s, taskUids in config.yaml) are in use: by running builds on this host, and by processes without a lease: uid %s; choose a range no one else uses", r.Count, r, strings.Join(busy, ", "))
+	}
 	return nil, fmt.Errorf("all %d task uids (%s, taskUids in config.yaml) are in use by running builds on this host", r.Count, r)
+}
+
+// processAs returns a process on the host whose real, effective, saved or file-system uid is uid, 0 when there is
+// none. Processes in other pid namespaces are seen too: /proc here is the host's.
+func processAs(uid int) int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	want := strconv.Itoa(uid)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		// The owner of /proc/PID is the process's effective uid: one stat per process finds the usual case; the
+		// status file settles the other uids of those that changed identity.
+		var st syscall.Stat_t
+		if syscall.Stat("/proc/"+e.Name(), &st) == nil && int(st.Uid) == uid {
+			return pid
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if ids, ok := strings.CutPrefix(line, "Uid:"); ok {
+				if slices.Contains(strings.Fields(ids), want) {
+					return pid
+				}
+				break
+			}
+		}
+	}
+	return 0
 }
 
 // release removes the build's cgroup (its containers are gone by now) and frees the uid.
