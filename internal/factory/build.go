@@ -260,7 +260,10 @@ func (h Home) source(ctx context.Context, dir string, adm *admission, ws *worksp
 	}); err != nil {
 		return nil, err
 	}
-	src, err := source.Take(ctx, dir, source.Protected{Home: h.Dir, Key: h.KeyPath()}, filepath.Join(ws.work, "source.tar"))
+	src, err := source.Take(ctx, dir, source.Protected{Home: h.Dir, Key: h.KeyPath()}, filepath.Join(ws.work, "source.tar"),
+		// Every task gets a whole copy on a disk of maxDiskBytes: a larger source cannot build, and its snapshot (a
+		// sparse file counts in full) must not fill TMPDIR first.
+		adm.cfg.MaxDiskBytes)
 	if err != nil {
 		if ie := (*source.InputError)(nil); errors.As(err, &ie) {
 			return nil, &InputError{Err: err}

@@ -20,7 +20,7 @@ func ExampleTake() {
 	defer os.RemoveAll(work)
 
 	snap, err := source.Take(context.Background(), dir, source.Protected{Home: home, Key: filepath.Join(home, "keys", "provenance.key")},
-		filepath.Join(work, "source.tar"))
+		filepath.Join(work, "source.tar"), 1<<30) // at most 1 GiB, as a task disk of that size would hold
 	if err != nil {
 		fmt.Println(err)
 		return

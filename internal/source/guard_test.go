@@ -58,7 +58,7 @@ func TestSourceHardLinkIntoHomeIsRefused(t *testing.T) {
 					gitT(t, dir, "commit", "-q", "-m", "key")
 				}
 				snapshot := filepath.Join(t.TempDir(), "source.tar")
-				_, err := Take(context.Background(), dir, h, snapshot)
+				_, err := Take(context.Background(), dir, h, snapshot, 0)
 				var ie *InputError
 				if !errors.As(err, &ie) {
 					t.Fatalf("snapshotSource = %v, want an InputError", err)
@@ -85,7 +85,7 @@ func TestSourceHardLinkWithinSourceIsKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	snapshot := filepath.Join(t.TempDir(), "source.tar")
-	if _, err := Take(context.Background(), dir, h, snapshot); err != nil {
+	if _, err := Take(context.Background(), dir, h, snapshot, 0); err != nil {
 		t.Fatal(err)
 	}
 	if got := snapshotEntries(t, snapshot); !slices.Equal(got, []string{"a", "b"}) {
@@ -111,7 +111,7 @@ func TestSourceDoesNotCrossMountPoints(t *testing.T) {
 	}
 	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
 	snapshot := filepath.Join(t.TempDir(), "source.tar")
-	src, err := Take(context.Background(), dir, h, snapshot)
+	src, err := Take(context.Background(), dir, h, snapshot, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestSourceSpecialFilesAreReported(t *testing.T) {
 		}
 	}
 	snapshot := filepath.Join(t.TempDir(), "source.tar")
-	src, err := Take(context.Background(), dir, h, snapshot)
+	src, err := Take(context.Background(), dir, h, snapshot, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestSourceBindMountOfHomeIsRefused(t *testing.T) {
 				t.Skipf("bind mount: %v", err)
 			}
 			t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
-			_, err := Take(context.Background(), dir, h, filepath.Join(t.TempDir(), "source.tar"))
+			_, err := Take(context.Background(), dir, h, filepath.Join(t.TempDir(), "source.tar"), 0)
 			var ie *InputError
 			if !errors.As(err, &ie) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Take = %v, want an InputError saying %q", err, tc.want)

@@ -96,8 +96,9 @@ func (s *Snapshot) Descriptor() provenance.ResourceDescriptor {
 // was not used.
 //
 // The snapshot never crosses a mount point and never holds a file of protect under another name (a hard link):
-// see guard.
-func Take(ctx context.Context, dir string, protect Protected, snapshotPath string) (*Snapshot, error) {
+// see guard. It holds at most maxBytes bytes (0: no bound): a larger source, or one with a large sparse file, is
+// refused as bad input once that much is written, instead of filling the disk the snapshot is written to.
+func Take(ctx context.Context, dir string, protect Protected, snapshotPath string, maxBytes int64) (*Snapshot, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -127,13 +128,16 @@ func Take(ctx context.Context, dir string, protect Protected, snapshotPath strin
 		}
 	}
 	if tree != nil && mismatch == "" {
-		sum, err := writeSnapshot(snapshotPath, func(w io.Writer) error {
+		sum, err := writeSnapshot(snapshotPath, maxBytes, func(w io.Writer) error {
 			_, err := archive.WriteFiles(ctx, w, abs, tree.paths())
 			return err
 		})
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return nil, err
+		case errors.Is(err, errTooLarge):
+			os.Remove(snapshotPath)
+			return nil, tooLarge(dir, maxBytes)
 		case err != nil:
 			// A file of the commit is missing from the work tree, is a directory there, or lies beneath a
 			// symlink: the work tree is not the commit.
@@ -153,13 +157,17 @@ func Take(ctx context.Context, dir string, protect Protected, snapshotPath strin
 	}
 	src.GitMismatch = mismatch
 	gd.reset()
-	src.SHA256, err = writeSnapshot(snapshotPath, func(w io.Writer) error {
+	src.SHA256, err = writeSnapshot(snapshotPath, maxBytes, func(w io.Writer) error {
 		_, err := archive.WriteTree(ctx, w, abs, func(rel string, isDir bool) bool { return rel != ".git" && gd.include(rel, isDir) })
 		return err
 	})
 	if gd.err != nil {
 		os.Remove(snapshotPath)
 		return nil, gd.err
+	}
+	if errors.Is(err, errTooLarge) {
+		os.Remove(snapshotPath)
+		return nil, tooLarge(dir, maxBytes)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("taking a snapshot of the source %q: %w", dir, err)
@@ -168,15 +176,44 @@ func Take(ctx context.Context, dir string, protect Protected, snapshotPath strin
 	return src, nil
 }
 
-// writeSnapshot creates the file p, which must not exist, fills it with write and returns its sha256.
-func writeSnapshot(p string, write func(io.Writer) error) (string, error) {
+// errTooLarge stops a snapshot that passed its bound.
+var errTooLarge = errors.New("snapshot too large")
+
+func tooLarge(dir string, maxBytes int64) error {
+	return inputErrorf("--source %q holds more than %d bytes (counting sparse files at their full size), more than a task's disk holds (maxDiskBytes in config.yaml): every task gets a whole copy of the source; build a smaller directory or raise maxDiskBytes", dir, maxBytes)
+}
+
+// boundedWriter fails once more than max bytes were written to it.
+type boundedWriter struct {
+	w      io.Writer
+	n, max int64
+}
+
+func (b *boundedWriter) Write(p []byte) (int, error) {
+	if b.n+int64(len(p)) > b.max {
+		return 0, errTooLarge
+	}
+	b.n += int64(len(p))
+	return b.w.Write(p)
+}
+
+// writeSnapshot creates the file p, which must not exist, fills it with write and returns its sha256. Past
+// maxBytes (when not 0) write fails with errTooLarge and nothing more reaches the file.
+func writeSnapshot(p string, maxBytes int64, write func(io.Writer) error) (string, error) {
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
 	h := sha256.New()
-	if err := write(io.MultiWriter(f, h)); err != nil {
+	var w io.Writer = io.MultiWriter(f, h)
+	if maxBytes > 0 {
+		w = &boundedWriter{w: w, max: maxBytes}
+	}
+	if err := write(w); err != nil {
+		if errors.Is(err, errTooLarge) {
+			return "", errTooLarge
+		}
 		return "", err
 	}
 	if err := f.Close(); err != nil {

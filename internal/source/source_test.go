@@ -340,7 +340,7 @@ func TestSnapshotSource(t *testing.T) {
 			dir := tt.setup(t, repo, markers)
 			snapshot := filepath.Join(t.TempDir(), "source.tar")
 
-			src, err := Take(context.Background(), dir, Protected{Home: t.TempDir()}, snapshot)
+			src, err := Take(context.Background(), dir, Protected{Home: t.TempDir()}, snapshot, 0)
 			if err != nil {
 				t.Fatalf("Take: %v", err)
 			}

@@ -1,0 +1,79 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A source larger than a task's disk can never build, and every task gets a whole copy of it: a sparse file of
+// 1 TiB in a hostile tree (a few bytes on disk) must be refused as bad input once the bound is passed, not written
+// out in full to TMPDIR first. Without the bound the snapshot grows until the host's disk is full.
+func TestSourceLargerThanBoundIsRefusedEarly(t *testing.T) {
+	for _, git := range []bool{false, true} {
+		name := "tree"
+		if git {
+			name = "git work tree"
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeT(t, filepath.Join(dir, "README"), "hello\n")
+			if git {
+				sourceRepo(t, dir)
+			}
+			big := filepath.Join(dir, "big")
+			f, err := os.Create(big)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Truncate(1 << 40); err != nil {
+				t.Skipf("no sparse files here: %v", err)
+			}
+			f.Close()
+			if git {
+				// A commit that names the big file, without git ever reading it: its blob id is written by hand
+				// (the snapshot is bounded before it is compared with the commit).
+				// Trees and commits by plumbing: git commit would hash the whole file.
+				mktree := exec.Command("git", "-C", dir, "mktree", "--missing")
+				mktree.Stdin = strings.NewReader(gitT(t, dir, "ls-tree", "HEAD") + "\n100644 blob " + strings.Repeat("ab", 20) + "\tbig\n")
+				tree, err := mktree.Output()
+				if err != nil {
+					t.Fatalf("git mktree: %v", err)
+				}
+				commit := gitT(t, dir, "commit-tree", "-p", "HEAD", "-m", "big", strings.TrimSpace(string(tree)))
+				gitT(t, dir, "update-ref", "HEAD", commit)
+			}
+			snapshot := filepath.Join(t.TempDir(), "source.tar")
+			const limit = 8 << 20
+			// Without the bound the snapshot would be written until the disk is full; the deadline stops it.
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			_, err = Take(ctx, dir, Protected{Home: t.TempDir()}, snapshot, limit)
+			var ie *InputError
+			if !errors.As(err, &ie) || !strings.Contains(err.Error(), "holds more than 8388608 bytes") || !strings.Contains(err.Error(), "maxDiskBytes") {
+				t.Fatalf("Take of a source with a 1 TiB sparse file under an 8 MiB bound: %v, want an InputError naming the bound", err)
+			}
+			if _, err := os.Stat(snapshot); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the refused snapshot %s was left behind (%v)", snapshot, err)
+			}
+		})
+	}
+}
+
+// Within the bound nothing changes: the snapshot is taken.
+func TestSourceWithinBoundIsTaken(t *testing.T) {
+	dir := t.TempDir()
+	writeT(t, filepath.Join(dir, "README"), strings.Repeat("x", 100<<10))
+	src, err := Take(context.Background(), dir, Protected{Home: t.TempDir()}, filepath.Join(t.TempDir(), "source.tar"), 1<<20)
+	if err != nil {
+		t.Fatalf("Take: %v", err)
+	}
+	if fi, err := os.Stat(src.Path); err != nil || fi.Size() > 1<<20 {
+		t.Fatalf("snapshot: %v, %v", fi, err)
+	}
+}
