@@ -264,6 +264,10 @@ func (u *taskUID) startTask(ctx context.Context, dir string) (*taskSlot, error) 
 		s.release()
 		return nil, err
 	}
+	// Each step's runtime holds the slot and the uid too: a step that outlives a control plane killed outright
+	// keeps both until it ends (its build's sweep ends it), instead of running beside a new task in its slot or
+	// as a new build's uid.
+	s.disk.Hold = []*os.File{slot, u.f}
 	return s, nil
 }
 

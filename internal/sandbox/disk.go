@@ -23,6 +23,11 @@ import (
 type Disk struct {
 	Dir   string
 	Limit int64
+	// Hold are lock files of the task's host-wide leases (its task slot, its build's uid). Each step's runtime
+	// process inherits them (the step itself does not): when the control plane is killed outright, its steps
+	// run on until they end, and the leases stay held as long as they do, so no other task takes the slot or
+	// the uid meanwhile.
+	Hold  []*os.File
 	image string
 }
 

@@ -1,10 +1,12 @@
 package sandbox
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -237,5 +239,75 @@ func TestFullDiskLeavesRoomForTheRuntime(t *testing.T) {
 	code, err := ctr.Exec(context.Background(), []string{"/bin/sh", "-c", next}, &out)
 	if code != 0 || err != nil || out.String() != "next step ran\n" {
 		t.Fatalf("the step after a full disk: exit %d, error %v, output %q; want it to run", code, err, out.String())
+	}
+}
+
+// The task's lease files are held by each step's runtime process for as long as the step runs, so a step that
+// outlives its control plane (killed outright) keeps its slot and uid; the step itself gets none of them.
+func TestStepRuntimeHoldsTheTaskLeases(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	dir := filepath.Join(t.TempDir(), "task")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	disk, err := MountDisk(context.Background(), dir, dir+".disk", 4<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { disk.Close() })
+	ws := filepath.Join(dir, "workspace")
+	if err := os.Mkdir(ws, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	gate := filepath.Join(ws, "gate")
+	if err := syscall.Mkfifo(gate, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	lockPath := filepath.Join(t.TempDir(), "slot")
+	lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	disk.Hold = []*os.File{lock}
+	ctr := startContainer(t, Config{Rootfs: rootfs, Mounts: []Mount{{Source: ws, Destination: "/workspace"}}, Cwd: "/workspace", Disk: disk})
+	pr, pw := io.Pipe()
+	done := make(chan string, 1)
+	go func() {
+		var rest bytes.Buffer
+		code, err := ctr.Exec(context.Background(), []string{"/bin/sh", "-c", "ls /proc/self/fd; echo up; cat gate"}, io.MultiWriter(pw, &rest))
+		pw.Close()
+		done <- fmt.Sprintf("exit %d, error %v, output %q", code, err, rest.String())
+	}()
+	fds, err := bufio.NewReader(pr).ReadString('u')
+	if err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, pr)
+	// The control plane's own descriptor goes, as when it is killed.
+	lock.Close()
+	other, err := os.OpenFile(lockPath, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := syscall.Flock(int(other.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+		t.Error("the lease was free while its step ran")
+	}
+	if got := strings.Join(strings.Fields(fds), " "); got != "0 1 2 3 u" {
+		t.Errorf("the step's descriptors are %q, want only 0, 1, 2 and ls's own 3", got)
+	}
+	f, err := os.OpenFile(gate, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if got := <-done; !strings.HasPrefix(got, "exit 0, error <nil>") {
+		t.Fatalf("step: %s", got)
+	}
+	if err := syscall.Flock(int(other.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Errorf("the lease is still held after its step ended: %v", err)
 	}
 }

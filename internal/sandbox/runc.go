@@ -217,6 +217,9 @@ func (c *Container) Exec(ctx context.Context, args []string, out io.Writer) (int
 		cmd = exec.CommandContext(ctx, "/bin/sh", args...)
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, pw, pw
+	if c.cfg.Disk != nil {
+		cmd.ExtraFiles = c.cfg.Disk.Hold // the runtime closes them in the container
+	}
 	// Killing `runc run` would not stop the container; killing the container ends runc run.
 	cmd.Cancel = func() error { return c.kill() }
 	cmd.WaitDelay = 10 * time.Second
