@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -232,5 +233,18 @@ func TestBackgroundProcessEndsWithItsStep(t *testing.T) {
 	code, err := ctr.Exec(ctx, []string{"/bin/sh", "-c", "sleep 300 & echo started"}, &out)
 	if err != nil || code != 0 || out.String() != "started\n" {
 		t.Fatalf("exit %d, error %v, output %q; want the step to end while its background sleep holds its output", code, err, out.String())
+	}
+}
+
+// The spec hides what runc's default spec hides, and the host's power meters.
+func TestMaskedPaths(t *testing.T) {
+	s, err := ociSpec(Config{Cwd: "/"}, []string{"/bin/sh"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/proc/kcore", "/proc/keys", "/proc/sched_debug", "/sys/firmware", "/sys/devices/virtual/powercap"} {
+		if !slices.Contains(s.Linux.MaskedPaths, p) {
+			t.Errorf("%s is not masked", p)
+		}
 	}
 }
