@@ -122,7 +122,7 @@ func publishWith(ctx context.Context, w io.Writer, dir, target string, trusted r
 		}}
 	pub, err := oci.Publish(ctx, req, ropts...)
 	if err != nil {
-		return printableError{deadlineError(ctx, err)}
+		return deadlineError(ctx, err)
 	}
 	paths := make([]string, 0, len(pub.Images))
 	for p := range pub.Images {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -44,7 +45,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if strings.HasPrefix(err.Error(), "unknown command ") {
 		err = &usageError{err} // cobra has no error type for a misspelt command, and it is the caller's to fix
 	}
-	fmt.Fprintf(stderr, "ssf: error: %v\n", err)
+	// Errors can quote what a registry, a source tree or a pipeline file said: escape it for the terminal.
+	fmt.Fprintf(stderr, "ssf: error: %s\n", printable(err.Error()))
 	code := exitCode(err)
 	if code == ExitUsage {
 		var u *usageError
@@ -110,3 +112,20 @@ func args(v cobra.PositionalArgs) cobra.PositionalArgs {
 }
 
 func home() (factory.Home, error) { return factory.DefaultHome() }
+
+// printable escapes control and format characters but the newline: a hostile registry's status line such as
+// "500 \x1b[2J\x1b[Hverified: ..." would otherwise clear the terminal and print a verdict ssf never reached.
+func printable(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n':
+			b.WriteRune(r)
+		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r):
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sigstore/sigstore-go/pkg/root"
@@ -200,7 +199,7 @@ func verifyRegistryRef(cmd *cobra.Command, ref string, opts verify.Options, reg 
 		return &usageError{err}
 	}
 	if err != nil {
-		return printableError{deadlineError(ctx, err)}
+		return deadlineError(ctx, err)
 	}
 	if verbose {
 		printChecks(cmd.ErrOrStderr(), &res.Result)
@@ -212,28 +211,4 @@ func verifyRegistryRef(cmd *cobra.Command, ref string, opts verify.Options, reg 
 	fmt.Fprintf(cmd.OutOrStdout(), "verified: %s (subject %q) built by %s (pipeline %s, invocation %s)\n",
 		res.Ref, res.Subject.Name, p.BuilderID, p.PipelineName, p.InvocationID)
 	return nil
-}
-
-// printableError is err with its message made safe for a terminal (see printable): what a registry sends (a
-// status line, an error body) ends up in these messages.
-type printableError struct{ err error }
-
-func (e printableError) Error() string { return printable(e.err.Error()) }
-func (e printableError) Unwrap() error { return e.err }
-
-// printable escapes control and format characters but the newline: a hostile registry's status line such as
-// "500 \x1b[2J\x1b[Hverified: ..." would otherwise clear the terminal and print a verdict ssf never reached.
-func printable(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '\n':
-			b.WriteRune(r)
-		case unicode.IsControl(r) || unicode.Is(unicode.Cf, r):
-			fmt.Fprintf(&b, "\\u%04x", r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }
