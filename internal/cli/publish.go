@@ -56,19 +56,13 @@ The last line printed is the artifact's REGISTRY/REPO@sha256:<hex>, for ssf veri
 					return err
 				}
 			}
-			return publishWith(cmd.Context(), cmd.OutOrStdout(), a[0], to, trusted, reg)
+			return publish(cmd.Context(), cmd.OutOrStdout(), a[0], to, trusted, reg)
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "registry repository to push to, REGISTRY/REPO[:TAG]")
 	cmd.Flags().StringVar(&keyPath, "key", "", "provenance public key (PEM) to verify the bundle with (default: the local factory's key)")
 	reg.add(cmd, time.Hour)
 	return cmd
-}
-
-// publish pushes the build in dir to target as ssf build --publish does: verified with the local factory's key,
-// with the default timeouts.
-func publish(ctx context.Context, w io.Writer, dir, target string, _ any) error {
-	return publishWith(ctx, w, dir, target, nil, registryFlags{timeout: oci.DefaultTimeout, deadline: time.Hour})
 }
 
 // factoryKeyMaterial is the public half of the local factory's provenance key.
@@ -87,9 +81,9 @@ func factoryKeyMaterial() (root.TrustedMaterial, error) {
 	return verify.KeyMaterial(key.Public()), nil
 }
 
-// publishWith pushes the build in dir to target, after verifying its bundle with trusted (nil: the local
+// publish pushes the build in dir to target, after verifying its bundle with trusted (nil: the local
 // factory's key), and prints what went where, the artifact reference last.
-func publishWith(ctx context.Context, w io.Writer, dir, target string, trusted root.TrustedMaterial, reg registryFlags) error {
+func publish(ctx context.Context, w io.Writer, dir, target string, trusted root.TrustedMaterial, reg registryFlags) error {
 	repo, tag, err := oci.ParseTarget(target)
 	if err != nil {
 		return &usageError{err}
