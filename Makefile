@@ -1,5 +1,5 @@
 # ssf: the two set-up commands on a fresh Debian/Ubuntu machine are `make demo` and `make test`.
-# Both install what they need when it is missing: runc, busybox-static, git and docker-registry (Debian's
+# Both install what they need when it is missing: runc, crun, busybox-static, git, e2fsprogs and docker-registry (Debian's
 # distribution 2.8, the second registry of the interop tests) with apt-get (as root), and pinned Go tools into
 # .tools/ with `go install`.
 
@@ -34,6 +34,7 @@ deps:
 	command -v crun >/dev/null || missing="$$missing crun"; \
 	{ command -v busybox >/dev/null && ! ldd "$$(command -v busybox)" >/dev/null 2>&1; } || missing="$$missing busybox-static"; \
 	command -v git >/dev/null || missing="$$missing git"; \
+	command -v mkfs.ext4 >/dev/null || missing="$$missing e2fsprogs"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "make: missing:$$missing; install them with: sudo apt-get install$$missing" >&2; exit 1; fi; \
 	  echo "installing:$$missing"; \

@@ -22,7 +22,7 @@ step "pin the builder by digest in the pipeline"
 sed "s|go-builder@sha256:[0-9a-f]*|$ref|" examples/hello/ssf.yaml > "$work/ssf.yaml"
 grep 'image:' "$work/ssf.yaml"
 
-step "ssf build  (each task in a fresh runc container: no network, read-only root, uid 65532)"
+step "ssf build  (each task in fresh runc containers: no network, read-only root, an unprivileged uid of its own)"
 "$SSF" build -f "$work/ssf.yaml" --source examples/hello --param greeting=hi --out "$work/out"
 
 step "ssf verify"
