@@ -130,6 +130,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		return nil, err
 	}
 	defer uid.release()
+	uid.notify = log.printf // a task waiting for a host-wide slot says so
 	b, err := h.run(ctx, adm, ws, src, uid, log)
 	if err != nil {
 		log.printf("build failed: nothing was signed and %s was left as it was", req.Out)

@@ -74,8 +74,9 @@ func (c *Config) checkLimits(path string, files idFiles) error {
 }
 
 // takeSlot takes one of n task slots shared by every ssf on the host (lock files dir/0 … dir/n-1), waiting until
-// one is free or ctx ends. The kernel drops a slot's lock when its holder exits, however it exits.
-func takeSlot(ctx context.Context, dir string, n int) (*os.File, error) {
+// one is free or ctx ends; waiting, when not nil, is called once if it has to wait. The kernel drops a slot's lock
+// when its holder exits, however it exits.
+func takeSlot(ctx context.Context, dir string, n int, waiting func()) (*os.File, error) {
 	if err := hostDir(dir); err != nil {
 		return nil, err
 	}
@@ -103,6 +104,10 @@ func takeSlot(ctx context.Context, dir string, n int) (*os.File, error) {
 				files[i] = nil
 				return f, nil
 			}
+		}
+		if waiting != nil {
+			waiting()
+			waiting = nil
 		}
 		select {
 		case <-ctx.Done():

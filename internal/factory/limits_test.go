@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ssf-dev/ssf/internal/sandbox"
 )
@@ -119,14 +120,14 @@ func TestTwoHomesLeaseDistinctUIDs(t *testing.T) {
 // With maxParallelTasks slots, a further task waits until one is free and stops waiting when its build ends.
 func TestTaskSlotsWait(t *testing.T) {
 	dir := t.TempDir()
-	held, err := takeSlot(context.Background(), dir, 1)
+	held, err := takeSlot(context.Background(), dir, 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	got := make(chan error, 1)
 	go func() {
-		f, err := takeSlot(ctx, dir, 1)
+		f, err := takeSlot(ctx, dir, 1, nil)
 		if f != nil {
 			f.Close()
 		}
@@ -138,7 +139,7 @@ func TestTaskSlotsWait(t *testing.T) {
 		t.Errorf("waiting for a busy slot: %v, want the build's cancellation", err)
 	}
 	held.Close()
-	f, err := takeSlot(context.Background(), dir, 1)
+	f, err := takeSlot(context.Background(), dir, 1, nil)
 	if err != nil {
 		t.Fatalf("slot not free after its holder released it: %v", err)
 	}
@@ -205,7 +206,7 @@ func TestHostStateRefusesPlantedEntries(t *testing.T) {
 	if err := syscall.Mkfifo(filepath.Join(slots, "0"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if f, err := takeSlot(context.Background(), slots, 1); err == nil || !strings.Contains(err.Error(), "is a fifo") {
+	if f, err := takeSlot(context.Background(), slots, 1, nil); err == nil || !strings.Contains(err.Error(), "is a fifo") {
 		if f != nil {
 			f.Close()
 		}
@@ -215,7 +216,7 @@ func TestHostStateRefusesPlantedEntries(t *testing.T) {
 	if err := os.Chmod(slots, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if f, err := takeSlot(context.Background(), slots, 1); err == nil || !strings.Contains(err.Error(), "writable by others") {
+	if f, err := takeSlot(context.Background(), slots, 1, nil); err == nil || !strings.Contains(err.Error(), "writable by others") {
 		if f != nil {
 			f.Close()
 		}
@@ -264,5 +265,43 @@ func TestUIDOfARunningProcessIsNotLeased(t *testing.T) {
 	_, err = leaseUID(leases, uidRange{First: first, Count: 1})
 	if want := fmt.Sprintf("uid %d (process %d)", first, cmd.Process.Pid); err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("leasing only the uid of a running process: %v, want an error naming %q", err, want)
+	}
+}
+
+// A task that has to wait for a slot says so once, naming the setting, so a wait on a busy host (or a slot held
+// by a stopped process) does not look like a hang.
+func TestTaskWaitingForASlotSaysSo(t *testing.T) {
+	saved := hostStateDir
+	hostStateDir = t.TempDir()
+	defer func() { hostStateDir = saved }()
+	held, err := takeSlot(context.Background(), filepath.Join(hostStateDir, "tasks"), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	said := make(chan string, 2)
+	u := &taskUID{limits: Limits{ParallelTasks: 1}, notify: func(format string, args ...any) { said <- fmt.Sprintf(format, args...) }}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	got := make(chan error, 1)
+	go func() {
+		_, err := u.startTask(ctx, filepath.Join(t.TempDir(), "compile"))
+		got <- err
+	}()
+	var msg string
+	select {
+	case msg = <-said:
+	case <-time.After(10 * time.Second): // a bound on failure, not a synchronisation
+		t.Fatal("a task waited 10 s for a task slot without saying so")
+	}
+	cause := errors.New("build cancelled")
+	cancel(cause)
+	if err := <-got; !errors.Is(err, cause) {
+		t.Errorf("waiting for a slot: %v, want the build's cancellation", err)
+	}
+	if want := "task compile waits for a task slot: all 1 (maxParallelTasks in config.yaml"; !strings.HasPrefix(msg, want) {
+		t.Errorf("message %q, want it to start %q", msg, want)
+	}
+	if len(said) != 0 {
+		t.Errorf("said more than once: %q", <-said)
 	}
 }

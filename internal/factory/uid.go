@@ -126,6 +126,8 @@ type taskUID struct {
 	f      *os.File
 	limits Limits
 	cgroup *sandbox.BuildCgroup
+	// notify, when set, receives the build's progress messages (a task waiting for a slot).
+	notify func(format string, args ...any)
 }
 
 // takeUID locks the first free uid of the configured range, host-wide, and creates the build's parent cgroup.
@@ -250,7 +252,13 @@ type taskSlot struct {
 
 // startTask waits for one of the host's maxParallelTasks slots, then mounts the task's disk on dir (created here).
 func (u *taskUID) startTask(ctx context.Context, dir string) (*taskSlot, error) {
-	slot, err := takeSlot(ctx, filepath.Join(hostStateDir, "tasks"), u.limits.ParallelTasks)
+	n := u.limits.ParallelTasks
+	slot, err := takeSlot(ctx, filepath.Join(hostStateDir, "tasks"), n, func() {
+		// Said once, so a wait on a busy host (or on a slot whose holder is stopped) is not mistaken for a hang.
+		if u.notify != nil {
+			u.notify("task %s waits for a task slot: all %d (maxParallelTasks in config.yaml, host-wide under %s) are held by tasks running on this host", filepath.Base(dir), n, filepath.Join(hostStateDir, "tasks"))
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
