@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"syscall"
+	"unicode/utf8"
 )
 
 const noFollow = syscall.O_NOFOLLOW
@@ -93,20 +94,28 @@ func (l *lineLog) write(p []byte) {
 }
 
 // terminalSafe replaces control characters other than tab and the final newline, so a step cannot move the
-// cursor, clear the screen or forge ssf's own lines on the user's terminal. The task's log keeps the raw bytes.
+// cursor, clear the screen or forge ssf's own lines on the user's terminal. That covers the C0 controls and DEL,
+// the C1 controls (U+0080-U+009F: xterm and others take U+009B as CSI even when it is UTF-8 encoded), and bytes
+// that are not UTF-8 (a lone 0x9B is CSI on a terminal that is not in UTF-8 mode). The task's log keeps the raw
+// bytes.
 func terminalSafe(line []byte) []byte {
 	var out []byte
-	for i, c := range line {
-		if (c < 0x20 && c != '\t' && !(c == '\n' && i == len(line)-1)) || c == 0x7f {
-			if out == nil {
-				out = append(make([]byte, 0, len(line)+8), line[:i]...)
-			}
-			out = append(out, fmt.Sprintf("\\x%02x", c)...)
-			continue
+	for i := 0; i < len(line); {
+		r, size := utf8.DecodeRune(line[i:])
+		bad := r < 0x20 && r != '\t' && !(r == '\n' && i == len(line)-1) || r == 0x7f ||
+			0x80 <= r && r <= 0x9f || r == utf8.RuneError && size == 1
+		if bad && out == nil {
+			out = append(make([]byte, 0, len(line)+8), line[:i]...)
 		}
-		if out != nil {
-			out = append(out, c)
+		switch {
+		case bad && (r < 0x80 || r == utf8.RuneError):
+			out = fmt.Appendf(out, "\\x%02x", line[i]) // the byte itself
+		case bad:
+			out = fmt.Appendf(out, "\\u%04x", r)
+		case out != nil:
+			out = append(out, line[i:i+size]...)
 		}
+		i += size
 	}
 	if out == nil {
 		return line
