@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"fmt"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -71,4 +72,17 @@ func TestIsolationFacts(t *testing.T) {
 	if other, _ := r.Isolation(c, nil); other.Seccomp == iso.Seccomp {
 		t.Error("the seccomp digest did not change with the profile")
 	}
+}
+
+// A step holds at most maxPtys pseudo-terminals: the kernel's pty limit is host-wide (kernel.pty.max, 4096 with
+// 1024 kept for the host's own devpts), and a step could otherwise take every one that other containers on the
+// host may use.
+func TestPtysAreBounded(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the probe is built for amd64")
+	}
+	rootfs := busyboxRootfs(t)
+	buildProbe(t, rootfs, "sysprobe", runtime.GOARCH, "sysprobe")
+	ctr := startContainer(t, Config{Rootfs: rootfs})
+	runSockprobe(t, ctr, "/bin/sysprobe", []probeCase{{"ptys", "ptys", fmt.Sprintf("opened=%d", maxPtys)}})
 }

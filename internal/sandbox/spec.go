@@ -55,6 +55,10 @@ var (
 	readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
 )
 
+// maxPtys bounds the pseudo-terminals a step may hold. The kernel's limit (kernel.pty.max) is host-wide: without
+// a bound of its own, one step took all 3,071 that the host's containers share.
+const maxPtys = 64
+
 // deniedSyscalls fail with EPERM. The container runs with no capabilities, so most of these fail anyway; the
 // filter is a second wall for kernel surfaces that have been used to escape containers (keyrings, BPF,
 // io_uring, user namespaces, new mount APIs, ptrace). Some need no capability at all and are denied because a
@@ -104,7 +108,7 @@ func ociSpec(c Config, args []string, seccomp bool) (*specs.Spec, error) {
 		Mounts: []specs.Mount{
 			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
-			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", fmt.Sprintf("max=%d", maxPtys)}},
 			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},

@@ -3,7 +3,8 @@
 // own answer: a probe that only saw EPERM could not tell whether the filter or the missing capability refused.
 // It runs inside a task container in seccomp_test.go, which builds it as a static binary.
 //
-// Each argument names a probe; one line is printed per argument: "NAME ok" or "NAME errno=N".
+// Each argument names a probe; one line is printed per argument: "NAME ok" or "NAME errno=N" ("ptys opened=N" for
+// the pseudo-terminal count).
 package main
 
 import (
@@ -25,6 +26,17 @@ var namespaces = map[string]uintptr{
 
 func main() {
 	for _, arg := range os.Args[1:] {
+		if arg == "ptys" {
+			// Not a system call: how many pseudo-terminals the step can hold at once.
+			n := 0
+			for ; n < 4096; n++ {
+				if _, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0); err != nil {
+					break
+				}
+			}
+			fmt.Printf("ptys opened=%d\n", n)
+			continue
+		}
 		var errno syscall.Errno
 		switch arg {
 		case "mount":
