@@ -34,7 +34,8 @@ disk. A failed build exits 1, names the task, step and exit code, signs nothing 
 
 The source is snapshotted once: symlinks are kept as links, mount points are not crossed, fifos, sockets and
 devices are left out (each is named), and a source that holds the factory home, OUT, or a hard link to a file of
-the factory home (such as its signing key) is refused. The builder must be named as the factory imported it
+the factory home (such as its signing key) is refused, as is one larger than maxDiskBytes (every task gets a whole
+copy; sparse files count at their full size). The builder must be named as the factory imported it
 (ssf builder list).
 
 --publish REGISTRY/REPO[:TAG] then pushes OUT as ssf publish does (see ssf publish --help); the last line printed
