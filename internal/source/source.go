@@ -8,7 +8,8 @@
 //
 // It must never follow a symlink or cross a mount point while snapshotting, never put a file of the factory home
 // into a snapshot (not by path, and not under another name: a hard link), never run a command, filter or hook a
-// repository configures, and never record a git commit whose files the snapshot does not hold byte for byte.
+// repository configures, never record a git commit whose files the snapshot does not hold byte for byte, and never
+// write a snapshot larger than its bound (a task's disk could not hold it, and TMPDIR would fill first).
 package source
 
 import (
@@ -23,6 +24,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"os/exec"
@@ -158,7 +160,7 @@ func Take(ctx context.Context, dir string, protect Protected, snapshotPath strin
 	src.GitMismatch = mismatch
 	gd.reset()
 	src.SHA256, err = writeSnapshot(snapshotPath, maxBytes, func(w io.Writer) error {
-		_, err := archive.WriteTree(ctx, w, abs, func(rel string, isDir bool) bool { return rel != ".git" && gd.include(rel, isDir) })
+		_, err := archive.WriteTree(ctx, w, abs, func(rel string, fi fs.FileInfo) bool { return rel != ".git" && gd.include(rel, fi) })
 		return err
 	})
 	if gd.err != nil {
