@@ -1,0 +1,23 @@
+package content
+
+// Media types and payload types that image-spec's specs-go/v1 does not define. OCI's own (manifest, index, empty
+// config, layers, annotations) are used from there.
+const (
+	// ArtifactType is the artifactType of the OCI artifact manifest that holds a build's file outputs.
+	ArtifactType = "application/vnd.ssf.build.v1"
+	// FileMediaType is the media type of each output file in that artifact.
+	FileMediaType = "application/octet-stream"
+	// BundleMediaType is the media type of a Sigstore bundle (v0.3), and the artifactType of the referrer that
+	// carries one, in the layout cosign reads.
+	BundleMediaType = "application/vnd.dev.sigstore.bundle.v0.3+json"
+	// InTotoPayloadType is the DSSE payloadType of an in-toto statement.
+	InTotoPayloadType = "application/vnd.in-toto+json"
+	// PipelineMediaType is the media type of a pipeline file, as recorded in provenance.
+	PipelineMediaType = "application/yaml"
+	// DockerManifestMediaType and DockerListMediaType are Docker's v2 schema 2 manifest and manifest list, which
+	// registries accept and an OCI index may name for its children (buildx writes such layouts).
+	DockerManifestMediaType = "application/vnd.docker.distribution.manifest.v2+json"
+	DockerListMediaType     = "application/vnd.docker.distribution.manifest.list.v2+json"
+	// DockerForeignLayerMediaType is Docker's non-distributable ("foreign") layer, which a registry need not hold.
+	DockerForeignLayerMediaType = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+)
