@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,7 +21,7 @@ func ExampleWriteTree() {
 	_ = os.Symlink("src/main.go", filepath.Join(dir, "main.go"))
 
 	var layer bytes.Buffer
-	skipGit := func(rel string, isDir bool) bool { return filepath.Base(rel) != ".git" }
+	skipGit := func(rel string, _ fs.FileInfo) bool { return filepath.Base(rel) != ".git" }
 	stats, err := archive.WriteTree(context.Background(), &layer, dir, skipGit)
 	if err != nil {
 		fmt.Println(err)

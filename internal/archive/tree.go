@@ -45,10 +45,11 @@ type entry struct {
 // symlinks are written (a symlink's target verbatim, never followed); a file with several hard links is written
 // once per name as a regular file; devices, fifos and sockets are left out and counted in TreeStats.Skipped.
 //
-// include, if non-nil, is asked about every entry's slash-separated relative path; returning false leaves the
-// entry out, and for a directory its whole subtree. root itself is not an entry. No symlink beneath root is ever
+// include, if non-nil, is asked about every entry: its slash-separated relative path and the Lstat the walk took
+// of it (the file that will be read is checked to be that one, so a filter judging info judges what is written);
+// returning false leaves the entry out, and for a directory its whole subtree. root itself is not an entry. No symlink beneath root is ever
 // followed, and a file that changes type or identity between the walk and the read is an error.
-func WriteTree(ctx context.Context, w io.Writer, root string, include func(rel string, isDir bool) bool) (TreeStats, error) {
+func WriteTree(ctx context.Context, w io.Writer, root string, include func(rel string, info fs.FileInfo) bool) (TreeStats, error) {
 	r, err := os.OpenRoot(root)
 	if err != nil {
 		return TreeStats{}, fmt.Errorf("opening tree %q: %w", root, err)
@@ -134,7 +135,7 @@ func WriteFiles(ctx context.Context, w io.Writer, root string, files []string) (
 // relative to its own directory's descriptor, and each subdirectory is opened one component at a time and checked
 // to be the directory that Lstat saw, so a symlink is never followed, even one that replaces a directory while
 // the walk runs.
-func walk(ctx context.Context, d *os.Root, rel string, include func(string, bool) bool, out *[]entry) error {
+func walk(ctx context.Context, d *os.Root, rel string, include func(string, fs.FileInfo) bool, out *[]entry) error {
 	f, err := d.OpenFile(".", os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return err
@@ -157,12 +158,11 @@ func walk(ctx context.Context, d *os.Root, rel string, include func(string, bool
 		if err != nil {
 			return err
 		}
-		isDir := e.info.IsDir()
-		if include != nil && !include(childRel, isDir) {
+		if include != nil && !include(childRel, e.info) {
 			continue
 		}
 		*out = append(*out, e)
-		if !isDir {
+		if !e.info.IsDir() {
 			continue
 		}
 		sub, err := openChild(d, name, e.info)

@@ -110,7 +110,7 @@ func buildTree(t testing.TB, dir string, nodes []node, reverse bool, uid, gid in
 	}
 }
 
-func writeTree(t testing.TB, root string, include func(string, bool) bool) ([]byte, TreeStats) {
+func writeTree(t testing.TB, root string, include func(string, fs.FileInfo) bool) ([]byte, TreeStats) {
 	t.Helper()
 	var buf bytes.Buffer
 	stats, err := WriteTree(context.Background(), &buf, root, include)
@@ -271,8 +271,8 @@ func TestWriteTreeInclude(t *testing.T) {
 		{"src/sub/keep", 'f', 0o644, "keep"},
 	}, false, 0, 0, time.Now())
 	asked := map[string]bool{}
-	b, stats := writeTree(t, dir, func(rel string, isDir bool) bool {
-		asked[rel] = isDir
+	b, stats := writeTree(t, dir, func(rel string, info fs.FileInfo) bool {
+		asked[rel] = info.IsDir()
 		return rel != ".git" && !strings.HasSuffix(rel, ".tmp")
 	})
 	var names []string
@@ -364,5 +364,35 @@ func TestWriteTreeCancelled(t *testing.T) {
 	cancel()
 	if _, err := WriteTree(ctx, io.Discard, dir, nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v, want context.Canceled", err)
+	}
+}
+
+// The filter judges the walk's own Lstat, and the file read is checked to be that one: a file swapped after the
+// filter judged it (a hard link to a secret, say) is never written.
+func TestWriteTreeFilterJudgesWhatIsRead(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(t.TempDir(), "secret")
+	for p, data := range map[string]string{filepath.Join(dir, "a"): "harmless", secret: "signing key"} {
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var judged fs.FileInfo
+	_, err := WriteTree(context.Background(), io.Discard, dir, func(rel string, info fs.FileInfo) bool {
+		judged = info
+		// Swap in a hard link to the secret after the judgement, as a racing writer would.
+		if err := os.Remove(filepath.Join(dir, rel)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(secret, filepath.Join(dir, rel)); err != nil {
+			t.Fatal(err)
+		}
+		return true
+	})
+	if judged == nil || judged.Size() != int64(len("harmless")) {
+		t.Fatalf("the filter was not given the walk's Lstat of the file: %v", judged)
+	}
+	if err == nil || !strings.Contains(err.Error(), "changed while being read") {
+		t.Fatalf("WriteTree of a file swapped after the filter judged it: err = %v, want \"changed while being read\"", err)
 	}
 }

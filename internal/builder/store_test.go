@@ -347,7 +347,7 @@ func TestRootfs(t *testing.T) {
 	if _, err := archive.WriteTree(context.Background(), &want, rootfs, nil); err != nil {
 		t.Fatal(err)
 	}
-	added := func(rel string, isDir bool) bool { return rel == "tmp" || !slices.Contains(mountPoints, rel) }
+	added := func(rel string, _ fs.FileInfo) bool { return rel == "tmp" || !slices.Contains(mountPoints, rel) }
 	if _, err := archive.WriteTree(context.Background(), &got, dir, added); err != nil {
 		t.Fatal(err)
 	}

@@ -25,10 +25,9 @@ import (
 //     itself a bind mount of the home's parent, say), and a file that is the key itself (same device and inode);
 //   - leaves out fifos, sockets and devices, which a task could not use as files, and reports their names.
 //
-// The checks run as the snapshot's walk reaches each entry, with an Lstat of their own: someone who can write to
-// the source while it is snapshotted could still swap an entry between that Lstat and the walk's. Closing that
-// needs archive.WriteTree to hand its filter the FileInfo its walk used. (Linking a file one does not own, such as
-// the key, also needs fs.protected_hardlinks=0.)
+// The checks judge the Lstat the snapshot's walk took of each entry, and the walk reads only a file that is still
+// that one (same device and inode), so swapping an entry while the source is snapshotted cannot slip a factory
+// file past them. (Linking a file one does not own, such as the key, also needs fs.protected_hardlinks=0.)
 type guard struct {
 	root    *os.Root // the source directory
 	dev     uint64   // its device
@@ -91,10 +90,10 @@ func (g *guard) close() { g.root.Close() }
 // reset forgets what was left out, for a second pass over the same tree.
 func (g *guard) reset() { g.special, g.crossed = nil, nil }
 
-// include is the snapshot's filter: it reports whether the entry rel (slash-separated, relative to the source)
-// may be part of the snapshot, and records why not. After a refusal it includes nothing more; the caller returns
-// g.err.
-func (g *guard) include(rel string, isDir bool) bool {
+// include is the snapshot's filter: it reports whether the entry rel (slash-separated, relative to the source),
+// whose Lstat is fi (nil: take one), may be part of the snapshot, and records why not. After a refusal it includes
+// nothing more; the caller returns g.err.
+func (g *guard) include(rel string, fi fs.FileInfo) bool {
 	if g.err != nil {
 		return false
 	}
@@ -102,13 +101,15 @@ func (g *guard) include(rel string, isDir bool) bool {
 		g.crossed = append(g.crossed, rel)
 		return false
 	}
-	fi, err := g.root.Lstat(rel)
-	if err != nil {
-		return true // the snapshot's own read reports it
+	if fi == nil {
+		var err error
+		if fi, err = g.root.Lstat(rel); err != nil {
+			return true // the snapshot's own read reports it
+		}
 	}
 	st := statOf(fi)
 	switch {
-	case isDir:
+	case fi.IsDir():
 		if st.Dev != g.dev {
 			g.crossed = append(g.crossed, rel)
 			return false
@@ -276,7 +277,7 @@ func (g *guard) checkFiles(t *gitTree) string {
 		if m := g.beneathMount(p); m != "" {
 			return fmt.Sprintf("file %q of commit %s lies beneath the mount point %q, which the snapshot does not cross", p, t.short(), m)
 		}
-		if !g.include(p, false) {
+		if !g.include(p, nil) {
 			if g.err != nil {
 				return ""
 			}

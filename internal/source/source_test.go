@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -373,7 +374,7 @@ func TestSnapshotSource(t *testing.T) {
 			if !tt.wantCommit {
 				// A plain tree is exactly the whole directory except .git.
 				var buf bytes.Buffer
-				if _, err := archive.WriteTree(context.Background(), &buf, dir, func(rel string, _ bool) bool { return rel != ".git" }); err != nil {
+				if _, err := archive.WriteTree(context.Background(), &buf, dir, func(rel string, _ fs.FileInfo) bool { return rel != ".git" }); err != nil {
 					t.Fatal(err)
 				}
 				if want := sha256.Sum256(buf.Bytes()); hex.EncodeToString(want[:]) != src.SHA256 {
