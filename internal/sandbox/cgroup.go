@@ -337,6 +337,24 @@ func (t *taskCgroup) limitSteps(memory, pids int64) error {
 	return nil
 }
 
+// prepareStep creates, on cgroup v1, the memory cgroup the next step's runtime puts the step in, with its TCP
+// buffer limit: the runtime ignores one in the spec, and v1 counts a socket's buffers only when its own cgroup has
+// a TCP limit (memory.kmem.tcp.limit_in_bytes; the runtime keeps a cgroup that exists and removes it after the
+// step). cgroup v2 needs nothing: socket memory is part of memory.max.
+func (t *taskCgroup) prepareStep() error {
+	if t.memory == "" || !strings.Contains(t.memory, "/memory/") {
+		return nil
+	}
+	dir := filepath.Join(t.memory, "step")
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("creating step cgroup: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "memory.kmem.tcp.limit_in_bytes"), []byte(fmt.Sprint(maxTCPBuffers)), 0); err != nil {
+		return fmt.Errorf("limiting the TCP buffers of step cgroup %s: %w", dir, err)
+	}
+	return nil
+}
+
 // stepProcs are the cgroup.procs files a step's runtime joins (limitSteps).
 func (t *taskCgroup) stepProcs() []string {
 	var procs []string

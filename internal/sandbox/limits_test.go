@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -309,5 +310,32 @@ func TestStepRuntimeHoldsTheTaskLeases(t *testing.T) {
 	}
 	if err := syscall.Flock(int(other.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		t.Errorf("the lease is still held after its step ended: %v", err)
+	}
+}
+
+// TCP buffers a step holds count against a limit of its task: cgroup v1 leaves socket memory out of the memory
+// limit unless the step's cgroup has a TCP limit, and the kernel's TCP memory (net.ipv4.tcp_mem) is shared by the
+// whole host, so a step's unread loopback connections (186 MiB from 50 of them) could starve every other
+// connection on the host. cgroup v2 counts socket memory in the memory limit.
+func TestTCPBuffersAreBounded(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	parents, v2, err := cgroupParents()
+	if err != nil || v2 || parents["memory"] == "" {
+		t.Skip("the TCP buffer limit is for cgroup v1's memory controller")
+	}
+	buildProbe(t, rootfs, "tcpprobe", runtime.GOARCH, "tcpprobe")
+	ctr := startContainer(t, Config{Rootfs: rootfs})
+	var out bytes.Buffer
+	code, err := ctr.Exec(context.Background(), []string{"/bin/tcpprobe", "60"}, &out)
+	if code != 0 || err != nil {
+		t.Fatalf("tcpprobe: exit %d, %v\n%s", code, err, out.String())
+	}
+	queued, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(out.String()), "queued="))
+	if err != nil {
+		t.Fatalf("tcpprobe printed %q", out.String())
+	}
+	// Each socket keeps a few pages whatever the pressure; 60 of them add well under 16 MiB to the limit.
+	if limit := int(maxTCPBuffers >> 20); queued > limit+16 {
+		t.Errorf("a step queued %d MiB of TCP buffers, past its %d MiB limit", queued, limit)
 	}
 }

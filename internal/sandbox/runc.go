@@ -223,6 +223,11 @@ func (c *Container) Exec(ctx context.Context, args []string, out io.Writer) (int
 	// Killing `runc run` would not stop the container; killing the container ends runc run.
 	cmd.Cancel = func() error { return c.kill() }
 	cmd.WaitDelay = 10 * time.Second
+	if err := c.task.prepareStep(); err != nil {
+		pr.Close()
+		pw.Close()
+		return -1, err
+	}
 	c.task.resetPeak()
 	before := memoryCounts{c.task.oomKills(), buildMemoryFailures(c.cfg.CgroupParent)}
 	if err := cmd.Start(); err != nil {

@@ -55,6 +55,12 @@ var (
 	readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
 )
 
+// maxTCPBuffers bounds the TCP buffer memory of a task's step on cgroup v1, where socket memory is not part of
+// the memory limit: the kernel's TCP memory (net.ipv4.tcp_mem) is shared by the whole host, and one step's unread
+// loopback connections held 186 MiB of it outside every limit. A build has no network; its loopback traffic
+// (test servers) keeps little in flight. cgroup v2 counts socket memory in the memory limit.
+const maxTCPBuffers int64 = 64 << 20
+
 // maxPtys bounds the pseudo-terminals a step may hold. The kernel's limit (kernel.pty.max) is host-wide: without
 // a bound of its own, one step took all 3,071 that the host's containers share.
 const maxPtys = 64
