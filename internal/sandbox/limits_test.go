@@ -339,3 +339,27 @@ func TestTCPBuffersAreBounded(t *testing.T) {
 		t.Errorf("a step queued %d MiB of TCP buffers, past its %d MiB limit", queued, limit)
 	}
 }
+
+// A step cannot read which disk images back the host's loop devices: each task disk's backing_file names its
+// build's work directory and the task, so a step could watch which other builds run on the host.
+func TestLoopDevicesAreHidden(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	dir := filepath.Join(t.TempDir(), "secret-task-name")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	disk, err := MountDisk(context.Background(), dir, dir+".disk", 4<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { disk.Close() })
+	ctr := startContainer(t, Config{Rootfs: rootfs})
+	var out bytes.Buffer
+	script := `cat /sys/block/*/loop/backing_file /sys/class/block/*/loop/backing_file /sys/devices/virtual/block/*/loop/backing_file 2>/dev/null; true`
+	if code, err := ctr.Exec(context.Background(), []string{"/bin/sh", "-c", script}, &out); code != 0 || err != nil {
+		t.Fatalf("exit %d, %v", code, err)
+	}
+	if strings.Contains(out.String(), "secret-task-name") {
+		t.Errorf("a step read the host path of another task's disk image:\n%s", out.String())
+	}
+}

@@ -45,12 +45,15 @@ const (
 
 // The /proc and /sys paths hidden from the container: the list runc's own default spec masks, and the power
 // meters Docker and containerd mask too (/sys/devices/virtual/powercap: Intel RAPL energy counters, a side
-// channel on the host's other work, CVE-2020-8694: kernels without its fix show them to anyone). A path the
-// host lacks is skipped by the runtime.
+// channel on the host's other work, CVE-2020-8694: kernels without its fix show them to anyone), and the host's
+// virtual block devices (/sys/devices/virtual/block, which /sys/block and /sys/class/block point into): every
+// loop device's backing_file named the disk image, and so the work directory and task name, of each task
+// running on the host. A path the host lacks is skipped by the runtime.
 var (
 	maskedPaths = []string{
 		"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
 		"/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi", "/sys/devices/virtual/powercap",
+		"/sys/devices/virtual/block",
 	}
 	readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
 )
