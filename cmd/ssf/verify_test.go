@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/ssf-dev/ssf/internal/content"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -404,7 +406,7 @@ func TestVerifyReferenceSkipsMalformedReferrers(t *testing.T) {
 		match := r.URL.Path == fallbackPath && body != nil && r.Method == http.MethodGet
 		mu.Unlock()
 		if match {
-			w.Header().Set("Content-Type", oci.IndexMediaType)
+			w.Header().Set("Content-Type", ocispec.MediaTypeImageIndex)
 			w.Write(body)
 			return
 		}
@@ -425,7 +427,7 @@ func TestVerifyReferenceSkipsMalformedReferrers(t *testing.T) {
 	var idx map[string]any
 	json.NewDecoder(resp.Body).Decode(&idx)
 	resp.Body.Close()
-	bogus := map[string]any{"mediaType": oci.ManifestMediaType, "artifactType": oci.BundleArtifactType, "digest": "sha256:" + strings.Repeat("1", 64), "size": 1 << 30}
+	bogus := map[string]any{"mediaType": ocispec.MediaTypeImageManifest, "artifactType": content.BundleMediaType, "digest": "sha256:" + strings.Repeat("1", 64), "size": 1 << 30}
 	idx["manifests"] = append([]any{bogus}, idx["manifests"].([]any)...)
 	mu.Lock()
 	fallbackPath = "/v2/app/manifests/" + strings.Replace(digest, ":", "-", 1)

@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/ssf-dev/ssf/internal/content"
 	"io"
 	"path"
 	"strings"
@@ -34,12 +36,6 @@ const (
 	// Blob entries recorded per tarball. Each costs the control plane memory while the tarball is checked, and a
 	// tarball of tiny distinct blobs has about one per KiB; an image reaches at most a few thousand.
 	maxBlobs = 1 << 16
-)
-
-// Docker's v2 media types, which an OCI index may name for its children (buildx writes such layouts).
-const (
-	dockerManifestMediaType = "application/vnd.docker.distribution.manifest.v2+json"
-	dockerListMediaType     = "application/vnd.docker.distribution.manifest.list.v2+json"
 )
 
 // ErrNotImage is returned by ImageInTar for a file that is not an OCI image layout tarball.
@@ -174,7 +170,7 @@ func ReadImageTar(ctx context.Context, r io.ReaderAt, size int64) (*ImageTar, er
 		return nil, fmt.Errorf("%w: index.json names %d images, want 1", ErrNotImage, len(idx.Manifests))
 	}
 	d := idx.Manifests[0]
-	if d.MediaType != ManifestMediaType && d.MediaType != IndexMediaType {
+	if d.MediaType != ocispec.MediaTypeImageManifest && d.MediaType != ocispec.MediaTypeImageIndex {
 		return nil, fmt.Errorf("%w: index.json's image is %s %s", ErrNotImage, d.MediaType, d.Digest)
 	}
 	// From here on the file claims to be an image: anything wrong is an error, never "just a file".
@@ -437,7 +433,7 @@ func (it *ImageTar) check(ctx context.Context, from string, d Descriptor, depth 
 	}
 	self := "manifest " + d.Digest
 	switch d.MediaType {
-	case ManifestMediaType, dockerManifestMediaType:
+	case ocispec.MediaTypeImageManifest, content.DockerManifestMediaType:
 		if m.Config == nil || m.Manifests != nil {
 			return fmt.Errorf("%s is not an image manifest", self)
 		}
@@ -449,13 +445,13 @@ func (it *ImageTar) check(ctx context.Context, from string, d Descriptor, depth 
 				return err
 			}
 		}
-	case IndexMediaType, dockerListMediaType:
+	case ocispec.MediaTypeImageIndex, content.DockerListMediaType:
 		if m.Config != nil || m.Layers != nil {
 			return fmt.Errorf("index %s is not an image index", d.Digest)
 		}
 		for _, c := range m.Manifests {
 			switch c.MediaType {
-			case ManifestMediaType, IndexMediaType, dockerManifestMediaType, dockerListMediaType:
+			case ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex, content.DockerManifestMediaType, content.DockerListMediaType:
 			default:
 				return fmt.Errorf("index %s names %s %s: only OCI and Docker v2 manifests and indexes are supported", d.Digest, c.MediaType, c.Digest)
 			}
@@ -472,7 +468,7 @@ func (it *ImageTar) check(ctx context.Context, from string, d Descriptor, depth 
 // sameKind reports whether two media types are the same, or are both manifests or both indexes: the Docker and
 // OCI types are read alike.
 func sameKind(a, b string) bool {
-	isIndex := func(t string) bool { return t == IndexMediaType || t == dockerListMediaType }
+	isIndex := func(t string) bool { return t == ocispec.MediaTypeImageIndex || t == content.DockerListMediaType }
 	return a == b || isIndex(a) == isIndex(b)
 }
 
@@ -490,7 +486,7 @@ func (it *ImageTar) open(digest string) (io.ReadCloser, error) {
 
 // taggable returns the image or index with digest d (checked by ReadImageTar), ready for remote.Push.
 func (it *ImageTar) taggable(d Descriptor) (remote.Taggable, error) {
-	if d.MediaType == IndexMediaType || d.MediaType == dockerListMediaType {
+	if d.MediaType == ocispec.MediaTypeImageIndex || d.MediaType == content.DockerListMediaType {
 		return &tarIndex{it: it, desc: d}, nil
 	}
 	return it.image(d)

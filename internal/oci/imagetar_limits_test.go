@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/ssf-dev/ssf/internal/content"
 	"io"
 	"os"
 	"path/filepath"
@@ -28,24 +30,24 @@ func TestImageInTarRefusesAmbiguousJSONKeys(t *testing.T) {
 		t.Run(key, func(t *testing.T) {
 			// encoding/json keeps the last of the keys that fold alike, so it checks the good layers; a parser that
 			// keeps the first, or matches case exactly, reads the image as the evil layer the tarball lacks.
-			m := []byte(`{"schemaVersion":2,"mediaType":"` + oci.ManifestMediaType + `","config":` + config +
+			m := []byte(`{"schemaVersion":2,"mediaType":"` + ocispec.MediaTypeImageManifest + `","config":` + config +
 				`,"layers":` + bad + `,"` + key + `":` + good + `}`)
 			if key == "layer\u017f" {
 				// Here only Go folds the two keys together; a case-sensitive parser sees "layers" = evil.
-				m = []byte(`{"schemaVersion":2,"mediaType":"` + oci.ManifestMediaType + `","config":` + config +
+				m = []byte(`{"schemaVersion":2,"mediaType":"` + ocispec.MediaTypeImageManifest + `","config":` + config +
 					`,"layers":` + bad + `,"layer\u017f":` + good + `}`)
 			}
-			_, err := readImage(t, g.layout(t, desc(oci.ManifestMediaType, m), g.config, g.layer1, m).bytes(t))
+			_, err := readImage(t, g.layout(t, desc(ocispec.MediaTypeImageManifest, m), g.config, g.layer1, m).bytes(t))
 			if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), "appears twice in one object") {
 				t.Fatalf("err = %v, want ErrBadImage naming a key that appears twice", err)
 			}
 		})
 	}
 	t.Run("index.json", func(t *testing.T) {
-		md := desc(oci.ManifestMediaType, g.manifest)
+		md := desc(ocispec.MediaTypeImageManifest, g.manifest)
 		l := &layoutTar{}
 		l.add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`))
-		other := string(mustJSON(t, []oci.Descriptor{desc(oci.ManifestMediaType, []byte("elsewhere"))}))
+		other := string(mustJSON(t, []oci.Descriptor{desc(ocispec.MediaTypeImageManifest, []byte("elsewhere"))}))
 		l.add("index.json", []byte(`{"schemaVersion":2,"manifests":`+other+`,"Manifests":`+string(mustJSON(t, []oci.Descriptor{md}))+`}`))
 		for _, b := range [][]byte{g.config, g.layer1, g.layer2, g.manifest} {
 			l.blob(b)
@@ -56,7 +58,7 @@ func TestImageInTarRefusesAmbiguousJSONKeys(t *testing.T) {
 		}
 	})
 	t.Run("same key in different objects is fine", func(t *testing.T) {
-		md := desc(oci.ManifestMediaType, g.manifest)
+		md := desc(ocispec.MediaTypeImageManifest, g.manifest)
 		if _, err := readImage(t, g.layout(t, md).bytes(t)); err != nil {
 			t.Fatal(err)
 		}
@@ -71,17 +73,17 @@ func TestImageInTarBoundsManifestBytes(t *testing.T) {
 	var blobs [][]byte
 	for i := range 5 {
 		m := mustJSON(t, map[string]any{
-			"schemaVersion": 2, "mediaType": oci.ManifestMediaType,
+			"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageManifest,
 			"config":      desc("application/vnd.oci.image.config.v1+json", g.config),
 			"layers":      []oci.Descriptor{desc("application/vnd.oci.image.layer.v1.tar", g.layer1)},
 			"annotations": map[string]string{"pad": fmt.Sprint(i) + strings.Repeat("x", 4<<20-4096)},
 		})
-		children = append(children, desc(oci.ManifestMediaType, m))
+		children = append(children, desc(ocispec.MediaTypeImageManifest, m))
 		blobs = append(blobs, m)
 	}
-	idx := mustJSON(t, map[string]any{"schemaVersion": 2, "mediaType": oci.IndexMediaType, "manifests": children})
+	idx := mustJSON(t, map[string]any{"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageIndex, "manifests": children})
 	l.add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`))
-	l.add("index.json", mustJSON(t, map[string]any{"schemaVersion": 2, "manifests": []oci.Descriptor{desc(oci.IndexMediaType, idx)}}))
+	l.add("index.json", mustJSON(t, map[string]any{"schemaVersion": 2, "manifests": []oci.Descriptor{desc(ocispec.MediaTypeImageIndex, idx)}}))
 	for _, b := range append(blobs, g.config, g.layer1, idx) {
 		l.blob(b)
 	}
@@ -95,7 +97,7 @@ func TestImageInTarBoundsManifestBytes(t *testing.T) {
 // blobs is refused past a count no image needs.
 func TestImageInTarBoundsBlobCount(t *testing.T) {
 	g := newGoodImage(t)
-	l := g.layout(t, desc(oci.ManifestMediaType, g.manifest))
+	l := g.layout(t, desc(ocispec.MediaTypeImageManifest, g.manifest))
 	for i := range 1<<16 + 1 {
 		l.blob(fmt.Append(nil, i))
 	}
@@ -133,7 +135,7 @@ func TestImageInTarLongNamesUnderBlobs(t *testing.T) {
 	}
 	defer f.Close()
 	tw := tar.NewWriter(f)
-	for _, e := range g.layout(t, desc(oci.ManifestMediaType, g.manifest)).entries {
+	for _, e := range g.layout(t, desc(ocispec.MediaTypeImageManifest, g.manifest)).entries {
 		h := e.hdr
 		if err := tw.WriteHeader(&h); err != nil {
 			t.Fatal(err)
@@ -175,12 +177,12 @@ func TestImageInTarLongNamesUnderBlobs(t *testing.T) {
 // manifest gets it checked as both, not skipped the second time as already checked.
 func TestImageInTarOneDocumentOneKind(t *testing.T) {
 	g := newGoodImage(t)
-	md := desc(oci.ManifestMediaType, g.manifest)
+	md := desc(ocispec.MediaTypeImageManifest, g.manifest)
 	inner := mustJSON(t, map[string]any{"schemaVersion": 2, "manifests": []oci.Descriptor{md}}) // no mediaType: either kind
-	asIndex, asManifest := desc(oci.IndexMediaType, inner), desc(oci.ManifestMediaType, inner)
-	outer := mustJSON(t, map[string]any{"schemaVersion": 2, "mediaType": oci.IndexMediaType, "manifests": []oci.Descriptor{asIndex, asManifest}})
-	_, err := readImage(t, g.layout(t, desc(oci.IndexMediaType, outer), g.config, g.layer1, g.layer2, g.manifest, inner, outer).bytes(t))
-	if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), "named "+oci.IndexMediaType+" elsewhere") {
+	asIndex, asManifest := desc(ocispec.MediaTypeImageIndex, inner), desc(ocispec.MediaTypeImageManifest, inner)
+	outer := mustJSON(t, map[string]any{"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageIndex, "manifests": []oci.Descriptor{asIndex, asManifest}})
+	_, err := readImage(t, g.layout(t, desc(ocispec.MediaTypeImageIndex, outer), g.config, g.layer1, g.layer2, g.manifest, inner, outer).bytes(t))
+	if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), "named "+ocispec.MediaTypeImageIndex+" elsewhere") {
 		t.Fatalf("err = %v, want ErrBadImage naming the document's two kinds", err)
 	}
 }
@@ -190,14 +192,14 @@ func TestImageInTarOneDocumentOneKind(t *testing.T) {
 // crowd out the real bundles a verifier reads).
 func TestImageInTarRefusesSubject(t *testing.T) {
 	g := newGoodImage(t)
-	victim := oci.Descriptor{MediaType: oci.ManifestMediaType, Digest: "sha256:" + strings.Repeat("b", 64), Size: 500}
+	victim := oci.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: "sha256:" + strings.Repeat("b", 64), Size: 500}
 	m := mustJSON(t, map[string]any{
-		"schemaVersion": 2, "mediaType": oci.ManifestMediaType, "artifactType": oci.BundleArtifactType,
+		"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageManifest, "artifactType": content.BundleMediaType,
 		"config":  desc("application/vnd.oci.image.config.v1+json", g.config),
-		"layers":  []oci.Descriptor{desc(oci.BundleArtifactType, g.layer1)},
+		"layers":  []oci.Descriptor{desc(content.BundleMediaType, g.layer1)},
 		"subject": victim,
 	})
-	_, err := readImage(t, g.layout(t, desc(oci.ManifestMediaType, m), g.config, g.layer1, m).bytes(t))
+	_, err := readImage(t, g.layout(t, desc(ocispec.MediaTypeImageManifest, m), g.config, g.layer1, m).bytes(t))
 	if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), "has a subject ("+victim.Digest+")") {
 		t.Fatalf("err = %v, want ErrBadImage naming the subject", err)
 	}
@@ -207,13 +209,13 @@ func TestImageInTarRefusesSubject(t *testing.T) {
 // refused; each bound keeps the control plane's work and memory in check whatever the step wrote.
 func TestImageInTarBoundsIndexes(t *testing.T) {
 	g := newGoodImage(t)
-	md := desc(oci.ManifestMediaType, g.manifest)
+	md := desc(ocispec.MediaTypeImageManifest, g.manifest)
 	index := func(children ...oci.Descriptor) []byte {
-		return mustJSON(t, map[string]any{"schemaVersion": 2, "mediaType": oci.IndexMediaType, "manifests": children})
+		return mustJSON(t, map[string]any{"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageIndex, "manifests": children})
 	}
 	manifest := func(i int, pad int) []byte {
 		return mustJSON(t, map[string]any{
-			"schemaVersion": 2, "mediaType": oci.ManifestMediaType,
+			"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageManifest,
 			"config":      desc("application/vnd.oci.image.config.v1+json", g.config),
 			"layers":      []oci.Descriptor{desc("application/vnd.oci.image.layer.v1.tar", g.layer1)},
 			"annotations": map[string]string{"i": fmt.Sprint(i), "pad": strings.Repeat("x", pad)},
@@ -230,7 +232,7 @@ func TestImageInTarBoundsIndexes(t *testing.T) {
 			for range 6 {
 				idx := index(top)
 				blobs = append(blobs, idx)
-				top = desc(oci.IndexMediaType, idx)
+				top = desc(ocispec.MediaTypeImageIndex, idx)
 			}
 			return g.layout(t, top, blobs...).bytes(t)
 		}, "nested more than 4 deep"},
@@ -240,14 +242,14 @@ func TestImageInTarBoundsIndexes(t *testing.T) {
 			for i := range 1025 {
 				m := manifest(i, 0)
 				blobs = append(blobs, m)
-				children = append(children, desc(oci.ManifestMediaType, m))
+				children = append(children, desc(ocispec.MediaTypeImageManifest, m))
 			}
 			idx := index(children...)
-			return g.layout(t, desc(oci.IndexMediaType, idx), append(blobs, idx)...).bytes(t)
+			return g.layout(t, desc(ocispec.MediaTypeImageIndex, idx), append(blobs, idx)...).bytes(t)
 		}, "more than 1024 manifests"},
 		{"one manifest over 4 MiB", func() []byte {
 			m := manifest(0, 4<<20)
-			return g.layout(t, desc(oci.ManifestMediaType, m), g.config, g.layer1, m).bytes(t)
+			return g.layout(t, desc(ocispec.MediaTypeImageManifest, m), g.config, g.layer1, m).bytes(t)
 		}, "is larger than 4194304 bytes"},
 	}
 	for _, tt := range tests {
@@ -264,7 +266,7 @@ func TestImageInTarBoundsIndexes(t *testing.T) {
 // blobs/ are refused rather than ignored, and "./" spells the same name (so it cannot hide a second copy).
 func TestImageInTarBlobNames(t *testing.T) {
 	g := newGoodImage(t)
-	md := desc(oci.ManifestMediaType, g.manifest)
+	md := desc(ocispec.MediaTypeImageManifest, g.manifest)
 	h := sha(g.layer1)
 	tests := []struct{ name, entry, want string }{
 		{"dot slash duplicate", "./blobs/sha256/" + h, "appears twice"},
@@ -289,7 +291,7 @@ func TestImageInTarBlobNames(t *testing.T) {
 // (after removing a leading "/", "./" twice or a ".." segment) makes the tarball refused, not half-read.
 func TestImageInTarOtherSpellings(t *testing.T) {
 	g := newGoodImage(t)
-	md := desc(oci.ManifestMediaType, g.manifest)
+	md := desc(ocispec.MediaTypeImageManifest, g.manifest)
 	for _, entry := range []string{"/index.json", "././index.json", "x/../index.json", "/oci-layout", "/blobs/sha256/" + sha(g.layer1), "x/../blobs/sha256/" + sha(g.layer1)} {
 		t.Run(entry, func(t *testing.T) {
 			l := g.layout(t, md)

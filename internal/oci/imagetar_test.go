@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"io"
 	"net/http"
 	"os"
@@ -81,7 +82,7 @@ func newGoodImage(t *testing.T) goodImage {
 		layer2: []byte("layer two bytes, longer"),
 	}
 	g.manifest = mustJSON(t, map[string]any{
-		"schemaVersion": 2, "mediaType": oci.ManifestMediaType,
+		"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageManifest,
 		"config": desc("application/vnd.oci.image.config.v1+json", g.config),
 		"layers": []oci.Descriptor{desc("application/vnd.oci.image.layer.v1.tar", g.layer1), desc("application/vnd.oci.image.layer.v1.tar", g.layer2)},
 	})
@@ -109,7 +110,7 @@ func readImage(t *testing.T, data []byte) (*oci.Descriptor, error) {
 
 func TestImageInTarChecksEveryBlob(t *testing.T) {
 	g := newGoodImage(t)
-	md := desc(oci.ManifestMediaType, g.manifest)
+	md := desc(ocispec.MediaTypeImageManifest, g.manifest)
 	got, err := readImage(t, g.layout(t, md).bytes(t))
 	if err != nil || got.Digest != md.Digest || got.Size != md.Size {
 		t.Fatalf("good image: %+v, %v; want %s", got, err, md.Digest)
@@ -123,7 +124,7 @@ func TestImageInTarChecksEveryBlob(t *testing.T) {
 	}{
 		{"index names a manifest not in the tar", func() []byte {
 			// The attack: a step names any image anywhere and ships none of it.
-			return g.layout(t, desc(oci.ManifestMediaType, other), g.config, g.layer1, g.layer2, g.manifest).bytes(t)
+			return g.layout(t, desc(ocispec.MediaTypeImageManifest, other), g.config, g.layer1, g.layer2, g.manifest).bytes(t)
 		}, "sha256:" + sha(other) + ", which is not in the tarball"},
 		{"manifest bytes do not hash to its name", func() []byte {
 			l := g.layout(t, md, g.config, g.layer1, g.layer2)
@@ -153,7 +154,7 @@ func TestImageInTarChecksEveryBlob(t *testing.T) {
 		}, fmt.Sprintf("with size %d, but the blob has %d bytes", md.Size+1, md.Size)},
 		{"manifest gives a layer another size", func() []byte {
 			m := bytes.Replace(g.manifest, fmt.Appendf(nil, `"size":%d`, len(g.layer1)), fmt.Appendf(nil, `"size":%d`, len(g.layer1)-1), 1)
-			return g.layout(t, desc(oci.ManifestMediaType, m), g.config, g.layer1, g.layer2, m).bytes(t)
+			return g.layout(t, desc(ocispec.MediaTypeImageManifest, m), g.config, g.layer1, g.layer2, m).bytes(t)
 		}, fmt.Sprintf("with size %d, but the blob has %d bytes", len(g.layer1)-1, len(g.layer1))},
 		{"blob is a symlink", func() []byte {
 			l := g.layout(t, md, g.config, g.layer2, g.manifest)
@@ -166,8 +167,8 @@ func TestImageInTarChecksEveryBlob(t *testing.T) {
 			return l.bytes(t)
 		}, "appears twice"},
 		{"index of a missing manifest", func() []byte {
-			idx := mustJSON(t, map[string]any{"schemaVersion": 2, "mediaType": oci.IndexMediaType, "manifests": []oci.Descriptor{desc(oci.ManifestMediaType, other)}})
-			return g.layout(t, desc(oci.IndexMediaType, idx), g.config, g.layer1, g.layer2, g.manifest, idx).bytes(t)
+			idx := mustJSON(t, map[string]any{"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageIndex, "manifests": []oci.Descriptor{desc(ocispec.MediaTypeImageManifest, other)}})
+			return g.layout(t, desc(ocispec.MediaTypeImageIndex, idx), g.config, g.layer1, g.layer2, g.manifest, idx).bytes(t)
 		}, "index sha256:"},
 	}
 	for _, tt := range tests {
@@ -184,7 +185,7 @@ func TestImageInTarChecksEveryBlob(t *testing.T) {
 // format (1.0) GNU tar writes: the entry's data starts with the sparse map (one data region of one byte at the
 // end), then that byte. Go's tar writer cannot write sparse entries, so the blocks are made here.
 func sparseTar(t *testing.T, g goodImage, size int64) []byte {
-	l := g.layout(t, desc(oci.ManifestMediaType, g.manifest), g.config, g.layer2, g.manifest)
+	l := g.layout(t, desc(ocispec.MediaTypeImageManifest, g.manifest), g.config, g.layer2, g.manifest)
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
 	for _, e := range l.entries {
@@ -276,7 +277,7 @@ func TestImageInTarRefusesBomb(t *testing.T) {
 func TestBuildSubjectsRefusesForgedImage(t *testing.T) {
 	g := newGoodImage(t)
 	forged := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}`)
-	data := g.layout(t, desc(oci.ManifestMediaType, forged)).bytes(t)
+	data := g.layout(t, desc(ocispec.MediaTypeImageManifest, forged)).bytes(t)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "image.tar"), data, 0o644); err != nil {
 		t.Fatal(err)
@@ -292,7 +293,7 @@ func TestImageInTarSeveralImagesIsAFile(t *testing.T) {
 	g := newGoodImage(t)
 	l := &layoutTar{}
 	l.add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`))
-	md := desc(oci.ManifestMediaType, g.manifest)
+	md := desc(ocispec.MediaTypeImageManifest, g.manifest)
 	l.add("index.json", mustJSON(t, map[string]any{"schemaVersion": 2, "manifests": []oci.Descriptor{md, md}}))
 	if _, err := readImage(t, l.bytes(t)); !errors.Is(err, oci.ErrNotImage) {
 		t.Fatalf("err = %v, want ErrNotImage", err)
@@ -303,7 +304,7 @@ func TestImageInTarSeveralImagesIsAFile(t *testing.T) {
 // sparse entry or lacks a blob (signed by a factory that did not check it) pushes nothing.
 func TestPublishRefusesBadImageTarball(t *testing.T) {
 	g := newGoodImage(t)
-	md := desc(oci.ManifestMediaType, g.manifest)
+	md := desc(ocispec.MediaTypeImageManifest, g.manifest)
 	tests := []struct {
 		name string
 		tar  []byte
@@ -350,10 +351,10 @@ func TestPublishImageIndex(t *testing.T) {
 		"config": desc("application/vnd.docker.container.image.v1+json", g.config),
 		"layers": []oci.Descriptor{desc("application/vnd.docker.image.rootfs.diff.tar", g.layer2)},
 	})
-	idx := mustJSON(t, map[string]any{"schemaVersion": 2, "mediaType": oci.IndexMediaType, "manifests": []oci.Descriptor{
-		desc(oci.ManifestMediaType, g.manifest), desc("application/vnd.docker.distribution.manifest.v2+json", docker),
+	idx := mustJSON(t, map[string]any{"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageIndex, "manifests": []oci.Descriptor{
+		desc(ocispec.MediaTypeImageManifest, g.manifest), desc("application/vnd.docker.distribution.manifest.v2+json", docker),
 	}})
-	id := desc(oci.IndexMediaType, idx)
+	id := desc(ocispec.MediaTypeImageIndex, idx)
 	data := g.layout(t, id, g.config, g.layer1, g.layer2, g.manifest, docker, idx).bytes(t)
 	if d, err := readImage(t, data); err != nil || d.Digest != id.Digest {
 		t.Fatalf("index: %+v, %v", d, err)

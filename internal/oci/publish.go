@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/ssf-dev/ssf/internal/content"
 	"io"
 	"net"
 	"net/http"
@@ -198,7 +200,7 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 	pub := &Published{Images: map[string]string{}}
 
 	// The artifact: the empty config, each file, then the manifest.
-	if err := pusher.Upload(ctx, repo, static.NewLayer(emptyJSON, EmptyMediaType)); err != nil {
+	if err := pusher.Upload(ctx, repo, static.NewLayer(emptyJSON, ocispec.MediaTypeEmptyJSON)); err != nil {
 		return nil, fmt.Errorf("pushing to %s: %w", repo, err)
 	}
 	root, err := os.OpenRoot(req.Dir)
@@ -211,12 +213,12 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 			return nil, fmt.Errorf("pushing output %q to %s: %w", f.Path, repo, err)
 		}
 	}
-	artifactDesc := Descriptor{MediaType: ManifestMediaType, Digest: "sha256:" + artifactHex, Size: int64(len(artifact.raw))}
+	artifactDesc := Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: "sha256:" + artifactHex, Size: int64(len(artifact.raw))}
 	var ref name.Reference = repo.Digest(artifactDesc.Digest)
 	if req.Tag != "" {
 		ref = repo.Tag(req.Tag)
 	}
-	if err := pusher.Push(ctx, ref, rawManifest{artifact.raw, ManifestMediaType}); err != nil {
+	if err := pusher.Push(ctx, ref, rawManifest{artifact.raw, ocispec.MediaTypeImageManifest}); err != nil {
 		return nil, fmt.Errorf("pushing the artifact manifest to %s: %w", ref, err)
 	}
 	pub.Artifact = repo.Digest(artifactDesc.Digest).String()
@@ -232,7 +234,7 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 	}
 
 	// The bundle, as a referrer of each.
-	if err := pusher.Upload(ctx, repo, static.NewLayer(req.Bundle, BundleArtifactType)); err != nil {
+	if err := pusher.Upload(ctx, repo, static.NewLayer(req.Bundle, content.BundleMediaType)); err != nil {
 		return nil, fmt.Errorf("pushing the provenance bundle to %s: %w", repo, err)
 	}
 	for _, s := range subjects {
@@ -242,7 +244,7 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 		}
 		sum := sha256.Sum256(raw)
 		d := repo.Digest("sha256:" + hex.EncodeToString(sum[:]))
-		if err := pusher.Push(ctx, d, rawManifest{raw, ManifestMediaType}); err != nil {
+		if err := pusher.Push(ctx, d, rawManifest{raw, ocispec.MediaTypeImageManifest}); err != nil {
 			return nil, fmt.Errorf("pushing the provenance referrer of %s: %w", s.Digest, err)
 		}
 		pub.Referrers = append(pub.Referrers, d.String())
@@ -260,14 +262,14 @@ func ReferrerManifest(subject Descriptor, bundleJSON []byte, created time.Time) 
 	}
 	sum := sha256.Sum256(bundleJSON)
 	m := manifest{
-		SchemaVersion: 2, MediaType: ManifestMediaType, ArtifactType: BundleArtifactType,
+		SchemaVersion: 2, MediaType: ocispec.MediaTypeImageManifest, ArtifactType: content.BundleMediaType,
 		Config:  emptyDescriptor(),
-		Layers:  []Descriptor{{MediaType: BundleArtifactType, Digest: "sha256:" + hex.EncodeToString(sum[:]), Size: int64(len(bundleJSON))}},
+		Layers:  []Descriptor{{MediaType: content.BundleMediaType, Digest: "sha256:" + hex.EncodeToString(sum[:]), Size: int64(len(bundleJSON))}},
 		Subject: &Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size},
 		Annotations: map[string]string{
 			"dev.sigstore.bundle.content":       "dsse-envelope",
 			"dev.sigstore.bundle.predicateType": provenance.PredicateType,
-			CreatedAnnotation:                   created.UTC().Format(time.RFC3339),
+			ocispec.AnnotationCreated:           created.UTC().Format(time.RFC3339),
 		},
 	}
 	return json.Marshal(m)
@@ -418,7 +420,7 @@ func (l *fileLayer) Digest() (v1.Hash, error) {
 func (l *fileLayer) DiffID() (v1.Hash, error) { return l.Digest() }
 func (l *fileLayer) Size() (int64, error)     { return l.file.Size, nil }
 func (l *fileLayer) MediaType() (types.MediaType, error) {
-	return FileMediaType, nil
+	return content.FileMediaType, nil
 }
 func (l *fileLayer) Compressed() (io.ReadCloser, error)   { return openRegular(l.root, l.file.Path) }
 func (l *fileLayer) Uncompressed() (io.ReadCloser, error) { return l.Compressed() }

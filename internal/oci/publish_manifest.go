@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/ssf-dev/ssf/internal/content"
 	"io"
 	"io/fs"
 	"os"
@@ -14,19 +16,6 @@ import (
 	"slices"
 	"strings"
 	"syscall"
-)
-
-// Media and artifact types of what ssf publishes. A build's file outputs go up as one OCI artifact manifest of
-// ArtifactType; each provenance bundle goes up as a referrer of BundleArtifactType in the layout cosign reads.
-const (
-	ArtifactType       = "application/vnd.ssf.build.v1"
-	FileMediaType      = "application/octet-stream"
-	ManifestMediaType  = "application/vnd.oci.image.manifest.v1+json"
-	IndexMediaType     = "application/vnd.oci.image.index.v1+json"
-	EmptyMediaType     = "application/vnd.oci.empty.v1+json"
-	BundleArtifactType = "application/vnd.dev.sigstore.bundle.v0.3+json"
-	TitleAnnotation    = "org.opencontainers.image.title"
-	CreatedAnnotation  = "org.opencontainers.image.created"
 )
 
 // Names of the provenance subjects that are OCI manifests rather than output files. Both contain "//", which no
@@ -63,7 +52,7 @@ type manifest struct {
 
 func emptyDescriptor() Descriptor {
 	sum := sha256.Sum256(emptyJSON)
-	return Descriptor{MediaType: EmptyMediaType, Digest: "sha256:" + hex.EncodeToString(sum[:]), Size: int64(len(emptyJSON))}
+	return Descriptor{MediaType: ocispec.MediaTypeEmptyJSON, Digest: "sha256:" + hex.EncodeToString(sum[:]), Size: int64(len(emptyJSON))}
 }
 
 // File is one output file of a build as it goes into an artifact: its path relative to the output directory,
@@ -75,14 +64,14 @@ type File struct {
 }
 
 // ArtifactManifest returns the manifest of the OCI artifact holding files, a pure function of their paths,
-// digests and sizes: artifactType ArtifactType, the empty config, one layer per file in path order (media type
-// FileMediaType, annotation org.opencontainers.image.title = the path, which `oras pull` restores), and no
+// digests and sizes: artifactType content.ArtifactType, the empty config, one layer per file in path order (media type
+// content.FileMediaType, annotation org.opencontainers.image.title = the path, which `oras pull` restores), and no
 // annotations or timestamps. With no files its one layer is the empty descriptor, as image-spec asks.
 func ArtifactManifest(files []File) ([]byte, error) {
 	sorted := slices.Clone(files)
 	slices.SortFunc(sorted, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
 	m := manifest{
-		SchemaVersion: 2, MediaType: ManifestMediaType, ArtifactType: ArtifactType,
+		SchemaVersion: 2, MediaType: ocispec.MediaTypeImageManifest, ArtifactType: content.ArtifactType,
 		Config: emptyDescriptor(), Layers: []Descriptor{},
 	}
 	for i, f := range sorted {
@@ -96,8 +85,8 @@ func ArtifactManifest(files []File) ([]byte, error) {
 			return nil, fmt.Errorf("artifact manifest: file %q: bad digest %q or size %d", f.Path, f.SHA256, f.Size)
 		}
 		m.Layers = append(m.Layers, Descriptor{
-			MediaType: FileMediaType, Digest: "sha256:" + f.SHA256, Size: f.Size,
-			Annotations: map[string]string{TitleAnnotation: f.Path},
+			MediaType: content.FileMediaType, Digest: "sha256:" + f.SHA256, Size: f.Size,
+			Annotations: map[string]string{ocispec.AnnotationTitle: f.Path},
 		})
 	}
 	if len(m.Layers) == 0 {

@@ -11,6 +11,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/ssf-dev/ssf/internal/content"
 	"io"
 	"log"
 	"net/http"
@@ -77,15 +79,15 @@ func TestArtifactManifestDeterministic(t *testing.T) {
 	if err := json.Unmarshal(one, &m); err != nil {
 		t.Fatal(err)
 	}
-	if m.ArtifactType != oci.ArtifactType || m.Config.MediaType != oci.EmptyMediaType || m.Annotations != nil {
+	if m.ArtifactType != content.ArtifactType || m.Config.MediaType != ocispec.MediaTypeEmptyJSON || m.Annotations != nil {
 		t.Errorf("manifest = %s", one)
 	}
 	var titles []string
 	for _, l := range m.Layers {
-		if l.MediaType != oci.FileMediaType {
+		if l.MediaType != content.FileMediaType {
 			t.Errorf("layer media type %q", l.MediaType)
 		}
-		titles = append(titles, l.Annotations[oci.TitleAnnotation])
+		titles = append(titles, l.Annotations[ocispec.AnnotationTitle])
 	}
 	if want := []string{"README", "a", "bin/tool"}; !reflect.DeepEqual(titles, want) {
 		t.Errorf("layer titles %v, want %v (sorted paths)", titles, want)
@@ -247,7 +249,7 @@ func TestPublish(t *testing.T) {
 				t.Fatalf("%d layers, want 3", len(m.Layers))
 			}
 			for _, l := range m.Layers {
-				p := l.Annotations[oci.TitleAnnotation]
+				p := l.Annotations[ocispec.AnnotationTitle]
 				layer, err := remote.Layer(mustRef(t, host+"/team/app@"+l.Digest.String()).(name.Digest))
 				if err != nil {
 					t.Fatal(err)
@@ -268,7 +270,7 @@ func TestPublish(t *testing.T) {
 			im, _ := idx.IndexManifest()
 			// (go-containerregistry's registry reports the config media type as artifactType: only the fallback
 			// index, which ggcr's client writes, can be checked for it.)
-			if len(im.Manifests) != 1 || (!referrers && im.Manifests[0].ArtifactType != oci.BundleArtifactType) {
+			if len(im.Manifests) != 1 || (!referrers && im.Manifests[0].ArtifactType != content.BundleMediaType) {
 				t.Fatalf("referrers = %+v", im.Manifests)
 			}
 			rd, err := remote.Get(mustRef(t, host+"/team/app@"+im.Manifests[0].Digest.String()))

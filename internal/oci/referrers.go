@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/ssf-dev/ssf/internal/content"
 	"io"
 	"net/http"
 	"net/url"
@@ -128,7 +130,7 @@ func (c *rawClient) get(ctx context.Context, u, accept string, limit int64) (*ht
 
 // referrers lists the descriptors of subject's referrers that have the bundle artifactType.
 func (c *rawClient) referrers(ctx context.Context, subject string, att *Attached) ([]Descriptor, error) {
-	u := c.base + "/referrers/" + subject + "?artifactType=" + url.QueryEscape(BundleArtifactType)
+	u := c.base + "/referrers/" + subject + "?artifactType=" + url.QueryEscape(content.BundleMediaType)
 	budget := int64(maxReferrersList)
 	var out []Descriptor
 	for page := 0; u != ""; page++ {
@@ -170,7 +172,7 @@ func (c *rawClient) getList(ctx context.Context, u string, budget *int64, att *A
 	if err != nil {
 		return nil, nil, err
 	}
-	req.Header.Set("Accept", IndexMediaType)
+	req.Header.Set("Accept", ocispec.MediaTypeImageIndex)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, nil, err
@@ -222,7 +224,7 @@ func decodeReferrers(r io.Reader) ([]Descriptor, error) {
 			if err := dec.Decode(&d); err != nil {
 				return out, err
 			}
-			if d.ArtifactType == BundleArtifactType {
+			if d.ArtifactType == content.BundleMediaType {
 				d.Annotations = nil
 				out = append(out, d)
 			}
@@ -260,10 +262,10 @@ func nextPage(resp *http.Response, cur string) string {
 // bundle fetches the referrer desc of subject and the bundle it carries, each bounded and checked against its
 // digest.
 func (c *rawClient) bundle(ctx context.Context, subject string, desc Descriptor) ([]byte, error) {
-	if desc.MediaType != ManifestMediaType || desc.Size <= 0 || desc.Size > maxReferrerManifest {
+	if desc.MediaType != ocispec.MediaTypeImageManifest || desc.Size <= 0 || desc.Size > maxReferrerManifest {
 		return nil, fmt.Errorf("a %s of %d bytes is not a bundle manifest (at most %d bytes)", desc.MediaType, desc.Size, maxReferrerManifest)
 	}
-	raw, err := c.blob(ctx, "manifests", desc.Digest, ManifestMediaType, maxReferrerManifest)
+	raw, err := c.blob(ctx, "manifests", desc.Digest, ocispec.MediaTypeImageManifest, maxReferrerManifest)
 	if err != nil {
 		return nil, err
 	}
@@ -274,10 +276,10 @@ func (c *rawClient) bundle(ctx context.Context, subject string, desc Descriptor)
 	switch {
 	case m.Subject == nil || m.Subject.Digest != subject:
 		return nil, errors.New("its subject is another manifest")
-	case m.ArtifactType != BundleArtifactType:
+	case m.ArtifactType != content.BundleMediaType:
 		return nil, fmt.Errorf("artifactType is %q", m.ArtifactType)
-	case len(m.Layers) != 1 || m.Layers[0].MediaType != BundleArtifactType:
-		return nil, fmt.Errorf("want one layer of %s", BundleArtifactType)
+	case len(m.Layers) != 1 || m.Layers[0].MediaType != content.BundleMediaType:
+		return nil, fmt.Errorf("want one layer of %s", content.BundleMediaType)
 	case m.Layers[0].Size > maxBundleSize:
 		return nil, fmt.Errorf("bundle of %d bytes is larger than %d", m.Layers[0].Size, maxBundleSize)
 	}

@@ -2,6 +2,7 @@ package oci
 
 import (
 	"bytes"
+	"github.com/ssf-dev/ssf/internal/content"
 	"testing"
 )
 
@@ -13,7 +14,7 @@ func FuzzDecodeReferrers(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		descs, _ := decodeReferrers(bytes.NewReader(data))
 		for _, d := range descs {
-			if d.ArtifactType != BundleArtifactType || d.Annotations != nil {
+			if d.ArtifactType != content.BundleMediaType || d.Annotations != nil {
 				t.Errorf("kept %+v", d)
 			}
 		}

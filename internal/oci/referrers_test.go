@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/ssf-dev/ssf/internal/content"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -80,13 +82,13 @@ func (r *hostileRegistry) referrer(t *testing.T, repo string, subj oci.Descripto
 		size = int64(len(blob))
 	}
 	m := mustJSON(t, map[string]any{
-		"schemaVersion": 2, "mediaType": oci.ManifestMediaType, "artifactType": artifactType,
-		"config":  map[string]any{"mediaType": oci.EmptyMediaType, "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "size": 2},
+		"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageManifest, "artifactType": artifactType,
+		"config":  map[string]any{"mediaType": ocispec.MediaTypeEmptyJSON, "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "size": 2},
 		"layers":  []oci.Descriptor{{MediaType: artifactType, Digest: "sha256:" + sha(blob), Size: size}},
 		"subject": subj,
 	})
-	r.put(t, repo, "manifests", "sha256:"+sha(m), oci.ManifestMediaType, m)
-	return oci.Descriptor{MediaType: oci.ManifestMediaType, ArtifactType: artifactType, Digest: "sha256:" + sha(m), Size: int64(len(m))}
+	r.put(t, repo, "manifests", "sha256:"+sha(m), ocispec.MediaTypeImageManifest, m)
+	return oci.Descriptor{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: artifactType, Digest: "sha256:" + sha(m), Size: int64(len(m))}
 }
 
 // Referrers that anyone who may push can attach cannot stop a good bundle from being found, and none of them is
@@ -102,7 +104,7 @@ func TestFetchBundlesSkipsHostileReferrers(t *testing.T) {
 		t.Fatal(err)
 	}
 	art := f.subject(oci.ArtifactSubject)
-	subj := oci.Descriptor{MediaType: oci.ManifestMediaType, Digest: "sha256:" + art.SHA256, Size: art.Size}
+	subj := oci.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: "sha256:" + art.SHA256, Size: art.Size}
 	fallback := "sha256-" + art.SHA256
 
 	// The fallback index as publish left it: the good bundle's referrer.
@@ -132,11 +134,11 @@ func TestFetchBundlesSkipsHostileReferrers(t *testing.T) {
 		want string // "" for a referrer that is ignored, not skipped
 	}{
 		{reg.referrer(t, "app", subj, "application/spdx+json", []byte(`{"spdx":true}`), -1), ""},
-		{reg.referrer(t, "app", subj, oci.BundleArtifactType, huge, -1), fmt.Sprintf("bundle of %d bytes is larger than %d", len(huge), 16<<20)},
-		{reg.referrer(t, "app", subj, oci.BundleArtifactType, huge, 100), "bundle is larger than 16777216 bytes (its manifest says 100)"},
-		{reg.referrer(t, "app", subj, oci.BundleArtifactType, substituted, -1), "sha256:" + sha(substituted) + " does not match its digest"},
-		{oci.Descriptor{MediaType: oci.ManifestMediaType, ArtifactType: oci.BundleArtifactType, Digest: "sha256:" + sha(malformed), Size: int64(len(malformed))}, "decoding manifest"},
-		{oci.Descriptor{MediaType: oci.ManifestMediaType, ArtifactType: oci.BundleArtifactType, Digest: "sha256:" + sha([]byte("big")), Size: 1 << 30}, "is not a bundle manifest"},
+		{reg.referrer(t, "app", subj, content.BundleMediaType, huge, -1), fmt.Sprintf("bundle of %d bytes is larger than %d", len(huge), 16<<20)},
+		{reg.referrer(t, "app", subj, content.BundleMediaType, huge, 100), "bundle is larger than 16777216 bytes (its manifest says 100)"},
+		{reg.referrer(t, "app", subj, content.BundleMediaType, substituted, -1), "sha256:" + sha(substituted) + " does not match its digest"},
+		{oci.Descriptor{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: content.BundleMediaType, Digest: "sha256:" + sha(malformed), Size: int64(len(malformed))}, "decoding manifest"},
+		{oci.Descriptor{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: content.BundleMediaType, Digest: "sha256:" + sha([]byte("big")), Size: 1 << 30}, "is not a bundle manifest"},
 	}
 	for _, h := range hostile {
 		idx.Manifests = append([]oci.Descriptor{h.desc}, idx.Manifests...) // before the good one
@@ -206,7 +208,7 @@ func TestFetchBundlesBoundsTheList(t *testing.T) {
 	// Thirty referrers with 1 MiB annotations each, after the good one.
 	for i := range 30 {
 		idx.Manifests = append(idx.Manifests, oci.Descriptor{
-			MediaType: oci.ManifestMediaType, ArtifactType: oci.BundleArtifactType, Digest: "sha256:" + sha([]byte{byte(i)}), Size: 10,
+			MediaType: ocispec.MediaTypeImageManifest, ArtifactType: content.BundleMediaType, Digest: "sha256:" + sha([]byte{byte(i)}), Size: 10,
 			Annotations: map[string]string{"x": strings.Repeat("a", 1<<20)},
 		})
 	}

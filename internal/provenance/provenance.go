@@ -20,6 +20,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/ssf-dev/ssf/internal/content"
 	"slices"
 	"strings"
 	"time"
@@ -61,9 +62,6 @@ const SourceDependencyName = "source"
 // PipelineDependencyName is the resolvedDependencies name of the pipeline file, recorded with its bytes so a
 // verifier can see what ran and pin it by digest.
 const PipelineDependencyName = "pipeline"
-
-// PipelineMediaType is the media type of the pipeline dependency.
-const PipelineMediaType = "application/yaml"
 
 // Digest is a digest set: algorithm to lower-case hex value, e.g. {"sha256": hex} or {"gitCommit": sha1hex}.
 type Digest map[string]string
@@ -182,7 +180,7 @@ func Statement(b Build) ([]byte, error) {
 		allDeps = append(slices.Clone(allDeps), ResourceDescriptor{
 			Name:      PipelineDependencyName,
 			URI:       b.PipelineURI,
-			MediaType: PipelineMediaType,
+			MediaType: content.PipelineMediaType,
 			Digest:    Digest{"sha256": strings.ToLower(b.PipelineDigest)},
 			Content:   b.PipelineContent,
 		})

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ssf-dev/ssf/internal/content"
 	"time"
 
 	intoto "github.com/in-toto/attestation/go/v1"
@@ -22,12 +23,6 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"google.golang.org/protobuf/encoding/protojson"
 )
-
-// InTotoPayloadType is the DSSE payloadType of an in-toto statement.
-const InTotoPayloadType = "application/vnd.in-toto+json"
-
-// BundleMediaType is the media type of the bundles Statement returns.
-const BundleMediaType = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
 // Signer signs with an ECDSA P-256 key using SHA-256. It implements sigstore-go's sign.Keypair.
 //
@@ -130,16 +125,16 @@ func (s *Signer) Statement(ctx context.Context, statement []byte) ([]byte, error
 		return nil, err
 	}
 	bundle, err := sigsign.Bundle(
-		&sigsign.DSSEData{Data: statement, PayloadType: InTotoPayloadType},
+		&sigsign.DSSEData{Data: statement, PayloadType: content.InTotoPayloadType},
 		s,
 		sigsign.BundleOptions{Context: ctx, TrustedRoot: selfCheck},
 	)
 	if err != nil {
 		return nil, fmt.Errorf("signing statement: %w", err)
 	}
-	if bundle.GetMediaType() != BundleMediaType {
+	if bundle.GetMediaType() != content.BundleMediaType {
 		return nil, fmt.Errorf("signing statement: sigstore-go made a bundle of media type %q, want %q",
-			bundle.GetMediaType(), BundleMediaType)
+			bundle.GetMediaType(), content.BundleMediaType)
 	}
 	out, err := protojson.Marshal(bundle)
 	if err != nil {

@@ -35,6 +35,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/ssf-dev/ssf/internal/content"
 	"io"
 	"os"
 	"slices"
@@ -50,9 +51,6 @@ import (
 // ErrVerification is wrapped by every verification failure, with the specific reason in the message.
 // Errors for bad arguments (no key, a malformed digest, a path that is not a regular file) do not wrap it.
 var ErrVerification = errors.New("verification failed")
-
-// InTotoPayloadType is the only DSSE payloadType accepted.
-const InTotoPayloadType = "application/vnd.in-toto+json"
 
 // Options are the verifier's trust and expectations. Trusted is required; an empty expectation is not checked,
 // and Result.Unchecked says so.
@@ -154,13 +152,13 @@ func Artifact(ctx context.Context, artifactSHA256 string, bundleJSON []byte, opt
 	if env == nil {
 		return nil, fail("bundle content is not a DSSE envelope")
 	}
-	if env.GetPayloadType() != InTotoPayloadType {
-		return nil, fail("DSSE payloadType is %q, want %q", env.GetPayloadType(), InTotoPayloadType)
+	if env.GetPayloadType() != content.InTotoPayloadType {
+		return nil, fail("DSSE payloadType is %q, want %q", env.GetPayloadType(), content.InTotoPayloadType)
 	}
 	if n := len(env.GetSignatures()); n != 1 {
 		return nil, fail("DSSE envelope has %d signatures, want 1", n)
 	}
-	checks = append(checks, "DSSE payloadType is "+InTotoPayloadType)
+	checks = append(checks, "DSSE payloadType is "+content.InTotoPayloadType)
 
 	prov, err := provenance.Parse(env.GetPayload())
 	if err != nil {
