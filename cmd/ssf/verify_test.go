@@ -1,8 +1,6 @@
 package main
 
 import (
-	"github.com/ssf-dev/ssf/internal/content"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,6 +9,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/ssf-dev/ssf/internal/content"
 	"io"
 	"log"
 	"net"
