@@ -29,6 +29,7 @@ func TestSeccompRules(t *testing.T) {
 		{"mount is denied (the kernel says EFAULT)", "mount", eperm},
 		{"ptrace is denied (the kernel says ESRCH)", "ptrace", eperm},
 		{"clone3 is ENOSYS (the kernel says EINVAL)", "clone3", enosys},
+		{"io_setup is ENOSYS (the kernel makes a context)", "io_setup", enosys},
 		{"modify_ldt is denied (the kernel reads 0 bytes)", "modify_ldt", eperm},
 		{"migrate_pages is denied (the kernel says EINVAL or moves nothing)", "migrate_pages", eperm},
 	}

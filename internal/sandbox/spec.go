@@ -170,6 +170,10 @@ func seccompProfile() *specs.LinuxSeccomp {
 		{Names: deniedSyscalls, Action: specs.ActErrno, ErrnoRet: &eperm},
 		// clone3 passes its flags in memory, where seccomp cannot look; ENOSYS makes libc fall back to clone.
 		{Names: []string{"clone3"}, Action: specs.ActErrno, ErrnoRet: &enosys},
+		// Linux AIO contexts count against one host-wide limit (fs.aio-max-nr): a step took all 65,536 events,
+		// so every other process on the host that uses AIO (databases, VMs) failed while it ran. ENOSYS, as on
+		// a kernel built without AIO, which its users handle (glibc's POSIX AIO does not use it).
+		{Names: []string{"io_setup"}, Action: specs.ActErrno, ErrnoRet: &enosys},
 	}
 	// clone may not create namespaces (a user namespace would hand the step a fresh set of capabilities).
 	for _, flag := range namespaceFlags {

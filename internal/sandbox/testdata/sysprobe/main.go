@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"unsafe"
 )
 
 // Clone flags, from linux/sched.h.
@@ -51,6 +52,13 @@ func main() {
 		case "migrate_pages":
 			// No node masks for this process: the kernel answers 0 (no page moved) or EINVAL.
 			_, _, errno = syscall.RawSyscall6(syscall.SYS_MIGRATE_PAGES, 0, 0, 0, 0, 0, 0)
+		case "io_setup":
+			// One event: the kernel answers 0 (and the context is destroyed again).
+			var ctx uint64
+			_, _, errno = syscall.RawSyscall(syscall.SYS_IO_SETUP, 1, uintptr(unsafe.Pointer(&ctx)), 0)
+			if errno == 0 {
+				syscall.RawSyscall(syscall.SYS_IO_DESTROY, uintptr(ctx), 0, 0)
+			}
 		case "clone3":
 			// A zero-sized argument: EINVAL from the kernel.
 			_, _, errno = syscall.RawSyscall(435, 0, 0, 0)
