@@ -9,8 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/ssf-dev/ssf/internal/content"
 	"io"
 	"log"
 	"net"
@@ -25,7 +23,9 @@ import (
 	"time"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/oci"
 	"github.com/ssf-dev/ssf/internal/provenance"
 	"github.com/ssf-dev/ssf/internal/sign"

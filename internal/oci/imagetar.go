@@ -9,8 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/ssf-dev/ssf/internal/content"
 	"io"
 	"path"
 	"strings"
@@ -20,6 +18,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ssf-dev/ssf/internal/content"
 )
 
 // Bounds on what is read from an image layout tarball into memory. Manifests and indexes are parsed, so they are

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/ssf-dev/ssf/internal/content"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,6 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/oci"
 )
 

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/ssf-dev/ssf/internal/content"
 	"io"
 	"io/fs"
 	"os"
@@ -16,6 +14,10 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ssf-dev/ssf/internal/content"
 )
 
 // Names of the provenance subjects that are OCI manifests rather than output files. Both contain "//", which no

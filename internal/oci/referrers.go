@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/ssf-dev/ssf/internal/content"
 	"io"
 	"net/http"
 	"net/url"
@@ -17,6 +15,9 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ssf-dev/ssf/internal/content"
 )
 
 // Bounds on what is read from a registry when fetching bundles: every read is capped, so a registry (or anyone

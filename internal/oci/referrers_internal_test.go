@@ -2,8 +2,9 @@ package oci
 
 import (
 	"bytes"
-	"github.com/ssf-dev/ssf/internal/content"
 	"testing"
+
+	"github.com/ssf-dev/ssf/internal/content"
 )
 
 // decodeReferrers reads a registry's answer, which anyone who may push can shape.

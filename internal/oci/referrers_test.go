@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/ssf-dev/ssf/internal/content"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,7 +13,9 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/registry"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/oci"
 )
 

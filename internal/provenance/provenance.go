@@ -20,7 +20,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/ssf-dev/ssf/internal/content"
 	"slices"
 	"strings"
 	"time"
@@ -31,6 +30,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/ssf-dev/ssf/internal/content"
 )
 
 // StatementType is the in-toto Statement v1 type URI, the statement's _type.

@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ssf-dev/ssf/internal/content"
 	"time"
 
 	intoto "github.com/in-toto/attestation/go/v1"
@@ -22,6 +21,8 @@ import (
 	sigsign "github.com/sigstore/sigstore-go/pkg/sign"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/ssf-dev/ssf/internal/content"
 )
 
 // Signer signs with an ECDSA P-256 key using SHA-256. It implements sigstore-go's sign.Keypair.

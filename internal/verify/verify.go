@@ -35,7 +35,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/ssf-dev/ssf/internal/content"
 	"io"
 	"os"
 	"slices"
@@ -45,6 +44,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/root"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 
+	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/provenance"
 )
 
