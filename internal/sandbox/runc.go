@@ -2,9 +2,9 @@
 // by default, or crun) with no network, a read-only root, an unprivileged user, no capabilities, no_new_privs,
 // seccomp, masked /proc and /sys paths, memory and process limits, and bounds on the host-wide kernel resources a
 // step could otherwise take from everyone (pseudo-terminals, AIO contexts, and on cgroup v1 TCP buffers); it also
-// provides what bounds a task and a build on
-// the host: a size-limited file system for a task's writable paths (Disk) and a parent cgroup with a build's total
-// memory and process limits (BuildCgroup), and names the limit a failed step hit (LimitError).
+// provides what bounds a task and a build on the host: a size-limited file system for a task's writable paths
+// (Disk) and a parent cgroup with a build's total memory and process limits (BuildCgroup), and names the limit a
+// failed step hit (LimitError).
 //
 // # What it must never do
 //
