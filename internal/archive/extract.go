@@ -207,12 +207,17 @@ func (x *extractor) extract(ctx context.Context, hdr *tar.Header, r io.Reader) e
 }
 
 // parents checks that every parent of name is a directory, not a symlink, creating missing ones if create is set.
+// A directory this extraction created is known to be one (nothing it writes can replace a name that exists), so it
+// is not looked up again: each lookup walks the whole path, and a deep tree would cost the cube of its depth.
 func (x *extractor) parents(name string, create bool) error {
 	for i := range len(name) {
 		if name[i] != '/' {
 			continue
 		}
 		dir := name[:i]
+		if _, ok := x.dirs[dir]; ok {
+			continue
+		}
 		info, err := x.root.Lstat(dir)
 		switch {
 		case create && errors.Is(err, fs.ErrNotExist):
