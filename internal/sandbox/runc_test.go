@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // busyboxRootfs makes a minimal root filesystem from Debian's busybox-static, with the mount points a task needs.
@@ -245,6 +247,21 @@ func TestMaskedPaths(t *testing.T) {
 	for _, p := range []string{"/proc/kcore", "/proc/keys", "/proc/sched_debug", "/sys/firmware", "/sys/devices/virtual/powercap"} {
 		if !slices.Contains(s.Linux.MaskedPaths, p) {
 			t.Errorf("%s is not masked", p)
+		}
+	}
+}
+
+// A step can never raise its scheduling priority, whatever limits ssf itself was started with: RLIMIT_RTPRIO and
+// RLIMIT_NICE are set, not inherited.
+func TestNoRealtimeOrNegativeNice(t *testing.T) {
+	s, err := ociSpec(Config{Cwd: "/"}, []string{"/bin/sh"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"RLIMIT_RTPRIO", "RLIMIT_NICE"} {
+		i := slices.IndexFunc(s.Process.Rlimits, func(r specs.POSIXRlimit) bool { return r.Type == want })
+		if i < 0 || s.Process.Rlimits[i].Hard != 0 || s.Process.Rlimits[i].Soft != 0 {
+			t.Errorf("%s is not set to 0 (inherited from ssf)", want)
 		}
 	}
 }

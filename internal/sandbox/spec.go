@@ -109,9 +109,13 @@ func ociSpec(c Config, args []string, seccomp bool) (*specs.Spec, error) {
 			User:            specs.User{UID: c.UID, GID: c.GID, Umask: &umask},
 			Capabilities:    &specs.LinuxCapabilities{}, // every set empty
 			NoNewPrivileges: true,
+			// Limits not listed here are inherited from ssf, so the two that would let a step take the CPUs
+			// from the host (real-time scheduling, a nice value below 0) are pinned to none whoever started ssf.
 			Rlimits: []specs.POSIXRlimit{
 				{Type: "RLIMIT_NOFILE", Hard: 4096, Soft: 4096},
 				{Type: "RLIMIT_CORE", Hard: 0, Soft: 0},
+				{Type: "RLIMIT_RTPRIO", Hard: 0, Soft: 0},
+				{Type: "RLIMIT_NICE", Hard: 0, Soft: 0},
 			},
 		},
 		Mounts: []specs.Mount{
