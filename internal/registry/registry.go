@@ -196,12 +196,14 @@ type statusWriter struct {
 	bytes  int64
 	rc     *http.ResponseController // nil: no write deadlines
 	lim    transferLimits
+	body   *bodyReader // the request's body, nil without one
 }
 
 func (s *statusWriter) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code
 	}
+	s.closeIfBodyUnread()
 	// The handler may have worked for long (hashing, fsync) since the request began.
 	s.extendWrite(0)
 	s.ResponseWriter.WriteHeader(code)
@@ -210,6 +212,7 @@ func (s *statusWriter) WriteHeader(code int) {
 func (s *statusWriter) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
+		s.closeIfBodyUnread()
 	}
 	s.extendWrite(len(b))
 	n, err := s.ResponseWriter.Write(b)
@@ -234,6 +237,17 @@ func (s *statusWriter) ReadFrom(src io.Reader) (int64, error) {
 	}
 }
 
+// closeIfBodyUnread closes the connection after this answer when the handler left the request body unread.
+// Otherwise the HTTP/1 server reads the rest of the body (up to 256 KiB, with no deadline of its own) before
+// and after sending the answer, and a client that declares a body and never sends it holds the connection.
+// The answer is the handler's last word on the body, so reads of it may fail from now on.
+func (s *statusWriter) closeIfBodyUnread() {
+	if s.body != nil && !s.body.complete() {
+		s.Header().Set("Connection", "close")
+		s.body.rc.SetReadDeadline(time.Now())
+	}
+}
+
 // ServeHTTP routes /v2/ requests.
 func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := r.nowFor()
@@ -245,7 +259,17 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		sw.rc = rc
 	}
 	if req.Body != nil && req.Body != http.NoBody {
-		req.Body = &bodyReader{ReadCloser: req.Body, rc: rc, lim: r.limits, start: time.Now(), now: time.Now}
+		body := &bodyReader{ReadCloser: req.Body, rc: rc, lim: r.limits, start: time.Now(), now: time.Now,
+			length: req.ContentLength}
+		req.Body = body
+		if req.ProtoMajor == 1 { // HTTP/2 streams end on their own; a Connection header would end them all
+			sw.body = body
+		}
+		// A handler may answer without reading the body (a 401, a 404): the server would then read up to
+		// 256 KiB of it before answering, under no deadline, so a client that declares a body and never
+		// sends it would hold the connection for ever. Bound that read too; WriteHeader also closes such a
+		// connection instead of reading on.
+		rc.SetReadDeadline(time.Now().Add(r.limits.stall))
 	}
 	user := r.serve(sw, req)
 	r.log.Info("registry request", "method", req.Method, "path", req.URL.Path, "status", sw.status,

@@ -67,7 +67,13 @@ type bodyReader struct {
 	n     int64
 	now   func() time.Time
 	set   time.Time // the deadline last set
+	// length is the declared Content-Length (-1 unknown); eof is set once the body has been read to its end.
+	length int64
+	eof    bool
 }
+
+// complete reports whether the whole body has been read.
+func (b *bodyReader) complete() bool { return b.eof || (b.length >= 0 && b.n >= b.length) }
 
 func (b *bodyReader) deadline() time.Time {
 	rate := b.start.Add(b.lim.grace + time.Duration(float64(b.n)/float64(b.lim.minRate)*float64(time.Second)))
@@ -89,6 +95,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n += int64(n)
 	if err == io.EOF {
+		b.eof = true
 		// The body is complete: the handler's own work (hashing, fsync) may take longer than the deadline, and
 		// the server's background read must not see the deadline pass and cancel the request.
 		b.rc.SetReadDeadline(time.Time{})

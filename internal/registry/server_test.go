@@ -228,3 +228,50 @@ func TestStalledUploadsDoNotBlockOthers(t *testing.T) {
 		expect(t, resp, http.StatusCreated, "")
 	}
 }
+
+// TestUnsentBodyDoesNotHoldConnection: a client that declares a request body and never sends it must get its
+// answer (here an anonymous push's 401) and lose the connection at once. The HTTP server otherwise reads up to
+// 256 KiB of an unread body before answering, under no deadline: an anonymous client held connections for ever
+// that way, and 128 per address from 32 addresses would take every connection the registry allows.
+func TestUnsentBodyDoesNotHoldConnection(t *testing.T) {
+	reg, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No body limit can end the wait during the test: only answering without reading may.
+	reg.limits = transferLimits{grace: time.Hour, stall: time.Hour, minRate: 1}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(reg, nil)
+	go srv.Serve(LimitListener(ln, DefaultMaxConnsPerClient, DefaultMaxConns))
+	t.Cleanup(func() { srv.Close() })
+	for _, req := range []string{
+		"PATCH /v2/r/blobs/uploads/0123456789abcdef0123456789abcdef HTTP/1.1\r\nHost: r\r\nContent-Length: 1000\r\n\r\n",
+		"PUT /v2/r/manifests/v1 HTTP/1.1\r\nHost: r\r\nContent-Length: 100000000\r\n\r\n",
+		"POST /v2/r/blobs/uploads/ HTTP/1.1\r\nHost: r\r\nTransfer-Encoding: chunked\r\n\r\n",
+	} {
+		c := dialFrom(t, "127.0.0.2", ln.Addr().String())
+		if c == nil {
+			t.Fatal("connection refused")
+		}
+		c.SetDeadline(time.Now().Add(20 * time.Second)) // a failure detector: the answer takes milliseconds
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%q: no answer while the body is unsent: %v", req, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%q: %s, want 401", req, resp.Status)
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("%q: after the answer the connection stays open (read: %v)", req, err)
+		}
+	}
+}
