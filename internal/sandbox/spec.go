@@ -187,6 +187,15 @@ func seccompProfile() *specs.LinuxSeccomp {
 		})
 	}
 	rules = append(rules, socketFamilyRules()...)
+	// A netlink socket sees only the container's network namespace, except for the kernel's device events
+	// (NETLINK_KOBJECT_UEVENT), which the kernel sends into every network namespace: a step heard each task disk
+	// of every build on the host come and go. EPROTONOSUPPORT, as for a netlink protocol the kernel lacks; the two
+	// conditions are on different arguments, which runc ANDs.
+	eprotonosupport := uint(93)
+	rules = append(rules, specs.LinuxSyscall{
+		Names: []string{"socket"}, Action: specs.ActErrno, ErrnoRet: &eprotonosupport,
+		Args: []specs.LinuxSeccompArg{{Index: 0, Value: 16, Op: specs.OpEqualTo}, {Index: 2, Value: 15, Op: specs.OpEqualTo}},
+	})
 	return &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Architectures: arches, Syscalls: rules}
 }
 

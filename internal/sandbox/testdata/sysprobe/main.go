@@ -59,6 +59,17 @@ func main() {
 			if errno == 0 {
 				syscall.RawSyscall(syscall.SYS_IO_DESTROY, uintptr(ctx), 0, 0)
 			}
+		case "uevent", "netlink-route":
+			// A netlink socket for the kernel's device events, or for routes: the kernel makes either.
+			protocol := 15
+			if arg == "netlink-route" {
+				protocol = 0
+			}
+			if fd, err := syscall.Socket(syscall.AF_NETLINK, syscall.SOCK_DGRAM, protocol); err != nil {
+				errno = err.(syscall.Errno)
+			} else {
+				syscall.Close(fd)
+			}
 		case "clone3":
 			// A zero-sized argument: EINVAL from the kernel.
 			_, _, errno = syscall.RawSyscall(435, 0, 0, 0)
