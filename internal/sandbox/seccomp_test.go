@@ -31,6 +31,7 @@ func TestSeccompRules(t *testing.T) {
 		{"clone3 is ENOSYS (the kernel says EINVAL)", "clone3", enosys},
 		{"io_setup is ENOSYS (the kernel makes a context)", "io_setup", enosys},
 		{"netlink device events are refused (the kernel makes the socket)", "uevent", "errno=93"},
+		{"netlink device events with a high bit set are refused too", "uevent-high", "errno=93"},
 		{"netlink routes are allowed", "netlink-route", "ok"},
 		{"modify_ldt is denied (the kernel reads 0 bytes)", "modify_ldt", eperm},
 		{"migrate_pages is denied (the kernel says EINVAL or moves nothing)", "migrate_pages", eperm},

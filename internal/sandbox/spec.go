@@ -190,11 +190,13 @@ func seccompProfile() *specs.LinuxSeccomp {
 	// A netlink socket sees only the container's network namespace, except for the kernel's device events
 	// (NETLINK_KOBJECT_UEVENT), which the kernel sends into every network namespace: a step heard each task disk
 	// of every build on the host come and go. EPROTONOSUPPORT, as for a netlink protocol the kernel lacks; the two
-	// conditions are on different arguments, which runc ANDs.
+	// conditions are on different arguments, which runc ANDs. The protocol is an int: only its low 32 bits are
+	// compared, as the kernel reads only those (15 with a higher bit set got through a 64-bit comparison). The
+	// family needs no mask: socketFamilyRules refuses any value above 16.
 	eprotonosupport := uint(93)
 	rules = append(rules, specs.LinuxSyscall{
 		Names: []string{"socket"}, Action: specs.ActErrno, ErrnoRet: &eprotonosupport,
-		Args: []specs.LinuxSeccompArg{{Index: 0, Value: 16, Op: specs.OpEqualTo}, {Index: 2, Value: 15, Op: specs.OpEqualTo}},
+		Args: []specs.LinuxSeccompArg{{Index: 0, Value: 16, Op: specs.OpEqualTo}, {Index: 2, Value: 0xffffffff, ValueTwo: 15, Op: specs.OpMaskedEqual}},
 	})
 	return &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Architectures: arches, Syscalls: rules}
 }

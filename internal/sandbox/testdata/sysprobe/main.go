@@ -70,6 +70,13 @@ func main() {
 			} else {
 				syscall.Close(fd)
 			}
+		case "uevent-high":
+			// The same protocol with a bit set above the 32 the kernel reads: a filter that compared all 64 bits
+			// would let it through.
+			fd, _, e := syscall.RawSyscall(syscall.SYS_SOCKET, syscall.AF_NETLINK, syscall.SOCK_DGRAM, 1<<32|15)
+			if errno = e; e == 0 {
+				syscall.Close(int(fd))
+			}
 		case "clone3":
 			// A zero-sized argument: EINVAL from the kernel.
 			_, _, errno = syscall.RawSyscall(435, 0, 0, 0)
