@@ -458,6 +458,12 @@ func (r *Registry) appendChunk(ctx context.Context, id string, u *upload, req *h
 	if err != nil {
 		return fail(http.StatusInternalServerError, "UNKNOWN", "saving hash state")
 	}
+	// The saved state acknowledges these bytes and its hash covers them, so they must be durable first: a
+	// crash otherwise leaves a session whose data falls short of its offset, or whose saved hash names bytes
+	// the file no longer holds. (The fsync before commit then finds nothing left to write.)
+	if err := f.Sync(); err != nil {
+		return fail(http.StatusInternalServerError, "UNKNOWN", "syncing upload")
+	}
 	next := *u
 	next.Offset += n
 	next.SHA256 = st
