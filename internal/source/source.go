@@ -17,11 +17,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/pjbgf/sha1cd"
 	"hash"
 	"io"
 	"io/fs"
@@ -285,7 +285,7 @@ func readHeadTree(ctx context.Context, dir string) (*gitTree, string, error) {
 	if err != nil {
 		return nil, fmt.Sprintf("reading the object format of commit %.7s: %v", commit, err), ctx.Err()
 	}
-	newHash, ok := map[string]func() hash.Hash{"sha1": sha1.New, "sha256": sha256.New}[format]
+	newHash, ok := map[string]func() hash.Hash{"sha1": sha1cd.New, "sha256": sha256.New}[format]
 	if !ok || !isHexID(commit, newHash().Size()) {
 		return nil, fmt.Sprintf("HEAD is %q in a repository of object format %q", commit, format), ctx.Err()
 	}
@@ -375,7 +375,7 @@ func (t *gitTree) check(snapshotPath string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	newHash := sha1.New
+	newHash := sha1cd.New
 	if t.format == "sha256" {
 		newHash = sha256.New
 	}
@@ -434,7 +434,9 @@ func (t *gitTree) check(snapshotPath string) (string, error) {
 		if mode != want.mode {
 			return fmt.Sprintf("file %q has mode %s in the work tree but %s in commit %s", name, mode, want.mode, t.short()), nil
 		}
-		if hex.EncodeToString(h.Sum(nil)) != want.oid {
+		if id, err := objectID(h); err != nil {
+			return fmt.Sprintf("file %q: %v", name, err), nil
+		} else if id != want.oid {
 			return fmt.Sprintf("file %q differs from commit %s", name, t.short()), nil
 		}
 	}
@@ -553,7 +555,9 @@ func (o *gitObjects) read(oid, typ string) ([]byte, error) {
 	h := o.newHash()
 	fmt.Fprintf(h, "%s %d\x00", f[1], size)
 	h.Write(body)
-	if got := hex.EncodeToString(h.Sum(nil)); got != oid {
+	if got, err := objectID(h); err != nil {
+		return nil, fmt.Errorf("object %s: %w", oid, err)
+	} else if got != oid {
 		return nil, fmt.Errorf("object %s hashes to %s", oid, got)
 	}
 	if f[1] != typ {
@@ -567,4 +571,23 @@ func (o *gitObjects) close() {
 	o.in.Close()
 	o.cmd.Process.Kill()
 	_ = o.cmd.Wait() // every object read was checked; how git exits does not matter
+}
+
+// errSHA1Collision is input that carries a known SHA-1 collision attack.
+var errSHA1Collision = errors.New("its SHA-1 input carries a known collision attack (SHAttered-style), so its object id does not name one content")
+
+// objectID is the git object id of what was written to h. SHA-1 object ids are computed with collision detection,
+// as git's own sha1dc does: an attacker who made two blobs with one id could otherwise have the commit recorded
+// while other bytes are built.
+func objectID(h hash.Hash) (string, error) {
+	if cd, ok := h.(interface {
+		CollisionResistantSum([]byte) ([]byte, bool)
+	}); ok {
+		sum, collision := cd.CollisionResistantSum(nil)
+		if collision {
+			return "", errSHA1Collision
+		}
+		return hex.EncodeToString(sum), nil
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
