@@ -79,6 +79,12 @@ func NewBuildCgroup(name string, memory, pids int64) (*BuildCgroup, error) {
 			g.Remove()
 			return nil, fmt.Errorf("setting %s of build cgroup %s to %s: %w", file, dir, value, err)
 		}
+		if ctrl == "memory" {
+			if err := limitSwap(dir, memory); err != nil {
+				g.Remove()
+				return nil, err
+			}
+		}
 	}
 	if v2 {
 		// A cgroup v2 child of this directory needs the controllers enabled here too.
@@ -88,6 +94,36 @@ func NewBuildCgroup(name string, memory, pids int64) (*BuildCgroup, error) {
 		}
 	}
 	return g, nil
+}
+
+// limitSwap keeps the cgroup dir, whose memory limit is memory, out of the host's swap: the memory limit alone
+// bounds only RAM, and the rest of a step's memory could go to swap, which the whole host shares (v1: memory plus
+// swap may reach only the memory limit; v2: no swap). A host without swap accounting has no such file, and no
+// limit is set.
+func limitSwap(dir string, memory int64) error {
+	file, value := "memory.memsw.limit_in_bytes", fmt.Sprint(memory)
+	if _, err := os.Stat(filepath.Join(dir, "memory.swap.max")); err == nil {
+		file, value = "memory.swap.max", "0"
+	}
+	err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("setting %s of cgroup %s to %s: %w", file, dir, value, err)
+	}
+	return nil
+}
+
+// swapLimitable reports whether the host's memory cgroups can limit swap (swap accounting is on).
+func swapLimitable() bool {
+	parents, _, err := cgroupParents()
+	if err != nil || parents["memory"] == "" {
+		return false
+	}
+	for _, file := range []string{"memory.memsw.limit_in_bytes", "memory.swap.max"} {
+		if _, err := os.Stat(filepath.Join(parents["memory"], file)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // BuildCgroups lists the names of the build cgroups on the host (in any controller hierarchy), running or left
@@ -328,6 +364,11 @@ func (t *taskCgroup) limitSteps(memory, pids int64) error {
 		for file, value := range files {
 			if err := os.WriteFile(filepath.Join(dir, file), []byte(value), 0); err != nil {
 				return fmt.Errorf("setting %s of task cgroup %s: %w", file, dir, err)
+			}
+		}
+		if !strings.Contains(dir, "/pids/") {
+			if err := limitSwap(dir, memory); err != nil {
+				return err
 			}
 		}
 		if err := os.Mkdir(filepath.Join(dir, "step"), 0o755); err != nil {

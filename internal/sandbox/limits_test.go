@@ -363,3 +363,41 @@ func TestLoopDevicesAreHidden(t *testing.T) {
 		t.Errorf("a step read the host path of another task's disk image:\n%s", out.String())
 	}
 }
+
+// A build's and a step's memory limits cover swap too: the memory limit alone bounds only RAM, and the rest could
+// go to the host's swap, which every process on the host shares.
+func TestMemoryLimitsCoverSwap(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	if !swapLimitable() {
+		t.Skip("this host's memory cgroups do not account swap")
+	}
+	g, err := NewBuildCgroup("ssf-test-build-swap", 64<<20, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Remove() })
+	parents, v2, err := cgroupParents()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, want := "memory.memsw.limit_in_bytes", "67108864"
+	if v2 {
+		file, want = "memory.swap.max", "0"
+	}
+	data, err := os.ReadFile(filepath.Join(parents["memory"], g.Name(), file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(data)); got != want {
+		t.Errorf("build cgroup %s = %s, want %s", file, got, want)
+	}
+	ctr := startContainer(t, Config{Rootfs: rootfs, Memory: 32 << 20, CgroupParent: g.Name()})
+	var out bytes.Buffer
+	// The step reads nothing of its cgroup; runc applies the spec, so the spec is what decides.
+	if code, err := ctr.Exec(context.Background(), []string{"/bin/true"}, &out); code != 0 || err != nil {
+		t.Fatalf("exit %d, %v: %s", code, err, out.String())
+	}
+	if m := ctr.spec.Linux.Resources.Memory; m.Swap == nil || *m.Swap != *m.Limit {
+		t.Errorf("the step's memory+swap limit is %v, want its memory limit %d", m.Swap, *m.Limit)
+	}
+}

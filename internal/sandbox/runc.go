@@ -142,6 +142,10 @@ func (r *Runc) Start(ctx context.Context, bundleDir string, c Config) (*Containe
 		return nil, err
 	}
 	memory := *spec.Linux.Resources.Memory.Limit
+	if swapLimitable() {
+		// Memory plus swap may reach only the memory limit: the step's memory stays out of the host's swap.
+		spec.Linux.Resources.Memory.Swap = &memory
+	}
 	if r.ownCgroups {
 		if err := task.limitSteps(memory, *spec.Linux.Resources.Pids.Limit); err != nil {
 			task.remove()
