@@ -125,7 +125,11 @@ func hostDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating the host's ssf state directory %s: %w", dir, err)
 	}
-	for _, d := range []string{hostStateDir, dir} {
+	dirs := []string{dir}
+	if filepath.Dir(dir) == hostStateDir {
+		dirs = []string{hostStateDir, dir}
+	}
+	for _, d := range dirs {
 		fi, err := os.Lstat(d)
 		if err != nil {
 			return fmt.Errorf("checking the host's ssf state directory: %w", err)
