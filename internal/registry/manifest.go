@@ -58,6 +58,11 @@ type ManifestError struct{ Reason string }
 
 func (e *ManifestError) Error() string { return "invalid manifest: " + e.Reason }
 
+// maxMediaTypeLen bounds the media types a manifest may carry: RFC 6838 allows 127 characters each for the
+// type and the subtype. An artifactType (or a config's media type standing in for one) is copied into every
+// referrers listing of the subject, so without a bound one pushed referrer made each listing page megabytes.
+const maxMediaTypeLen = 255
+
 func invalid(format string, args ...any) error {
 	return &ManifestError{Reason: fmt.Sprintf(format, args...)}
 }
@@ -106,6 +111,9 @@ func parseManifest(contentType string, body []byte) (*manifest, error) {
 	if doc.SchemaVersion == nil || *doc.SchemaVersion != 2 {
 		return nil, invalid("schemaVersion must be 2")
 	}
+	if len(doc.ArtifactType) > maxMediaTypeLen {
+		return nil, invalid("artifactType has %d bytes: a media type has at most %d (RFC 6838)", len(doc.ArtifactType), maxMediaTypeLen)
+	}
 	m := &manifest{mediaType: mt, artifactType: doc.ArtifactType, annotations: doc.Annotations}
 	checkDesc := func(field string, d descriptor) (digest, error) {
 		dg, err := parseDigest(d.Digest)
@@ -117,6 +125,9 @@ func parseManifest(contentType string, body []byte) (*manifest, error) {
 		}
 		if d.MediaType == "" {
 			return digest{}, invalid("%s: mediaType is empty", field)
+		}
+		if len(d.MediaType) > maxMediaTypeLen {
+			return digest{}, invalid("%s: mediaType has %d bytes: a media type has at most %d (RFC 6838)", field, len(d.MediaType), maxMediaTypeLen)
 		}
 		return dg, nil
 	}

@@ -25,9 +25,11 @@ const (
 	// defaultReferrersPage bounds one referrers response; more referrers are served on further pages, linked
 	// with a Link header (rel="next") as the distribution spec allows.
 	defaultReferrersPage = 256 << 10
-	// maxReferrerRecord is the largest referrer record read back. Records are written bounded; a larger one was
-	// written by an older version and is read whole once (at most a manifest's size) and bounded here.
-	maxReferrerRecord = MaxManifestSize + 64<<10
+	// maxReferrerRecord is the largest referrer record read back. Records are written bounded (annotations,
+	// media types), well below it even with every byte JSON-escaped; a larger one was written before those
+	// bounds and is skipped, like one with an unbounded media type: reading it on every listing let a single
+	// pushed referrer cost megabytes per request (3 GB for 500 slow anonymous readers).
+	maxReferrerRecord = 256 << 10
 )
 
 // referrerDescriptor is the descriptor listed for a referrer: the manifest's, with its annotations bounded.
@@ -144,7 +146,8 @@ func (r *Registry) listReferrers(w http.ResponseWriter, req *http.Request, name,
 	return writeJSON(w, req, mediaTypeOCIIndex, out)
 }
 
-// readReferrer reads one record and bounds its annotations; ok is false when the record names no valid digest.
+// readReferrer reads one record and bounds its annotations; ok is false when the record names no valid digest
+// or is larger than this version writes them.
 func (r *Registry) readReferrer(path string) (descriptor, bool, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -159,14 +162,14 @@ func (r *Registry) readReferrer(path string) (descriptor, bool, error) {
 		return descriptor{}, false, err
 	}
 	if len(b) > maxReferrerRecord {
-		return descriptor{}, false, fmt.Errorf("record exceeds %d bytes", maxReferrerRecord)
+		return descriptor{}, false, nil
 	}
 	var desc descriptor
 	if err := json.Unmarshal(b, &desc); err != nil {
 		return descriptor{}, false, err
 	}
 	d, err := parseDigest(desc.Digest)
-	if err != nil {
+	if err != nil || len(desc.MediaType) > maxMediaTypeLen || len(desc.ArtifactType) > maxMediaTypeLen {
 		return descriptor{}, false, nil
 	}
 	return referrerDescriptor(desc.MediaType, d, desc.Size, desc.ArtifactType, desc.Annotations), true, nil

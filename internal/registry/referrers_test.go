@@ -114,3 +114,66 @@ func TestReferrersBounded(t *testing.T) {
 		t.Fatalf("four referrers listings allocated %d MiB", alloc>>20)
 	}
 }
+
+// TestReferrerMediaTypesBounded: a referrer's artifactType (or its config's media type, which stands in for
+// one) is copied into every listing of the subject. One pushed with a 4 MB artifactType made each listing page
+// megabytes, and 500 slow anonymous readers took the registry to 3 GB. Such media types are refused at push
+// (RFC 6838 bounds them), and a record stored before that bound is skipped, not listed.
+func TestReferrerMediaTypesBounded(t *testing.T) {
+	tr := newTestRegistry(t)
+	cfg := []byte("{}")
+	cd := tr.pushBlob("r", cfg)
+	subject, resp := tr.pushManifest("r", "v1", image(cd, len(cfg), nil, nil))
+	expect(t, resp, http.StatusCreated, "")
+	subjDesc := map[string]any{"mediaType": mediaTypeOCIManifest, "digest": subject, "size": 10}
+	long := "application/x-" + strings.Repeat("a", 1<<20)
+
+	_, resp = tr.pushManifest("r", "big-type", image(cd, len(cfg), nil, map[string]any{"artifactType": long, "subject": subjDesc}))
+	if body := expect(t, resp, http.StatusBadRequest, codeManifestInvalid); !strings.Contains(string(body), "artifactType has 1048590 bytes") {
+		t.Fatalf("message does not say what is wrong: %s", body)
+	}
+	m := image(cd, len(cfg), nil, map[string]any{"subject": subjDesc})
+	m["config"] = map[string]any{"mediaType": long, "digest": cd, "size": len(cfg)}
+	_, resp = tr.pushManifest("r", "big-config-type", m)
+	if body := expect(t, resp, http.StatusBadRequest, codeManifestInvalid); !strings.Contains(string(body), "config: mediaType has") {
+		t.Fatalf("message does not say what is wrong: %s", body)
+	}
+
+	// A genuine referrer, and one stored (manifest, link and record) as a version without the bound did.
+	good, resp := tr.pushManifest("r", "sig", image(cd, len(cfg), nil, map[string]any{"artifactType": "application/vnd.example.sig", "subject": subjDesc}))
+	expect(t, resp, http.StatusCreated, "")
+	old, err := json.Marshal(image(cd, len(cfg), nil, map[string]any{"artifactType": long, "subject": subjDesc}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	od := digestOf("sha256", old)
+	sd, _ := parseDigest(subject)
+	rec, _ := json.Marshal(descriptor{MediaType: mediaTypeOCIManifest, Digest: od.String(), Size: int64(len(old)), ArtifactType: long})
+	for path, b := range map[string][]byte{tr.reg.store.blobPath(od): old, tr.reg.store.manifestLink("r", od): []byte(mediaTypeOCIManifest),
+		tr.reg.store.referrerPath("r", sd, od): rec} {
+		if err := writeFileAtomic(t.Context(), path, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var listed []string
+	for path, pages := "/v2/r/referrers/"+subject, 0; path != ""; path = nextLink(resp.Header) {
+		if pages++; pages > 3 {
+			t.Fatal("pagination does not end")
+		}
+		resp = tr.do("GET", path, nil)
+		body := expect(t, resp, http.StatusOK, "")
+		if len(body) > 4<<10 {
+			t.Fatalf("a page listing these referrers took %d bytes", len(body))
+		}
+		var idx index
+		if err := json.Unmarshal(body, &idx); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range idx.Manifests {
+			listed = append(listed, m.Digest)
+		}
+	}
+	if !slices.Equal(listed, []string{good}) {
+		t.Fatalf("listed %v, want only the genuine referrer %s", listed, good)
+	}
+}
