@@ -23,6 +23,7 @@ import (
 	"time"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ssf-dev/ssf/internal/content"
@@ -371,7 +372,7 @@ func TestVerifyReferenceSkipsMalformedReferrers(t *testing.T) {
 	os.MkdirAll(out, 0o755)
 	data := []byte("artifact\n")
 	os.WriteFile(filepath.Join(out, "artifact"), data, 0o644)
-	files := []oci.File{{Path: "artifact", SHA256: sha256Hex(data), Size: int64(len(data))}}
+	files := []oci.File{{Path: "artifact", Digest: digest.FromBytes(data), Size: int64(len(data))}}
 	subjects, err := oci.BuildSubjects(out, files)
 	if err != nil {
 		t.Fatal(err)
@@ -379,12 +380,12 @@ func TestVerifyReferenceSkipsMalformedReferrers(t *testing.T) {
 	now := time.Now().UTC()
 	b := provenance.Build{
 		BuilderID: "https://ssf.dev/test", InvocationID: "run-1", StartedOn: now, FinishedOn: now,
-		PipelineName: "p", PipelineDigest: sha256Hex([]byte("p")), SourceURI: "file:///src",
+		PipelineName: "p", PipelineDigest: digest.FromBytes([]byte("p")), SourceURI: "file:///src",
 		Dependencies: []provenance.ResourceDescriptor{{Name: "source", URI: "file:///src", Digest: provenance.Digest{"sha256": sha256Hex(nil)}}},
-		Subjects:     []provenance.Subject{{Name: "artifact", SHA256: sha256Hex(data)}},
+		Subjects:     []provenance.Subject{{Name: "artifact", Digest: digest.FromBytes(data)}},
 	}
 	for _, s := range subjects {
-		b.Subjects = append(b.Subjects, provenance.Subject{Name: s.Name, SHA256: s.SHA256})
+		b.Subjects = append(b.Subjects, provenance.Subject{Name: s.Name, Digest: s.Digest})
 	}
 	st, err := provenance.Statement(b)
 	if err != nil {

@@ -69,7 +69,7 @@ is the pushed REGISTRY/REPO@sha256:<hex>.`,
 			fmt.Fprintf(w, "source      %s\n", res.Source.URI)
 			fmt.Fprintf(w, "builder     %s\n", res.Builder)
 			for _, o := range res.Outputs {
-				fmt.Fprintf(w, "output      %s  sha256:%s\n", filepath.Join(res.Out, o.Path), o.SHA256)
+				fmt.Fprintf(w, "output      %s  %s\n", filepath.Join(res.Out, o.Path), o.Digest)
 			}
 			fmt.Fprintf(w, "provenance  %s\n", res.Bundle)
 			if publishTo == "" {

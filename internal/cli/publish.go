@@ -11,6 +11,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/spf13/cobra"
 
@@ -110,8 +111,8 @@ func publish(ctx context.Context, w io.Writer, dir, target string, trusted root.
 	}
 	defer cancel()
 	req := oci.PublishRequest{Dir: dir, Bundle: bundle, Repo: repo, Tag: tag,
-		Verify: func(ctx context.Context, digest string, b []byte) error {
-			_, err := verify.Artifact(ctx, digest, b, opts)
+		Verify: func(ctx context.Context, manifest digest.Digest, b []byte) error {
+			_, err := verify.Artifact(ctx, manifest, b, opts)
 			return err
 		}}
 	pub, err := oci.Publish(ctx, req, ropts...)

@@ -84,8 +84,8 @@ Exit status: 0 and a one-line verdict when every check passes; 1 and the reason 
 				printChecks(cmd.ErrOrStderr(), res)
 			}
 			p := res.Provenance
-			fmt.Fprintf(cmd.OutOrStdout(), "verified: %s sha256:%s built by %s (pipeline %s, invocation %s)\n",
-				a[0], res.Subject.SHA256, p.BuilderID, p.PipelineName, p.InvocationID)
+			fmt.Fprintf(cmd.OutOrStdout(), "verified: %s %s built by %s (pipeline %s, invocation %s)\n",
+				a[0], res.Subject.Digest, p.BuilderID, p.PipelineName, p.InvocationID)
 			return nil
 		},
 	}

@@ -1,6 +1,7 @@
 package content
 
 import (
+	_ "crypto/sha256" // go-digest hashes with crypto.SHA256, which is linked only when imported
 	"fmt"
 	"strings"
 

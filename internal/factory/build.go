@@ -18,6 +18,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/ssf-dev/ssf/internal/archive"
 	"github.com/ssf-dev/ssf/internal/builder"
 	"github.com/ssf-dev/ssf/internal/durable"
@@ -45,7 +48,7 @@ type BuildRequest struct {
 type Output struct {
 	Path   string // relative to Out
 	Task   string
-	SHA256 string
+	Digest digest.Digest
 	Size   int64
 }
 
@@ -324,7 +327,7 @@ func stage(b *build, adm *admission, ws *workspace, src *source.Snapshot) (prove
 		InvocationID:   b.invocation,
 		PipelineName:   p.Name,
 		PipelinePath:   req.Pipeline,
-		PipelineDigest: strings.TrimPrefix(p.Digest, "sha256:"),
+		PipelineDigest: digest.Digest(p.Digest),
 		// The file itself, from the bytes that were parsed (not read again), so a verifier sees what ran.
 		PipelineContent: p.Data,
 		PipelineURI:     fileURI(req.Pipeline),
@@ -338,8 +341,8 @@ func stage(b *build, adm *admission, ws *workspace, src *source.Snapshot) (prove
 		Dependencies: []provenance.ResourceDescriptor{res.Source, {
 			Name:      "builder",
 			URI:       "oci:" + res.Builder,
-			MediaType: "application/vnd.oci.image.manifest.v1+json",
-			Digest:    provenance.Digest{"sha256": strings.TrimPrefix(adm.img.Digest, "sha256:")},
+			MediaType: ocispec.MediaTypeImageManifest,
+			Digest:    provenance.DigestSet(digest.Digest(adm.img.Digest)),
 		}},
 	}
 	var files []oci.File
@@ -351,12 +354,12 @@ func stage(b *build, adm *admission, ws *workspace, src *source.Snapshot) (prove
 			if err != nil {
 				return stmt, nil, err
 			}
-			if digest != o.SHA256 {
+			if digest != o.Digest {
 				return stmt, nil, fmt.Errorf("output %q changed while being copied to %q", o.Path, adm.out)
 			}
 			res.Outputs = append(res.Outputs, o)
-			stmt.Subjects = append(stmt.Subjects, provenance.Subject{Name: o.Path, SHA256: o.SHA256})
-			files = append(files, oci.File{Path: o.Path, SHA256: o.SHA256, Size: o.Size})
+			stmt.Subjects = append(stmt.Subjects, provenance.Subject{Name: o.Path, Digest: o.Digest})
+			files = append(files, oci.File{Path: o.Path, Digest: o.Digest, Size: o.Size})
 		}
 		logName := "attestations/logs/" + t.Name + ".log"
 		digest, _, err := copyFile(b.logs[t.Name], filepath.Join(ws.staging, logName))
@@ -364,7 +367,7 @@ func stage(b *build, adm *admission, ws *workspace, src *source.Snapshot) (prove
 			return stmt, nil, err
 		}
 		stmt.Byproducts = append(stmt.Byproducts, provenance.ResourceDescriptor{
-			Name: logName, MediaType: "text/plain; charset=utf-8", Digest: provenance.Digest{"sha256": digest},
+			Name: logName, MediaType: "text/plain; charset=utf-8", Digest: provenance.DigestSet(digest),
 		})
 	}
 	// The manifests a publish will push are pure functions of the outputs, so their digests are subjects too:
@@ -374,7 +377,7 @@ func stage(b *build, adm *admission, ws *workspace, src *source.Snapshot) (prove
 		return stmt, nil, fmt.Errorf("computing the OCI artifact of the outputs: %w", err)
 	}
 	for _, s := range ociSubjects {
-		stmt.Subjects = append(stmt.Subjects, provenance.Subject{Name: s.Name, SHA256: s.SHA256})
+		stmt.Subjects = append(stmt.Subjects, provenance.Subject{Name: s.Name, Digest: s.Digest})
 	}
 	return stmt, res, nil
 }
@@ -784,7 +787,7 @@ func collectOutputs(ctx context.Context, t *pipeline.Task, outDir, dest string, 
 		if err != nil {
 			return nil, fmt.Errorf("collecting output %q of task %q: %w", rel, t.Name, err)
 		}
-		outs = append(outs, Output{Path: rel, Task: t.Name, SHA256: digest, Size: size})
+		outs = append(outs, Output{Path: rel, Task: t.Name, Digest: digest, Size: size})
 	}
 	return outs, nil
 }
@@ -811,7 +814,7 @@ func execBit(f *os.File) os.FileMode {
 
 // copyHashed copies r to a new file at path with the given mode and returns the sha256 and size of the bytes
 // written.
-func copyHashed(r io.Reader, path string, mode os.FileMode) (string, int64, error) {
+func copyHashed(r io.Reader, path string, mode os.FileMode) (digest.Digest, int64, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", 0, err
 	}
@@ -828,12 +831,12 @@ func copyHashed(r io.Reader, path string, mode os.FileMode) (string, int64, erro
 	if err := f.Close(); err != nil {
 		return "", 0, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	return digest.NewDigest(digest.SHA256, h), n, nil
 }
 
 // copyFile copies a file the control plane wrote itself, keeping its executable bit, and returns the sha256 and
 // size of the copy.
-func copyFile(from, to string) (string, int64, error) {
+func copyFile(from, to string) (digest.Digest, int64, error) {
 	f, err := os.Open(from)
 	if err != nil {
 		return "", 0, err

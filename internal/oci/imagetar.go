@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ssf-dev/ssf/internal/content"
@@ -55,11 +55,11 @@ type ImageTar struct {
 	Image Descriptor // the one image index.json names: a manifest or an index
 
 	r     io.ReaderAt
-	blobs map[string]tarBlob // "sha256:<hex>" -> where its bytes are in the tarball
-	raw   map[string][]byte  // manifests and indexes read, by digest
+	blobs map[digest.Digest]tarBlob // where each blob's bytes are in the tarball
+	raw   map[digest.Digest][]byte  // manifests and indexes read, by digest
 	// as is the media type each of raw's digests was checked as: a document named once as an index and once as
 	// a manifest is checked as both (and fails one), never skipped as already done.
-	as map[string]string
+	as map[digest.Digest]string
 	// rawBytes is the size of raw's values together, at most maxManifestBytes.
 	rawBytes int64
 }
@@ -183,7 +183,7 @@ func ReadImageTar(ctx context.Context, r io.ReaderAt, size int64) (*ImageTar, er
 	}
 	it := &ImageTar{
 		Image: Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size},
-		r:     r, blobs: sc.blobs, raw: map[string][]byte{}, as: map[string]string{},
+		r:     r, blobs: sc.blobs, raw: map[digest.Digest][]byte{}, as: map[digest.Digest]string{},
 	}
 	if err := it.check(ctx, "index.json", it.Image, 0); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadImage, err)
@@ -194,7 +194,7 @@ func ReadImageTar(ctx context.Context, r io.ReaderAt, size int64) (*ImageTar, er
 // scanned is what one pass over a tarball found.
 type scanned struct {
 	layout, index []byte
-	blobs         map[string]tarBlob
+	blobs         map[digest.Digest]tarBlob
 	problem       error // the first thing that makes the tarball unusable as an image, if it is one
 }
 
@@ -204,7 +204,7 @@ type scanned struct {
 func scanTar(ctx context.Context, r io.ReaderAt, size int64) (*scanned, error) {
 	cr := &countingReader{r: io.NewSectionReader(r, 0, size)}
 	tr := tar.NewReader(cr)
-	sc := &scanned{blobs: map[string]tarBlob{}}
+	sc := &scanned{blobs: map[digest.Digest]tarBlob{}}
 	seen := map[string]bool{}
 	problem := func(err error) {
 		if sc.problem == nil {
@@ -250,7 +250,8 @@ func scanTar(ctx context.Context, r io.ReaderAt, size int64) (*scanned, error) {
 			continue
 		}
 		hexName, isBlob := strings.CutPrefix(clean, "blobs/sha256/")
-		if isBlob && !isSHA256Hex(hexName) || !isBlob && strings.HasPrefix(clean, "blobs/") && clean != "blobs/sha256" {
+		blobDigest := digest.NewDigestFromEncoded(digest.SHA256, hexName)
+		if _, err := content.Parse(string(blobDigest)); isBlob && err != nil || !isBlob && strings.HasPrefix(clean, "blobs/") && clean != "blobs/sha256" {
 			// Refused before it is remembered, so that seen holds only names of bounded length.
 			problem(fmt.Errorf("entry %s is not a blob: only blobs/sha256/<64 lower-case hex digits> belongs under blobs/", quoteName(hdr.Name)))
 			continue
@@ -293,7 +294,7 @@ func scanTar(ctx context.Context, r io.ReaderAt, size int64) (*scanned, error) {
 			}
 		case isBlob:
 			if hdr.Typeflag != tar.TypeReg {
-				problem(fmt.Errorf("blob sha256:%s is not a regular file (tar type %q)", hexName, hdr.Typeflag))
+				problem(fmt.Errorf("blob %s is not a regular file (tar type %q)", blobDigest, hdr.Typeflag))
 				continue
 			}
 			off := cr.n // Next leaves the reader at the entry's first data byte
@@ -303,18 +304,18 @@ func scanTar(ctx context.Context, r io.ReaderAt, size int64) (*scanned, error) {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
-				problem(fmt.Errorf("reading blob sha256:%s: %v", hexName, err))
+				problem(fmt.Errorf("reading blob %s: %v", blobDigest, err))
 				continue
 			}
 			if n != hdr.Size {
-				problem(fmt.Errorf("blob sha256:%s: read %d bytes, its entry says %d", hexName, n, hdr.Size))
+				problem(fmt.Errorf("blob %s: read %d bytes, its entry says %d", blobDigest, n, hdr.Size))
 				continue
 			}
-			if got := hex.EncodeToString(h.Sum(nil)); got != hexName {
-				problem(fmt.Errorf("blob sha256:%s does not match its name: its bytes hash to sha256:%s", hexName, got))
+			if got := digest.NewDigest(digest.SHA256, h); got != blobDigest {
+				problem(fmt.Errorf("blob %s does not match its name: its bytes hash to %s", blobDigest, got))
 				continue
 			}
-			sc.blobs["sha256:"+hexName] = tarBlob{off: off, size: hdr.Size}
+			sc.blobs[blobDigest] = tarBlob{off: off, size: hdr.Size}
 		}
 	}
 	return sc, nil
@@ -357,8 +358,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 // blob checks that the blob d names is in the tarball with d's size; from is what named it, for the message.
 func (it *ImageTar) blob(from string, d Descriptor) (tarBlob, error) {
-	hexDigest, ok := strings.CutPrefix(d.Digest, "sha256:")
-	if !ok || !isSHA256Hex(hexDigest) {
+	if _, err := content.Parse(string(d.Digest)); err != nil {
 		return tarBlob{}, fmt.Errorf("%s names %s %q: only sha256 digests are supported", from, d.MediaType, d.Digest)
 	}
 	b, ok := it.blobs[d.Digest]
@@ -402,7 +402,7 @@ func (it *ImageTar) check(ctx context.Context, from string, d Descriptor, depth 
 	if _, err := it.r.ReadAt(raw, b.off); err != nil {
 		return fmt.Errorf("reading %s: %v", d.Digest, err)
 	}
-	if sum := sha256.Sum256(raw); "sha256:"+hex.EncodeToString(sum[:]) != d.Digest {
+	if digest.FromBytes(raw) != d.Digest {
 		return fmt.Errorf("%s changed while being read", d.Digest) // the file changed between the two reads
 	}
 	it.raw[d.Digest] = raw
@@ -432,7 +432,7 @@ func (it *ImageTar) check(ctx context.Context, from string, d Descriptor, depth 
 		// and provenance): a step must not have the publisher attach things to artifacts it did not build.
 		return fmt.Errorf("%s %s has a subject (%s): an image output cannot refer to another artifact", d.MediaType, d.Digest, m.Subject.Digest)
 	}
-	self := "manifest " + d.Digest
+	self := "manifest " + string(d.Digest)
 	switch d.MediaType {
 	case ocispec.MediaTypeImageManifest, content.DockerManifestMediaType:
 		if m.Config == nil || m.Manifests != nil {
@@ -456,7 +456,7 @@ func (it *ImageTar) check(ctx context.Context, from string, d Descriptor, depth 
 			default:
 				return fmt.Errorf("index %s names %s %s: only OCI and Docker v2 manifests and indexes are supported", d.Digest, c.MediaType, c.Digest)
 			}
-			if err := it.check(ctx, "index "+d.Digest, c, depth+1); err != nil {
+			if err := it.check(ctx, "index "+string(d.Digest), c, depth+1); err != nil {
 				return err
 			}
 		}
@@ -474,10 +474,10 @@ func sameKind(a, b string) bool {
 }
 
 // open returns a reader of the checked blob with the given digest.
-func (it *ImageTar) open(digest string) (io.ReadCloser, error) {
-	b, ok := it.blobs[digest]
+func (it *ImageTar) open(d digest.Digest) (io.ReadCloser, error) {
+	b, ok := it.blobs[d]
 	if !ok {
-		return nil, fmt.Errorf("blob %s is not in the image tarball", digest)
+		return nil, fmt.Errorf("blob %s is not in the image tarball", d)
 	}
 	return io.NopCloser(io.NewSectionReader(it.r, b.off, b.size)), nil
 }
@@ -527,7 +527,7 @@ func (t *tarImage) RawConfigFile() ([]byte, error) {
 	return io.ReadAll(io.LimitReader(rc, maxManifestSize))
 }
 func (t *tarImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
-	if h.String() == t.config.Digest {
+	if h.String() == string(t.config.Digest) {
 		return &tarLayer{t.it, t.config}, nil
 	}
 	var m manifest
@@ -535,7 +535,7 @@ func (t *tarImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 		return nil, err
 	}
 	for _, l := range m.Layers {
-		if l.Digest == h.String() {
+		if string(l.Digest) == h.String() {
 			return &tarLayer{t.it, l}, nil
 		}
 	}
@@ -548,7 +548,7 @@ type tarLayer struct {
 	desc Descriptor
 }
 
-func (l *tarLayer) Digest() (v1.Hash, error) { return v1.NewHash(l.desc.Digest) }
+func (l *tarLayer) Digest() (v1.Hash, error) { return v1.NewHash(string(l.desc.Digest)) }
 func (l *tarLayer) Size() (int64, error)     { return l.desc.Size, nil }
 func (l *tarLayer) MediaType() (types.MediaType, error) {
 	return types.MediaType(l.desc.MediaType), nil
@@ -566,7 +566,7 @@ var _ v1.ImageIndex = (*tarIndex)(nil)
 func (x *tarIndex) MediaType() (types.MediaType, error) {
 	return types.MediaType(x.desc.MediaType), nil
 }
-func (x *tarIndex) Digest() (v1.Hash, error) { return v1.NewHash(x.desc.Digest) }
+func (x *tarIndex) Digest() (v1.Hash, error) { return v1.NewHash(string(x.desc.Digest)) }
 func (x *tarIndex) Size() (int64, error)     { return x.desc.Size, nil }
 func (x *tarIndex) RawManifest() ([]byte, error) {
 	raw, ok := x.it.raw[x.desc.Digest]
@@ -589,7 +589,7 @@ func (x *tarIndex) child(h v1.Hash) (Descriptor, error) {
 	}
 	for _, c := range im.Manifests {
 		if c.Digest == h {
-			return Descriptor{MediaType: string(c.MediaType), Digest: c.Digest.String(), Size: c.Size}, nil
+			return Descriptor{MediaType: string(c.MediaType), Digest: digest.Digest(c.Digest.String()), Size: c.Size}, nil
 		}
 	}
 	return Descriptor{}, fmt.Errorf("%s is not in index %s", h, x.desc.Digest)

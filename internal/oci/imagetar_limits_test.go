@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ssf-dev/ssf/internal/content"
@@ -193,7 +194,7 @@ func TestImageInTarOneDocumentOneKind(t *testing.T) {
 // crowd out the real bundles a verifier reads).
 func TestImageInTarRefusesSubject(t *testing.T) {
 	g := newGoodImage(t)
-	victim := oci.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: "sha256:" + strings.Repeat("b", 64), Size: 500}
+	victim := oci.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.Digest("sha256:" + strings.Repeat("b", 64)), Size: 500}
 	m := mustJSON(t, map[string]any{
 		"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageManifest, "artifactType": content.BundleMediaType,
 		"config":  desc("application/vnd.oci.image.config.v1+json", g.config),
@@ -201,7 +202,7 @@ func TestImageInTarRefusesSubject(t *testing.T) {
 		"subject": victim,
 	})
 	_, err := readImage(t, g.layout(t, desc(ocispec.MediaTypeImageManifest, m), g.config, g.layer1, m).bytes(t))
-	if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), "has a subject ("+victim.Digest+")") {
+	if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), "has a subject ("+string(victim.Digest)+")") {
 		t.Fatalf("err = %v, want ErrBadImage naming the subject", err)
 	}
 }

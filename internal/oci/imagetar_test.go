@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ssf-dev/ssf/internal/oci"
@@ -59,7 +60,7 @@ func (l *layoutTar) bytes(t *testing.T) []byte {
 }
 
 func desc(mediaType string, body []byte) oci.Descriptor {
-	return oci.Descriptor{MediaType: mediaType, Digest: "sha256:" + sha(body), Size: int64(len(body))}
+	return oci.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(body), Size: int64(len(body))}
 }
 
 func mustJSON(t *testing.T, v any) []byte {
@@ -283,7 +284,7 @@ func TestBuildSubjectsRefusesForgedImage(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "image.tar"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := oci.BuildSubjects(dir, []oci.File{{Path: "image.tar", SHA256: sha(data), Size: int64(len(data))}})
+	_, err := oci.BuildSubjects(dir, []oci.File{{Path: "image.tar", Digest: digest.FromBytes(data), Size: int64(len(data))}})
 	if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), `output "image.tar"`) || !strings.Contains(err.Error(), sha(forged)) {
 		t.Fatalf("err = %v, want ErrBadImage naming output \"image.tar\" and sha256:%s", err, sha(forged))
 	}
@@ -324,8 +325,8 @@ func TestPublishRefusesBadImageTarball(t *testing.T) {
 					return nil, err
 				}
 				return []oci.Subject{
-					{Name: oci.ArtifactSubject, SHA256: sha(raw), Size: int64(len(raw))},
-					{Name: oci.ImageSubjectPrefix + "image.tar", SHA256: strings.TrimPrefix(md.Digest, "sha256:"), Size: md.Size},
+					{Name: oci.ArtifactSubject, Digest: digest.FromBytes(raw), Size: int64(len(raw))},
+					{Name: oci.ImageSubjectPrefix + "image.tar", Digest: md.Digest, Size: md.Size},
 				}, nil
 			}
 			f := newFixtureWith(t, map[string][]byte{"image.tar": tt.tar}, nil, trusting)
@@ -366,7 +367,7 @@ func TestPublishImageIndex(t *testing.T) {
 	}
 
 	f := newFixture(t, map[string][]byte{"image.tar": data}, nil)
-	if s := f.subject(oci.ImageSubjectPrefix + "image.tar"); "sha256:"+s.SHA256 != id.Digest {
+	if s := f.subject(oci.ImageSubjectPrefix + "image.tar"); s.Digest != id.Digest {
 		t.Fatalf("subjects %+v lack the index %s", f.subj, id.Digest)
 	}
 	host, _ := newRegistry(t, false)
@@ -375,13 +376,13 @@ func TestPublishImageIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pub.Images["image.tar"] != host+"/app@"+id.Digest {
+	if pub.Images["image.tar"] != host+"/app@"+string(id.Digest) {
 		t.Fatalf("images = %v", pub.Images)
 	}
 	for _, want := range []struct {
 		ref  string
 		body []byte
-	}{{id.Digest, idx}, {"sha256:" + sha(g.manifest), g.manifest}, {"sha256:" + sha(docker), docker}} {
+	}{{string(id.Digest), idx}, {"sha256:" + sha(g.manifest), g.manifest}, {"sha256:" + sha(docker), docker}} {
 		resp, err := http.Get("http://" + host + "/v2/app/manifests/" + want.ref)
 		if err != nil {
 			t.Fatal(err)

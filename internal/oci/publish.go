@@ -2,8 +2,6 @@ package oci
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 
@@ -144,10 +143,10 @@ type PublishRequest struct {
 	Repo   name.Repository // where to push
 	Tag    string          // optional tag for the artifact
 
-	// Verify is required: it is called with the artifact manifest's sha256 (hex), made from the outputs as they
-	// are now, and the bundle, before anything is pushed; an error stops the publish. (ssf passes the verify
+	// Verify is required: it is called with the artifact manifest's digest, made from the outputs as they are
+	// now, and the bundle, before anything is pushed; an error stops the publish. (ssf passes the verify
 	// package's verdict; oci does not import it so that the verifier can use this package's registry client.)
-	Verify func(ctx context.Context, manifestSHA256 string, bundle []byte) error
+	Verify func(ctx context.Context, manifest digest.Digest, bundle []byte) error
 
 	// WithoutVerificationUnsafe publishes without calling Verify: the outputs are still checked against the
 	// bundle's statement, but nobody has checked who signed it.
@@ -179,12 +178,11 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 		return nil, err
 	}
 	defer closeImages(images)
-	artifactHex := artifact.SHA256
 	switch {
 	case req.Verify != nil && req.WithoutVerificationUnsafe:
 		return nil, errors.New("publish: both Verify and WithoutVerificationUnsafe given")
 	case req.Verify != nil:
-		if err := req.Verify(ctx, artifactHex, req.Bundle); err != nil {
+		if err := req.Verify(ctx, artifact.digest, req.Bundle); err != nil {
 			return nil, fmt.Errorf("refusing to publish: %w", err)
 		}
 	case !req.WithoutVerificationUnsafe:
@@ -213,15 +211,15 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 			return nil, fmt.Errorf("pushing output %q to %s: %w", f.Path, repo, err)
 		}
 	}
-	artifactDesc := Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: "sha256:" + artifactHex, Size: int64(len(artifact.raw))}
-	var ref name.Reference = repo.Digest(artifactDesc.Digest)
+	artifactDesc := Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: artifact.digest, Size: int64(len(artifact.raw))}
+	var ref name.Reference = repo.Digest(string(artifactDesc.Digest))
 	if req.Tag != "" {
 		ref = repo.Tag(req.Tag)
 	}
 	if err := pusher.Push(ctx, ref, rawManifest{artifact.raw, ocispec.MediaTypeImageManifest}); err != nil {
 		return nil, fmt.Errorf("pushing the artifact manifest to %s: %w", ref, err)
 	}
-	pub.Artifact = repo.Digest(artifactDesc.Digest).String()
+	pub.Artifact = repo.Digest(string(artifactDesc.Digest)).String()
 
 	// Each image output, by digest.
 	subjects := []Descriptor{artifactDesc}
@@ -230,7 +228,7 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 			return nil, err
 		}
 		subjects = append(subjects, img.desc)
-		pub.Images[img.path] = repo.Digest(img.desc.Digest).String()
+		pub.Images[img.path] = repo.Digest(string(img.desc.Digest)).String()
 	}
 
 	// The bundle, as a referrer of each.
@@ -242,8 +240,7 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 		if err != nil {
 			return nil, err
 		}
-		sum := sha256.Sum256(raw)
-		d := repo.Digest("sha256:" + hex.EncodeToString(sum[:]))
+		d := repo.Digest(string(digest.FromBytes(raw)))
 		if err := pusher.Push(ctx, d, rawManifest{raw, ocispec.MediaTypeImageManifest}); err != nil {
 			return nil, fmt.Errorf("pushing the provenance referrer of %s: %w", s.Digest, err)
 		}
@@ -260,11 +257,10 @@ func ReferrerManifest(subject Descriptor, bundleJSON []byte, created time.Time) 
 	if created.IsZero() {
 		return nil, errors.New("referrer manifest: no creation time")
 	}
-	sum := sha256.Sum256(bundleJSON)
 	m := manifest{
 		SchemaVersion: 2, MediaType: ocispec.MediaTypeImageManifest, ArtifactType: content.BundleMediaType,
 		Config:  emptyDescriptor(),
-		Layers:  []Descriptor{{MediaType: content.BundleMediaType, Digest: "sha256:" + hex.EncodeToString(sum[:]), Size: int64(len(bundleJSON))}},
+		Layers:  []Descriptor{{MediaType: content.BundleMediaType, Digest: digest.FromBytes(bundleJSON), Size: int64(len(bundleJSON))}},
 		Subject: &Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size},
 		Annotations: map[string]string{
 			"dev.sigstore.bundle.content":       "dsse-envelope",
@@ -295,7 +291,7 @@ func statementOf(bundleJSON []byte) (*provenance.Provenance, error) {
 type artifactPlan struct {
 	files  []File
 	raw    []byte
-	SHA256 string
+	digest digest.Digest
 }
 
 type imagePlan struct {
@@ -321,15 +317,15 @@ func checkOutputs(ctx context.Context, dir string, prov *provenance.Provenance) 
 	defer root.Close()
 	var (
 		files     []File
-		artifact  string
-		imageWant = map[string]string{}
+		artifact  digest.Digest
+		imageWant = map[string]digest.Digest{}
 	)
 	for _, s := range prov.Subjects {
 		switch {
 		case s.Name == ArtifactSubject:
-			artifact = s.SHA256
+			artifact = s.Digest
 		case strings.HasPrefix(s.Name, ImageSubjectPrefix):
-			imageWant[strings.TrimPrefix(s.Name, ImageSubjectPrefix)] = s.SHA256
+			imageWant[strings.TrimPrefix(s.Name, ImageSubjectPrefix)] = s.Digest
 		case strings.Contains(s.Name, "://"):
 			return nil, nil, fmt.Errorf("%w: unknown subject %q", ErrMismatch, s.Name)
 		default:
@@ -337,8 +333,8 @@ func checkOutputs(ctx context.Context, dir string, prov *provenance.Provenance) 
 			if err != nil {
 				return nil, nil, fmt.Errorf("refusing to publish: %w", err)
 			}
-			if f.SHA256 != s.SHA256 {
-				return nil, nil, fmt.Errorf("%w: output %q has sha256:%s, the provenance says sha256:%s", ErrMismatch, s.Name, f.SHA256, s.SHA256)
+			if f.Digest != s.Digest {
+				return nil, nil, fmt.Errorf("%w: output %q has %s, the provenance says %s", ErrMismatch, s.Name, f.Digest, s.Digest)
 			}
 			files = append(files, f)
 		}
@@ -350,9 +346,8 @@ func checkOutputs(ctx context.Context, dir string, prov *provenance.Provenance) 
 	if err != nil {
 		return nil, nil, err
 	}
-	sum := sha256.Sum256(raw)
-	if got := hex.EncodeToString(sum[:]); got != artifact {
-		return nil, nil, fmt.Errorf("%w: the artifact manifest of the outputs is sha256:%s, the provenance says sha256:%s", ErrMismatch, got, artifact)
+	if got := digest.FromBytes(raw); got != artifact {
+		return nil, nil, fmt.Errorf("%w: the artifact manifest of the outputs is %s, the provenance says %s", ErrMismatch, got, artifact)
 	}
 	var images []imagePlan
 	for _, f := range files {
@@ -366,12 +361,12 @@ func checkOutputs(ctx context.Context, dir string, prov *provenance.Provenance) 
 			closeImages(images)
 			return nil, nil, fmt.Errorf("refusing to publish: %w", err)
 		}
-		if it == nil || it.Image.Digest != "sha256:"+want {
+		if it == nil || it.Image.Digest != want {
 			if file != nil {
 				file.Close()
 			}
 			closeImages(images)
-			return nil, nil, fmt.Errorf("%w: output %q does not hold image sha256:%s", ErrMismatch, f.Path, want)
+			return nil, nil, fmt.Errorf("%w: output %q does not hold image %s", ErrMismatch, f.Path, want)
 		}
 		images = append(images, imagePlan{path: f.Path, desc: it.Image, tar: it, file: file})
 	}
@@ -379,7 +374,7 @@ func checkOutputs(ctx context.Context, dir string, prov *provenance.Provenance) 
 		closeImages(images)
 		return nil, nil, fmt.Errorf("%w: image subject %q names no output", ErrMismatch, ImageSubjectPrefix+p)
 	}
-	return &artifactPlan{files: files, raw: raw, SHA256: artifact}, images, nil
+	return &artifactPlan{files: files, raw: raw, digest: artifact}, images, nil
 }
 
 // pushImage pushes an image output, by digest, byte for byte, streaming each blob from the tarball that
@@ -389,7 +384,7 @@ func pushImage(ctx context.Context, pusher *remote.Pusher, repo name.Repository,
 	if err != nil {
 		return fmt.Errorf("reading image %q: %w", img.path, err)
 	}
-	ref := repo.Digest(img.desc.Digest)
+	ref := repo.Digest(string(img.desc.Digest))
 	if err := pusher.Push(ctx, ref, t); err != nil {
 		return fmt.Errorf("pushing image %q to %s: %w", img.path, ref, err)
 	}
@@ -415,7 +410,7 @@ type fileLayer struct {
 var _ v1.Layer = (*fileLayer)(nil)
 
 func (l *fileLayer) Digest() (v1.Hash, error) {
-	return v1.Hash{Algorithm: "sha256", Hex: l.file.SHA256}, nil
+	return v1.Hash{Algorithm: string(l.file.Digest.Algorithm()), Hex: l.file.Digest.Encoded()}, nil
 }
 func (l *fileLayer) DiffID() (v1.Hash, error) { return l.Digest() }
 func (l *fileLayer) Size() (int64, error)     { return l.file.Size, nil }

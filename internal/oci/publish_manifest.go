@@ -3,7 +3,6 @@ package oci
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ssf-dev/ssf/internal/content"
@@ -36,7 +36,7 @@ var emptyJSON = []byte("{}")
 type Descriptor struct {
 	MediaType    string            `json:"mediaType"`
 	ArtifactType string            `json:"artifactType,omitempty"`
-	Digest       string            `json:"digest"`
+	Digest       digest.Digest     `json:"digest"`
 	Size         int64             `json:"size"`
 	Annotations  map[string]string `json:"annotations,omitempty"`
 }
@@ -53,15 +53,14 @@ type manifest struct {
 }
 
 func emptyDescriptor() Descriptor {
-	sum := sha256.Sum256(emptyJSON)
-	return Descriptor{MediaType: ocispec.MediaTypeEmptyJSON, Digest: "sha256:" + hex.EncodeToString(sum[:]), Size: int64(len(emptyJSON))}
+	return Descriptor{MediaType: ocispec.MediaTypeEmptyJSON, Digest: digest.FromBytes(emptyJSON), Size: int64(len(emptyJSON))}
 }
 
 // File is one output file of a build as it goes into an artifact: its path relative to the output directory,
-// its sha256 (hex) and size.
+// its sha256 digest and size.
 type File struct {
 	Path   string
-	SHA256 string
+	Digest digest.Digest
 	Size   int64
 }
 
@@ -83,11 +82,11 @@ func ArtifactManifest(files []File) ([]byte, error) {
 		if i > 0 && sorted[i-1].Path == f.Path {
 			return nil, fmt.Errorf("artifact manifest: file %q listed twice", f.Path)
 		}
-		if !isSHA256Hex(f.SHA256) || f.Size < 0 {
-			return nil, fmt.Errorf("artifact manifest: file %q: bad digest %q or size %d", f.Path, f.SHA256, f.Size)
+		if _, err := content.Parse(string(f.Digest)); err != nil || f.Size < 0 {
+			return nil, fmt.Errorf("artifact manifest: file %q: bad digest %q or size %d", f.Path, f.Digest, f.Size)
 		}
 		m.Layers = append(m.Layers, Descriptor{
-			MediaType: content.FileMediaType, Digest: "sha256:" + f.SHA256, Size: f.Size,
+			MediaType: content.FileMediaType, Digest: f.Digest, Size: f.Size,
 			Annotations: map[string]string{ocispec.AnnotationTitle: f.Path},
 		})
 	}
@@ -100,8 +99,8 @@ func ArtifactManifest(files []File) ([]byte, error) {
 // Subject is a provenance subject that is an OCI manifest: ArtifactSubject or ImageSubjectPrefix + output path.
 type Subject struct {
 	Name   string
-	SHA256 string // hex digest of the manifest
-	Size   int64  // of the manifest
+	Digest digest.Digest // of the manifest
+	Size   int64         // of the manifest
 }
 
 // BuildSubjects returns the provenance subjects that let a build be published and verified in a registry: the
@@ -130,15 +129,14 @@ func BuildSubjectsContext(ctx context.Context, root string, files []File) ([]Sub
 		if it != nil {
 			file.Close()
 			img := it.Image
-			images = append(images, Subject{Name: ImageSubjectPrefix + f.Path, SHA256: strings.TrimPrefix(img.Digest, "sha256:"), Size: img.Size})
+			images = append(images, Subject{Name: ImageSubjectPrefix + f.Path, Digest: img.Digest, Size: img.Size})
 		}
 	}
 	raw, err := ArtifactManifest(files)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(raw)
-	return append([]Subject{{Name: ArtifactSubject, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(raw))}}, images...), nil
+	return append([]Subject{{Name: ArtifactSubject, Digest: digest.FromBytes(raw), Size: int64(len(raw))}}, images...), nil
 }
 
 // hashRegular hashes the regular file rel beneath r, refusing a symlink anywhere on the way.
@@ -153,7 +151,7 @@ func hashRegular(ctx context.Context, r *os.Root, rel string) (File, error) {
 	if err != nil {
 		return File{}, fmt.Errorf("hashing %q: %w", rel, err)
 	}
-	return File{Path: rel, SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}, nil
+	return File{Path: rel, Digest: digest.NewDigest(digest.SHA256, h), Size: n}, nil
 }
 
 // openRegular opens rel beneath r for reading. Every path component must be a real directory and the last a
@@ -191,10 +189,6 @@ func checkPath(rel string) error {
 		return fmt.Errorf("output path %q is not a clean relative path", rel)
 	}
 	return nil
-}
-
-func isSHA256Hex(s string) bool {
-	return len(s) == 64 && strings.Trim(s, "0123456789abcdef") == ""
 }
 
 // imageInRoot reads the output rel beneath r as an image layout tarball (see ReadImageTar). It returns nil for a

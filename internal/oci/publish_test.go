@@ -31,6 +31,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ssf-dev/ssf/internal/archive"
@@ -51,9 +52,9 @@ func sha(b []byte) string {
 
 func TestArtifactManifestDeterministic(t *testing.T) {
 	files := []oci.File{
-		{Path: "bin/tool", SHA256: sha([]byte("tool")), Size: 4},
-		{Path: "README", SHA256: sha([]byte("readme")), Size: 6},
-		{Path: "a", SHA256: sha([]byte("a")), Size: 1},
+		{Path: "bin/tool", Digest: digest.FromBytes([]byte("tool")), Size: 4},
+		{Path: "README", Digest: digest.FromBytes([]byte("readme")), Size: 6},
+		{Path: "a", Digest: digest.FromBytes([]byte("a")), Size: 1},
 	}
 	one, err := oci.ArtifactManifest(files)
 	if err != nil {
@@ -99,11 +100,11 @@ func TestArtifactManifestDeterministic(t *testing.T) {
 	}
 
 	for _, bad := range [][]oci.File{
-		{{Path: "/abs", SHA256: sha(nil)}},
-		{{Path: "../x", SHA256: sha(nil)}},
-		{{Path: "a//b", SHA256: sha(nil)}},
-		{{Path: "a", SHA256: "nothex"}},
-		{{Path: "a", SHA256: sha(nil)}, {Path: "a", SHA256: sha(nil)}},
+		{{Path: "/abs", Digest: digest.FromBytes(nil)}},
+		{{Path: "../x", Digest: digest.FromBytes(nil)}},
+		{{Path: "a//b", Digest: digest.FromBytes(nil)}},
+		{{Path: "a", Digest: "nothex"}},
+		{{Path: "a", Digest: digest.FromBytes(nil)}, {Path: "a", Digest: digest.FromBytes(nil)}},
 	} {
 		if _, err := oci.ArtifactManifest(bad); err == nil {
 			t.Errorf("ArtifactManifest(%v) accepted", bad)
@@ -134,7 +135,7 @@ func newFixtureWith(t *testing.T, files map[string][]byte, edit func(*provenance
 	b := provenance.Build{
 		BuilderID: "https://ssf.dev/factory/test", BuilderVersion: map[string]string{"ssf": "test"},
 		InvocationID: "run-1", StartedOn: finished.Add(-time.Minute), FinishedOn: finished,
-		PipelineName: "p", PipelineDigest: sha([]byte("p")), Params: map[string]string{}, SourceURI: "file:///src",
+		PipelineName: "p", PipelineDigest: digest.FromBytes([]byte("p")), Params: map[string]string{}, SourceURI: "file:///src",
 		Dependencies: []provenance.ResourceDescriptor{{Name: "source", URI: "file:///src", Digest: provenance.Digest{"sha256": sha([]byte("src"))}}},
 	}
 	for p, data := range files {
@@ -145,15 +146,15 @@ func newFixtureWith(t *testing.T, files map[string][]byte, edit func(*provenance
 		if err := os.WriteFile(full, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		outputs = append(outputs, oci.File{Path: p, SHA256: sha(data), Size: int64(len(data))})
-		b.Subjects = append(b.Subjects, provenance.Subject{Name: p, SHA256: sha(data)})
+		outputs = append(outputs, oci.File{Path: p, Digest: digest.FromBytes(data), Size: int64(len(data))})
+		b.Subjects = append(b.Subjects, provenance.Subject{Name: p, Digest: digest.FromBytes(data)})
 	}
 	var err error
 	if f.subj, err = subjects(f.dir, outputs); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range f.subj {
-		b.Subjects = append(b.Subjects, provenance.Subject{Name: s.Name, SHA256: s.SHA256})
+		b.Subjects = append(b.Subjects, provenance.Subject{Name: s.Name, Digest: s.Digest})
 	}
 	if edit != nil {
 		edit(&b)
@@ -180,9 +181,9 @@ func (f *fixture) subject(name string) oci.Subject {
 	return oci.Subject{}
 }
 
-func (f *fixture) verifier() func(context.Context, string, []byte) error {
-	return func(ctx context.Context, digest string, b []byte) error {
-		_, err := verify.Artifact(ctx, digest, b, verify.Options{Trusted: verify.KeyMaterial(&f.key.PublicKey)})
+func (f *fixture) verifier() func(context.Context, digest.Digest, []byte) error {
+	return func(ctx context.Context, d digest.Digest, b []byte) error {
+		_, err := verify.Artifact(ctx, d, b, verify.Options{Trusted: verify.KeyMaterial(&f.key.PublicKey)})
 		return err
 	}
 }
@@ -225,7 +226,7 @@ func TestPublish(t *testing.T) {
 				t.Fatal(err)
 			}
 			art := f.subject(oci.ArtifactSubject)
-			if want := host + "/team/app@sha256:" + art.SHA256; pub.Artifact != want {
+			if want := host + "/team/app@" + string(art.Digest); pub.Artifact != want {
 				t.Fatalf("published %s, want %s (the digest in the provenance)", pub.Artifact, want)
 			}
 
@@ -236,7 +237,7 @@ func TestPublish(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if sha(d.Manifest) != art.SHA256 {
+				if sha(d.Manifest) != art.Digest.Encoded() {
 					t.Errorf("%s serves a manifest of sha256:%s", ref, sha(d.Manifest))
 				}
 			}
@@ -287,7 +288,7 @@ func TestPublish(t *testing.T) {
 				"artifactType":  "application/vnd.dev.sigstore.bundle.v0.3+json",
 				"config":        map[string]any{"mediaType": "application/vnd.oci.empty.v1+json", "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "size": 2.0},
 				"layers":        []any{map[string]any{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json", "digest": "sha256:" + sha(f.bundle), "size": float64(len(f.bundle))}},
-				"subject":       map[string]any{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + art.SHA256, "size": float64(art.Size)},
+				"subject":       map[string]any{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": string(art.Digest), "size": float64(art.Size)},
 				"annotations": map[string]any{
 					"dev.sigstore.bundle.content":       "dsse-envelope",
 					"dev.sigstore.bundle.predicateType": "https://slsa.dev/provenance/v1",
@@ -297,7 +298,7 @@ func TestPublish(t *testing.T) {
 			if !reflect.DeepEqual(rm, want) {
 				t.Errorf("referrer manifest:\n%s\nwant:\n%v", rd.Manifest, want)
 			}
-			fallback := host + "/team/app:sha256-" + art.SHA256
+			fallback := host + "/team/app:sha256-" + art.Digest.Encoded()
 			_, ferr := remote.Get(mustRef(t, fallback))
 			if referrers != (ferr != nil) {
 				t.Errorf("fallback tag %s: err = %v with referrers API %v", fallback, ferr, referrers)
@@ -310,7 +311,7 @@ func TestPublish(t *testing.T) {
 			if len(att.Bundles) != 1 || !bytes.Equal(att.Bundles[0], f.bundle) {
 				t.Fatalf("fetched %d bundles", len(att.Bundles))
 			}
-			if _, err := verify.Artifact(ctx, art.SHA256, att.Bundles[0], verify.Options{Trusted: verify.KeyMaterial(&f.key.PublicKey)}); err != nil {
+			if _, err := verify.Artifact(ctx, art.Digest, att.Bundles[0], verify.Options{Trusted: verify.KeyMaterial(&f.key.PublicKey)}); err != nil {
 				t.Errorf("the fetched bundle does not verify for the artifact: %v", err)
 			}
 
@@ -353,7 +354,7 @@ func TestPublishRefuses(t *testing.T) {
 		{name: "artifact subject of other files", edit: func(b *provenance.Build) {
 			for i := range b.Subjects {
 				if b.Subjects[i].Name == oci.ArtifactSubject {
-					b.Subjects[i].SHA256 = sha([]byte("another manifest"))
+					b.Subjects[i].Digest = digest.FromBytes([]byte("another manifest"))
 				}
 			}
 		}, want: "the artifact manifest of the outputs is"},
@@ -417,7 +418,7 @@ func TestPublishImage(t *testing.T) {
 	}
 	imgDigest, _ := img.Digest()
 	d, err := oci.ImageInTar(ctx, bytes.NewReader(tarball.Bytes()), int64(tarball.Len()))
-	if err != nil || d.Digest != imgDigest.String() {
+	if err != nil || string(d.Digest) != imgDigest.String() {
 		t.Fatalf("ImageInTar = %+v, %v; want %s", d, err, imgDigest)
 	}
 	if _, err := oci.ImageInTar(ctx, strings.NewReader("just a file\n"), 12); !errors.Is(err, oci.ErrNotImage) {
@@ -425,7 +426,7 @@ func TestPublishImage(t *testing.T) {
 	}
 
 	f := newFixture(t, map[string][]byte{"image.tar": tarball.Bytes(), "notes": []byte("n\n")}, nil)
-	if s := f.subject(oci.ImageSubjectPrefix + "image.tar"); s.SHA256 != imgDigest.Hex {
+	if s := f.subject(oci.ImageSubjectPrefix + "image.tar"); string(s.Digest) != imgDigest.String() {
 		t.Fatalf("subjects %+v lack the image %s", f.subj, imgDigest)
 	}
 	host, _ := newRegistry(t, false)
@@ -449,7 +450,7 @@ func TestPublishImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := verify.Artifact(ctx, imgDigest.Hex, att.Bundles[0], verify.Options{Trusted: verify.KeyMaterial(&f.key.PublicKey)}); err != nil {
+	if _, err := verify.Artifact(ctx, digest.Digest(imgDigest.String()), att.Bundles[0], verify.Options{Trusted: verify.KeyMaterial(&f.key.PublicKey)}); err != nil {
 		t.Errorf("the image's bundle does not verify for it: %v", err)
 	}
 }
@@ -585,7 +586,7 @@ func FuzzImageInTar(f *testing.F) {
 	f.Add(b.Bytes())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, err := oci.ImageInTar(context.Background(), bytes.NewReader(data), int64(len(data)))
-		if err == nil && (d == nil || !strings.HasPrefix(d.Digest, "sha256:") || d.Size <= 0) {
+		if err == nil && (d == nil || !strings.HasPrefix(string(d.Digest), "sha256:") || d.Size <= 0) {
 			t.Errorf("ImageInTar accepted %+v", d)
 		}
 	})

@@ -1,10 +1,7 @@
 package oci
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ssf-dev/ssf/internal/content"
@@ -69,7 +67,7 @@ func FetchBundles(ctx context.Context, ref string, opts ...RegistryOption) (*Att
 			att.Skipped = append(att.Skipped, fmt.Errorf("more than %d candidate referrers; the rest were not read", maxReferrers))
 			break
 		}
-		b, err := c.bundle(ctx, d.DigestStr(), desc)
+		b, err := c.bundle(ctx, digest.Digest(d.DigestStr()), desc)
 		if err != nil {
 			att.Skipped = append(att.Skipped, fmt.Errorf("referrer %s: %w", desc.Digest, err))
 			continue
@@ -262,7 +260,7 @@ func nextPage(resp *http.Response, cur string) string {
 
 // bundle fetches the referrer desc of subject and the bundle it carries, each bounded and checked against its
 // digest.
-func (c *rawClient) bundle(ctx context.Context, subject string, desc Descriptor) ([]byte, error) {
+func (c *rawClient) bundle(ctx context.Context, subject digest.Digest, desc Descriptor) ([]byte, error) {
 	if desc.MediaType != ocispec.MediaTypeImageManifest || desc.Size <= 0 || desc.Size > maxReferrerManifest {
 		return nil, fmt.Errorf("a %s of %d bytes is not a bundle manifest (at most %d bytes)", desc.MediaType, desc.Size, maxReferrerManifest)
 	}
@@ -292,25 +290,19 @@ func (c *rawClient) bundle(ctx context.Context, subject string, desc Descriptor)
 }
 
 // blob reads a manifest or blob by digest, at most limit bytes, and checks that its bytes hash to the digest.
-func (c *rawClient) blob(ctx context.Context, kind, digest, accept string, limit int64) ([]byte, error) {
-	want, ok := strings.CutPrefix(digest, "sha256:")
-	if !ok || !isSHA256Hex(want) {
-		return nil, fmt.Errorf("digest %q is not sha256", digest)
+func (c *rawClient) blob(ctx context.Context, kind string, d digest.Digest, accept string, limit int64) ([]byte, error) {
+	if _, err := content.Parse(string(d)); err != nil {
+		return nil, fmt.Errorf("digest %q is not sha256", d)
 	}
-	resp, b, err := c.get(ctx, c.base+"/"+kind+"/"+digest, accept, limit)
+	resp, b, err := c.get(ctx, c.base+"/"+kind+"/"+string(d), accept, limit)
 	if err != nil {
-		return nil, fmt.Errorf("fetching %s: %w", digest, err)
+		return nil, fmt.Errorf("fetching %s: %w", d, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetching %s: %s", digest, resp.Status)
+		return nil, fmt.Errorf("fetching %s: %s", d, resp.Status)
 	}
-	if sum := sha256.Sum256(b); !bytes.Equal(sum[:], mustHex(want)) {
-		return nil, fmt.Errorf("%s does not match its digest: its bytes hash to sha256:%s", digest, hex.EncodeToString(sum[:]))
+	if got := digest.FromBytes(b); got != d {
+		return nil, fmt.Errorf("%s does not match its digest: its bytes hash to %s", d, got)
 	}
 	return b, nil
-}
-
-func mustHex(s string) []byte {
-	b, _ := hex.DecodeString(s)
-	return b
 }

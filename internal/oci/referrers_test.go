@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ssf-dev/ssf/internal/content"
@@ -84,11 +85,11 @@ func (r *hostileRegistry) referrer(t *testing.T, repo string, subj oci.Descripto
 	m := mustJSON(t, map[string]any{
 		"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageManifest, "artifactType": artifactType,
 		"config":  map[string]any{"mediaType": ocispec.MediaTypeEmptyJSON, "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "size": 2},
-		"layers":  []oci.Descriptor{{MediaType: artifactType, Digest: "sha256:" + sha(blob), Size: size}},
+		"layers":  []oci.Descriptor{{MediaType: artifactType, Digest: digest.FromBytes(blob), Size: size}},
 		"subject": subj,
 	})
 	r.put(t, repo, "manifests", "sha256:"+sha(m), ocispec.MediaTypeImageManifest, m)
-	return oci.Descriptor{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: artifactType, Digest: "sha256:" + sha(m), Size: int64(len(m))}
+	return oci.Descriptor{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: artifactType, Digest: digest.FromBytes(m), Size: int64(len(m))}
 }
 
 // Referrers that anyone who may push can attach cannot stop a good bundle from being found, and none of them is
@@ -104,8 +105,8 @@ func TestFetchBundlesSkipsHostileReferrers(t *testing.T) {
 		t.Fatal(err)
 	}
 	art := f.subject(oci.ArtifactSubject)
-	subj := oci.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: "sha256:" + art.SHA256, Size: art.Size}
-	fallback := "sha256-" + art.SHA256
+	subj := oci.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: art.Digest, Size: art.Size}
+	fallback := "sha256-" + art.Digest.Encoded()
 
 	// The fallback index as publish left it: the good bundle's referrer.
 	resp, err := http.Get("http://" + reg.host + "/v2/app/manifests/" + fallback)
@@ -137,8 +138,8 @@ func TestFetchBundlesSkipsHostileReferrers(t *testing.T) {
 		{reg.referrer(t, "app", subj, content.BundleMediaType, huge, -1), fmt.Sprintf("bundle of %d bytes is larger than %d", len(huge), 16<<20)},
 		{reg.referrer(t, "app", subj, content.BundleMediaType, huge, 100), "bundle is larger than 16777216 bytes (its manifest says 100)"},
 		{reg.referrer(t, "app", subj, content.BundleMediaType, substituted, -1), "sha256:" + sha(substituted) + " does not match its digest"},
-		{oci.Descriptor{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: content.BundleMediaType, Digest: "sha256:" + sha(malformed), Size: int64(len(malformed))}, "decoding manifest"},
-		{oci.Descriptor{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: content.BundleMediaType, Digest: "sha256:" + sha([]byte("big")), Size: 1 << 30}, "is not a bundle manifest"},
+		{oci.Descriptor{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: content.BundleMediaType, Digest: digest.FromBytes(malformed), Size: int64(len(malformed))}, "decoding manifest"},
+		{oci.Descriptor{MediaType: ocispec.MediaTypeImageManifest, ArtifactType: content.BundleMediaType, Digest: digest.FromBytes([]byte("big")), Size: 1 << 30}, "is not a bundle manifest"},
 	}
 	for _, h := range hostile {
 		idx.Manifests = append([]oci.Descriptor{h.desc}, idx.Manifests...) // before the good one
@@ -160,7 +161,7 @@ func TestFetchBundlesSkipsHostileReferrers(t *testing.T) {
 	want := 0
 	for _, h := range hostile {
 		if h.want == "" {
-			if strings.Contains(all, h.desc.Digest) {
+			if strings.Contains(all, string(h.desc.Digest)) {
 				t.Errorf("a referrer of another artifactType was read: %s", all)
 			}
 			continue
@@ -193,7 +194,7 @@ func TestFetchBundlesBoundsTheList(t *testing.T) {
 		t.Fatal(err)
 	}
 	art := f.subject(oci.ArtifactSubject)
-	fallback := "sha256-" + art.SHA256
+	fallback := "sha256-" + art.Digest.Encoded()
 	resp, err := http.Get("http://" + reg.host + "/v2/app/manifests/" + fallback)
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +209,7 @@ func TestFetchBundlesBoundsTheList(t *testing.T) {
 	// Thirty referrers with 1 MiB annotations each, after the good one.
 	for i := range 30 {
 		idx.Manifests = append(idx.Manifests, oci.Descriptor{
-			MediaType: ocispec.MediaTypeImageManifest, ArtifactType: content.BundleMediaType, Digest: "sha256:" + sha([]byte{byte(i)}), Size: 10,
+			MediaType: ocispec.MediaTypeImageManifest, ArtifactType: content.BundleMediaType, Digest: digest.FromBytes([]byte{byte(i)}), Size: 10,
 			Annotations: map[string]string{"x": strings.Repeat("a", 1<<20)},
 		})
 	}

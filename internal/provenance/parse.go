@@ -4,14 +4,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	slsa "github.com/in-toto/attestation/go/predicates/provenance/v1"
 	intoto "github.com/in-toto/attestation/go/v1"
+	digest "github.com/opencontainers/go-digest"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/ssf-dev/ssf/internal/content"
 )
 
 // ErrInvalid is wrapped by every error Parse returns for a statement that is not valid SLSA provenance v1.
@@ -19,7 +21,7 @@ var ErrInvalid = errors.New("invalid provenance statement")
 
 // Provenance is what Parse read from a statement: the fields a verifier needs.
 type Provenance struct {
-	Subjects     []Subject // in statement order, sha256 lower-cased
+	Subjects     []Subject // in statement order
 	BuildType    string
 	BuilderID    string
 	InvocationID string
@@ -29,7 +31,7 @@ type Provenance struct {
 	// Read from externalParameters only when BuildType is ssf's BuildType.
 	PipelineName   string
 	PipelinePath   string
-	PipelineDigest string // sha256 hex
+	PipelineDigest digest.Digest
 	Params         map[string]string
 	SourceURI      string
 
@@ -67,11 +69,11 @@ func Parse(statement []byte) (*Provenance, error) {
 
 	p := &Provenance{}
 	for i, s := range st.GetSubject() {
-		d, ok := s.GetDigest()["sha256"]
-		if !ok || !IsSHA256Hex(d) {
+		d, err := content.FromHex(s.GetDigest()["sha256"])
+		if err != nil {
 			return nil, fmt.Errorf("%w: subject %d (%q) has no sha256 digest", ErrInvalid, i, s.GetName())
 		}
-		p.Subjects = append(p.Subjects, Subject{Name: s.GetName(), SHA256: strings.ToLower(d)})
+		p.Subjects = append(p.Subjects, Subject{Name: s.GetName(), Digest: d})
 	}
 
 	predJSON, err := protojson.Marshal(st.GetPredicate())
@@ -130,17 +132,17 @@ func (p *Provenance) readExternal(ext *structpb.Struct) error {
 	if p.PipelinePath, err = stringField(pipeline, "pipeline.path", "path", false); err != nil {
 		return err
 	}
-	digest, err := structField(pipeline, "digest")
+	digestSet, err := structField(pipeline, "digest")
 	if err != nil {
 		return fmt.Errorf("pipeline.%w", err)
 	}
-	if p.PipelineDigest, err = stringField(digest, "pipeline.digest.sha256", "sha256", true); err != nil {
+	pipelineHex, err := stringField(digestSet, "pipeline.digest.sha256", "sha256", true)
+	if err != nil {
 		return err
 	}
-	if !IsSHA256Hex(p.PipelineDigest) {
-		return fmt.Errorf("pipeline.digest.sha256 %q is not a sha256 hex digest", p.PipelineDigest)
+	if p.PipelineDigest, err = content.FromHex(pipelineHex); err != nil {
+		return fmt.Errorf("pipeline.digest.sha256: %w", err)
 	}
-	p.PipelineDigest = strings.ToLower(p.PipelineDigest)
 
 	params, err := structField(ext, "params")
 	if err != nil {

@@ -16,8 +16,6 @@ package provenance
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -26,6 +24,7 @@ import (
 
 	slsa "github.com/in-toto/attestation/go/predicates/provenance/v1"
 	intoto "github.com/in-toto/attestation/go/v1"
+	digest "github.com/opencontainers/go-digest"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -64,8 +63,13 @@ const SourceDependencyName = "source"
 // verifier can see what ran and pin it by digest.
 const PipelineDependencyName = "pipeline"
 
-// Digest is a digest set: algorithm to lower-case hex value, e.g. {"sha256": hex} or {"gitCommit": sha1hex}.
+// Digest is a digest set, the in-toto wire form of digests: algorithm to lower-case hex value, e.g.
+// {"sha256": hex} or {"gitCommit": sha1hex}. Inside ssf a sha256 digest is a digest.Digest (see internal/content);
+// DigestSet makes this form of one.
 type Digest map[string]string
+
+// DigestSet returns d as an in-toto digest set, {"sha256": hex}.
+func DigestSet(d digest.Digest) Digest { return Digest{string(d.Algorithm()): d.Encoded()} }
 
 // ResourceDescriptor is an in-toto resource descriptor: a dependency or a byproduct of a build.
 type ResourceDescriptor struct {
@@ -85,8 +89,8 @@ type Build struct {
 	StartedOn      time.Time
 	FinishedOn     time.Time
 	PipelineName   string
-	PipelinePath   string // as given, informative
-	PipelineDigest string // sha256 hex of the pipeline file
+	PipelinePath   string        // as given, informative
+	PipelineDigest digest.Digest // of the pipeline file
 	// PipelineContent is the pipeline file's bytes. When set, the statement records the file as the
 	// resolvedDependency PipelineDependencyName with this content, and its sha256 must be PipelineDigest.
 	PipelineContent []byte
@@ -131,10 +135,10 @@ type TaskIsolation struct {
 	RuntimeVersion string `json:"runtimeVersion"`
 }
 
-// Subject is one output of a build: its name and the sha256 the control plane computed.
+// Subject is one output of a build: its name and the sha256 digest the control plane computed.
 type Subject struct {
 	Name   string
-	SHA256 string // lower-case hex
+	Digest digest.Digest
 }
 
 // Statement returns the in-toto Statement v1 JSON for b with a SLSA provenance v1 predicate. Subjects are sorted by
@@ -146,7 +150,7 @@ func Statement(b Build) ([]byte, error) {
 
 	pipeline := map[string]any{
 		"name":   b.PipelineName,
-		"digest": map[string]any{"sha256": strings.ToLower(b.PipelineDigest)},
+		"digest": map[string]any{"sha256": b.PipelineDigest.Encoded()},
 	}
 	if b.PipelinePath != "" {
 		pipeline["path"] = b.PipelinePath
@@ -182,7 +186,7 @@ func Statement(b Build) ([]byte, error) {
 			Name:      PipelineDependencyName,
 			URI:       b.PipelineURI,
 			MediaType: content.PipelineMediaType,
-			Digest:    Digest{"sha256": strings.ToLower(b.PipelineDigest)},
+			Digest:    DigestSet(b.PipelineDigest),
 			Content:   b.PipelineContent,
 		})
 	}
@@ -230,7 +234,7 @@ func Statement(b Build) ([]byte, error) {
 	for _, s := range subjects {
 		st.Subject = append(st.Subject, &intoto.ResourceDescriptor{
 			Name:   s.Name,
-			Digest: map[string]string{"sha256": strings.ToLower(s.SHA256)},
+			Digest: DigestSet(s.Digest),
 		})
 	}
 	if err := st.Validate(); err != nil {
@@ -258,13 +262,13 @@ func (b *Build) validate() error {
 	case len(b.Subjects) == 0:
 		return fmt.Errorf("no subjects: a build must have at least one output")
 	}
-	if !IsSHA256Hex(b.PipelineDigest) {
-		return fmt.Errorf("pipeline digest %q is not a sha256 hex digest", b.PipelineDigest)
+	if _, err := content.Parse(string(b.PipelineDigest)); err != nil {
+		return fmt.Errorf("pipeline %w", err)
 	}
 	if b.PipelineContent != nil {
 		// The content is recorded beside the digest that pins it: they must not disagree.
-		if sum := sha256.Sum256(b.PipelineContent); !strings.EqualFold(hex.EncodeToString(sum[:]), b.PipelineDigest) {
-			return fmt.Errorf("pipeline content hashes to %x, not to the pipeline digest %s", sum, b.PipelineDigest)
+		if sum := digest.FromBytes(b.PipelineContent); sum != b.PipelineDigest {
+			return fmt.Errorf("pipeline content hashes to %s, not to the pipeline digest %s", sum, b.PipelineDigest)
 		}
 		for _, d := range b.Dependencies {
 			if d.Name == PipelineDependencyName {
@@ -281,8 +285,8 @@ func (b *Build) validate() error {
 			return fmt.Errorf("subject %q appears twice", s.Name)
 		}
 		seen[s.Name] = true
-		if !IsSHA256Hex(s.SHA256) {
-			return fmt.Errorf("subject %q: %q is not a sha256 hex digest", s.Name, s.SHA256)
+		if _, err := content.Parse(string(s.Digest)); err != nil {
+			return fmt.Errorf("subject %q: %w", s.Name, err)
 		}
 	}
 	for i, d := range b.Dependencies {
@@ -291,15 +295,6 @@ func (b *Build) validate() error {
 		}
 	}
 	return nil
-}
-
-// IsSHA256Hex reports whether s is 64 hex digits (either case).
-func IsSHA256Hex(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	_, err := hex.DecodeString(s)
-	return err == nil
 }
 
 func descriptors(in []ResourceDescriptor) ([]*intoto.ResourceDescriptor, error) {

@@ -2,8 +2,6 @@ package provenance
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,6 +11,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ssf-dev/ssf/internal/content"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")
@@ -22,6 +24,10 @@ const (
 	hexB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 	hexP = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	sha1 = "0123456789abcdef0123456789abcdef01234567"
+
+	digestA = digest.Digest("sha256:" + hexA)
+	digestB = digest.Digest("sha256:" + hexB)
+	digestP = digest.Digest("sha256:" + hexP)
 )
 
 func testBuild() Build {
@@ -33,7 +39,7 @@ func testBuild() Build {
 		FinishedOn:     time.Date(2026, 1, 2, 3, 5, 6, 500, time.UTC),
 		PipelineName:   "hello",
 		PipelinePath:   "ssf.yaml",
-		PipelineDigest: hexP,
+		PipelineDigest: digestP,
 		Params:         map[string]string{"GOOS": "linux", "VERSION": "1.0"},
 		SourceURI:      "git+https://example.com/hello@refs/heads/main",
 		Internal:       map[string]string{"runtime": "runc", "uid": "65534"},
@@ -43,7 +49,7 @@ func testBuild() Build {
 				Annotations: map[string]string{"role": "builder-image"}},
 		},
 		// Deliberately unsorted: Statement sorts subjects by name.
-		Subjects: []Subject{{Name: "out/zz", SHA256: hexB}, {Name: "out/aa", SHA256: hexA}},
+		Subjects: []Subject{{Name: "out/zz", Digest: digestB}, {Name: "out/aa", Digest: digestA}},
 		Byproducts: []ResourceDescriptor{
 			{Name: "logs/build.log", MediaType: "text/plain", Digest: Digest{"sha256": hexB}},
 		},
@@ -117,7 +123,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Provenance{
-		Subjects:       []Subject{{Name: "out/aa", SHA256: hexA}, {Name: "out/zz", SHA256: hexB}},
+		Subjects:       []Subject{{Name: "out/aa", Digest: digestA}, {Name: "out/zz", Digest: digestB}},
 		BuildType:      BuildType,
 		BuilderID:      b.BuilderID,
 		InvocationID:   b.InvocationID,
@@ -138,19 +144,6 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-func TestStatementNormalisesCase(t *testing.T) {
-	b := testBuild()
-	b.Subjects = []Subject{{Name: "x", SHA256: strings.ToUpper(hexA)}}
-	b.PipelineDigest = strings.ToUpper(hexP)
-	st, err := Statement(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.Contains(st, []byte(strings.ToUpper(hexA))) || bytes.Contains(st, []byte(strings.ToUpper(hexP))) {
-		t.Errorf("upper-case digest kept: %s", st)
-	}
-}
-
 func TestStatementRejects(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -160,9 +153,12 @@ func TestStatementRejects(t *testing.T) {
 		{"no subjects", func(b *Build) { b.Subjects = nil }, "no subjects"},
 		{"subject without name", func(b *Build) { b.Subjects[0].Name = "" }, "has no name"},
 		{"duplicate subject", func(b *Build) { b.Subjects[1].Name = b.Subjects[0].Name }, "appears twice"},
-		{"short subject digest", func(b *Build) { b.Subjects[0].SHA256 = "abc" }, "not a sha256 hex digest"},
-		{"non-hex subject digest", func(b *Build) { b.Subjects[0].SHA256 = strings.Repeat("g", 64) }, "not a sha256 hex digest"},
-		{"bad pipeline digest", func(b *Build) { b.PipelineDigest = "sha256:" + hexP }, "pipeline digest"},
+		{"short subject digest", func(b *Build) { b.Subjects[0].Digest = "sha256:abc" }, "want sha256:<64 lower-case hex digits>"},
+		{"non-hex subject digest", func(b *Build) { b.Subjects[0].Digest = digest.Digest("sha256:" + strings.Repeat("g", 64)) }, "want sha256:<64 lower-case hex digits>"},
+		{"bare hex subject digest", func(b *Build) { b.Subjects[0].Digest = hexA }, "want sha256:<64 lower-case hex digits>"},
+		{"upper-case subject digest", func(b *Build) { b.Subjects[0].Digest = digest.Digest("sha256:" + strings.ToUpper(hexA)) }, "lower-case"},
+		{"bad pipeline digest", func(b *Build) { b.PipelineDigest = hexP }, "pipeline digest"},
+		{"upper-case pipeline digest", func(b *Build) { b.PipelineDigest = digest.Digest("sha256:" + strings.ToUpper(hexP)) }, "pipeline digest"},
 		{"no builder id", func(b *Build) { b.BuilderID = "" }, "builder id"},
 		{"no invocation id", func(b *Build) { b.InvocationID = "" }, "invocation id"},
 		{"no pipeline name", func(b *Build) { b.PipelineName = "" }, "pipeline name"},
@@ -298,8 +294,8 @@ func TestParseOtherBuildType(t *testing.T) {
 	if p.PipelineName != "" || p.Params != nil || p.SourceURI != "" {
 		t.Errorf("pipeline fields read from a foreign buildType: %+v", p)
 	}
-	if p.Subjects[0].SHA256 != hexA {
-		t.Errorf("subject digest not lower-cased: %q", p.Subjects[0].SHA256)
+	if p.Subjects[0].Digest != digestA {
+		t.Errorf("subject digest not lower-cased: %q", p.Subjects[0].Digest)
 	}
 }
 
@@ -326,8 +322,8 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("accepted a statement without subjects")
 		}
 		for _, s := range p.Subjects {
-			if !IsSHA256Hex(s.SHA256) || s.SHA256 != strings.ToLower(s.SHA256) {
-				t.Fatalf("accepted subject digest %q", s.SHA256)
+			if _, err := content.Parse(string(s.Digest)); err != nil {
+				t.Fatalf("accepted subject digest %q: %v", s.Digest, err)
 			}
 		}
 		if p.BuilderID == "" || p.BuildType == "" {
@@ -342,9 +338,7 @@ func TestStatementRecordsPipeline(t *testing.T) {
 	content := []byte("apiVersion: ssf.dev/v1alpha1\nkind: Pipeline\n")
 	b := testBuild()
 	b.PipelineContent = content
-	h := sha256.Sum256(content)
-	sum := hex.EncodeToString(h[:])
-	b.PipelineDigest = sum
+	b.PipelineDigest = digest.FromBytes(content)
 	b.PipelineURI = "file:///src/ssf.yaml"
 	st, err := Statement(b)
 	if err != nil {
@@ -355,7 +349,7 @@ func TestStatementRecordsPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := ResourceDescriptor{Name: PipelineDependencyName, URI: "file:///src/ssf.yaml", MediaType: "application/yaml",
-		Digest: Digest{"sha256": sum}, Content: content}
+		Digest: Digest{"sha256": b.PipelineDigest.Encoded()}, Content: content}
 	if n := len(p.Dependencies); n != 3 || !reflect.DeepEqual(p.Dependencies[2], want) {
 		t.Errorf("dependencies = %+v\nwant the source, the builder and %+v", p.Dependencies, want)
 	}

@@ -5,10 +5,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"time"
+
+	godigest "github.com/opencontainers/go-digest"
 
 	"github.com/ssf-dev/ssf/internal/provenance"
 	"github.com/ssf-dev/ssf/internal/sign"
@@ -24,8 +24,7 @@ func ExampleArtifact() {
 	}
 
 	binary := []byte("the bytes of out/app")
-	sum := sha256.Sum256(binary)
-	digest := hex.EncodeToString(sum[:])
+	digest := godigest.FromBytes(binary)
 
 	statement, err := provenance.Statement(provenance.Build{
 		BuilderID:      "https://ssf.dev/builders/local@v1",
@@ -33,13 +32,13 @@ func ExampleArtifact() {
 		StartedOn:      time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC),
 		FinishedOn:     time.Date(2026, 1, 1, 12, 1, 0, 0, time.UTC),
 		PipelineName:   "app",
-		PipelineDigest: digest, // the sha256 of ssf.yaml in a real build
+		PipelineDigest: digest, // the digest of ssf.yaml in a real build
 		SourceURI:      "git+https://example.com/app",
 		Dependencies: []provenance.ResourceDescriptor{{
 			Name: provenance.SourceDependencyName, URI: "git+https://example.com/app",
 			Digest: provenance.Digest{"gitCommit": "0123456789abcdef0123456789abcdef01234567"},
 		}},
-		Subjects: []provenance.Subject{{Name: "out/app", SHA256: digest}},
+		Subjects: []provenance.Subject{{Name: "out/app", Digest: digest}},
 	})
 	if err != nil {
 		panic(err)
@@ -68,8 +67,8 @@ func ExampleArtifact() {
 	}
 
 	// The same bundle says nothing about other bytes.
-	other := sha256.Sum256([]byte("tampered"))
-	_, err = verify.Artifact(ctx, hex.EncodeToString(other[:]), bundle, verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)})
+	other := godigest.FromBytes([]byte("tampered"))
+	_, err = verify.Artifact(ctx, other, bundle, verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)})
 	fmt.Println("other artifact rejected:", err != nil)
 	// Output:
 	// verified out/app from pipeline app

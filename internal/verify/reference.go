@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
+	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/oci"
 )
 
@@ -32,10 +32,14 @@ func Reference(ctx context.Context, ref string, opts Options, reg ...oci.Registr
 	if err != nil && !errors.Is(err, oci.ErrNoBundles) {
 		return nil, err
 	}
-	digest := strings.TrimPrefix(att.Subject.DigestStr(), "sha256:")
+	// The reference was parsed by go-containerregistry; ParseFold keeps an upper-case digest in it working.
+	subject, err := content.ParseFold(att.Subject.DigestStr())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
+	}
 	var fails []error
 	for i, b := range att.Bundles {
-		res, err := Artifact(ctx, digest, b, opts)
+		res, err := Artifact(ctx, subject, b, opts)
 		if err != nil && !errors.Is(err, ErrVerification) {
 			return nil, err // the expectations themselves are malformed: no bundle can pass
 		}

@@ -40,6 +40,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
@@ -105,21 +106,20 @@ func (o Options) Validate() error {
 	return nil
 }
 
-// Artifact verifies bundleJSON (a Sigstore bundle) for the artifact whose sha256 is artifactSHA256 (hex).
-func Artifact(ctx context.Context, artifactSHA256 string, bundleJSON []byte, opts Options) (*Result, error) {
-	if !provenance.IsSHA256Hex(artifactSHA256) {
-		return nil, fmt.Errorf("verifying: artifact digest %q is not a sha256 hex digest", artifactSHA256)
+// Artifact verifies bundleJSON (a Sigstore bundle) for the artifact whose sha256 digest is artifact.
+func Artifact(ctx context.Context, artifact digest.Digest, bundleJSON []byte, opts Options) (*Result, error) {
+	if _, err := content.Parse(string(artifact)); err != nil {
+		return nil, fmt.Errorf("verifying: artifact %w", err)
 	}
-	artifactSHA256 = strings.ToLower(artifactSHA256)
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	srcAlg, srcValue, _ := parseSourceDigest(opts.SourceDigest)
-	pipelineHex, err := parseSHA256("pipeline digest", opts.PipelineDigest)
+	pipelineDigest, err := parseSHA256("pipeline digest", opts.PipelineDigest)
 	if err != nil {
 		return nil, err
 	}
-	builderHex, err := parseSHA256("builder digest", opts.BuilderDigest)
+	builderDigest, err := parseSHA256("builder digest", opts.BuilderDigest)
 	if err != nil {
 		return nil, err
 	}
@@ -136,8 +136,8 @@ func Artifact(ctx context.Context, artifactSHA256 string, bundleJSON []byte, opt
 	if err != nil {
 		return nil, err
 	}
-	digest, _ := hex.DecodeString(artifactSHA256) // checked above
-	policy := sgverify.NewPolicy(sgverify.WithArtifactDigest("sha256", digest), identityPolicy(opts.Trusted))
+	sum, _ := hex.DecodeString(artifact.Encoded()) // checked above
+	policy := sgverify.NewPolicy(sgverify.WithArtifactDigest("sha256", sum), identityPolicy(opts.Trusted))
 	if _, err := v.Verify(&b, policy); err != nil {
 		return nil, fail("sigstore-go rejected the bundle: %w", err)
 	}
@@ -166,13 +166,13 @@ func Artifact(ctx context.Context, artifactSHA256 string, bundleJSON []byte, opt
 	}
 	checks = append(checks, fmt.Sprintf("statement is %s with predicate %s", provenance.StatementType, provenance.PredicateType))
 
-	i := slices.IndexFunc(prov.Subjects, func(s provenance.Subject) bool { return s.SHA256 == artifactSHA256 })
+	i := slices.IndexFunc(prov.Subjects, func(s provenance.Subject) bool { return s.Digest == artifact })
 	if i < 0 {
-		return nil, fail("artifact sha256:%s is not a subject of the statement (subjects: %s)",
-			artifactSHA256, subjectList(prov.Subjects))
+		return nil, fail("artifact %s is not a subject of the statement (subjects: %s)",
+			artifact, subjectList(prov.Subjects))
 	}
 	subject := prov.Subjects[i]
-	checks = append(checks, fmt.Sprintf("artifact sha256:%s is subject %q", artifactSHA256, subject.Name))
+	checks = append(checks, fmt.Sprintf("artifact %s is subject %q", artifact, subject.Name))
 
 	if prov.BuildType != provenance.BuildType {
 		return nil, fail("buildType is %q, want %q", prov.BuildType, provenance.BuildType)
@@ -192,7 +192,7 @@ func Artifact(ctx context.Context, artifactSHA256 string, bundleJSON []byte, opt
 	if opts.BuilderDigest == "" {
 		unchecked = append(unchecked, "builder image (the statement says "+dependencyDigest(prov.Dependencies, "builder")+")")
 	} else {
-		got, err := matchDependency(prov.Dependencies, "builder", "sha256", builderHex)
+		got, err := matchDependency(prov.Dependencies, "builder", string(builderDigest.Algorithm()), builderDigest.Encoded())
 		if err != nil {
 			return nil, err
 		}
@@ -200,12 +200,12 @@ func Artifact(ctx context.Context, artifactSHA256 string, bundleJSON []byte, opt
 	}
 
 	if opts.PipelineDigest == "" {
-		unchecked = append(unchecked, fmt.Sprintf("pipeline digest (the statement says %q sha256:%s)", prov.PipelineName, prov.PipelineDigest))
+		unchecked = append(unchecked, fmt.Sprintf("pipeline digest (the statement says %q %s)", prov.PipelineName, prov.PipelineDigest))
 	} else {
-		if prov.PipelineDigest != pipelineHex {
-			return nil, fail("pipeline digest is sha256:%s, want sha256:%s", prov.PipelineDigest, pipelineHex)
+		if prov.PipelineDigest != pipelineDigest {
+			return nil, fail("pipeline digest is %s, want %s", prov.PipelineDigest, pipelineDigest)
 		}
-		checks = append(checks, "pipeline digest is sha256:"+pipelineHex)
+		checks = append(checks, "pipeline digest is "+string(pipelineDigest))
 	}
 
 	if opts.Params == nil {
@@ -245,7 +245,7 @@ func File(ctx context.Context, path string, bundleJSON []byte, opts Options) (*R
 	return Artifact(ctx, sum, bundleJSON, opts)
 }
 
-func hashFile(ctx context.Context, path string) (string, error) {
+func hashFile(ctx context.Context, path string) (digest.Digest, error) {
 	before, err := os.Lstat(path)
 	if err != nil {
 		return "", fmt.Errorf("hashing artifact: %w", err)
@@ -269,7 +269,7 @@ func hashFile(ctx context.Context, path string) (string, error) {
 	if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
 		return "", fmt.Errorf("hashing artifact %q: %w", path, err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return digest.NewDigest(digest.SHA256, h), nil
 }
 
 // ctxReader stops a long hash when the context is cancelled.
@@ -300,16 +300,16 @@ func parseSourceDigest(s string) (alg, value string, err error) {
 	return alg, value, nil
 }
 
-// parseSHA256 reads an expectation "sha256:HEX"; "" is no expectation.
-func parseSHA256(what, s string) (string, error) {
+// parseSHA256 reads an expectation "sha256:HEX" a person typed (hex of either case); "" is no expectation.
+func parseSHA256(what, s string) (digest.Digest, error) {
 	if s == "" {
 		return "", nil
 	}
-	h, ok := strings.CutPrefix(s, "sha256:")
-	if !ok || !provenance.IsSHA256Hex(strings.ToLower(h)) {
+	d, err := content.ParseFold(s)
+	if err != nil {
 		return "", fmt.Errorf("verifying: %s %q: want sha256:<64 hex digits>", what, s)
 	}
-	return strings.ToLower(h), nil
+	return d, nil
 }
 
 // matchParams requires the build's params to be exactly want.
@@ -418,7 +418,7 @@ func fail(format string, args ...any) error {
 func subjectList(subjects []provenance.Subject) string {
 	parts := make([]string, 0, len(subjects))
 	for _, s := range subjects {
-		parts = append(parts, fmt.Sprintf("%q sha256:%s", s.Name, s.SHA256))
+		parts = append(parts, fmt.Sprintf("%q %s", s.Name, s.Digest))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	sigsign "github.com/sigstore/sigstore-go/pkg/sign"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -37,6 +38,9 @@ func sha256Hex(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// hexDigest is the digest whose hex a test case names, as given: case is not changed.
+func hexDigest(h string) digest.Digest { return digest.Digest("sha256:" + h) }
+
 func newKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -56,7 +60,7 @@ func testBuild(artifacts ...[]byte) provenance.Build {
 		FinishedOn:     time.Date(2026, 1, 2, 3, 5, 6, 0, time.UTC),
 		PipelineName:   "hello",
 		PipelinePath:   "ssf.yaml",
-		PipelineDigest: sha256Hex([]byte("pipeline")),
+		PipelineDigest: digest.FromBytes([]byte("pipeline")),
 		Params:         map[string]string{"GOOS": "linux"},
 		SourceURI:      "git+https://example.com/hello",
 		Dependencies: []provenance.ResourceDescriptor{
@@ -66,7 +70,7 @@ func testBuild(artifacts ...[]byte) provenance.Build {
 		},
 	}
 	for i, a := range artifacts {
-		b.Subjects = append(b.Subjects, provenance.Subject{Name: "out/" + string(rune('0'+i)), SHA256: sha256Hex(a)})
+		b.Subjects = append(b.Subjects, provenance.Subject{Name: "out/" + string(rune('0'+i)), Digest: digest.FromBytes(a)})
 	}
 	return b
 }
@@ -184,7 +188,8 @@ func TestArtifact(t *testing.T) {
 	}{
 		{name: "round trip", digest: digest, bundle: good, opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}},
 		{name: "second subject", digest: sha256Hex(second), bundle: good, opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}},
-		{name: "upper-case digest", digest: strings.ToUpper(digest), bundle: good, opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}},
+		{name: "upper-case digest", digest: strings.ToUpper(digest), bundle: good, opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)},
+			wantErr: "want sha256:<64 lower-case hex digits>", notVerr: true},
 		{name: "all expectations", digest: digest, bundle: good, opts: verify.Options{
 			Trusted: verify.KeyMaterial(&key.PublicKey), BuilderID: builderID, SourceDigest: "gitCommit:" + gitCommit}},
 		{name: "source digest sha256", digest: digest, bundle: good, opts: verify.Options{
@@ -273,18 +278,18 @@ func TestArtifact(t *testing.T) {
 		{name: "unsupported key", digest: digest, bundle: good, opts: verify.Options{Trusted: verify.KeyMaterial("not a key")},
 			wantErr: "unusable public key", notVerr: true},
 		{name: "bad artifact digest", digest: "sha256:" + digest, bundle: good,
-			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}, wantErr: "not a sha256 hex digest", notVerr: true},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}, wantErr: "want sha256:<64 lower-case hex digits>", notVerr: true},
 		{name: "malformed source digest", digest: digest, bundle: good,
 			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey), SourceDigest: ":abc"}, wantErr: "ALG:VALUE", notVerr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res, err := verify.Artifact(context.Background(), tt.digest, tt.bundle, tt.opts)
+			res, err := verify.Artifact(context.Background(), hexDigest(tt.digest), tt.bundle, tt.opts)
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("verification failed: %v", err)
 				}
-				if res.Subject.SHA256 != strings.ToLower(tt.digest) {
+				if res.Subject.Digest != hexDigest(tt.digest) {
 					t.Errorf("result subject %+v, want sha256 %s", res.Subject, tt.digest)
 				}
 				if res.Provenance == nil || res.Provenance.BuilderID != builderID {
@@ -338,7 +343,7 @@ func TestUncheckedExpectationsAreReported(t *testing.T) {
 	key := newKey(t)
 	artifact := []byte("artifact")
 	good := signBuild(t, key, testBuild(artifact))
-	res, err := verify.Artifact(context.Background(), sha256Hex(artifact), good, verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)})
+	res, err := verify.Artifact(context.Background(), digest.FromBytes(artifact), good, verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +357,7 @@ func TestUncheckedExpectationsAreReported(t *testing.T) {
 	if strings.Join(res.Unchecked, "\n") != strings.Join(want, "\n") {
 		t.Errorf("unchecked:\n%s\nwant:\n%s", strings.Join(res.Unchecked, "\n"), strings.Join(want, "\n"))
 	}
-	res, err = verify.Artifact(context.Background(), sha256Hex(artifact), good, verify.Options{
+	res, err = verify.Artifact(context.Background(), digest.FromBytes(artifact), good, verify.Options{
 		Trusted: verify.KeyMaterial(&key.PublicKey), BuilderID: builderID, BuilderDigest: "sha256:" + sha256Hex([]byte("img")),
 		PipelineDigest: "sha256:" + sha256Hex([]byte("pipeline")), Params: map[string]string{"GOOS": "linux"}, SourceDigest: gitCommit,
 	})
@@ -430,7 +435,7 @@ func TestPublicKeyFromPEM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := verify.Artifact(context.Background(), sha256Hex(artifact), signBuild(t, key, testBuild(artifact)),
+	if _, err := verify.Artifact(context.Background(), digest.FromBytes(artifact), signBuild(t, key, testBuild(artifact)),
 		verify.Options{Trusted: verify.KeyMaterial(pub)}); err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +453,7 @@ func FuzzArtifact(f *testing.F) {
 	opts := verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey), BuilderID: builderID, SourceDigest: "gitCommit:" + gitCommit}
 	digest := sha256Hex(artifact)
 	f.Fuzz(func(t *testing.T, bundle []byte) {
-		res, err := verify.Artifact(context.Background(), digest, bundle, opts)
+		res, err := verify.Artifact(context.Background(), hexDigest(digest), bundle, opts)
 		if err != nil {
 			if !errors.Is(err, verify.ErrVerification) {
 				t.Fatalf("a bad bundle gave an error that is not ErrVerification: %v", err)
@@ -456,7 +461,7 @@ func FuzzArtifact(f *testing.F) {
 			return
 		}
 		// Whatever was accepted must really be about this artifact.
-		if res.Subject.SHA256 != digest {
+		if res.Subject.Digest != hexDigest(digest) {
 			t.Fatalf("accepted a bundle whose subject is %+v", res.Subject)
 		}
 	})
@@ -474,7 +479,7 @@ func TestTrustedMaterialWithLogIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = verify.Artifact(context.Background(), sha256Hex(artifact), good, verify.Options{Trusted: tr})
+	_, err = verify.Artifact(context.Background(), digest.FromBytes(artifact), good, verify.Options{Trusted: tr})
 	if err == nil || errors.Is(err, verify.ErrVerification) || !strings.Contains(err.Error(), "not supported yet") {
 		t.Errorf("err = %v, want a refusal of the material", err)
 	}
