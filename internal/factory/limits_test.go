@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -304,4 +305,83 @@ func TestTaskWaitingForASlotSaysSo(t *testing.T) {
 	if len(said) != 0 {
 		t.Errorf("said more than once: %q", <-said)
 	}
+}
+
+// A build killed outright leaves steps running whose runtime still holds the build's uid lease (so nothing else
+// takes the uid while they run). The next build on the host sees that the ssf which took the lease is gone and
+// removes the killed build's cgroup, ending those steps, which frees the lease.
+func TestOrphanedStepsOfAKilledBuildAreEnded(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("creating cgroups needs root")
+	}
+	if _, err := exec.LookPath("flock"); err != nil {
+		t.Skip("flock (util-linux) not installed")
+	}
+	saved := hostStateDir
+	hostStateDir = t.TempDir()
+	defer func() { hostStateDir = saved }()
+	const id = 1879500000
+	leases := filepath.Join(hostStateDir, "uids")
+	if err := hostDir(leases); err != nil {
+		t.Fatal(err)
+	}
+	g, err := sandbox.NewBuildCgroup(fmt.Sprintf("ssf-build-%d", id), 64<<20, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Remove()
+	// The "ssf" (a shell) takes the lease, starts a "step" that inherits it in the build's cgroup, and dies.
+	procs := buildCgroupProcs(t, g.Name())
+	script := `exec 9<>"$1" && flock -x 9 && shift && sh -c 'for f; do echo $$ > "$f"; done; exec sleep 60' sh "$@" >/dev/null 2>&1 & echo $!`
+	ssfCmd := exec.Command("sh", append([]string{"-c", script, "sh", filepath.Join(leases, fmt.Sprint(id))}, procs...)...)
+	out, err := ssfCmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	step, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("step pid %q", out)
+	}
+	defer syscall.Kill(step, syscall.SIGKILL)
+	f, err := lockFile(filepath.Join(leases, fmt.Sprint(id)), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+		t.Fatal("the orphaned step does not hold the lease")
+	}
+	sweepBuildCgroups(leases)
+	if slices.Contains(sandbox.BuildCgroups(), g.Name()) {
+		t.Fatalf("the killed build's cgroup %s is still there, and its step runs on", g.Name())
+	}
+	// The step was killed, so the lease is free (flock waits for it to go, no sleep needed).
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// buildCgroupProcs lists the cgroup.procs files of the build cgroup name, one per controller hierarchy.
+func buildCgroupProcs(t *testing.T, name string) []string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var procs []string
+	for _, line := range strings.Split(string(data), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		for _, ctrl := range []string{"memory", "pids"} {
+			if slices.Contains(strings.Split(parts[1], ","), ctrl) {
+				procs = append(procs, filepath.Join("/sys/fs/cgroup", ctrl, parts[2], name, "cgroup.procs"))
+			}
+		}
+	}
+	if len(procs) == 0 {
+		t.Skip("this test knows only cgroup v1 memory and pids hierarchies")
+	}
+	return procs
 }

@@ -151,7 +151,9 @@ func (h Home) takeUID(cfg Config) (*taskUID, error) {
 	return u, nil
 }
 
-// sweepBuildCgroups removes the cgroups of builds that were killed outright: those whose uid lease is free.
+// sweepBuildCgroups removes the cgroups of builds that were killed outright, ending whatever they left running:
+// those whose uid lease is free, and those whose lease only a step's runtime still holds (it inherits the lease,
+// see sandbox.Disk.Hold) because the ssf that took it is gone.
 func sweepBuildCgroups(leases string) {
 	for _, name := range sandbox.BuildCgroups() {
 		id, ok := strings.CutPrefix(name, "ssf-build-")
@@ -162,11 +164,57 @@ func sweepBuildCgroups(leases string) {
 		if err != nil {
 			continue
 		}
-		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil || !lockerAlive(f) {
 			sandbox.RemoveBuildCgroup(name)
 		}
 		f.Close()
 	}
+}
+
+// devMajor and devMinor split a Linux device number (the kernel's new_encode_dev).
+func devMajor(dev uint64) uint64 { return (dev>>8)&0xfff | (dev>>32)&^0xfff }
+func devMinor(dev uint64) uint64 { return dev&0xff | (dev>>12)&^0xff }
+
+// lockerAlive reports whether the process that took the flock lock on f still runs. The kernel keeps a lock as
+// long as any process holds the open file, and /proc/locks names the process that took it; a pid that no longer
+// exists (or 0: one outside this pid namespace that is gone) means only inheritors hold it. When in doubt (no entry
+// found, the pid reused), the holder counts as alive.
+func lockerAlive(f *os.File) bool {
+	var st syscall.Stat_t
+	if syscall.Fstat(int(f.Fd()), &st) != nil {
+		return true
+	}
+	data, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return true
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		// 1: FLOCK  ADVISORY  WRITE 6160 fe:00:802860 0 EOF
+		fields := strings.Fields(line)
+		if len(fields) < 6 || fields[1] != "FLOCK" {
+			continue
+		}
+		dev := strings.Split(fields[5], ":")
+		if len(dev) != 3 {
+			continue
+		}
+		major, err1 := strconv.ParseUint(dev[0], 16, 32)
+		minor, err2 := strconv.ParseUint(dev[1], 16, 32)
+		inode, err3 := strconv.ParseUint(dev[2], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil || inode != st.Ino || major != devMajor(st.Dev) || minor != devMinor(st.Dev) {
+			continue
+		}
+		pid, err := strconv.Atoi(fields[4])
+		if err != nil {
+			return true
+		}
+		if pid <= 0 {
+			return false
+		}
+		_, err = os.Stat("/proc/" + fields[4])
+		return err == nil
+	}
+	return true
 }
 
 func leaseUID(dir string, r uidRange) (*taskUID, error) {
