@@ -203,7 +203,7 @@ func (s *statusWriter) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code
 	}
-	s.closeIfBodyUnread()
+	s.limitUnreadBody()
 	// The handler may have worked for long (hashing, fsync) since the request began.
 	s.extendWrite(0)
 	s.ResponseWriter.WriteHeader(code)
@@ -212,7 +212,7 @@ func (s *statusWriter) WriteHeader(code int) {
 func (s *statusWriter) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
-		s.closeIfBodyUnread()
+		s.limitUnreadBody()
 	}
 	s.extendWrite(len(b))
 	n, err := s.ResponseWriter.Write(b)
@@ -237,16 +237,19 @@ func (s *statusWriter) ReadFrom(src io.Reader) (int64, error) {
 	}
 }
 
-// closeIfBodyUnread closes the connection after this answer when the handler left the request body unread.
-// Otherwise the HTTP/1 server reads the rest of the body (up to 256 KiB, with no deadline of its own) before
-// and after sending the answer, and a client that declares a body and never sends it holds the connection.
-// The answer is the handler's last word on the body, so reads of it may fail from now on.
-func (s *statusWriter) closeIfBodyUnread() {
+// limitUnreadBody bounds what is left of a request body that the handler did not read. The HTTP/1 server
+// reads up to 256 KiB of it before sending the answer (so that the connection can be reused), under no deadline
+// of its own: a client that declared a body and never sent it held the connection for ever, without even getting
+// its 401. It now gets bodyDrain for that, after which the server closes the connection.
+func (s *statusWriter) limitUnreadBody() {
 	if s.body != nil && !s.body.complete() {
-		s.Header().Set("Connection", "close")
-		s.body.rc.SetReadDeadline(time.Now())
+		s.body.rc.SetReadDeadline(time.Now().Add(min(bodyDrain, s.lim.stall)))
 	}
 }
+
+// bodyDrain is how long the server may read the unread rest of a request body: a client that is sending it
+// has it on the wire by then, and one that is not loses the connection.
+const bodyDrain = time.Second
 
 // ServeHTTP routes /v2/ requests.
 func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -262,13 +265,9 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		body := &bodyReader{ReadCloser: req.Body, rc: rc, lim: r.limits, start: time.Now(), now: time.Now,
 			length: req.ContentLength}
 		req.Body = body
-		if req.ProtoMajor == 1 { // HTTP/2 streams end on their own; a Connection header would end them all
-			sw.body = body
-		}
-		// A handler may answer without reading the body (a 401, a 404): the server would then read up to
-		// 256 KiB of it before answering, under no deadline, so a client that declares a body and never
-		// sends it would hold the connection for ever. Bound that read too; WriteHeader also closes such a
-		// connection instead of reading on.
+		sw.body = body
+		// Until the handler reads the body (or answers without it, see limitUnreadBody), nothing of it may
+		// take longer than the stall limit either.
 		rc.SetReadDeadline(time.Now().Add(r.limits.stall))
 	}
 	user := r.serve(sw, req)

@@ -230,9 +230,9 @@ func TestStalledUploadsDoNotBlockOthers(t *testing.T) {
 }
 
 // TestUnsentBodyDoesNotHoldConnection: a client that declares a request body and never sends it must get its
-// answer (here an anonymous push's 401) and lose the connection at once. The HTTP server otherwise reads up to
-// 256 KiB of an unread body before answering, under no deadline: an anonymous client held connections for ever
-// that way, and 128 per address from 32 addresses would take every connection the registry allows.
+// answer (here an anonymous push's 401) and lose the connection within seconds. The HTTP server reads up to
+// 256 KiB of an unread body before answering, and it had no deadline: an anonymous client held connections for
+// ever that way, and 128 per address from 32 addresses would take every connection the registry allows.
 func TestUnsentBodyDoesNotHoldConnection(t *testing.T) {
 	reg, err := New(t.TempDir())
 	if err != nil {
