@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -234,6 +233,9 @@ type tagList struct {
 	Tags []string `json:"tags"`
 }
 
+// maxTagsPage bounds the tags one listing answers with.
+const maxTagsPage = 1000
+
 func (r *Registry) listTags(w http.ResponseWriter, req *http.Request, name string) error {
 	if fi, err := os.Stat(r.store.repoDir(name)); err != nil || !fi.IsDir() {
 		return errf(http.StatusNotFound, codeNameUnknown, fmt.Sprintf("no repository %q", name))
@@ -247,24 +249,24 @@ func (r *Registry) listTags(w http.ResponseWriter, req *http.Request, name strin
 		}
 		n = v
 	}
-	last := q.Get("last")
-	entries, err := os.ReadDir(r.store.tagsDir(name))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// Without n, or with a larger one, a page holds maxTagsPage tags and Link names the next: a pusher can
+	// make thousands of tags, and one listing must not hold them all (the spec lets registries page this way).
+	page := maxTagsPage
+	if n >= 0 && n < page {
+		page = n
+	}
+	tags, more, err := firstNames(r.store.tagsDir(name), q.Get("last"), page, func(e fs.DirEntry) bool {
+		return validTag(e.Name()) && e.Type().IsRegular()
+	})
+	if err != nil {
 		return err
 	}
-	tags := []string{}
-	for _, e := range entries {
-		if validTag(e.Name()) && e.Type().IsRegular() && (last == "" || e.Name() > last) {
-			tags = append(tags, e.Name())
-		}
+	if tags == nil {
+		tags = []string{}
 	}
-	slices.Sort(tags)
-	if n >= 0 && len(tags) > n {
-		tags = tags[:n]
-		if n > 0 {
-			next := url.Values{"n": {strconv.Itoa(n)}, "last": {tags[n-1]}}
-			w.Header().Set("Link", fmt.Sprintf(`</v2/%s/tags/list?%s>; rel="next"`, name, next.Encode()))
-		}
+	if more && page > 0 {
+		next := url.Values{"n": {strconv.Itoa(page)}, "last": {tags[len(tags)-1]}}
+		w.Header().Set("Link", fmt.Sprintf(`</v2/%s/tags/list?%s>; rel="next"`, name, next.Encode()))
 	}
 	return writeJSON(w, req, "application/json", tagList{Name: name, Tags: tags})
 }

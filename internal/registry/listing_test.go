@@ -1,0 +1,52 @@
+package registry
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"testing"
+)
+
+// TestTagListBounded: a pusher can make any number of tags, and a listing without n held them all (100,000 tags:
+// ~25 MB per anonymous listing, for as long as the client took to read it). A listing holds at most maxTagsPage
+// tags, also when n asks for more, and Link leads through all of them in order.
+func TestTagListBounded(t *testing.T) {
+	tr := newTestRegistry(t)
+	cfg := []byte("{}")
+	cd := tr.pushBlob("r", cfg)
+	d, resp := tr.pushManifest("r", "t00000", image(cd, len(cfg), nil, nil))
+	expect(t, resp, http.StatusCreated, "")
+	// The rest are written as a tag push writes them, without 2,500 round trips.
+	const n = 2*maxTagsPage + 500
+	want := []string{"t00000"}
+	for i := 1; i < n; i++ {
+		tag := fmt.Sprintf("t%05d", i)
+		if err := os.WriteFile(tr.reg.store.tagPath("r", tag), []byte(d), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, tag)
+	}
+	for _, first := range []string{"/v2/r/tags/list", "/v2/r/tags/list?n=100000"} {
+		var got []string
+		pages := 0
+		for path := first; path != ""; path = nextLink(resp.Header) {
+			if pages++; pages > n {
+				t.Fatal("pagination does not end")
+			}
+			resp = tr.do("GET", path, nil)
+			var tl tagList
+			if err := json.Unmarshal(expect(t, resp, http.StatusOK, ""), &tl); err != nil {
+				t.Fatal(err)
+			}
+			if len(tl.Tags) > maxTagsPage {
+				t.Fatalf("GET %s listed %d tags, want at most %d per page", path, len(tl.Tags), maxTagsPage)
+			}
+			got = append(got, tl.Tags...)
+		}
+		if !slices.Equal(got, want) || pages != 3 {
+			t.Fatalf("from %s: %d tags over %d pages, want all %d in order over 3", first, len(got), pages, n)
+		}
+	}
+}
