@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -48,5 +49,61 @@ func TestTagListBounded(t *testing.T) {
 		if !slices.Equal(got, want) || pages != 3 {
 			t.Fatalf("from %s: %d tags over %d pages, want all %d in order over 3", first, len(got), pages, n)
 		}
+	}
+}
+
+// TestReferrersAcrossBatches: a listing reads record names in batches of referrersBatch; every referrer is
+// listed once across pages and batches, with and without a filter.
+func TestReferrersAcrossBatches(t *testing.T) {
+	tr := newTestRegistry(t)
+	tr.reg.referrersPage = 64 << 10
+	subject := digestOf("sha256", []byte("subject"))
+	const n = 2*referrersBatch + 100
+	var all, sigs []string
+	for i := range n {
+		d := digestOf("sha256", []byte(fmt.Sprint("referrer ", i)))
+		at := "application/vnd.example.sbom"
+		if i%3 == 0 {
+			at = "application/vnd.example.sig"
+			sigs = append(sigs, d.String())
+		}
+		all = append(all, d.String())
+		rec, _ := json.Marshal(descriptor{MediaType: mediaTypeOCIManifest, Digest: d.String(), Size: 100, ArtifactType: at})
+		writeFile(t, tr.reg.store.referrerPath("r", subject, d), rec)
+		writeFile(t, tr.reg.store.manifestLink("r", d), []byte(mediaTypeOCIManifest))
+	}
+	slices.Sort(all)
+	slices.Sort(sigs)
+	for q, want := range map[string][]string{"": all, "?artifactType=application/vnd.example.sig": sigs} {
+		var got []string
+		pages := 0
+		for path := "/v2/r/referrers/" + subject.String() + q; path != ""; {
+			if pages++; pages > n {
+				t.Fatal("pagination does not end")
+			}
+			resp := tr.do("GET", path, nil)
+			var idx index
+			if err := json.Unmarshal(expect(t, resp, http.StatusOK, ""), &idx); err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range idx.Manifests {
+				got = append(got, m.Digest)
+			}
+			path = nextLink(resp.Header)
+		}
+		if !slices.Equal(got, want) || pages < 2 {
+			t.Fatalf("query %q: %d referrers over %d pages, want all %d in order", q, len(got), pages, len(want))
+		}
+	}
+}
+
+// writeFile writes a file as the registry stores it, without fsync: tests make thousands.
+func writeFile(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

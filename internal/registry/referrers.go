@@ -30,6 +30,8 @@ const (
 	// bounds and is skipped, like one with an unbounded media type: reading it on every listing let a single
 	// pushed referrer cost megabytes per request (3 GB for 500 slow anonymous readers).
 	maxReferrerRecord = 256 << 10
+	// referrersBatch is how many record names a listing reads from the directory at a time.
+	referrersBatch = 1024
 )
 
 // referrerDescriptor is the descriptor listed for a referrer: the manifest's, with its annotations bounded.
@@ -90,12 +92,7 @@ func (r *Registry) listReferrers(w http.ResponseWriter, req *http.Request, name,
 	}
 	q := req.URL.Query()
 	filter, filtered := q.Get("artifactType"), q.Has("artifactType")
-	last := q.Get("last")
 	dir := r.store.referrersDir(name, subject)
-	entries, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
 	pageBytes := r.referrersPage
 	if pageBytes <= 0 {
 		pageBytes = defaultReferrersPage
@@ -103,34 +100,44 @@ func (r *Registry) listReferrers(w http.ResponseWriter, req *http.Request, name,
 	out := index{SchemaVersion: 2, MediaType: mediaTypeOCIIndex, Manifests: []descriptor{}}
 	size := len(`{"schemaVersion":2,"mediaType":"","manifests":[]}`) + len(mediaTypeOCIIndex)
 	next := ""
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") || (last != "" && e.Name() <= last) {
-			continue
-		}
-		desc, ok, err := r.readReferrer(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return fmt.Errorf("referrer record %q: %w", e.Name(), err)
-		}
-		// A record whose manifest link is gone (a crash during delete) is not a referrer any more.
-		if !ok {
-			continue
-		}
-		if d, err := parseDigest(desc.Digest); err != nil || !exists(r.store.manifestLink(name, d)) {
-			continue
-		}
-		if filtered && desc.ArtifactType != filter {
-			continue
-		}
-		b, err := json.Marshal(desc)
+	// Record names are read a batch at a time (a pusher may attach any number of referrers), resuming after
+	// the last one seen, until the page is full.
+	after, more := q.Get("last"), true
+	notTemp := func(e fs.DirEntry) bool { return !strings.HasPrefix(e.Name(), ".") }
+page:
+	for more && next == "" {
+		var names []string
+		names, more, err = firstNames(dir, after, referrersBatch, notTemp)
 		if err != nil {
 			return err
 		}
-		if len(out.Manifests) > 0 && size+len(b)+1 > pageBytes {
-			next = out.Manifests[len(out.Manifests)-1].Digest
-			break
+		for _, rec := range names {
+			after = rec
+			desc, ok, err := r.readReferrer(filepath.Join(dir, rec))
+			if err != nil {
+				return fmt.Errorf("referrer record %q: %w", rec, err)
+			}
+			// A record whose manifest link is gone (a crash during delete) is not a referrer any more.
+			if !ok {
+				continue
+			}
+			if d, err := parseDigest(desc.Digest); err != nil || !exists(r.store.manifestLink(name, d)) {
+				continue
+			}
+			if filtered && desc.ArtifactType != filter {
+				continue
+			}
+			b, err := json.Marshal(desc)
+			if err != nil {
+				return err
+			}
+			if len(out.Manifests) > 0 && size+len(b)+1 > pageBytes {
+				next = out.Manifests[len(out.Manifests)-1].Digest
+				break page
+			}
+			out.Manifests = append(out.Manifests, desc)
+			size += len(b) + 1
 		}
-		out.Manifests = append(out.Manifests, desc)
-		size += len(b) + 1
 	}
 	if filtered {
 		w.Header().Set("OCI-Filters-Applied", "artifactType")
