@@ -3,15 +3,14 @@ package builder
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
+	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ssf-dev/ssf/internal/archive"
@@ -31,22 +30,22 @@ var mountPoints = []string{"proc", "dev", "sys", "tmp", "workspace", "outputs", 
 // into place. A crash, a damaged blob or a cancelled ctx leaves no cache entry, and concurrent calls for the same
 // digest all return the one that was published first. A published root filesystem is never changed: callers must
 // mount it read-only.
-func (s *Store) Rootfs(ctx context.Context, digest, cacheDir string) (string, error) {
-	if _, err := s.Lookup(digest); err != nil {
+func (s *Store) Rootfs(ctx context.Context, d digest.Digest, cacheDir string) (string, error) {
+	if _, err := s.Lookup(d); err != nil {
 		return "", fmt.Errorf("unpacking builder image: %w", err)
 	}
-	dest := filepath.Join(cacheDir, strings.TrimPrefix(digest, "sha256:"))
+	dest := filepath.Join(cacheDir, d.Encoded())
 	if ok, err := isPublished(dest); err != nil {
-		return "", fmt.Errorf("unpacking builder image %s: %w", digest, err)
+		return "", fmt.Errorf("unpacking builder image %s: %w", d, err)
 	} else if ok {
 		return dest, nil
 	}
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-		return "", fmt.Errorf("unpacking builder image %s: %w", digest, err)
+		return "", fmt.Errorf("unpacking builder image %s: %w", d, err)
 	}
 	tmp, err := os.MkdirTemp(cacheDir, ".tmp-"+filepath.Base(dest)+"-")
 	if err != nil {
-		return "", fmt.Errorf("unpacking builder image %s: %w", digest, err)
+		return "", fmt.Errorf("unpacking builder image %s: %w", d, err)
 	}
 	published := false
 	defer func() {
@@ -54,8 +53,8 @@ func (s *Store) Rootfs(ctx context.Context, digest, cacheDir string) (string, er
 			os.RemoveAll(tmp)
 		}
 	}()
-	if err := s.unpack(ctx, digest, tmp); err != nil {
-		return "", fmt.Errorf("unpacking builder image %s: %w", digest, err)
+	if err := s.unpack(ctx, d, tmp); err != nil {
+		return "", fmt.Errorf("unpacking builder image %s: %w", d, err)
 	}
 	err = os.Rename(tmp, dest)
 	published = err == nil
@@ -64,10 +63,10 @@ func (s *Store) Rootfs(ctx context.Context, digest, cacheDir string) (string, er
 		if ok, _ := isPublished(dest); ok {
 			return dest, nil
 		}
-		return "", fmt.Errorf("unpacking builder image %s: %w", digest, err)
+		return "", fmt.Errorf("unpacking builder image %s: %w", d, err)
 	}
 	if err := durable.SyncDir(cacheDir); err != nil {
-		return "", fmt.Errorf("unpacking builder image %s: %w", digest, err)
+		return "", fmt.Errorf("unpacking builder image %s: %w", d, err)
 	}
 	return dest, nil
 }
@@ -89,8 +88,8 @@ func isPublished(dest string) (bool, error) {
 
 // unpack verifies the image's manifest and config, extracts its layer into the empty directory dest while hashing
 // it, and prepares dest to be published.
-func (s *Store) unpack(ctx context.Context, digest, dest string) error {
-	m, err := s.readManifest(digest)
+func (s *Store) unpack(ctx context.Context, d digest.Digest, dest string) error {
+	m, err := s.readManifest(d)
 	if err != nil {
 		return err
 	}
@@ -115,7 +114,7 @@ func (s *Store) unpack(ctx context.Context, digest, dest string) error {
 // which the caller then removes; archive.Extract keeps even a hostile layer inside dest. A digest mismatch is
 // reported in preference to the extraction error it may have caused, since it is the cause.
 func (s *Store) extractLayer(ctx context.Context, layer v1.Descriptor, dest string) error {
-	want := string(layer.Digest)
+	want := layer.Digest
 	p, err := s.blobPath(want)
 	if err != nil {
 		return err
@@ -136,7 +135,7 @@ func (s *Store) extractLayer(ctx context.Context, layer v1.Descriptor, dest stri
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return fmt.Errorf("reading layer %s: %w", want, err)
 	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != want {
+	if got := digest.NewDigest(digest.SHA256, h); got != want {
 		return &DigestMismatchError{Want: want, Got: got}
 	}
 	if extractErr != nil {

@@ -24,7 +24,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,10 +38,12 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ssf-dev/ssf/internal/archive"
+	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/durable"
 )
 
@@ -51,8 +52,8 @@ var ErrNotFound = errors.New("builder image not found")
 
 // DigestMismatchError means that a blob's contents do not hash to the digest that names it.
 type DigestMismatchError struct {
-	Want string // the digest the blob was asked for by
-	Got  string // the digest of what was read
+	Want digest.Digest // the digest the blob was asked for by
+	Got  digest.Digest // the digest of what was read
 }
 
 func (e *DigestMismatchError) Error() string {
@@ -61,23 +62,22 @@ func (e *DigestMismatchError) Error() string {
 
 // Image is a builder image in a store.
 type Image struct {
-	Name   string // the name it was imported under, for people
-	Digest string // "sha256:<hex>" of its manifest: what builds use
-	Size   int64  // size of its layer in bytes
-	Files  int    // regular files in its layer
+	Name   string        // the name it was imported under, for people
+	Digest digest.Digest // of its manifest: what builds use
+	Size   int64         // size of its layer in bytes
+	Files  int           // regular files in its layer
 }
 
 // Ref returns the image as NAME@sha256:<hex>.
 func (i Image) Ref() string {
 	if i.Name == "" {
-		return i.Digest // an image whose name moved on to a newer import
+		return string(i.Digest) // an image whose name moved on to a newer import
 	}
-	return i.Name + "@" + i.Digest
+	return i.Name + "@" + string(i.Digest)
 }
 
 var (
-	nameRE   = regexp.MustCompile(`^[a-z0-9]+([._/-][a-z0-9]+)*$`)
-	digestRE = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
+	nameRE = regexp.MustCompile(`^[a-z0-9]+([._/-][a-z0-9]+)*$`)
 )
 
 const (
@@ -184,7 +184,7 @@ func (s *Store) Import(ctx context.Context, rootfs, name string) (Image, error) 
 		Platform: v1.Platform{Architecture: runtime.GOARCH, OS: "linux"},
 		RootFS:   v1.RootFS{Type: "layers"},
 	}
-	setDigests(&config.RootFS.DiffIDs, string(layer.Digest))
+	config.RootFS.DiffIDs = []digest.Digest{layer.Digest}
 	configDesc, err := s.writeJSON(ctx, v1.MediaTypeImageConfig, config)
 	if err != nil {
 		return Image{}, fmt.Errorf("importing builder image %q from %q: writing config: %w", name, rootfs, err)
@@ -206,7 +206,7 @@ func (s *Store) Import(ctx context.Context, rootfs, name string) (Image, error) 
 	if err := s.addToIndex(manifestDesc); err != nil {
 		return Image{}, fmt.Errorf("importing builder image %q from %q: %w", name, rootfs, err)
 	}
-	return Image{Name: name, Digest: string(manifestDesc.Digest), Size: layer.Size, Files: stats.Files}, nil
+	return Image{Name: name, Digest: manifestDesc.Digest, Size: layer.Size, Files: stats.Files}, nil
 }
 
 // addToIndex adds desc to index.json under its name. An image that loses its last name stays in the index without
@@ -273,25 +273,25 @@ func (s *Store) List() ([]Image, error) {
 		if c := strings.Compare(a.Name, b.Name); c != 0 {
 			return c
 		}
-		return strings.Compare(a.Digest, b.Digest)
+		return strings.Compare(string(a.Digest), string(b.Digest))
 	})
 	return images, nil
 }
 
 // Lookup returns the image with the given manifest digest ("sha256:<hex>"), or an error wrapping ErrNotFound if
 // the store has none. If the image has several names, Name is the first in byte order.
-func (s *Store) Lookup(digest string) (Image, error) {
-	if !digestRE.MatchString(digest) {
+func (s *Store) Lookup(d digest.Digest) (Image, error) {
+	if !valid(d) {
 		return Image{}, fmt.Errorf("looking up builder image %q: invalid digest: want sha256:<64 lower-case hex digits>",
-			digest)
+			d)
 	}
 	index, err := s.readIndex()
 	if err != nil {
-		return Image{}, fmt.Errorf("looking up builder image %q: %w", digest, err)
+		return Image{}, fmt.Errorf("looking up builder image %q: %w", d, err)
 	}
 	var found *v1.Descriptor
 	for i, desc := range index.Manifests {
-		if string(desc.Digest) != digest {
+		if desc.Digest != d {
 			continue
 		}
 		if found == nil || desc.Annotations[v1.AnnotationRefName] < found.Annotations[v1.AnnotationRefName] {
@@ -299,11 +299,11 @@ func (s *Store) Lookup(digest string) (Image, error) {
 		}
 	}
 	if found == nil {
-		return Image{}, fmt.Errorf("looking up builder image %q in %q: %w", digest, s.dir, ErrNotFound)
+		return Image{}, fmt.Errorf("looking up builder image %q in %q: %w", d, s.dir, ErrNotFound)
 	}
 	img, err := s.image(*found)
 	if err != nil {
-		return Image{}, fmt.Errorf("looking up builder image %q: %w", digest, err)
+		return Image{}, fmt.Errorf("looking up builder image %q: %w", d, err)
 	}
 	return img, nil
 }
@@ -312,14 +312,14 @@ func (s *Store) Lookup(digest string) (Image, error) {
 // that have since moved on to newer imports. A pipeline may call the image by any of them and by no other, so a
 // builder name in signed provenance is always one the factory gave that digest. An image imported before names
 // were recorded has only its current name, if any.
-func (s *Store) NamesOf(digest string) ([]string, error) {
+func (s *Store) NamesOf(d digest.Digest) ([]string, error) {
 	index, err := s.readIndex()
 	if err != nil {
-		return nil, fmt.Errorf("reading the names of builder image %q: %w", digest, err)
+		return nil, fmt.Errorf("reading the names of builder image %q: %w", d, err)
 	}
 	var names []string
 	for _, desc := range index.Manifests {
-		if string(desc.Digest) == digest {
+		if desc.Digest == d {
 			names = append(names, recordedNames(desc)...)
 		}
 	}
@@ -351,14 +351,14 @@ func joinNames(names []string) string {
 
 // image describes the index entry desc, reading and verifying its manifest.
 func (s *Store) image(desc v1.Descriptor) (Image, error) {
-	m, err := s.readManifest(string(desc.Digest))
+	m, err := s.readManifest(desc.Digest)
 	if err != nil {
 		return Image{}, err
 	}
 	files, _ := strconv.Atoi(desc.Annotations[filesAnnotation])
 	return Image{
 		Name:   desc.Annotations[v1.AnnotationRefName],
-		Digest: string(desc.Digest),
+		Digest: desc.Digest,
 		Size:   m.Layers[0].Size,
 		Files:  files,
 	}, nil
@@ -366,14 +366,14 @@ func (s *Store) image(desc v1.Descriptor) (Image, error) {
 
 // readManifest reads and verifies the manifest with the given digest and checks that it is an image this
 // package made: one uncompressed layer and an image config.
-func (s *Store) readManifest(digest string) (v1.Manifest, error) {
+func (s *Store) readManifest(d digest.Digest) (v1.Manifest, error) {
 	var m v1.Manifest
-	b, err := s.readJSONBlob(digest)
+	b, err := s.readJSONBlob(d)
 	if err != nil {
 		return m, fmt.Errorf("reading manifest: %w", err)
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
-		return m, fmt.Errorf("reading manifest %s: %w", digest, err)
+		return m, fmt.Errorf("reading manifest %s: %w", d, err)
 	}
 	switch {
 	case m.SchemaVersion != 2:
@@ -386,13 +386,13 @@ func (s *Store) readManifest(digest string) (v1.Manifest, error) {
 		err = fmt.Errorf("%d layers, want 1", len(m.Layers))
 	case m.Layers[0].MediaType != v1.MediaTypeImageLayer:
 		err = fmt.Errorf("layer mediaType %q, want %q", m.Layers[0].MediaType, v1.MediaTypeImageLayer)
-	case !digestRE.MatchString(string(m.Config.Digest)) || !digestRE.MatchString(string(m.Layers[0].Digest)):
+	case !valid(m.Config.Digest) || !valid(m.Layers[0].Digest):
 		err = errors.New("invalid blob digest")
 	case m.Config.Size < 0 || m.Layers[0].Size < 0:
 		err = errors.New("negative blob size")
 	}
 	if err != nil {
-		return m, fmt.Errorf("reading manifest %s: not a builder image: %w", digest, err)
+		return m, fmt.Errorf("reading manifest %s: not a builder image: %w", d, err)
 	}
 	return m, nil
 }
@@ -400,7 +400,7 @@ func (s *Store) readManifest(digest string) (v1.Manifest, error) {
 // readConfig reads and verifies the config that desc names and checks that it describes a Linux image for
 // this host whose only layer is layer.
 func (s *Store) readConfig(desc, layer v1.Descriptor) error {
-	b, err := s.readJSONBlob(string(desc.Digest))
+	b, err := s.readJSONBlob(desc.Digest)
 	if err != nil {
 		return fmt.Errorf("reading config: %w", err)
 	}
@@ -426,8 +426,8 @@ func (s *Store) readConfig(desc, layer v1.Descriptor) error {
 }
 
 // readJSONBlob reads the small blob with the given digest and verifies it.
-func (s *Store) readJSONBlob(digest string) ([]byte, error) {
-	p, err := s.blobPath(digest)
+func (s *Store) readJSONBlob(d digest.Digest) ([]byte, error) {
+	p, err := s.blobPath(d)
 	if err != nil {
 		return nil, err
 	}
@@ -438,28 +438,29 @@ func (s *Store) readJSONBlob(digest string) ([]byte, error) {
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxJSONBlob+1))
 	if err != nil {
-		return nil, fmt.Errorf("reading blob %s: %w", digest, err)
+		return nil, fmt.Errorf("reading blob %s: %w", d, err)
 	}
 	if len(b) > maxJSONBlob {
-		return nil, fmt.Errorf("reading blob %s: larger than %d bytes", digest, maxJSONBlob)
+		return nil, fmt.Errorf("reading blob %s: larger than %d bytes", d, maxJSONBlob)
 	}
-	if got := sha256Digest(b); got != digest {
-		return nil, &DigestMismatchError{Want: digest, Got: got}
+	if got := digest.FromBytes(b); got != d {
+		return nil, &DigestMismatchError{Want: d, Got: got}
 	}
 	return b, nil
 }
 
 // blobPath returns the path of a blob, refusing digests that are not sha256:<hex> (and so any path tricks).
-func (s *Store) blobPath(digest string) (string, error) {
-	if !digestRE.MatchString(digest) {
-		return "", fmt.Errorf("invalid blob digest %q", digest)
+func (s *Store) blobPath(d digest.Digest) (string, error) {
+	if !valid(d) {
+		return "", fmt.Errorf("invalid blob digest %q", d)
 	}
-	return filepath.Join(s.dir, "blobs", "sha256", strings.TrimPrefix(digest, "sha256:")), nil
+	return filepath.Join(s.dir, "blobs", string(d.Algorithm()), d.Encoded()), nil
 }
 
-func sha256Digest(b []byte) string {
-	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:])
+// valid reports whether d is a digest this store names blobs by: sha256, 64 lower-case hex digits.
+func valid(d digest.Digest) bool {
+	_, err := content.Parse(string(d))
+	return err == nil
 }
 
 func (s *Store) readIndex() (v1.Index, error) {
@@ -483,7 +484,7 @@ func (s *Store) readIndex() (v1.Index, error) {
 		return index, fmt.Errorf("reading %s: schemaVersion %d, want 2", v1.ImageIndexFile, index.SchemaVersion)
 	}
 	for _, desc := range index.Manifests {
-		if !digestRE.MatchString(string(desc.Digest)) {
+		if !valid(desc.Digest) {
 			return index, fmt.Errorf("reading %s: invalid manifest digest %q", v1.ImageIndexFile, desc.Digest)
 		}
 	}
@@ -567,8 +568,8 @@ func (s *Store) writeBlob(ctx context.Context, mediaType string, write func(io.W
 	if err := f.Close(); err != nil {
 		return v1.Descriptor{}, err
 	}
-	digest := "sha256:" + hex.EncodeToString(h.Sum(nil))
-	p, err := s.blobPath(digest)
+	d := digest.NewDigest(digest.SHA256, h)
+	p, err := s.blobPath(d)
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
@@ -579,8 +580,7 @@ func (s *Store) writeBlob(ctx context.Context, mediaType string, write func(io.W
 	if err := durable.SyncDir(filepath.Dir(p)); err != nil {
 		return v1.Descriptor{}, err
 	}
-	desc := v1.Descriptor{MediaType: mediaType, Size: cw.n}
-	setDigest(&desc.Digest, digest)
+	desc := v1.Descriptor{MediaType: mediaType, Digest: d, Size: cw.n}
 	return desc, nil
 }
 
@@ -594,14 +594,4 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
-}
-
-// setDigest and setDigests fill go-digest typed fields from strings; they spare this package a direct import
-// of github.com/opencontainers/go-digest for one type conversion.
-func setDigest[D ~string](dst *D, digest string) { *dst = D(digest) }
-
-func setDigests[D ~string](dst *[]D, digests ...string) {
-	for _, d := range digests {
-		*dst = append(*dst, D(d))
-	}
 }

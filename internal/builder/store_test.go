@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ssf-dev/ssf/internal/archive"
@@ -125,7 +126,7 @@ func TestImportIsDeterministic(t *testing.T) {
 	if imgA != want || imgA.Size == 0 {
 		t.Errorf("Import = %+v, want %+v", imgA, want)
 	}
-	if ref := imgB.Ref(); ref != "toolchain/go-1.26@"+imgA.Digest {
+	if ref := imgB.Ref(); ref != "toolchain/go-1.26@"+string(imgA.Digest) {
 		t.Errorf("Ref() = %q", ref)
 	}
 }
@@ -199,12 +200,12 @@ func TestListAndLookup(t *testing.T) {
 	if got, err := s.Lookup(two.Digest); err != nil || got != two {
 		t.Errorf("Lookup(%s) = %+v, %v; want %+v", two.Digest, got, err, two)
 	}
-	missing := "sha256:" + strings.Repeat("0", 64)
-	if _, err := s.Lookup(missing); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), missing) {
+	missing := digest.Digest("sha256:" + strings.Repeat("0", 64))
+	if _, err := s.Lookup(missing); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), string(missing)) {
 		t.Errorf("Lookup(%s): err = %v, want ErrNotFound naming it", missing, err)
 	}
-	for _, bad := range []string{"", "golang", one.Ref(), strings.TrimPrefix(one.Digest, "sha256:"),
-		strings.ToUpper(one.Digest), "sha512:" + strings.Repeat("0", 128), "sha256:" + strings.Repeat("0", 63),
+	for _, bad := range []digest.Digest{"", "golang", digest.Digest(one.Ref()), digest.Digest(one.Digest.Encoded()),
+		digest.Digest(strings.ToUpper(string(one.Digest))), digest.Digest("sha512:" + strings.Repeat("0", 128)), digest.Digest("sha256:" + strings.Repeat("0", 63)),
 		"sha256:../../../etc/passwd"} {
 		_, err := s.Lookup(bad)
 		if err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "invalid digest") {
@@ -245,7 +246,7 @@ func TestLayout(t *testing.T) {
 	}
 	var index v1.Index
 	readJSON(filepath.Join(s.dir, "index.json"), &index)
-	if len(index.Manifests) != 1 || string(index.Manifests[0].Digest) != img.Digest ||
+	if len(index.Manifests) != 1 || index.Manifests[0].Digest != img.Digest ||
 		index.Manifests[0].MediaType != v1.MediaTypeImageManifest ||
 		index.Manifests[0].Annotations[v1.AnnotationRefName] != "golang" {
 		t.Errorf("index.json = %+v", index)
@@ -272,8 +273,8 @@ func TestLayout(t *testing.T) {
 		t.Errorf("blobs holds %v, want only sha256", others)
 	}
 
-	blob := func(digest string) string {
-		return filepath.Join(s.dir, "blobs", "sha256", strings.TrimPrefix(digest, "sha256:"))
+	blob := func(d digest.Digest) string {
+		return filepath.Join(s.dir, "blobs", "sha256", d.Encoded())
 	}
 	var m v1.Manifest
 	mb := readJSON(blob(img.Digest), &m)
@@ -285,7 +286,7 @@ func TestLayout(t *testing.T) {
 		t.Errorf("manifest = %s", mb)
 	}
 	var config map[string]any
-	cb := readJSON(blob(string(m.Config.Digest)), &config)
+	cb := readJSON(blob(m.Config.Digest), &config)
 	wantConfig := fmt.Sprintf(`{"architecture":%q,"os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[%q]}}`,
 		runtime.GOARCH, m.Layers[0].Digest)
 	if string(cb) != wantConfig {
@@ -297,7 +298,7 @@ func TestLayout(t *testing.T) {
 	if _, err := archive.WriteTree(context.Background(), &want, rootfs, nil); err != nil {
 		t.Fatal(err)
 	}
-	layer, err := os.ReadFile(blob(string(m.Layers[0].Digest)))
+	layer, err := os.ReadFile(blob(m.Layers[0].Digest))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +316,7 @@ func TestRootfs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := filepath.Join(cache, strings.TrimPrefix(img.Digest, "sha256:")); dir != want {
+	if want := filepath.Join(cache, img.Digest.Encoded()); dir != want {
 		t.Errorf("Rootfs() = %q, want %q", dir, want)
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "usr/bin/go")); err != nil || string(b) != "\x7fELF go" {
@@ -365,7 +366,7 @@ func TestRootfs(t *testing.T) {
 	if after, _ := os.Lstat(marker); !os.SameFile(before, after) {
 		t.Error("second Rootfs() unpacked the image again")
 	}
-	checkCache(t, cache, strings.TrimPrefix(img.Digest, "sha256:"))
+	checkCache(t, cache, img.Digest.Encoded())
 }
 
 // checkCache fails the test unless cache holds exactly the named entries: no temporary directories.
@@ -430,16 +431,16 @@ func TestRootfsTamperedBlob(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			digest := map[string]string{"manifest": img.Digest, "config": string(m.Config.Digest),
-				"layer": string(m.Layers[0].Digest)}[tc.blob]
-			p, _ := s.blobPath(digest)
+			d := map[string]digest.Digest{"manifest": img.Digest, "config": m.Config.Digest,
+				"layer": m.Layers[0].Digest}[tc.blob]
+			p, _ := s.blobPath(d)
 			tc.tamper(t, p)
 
 			cache := filepath.Join(t.TempDir(), "cache")
 			_, err = s.Rootfs(context.Background(), img.Digest, cache)
 			var mismatch *DigestMismatchError
-			if !errors.As(err, &mismatch) || mismatch.Want != digest {
-				t.Fatalf("Rootfs: err = %v, want a digest mismatch for %s", err, digest)
+			if !errors.As(err, &mismatch) || mismatch.Want != d {
+				t.Fatalf("Rootfs: err = %v, want a digest mismatch for %s", err, d)
 			}
 			if !strings.Contains(err.Error(), "digest mismatch") {
 				t.Errorf("error %q does not say digest mismatch", err)
@@ -483,7 +484,7 @@ func TestRootfsConcurrent(t *testing.T) {
 			t.Errorf("call %d: %q, %v", i, dirs[i], errs[i])
 		}
 	}
-	checkCache(t, cache, strings.TrimPrefix(img.Digest, "sha256:"))
+	checkCache(t, cache, img.Digest.Encoded())
 }
 
 func TestConcurrentImports(t *testing.T) {
@@ -507,7 +508,7 @@ func TestConcurrentImports(t *testing.T) {
 func TestRootfsErrors(t *testing.T) {
 	s := openStore(t)
 	cache := filepath.Join(t.TempDir(), "cache")
-	missing := "sha256:" + strings.Repeat("a", 64)
+	missing := digest.Digest("sha256:" + strings.Repeat("a", 64))
 	if _, err := s.Rootfs(context.Background(), missing, cache); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Rootfs of a missing image: err = %v, want ErrNotFound", err)
 	}
@@ -578,7 +579,7 @@ func TestRenamedImageStaysByDigest(t *testing.T) {
 	if want := []Image{unnamed, second}; !slices.Equal(list, want) {
 		t.Errorf("List() = %+v\nwant %+v", list, want)
 	}
-	if got, err := s.Lookup(first.Digest); err != nil || got != unnamed || got.Ref() != first.Digest {
+	if got, err := s.Lookup(first.Digest); err != nil || got != unnamed || got.Ref() != string(first.Digest) {
 		t.Errorf("Lookup(%s) = %+v (ref %q), %v; want the unnamed image", first.Digest, got, got.Ref(), err)
 	}
 	// The name it had is still recorded for its digest, so a pipeline that says go@<first> keeps building.
@@ -595,7 +596,7 @@ func TestRenamedImageStaysByDigest(t *testing.T) {
 	if names, err := s.NamesOf(second.Digest); err != nil || !slices.Equal(names, []string{"go"}) {
 		t.Errorf("NamesOf(second) = %q, %v; want [go]", names, err)
 	}
-	if names, err := s.NamesOf("sha256:" + strings.Repeat("0", 64)); err != nil || names != nil {
+	if names, err := s.NamesOf(digest.Digest("sha256:" + strings.Repeat("0", 64))); err != nil || names != nil {
 		t.Errorf("NamesOf(missing) = %q, %v; want none", names, err)
 	}
 }

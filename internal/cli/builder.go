@@ -91,7 +91,7 @@ func newBuilderListCmd() *cobra.Command {
 					name = "<none>"
 					if names, err := store.NamesOf(img.Digest); err == nil && len(names) > 0 {
 						name = "<none> (was " + strings.Join(names, ", ") + ")"
-						ref = names[0] + "@" + img.Digest
+						ref = names[0] + "@" + string(img.Digest)
 					}
 				}
 				fmt.Fprintf(w, "%s\t%s\t%d\n", name, ref, img.Size)

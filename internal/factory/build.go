@@ -327,7 +327,7 @@ func stage(b *build, adm *admission, ws *workspace, src *source.Snapshot) (prove
 		InvocationID:   b.invocation,
 		PipelineName:   p.Name,
 		PipelinePath:   req.Pipeline,
-		PipelineDigest: digest.Digest(p.Digest),
+		PipelineDigest: p.Digest,
 		// The file itself, from the bytes that were parsed (not read again), so a verifier sees what ran.
 		PipelineContent: p.Data,
 		PipelineURI:     fileURI(req.Pipeline),
@@ -342,7 +342,7 @@ func stage(b *build, adm *admission, ws *workspace, src *source.Snapshot) (prove
 			Name:      "builder",
 			URI:       "oci:" + res.Builder,
 			MediaType: ocispec.MediaTypeImageManifest,
-			Digest:    provenance.DigestSet(digest.Digest(adm.img.Digest)),
+			Digest:    provenance.DigestSet(adm.img.Digest),
 		}},
 	}
 	var files []oci.File
@@ -424,7 +424,7 @@ func checkBuilderName(p *pipeline.Pipeline, images *builder.Store) error {
 	}
 	refs := make([]string, len(names))
 	for i, n := range names {
-		refs[i] = n + "@" + p.BuilderDigest
+		refs[i] = n + "@" + string(p.BuilderDigest)
 	}
 	return p.Errorf(p.BuilderLine, "spec.builder.image",
 		"builder name %q is not a name the factory gave %s, which it imported as %s: write %s (`ssf builder list` shows names and digests)",

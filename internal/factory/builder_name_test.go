@@ -48,13 +48,13 @@ func TestCheckBuilderName(t *testing.T) {
 		}
 		return checkBuilderName(p, store)
 	}
-	if err := check("bb@" + old.Digest); err != nil {
+	if err := check("bb@" + string(old.Digest)); err != nil {
 		t.Errorf("the name an image was imported under, since moved on: %v", err)
 	}
-	err = check("distroless-official@" + old.Digest)
+	err = check("distroless-official@" + string(old.Digest))
 	var pe *pipeline.Error
 	if !errors.As(err, &pe) || pe.Line != 5 || pe.Field != "spec.builder.image" ||
-		!strings.Contains(pe.Msg, `builder name "distroless-official" is not a name the factory gave `+old.Digest+", which it imported as bb") {
+		!strings.Contains(pe.Msg, `builder name "distroless-official" is not a name the factory gave `+string(old.Digest)+", which it imported as bb") {
 		t.Errorf("a name the factory never gave: %v", err)
 	}
 }

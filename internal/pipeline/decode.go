@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ssf-dev/ssf/internal/content"
 )
 
 var (
@@ -21,7 +23,6 @@ var (
 	paramNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 	envKeyRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	imageNameRE = regexp.MustCompile(`^[a-z0-9]+([._/-][a-z0-9]+)*$`)
-	digestRE    = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 )
 
 // pipeline reads the top-level mapping into p.
@@ -144,7 +145,8 @@ func (d *decoder) builder(n *yaml.Node, p *Pipeline) error {
 	if err != nil {
 		return err
 	}
-	name, digest, ok := strings.Cut(s, "@")
+	name, ref, ok := strings.Cut(s, "@")
+	pinned, digestErr := content.Parse(ref)
 	switch {
 	case !ok:
 		return d.errAt(image, path, "builder must be pinned by digest: write NAME@sha256:<hex> "+
@@ -152,11 +154,11 @@ func (d *decoder) builder(n *yaml.Node, p *Pipeline) error {
 	case !imageNameRE.MatchString(name):
 		return d.errAt(image, path, "invalid builder name %s: use lower-case letters and digits separated by "+
 			"'.', '_', '/' or '-', and no tag (the digest pins the image)", quote(name))
-	case !digestRE.MatchString(digest):
+	case digestErr != nil:
 		return d.errAt(image, path, "invalid builder digest %s: write sha256: and 64 lower-case hex digits "+
-			"(ssf builder list shows digests)", quote(digest))
+			"(ssf builder list shows digests)", quote(ref))
 	}
-	p.Builder, p.BuilderName, p.BuilderDigest, p.BuilderLine = s, name, digest, image.Line
+	p.Builder, p.BuilderName, p.BuilderDigest, p.BuilderLine = s, name, pinned, image.Line
 	return nil
 }
 

@@ -16,14 +16,14 @@
 package pipeline
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // The only apiVersion and kind this package understands.
@@ -44,16 +44,16 @@ const (
 
 // Pipeline is a parsed and validated ssf.yaml.
 type Pipeline struct {
-	Path          string  // as given to Parse or Load
-	Digest        string  // "sha256:<hex>" of the exact file bytes
-	Data          []byte  // the exact file bytes, which Digest is of (the provenance records them)
-	Name          string  // metadata.name
-	Builder       string  // spec.builder.image as written, e.g. "go@sha256:…"
-	BuilderName   string  // the part of Builder before '@'
-	BuilderDigest string  // "sha256:<hex>"
-	BuilderLine   int     // line of spec.builder.image, for errors found later
-	Params        []Param // in file order
-	Tasks         []Task  // in file order
+	Path          string        // as given to Parse or Load
+	Digest        digest.Digest // of the exact file bytes
+	Data          []byte        // the exact file bytes, which Digest is of (the provenance records them)
+	Name          string        // metadata.name
+	Builder       string        // spec.builder.image as written, e.g. "go@sha256:…"
+	BuilderName   string        // the part of Builder before '@'
+	BuilderDigest digest.Digest // the part after '@'
+	BuilderLine   int           // line of spec.builder.image, for errors found later
+	Params        []Param       // in file order
+	Tasks         []Task        // in file order
 }
 
 // Param is a value the person starting a build may set; steps see it as the variable EnvName(Name).
@@ -130,8 +130,7 @@ func Load(path string) (*Pipeline, error) {
 // Parse parses and validates the pipeline file data; path is used only in errors and in Pipeline.Path.
 // Every error it returns is an *Error, describing the first problem found.
 func Parse(path string, data []byte) (*Pipeline, error) {
-	sum := sha256.Sum256(data)
-	p := &Pipeline{Path: path, Digest: "sha256:" + hex.EncodeToString(sum[:]), Data: data}
+	p := &Pipeline{Path: path, Digest: digest.FromBytes(data), Data: data}
 	d := &decoder{file: path}
 	if err := d.parse(data, p); err != nil {
 		return nil, err

@@ -18,7 +18,7 @@ import (
 
 const (
 	hex64  = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-	digest = "sha256:" + hex64
+	pinned = "sha256:" + hex64
 )
 
 // head is lines 1-5 of a valid file, up to spec.builder; cases append spec.params or spec.tasks from line 6.
@@ -26,7 +26,7 @@ const head = `apiVersion: ssf.dev/v1alpha1
 kind: Pipeline
 metadata: {name: hello}
 spec:
-  builder: {image: go@` + digest + `}
+  builder: {image: go@` + pinned + `}
 `
 
 // tasks is lines 6-9 of a valid file: one task, whose mapping starts at line 7.
@@ -48,7 +48,7 @@ func TestParseFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "sha256:" + sha256Hex(data); p.Digest != want {
+	if want := "sha256:" + sha256Hex(data); string(p.Digest) != want {
 		t.Errorf("Digest = %q, want %q", p.Digest, want)
 	}
 	if !bytes.Equal(p.Data, data) {
@@ -63,9 +63,9 @@ func TestParseFull(t *testing.T) {
 	want := &Pipeline{
 		Path:          "testdata/full.yaml",
 		Name:          "hello",
-		Builder:       "go@" + digest,
+		Builder:       "go@" + pinned,
 		BuilderName:   "go",
-		BuilderDigest: digest,
+		BuilderDigest: pinned,
 		BuilderLine:   6,
 		Tasks: []Task{{
 			Name:    "test",
@@ -183,9 +183,9 @@ var errorCases = []struct {
 		"missing required field"},
 	{"missing spec", "apiVersion: ssf.dev/v1alpha1\nkind: Pipeline\nmetadata: {name: hello}\n", 1, "spec",
 		"missing required field"},
-	{"missing builder", strings.Replace(valid, "  builder: {image: go@"+digest+"}\n", "", 1), 5, "spec.builder",
+	{"missing builder", strings.Replace(valid, "  builder: {image: go@"+pinned+"}\n", "", 1), 5, "spec.builder",
 		"missing required field"},
-	{"missing image", strings.Replace(valid, "{image: go@"+digest+"}", "{}", 1), 5, "spec.builder.image",
+	{"missing image", strings.Replace(valid, "{image: go@"+pinned+"}", "{}", 1), 5, "spec.builder.image",
 		"missing required field"},
 	{"missing tasks", head, 5, "spec.tasks", "missing required field"},
 	{"no tasks", head + "  tasks: []\n", 6, "spec.tasks", "no tasks"},
@@ -225,15 +225,15 @@ var errorCases = []struct {
 		8, "spec.tasks[0].steps[1].name", `duplicate step name "make"`},
 
 	// Builder.
-	{"builder by tag", strings.Replace(valid, "go@"+digest, "go:1.22", 1), 5, "spec.builder.image",
+	{"builder by tag", strings.Replace(valid, "go@"+pinned, "go:1.22", 1), 5, "spec.builder.image",
 		"builder must be pinned by digest: write NAME@sha256:<hex> (ssf builder list shows digests)"},
-	{"bare builder", strings.Replace(valid, "go@"+digest, "go", 1), 5, "spec.builder.image",
+	{"bare builder", strings.Replace(valid, "go@"+pinned, "go", 1), 5, "spec.builder.image",
 		"builder must be pinned by digest"},
 	{"builder with tag and digest", strings.Replace(valid, "go@", "go:1.22@", 1), 5, "spec.builder.image",
 		`invalid builder name "go:1.22"`},
 	{"upper-case builder name", strings.Replace(valid, "go@", "Go@", 1), 5, "spec.builder.image",
 		`invalid builder name "Go"`},
-	{"short digest", strings.Replace(valid, digest, "sha256:abc", 1), 5, "spec.builder.image",
+	{"short digest", strings.Replace(valid, pinned, "sha256:abc", 1), 5, "spec.builder.image",
 		`invalid builder digest "sha256:abc"`},
 	{"upper-case digest", strings.Replace(valid, hex64, strings.ToUpper(hex64), 1), 5, "spec.builder.image",
 		"invalid builder digest"},
@@ -409,7 +409,7 @@ func TestParseAccepts(t *testing.T) {
 			func(p *Pipeline) bool { return p.Tasks[0].Outputs[0] == "bin" }},
 		{"builder with a path", strings.Replace(valid, "go@", "ssf.dev/builders/go-1.22@", 1),
 			func(p *Pipeline) bool {
-				return p.BuilderName == "ssf.dev/builders/go-1.22" && p.BuilderDigest == digest
+				return p.BuilderName == "ssf.dev/builders/go-1.22" && p.BuilderDigest == pinned
 			}},
 		{"need declared later in the file", head + "  tasks:\n" +
 			"    - {name: b, needs: [a], steps: [{name: s, run: x}], outputs: [b]}\n" +
@@ -611,7 +611,7 @@ func FuzzParse(f *testing.F) {
 // checkValid checks what every successfully parsed pipeline promises.
 func checkValid(t *testing.T, p *Pipeline, digestRE *regexp.Regexp) {
 	t.Helper()
-	if !digestRE.MatchString(p.Digest) || !digestRE.MatchString(p.BuilderDigest) || p.BuilderLine < 1 {
+	if !digestRE.MatchString(string(p.Digest)) || !digestRE.MatchString(string(p.BuilderDigest)) || p.BuilderLine < 1 {
 		t.Fatalf("bad digests or builder line: %+v", p)
 	}
 	if len(p.Tasks) == 0 || len(p.Order()) != len(p.Tasks) {
