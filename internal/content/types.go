@@ -18,6 +18,4 @@ const (
 	// registries accept and an OCI index may name for its children (buildx writes such layouts).
 	DockerManifestMediaType = "application/vnd.docker.distribution.manifest.v2+json"
 	DockerListMediaType     = "application/vnd.docker.distribution.manifest.list.v2+json"
-	// DockerForeignLayerMediaType is Docker's non-distributable ("foreign") layer, which a registry need not hold.
-	DockerForeignLayerMediaType = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 )

@@ -5,14 +5,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ssf-dev/ssf/internal/content"
 )
 
-// Manifest media types the registry accepts.
+// Manifest media types the registry accepts, spelled where every package takes them from.
 const (
-	mediaTypeOCIManifest    = "application/vnd.oci.image.manifest.v1+json"
-	mediaTypeOCIIndex       = "application/vnd.oci.image.index.v1+json"
-	mediaTypeDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
-	mediaTypeDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
+	mediaTypeOCIManifest    = ocispec.MediaTypeImageManifest
+	mediaTypeOCIIndex       = ocispec.MediaTypeImageIndex
+	mediaTypeDockerManifest = content.DockerManifestMediaType
+	mediaTypeDockerList     = content.DockerListMediaType
 )
 
 // descriptor is an OCI content descriptor, holding the fields the registry uses.
