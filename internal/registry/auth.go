@@ -99,6 +99,9 @@ func (u *users) reload() error {
 		return err
 	}
 	u.hashes, u.good, u.mtime, u.size = hashes, map[[32]byte]bool{}, fi.ModTime(), fi.Size()
+	// Make the unknown-user hash now: made on the first unknown name instead, that check took twice as long as
+	// a wrong password (0.73 s against 0.36 s), telling the first prober after a start that the name is unknown.
+	dummyHash(u.dummyCost())
 	return nil
 }
 

@@ -59,6 +59,18 @@ func TestDummyHashCost(t *testing.T) {
 	}
 }
 
+// TestDummyHashReadyBeforeLogins: the unknown-user hash is made when the users are loaded, not by the first
+// unknown name's check, which then took twice as long as a wrong password's and so revealed the name unknown.
+func TestDummyHashReadyBeforeLogins(t *testing.T) {
+	const cost = bcrypt.MinCost + 4 // a cost no other test makes a dummy hash for
+	if _, err := New(t.TempDir(), WithUsersFile(writeUsers(t, "ci", "correct horse battery", cost))); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := dummyHashes.Load(cost); !ok {
+		t.Fatal("no unknown-user hash is ready after the users were loaded: the first unknown name pays for making it")
+	}
+}
+
 // TestLoginThrottle is issue 6 A10: after maxAuthFailures failed logins a client address is answered 429 with
 // Retry-After and no password check, while other clients and already verified credentials are unaffected; and
 // when every check slot is busy a login is answered 429 instead of queueing more bcrypt work.
