@@ -44,12 +44,11 @@ type BuildRequest struct {
 	Log      io.Writer
 }
 
-// Output is one built file.
+// Output is one built file: the file as it goes into the OCI artifact (path relative to Out, digest, size) and
+// the task that made it.
 type Output struct {
-	Path   string // relative to Out
-	Task   string
-	Digest digest.Digest
-	Size   int64
+	oci.File
+	Task string
 }
 
 // BuildResult describes a successful build.
@@ -359,7 +358,7 @@ func stage(b *build, adm *admission, ws *workspace, src *source.Snapshot) (prove
 			}
 			res.Outputs = append(res.Outputs, o)
 			stmt.Subjects = append(stmt.Subjects, provenance.Subject{Name: o.Path, Digest: o.Digest})
-			files = append(files, oci.File{Path: o.Path, Digest: o.Digest, Size: o.Size})
+			files = append(files, o.File)
 		}
 		logName := "attestations/logs/" + t.Name + ".log"
 		digest, _, err := copyFile(b.logs[t.Name], filepath.Join(ws.staging, logName))
@@ -787,7 +786,7 @@ func collectOutputs(ctx context.Context, t *pipeline.Task, outDir, dest string, 
 		if err != nil {
 			return nil, fmt.Errorf("collecting output %q of task %q: %w", rel, t.Name, err)
 		}
-		outs = append(outs, Output{Path: rel, Task: t.Name, Digest: digest, Size: size})
+		outs = append(outs, Output{File: oci.File{Path: rel, Digest: digest, Size: size}, Task: t.Name})
 	}
 	return outs, nil
 }
