@@ -222,15 +222,33 @@ func cleanRun(ctx context.Context, runtime Runtime, rec runRecord) error {
 			errs = append(errs, runtime.Delete(ctx, id))
 		}
 	}
-	if rec.Work != "" && strings.HasPrefix(filepath.Base(rec.Work), "ssf-build-") {
+	if rec.Work != "" && strings.HasPrefix(filepath.Base(rec.Work), "ssf-build-") && ownDir(rec.Work) {
 		errs = append(errs, sandbox.UnmountUnder(rec.Work)) // the task disks, before their mount points go
 		errs = append(errs, os.RemoveAll(rec.Work))
 	}
-	if rec.Staging != "" && strings.Contains(filepath.Base(rec.Staging), ".partial-") {
+	if rec.Staging != "" && strings.Contains(filepath.Base(rec.Staging), ".partial-") && ownDir(rec.Staging) {
 		errs = append(errs, os.RemoveAll(rec.Staging))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("build %s: %w", rec.Invocation, err)
 	}
 	return nil
+}
+
+// ownDir reports whether path is a directory a build of this factory made: absolute, reached without any symlink
+// (RemoveAll would follow one in a parent), owned by the user ssf runs as and writable by nobody else. A record
+// names what the sweep deletes as root, so it must not be able to point anywhere else.
+func ownDir(path string) bool {
+	if !filepath.IsAbs(path) || filepath.Clean(path) != path {
+		return false
+	}
+	if real, err := filepath.EvalSymlinks(path); err != nil || real != path {
+		return false
+	}
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm()&0o022 != 0 {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Geteuid()
 }

@@ -129,3 +129,48 @@ func TestSweepTemporaryRecords(t *testing.T) {
 		t.Errorf("runs/ holds %q, want only the fresh empty record", left)
 	}
 }
+
+// A record names what the sweep deletes as root. One whose directories are reached through a symlink, or are
+// writable by others, is not followed: the sweep drops the record and deletes nothing.
+func TestSweepOnlyDeletesItsOwnDirectories(t *testing.T) {
+	rc, err := sandbox.NewRunc("runc", filepath.Join(t.TempDir(), "runc"))
+	if err != nil {
+		t.Skip(err)
+	}
+	h := Home{Dir: t.TempDir()}
+	if err := os.MkdirAll(h.runsDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	victim, tmp := t.TempDir(), t.TempDir()
+	for _, d := range []string{"ssf-build-1", "out.partial-1"} {
+		if err := os.Mkdir(filepath.Join(victim, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(victim, filepath.Join(tmp, "link")); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(tmp, "ssf-build-2")
+	if err := os.Mkdir(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	records := []runRecord{
+		{Invocation: newInvocationID(), Work: filepath.Join(tmp, "link", "ssf-build-1"), Staging: filepath.Join(tmp, "link", "out.partial-1")},
+		{Invocation: newInvocationID(), Work: open},
+	}
+	for _, rec := range records {
+		data, _ := json.Marshal(rec)
+		if err := os.WriteFile(filepath.Join(h.runsDir(), rec.Invocation+".json"), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.sweepLeftovers(context.Background(), runc{rc}, &lineLog{w: io.Discard})
+	for _, d := range []string{filepath.Join(victim, "ssf-build-1"), filepath.Join(victim, "out.partial-1"), open} {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("the sweep deleted %s, which a record named through a symlink or which others may write: %v", d, err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"syscall"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -103,7 +104,8 @@ func terminalSafe(line []byte) []byte {
 	for i := 0; i < len(line); {
 		r, size := utf8.DecodeRune(line[i:])
 		bad := r < 0x20 && r != '\t' && !(r == '\n' && i == len(line)-1) || r == 0x7f ||
-			0x80 <= r && r <= 0x9f || r == utf8.RuneError && size == 1
+			0x80 <= r && r <= 0x9f || r == utf8.RuneError && size == 1 ||
+			unicode.Is(unicode.Cf, r) // bidi overrides and isolates reorder what the terminal shows
 		if bad && out == nil {
 			out = append(make([]byte, 0, len(line)+8), line[:i]...)
 		}

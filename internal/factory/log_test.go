@@ -18,6 +18,7 @@ func TestTerminalSafeEscapesControls(t *testing.T) {
 		{"a\x9b2Kb\x7f\n", `a\x9b2Kb\x7f` + "\n"},
 		{"\u0085next line\n", `\u0085next line` + "\n"},
 		{"mid\nline\n", `mid\x0aline` + "\n"},
+		{"file\u202etxt.exe\u2066x\u2069\n", `file\u202etxt.exe\u2066x\u2069` + "\n"},
 	} {
 		got := string(terminalSafe([]byte(tc.in)))
 		if got != tc.want {
