@@ -36,9 +36,6 @@ func FromHex(h string) (digest.Digest, error) {
 	return digest.NewDigestFromEncoded(digest.SHA256, strings.ToLower(h)), nil
 }
 
-// IsHex reports whether h is the bare hex of a sha256 digest: 64 hex digits of either case.
-func IsHex(h string) bool { return isHex64(h) }
-
 func isHex64(h string) bool {
 	return len(h) == 64 && strings.Trim(h, "0123456789abcdefABCDEF") == ""
 }

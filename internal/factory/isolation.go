@@ -1,8 +1,6 @@
 package factory
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ssf-dev/ssf/internal/provenance"
@@ -74,8 +73,7 @@ func isolationOf(bundleDir string) (provenance.TaskIsolation, error) {
 		if err != nil {
 			return iso, err
 		}
-		sum := sha256.Sum256(profile)
-		iso.SeccompProfile = provenance.Digest{"sha256": hex.EncodeToString(sum[:])}
+		iso.SeccompProfile = provenance.DigestSet(digest.FromBytes(profile))
 	}
 	if r := spec.Linux.Resources; r != nil {
 		if r.Memory != nil && r.Memory.Limit != nil {
