@@ -9,6 +9,18 @@
 //
 // OCI's own media types and annotations come from image-spec's specs-go/v1 constants; this package holds the rest.
 //
+// # Forms that remain, and why
+//
+//   - provenance.Digest is the in-toto digest set on the wire; it may hold other algorithms (gitCommit), so it stays
+//     a map. provenance.DigestSet makes one from a digest.Digest.
+//   - oci.Descriptor is ssf's own descriptor, not image-spec's: its JSON field order differs, and the artifact and
+//     referrer manifests must stay byte-identical, since their digests are signed at build time.
+//   - oci.Subject is a manifest subject with its size (a referrer's subject descriptor needs one); provenance.Subject
+//     has none because an in-toto subject has none. factory.Output is an oci.File and its task.
+//   - internal/registry keeps a digest type of its own: it parses client input for the server, sha512 included.
+//   - The seccomp profile digest is computed twice, by sandbox (Isolation.Seccomp, a string) and by factory
+//     (TaskIsolation.SeccompProfile); one of them should read the other's.
+//
 // # What it must never do
 //
 // It must never accept as a digest anything but sha256 with exactly 64 hex digits, never return a digest that is
