@@ -18,11 +18,13 @@
 //   - oci.Subject is a manifest subject with its size (a referrer's subject descriptor needs one); provenance.Subject
 //     has none because an in-toto subject has none. factory.Output is an oci.File and its task.
 //   - internal/registry keeps a digest type of its own: it parses client input for the server, sha512 included.
+//   - source.Snapshot.SHA256 is still bare hex (the source package was being hardened at the time).
 //   - The seccomp profile digest is computed twice, by sandbox (Isolation.Seccomp, a string) and by factory
 //     (TaskIsolation.SeccompProfile); one of them should read the other's.
 //
 // # What it must never do
 //
 // It must never accept as a digest anything but sha256 with exactly 64 hex digits, never return a digest that is
-// not lower case, and never import more than go-digest: the build sandbox's light packages depend on it.
+// not lower case, and never import more than go-digest and the standard library: the light packages (builder,
+// pipeline, provenance) depend on it.
 package content
