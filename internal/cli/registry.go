@@ -75,7 +75,8 @@ false elsewhere.
 Basic auth sends the password with every request, so ssf only accepts credentials over TLS or from loopback
 clients, and refuses to listen on a non-loopback address without --tls-cert and --tls-key.
 
-Limits: a client address may hold 128 connections and all clients together 4096; request headers must arrive
+Limits: a client address may hold 128 connections and all clients together 4096 (past that, a new client takes
+the place of an idle connection of the client holding the most); request headers must arrive
 within 10 s, idle connections close after 60 s, and bodies must move at 64 KiB/s on average after 30 s, with
 no pause over 30 s (large pushes are not cut off). A client address with 5 failed logins waits before its next
 try (429 with Retry-After, doubling up to 15 min).

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -50,7 +51,8 @@ func defaultTransferLimits() transferLimits {
 // that large pushes are not cut off), hence no ReadTimeout or WriteTimeout here. Serve it on a listener wrapped
 // by LimitListener.
 func NewServer(h http.Handler, logger *slog.Logger) *http.Server {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: 64 << 10}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: 64 << 10,
+		ConnState: trackIdle}
 	if logger != nil {
 		srv.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	}
@@ -112,10 +114,13 @@ func (s *statusWriter) extendWrite(n int) {
 }
 
 // LimitListener wraps ln so that at most perClient connections from one client address (an IP, or an IPv6
-// /64) and total connections overall are open at once; connections past either bound are closed as soon as
-// they are accepted. One client holding many idle connections thereby cannot starve the others.
+// /64) and total connections overall are open at once. Past the per-client bound a new connection is closed as
+// soon as it is accepted. At the total bound, a new connection takes the place of an idle one (no request in
+// progress) of the client holding the most connections, and is closed only when none is idle: otherwise 33
+// addresses holding 128 idle keep-alive connections each shut every other client out. Idleness is known only
+// when the server is made by NewServer.
 func LimitListener(ln net.Listener, perClient, total int) net.Listener {
-	return &limitListener{Listener: ln, perClient: perClient, total: total, clients: map[string]int{}}
+	return &limitListener{Listener: ln, perClient: perClient, total: total, clients: map[string]map[*limitConn]struct{}{}}
 }
 
 type limitListener struct {
@@ -124,7 +129,7 @@ type limitListener struct {
 
 	mu      sync.Mutex
 	open    int
-	clients map[string]int
+	clients map[string]map[*limitConn]struct{}
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -135,7 +140,11 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		key := connKey(c.RemoteAddr())
 		l.mu.Lock()
-		if l.open >= l.total || l.clients[key] >= l.perClient {
+		var evict *limitConn
+		if l.open >= l.total && len(l.clients[key]) < l.perClient {
+			evict = l.idleVictim()
+		}
+		if len(l.clients[key]) >= l.perClient || (l.open >= l.total && evict == nil) {
 			l.mu.Unlock()
 			// A reset rather than a FIN: the client learns at once, and no socket lingers in TIME_WAIT here.
 			if tc, ok := c.(*net.TCPConn); ok {
@@ -144,19 +153,57 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
-		l.open++
-		l.clients[key]++
+		if evict != nil {
+			l.removeLocked(evict)
+		}
+		lc := &limitConn{Conn: c, l: l, key: key}
+		l.addLocked(lc)
 		l.mu.Unlock()
-		return &limitConn{Conn: c, l: l, key: key}, nil
+		if evict != nil {
+			// Idle keep-alive connections may be closed at any time; clients open another.
+			evict.Conn.Close()
+		}
+		return lc, nil
 	}
 }
 
-func (l *limitListener) release(key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// idleVictim returns an idle connection of the client holding the most connections, or nil.
+func (l *limitListener) idleVictim() *limitConn {
+	var victim *limitConn
+	most := 0
+	for _, conns := range l.clients {
+		if len(conns) <= most {
+			continue
+		}
+		for c := range conns {
+			if c.idle.Load() {
+				victim, most = c, len(conns)
+				break
+			}
+		}
+	}
+	return victim
+}
+
+func (l *limitListener) addLocked(c *limitConn) {
+	if l.clients[c.key] == nil {
+		l.clients[c.key] = map[*limitConn]struct{}{}
+	}
+	l.clients[c.key][c] = struct{}{}
+	l.open++
+	c.released = false
+}
+
+// removeLocked forgets c, once.
+func (l *limitListener) removeLocked(c *limitConn) {
+	if c.released {
+		return
+	}
+	c.released = true
 	l.open--
-	if l.clients[key]--; l.clients[key] <= 0 {
-		delete(l.clients, key)
+	delete(l.clients[c.key], c)
+	if len(l.clients[c.key]) == 0 {
+		delete(l.clients, c.key)
 	}
 }
 
@@ -164,13 +211,29 @@ type limitConn struct {
 	net.Conn
 	l    *limitListener
 	key  string
-	once sync.Once
+	idle atomic.Bool // between requests, as the server reports through trackIdle
+	// released is guarded by l.mu.
+	released bool
 }
 
 func (c *limitConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.l.release(c.key) })
+	c.l.mu.Lock()
+	c.l.removeLocked(c)
+	c.l.mu.Unlock()
 	return err
+}
+
+// trackIdle is NewServer's ConnState hook: it marks a LimitListener connection idle while it waits for a
+// request (after one, or before the first), so that the listener may close it for a new client at the total
+// bound.
+func trackIdle(c net.Conn, st http.ConnState) {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok { // TLS
+		c = tc.NetConn()
+	}
+	if lc, ok := c.(*limitConn); ok {
+		lc.idle.Store(st == http.StateIdle || st == http.StateNew)
+	}
 }
 
 func connKey(a net.Addr) string {

@@ -89,20 +89,86 @@ func TestConnectionLimits(t *testing.T) {
 			t.Fatal("a second client was not served while the first held its connections")
 		}
 	}
-	// The total bound: 8 are open, 2 more fit, then nobody new gets in until one closes.
+	// The total bound: 8 are open and 2 more fit.
+	var small []net.Conn
 	for range total - 2*perClient {
-		if !served(t, dialFrom(t, "127.0.0.4", addr)) {
+		c := dialFrom(t, "127.0.0.4", addr)
+		if !served(t, c) {
 			t.Fatal("a connection under the total bound was refused")
 		}
+		small = append(small, c)
 	}
-	if served(t, dialFrom(t, "127.0.0.5", addr)) {
-		t.Fatalf("a connection past the total bound of %d was served", total)
+	// Past it, a new client takes the place of an idle connection of a client holding the most (4), not of
+	// the client holding 2: otherwise a few addresses holding idle connections shut everyone else out.
+	if !served(t, dialFrom(t, "127.0.0.5", addr)) {
+		t.Fatalf("a new client was refused while %d idle connections held the total bound", total)
 	}
-	held.Close()
-	// The server notices the close when its read fails; retry until the slot is free (bounded).
+	for _, c := range small {
+		if !served(t, c) {
+			t.Fatal("the connection closed for a new client was one of the smallest holder's")
+		}
+	}
+	_ = held
+}
+
+// TestBusyConnectionsNotEvicted: at the total bound, only idle connections make room for new clients; when
+// every connection is in a request, a new one is closed at once, and one that frees up lets it in.
+func TestBusyConnectionsNotEvicted(t *testing.T) {
+	reg, err := New(t.TempDir(), WithAnonymousPull(true), WithInsecureLocalPushUnsafe())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.limits = transferLimits{grace: time.Hour, stall: time.Hour, minRate: 1}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const total = 6
+	srv := NewServer(reg, nil)
+	lim := LimitListener(ln, total, total).(*limitListener)
+	go srv.Serve(lim)
+	t.Cleanup(func() { srv.Close() })
+	addr := ln.Addr().String()
+	var busy []net.Conn
+	for range total {
+		c := dialFrom(t, "127.0.0.2", addr)
+		if !served(t, c) {
+			t.Fatal("a connection under the bound was refused")
+		}
+		// An upload whose body has not all arrived: the connection is in a request.
+		id, err := reg.newUpload(t.Context(), "r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(c, "PATCH /v2/r/blobs/uploads/"+id+" HTTP/1.1\r\nHost: r\r\nContent-Length: 100\r\n\r\nabc"); err != nil {
+			t.Fatal(err)
+		}
+		busy = append(busy, c)
+	}
+	// The server marks a connection busy when it reads the first byte; wait (bounded) until all are.
+	allBusy := func() bool {
+		lim.mu.Lock()
+		defer lim.mu.Unlock()
+		for c := range lim.clients["127.0.0.2"] {
+			if c.idle.Load() {
+				return false
+			}
+		}
+		return lim.open == total
+	}
+	for i := 0; !allBusy(); i++ {
+		if i == 500 {
+			t.Fatal("the server never read the half requests")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if served(t, dialFrom(t, "127.0.0.3", addr)) {
+		t.Fatal("a connection in the middle of a request was closed for a new client")
+	}
+	busy[0].Close()
 	ok := false
 	for range 100 {
-		if served(t, dialFrom(t, "127.0.0.5", addr)) {
+		if served(t, dialFrom(t, "127.0.0.3", addr)) {
 			ok = true
 			break
 		}
