@@ -24,12 +24,16 @@ type GCStats struct {
 // abandonedUpload is how long an upload session may sit untouched before GC removes it.
 const abandonedUpload = 24 * time.Hour
 
+// maxUploadAge is how long an upload session may last however active it is. A live session holds back the
+// sweep of every blob younger than itself, so a pusher that touched one session a day stopped GC for good.
+const maxUploadAge = 7 * 24 * time.Hour
+
 // GC removes blobs that no manifest in any repository references.
 //
 // Mark: every manifest linked in any repository is a root; it and everything it references (config, layers,
 // an index's children) is kept. Sweep: an unmarked blob is removed only if it is older than the grace period
 // (WithGCGracePeriod) and older than the oldest upload in progress, because clients push blobs before the
-// manifest that references them. A blob's time is refreshed whenever it is pushed again or mounted.
+// manifest that references them. Upload sessions untouched for a day, or older than a week, are removed. A blob's time is refreshed whenever it is pushed again or mounted.
 //
 // GC holds the registry's lock file exclusively for its whole run, and every write that links content holds
 // it shared, so GC is safe against pushes from this process and from another one (ssf registry serve while
@@ -62,7 +66,8 @@ func (r *Registry) GC(ctx context.Context) (GCStats, error) {
 		if err != nil || statErr != nil {
 			continue // being created or removed right now; leave it
 		}
-		if now.Sub(fi.ModTime()) > abandonedUpload && now.Sub(time.Unix(0, u.Started)) > abandonedUpload {
+		age := now.Sub(time.Unix(0, u.Started))
+		if (now.Sub(fi.ModTime()) > abandonedUpload && age > abandonedUpload) || age > maxUploadAge {
 			if err := os.RemoveAll(r.store.uploadDir(e.Name())); err != nil {
 				return st, err
 			}

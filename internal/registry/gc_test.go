@@ -149,3 +149,33 @@ func TestGCConcurrentPushes(t *testing.T) {
 	}
 	t.Logf("%d of 40 manifests accepted while GC ran continuously", n)
 }
+
+// TestGCOldActiveUpload: a live upload session holds back the sweep of blobs younger than itself, and GC kept any
+// session touched within a day, so a pusher touching one session daily stopped GC from ever removing anything
+// newer than it. A session older than maxUploadAge is removed however active, and the sweep goes on.
+func TestGCOldActiveUpload(t *testing.T) {
+	tr := newTestRegistry(t, WithInsecureLocalPushUnsafe(), WithAnonymousPull(true), WithGCGracePeriod(time.Hour))
+	orphan := tr.pushBlob("r", []byte("orphan"))
+	past := time.Now().Add(-48 * time.Hour)
+	os.Chtimes(filepath.Join(tr.dir, "blobs", "sha256", strings.TrimPrefix(orphan, "sha256:")), past, past)
+	resp := tr.do("POST", "/v2/r/blobs/uploads/", nil)
+	expect(t, resp, http.StatusAccepted, "")
+	id := resp.Header.Get("Docker-Upload-UUID")
+	// The session was started eight days ago and has just been written to.
+	u, err := tr.reg.loadUpload("r", id)
+	if err != nil || u == nil {
+		t.Fatalf("loading the session: %v", err)
+	}
+	u.Started = time.Now().Add(-8 * 24 * time.Hour).UnixNano()
+	if err := tr.reg.saveUpload(t.Context(), id, u); err != nil {
+		t.Fatal(err)
+	}
+	st, err := tr.reg.GC(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Uploads != 1 || st.BlobsRemoved != 1 {
+		t.Fatalf("GC with an eight-day-old active session: %+v, want it and the two-day-old orphan removed", st)
+	}
+	expect(t, tr.do("GET", "/v2/r/blobs/uploads/"+id, nil), http.StatusNotFound, codeBlobUploadUnknown)
+}
