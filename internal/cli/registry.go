@@ -239,7 +239,7 @@ func newRegistryGCCmd() *cobra.Command {
 		Use:   "gc [--grace 1h]",
 		Short: "Remove blobs that no manifest references",
 		Long: `Remove blobs of the embedded registry that no manifest in any repository references, and upload sessions
-untouched for a day. Blobs younger than --grace (or than the oldest upload in progress) are kept, because
+untouched for a day or started over a week ago. Blobs younger than --grace (or than the oldest upload in progress) are kept, because
 clients push blobs before the manifest that references them. Safe to run while ssf registry serve runs: pushes
 wait while it sweeps.`,
 		Args: args(cobra.NoArgs),
