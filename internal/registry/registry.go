@@ -340,7 +340,7 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request) string {
 		return user
 	}
 	if !validName(rt.name) {
-		r.respond(w, req, errf(http.StatusBadRequest, codeNameInvalid, fmt.Sprintf("invalid repository name %q", rt.name)))
+		r.respond(w, req, errf(http.StatusBadRequest, codeNameInvalid, fmt.Sprintf("invalid repository name %q", trimmed(rt.name))))
 		return user
 	}
 	var hs map[string]handler

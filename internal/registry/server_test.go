@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -339,5 +340,16 @@ func TestUnsentBodyDoesNotHoldConnection(t *testing.T) {
 		if _, err := br.ReadByte(); err != io.EOF {
 			t.Fatalf("%q: after the answer the connection stays open (read: %v)", req, err)
 		}
+	}
+}
+
+// TestLongNameNotEchoed: an invalid repository name is quoted shortened in the error, not whole (a 60 KB
+// name came back in full).
+func TestLongNameNotEchoed(t *testing.T) {
+	tr := newTestRegistry(t)
+	name := strings.Repeat("a/", 30000) + "x"
+	resp := tr.do("GET", "/v2/"+name+"/tags/list", nil)
+	if body := expect(t, resp, http.StatusBadRequest, codeNameInvalid); len(body) > 1024 {
+		t.Fatalf("the error for a %d-byte name has %d bytes", len(name), len(body))
 	}
 }
