@@ -256,10 +256,10 @@ func (ws *workspace) close() {
 // source takes the source (refusing one that holds the factory home, --out or the work directory), and only then
 // creates the staging directory, so that a staging directory can never become part of a source.
 func (h Home) source(ctx context.Context, dir string, adm *admission, ws *workspace, log *lineLog) (*source.Snapshot, error) {
-	if err := separate(dir, map[string]string{
-		"the factory home (SSF_HOME), which holds the signing key": h.Dir,
-		"--out":                            adm.out,
-		"the temporary directory (TMPDIR)": ws.work,
+	if err := separate(dir, []namedPath{
+		{"the factory home (SSF_HOME), which holds the signing key", h.Dir},
+		{"--out", adm.out},
+		{"the temporary directory (TMPDIR)", ws.work},
 	}); err != nil {
 		return nil, err
 	}
@@ -468,9 +468,13 @@ func paramErrorAt(p *pipeline.Pipeline, err error) error {
 	return p.Errorf(0, "--param", "%s", pe.Msg)
 }
 
+// namedPath is a path and what it is, for messages.
+type namedPath struct{ what, path string }
+
 // separate refuses a source directory that contains any of the given paths: the build would receive a copy of
 // them (the signing key, earlier outputs, its own work files).
-func separate(source string, paths map[string]string) error {
+// The first path found in the source is the one reported, so the most serious comes first.
+func separate(source string, paths []namedPath) error {
 	src, err := filepath.Abs(source)
 	if err != nil {
 		return err
@@ -478,7 +482,8 @@ func separate(source string, paths map[string]string) error {
 	if real, err := filepath.EvalSymlinks(src); err == nil {
 		src = real
 	}
-	for what, p := range paths {
+	for _, np := range paths {
+		what, p := np.what, np.path
 		abs, err := filepath.Abs(p)
 		if err != nil {
 			return err
