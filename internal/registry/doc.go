@@ -23,16 +23,20 @@
 //     digest matches the one the client claimed.
 //   - Serve a partial write: bytes reach blobs/ by one rename of a fsynced file, so a crash leaves either no
 //     blob or the whole blob, and readers only ever open blobs/ paths.
+//   - Acknowledge bytes it could lose: a chunk's data is fsynced before the session state that counts it (and
+//     whose running hash covers it) is saved and the chunk answered.
 //   - Let a name escape its directory: repository names, tags and digests are checked against the spec's
 //     grammar before any path is built from them.
 //   - Accept an unauthenticated push: a push needs valid credentials unless the operator chose
 //     [WithInsecureLocalPushUnsafe], and even then only from a loopback client.
 //   - Buffer a whole blob: blobs stream between the network and files; only manifests (at most 4 MiB) are
 //     read into memory.
-//   - Let one client starve the others: connections are bounded per client address and in total
-//     ([LimitListener]), headers and idle connections time out ([NewServer]), bodies must keep up a minimum
-//     rate, a stalled upload holds only its own session's lock, and the referrers list is paged with each
-//     descriptor's annotations bounded, so no push can make a listing (or its memory) large.
+//   - Let one client starve the others: connections are bounded per client address and in total, where a new
+//     client takes an idle connection's place ([LimitListener]), headers and idle connections time out
+//     ([NewServer]), bodies must keep up a minimum rate (also a body the handler left unread), a stalled upload
+//     holds only its own session's lock, and tag and referrers listings are paged and read their directories
+//     in batches, with each referrer's annotations and media types bounded, so no push can make a listing (or
+//     its memory) large.
 //   - Make passwords cheap to guess or names cheap to probe: an unknown user costs the same bcrypt work as a
 //     wrong password, password checks run at most one per CPU, and a client address that keeps failing is
 //     told to wait (429) without a check.
