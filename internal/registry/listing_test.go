@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -105,5 +107,44 @@ func writeFile(t *testing.T, path string, b []byte) {
 	}
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFilteredReferrersCheap: a pusher can attach thousands of referrers of other types, each with 16 KiB of
+// annotations, to a subject; a listing filtered by artifactType (what ssf verify asks for) decoded every one
+// whole, 4.9 s of CPU per anonymous request for 20,000. It reads only each record's start.
+func TestFilteredReferrersCheap(t *testing.T) {
+	tr := newTestRegistry(t)
+	subject := digestOf("sha256", []byte("subject"))
+	big := map[string]string{"junk": strings.Repeat("x", maxReferrerAnnotations-10)}
+	const n = 2000
+	var want string
+	for i := range n + 1 {
+		d := digestOf("sha256", []byte(fmt.Sprint("referrer ", i)))
+		desc := descriptor{MediaType: mediaTypeOCIManifest, Digest: d.String(), Size: 100, ArtifactType: "application/x-junk", Annotations: big}
+		if i == n/2 {
+			desc = descriptor{MediaType: mediaTypeOCIManifest, Digest: d.String(), Size: 100, ArtifactType: "application/vnd.example.sig"}
+			want = d.String()
+		}
+		rec, _ := json.Marshal(desc)
+		writeFile(t, tr.reg.store.referrerPath("r", subject, d), rec)
+		writeFile(t, tr.reg.store.manifestLink("r", d), []byte(mediaTypeOCIManifest))
+	}
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	resp := tr.do("GET", "/v2/r/referrers/"+subject.String()+"?artifactType=application/vnd.example.sig", nil)
+	body := expect(t, resp, http.StatusOK, "")
+	runtime.ReadMemStats(&after)
+	var idx index
+	if err := json.Unmarshal(body, &idx); err != nil {
+		t.Fatal(err)
+	}
+	if len(idx.Manifests) != 1 || idx.Manifests[0].Digest != want || nextLink(resp.Header) != "" {
+		t.Fatalf("filtered listing: %s, want only %s", body, want)
+	}
+	// Decoding every record whole allocates over 60 MiB here; reading their starts, a few.
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Fatalf("a filtered listing over %d records of another type allocated %d MiB", n, alloc>>20)
 	}
 }

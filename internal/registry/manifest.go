@@ -19,7 +19,8 @@ const (
 	mediaTypeDockerList     = content.DockerListMediaType
 )
 
-// descriptor is an OCI content descriptor, holding the fields the registry uses.
+// descriptor is an OCI content descriptor, holding the fields the registry uses. Referrer records are this
+// struct marshalled, and recordArtifactType relies on artifactType coming before the annotations: keep the order.
 type descriptor struct {
 	MediaType    string            `json:"mediaType"`
 	Digest       string            `json:"digest"`

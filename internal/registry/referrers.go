@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -113,6 +114,13 @@ page:
 		}
 		for _, rec := range names {
 			after = rec
+			if filtered {
+				// Most records of a subject flooded with referrers are of other types: tell from the
+				// record's start (the artifactType precedes the annotations) without reading them all.
+				if at, ok := recordArtifactType(filepath.Join(dir, rec)); ok && at != filter {
+					continue
+				}
+			}
 			desc, ok, err := r.readReferrer(filepath.Join(dir, rec))
 			if err != nil {
 				return fmt.Errorf("referrer record %q: %w", rec, err)
@@ -180,4 +188,49 @@ func (r *Registry) readReferrer(path string) (descriptor, bool, error) {
 		return descriptor{}, false, nil
 	}
 	return referrerDescriptor(desc.MediaType, d, desc.Size, desc.ArtifactType, desc.Annotations), true, nil
+}
+
+// recordPrefix is how much of a record recordArtifactType reads: its fields before the annotations (media type
+// and artifactType at most maxMediaTypeLen each, digest, size) fit with room to spare.
+const recordPrefix = 2 << 10
+
+// recordArtifactType reads the artifactType of the referrer record at path from the record's start; ok is false
+// when that start does not tell (the record is then read whole). A filtered listing over 20,000 records with
+// 16 KiB of annotations each took 4.9 s of CPU per anonymous request when every record was decoded whole.
+func recordArtifactType(path string) (string, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	b := make([]byte, recordPrefix)
+	n, err := io.ReadFull(f, b)
+	if err != nil && err != io.ErrUnexpectedEOF {
+		return "", false
+	}
+	dec := json.NewDecoder(bytes.NewReader(b[:n]))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return "", false
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		switch t {
+		case "artifactType":
+			var at string
+			if err := dec.Decode(&at); err != nil {
+				return "", false
+			}
+			return at, true
+		case "annotations":
+			return "", true // written after artifactType, which is omitted when empty
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", false
+		}
+	}
+	return "", true
 }
