@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 )
 
 // syncFile is (*os.File).Sync; the package's tests replace it to check what is synced, and in which order.
@@ -34,6 +35,37 @@ func WriteNew(path string, data []byte, mode fs.FileMode) error {
 		return fmt.Errorf("writing %q: %w", path, err)
 	}
 	defer os.Remove(tmp) // after the link, this removes only the temporary name
+	if err := link(tmp, path); err != nil {
+		return err
+	}
+	if err := os.Remove(tmp); err != nil {
+		return fmt.Errorf("removing temporary file %q: %w", tmp, err)
+	}
+	return SyncDir(dir)
+}
+
+// LinkNew makes the finished file from visible also as path, never replacing a file there: from is synced, then
+// hard-linked to path, then path's directory is synced. It fails with an error wrapping fs.ErrExist if path
+// exists. from keeps its name; the caller removes it. Use it to publish a file written in place (by a stream, not
+// from a byte slice) under a name that, once made, never changes, such as content named by its digest.
+func LinkNew(from, path string) error {
+	f, err := os.Open(from)
+	if err != nil {
+		return fmt.Errorf("publishing %q as %q: %w", from, path, err)
+	}
+	err = Sync(f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	if err := link(from, path); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
+}
+
+// link hard-links the synced file tmp to path; the caller syncs path's directory.
+func link(tmp, path string) error {
 	if err := os.Link(tmp, path); err != nil {
 		var le *os.LinkError
 		if errors.As(err, &le) {
@@ -41,10 +73,47 @@ func WriteNew(path string, data []byte, mode fs.FileMode) error {
 		}
 		return fmt.Errorf("creating %q: %w", path, err)
 	}
-	if err := os.Remove(tmp); err != nil {
-		return fmt.Errorf("removing temporary file %q: %w", tmp, err)
+	return nil
+}
+
+// Remove removes the file path and syncs its directory, so that after a crash the name stays gone. It fails
+// with an error wrapping fs.ErrNotExist if there is no such file.
+func Remove(path string) error {
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("removing %q: %w", path, err)
 	}
-	return SyncDir(dir)
+	return SyncDir(filepath.Dir(path))
+}
+
+// MkdirAll creates the directory dir with perm, and any missing parents, like os.MkdirAll, and syncs the parent
+// of every directory it creates, so that a file later made durable in dir is not lost with dir's own name. A
+// directory that already exists is taken as durable: its creator syncs it before its own MkdirAll returns. (A
+// caller racing that creator can return first; journaling file systems such as ext4 and xfs still commit the
+// creation with the caller's next fsync, as their journals commit in order.)
+func MkdirAll(dir string, perm fs.FileMode) error {
+	fi, err := os.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("creating directory %q: %w", dir, syscall.ENOTDIR)
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("creating directory %q: %w", dir, err)
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := MkdirAll(parent, perm); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, perm); err != nil {
+		// Another caller created it in between: sync the parent too rather than rely on that caller's timing.
+		if fi, serr := os.Stat(dir); serr != nil || !fi.IsDir() {
+			return fmt.Errorf("creating directory %q: %w", dir, err)
+		}
+	}
+	return SyncDir(parent)
 }
 
 // Replace writes data to path with mode, replacing any file there in one rename: readers see the old file or the

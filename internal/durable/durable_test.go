@@ -149,3 +149,82 @@ func TestPublishDirRefusesNonEmpty(t *testing.T) {
 		t.Errorf("the existing directory was changed: %v", err)
 	}
 }
+
+// LinkNew syncs the finished file before its new name exists and the directory after, and never replaces.
+func TestLinkNew(t *testing.T) {
+	dir := t.TempDir()
+	from, p := filepath.Join(dir, "upload"), filepath.Join(dir, "blob")
+	if err := os.WriteFile(from, []byte("bytes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	syncs := recordSyncs(t, p)
+	if err := LinkNew(from, p); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{from, dir}; !slices.Equal(*syncs, want) {
+		t.Errorf("syncs = %q, want %q (a ! marks a sync after %s appeared)", *syncs, want, p)
+	}
+	if b, err := os.ReadFile(p); err != nil || string(b) != "bytes" {
+		t.Errorf("linked file: %q, %v", b, err)
+	}
+	other := filepath.Join(dir, "other")
+	if err := os.WriteFile(other, []byte("other"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := LinkNew(other, p); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("LinkNew over an existing file: %v, want fs.ErrExist", err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "bytes" {
+		t.Errorf("the file was replaced: %q", b)
+	}
+}
+
+func TestRemove(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "tag")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	syncs := recordSyncs(t, "")
+	if err := Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{dir}; !slices.Equal(*syncs, want) {
+		t.Errorf("syncs = %q, want %q", *syncs, want)
+	}
+	if err := Remove(p); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("second Remove: %v, want fs.ErrNotExist", err)
+	}
+}
+
+// MkdirAll syncs the parent of every directory it creates (whose new entry would otherwise be lost in a crash
+// with everything beneath it), and nothing when all exist.
+func TestMkdirAllSyncsParents(t *testing.T) {
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "repos"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "repos", "a", "b", "_blobs")
+	syncs := recordSyncs(t, "")
+	if err := MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(root, "repos"), filepath.Join(root, "repos", "a"), filepath.Join(root, "repos", "a", "b")}
+	if !slices.Equal(*syncs, want) {
+		t.Errorf("syncs = %q, want %q", *syncs, want)
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		t.Errorf("stat %s: %v, %v", dir, fi, err)
+	}
+	*syncs = nil
+	if err := MkdirAll(dir, 0o700); err != nil || len(*syncs) != 0 {
+		t.Errorf("MkdirAll of an existing directory: %v, syncs %q", err, *syncs)
+	}
+	file := filepath.Join(root, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := MkdirAll(filepath.Join(file, "x"), 0o700); err == nil {
+		t.Error("MkdirAll under a file: no error")
+	}
+}
