@@ -140,12 +140,10 @@ func (x *extractor) extract(ctx context.Context, hdr *tar.Header, r io.Reader) e
 	default:
 		return fmt.Errorf("unsupported entry type %q", hdr.Typeflag)
 	}
-	for k := range hdr.PAXRecords {
-		// The tar reader fills a sparse file's holes with zeros, which would be written out: a few blocks of
-		// stream could fill the disk. Nothing ssf extracts needs one (its own tarballs never have them).
-		if strings.HasPrefix(k, "GNU.sparse.") {
-			return errors.New("sparse files are not supported")
-		}
+	// The tar reader fills a sparse file's holes with zeros, which would be written out: a few blocks of stream
+	// could fill the disk. Nothing ssf extracts needs one (its own tarballs never have them).
+	if IsSparse(hdr) {
+		return errors.New("sparse files are not supported")
 	}
 	name, err := entryName(hdr.Name)
 	if err != nil {
@@ -258,7 +256,7 @@ func (x *extractor) file(ctx context.Context, name string, mode fs.FileMode, r i
 	if x.buf == nil {
 		x.buf = make([]byte, copyBufferSize)
 	}
-	_, err = copyContext(ctx, f, r, x.buf)
+	_, err = CopyContext(ctx, f, r, x.buf)
 	if err == nil && x.opts.Chown {
 		err = f.Chown(x.opts.UID, x.opts.GID)
 	}
@@ -354,4 +352,18 @@ func (x *extractor) syncFile(name string) error {
 	}
 	defer f.Close()
 	return f.Sync()
+}
+
+// IsSparse reports a GNU sparse entry, old-style or in PAX records: the tar reader fills its holes with zeros, so
+// its data is not the bytes in the stream, and a few blocks can claim any size.
+func IsSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }

@@ -314,7 +314,7 @@ func writeFile(ctx context.Context, tw *tar.Writer, r *os.Root, hdr *tar.Header,
 	if err := tw.WriteHeader(hdr); err != nil {
 		return err
 	}
-	n, err := copyContext(ctx, tw, io.LimitReader(f, hdr.Size), buf)
+	n, err := CopyContext(ctx, tw, io.LimitReader(f, hdr.Size), buf)
 	if err != nil {
 		return err
 	}
@@ -327,9 +327,9 @@ func writeFile(ctx context.Context, tw *tar.Writer, r *os.Root, hdr *tar.Header,
 	return nil
 }
 
-// copyContext is io.CopyBuffer that stops between chunks when ctx is done, so that a large file does not hold up
+// CopyContext is io.CopyBuffer that stops between chunks when ctx is done, so that a large file does not hold up
 // cancellation.
-func copyContext(ctx context.Context, dst io.Writer, src io.Reader, buf []byte) (int64, error) {
+func CopyContext(ctx context.Context, dst io.Writer, src io.Reader, buf []byte) (int64, error) {
 	var n int64
 	for {
 		if err := ctx.Err(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ssf-dev/ssf/internal/archive"
 	"io"
 	"path"
 	"strings"
@@ -238,7 +239,7 @@ func scanTar(ctx context.Context, r io.ReaderAt, size int64) (*scanned, error) {
 			problem(fmt.Errorf("entries up to %s add up to %d bytes, more than the tarball's own %d: refusing an archive bomb", quoteName(hdr.Name), total, size))
 			continue
 		}
-		if isSparse(hdr) {
+		if archive.IsSparse(hdr) {
 			problem(fmt.Errorf("entry %s is a sparse file: image tarballs with sparse entries are refused", quoteName(hdr.Name)))
 			continue
 		}
@@ -299,7 +300,7 @@ func scanTar(ctx context.Context, r io.ReaderAt, size int64) (*scanned, error) {
 			}
 			off := cr.n // Next leaves the reader at the entry's first data byte
 			h := sha256.New()
-			n, err := copyContext(ctx, h, tr, buf)
+			n, err := archive.CopyContext(ctx, h, tr, buf)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
@@ -328,20 +329,6 @@ func quoteName(name string) string {
 		return fmt.Sprintf("%q... (%d bytes)", name[:max], len(name))
 	}
 	return fmt.Sprintf("%q", name)
-}
-
-// isSparse reports a GNU sparse entry, old-style or in PAX records: the tar reader would fill its holes, so its
-// data is not the bytes in the tarball.
-func isSparse(hdr *tar.Header) bool {
-	if hdr.Typeflag == tar.TypeGNUSparse {
-		return true
-	}
-	for k := range hdr.PAXRecords {
-		if strings.HasPrefix(k, "GNU.sparse.") {
-			return true
-		}
-	}
-	return false
 }
 
 // countingReader counts the bytes read through it, which is the offset in the tarball.

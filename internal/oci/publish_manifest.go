@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"github.com/ssf-dev/ssf/internal/archive"
 	"io/fs"
 	"os"
 	"path"
@@ -147,7 +147,7 @@ func hashRegular(ctx context.Context, r *os.Root, rel string) (File, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := copyContext(ctx, h, f, make([]byte, copyBufferSize))
+	n, err := archive.CopyContext(ctx, h, f, make([]byte, copyBufferSize))
 	if err != nil {
 		return File{}, fmt.Errorf("hashing %q: %w", rel, err)
 	}
@@ -218,28 +218,3 @@ func imageInRoot(ctx context.Context, r *os.Root, rel string) (*ImageTar, *os.Fi
 
 // copyBufferSize is the size of the buffer file contents are hashed through.
 const copyBufferSize = 256 << 10
-
-// copyContext is io.CopyBuffer that stops between chunks when ctx is done, so that a large file does not hold up
-// cancellation.
-func copyContext(ctx context.Context, dst io.Writer, src io.Reader, buf []byte) (int64, error) {
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		m, rerr := src.Read(buf)
-		if m > 0 {
-			w, werr := dst.Write(buf[:m])
-			n += int64(w)
-			if werr != nil {
-				return n, werr
-			}
-		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
-}
