@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ssf-dev/ssf/internal/durable"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -209,9 +210,11 @@ func AddUser(ctx context.Context, path, name string, password []byte) error {
 	for _, n := range names {
 		fmt.Fprintf(&buf, "%s:%s\n", n, existing[n])
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// writeFileAtomic's temporary file is created 0600, and the rename keeps that mode.
-	return writeFileAtomic(ctx, path, buf.Bytes())
+	if err := durable.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return durable.Replace(path, buf.Bytes(), 0o600)
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/ssf-dev/ssf/internal/durable"
 )
 
 // GCStats says what a garbage collection did.
@@ -133,7 +135,7 @@ func (r *Registry) GC(ctx context.Context) (GCStats, error) {
 		st.BytesRemoved += fi.Size()
 	}
 	for _, alg := range []string{"sha256", "sha512"} {
-		if err := syncDir(filepath.Join(r.store.dir, "blobs", alg)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := durable.SyncDir(filepath.Join(r.store.dir, "blobs", alg)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return st, err
 		}
 	}

@@ -162,12 +162,12 @@ func TestGCOldActiveUpload(t *testing.T) {
 	expect(t, resp, http.StatusAccepted, "")
 	id := resp.Header.Get("Docker-Upload-UUID")
 	// The session was started eight days ago and has just been written to.
-	u, err := tr.reg.loadUpload("r", id)
+	u, err := tr.reg.store.loadUpload("r", id)
 	if err != nil || u == nil {
 		t.Fatalf("loading the session: %v", err)
 	}
 	u.Started = time.Now().Add(-8 * 24 * time.Hour).UnixNano()
-	if err := tr.reg.saveUpload(t.Context(), id, u); err != nil {
+	if err := tr.reg.store.saveUpload(t.Context(), id, u); err != nil {
 		t.Fatal(err)
 	}
 	st, err := tr.reg.GC(t.Context())

@@ -29,18 +29,11 @@ func (r *Registry) resolve(name, reference string) (digest, error) {
 		return digest{}, errf(http.StatusNotFound, codeManifestUnknown,
 			fmt.Sprintf("no tag %q in repository %q: not a valid tag ([a-zA-Z0-9_][a-zA-Z0-9._-]{0,127})", trimmed(reference), name))
 	}
-	b, err := os.ReadFile(r.store.tagPath(name, reference))
+	d, err := r.store.readTag(name, reference)
 	if errors.Is(err, fs.ErrNotExist) {
 		return digest{}, errf(http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("no tag %q in repository %q", reference, name))
 	}
-	if err != nil {
-		return digest{}, err
-	}
-	d, err := parseDigest(strings.TrimSpace(string(b)))
-	if err != nil {
-		return digest{}, fmt.Errorf("tag file %q: %w", r.store.tagPath(name, reference), err)
-	}
-	return d, nil
+	return d, err
 }
 
 func (r *Registry) getManifest(w http.ResponseWriter, req *http.Request, name, reference string) error {
@@ -117,48 +110,17 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, name, r
 	if err != nil {
 		return errf(http.StatusBadRequest, codeManifestInvalid, err.Error())
 	}
-	l, err := r.store.lock(false)
-	if err != nil {
+	var missing *missingRefError
+	var size *refSizeError
+	switch err := r.store.putManifest(ctx, name, d, body, m, tags); {
+	case errors.As(err, &missing):
+		return errf(http.StatusBadRequest, codeManifestBlobUnknown, fmt.Sprintf("%s %s is not in repository %q", missing.kind, missing.d, name))
+	case errors.As(err, &size) && size.kind == "blob":
+		return errf(http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("blob %s has %d bytes, the manifest says %d", size.d, size.got, size.want))
+	case errors.As(err, &size):
+		return errf(http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("manifest %s has %d bytes, the index says %d", size.d, size.got, size.want))
+	case err != nil:
 		return err
-	}
-	defer l.unlock()
-	for _, b := range m.blobs {
-		size, err := r.store.blobSize(b.d)
-		if err != nil || !exists(r.store.blobLink(name, b.d)) {
-			return errf(http.StatusBadRequest, codeManifestBlobUnknown, fmt.Sprintf("blob %s is not in repository %q", b.d, name))
-		}
-		if size != b.size {
-			return errf(http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("blob %s has %d bytes, the manifest says %d", b.d, size, b.size))
-		}
-	}
-	for _, c := range m.children {
-		if !exists(r.store.manifestLink(name, c.d)) || !exists(r.store.blobPath(c.d)) {
-			return errf(http.StatusBadRequest, codeManifestBlobUnknown, fmt.Sprintf("manifest %s is not in repository %q", c.d, name))
-		}
-		if size, err := r.store.blobSize(c.d); err != nil || size != c.size {
-			return errf(http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("manifest %s has %d bytes, the index says %d", c.d, size, c.size))
-		}
-	}
-	if err := r.store.putBlobBytes(ctx, d, body); err != nil {
-		return err
-	}
-	if m.subject != nil {
-		// The record is bounded when written, so listing referrers never reads large records.
-		rec, err := json.Marshal(referrerDescriptor(m.mediaType, d, int64(len(body)), m.artifactType, m.annotations))
-		if err == nil {
-			err = writeFileAtomic(ctx, r.store.referrerPath(name, *m.subject, d), rec)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if err := writeFileAtomic(ctx, r.store.manifestLink(name, d), []byte(m.mediaType)); err != nil {
-		return err
-	}
-	for _, t := range tags {
-		if err := writeFileAtomic(ctx, r.store.tagPath(name, t), []byte(d.String())); err != nil {
-			return err
-		}
 	}
 	h := w.Header()
 	if m.subject != nil {
@@ -179,12 +141,9 @@ func (r *Registry) deleteManifest(w http.ResponseWriter, req *http.Request, name
 		if !validTag(reference) {
 			return errf(http.StatusBadRequest, codeManifestInvalid, fmt.Sprintf("invalid tag %q", trimmed(reference)))
 		}
-		err := os.Remove(r.store.tagPath(name, reference))
+		err := r.store.untag(name, reference)
 		if errors.Is(err, fs.ErrNotExist) {
 			return errf(http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("no tag %q in repository %q", reference, name))
-		}
-		if err == nil {
-			err = syncDir(r.store.tagsDir(name))
 		}
 		if err != nil {
 			return err
@@ -197,35 +156,16 @@ func (r *Registry) deleteManifest(w http.ResponseWriter, req *http.Request, name
 	if err != nil {
 		return errf(http.StatusBadRequest, codeDigestInvalid, err.Error())
 	}
-	link := r.store.manifestLink(name, d)
-	if !exists(link) {
+	err = r.store.deleteManifest(name, d)
+	if errors.Is(err, fs.ErrNotExist) {
 		return errf(http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("manifest %s is not in repository %q", d, name))
 	}
-	// Tags first, then the referrers record, then the link: a crash part-way leaves a manifest that is still
-	// fully served, never a tag or referrer pointing at nothing.
-	entries, err := os.ReadDir(r.store.tagsDir(name))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err != nil {
 		return err
 	}
-	for _, e := range entries {
-		if !validTag(e.Name()) {
-			continue
-		}
-		p := r.store.tagPath(name, e.Name())
-		if b, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(b)) == d.String() {
-			if err := os.Remove(p); err != nil {
-				return err
-			}
-		}
-	}
-	if body, err := os.ReadFile(r.store.blobPath(d)); err == nil {
-		if subj, ok := subjectOf(body); ok {
-			if err := os.Remove(r.store.referrerPath(name, subj, d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-		}
-	}
-	return r.unlink(w, req, link)
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
 }
 
 type tagList struct {

@@ -151,7 +151,7 @@ func TestReferrerMediaTypesBounded(t *testing.T) {
 	rec, _ := json.Marshal(descriptor{MediaType: mediaTypeOCIManifest, Digest: od.String(), Size: int64(len(old)), ArtifactType: long})
 	for path, b := range map[string][]byte{tr.reg.store.blobPath(od): old, tr.reg.store.manifestLink("r", od): []byte(mediaTypeOCIManifest),
 		tr.reg.store.referrerPath("r", sd, od): rec} {
-		if err := writeFileAtomic(t.Context(), path, b); err != nil {
+		if err := writeLink(t.Context(), path, b); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -137,7 +137,7 @@ func TestBusyConnectionsNotEvicted(t *testing.T) {
 			t.Fatal("a connection under the bound was refused")
 		}
 		// An upload whose body has not all arrived: the connection is in a request.
-		id, err := reg.newUpload(t.Context(), "r")
+		id, err := reg.store.newUpload(t.Context(), "r")
 		if err != nil {
 			t.Fatal(err)
 		}

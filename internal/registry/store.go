@@ -10,6 +10,9 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/ssf-dev/ssf/internal/durable"
 )
 
 // store lays the registry's files out on disk. Every path it builds comes from validated names, tags and
@@ -48,7 +51,7 @@ func (s *store) lockPath() string { return filepath.Join(s.dir, "gc.lock") }
 func (s *store) init() error {
 	for _, d := range []string{s.dir, filepath.Join(s.dir, "blobs", "sha256"), filepath.Join(s.dir, "blobs", "sha512"),
 		s.uploadsDir(), s.reposDir()} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+		if err := durable.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("creating registry directory %q: %w", d, err)
 		}
 	}
@@ -75,86 +78,85 @@ func (s *store) repoHasBlob(name string, d digest) bool {
 	return exists(s.blobLink(name, d)) && exists(s.blobPath(d))
 }
 
-// writeFileAtomic writes data to path so that a crash leaves the old file or the whole new one: a temporary
-// file in the same directory, fsynced, renamed over path, then the directory fsynced.
-func writeFileAtomic(ctx context.Context, path string, data []byte) error {
+// writeLink writes a small file under repos/ (a link, a tag, a referrer record), replacing any there: its
+// directory (and any parent it needs) is created durably, and the file is written with [durable.Replace].
+func writeLink(ctx context.Context, path string, data []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := durable.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp, err := writeTemp(dir, data)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return durable.Replace(path, data, 0o600)
 }
 
-// writeTemp writes data to a new fsynced temporary file in dir and returns its path.
-func writeTemp(dir string, data []byte) (string, error) {
-	tmp, err := os.CreateTemp(dir, ".tmp-")
-	if err != nil {
-		return "", err
-	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return "", err
-	}
-	return tmp.Name(), nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// commitBlob moves a fsynced, verified file into blobs/. When the blob is already stored the file is dropped:
-// the bytes are the same, because both hash to d.
+// commitBlob makes the finished, verified file tmpPath durable as the blob d ([durable.LinkNew]). When the blob
+// is already stored the file is left for the caller to drop: the bytes are the same, because both hash to d.
 func (s *store) commitBlob(tmpPath string, d digest) error {
 	dst := s.blobPath(d)
 	if exists(dst) {
-		return os.Remove(tmpPath)
+		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+	if err := durable.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return err
 	}
-	if err := os.Rename(tmpPath, dst); err != nil {
+	if err := durable.LinkNew(tmpPath, dst); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("storing blob %s: %w", d, err)
 	}
-	return syncDir(filepath.Dir(dst))
+	return nil
 }
 
 // putBlobBytes stores small content (a manifest) under its digest.
 func (s *store) putBlobBytes(ctx context.Context, d digest, data []byte) error {
-	if exists(s.blobPath(d)) {
-		return nil
-	}
-	tmp, err := writeTemp(s.uploadsDir(), data)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp) // a no-op once committed
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.commitBlob(tmp, d)
+	if exists(s.blobPath(d)) {
+		return nil
+	}
+	if err := durable.WriteNew(s.blobPath(d), data, 0o600); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("storing blob %s: %w", d, err)
+	}
+	return nil
+}
+
+// linkBlob records durably that the repository holds the stored blob d, and refreshes the blob's time so a
+// concurrent GC's grace period counts from now. The caller holds the shared lock.
+func (s *store) linkBlob(name string, d digest) error {
+	now := time.Now()
+	if err := os.Chtimes(s.blobPath(d), now, now); err != nil {
+		return err
+	}
+	link := s.blobLink(name, d)
+	if exists(link) {
+		return nil
+	}
+	if err := durable.MkdirAll(filepath.Dir(link), 0o700); err != nil {
+		return err
+	}
+	if err := durable.WriteNew(link, nil, 0o600); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return nil
+}
+
+// mountBlob links the stored blob d into repository name, unless GC removed it first; it reports whether it did.
+func (s *store) mountBlob(name string, d digest) (bool, error) {
+	l, err := s.lock(false)
+	if err != nil {
+		return false, err
+	}
+	defer l.unlock()
+	if !exists(s.blobPath(d)) {
+		return false, nil
+	}
+	return true, s.linkBlob(name, d)
+}
+
+// unlinkBlob removes, durably, the repository's link to blob d: other repositories keep the bytes, and GC
+// removes them once nothing links or references them. It fails with fs.ErrNotExist when there is no link.
+func (s *store) unlinkBlob(name string, d digest) error {
+	return durable.Remove(s.blobLink(name, d))
 }
 
 // listDigests lists the digests named by the files dir/<alg>/<hex>, skipping anything that is not one (such as
