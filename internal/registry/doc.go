@@ -19,10 +19,13 @@
 //
 // # What it must never do
 //
-//   - Store an unverified blob: every blob is hashed while it streams in and moved into blobs/ only when its
+//   - Store an unverified blob: every blob is hashed while it streams in and linked into blobs/ only when its
 //     digest matches the one the client claimed.
-//   - Serve a partial write: bytes reach blobs/ by one rename of a fsynced file, so a crash leaves either no
-//     blob or the whole blob, and readers only ever open blobs/ paths.
+//   - Serve a partial write: bytes reach blobs/ by one hard link of a fsynced file (never replacing a stored
+//     blob), so a crash leaves either no blob or the whole blob, and readers only ever open blobs/ paths.
+//   - Put crash ordering in a handler: what becomes durable, and in which order (data, then its name, then the
+//     directory; the blob before a link to it, a manifest before its tags), is the store's methods' job, written
+//     with internal/durable; handlers parse, authorise, call the store and return errors.
 //   - Acknowledge bytes it could lose: a chunk's data is fsynced before the session state that counts it (and
 //     whose running hash covers it) is saved and the chunk answered.
 //   - Let a name escape its directory: repository names, tags and digests are checked against the spec's

@@ -15,8 +15,10 @@ import (
 	"github.com/ssf-dev/ssf/internal/durable"
 )
 
-// store lays the registry's files out on disk. Every path it builds comes from validated names, tags and
-// digests (see names.go), so none can leave dir.
+// store lays the registry's files out on disk and owns the order in which they become durable: every write
+// that a handler acknowledges is one store method (putManifest, commitUpload, appendUpload, mountBlob, ...) that
+// returns only once it is on stable storage, through internal/durable. Every path it builds comes from validated
+// names, tags and digests (see names.go), so none can leave dir.
 type store struct {
 	dir string
 }
