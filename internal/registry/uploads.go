@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"syscall"
 	"time"
 
 	"github.com/ssf-dev/ssf/internal/durable"
@@ -98,6 +99,12 @@ func (s *store) loadUpload(name, id string) (*upload, error) {
 	fi, err := os.Stat(data)
 	if err != nil {
 		return nil, err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+		// The data was committed as a blob (a hard link: see commitUpload) and the process stopped before the
+		// session was removed. Writing to it now would change a stored blob's bytes, so the session is over.
+		s.removeUpload(id)
+		return nil, nil
 	}
 	switch {
 	case fi.Size() > u.Offset:
@@ -209,7 +216,9 @@ func (s *store) uploadDigest(ctx context.Context, id string, u *upload, alg stri
 }
 
 // commitUpload makes the session's verified data durable as blob d, then the repository's link to it, under
-// the shared lock so GC cannot sweep the blob in between. The session itself stays for the caller to remove.
+// the shared lock so GC cannot sweep the blob in between. The blob is a hard link to the session's data file,
+// so the session is over once it returns: the caller removes it, and loadUpload refuses a session whose data
+// is linked elsewhere (a crash before the removal), which would otherwise append to a stored blob.
 func (s *store) commitUpload(ctx context.Context, name, id string, d digest) error {
 	if err := ctx.Err(); err != nil {
 		return err
