@@ -9,7 +9,7 @@
 // # What it must never do
 //
 // It must never return success before the data and the name are on stable storage, never replace a file that
-// [WriteNew] was asked to create, and never leave a temporary file behind on an error it returns.
+// [WriteNew] or [LinkNew] was asked to create, and never leave a temporary file behind on an error it returns.
 package durable
 
 import (
