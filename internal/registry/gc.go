@@ -9,8 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/ssf-dev/ssf/internal/durable"
 )
 
 // GCStats says what a garbage collection did.
@@ -115,6 +113,7 @@ func (r *Registry) GC(ctx context.Context) (GCStats, error) {
 		return st, err
 	}
 	removed := map[digest]bool{}
+	var gone []digest
 	for _, d := range blobs {
 		if err := ctx.Err(); err != nil {
 			return st, err
@@ -127,33 +126,30 @@ func (r *Registry) GC(ctx context.Context) (GCStats, error) {
 			st.BlobsKept++
 			continue
 		}
-		if err := os.Remove(r.store.blobPath(d)); err != nil {
-			return st, err
-		}
+		gone = append(gone, d)
 		removed[d] = true
 		st.BlobsRemoved++
 		st.BytesRemoved += fi.Size()
 	}
-	for _, alg := range []string{"sha256", "sha512"} {
-		if err := durable.SyncDir(filepath.Join(r.store.dir, "blobs", alg)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return st, err
-		}
+	if err := r.store.removeBlobs(gone); err != nil {
+		return st, err
 	}
 	// Links to removed blobs would make the repository claim content it no longer has.
 	for _, repo := range repos {
-		dir := filepath.Join(r.store.repoDir(repo), "_blobs")
-		links, err := listDigests(dir)
+		links, err := listDigests(filepath.Join(r.store.repoDir(repo), "_blobs"))
 		if err != nil {
 			return st, err
 		}
+		var dangling []digest
 		for _, d := range links {
 			if removed[d] || !exists(r.store.blobPath(d)) {
-				if err := os.Remove(r.store.blobLink(repo, d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return st, err
-				}
-				st.LinksRemoved++
+				dangling = append(dangling, d)
 			}
 		}
+		if err := r.store.unlinkBlobs(repo, dangling); err != nil {
+			return st, err
+		}
+		st.LinksRemoved += len(dangling)
 	}
 	r.log.Info("registry gc", "manifests", st.Manifests, "kept", st.BlobsKept, "removed", st.BlobsRemoved,
 		"bytes", st.BytesRemoved, "links", st.LinksRemoved, "uploads", st.Uploads)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -159,6 +160,42 @@ func (s *store) mountBlob(name string, d digest) (bool, error) {
 // removes them once nothing links or references them. It fails with fs.ErrNotExist when there is no link.
 func (s *store) unlinkBlob(name string, d digest) error {
 	return durable.Remove(s.blobLink(name, d))
+}
+
+// removeBlobs removes the stored blobs ds, durably, for GC (which holds the exclusive lock). A crash part-way
+// leaves repository links to missing blobs, which readers already treat as absent (they check the blob too) and
+// the next GC removes.
+func (s *store) removeBlobs(ds []digest) error {
+	dirs := map[string]bool{}
+	for _, d := range ds {
+		if err := os.Remove(s.blobPath(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		dirs[filepath.Dir(s.blobPath(d))] = true
+	}
+	return syncDirs(dirs)
+}
+
+// unlinkBlobs removes repository name's links to the blobs ds, durably.
+func (s *store) unlinkBlobs(name string, ds []digest) error {
+	dirs := map[string]bool{}
+	for _, d := range ds {
+		if err := os.Remove(s.blobLink(name, d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		dirs[filepath.Dir(s.blobLink(name, d))] = true
+	}
+	return syncDirs(dirs)
+}
+
+// syncDirs syncs each directory once, however many names were removed from it.
+func syncDirs(dirs map[string]bool) error {
+	for _, d := range slices.Sorted(maps.Keys(dirs)) {
+		if err := durable.SyncDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // listDigests lists the digests named by the files dir/<alg>/<hex>, skipping anything that is not one (such as
