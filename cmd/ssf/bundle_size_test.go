@@ -1,30 +1,17 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/ssf-dev/ssf/internal/sign"
 )
 
 // A bundle is untrusted until it verifies: ssf verify and ssf publish read at most 16 MiB of one, so a huge
 // file (here 1 GiB, sparse) is refused with a message instead of being read into memory whole.
 func TestHugeBundleRefused(t *testing.T) {
 	tmp := t.TempDir()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, err := sign.PublicKeyPEM(&key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := filepath.Join(tmp, "key.pub")
+	pub := throwawayPublicKey(t, tmp)
 	artifact := filepath.Join(tmp, "artifact")
 	out := filepath.Join(tmp, "out")
 	bundle := filepath.Join(out, "attestations", "provenance.sigstore.json")
@@ -34,7 +21,7 @@ func TestHugeBundleRefused(t *testing.T) {
 	for _, f := range []struct {
 		path string
 		data []byte
-	}{{pub, pem}, {artifact, []byte("artifact\n")}, {bundle, nil}} {
+	}{{artifact, []byte("artifact\n")}, {bundle, nil}} {
 		if err := os.WriteFile(f.path, f.data, 0o644); err != nil {
 			t.Fatal(err)
 		}

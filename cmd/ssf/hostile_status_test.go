@@ -1,35 +1,17 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/ssf-dev/ssf/internal/sign"
 )
 
 // A hostile registry's status line carries terminal escapes that would clear the screen and print a verdict.
 // ssf verify REF fails (exit 1) and its message reaches the terminal with every control character escaped.
 func TestVerifyReferenceEscapesRegistryText(t *testing.T) {
 	tmp := t.TempDir()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, err := sign.PublicKeyPEM(&key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := filepath.Join(tmp, "key.pub")
-	if err := os.WriteFile(pub, pem, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	pub := throwawayPublicKey(t, tmp)
 	const spoof = "500 \x1b[2J\x1b[H\x1b]0;ok\x07verified: registry.example/app built by you\u202e"
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v2/" {

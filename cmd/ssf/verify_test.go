@@ -313,18 +313,7 @@ func hangingRegistry(t *testing.T, trickle time.Duration) string {
 // first, --deadline the second, each with a message that says so.
 func TestVerifyReferenceTimesOut(t *testing.T) {
 	tmp := t.TempDir()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, err := sign.PublicKeyPEM(&key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := filepath.Join(tmp, "key.pub")
-	if err := os.WriteFile(pub, pem, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	pub := throwawayPublicKey(t, tmp)
 	digest := "@sha256:" + strings.Repeat("a", 64)
 	tests := []struct {
 		name    string
@@ -442,4 +431,23 @@ func TestVerifyReferenceSkipsMalformedReferrers(t *testing.T) {
 	if !strings.Contains(r.stderr, "ssf: note: skipped: referrer sha256:"+strings.Repeat("1", 64)+": a application/vnd.oci.image.manifest.v1+json of 1073741824 bytes is not a bundle manifest") {
 		t.Errorf("verify -v does not note the skipped referrer:\n%s", r.stderr)
 	}
+}
+
+// throwawayPublicKey writes the public half of a fresh key, which signed nothing, to dir/key.pub and returns its
+// path: for checks that must fail, or never get as far as a signature.
+func throwawayPublicKey(t *testing.T, dir string) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := sign.PublicKeyPEM(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := filepath.Join(dir, "key.pub")
+	if err := os.WriteFile(pub, pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return pub
 }
