@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -41,41 +40,6 @@ func TestSeccompRules(t *testing.T) {
 		tests = append(tests, probeCase{"clone with CLONE_" + strings.ToUpper(ns) + " is denied (the kernel says EINVAL)", ns, eperm})
 	}
 	runSockprobe(t, ctr, "/bin/sysprobe", tests)
-}
-
-// The isolation facts come from the spec the runtime gets: the seccomp digest changes with the profile.
-func TestIsolationFacts(t *testing.T) {
-	r, err := NewRunc(testRuntime, t.TempDir())
-	if err != nil {
-		t.Skip(err)
-	}
-	if !r.Seccomp() {
-		t.Skip("runc was built without seccomp")
-	}
-	c := Config{ID: "x", Rootfs: "/nonexistent", Cwd: "/", UID: 1879048192, GID: 1879048192, Memory: 1 << 30, Disk: &Disk{Limit: 5 << 20}}
-	iso, err := r.Isolation(c, &BuildCgroup{Memory: 2 << 30, Pids: 99})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := iso.Map()
-	for k, want := range map[string]string{
-		"network": "none", "readOnlyRoot": "true", "uid": "1879048192", "capabilities": "none", "noNewPrivileges": "true",
-		"memoryBytes": "1073741824", "pids": "1024", "diskBytes": "5242880", "buildMemoryBytes": "2147483648", "buildPids": "99",
-		"runtime": filepath.Base(r.binary),
-	} {
-		if m[k] != want {
-			t.Errorf("%s = %q, want %q", k, m[k], want)
-		}
-	}
-	if !strings.HasPrefix(m["seccomp"], "sha256:") || len(m["seccomp"]) != 71 || !strings.HasPrefix(m["runtimeVersion"], filepath.Base(r.binary)+" version") {
-		t.Errorf("seccomp %q, runtime version %q", m["seccomp"], m["runtimeVersion"])
-	}
-	saved := deniedSyscalls
-	deniedSyscalls = deniedSyscalls[1:]
-	defer func() { deniedSyscalls = saved }()
-	if other, _ := r.Isolation(c, nil); other.Seccomp == iso.Seccomp {
-		t.Error("the seccomp digest did not change with the profile")
-	}
 }
 
 // A step holds at most maxPtys pseudo-terminals: the kernel's pty limit is host-wide (kernel.pty.max, 4096 with
