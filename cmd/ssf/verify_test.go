@@ -362,7 +362,7 @@ func TestVerifyReferenceSkipsMalformedReferrers(t *testing.T) {
 	data := []byte("artifact\n")
 	os.WriteFile(filepath.Join(out, "artifact"), data, 0o644)
 	files := []oci.File{{Path: "artifact", Digest: digest.FromBytes(data), Size: int64(len(data))}}
-	subjects, err := oci.BuildSubjects(out, files)
+	subjects, err := oci.BuildSubjects(context.Background(), out, files)
 	if err != nil {
 		t.Fatal(err)
 	}

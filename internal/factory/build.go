@@ -138,7 +138,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		log.printf("build failed: nothing was signed and %s was left as it was", req.Out)
 		return nil, err
 	}
-	stmt, res, err := stage(b, adm, ws, src)
+	stmt, res, err := stage(ctx, b, adm, ws, src)
 	if err != nil {
 		return nil, err
 	}
@@ -314,7 +314,7 @@ func (h Home) run(ctx context.Context, adm *admission, ws *workspace, src *sourc
 
 // stage copies the observed outputs and the task logs into the staging directory and describes the build for the
 // provenance: every field but the times, which Build sets.
-func stage(b *build, adm *admission, ws *workspace, src *source.Snapshot) (provenance.Build, *BuildResult, error) {
+func stage(ctx context.Context, b *build, adm *admission, ws *workspace, src *source.Snapshot) (provenance.Build, *BuildResult, error) {
 	p, req := adm.p, adm.req
 	res := &BuildResult{
 		Out: adm.out, InvocationID: b.invocation, Source: src.Descriptor(),
@@ -371,7 +371,7 @@ func stage(b *build, adm *admission, ws *workspace, src *source.Snapshot) (prove
 	}
 	// The manifests a publish will push are pure functions of the outputs, so their digests are subjects too:
 	// cosign and ssf verify a registry reference by its manifest digest, and publish never signs anything.
-	ociSubjects, err := oci.BuildSubjects(ws.staging, files)
+	ociSubjects, err := oci.BuildSubjects(ctx, ws.staging, files)
 	if err != nil {
 		return stmt, nil, fmt.Errorf("computing the OCI artifact of the outputs: %w", err)
 	}

@@ -284,7 +284,7 @@ func TestBuildSubjectsRefusesForgedImage(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "image.tar"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := oci.BuildSubjects(dir, []oci.File{{Path: "image.tar", Digest: digest.FromBytes(data), Size: int64(len(data))}})
+	_, err := oci.BuildSubjects(context.Background(), dir, []oci.File{{Path: "image.tar", Digest: digest.FromBytes(data), Size: int64(len(data))}})
 	if !errors.Is(err, oci.ErrBadImage) || !strings.Contains(err.Error(), `output "image.tar"`) || !strings.Contains(err.Error(), sha(forged)) {
 		t.Fatalf("err = %v, want ErrBadImage naming output \"image.tar\" and sha256:%s", err, sha(forged))
 	}
@@ -319,7 +319,7 @@ func TestPublishRefusesBadImageTarball(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// What an unchecking factory would have signed: the image index.json names.
-			trusting := func(dir string, files []oci.File) ([]oci.Subject, error) {
+			trusting := func(_ context.Context, dir string, files []oci.File) ([]oci.Subject, error) {
 				raw, err := oci.ArtifactManifest(files)
 				if err != nil {
 					return nil, err

@@ -106,15 +106,11 @@ type Subject struct {
 // BuildSubjects returns the provenance subjects that let a build be published and verified in a registry: the
 // artifact manifest of all the files (see ArtifactManifest), and, for each file that is an OCI image layout
 // tarball (see ReadImageTar), that image's manifest: named only when every manifest, config and layer of it is in
-// the tarball and hashes to its descriptor, otherwise the error wraps ErrBadImage and names the output and the blob. root is the output directory; files are the outputs with the
-// digests and sizes the control plane computed when it collected them, so nothing is hashed twice. Every file must
-// be a regular file beneath root reached without a symlink.
-func BuildSubjects(root string, files []File) ([]Subject, error) {
-	return BuildSubjectsContext(context.Background(), root, files)
-}
-
-// BuildSubjectsContext is BuildSubjects, stopping when ctx is done (hashing an image's blobs takes a while).
-func BuildSubjectsContext(ctx context.Context, root string, files []File) ([]Subject, error) {
+// the tarball and hashes to its descriptor, otherwise the error wraps ErrBadImage and names the output and the
+// blob. root is the output directory; files are the outputs with the digests and sizes the control plane computed
+// when it collected them, so nothing is hashed twice. Every file must be a regular file beneath root reached
+// without a symlink. It stops when ctx is done (hashing an image's blobs takes a while).
+func BuildSubjects(ctx context.Context, root string, files []File) ([]Subject, error) {
 	r, err := os.OpenRoot(root)
 	if err != nil {
 		return nil, err

@@ -128,7 +128,7 @@ func newFixture(t *testing.T, files map[string][]byte, edit func(*provenance.Bui
 
 // newFixtureWith is newFixture with the OCI subjects computed by subjects, so that a test can sign what a
 // factory that did not check an image would have signed.
-func newFixtureWith(t *testing.T, files map[string][]byte, edit func(*provenance.Build), subjects func(string, []oci.File) ([]oci.Subject, error)) *fixture {
+func newFixtureWith(t *testing.T, files map[string][]byte, edit func(*provenance.Build), subjects func(context.Context, string, []oci.File) ([]oci.Subject, error)) *fixture {
 	t.Helper()
 	f := &fixture{dir: t.TempDir(), files: files}
 	var outputs []oci.File
@@ -150,7 +150,7 @@ func newFixtureWith(t *testing.T, files map[string][]byte, edit func(*provenance
 		b.Subjects = append(b.Subjects, provenance.Subject{Name: p, Digest: digest.FromBytes(data)})
 	}
 	var err error
-	if f.subj, err = subjects(f.dir, outputs); err != nil {
+	if f.subj, err = subjects(context.Background(), f.dir, outputs); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range f.subj {
