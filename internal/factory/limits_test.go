@@ -332,7 +332,9 @@ func TestOrphanedStepsOfAKilledBuildAreEnded(t *testing.T) {
 	defer g.Remove()
 	// The "ssf" (a shell) takes the lease, starts a "step" that inherits it in the build's cgroup, and dies.
 	procs := buildCgroupProcs(t, g.Name())
-	script := `exec 9<>"$1" && flock -x 9 && shift && sh -c 'for f; do echo $$ > "$f"; done; exec sleep 60' sh "$@" >/dev/null 2>&1 & echo $!`
+	// The shell puts the step into the build's cgroup before it prints the pid, so the sweep below cannot run before
+	// the step is there (it would find the cgroup empty and the test would prove nothing).
+	script := `exec 9<>"$1" && flock -x 9 && shift && { sleep 60 >/dev/null 2>&1 & pid=$!; for f; do echo $pid > "$f"; done; echo $pid; }`
 	ssfCmd := exec.Command("sh", append([]string{"-c", script, "sh", filepath.Join(leases, fmt.Sprint(id))}, procs...)...)
 	out, err := ssfCmd.Output()
 	if err != nil {
@@ -355,9 +357,17 @@ func TestOrphanedStepsOfAKilledBuildAreEnded(t *testing.T) {
 	if slices.Contains(sandbox.BuildCgroups(), g.Name()) {
 		t.Fatalf("the killed build's cgroup %s is still there, and its step runs on", g.Name())
 	}
-	// The step was killed, so the lease is free (flock waits for it to go, no sleep needed).
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
+	// The step was killed, so the lease is free: flock waits for it to go. A step that was not killed would hold
+	// it for its whole minute, far past the bound.
+	locked := make(chan error, 1)
+	go func() { locked <- syscall.Flock(int(f.Fd()), syscall.LOCK_EX) }()
+	select {
+	case err := <-locked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the killed build's step still holds its uid lease: the sweep did not end it")
 	}
 }
 
