@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -22,7 +24,27 @@ import (
 // names, tags and digests (see names.go), so none can leave dir.
 type store struct {
 	dir string
+	// repoLocks serialise the changes to a repository's manifests and tags (putManifest, deleteManifest), one
+	// stripe per hash of the repository's name: deleting a manifest reads each tag and then removes it, and
+	// without the lock a tag a concurrent PUT had just pointed at another manifest (and acknowledged) was
+	// removed, as was the link of the same manifest pushed again while it was being deleted.
+	repoLocks [64]sync.Mutex
 }
+
+// lockRepo takes repository name's lock and returns the function that releases it.
+func (s *store) lockRepo(name string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	m := &s.repoLocks[h.Sum32()%uint32(len(s.repoLocks))]
+	if !m.TryLock() {
+		testHookRepoLockWait()
+		m.Lock()
+	}
+	return m.Unlock
+}
+
+// testHookRepoLockWait runs when lockRepo has to wait; tests replace it to learn that a request is held back.
+var testHookRepoLockWait = func() {}
 
 func (s *store) blobPath(d digest) string { return filepath.Join(s.dir, "blobs", d.alg, d.hex) }
 func (s *store) uploadsDir() string       { return filepath.Join(s.dir, "uploads") }

@@ -41,6 +41,7 @@ func (e *refSizeError) Error() string {
 // references (a *missingRefError or *refSizeError otherwise), then makes durable, in this order: the bytes, the
 // referrers record of m's subject, the repository's link, the tags.
 func (s *store) putManifest(ctx context.Context, name string, d digest, body []byte, m *manifest, tags []string) error {
+	defer s.lockRepo(name)()
 	l, err := s.lock(false)
 	if err != nil {
 		return err
@@ -96,6 +97,7 @@ func (s *store) untag(name, tag string) error {
 // each durable before the next goes, so a crash part-way leaves a manifest that is still fully served, never a
 // tag or referrer pointing at nothing. It fails with fs.ErrNotExist when the repository has no such manifest.
 func (s *store) deleteManifest(name string, d digest) error {
+	defer s.lockRepo(name)()
 	link := s.manifestLink(name, d)
 	if !exists(link) {
 		return fmt.Errorf("manifest %s in %q: %w", d, name, fs.ErrNotExist)
@@ -111,6 +113,7 @@ func (s *store) deleteManifest(name string, d digest) error {
 		}
 		p := s.tagPath(name, e.Name())
 		if b, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(b)) == d.String() {
+			testHookTagRead()
 			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
@@ -131,6 +134,9 @@ func (s *store) deleteManifest(name string, d digest) error {
 	}
 	return durable.Remove(link)
 }
+
+// testHookTagRead runs in deleteManifest between reading a tag that points at the manifest and removing it.
+var testHookTagRead = func() {}
 
 // readTag returns the digest tag points at, or an error wrapping fs.ErrNotExist.
 func (s *store) readTag(name, tag string) (digest, error) {
