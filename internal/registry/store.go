@@ -120,16 +120,28 @@ func writeLink(ctx context.Context, path string, data []byte) error {
 func (s *store) commitBlob(tmpPath string, d digest) error {
 	dst := s.blobPath(d)
 	if exists(dst) {
-		return nil
+		return settled(dst)
 	}
 	if err := durable.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return err
 	}
-	if err := durable.LinkNew(tmpPath, dst); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := durable.LinkNew(tmpPath, dst); errors.Is(err, fs.ErrExist) {
+		return settled(dst)
+	} else if err != nil {
 		return fmt.Errorf("storing blob %s: %w", d, err)
 	}
 	return nil
 }
+
+// settled makes durable the name path that another request created, and which this one is about to
+// acknowledge: that request may have made the name (after syncing its data) and not yet synced its directory,
+// and a crash then lost a blob or link acknowledged by the second request.
+func settled(path string) error {
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir is durable.SyncDir; tests replace it to see which directories are synced.
+var syncDir = durable.SyncDir
 
 // putBlobBytes stores small content (a manifest) under its digest.
 func (s *store) putBlobBytes(ctx context.Context, d digest, data []byte) error {
@@ -137,9 +149,11 @@ func (s *store) putBlobBytes(ctx context.Context, d digest, data []byte) error {
 		return err
 	}
 	if exists(s.blobPath(d)) {
-		return nil
+		return settled(s.blobPath(d))
 	}
-	if err := durable.WriteNew(s.blobPath(d), data, 0o600); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := durable.WriteNew(s.blobPath(d), data, 0o600); errors.Is(err, fs.ErrExist) {
+		return settled(s.blobPath(d))
+	} else if err != nil {
 		return fmt.Errorf("storing blob %s: %w", d, err)
 	}
 	return nil
@@ -154,12 +168,14 @@ func (s *store) linkBlob(name string, d digest) error {
 	}
 	link := s.blobLink(name, d)
 	if exists(link) {
-		return nil
+		return settled(link)
 	}
 	if err := durable.MkdirAll(filepath.Dir(link), 0o700); err != nil {
 		return err
 	}
-	if err := durable.WriteNew(link, nil, 0o600); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := durable.WriteNew(link, nil, 0o600); errors.Is(err, fs.ErrExist) {
+		return settled(link)
+	} else if err != nil {
 		return err
 	}
 	return nil
