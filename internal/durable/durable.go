@@ -15,6 +15,7 @@ package durable
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -47,21 +48,67 @@ func WriteNew(path string, data []byte, mode fs.FileMode) error {
 // LinkNew makes the finished file from visible also as path, never replacing a file there: from is synced, then
 // hard-linked to path, then path's directory is synced. It fails with an error wrapping fs.ErrExist if path
 // exists. from keeps its name; the caller removes it. Use it to publish a file written in place (by a stream, not
-// from a byte slice) under a name that, once made, never changes, such as content named by its digest.
+// from a byte slice) under a name that, once made, never changes, such as content named by its digest. When from
+// is on another file system than path (EXDEV), its bytes are copied to a synced temporary file beside path,
+// which is linked instead: path then shares no inode with from.
 func LinkNew(from, path string) error {
 	f, err := os.Open(from)
 	if err != nil {
 		return fmt.Errorf("publishing %q as %q: %w", from, path, err)
 	}
-	err = Sync(f)
-	f.Close()
-	if err != nil {
+	defer f.Close()
+	if err := Sync(f); err != nil {
 		return err
 	}
-	if err := link(from, path); err != nil {
+	err = link(from, path)
+	if !errors.Is(err, syscall.EXDEV) {
+		if err != nil {
+			return err
+		}
+		return SyncDir(filepath.Dir(path))
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("publishing %q as %q: %w", from, path, err)
+	}
+	tmp, err := copyTemp(filepath.Dir(path), filepath.Base(path), f, fi.Mode().Perm())
+	if err != nil {
+		return fmt.Errorf("publishing %q as %q across file systems: %w", from, path, err)
+	}
+	defer os.Remove(tmp) // after the link, this removes only the temporary name
+	if err := link(tmp, path); err != nil {
 		return err
+	}
+	if err := os.Remove(tmp); err != nil {
+		return fmt.Errorf("removing temporary file %q: %w", tmp, err)
 	}
 	return SyncDir(filepath.Dir(path))
+}
+
+// copyTemp copies r to a new temporary file in dir, with mode whatever the umask, synced and closed, and returns
+// its path.
+func copyTemp(dir, base string, r io.Reader, mode fs.FileMode) (string, error) {
+	f, err := os.CreateTemp(dir, ".tmp-"+base+"-*")
+	if err != nil {
+		return "", err
+	}
+	err = func() error {
+		if err := f.Chmod(mode); err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, r); err != nil {
+			return err
+		}
+		return syncFile(f)
+	}()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }
 
 // link hard-links the synced file tmp to path; the caller syncs path's directory.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -226,5 +227,43 @@ func TestMkdirAllSyncsParents(t *testing.T) {
 	}
 	if err := MkdirAll(filepath.Join(file, "x"), 0o700); err == nil {
 		t.Error("MkdirAll under a file: no error")
+	}
+}
+
+// TestLinkNewAcrossFileSystems: link(2) fails with EXDEV when the finished file is on another file system than
+// its name (an upload area and a blob store mounted apart); LinkNew then copies the bytes beside the name and
+// links the copy, rather than failing every publication.
+func TestLinkNewAcrossFileSystems(t *testing.T) {
+	other, err := os.MkdirTemp("/dev/shm", "durable-test-")
+	if err != nil {
+		t.Skipf("needs /dev/shm: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(other) })
+	dir := t.TempDir()
+	var a, b syscall.Stat_t
+	if syscall.Stat(other, &a) != nil || syscall.Stat(dir, &b) != nil || a.Dev == b.Dev {
+		t.Skip("needs /dev/shm on another file system than the test's temporary directory")
+	}
+	from, p := filepath.Join(other, "upload"), filepath.Join(dir, "blob")
+	if err := os.WriteFile(from, []byte("bytes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := LinkNew(from, p); err != nil {
+		t.Fatalf("LinkNew across file systems: %v", err)
+	}
+	if got, err := os.ReadFile(p); err != nil || string(got) != "bytes" {
+		t.Errorf("published file: %q, %v", got, err)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("published file's mode: %v, %v; want 0600", fi.Mode(), err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("left in %s: %v, want only the blob", dir, entries)
+	}
+	if err := LinkNew(from, p); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("LinkNew across file systems over an existing file: %v, want fs.ErrExist", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("left in %s after the refused LinkNew: %v, want only the blob", dir, entries)
 	}
 }
