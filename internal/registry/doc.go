@@ -27,7 +27,10 @@
 //     directory; the blob before a link to it, a manifest before its tags), is the store's methods' job, written
 //     with internal/durable; handlers parse, authorise, call the store and return errors.
 //   - Acknowledge bytes it could lose: a chunk's data is fsynced before the session state that counts it (and
-//     whose running hash covers it) is saved and the chunk answered.
+//     whose running hash covers it) is saved and the chunk answered. A push that finds its blob, link or
+//     manifest already named by a concurrent request syncs that name's directory before answering.
+//   - Let a concurrent request undo an acknowledged one: a repository's manifest PUTs and DELETEs are
+//     serialised, so a DELETE never removes a tag a PUT has just moved, nor a manifest a PUT has just pushed.
 //   - Let a name escape its directory: repository names, tags and digests are checked against the spec's
 //     grammar before any path is built from them.
 //   - Accept an unauthenticated push: a push needs valid credentials unless the operator chose
