@@ -45,19 +45,6 @@ func registryDir() (string, error) {
 
 func usersFile(dir string) string { return filepath.Join(dir, "users") }
 
-// loopbackAddr reports whether a listen address binds only loopback interfaces.
-func loopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 func newRegistryServeCmd() *cobra.Command {
 	var addr, certFile, keyFile string
 	var anonymousPull, insecureLocal bool
@@ -84,7 +71,7 @@ try (429 with Retry-After, doubling up to 15 min).
 Requests are logged to stderr. Exit status 2 for bad flags.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			loopback := loopbackAddr(addr)
+			loopback := registry.LoopbackAddr(addr)
 			if _, _, err := net.SplitHostPort(addr); err != nil {
 				return usagef("--addr %q: %v (want HOST:PORT, for example 127.0.0.1:5000)", addr, err)
 			}

@@ -449,10 +449,17 @@ func (r *Registry) authorize(w http.ResponseWriter, req *http.Request, push bool
 	return deny("authentication required to push")
 }
 
-func loopbackClient(req *http.Request) bool {
-	host, _, err := net.SplitHostPort(req.RemoteAddr)
+func loopbackClient(req *http.Request) bool { return LoopbackAddr(req.RemoteAddr) }
+
+// LoopbackAddr reports whether addr, a HOST:PORT address, names only loopback: "localhost" or a loopback IP. The
+// server uses it for a client's address and the CLI for the address to listen on, so that both apply one rule.
+func LoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
+	}
+	if host == "localhost" {
+		return true
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
