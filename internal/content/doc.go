@@ -19,8 +19,6 @@
 //     has none because an in-toto subject has none. factory.Output is an oci.File and its task.
 //   - internal/registry keeps a digest type of its own: it parses client input for the server, sha512 included.
 //   - source.Snapshot.SHA256 is still bare hex (the source package was being hardened at the time).
-//   - The seccomp profile digest is computed twice, by sandbox (Isolation.Seccomp, a string) and by factory
-//     (TaskIsolation.SeccompProfile); one of them should read the other's.
 //
 // # What it must never do
 //

@@ -50,7 +50,7 @@ const PredicateType = "https://slsa.dev/provenance/v1"
 //	}
 //
 // internalParameters (set by the factory, not by the tenant): strings such as {"runtime": "runc version 1.2.0",
-// "uid": "100000"}, and "tasks": {<task name>: TaskIsolation, ...}, how each task was isolated; omitted when empty.
+// "uid": "1879048192"}, and "tasks": {<task name>: TaskIsolation, ...}, how each task was isolated; omitted when empty.
 //
 // resolvedDependencies lists the source first (named "source"), then the builder image ("builder"), then the
 // pipeline file itself ("pipeline", with its bytes as content), then fetched dependencies.
