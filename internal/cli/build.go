@@ -17,9 +17,9 @@ func newBuildCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "build -f ssf.yaml --source DIR --out OUT [--param NAME=VALUE]...",
 		Short: "Run a pipeline hermetically and sign its provenance",
-		Long: `Run the pipeline's tasks in dependency order, each in a fresh container (runc) with no network, a read-only
-root, an unprivileged uid of the build's own, no capabilities, seccomp, and memory, process and time limits. A
-task sees:
+		Long: `Run the pipeline's tasks in dependency order, each in a fresh container (runc, or the runtime config.yaml
+names) with no network, a read-only root, an unprivileged uid of the build's own, no capabilities, seccomp, and
+memory, process, disk and time limits. A task sees:
 
   /workspace             a fresh writable copy of the source (the current directory; changes never flow back)
   /outputs               $SSF_OUTPUTS, empty: write the task's declared outputs here
