@@ -302,7 +302,7 @@ func (h Home) run(ctx context.Context, adm *admission, ws *workspace, src *sourc
 	}
 	b := &build{
 		p: adm.p, params: adm.params, src: src, rootfs: rootfs, runtime: adm.runtime, work: ws.work,
-		invocation: ws.invocation, uid: uid.id, lease: uid, log: log, maxOutput: adm.cfg.MaxOutputBytes,
+		invocation: ws.invocation, lease: uid, log: log, maxOutput: adm.cfg.MaxOutputBytes,
 		verified: map[string][]Output{}, logs: map[string]string{},
 		runtimeName: adm.cfg.Runtime, isolation: map[string]provenance.TaskIsolation{},
 	}
@@ -333,7 +333,7 @@ func stage(ctx context.Context, b *build, adm *admission, ws *workspace, src *so
 		Params:          adm.params,
 		SourceURI:       res.Source.URI,
 		Internal: map[string]string{
-			"runtime": adm.runtime.Version(), "uid": fmt.Sprint(b.uid), "network": "none",
+			"runtime": adm.runtime.Version(), "uid": fmt.Sprint(b.lease.id), "network": "none",
 			"seccomp": "true", // sandbox.Start refuses to run without it
 		},
 		Tasks: b.isolation,
@@ -522,8 +522,7 @@ type build struct {
 	runtime    Runtime
 	work       string
 	invocation string
-	uid        int      // the host uid and gid this build's steps run as
-	lease      *taskUID // the uid's lease, with the build's cgroup and resource limits (uid.go)
+	lease      *taskUID // the host uid and gid the steps run as (lease.id), with the build's cgroup and limits (uid.go)
 	log        *lineLog
 	maxOutput  int64 // bytes of outputs one task may produce
 
@@ -615,8 +614,8 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 		Mounts:   mounts,
 		Env:      b.taskEnv(t),
 		Cwd:      "/workspace",
-		UID:      uint32(b.uid),
-		GID:      uint32(b.uid),
+		UID:      uint32(b.lease.id),
+		GID:      uint32(b.lease.id),
 		Hostname: "ssf",
 		Memory:   slot.memory, Pids: slot.pids, CgroupParent: slot.cgroup, Disk: slot.disk,
 	})
@@ -670,13 +669,13 @@ func (b *build) prepareTask(ctx context.Context, t *pipeline.Task, dir string) (
 	if err != nil {
 		return nil, "", err
 	}
-	err = archive.Extract(ctx, snap, ws, archive.ExtractOptions{Chown: true, UID: b.uid, GID: b.uid})
+	err = archive.Extract(ctx, snap, ws, archive.ExtractOptions{Chown: true, UID: b.lease.id, GID: b.lease.id})
 	snap.Close()
 	if err != nil {
 		return nil, "", fmt.Errorf("copying the source into task %q: %w", t.Name, err)
 	}
 	for _, d := range []string{ws, outDir, tmp} {
-		if err := os.Chown(d, b.uid, b.uid); err != nil {
+		if err := os.Chown(d, b.lease.id, b.lease.id); err != nil {
 			return nil, "", err
 		}
 	}
