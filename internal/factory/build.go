@@ -757,32 +757,18 @@ func collectOutputs(ctx context.Context, t *pipeline.Task, outDir, dest string, 
 		fail := func(format string, args ...any) error {
 			return &TaskError{Task: t.Name, ExitCode: -1, Reason: fmt.Sprintf("output %q ", rel) + fmt.Sprintf(format, args...)}
 		}
-		parts := strings.Split(rel, "/")
-		for i := range parts {
-			p := strings.Join(parts[:i+1], "/")
-			fi, err := root.Lstat(p)
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil, fail("was not created (the task must write it to $SSF_OUTPUTS/%s)", rel)
-			} else if err != nil {
-				return nil, fail("cannot be read: %v", err)
-			}
-			last := i == len(parts)-1
-			switch {
-			case fi.Mode()&fs.ModeSymlink != 0:
-				return nil, fail("is or passes through a symlink (%s); outputs must be regular files", p)
-			case !last && !fi.IsDir():
-				return nil, fail("passes through %s, which is not a directory", p)
-			case last && !fi.Mode().IsRegular():
-				return nil, fail("is not a regular file (%s)", fi.Mode().Type())
-			case last:
-				if total += fi.Size(); total > limit {
-					return nil, fail("takes the task's outputs past %d bytes (maxOutputBytes in config.yaml)", limit)
-				}
-			}
-		}
-		f, err := root.OpenFile(rel, os.O_RDONLY|noFollow, 0)
+		f, err := oci.OpenRegular(root, rel)
 		if err != nil {
-			return nil, fail("cannot be opened: %v", err)
+			return nil, outputRefused(err, fail)
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, fail("cannot be read: %v", err)
+		}
+		if total += fi.Size(); total > limit {
+			f.Close()
+			return nil, fail("takes the task's outputs past %d bytes (maxOutputBytes in config.yaml)", limit)
 		}
 		target := filepath.Join(dest, filepath.FromSlash(rel))
 		digest, size, err := copyHashed(ctxReader{ctx, io.LimitReader(f, limit)}, target, execBit(f))
@@ -793,6 +779,27 @@ func collectOutputs(ctx context.Context, t *pipeline.Task, outDir, dest string, 
 		outs = append(outs, Output{File: oci.File{Path: rel, Digest: digest, Size: size}, Task: t.Name})
 	}
 	return outs, nil
+}
+
+// outputRefused says, for the task's log, why oci.OpenRegular refused a declared output.
+func outputRefused(err error, fail func(format string, args ...any) error) error {
+	var oe *oci.OutputError
+	switch {
+	case !errors.As(err, &oe):
+		return fail("cannot be read: %v", err)
+	case oe.Open:
+		return fail("cannot be opened: %v", oe.Err)
+	case errors.Is(oe.Err, fs.ErrNotExist):
+		return fail("was not created (the task must write it to $SSF_OUTPUTS/%s)", oe.Path)
+	case oe.Err != nil:
+		return fail("cannot be read: %v", oe.Err)
+	case oe.Mode&fs.ModeSymlink != 0:
+		return fail("is or passes through a symlink (%s); outputs must be regular files", oe.At)
+	case oe.At != oe.Path:
+		return fail("passes through %s, which is not a directory", oe.At)
+	default:
+		return fail("is not a regular file (%s)", oe.Mode.Type())
+	}
 }
 
 // ctxReader stops a long copy when the build is cancelled.

@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"syscall"
 	"unicode"
 	"unicode/utf8"
 )
-
-const noFollow = syscall.O_NOFOLLOW
 
 // lineLog interleaves the output of concurrently running steps line by line, so a line of one step never breaks
 // into a line of another.

@@ -417,5 +417,5 @@ func (l *fileLayer) Size() (int64, error)     { return l.file.Size, nil }
 func (l *fileLayer) MediaType() (types.MediaType, error) {
 	return content.FileMediaType, nil
 }
-func (l *fileLayer) Compressed() (io.ReadCloser, error)   { return openRegular(l.root, l.file.Path) }
+func (l *fileLayer) Compressed() (io.ReadCloser, error)   { return OpenRegular(l.root, l.file.Path) }
 func (l *fileLayer) Uncompressed() (io.ReadCloser, error) { return l.Compressed() }

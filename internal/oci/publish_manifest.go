@@ -137,7 +137,7 @@ func BuildSubjects(ctx context.Context, root string, files []File) ([]Subject, e
 
 // hashRegular hashes the regular file rel beneath r, refusing a symlink anywhere on the way.
 func hashRegular(ctx context.Context, r *os.Root, rel string) (File, error) {
-	f, err := openRegular(r, rel)
+	f, err := OpenRegular(r, rel)
 	if err != nil {
 		return File{}, err
 	}
@@ -150,9 +150,10 @@ func hashRegular(ctx context.Context, r *os.Root, rel string) (File, error) {
 	return File{Path: rel, Digest: digest.NewDigest(digest.SHA256, h), Size: n}, nil
 }
 
-// openRegular opens rel beneath r for reading. Every path component must be a real directory and the last a
-// regular file: evidence is about bytes at a path, and a symlink's target can change under it.
-func openRegular(r *os.Root, rel string) (*os.File, error) {
+// OpenRegular opens the output rel beneath r for reading. Every path component must be a real directory and the
+// last a regular file: evidence is about bytes at a path, and a symlink's target can change under it. The factory
+// collects outputs and publish reads them through it, so both apply one rule. A refusal is an *OutputError.
+func OpenRegular(r *os.Root, rel string) (*os.File, error) {
 	if err := checkPath(rel); err != nil {
 		return nil, err
 	}
@@ -161,24 +162,44 @@ func openRegular(r *os.Root, rel string) (*os.File, error) {
 		p := strings.Join(parts[:i+1], "/")
 		fi, err := r.Lstat(p)
 		if err != nil {
-			return nil, fmt.Errorf("output %q: %w", rel, err)
+			return nil, &OutputError{Path: rel, At: p, Err: err}
 		}
 		last := i == len(parts)-1
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			return nil, fmt.Errorf("output %q: %s is a symlink; only regular files are published", rel, p)
-		case !last && !fi.IsDir():
-			return nil, fmt.Errorf("output %q: %s is not a directory", rel, p)
-		case last && !fi.Mode().IsRegular():
-			return nil, fmt.Errorf("output %q is not a regular file (%s)", rel, fi.Mode().Type())
+		if fi.Mode()&fs.ModeSymlink != 0 || !last && !fi.IsDir() || last && !fi.Mode().IsRegular() {
+			return nil, &OutputError{Path: rel, At: p, Mode: fi.Mode()}
 		}
 	}
 	f, err := r.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return nil, fmt.Errorf("output %q: %w", rel, err)
+		return nil, &OutputError{Path: rel, At: rel, Open: true, Err: err}
 	}
 	return f, nil
 }
+
+// OutputError is an output that OpenRegular refused: At (Path itself or one of its parents) could not be read
+// (Err), is a symlink, is not a directory, or, being Path, is not a regular file (Mode); or, Open, every
+// component was fine and opening Path failed (Err).
+type OutputError struct {
+	Path, At string
+	Mode     fs.FileMode
+	Open     bool
+	Err      error
+}
+
+func (e *OutputError) Error() string {
+	switch {
+	case e.Err != nil:
+		return fmt.Sprintf("output %q: %v", e.Path, e.Err)
+	case e.Mode&fs.ModeSymlink != 0:
+		return fmt.Sprintf("output %q: %s is a symlink; only regular files are published", e.Path, e.At)
+	case e.At != e.Path:
+		return fmt.Sprintf("output %q: %s is not a directory", e.Path, e.At)
+	default:
+		return fmt.Sprintf("output %q is not a regular file (%s)", e.Path, e.Mode.Type())
+	}
+}
+
+func (e *OutputError) Unwrap() error { return e.Err }
 
 func checkPath(rel string) error {
 	if rel == "" || path.IsAbs(rel) || path.Clean(rel) != rel || rel == "." || strings.HasPrefix(rel, "../") || rel == ".." {
@@ -191,7 +212,7 @@ func checkPath(rel string) error {
 // file that is not an image, and otherwise the checked image with the open file it reads from, which the caller
 // closes.
 func imageInRoot(ctx context.Context, r *os.Root, rel string) (*ImageTar, *os.File, error) {
-	f, err := openRegular(r, rel)
+	f, err := OpenRegular(r, rel)
 	if err != nil {
 		return nil, nil, err
 	}
