@@ -102,7 +102,7 @@ func (l *runLock) update(change func(*runRecord)) error {
 	if err := l.f.Truncate(int64(len(data))); err != nil {
 		return err
 	}
-	return l.f.Sync()
+	return durable.Sync(l.f)
 }
 
 // release removes the record of a build that cleaned up after itself.
