@@ -50,7 +50,7 @@ type Runc struct {
 	ownCgroups bool
 }
 
-// DefaultStateDir is where runc keeps the state of ssf's containers.
+// DefaultStateDir is the runtime's state directory when NewRunc is given none (the factory gives $SSF_HOME/runc).
 const DefaultStateDir = "/run/ssf/runc"
 
 // NewRunc finds the runc binary (a path, or a name looked up in $PATH) and checks that it runs.
