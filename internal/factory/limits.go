@@ -20,7 +20,6 @@ const (
 
 // Limits are the resource limits in force, resolved from config.yaml.
 type Limits struct {
-	TaskUIDs      string
 	Disk          int64
 	ParallelTasks int
 	BuildMemory   int64
@@ -28,7 +27,7 @@ type Limits struct {
 }
 
 func (c Config) limits() Limits {
-	return Limits{TaskUIDs: c.TaskUIDs, Disk: c.MaxDiskBytes, ParallelTasks: c.MaxParallelTasks, BuildMemory: c.MaxBuildMemoryBytes, BuildPids: c.MaxBuildPids}
+	return Limits{Disk: c.MaxDiskBytes, ParallelTasks: c.MaxParallelTasks, BuildMemory: c.MaxBuildMemoryBytes, BuildPids: c.MaxBuildPids}
 }
 
 // checkLimits fills in the defaults of the resource settings and refuses bad values, among them a task uid
