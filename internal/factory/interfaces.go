@@ -18,8 +18,8 @@ import (
 // Runtime runs task containers: runc today; crun and runsc are the same OCI runtime interface under another
 // binary, Kubernetes Pods a later one.
 type Runtime interface {
-	// Start creates and starts a container from c, writing its runtime spec into bundleDir (an empty directory no
-	// step can reach). The container lives until it is closed.
+	// Start prepares a task's container from c: its runtime spec goes into bundleDir (an empty directory no step
+	// can reach) and its cgroup is created; nothing runs until Exec. The container lives until it is closed.
 	Start(ctx context.Context, bundleDir string, c sandbox.Config) (Container, error)
 	// Version names the runtime and its version, for the provenance.
 	Version() string
@@ -28,10 +28,12 @@ type Runtime interface {
 	Delete(ctx context.Context, id string) error
 }
 
-// Container is one task's running container: steps run in it one after another.
+// Container is one task's container: its steps run one after another, each as a fresh container of the task's
+// spec, sharing the task's mounts and cgroup.
 type Container interface {
 	ID() string
-	// Exec runs args in the container, writing its output to out, and returns its exit code.
+	// Exec runs args as one step (a fresh container of the task's spec), writing its output to out, and returns
+	// its exit code.
 	Exec(ctx context.Context, args []string, out io.Writer) (int, error)
 	// Close stops the container and deletes it; after it returns nothing of the task runs.
 	Close() error
