@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -75,7 +74,7 @@ is the pushed REGISTRY/REPO@sha256:<hex>.`,
 			if publishTo == "" {
 				return nil
 			}
-			if err := publish(cmd.Context(), w, res.Out, publishTo, nil, registryFlags{timeout: oci.DefaultTimeout, deadline: time.Hour}); err != nil {
+			if err := publish(cmd.Context(), w, res.Out, publishTo, nil, registryFlags{timeout: oci.DefaultTimeout, deadline: publishDeadline}); err != nil {
 				return fmt.Errorf("the build succeeded (outputs in %s) but publishing failed; retry with `ssf publish %s --to %s`: %w",
 					res.Out, res.Out, publishTo, err)
 			}

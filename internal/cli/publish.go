@@ -62,9 +62,12 @@ The last line printed is the artifact's REGISTRY/REPO@sha256:<hex>, for ssf veri
 	}
 	cmd.Flags().StringVar(&to, "to", "", "registry repository to push to, REGISTRY/REPO[:TAG]")
 	cmd.Flags().StringVar(&keyPath, "key", "", "provenance public key (PEM) to verify the bundle with (default: the local factory's key)")
-	reg.add(cmd, time.Hour)
+	reg.add(cmd, publishDeadline)
 	return cmd
 }
+
+// publishDeadline is the default --deadline of ssf publish, and the deadline of ssf build --publish.
+const publishDeadline = time.Hour
 
 // factoryKeyMaterial is the public half of the local factory's provenance key.
 func factoryKeyMaterial() (root.TrustedMaterial, error) {
