@@ -4,10 +4,10 @@
 // # Where the fields come from
 //
 // Only the subject digests come from the build (they are the hashes the control plane took of the task outputs);
-// every other field — builder, invocation, timestamps, pipeline, params, source, dependencies, byproducts — is the
-// control plane's own observation, passed in a [Build].
+// every other field — builder, invocation, timestamps, pipeline (its file included), params, source, dependencies,
+// byproducts, how each task was isolated — is the control plane's own observation, passed in a [Build].
 //
-// # Never
+// # What it must never do
 //
 // This package never serialises the in-toto protobuf types with encoding/json: those types carry protobuf field
 // names (predicate_type, build_definition) in their struct tags, and verifiers reject statements that use them.

@@ -7,7 +7,7 @@
 // GenerateKey never overwrites an existing file and never leaves a half-written key at the final path; LoadKey
 // refuses a key that group or others can read or write.
 //
-// # Never
+// # What it must never do
 //
 // This package never writes a private key with loose permissions, never replaces an existing key, and never signs
 // without checking, right after signing, that the bundle verifies with the key's public half.
