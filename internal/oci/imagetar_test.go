@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/ssf-dev/ssf/internal/archive/archivetest"
 	"github.com/ssf-dev/ssf/internal/oci"
 )
 
@@ -196,47 +197,9 @@ func sparseTar(t *testing.T, g goodImage, size int64) []byte {
 		tw.Write(e.body)
 	}
 	tw.Flush()
-	name := "blobs/sha256/" + sha(g.layer1)
-	var pax []byte
-	for _, kv := range [][2]string{{"GNU.sparse.major", "1"}, {"GNU.sparse.minor", "0"}, {"GNU.sparse.name", name}, {"GNU.sparse.realsize", fmt.Sprint(size)}} {
-		rec := " " + kv[0] + "=" + kv[1] + "\n"
-		n := len(rec) + 1
-		for len(fmt.Sprint(n))+len(rec) != n {
-			n++
-		}
-		pax = fmt.Appendf(pax, "%d%s", n, rec)
-	}
-	data := append([]byte(fmt.Sprintf("1\n%d\n1\n", size-1)), make([]byte, 512)...)[:512]
-	data = append(data, 'x')
-	b.Write(rawHeader("PaxHeaders/x", 'x', int64(len(pax))))
-	b.Write(pad(pax))
-	b.Write(rawHeader("GNUSparseFile.0/x", '0', int64(len(data))))
-	b.Write(pad(data))
-	b.Write(make([]byte, 1024))
+	b.Write(archivetest.SparseEntry("blobs/sha256/"+sha(g.layer1), size))
+	b.Write(archivetest.End())
 	return b.Bytes()
-}
-
-func pad(b []byte) []byte { return append(b, make([]byte, (512-len(b)%512)%512)...) }
-
-// rawHeader is a ustar header block.
-func rawHeader(name string, typeflag byte, size int64) []byte {
-	h := make([]byte, 512)
-	copy(h, name)
-	copy(h[100:], "0000644\x00")
-	copy(h[108:], "0000000\x00")
-	copy(h[116:], "0000000\x00")
-	copy(h[124:], fmt.Sprintf("%011o\x00", size))
-	copy(h[136:], "00000000000\x00")
-	h[156] = typeflag
-	copy(h[257:], "ustar\x00")
-	copy(h[263:], "00")
-	copy(h[148:], "        ")
-	sum := 0
-	for _, c := range h {
-		sum += int(c)
-	}
-	copy(h[148:], fmt.Sprintf("%06o\x00 ", sum))
-	return h
 }
 
 // A sparse entry expands when read: a few kilobytes of tarball can claim terabytes. It is refused unread.
