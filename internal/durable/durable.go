@@ -13,6 +13,7 @@
 package durable
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -31,7 +32,7 @@ var syncFile = (*os.File).Sync
 // path, which is synced and then hard-linked to path (link(2), unlike rename(2), does not replace).
 func WriteNew(path string, data []byte, mode fs.FileMode) error {
 	dir := filepath.Dir(path)
-	tmp, err := writeTemp(dir, filepath.Base(path), data, mode)
+	tmp, err := copyTemp(dir, filepath.Base(path), bytes.NewReader(data), mode)
 	if err != nil {
 		return fmt.Errorf("writing %q: %w", path, err)
 	}
@@ -167,7 +168,7 @@ func MkdirAll(dir string, perm fs.FileMode) error {
 // new one, never a mix, and after a crash path holds one of them.
 func Replace(path string, data []byte, mode fs.FileMode) error {
 	dir := filepath.Dir(path)
-	tmp, err := writeTemp(dir, filepath.Base(path), data, mode)
+	tmp, err := copyTemp(dir, filepath.Base(path), bytes.NewReader(data), mode)
 	if err != nil {
 		return fmt.Errorf("writing %q: %w", path, err)
 	}
@@ -176,32 +177,6 @@ func Replace(path string, data []byte, mode fs.FileMode) error {
 		return fmt.Errorf("replacing %q: %w", path, err)
 	}
 	return SyncDir(dir)
-}
-
-// writeTemp writes data to a new temporary file in dir, with mode whatever the umask, synced and closed, and
-// returns its path.
-func writeTemp(dir, base string, data []byte, mode fs.FileMode) (string, error) {
-	f, err := os.CreateTemp(dir, ".tmp-"+base+"-*")
-	if err != nil {
-		return "", err
-	}
-	err = func() error {
-		if err := f.Chmod(mode); err != nil {
-			return err
-		}
-		if _, err := f.Write(data); err != nil {
-			return err
-		}
-		return syncFile(f)
-	}()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	return f.Name(), nil
 }
 
 // Sync flushes an open file's data and metadata to stable storage.
