@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
@@ -10,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/ssf-dev/ssf/internal/archive"
 )
 
 // A step writes an image whose manifest says "layers" twice: encoding/json would check the second list (a layer in
@@ -51,14 +47,8 @@ func TestBuildRefusesAmbiguousImageManifest(t *testing.T) {
 	m := descJSON("application/vnd.oci.image.manifest.v1+json", manifest)
 	os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
 	os.WriteFile(filepath.Join(dir, "index.json"), []byte(`{"schemaVersion":2,"manifests":[`+m+`]}`), 0o644)
-	var tarball bytes.Buffer
-	if _, err := archive.WriteTree(context.Background(), &tarball, dir, nil); err != nil {
-		t.Fatal(err)
-	}
 	p.write()
-	if err := os.WriteFile(filepath.Join(p.src, "image.tar"), tarball.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	p.addTarOf("image.tar", dir)
 	r := p.build()
 	if r.code != 1 || !strings.Contains(r.stderr, `output "image.tar"`) || !strings.Contains(r.stderr, `key "layers" appears twice in one object`) {
 		t.Fatalf("exit %d, want 1 naming the output and the repeated key:\n%s%s", r.code, r.stdout, r.stderr)

@@ -318,14 +318,8 @@ func TestPublishImageOutput(t *testing.T) {
 	if err := lp.AppendImage(img); err != nil {
 		t.Fatal(err)
 	}
-	var tarball bytes.Buffer
-	if _, err := archive.WriteTree(context.Background(), &tarball, string(lp), nil); err != nil {
-		t.Fatal(err)
-	}
 	p.write()
-	if err := os.WriteFile(filepath.Join(p.src, "image.tar"), tarball.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	p.addTarOf("image.tar", string(lp))
 	r := p.build("--publish", host+"/team/image")
 	if r.code != 0 {
 		t.Fatalf("build --publish: exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -404,14 +398,8 @@ func TestBuildRefusesForgedImageOutput(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644)
 	os.WriteFile(filepath.Join(dir, "index.json"), []byte(`{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"`+forged+`","size":1234}]}`), 0o644)
-	var tarball bytes.Buffer
-	if _, err := archive.WriteTree(context.Background(), &tarball, dir, nil); err != nil {
-		t.Fatal(err)
-	}
 	p.write()
-	if err := os.WriteFile(filepath.Join(p.src, "image.tar"), tarball.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	p.addTarOf("image.tar", dir)
 	r := p.build()
 	if r.code != 1 || !strings.Contains(r.stderr, `output "image.tar"`) || !strings.Contains(r.stderr, forged+", which is not in the tarball") {
 		t.Fatalf("exit %d, want 1 naming the output and %s:\n%s%s", r.code, forged, r.stdout, r.stderr)
@@ -432,5 +420,18 @@ func TestPublishTimesOut(t *testing.T) {
 	}
 	if took := time.Since(start); took > 12*time.Second {
 		t.Errorf("took %s with --timeout 1s", took)
+	}
+}
+
+// addTarOf puts the deterministic tar of dir into the project's source as name (an image layout, say, that a step
+// then copies to its outputs).
+func (p *project) addTarOf(name, dir string) {
+	p.t.Helper()
+	var tarball bytes.Buffer
+	if _, err := archive.WriteTree(context.Background(), &tarball, dir, nil); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p.src, name), tarball.Bytes(), 0o644); err != nil {
+		p.t.Fatal(err)
 	}
 }
