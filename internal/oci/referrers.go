@@ -101,22 +101,32 @@ func newRawClient(ctx context.Context, repo name.Repository, opts []RegistryOpti
 
 var errTooLarge = errors.New("too large")
 
-// get reads the answer to GET u, at most limit bytes of it.
-func (c *rawClient) get(ctx context.Context, u, accept string, limit int64) (*http.Response, []byte, error) {
+// send sends GET u. The body of an answer other than 200 is drained a little and closed here; the caller reads
+// and closes a 200's.
+func (c *rawClient) send(ctx context.Context, u, accept string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	req.Header.Set("Accept", accept)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return resp, nil, nil
+		resp.Body.Close()
 	}
+	return resp, nil
+}
+
+// get reads the answer to GET u, at most limit bytes of it.
+func (c *rawClient) get(ctx context.Context, u, accept string, limit int64) (*http.Response, []byte, error) {
+	resp, err := c.send(ctx, u, accept)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return resp, nil, err
+	}
+	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, nil, err
@@ -167,20 +177,11 @@ func (c *rawClient) referrers(ctx context.Context, subject string, att *Attached
 // descriptors of other artifactTypes and every annotation are dropped as they are read, and a page cut short by
 // the budget keeps what was read before it.
 func (c *rawClient) getList(ctx context.Context, u string, budget *int64, att *Attached) (*http.Response, []Descriptor, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	req.Header.Set("Accept", ocispec.MediaTypeImageIndex)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, nil, err
+	resp, err := c.send(ctx, u, ocispec.MediaTypeImageIndex)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return resp, nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return resp, nil, nil
-	}
 	lr := &io.LimitedReader{R: resp.Body, N: *budget}
 	descs, err := decodeReferrers(lr)
 	*budget = lr.N
