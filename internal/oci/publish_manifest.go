@@ -169,12 +169,29 @@ func OpenRegular(r *os.Root, rel string) (*os.File, error) {
 			return nil, &OutputError{Path: rel, At: p, Mode: fi.Mode()}
 		}
 	}
-	f, err := r.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	testHookChecked(rel)
+	// The path can change between the checks above and the open (publish reads a directory others may write),
+	// so the opened file itself is judged too: O_NONBLOCK keeps a fifo swapped in from blocking the open, and
+	// a fifo or device opened that way is refused by its own FileInfo before a byte is read.
+	f, err := r.OpenFile(rel, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, &OutputError{Path: rel, At: rel, Open: true, Err: err}
 	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, &OutputError{Path: rel, At: rel, Open: true, Err: err}
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, &OutputError{Path: rel, At: rel, Mode: fi.Mode()}
+	}
 	return f, nil
 }
+
+// testHookChecked runs in OpenRegular between the checks of rel's components and its open; tests replace it to
+// change the path in between.
+var testHookChecked = func(rel string) {}
 
 // OutputError is an output that OpenRegular refused: At (Path itself or one of its parents) could not be read
 // (Err), is a symlink, is not a directory, or, being Path, is not a regular file (Mode); or, Open, every
