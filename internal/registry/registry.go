@@ -451,15 +451,15 @@ func (r *Registry) authorize(w http.ResponseWriter, req *http.Request, push bool
 
 func loopbackClient(req *http.Request) bool { return LoopbackAddr(req.RemoteAddr) }
 
-// LoopbackAddr reports whether addr, a HOST:PORT address, names only loopback: "localhost" or a loopback IP. The
-// server uses it for a client's address and the CLI for the address to listen on, so that both apply one rule.
+// LoopbackAddr reports whether addr, a HOST:PORT address, names only loopback: a loopback IP literal (127.0.0.0/8,
+// ::1, or 127.0.0.0/8 mapped into IPv6). The server uses it for a client's address and the CLI for the address to
+// listen on, so that both apply one rule. A name, even "localhost", is not loopback: what it resolves to is up to
+// /etc/hosts and DNS (Go does not pin it), and a DNS answer could then make a plain-HTTP registry, with anonymous
+// pull on, listen on a network address.
 func LoopbackAddr(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
-	}
-	if host == "localhost" {
-		return true
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
