@@ -1,0 +1,225 @@
+package deps
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ssf-dev/ssf/internal/durable"
+)
+
+// Bounds on fetching.
+const (
+	// DefaultConcurrency is how many downloads run at once when Options.Concurrency is 0.
+	DefaultConcurrency = 16
+	// MaxDownloadBytes bounds one download (the Go module proxy protocol's own bound on a module zip is 500 MiB).
+	MaxDownloadBytes = 512 << 20
+)
+
+// fetcher is one ingestion: the options, the cache, and the bound on downloads at once.
+type fetcher struct {
+	opts   Options
+	client *http.Client
+	slots  chan struct{}
+
+	progress *progress
+}
+
+func newFetcher(opts Options) (*fetcher, error) {
+	if opts.Cache == "" {
+		return nil, errors.New("deps: no cache directory")
+	}
+	if err := durable.MkdirAll(opts.Cache, 0o755); err != nil {
+		return nil, fmt.Errorf("creating the dependency cache %q: %w", opts.Cache, err)
+	}
+	client := opts.Client
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Minute}
+	}
+	n := opts.Concurrency
+	if n <= 0 {
+		n = DefaultConcurrency
+	}
+	return &fetcher{opts: opts, client: client, slots: make(chan struct{}, n), progress: &progress{w: opts.Progress}}, nil
+}
+
+// cached is a verified file in the cache.
+type cached struct {
+	Path   string        // in the cache
+	Digest digest.Digest // sha256 of its bytes
+}
+
+// get returns the cache entry named key (a path relative to the cache, derived from the pin, e.g.
+// "sha512/<hex>"), after check accepts it. When it is missing, or check refuses what is there (a damaged cache),
+// it is downloaded from url, checked, and only then stored under key. check gets the path of a complete file and
+// returns a *MismatchError (or another error) when its bytes are not what the pin says; it runs on every call, so
+// a cache hit is verified again before use.
+func (f *fetcher) get(ctx context.Context, key, url string, check func(path string) error) (cached, error) {
+	p := filepath.Join(f.opts.Cache, filepath.FromSlash(key))
+	if d, err := hashFile(p); err == nil {
+		if err := check(p); err == nil {
+			f.progress.done(false)
+			return cached{Path: p, Digest: d}, nil
+		}
+		// A damaged entry is replaced by a fresh, checked download.
+		if err := durable.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return cached{}, err
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return cached{}, err
+	}
+	select {
+	case f.slots <- struct{}{}:
+	case <-ctx.Done():
+		return cached{}, ctx.Err()
+	}
+	defer func() { <-f.slots }()
+	if err := durable.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return cached{}, err
+	}
+	tmp, d, err := f.download(ctx, url, filepath.Dir(p))
+	if err != nil {
+		return cached{}, err
+	}
+	defer os.Remove(tmp)
+	if err := check(tmp); err != nil {
+		return cached{}, err
+	}
+	if err := os.Chmod(tmp, 0o444); err != nil {
+		return cached{}, err
+	}
+	// Another build may have stored the same entry meanwhile; its bytes passed the same check.
+	if err := durable.LinkNew(tmp, p); err != nil && !errors.Is(err, fs.ErrExist) {
+		return cached{}, err
+	}
+	f.progress.done(true)
+	return cached{Path: p, Digest: d}, nil
+}
+
+// download fetches url into a new temporary file in dir and returns its path and sha256.
+func (f *fetcher) download(ctx context.Context, url, dir string) (string, digest.Digest, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", "", fmt.Errorf("fetching %s: %w", url, err)
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return "", "", fmt.Errorf("fetching %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", "", &FetchError{URL: url, Status: resp.Status}
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-download-*")
+	if err != nil {
+		return "", "", err
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(resp.Body, MaxDownloadBytes+1))
+	if err == nil && n > MaxDownloadBytes {
+		err = fmt.Errorf("fetching %s: larger than %d bytes", url, MaxDownloadBytes)
+	}
+	if err == nil {
+		err = durable.Sync(tmp)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", "", fmt.Errorf("fetching %s: %w", url, err)
+	}
+	f.progress.bytes.Add(n)
+	return tmp.Name(), digest.NewDigest(digest.SHA256, h), nil
+}
+
+// FetchError is a download the server refused or did not have.
+type FetchError struct {
+	URL    string
+	Status string
+}
+
+func (e *FetchError) Error() string { return fmt.Sprintf("fetching %s: %s", e.URL, e.Status) }
+
+// place makes the cached file visible in the tree at rel (slash-separated), read-only. It links when the tree is on
+// the cache's file system and copies otherwise; either way the bytes are those check accepted.
+func place(tree, rel string, c cached) error {
+	p := filepath.Join(tree, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	if err := os.Link(c.Path, p); err == nil {
+		return nil
+	}
+	in, err := os.Open(c.Path)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o444)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// hashFile returns the sha256 of the file at p.
+func hashFile(p string) (digest.Digest, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return digest.SHA256.FromReader(f)
+}
+
+// progress counts finished downloads and cache hits and shows them on a terminal, one line rewritten in place.
+type progress struct {
+	w     io.Writer
+	mu    sync.Mutex
+	total int
+	hits  int
+	got   int
+	bytes atomic.Int64
+}
+
+func (p *progress) expect(n int) {
+	p.mu.Lock()
+	p.total += n
+	p.mu.Unlock()
+}
+
+func (p *progress) done(downloaded bool) {
+	if p.w == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if downloaded {
+		p.got++
+	} else {
+		p.hits++
+	}
+	fmt.Fprintf(p.w, "\rdependencies: %d/%d (%d downloaded, %.1f MB; %d from the cache)", p.got+p.hits, p.total, p.got, float64(p.bytes.Load())/1e6, p.hits)
+}
+
+func (p *progress) finish() {
+	if p.w != nil && p.total > 0 {
+		fmt.Fprintln(p.w)
+	}
+}

@@ -1,0 +1,44 @@
+package deps
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+)
+
+// Ingest fetches (or takes from the cache) every dependency specs declare, checks each against its pin, and lays
+// them out under tree (an empty directory) for tasks: files at tree/<Dest>, Go modules as a GOPROXY file tree at
+// tree/GoProxyDir, npm tarballs as an npm cache at tree/NpmCacheDir. Lock files are read from src, the source
+// snapshot the build records. Every file in tree is read-only; tree is mounted at MountPoint.
+//
+// Errors are *InputError for problems with the lock files or specs, *MismatchError for bytes that are not what
+// they are pinned to, *FetchError for a download the server refused.
+func Ingest(ctx context.Context, src fs.FS, specs []Spec, tree string, opts Options) ([]Dependency, error) {
+	f, err := newFetcher(opts)
+	if err != nil {
+		return nil, err
+	}
+	defer f.progress.finish()
+	var all []Dependency
+	for i, s := range specs {
+		var got []Dependency
+		switch s.Kind {
+		case Gomod:
+			got, err = f.gomod(ctx, src, s, tree)
+		case Npm:
+			got, err = f.npm(ctx, src, s, tree)
+		case File:
+			got, err = f.file(ctx, s, tree)
+		default:
+			err = fmt.Errorf("unknown dependency type %q", s.Kind)
+		}
+		if err != nil {
+			return nil, err
+		}
+		for j := range got {
+			got[j].Spec = i
+		}
+		all = append(all, got...)
+	}
+	return all, nil
+}
