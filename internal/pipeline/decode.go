@@ -107,7 +107,7 @@ func (d *decoder) unique(seen map[string]int, n *yaml.Node, path, name, what str
 }
 
 func (d *decoder) spec(n *yaml.Node, p *Pipeline) error {
-	f, err := d.fields(n, "spec", "builder", "params", "tasks")
+	f, err := d.fields(n, "spec", "builder", "params", "dependencies", "tasks")
 	if err != nil {
 		return err
 	}
@@ -120,6 +120,11 @@ func (d *decoder) spec(n *yaml.Node, p *Pipeline) error {
 	}
 	if params := f.optional("params"); params != nil {
 		if p.Params, err = d.params(params); err != nil {
+			return err
+		}
+	}
+	if deps := f.optional("dependencies"); deps != nil {
+		if p.Dependencies, err = d.dependencies(deps); err != nil {
 			return err
 		}
 	}
@@ -281,7 +286,7 @@ func (d *decoder) taskList(n *yaml.Node) ([]Task, error) {
 
 func (d *decoder) task(n *yaml.Node, path string, seen map[string]int) (Task, taskSource, error) {
 	var src taskSource
-	f, err := d.fields(n, path, "name", "needs", "timeout", "env", "steps", "outputs")
+	f, err := d.fields(n, path, "name", "needs", "timeout", "env", "npmScripts", "steps", "outputs")
 	if err != nil {
 		return Task{}, src, err
 	}
@@ -301,6 +306,11 @@ func (d *decoder) task(n *yaml.Node, path string, seen map[string]int) (Task, ta
 	}
 	if env := f.optional("env"); env != nil {
 		if t.Env, err = d.env(env, join(path, "env")); err != nil {
+			return Task{}, src, err
+		}
+	}
+	if v := f.optional("npmScripts"); v != nil {
+		if t.NpmScripts, err = d.boolean(v, join(path, "npmScripts")); err != nil {
 			return Task{}, src, err
 		}
 	}

@@ -53,6 +53,7 @@ type Pipeline struct {
 	BuilderDigest digest.Digest // the part after '@'
 	BuilderLine   int           // line of spec.builder.image, for errors found later
 	Params        []Param       // in file order
+	Dependencies  []Dependency  // spec.dependencies, in file order: offered to every task
 	Tasks         []Task        // in file order
 }
 
@@ -71,9 +72,12 @@ type Task struct {
 	Needs   []string // tasks whose outputs this task reads
 	Timeout time.Duration
 	Env     []EnvVar // sorted by Key
-	Steps   []Step
-	Outputs []string // clean, slash-separated paths relative to $SSF_OUTPUTS
-	Line    int
+	// NpmScripts lets npm run install scripts of the packages in this task (off by default: a package's scripts
+	// are its author's code, run at install time).
+	NpmScripts bool
+	Steps      []Step
+	Outputs    []string // clean, slash-separated paths relative to $SSF_OUTPUTS
+	Line       int
 }
 
 // EnvVar is one environment variable a task sets for its steps.

@@ -156,7 +156,7 @@ var errorCases = []struct {
 	{"unknown top field", valid + "status: {}\n", 10, "status",
 		`unknown field "status": allowed fields are apiVersion, kind, metadata, spec`},
 	{"unknown task field", valid + "      image: go\n", 10, "spec.tasks[0].image",
-		"allowed fields are name, needs, timeout, env, steps, outputs"},
+		"allowed fields are name, needs, timeout, env, npmScripts, steps, outputs"},
 	{"unknown builder field", strings.Replace(valid, "{image:", "{tag: x, image:", 1), 5, "spec.builder.tag",
 		"allowed fields are image"},
 	{"list for mapping", strings.Replace(valid, "{name: hello}", "[hello]", 1), 3, "metadata",
