@@ -33,6 +33,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"testing/fstest"
 	"time"
 
 	"github.com/ssf-dev/ssf/internal/archive"
@@ -590,4 +591,42 @@ func objectID(h hash.Hash) (string, error) {
 		return hex.EncodeToString(sum), nil
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Files reads the regular files of the snapshot whose names want accepts (slash-separated, relative to the top,
+// e.g. "web/package-lock.json"), at most limit bytes in all, into memory. The control plane reads lock files this
+// way, from the bytes it recorded rather than from the directory, which may have changed since. A symlink, a
+// directory or anything else that is not a regular file is left out, as if absent.
+func (s *Snapshot) Files(ctx context.Context, want func(name string) bool, limit int64) (fs.FS, error) {
+	f, err := os.Open(s.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	files := fstest.MapFS{}
+	tr := tar.NewReader(f)
+	var total int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return files, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading the source snapshot: %w", err)
+		}
+		if hdr.Typeflag != tar.TypeReg || !want(hdr.Name) {
+			continue
+		}
+		if total += hdr.Size; total > limit {
+			return nil, inputErrorf("the source's lock files add up to more than %d bytes", limit)
+		}
+		data, err := io.ReadAll(io.LimitReader(tr, hdr.Size))
+		if err != nil {
+			return nil, fmt.Errorf("reading %q from the source snapshot: %w", hdr.Name, err)
+		}
+		files[hdr.Name] = &fstest.MapFile{Data: data, Mode: 0o444}
+	}
 }
