@@ -144,6 +144,7 @@ type project struct {
 	params          []string
 	files           map[string]string
 	tasks, paramDef string
+	deps            string // spec.dependencies entries, if any
 }
 
 func newProject(t *testing.T, tasks string) *project {
@@ -170,6 +171,9 @@ func (p *project) write() {
 	y := "apiVersion: ssf.dev/v1alpha1\nkind: Pipeline\nmetadata: {name: test}\nspec:\n  builder: {image: " + builder + "}\n"
 	if p.paramDef != "" {
 		y += "  params:\n" + p.paramDef
+	}
+	if p.deps != "" {
+		y += "  dependencies:\n" + p.deps
 	}
 	y += "  tasks:\n" + p.tasks
 	if err := os.WriteFile(p.pipeline, []byte(y), 0o644); err != nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ssf-dev/ssf/internal/archive"
 	"github.com/ssf-dev/ssf/internal/builder"
+	"github.com/ssf-dev/ssf/internal/deps"
 	"github.com/ssf-dev/ssf/internal/durable"
 	"github.com/ssf-dev/ssf/internal/oci"
 	"github.com/ssf-dev/ssf/internal/pipeline"
@@ -42,6 +43,7 @@ type BuildRequest struct {
 	Params   []string // "name=value", as given on the command line
 	Out      string   // where outputs and attestations go; must not exist or be empty
 	Log      io.Writer
+	Progress io.Writer // a terminal to show download progress on; nil shows none
 }
 
 // Output is one built file: the file as it goes into the OCI artifact (path relative to Out, digest, size) and
@@ -98,6 +100,7 @@ func inputErrorf(format string, args ...any) error {
 //
 //	admit    the request: config, pipeline, params, builder, signing key, --out     -> admission
 //	source   the source at an exact revision, in a work directory of the build's own -> source.Snapshot
+//	deps     the declared dependencies, fetched and checked against their pins      -> ingested
 //	run      every task in its own container, in dependency order                 -> build (per task:
 //	observe  each task's declared outputs, hashed by the control plane              ... outputs, logs, isolation)
 //	stage    the outputs and logs copied into a staging directory beside --out      -> provenance.Build
@@ -126,6 +129,11 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	if err != nil {
 		return nil, err
 	}
+	in, err := h.dependencies(ctx, adm, ws, src, log)
+	if err != nil {
+		log.printf("build failed: nothing was signed and %s was left as it was", req.Out)
+		return nil, err
+	}
 	// The uid stays leased until the build's directories (its files owned by that uid) are gone.
 	uid, err := h.takeUID(adm.cfg)
 	if err != nil {
@@ -133,7 +141,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	}
 	defer uid.release()
 	uid.notify = log.printf // a task waiting for a host-wide slot says so
-	b, err := h.run(ctx, adm, ws, src, uid, log)
+	b, err := h.run(ctx, adm, ws, src, in, uid, log)
 	if err != nil {
 		log.printf("build failed: nothing was signed and %s was left as it was", req.Out)
 		return nil, err
@@ -294,14 +302,14 @@ func (h Home) source(ctx context.Context, dir string, adm *admission, ws *worksp
 
 // run unpacks the builder and runs every task as the build's leased uid (with its cgroup and limits); each task's
 // outputs are observed (hashed by the control plane) as it finishes.
-func (h Home) run(ctx context.Context, adm *admission, ws *workspace, src *source.Snapshot, uid *taskUID, log *lineLog) (*build, error) {
+func (h Home) run(ctx context.Context, adm *admission, ws *workspace, src *source.Snapshot, in *ingested, uid *taskUID, log *lineLog) (*build, error) {
 	log.printf("builder %s", adm.p.Builder)
 	rootfs, err := adm.images.Rootfs(ctx, adm.img.Digest, h.rootfsCacheDir())
 	if err != nil {
 		return nil, fmt.Errorf("unpacking builder %s: %w", adm.p.Builder, err)
 	}
 	b := &build{
-		p: adm.p, params: adm.params, src: src, rootfs: rootfs, runtime: adm.runtime, work: ws.work,
+		p: adm.p, params: adm.params, src: src, deps: in, rootfs: rootfs, runtime: adm.runtime, work: ws.work,
 		invocation: ws.invocation, lease: uid, log: log, maxOutput: adm.cfg.MaxOutputBytes,
 		verified: map[string][]Output{}, logs: map[string]string{},
 		runtimeName: adm.cfg.Runtime, isolation: map[string]provenance.TaskIsolation{},
@@ -343,6 +351,7 @@ func stage(ctx context.Context, b *build, adm *admission, ws *workspace, src *so
 			MediaType: ocispec.MediaTypeImageManifest,
 			Digest:    provenance.DigestSet(adm.img.Digest),
 		}},
+		Fetched: b.deps.descriptors(),
 	}
 	var files []oci.File
 	for _, t := range p.Order() {
@@ -518,6 +527,7 @@ type build struct {
 	p          *pipeline.Pipeline
 	params     map[string]string
 	src        *source.Snapshot
+	deps       *ingested
 	rootfs     string
 	runtime    Runtime
 	work       string
@@ -694,6 +704,9 @@ func (b *build) prepareTask(ctx context.Context, t *pipeline.Task, dir string) (
 		}
 		mounts = append(mounts, sandbox.Mount{Source: filepath.Join(b.work, "verified", n), Destination: "/inputs/" + n, ReadOnly: true})
 	}
+	if b.deps.tree != "" {
+		mounts = append(mounts, sandbox.Mount{Source: b.deps.tree, Destination: deps.MountPoint, ReadOnly: true})
+	}
 	return mounts, outDir, nil
 }
 
@@ -702,6 +715,10 @@ func (b *build) taskEnv(t *pipeline.Task) []string {
 	env := []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME=/tmp", "SSF_OUTPUTS=/outputs", "SSF_TASK=" + t.Name, "SSF_PIPELINE=" + b.p.Name,
+	}
+	for _, kv := range b.deps.env(t) {
+		k, v, _ := strings.Cut(kv, "=")
+		env = setEnv(env, k, v)
 	}
 	for _, kv := range t.Env {
 		env = setEnv(env, kv.Key, kv.Value)

@@ -37,6 +37,13 @@ type Config struct {
 	MaxParallelTasks    int    `yaml:"maxParallelTasks,omitempty"`
 	MaxBuildMemoryBytes int64  `yaml:"maxBuildMemoryBytes,omitempty"`
 	MaxBuildPids        int64  `yaml:"maxBuildPids,omitempty"`
+	// GoProxy is where gomod dependencies are fetched from (a GOPROXY list; its first http or https entry is
+	// used); unset means $GOPROXY of the ssf process, else https://proxy.golang.org.
+	GoProxy string `yaml:"goproxy,omitempty"`
+	// NpmRegistry is where npm packages whose package-lock.json entry has no "resolved" URL are fetched from;
+	// unset means the registry npm is configured with ($npm_config_registry, ~/.npmrc, the global npmrc), else
+	// https://registry.npmjs.org/.
+	NpmRegistry string `yaml:"npmRegistry,omitempty"`
 }
 
 // DefaultMaxOutputBytes is the default bound on one task's outputs.
@@ -55,6 +62,7 @@ func (h Home) KeyPath() string        { return h.layout().Key() }
 func (h Home) imagesDir() string      { return h.layout().Images() }
 func (h Home) rootfsCacheDir() string { return h.layout().RootfsCache() }
 func (h Home) runcStateDir() string   { return h.layout().RuntimeState() }
+func (h Home) depsCacheDir() string   { return h.layout().DepsCache() }
 
 // RegistryDir is where the embedded registry keeps its blobs, repositories and users.
 func (h Home) RegistryDir() string { return h.layout().Registry() }

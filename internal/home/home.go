@@ -4,6 +4,7 @@
 //	keys/provenance.key     the provenance signing key (0600)
 //	images/                 builder images, an OCI image layout
 //	cache/rootfs/<digest>/  unpacked, read-only builder root file systems
+//	cache/deps/             downloaded dependencies, named by their pins (go.sum h1, npm sha512, sha256)
 //	runc/                   the OCI runtime's state
 //	runs/<invocation>.json  a locked record of each running build
 //	registry/               the embedded registry's blobs, repositories and users
@@ -55,6 +56,9 @@ func (l Layout) Images() string { return filepath.Join(l.Dir, "images") }
 
 // RootfsCache holds unpacked builder root file systems, one directory per image digest.
 func (l Layout) RootfsCache() string { return filepath.Join(l.Dir, "cache", "rootfs") }
+
+// DepsCache holds downloaded dependencies by the digest that pins them; only the control plane writes it.
+func (l Layout) DepsCache() string { return filepath.Join(l.Dir, "cache", "deps") }
 
 // RuntimeState is the OCI runtime's state directory (runc --root).
 func (l Layout) RuntimeState() string { return filepath.Join(l.Dir, "runc") }

@@ -225,6 +225,8 @@ func fromDescriptors(in []*intoto.ResourceDescriptor) []ResourceDescriptor {
 			MediaType:   d.GetMediaType(),
 			Annotations: stringFields(d.GetAnnotations()),
 			Content:     d.GetContent(),
+
+			DownloadLocation: d.GetDownloadLocation(),
 		}
 		if len(d.GetDigest()) > 0 {
 			rd.Digest = make(Digest, len(d.GetDigest()))

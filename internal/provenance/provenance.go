@@ -53,7 +53,12 @@ const PredicateType = "https://slsa.dev/provenance/v1"
 // "uid": "1879048192"}, and "tasks": {<task name>: TaskIsolation, ...}, how each task was isolated; omitted when empty.
 //
 // resolvedDependencies lists the source first (named "source"), then the builder image ("builder"), then the
-// pipeline file itself ("pipeline", with its bytes as content), then fetched dependencies.
+// pipeline file itself ("pipeline", with its bytes as content), then the dependencies the control plane fetched
+// and checked against their pins (spec.dependencies): one per Go module (uri pkg:golang/PATH@VERSION, digest sha256
+// of the module zip and dirHash, the go.sum h1 in hex; a module of which only go.mod was needed for the module
+// graph has uri pkg:golang/PATH@VERSION#go.mod and the sha256 of that file), one per npm package (uri
+// pkg:npm/NAME@VERSION, digest sha256 and sha512 of the tarball) and one per file (uri its URL, name its dest,
+// digest sha256), each with downloadLocation.
 const BuildType = "https://ssf.dev/buildtypes/pipeline/v1"
 
 // SourceDependencyName is the resolvedDependencies name of the source a build was made from.
@@ -73,12 +78,14 @@ func DigestSet(d digest.Digest) Digest { return Digest{string(d.Algorithm()): d.
 
 // ResourceDescriptor is an in-toto resource descriptor: a dependency or a byproduct of a build.
 type ResourceDescriptor struct {
-	Name        string
-	URI         string
-	MediaType   string
-	Digest      Digest
-	Annotations map[string]string
-	Content     []byte // the resource itself, for small ones (the pipeline file); nil otherwise
+	Name      string
+	URI       string
+	MediaType string
+	Digest    Digest
+	// DownloadLocation is where the control plane fetched the resource from (a dependency's URL).
+	DownloadLocation string
+	Annotations      map[string]string
+	Content          []byte // the resource itself, for small ones (the pipeline file); nil otherwise
 }
 
 // Build is what the control plane observed about one pipeline run.
@@ -100,6 +107,7 @@ type Build struct {
 	Internal        map[string]string        // internalParameters (e.g. runtime, runtimeVersion, uid)
 	Tasks           map[string]TaskIsolation // internalParameters.tasks: how each task was isolated
 	Dependencies    []ResourceDescriptor     // resolvedDependencies: source first, then builder image
+	Fetched         []ResourceDescriptor     // resolvedDependencies after the pipeline file: spec.dependencies, as fetched
 	Subjects        []Subject                // outputs
 	Byproducts      []ResourceDescriptor     // e.g. task logs
 }
@@ -190,6 +198,7 @@ func Statement(b Build) ([]byte, error) {
 			Content:   b.PipelineContent,
 		})
 	}
+	allDeps = append(slices.Clone(allDeps), b.Fetched...)
 	deps, err := descriptors(allDeps)
 	if err != nil {
 		return nil, fmt.Errorf("building provenance: resolvedDependencies: %w", err)
@@ -289,7 +298,7 @@ func (b *Build) validate() error {
 			return fmt.Errorf("subject %q: %w", s.Name, err)
 		}
 	}
-	for i, d := range b.Dependencies {
+	for i, d := range append(slices.Clone(b.Dependencies), b.Fetched...) {
 		if len(d.Digest) == 0 {
 			return fmt.Errorf("dependency %d (%q): a resolved dependency needs a digest", i, d.Name)
 		}
@@ -301,10 +310,11 @@ func descriptors(in []ResourceDescriptor) ([]*intoto.ResourceDescriptor, error) 
 	var out []*intoto.ResourceDescriptor
 	for i, d := range in {
 		rd := &intoto.ResourceDescriptor{
-			Name:      d.Name,
-			Uri:       d.URI,
-			MediaType: d.MediaType,
-			Content:   d.Content,
+			Name:             d.Name,
+			Uri:              d.URI,
+			MediaType:        d.MediaType,
+			Content:          d.Content,
+			DownloadLocation: d.DownloadLocation,
 		}
 		if len(d.Digest) > 0 {
 			rd.Digest = make(map[string]string, len(d.Digest))
