@@ -1,7 +1,8 @@
 #!/bin/sh
 # demo.sh: the main job end to end on the embedded default. Initialises a factory home in a temporary directory,
 # imports a builder made from this machine's busybox and Go, builds examples/hello hermetically, verifies the
-# result (with ssf, and with stock cosign when COSIGN names it), and prints where everything is.
+# result (with ssf, and with stock cosign when COSIGN names it), then builds examples/uuid, whose third-party
+# module ssf fetches and checks against go.sum before the build, shows its SBOM, and prints where everything is.
 set -eu
 cd "$(dirname "$0")/.."
 SSF=${SSF:-bin/ssf}
@@ -40,12 +41,31 @@ fi
 step "run the output"
 "$work/out/hello" hi
 
+step "ssf build examples/uuid  (its module is fetched by ssf, checked against go.sum, offered read-only at /deps)"
+sed "s|go-builder@sha256:[0-9a-f]*|$ref|" examples/uuid/ssf.yaml > "$work/uuid.yaml"
+"$SSF" build -f "$work/uuid.yaml" --source examples/uuid --out "$work/uuid"
+
+step "ssf sbom  (made by ssf from the binary's build info, cross-checked against what was fetched, signed)"
+"$SSF" sbom "$work/uuid/uuid"
+
+if [ -n "${COSIGN:-}" ] && [ -x "$COSIGN" ]; then
+  step "stock cosign verifies the SBOM attestations"
+  "$COSIGN" verify-blob-attestation --bundle "$work/uuid/attestations/uuid.spdx.sigstore.json" \
+    --key "$work/provenance.pub" --trusted-root "$work/trusted_root.json" --insecure-ignore-tlog \
+    --type spdxjson "$work/uuid/uuid"
+  "$COSIGN" verify-blob-attestation --bundle "$work/uuid/attestations/uuid.cdx.sigstore.json" \
+    --key "$work/provenance.pub" --trusted-root "$work/trusted_root.json" --insecure-ignore-tlog \
+    --type cyclonedx "$work/uuid/uuid"
+fi
+
 step "where everything is"
 cat <<INFO
 factory home      $SSF_HOME   (config.yaml, keys/provenance.key, images/, cache/)
 pipeline          $work/ssf.yaml
-outputs           $work/out/hello, $work/out/greeting.txt
-provenance        $work/out/attestations/provenance.sigstore.json
+outputs           $work/out/hello, $work/out/greeting.txt; $work/uuid/uuid, $work/uuid/uuid.txt
+provenance        $work/out/attestations/provenance.sigstore.json, $work/uuid/attestations/provenance.sigstore.json
+SBOMs             $work/uuid/attestations/uuid.spdx.sigstore.json, uuid.cdx.sigstore.json (and one pair per output)
+dependency cache  $SSF_HOME/cache/deps
 task logs         $work/out/attestations/logs/
 public key        $work/provenance.pub
 Remove it all with: rm -rf $work

@@ -76,7 +76,23 @@ func (h Home) dependencies(ctx context.Context, adm *admission, ws *workspace, s
 	for _, d := range in.list {
 		counts[d.Kind]++
 	}
-	log.printf("dependencies: %d Go modules, %d npm packages, %d files; every one checked against its pin", counts[deps.Gomod], counts[deps.Npm], counts[deps.File])
+	var parts []string
+	for _, c := range []struct {
+		kind        deps.Kind
+		one, plural string
+	}{{deps.Gomod, "Go module", "Go modules"}, {deps.Npm, "npm package", "npm packages"}, {deps.File, "file", "files"}} {
+		switch n := counts[c.kind]; n {
+		case 0:
+		case 1:
+			parts = append(parts, "1 "+c.one)
+		default:
+			parts = append(parts, fmt.Sprintf("%d %s", n, c.plural))
+		}
+	}
+	if len(parts) == 0 {
+		parts = []string{"none to fetch (the lock files pin nothing)"}
+	}
+	log.printf("dependencies: %s, each checked against its pin", strings.Join(parts, ", "))
 	return in, nil
 }
 
