@@ -33,6 +33,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -127,40 +128,11 @@ func Artifact(ctx context.Context, artifact digest.Digest, bundleJSON []byte, op
 		return nil, err
 	}
 
-	var b bundle.Bundle
-	if err := b.UnmarshalJSON(bundleJSON); err != nil {
-		return nil, fail("decoding Sigstore bundle: %w", err)
-	}
-
-	v, err := newSigstoreVerifier(opts.Trusted)
+	payload, checks, err := signedPayload(artifact, bundleJSON, opts.Trusted)
 	if err != nil {
 		return nil, err
 	}
-	sum, _ := hex.DecodeString(artifact.Encoded()) // checked above
-	policy := sgverify.NewPolicy(sgverify.WithArtifactDigest("sha256", sum), identityPolicy(opts.Trusted))
-	if _, err := v.Verify(&b, policy); err != nil {
-		return nil, fail("sigstore-go rejected the bundle: %w", err)
-	}
-	checks := []string{
-		"bundle signature verified by sigstore-go with the trusted material (the bundle's key hint is not trusted)",
-		"sigstore-go found the artifact's sha256 among the statement's subjects",
-	}
-
-	// sigstore-go has verified the signature over this exact envelope. Re-check the parts that make it ssf
-	// provenance about this artifact rather than any signed statement.
-	env := b.GetDsseEnvelope()
-	if env == nil {
-		return nil, fail("bundle content is not a DSSE envelope")
-	}
-	if env.GetPayloadType() != content.InTotoPayloadType {
-		return nil, fail("DSSE payloadType is %q, want %q", env.GetPayloadType(), content.InTotoPayloadType)
-	}
-	if n := len(env.GetSignatures()); n != 1 {
-		return nil, fail("DSSE envelope has %d signatures, want 1", n)
-	}
-	checks = append(checks, "DSSE payloadType is "+content.InTotoPayloadType)
-
-	prov, err := provenance.Parse(env.GetPayload())
+	prov, err := provenance.Parse(payload)
 	if err != nil {
 		return nil, fail("reading the signed statement: %w", err)
 	}
@@ -233,6 +205,99 @@ func Artifact(ctx context.Context, artifact digest.Digest, bundleJSON []byte, op
 	checks = append(checks, "transparency log NOT checked (key-only verification; log entries, if any, are ignored)")
 
 	return &Result{Subject: subject, Provenance: prov, Checks: checks, Unchecked: unchecked}, nil
+}
+
+// signedPayload checks bundleJSON's signature with trusted for the artifact (sigstore-go finds the artifact among
+// the statement's subjects) and that it holds one DSSE signature over an in-toto payload, and returns the
+// payload and what was checked.
+func signedPayload(artifact digest.Digest, bundleJSON []byte, trusted root.TrustedMaterial) ([]byte, []string, error) {
+	var b bundle.Bundle
+	if err := b.UnmarshalJSON(bundleJSON); err != nil {
+		return nil, nil, fail("decoding Sigstore bundle: %w", err)
+	}
+	v, err := newSigstoreVerifier(trusted)
+	if err != nil {
+		return nil, nil, err
+	}
+	sum, _ := hex.DecodeString(artifact.Encoded()) // the caller parsed artifact
+	policy := sgverify.NewPolicy(sgverify.WithArtifactDigest("sha256", sum), identityPolicy(trusted))
+	if _, err := v.Verify(&b, policy); err != nil {
+		return nil, nil, fail("sigstore-go rejected the bundle: %w", err)
+	}
+	checks := []string{
+		"bundle signature verified by sigstore-go with the trusted material (the bundle's key hint is not trusted)",
+		"sigstore-go found the artifact's sha256 among the statement's subjects",
+	}
+	// sigstore-go has verified the signature over this exact envelope. The caller re-checks the parts that make it
+	// a statement of the kind it wants about this artifact rather than any signed statement.
+	env := b.GetDsseEnvelope()
+	if env == nil {
+		return nil, nil, fail("bundle content is not a DSSE envelope")
+	}
+	if env.GetPayloadType() != content.InTotoPayloadType {
+		return nil, nil, fail("DSSE payloadType is %q, want %q", env.GetPayloadType(), content.InTotoPayloadType)
+	}
+	if n := len(env.GetSignatures()); n != 1 {
+		return nil, nil, fail("DSSE envelope has %d signatures, want 1", n)
+	}
+	return env.GetPayload(), append(checks, "DSSE payloadType is "+content.InTotoPayloadType), nil
+}
+
+// Statement is a verified in-toto statement of another predicate than ssf's provenance (an SBOM).
+type Statement struct {
+	PredicateType string
+	Subjects      []provenance.Subject // the sha256 subjects
+	Predicate     []byte               // the predicate as JSON
+	Subject       provenance.Subject   // the subject that is the artifact
+}
+
+// Attestation verifies bundleJSON (a Sigstore bundle of an in-toto Statement v1) for the artifact whose sha256 is
+// artifact: its signature against trusted, one DSSE signature over an in-toto payload, the statement's type, its
+// predicate type (which must be predicateType) and the artifact among its subjects.
+func Attestation(ctx context.Context, artifact digest.Digest, bundleJSON []byte, trusted root.TrustedMaterial, predicateType string) (*Statement, error) {
+	if _, err := content.Parse(string(artifact)); err != nil {
+		return nil, fmt.Errorf("verifying: artifact %w", err)
+	}
+	if err := (Options{Trusted: trusted}).Validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	payload, _, err := signedPayload(artifact, bundleJSON, trusted)
+	if err != nil {
+		return nil, err
+	}
+	var st struct {
+		Type    string `json:"_type"`
+		Subject []struct {
+			Name   string            `json:"name"`
+			Digest map[string]string `json:"digest"`
+		} `json:"subject"`
+		PredicateType string          `json:"predicateType"`
+		Predicate     json.RawMessage `json:"predicate"`
+	}
+	if err := json.Unmarshal(payload, &st); err != nil {
+		return nil, fail("reading the signed statement: %w", err)
+	}
+	if st.Type != provenance.StatementType {
+		return nil, fail("statement _type is %q, want %q", st.Type, provenance.StatementType)
+	}
+	if st.PredicateType != predicateType {
+		return nil, fail("predicateType is %q, want %q", st.PredicateType, predicateType)
+	}
+	out := &Statement{PredicateType: st.PredicateType, Predicate: st.Predicate}
+	for _, sub := range st.Subject {
+		if d, err := content.FromHex(sub.Digest["sha256"]); err == nil {
+			out.Subjects = append(out.Subjects, provenance.Subject{Name: sub.Name, Digest: d})
+		}
+	}
+	i := slices.IndexFunc(out.Subjects, func(s provenance.Subject) bool { return s.Digest == artifact })
+	if i < 0 {
+		return nil, fail("artifact %s is not a subject of the statement (subjects: %s)", artifact, subjectList(out.Subjects))
+	}
+	out.Subject = out.Subjects[i]
+	return out, nil
 }
 
 // File verifies bundleJSON for the file at path. It hashes the file itself and refuses anything that is not a
