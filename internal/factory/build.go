@@ -106,6 +106,7 @@ func inputErrorf(format string, args ...any) error {
 //	stage    the outputs and logs copied into a staging directory beside --out      -> provenance.Build
 //	attest   the statement, signed by the Attestor                                  -> bundle
 //	record   the bundle beside the outputs (later: the transparency log, the index)
+//	sbom     an SPDX and a CycloneDX SBOM of each output, signed, beside the bundle
 //	publish  the staging directory renamed to --out, durably
 func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	started := time.Now().UTC()
@@ -158,7 +159,10 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 	if err := record(ws.staging, bundle); err != nil {
 		return nil, err
 	}
-	log.printf("signed provenance for %d outputs", len(res.Outputs))
+	if err := attestSBOMs(ctx, adm.attestor, b, ws, res, stmt); err != nil {
+		return nil, err
+	}
+	log.printf("signed provenance and SBOMs for %d outputs", len(res.Outputs))
 	if err := publishDir(ws.staging, adm.out); err != nil {
 		return nil, err
 	}
