@@ -1,0 +1,163 @@
+package sbom
+
+import (
+	"context"
+	"crypto/sha256"
+	"debug/buildinfo"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ssf-dev/ssf/internal/deps"
+)
+
+// readBuildInfo returns the Go build info of the file at path, or nil when it has none (not a Go binary, or
+// larger than MaxBinarySize). The file must be a regular file whose sha256 is want: the SBOM describes those bytes.
+func readBuildInfo(ctx context.Context, path string, want digest.Digest) (*buildinfo.BuildInfo, error) {
+	// O_NOFOLLOW: the control plane's copy is a regular file; a symlink here would describe other bytes.
+	// O_NONBLOCK: a fifo swapped in must not block the open; it is refused below as not regular.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening the output %q: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("opening the output %q: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("output %q is not a regular file (%s)", path, fi.Mode().Type())
+	}
+	if fi.Size() > MaxBinarySize {
+		return nil, nil
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, ctxReader{ctx, io.NewSectionReader(f, 0, fi.Size())}); err != nil {
+		return nil, fmt.Errorf("hashing the output %q: %w", path, err)
+	}
+	if got := digest.NewDigest(digest.SHA256, h); got != want {
+		return nil, fmt.Errorf("output %q hashes to %s, not to its recorded digest %s: it changed after it was hashed", path, got, want)
+	}
+	// Read only the size hashed: a file that grows now is not read past what was checked.
+	info, err := buildinfo.Read(ctxReaderAt{ctx, io.NewSectionReader(f, 0, fi.Size())})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, nil // not a Go binary (or one without build info): described as a file
+	}
+	return info, nil
+}
+
+// ctxReader and ctxReaderAt stop a long read when the context is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+type ctxReaderAt struct {
+	ctx context.Context
+	r   io.ReaderAt
+}
+
+func (c ctxReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.ReadAt(p, off)
+}
+
+// fromBuildInfo describes a Go binary: its main module and every module its build info names, each checked
+// against the ingested Go modules.
+func (m *model) fromBuildInfo(info *buildinfo.BuildInfo) {
+	m.goBinary = true
+	m.goVersion = info.GoVersion
+	m.outProps = append(m.outProps, property{PropGoVersion, info.GoVersion})
+	settings := slices.Clone(info.Settings)
+	slices.SortStableFunc(settings, func(a, b debug.BuildSetting) int { return strings.Compare(a.Key, b.Key) })
+	for _, s := range settings {
+		m.outProps = append(m.outProps, property{PropGoBuildPrefix + s.Key, s.Value})
+	}
+	if info.Main.Path != "" {
+		c := &component{kind: KindGoModule, name: info.Main.Path, version: info.Main.Version,
+			purl: purlGolang(info.Main.Path, info.Main.Version), main: true,
+			props: []property{{PropEvidence, EvidenceBuildInfo}, {PropMainModule, "true"}}}
+		if info.Main.Sum != "" {
+			c.props = append(c.props, property{PropGoSum, info.Main.Sum})
+		}
+		m.comps = append(m.comps, c)
+	}
+
+	ingested := map[string][]deps.Dependency{}
+	for _, d := range m.in.Deps {
+		if d.Kind == deps.Gomod {
+			k := d.Name + "@" + d.Version
+			ingested[k] = append(ingested[k], d)
+		}
+	}
+	for _, dep := range info.Deps {
+		if dep == nil {
+			continue
+		}
+		eff := dep
+		c := &component{kind: KindGoModule, props: []property{{PropEvidence, EvidenceBuildInfo}}}
+		if dep.Replace != nil {
+			eff = dep.Replace
+			c.props = append(c.props, property{"ssf:go:replaces", dep.Path + "@" + dep.Version})
+		}
+		c.name, c.version = eff.Path, eff.Version
+		c.purl = purlGolang(eff.Path, eff.Version)
+		if eff.Sum != "" {
+			c.props = append(c.props, property{PropGoSum, eff.Sum})
+		}
+		ok, reason, d := checkIngested(eff, ingested[eff.Path+"@"+eff.Version])
+		c.ingested = &ok
+		c.reason = reason
+		if ok {
+			c.sha256 = d.Digest.Encoded()
+			c.download = d.URL
+			if eff.Sum == "" && d.Pin != "" {
+				c.props = append(c.props, property{PropGoSum, d.Pin})
+			}
+		}
+		m.comps = append(m.comps, c)
+	}
+}
+
+// checkIngested decides whether the module the binary names is one the control plane ingested for the build.
+func checkIngested(mod *debug.Module, found []deps.Dependency) (bool, string, deps.Dependency) {
+	if mod.Version == "" {
+		return false, fmt.Sprintf("replaced by the directory %q, not a module the control plane fetched", mod.Path), deps.Dependency{}
+	}
+	if len(found) == 0 {
+		return false, "not among the modules ingested for this build (missing from go.sum, or no gomod dependency declared)", deps.Dependency{}
+	}
+	var modOnly bool
+	for _, d := range found {
+		if d.ModOnly {
+			modOnly = true
+			continue
+		}
+		if mod.Sum != "" && d.Pin != mod.Sum {
+			return false, fmt.Sprintf("the binary says %s, the lock file pinned %s", mod.Sum, d.Pin), d
+		}
+		return true, "", d
+	}
+	if modOnly {
+		return false, "only its go.mod was ingested (for the module graph), not its code", deps.Dependency{}
+	}
+	return false, "not ingested", deps.Dependency{}
+}
