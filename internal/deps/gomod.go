@@ -1,15 +1,677 @@
 package deps
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/mod/modfile"
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/semver"
+	"golang.org/x/mod/sumdb/dirhash"
+	modzip "golang.org/x/mod/zip"
 )
 
-// gomod ingests the Go modules that go.mod and go.sum at s.Path pin. (Being written.)
+// How ingestion mirrors the go command (cmd/go's modload, for `go mod download` with no arguments):
+//
+//   - go.mod files: the go command loads the go.mod of every module the main module requires, and, below a module
+//     whose go.mod says go < 1.17 (or has no go line: "unpruned"), the go.mod of every module it requires,
+//     transitively. A main module at go < 1.17 is unpruned itself, so its whole graph is loaded. On top of that,
+//     every "/go.mod" line of go.sum is fetched: `go mod tidy` keeps exactly the go.mod checksums the go command
+//     may need, so the tree holds every go.mod it could ask for.
+//   - zips: those of the modules the main module requires (go >= 1.17: go.mod lists every module that provides a
+//     package), or, for a main module at go < 1.17, of every module of the build list (the highest version of each
+//     path in the graph) that go.sum pins.
+//
+// Every file is checked against go.sum's h1: hash; a needed file go.sum has no hash for is refused. go.sum is the
+// lock: it is never extended here.
+
+// gomod ingests the Go modules that go.mod and go.sum at s.Path pin, and lays them out as a GOPROXY file tree at
+// tree/GoProxyDir.
 func (f *fetcher) gomod(ctx context.Context, src fs.FS, s Spec, tree string) ([]Dependency, error) {
-	return nil, errors.New("gomod dependencies are not supported yet")
+	dir := s.Path
+	if dir == "" {
+		dir = "."
+	}
+	modName, sumName := path.Join(dir, "go.mod"), path.Join(dir, "go.sum")
+	modData, err := fs.ReadFile(src, modName)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, inputErrorf("gomod dependencies at %q: the source has no %s; point path at the directory that holds go.mod and go.sum", dir, modName)
+	} else if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", modName, err)
+	}
+	mainMod, err := modfile.Parse(modName, modData, nil)
+	if err != nil {
+		return nil, &InputError{Err: fmt.Errorf("parsing go.mod: %w", err)}
+	}
+	if mainMod.Module == nil {
+		return nil, inputErrorf("%s: no module line; a go.mod starts with `module PATH`", modName)
+	}
+	sumData, err := fs.ReadFile(src, sumName)
+	if errors.Is(err, fs.ErrNotExist) {
+		if len(mainMod.Require) > 0 {
+			return nil, inputErrorf("%s requires modules but the source has no %s; go.sum is the lock: run `go mod tidy` outside the factory and commit go.sum", modName, sumName)
+		}
+		sumData = nil
+	} else if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", sumName, err)
+	}
+	sum, err := parseGoSum(sumName, sumData)
+	if err != nil {
+		return nil, err
+	}
+	proxy, err := goProxyURL(f.opts.GoProxy)
+	if err != nil {
+		return nil, err
+	}
+	g := &goIngest{
+		f: f, ctx: ctx, src: src, dir: dir, modName: modName, sumName: sumName,
+		main: mainMod, sum: sum, proxy: proxy,
+		calls: map[goFile]*goCall{},
+	}
+	return g.run(tree)
 }
 
-// goEnv is what the go command needs to build offline from the GOPROXY tree.
-func goEnv() []string { return nil }
+// goProxyURL picks the first http(s) entry of a GOPROXY-style list.
+func goProxyURL(list string) (string, error) {
+	for _, e := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == '|' }) {
+		e = strings.TrimSpace(e)
+		if e == "off" {
+			break
+		}
+		if strings.HasPrefix(e, "https://") || strings.HasPrefix(e, "http://") {
+			return strings.TrimRight(e, "/"), nil
+		}
+	}
+	return "", inputErrorf("gomod dependencies need a Go module proxy, and the GOPROXY setting %q names no http(s) one (ssf never fetches modules directly from version control); set `goproxy` in config.yaml, e.g. to https://proxy.golang.org", list)
+}
+
+// goSum is a parsed go.sum: the h1: hash of each module's zip and of each module's go.mod.
+type goSum struct {
+	zip map[module.Version]sumLine
+	mod map[module.Version]sumLine
+}
+
+type sumLine struct {
+	h1   string // "h1:<base64>"
+	line int
+}
+
+// emptyGoModHash is the hash of an empty go.mod that old go commands wrote by mistake; the go command skips it.
+const emptyGoModHash = "h1:G7mAYYxgmS0lVkHyy2hEOLQCFB0DlQFTMLWggykrydY="
+
+// parseGoSum reads go.sum strictly: each non-blank line is "MODULE VERSION h1:HASH" or "MODULE VERSION/go.mod
+// h1:HASH", with a valid module path, a canonical version and a base64 SHA-256. name is for messages.
+func parseGoSum(name string, data []byte) (*goSum, error) {
+	s := &goSum{zip: map[module.Version]sumLine{}, mod: map[module.Version]sumLine{}}
+	const want = "go.sum lines are `MODULE VERSION h1:HASH` or `MODULE VERSION/go.mod h1:HASH`; regenerate go.sum with `go mod tidy` outside the factory"
+	for i, line := range strings.Split(string(data), "\n") {
+		n := i + 1
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		bad := func(format string, args ...any) error {
+			return inputErrorf("%s:%d: %s; %s", name, n, fmt.Sprintf(format, args...), want)
+		}
+		if len(fields) != 3 {
+			return nil, bad("%d fields instead of 3", len(fields))
+		}
+		p, v, h := fields[0], fields[1], fields[2]
+		table, isMod := s.zip, strings.HasSuffix(v, "/go.mod")
+		if isMod {
+			v, table = strings.TrimSuffix(v, "/go.mod"), s.mod
+		}
+		if err := module.Check(p, v); err != nil {
+			return nil, bad("%v", err)
+		}
+		if module.CanonicalVersion(v) != v {
+			return nil, bad("version %q is not canonical", v)
+		}
+		if !validH1(h) {
+			return nil, bad("%q is not an h1: hash (h1: and the base64 of 32 bytes)", h)
+		}
+		if isMod && h == emptyGoModHash {
+			continue
+		}
+		m := module.Version{Path: p, Version: v}
+		if prev, ok := table[m]; ok && prev.h1 != h {
+			return nil, bad("a second, different hash for %s (line %d has %s)", fields[0]+" "+fields[1], prev.line, prev.h1)
+		} else if ok {
+			continue
+		}
+		table[m] = sumLine{h1: h, line: n}
+	}
+	return s, nil
+}
+
+func validH1(h string) bool {
+	b64, ok := strings.CutPrefix(h, "h1:")
+	if !ok || len(b64) != 44 {
+		return false
+	}
+	raw, err := base64.StdEncoding.Strict().DecodeString(b64)
+	return err == nil && len(raw) == 32
+}
+
+// h1Key is the cache key of a file pinned by h1 (the key names the pin, so a cache hit is checked against it).
+func h1Key(h1, ext string) string {
+	raw, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(h1, "h1:"))
+	return "gomod/h1/" + hex.EncodeToString(raw) + "." + ext
+}
+
+// goModHash is go.sum's hash of a go.mod file, as the go command computes it: dirhash's Hash1 over one file named
+// "go.mod".
+func goModHash(data []byte) (string, error) {
+	return dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(data)), nil
+	})
+}
+
+// goFile is one file fetched from the proxy: a module version's "mod" or "zip".
+type goFile struct {
+	m   module.Version
+	ext string
+}
+
+// goCall is one fetch, shared by everyone who needs that file.
+type goCall struct {
+	done chan struct{}
+	c    cached
+	url  string
+	pin  string
+	err  error
+}
+
+// goIngest is the ingestion of one gomod Spec.
+type goIngest struct {
+	f                *fetcher
+	ctx              context.Context // the ingestion's; lives only as long as gomod's call
+	src              fs.FS
+	dir              string
+	modName, sumName string
+	main             *modfile.File
+	sum              *goSum
+	proxy            string
+
+	mu    sync.Mutex
+	calls map[goFile]*goCall
+}
+
+func (g *goIngest) run(tree string) ([]Dependency, error) {
+	mainPruned := goVersionPruned(g.main)
+	var roots []module.Version
+	for _, r := range g.main.Require {
+		if !g.excluded(r.Mod) {
+			roots = append(roots, r.Mod)
+		}
+	}
+	// Every go.mod go.sum pins, fetched while the graph is walked.
+	for m := range g.sum.mod {
+		g.start(goFile{m, "mod"})
+	}
+	if mainPruned {
+		// The zips are those of go.mod's requirements; start them at once.
+		for _, r := range roots {
+			if t, local := g.replace(r); !local {
+				g.start(goFile{t, "zip"})
+			}
+		}
+	}
+	graph, err := g.loadGraph(roots, mainPruned)
+	if err != nil {
+		g.wait()
+		return nil, err
+	}
+	if !mainPruned {
+		listed := map[string]bool{}
+		for _, r := range roots {
+			listed[r.Path] = true
+		}
+		for _, m := range buildList(roots, graph, g.main.Module.Mod.Path) {
+			t, local := g.replace(m)
+			if local {
+				continue
+			}
+			if _, ok := g.sum.zip[t]; ok || listed[m.Path] {
+				g.start(goFile{t, "zip"})
+			}
+		}
+	}
+	files, err := g.wait()
+	if err != nil {
+		return nil, err
+	}
+	return g.layOut(tree, files)
+}
+
+// goVersionPruned says whether a go.mod's go line is 1.17 or higher, where the go command prunes the module graph
+// below it; a go.mod without a go line counts as go 1.16.
+func goVersionPruned(f *modfile.File) bool {
+	if f == nil || f.Go == nil {
+		return false
+	}
+	major, rest, _ := strings.Cut(f.Go.Version, ".")
+	if major != "1" {
+		n, err := strconv.Atoi(major)
+		return err == nil && n > 1
+	}
+	end := 0
+	for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
+		end++
+	}
+	minor, err := strconv.Atoi(rest[:end])
+	return err == nil && minor >= 17
+}
+
+// excluded says whether the main module's go.mod excludes m; the go command drops requirements on it.
+func (g *goIngest) excluded(m module.Version) bool {
+	for _, x := range g.main.Exclude {
+		if x.Mod == m {
+			return true
+		}
+	}
+	return false
+}
+
+// replace applies the main module's replace directives to m: the module version that is fetched instead, or
+// local=true for a replacement by a directory (nothing to fetch). An exact-version replacement wins over one for
+// every version.
+func (g *goIngest) replace(m module.Version) (t module.Version, local bool) {
+	var rep *modfile.Replace
+	for _, r := range g.main.Replace {
+		if r.Old.Path != m.Path {
+			continue
+		}
+		if r.Old.Version == m.Version {
+			rep = r
+			break
+		}
+		if r.Old.Version == "" {
+			rep = r
+		}
+	}
+	if rep == nil {
+		return m, false
+	}
+	if rep.New.Version == "" {
+		return rep.New, true
+	}
+	return rep.New, false
+}
+
+// summary is what the graph needs of a module's go.mod.
+type summary struct {
+	pruned  bool
+	require []module.Version
+}
+
+// loadGraph loads the go.mod files the go command loads for this main module (see the comment at the top), level
+// by level, each level's downloads at once. It returns every loaded module's summary.
+func (g *goIngest) loadGraph(roots []module.Version, mainPruned bool) (map[module.Version]*summary, error) {
+	type item struct {
+		m        module.Version
+		unpruned bool
+	}
+	seen := map[item]bool{}
+	sums := map[module.Version]*summary{}
+	var level []item
+	for _, r := range roots {
+		it := item{r, !mainPruned}
+		if !seen[it] {
+			seen[it] = true
+			level = append(level, it)
+		}
+	}
+	for len(level) > 0 {
+		var load []module.Version
+		for _, it := range level {
+			if _, ok := sums[it.m]; !ok {
+				load = append(load, it.m)
+				sums[it.m] = nil
+				if t, local := g.replace(it.m); !local {
+					g.start(goFile{t, "mod"})
+				}
+			}
+		}
+		module.Sort(load)
+		for _, m := range load {
+			s, err := g.summary(m)
+			if err != nil {
+				return nil, err
+			}
+			sums[m] = s
+		}
+		var next []item
+		for _, it := range level {
+			s := sums[it.m]
+			if !it.unpruned && s.pruned {
+				continue
+			}
+			for _, r := range s.require {
+				ni := item{r, true}
+				if !seen[ni] && r.Path != g.main.Module.Mod.Path {
+					seen[ni] = true
+					next = append(next, ni)
+				}
+			}
+		}
+		level = next
+	}
+	return sums, nil
+}
+
+// summary reads m's go.mod: that of its replacement, from the proxy or from a directory of the source.
+func (g *goIngest) summary(m module.Version) (*summary, error) {
+	t, local := g.replace(m)
+	var name string
+	var data []byte
+	if local {
+		dir := t.Path
+		if filepath.IsAbs(dir) || strings.Contains(dir, "\\") {
+			return nil, inputErrorf("%s: replace %s => %s: a directory outside the source, which a build cannot see; replace it by a directory of the source or by a module version", g.modName, m, dir)
+		}
+		name = path.Join(g.dir, dir, "go.mod")
+		if !fs.ValidPath(name) {
+			return nil, inputErrorf("%s: replace %s => %s: a directory outside the source, which a build cannot see; replace it by a directory of the source or by a module version", g.modName, m, dir)
+		}
+		var err error
+		data, err = fs.ReadFile(g.src, name)
+		if err != nil {
+			return nil, inputErrorf("%s: replace %s => %s: reading its go.mod: %v", g.modName, m, dir, err)
+		}
+	} else {
+		c := g.call(goFile{t, "mod"})
+		<-c.done
+		if c.err != nil {
+			return nil, c.err
+		}
+		var err error
+		data, err = os.ReadFile(c.c.Path)
+		if err != nil {
+			return nil, err
+		}
+		name = t.String() + "/go.mod"
+	}
+	// The go command reads a dependency's go.mod leniently (only module, go and require matter).
+	f, err := modfile.ParseLax(name, data, nil)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the go.mod of %s: %w", t, err)
+	}
+	s := &summary{pruned: goVersionPruned(f)}
+	for _, r := range f.Require {
+		if !g.excluded(r.Mod) {
+			s.require = append(s.require, r.Mod)
+		}
+	}
+	return s, nil
+}
+
+// buildList is minimal version selection over a fully loaded graph: the highest version of each module path.
+func buildList(roots []module.Version, graph map[module.Version]*summary, mainPath string) []module.Version {
+	sel := map[string]string{}
+	add := func(m module.Version) {
+		if m.Path == mainPath || m.Version == "none" {
+			return
+		}
+		if v, ok := sel[m.Path]; !ok || semver.Compare(m.Version, v) > 0 {
+			sel[m.Path] = m.Version
+		}
+	}
+	for _, r := range roots {
+		add(r)
+	}
+	for m, s := range graph {
+		add(m)
+		if s != nil {
+			for _, r := range s.require {
+				add(r)
+			}
+		}
+	}
+	list := make([]module.Version, 0, len(sel))
+	for p, v := range sel {
+		list = append(list, module.Version{Path: p, Version: v})
+	}
+	module.Sort(list)
+	return list
+}
+
+// call returns the fetch of file, starting it when nobody has.
+func (g *goIngest) call(file goFile) *goCall {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c, ok := g.calls[file]; ok {
+		return c
+	}
+	c := &goCall{done: make(chan struct{})}
+	g.calls[file] = c
+	g.f.progress.expect(1)
+	go func() {
+		defer close(c.done)
+		c.c, c.url, c.pin, c.err = g.fetch(file)
+	}()
+	return c
+}
+
+func (g *goIngest) start(file goFile) { g.call(file) }
+
+// wait waits for every fetch started and returns them, sorted; the error is that of the first failed one in that
+// order, so the message does not depend on timing.
+func (g *goIngest) wait() ([]goFile, error) {
+	g.mu.Lock()
+	files := make([]goFile, 0, len(g.calls))
+	for file := range g.calls {
+		files = append(files, file)
+	}
+	g.mu.Unlock()
+	sort.Slice(files, func(i, j int) bool { return goFileLess(files[i], files[j]) })
+	var first error
+	for _, file := range files {
+		c := g.calls[file]
+		<-c.done
+		if c.err != nil && first == nil {
+			first = c.err
+		}
+	}
+	return files, first
+}
+
+func goFileLess(a, b goFile) bool {
+	if a.m != b.m {
+		if a.m.Path != b.m.Path {
+			return a.m.Path < b.m.Path
+		}
+		return semver.Compare(a.m.Version, b.m.Version) < 0 || (semver.Compare(a.m.Version, b.m.Version) == 0 && a.m.Version < b.m.Version)
+	}
+	return a.ext < b.ext
+}
+
+// fetch gets one file of a module version from the cache or the proxy, checked against go.sum.
+func (g *goIngest) fetch(file goFile) (cached, string, string, error) {
+	m := file.m
+	table, what := g.sum.zip, "zip"
+	if file.ext == "mod" {
+		table, what = g.sum.mod, "go.mod"
+	}
+	pin, ok := table[m]
+	if !ok {
+		return cached{}, "", "", inputErrorf("module %s is needed to build %s but %s has no hash for its %s; go.sum is the lock: run `go mod tidy` (or `go mod download %s`) outside the factory and commit go.sum", m, g.main.Module.Mod.Path, g.sumName, what, m)
+	}
+	ep, err := module.EscapePath(m.Path)
+	if err != nil {
+		return cached{}, "", "", inputErrorf("%s:%d: %v", g.sumName, pin.line, err)
+	}
+	ev, err := module.EscapeVersion(m.Version)
+	if err != nil {
+		return cached{}, "", "", inputErrorf("%s:%d: %v", g.sumName, pin.line, err)
+	}
+	url := g.proxy + "/" + ep + "/@v/" + ev + "." + file.ext
+	label := fmt.Sprintf("module %s (%s)", m, what)
+	var check func(p string) error
+	if file.ext == "mod" {
+		check = func(p string) error {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			got, err := goModHash(data)
+			if err != nil {
+				return err
+			}
+			if got != pin.h1 {
+				return &MismatchError{What: label, Want: pin.h1, Got: got}
+			}
+			return nil
+		}
+	} else {
+		check = func(p string) error {
+			got, err := dirhash.HashZip(p, dirhash.Hash1)
+			if err != nil {
+				return fmt.Errorf("%s: %s is not a readable module zip: %w", label, url, err)
+			}
+			if got != pin.h1 {
+				return &MismatchError{What: label, Want: pin.h1, Got: got}
+			}
+			// A zip go.sum pins may still break the module zip rules (paths outside the module, case
+			// collisions, sizes); the go command would refuse it, so must we.
+			cf, err := modzip.CheckZip(m, p)
+			if err == nil {
+				err = cf.Err()
+			}
+			if err != nil {
+				return fmt.Errorf("%s: breaks the module zip rules: %w", label, err)
+			}
+			return nil
+		}
+	}
+	c, err := g.f.get(g.ctx, h1Key(pin.h1, file.ext), url, check)
+	if err != nil {
+		var fe *FetchError
+		if errors.As(err, &fe) {
+			return cached{}, "", "", fmt.Errorf("fetching %s from the Go module proxy: %w", label, err)
+		}
+		return cached{}, "", "", err
+	}
+	return c, url, pin.h1, nil
+}
+
+// layOut places the fetched files in tree/GoProxyDir as the go command's GOPROXY protocol expects them, with a
+// .info file per version, and returns one Dependency per module version.
+func (g *goIngest) layOut(tree string, files []goFile) ([]Dependency, error) {
+	byMod := map[module.Version]map[string]*goCall{}
+	var mods []module.Version
+	for _, file := range files {
+		if byMod[file.m] == nil {
+			byMod[file.m] = map[string]*goCall{}
+			mods = append(mods, file.m)
+		}
+		byMod[file.m][file.ext] = g.calls[file]
+	}
+	module.Sort(mods)
+	var deps []Dependency
+	for _, m := range mods {
+		ep, _ := module.EscapePath(m.Path)
+		ev, _ := module.EscapeVersion(m.Version)
+		base := path.Join(GoProxyDir, ep, "@v", ev)
+		d := Dependency{Kind: Gomod, Name: m.Path, Version: m.Version, URI: golangPURL(m)}
+		for _, ext := range []string{"mod", "zip"} {
+			c, ok := byMod[m][ext]
+			if !ok {
+				continue
+			}
+			if err := placeOnce(tree, base+"."+ext, c.c); err != nil {
+				return nil, fmt.Errorf("laying out module %s: %w", m, err)
+			}
+			d.URL, d.Digest, d.Pin = c.url, c.c.Digest, c.pin
+		}
+		d.ModOnly = byMod[m]["zip"] == nil
+		info := fmt.Sprintf("{\"Version\":%q}\n", m.Version)
+		if err := writeOnce(filepath.Join(tree, filepath.FromSlash(base+".info")), []byte(info)); err != nil {
+			return nil, fmt.Errorf("laying out module %s: %w", m, err)
+		}
+		deps = append(deps, d)
+	}
+	return deps, nil
+}
+
+// placeOnce places c at rel unless an earlier gomod Spec of the same build did (its bytes passed the same
+// check against the same module version).
+func placeOnce(tree, rel string, c cached) error {
+	if _, err := os.Lstat(filepath.Join(tree, filepath.FromSlash(rel))); err == nil {
+		return nil
+	}
+	return place(tree, rel, c)
+}
+
+func writeOnce(p string, data []byte) error {
+	if _, err := os.Lstat(p); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o444)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// golangPURL is the package URL of a module version: pkg:golang/<path>@<version>, each part percent-encoded where
+// purl requires it (a version's "+incompatible" becomes %2Bincompatible).
+func golangPURL(m module.Version) string {
+	segs := strings.Split(m.Path, "/")
+	for i, s := range segs {
+		segs[i] = purlEscape(s)
+	}
+	return "pkg:golang/" + strings.Join(segs, "/") + "@" + purlEscape(m.Version)
+}
+
+func purlEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_' || c == '~' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// goEnv is what the go command needs to build offline from the GOPROXY tree at MountPoint.
+func goEnv() []string { return goEnvFor("file://" + MountPoint + "/" + GoProxyDir) }
+
+// goEnvFor is goEnv for a GOPROXY tree at proxyURL (tests point it at a temporary tree).
+func goEnvFor(proxyURL string) []string {
+	return []string{
+		// The only source of modules: the checked tree. No ",direct": the go command never reaches a VCS.
+		"GOPROXY=" + proxyURL,
+		// No checksum database to ask (there is no network); go.sum still checks every file the go command reads,
+		// and -mod=readonly (the default since Go 1.16, spelled out) refuses to add what go.sum lacks.
+		"GOSUMDB=off",
+		"GOFLAGS=-mod=readonly",
+		// The builder's own go, never a toolchain download a go.mod's toolchain line asks for.
+		"GOTOOLCHAIN=local",
+		// The go command unpacks the zips into a writable module cache; /tmp is the task's own.
+		"GOMODCACHE=/tmp/go/pkg/mod",
+	}
+}
