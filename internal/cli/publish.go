@@ -37,8 +37,9 @@ image the provenance names. Any failure exits 1 and pushes nothing.
 The output files go up as one OCI artifact (one layer per file, titled with its path, so oras pull restores
 them); an output that is an OCI image layout tarball also goes up as its image, which Kubernetes can run, its
 blobs streamed from the tarball. The provenance bundle is attached to each as an OCI 1.1 referrer in the layout
-cosign reads (a registry without the referrers API gets the sha256-<hex> fallback tag). Nothing is signed: the
-digests pushed are the ones the build already signed.
+cosign reads (a registry without the referrers API gets the sha256-<hex> fallback tag), and so is each output's
+signed SBOM pair (OUT/attestations/<output>.spdx.sigstore.json and .cdx.sigstore.json), after its signature and
+subjects are verified the same way. Nothing is signed: the digests pushed are the ones the build already signed.
 
 Credentials come from the Docker config file and its credential helpers (docker login, crane auth login). Plain
 HTTP is used only for registries on a loopback address. A registry that sends or accepts nothing for --timeout,
@@ -116,6 +117,10 @@ func publish(ctx context.Context, w io.Writer, dir, target string, trusted root.
 	req := oci.PublishRequest{Dir: dir, Bundle: bundle, Repo: repo, Tag: tag,
 		Verify: func(ctx context.Context, manifest digest.Digest, b []byte) error {
 			_, err := verify.Artifact(ctx, manifest, b, opts)
+			return err
+		},
+		VerifyAttestation: func(ctx context.Context, manifest digest.Digest, predicateType string, b []byte) error {
+			_, err := verify.Attestation(ctx, manifest, b, trusted, predicateType)
 			return err
 		}}
 	pub, err := oci.Publish(ctx, req, ropts...)

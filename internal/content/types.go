@@ -19,3 +19,13 @@ const (
 	DockerManifestMediaType = "application/vnd.docker.distribution.manifest.v2+json"
 	DockerListMediaType     = "application/vnd.docker.distribution.manifest.list.v2+json"
 )
+
+// The SBOM attestations ssf writes beside each output: their in-toto predicate types (as cosign
+// verify-blob-attestation --type spdxjson and --type cyclonedx expect them) and the suffixes of their bundles'
+// file names in OUT/attestations (<output>.spdx.sigstore.json, <output>.cdx.sigstore.json).
+const (
+	SPDXPredicateType      = "https://spdx.dev/Document"
+	CycloneDXPredicateType = "https://cyclonedx.org/bom"
+	SPDXBundleSuffix       = ".spdx.sigstore.json"
+	CycloneDXBundleSuffix  = ".cdx.sigstore.json"
+)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/oci"
 	"github.com/ssf-dev/ssf/internal/provenance"
 	"github.com/ssf-dev/ssf/internal/sbom"
@@ -49,8 +50,8 @@ func attestSBOMs(ctx context.Context, attestor Attestor, b *build, ws *workspace
 			predicateType, suffix string
 			doc                   []byte
 		}{
-			{sbom.SPDXPredicateType, sbom.SPDXBundleSuffix, doc.SPDX},
-			{sbom.CycloneDXPredicateType, sbom.CycloneDXBundleSuffix, doc.CycloneDX},
+			{content.SPDXPredicateType, content.SPDXBundleSuffix, doc.SPDX},
+			{content.CycloneDXPredicateType, content.CycloneDXBundleSuffix, doc.CycloneDX},
 		} {
 			st, err := sbom.Statement(subjects, f.predicateType, f.doc)
 			if err != nil {

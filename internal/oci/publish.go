@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -148,6 +149,12 @@ type PublishRequest struct {
 	// package's verdict; oci does not import it so that the verifier can use this package's registry client.)
 	Verify func(ctx context.Context, manifest digest.Digest, bundle []byte) error
 
+	// VerifyAttestation is required when Verify is and the build has SBOMs: it is called for each SBOM bundle beside the outputs
+	// (attestations/<output>.spdx.sigstore.json and .cdx.sigstore.json) with a manifest it would be attached to and
+	// its predicate type. The bundle must verify for the artifact manifest, or nothing is pushed; it is attached to
+	// an image manifest only when it verifies for that image too.
+	VerifyAttestation func(ctx context.Context, manifest digest.Digest, predicateType string, bundle []byte) error
+
 	// WithoutVerificationUnsafe publishes without calling Verify: the outputs are still checked against the
 	// bundle's statement, but nobody has checked who signed it.
 	WithoutVerificationUnsafe bool
@@ -157,7 +164,14 @@ type PublishRequest struct {
 type Published struct {
 	Artifact  string            // REGISTRY/REPO@sha256:<hex> of the artifact holding every output file
 	Images    map[string]string // output path -> REGISTRY/REPO@sha256:<hex> of the runnable image it holds
-	Referrers []string          // REGISTRY/REPO@sha256:<hex> of each bundle referrer pushed
+	Referrers []string          // REGISTRY/REPO@sha256:<hex> of each bundle referrer pushed (provenance, then SBOMs)
+}
+
+// attestation is a signed SBOM found beside the outputs, with the manifests it is to be attached to.
+type attestation struct {
+	path, predicateType string
+	bundle              []byte
+	subjects            []Descriptor
 }
 
 // Publish pushes a build's outputs and provenance to a registry.
@@ -188,6 +202,11 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 	case !req.WithoutVerificationUnsafe:
 		return nil, errors.New("publish: no Verify given (set WithoutVerificationUnsafe to publish an unverified bundle)")
 	}
+	artifactDesc := Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: artifact.digest, Size: int64(len(artifact.raw))}
+	atts, err := attestations(ctx, req, artifact.files, artifactDesc, images)
+	if err != nil {
+		return nil, err
+	}
 
 	ropts := remoteOptions(ctx, opts)
 	pusher, err := remote.NewPusher(ropts...)
@@ -211,7 +230,6 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 			return nil, fmt.Errorf("pushing output %q to %s: %w", f.Path, repo, err)
 		}
 	}
-	artifactDesc := Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: artifact.digest, Size: int64(len(artifact.raw))}
 	var ref name.Reference = repo.Digest(string(artifactDesc.Digest))
 	if req.Tag != "" {
 		ref = repo.Tag(req.Tag)
@@ -236,24 +254,103 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 		return nil, fmt.Errorf("pushing the provenance bundle to %s: %w", repo, err)
 	}
 	for _, s := range subjects {
-		raw, err := ReferrerManifest(s, req.Bundle, prov.FinishedOn)
+		ref, err := pushReferrer(ctx, pusher, repo, s, req.Bundle, provenance.PredicateType, prov.FinishedOn)
 		if err != nil {
-			return nil, err
-		}
-		d := repo.Digest(string(digest.FromBytes(raw)))
-		if err := pusher.Push(ctx, d, rawManifest{raw, ocispec.MediaTypeImageManifest}); err != nil {
 			return nil, fmt.Errorf("pushing the provenance referrer of %s: %w", s.Digest, err)
 		}
-		pub.Referrers = append(pub.Referrers, d.String())
+		pub.Referrers = append(pub.Referrers, ref)
+	}
+	// The SBOMs, each as a referrer of the manifests it verified for.
+	for _, a := range atts {
+		if err := pusher.Upload(ctx, repo, static.NewLayer(a.bundle, content.BundleMediaType)); err != nil {
+			return nil, fmt.Errorf("pushing %s to %s: %w", a.path, repo, err)
+		}
+		for _, s := range a.subjects {
+			ref, err := pushReferrer(ctx, pusher, repo, s, a.bundle, a.predicateType, prov.FinishedOn)
+			if err != nil {
+				return nil, fmt.Errorf("pushing the referrer of %s for %s: %w", a.path, s.Digest, err)
+			}
+			pub.Referrers = append(pub.Referrers, ref)
+		}
 	}
 	return pub, nil
 }
 
+// pushReferrer pushes the manifest that attaches bundle (already uploaded) to subject, and returns its reference.
+func pushReferrer(ctx context.Context, pusher *remote.Pusher, repo name.Repository, subject Descriptor, bundle []byte, predicateType string, created time.Time) (string, error) {
+	raw, err := ReferrerManifest(subject, bundle, predicateType, created)
+	if err != nil {
+		return "", err
+	}
+	d := repo.Digest(string(digest.FromBytes(raw)))
+	if err := pusher.Push(ctx, d, rawManifest{raw, ocispec.MediaTypeImageManifest}); err != nil {
+		return "", err
+	}
+	return d.String(), nil
+}
+
+// maxAttestationBytes bounds one SBOM bundle read from the output directory.
+const maxAttestationBytes = 64 << 20
+
+// attestations reads the SBOM bundles beside the outputs and works out which manifests each goes to: each must
+// verify for the artifact (else nothing is published), and goes to an image only if it verifies for it too.
+func attestations(ctx context.Context, req PublishRequest, files []File, artifact Descriptor, images []imagePlan) ([]attestation, error) {
+	root, err := os.OpenRoot(req.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	var out []attestation
+	for _, f := range files {
+		for _, kind := range []struct{ suffix, predicateType string }{
+			{content.SPDXBundleSuffix, content.SPDXPredicateType},
+			{content.CycloneDXBundleSuffix, content.CycloneDXPredicateType},
+		} {
+			rel := "attestations/" + f.Path + kind.suffix
+			file, err := OpenRegular(root, rel)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // a build made before SBOMs, or one whose SBOMs were removed: publish the rest
+			}
+			if err != nil {
+				return nil, fmt.Errorf("reading %s: %w", rel, err)
+			}
+			b, err := io.ReadAll(io.LimitReader(file, maxAttestationBytes+1))
+			file.Close()
+			if err != nil {
+				return nil, fmt.Errorf("reading %s: %w", rel, err)
+			}
+			if len(b) > maxAttestationBytes {
+				return nil, fmt.Errorf("reading %s: larger than %d bytes", rel, maxAttestationBytes)
+			}
+			a := attestation{path: rel, predicateType: kind.predicateType, bundle: b, subjects: []Descriptor{artifact}}
+			if req.Verify != nil && req.VerifyAttestation == nil {
+				return nil, fmt.Errorf("publish: %s found but no VerifyAttestation given", rel)
+			}
+			if req.VerifyAttestation != nil {
+				if err := req.VerifyAttestation(ctx, artifact.Digest, kind.predicateType, b); err != nil {
+					return nil, fmt.Errorf("refusing to publish: %s: %w", rel, err)
+				}
+				for _, img := range images {
+					if req.VerifyAttestation(ctx, img.desc.Digest, kind.predicateType, b) == nil {
+						a.subjects = append(a.subjects, img.desc)
+					}
+				}
+			}
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// predicateTypeAnnotation names a bundle referrer's statement's predicate type, in cosign's layout.
+const predicateTypeAnnotation = "dev.sigstore.bundle.predicateType"
+
 // ReferrerManifest returns the manifest that attaches a Sigstore bundle to subject in the layout cosign reads:
 // artifactType and the one layer's media type application/vnd.dev.sigstore.bundle.v0.3+json, the empty config,
-// and annotations dev.sigstore.bundle.content (dsse-envelope), dev.sigstore.bundle.predicateType (SLSA provenance
-// v1) and org.opencontainers.image.created (the build's finishedOn, so the manifest is the same on every publish).
-func ReferrerManifest(subject Descriptor, bundleJSON []byte, created time.Time) ([]byte, error) {
+// and annotations dev.sigstore.bundle.content (dsse-envelope), dev.sigstore.bundle.predicateType (the statement's,
+// e.g. SLSA provenance v1) and org.opencontainers.image.created (the build's finishedOn, so the manifest is the
+// same on every publish).
+func ReferrerManifest(subject Descriptor, bundleJSON []byte, predicateType string, created time.Time) ([]byte, error) {
 	if created.IsZero() {
 		return nil, errors.New("referrer manifest: no creation time")
 	}
@@ -263,9 +360,9 @@ func ReferrerManifest(subject Descriptor, bundleJSON []byte, created time.Time) 
 		Layers:  []Descriptor{{MediaType: content.BundleMediaType, Digest: digest.FromBytes(bundleJSON), Size: int64(len(bundleJSON))}},
 		Subject: &Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size},
 		Annotations: map[string]string{
-			"dev.sigstore.bundle.content":       "dsse-envelope",
-			"dev.sigstore.bundle.predicateType": provenance.PredicateType,
-			ocispec.AnnotationCreated:           created.UTC().Format(time.RFC3339),
+			"dev.sigstore.bundle.content": "dsse-envelope",
+			predicateTypeAnnotation:       predicateType,
+			ocispec.AnnotationCreated:     created.UTC().Format(time.RFC3339),
 		},
 	}
 	return json.Marshal(m)

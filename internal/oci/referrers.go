@@ -16,6 +16,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/ssf-dev/ssf/internal/content"
+	"github.com/ssf-dev/ssf/internal/provenance"
 )
 
 // Bounds on what is read from a registry when fetching bundles: every read is capped, so a registry (or anyone
@@ -196,8 +197,8 @@ func (c *rawClient) getList(ctx context.Context, u string, budget *int64, att *A
 	return resp, descs, nil
 }
 
-// decodeReferrers reads an image index's manifests one at a time, keeping those of the bundle artifactType
-// without their annotations. On error it returns what it read before.
+// decodeReferrers reads an image index's manifests one at a time, keeping those of the bundle artifactType that
+// are not marked as another predicate than SLSA provenance, without their annotations. On error it returns what it read before.
 func decodeReferrers(r io.Reader) ([]Descriptor, error) {
 	dec := json.NewDecoder(r)
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
@@ -224,7 +225,9 @@ func decodeReferrers(r io.Reader) ([]Descriptor, error) {
 			if err := dec.Decode(&d); err != nil {
 				return out, err
 			}
-			if d.ArtifactType == content.BundleMediaType {
+			// A bundle marked as another statement than provenance (an SBOM) is not a candidate: many of them must
+			// not crowd the provenance out of the referrers read.
+			if pt, ok := d.Annotations[predicateTypeAnnotation]; d.ArtifactType == content.BundleMediaType && (!ok || pt == provenance.PredicateType) {
 				d.Annotations = nil
 				out = append(out, d)
 			}

@@ -1,0 +1,125 @@
+package oci_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ssf-dev/ssf/internal/content"
+	"github.com/ssf-dev/ssf/internal/oci"
+	"github.com/ssf-dev/ssf/internal/sign"
+	"github.com/ssf-dev/ssf/internal/verify"
+)
+
+// writeSBOM signs a minimal SBOM statement of predicateType about the output and the artifact with key, and
+// writes it where a build puts it.
+func (f *fixture) writeSBOM(t *testing.T, key *ecdsa.PrivateKey, output, suffix, predicateType string) {
+	t.Helper()
+	art := f.subject(oci.ArtifactSubject)
+	st := fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":%q,"digest":{"sha256":%q}},{"name":"oci://artifact","digest":{"sha256":%q}}],"predicateType":%q,"predicate":{"name":"sbom"}}`,
+		output, digest.FromBytes(f.files[output]).Encoded(), art.Digest.Encoded(), predicateType)
+	b, err := sign.NewSigner(key).Statement(context.Background(), []byte(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(f.dir, "attestations", output+suffix)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fixture) attestationVerifier() func(context.Context, digest.Digest, string, []byte) error {
+	return func(ctx context.Context, d digest.Digest, pt string, b []byte) error {
+		_, err := verify.Attestation(ctx, d, b, verify.KeyMaterial(&f.key.PublicKey), pt)
+		return err
+	}
+}
+
+// TestPublishAttachesSBOMs: each output's signed SBOMs go up as referrers of the artifact, marked with their
+// predicate type, and do not count as provenance candidates for a verifier.
+func TestPublishAttachesSBOMs(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, map[string][]byte{"hello": []byte("hello\n"), "tool": []byte("tool\n")}, nil)
+	for _, o := range []string{"hello", "tool"} {
+		f.writeSBOM(t, f.key, o, content.SPDXBundleSuffix, content.SPDXPredicateType)
+		f.writeSBOM(t, f.key, o, content.CycloneDXBundleSuffix, content.CycloneDXPredicateType)
+	}
+	host, _ := newRegistry(t, true)
+	repo, _, err := oci.ParseTarget(host + "/team/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := oci.Publish(ctx, oci.PublishRequest{Dir: f.dir, Bundle: f.bundle, Repo: repo,
+		Verify: f.verifier(), VerifyAttestation: f.attestationVerifier()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pub.Referrers) != 5 {
+		t.Fatalf("pushed %d referrers, want 5 (the provenance and four SBOMs): %v", len(pub.Referrers), pub.Referrers)
+	}
+	count := map[string]int{}
+	for _, r := range pub.Referrers {
+		d, err := remote.Get(mustRef(t, r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct {
+			Annotations map[string]string `json:"annotations"`
+			Subject     *struct {
+				Digest string `json:"digest"`
+			} `json:"subject"`
+		}
+		if err := json.Unmarshal(d.Manifest, &m); err != nil {
+			t.Fatal(err)
+		}
+		count[m.Annotations["dev.sigstore.bundle.predicateType"]]++
+		if m.Subject == nil || m.Subject.Digest != string(f.subject(oci.ArtifactSubject).Digest) {
+			t.Errorf("referrer %s has subject %v, want the artifact", r, m.Subject)
+		}
+	}
+	if count[content.SPDXPredicateType] != 2 || count[content.CycloneDXPredicateType] != 2 || count["https://slsa.dev/provenance/v1"] != 1 {
+		t.Errorf("referrers by predicate type: %v", count)
+	}
+	att, err := oci.FetchBundles(ctx, pub.Artifact)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(att.Bundles) != 1 || len(att.Skipped) != 0 {
+		t.Errorf("FetchBundles returned %d bundles and skipped %v; want only the provenance", len(att.Bundles), att.Skipped)
+	}
+}
+
+// TestPublishRefusesUnverifiedSBOM: an SBOM signed by another key (or about other bytes) stops the publish before
+// anything is pushed.
+func TestPublishRefusesUnverifiedSBOM(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, map[string][]byte{"hello": []byte("hello\n")}, nil)
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.writeSBOM(t, other, "hello", content.SPDXBundleSuffix, content.SPDXPredicateType)
+	host, log := newRegistry(t, true)
+	repo, _, _ := oci.ParseTarget(host + "/team/app")
+	_, err = oci.Publish(ctx, oci.PublishRequest{Dir: f.dir, Bundle: f.bundle, Repo: repo,
+		Verify: f.verifier(), VerifyAttestation: f.attestationVerifier()})
+	if err == nil || !strings.Contains(err.Error(), "attestations/hello.spdx.sigstore.json") {
+		t.Fatalf("Publish() = %v, want a refusal naming the SBOM bundle", err)
+	}
+	if n := log.count("PUT") + log.count("POST") + log.count("PATCH"); n != 0 {
+		t.Errorf("%d writes reached the registry before the refusal", n)
+	}
+}
