@@ -166,18 +166,21 @@ func TestPublishToDistribution(t *testing.T) {
 		if err := os.WriteFile(tr, []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		run := func(ref, key string) (string, error) {
+		run := func(ref, key, typ string) (string, error) {
 			cmd := exec.Command(cosign, "verify-attestation", "--key", key, "--trusted-root", tr, "--insecure-ignore-tlog",
-				"--type", "slsaprovenance1", ref)
+				"--type", typ, ref)
 			cmd.Env = append(os.Environ(), "HOME="+p.dir)
 			out, err := cmd.CombinedOutput()
 			return string(out), err
 		}
-		if out, err := run(ref, pub); err != nil {
-			t.Fatalf("cosign rejected %s: %v\n%s", ref, err, out)
+		// The provenance, and each output's SBOMs, which publish attached as referrers too.
+		for _, typ := range []string{"slsaprovenance1", "spdxjson", "cyclonedx"} {
+			if out, err := run(ref, pub, typ); err != nil {
+				t.Fatalf("cosign --type %s rejected %s: %v\n%s", typ, ref, err, out)
+			}
 		}
 		otherKey := otherFactoryKey(t, p)
-		if out, err := run(ref, otherKey); err == nil {
+		if out, err := run(ref, otherKey, "slsaprovenance1"); err == nil {
 			t.Errorf("cosign accepted %s with another factory's key:\n%s", ref, out)
 		}
 	})
