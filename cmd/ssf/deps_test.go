@@ -113,7 +113,7 @@ const (
 // TestGoSumWithChangedHashFailsTheBuild: a go.sum whose h1 differs from the module the proxy serves stops the
 // build naming the module and both hashes; go.sum is never extended or trusted over the bytes.
 func TestGoSumWithChangedHashFailsTheBuild(t *testing.T) {
-	changed := "h1:AAAAAAsjHA8n1jAhLSgzrAzy1Hgr+hNrb57e+94F0="
+	changed := "h1:AAAAJDMOsjHA8n1jAhLSgzrAzy1Hgr+hNrb57e+94F0="
 	p := goProject(t, "github.com/google/uuid v1.6.0 "+changed+"\ngithub.com/google/uuid v1.6.0/go.mod "+uuidModH1+"\n")
 	r := p.mustFail("github.com/google/uuid@v1.6.0", changed, uuidZipH1)
 	if strings.Contains(r.stderr, "task ran") {
