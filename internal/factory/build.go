@@ -696,6 +696,13 @@ func (b *build) prepareTask(ctx context.Context, t *pipeline.Task, dir string) (
 	if err := os.Chmod(tmp, 0o700); err != nil {
 		return nil, "", err
 	}
+	// npm rewrites its cache's index whenever it reads it: the task gets a writable copy of the index in its own
+	// /tmp, the packages staying read-only in the tree.
+	if b.deps.kinds[deps.Npm] {
+		if err := deps.PrepareNpmCache(b.deps.tree, tmp, b.lease.id, b.lease.id); err != nil {
+			return nil, "", fmt.Errorf("preparing task %q: %w", t.Name, err)
+		}
+	}
 	mounts := []sandbox.Mount{
 		{Source: ws, Destination: "/workspace"},
 		{Source: outDir, Destination: "/outputs"},
