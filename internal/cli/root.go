@@ -97,7 +97,7 @@ Exit status: 0 success, 1 a build or check failed, 2 bad input or usage.`,
 		SilenceUsage:  true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
-	root.AddCommand(newInitCmd(), newKeysCmd(), newBuilderCmd(), newBuildCmd(), newPublishCmd(), newVerifyCmd(), newVersionCmd(), newRegistryCmd())
+	root.AddCommand(newInitCmd(), newKeysCmd(), newBuilderCmd(), newBuildCmd(), newPublishCmd(), newVerifyCmd(), newSBOMCmd(), newVersionCmd(), newRegistryCmd())
 	return root
 }
 

@@ -1,0 +1,206 @@
+package cli
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/sigstore/sigstore-go/pkg/root"
+	"github.com/spf13/cobra"
+
+	"github.com/ssf-dev/ssf/internal/archive"
+	"github.com/ssf-dev/ssf/internal/factory"
+	"github.com/ssf-dev/ssf/internal/oci"
+	"github.com/ssf-dev/ssf/internal/sbom"
+	"github.com/ssf-dev/ssf/internal/verify"
+)
+
+func newSBOMCmd() *cobra.Command {
+	var format, keyPath string
+	cmd := &cobra.Command{
+		Use:   "sbom OUT/OUTPUT [--format table|spdx|cyclonedx] [--key KEY.pub]",
+		Short: "Print the attested SBOM of a build output",
+		Long: `Print the software bill of materials of OUTPUT, a file in the --out directory OUT of ssf build.
+
+The factory writes two SBOMs of every output, SPDX 2.3 and CycloneDX 1.6, each signed as an in-toto statement:
+  OUT/attestations/OUTPUT.spdx.sigstore.json   (predicate https://spdx.dev/Document)
+  OUT/attestations/OUTPUT.cdx.sigstore.json    (predicate https://cyclonedx.org/bom)
+Before anything is printed, the bundle's signature is verified with the local factory's provenance key (or
+--key KEY.pub), and OUTPUT is hashed again: its sha256 must be a subject of the signed statement.
+
+--format table (the default) prints one line per component, sorted: name, version, type (go-module, npm or
+file), purl, and whether the factory ingested it. For a Go binary the components are the modules its embedded
+build info names, which a build step wrote; INGESTED "NO" marks one that the factory did not fetch and verify
+against the lock files (or whose hash differs), and "-" the main module (the source itself). For other outputs
+the components are the dependencies ingested for the task that made it. --format spdx or cyclonedx prints the
+signed document itself, as JSON.
+
+Exit status: 0 when the SBOM verifies; 1 when its signature or subject does not; 2 on bad usage, a missing
+output, or an output without an SBOM attestation.`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			var suffixes []string
+			var predicates []string
+			switch format {
+			case "table":
+				// Either document gives the table; CycloneDX first, as its properties carry the flags directly.
+				suffixes = []string{sbom.CycloneDXBundleSuffix, sbom.SPDXBundleSuffix}
+				predicates = []string{sbom.CycloneDXPredicateType, sbom.SPDXPredicateType}
+			case "spdx":
+				suffixes, predicates = []string{sbom.SPDXBundleSuffix}, []string{sbom.SPDXPredicateType}
+			case "cyclonedx":
+				suffixes, predicates = []string{sbom.CycloneDXBundleSuffix}, []string{sbom.CycloneDXPredicateType}
+			default:
+				return usagef("--format %q: want table, spdx or cyclonedx", format)
+			}
+			out, rel, err := findOutput(a[0])
+			if err != nil {
+				return err
+			}
+			bundlePath, predicateType := "", ""
+			for i, s := range suffixes {
+				p := filepath.Join(out, "attestations", filepath.FromSlash(rel)+s)
+				if _, err := os.Lstat(p); err == nil {
+					bundlePath, predicateType = p, predicates[i]
+					break
+				}
+			}
+			if bundlePath == "" {
+				return usagef("output %q has no SBOM attestation: expected %s (ssf build writes one for every output)",
+					rel, filepath.Join(out, "attestations", filepath.FromSlash(rel)+suffixes[0]))
+			}
+			bundle, err := verify.ReadBundle(bundlePath)
+			if err != nil {
+				return &usageError{err}
+			}
+			var trusted root.TrustedMaterial
+			if keyPath != "" {
+				if trusted, err = readTrustedKey(keyPath); err != nil {
+					return err
+				}
+			} else if trusted, err = factoryKeyMaterial(); err != nil {
+				return err
+			}
+			if err := (verify.Options{Trusted: trusted}).Validate(); err != nil {
+				return &usageError{err}
+			}
+			sum, err := hashOutput(cmd, out, rel)
+			if err != nil {
+				return err
+			}
+			v, err := sbom.Verify(cmd.Context(), sum, bundle, trusted, predicateType)
+			if err != nil {
+				if errors.Is(err, sbom.ErrVerification) {
+					return fmt.Errorf("%s: %w", bundlePath, err)
+				}
+				return &usageError{err}
+			}
+			if format != "table" {
+				_, err := cmd.OutOrStdout().Write(v.Document)
+				return err
+			}
+			rows, err := sbom.Rows(predicateType, v.Document)
+			if err != nil {
+				return fmt.Errorf("%s: %w", bundlePath, err)
+			}
+			return printSBOMTable(cmd, rel, sum, bundlePath, rows)
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "table", "table, spdx (SPDX 2.3 JSON) or cyclonedx (CycloneDX 1.6 JSON)")
+	cmd.Flags().StringVar(&keyPath, "key", "", "provenance public key (PEM) to verify the SBOM with (default: the local factory's key)")
+	return cmd
+}
+
+// findOutput splits path into the build's output directory (the nearest parent holding the provenance bundle) and
+// the output's slash-separated path beneath it.
+func findOutput(path string) (out, rel string, err error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", "", usagef("output %q: %w", path, err)
+	}
+	fi, err := os.Lstat(abs)
+	if err != nil {
+		return "", "", usagef("output: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", "", usagef("output %q is not a regular file (%s): give a file in the --out directory of ssf build", path, fi.Mode().Type())
+	}
+	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
+		if _, err := os.Lstat(filepath.Join(dir, factory.BundlePath)); err == nil {
+			r, err := filepath.Rel(dir, abs)
+			if err != nil {
+				return "", "", usagef("output %q: %w", path, err)
+			}
+			// Keep the directory as the user wrote it where possible, for messages.
+			return relativeToCwd(dir), filepath.ToSlash(r), nil
+		}
+		if filepath.Dir(dir) == dir {
+			return "", "", usagef("%q is not in the output directory of a build: no parent directory holds %s (give OUT/OUTPUT, with OUT the --out of ssf build)",
+				path, factory.BundlePath)
+		}
+	}
+}
+
+func relativeToCwd(dir string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return dir
+	}
+	if r, err := filepath.Rel(wd, dir); err == nil && !strings.HasPrefix(r, "..") {
+		return r
+	}
+	return dir
+}
+
+// hashOutput hashes OUT/rel through the same rule publish uses: no symlink on the way, a regular file at the end.
+func hashOutput(cmd *cobra.Command, out, rel string) (digest.Digest, error) {
+	r, err := os.OpenRoot(out)
+	if err != nil {
+		return "", usagef("opening the build output %q: %w", out, err)
+	}
+	defer r.Close()
+	f, err := oci.OpenRegular(r, rel)
+	if err != nil {
+		return "", usagef("reading the output: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := archive.CopyContext(cmd.Context(), h, f, make([]byte, 1<<20)); err != nil {
+		return "", fmt.Errorf("hashing the output %q: %w", rel, err)
+	}
+	return digest.NewDigest(digest.SHA256, h), nil
+}
+
+func printSBOMTable(cmd *cobra.Command, rel string, sum digest.Digest, bundlePath string, rows []sbom.Row) error {
+	var flagged int
+	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tVERSION\tTYPE\tPURL\tINGESTED")
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		// Names come from the output's own build info, which a step wrote: escape them for the terminal.
+		return strings.ReplaceAll(printable(s), "\n", `\n`)
+	}
+	for _, r := range rows {
+		if r.Ingested == "NO" {
+			flagged++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(r.Name), dash(r.Version), r.Type, dash(r.PURL), r.Ingested)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	e := cmd.ErrOrStderr()
+	fmt.Fprintf(e, "ssf: note: %s %s: %d components, SBOM signature verified (%s)\n", rel, sum, len(rows), bundlePath)
+	if flagged > 0 {
+		fmt.Fprintf(e, "ssf: warning: %d components are compiled in but were not ingested and verified by the factory (INGESTED NO); see --format cyclonedx for the reasons\n", flagged)
+	}
+	return nil
+}
+
