@@ -203,4 +203,3 @@ func printSBOMTable(cmd *cobra.Command, rel string, sum digest.Digest, bundlePat
 	}
 	return nil
 }
-
