@@ -156,3 +156,36 @@ func TestGoModulesAreRecorded(t *testing.T) {
 		t.Errorf("module digest = %v", dg)
 	}
 }
+
+// TestPackageLockWithWrongIntegrityFailsTheBuild: a package whose tarball from the registry does not match the
+// integrity package-lock.json pins stops the build before any task runs, naming the package and both hashes.
+func TestPackageLockWithWrongIntegrityFailsTheBuild(t *testing.T) {
+	const (
+		real  = "sha512-41Cifkg6e8TylSpdtTpeLVMqvSBEVzTttHvERD741+pnZ8ANv0004MRL43QKPDlK9cGvNp6NZWZUBlbGXYxxng=="
+		wrong = "sha512-AAAAfkg6e8TylSpdtTpeLVMqvSBEVzTttHvERD741+pnZ8ANv0004MRL43QKPDlK9cGvNp6NZWZUBlbGXYxxng=="
+	)
+	p := newProject(t, `    - name: web
+      steps: [{name: s, run: 'echo task ran; touch "$SSF_OUTPUTS/o"'}]
+      outputs: [o]
+`)
+	p.files["package.json"] = `{"name": "x", "version": "1.0.0", "dependencies": {"is-number": "7.0.0"}}`
+	lock := func(integrity string) string {
+		return `{"name": "x", "version": "1.0.0", "lockfileVersion": 3, "requires": true, "packages": {
+  "": {"name": "x", "version": "1.0.0", "dependencies": {"is-number": "7.0.0"}},
+  "node_modules/is-number": {"version": "7.0.0", "integrity": "` + integrity + `"}}}`
+	}
+	p.files["package-lock.json"] = lock(wrong)
+	p.deps = "    - {type: npm, path: .}\n"
+	r := p.mustFail("is-number@7.0.0", wrong, real)
+	if strings.Contains(r.stderr, "task ran") {
+		t.Errorf("a task ran:\n%s", r.stderr)
+	}
+
+	// The same lock with the right integrity builds, and records the package.
+	p.files["package-lock.json"] = lock(real)
+	p.mustBuild()
+	deps := p.resolved("pkg:npm/is-number@7.0.0")
+	if len(deps) != 1 || deps[0]["digest"].(map[string]any)["sha512"] == nil {
+		t.Errorf("resolvedDependencies for the package = %v", deps)
+	}
+}

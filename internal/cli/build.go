@@ -86,6 +86,7 @@ is the pushed REGISTRY/REPO@sha256:<hex>.`,
 				fmt.Fprintf(w, "output      %s  %s\n", filepath.Join(res.Out, o.Path), o.Digest)
 			}
 			fmt.Fprintf(w, "provenance  %s\n", res.Bundle)
+			fmt.Fprintf(w, "sboms       %s/attestations/<output>.spdx.sigstore.json and .cdx.sigstore.json (ssf sbom OUT/<output>)\n", res.Out)
 			if publishTo == "" {
 				return nil
 			}
