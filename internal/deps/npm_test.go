@@ -1,7 +1,9 @@
 package deps
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -341,22 +343,12 @@ func TestNpmNoLockFile(t *testing.T) {
 	}
 }
 
-// TestNpmCIOffline ingests a small real project (from registry.npmjs.org) and installs it with the host's npm ci:
+// TestNpmCIOffline ingests a small real project (from registry.npmjs.org) and installs it with the host's npm ci
 // as an unprivileged uid, from a read-only tree, with the task environment only, in a network namespace of its
 // own with no interface up. Once for a lock without "resolved" (as npm writes it here,
 // omit-lockfile-registry-resolved) and once with.
 func TestNpmCIOffline(t *testing.T) {
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		t.Skip("npm is not installed")
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node is not installed")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs npm as another uid in a network namespace of its own")
-	}
+	needNpm(t)
 	for _, resolved := range []bool{false, true} {
 		t.Run(fmt.Sprintf("resolved=%t", resolved), func(t *testing.T) {
 			project, err := os.ReadFile("testdata/npm-good/package.json")
@@ -370,26 +362,7 @@ func TestNpmCIOffline(t *testing.T) {
 			if resolved {
 				lock = withResolved(t, lock, "https://registry.npmjs.org/")
 			}
-			src := fstest.MapFS{"package.json": {Data: project}, "package-lock.json": {Data: lock}}
-
-			// Directories others can enter: npm runs as nobody.
-			work := t.TempDir()
-			if err := os.Chmod(filepath.Dir(work), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Chmod(work, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			tree, tmp, run := filepath.Join(work, "tree"), filepath.Join(work, "tmp"), filepath.Join(work, "run")
-			for _, d := range []string{tree, tmp, run} {
-				if err := os.Mkdir(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			got, err := Ingest(context.Background(), src, []Spec{{Kind: Npm, Path: "."}}, tree, Options{Cache: filepath.Join(work, "cache"), NpmRegistry: "https://registry.npmjs.org/"})
-			if err != nil {
-				t.Fatal(err)
-			}
+			run, got := npmCI(t, project, lock, "https://registry.npmjs.org/", false)
 			var names []string
 			for _, d := range got {
 				names = append(names, d.URI)
@@ -398,52 +371,143 @@ func TestNpmCIOffline(t *testing.T) {
 			if strings.Join(names, " ") != want {
 				t.Fatalf("ingested %s, want %s", strings.Join(names, " "), want)
 			}
-			if err := exec.Command("chmod", "-R", "a-w", tree).Run(); err != nil {
-				t.Fatal(err)
-			}
-			before := listTree(t, tree)
-
-			const nobody = 65534
-			content := filepath.Join(tree, NpmCacheDir, "_cacache", "content-v2")
-			if err := prepareNpmCache(tree, tmp, content, nobody, nobody); err != nil {
-				t.Fatal(err)
-			}
-			for name, b := range map[string][]byte{"package.json": project, "package-lock.json": lock} {
-				if err := os.WriteFile(filepath.Join(run, name), b, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := os.Chown(run, nobody, nobody); err != nil {
-				t.Fatal(err)
-			}
-
-			env := append([]string{"PATH=" + filepath.Dir(node) + ":/usr/bin:/bin", "HOME=" + tmp}, npmEnvFor(filepath.Join(tmp, ".npm"), false)...)
-			args := []string{"--reuid", "65534", "--regid", "65534", "--clear-groups", npm, "ci"}
-			cmd := exec.Command("setpriv", args...)
-			if _, err := exec.LookPath("unshare"); err == nil {
-				cmd = exec.Command("unshare", append([]string{"--net", "setpriv"}, args...)...)
-			}
-			cmd.Dir, cmd.Env = run, env
-			out, err := cmd.CombinedOutput()
-			if err != nil {
-				t.Fatalf("npm ci: %v\n%s", err, out)
-			}
-			t.Logf("npm ci:\n%s", out)
-
 			// The packages are installed, nested versions included, and work.
-			check := exec.Command(node, "-e", `const isOdd = require("is-odd"), is = require("@sindresorhus/is");
+			check := exec.Command("node", "-e", `const isOdd = require("is-odd"), is = require("@sindresorhus/is");
 if (!isOdd(3) || isOdd(4) || !is.string("x")) process.exit(1);
 console.log(require("is-number/package.json").version, require("is-odd/node_modules/is-number/package.json").version, require("left-pad")("x", 3))`)
 			check.Dir = run
-			out, err = check.CombinedOutput()
+			out, err := check.CombinedOutput()
 			if err != nil || strings.TrimSpace(string(out)) != "7.0.0 6.0.0   x" {
 				t.Fatalf("using the installed packages: %v: %q", err, out)
 			}
-			if after := listTree(t, tree); after != before {
-				t.Errorf("npm changed the tree:\nbefore:\n%s\nafter:\n%s", before, after)
+		})
+	}
+}
+
+// TestNpmScripts: a package's install script runs only when the task opts in.
+func TestNpmScripts(t *testing.T) {
+	needNpm(t)
+	tgz := tarGz(t, map[string]string{
+		"package/package.json": `{"name": "hook", "version": "1.0.0", "scripts": {"install": "node -e \"require('fs').writeFileSync('ran.txt', 'ran')\""}}`,
+		"package/index.js":     "module.exports = 1\n",
+	})
+	srv := newNpmServer(t, map[string][]byte{"/hook/-/hook-1.0.0.tgz": tgz})
+	project := []byte(`{"name": "p", "version": "1.0.0", "dependencies": {"hook": "1.0.0"}}`)
+	lock := lockJSON(t, 3, map[string]map[string]any{
+		"":                  {"name": "p", "version": "1.0.0", "dependencies": map[string]string{"hook": "1.0.0"}},
+		"node_modules/hook": {"version": "1.0.0", "integrity": sri(tgz), "hasInstallScript": true},
+	})
+	for _, scripts := range []bool{false, true} {
+		t.Run(fmt.Sprintf("scripts=%t", scripts), func(t *testing.T) {
+			run, _ := npmCI(t, project, lock, srv.URL, scripts)
+			_, err := os.Stat(filepath.Join(run, "node_modules", "hook", "ran.txt"))
+			if ran := err == nil; ran != scripts {
+				t.Errorf("the install script ran: %t, want %t", ran, scripts)
 			}
 		})
 	}
+}
+
+func needNpm(t *testing.T) {
+	t.Helper()
+	for _, c := range []string{"npm", "node", "setpriv"} {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Skipf("%s is not installed", c)
+		}
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs npm as another uid")
+	}
+}
+
+// npmCI ingests a project's lock file (fetching from registry) into a tree, makes the tree read-only, and runs the
+// host's npm ci in a copy of the project as a task would: as an unprivileged uid, with the task's environment only
+// and, where unshare is installed, in a network namespace of its own with no interface up. It checks that npm
+// left the tree as it was, and returns the project's directory and what was ingested.
+func npmCI(t *testing.T, project, lock []byte, registry string, scripts bool) (string, []Dependency) {
+	t.Helper()
+	// Directories others can enter: npm runs as nobody.
+	work := t.TempDir()
+	for _, d := range []string{filepath.Dir(work), work} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tree, tmp, run := filepath.Join(work, "tree"), filepath.Join(work, "tmp"), filepath.Join(work, "run")
+	for _, d := range []string{tree, tmp, run} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := fstest.MapFS{"package.json": {Data: project}, "package-lock.json": {Data: lock}}
+	got, err := Ingest(context.Background(), src, []Spec{{Kind: Npm, Path: "."}}, tree, Options{Cache: filepath.Join(work, "cache"), NpmRegistry: registry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("chmod", "-R", "a-w", tree).Run(); err != nil {
+		t.Fatal(err)
+	}
+	before := listTree(t, tree)
+
+	const nobody = 65534
+	content := filepath.Join(tree, NpmCacheDir, "_cacache", "content-v2")
+	if err := prepareNpmCache(tree, tmp, content, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"package.json": project, "package-lock.json": lock} {
+		if err := os.WriteFile(filepath.Join(run, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(run, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	node, _ := exec.LookPath("node")
+	npm, _ := exec.LookPath("npm")
+	env := append([]string{"PATH=" + filepath.Dir(node) + ":/usr/bin:/bin", "HOME=" + tmp}, npmEnvFor(filepath.Join(tmp, ".npm"), scripts)...)
+	args := []string{"--reuid", "65534", "--regid", "65534", "--clear-groups", npm, "ci"}
+	cmd := exec.Command("setpriv", args...)
+	if _, err := exec.LookPath("unshare"); err == nil {
+		cmd = exec.Command("unshare", append([]string{"--net", "setpriv"}, args...)...)
+	}
+	cmd.Dir, cmd.Env = run, env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("npm ci: %v\n%s", err, out)
+	}
+	t.Logf("npm ci:\n%s", out)
+	if after := listTree(t, tree); after != before {
+		t.Errorf("npm changed the tree:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	return run, got
+}
+
+// tarGz is a gzipped tar of files, as npm packs a package.
+func tarGz(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(files[n])), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(files[n])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // withResolved adds to every package of a lock the "resolved" URL npm would have written.
@@ -524,4 +588,37 @@ func FuzzParseNpmLock(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestNpmTwoLockFiles: two lock files of one build share the tree's npm cache; a package both pin, in different
+// versions, has one packument listing both.
+func TestNpmTwoLockFiles(t *testing.T) {
+	src, srv, tarballs := fakeNpm(t)
+	src["other/package-lock.json"] = &fstest.MapFile{Data: lockJSON(t, 2, map[string]map[string]any{
+		"node_modules/@s/b": {"version": "1.0.0", "integrity": sri(tarballs["/@s/b/-/b-1.0.0.tgz"])},
+		"node_modules/a":    {"version": "1.0.0", "integrity": sri(tarballs["/a/-/a-1.0.0.tgz"])},
+	})}
+	srv.files["/a/-/a-2.0.0.tgz"] = []byte("tarball of a 2.0.0")
+	src["web/package-lock.json"] = &fstest.MapFile{Data: lockJSON(t, 3, map[string]map[string]any{
+		"node_modules/a": {"version": "2.0.0", "integrity": sri(srv.files["/a/-/a-2.0.0.tgz"])},
+	})}
+	tree := t.TempDir()
+	got, err := Ingest(context.Background(), src, []Spec{{Kind: Npm, Path: "other"}, {Kind: Npm, Path: "web"}}, tree, Options{Cache: t.TempDir(), NpmRegistry: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[2].Spec != 1 || got[2].Name != "a" || got[2].Version != "2.0.0" {
+		t.Fatalf("dependencies = %+v", got)
+	}
+	b, err := readIndexEntry(filepath.Join(tree, NpmCacheDir, "_cacache"), npmTaskRegistry+"a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc npmPackument
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Versions) != 2 || doc.Versions["1.0.0"].Dist.Integrity != sri(tarballs["/a/-/a-1.0.0.tgz"]) || doc.Versions["2.0.0"].Dist.Integrity != sri(srv.files["/a/-/a-2.0.0.tgz"]) {
+		t.Errorf("packument of a: %s", b)
+	}
 }
