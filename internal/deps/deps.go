@@ -8,7 +8,7 @@
 // take part in a fetch. It never extends a lock file: a module missing from go.sum, a package without
 // integrity, or a spec it cannot verify is refused, by name. It never offers a task a byte it has not checked
 // against its pin in this build, a cache hit included. It never writes outside the cache and the tree it is
-// given.
+// given (PrepareNpmCache: the task's fresh /tmp it is given), and never lets a task write to either.
 package deps
 
 import (
