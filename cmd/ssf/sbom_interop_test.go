@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"debug/buildinfo"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	cdx "github.com/CycloneDX/cyclonedx-go"
+	"github.com/opencontainers/go-digest"
+	spdxjson "github.com/spdx/tools-golang/json"
+
+	"github.com/ssf-dev/ssf/internal/deps"
+	"github.com/ssf-dev/ssf/internal/provenance"
+	"github.com/ssf-dev/ssf/internal/sbom"
+	"github.com/ssf-dev/ssf/internal/sign"
+)
+
+// sbomBuild is a build output directory holding a real Go binary (the ssf binary under test, which links
+// dozens of modules) and its two SBOMs, signed with a throwaway key, laid out as ssf build lays them out.
+type sbomBuild struct {
+	out, output, pub string
+	res              *sbom.Result
+	flagged          string // the one module left out of the ingested set
+}
+
+func newSBOMBuild(t *testing.T) *sbomBuild {
+	t.Helper()
+	b := &sbomBuild{out: filepath.Join(t.TempDir(), "out")}
+	b.output = filepath.Join(b.out, "bin", "ssf")
+	for _, d := range []string{"bin", "attestations/bin"} {
+		if err := os.MkdirAll(filepath.Join(b.out, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(t, ssfBin, b.output)
+	// ssf sbom finds OUT by its provenance bundle; its content is not read.
+	if err := os.WriteFile(filepath.Join(b.out, "attestations", "provenance.sigstore.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	info, err := buildinfo.ReadFile(b.output)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every module with a sum was "ingested" but one, which the SBOMs must flag.
+	var ingested []deps.Dependency
+	for _, m := range info.Deps {
+		if m.Replace != nil || m.Sum == "" {
+			continue
+		}
+		if b.flagged == "" && m.Path == "github.com/spf13/cobra" {
+			b.flagged = m.Path + "@" + m.Version
+			continue
+		}
+		ingested = append(ingested, deps.Dependency{Kind: deps.Gomod, Name: m.Path, Version: m.Version,
+			URI: "pkg:golang/" + m.Path + "@" + m.Version, URL: "https://proxy.golang.org/" + m.Path + "/@v/" + m.Version + ".zip",
+			Digest: digest.FromString(m.Path + m.Version), Pin: m.Sum})
+	}
+	if b.flagged == "" {
+		t.Fatal("the ssf binary does not link github.com/spf13/cobra")
+	}
+	sum := fileSHA256(t, b.output)
+	b.res, err = sbom.Generate(context.Background(), sbom.Input{Output: "bin/ssf", Digest: sum, File: b.output,
+		Deps: ingested, Pipeline: "interop", Invocation: "interop-1", Created: time.Now(), Tool: "ssf v0.0.0-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.res.NotIngested) != 1 || !strings.HasPrefix(b.res.NotIngested[0], b.flagged+":") {
+		t.Fatalf("NotIngested = %q, want only %s", b.res.NotIngested, b.flagged)
+	}
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := sign.PublicKeyPEM(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.pub = filepath.Join(b.out, "..", "sbom.pub")
+	if err := os.WriteFile(b.pub, pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	subjects := []provenance.Subject{{Name: "bin/ssf", Digest: sum}}
+	for _, f := range []struct {
+		pt, suffix string
+		doc        []byte
+	}{
+		{sbom.SPDXPredicateType, sbom.SPDXBundleSuffix, b.res.SPDX},
+		{sbom.CycloneDXPredicateType, sbom.CycloneDXBundleSuffix, b.res.CycloneDX},
+	} {
+		st, err := sbom.Statement(subjects, f.pt, f.doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bundle, err := sign.NewSigner(key).Statement(context.Background(), st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(b.out, "attestations", "bin", "ssf"+f.suffix), bundle, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	src, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fileSHA256(t *testing.T, path string) digest.Digest {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d, err := digest.SHA256.FromReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// Stock cosign verifies both SBOM bundles as attestations of the binary, by their predicate types.
+func TestCosignVerifiesSBOMs(t *testing.T) {
+	cosign := interopTool(t, "SSF_COSIGN", "cosign")
+	b := newSBOMBuild(t)
+	tr := filepath.Join(t.TempDir(), "trusted_root.json")
+	if err := os.WriteFile(tr, []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(suffix, typ, file string) (string, error) {
+		cmd := exec.Command(cosign, "verify-blob-attestation", "--bundle", filepath.Join(b.out, "attestations", "bin", "ssf"+suffix),
+			"--key", b.pub, "--trusted-root", tr, "--insecure-ignore-tlog", "--type", typ, file)
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	for _, tc := range []struct{ suffix, typ string }{
+		{sbom.SPDXBundleSuffix, "spdxjson"},
+		{sbom.CycloneDXBundleSuffix, "cyclonedx"},
+	} {
+		if out, err := run(tc.suffix, tc.typ, b.output); err != nil || !strings.Contains(out, "Verified OK") {
+			t.Errorf("cosign --type %s rejected the SBOM: %v\n%s", tc.typ, err, out)
+		}
+	}
+	// The negative cases: the other type, and another file.
+	if out, err := run(sbom.SPDXBundleSuffix, "cyclonedx", b.output); err == nil {
+		t.Errorf("cosign accepted the SPDX bundle as --type cyclonedx:\n%s", out)
+	}
+	other := filepath.Join(t.TempDir(), "other")
+	if err := os.WriteFile(other, []byte("not the binary"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(sbom.CycloneDXBundleSuffix, "cyclonedx", other); err == nil {
+		t.Errorf("cosign accepted the SBOM for another file:\n%s", out)
+	}
+}
+
+// ssf sbom verifies and prints what the factory attested, in all three formats, and refuses a changed output.
+func TestSBOMCommand(t *testing.T) {
+	b := newSBOMBuild(t)
+	tmp := t.TempDir()
+
+	r := ssf(t, tmp, "sbom", b.output, "--key", b.pub)
+	if r.code != 0 {
+		t.Fatalf("ssf sbom: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if !strings.HasPrefix(lines[0], "NAME") || !strings.Contains(lines[0], "INGESTED") {
+		t.Errorf("table header %q", lines[0])
+	}
+	var cobra, main string
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		switch f[0] {
+		case "github.com/spf13/cobra":
+			cobra = l
+		case "github.com/ssf-dev/ssf":
+			main = l
+		}
+	}
+	name, version, _ := strings.Cut(b.flagged, "@")
+	if f := strings.Fields(cobra); len(f) != 5 || f[1] != version || f[2] != "go-module" || f[3] != "pkg:golang/"+name+"@"+version || f[4] != "NO" {
+		t.Errorf("cobra's row %q, want %s %s go-module pkg:golang/%s@%s NO", cobra, name, version, name, version)
+	}
+	if f := strings.Fields(main); len(f) != 5 || f[4] != "-" {
+		t.Errorf("main module's row %q, want INGESTED -", main)
+	}
+	if !strings.Contains(r.stderr, "1 components are compiled in but were not ingested") {
+		t.Errorf("no warning about the module not ingested:\n%s", r.stderr)
+	}
+	if n := strings.Count(r.stdout, " yes\n"); n < 10 {
+		t.Errorf("only %d ingested rows:\n%s", n, r.stdout)
+	}
+
+	r = ssf(t, tmp, "sbom", b.output, "--key", b.pub, "--format", "spdx")
+	if r.code != 0 {
+		t.Fatalf("ssf sbom --format spdx: exit %d\n%s", r.code, r.stderr)
+	}
+	doc, err := spdxjson.Read(strings.NewReader(r.stdout))
+	if err != nil || doc.SPDXVersion != "SPDX-2.3" || len(doc.Packages) < 10 {
+		t.Errorf("ssf sbom --format spdx printed no SPDX 2.3 document (%v)", err)
+	}
+	r = ssf(t, tmp, "sbom", b.output, "--key", b.pub, "--format", "cyclonedx")
+	if r.code != 0 {
+		t.Fatalf("ssf sbom --format cyclonedx: exit %d\n%s", r.code, r.stderr)
+	}
+	var bom cdx.BOM
+	if err := cdx.NewBOMDecoder(strings.NewReader(r.stdout), cdx.BOMFileFormatJSON).Decode(&bom); err != nil ||
+		bom.SpecVersion != cdx.SpecVersion1_6 || bom.Components == nil || len(*bom.Components) < 10 {
+		t.Errorf("ssf sbom --format cyclonedx printed no CycloneDX 1.6 document (%v)", err)
+	}
+
+	// The same bytes signed for a changed output: a failed check.
+	f, err := os.OpenFile(b.output, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{0})
+	f.Close()
+	r = ssf(t, tmp, "sbom", b.output, "--key", b.pub)
+	if r.code != 1 || !strings.Contains(r.stderr, "is not a subject") && !strings.Contains(r.stderr, "sigstore-go rejected") {
+		t.Errorf("ssf sbom of a changed output: exit %d\n%s", r.code, r.stderr)
+	}
+	if r.stdout != "" {
+		t.Errorf("ssf sbom printed a table for a changed output:\n%s", r.stdout)
+	}
+}
+
+// A third-party validator checks both documents against their formats' published JSON schemas.
+func TestSBOMSchemas(t *testing.T) {
+	validator := interopTool(t, "SSF_SBOM_VALIDATOR", "ssf-sbom-validate")
+	b := newSBOMBuild(t)
+	dir := t.TempDir()
+	for name, doc := range map[string][]byte{"sbom.spdx.json": b.res.SPDX, "sbom.cdx.json": b.res.CycloneDX} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, doc, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(validator, p)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			t.Errorf("%s rejected %s: %v\n%s", validator, name, err, out.String())
+		}
+	}
+}
