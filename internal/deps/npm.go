@@ -186,18 +186,15 @@ func parseNpmLock(data []byte, lockPath, registry string) ([]npmPackage, error) 
 	byID := map[string]*npmPackage{}
 	for _, key := range keys {
 		e := lock.Packages[key]
-		i := strings.LastIndex(key, "node_modules/")
+		i := npmPackageStart(key)
 		// "" is the project; other keys outside node_modules are its workspaces, which are in the source. Links
 		// point at those, and bundled packages come inside their parent's tarball.
 		if key == "" || i < 0 || e.Link || e.InBundle {
 			continue
 		}
-		if i > 0 && key[i-1] != '/' {
-			return nil, inputErrorf("%s: %q is not a package location; regenerate the lock file with npm install --package-lock-only", lockPath, key)
-		}
 		name := e.Name
 		if name == "" {
-			name = key[i+len("node_modules/"):]
+			name = key[i:]
 		}
 		where := fmt.Sprintf("%s: package %q", lockPath, key)
 		if !npmNameRE.MatchString(name) {
@@ -237,6 +234,21 @@ func parseNpmLock(data []byte, lockPath, registry string) ([]npmPackage, error) 
 		return pkgs[i].Version < pkgs[j].Version
 	})
 	return pkgs, nil
+}
+
+// npmPackageStart is where the package name starts in a lock's key: after its last node_modules/ directory, or -1
+// for a key that is not in a node_modules directory (the project and its workspaces).
+func npmPackageStart(key string) int {
+	for i := len(key); i >= 0; i-- {
+		i = strings.LastIndex(key[:i], "node_modules/")
+		if i < 0 {
+			return -1
+		}
+		if i == 0 || key[i-1] == '/' {
+			return i + len("node_modules/")
+		}
+	}
+	return -1
 }
 
 // npmSHA512 picks the sha512 out of an SRI integrity string ("sha512-<base64>", maybe among other hashes).

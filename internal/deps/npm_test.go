@@ -88,6 +88,7 @@ func TestParseNpmLock(t *testing.T) {
 				"node_modules/ws":                  {"resolved": "packages/ws", "link": true},
 				"packages/ws":                      {"name": "ws", "version": "0.0.0"},
 				"node_modules/r":                   {"version": "1.0.0", "resolved": "https://mirror.example/r.tgz", "integrity": sri([]byte("rr"))},
+				"tools/xnode_modules/w":            {"name": "w", "version": "0.0.0"},
 			}),
 			wantPkgs: []string{
 				"@s/b@2.0.0 https://reg.example/@s/b/-/b-2.0.0.tgz dev=false",
@@ -571,7 +572,7 @@ func FuzzParseNpmLock(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"lockfileVersion":3,"packages":{"node_modules/x":{"name":"@a/b","version":"1.0.0","integrity":"sha512-AAAA sha1-BBBB","resolved":"git+https://x"}}}`))
-	f.Add([]byte(`{"lockfileVersion":2,"packages":{"a/node_modules/b":{"version":"1","inBundle":true},"xnode_modules/c":{}}}`))
+	f.Add([]byte(`{"lockfileVersion":2,"packages":{"a/node_modules/b":{"version":"1","inBundle":true},"xnode_modules/c":{},"node_modules/a/xnode_modules/d":{}}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		pkgs, err := parseNpmLock(b, "package-lock.json", "https://reg.example/")
 		if err != nil {
