@@ -46,6 +46,10 @@ import (
 // "request to https://registry.npm.ssf.invalid/NAME failed: cache mode is 'only-if-cached'".
 const npmTaskRegistry = "https://registry.npm.ssf.invalid/"
 
+// DefaultNpmRegistry is where packages whose lock entry has no "resolved" come from when Options.NpmRegistry is
+// empty: npm's own default.
+const DefaultNpmRegistry = "https://registry.npmjs.org/"
+
 // npmTaskCache is where a task's npm cache is (in the task's own /tmp; see PrepareNpmCache).
 const npmTaskCache = "/tmp/.npm"
 
@@ -301,7 +305,7 @@ func (f *fetcher) npm(ctx context.Context, src fs.FS, s Spec, tree string) ([]De
 	}
 	registry := f.opts.NpmRegistry
 	if registry == "" {
-		registry = npmTaskRegistry
+		registry = DefaultNpmRegistry
 	}
 	pkgs, err := parseNpmLock(data, lockPath, registry)
 	if err != nil {
