@@ -333,10 +333,14 @@ func (f *fetcher) npm(ctx context.Context, src fs.FS, s Spec, tree string) ([]De
 		mu       sync.Mutex
 		firstErr error
 	)
+	// Cache hits are hashed without taking a download slot: bound the goroutines too, or a lock of thousands of
+	// packages would open thousands of files at once.
+	limit := make(chan struct{}, cap(f.slots))
 	for _, ft := range order {
 		wg.Add(1)
+		limit <- struct{}{}
 		go func() {
-			defer wg.Done()
+			defer func() { <-limit; wg.Done() }()
 			p := ft.pkg
 			check := func(file string) error {
 				got, err := sha512File(file)

@@ -604,7 +604,7 @@ func TestNpmTwoLockFiles(t *testing.T) {
 		"node_modules/a": {"version": "2.0.0", "integrity": sri(srv.files["/a/-/a-2.0.0.tgz"])},
 	})}
 	tree := t.TempDir()
-	got, err := Ingest(context.Background(), src, []Spec{{Kind: Npm, Path: "other"}, {Kind: Npm, Path: "web"}}, tree, Options{Cache: t.TempDir(), NpmRegistry: srv.URL})
+	got, err := Ingest(context.Background(), src, []Spec{{Kind: Npm, Path: "other"}, {Kind: Npm, Path: "web"}}, tree, Options{Cache: t.TempDir(), NpmRegistry: srv.URL, Concurrency: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
