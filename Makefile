@@ -10,14 +10,19 @@ COSIGN      := $(TOOLS)/cosign
 STATICCHECK := $(TOOLS)/staticcheck
 CRANE       := $(TOOLS)/crane
 ORAS        := $(TOOLS)/oras
+AJV         := $(TOOLS)/ajv-cli/node_modules/.bin/ajv
 
 COSIGN_VERSION      := v2.6.5
 STATICCHECK_VERSION := v0.8.2
 CRANE_VERSION       := v0.22.1
 ORAS_VERSION        := v1.3.6
+# ajv-cli validates the SBOMs against the JSON schemas of their formats (no Go validator is served here).
+AJV_CLI_VERSION     := 5.0.0
+AJV_VERSION         := 8.20.0
+AJV_FORMATS_VERSION := 3.0.1
 
 # The environment the interop tests read; with SSF_REQUIRE_INTEROP=1 a missing tool fails them instead of skipping.
-TEST_ENV := SSF_REQUIRE_INTEROP=1 SSF_COSIGN=$(COSIGN) SSF_CRANE=$(CRANE) SSF_ORAS=$(ORAS) \
+TEST_ENV := SSF_REQUIRE_INTEROP=1 SSF_COSIGN=$(COSIGN) SSF_CRANE=$(CRANE) SSF_ORAS=$(ORAS) SSF_SBOM_VALIDATOR=$(AJV) \
 	SSF_DOCKER_REGISTRY=/usr/bin/docker-registry
 
 .PHONY: all build demo test lint bench deps test-deps tools clean conformance
@@ -65,7 +70,12 @@ $(CRANE):
 $(ORAS):
 	GOBIN=$(TOOLS) GOTOOLCHAIN=local $(GO) install oras.land/oras/cmd/oras@$(ORAS_VERSION)
 
-tools: $(COSIGN) $(STATICCHECK) $(CRANE) $(ORAS)
+$(AJV):
+	@command -v npm >/dev/null || { echo "make: npm is missing; install it with: sudo apt-get install npm" >&2; exit 1; }
+	npm install --prefix $(TOOLS)/ajv-cli --no-audit --no-fund --loglevel=error \
+	  ajv-cli@$(AJV_CLI_VERSION) ajv@$(AJV_VERSION) ajv-formats@$(AJV_FORMATS_VERSION)
+
+tools: $(COSIGN) $(STATICCHECK) $(CRANE) $(ORAS) $(AJV)
 
 demo: deps build
 	SSF=$(BIN) COSIGN=$(COSIGN) ./scripts/demo.sh
