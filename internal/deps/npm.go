@@ -292,11 +292,22 @@ func npmPURL(name, version string) string {
 	return "pkg:npm/" + purlEscape(ns) + "/" + purlEscape(n) + "@" + purlEscape(version)
 }
 
-// npm ingests the packages that package-lock.json at s.Path pins: each tarball from its "resolved" URL or the
+// npm ingests the packages that package-lock.json (or npm-shrinkwrap.json) at s.Path pins: each tarball from its "resolved" URL or the
 // registry, checked against the lock's sha512 integrity, then laid out as an npm cache at tree/NpmCacheDir.
 func (f *fetcher) npm(ctx context.Context, src fs.FS, s Spec, tree string) ([]Dependency, error) {
-	lockPath := path.Join(s.Path, "package-lock.json")
-	data, err := fs.ReadFile(src, lockPath)
+	// npm ci installs from npm-shrinkwrap.json when there is one, and then ignores package-lock.json.
+	var (
+		lockPath string
+		data     []byte
+		err      error
+	)
+	for _, name := range []string{"npm-shrinkwrap.json", "package-lock.json"} {
+		lockPath = path.Join(s.Path, name)
+		data, err = fs.ReadFile(src, lockPath)
+		if !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, inputErrorf("the npm dependencies at %q have no package-lock.json (lockfileVersion 2 or 3) in the source: create it with npm install --package-lock-only and commit it", s.Path)
 	}

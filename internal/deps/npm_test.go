@@ -623,3 +623,18 @@ func TestNpmTwoLockFiles(t *testing.T) {
 		t.Errorf("packument of a: %s", b)
 	}
 }
+
+// TestNpmShrinkwrap: npm ci installs from npm-shrinkwrap.json when there is one, so that is the lock ssf reads.
+func TestNpmShrinkwrap(t *testing.T) {
+	src, srv, tarballs := fakeNpm(t)
+	src["web/npm-shrinkwrap.json"] = &fstest.MapFile{Data: lockJSON(t, 3, map[string]map[string]any{
+		"node_modules/a": {"version": "1.0.0", "integrity": sri(tarballs["/a/-/a-1.0.0.tgz"])},
+	})}
+	got, err := Ingest(context.Background(), src, []Spec{{Kind: Npm, Path: "web"}}, t.TempDir(), Options{Cache: t.TempDir(), NpmRegistry: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Name != "a" {
+		t.Fatalf("dependencies = %+v, want only a, from npm-shrinkwrap.json", got)
+	}
+}

@@ -45,7 +45,7 @@ func (h Home) dependencies(ctx context.Context, adm *admission, ws *workspace, s
 	// Lock files anywhere in the source: a go.mod may replace a module by a directory with a go.mod of its own.
 	files, err := src.Files(ctx, func(name string) bool {
 		switch path.Base(name) {
-		case "go.mod", "go.sum", "package-lock.json":
+		case "go.mod", "go.sum", "package-lock.json", "npm-shrinkwrap.json":
 			return true
 		}
 		return false
