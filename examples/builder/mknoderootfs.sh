@@ -39,14 +39,14 @@ for lib in $(ldd "$node" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\//
   copy "$lib"
 done
 
-# npm with the modules it bundles. Debian's npm package unbundles them into node's global module directories, so
-# those come along when npm lives there.
-mkdir -p "$dir$(dirname "$npmdir")"
-cp -a "$npmdir" "$dir$npmdir"
+# npm with the modules it bundles, and node's global module directories when they exist: Debian's npm package
+# puts npm's own dependencies there instead of bundling them.
+mkdir -p "$dir$npmdir"
+cp -a "$npmdir/." "$dir$npmdir/"
 for d in /usr/share/nodejs /usr/lib/nodejs /usr/lib/*/nodejs; do
-  if [ -d "$d" ] && [ ! -e "$dir$d" ]; then
-    mkdir -p "$dir$(dirname "$d")"
-    cp -a "$d" "$dir$d"
+  if [ -d "$d" ]; then
+    mkdir -p "$dir$d"
+    cp -a "$d/." "$dir$d/"
   fi
 done
 ln -s "$npmdir/bin/npm-cli.js" "$dir/usr/bin/npm"
