@@ -143,7 +143,12 @@ func checkIngested(mod *debug.Module, found []deps.Dependency) (bool, string, de
 		return false, fmt.Sprintf("replaced by the directory %q, not a module the control plane fetched", mod.Path), deps.Dependency{}
 	}
 	if len(found) == 0 {
-		return false, "not among the modules ingested for this build (missing from go.sum, or no gomod dependency declared)", deps.Dependency{}
+		if mod.Sum == "" {
+			// go build -mod=vendor records no sums: the code came from the source's vendor directory, which the
+			// control plane took as source but did not check against go.sum.
+			return false, "not among the modules ingested for this build, and the binary records no go.sum hash for it (vendored in the source?)", deps.Dependency{}
+		}
+		return false, "not among the modules ingested for this build (no gomod dependency declared for it, or missing from go.sum)", deps.Dependency{}
 	}
 	var modOnly bool
 	for _, d := range found {

@@ -26,6 +26,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	spdxjson "github.com/spdx/tools-golang/json"
 	spdx "github.com/spdx/tools-golang/spdx/v2/v2_3"
+	"github.com/spdx/tools-golang/spdxlib"
 
 	"github.com/ssf-dev/ssf/internal/deps"
 	"github.com/ssf-dev/ssf/internal/provenance"
@@ -114,6 +115,9 @@ func spdxDocument(t *testing.T, doc []byte) *spdx.Document {
 	}
 	if d.SPDXVersion != "SPDX-2.3" {
 		t.Fatalf("spdxVersion %q, want SPDX-2.3", d.SPDXVersion)
+	}
+	if err := spdxlib.ValidateDocument(d); err != nil {
+		t.Fatalf("tools-golang finds the document invalid: %v", err)
 	}
 	return d
 }

@@ -3,6 +3,7 @@ package sbom
 import (
 	"bytes"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -60,8 +61,8 @@ func (m *model) spdx() ([]byte, error) {
 		PackageCopyrightText:    noAssertion,
 		PrimaryPackagePurpose:   purpose,
 		BuiltDate:               m.created(),
-		PackageComment: "Output " + m.in.Output + " of pipeline " + m.in.Pipeline + ", invocation " + m.in.Invocation +
-			"; its sha256 was computed by the ssf control plane.",
+		PackageComment: "Output " + m.in.Output + " of pipeline " + strconv.Quote(m.in.Pipeline) + ", invocation " +
+			m.in.Invocation + "; its sha256 was computed by the ssf control plane.",
 		Annotations: annotate(m.outProps),
 	}
 	doc := &spdx.Document{
