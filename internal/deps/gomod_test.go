@@ -17,6 +17,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/dirhash"
 )
 
 // The tests fetch from a real Go module proxy: $GOPROXY's first http(s) entry, else proxy.golang.org.
@@ -478,4 +479,24 @@ func FuzzParseGoSum(f *testing.F) {
 			}
 		}
 	})
+}
+
+// hashZip is checked against the reference, dirhash.HashZip, on every zip the tests fetched.
+func TestHashZipMatchesDirhash(t *testing.T) {
+	if _, _, err := ingestGomod(t, os.DirFS("testdata/gomod-unpruned"), sharedCache, nil); err != nil {
+		t.Fatal(err)
+	}
+	zips, _ := filepath.Glob(filepath.Join(sharedCache, "gomod", "h1", "*.zip"))
+	if len(zips) == 0 {
+		t.Fatal("no zips in the cache")
+	}
+	for _, z := range zips {
+		want, err := dirhash.HashZip(z, dirhash.Hash1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := hashZip(z); got != want || err != nil {
+			t.Errorf("%s: hashZip %s, %v; dirhash.HashZip %s", z, got, err, want)
+		}
+	}
 }
