@@ -46,10 +46,18 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# test-deps adds Debian's docker-registry, the second registry of the interop tests and benchmarks. The tests
-# start their own instances on loopback; the package's system service (which listens on :5000 on every
-# interface) is stopped and disabled.
+# test-deps adds Debian's docker-registry, the second registry of the interop tests and benchmarks (the tests
+# start their own instances on loopback; the package's system service, which listens on :5000 on every
+# interface, is stopped and disabled), and Node.js with npm (the Node builder of the npm tests, and ajv-cli).
 test-deps: deps
+	@missing=""; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "make: missing:$$missing; install them with: sudo apt-get install$$missing" >&2; exit 1; fi; \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 	@if ! command -v docker-registry >/dev/null; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "make: missing: docker-registry; install it with: sudo apt-get install docker-registry" >&2; exit 1; fi; \
 	  echo "installing: docker-registry"; \
