@@ -1,11 +1,15 @@
 package deps
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,10 +18,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/dirhash"
+	modzip "golang.org/x/mod/zip"
 )
 
 // The tests fetch from a real Go module proxy: $GOPROXY's first http(s) entry, else proxy.golang.org.
@@ -360,14 +366,23 @@ func TestGomodCacheHitReverified(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, ext := range []string{"zip", "mod"} {
-		h1 := uuidZipH1
-		if ext == "mod" {
-			h1 = uuidModH1
-		}
-		p := filepath.Join(cache, filepath.FromSlash(h1Key(h1, ext)))
+	// Well-formed but different: a module zip of uuid@v1.6.0 that follows every zip rule, and a go.mod that
+	// parses; only their hashes tell them from the real ones.
+	var zipBuf bytes.Buffer
+	uuid := module.Version{Path: "github.com/google/uuid", Version: "v1.6.0"}
+	if err := modzip.Create(&zipBuf, uuid, []modzip.File{memFile{"uuid.go", "package uuid\n\nfunc Tampered() {}\n"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct {
+		key  string
+		data []byte
+	}{
+		{h1Key(uuidZipH1, "zip"), zipBuf.Bytes()},
+		{h1Key(uuidModH1, "mod"), []byte("module github.com/google/uuid\n\nrequire example.com/evil v1.0.0\n")},
+	} {
+		p := filepath.Join(cache, filepath.FromSlash(f.key))
 		os.Chmod(p, 0o644)
-		if err := os.WriteFile(p, []byte("tampered"), 0o444); err != nil {
+		if err := os.WriteFile(p, f.data, 0o444); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -498,5 +513,72 @@ func TestHashZipMatchesDirhash(t *testing.T) {
 		if got, err := hashZip(z); got != want || err != nil {
 			t.Errorf("%s: hashZip %s, %v; dirhash.HashZip %s", z, got, err, want)
 		}
+	}
+}
+
+// memFile is a file for modzip.Create.
+type memFile struct{ name, data string }
+
+func (f memFile) Path() string                 { return f.name }
+func (f memFile) Lstat() (os.FileInfo, error)  { return memFileInfo{f}, nil }
+func (f memFile) Open() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(f.data)), nil }
+
+type memFileInfo struct{ f memFile }
+
+func (i memFileInfo) Name() string       { return filepath.Base(i.f.name) }
+func (i memFileInfo) Size() int64        { return int64(len(i.f.data)) }
+func (i memFileInfo) Mode() fs.FileMode  { return 0o644 }
+func (i memFileInfo) ModTime() time.Time { return time.Time{} }
+func (i memFileInfo) IsDir() bool        { return false }
+func (i memFileInfo) Sys() any           { return nil }
+
+// A zip whose h1 go.sum pins is still refused when it breaks the module zip rules (here: a file outside the
+// module's directory, which unpacking would write outside it), as the go command would refuse it.
+func TestGomodRefusesZipBreakingRules(t *testing.T) {
+	var zipBuf bytes.Buffer
+	zw := zip.NewWriter(&zipBuf)
+	for _, name := range []string{"example.com/bad@v1.0.0/go.mod", "example.com/bad@v1.0.0/../../escape.go"} {
+		w, err := zw.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, "module example.com/bad\n")
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	goMod := []byte("module example.com/bad\n")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/example.com/bad/@v/v1.0.0.mod":
+			w.Write(goMod)
+		case "/example.com/bad/@v/v1.0.0.zip":
+			w.Write(zipBuf.Bytes())
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	zp := filepath.Join(t.TempDir(), "bad.zip")
+	if err := os.WriteFile(zp, zipBuf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	zipH1, err := dirhash.HashZip(zp, dirhash.Hash1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	modH1, _ := goModHash(goMod)
+	src := fstest.MapFS{
+		"go.mod": {Data: []byte("module example.com/x\n\ngo 1.22\n\nrequire example.com/bad v1.0.0\n")},
+		"go.sum": {Data: []byte("example.com/bad v1.0.0 " + zipH1 + "\nexample.com/bad v1.0.0/go.mod " + modH1 + "\n")},
+	}
+	tree := t.TempDir()
+	_, err = Ingest(context.Background(), src, []Spec{{Kind: Gomod, Path: "."}}, tree,
+		Options{Cache: t.TempDir(), GoProxy: srv.URL})
+	if err == nil || !strings.Contains(err.Error(), "module example.com/bad@v1.0.0 (zip): breaks the module zip rules") {
+		t.Fatalf("error %v, want the zip refused for breaking the module zip rules", err)
+	}
+	if entries, _ := os.ReadDir(tree); len(entries) != 0 {
+		t.Errorf("the tree holds %v after a failed ingestion", entries)
 	}
 }
