@@ -213,7 +213,7 @@ func TestSBOMCommand(t *testing.T) {
 	if f := strings.Fields(main); len(f) != 5 || f[4] != "-" {
 		t.Errorf("main module's row %q, want INGESTED -", main)
 	}
-	if !strings.Contains(r.stderr, "1 components are compiled in but were not ingested") {
+	if !strings.Contains(r.stderr, "ssf: warning: 1 module compiled in but not ingested") {
 		t.Errorf("no warning about the module not ingested:\n%s", r.stderr)
 	}
 	if n := strings.Count(r.stdout, " yes\n"); n < 10 {

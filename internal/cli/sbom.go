@@ -197,9 +197,17 @@ func printSBOMTable(cmd *cobra.Command, rel string, sum digest.Digest, bundlePat
 		return err
 	}
 	e := cmd.ErrOrStderr()
-	fmt.Fprintf(e, "ssf: note: %s %s: %d components, SBOM signature verified (%s)\n", rel, sum, len(rows), bundlePath)
+	fmt.Fprintf(e, "ssf: note: %s %s: %s, SBOM signature verified (%s)\n", rel, sum, plural(len(rows), "component"), bundlePath)
 	if flagged > 0 {
-		fmt.Fprintf(e, "ssf: warning: %d components are compiled in but were not ingested and verified by the factory (INGESTED NO); see --format cyclonedx for the reasons\n", flagged)
+		fmt.Fprintf(e, "ssf: warning: %s compiled in but not ingested and verified by the factory (INGESTED NO); --format cyclonedx gives the reasons (ssf:notIngestedReason)\n",
+			plural(flagged, "module"))
 	}
 	return nil
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
