@@ -29,6 +29,7 @@ import (
 // dozens of modules) and its two SBOMs, signed with a throwaway key, laid out as ssf build lays them out.
 type sbomBuild struct {
 	out, output, pub string
+	key              *ecdsa.PrivateKey
 	res              *sbom.Result
 	flagged          string // the one module left out of the ingested set
 }
@@ -83,6 +84,7 @@ func newSBOMBuild(t *testing.T) *sbomBuild {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.key = key
 	pem, err := sign.PublicKeyPEM(&key.PublicKey)
 	if err != nil {
 		t.Fatal(err)
@@ -251,6 +253,39 @@ func TestSBOMCommand(t *testing.T) {
 	}
 	if r.stdout != "" {
 		t.Errorf("ssf sbom printed a table for a changed output:\n%s", r.stdout)
+	}
+}
+
+// Names in an SBOM come from the output's build info, which a step wrote: ssf sbom escapes them for the terminal.
+func TestSBOMTableEscapesNames(t *testing.T) {
+	b := newSBOMBuild(t)
+	evil := filepath.Join(b.out, "evil")
+	if err := os.WriteFile(evil, []byte("evil"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bom := cdx.NewBOM()
+	bom.Components = &[]cdx.Component{{Type: cdx.ComponentTypeLibrary, Name: "evil\x1b[2J\x1b[Hverified", Version: "v1\u202e"}}
+	var doc bytes.Buffer
+	if err := cdx.NewBOMEncoder(&doc, cdx.BOMFileFormatJSON).EncodeVersion(bom, cdx.SpecVersion1_6); err != nil {
+		t.Fatal(err)
+	}
+	st, err := sbom.Statement([]provenance.Subject{{Name: "evil", Digest: digest.FromString("evil")}}, sbom.CycloneDXPredicateType, doc.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := sign.NewSigner(b.key).Statement(context.Background(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b.out, "attestations", "evil"+sbom.CycloneDXBundleSuffix), bundle, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := ssf(t, t.TempDir(), "sbom", evil, "--key", b.pub)
+	if r.code != 0 {
+		t.Fatalf("ssf sbom: exit %d\n%s", r.code, r.stderr)
+	}
+	if strings.ContainsAny(r.stdout, "\x1b\u202e") || !strings.Contains(r.stdout, `evil\u001b[2J\u001b[Hverified`) {
+		t.Errorf("ssf sbom printed a name from the SBOM unescaped:\n%q", r.stdout)
 	}
 }
 
