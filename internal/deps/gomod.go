@@ -82,12 +82,12 @@ func (f *fetcher) gomod(ctx context.Context, src fs.FS, s Spec, tree string) ([]
 		return nil, err
 	}
 	g := &goIngest{
-		f: f, ctx: ctx, src: src, dir: dir, modName: modName, sumName: sumName,
+		f: f, src: src, dir: dir, modName: modName, sumName: sumName,
 		main: mainMod, sum: sum, proxy: proxy,
 		calls:     map[goFile]*goCall{},
 		verifying: make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}
-	return g.run(tree)
+	return g.run(ctx, tree)
 }
 
 // goProxyURL picks the first http(s) entry of a GOPROXY-style list.
@@ -270,7 +270,6 @@ type goCall struct {
 // goIngest is the ingestion of one gomod Spec.
 type goIngest struct {
 	f                *fetcher
-	ctx              context.Context // the ingestion's; lives only as long as gomod's call
 	src              fs.FS
 	dir              string
 	modName, sumName string
@@ -286,7 +285,7 @@ type goIngest struct {
 	calls map[goFile]*goCall
 }
 
-func (g *goIngest) run(tree string) ([]Dependency, error) {
+func (g *goIngest) run(ctx context.Context, tree string) ([]Dependency, error) {
 	mainPruned := goVersionPruned(g.main)
 	var roots []module.Version
 	for _, r := range g.main.Require {
@@ -296,17 +295,17 @@ func (g *goIngest) run(tree string) ([]Dependency, error) {
 	}
 	// Every go.mod go.sum pins, fetched while the graph is walked.
 	for m := range g.sum.mod {
-		g.start(goFile{m, "mod"})
+		g.start(ctx, goFile{m, "mod"})
 	}
 	if mainPruned {
 		// The zips are those of go.mod's requirements; start them at once.
 		for _, r := range roots {
 			if t, local := g.replace(r); !local {
-				g.start(goFile{t, "zip"})
+				g.start(ctx, goFile{t, "zip"})
 			}
 		}
 	}
-	graph, err := g.loadGraph(roots, mainPruned)
+	graph, err := g.loadGraph(ctx, roots, mainPruned)
 	if err != nil {
 		g.wait()
 		return nil, err
@@ -322,7 +321,7 @@ func (g *goIngest) run(tree string) ([]Dependency, error) {
 				continue
 			}
 			if _, ok := g.sum.zip[t]; ok || listed[m.Path] {
-				g.start(goFile{t, "zip"})
+				g.start(ctx, goFile{t, "zip"})
 			}
 		}
 	}
@@ -396,7 +395,7 @@ type summary struct {
 
 // loadGraph loads the go.mod files the go command loads for this main module (see the comment at the top), level
 // by level, each level's downloads at once. It returns every loaded module's summary.
-func (g *goIngest) loadGraph(roots []module.Version, mainPruned bool) (map[module.Version]*summary, error) {
+func (g *goIngest) loadGraph(ctx context.Context, roots []module.Version, mainPruned bool) (map[module.Version]*summary, error) {
 	type item struct {
 		m        module.Version
 		unpruned bool
@@ -418,13 +417,13 @@ func (g *goIngest) loadGraph(roots []module.Version, mainPruned bool) (map[modul
 				load = append(load, it.m)
 				sums[it.m] = nil
 				if t, local := g.replace(it.m); !local {
-					g.start(goFile{t, "mod"})
+					g.start(ctx, goFile{t, "mod"})
 				}
 			}
 		}
 		module.Sort(load)
 		for _, m := range load {
-			s, err := g.summary(m)
+			s, err := g.summary(ctx, m)
 			if err != nil {
 				return nil, err
 			}
@@ -450,7 +449,7 @@ func (g *goIngest) loadGraph(roots []module.Version, mainPruned bool) (map[modul
 }
 
 // summary reads m's go.mod: that of its replacement, from the proxy or from a directory of the source.
-func (g *goIngest) summary(m module.Version) (*summary, error) {
+func (g *goIngest) summary(ctx context.Context, m module.Version) (*summary, error) {
 	t, local := g.replace(m)
 	var name string
 	var data []byte
@@ -469,7 +468,7 @@ func (g *goIngest) summary(m module.Version) (*summary, error) {
 			return nil, inputErrorf("%s: replace %s => %s: reading its go.mod: %v", g.modName, m, dir, err)
 		}
 	} else {
-		c := g.call(goFile{t, "mod"})
+		c := g.call(ctx, goFile{t, "mod"})
 		<-c.done
 		if c.err != nil {
 			return nil, c.err
@@ -526,7 +525,7 @@ func buildList(roots []module.Version, graph map[module.Version]*summary, mainPa
 }
 
 // call returns the fetch of file, starting it when nobody has.
-func (g *goIngest) call(file goFile) *goCall {
+func (g *goIngest) call(ctx context.Context, file goFile) *goCall {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if c, ok := g.calls[file]; ok {
@@ -537,26 +536,28 @@ func (g *goIngest) call(file goFile) *goCall {
 	g.f.progress.expect(1)
 	go func() {
 		defer close(c.done)
-		c.c, c.url, c.pin, c.err = g.fetch(file)
+		c.c, c.url, c.pin, c.err = g.fetch(ctx, file)
 	}()
 	return c
 }
 
-func (g *goIngest) start(file goFile) { g.call(file) }
+func (g *goIngest) start(ctx context.Context, file goFile) { g.call(ctx, file) }
 
 // wait waits for every fetch started and returns them, sorted; the error is that of the first failed one in that
 // order, so the message does not depend on timing.
 func (g *goIngest) wait() ([]goFile, error) {
 	g.mu.Lock()
 	files := make([]goFile, 0, len(g.calls))
-	for file := range g.calls {
+	calls := make(map[goFile]*goCall, len(g.calls))
+	for file, c := range g.calls {
 		files = append(files, file)
+		calls[file] = c
 	}
 	g.mu.Unlock()
 	sort.Slice(files, func(i, j int) bool { return goFileLess(files[i], files[j]) })
 	var first error
 	for _, file := range files {
-		c := g.calls[file]
+		c := calls[file]
 		<-c.done
 		if c.err != nil && first == nil {
 			first = c.err
@@ -576,7 +577,7 @@ func goFileLess(a, b goFile) bool {
 }
 
 // fetch gets one file of a module version from the cache or the proxy, checked against go.sum.
-func (g *goIngest) fetch(file goFile) (cached, string, string, error) {
+func (g *goIngest) fetch(ctx context.Context, file goFile) (cached, string, string, error) {
 	m := file.m
 	table, what := g.sum.zip, "zip"
 	if file.ext == "mod" {
@@ -635,7 +636,7 @@ func (g *goIngest) fetch(file goFile) (cached, string, string, error) {
 			return nil
 		}
 	}
-	c, err := g.f.get(g.ctx, h1Key(pin.h1, file.ext), url, check)
+	c, err := g.f.get(ctx, h1Key(pin.h1, file.ext), url, check)
 	if err != nil {
 		var fe *FetchError
 		if errors.As(err, &fe) {
