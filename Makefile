@@ -79,7 +79,11 @@ $(ORAS):
 	GOBIN=$(TOOLS) GOTOOLCHAIN=local $(GO) install oras.land/oras/cmd/oras@$(ORAS_VERSION)
 
 $(AJV):
-	@command -v npm >/dev/null || { echo "make: npm is missing; install it with: sudo apt-get install npm" >&2; exit 1; }
+	@if ! command -v npm >/dev/null; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "make: missing: npm; install it with: sudo apt-get install npm" >&2; exit 1; fi; \
+	  echo "installing: npm"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; \
+	fi
 	npm install --prefix $(TOOLS)/ajv-cli --no-audit --no-fund --loglevel=error \
 	  ajv-cli@$(AJV_CLI_VERSION) ajv@$(AJV_VERSION) ajv-formats@$(AJV_FORMATS_VERSION)
 
