@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"debug/buildinfo"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,45 +18,77 @@ import (
 	"github.com/ssf-dev/ssf/internal/deps"
 )
 
+// Bounds on what a binary's build info may cost: a real one is a few KiB to read after the data section's
+// .go.buildinfo header is found, and names at most a few thousand modules. Variables, so tests can lower them.
+var (
+	readBudget int64 = 256 << 20 // bytes read from the file by debug/buildinfo, the search for its header included
+	maxModules       = 20000
+)
+
 // readBuildInfo returns the Go build info of the file at path, or nil when it has none (not a Go binary, or
-// larger than MaxBinarySize). The file must be a regular file whose sha256 is want: the SBOM describes those bytes.
-func readBuildInfo(ctx context.Context, path string, want digest.Digest) (*buildinfo.BuildInfo, error) {
+// larger than MaxBinarySize); note says why build info that exists was not used. The file must be a regular file
+// whose sha256 is want: the SBOM describes those bytes.
+func readBuildInfo(ctx context.Context, path string, want digest.Digest) (info *buildinfo.BuildInfo, note string, err error) {
 	// O_NOFOLLOW: the control plane's copy is a regular file; a symlink here would describe other bytes.
 	// O_NONBLOCK: a fifo swapped in must not block the open; it is refused below as not regular.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, fmt.Errorf("opening the output %q: %w", path, err)
+		return nil, "", fmt.Errorf("opening the output %q: %w", path, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("opening the output %q: %w", path, err)
+		return nil, "", fmt.Errorf("opening the output %q: %w", path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("output %q is not a regular file (%s)", path, fi.Mode().Type())
+		return nil, "", fmt.Errorf("output %q is not a regular file (%s)", path, fi.Mode().Type())
 	}
 	if fi.Size() > MaxBinarySize {
-		return nil, nil
+		return nil, fmt.Sprintf("build info not read: the output is larger than %d bytes", int64(MaxBinarySize)), nil
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, ctxReader{ctx, io.NewSectionReader(f, 0, fi.Size())}); err != nil {
-		return nil, fmt.Errorf("hashing the output %q: %w", path, err)
+		return nil, "", fmt.Errorf("hashing the output %q: %w", path, err)
 	}
 	if got := digest.NewDigest(digest.SHA256, h); got != want {
-		return nil, fmt.Errorf("output %q hashes to %s, not to its recorded digest %s: it changed after it was hashed", path, got, want)
+		return nil, "", fmt.Errorf("output %q hashes to %s, not to its recorded digest %s: it changed after it was hashed", path, got, want)
 	}
-	// Read only the size hashed: a file that grows now is not read past what was checked.
-	info, err := buildinfo.Read(ctxReaderAt{ctx, io.NewSectionReader(f, 0, fi.Size())})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, nil // not a Go binary (or one without build info): described as a file
+	// Read only the size hashed (a file that grows now is not read past what was checked), and at most
+	// readBudget bytes in all: debug/buildinfo allocates as it reads, so this bounds its memory too.
+	r := &budgetReaderAt{ctx: ctx, r: io.NewSectionReader(f, 0, fi.Size()), left: readBudget}
+	info, err = buildinfo.Read(r)
+	switch {
+	case ctx.Err() != nil:
+		return nil, "", ctx.Err()
+	case r.left < 0:
+		return nil, fmt.Sprintf("build info not read: reading it took more than %d bytes", readBudget), nil
+	case err != nil:
+		return nil, "", nil // not a Go binary (or one without build info): described as a file
+	case len(info.Deps) > maxModules:
+		return nil, fmt.Sprintf("build info not used: it names %d modules, more than %d", len(info.Deps), maxModules), nil
 	}
-	return info, nil
+	return info, "", nil
 }
 
-// ctxReader and ctxReaderAt stop a long read when the context is cancelled.
+// budgetReaderAt fails every read once left (bytes still allowed) is spent, and when ctx is cancelled.
+type budgetReaderAt struct {
+	ctx  context.Context
+	r    io.ReaderAt
+	left int64
+}
+
+func (b *budgetReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if err := b.ctx.Err(); err != nil {
+		return 0, err
+	}
+	b.left -= int64(len(p))
+	if b.left < 0 {
+		return 0, errors.New("build info read budget spent")
+	}
+	return b.r.ReadAt(p, off)
+}
+
+// ctxReader stops a long read when the context is cancelled.
 type ctxReader struct {
 	ctx context.Context
 	r   io.Reader
@@ -66,18 +99,6 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
-}
-
-type ctxReaderAt struct {
-	ctx context.Context
-	r   io.ReaderAt
-}
-
-func (c ctxReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.ReadAt(p, off)
 }
 
 // fromBuildInfo describes a Go binary: its main module and every module its build info names, each checked

@@ -25,6 +25,9 @@ const (
 	// PropGoVersion and PropGoBuildPrefix + KEY carry the binary's Go version and build settings.
 	PropGoVersion     = "ssf:go:version"
 	PropGoBuildPrefix = "ssf:go:build:"
+	// PropGoBuildInfo, on the output, says why build info it has was not used (too costly to read, too many
+	// modules); the output is then described by the ingested dependencies, like any file.
+	PropGoBuildInfo = "ssf:go:buildInfo"
 	// PropMainModule marks the Go main module.
 	PropMainModule = "ssf:go:mainModule"
 	// PropDev marks an npm devDependency.

@@ -26,7 +26,9 @@
 // # What it must never do
 //
 // It never runs, loads or links the output it describes: build info is read as data, from a file of bounded size,
-// and a hostile file may only make it say "not a Go binary". It never presents a step's claim (the binary's build
+// with a bound on the bytes read and the modules named (past either, the output is described as a file and the
+// SBOM says why). A hostile file can make it report false build info, flagged wherever it names a module that was
+// not ingested, or none; never more. It never presents a step's claim (the binary's build
 // info) as the factory's observation without saying so, never reports a module as ingested unless a dependency
 // the control plane verified has the same path and version (and, when the binary carries one, the same h1 hash),
 // and never describes bytes other than those whose digest it was given: the file is hashed and must match
@@ -98,9 +100,12 @@ func Generate(ctx context.Context, in Input) (*Result, error) {
 	}
 	m := &model{in: in}
 	if in.File != "" {
-		info, err := readBuildInfo(ctx, in.File, in.Digest)
+		info, note, err := readBuildInfo(ctx, in.File, in.Digest)
 		if err != nil {
 			return nil, fmt.Errorf("generating the SBOM of %q: %w", in.Output, err)
+		}
+		if note != "" {
+			m.outProps = append(m.outProps, property{PropGoBuildInfo, note})
 		}
 		if info != nil {
 			m.fromBuildInfo(info)
