@@ -660,30 +660,57 @@ func (g *goIngest) layOut(tree string, files []goFile) ([]Dependency, error) {
 		byMod[file.m][file.ext] = g.calls[file]
 	}
 	module.Sort(mods)
-	var deps []Dependency
-	for _, m := range mods {
-		ep, _ := module.EscapePath(m.Path)
-		ev, _ := module.EscapeVersion(m.Version)
-		base := path.Join(GoProxyDir, ep, "@v", ev)
-		d := Dependency{Kind: Gomod, Name: m.Path, Version: m.Version, URI: golangPURL(m)}
-		for _, ext := range []string{"mod", "zip"} {
-			c, ok := byMod[m][ext]
-			if !ok {
-				continue
+	deps := make([]Dependency, len(mods))
+	errs := make([]error, len(mods))
+	// Creating directories and links is most of a warm ingestion that is not hashing: a few modules at once.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(8, len(mods)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(mods) {
+					return
+				}
+				deps[i], errs[i] = layOutModule(tree, mods[i], byMod[mods[i]])
 			}
-			if err := placeOnce(tree, base+"."+ext, c.c); err != nil {
-				return nil, fmt.Errorf("laying out module %s: %w", m, err)
-			}
-			d.URL, d.Digest, d.Pin = c.url, c.c.Digest, c.pin
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
 		}
-		d.ModOnly = byMod[m]["zip"] == nil
-		info := fmt.Sprintf("{\"Version\":%q}\n", m.Version)
-		if err := writeOnce(filepath.Join(tree, filepath.FromSlash(base+".info")), []byte(info)); err != nil {
-			return nil, fmt.Errorf("laying out module %s: %w", m, err)
-		}
-		deps = append(deps, d)
 	}
 	return deps, nil
+}
+
+// layOutModule places one module version's files (c["mod"], c["zip"]) and writes its .info.
+func layOutModule(tree string, m module.Version, c map[string]*goCall) (Dependency, error) {
+	ep, _ := module.EscapePath(m.Path)
+	ev, _ := module.EscapeVersion(m.Version)
+	base := path.Join(GoProxyDir, ep, "@v", ev)
+	d := Dependency{Kind: Gomod, Name: m.Path, Version: m.Version, URI: golangPURL(m), ModOnly: c["zip"] == nil}
+	if err := os.MkdirAll(filepath.Join(tree, filepath.FromSlash(path.Dir(base))), 0o755); err != nil {
+		return d, fmt.Errorf("laying out module %s: %w", m, err)
+	}
+	for _, ext := range []string{"mod", "zip"} {
+		if c[ext] == nil {
+			continue
+		}
+		if err := placeOnce(tree, base+"."+ext, c[ext].c); err != nil {
+			return d, fmt.Errorf("laying out module %s: %w", m, err)
+		}
+		// The zip's record wins: Digest and Pin are the .mod's only for a module of which only go.mod was needed.
+		d.URL, d.Digest, d.Pin = c[ext].url, c[ext].c.Digest, c[ext].pin
+	}
+	info := fmt.Sprintf("{\"Version\":%q}\n", m.Version)
+	if err := writeOnce(filepath.Join(tree, filepath.FromSlash(base+".info")), []byte(info)); err != nil {
+		return d, fmt.Errorf("laying out module %s: %w", m, err)
+	}
+	return d, nil
 }
 
 // placeOnce places c at rel unless an earlier gomod Spec of the same build did (its bytes passed the same
