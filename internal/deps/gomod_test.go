@@ -582,3 +582,23 @@ func TestGomodRefusesZipBreakingRules(t *testing.T) {
 		t.Errorf("the tree holds %v after a failed ingestion", entries)
 	}
 }
+
+// Two gomod specs of one source (a repository with two modules) share the tree; a module both need is laid out
+// once, and each spec's dependencies are recorded.
+func TestGomodTwoSpecsShareTheTree(t *testing.T) {
+	tree := t.TempDir()
+	deps, err := Ingest(context.Background(), os.DirFS("testdata"), []Spec{{Kind: Gomod, Path: "gomod-uuid"}, {Kind: Gomod, Path: "gomod-local"}}, tree,
+		Options{Cache: sharedCache, GoProxy: testGoProxy(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range deps {
+		got = append(got, fmt.Sprintf("%d %s@%s", d.Spec, d.Name, d.Version))
+		checkDependency(t, tree, d)
+	}
+	if want := []string{"0 github.com/google/uuid@v1.6.0", "1 github.com/google/uuid@v1.6.0"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("dependencies %q, want %q", got, want)
+	}
+	goBuildOffline(t, "testdata/gomod-local", tree)
+}
