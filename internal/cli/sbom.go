@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -93,18 +95,23 @@ output, or an output without an SBOM attestation.`,
 			if err != nil {
 				return err
 			}
-			v, err := sbom.Verify(cmd.Context(), sum, bundle, trusted, predicateType)
+			v, err := verify.Attestation(cmd.Context(), sum, bundle, trusted, predicateType)
 			if err != nil {
-				if errors.Is(err, sbom.ErrVerification) {
+				if errors.Is(err, verify.ErrVerification) {
 					return fmt.Errorf("%s: %w", bundlePath, err)
 				}
 				return &usageError{err}
 			}
 			if format != "table" {
-				_, err := cmd.OutOrStdout().Write(v.Document)
+				var doc bytes.Buffer
+				if err := json.Indent(&doc, v.Predicate, "", "  "); err != nil {
+					return fmt.Errorf("%s: %w", bundlePath, err)
+				}
+				doc.WriteByte('\n')
+				_, err := doc.WriteTo(cmd.OutOrStdout())
 				return err
 			}
-			rows, err := sbom.Rows(predicateType, v.Document)
+			rows, err := sbom.Rows(predicateType, v.Predicate)
 			if err != nil {
 				return fmt.Errorf("%s: %w", bundlePath, err)
 			}

@@ -51,15 +51,15 @@ import (
 // Predicate types of the SBOM statements, as cosign verify-blob-attestation --type spdxjson and --type cyclonedx
 // expect them.
 const (
-	SPDXPredicateType      = "https://spdx.dev/Document"
-	CycloneDXPredicateType = "https://cyclonedx.org/bom"
+	SPDXPredicateType      = content.SPDXPredicateType
+	CycloneDXPredicateType = content.CycloneDXPredicateType
 )
 
 // File name suffixes of the SBOM bundles in OUT/attestations: <output>.spdx.sigstore.json and
 // <output>.cdx.sigstore.json.
 const (
-	SPDXBundleSuffix      = ".spdx.sigstore.json"
-	CycloneDXBundleSuffix = ".cdx.sigstore.json"
+	SPDXBundleSuffix      = content.SPDXBundleSuffix
+	CycloneDXBundleSuffix = content.CycloneDXBundleSuffix
 )
 
 // MaxBinarySize is the largest output whose build info is read. Reading is bounded by the file anyway (the

@@ -446,14 +446,14 @@ func TestStatementVerify(t *testing.T) {
 	}
 	trusted := verify.KeyMaterial(&key.PublicKey)
 	for pt, b := range bundles {
-		v, err := sbom.Verify(context.Background(), sum, b, trusted, pt)
+		v, err := verify.Attestation(context.Background(), sum, b, trusted, pt)
 		if err != nil {
 			t.Fatalf("%s: %v", pt, err)
 		}
 		if v.Subject.Name != "out" {
 			t.Errorf("subject %q", v.Subject.Name)
 		}
-		rows, err := sbom.Rows(pt, v.Document)
+		rows, err := sbom.Rows(pt, v.Predicate)
 		if err != nil || len(rows) != 0 {
 			t.Errorf("%s: rows %v, %v", pt, rows, err)
 		}
@@ -476,8 +476,8 @@ func TestStatementVerify(t *testing.T) {
 			if tc.name == "another key" {
 				tr = verify.KeyMaterial(&other.PublicKey)
 			}
-			_, err := sbom.Verify(context.Background(), tc.art, tc.bundle, tr, tc.pt)
-			if !errors.Is(err, sbom.ErrVerification) {
+			_, err := verify.Attestation(context.Background(), tc.art, tc.bundle, tr, tc.pt)
+			if !errors.Is(err, verify.ErrVerification) {
 				t.Fatalf("error %v, want a verification failure", err)
 			}
 		})
