@@ -42,7 +42,10 @@ func attestSBOMs(ctx context.Context, attestor Attestor, b *build, ws *workspace
 		for _, m := range doc.NotIngested {
 			b.log.printf("output %s: %s (flagged in its SBOMs)", o.Path, m)
 		}
-		subjects := []provenance.Subject{{Name: o.Path, Digest: o.Digest}, artifact}
+		subjects := []provenance.Subject{{Name: o.Path, Digest: o.Digest}}
+		if artifact.Name != "" {
+			subjects = append(subjects, artifact)
+		}
 		if img, ok := images[o.Path]; ok {
 			subjects = append(subjects, img)
 		}
