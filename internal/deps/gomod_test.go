@@ -161,6 +161,15 @@ func TestGomodIngestBuilds(t *testing.T) {
 			output: "0cafc6af-2f8c-51a9-9e88-204f972c2c91\n",
 		},
 		{
+			// Escaped paths (!burnt!sushi) and a +incompatible version.
+			dir: "testdata/gomod-escapes",
+			want: []wantDep{
+				{"github.com/BurntSushi/toml", "v1.4.0", false},
+				{"github.com/dgrijalva/jwt-go", "v3.2.0+incompatible", false},
+			},
+			output: "1 <nil> HS256\n",
+		},
+		{
 			// A directory replacement fetches nothing; the module it requires is fetched as usual.
 			dir:    "testdata/gomod-local",
 			want:   []wantDep{{"github.com/google/uuid", "v1.6.0", false}},
@@ -220,17 +229,19 @@ func TestGomodIngestBuilds(t *testing.T) {
 // checkDependency checks a Dependency's record against the file laid out in tree.
 func checkDependency(t *testing.T, tree string, d Dependency) {
 	t.Helper()
-	if d.Kind != Gomod || d.URI != "pkg:golang/"+d.Name+"@"+d.Version {
+	if d.Kind != Gomod || d.URI != "pkg:golang/"+d.Name+"@"+strings.ReplaceAll(d.Version, "+", "%2B") {
 		t.Errorf("%s@%s: kind %q, uri %q", d.Name, d.Version, d.Kind, d.URI)
 	}
 	ext := ".zip"
 	if d.ModOnly {
 		ext = ".mod"
 	}
-	if !strings.HasSuffix(d.URL, "/"+d.Name+"/@v/"+d.Version+ext) || !strings.HasPrefix(d.Pin, "h1:") {
+	// The proxy protocol's escaping: a capital letter is ! and its lower case.
+	ep, _ := module.EscapePath(d.Name)
+	if !strings.HasSuffix(d.URL, "/"+ep+"/@v/"+d.Version+ext) || !strings.HasPrefix(d.Pin, "h1:") {
 		t.Errorf("%s@%s: url %q, pin %q", d.Name, d.Version, d.URL, d.Pin)
 	}
-	p := filepath.Join(tree, GoProxyDir, d.Name, "@v", d.Version+ext)
+	p := filepath.Join(tree, GoProxyDir, ep, "@v", d.Version+ext)
 	data, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +249,7 @@ func checkDependency(t *testing.T, tree string, d Dependency) {
 	if got := digest.FromBytes(data); got != d.Digest {
 		t.Errorf("%s: digest %s, the record says %s", p, got, d.Digest)
 	}
-	if info, err := os.ReadFile(filepath.Join(tree, GoProxyDir, d.Name, "@v", d.Version+".info")); err != nil || string(info) != fmt.Sprintf("{\"Version\":%q}\n", d.Version) {
+	if info, err := os.ReadFile(filepath.Join(tree, GoProxyDir, ep, "@v", d.Version+".info")); err != nil || string(info) != fmt.Sprintf("{\"Version\":%q}\n", d.Version) {
 		t.Errorf("%s@%s: .info %q, %v", d.Name, d.Version, info, err)
 	}
 }
