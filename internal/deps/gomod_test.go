@@ -170,6 +170,13 @@ func TestGomodIngestBuilds(t *testing.T) {
 			output: "1 <nil> HS256\n",
 		},
 		{
+			// A replacement by another module version: that version is fetched and recorded (its go.mod has the
+			// same h1 as v1.6.0's, so the cache holds it once).
+			dir:    "testdata/gomod-replace",
+			want:   []wantDep{{"github.com/google/uuid", "v1.5.0", false}},
+			output: "0cafc6af-2f8c-51a9-9e88-204f972c2c91\n",
+		},
+		{
 			// A directory replacement fetches nothing; the module it requires is fetched as usual.
 			dir:    "testdata/gomod-local",
 			want:   []wantDep{{"github.com/google/uuid", "v1.6.0", false}},
