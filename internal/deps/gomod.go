@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	neturl "net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -644,7 +645,18 @@ func (g *goIngest) fetch(ctx context.Context, file goFile) (cached, string, stri
 		}
 		return cached{}, "", "", err
 	}
-	return c, url, pin.h1, nil
+	return c, redactURL(url), pin.h1, nil
+}
+
+// redactURL drops the user and password a proxy URL may carry (https://user:token@proxy.example/): what is
+// recorded, in the provenance and SBOMs, is where the bytes came from, never a credential.
+func redactURL(s string) string {
+	u, err := neturl.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	u.User = nil
+	return u.String()
 }
 
 // layOut places the fetched files in tree/GoProxyDir as the go command's GOPROXY protocol expects them, with a

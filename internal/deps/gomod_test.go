@@ -620,3 +620,14 @@ func TestGomodTwoSpecsShareTheTree(t *testing.T) {
 	}
 	goBuildOffline(t, "testdata/gomod-local", tree)
 }
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://user:token@proxy.example/github.com/google/uuid/@v/v1.6.0.zip": "https://proxy.example/github.com/google/uuid/@v/v1.6.0.zip",
+		"https://proxy.golang.org/x/@v/v1.0.0.mod":                              "https://proxy.golang.org/x/@v/v1.0.0.mod",
+	} {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
