@@ -150,9 +150,6 @@ func (m *model) fromBuildInfo(info *buildinfo.BuildInfo) {
 		if ok {
 			c.sha256 = d.Digest.Encoded()
 			c.download = d.URL
-			if eff.Sum == "" && d.Pin != "" {
-				c.props = append(c.props, property{PropGoSum, d.Pin})
-			}
 		}
 		m.comps = append(m.comps, c)
 	}
@@ -173,14 +170,21 @@ func checkIngested(mod *debug.Module, found []deps.Dependency) (bool, string, de
 	}
 	var modOnly bool
 	for _, d := range found {
+		if !d.ModOnly && mod.Sum != "" && d.Pin == mod.Sum {
+			return true, "", d
+		}
+	}
+	for _, d := range found {
 		if d.ModOnly {
 			modOnly = true
 			continue
 		}
-		if mod.Sum != "" && d.Pin != mod.Sum {
-			return false, fmt.Sprintf("the binary says %s, the lock file pinned %s", mod.Sum, d.Pin), d
+		if mod.Sum == "" {
+			// Path and version alone do not say the code is the module that was verified: go build -mod=vendor
+			// (the default when the source has vendor/) compiles whatever vendor/ holds and records no hash.
+			return false, fmt.Sprintf("the binary records no go.sum hash for it, so its code need not be the module ingested with %s (vendored in the source?)", d.Pin), deps.Dependency{}
 		}
-		return true, "", d
+		return false, fmt.Sprintf("the binary says %s, the lock file pinned %s", mod.Sum, d.Pin), d
 	}
 	if modOnly {
 		return false, "only its go.mod was ingested (for the module graph), not its code", deps.Dependency{}

@@ -30,7 +30,8 @@
 // SBOM says why). A hostile file can make it report false build info, flagged wherever it names a module that was
 // not ingested, or none; never more. It never presents a step's claim (the binary's build
 // info) as the factory's observation without saying so, never reports a module as ingested unless a dependency
-// the control plane verified has the same path and version (and, when the binary carries one, the same h1 hash),
+// the control plane verified has the same path, version and h1 hash (a module the binary records no hash for,
+// as go build -mod=vendor does, is flagged: its code came from the source's vendor directory, not the lock),
 // and never describes bytes other than those whose digest it was given: the file is hashed and must match
 // [Input.Digest]. Documents are written only with the formats' own libraries (cyclonedx-go, tools-golang), and
 // statements with protojson.
