@@ -293,7 +293,8 @@ func pushReferrer(ctx context.Context, pusher *remote.Pusher, repo name.Reposito
 const maxAttestationBytes = 64 << 20
 
 // attestations reads the SBOM bundles beside the outputs and works out which manifests each goes to: each must
-// verify for the artifact (else nothing is published), and goes to an image only if it verifies for it too.
+// verify for the output it is named after and for the artifact (else nothing is published), and goes to an image
+// only if it verifies for it too.
 func attestations(ctx context.Context, req PublishRequest, files []File, artifact Descriptor, images []imagePlan) ([]attestation, error) {
 	root, err := os.OpenRoot(req.Dir)
 	if err != nil {
@@ -327,6 +328,11 @@ func attestations(ctx context.Context, req PublishRequest, files []File, artifac
 				return nil, fmt.Errorf("publish: %s found but no VerifyAttestation given", rel)
 			}
 			if req.VerifyAttestation != nil {
+				// Every SBOM of the build names the artifact, so that check alone would take one output's SBOM
+				// copied over another's (hiding the SBOM that flags a module): it must be about this output too.
+				if err := req.VerifyAttestation(ctx, f.Digest, kind.predicateType, b); err != nil {
+					return nil, fmt.Errorf("refusing to publish: %s is not an SBOM of output %q: %w", rel, f.Path, err)
+				}
 				if err := req.VerifyAttestation(ctx, artifact.Digest, kind.predicateType, b); err != nil {
 					return nil, fmt.Errorf("refusing to publish: %s: %w", rel, err)
 				}

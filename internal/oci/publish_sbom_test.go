@@ -123,3 +123,31 @@ func TestPublishRefusesUnverifiedSBOM(t *testing.T) {
 		t.Errorf("%d writes reached the registry before the refusal", n)
 	}
 }
+
+// TestPublishRefusesAnotherOutputsSBOM: every SBOM of a build names the artifact among its subjects, so one
+// output's SBOM copied over another's (hiding the one that flags a module) still verifies for the artifact. It
+// must also verify for the output whose name it bears, or nothing is pushed.
+func TestPublishRefusesAnotherOutputsSBOM(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, map[string][]byte{"hello": []byte("hello\n"), "tool": []byte("tool\n")}, nil)
+	for _, o := range []string{"hello", "tool"} {
+		f.writeSBOM(t, f.key, o, content.SPDXBundleSuffix, content.SPDXPredicateType)
+	}
+	hello, err := os.ReadFile(filepath.Join(f.dir, "attestations", "hello"+content.SPDXBundleSuffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.dir, "attestations", "tool"+content.SPDXBundleSuffix), hello, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host, log := newRegistry(t, true)
+	repo, _, _ := oci.ParseTarget(host + "/team/app")
+	_, err = oci.Publish(ctx, oci.PublishRequest{Dir: f.dir, Bundle: f.bundle, Repo: repo,
+		Verify: f.verifier(), VerifyAttestation: f.attestationVerifier()})
+	if err == nil || !strings.Contains(err.Error(), "attestations/tool.spdx.sigstore.json") || !strings.Contains(err.Error(), `is not an SBOM of output "tool"`) {
+		t.Fatalf("Publish() = %v, want a refusal naming tool's SBOM bundle as not about tool", err)
+	}
+	if n := log.count("PUT") + log.count("POST") + log.count("PATCH"); n != 0 {
+		t.Errorf("%d writes reached the registry before the refusal", n)
+	}
+}
