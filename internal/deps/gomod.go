@@ -781,8 +781,11 @@ func goEnv() []string { return goEnvFor("file://" + MountPoint + "/" + GoProxyDi
 // goEnvFor is goEnv for a GOPROXY tree at proxyURL (tests point it at a temporary tree).
 func goEnvFor(proxyURL string) []string {
 	return []string{
-		// The only source of modules: the checked tree. No ",direct": the go command never reaches a VCS.
+		// The only source of modules: the checked tree. No ",direct": the go command never reaches a VCS. Empty
+		// GOPRIVATE and GONOPROXY, whatever the builder image says, so that no module is meant to bypass it.
 		"GOPROXY=" + proxyURL,
+		"GOPRIVATE=",
+		"GONOPROXY=",
 		// No checksum database to ask (there is no network); go.sum still checks every file the go command reads,
 		// and -mod=readonly (the default since Go 1.16, spelled out) refuses to add what go.sum lacks.
 		"GOSUMDB=off",

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -628,6 +629,15 @@ func TestRedactURL(t *testing.T) {
 	} {
 		if got := redactURL(in); got != want {
 			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestGoEnv(t *testing.T) {
+	env := Env(map[Kind]bool{Gomod: true}, false)
+	for _, want := range []string{"SSF_DEPS=/deps", "GOPROXY=file:///deps/.goproxy", "GOSUMDB=off", "GOFLAGS=-mod=readonly", "GOTOOLCHAIN=local"} {
+		if !slices.Contains(env, want) {
+			t.Errorf("Env(gomod) = %q, missing %q", env, want)
 		}
 	}
 }
