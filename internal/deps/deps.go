@@ -55,7 +55,9 @@ type Options struct {
 	NpmRegistry string       // registry URL for lock entries without "resolved", e.g. https://registry.npmjs.org/
 	Client      *http.Client // nil: a default client with timeouts
 	Concurrency int          // downloads at once; 0: a default
-	Progress    io.Writer    // a terminal to show progress on; nil shows none
+	// MaxTotalBytes bounds the bytes of one ingestion, downloaded or from the cache; 0: DefaultMaxTotalBytes.
+	MaxTotalBytes int64
+	Progress      io.Writer // a terminal to show progress on; nil shows none
 }
 
 // Dependency is one ingested and verified dependency, as it is recorded in the provenance and the SBOMs.

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -25,6 +24,10 @@ const (
 	DefaultConcurrency = 16
 	// MaxDownloadBytes bounds one download (the Go module proxy protocol's own bound on a module zip is 500 MiB).
 	MaxDownloadBytes = 512 << 20
+	// DefaultMaxTotalBytes bounds what one ingestion offers in all, downloaded or from the cache, when
+	// Options.MaxTotalBytes is 0. A lock file names its own download URLs and pins, so without it one source could
+	// fill the host's disk with bytes that match their pins.
+	DefaultMaxTotalBytes = 8 << 30
 )
 
 // fetcher is one ingestion: the options, the cache, and the bound on downloads at once.
@@ -32,6 +35,9 @@ type fetcher struct {
 	opts   Options
 	client *http.Client
 	slots  chan struct{}
+
+	maxTotal int64        // bound on the bytes of this ingestion, downloaded or from the cache
+	total    atomic.Int64 // bytes counted against maxTotal so far
 
 	progress *progress
 }
@@ -45,13 +51,35 @@ func newFetcher(opts Options) (*fetcher, error) {
 	}
 	client := opts.Client
 	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Minute}
+		client = defaultClient()
 	}
 	n := opts.Concurrency
 	if n <= 0 {
 		n = DefaultConcurrency
 	}
-	return &fetcher{opts: opts, client: client, slots: make(chan struct{}, n), progress: &progress{w: opts.Progress}}, nil
+	maxTotal := opts.MaxTotalBytes
+	if maxTotal <= 0 {
+		maxTotal = DefaultMaxTotalBytes
+	}
+	return &fetcher{opts: opts, client: client, slots: make(chan struct{}, n), maxTotal: maxTotal, progress: &progress{w: opts.Progress}}, nil
+}
+
+// spend counts n more bytes against the ingestion's bound.
+func (f *fetcher) spend(n int64) error {
+	if f.total.Add(n) > f.maxTotal {
+		return inputErrorf("the dependencies add up to more than %d bytes, ssf's bound on one build's dependencies: depend on fewer or smaller packages", f.maxTotal)
+	}
+	return nil
+}
+
+// budgetWriter counts what is written to it against the fetcher's bound, and fails past it.
+type budgetWriter struct{ f *fetcher }
+
+func (w budgetWriter) Write(b []byte) (int, error) {
+	if err := w.f.spend(int64(len(b))); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 // cached is a verified file in the cache.
@@ -67,11 +95,20 @@ type cached struct {
 // a cache hit is verified again before use.
 func (f *fetcher) get(ctx context.Context, key, url string, check func(path string) error) (cached, error) {
 	p := filepath.Join(f.opts.Cache, filepath.FromSlash(key))
-	if d, err := hashFile(p); err == nil {
+	if fi, err := os.Stat(p); err == nil {
+		// Counted before it is read: a cache filled by earlier builds is no way around the bound.
+		if err := f.spend(fi.Size()); err != nil {
+			return cached{}, err
+		}
+		d, err := hashFile(p)
+		if err != nil {
+			return cached{}, err
+		}
 		if err := check(p); err == nil {
 			f.progress.done(false)
 			return cached{Path: p, Digest: d}, nil
 		}
+		f.total.Add(-fi.Size())
 		// A damaged entry is replaced by a fresh, checked download.
 		if err := durable.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return cached{}, err
@@ -107,26 +144,29 @@ func (f *fetcher) get(ctx context.Context, key, url string, check func(path stri
 	return cached{Path: p, Digest: d}, nil
 }
 
-// download fetches url into a new temporary file in dir and returns its path and sha256.
-func (f *fetcher) download(ctx context.Context, url, dir string) (string, digest.Digest, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// download fetches rawURL into a new temporary file in dir and returns its path and sha256. Messages name the URL
+// without its user information: a proxy's or registry's credentials are the factory's, never a build log's.
+func (f *fetcher) download(ctx context.Context, rawURL, dir string) (string, digest.Digest, error) {
+	url := redactURL(rawURL)
+	req, err := http.NewRequestWithContext(withDialPolicy(ctx, rawURL), http.MethodGet, rawURL, nil)
 	if err != nil {
-		return "", "", fmt.Errorf("fetching %s: %w", url, err)
+		return "", "", fmt.Errorf("fetching %s: %w", url, unwrapURLError(err))
 	}
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return "", "", fmt.Errorf("fetching %s: %w", url, err)
+		return "", "", fmt.Errorf("fetching %s: %w", url, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", "", &FetchError{URL: url, Status: resp.Status}
+		// The status code only: the reason phrase is the server's text, and may carry terminal control bytes.
+		return "", "", &FetchError{URL: url, Status: fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))}
 	}
 	tmp, err := os.CreateTemp(dir, ".tmp-download-*")
 	if err != nil {
 		return "", "", err
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(resp.Body, MaxDownloadBytes+1))
+	n, err := io.Copy(io.MultiWriter(budgetWriter{f}, tmp, h), io.LimitReader(resp.Body, MaxDownloadBytes+1))
 	if err == nil && n > MaxDownloadBytes {
 		err = fmt.Errorf("fetching %s: larger than %d bytes", url, MaxDownloadBytes)
 	}
@@ -138,7 +178,7 @@ func (f *fetcher) download(ctx context.Context, url, dir string) (string, digest
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
-		return "", "", fmt.Errorf("fetching %s: %w", url, err)
+		return "", "", fmt.Errorf("fetching %s: %w", url, unwrapURLError(err))
 	}
 	f.progress.bytes.Add(n)
 	return tmp.Name(), digest.NewDigest(digest.SHA256, h), nil

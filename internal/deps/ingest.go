@@ -37,6 +37,12 @@ func Ingest(ctx context.Context, src fs.FS, specs []Spec, tree string, opts Opti
 		}
 		for j := range got {
 			got[j].Spec = i
+			// What is recorded is where the bytes came from, never a credential a URL carries (a lock's
+			// "resolved" may hold one too).
+			got[j].URL = redactURL(got[j].URL)
+			if got[j].Kind == File {
+				got[j].URI = redactURL(got[j].URI)
+			}
 		}
 		all = append(all, got...)
 	}

@@ -1,0 +1,191 @@
+package deps
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Hostile sources, registries and file servers: each test plays one and asserts that the attack failed.
+
+// A server a lock file or a pipeline names redirects the control plane to addresses only its host can reach: a
+// cloud metadata service, the unspecified address (which Linux connects to the host's loopback), loopback itself
+// by another name. Every one is refused when the connection is opened, and nothing is fetched.
+func TestFetchRefusesRedirectsToHostOnlyAddresses(t *testing.T) {
+	body := []byte("pinned\n")
+	var target string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/secret" {
+			w.Write(body)
+			return
+		}
+		http.Redirect(w, r, target, http.StatusFound)
+	}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	for _, tc := range []struct{ target, want string }{
+		{"http://169.254.169.254/latest/meta-data/", "link-local"},
+		{"http://[::ffff:169.254.169.254]/latest/meta-data/", "link-local"},
+		{"http://[fe80::1]:" + port + "/secret", "link-local"},
+		{"http://0.0.0.0:" + port + "/secret", "unspecified"},
+		{"http://100.100.100.200/latest/meta-data/", "metadata"},
+	} {
+		target = tc.target
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		_, err := Ingest(ctx, nil, []Spec{{Kind: File, URL: srv.URL + "/x", SHA256: digest.FromBytes(body), Dest: "x"}}, t.TempDir(), Options{Cache: t.TempDir()})
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "refusing to connect") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("redirect to %s: err = %v, want a refusal naming %q", tc.target, err, tc.want)
+		}
+	}
+}
+
+// Loopback is allowed only when the URL being fetched names it (a local mirror); a fetch of any other host whose
+// connection lands on loopback (a redirect, a name resolving there) is refused.
+func TestDialPolicyLoopback(t *testing.T) {
+	for u, want := range map[string]bool{
+		"http://127.0.0.1:3000/x":          true,
+		"http://localhost:4873/x":          true,
+		"http://LOCALHOST/x":               true,
+		"http://[::1]/x":                   true,
+		"https://registry.npmjs.org/x":     false,
+		"https://127.0.0.1.example.org/x":  false,
+		"http://[::ffff:127.0.0.1]:80/x":   true,
+		"https://proxy.golang.org/x/@v/v1": false,
+	} {
+		if got, _ := withDialPolicy(context.Background(), u).Value(dialPolicyKey{}).(bool); got != want {
+			t.Errorf("loopback allowed for %s = %v, want %v", u, got, want)
+		}
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("reached")) }))
+	defer srv.Close()
+	// A fetch whose URL names another host (here: what a redirect from it dials) must not reach loopback.
+	ctx := context.WithValue(context.Background(), dialPolicyKey{}, false)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	resp, err := defaultClient().Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("a connection to loopback was opened for a URL that does not name it")
+	}
+	if !strings.Contains(err.Error(), "loopback") {
+		t.Errorf("err = %v, want it to name loopback", err)
+	}
+	for _, a := range []string{"10.0.0.1", "192.168.1.1", "fd12::1", "140.82.112.3"} {
+		if why := refusedAddr(netip.MustParseAddr(a), false); why != "" {
+			t.Errorf("%s refused (%s): private and public registries must stay reachable", a, why)
+		}
+	}
+}
+
+// A server's reason phrase is its own text: it must not reach the build log, where it could carry terminal
+// control sequences.
+func TestFetchErrorCarriesNoServerText(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil || line == "\r\n" {
+						break
+					}
+				}
+				c.Write([]byte("HTTP/1.1 404 \x1b]0;owned\x07\x1b[2J\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+			}()
+		}
+	}()
+	_, err = Ingest(context.Background(), nil, []Spec{{Kind: File, URL: "http://" + l.Addr().String() + "/x", SHA256: digest.FromString("x"), Dest: "x"}}, t.TempDir(), Options{Cache: t.TempDir()})
+	var fe *FetchError
+	if !errors.As(err, &fe) {
+		t.Fatalf("err = %v, want a *FetchError", err)
+	}
+	if strings.ContainsAny(err.Error(), "\x1b\x07") || fe.Status != "404 Not Found" {
+		t.Errorf("err = %q (status %q): want the status code's own text only", err, fe.Status)
+	}
+}
+
+// A lock's "resolved" URL may carry a user and password: they are used for the fetch, and appear in no record and
+// no message.
+func TestNpmResolvedCredentialsAreNotRecorded(t *testing.T) {
+	tgz := []byte("a tarball")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "builder" || p != "s3cret" {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		if r.URL.Path != "/a/-/a-1.0.0.tgz" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(tgz)
+	}))
+	defer srv.Close()
+	creds := strings.Replace(srv.URL, "http://", "http://builder:s3cret@", 1)
+	lock := func(resolved string) fstest.MapFS {
+		return fstest.MapFS{"package-lock.json": {Data: lockJSON(t, 3, map[string]map[string]any{
+			"node_modules/a": {"version": "1.0.0", "resolved": resolved, "integrity": sri(tgz)},
+		})}}
+	}
+	got, err := Ingest(context.Background(), lock(creds+"/a/-/a-1.0.0.tgz"), []Spec{{Kind: Npm, Path: "."}}, t.TempDir(), Options{Cache: t.TempDir(), NpmRegistry: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || strings.Contains(got[0].URL, "s3cret") || strings.Contains(got[0].URL, "builder") || got[0].URL != srv.URL+"/a/-/a-1.0.0.tgz" {
+		t.Errorf("recorded %+v: want the URL without its user information", got)
+	}
+	_, err = Ingest(context.Background(), lock(creds+"/missing.tgz"), []Spec{{Kind: Npm, Path: "."}}, t.TempDir(), Options{Cache: t.TempDir(), NpmRegistry: srv.URL})
+	if err == nil || strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "builder") {
+		t.Errorf("err = %v: want a failure that names no credential", err)
+	}
+}
+
+// One source cannot fill the host's disk: what an ingestion offers, downloaded or from the cache, is bounded.
+func TestIngestionIsBounded(t *testing.T) {
+	a, b := []byte(strings.Repeat("a", 80)), []byte(strings.Repeat("b", 80))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(map[string][]byte{"/a": a, "/b": b}[r.URL.Path])
+	}))
+	defer srv.Close()
+	specs := []Spec{
+		{Kind: File, URL: srv.URL + "/a", SHA256: digest.FromBytes(a), Dest: "a"},
+		{Kind: File, URL: srv.URL + "/b", SHA256: digest.FromBytes(b), Dest: "b"},
+	}
+	cache := t.TempDir()
+	// Each file fits, both do not; and a warm cache holding both is no way around it.
+	if _, err := Ingest(context.Background(), nil, specs[:1], t.TempDir(), Options{Cache: cache}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Ingest(context.Background(), nil, specs[1:], t.TempDir(), Options{Cache: cache}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{t.TempDir(), cache} {
+		_, err := Ingest(context.Background(), nil, specs, t.TempDir(), Options{Cache: c, MaxTotalBytes: 100})
+		var ie *InputError
+		if !errors.As(err, &ie) || !strings.Contains(err.Error(), "more than 100 bytes") {
+			t.Errorf("err = %v, want an *InputError naming the bound", err)
+		}
+	}
+	if _, err := Ingest(context.Background(), nil, specs, t.TempDir(), Options{Cache: cache, MaxTotalBytes: 160}); err != nil {
+		t.Errorf("exactly at the bound: %v", err)
+	}
+}
