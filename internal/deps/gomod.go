@@ -261,11 +261,15 @@ type goFile struct {
 
 // goCall is one fetch, shared by everyone who needs that file.
 type goCall struct {
-	done chan struct{}
-	c    cached
-	url  string
-	pin  string
-	err  error
+	// needed is false for a go.mod only go.sum names (none of the graph's loading asked for it): one the proxy
+	// does not have (404, 410) is left out instead of failing the build, as the go command could not fetch it
+	// either. Guarded by goIngest.mu.
+	needed bool
+	done   chan struct{}
+	c      cached
+	url    string
+	pin    string
+	err    error
 }
 
 // goIngest is the ingestion of one gomod Spec.
@@ -296,7 +300,7 @@ func (g *goIngest) run(ctx context.Context, tree string) ([]Dependency, error) {
 	}
 	// Every go.mod go.sum pins, fetched while the graph is walked.
 	for m := range g.sum.mod {
-		g.start(ctx, goFile{m, "mod"})
+		g.call(ctx, goFile{m, "mod"}, false)
 	}
 	if mainPruned {
 		// The zips are those of go.mod's requirements; start them at once.
@@ -469,7 +473,7 @@ func (g *goIngest) summary(ctx context.Context, m module.Version) (*summary, err
 			return nil, inputErrorf("%s: replace %s => %s: reading its go.mod: %v", g.modName, m, dir, err)
 		}
 	} else {
-		c := g.call(ctx, goFile{t, "mod"})
+		c := g.call(ctx, goFile{t, "mod"}, true)
 		<-c.done
 		if c.err != nil {
 			return nil, c.err
@@ -525,14 +529,15 @@ func buildList(roots []module.Version, graph map[module.Version]*summary, mainPa
 	return list
 }
 
-// call returns the fetch of file, starting it when nobody has.
-func (g *goIngest) call(ctx context.Context, file goFile) *goCall {
+// call returns the fetch of file, starting it when nobody has. needed says the graph needs the file.
+func (g *goIngest) call(ctx context.Context, file goFile, needed bool) *goCall {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if c, ok := g.calls[file]; ok {
+		c.needed = c.needed || needed
 		return c
 	}
-	c := &goCall{done: make(chan struct{})}
+	c := &goCall{needed: needed, done: make(chan struct{})}
 	g.calls[file] = c
 	g.f.progress.expect(1)
 	go func() {
@@ -542,29 +547,44 @@ func (g *goIngest) call(ctx context.Context, file goFile) *goCall {
 	return c
 }
 
-func (g *goIngest) start(ctx context.Context, file goFile) { g.call(ctx, file) }
+func (g *goIngest) start(ctx context.Context, file goFile) { g.call(ctx, file, true) }
 
-// wait waits for every fetch started and returns them, sorted; the error is that of the first failed one in that
-// order, so the message does not depend on timing.
+// wait waits for every fetch started and returns the files fetched, sorted; the error is that of the first failed
+// one in that order, so the message does not depend on timing.
 func (g *goIngest) wait() ([]goFile, error) {
 	g.mu.Lock()
-	files := make([]goFile, 0, len(g.calls))
+	all := make([]goFile, 0, len(g.calls))
 	calls := make(map[goFile]*goCall, len(g.calls))
 	for file, c := range g.calls {
-		files = append(files, file)
+		all = append(all, file)
 		calls[file] = c
 	}
 	g.mu.Unlock()
-	sort.Slice(files, func(i, j int) bool { return goFileLess(files[i], files[j]) })
+	sort.Slice(all, func(i, j int) bool { return goFileLess(all[i], all[j]) })
 	var first error
-	for _, file := range files {
+	var files []goFile
+	for _, file := range all {
 		c := calls[file]
 		<-c.done
-		if c.err != nil && first == nil {
+		g.mu.Lock()
+		needed := c.needed
+		g.mu.Unlock()
+		switch {
+		case c.err == nil:
+			files = append(files, file)
+		case !needed && notOnProxy(c.err):
+		case first == nil:
 			first = c.err
 		}
 	}
 	return files, first
+}
+
+// notOnProxy says whether err is the proxy saying it does not have the file (404 or 410, the GOPROXY protocol's
+// "not found").
+func notOnProxy(err error) bool {
+	var fe *FetchError
+	return errors.As(err, &fe) && (strings.HasPrefix(fe.Status, "404") || strings.HasPrefix(fe.Status, "410"))
 }
 
 func goFileLess(a, b goFile) bool {

@@ -641,3 +641,69 @@ func TestGoEnv(t *testing.T) {
 		}
 	}
 }
+
+// fakeProxy serves the given modules (each a go.mod and one Go file) by the GOPROXY protocol on a loopback port,
+// and returns its URL and the go.sum lines that pin them.
+func fakeProxy(t *testing.T, mods map[module.Version]string) (string, string) {
+	t.Helper()
+	files := map[string][]byte{}
+	var sum strings.Builder
+	for m, goMod := range mods {
+		var zb bytes.Buffer
+		if err := modzip.Create(&zb, m, []modzip.File{memFile{"go.mod", goMod}, memFile{"a.go", "package a\n"}}); err != nil {
+			t.Fatal(err)
+		}
+		zp := filepath.Join(t.TempDir(), "m.zip")
+		if err := os.WriteFile(zp, zb.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		zipH1, err := dirhash.HashZip(zp, dirhash.Hash1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		modH1, _ := goModHash([]byte(goMod))
+		files["/"+m.Path+"/@v/"+m.Version+".zip"] = zb.Bytes()
+		files["/"+m.Path+"/@v/"+m.Version+".mod"] = []byte(goMod)
+		fmt.Fprintf(&sum, "%s %s %s\n%s %s/go.mod %s\n", m.Path, m.Version, zipH1, m.Path, m.Version, modH1)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b, ok := files[r.URL.Path]; ok {
+			w.Write(b)
+			return
+		}
+		http.Error(w, "not found", http.StatusNotFound)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, sum.String()
+}
+
+// A go.mod only go.sum names, which the proxy no longer has, is left out; one the build needs is not.
+func TestGomodStaleGoSumLine(t *testing.T) {
+	proxy, sum := fakeProxy(t, map[module.Version]string{{Path: "example.com/a", Version: "v1.0.0"}: "module example.com/a\n\ngo 1.22\n"})
+	gone := "example.com/gone v1.0.0/go.mod " + otherH1 + "\n"
+	for _, tt := range []struct {
+		name, goMod string
+		err         string
+	}{
+		{"not needed", "module example.com/x\n\ngo 1.22\n\nrequire example.com/a v1.0.0\n", ""},
+		{"needed", "module example.com/x\n\ngo 1.22\n\nrequire (\n\texample.com/a v1.0.0\n\texample.com/gone v1.0.0\n)\n", "404"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := fstest.MapFS{"go.mod": {Data: []byte(tt.goMod)}, "go.sum": {Data: []byte(sum + gone)}}
+			deps, err := Ingest(context.Background(), src, []Spec{{Kind: Gomod, Path: "."}}, t.TempDir(),
+				Options{Cache: t.TempDir(), GoProxy: proxy})
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.Contains(err.Error(), "example.com/gone@v1.0.0") {
+					t.Fatalf("error %v, want one naming example.com/gone@v1.0.0 and %s", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := summarize(deps); !reflect.DeepEqual(got, []wantDep{{"example.com/a", "v1.0.0", false}}) {
+				t.Errorf("dependencies %v", got)
+			}
+		})
+	}
+}
