@@ -707,3 +707,48 @@ func TestGomodStaleGoSumLine(t *testing.T) {
 		})
 	}
 }
+
+// Below a dependency whose go.mod says go < 1.17, the go command loads its requirements' go.mod files, so go.sum
+// must pin them; below one at go >= 1.17 it does not.
+func TestGomodUnprunedNeedsGoModHashes(t *testing.T) {
+	b := module.Version{Path: "example.com/b", Version: "v1.0.0"}
+	for _, tt := range []struct {
+		aGo string
+		err string
+	}{
+		{"1.16", "module example.com/b@v1.0.0 is needed to build example.com/x but go.sum has no hash for its go.mod"},
+		{"1.17", ""},
+	} {
+		t.Run("go "+tt.aGo, func(t *testing.T) {
+			proxy, sum := fakeProxy(t, map[module.Version]string{
+				{Path: "example.com/a", Version: "v1.0.0"}: "module example.com/a\n\ngo " + tt.aGo + "\n\nrequire example.com/b v1.0.0\n",
+				b: "module example.com/b\n\ngo 1.22\n",
+			})
+			var kept []string
+			for _, l := range strings.SplitAfter(sum, "\n") {
+				if !strings.HasPrefix(l, "example.com/b ") {
+					kept = append(kept, l)
+				}
+			}
+			src := fstest.MapFS{
+				"go.mod": {Data: []byte("module example.com/x\n\ngo 1.22\n\nrequire example.com/a v1.0.0\n")},
+				"go.sum": {Data: []byte(strings.Join(kept, ""))},
+			}
+			deps, err := Ingest(context.Background(), src, []Spec{{Kind: Gomod, Path: "."}}, t.TempDir(),
+				Options{Cache: t.TempDir(), GoProxy: proxy})
+			if tt.err != "" {
+				var ie *InputError
+				if !errors.As(err, &ie) || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want an *InputError saying %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := summarize(deps); !reflect.DeepEqual(got, []wantDep{{"example.com/a", "v1.0.0", false}}) {
+				t.Errorf("dependencies %v", got)
+			}
+		})
+	}
+}
