@@ -189,3 +189,39 @@ func TestIngestionIsBounded(t *testing.T) {
 		t.Errorf("exactly at the bound: %v", err)
 	}
 }
+
+// A lock may pin any bytes under any name: left-pad@1.3.0 fetched from another server, or from the registry's
+// tarball of another package. Both are checked against the lock's sha512, but the registry's left-pad@1.3.0 they
+// are not: the recorded purl says where they came from instead of passing them off as the registry's package.
+func TestNpmPURLClaimsTheRegistryOnlyForItsOwnTarball(t *testing.T) {
+	evil := []byte("not left-pad")
+	srv := newNpmServer(t, map[string][]byte{
+		"/left-pad/-/left-pad-1.3.0.tgz":    evil,
+		"/evil/-/evil-6.6.6.tgz":            evil,
+		"/elsewhere/left-pad-1.3.0.tgz":     evil,
+		"/@s/left-pad/-/left-pad-1.3.0.tgz": evil,
+	})
+	for resolved, want := range map[string]string{
+		srv.URL + "/left-pad/-/left-pad-1.3.0.tgz": "pkg:npm/left-pad@1.3.0",
+		"":                                 "pkg:npm/left-pad@1.3.0",
+		srv.URL + "/evil/-/evil-6.6.6.tgz": "pkg:npm/left-pad@1.3.0?download_url=http://" + srv.Listener.Addr().String() + "/evil/-/evil-6.6.6.tgz",
+		srv.URL + "/elsewhere/left-pad-1.3.0.tgz":     "pkg:npm/left-pad@1.3.0?download_url=http://" + srv.Listener.Addr().String() + "/elsewhere/left-pad-1.3.0.tgz",
+		srv.URL + "/@s/left-pad/-/left-pad-1.3.0.tgz": "pkg:npm/left-pad@1.3.0?download_url=http://" + srv.Listener.Addr().String() + "/%40s/left-pad/-/left-pad-1.3.0.tgz",
+	} {
+		entry := map[string]any{"version": "1.3.0", "integrity": sri(evil)}
+		if resolved != "" {
+			entry["resolved"] = resolved
+		}
+		src := fstest.MapFS{"package-lock.json": {Data: lockJSON(t, 3, map[string]map[string]any{"node_modules/left-pad": entry})}}
+		got, err := Ingest(context.Background(), src, []Spec{{Kind: Npm, Path: "."}}, t.TempDir(), Options{Cache: t.TempDir(), NpmRegistry: srv.URL + "/"})
+		if err != nil {
+			t.Fatalf("resolved %q: %v", resolved, err)
+		}
+		if len(got) != 1 || got[0].URI != want {
+			t.Errorf("resolved %q: recorded %+v, want uri %s", resolved, got, want)
+		}
+	}
+	if got := npmPURLFrom("left-pad", "1.3.0", "https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz", "https://mirror.example/npm/"); got != "pkg:npm/left-pad@1.3.0" {
+		t.Errorf("npm's own registry, with a mirror configured: %s", got)
+	}
+}

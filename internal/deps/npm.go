@@ -292,6 +292,37 @@ func npmPURL(name, version string) string {
 	return "pkg:npm/" + purlEscape(ns) + "/" + purlEscape(n) + "@" + purlEscape(version)
 }
 
+// npmPURLFrom is the purl of a package fetched from u. A plain pkg:npm purl names the registry's package
+// name@version; ssf can say that only when u is where the registry keeps that very tarball (the configured
+// registry, or npm's default one). A lock may name any URL for any name and version, and the sha512 then pins
+// bytes nobody but the lock's author vouches for: such a package gets a download_url qualifier (as Hermeto does
+// for npm packages from URLs), so that neither the provenance nor an SBOM passes it off as the registry's.
+func npmPURLFrom(name, version, u, registry string) string {
+	purl := npmPURL(name, version)
+	u = redactURL(u)
+	for _, r := range []string{registry, DefaultNpmRegistry} {
+		if u == npmTarballURL(redactURL(r), name, version) {
+			return purl
+		}
+	}
+	return purl + "?download_url=" + purlQualifierEscape(u)
+}
+
+// purlQualifierEscape percent-encodes a purl qualifier value: everything but unreserved characters and the
+// separators a URL needs to stay readable.
+func purlQualifierEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(".-_~:/", c) >= 0 {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
 // npm ingests the packages that package-lock.json (or npm-shrinkwrap.json) at s.Path pins: each tarball from its "resolved" URL or the
 // registry, checked against the lock's sha512 integrity, then laid out as an npm cache at tree/NpmCacheDir.
 func (f *fetcher) npm(ctx context.Context, src fs.FS, s Spec, tree string) ([]Dependency, error) {
@@ -405,7 +436,7 @@ func (f *fetcher) npm(ctx context.Context, src fs.FS, s Spec, tree string) ([]De
 			Kind:    Npm,
 			Name:    p.Name,
 			Version: p.Version,
-			URI:     npmPURL(p.Name, p.Version),
+			URI:     npmPURLFrom(p.Name, p.Version, p.URL, registry),
 			URL:     p.URL,
 			Digest:  c.Digest,
 			Pin:     p.Integrity,
