@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -24,6 +25,9 @@ const (
 	DefaultConcurrency = 16
 	// MaxDownloadBytes bounds one download (the Go module proxy protocol's own bound on a module zip is 500 MiB).
 	MaxDownloadBytes = 512 << 20
+	// MaxGoModBytes bounds a module's go.mod, as the go command does (cmd/go's codehost.MaxGoMod): ingestion reads
+	// and parses it whole, and a proxy could otherwise send 512 MiB for each one.
+	MaxGoModBytes = 16 << 20
 	// DefaultMaxTotalBytes bounds what one ingestion offers in all, downloaded or from the cache, when
 	// Options.MaxTotalBytes is 0. A lock file names its own download URLs and pins, so without it one source could
 	// fill the host's disk with bytes that match their pins.
@@ -125,7 +129,7 @@ func (f *fetcher) get(ctx context.Context, key, url string, check func(path stri
 	if err := durable.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return cached{}, err
 	}
-	tmp, d, err := f.download(ctx, url, filepath.Dir(p))
+	tmp, d, err := f.download(ctx, url, filepath.Dir(p), maxBytes(key))
 	if err != nil {
 		return cached{}, err
 	}
@@ -144,9 +148,18 @@ func (f *fetcher) get(ctx context.Context, key, url string, check func(path stri
 	return cached{Path: p, Digest: d}, nil
 }
 
+// maxBytes is the bound on one download stored under the cache key key: a go.mod's (the keys of Go modules end in
+// their GOPROXY extension), or any other file's.
+func maxBytes(key string) int64 {
+	if strings.HasPrefix(key, "gomod/") && strings.HasSuffix(key, ".mod") {
+		return MaxGoModBytes
+	}
+	return MaxDownloadBytes
+}
+
 // download fetches rawURL into a new temporary file in dir and returns its path and sha256. Messages name the URL
 // without its user information: a proxy's or registry's credentials are the factory's, never a build log's.
-func (f *fetcher) download(ctx context.Context, rawURL, dir string) (string, digest.Digest, error) {
+func (f *fetcher) download(ctx context.Context, rawURL, dir string, limit int64) (string, digest.Digest, error) {
 	url := redactURL(rawURL)
 	req, err := http.NewRequestWithContext(withDialPolicy(ctx, rawURL), http.MethodGet, rawURL, nil)
 	if err != nil {
@@ -166,9 +179,9 @@ func (f *fetcher) download(ctx context.Context, rawURL, dir string) (string, dig
 		return "", "", err
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(budgetWriter{f}, tmp, h), io.LimitReader(resp.Body, MaxDownloadBytes+1))
-	if err == nil && n > MaxDownloadBytes {
-		err = fmt.Errorf("fetching %s: larger than %d bytes", url, MaxDownloadBytes)
+	n, err := io.Copy(io.MultiWriter(budgetWriter{f}, tmp, h), io.LimitReader(resp.Body, limit+1))
+	if err == nil && n > limit {
+		err = fmt.Errorf("larger than %d bytes", limit)
 	}
 	if err == nil {
 		err = durable.Sync(tmp)

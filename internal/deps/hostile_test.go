@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -223,5 +224,38 @@ func TestNpmPURLClaimsTheRegistryOnlyForItsOwnTarball(t *testing.T) {
 	}
 	if got := npmPURLFrom("left-pad", "1.3.0", "https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz", "https://mirror.example/npm/"); got != "pkg:npm/left-pad@1.3.0" {
 		t.Errorf("npm's own registry, with a mirror configured: %s", got)
+	}
+}
+
+// A hostile module proxy answers a go.mod request with an endless body: ingestion reads and parses a go.mod whole,
+// so it stops at the go command's own bound instead of taking up to 512 MiB of memory per go.mod.
+func TestGoModDownloadIsBounded(t *testing.T) {
+	var sent atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, ".mod") {
+			http.NotFound(w, r)
+			return
+		}
+		line := []byte(strings.Repeat("// padding ", 100) + "\n")
+		for sent.Load() < 64<<20 {
+			n, err := w.Write(line)
+			sent.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	src := fstest.MapFS{
+		"go.mod": {Data: []byte("module example.com/m\n\ngo 1.22\n\nrequire example.com/dep v1.0.0\n")},
+		"go.sum": {Data: []byte("example.com/dep v1.0.0 h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\nexample.com/dep v1.0.0/go.mod h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n")},
+	}
+	_, err := Ingest(context.Background(), src, []Spec{{Kind: Gomod, Path: "."}}, t.TempDir(), Options{Cache: t.TempDir(), GoProxy: srv.URL})
+	if err == nil || !strings.Contains(err.Error(), "larger than 16777216 bytes") {
+		t.Errorf("err = %v, want the go.mod refused past 16 MiB", err)
+	}
+	var me *MismatchError
+	if errors.As(err, &me) {
+		t.Errorf("a 64 MiB go.mod was read whole and hashed: %v", err)
 	}
 }
