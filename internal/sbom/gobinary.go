@@ -19,10 +19,17 @@ import (
 )
 
 // Bounds on what a binary's build info may cost: a real one is a few KiB to read after the data section's
-// .go.buildinfo header is found, and names at most a few thousand modules. Variables, so tests can lower them.
+// .go.buildinfo header is found, names at most a few thousand modules and holds tens of KiB of text. Variables,
+// so tests can lower them.
 var (
 	readBudget int64 = 256 << 20 // bytes read from the file by debug/buildinfo, the search for its header included
-	maxModules       = 20000
+	// maxModules: the largest real Go programs link one or two thousand modules. At 20000 the SPDX bundle alone
+	// was 34 MB, more than ssf sbom and a registry fetch read (verify.MaxBundleSize); at 5000 it is under half.
+	maxModules = 5000
+	// maxInfoText bounds the text build info holds (module paths, versions, sums, settings). A real binary's is
+	// tens of KiB; each byte of it is written several times into each document and grows again as the
+	// statement's predicate, so 18 MiB of module paths already cost the control plane a GiB of memory.
+	maxInfoText = 1 << 20
 )
 
 // readBuildInfo returns the Go build info of the file at path, or nil when it has none (not a Go binary, or
@@ -66,8 +73,28 @@ func readBuildInfo(ctx context.Context, path string, want digest.Digest) (info *
 		return nil, "", nil // not a Go binary (or one without build info): described as a file
 	case len(info.Deps) > maxModules:
 		return nil, fmt.Sprintf("build info not used: it names %d modules, more than %d", len(info.Deps), maxModules), nil
+	case infoText(info) > maxInfoText:
+		return nil, fmt.Sprintf("build info not used: it holds %d bytes of module names and settings, more than %d", infoText(info), maxInfoText), nil
 	}
 	return info, "", nil
+}
+
+// infoText is the number of bytes of text in info that the documents would carry.
+func infoText(info *buildinfo.BuildInfo) int {
+	n := len(info.GoVersion) + len(info.Path)
+	mod := func(m *debug.Module) {
+		for ; m != nil; m = m.Replace {
+			n += len(m.Path) + len(m.Version) + len(m.Sum)
+		}
+	}
+	mod(&info.Main)
+	for _, d := range info.Deps {
+		mod(d)
+	}
+	for _, s := range info.Settings {
+		n += len(s.Key) + len(s.Value)
+	}
+	return n
 }
 
 // budgetReaderAt fails every read once left (bytes still allowed) is spent, and when ctx is cancelled.

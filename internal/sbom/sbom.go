@@ -26,8 +26,9 @@
 // # What it must never do
 //
 // It never runs, loads or links the output it describes: build info is read as data, from a file of bounded size,
-// with a bound on the bytes read and the modules named (past either, the output is described as a file and the
-// SBOM says why). A hostile file can make it report false build info, flagged wherever it names a module that was
+// with bounds on the bytes read, the modules named and the text they hold (past any, the output is described as a
+// file and the SBOM says why), so a hostile file can neither hold the control plane's memory nor make an SBOM
+// bundle larger than its readers take (verify.MaxBundleSize). A hostile file can make it report false build info, flagged wherever it names a module that was
 // not ingested, or none; never more. It never presents a step's claim (the binary's build
 // info) as the factory's observation without saying so, never reports a module as ingested unless a dependency
 // the control plane verified has the same path, version and h1 hash (a module the binary records no hash for,
