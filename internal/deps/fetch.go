@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -38,6 +39,7 @@ const (
 type fetcher struct {
 	opts   Options
 	client *http.Client
+	tmpDir string // downloads in progress, in the cache's file system (so a checked one is linked into place)
 	slots  chan struct{}
 
 	maxTotal int64        // bound on the bytes of this ingestion, downloaded or from the cache
@@ -50,9 +52,23 @@ func newFetcher(opts Options) (*fetcher, error) {
 	if opts.Cache == "" {
 		return nil, errors.New("deps: no cache directory")
 	}
-	if err := durable.MkdirAll(opts.Cache, 0o755); err != nil {
+	// The cache may hold private modules (from a proxy that needs credentials): no other local account reads it,
+	// whatever mode the directory had before.
+	if err := durable.MkdirAll(opts.Cache, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the dependency cache %q: %w", opts.Cache, err)
 	}
+	if fi, err := os.Stat(opts.Cache); err != nil {
+		return nil, err
+	} else if fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(opts.Cache, 0o700); err != nil {
+			return nil, fmt.Errorf("making the dependency cache %q private: %w", opts.Cache, err)
+		}
+	}
+	tmpDir := filepath.Join(opts.Cache, "tmp")
+	if err := durable.MkdirAll(tmpDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating the dependency cache %q: %w", opts.Cache, err)
+	}
+	sweepTmp(tmpDir, time.Now().Add(-maxTmpAge))
 	client := opts.Client
 	if client == nil {
 		client = defaultClient()
@@ -65,7 +81,26 @@ func newFetcher(opts Options) (*fetcher, error) {
 	if maxTotal <= 0 {
 		maxTotal = DefaultMaxTotalBytes
 	}
-	return &fetcher{opts: opts, client: client, slots: make(chan struct{}, n), maxTotal: maxTotal, progress: &progress{w: opts.Progress}}, nil
+	return &fetcher{opts: opts, client: client, tmpDir: tmpDir, slots: make(chan struct{}, n), maxTotal: maxTotal, progress: &progress{w: opts.Progress}}, nil
+}
+
+// maxTmpAge is how old a download in the cache's tmp directory must be to be taken as left by a build that
+// crashed: far beyond the default client's 10-minute bound on one download, so no running build loses its own.
+const maxTmpAge = time.Hour
+
+// sweepTmp removes the downloads in dir last written before cutoff: a crash (or a kill) mid-download leaves its
+// temporary file behind, and nothing else would ever remove it. They are never trusted in any case: only a
+// checked download is linked under its key.
+func sweepTmp(dir string, cutoff time.Time) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.ModTime().Before(cutoff) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // spend counts n more bytes against the ingestion's bound.
@@ -129,7 +164,7 @@ func (f *fetcher) get(ctx context.Context, key, url string, check func(path stri
 	if err := durable.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return cached{}, err
 	}
-	tmp, d, err := f.download(ctx, url, filepath.Dir(p), maxBytes(key))
+	tmp, d, err := f.download(ctx, url, f.tmpDir, maxBytes(key))
 	if err != nil {
 		return cached{}, err
 	}

@@ -3,7 +3,9 @@ package deps
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"strings"
 )
 
 // file ingests one file pinned by sha256: fetched from s.URL (or taken from the cache), checked, and placed at
@@ -12,6 +14,11 @@ func (f *fetcher) file(ctx context.Context, s Spec, tree string) ([]Dependency, 
 	what := fmt.Sprintf("file %q", s.Dest)
 	if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, inputErrorf("%s: %q is not an http or https URL", what, s.URL)
+	}
+	// Package pipeline checks dest; checked again here, as it is joined to the tree: never a path out of it, nor
+	// into the ecosystems' layouts (names starting with a dot).
+	if !fs.ValidPath(s.Dest) || s.Dest == "." || strings.HasPrefix(s.Dest, ".") || strings.Contains(s.Dest, "/.") {
+		return nil, inputErrorf("%s: dest must be a clean relative path with no component starting with '.'", what)
 	}
 	if err := s.SHA256.Validate(); err != nil || s.SHA256.Algorithm() != "sha256" {
 		return nil, inputErrorf("%s: sha256 %q is not a sha256 digest", what, s.SHA256)

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -257,5 +259,77 @@ func TestGoModDownloadIsBounded(t *testing.T) {
 	var me *MismatchError
 	if errors.As(err, &me) {
 		t.Errorf("a 64 MiB go.mod was read whole and hashed: %v", err)
+	}
+}
+
+// A dest is joined to the tree: one that leaves it, or lands in an ecosystem's layout, is refused before anything
+// is fetched or written, even when a caller skipped package pipeline's checks.
+func TestFileDestStaysInTheTree(t *testing.T) {
+	body := []byte("x")
+	srv := newNpmServer(t, map[string][]byte{"/x": body})
+	root := t.TempDir()
+	tree := filepath.Join(root, "tree")
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, dest := range []string{"../escaped", "a/../../escaped", "/abs", ".goproxy/x", "a/.npm", ".", ""} {
+		_, err := Ingest(context.Background(), nil, []Spec{{Kind: File, URL: srv.URL + "/x", SHA256: digest.FromBytes(body), Dest: dest}}, tree, Options{Cache: t.TempDir()})
+		var ie *InputError
+		if !errors.As(err, &ie) {
+			t.Errorf("dest %q: err = %v, want an *InputError", dest, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(root, "escaped")); err == nil {
+		t.Error("a file was written outside the tree")
+	}
+	if n := srv.hits.Load(); n != 0 {
+		t.Errorf("%d requests for refused specs", n)
+	}
+}
+
+// Another local account must not read the cache (it may hold private modules), whatever mode the directory had.
+func TestCacheIsPrivate(t *testing.T) {
+	body := []byte("x")
+	srv := newNpmServer(t, map[string][]byte{"/x": body})
+	cache := filepath.Join(t.TempDir(), "cache")
+	if err := os.Mkdir(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Ingest(context.Background(), nil, []Spec{{Kind: File, URL: srv.URL + "/x", SHA256: digest.FromBytes(body), Dest: "x"}}, t.TempDir(), Options{Cache: cache}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(cache); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("cache mode %v, %v: want 0700", fi.Mode(), err)
+	}
+}
+
+// A build killed mid-download leaves its temporary file in the cache: a later ingestion removes it (never trusting
+// it), and leaves alone a download that a running build may still be writing.
+func TestLeftoverDownloadsAreSwept(t *testing.T) {
+	body := []byte("x")
+	srv := newNpmServer(t, map[string][]byte{"/x": body})
+	cache := t.TempDir()
+	spec := Spec{Kind: File, URL: srv.URL + "/x", SHA256: digest.FromBytes(body), Dest: "x"}
+	if _, err := Ingest(context.Background(), nil, []Spec{spec}, t.TempDir(), Options{Cache: cache}); err != nil {
+		t.Fatal(err)
+	}
+	old, fresh := filepath.Join(cache, "tmp", ".tmp-download-old"), filepath.Join(cache, "tmp", ".tmp-download-fresh")
+	for _, p := range []string{old, fresh} {
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	then := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(old, then, then); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Ingest(context.Background(), nil, []Spec{spec}, t.TempDir(), Options{Cache: cache}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(old); err == nil {
+		t.Error("a download left two hours ago is still in the cache")
+	}
+	if _, err := os.Lstat(fresh); err != nil {
+		t.Errorf("a download in progress was removed: %v", err)
 	}
 }
