@@ -56,6 +56,17 @@ func (d *decoder) dependencies(n *yaml.Node) ([]Dependency, error) {
 			return nil, d.errAt(item, index(path, i), "declares %s again (first at line %d): keep one", key, first)
 		}
 		seen[key] = item.Line
+		// A file cannot also be a directory of another file's dest: refused here, by line, rather than as a
+		// failure to lay out the tree after everything was fetched.
+		for _, other := range deps {
+			if dep.Type != DepFile || other.Type != DepFile {
+				continue
+			}
+			if strings.HasPrefix(dep.Dest, other.Dest+"/") || strings.HasPrefix(other.Dest, dep.Dest+"/") {
+				return nil, d.errAt(item, join(index(path, i), "dest"), "dest %s and the dest %s at line %d put a file where the other needs a directory: give them paths apart",
+					quote(dep.Dest), quote(other.Dest), other.Line)
+			}
+		}
 		deps = append(deps, dep)
 	}
 	return deps, nil
