@@ -6,10 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/sigstore/sigstore-go/pkg/root"
@@ -18,6 +25,7 @@ import (
 	"github.com/ssf-dev/ssf/internal/archive"
 	"github.com/ssf-dev/ssf/internal/factory"
 	"github.com/ssf-dev/ssf/internal/oci"
+	"github.com/ssf-dev/ssf/internal/provenance"
 	"github.com/ssf-dev/ssf/internal/sbom"
 	"github.com/ssf-dev/ssf/internal/verify"
 )
@@ -33,7 +41,10 @@ The factory writes two SBOMs of every output, SPDX 2.3 and CycloneDX 1.6, each s
   OUT/attestations/OUTPUT.spdx.sigstore.json   (predicate https://spdx.dev/Document)
   OUT/attestations/OUTPUT.cdx.sigstore.json    (predicate https://cyclonedx.org/bom)
 Before anything is printed, the bundle's signature is verified with the local factory's provenance key (or
---key KEY.pub), and OUTPUT is hashed again: its sha256 must be a subject of the signed statement.
+--key KEY.pub), and OUTPUT is hashed again: the signed statement must have a subject of OUTPUT's name and
+sha256. The bundle must be a regular file (not a symlink) beneath OUT's real directories. Names in the printed
+table and JSON come from the output's build info, which a step wrote: characters a terminal would act on are
+printed escaped.
 
 --format table (the default) prints one line per component, sorted: name, version, type (go-module, npm or
 file), purl, and whether the factory ingested it. For a Go binary the components are the modules its embedded
@@ -64,21 +75,9 @@ output, or an output without an SBOM attestation.`,
 			if err != nil {
 				return err
 			}
-			bundlePath, predicateType := "", ""
-			for i, s := range suffixes {
-				p := filepath.Join(out, "attestations", filepath.FromSlash(rel)+s)
-				if _, err := os.Lstat(p); err == nil {
-					bundlePath, predicateType = p, predicates[i]
-					break
-				}
-			}
-			if bundlePath == "" {
-				return usagef("output %q has no SBOM attestation: expected %s (ssf build writes one for every output)",
-					rel, filepath.Join(out, "attestations", filepath.FromSlash(rel)+suffixes[0]))
-			}
-			bundle, err := verify.ReadBundle(bundlePath)
+			bundlePath, predicateType, bundle, err := readSBOMBundle(out, rel, suffixes, predicates)
 			if err != nil {
-				return &usageError{err}
+				return err
 			}
 			var trusted root.TrustedMaterial
 			if keyPath != "" {
@@ -102,13 +101,20 @@ output, or an output without an SBOM attestation.`,
 				}
 				return &usageError{err}
 			}
+			// The digest alone does not say which output the statement is about: two outputs with the same
+			// bytes have different SBOMs (their names, the dependencies of the tasks that made them), and one's
+			// bundle may have been copied over the other's.
+			if !slices.Contains(v.Subjects, provenance.Subject{Name: rel, Digest: sum}) {
+				return fmt.Errorf("%s: %w: the statement is not about output %q (subjects: %s)", bundlePath,
+					verify.ErrVerification, rel, printable(subjectNames(v.Subjects)))
+			}
 			if format != "table" {
 				var doc bytes.Buffer
 				if err := json.Indent(&doc, v.Predicate, "", "  "); err != nil {
 					return fmt.Errorf("%s: %w", bundlePath, err)
 				}
 				doc.WriteByte('\n')
-				_, err := doc.WriteTo(cmd.OutOrStdout())
+				_, err := cmd.OutOrStdout().Write(terminalSafeJSON(doc.Bytes()))
 				return err
 			}
 			rows, err := sbom.Rows(predicateType, v.Predicate)
@@ -121,6 +127,73 @@ output, or an output without an SBOM attestation.`,
 	cmd.Flags().StringVar(&format, "format", "table", "table, spdx (SPDX 2.3 JSON) or cyclonedx (CycloneDX 1.6 JSON)")
 	cmd.Flags().StringVar(&keyPath, "key", "", "provenance public key (PEM) to verify the SBOM with (default: the local factory's key)")
 	return cmd
+}
+
+// readSBOMBundle reads the first of OUT/attestations/<rel><suffix> that exists, as publish reads it: a regular
+// file reached through real directories (a fifo must not block ssf sbom, a symlink must not choose what is read),
+// at most verify.MaxBundleSize bytes.
+func readSBOMBundle(out, rel string, suffixes, predicates []string) (bundlePath, predicateType string, bundle []byte, err error) {
+	root, err := os.OpenRoot(out)
+	if err != nil {
+		return "", "", nil, usagef("opening the build output %q: %w", out, err)
+	}
+	defer root.Close()
+	for i, s := range suffixes {
+		p := filepath.Join(out, "attestations", filepath.FromSlash(rel)+s)
+		f, err := oci.OpenRegular(root, "attestations/"+rel+s)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return "", "", nil, usagef("reading the SBOM bundle %s: %w", p, err)
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, verify.MaxBundleSize+1))
+		if err != nil {
+			return "", "", nil, usagef("reading the SBOM bundle %s: %w", p, err)
+		}
+		if len(b) > verify.MaxBundleSize {
+			return "", "", nil, usagef("SBOM bundle %s is larger than %d bytes", p, verify.MaxBundleSize)
+		}
+		return p, predicates[i], b, nil
+	}
+	return "", "", nil, usagef("output %q has no SBOM attestation: expected %s (ssf build writes one for every output)",
+		rel, filepath.Join(out, "attestations", filepath.FromSlash(rel)+suffixes[0]))
+}
+
+func subjectNames(subjects []provenance.Subject) string {
+	parts := make([]string, 0, len(subjects))
+	for _, s := range subjects {
+		parts = append(parts, strconv.Quote(s.Name))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// terminalSafeJSON rewrites, as JSON escapes, the characters of an indented JSON document a terminal would act
+// on or that change how text reads (controls other than the layout's newlines, format characters such as bidi
+// overrides, line and paragraph separators); invalid UTF-8 becomes U+FFFD. Outside strings, valid JSON has none
+// of them, so the document means the same.
+func terminalSafeJSON(doc []byte) []byte {
+	var b bytes.Buffer
+	for len(doc) > 0 {
+		r, n := utf8.DecodeRune(doc)
+		switch {
+		case r == utf8.RuneError && n == 1:
+			b.WriteString(`\ufffd`)
+		case r == '\n' || r == '\t' || r == '\r':
+			b.WriteRune(r)
+		case unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp):
+			if r1, r2 := utf16.EncodeRune(r); r1 != utf8.RuneError {
+				fmt.Fprintf(&b, `\u%04x\u%04x`, r1, r2)
+			} else {
+				fmt.Fprintf(&b, `\u%04x`, r)
+			}
+		default:
+			b.Write(doc[:n])
+		}
+		doc = doc[n:]
+	}
+	return b.Bytes()
 }
 
 // findOutput splits path into the build's output directory (the nearest parent holding the provenance bundle) and
