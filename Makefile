@@ -110,7 +110,7 @@ conformance: build
 bench: test-deps tools build
 	./scripts/bench.sh
 	./scripts/bench-registry.sh
-	go test ./internal/deps/ -run '^$$' -bench 'Gomod' -benchtime 3x
+	$(GO) test ./internal/deps/ -run '^$$' -bench 'Gomod' -benchtime 3x
 
 clean:
 	rm -rf bin
