@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -185,7 +186,7 @@ func TestIngestionIsBounded(t *testing.T) {
 		_, err := Ingest(context.Background(), nil, specs, t.TempDir(), Options{Cache: c, MaxTotalBytes: 100})
 		var ie *InputError
 		if !errors.As(err, &ie) || !strings.Contains(err.Error(), "more than 100 bytes") {
-			t.Errorf("err = %v, want an *InputError naming the bound", err)
+			t.Errorf("err = %.300v, want an *InputError naming the bound", err)
 		}
 	}
 	if _, err := Ingest(context.Background(), nil, specs, t.TempDir(), Options{Cache: cache, MaxTotalBytes: 160}); err != nil {
@@ -331,5 +332,26 @@ func TestLeftoverDownloadsAreSwept(t *testing.T) {
 	}
 	if _, err := os.Lstat(fresh); err != nil {
 		t.Errorf("a download in progress was removed: %v", err)
+	}
+}
+
+// A lock file of more packages than any real project has is refused before anything is fetched: each package is a
+// download and several files in the tree.
+func TestNpmLockPackageCountIsBounded(t *testing.T) {
+	srv := newNpmServer(t, map[string][]byte{})
+	var b strings.Builder
+	b.WriteString(`{"lockfileVersion":3,"packages":{"":{}`)
+	for i := range MaxNpmPackages + 1 {
+		fmt.Fprintf(&b, `,"node_modules/p%d":{"version":"1.0.0","integrity":"%s"}`, i, sri([]byte(fmt.Sprint(i))))
+	}
+	b.WriteString("}}")
+	src := fstest.MapFS{"package-lock.json": {Data: []byte(b.String())}}
+	_, err := Ingest(context.Background(), src, []Spec{{Kind: Npm, Path: "."}}, t.TempDir(), Options{Cache: t.TempDir(), NpmRegistry: srv.URL})
+	var ie *InputError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "at most 100000") {
+		t.Errorf("err = %.300v, want an *InputError naming the bound", err)
+	}
+	if n := srv.hits.Load(); n != 0 {
+		t.Errorf("%d requests for a refused lock file", n)
 	}
 }

@@ -159,6 +159,11 @@ type npmPackage struct {
 	Dev       bool   // every location of it is a devDependency's
 }
 
+// MaxNpmPackages bounds the packages of one lock file. The largest real projects have some tens of thousands; the
+// bound keeps one source from having the control plane fetch, and lay out as several files each, millions of
+// (tiny, self-pinned) packages.
+const MaxNpmPackages = 100_000
+
 // npmNameRE is what npm accepts as a package name (new and legacy: capitals were allowed once), optionally scoped.
 var npmNameRE = regexp.MustCompile(`^(@[A-Za-z0-9~-][A-Za-z0-9._~-]*/)?[A-Za-z0-9~-][A-Za-z0-9._~-]*$`)
 
@@ -181,6 +186,9 @@ func parseNpmLock(data []byte, lockPath, registry string) ([]npmPackage, error) 
 	}
 	if lock.Packages == nil {
 		return nil, inputErrorf("%s has no \"packages\"; regenerate it with npm 7 or later (npm install --package-lock-only)", lockPath)
+	}
+	if len(lock.Packages) > MaxNpmPackages {
+		return nil, inputErrorf("%s lists %d packages; ssf fetches at most %d from one lock file", lockPath, len(lock.Packages), MaxNpmPackages)
 	}
 	keys := make([]string, 0, len(lock.Packages))
 	for k := range lock.Packages {
