@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -112,4 +113,50 @@ func TestSBOMJSONEscapesNames(t *testing.T) {
 		got.Components == nil || (*got.Components)[0].Name != name {
 		t.Errorf("the escaped document does not read back with the same name (%v)", err)
 	}
+}
+
+// The provenance lists every SBOM bundle with its digest, so whoever holds OUT cannot publish the build without
+// one (say, the SBOM that flags a module not ingested) or with another the factory signed for the same output.
+func TestPublishRefusesStrippedSBOM(t *testing.T) {
+	p, pub := built(t)
+	var listed []string
+	for _, b := range p.statement()["predicate"].(map[string]any)["runDetails"].(map[string]any)["byproducts"].([]any) {
+		b := b.(map[string]any)
+		if name := b["name"].(string); strings.HasSuffix(name, ".sigstore.json") {
+			listed = append(listed, name)
+			data, err := os.ReadFile(filepath.Join(p.out, filepath.FromSlash(name)))
+			if err != nil || fileSHA256(t, filepath.Join(p.out, filepath.FromSlash(name))).Encoded() != b["digest"].(map[string]any)["sha256"] {
+				t.Errorf("byproduct %s: the file (%d bytes, %v) does not have the listed digest", name, len(data), err)
+			}
+		}
+	}
+	if want := []string{"attestations/artifact.cdx.sigstore.json", "attestations/artifact.spdx.sigstore.json",
+		"attestations/bin/readme.cdx.sigstore.json", "attestations/bin/readme.spdx.sigstore.json"}; !slices.Equal(sorted(listed), want) {
+		t.Fatalf("SBOM byproducts %q, want %q", listed, want)
+	}
+	host := distributionRegistry(t)
+	stripped := filepath.Join(p.out, "attestations", "bin", "readme"+sbom.CycloneDXBundleSuffix)
+	saved, err := os.ReadFile(stripped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(stripped); err != nil {
+		t.Fatal(err)
+	}
+	r := ssf(t, p.tmp, "publish", p.out, "--to", host+"/stripped/app", "--key", pub)
+	if r.code == 0 || !strings.Contains(r.stderr, "attestations/bin/readme.cdx.sigstore.json is missing") {
+		t.Errorf("publish without a listed SBOM: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if err := os.WriteFile(stripped, saved, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := ssf(t, p.tmp, "publish", p.out, "--to", host+"/whole/app", "--key", pub); r.code != 0 {
+		t.Errorf("publish of the whole build: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
 }

@@ -152,14 +152,15 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		return nil, err
 	}
 	stmt.StartedOn, stmt.FinishedOn = started, time.Now().UTC()
+	// SBOMs first: the provenance lists their bundles as byproducts, so none can be dropped or swapped unseen.
+	if err := attestSBOMs(ctx, adm.attestor, b, ws, res, &stmt); err != nil {
+		return nil, err
+	}
 	bundle, err := attest(ctx, adm.attestor, stmt)
 	if err != nil {
 		return nil, err
 	}
 	if err := record(ws.staging, bundle); err != nil {
-		return nil, err
-	}
-	if err := attestSBOMs(ctx, adm.attestor, b, ws, res, stmt); err != nil {
 		return nil, err
 	}
 	log.printf("signed provenance and SBOMs for %d outputs", len(res.Outputs))

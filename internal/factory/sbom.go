@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/oci"
 	"github.com/ssf-dev/ssf/internal/provenance"
@@ -18,8 +20,9 @@ import (
 // .cdx.sigstore.json. The documents come from the control plane (the output's Go build info, cross-checked
 // against what was ingested, or the ingested dependencies), never from a step. Each statement's subjects are the
 // output and the OCI manifests a publish attaches it to: the artifact of all outputs and, for an image output, its
-// image.
-func attestSBOMs(ctx context.Context, attestor Attestor, b *build, ws *workspace, res *BuildResult, stmt provenance.Build) error {
+// image. Each bundle is listed, with its digest, among stmt's byproducts, so publish (and anyone holding the
+// provenance) can tell a bundle removed or swapped for another the factory signed.
+func attestSBOMs(ctx context.Context, attestor Attestor, b *build, ws *workspace, res *BuildResult, stmt *provenance.Build) error {
 	var artifact provenance.Subject
 	images := map[string]provenance.Subject{}
 	for _, s := range stmt.Subjects {
@@ -64,14 +67,31 @@ func attestSBOMs(ctx context.Context, attestor Attestor, b *build, ws *workspace
 			if err != nil {
 				return fmt.Errorf("signing the SBOM of %q: %w", o.Path, err)
 			}
-			p := filepath.Join(ws.staging, "attestations", filepath.FromSlash(o.Path)+f.suffix)
+			rel := "attestations/" + o.Path + f.suffix
+			p := filepath.Join(ws.staging, filepath.FromSlash(rel))
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return err
+				return fmt.Errorf("writing the SBOM of %q: %w", o.Path, err)
 			}
-			if err := os.WriteFile(p, bundle, 0o644); err != nil { // synced with the whole tree by publishDir
-				return err
+			// O_EXCL: nothing else in the staging tree may be overwritten, whatever the outputs are called.
+			if err := writeNew(p, bundle); err != nil { // synced with the whole tree by publishDir
+				return fmt.Errorf("writing the SBOM of %q: %w", o.Path, err)
 			}
+			stmt.Byproducts = append(stmt.Byproducts, provenance.ResourceDescriptor{
+				Name: rel, MediaType: content.BundleMediaType, Digest: provenance.DigestSet(digest.FromBytes(bundle)),
+			})
 		}
 	}
 	return nil
+}
+
+func writeNew(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

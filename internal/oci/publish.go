@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -203,7 +204,7 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 		return nil, errors.New("publish: no Verify given (set WithoutVerificationUnsafe to publish an unverified bundle)")
 	}
 	artifactDesc := Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: artifact.digest, Size: int64(len(artifact.raw))}
-	atts, err := attestations(ctx, req, artifact.files, artifactDesc, images)
+	atts, err := attestations(ctx, req, prov, artifact.files, artifactDesc, images)
 	if err != nil {
 		return nil, err
 	}
@@ -295,12 +296,24 @@ const maxAttestationBytes = 64 << 20
 // attestations reads the SBOM bundles beside the outputs and works out which manifests each goes to: each must
 // verify for the output it is named after and for the artifact (else nothing is published), and goes to an image
 // only if it verifies for it too.
-func attestations(ctx context.Context, req PublishRequest, files []File, artifact Descriptor, images []imagePlan) ([]attestation, error) {
+//
+// A build lists its SBOM bundles among the provenance's byproducts (by name and digest). When it does, exactly
+// those bytes must be there: a bundle removed, or replaced by another the factory signed for the same output (an
+// earlier build's), stops the publish. A provenance listing none (a build made before SBOMs were recorded) leaves
+// every SBOM optional.
+func attestations(ctx context.Context, req PublishRequest, prov *provenance.Provenance, files []File, artifact Descriptor, images []imagePlan) ([]attestation, error) {
 	root, err := os.OpenRoot(req.Dir)
 	if err != nil {
 		return nil, err
 	}
 	defer root.Close()
+	listed := map[string]provenance.Digest{}
+	for _, b := range prov.Byproducts {
+		if strings.HasPrefix(b.Name, "attestations/") &&
+			(strings.HasSuffix(b.Name, content.SPDXBundleSuffix) || strings.HasSuffix(b.Name, content.CycloneDXBundleSuffix)) {
+			listed[b.Name] = b.Digest
+		}
+	}
 	var out []attestation
 	for _, f := range files {
 		for _, kind := range []struct{ suffix, predicateType string }{
@@ -308,9 +321,13 @@ func attestations(ctx context.Context, req PublishRequest, files []File, artifac
 			{content.CycloneDXBundleSuffix, content.CycloneDXPredicateType},
 		} {
 			rel := "attestations/" + f.Path + kind.suffix
+			want, isListed := listed[rel]
 			file, err := OpenRegular(root, rel)
 			if errors.Is(err, fs.ErrNotExist) {
-				continue // a build made before SBOMs, or one whose SBOMs were removed: publish the rest
+				if isListed {
+					return nil, fmt.Errorf("refusing to publish: %s is missing: the provenance lists it (with %s)", rel, digestSetString(want))
+				}
+				continue // not listed: a build made before SBOMs were recorded publishes what there is
 			}
 			if err != nil {
 				return nil, fmt.Errorf("reading %s: %w", rel, err)
@@ -322,6 +339,12 @@ func attestations(ctx context.Context, req PublishRequest, files []File, artifac
 			}
 			if len(b) > maxAttestationBytes {
 				return nil, fmt.Errorf("reading %s: larger than %d bytes", rel, maxAttestationBytes)
+			}
+			if len(listed) > 0 {
+				got := digest.FromBytes(b)
+				if !isListed || want[string(got.Algorithm())] != got.Encoded() {
+					return nil, fmt.Errorf("refusing to publish: %s hashes to %s, not to what the provenance lists for it (%s)", rel, got, digestSetString(want))
+				}
 			}
 			a := attestation{path: rel, predicateType: kind.predicateType, bundle: b, subjects: []Descriptor{artifact}}
 			if req.Verify != nil && req.VerifyAttestation == nil {
@@ -522,3 +545,16 @@ func (l *fileLayer) MediaType() (types.MediaType, error) {
 }
 func (l *fileLayer) Compressed() (io.ReadCloser, error)   { return OpenRegular(l.root, l.file.Path) }
 func (l *fileLayer) Uncompressed() (io.ReadCloser, error) { return l.Compressed() }
+
+// digestSetString writes a provenance digest set for a message; "none" when empty.
+func digestSetString(d provenance.Digest) string {
+	parts := make([]string, 0, len(d))
+	for alg, v := range d {
+		parts = append(parts, alg+":"+v)
+	}
+	slices.Sort(parts)
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/oci"
+	"github.com/ssf-dev/ssf/internal/provenance"
 	"github.com/ssf-dev/ssf/internal/sign"
 	"github.com/ssf-dev/ssf/internal/verify"
 )
@@ -149,5 +150,101 @@ func TestPublishRefusesAnotherOutputsSBOM(t *testing.T) {
 	}
 	if n := log.count("PUT") + log.count("POST") + log.count("PATCH"); n != 0 {
 		t.Errorf("%d writes reached the registry before the refusal", n)
+	}
+}
+
+// TestPublishRequiresTheSBOMsTheProvenanceLists: a build lists its SBOM bundles, with their digests, among the
+// provenance's byproducts. Whoever holds OUT must not publish without one (deleting the SBOM that flags a module
+// not ingested) or with another one the factory signed for the same output (an earlier build's).
+func TestPublishRequiresTheSBOMsTheProvenanceLists(t *testing.T) {
+	ctx := context.Background()
+	sbomKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// signSBOM signs an SBOM statement about output and the artifact; ECDSA signatures differ every time, so
+	// each call gives a bundle of another digest, as another build of the same output would.
+	signSBOM := func(subjects []provenance.Subject, output, predicateType string) []byte {
+		var art, out digest.Digest
+		for _, s := range subjects {
+			switch s.Name {
+			case oci.ArtifactSubject:
+				art = s.Digest
+			case output:
+				out = s.Digest
+			}
+		}
+		st := fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":%q,"digest":{"sha256":%q}},{"name":"oci://artifact","digest":{"sha256":%q}}],"predicateType":%q,"predicate":{"name":"sbom"}}`,
+			output, out.Encoded(), art.Encoded(), predicateType)
+		bundle, err := sign.NewSigner(sbomKey).Statement(ctx, []byte(st))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bundle
+	}
+	kinds := []struct{ suffix, pt string }{
+		{content.SPDXBundleSuffix, content.SPDXPredicateType}, {content.CycloneDXBundleSuffix, content.CycloneDXPredicateType},
+	}
+	listed := map[string][]byte{}
+	var subjects []provenance.Subject
+	f := newFixture(t, map[string][]byte{"hello": []byte("hello\n"), "tool": []byte("tool\n")}, func(b *provenance.Build) {
+		subjects = b.Subjects
+		for _, o := range []string{"hello", "tool"} {
+			for _, k := range kinds {
+				rel := "attestations/" + o + k.suffix
+				listed[rel] = signSBOM(b.Subjects, o, k.pt)
+				b.Byproducts = append(b.Byproducts, provenance.ResourceDescriptor{Name: rel,
+					MediaType: content.BundleMediaType, Digest: provenance.DigestSet(digest.FromBytes(listed[rel]))})
+			}
+		}
+	})
+	write := func(rel string, b []byte) {
+		p := filepath.Join(f.dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	verifyAtt := func(ctx context.Context, d digest.Digest, pt string, b []byte) error {
+		_, err := verify.Attestation(ctx, d, b, verify.KeyMaterial(&sbomKey.PublicKey), pt)
+		return err
+	}
+	for _, tc := range []struct {
+		name   string
+		change func()
+		want   string // "" for success
+	}{
+		{"as listed", func() {}, ""},
+		{"another signed SBOM", func() {
+			write("attestations/hello"+content.SPDXBundleSuffix, signSBOM(subjects, "hello", content.SPDXPredicateType))
+		}, "attestations/hello.spdx.sigstore.json"},
+		{"deleted", func() {
+			os.Remove(filepath.Join(f.dir, "attestations", "tool"+content.CycloneDXBundleSuffix))
+		}, "attestations/tool.cdx.sigstore.json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for rel, b := range listed {
+				write(rel, b)
+			}
+			tc.change()
+			host, log := newRegistry(t, true)
+			repo, _, _ := oci.ParseTarget(host + "/team/app")
+			pub, err := oci.Publish(ctx, oci.PublishRequest{Dir: f.dir, Bundle: f.bundle, Repo: repo,
+				Verify: f.verifier(), VerifyAttestation: verifyAtt})
+			if tc.want == "" {
+				if err != nil || len(pub.Referrers) != 5 {
+					t.Fatalf("Publish() = %v, %v; want the provenance and four SBOMs pushed", pub, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "provenance") {
+				t.Fatalf("Publish() = %v, want a refusal naming %s and the provenance", err, tc.want)
+			}
+			if n := log.count("PUT") + log.count("POST") + log.count("PATCH"); n != 0 {
+				t.Errorf("%d writes reached the registry before the refusal", n)
+			}
+		})
 	}
 }
