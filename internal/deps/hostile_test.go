@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/fstest"
@@ -353,5 +355,43 @@ func TestNpmLockPackageCountIsBounded(t *testing.T) {
 	}
 	if n := srv.hits.Load(); n != 0 {
 		t.Errorf("%d requests for a refused lock file", n)
+	}
+}
+
+// Behind an HTTP proxy the control plane connects only to the proxy, which then reaches whatever the URL names: a
+// URL naming a refused address (a redirect to the metadata service, to localhost) is refused before it is sent.
+func TestProxiedFetchRefusesHostOnlyAddresses(t *testing.T) {
+	var seen []string
+	var mu sync.Mutex
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.URL.String())
+		mu.Unlock()
+		w.Write([]byte("answered by the proxy"))
+	}))
+	defer proxy.Close()
+	pu, _ := url.Parse(proxy.URL)
+	client := newClient(http.ProxyURL(pu), map[string]bool{pu.Host: true})
+	get := func(policyURL, u string) error {
+		req, _ := http.NewRequestWithContext(withDialPolicy(context.Background(), policyURL), http.MethodGet, u, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	// A redirect from a registry keeps the registry's policy: no loopback.
+	for _, u := range []string{"http://169.254.169.254/latest/meta-data/", "http://localhost:8080/admin", "http://[fe80::1]/", "http://0.0.0.0/"} {
+		if err := get("https://registry.example/pkg.tgz", u); err == nil || !strings.Contains(err.Error(), "refusing to connect") {
+			t.Errorf("%s through the proxy: err = %v, want a refusal", u, err)
+		}
+	}
+	if err := get("https://registry.example/pkg.tgz", "http://registry.example/pkg.tgz"); err != nil {
+		t.Errorf("a public name through the proxy: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 || seen[0] != "http://registry.example/pkg.tgz" {
+		t.Errorf("the proxy was asked for %q, want only the public name", seen)
 	}
 }

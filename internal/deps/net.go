@@ -28,7 +28,9 @@ import (
 //     Athens proxy, a Verdaccio registry on localhost) is a real set-up and plain to see in a config or lock
 //     file; a public host redirecting to 127.0.0.1, or a name that resolves there, is not, and is refused.
 //
-// Loopback is also allowed to the HTTP proxy the environment names. A kept-alive connection to an allowed loopback
+// Through an HTTP proxy (from the environment) the control plane connects to the proxy only: URLs naming a refused
+// address literally are refused before they are sent, and the proxy decides what names reach. Loopback is also
+// allowed to the HTTP proxy the environment names. A kept-alive connection to an allowed loopback
 // address may serve a later redirect there: one the same lock file could have named directly.
 //
 // Private (RFC 1918, ULA) addresses stay allowed: company registries and proxies live there. The fetch is a GET
@@ -83,9 +85,12 @@ func refusedAddr(ip netip.Addr, loopbackOK bool) string {
 
 // defaultClient is the client used when Options.Client is nil: net/http's defaults (proxy from the environment,
 // HTTP/2), timeouts, and every connection checked by refusedAddr.
-func defaultClient() *http.Client {
+func defaultClient() *http.Client { return newClient(http.ProxyFromEnvironment, envProxies()) }
+
+// newClient is defaultClient with the HTTP proxy proxy, whose addresses (host:port) are proxies.
+func newClient(proxy func(*http.Request) (*url.URL, error), proxies map[string]bool) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	proxies := envProxies()
+	tr.Proxy = proxy
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		loopbackOK, _ := ctx.Value(dialPolicyKey{}).(bool)
 		// The operator's HTTP proxy (from the environment, as net/http uses it) may be a local one.
@@ -107,7 +112,26 @@ func defaultClient() *http.Client {
 			}}
 		return d.DialContext(ctx, network, addr)
 	}
-	return &http.Client{Timeout: 10 * time.Minute, Transport: tr}
+	return &http.Client{Timeout: 10 * time.Minute, Transport: guardTransport{tr}}
+}
+
+// guardTransport refuses a request (the first or a redirect) whose URL names a refused address, before it is sent.
+// Through an HTTP proxy the connection is the proxy's, so the check of each connection never sees the address the
+// proxy will reach: this catches the literal ones (169.254.169.254, localhost), and the proxy decides for names.
+type guardTransport struct{ rt http.RoundTripper }
+
+func (g guardTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	loopbackOK, _ := req.Context().Value(dialPolicyKey{}).(bool)
+	h := strings.ToLower(req.URL.Hostname())
+	if h == "localhost" {
+		h = "127.0.0.1"
+	}
+	if ip, err := netip.ParseAddr(h); err == nil {
+		if why := refusedAddr(ip, loopbackOK); why != "" {
+			return nil, fmt.Errorf("refusing to connect to %s: %s", req.URL.Host, why)
+		}
+	}
+	return g.rt.RoundTrip(req)
 }
 
 // envProxies are the host:port of the HTTP proxies the environment names, which net/http dials instead of the
