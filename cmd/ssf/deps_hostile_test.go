@@ -1,0 +1,69 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestStepCannotPoisonTheNpmCache: a step gets its own writable copy of the npm cache's index in /tmp, whose
+// content-v2 is a link into the read-only tree. It cannot write through the link, nor change a tarball; what it
+// does to its own copy (replacing the link by a directory of its own bytes, deleting the index) is gone for the
+// next task, which finds the tarball the control plane checked; and a second build still gets the checked bytes.
+func TestStepCannotPoisonTheNpmCache(t *testing.T) {
+	const integrity = "sha512-41Cifkg6e8TylSpdtTpeLVMqvSBEVzTttHvERD741+pnZ8ANv0004MRL43QKPDlK9cGvNp6NZWZUBlbGXYxxng=="
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(integrity, "sha512-"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hex.EncodeToString(raw)
+	rel := "sha512/" + h[:2] + "/" + h[2:4] + "/" + h[4:]
+	p := newProject(t, `    - name: evil
+      env: {REL: "`+rel+`"}
+      steps:
+        - name: poison
+          run: |
+            C=/tmp/.npm/_cacache
+            test -L $C/content-v2
+            test -f $C/content-v2/$REL
+            if echo x > $C/content-v2/sha512/planted; then echo "planted through the link"; exit 1; fi
+            if echo x >> $C/content-v2/$REL; then echo "changed a tarball"; exit 1; fi
+            if echo x > /deps/.npm/_cacache/index-v5/planted; then echo "wrote the tree's index"; exit 1; fi
+            rm $C/content-v2
+            mkdir -p $C/content-v2/$(dirname $REL)
+            echo poisoned > $C/content-v2/$REL
+            rm -rf $C/index-v5
+            echo poisoned its own copy
+            touch "$SSF_OUTPUTS/o"
+      outputs: [o]
+    - name: check
+      needs: [evil]
+      env: {REL: "`+rel+`"}
+      steps:
+        - name: read
+          run: |
+            C=/tmp/.npm/_cacache
+            test -L $C/content-v2
+            test -d $C/index-v5
+            sha512sum $C/content-v2/$REL > "$SSF_OUTPUTS/sum"
+      outputs: [sum]
+`)
+	p.files["package.json"] = `{"name": "x", "version": "1.0.0", "dependencies": {"is-number": "7.0.0"}}`
+	p.files["package-lock.json"] = `{"name": "x", "version": "1.0.0", "lockfileVersion": 3, "requires": true, "packages": {
+  "": {"name": "x", "version": "1.0.0", "dependencies": {"is-number": "7.0.0"}},
+  "node_modules/is-number": {"version": "7.0.0", "integrity": "` + integrity + `"}}}`
+	p.deps = "    - {type: npm, path: .}\n"
+	for i := range 2 {
+		p.out = filepath.Join(p.dir, fmt.Sprintf("out%d", i))
+		r := p.mustBuild()
+		if !strings.Contains(r.stderr, "poisoned its own copy") {
+			t.Fatalf("the poisoning step did not run to its end:\n%s", r.stderr)
+		}
+		if got := p.output("sum"); !strings.HasPrefix(got, h+" ") {
+			t.Errorf("the next task read %q, want the checked tarball's sha512 %s", got, h)
+		}
+	}
+}
