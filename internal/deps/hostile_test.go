@@ -56,6 +56,21 @@ func TestFetchRefusesRedirectsToHostOnlyAddresses(t *testing.T) {
 	}
 }
 
+// A redirect to another scheme (file:, ftp:, gopher:) is not followed: only http and https are ever fetched.
+func TestFetchFollowsNoRedirectToOtherSchemes(t *testing.T) {
+	var target string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target, http.StatusFound)
+	}))
+	defer srv.Close()
+	for _, target = range []string{"file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://127.0.0.1:70/x"} {
+		_, err := Ingest(context.Background(), nil, []Spec{{Kind: File, URL: srv.URL + "/x", SHA256: digest.FromString("x"), Dest: "x"}}, t.TempDir(), Options{Cache: t.TempDir()})
+		if err == nil || !strings.Contains(err.Error(), "unsupported protocol scheme") {
+			t.Errorf("redirect to %s: err = %v, want it refused", target, err)
+		}
+	}
+}
+
 // Loopback is allowed only when the URL being fetched names it (a local mirror); a fetch of any other host whose
 // connection lands on loopback (a redirect, a name resolving there) is refused.
 func TestDialPolicyLoopback(t *testing.T) {
