@@ -360,7 +360,9 @@ func attestations(ctx context.Context, req PublishRequest, prov *provenance.Prov
 					return nil, fmt.Errorf("refusing to publish: %s: %w", rel, err)
 				}
 				for _, img := range images {
-					if req.VerifyAttestation(ctx, img.desc.Digest, kind.predicateType, b) == nil {
+					// A build's SBOM names its own output's image only; checking it against every image would cost
+					// a build of N images N² signature checks.
+					if img.path == f.Path && req.VerifyAttestation(ctx, img.desc.Digest, kind.predicateType, b) == nil {
 						a.subjects = append(a.subjects, img.desc)
 					}
 				}
