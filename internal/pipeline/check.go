@@ -102,7 +102,43 @@ func (d *decoder) checkOutputs(p *Pipeline) error {
 			tree.add(out, ti)
 		}
 	}
+	all := map[string]bool{}
+	for _, t := range p.Tasks {
+		for _, out := range t.Outputs {
+			all[out] = true
+		}
+	}
+	for ti, t := range p.Tasks {
+		for oi, out := range t.Outputs {
+			if msg := sbomClash(out, all); msg != "" {
+				field := index(join(index("spec.tasks", ti), "outputs"), oi)
+				return d.errAt(d.tasks[ti].outputs[oi], field, "%s", msg)
+			}
+		}
+	}
 	return nil
+}
+
+// sbomClash says why the files ssf writes for out (attestations/<out>.spdx.sigstore.json and .cdx.sigstore.json,
+// beside attestations/provenance.sigstore.json) would need a directory where another of them is a file, or
+// returns "". Only out's own directories are looked at, so the cost is its length.
+func sbomClash(out string, all map[string]bool) string {
+	for i := 0; i < len(out); i++ {
+		if out[i] != '/' {
+			continue
+		}
+		dir := out[:i]
+		if dir == "provenance.sigstore.json" {
+			return "output " + quote(out) + " would put its SBOMs inside the provenance bundle attestations/provenance.sigstore.json: rename its first directory"
+		}
+		for _, suffix := range []string{".spdx.sigstore.json", ".cdx.sigstore.json"} {
+			if base, ok := strings.CutSuffix(dir, suffix); ok && all[base] {
+				return "output " + quote(out) + " would put its SBOMs inside those of output " + quote(base) +
+					" (attestations/" + dir + "): rename one of them"
+			}
+		}
+	}
+	return ""
 }
 
 // declared is an output path and the index of the task that declared it.
