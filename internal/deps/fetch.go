@@ -3,6 +3,7 @@ package deps
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -264,6 +265,16 @@ func place(tree, rel string, c cached) error {
 		return err
 	}
 	return out.Close()
+}
+
+// sourceKey is the part of a cache key that names where an entry was fetched from: the sha256 of the URL (without
+// user information), in hex, shortened. Files and npm packages are cached under their pin and their URL, not the
+// pin alone: a cache hit then means these bytes came from this very URL (in this build or an earlier one), so
+// the URL recorded for a dependency is always one its bytes were fetched from. Keyed by the pin alone, a lock or
+// pipeline could have bytes fetched from its own server and recorded under a trusted URL with the same pin.
+func sourceKey(rawURL string) string {
+	sum := sha256.Sum256([]byte(redactURL(rawURL)))
+	return hex.EncodeToString(sum[:16])
 }
 
 // hashFile returns the sha256 of the file at p.

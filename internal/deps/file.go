@@ -34,7 +34,7 @@ func (f *fetcher) file(ctx context.Context, s Spec, tree string) ([]Dependency, 
 		}
 		return nil
 	}
-	c, err := f.get(ctx, "sha256/"+s.SHA256.Encoded(), s.URL, check)
+	c, err := f.get(ctx, "sha256/"+s.SHA256.Encoded()+"."+sourceKey(s.URL), s.URL, check)
 	if err != nil {
 		return nil, err
 	}

@@ -52,7 +52,7 @@ func TestFile(t *testing.T) {
 		if fi, err := os.Stat(filepath.Join(tree, "tools", "x.tgz")); err != nil || fi.Mode().Perm()&0o222 != 0 {
 			t.Errorf("tree/tools/x.tgz: %v, %v: want read-only", fi.Mode(), err)
 		}
-		if _, err := os.Stat(filepath.Join(cache, "sha256", pin.Encoded())); err != nil {
+		if _, err := os.Stat(filepath.Join(cache, "sha256", pin.Encoded()+"."+sourceKey(spec.URL))); err != nil {
 			t.Errorf("not in the cache: %v", err)
 		}
 	})
@@ -88,7 +88,7 @@ func TestFile(t *testing.T) {
 	})
 
 	t.Run("damaged cache entry", func(t *testing.T) {
-		entry := filepath.Join(cache, "sha256", pin.Encoded())
+		entry := filepath.Join(cache, "sha256", pin.Encoded()+"."+sourceKey(spec.URL))
 		if err := os.Chmod(entry, 0o644); err != nil {
 			t.Fatal(err)
 		}

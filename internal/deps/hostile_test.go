@@ -410,3 +410,42 @@ func TestProxiedFetchRefusesHostOnlyAddresses(t *testing.T) {
 		t.Errorf("the proxy was asked for %q, want only the public name", seen)
 	}
 }
+
+// The same pin under two URLs: bytes fetched from one (the attacker's server, in this build or an earlier one) must
+// not be recorded as fetched from the other (a trusted URL that never served them). Each URL is fetched itself.
+func TestPinnedBytesAreNotRecordedUnderAnotherURL(t *testing.T) {
+	evil := []byte("the attacker's bytes")
+	attacker := newNpmServer(t, map[string][]byte{"/x.tgz": evil, "/evil/-/evil-1.0.0.tgz": evil})
+	trusted := newNpmServer(t, map[string][]byte{}) // serves nothing: it never had these bytes
+
+	t.Run("file", func(t *testing.T) {
+		pin := digest.FromBytes(evil)
+		cache := t.TempDir()
+		// One build fetches the attacker's URL; a later one (and a second spec of the same build) names the trusted one.
+		if _, err := Ingest(context.Background(), nil, []Spec{{Kind: File, URL: attacker.URL + "/x.tgz", SHA256: pin, Dest: "a"}}, t.TempDir(), Options{Cache: cache}); err != nil {
+			t.Fatal(err)
+		}
+		for _, specs := range [][]Spec{
+			{{Kind: File, URL: trusted.URL + "/tool-1.0.tgz", SHA256: pin, Dest: "tool"}},
+			{{Kind: File, URL: attacker.URL + "/x.tgz", SHA256: pin, Dest: "a"}, {Kind: File, URL: trusted.URL + "/tool-1.0.tgz", SHA256: pin, Dest: "tool"}},
+		} {
+			got, err := Ingest(context.Background(), nil, specs, t.TempDir(), Options{Cache: cache})
+			var fe *FetchError
+			if !errors.As(err, &fe) || !strings.Contains(fe.URL, trusted.URL) {
+				t.Errorf("err = %v, recorded %+v: want the trusted URL fetched (and failing)", err, got)
+			}
+		}
+	})
+
+	t.Run("npm", func(t *testing.T) {
+		src := fstest.MapFS{"package-lock.json": {Data: lockJSON(t, 3, map[string]map[string]any{
+			"node_modules/evil":     {"version": "1.0.0", "resolved": attacker.URL + "/evil/-/evil-1.0.0.tgz", "integrity": sri(evil)},
+			"node_modules/left-pad": {"version": "1.3.0", "resolved": trusted.URL + "/left-pad/-/left-pad-1.3.0.tgz", "integrity": sri(evil)},
+		})}}
+		got, err := Ingest(context.Background(), src, []Spec{{Kind: Npm, Path: "."}}, t.TempDir(), Options{Cache: t.TempDir(), NpmRegistry: trusted.URL})
+		var fe *FetchError
+		if !errors.As(err, &fe) || !strings.Contains(fe.URL, trusted.URL+"/left-pad/") {
+			t.Errorf("err = %v, recorded %+v: want left-pad fetched from the registry (and failing)", err, got)
+		}
+	})
+}

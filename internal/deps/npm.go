@@ -362,17 +362,19 @@ func (f *fetcher) npm(ctx context.Context, src fs.FS, s Spec, tree string) ([]De
 		return nil, err
 	}
 
-	// One download per tarball, however many names and places the lock gives it.
+	// One download per tarball and URL, however many names and places the lock gives it. The same bytes from two
+	// URLs are two downloads: each package's recorded URL is one its bytes came from (see sourceKey).
 	type fetch struct {
 		pkg npmPackage
 		got cached
 	}
+	fetchKey := func(p npmPackage) string { return p.Integrity + " " + p.URL }
 	byIntegrity := map[string]*fetch{}
 	var order []*fetch
 	for _, p := range pkgs {
-		if byIntegrity[p.Integrity] == nil {
-			byIntegrity[p.Integrity] = &fetch{pkg: p}
-			order = append(order, byIntegrity[p.Integrity])
+		if byIntegrity[fetchKey(p)] == nil {
+			byIntegrity[fetchKey(p)] = &fetch{pkg: p}
+			order = append(order, byIntegrity[fetchKey(p)])
 		}
 	}
 	f.progress.expect(len(order))
@@ -402,7 +404,7 @@ func (f *fetcher) npm(ctx context.Context, src fs.FS, s Spec, tree string) ([]De
 				}
 				return nil
 			}
-			c, err := f.get(ctx, "npm/sha512/"+hex.EncodeToString(p.Sum), p.URL, check)
+			c, err := f.get(ctx, "npm/sha512/"+hex.EncodeToString(p.Sum)+"."+sourceKey(p.URL), p.URL, check)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -424,7 +426,7 @@ func (f *fetcher) npm(ctx context.Context, src fs.FS, s Spec, tree string) ([]De
 	out := make([]Dependency, 0, len(pkgs))
 	versions := map[string]map[string]npmDist{}
 	for _, p := range pkgs {
-		c := byIntegrity[p.Integrity].got
+		c := byIntegrity[fetchKey(p)].got
 		if err := placeContent(cacache, p.Sum, c); err != nil {
 			return nil, fmt.Errorf("laying out npm package %s@%s: %w", p.Name, p.Version, err)
 		}

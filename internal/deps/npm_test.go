@@ -311,7 +311,7 @@ func TestNpmCacheHitVerified(t *testing.T) {
 	}
 	good := tarballs["/a/-/a-1.0.0.tgz"]
 	sum := sha512.Sum512(good)
-	entry := filepath.Join(cache, "npm", "sha512", hex.EncodeToString(sum[:]))
+	entry := filepath.Join(cache, "npm", "sha512", hex.EncodeToString(sum[:])+"."+sourceKey(srv.URL+"/a/-/a-1.0.0.tgz"))
 	bad := []byte("damaged in the cache")
 	if err := os.Chmod(entry, 0o644); err != nil {
 		t.Fatal(err)
