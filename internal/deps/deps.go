@@ -8,7 +8,11 @@
 // take part in a fetch. It never extends a lock file: a module missing from go.sum, a package without
 // integrity, or a spec it cannot verify is refused, by name. It never offers a task a byte it has not checked
 // against its pin in this build, a cache hit included. It never writes outside the cache and the tree it is
-// given (PrepareNpmCache: the task's fresh /tmp it is given), and never lets a task write to either.
+// given (PrepareNpmCache: the task's fresh /tmp it is given), and never lets a task write to either. It never
+// connects, by redirect or DNS either, to a link-local or metadata address, nor to loopback that the fetched URL
+// does not name (see net.go); never records or prints the credentials a URL carries; and never records for a
+// dependency a URL its bytes did not come from, nor a registry purl for bytes the registry did not serve under
+// that name and version.
 package deps
 
 import (
