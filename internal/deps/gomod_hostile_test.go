@@ -124,3 +124,30 @@ func TestHostileGomodZipBombIsRefusedBeforeItIsInflated(t *testing.T) {
 }
 
 func writeFile(p string, b []byte) error { return os.WriteFile(p, b, 0o644) }
+
+// A GOPROXY with credentials (https://user:token@proxy/) and a proxy that serves a zip that is not one: the
+// message names the proxy URL with its token (gomod.go's "is not a readable module zip"). Want: redactURL(url).
+func TestHostileGomodUnreadableZipMessageHasNoCredentials(t *testing.T) {
+	mod := []byte("module example.com/dep\n")
+	modH1, _ := goModHash(mod)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, ".mod"):
+			w.Write(mod)
+		case strings.HasSuffix(r.URL.Path, ".zip"):
+			w.Write([]byte("<html>not a zip</html>"))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	src := fstest.MapFS{
+		"go.mod": {Data: []byte("module example.com/main\n\ngo 1.22\n\nrequire example.com/dep v1.0.0\n")},
+		"go.sum": {Data: []byte("example.com/dep v1.0.0 h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\nexample.com/dep v1.0.0/go.mod " + modH1 + "\n")},
+	}
+	proxy := strings.Replace(srv.URL, "http://", "http://builder:s3cret@", 1)
+	_, err := Ingest(context.Background(), src, []Spec{{Kind: Gomod, Path: "."}}, t.TempDir(), Options{Cache: t.TempDir(), GoProxy: proxy})
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("err = %v: want a failure that names no credential", err)
+	}
+}
