@@ -2,7 +2,9 @@
 # mknoderootfs.sh DIR: make a Node.js builder root file system in DIR from this machine's busybox-static, node
 # (with the shared libraries it links) and npm. ssf builder import DIR --name node-builder then packs it into a
 # builder image. Nothing is downloaded: the toolchain comes from the host's Node.js installation (Debian's nodejs
-# and npm packages, or NodeSource's nodejs, which carries npm).
+# and npm packages, or NodeSource's nodejs, which carries npm). Tasks find node and npm with PATH=/usr/bin:/bin.
+# Checked with NodeSource's Node 20 and npm 11, and with Debian 12's nodejs 18.20.4 and npm 9.2.0 (whose
+# dependencies are some 900 node-* packages in /usr/share/nodejs: a builder of about 240 MB).
 set -eu
 dir=${1:?usage: mknoderootfs.sh DIR}
 busybox=$(command -v busybox) || { echo "mknoderootfs.sh: busybox not found (apt-get install busybox-static)" >&2; exit 2; }
@@ -49,6 +51,12 @@ for d in /usr/share/nodejs /usr/lib/nodejs /usr/lib/*/nodejs; do
     cp -a "$d/." "$dir$d/"
   fi
 done
-ln -s "$npmdir/bin/npm-cli.js" "$dir/usr/bin/npm"
-ln -s "$npmdir/bin/npx-cli.js" "$dir/usr/bin/npx"
+# npm and npx start node by its full path rather than through npm-cli.js's #!/usr/bin/env node: Debian's node looks
+# for its global modules (where its npm's dependencies are) next to its own executable, which it learns from
+# /proc/self/exe or, where there is no /proc (a chroot), from how it was called, and "node" from env names no
+# directory: npm then fails with "Cannot find module 'semver/functions/satisfies'".
+for cmd in npm npx; do
+  printf '#!/bin/sh\nexec /usr/bin/node %s "$@"\n' "$npmdir/bin/$cmd-cli.js" > "$dir/usr/bin/$cmd"
+  chmod 755 "$dir/usr/bin/$cmd"
+done
 echo "$dir"
