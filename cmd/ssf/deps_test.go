@@ -70,8 +70,12 @@ func TestFileDependencyIsOfferedReadOnly(t *testing.T) {
 		deps[0]["downloadLocation"] != url {
 		t.Errorf("resolvedDependencies for the file = %v", deps)
 	}
-	cached := filepath.Join(homeDir, "cache", "deps", "sha256", sum)
-	data, err := os.ReadFile(cached)
+	// Cached under the pin and the URL it came from: sha256/<hex>.<hash of the URL>.
+	matches, _ := filepath.Glob(filepath.Join(homeDir, "cache", "deps", "sha256", sum+".*"))
+	if len(matches) != 1 {
+		t.Fatalf("cache entries for the file: %q, want one", matches)
+	}
+	data, err := os.ReadFile(matches[0])
 	if err != nil || string(data) != "dependency bytes\n" {
 		t.Errorf("the cache holds %q (%v), want the dependency's bytes unchanged", data, err)
 	}
