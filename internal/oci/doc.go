@@ -26,5 +26,7 @@
 //
 // It must never name an image (as a provenance subject, or by pushing it) whose manifests, configs and layers it
 // has not itself read from the tarball and hashed; never read a sparse entry, or more bytes than a tarball holds;
-// never push anything before the caller's verification of the bundle passed; never follow a symlink to an output.
+// never push anything before the caller's verification of the bundle passed; never follow a symlink to an output;
+// never push an SBOM bundle that does not verify for the output it is named after, nor publish a build without an
+// SBOM bundle its provenance lists (or with other bytes than listed).
 package oci
