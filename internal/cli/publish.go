@@ -39,7 +39,8 @@ them); an output that is an OCI image layout tarball also goes up as its image, 
 blobs streamed from the tarball. The provenance bundle is attached to each as an OCI 1.1 referrer in the layout
 cosign reads (a registry without the referrers API gets the sha256-<hex> fallback tag), and so is each output's
 signed SBOM pair (OUT/attestations/<output>.spdx.sigstore.json and .cdx.sigstore.json), after its signature and
-subjects are verified the same way. Nothing is signed: the digests pushed are the ones the build already signed.
+subjects are verified the same way; the provenance lists each SBOM bundle with its digest, and one missing or
+changed stops the publish before anything is pushed. Nothing is signed: the digests pushed are the ones the build already signed.
 
 Credentials come from the Docker config file and its credential helpers (docker login, crane auth login). Plain
 HTTP is used only for registries on a loopback address. A registry that sends or accepts nothing for --timeout,
