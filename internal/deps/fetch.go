@@ -197,13 +197,17 @@ func maxBytes(key string) int64 {
 // without its user information: a proxy's or registry's credentials are the factory's, never a build log's.
 func (f *fetcher) download(ctx context.Context, rawURL, dir string, limit int64) (string, digest.Digest, error) {
 	url := redactURL(rawURL)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var got atomic.Int64
+	go watchRate(ctx, cancel, &got)
 	req, err := http.NewRequestWithContext(withDialPolicy(ctx, rawURL), http.MethodGet, rawURL, nil)
 	if err != nil {
 		return "", "", fmt.Errorf("fetching %s: %w", url, unwrapURLError(err))
 	}
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return "", "", fmt.Errorf("fetching %s: %w", url, unwrapURLError(err))
+		return "", "", fmt.Errorf("fetching %s: %w", url, slowOr(ctx, unwrapURLError(err)))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -215,7 +219,8 @@ func (f *fetcher) download(ctx context.Context, rawURL, dir string, limit int64)
 		return "", "", err
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(budgetWriter{f}, tmp, h), io.LimitReader(resp.Body, limit+1))
+	n, err := io.Copy(io.MultiWriter(budgetWriter{f}, countWriter{&got}, tmp, h), io.LimitReader(resp.Body, limit+1))
+	err = slowOr(ctx, err)
 	if err == nil && n > limit {
 		err = fmt.Errorf("larger than %d bytes", limit)
 	}
@@ -232,6 +237,50 @@ func (f *fetcher) download(ctx context.Context, rawURL, dir string, limit int64)
 	f.progress.bytes.Add(n)
 	return tmp.Name(), digest.NewDigest(digest.SHA256, h), nil
 }
+
+// A download must keep up a minimum average rate once it has had minRateGrace to start: a server that trickles
+// (a few bytes now and then, or headers and then nothing) would otherwise hold the build for the client's whole
+// 10-minute timeout, per download. The floor is far below any real registry or proxy.
+var (
+	minRate      int64 = 16 << 10 // bytes per second, averaged over the download so far
+	minRateGrace       = 30 * time.Second
+	rateEvery          = time.Second
+)
+
+// errTooSlow is the cause a download is cancelled with when it falls below minRate.
+var errTooSlow = errors.New("the server sends too slowly")
+
+// watchRate cancels ctx with errTooSlow when the bytes counted in got fall below minRate after minRateGrace.
+func watchRate(ctx context.Context, cancel context.CancelCauseFunc, got *atomic.Int64) {
+	start := time.Now()
+	t := time.NewTicker(rateEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			elapsed := now.Sub(start)
+			if elapsed >= minRateGrace && float64(got.Load()) < float64(minRate)*elapsed.Seconds() {
+				cancel(fmt.Errorf("%w: %d bytes in %s, under %d bytes/s", errTooSlow, got.Load(), elapsed.Round(time.Millisecond), minRate))
+				return
+			}
+		}
+	}
+}
+
+// slowOr is the reason ctx was cancelled for being too slow, or err.
+func slowOr(ctx context.Context, err error) error {
+	if err != nil && errors.Is(context.Cause(ctx), errTooSlow) {
+		return context.Cause(ctx)
+	}
+	return err
+}
+
+// countWriter counts the bytes written to it.
+type countWriter struct{ n *atomic.Int64 }
+
+func (w countWriter) Write(b []byte) (int, error) { w.n.Add(int64(len(b))); return len(b), nil }
 
 // FetchError is a download the server refused or did not have.
 type FetchError struct {

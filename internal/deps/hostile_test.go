@@ -449,3 +449,38 @@ func TestPinnedBytesAreNotRecordedUnderAnotherURL(t *testing.T) {
 		}
 	})
 }
+
+// A server that trickles its answer (or sends headers and then nothing) is cut off once the download falls below
+// the minimum rate, instead of holding the build for the client's whole timeout per download.
+func TestTricklingServerIsCutOff(t *testing.T) {
+	defer func(r int64, g, e time.Duration) { minRate, minRateGrace, rateEvery = r, g, e }(minRate, minRateGrace, rateEvery)
+	minRate, minRateGrace, rateEvery = 1<<20, 300*time.Millisecond, 20*time.Millisecond
+	body := []byte(strings.Repeat("x", 100))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/silent" {
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			return
+		}
+		for i := range body {
+			if _, err := w.Write(body[i : i+1]); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(30 * time.Millisecond):
+			}
+		}
+	}))
+	defer srv.Close()
+	for _, path := range []string{"/trickle", "/silent"} {
+		start := time.Now()
+		_, err := Ingest(context.Background(), nil, []Spec{{Kind: File, URL: srv.URL + path, SHA256: digest.FromBytes(body), Dest: "x"}}, t.TempDir(), Options{Cache: t.TempDir()})
+		if err == nil || !strings.Contains(err.Error(), "too slowly") {
+			t.Errorf("%s: err = %v after %s, want it cut off for sending too slowly", path, err, time.Since(start))
+		}
+	}
+}
