@@ -23,7 +23,8 @@ import (
 	"sync"
 )
 
-// How npm in a task finds the packages (checked with npm 11.19.1 on Node 20):
+// How npm in a task finds the packages (checked with npm 11.19.1 on Node 20, and with Debian 12's npm 9.2.0 on
+// Node 18):
 //
 // The tree holds an npm cache (cacache) at NpmCacheDir/_cacache. content-v2/sha512/<2>/<2>/<rest> holds every
 // tarball under its sha512, and next to them one small packument (registry metadata) per package name, listing
@@ -35,10 +36,12 @@ import (
 // tarball straight from content-v2 by its integrity and needs no index at all.
 //
 // npm cannot use that cache where it lies, read-only: every lookup in the index (make-fetch-happen's cache, through
-// cacache's index.compact) rewrites the index bucket it read, and a failed write is taken as "not cached". So a
-// task gets its own writable copy of the index, which is small, with content-v2 a symlink to the read-only tree:
-// PrepareNpmCache makes it in the task's /tmp. The tarballs themselves are never written, and cacache checks
-// their integrity on every read anyway.
+// cacache's index.compact) rewrites the index bucket it read, and a failed write is taken as "not cached". And npm
+// 9 (pacote 15) writes every tarball it fetches by way of a packument back into content-v2 (when the lock has no
+// "resolved"): the file there already exists, so cacache keeps it but chmods it 0444, and when that fails (a
+// read-only file system, a file not the task's own) takes the tarball for corrupted, tries to delete it and fails
+// the install (EROFS, EACCES). So a task gets its own writable copy of the whole cache, PrepareNpmCache makes it in
+// the task's /tmp: as many bytes as the tarballs, once per task. cacache checks their integrity on every read.
 
 // npmTaskRegistry is the registry URL npm in a task uses: one that cannot be reached (.invalid never resolves,
 // RFC 2606), as tasks have no network. It only names the entries of the cache's index, whatever registry the
@@ -72,64 +75,65 @@ func npmEnvFor(cache string, scripts bool) []string {
 }
 
 // PrepareNpmCache makes the npm cache a task uses at <tmp>/.npm, tmp being the directory the task sees as /tmp:
-// a writable copy of the index of the tree's npm cache (npm rewrites index entries whenever it reads them), and
-// content-v2 a symlink to the tree's read-only contents at MountPoint. Everything it makes belongs to uid:gid. It
-// does nothing when the tree has no npm cache. Call it before the task's first step runs, on a fresh tmp.
+// a writable copy of the tree's npm cache, index and tarballs (npm rewrites both; see above), everything in it
+// belonging to uid:gid. It does nothing when the tree has no npm cache. Call it before the task's first step runs,
+// on a fresh tmp.
 func PrepareNpmCache(tree, tmp string, uid, gid int) error {
-	return prepareNpmCache(tree, tmp, path.Join(MountPoint, NpmCacheDir, "_cacache", "content-v2"), uid, gid)
-}
-
-// prepareNpmCache is PrepareNpmCache with the tree's content-v2 at content (tests run npm on the host).
-func prepareNpmCache(tree, tmp, content string, uid, gid int) error {
-	index := filepath.Join(tree, NpmCacheDir, "_cacache", "index-v5")
-	if _, err := os.Lstat(index); errors.Is(err, fs.ErrNotExist) {
+	src := filepath.Join(tree, NpmCacheDir, "_cacache")
+	if _, err := os.Lstat(filepath.Join(src, "index-v5")); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	} else if err != nil {
 		return err
 	}
 	cache := filepath.Join(tmp, path.Base(npmTaskCache))
+	if err := os.Mkdir(cache, 0o700); err != nil {
+		return fmt.Errorf("preparing the task's npm cache: %w", err)
+	}
+	if err := os.Chown(cache, uid, gid); err != nil {
+		return err
+	}
 	cacache := filepath.Join(cache, "_cacache")
-	for _, d := range []string{cache, cacache} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			return fmt.Errorf("preparing the task's npm cache: %w", err)
-		}
-		if err := os.Chown(d, uid, gid); err != nil {
-			return err
-		}
-	}
-	if err := os.Symlink(content, filepath.Join(cacache, "content-v2")); err != nil {
-		return err
-	}
-	if err := os.Lchown(filepath.Join(cacache, "content-v2"), uid, gid); err != nil {
-		return err
-	}
-	return filepath.WalkDir(index, func(p string, d fs.DirEntry, err error) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(index, p)
+		rel, err := filepath.Rel(src, p)
 		if err != nil {
 			return err
 		}
-		dst := filepath.Join(cacache, "index-v5", rel)
+		dst := filepath.Join(cacache, rel)
 		switch {
 		case d.IsDir():
 			if err := os.Mkdir(dst, 0o700); err != nil {
 				return err
 			}
 		case d.Type().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(dst, b, 0o600); err != nil {
-				return err
+			if err := copyRegular(p, dst); err != nil {
+				return fmt.Errorf("preparing the task's npm cache: %w", err)
 			}
 		default:
 			return fmt.Errorf("preparing the task's npm cache: %s is not a regular file", p)
 		}
 		return os.Chown(dst, uid, gid)
 	})
+}
+
+// copyRegular copies the regular file src to dst, a new file of mode 0600.
+func copyRegular(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // npmLockFile is the part of package-lock.json that pins packages.

@@ -451,8 +451,7 @@ func npmCI(t *testing.T, project, lock []byte, registry string, scripts bool) (s
 	before := listTree(t, tree)
 
 	const nobody = 65534
-	content := filepath.Join(tree, NpmCacheDir, "_cacache", "content-v2")
-	if err := prepareNpmCache(tree, tmp, content, nobody, nobody); err != nil {
+	if err := PrepareNpmCache(tree, tmp, nobody, nobody); err != nil {
 		t.Fatal(err)
 	}
 	for name, b := range map[string][]byte{"package.json": project, "package-lock.json": lock} {
