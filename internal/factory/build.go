@@ -697,8 +697,8 @@ func (b *build) prepareTask(ctx context.Context, t *pipeline.Task, dir string) (
 	if err := os.Chmod(tmp, 0o700); err != nil {
 		return nil, "", err
 	}
-	// npm rewrites its cache's index whenever it reads it: the task gets a writable copy of the index in its own
-	// /tmp, the packages staying read-only in the tree.
+	// npm writes to its cache (the index whenever it reads it; npm 9 the tarballs too): the task gets a writable
+	// copy of the cache in its own /tmp, the tree staying read-only.
 	if b.deps.kinds[deps.Npm] {
 		if err := deps.PrepareNpmCache(b.deps.tree, tmp, b.lease.id, b.lease.id); err != nil {
 			return nil, "", fmt.Errorf("preparing task %q: %w", t.Name, err)
