@@ -69,6 +69,7 @@ func TestSBOMRefusesAnotherOutputsSBOM(t *testing.T) {
 	for _, s := range []string{sbom.SPDXBundleSuffix, sbom.CycloneDXBundleSuffix} {
 		copyFile(t, filepath.Join(b.out, "attestations", "bin", "ssf"+s), filepath.Join(b.out, "attestations", "bin", "twin"+s))
 	}
+	b.signProvenance(t)
 	r := ssf(t, t.TempDir(), "sbom", twin, "--key", b.pub)
 	if r.code != 1 || !strings.Contains(r.stderr, `"bin/twin"`) || r.stdout != "" {
 		t.Errorf("ssf sbom of an output whose bundle is another output's: exit %d, want 1 naming bin/twin\n%s%s", r.code, r.stdout, r.stderr)
@@ -101,6 +102,7 @@ func TestSBOMJSONEscapesNames(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(b.out, "attestations", "evil"+sbom.CycloneDXBundleSuffix), bundle, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	b.signProvenance(t)
 	r := ssf(t, t.TempDir(), "sbom", evil, "--key", b.pub, "--format", "cyclonedx")
 	if r.code != 0 {
 		t.Fatalf("ssf sbom: exit %d\n%s", r.code, r.stderr)
@@ -159,4 +161,29 @@ func sorted(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
+}
+
+// The build's provenance lists each SBOM bundle by digest: an SBOM the factory signed for the same output name
+// and bytes in another build (cross-checked against what that build ingested) is not this build's.
+func TestSBOMRefusesAnotherBuildsSBOM(t *testing.T) {
+	b := newSBOMBuild(t)
+	if r := ssf(t, t.TempDir(), "sbom", b.output, "--key", b.pub); r.code != 0 || strings.Contains(r.stderr, "not tied to this build") {
+		t.Fatalf("ssf sbom of the build as made: exit %d\n%s", r.code, r.stderr)
+	}
+	// Another build: the same statement signed again (ECDSA: another signature, another bundle digest).
+	st, err := sbom.Statement([]provenance.Subject{{Name: "bin/ssf", Digest: fileSHA256(t, b.output)}}, sbom.CycloneDXPredicateType, b.res.CycloneDX)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := sign.NewSigner(b.key).Statement(context.Background(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b.out, "attestations", "bin", "ssf"+sbom.CycloneDXBundleSuffix), bundle, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := ssf(t, t.TempDir(), "sbom", b.output, "--key", b.pub)
+	if r.code != 1 || !strings.Contains(r.stderr, "provenance lists") || r.stdout != "" {
+		t.Errorf("ssf sbom with another build's SBOM: exit %d, want 1 naming the provenance\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }

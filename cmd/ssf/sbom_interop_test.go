@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"debug/buildinfo"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,10 +45,6 @@ func newSBOMBuild(t *testing.T) *sbomBuild {
 		}
 	}
 	copyFile(t, ssfBin, b.output)
-	// ssf sbom finds OUT by its provenance bundle; its content is not read.
-	if err := os.WriteFile(filepath.Join(b.out, "attestations", "provenance.sigstore.json"), []byte("{}"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 
 	info, err := buildinfo.ReadFile(b.output)
 	if err != nil {
@@ -113,7 +110,50 @@ func newSBOMBuild(t *testing.T) *sbomBuild {
 			t.Fatal(err)
 		}
 	}
+	b.signProvenance(t)
 	return b
+}
+
+// signProvenance (re)writes OUT's provenance as ssf build would: every file outside attestations/ a subject, and
+// every SBOM bundle in attestations/ a byproduct with its digest.
+func (b *sbomBuild) signProvenance(t *testing.T) {
+	t.Helper()
+	pb := provenance.Build{
+		BuilderID: "https://ssf.dev/factory/test", BuilderVersion: map[string]string{"ssf": "test"},
+		InvocationID: "interop-1", StartedOn: time.Unix(1, 0), FinishedOn: time.Unix(2, 0),
+		PipelineName: "interop", PipelineDigest: digest.FromString("pipeline"), Params: map[string]string{}, SourceURI: "file:///src",
+		Dependencies: []provenance.ResourceDescriptor{{Name: "source", URI: "file:///src", Digest: provenance.DigestSet(digest.FromString("src"))}},
+	}
+	err := filepath.WalkDir(b.out, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		rel, _ := filepath.Rel(b.out, p)
+		rel = filepath.ToSlash(rel)
+		switch {
+		case rel == "attestations/provenance.sigstore.json":
+		case strings.HasPrefix(rel, "attestations/"):
+			pb.Byproducts = append(pb.Byproducts, provenance.ResourceDescriptor{Name: rel,
+				MediaType: "application/vnd.dev.sigstore.bundle.v0.3+json", Digest: provenance.DigestSet(fileSHA256(t, p))})
+		default:
+			pb.Subjects = append(pb.Subjects, provenance.Subject{Name: rel, Digest: fileSHA256(t, p)})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := provenance.Statement(pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := sign.NewSigner(b.key).Statement(context.Background(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b.out, "attestations", "provenance.sigstore.json"), bundle, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func copyFile(t *testing.T, from, to string) {
@@ -280,6 +320,7 @@ func TestSBOMTableEscapesNames(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(b.out, "attestations", "evil"+sbom.CycloneDXBundleSuffix), bundle, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	b.signProvenance(t)
 	r := ssf(t, t.TempDir(), "sbom", evil, "--key", b.pub)
 	if r.code != 0 {
 		t.Fatalf("ssf sbom: exit %d\n%s", r.code, r.stderr)

@@ -42,7 +42,8 @@ The factory writes two SBOMs of every output, SPDX 2.3 and CycloneDX 1.6, each s
   OUT/attestations/OUTPUT.cdx.sigstore.json    (predicate https://cyclonedx.org/bom)
 Before anything is printed, the bundle's signature is verified with the local factory's provenance key (or
 --key KEY.pub), and OUTPUT is hashed again: the signed statement must have a subject of OUTPUT's name and
-sha256. The bundle must be a regular file (not a symlink) beneath OUT's real directories. Names in the printed
+sha256, and the build's provenance (OUT/attestations/provenance.sigstore.json, verified with the same key for
+OUTPUT) must list the bundle with its sha256, so an SBOM of another build of the same bytes is refused. The bundle must be a regular file (not a symlink) beneath OUT's real directories. Names in the printed
 table and JSON come from the output's build info, which a step wrote: characters a terminal would act on are
 printed escaped.
 
@@ -75,7 +76,7 @@ output, or an output without an SBOM attestation.`,
 			if err != nil {
 				return err
 			}
-			bundlePath, predicateType, bundle, err := readSBOMBundle(out, rel, suffixes, predicates)
+			bundlePath, bundleName, predicateType, bundle, err := readSBOMBundle(out, rel, suffixes, predicates)
 			if err != nil {
 				return err
 			}
@@ -108,6 +109,12 @@ output, or an output without an SBOM attestation.`,
 				return fmt.Errorf("%s: %w: the statement is not about output %q (subjects: %s)", bundlePath,
 					verify.ErrVerification, rel, printable(subjectNames(v.Subjects)))
 			}
+			// Nor does it say which build: an earlier build of the same bytes had its own SBOM, cross-checked
+			// against what that build ingested. The build's provenance lists its SBOM bundles by digest.
+			listed, err := listedByProvenance(cmd, out, sum, trusted, bundlePath, bundleName, bundle)
+			if err != nil {
+				return err
+			}
 			if format != "table" {
 				var doc bytes.Buffer
 				if err := json.Indent(&doc, v.Predicate, "", "  "); err != nil {
@@ -121,7 +128,13 @@ output, or an output without an SBOM attestation.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w", bundlePath, err)
 			}
-			return printSBOMTable(cmd, rel, sum, bundlePath, rows)
+			if err := printSBOMTable(cmd, rel, sum, bundlePath, rows); err != nil {
+				return err
+			}
+			if !listed {
+				fmt.Fprintf(cmd.ErrOrStderr(), "ssf: note: the build's provenance lists no SBOM bundles (made by an older ssf): this SBOM is not tied to this build\n")
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "table", "table, spdx (SPDX 2.3 JSON) or cyclonedx (CycloneDX 1.6 JSON)")
@@ -129,36 +142,89 @@ output, or an output without an SBOM attestation.`,
 	return cmd
 }
 
-// readSBOMBundle reads the first of OUT/attestations/<rel><suffix> that exists, as publish reads it: a regular
-// file reached through real directories (a fifo must not block ssf sbom, a symlink must not choose what is read),
-// at most verify.MaxBundleSize bytes.
-func readSBOMBundle(out, rel string, suffixes, predicates []string) (bundlePath, predicateType string, bundle []byte, err error) {
-	root, err := os.OpenRoot(out)
-	if err != nil {
-		return "", "", nil, usagef("opening the build output %q: %w", out, err)
-	}
-	defer root.Close()
+// readSBOMBundle reads the first of OUT/attestations/<rel><suffix> that exists (see readBundleIn).
+func readSBOMBundle(out, rel string, suffixes, predicates []string) (bundlePath, name, predicateType string, bundle []byte, err error) {
 	for i, s := range suffixes {
 		p := filepath.Join(out, "attestations", filepath.FromSlash(rel)+s)
-		f, err := oci.OpenRegular(root, "attestations/"+rel+s)
+		b, err := readBundleIn(out, "attestations/"+rel+s)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return "", "", nil, usagef("reading the SBOM bundle %s: %w", p, err)
+			return "", "", "", nil, err
 		}
-		defer f.Close()
-		b, err := io.ReadAll(io.LimitReader(f, verify.MaxBundleSize+1))
-		if err != nil {
-			return "", "", nil, usagef("reading the SBOM bundle %s: %w", p, err)
-		}
-		if len(b) > verify.MaxBundleSize {
-			return "", "", nil, usagef("SBOM bundle %s is larger than %d bytes", p, verify.MaxBundleSize)
-		}
-		return p, predicates[i], b, nil
+		return p, "attestations/" + rel + s, predicates[i], b, nil
 	}
-	return "", "", nil, usagef("output %q has no SBOM attestation: expected %s (ssf build writes one for every output)",
+	return "", "", "", nil, usagef("output %q has no SBOM attestation: expected %s (ssf build writes one for every output)",
 		rel, filepath.Join(out, "attestations", filepath.FromSlash(rel)+suffixes[0]))
+}
+
+// readBundleIn reads the bundle OUT/rel as publish reads it: a regular file reached through real directories (a
+// fifo must not block ssf sbom, a symlink must not choose what is read), at most verify.MaxBundleSize bytes. A
+// missing file is an error wrapping fs.ErrNotExist.
+func readBundleIn(out, rel string) ([]byte, error) {
+	p := filepath.Join(out, filepath.FromSlash(rel))
+	root, err := os.OpenRoot(out)
+	if err != nil {
+		return nil, usagef("opening the build output %q: %w", out, err)
+	}
+	defer root.Close()
+	f, err := oci.OpenRegular(root, rel)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, usagef("reading the bundle %s: %w", p, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, verify.MaxBundleSize+1))
+	if err != nil {
+		return nil, usagef("reading the bundle %s: %w", p, err)
+	}
+	if len(b) > verify.MaxBundleSize {
+		return nil, usagef("bundle %s is larger than %d bytes", p, verify.MaxBundleSize)
+	}
+	return b, nil
+}
+
+// listedByProvenance verifies OUT's provenance bundle for the output and checks that it lists the SBOM bundle
+// (its path in OUT and sha256) among its byproducts. It returns false, with no error, for a provenance that lists
+// no SBOM bundle at all (a build made before they were listed).
+func listedByProvenance(cmd *cobra.Command, out string, sum digest.Digest, trusted root.TrustedMaterial, bundlePath, name string, bundle []byte) (bool, error) {
+	provPath := filepath.Join(out, filepath.FromSlash(factory.BundlePath))
+	provBundle, err := readBundleIn(out, factory.BundlePath)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, usagef("reading the provenance %s: %w", provPath, err)
+		}
+		return false, err
+	}
+	res, err := verify.Artifact(cmd.Context(), sum, provBundle, verify.Options{Trusted: trusted})
+	if err != nil {
+		if errors.Is(err, verify.ErrVerification) {
+			return false, fmt.Errorf("%s: %w", provPath, err)
+		}
+		return false, &usageError{err}
+	}
+	got := digest.FromBytes(bundle)
+	anyListed := false
+	for _, b := range res.Provenance.Byproducts {
+		if !strings.HasSuffix(b.Name, sbom.SPDXBundleSuffix) && !strings.HasSuffix(b.Name, sbom.CycloneDXBundleSuffix) {
+			continue
+		}
+		anyListed = true
+		if b.Name == name {
+			if b.Digest[string(got.Algorithm())] != got.Encoded() {
+				return false, fmt.Errorf("%s: %w: it hashes to %s, but the build's provenance lists sha256:%s for it (an SBOM of another build?)",
+					bundlePath, verify.ErrVerification, got, printable(b.Digest["sha256"]))
+			}
+			return true, nil
+		}
+	}
+	if anyListed {
+		return false, fmt.Errorf("%s: %w: the build's provenance does not list it among its SBOM bundles", bundlePath, verify.ErrVerification)
+	}
+	return false, nil
 }
 
 func subjectNames(subjects []provenance.Subject) string {
