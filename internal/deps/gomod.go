@@ -124,7 +124,11 @@ const emptyGoModHash = "h1:G7mAYYxgmS0lVkHyy2hEOLQCFB0DlQFTMLWggykrydY="
 func parseGoSum(name string, data []byte) (*goSum, error) {
 	s := &goSum{zip: map[module.Version]sumLine{}, mod: map[module.Version]sumLine{}}
 	const want = "go.sum lines are `MODULE VERSION h1:HASH` or `MODULE VERSION/go.mod h1:HASH`; regenerate go.sum with `go mod tidy` outside the factory"
-	for i, line := range strings.Split(string(data), "\n") {
+	lines := strings.Split(string(data), "\n")
+	if len(lines) > maxGoSumLines {
+		return nil, inputErrorf("%s has %d lines, more than the %d ssf reads; is it the go.sum of one module?", name, len(lines), maxGoSumLines)
+	}
+	for i, line := range lines {
 		n := i + 1
 		fields := strings.Fields(line)
 		if len(fields) == 0 {
@@ -286,9 +290,19 @@ type goIngest struct {
 	// no download slot.
 	verifying chan struct{}
 
-	mu    sync.Mutex
-	calls map[goFile]*goCall
+	mu      sync.Mutex
+	calls   map[goFile]*goCall
+	pending []goFile // started but not yet taken by a worker
+	workers int      // running workers, at most maxGoWorkers
 }
+
+// maxGoWorkers bounds the fetches of one gomod Spec in progress at once (each a goroutine waiting for a download
+// slot or a zip check), so that a go.sum of many lines costs a queue entry per line, not a goroutine.
+const maxGoWorkers = 4 * DefaultConcurrency
+
+// maxGoSumLines bounds go.sum: every "/go.mod" line is fetched, and a lock file must not turn into an unbounded
+// number of requests. The go.sum of a large project (Kubernetes) has a few thousand lines.
+const maxGoSumLines = 50000
 
 func (g *goIngest) run(ctx context.Context, tree string) ([]Dependency, error) {
 	mainPruned := goVersionPruned(g.main)
@@ -540,11 +554,30 @@ func (g *goIngest) call(ctx context.Context, file goFile, needed bool) *goCall {
 	c := &goCall{needed: needed, done: make(chan struct{})}
 	g.calls[file] = c
 	g.f.progress.expect(1)
-	go func() {
-		defer close(c.done)
-		c.c, c.url, c.pin, c.err = g.fetch(ctx, file)
-	}()
+	g.pending = append(g.pending, file)
+	if g.workers < maxGoWorkers {
+		g.workers++
+		go g.work(ctx)
+	}
 	return c
+}
+
+// work fetches the pending files, one at a time, until none is left.
+func (g *goIngest) work(ctx context.Context) {
+	for {
+		g.mu.Lock()
+		if len(g.pending) == 0 {
+			g.workers--
+			g.mu.Unlock()
+			return
+		}
+		file := g.pending[0]
+		g.pending = g.pending[1:]
+		c := g.calls[file]
+		g.mu.Unlock()
+		c.c, c.url, c.pin, c.err = g.fetch(ctx, file)
+		close(c.done)
+	}
 }
 
 func (g *goIngest) start(ctx context.Context, file goFile) { g.call(ctx, file, true) }
@@ -636,23 +669,24 @@ func (g *goIngest) fetch(ctx context.Context, file goFile) (cached, string, stri
 		}
 	} else {
 		check = func(p string) error {
-			g.verifying <- struct{}{}
-			defer func() { <-g.verifying }()
-			got, err := hashZip(p)
-			if err != nil {
-				return fmt.Errorf("%s: %s is not a readable module zip: %w", label, url, err)
-			}
-			if got != pin.h1 {
-				return &MismatchError{What: label, Want: pin.h1, Got: got}
-			}
-			// A zip go.sum pins may still break the module zip rules (paths outside the module, case
-			// collisions, sizes); the go command would refuse it, so must we.
+			// The module zip rules first (paths outside the module, case collisions, sizes): the go command would
+			// refuse a zip that breaks them, and they bound what hashing will inflate. CheckZip reads only the
+			// zip's directory, so a zip bomb is refused before it is inflated.
 			cf, err := modzip.CheckZip(m, p)
 			if err == nil {
 				err = cf.Err()
 			}
 			if err != nil {
 				return fmt.Errorf("%s: breaks the module zip rules: %w", label, err)
+			}
+			g.verifying <- struct{}{}
+			defer func() { <-g.verifying }()
+			got, err := hashZip(p)
+			if err != nil {
+				return fmt.Errorf("%s: %s is not a readable module zip: %w", label, redactURL(url), err)
+			}
+			if got != pin.h1 {
+				return &MismatchError{What: label, Want: pin.h1, Got: got}
 			}
 			return nil
 		}
