@@ -232,6 +232,21 @@ func (r *embeddedRegistry) get(t *testing.T, path string, withCreds bool) (*http
 	return resp, body
 }
 
+// isProvenanceReferrer says whether a referrer carries a provenance bundle (publish attaches SBOMs too).
+func isProvenanceReferrer(d ociDescriptor) bool {
+	return d.Annotations["dev.sigstore.bundle.predicateType"] == "https://slsa.dev/provenance/v1"
+}
+
+func provenanceReferrers(refs []ociDescriptor) []ociDescriptor {
+	var out []ociDescriptor
+	for _, d := range refs {
+		if isProvenanceReferrer(d) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 type ociDescriptor struct {
 	MediaType    string            `json:"mediaType"`
 	Digest       string            `json:"digest"`
@@ -631,9 +646,9 @@ func TestPublishToEmbeddedRegistry(t *testing.T) {
 	if digest != subject {
 		t.Errorf("published %s, but the provenance names the artifact %s", digest, subject)
 	}
-	var referrer string
+	var referrer string // the provenance's: publish prints it first, then the SBOMs'
 	for _, line := range strings.Split(r.stdout, "\n") {
-		if rest, ok := strings.CutPrefix(line, "referrer"); ok {
+		if rest, ok := strings.CutPrefix(line, "referrer"); ok && referrer == "" {
 			referrer = strings.TrimSpace(rest)
 		}
 	}
@@ -687,10 +702,20 @@ func TestPublishToEmbeddedRegistry(t *testing.T) {
 
 	t.Run("bundle is a referrer", func(t *testing.T) {
 		for _, withCreds := range []bool{true, false} {
-			refs := reg.referrers(t, "team/app", digest, withCreds)
-			if len(refs) != 1 || refs[0].Digest != referrerDigest || refs[0].ArtifactType != bundleArtifactType ||
-				refs[0].MediaType != ociManifestType {
-				t.Errorf("referrers of %s (credentials %v) = %+v, want the one bundle referrer %s", digest, withCreds, refs, referrerDigest)
+			all := reg.referrers(t, "team/app", digest, withCreds)
+			provenance := provenanceReferrers(all)
+			sboms := slices.DeleteFunc(slices.Clone(all), isProvenanceReferrer)
+			if len(provenance) != 1 || provenance[0].Digest != referrerDigest || provenance[0].ArtifactType != bundleArtifactType ||
+				provenance[0].MediaType != ociManifestType {
+				t.Errorf("provenance referrers of %s (credentials %v) = %+v, want the one bundle referrer %s", digest, withCreds, provenance, referrerDigest)
+			}
+			// And an SPDX and a CycloneDX SBOM of each output.
+			types := map[string]int{}
+			for _, d := range sboms {
+				types[d.Annotations["dev.sigstore.bundle.predicateType"]]++
+			}
+			if n := len(p.statement()["subject"].([]any)) - 1; types["https://spdx.dev/Document"] != n || types["https://cyclonedx.org/bom"] != n || len(sboms) != 2*n {
+				t.Errorf("SBOM referrers of %s = %v, want an SPDX and a CycloneDX one for each of %d outputs", digest, types, n)
 			}
 		}
 		raw := reg.must(t, reg.dir, crane, "manifest", reg.host+"/team/app@"+referrerDigest)
@@ -720,8 +745,8 @@ func TestPublishToEmbeddedRegistry(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &disc); err != nil {
 			t.Fatalf("oras discover: %v\n%s", err, out)
 		}
-		if len(disc.Referrers) != 1 || disc.Referrers[0].Digest != referrerDigest || disc.Referrers[0].ArtifactType != bundleArtifactType {
-			t.Errorf("oras discover found %+v, want the bundle referrer %s", disc.Referrers, referrerDigest)
+		if prov := provenanceReferrers(disc.Referrers); len(prov) != 1 || prov[0].Digest != referrerDigest || prov[0].ArtifactType != bundleArtifactType {
+			t.Errorf("oras discover found %+v, want the provenance bundle referrer %s", disc.Referrers, referrerDigest)
 		}
 
 		// The registry has the referrers API, so there must be no sha256-<hex> fallback tag.
@@ -756,8 +781,8 @@ func TestPublishToEmbeddedRegistry(t *testing.T) {
 		if got := reg.tags(t, crane, "team/app2"); !slices.Equal(got, []string{"v1"}) {
 			t.Errorf("crane ls team/app2 = %v, want only [v1]", got)
 		}
-		if refs := reg.referrers(t, "team/app2", digest, true); len(refs) != 1 || refs[0].ArtifactType != bundleArtifactType {
-			t.Errorf("referrers of %s = %+v, want one bundle", digest, refs)
+		if refs := provenanceReferrers(reg.referrers(t, "team/app2", digest, true)); len(refs) != 1 || refs[0].ArtifactType != bundleArtifactType {
+			t.Errorf("provenance referrers of %s = %+v, want one bundle", digest, refs)
 		}
 	})
 }
