@@ -300,20 +300,7 @@ func place(tree, rel string, c cached) error {
 	if err := os.Link(c.Path, p); err == nil {
 		return nil
 	}
-	in, err := os.Open(c.Path)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o444)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return copyRegular(c.Path, p, 0o444)
 }
 
 // sourceKey is the part of a cache key that names where an entry was fetched from: the sha256 of the URL (without

@@ -108,7 +108,7 @@ func PrepareNpmCache(tree, tmp string, uid, gid int) error {
 				return err
 			}
 		case d.Type().IsRegular():
-			if err := copyRegular(p, dst); err != nil {
+			if err := copyRegular(p, dst, 0o600); err != nil {
 				return fmt.Errorf("preparing the task's npm cache: %w", err)
 			}
 		default:
@@ -118,14 +118,14 @@ func PrepareNpmCache(tree, tmp string, uid, gid int) error {
 	})
 }
 
-// copyRegular copies the regular file src to dst, a new file of mode 0600.
-func copyRegular(src, dst string) error {
+// copyRegular copies the file src to dst, a new file of mode perm.
+func copyRegular(src, dst string, perm os.FileMode) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return err
 	}

@@ -295,7 +295,7 @@ func (h Home) source(ctx context.Context, dir string, adm *admission, ws *worksp
 		return nil, err
 	}
 	desc := src.Descriptor()
-	log.printf("source %s (%s)", desc.URI, digestString(desc.Digest))
+	log.printf("source %s (%s)", desc.URI, desc.Digest)
 	if src.GitMismatch != "" {
 		log.printf("source not recorded by git commit: %s", src.GitMismatch)
 	}
@@ -890,15 +890,6 @@ func fileURI(path string) string {
 		path = abs
 	}
 	return (&url.URL{Scheme: "file", Path: path}).String()
-}
-
-func digestString(d provenance.Digest) string {
-	algs := make([]string, 0, len(d))
-	for alg, v := range d {
-		algs = append(algs, alg+":"+v)
-	}
-	sort.Strings(algs)
-	return strings.Join(algs, ", ")
 }
 
 func setEnv(env []string, key, value string) []string {

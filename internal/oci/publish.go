@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -325,7 +324,7 @@ func attestations(ctx context.Context, req PublishRequest, prov *provenance.Prov
 			file, err := OpenRegular(root, rel)
 			if errors.Is(err, fs.ErrNotExist) {
 				if isListed {
-					return nil, fmt.Errorf("refusing to publish: %s is missing: the provenance lists it (with %s)", rel, digestSetString(want))
+					return nil, fmt.Errorf("refusing to publish: %s is missing: the provenance lists it (with %s)", rel, want)
 				}
 				continue // not listed: a build made before SBOMs were recorded publishes what there is
 			}
@@ -343,7 +342,7 @@ func attestations(ctx context.Context, req PublishRequest, prov *provenance.Prov
 			if len(listed) > 0 {
 				got := digest.FromBytes(b)
 				if !isListed || want[string(got.Algorithm())] != got.Encoded() {
-					return nil, fmt.Errorf("refusing to publish: %s hashes to %s, not to what the provenance lists for it (%s)", rel, got, digestSetString(want))
+					return nil, fmt.Errorf("refusing to publish: %s hashes to %s, not to what the provenance lists for it (%s)", rel, got, want)
 				}
 			}
 			a := attestation{path: rel, predicateType: kind.predicateType, bundle: b, subjects: []Descriptor{artifact}}
@@ -547,16 +546,3 @@ func (l *fileLayer) MediaType() (types.MediaType, error) {
 }
 func (l *fileLayer) Compressed() (io.ReadCloser, error)   { return OpenRegular(l.root, l.file.Path) }
 func (l *fileLayer) Uncompressed() (io.ReadCloser, error) { return l.Compressed() }
-
-// digestSetString writes a provenance digest set for a message; "none" when empty.
-func digestSetString(d provenance.Digest) string {
-	parts := make([]string, 0, len(d))
-	for alg, v := range d {
-		parts = append(parts, alg+":"+v)
-	}
-	slices.Sort(parts)
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, ", ")
-}

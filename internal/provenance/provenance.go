@@ -73,6 +73,19 @@ const PipelineDependencyName = "pipeline"
 // DigestSet makes this form of one.
 type Digest map[string]string
 
+// String writes the set for people: "alg:value" pairs sorted and joined by ", "; "none" when empty.
+func (d Digest) String() string {
+	parts := make([]string, 0, len(d))
+	for alg, v := range d {
+		parts = append(parts, alg+":"+v)
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
+}
+
 // DigestSet returns d as an in-toto digest set, {"sha256": hex}.
 func DigestSet(d digest.Digest) Digest { return Digest{string(d.Algorithm()): d.Encoded()} }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/ssf-dev/ssf/internal/archive"
 	"github.com/ssf-dev/ssf/internal/deps"
 )
 
@@ -54,7 +55,7 @@ func readBuildInfo(ctx context.Context, path string, want digest.Digest) (info *
 		return nil, fmt.Sprintf("build info not read: the output is larger than %d bytes", int64(MaxBinarySize)), nil
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, ctxReader{ctx, io.NewSectionReader(f, 0, fi.Size())}); err != nil {
+	if _, err := archive.CopyContext(ctx, h, io.NewSectionReader(f, 0, fi.Size()), make([]byte, 256<<10)); err != nil {
 		return nil, "", fmt.Errorf("hashing the output %q: %w", path, err)
 	}
 	if got := digest.NewDigest(digest.SHA256, h); got != want {
@@ -113,19 +114,6 @@ func (b *budgetReaderAt) ReadAt(p []byte, off int64) (int, error) {
 		return 0, errors.New("build info read budget spent")
 	}
 	return b.r.ReadAt(p, off)
-}
-
-// ctxReader stops a long read when the context is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // fromBuildInfo describes a Go binary: its main module and every module its build info names, each checked

@@ -36,7 +36,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strings"
@@ -46,6 +45,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/root"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 
+	"github.com/ssf-dev/ssf/internal/archive"
 	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/provenance"
 )
@@ -331,23 +331,10 @@ func hashFile(ctx context.Context, path string) (digest.Digest, error) {
 		return "", fmt.Errorf("hashing artifact %q: file was replaced while it was being opened", path)
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
+	if _, err := archive.CopyContext(ctx, h, f, make([]byte, 256<<10)); err != nil {
 		return "", fmt.Errorf("hashing artifact %q: %w", path, err)
 	}
 	return digest.NewDigest(digest.SHA256, h), nil
-}
-
-// ctxReader stops a long hash when the context is cancelled.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // parseSourceDigest splits "ALG:VALUE"; a value without a colon is bare (alg ""). An empty string is no expectation.
@@ -400,7 +387,7 @@ func matchParams(got, want map[string]string) error {
 func dependencyDigest(deps []provenance.ResourceDescriptor, name string) string {
 	for _, d := range deps {
 		if d.Name == name {
-			return digestList(d.Digest)
+			return d.Digest.String()
 		}
 	}
 	return "nothing"
@@ -423,7 +410,7 @@ func matchDependency(deps []provenance.ResourceDescriptor, name, alg, value stri
 	}
 	got, ok := dep.Digest[alg]
 	if !ok {
-		return "", fail("%s dependency has no %s digest (it has: %s)", name, alg, digestList(dep.Digest))
+		return "", fail("%s dependency has no %s digest (it has: %s)", name, alg, dep.Digest)
 	}
 	if !sameDigest(got, value) {
 		return "", fail("%s %s digest is %s, want %s", name, alg, got, value)
@@ -449,7 +436,7 @@ func matchSource(deps []provenance.ResourceDescriptor, alg, value string) (strin
 	if alg != "" {
 		got, ok := src.Digest[alg]
 		if !ok {
-			return "", fail("source dependency has no %s digest (it has: %s)", alg, digestList(src.Digest))
+			return "", fail("source dependency has no %s digest (it has: %s)", alg, src.Digest)
 		}
 		if !sameDigest(got, value) {
 			return "", fail("source %s digest is %s, want %s", alg, got, value)
@@ -461,7 +448,7 @@ func matchSource(deps []provenance.ResourceDescriptor, alg, value string) (strin
 			return a + ":" + got, nil
 		}
 	}
-	return "", fail("source digest %s is none of the source dependency's digests (%s)", value, digestList(src.Digest))
+	return "", fail("source digest %s is none of the source dependency's digests (%s)", value, src.Digest)
 }
 
 // sameDigest compares hex digests case-insensitively and anything else exactly.
@@ -484,18 +471,6 @@ func subjectList(subjects []provenance.Subject) string {
 	parts := make([]string, 0, len(subjects))
 	for _, s := range subjects {
 		parts = append(parts, fmt.Sprintf("%q %s", s.Name, s.Digest))
-	}
-	return strings.Join(parts, ", ")
-}
-
-func digestList(d provenance.Digest) string {
-	parts := make([]string, 0, len(d))
-	for alg, v := range d {
-		parts = append(parts, alg+":"+v)
-	}
-	slices.Sort(parts)
-	if len(parts) == 0 {
-		return "none"
 	}
 	return strings.Join(parts, ", ")
 }
