@@ -29,3 +29,7 @@ const (
 	SPDXBundleSuffix       = ".spdx.sigstore.json"
 	CycloneDXBundleSuffix  = ".cdx.sigstore.json"
 )
+
+// NpmPackumentAccept is the Accept header npm sends for a package's registry metadata in its abbreviated form;
+// npm's cache answers a request only from an entry stored under the same Accept.
+const NpmPackumentAccept = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*"

@@ -21,6 +21,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/ssf-dev/ssf/internal/content"
 )
 
 // How npm in a task finds the packages (checked with npm 11.19.1 on Node 20, and with Debian 12's npm 9.2.0 on
@@ -524,7 +526,7 @@ type npmPackument struct {
 // The Accept headers npm sends for packuments: the abbreviated ("corgi") form and the full document. The cache
 // answers only requests whose Accept matches an entry's, so the index has one entry for each.
 var npmPackumentAccepts = []string{
-	"application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*",
+	content.NpmPackumentAccept,
 	"application/json",
 }
 
