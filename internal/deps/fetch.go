@@ -129,10 +129,14 @@ type cached struct {
 }
 
 // get returns the cache entry named key (a path relative to the cache, derived from the pin, e.g.
-// "sha512/<hex>"), after check accepts it. When it is missing, or check refuses what is there (a damaged cache),
-// it is downloaded from url, checked, and only then stored under key. check gets the path of a complete file and
-// returns a *MismatchError (or another error) when its bytes are not what the pin says; it runs on every call, so
-// a cache hit is verified again before use.
+// "sha512/<hex>"), after checking it. When it is missing, or what is there fails the check (a damaged cache), it
+// is downloaded from url, checked, and only then stored under key. check gets the path of a complete file and
+// returns a *MismatchError (or another error) when its bytes are not what the pin says.
+//
+// A cache hit is verified again before use: its sha256 is computed and must equal the record kept beside the
+// entry (key + ".sha256", written by the control plane once those bytes passed check), or else check runs on it
+// in full. The record spares a warm build the full check where it is costly (a module zip's h1 means inflating
+// and hashing every file), never the hashing of the bytes themselves.
 func (f *fetcher) get(ctx context.Context, key, url string, check func(path string) error) (cached, error) {
 	p := filepath.Join(f.opts.Cache, filepath.FromSlash(key))
 	if fi, err := os.Stat(p); err == nil {
@@ -144,14 +148,23 @@ func (f *fetcher) get(ctx context.Context, key, url string, check func(path stri
 		if err != nil {
 			return cached{}, err
 		}
+		if checkedBefore(p, d) {
+			f.progress.done(false)
+			return cached{Path: p, Digest: d}, nil
+		}
 		if err := check(p); err == nil {
+			if err := recordChecked(p, d); err != nil {
+				return cached{}, err
+			}
 			f.progress.done(false)
 			return cached{Path: p, Digest: d}, nil
 		}
 		f.total.Add(-fi.Size())
 		// A damaged entry is replaced by a fresh, checked download.
-		if err := durable.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return cached{}, err
+		for _, q := range []string{p, p + checkedSuffix} {
+			if err := durable.Remove(q); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return cached{}, err
+			}
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return cached{}, err
@@ -176,12 +189,36 @@ func (f *fetcher) get(ctx context.Context, key, url string, check func(path stri
 	if err := os.Chmod(tmp, 0o444); err != nil {
 		return cached{}, err
 	}
-	// Another build may have stored the same entry meanwhile; its bytes passed the same check.
-	if err := durable.LinkNew(tmp, p); err != nil && !errors.Is(err, fs.ErrExist) {
+	switch err := durable.LinkNew(tmp, p); {
+	case errors.Is(err, fs.ErrExist):
+		// Another build stored the same entry meanwhile. Its bytes passed the same check, but may differ from
+		// these (two zips of the same files hash alike by h1): the tree gets that file, so describe that one.
+		if d, err = hashFile(p); err != nil {
+			return cached{}, err
+		}
+	case err != nil:
+		return cached{}, err
+	}
+	if err := recordChecked(p, d); err != nil {
 		return cached{}, err
 	}
 	f.progress.done(true)
 	return cached{Path: p, Digest: d}, nil
+}
+
+// checkedSuffix names the record of a cache entry's checked sha256, beside the entry. No cache key ends in it.
+const checkedSuffix = ".sha256"
+
+// checkedBefore says whether the bytes of the cache entry p, whose sha256 is d, are those that passed the pin
+// check when the record was written.
+func checkedBefore(p string, d digest.Digest) bool {
+	rec, err := os.ReadFile(p + checkedSuffix)
+	return err == nil && string(rec) == d.String()
+}
+
+// recordChecked records that the cache entry p, of sha256 d, passed its pin check.
+func recordChecked(p string, d digest.Digest) error {
+	return durable.Replace(p+checkedSuffix, []byte(d.String()), 0o444)
 }
 
 // maxBytes is the bound on one download stored under the cache key key: a go.mod's (the keys of Go modules end in
