@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -160,29 +159,20 @@ func readSBOMBundle(out, rel string, suffixes, predicates []string) (bundlePath,
 }
 
 // readBundleIn reads the bundle OUT/rel as publish reads it: a regular file reached through real directories (a
-// fifo must not block ssf sbom, a symlink must not choose what is read), at most verify.MaxBundleSize bytes. A
+// fifo must not block ssf sbom, a symlink must not choose what is read), at most oci.MaxAttestationBytes bytes. A
 // missing file is an error wrapping fs.ErrNotExist.
 func readBundleIn(out, rel string) ([]byte, error) {
-	p := filepath.Join(out, filepath.FromSlash(rel))
 	root, err := os.OpenRoot(out)
 	if err != nil {
 		return nil, usagef("opening the build output %q: %w", out, err)
 	}
 	defer root.Close()
-	f, err := oci.OpenRegular(root, rel)
+	b, err := oci.ReadRegular(root, rel, oci.MaxAttestationBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
 	if err != nil {
-		return nil, usagef("reading the bundle %s: %w", p, err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, verify.MaxBundleSize+1))
-	if err != nil {
-		return nil, usagef("reading the bundle %s: %w", p, err)
-	}
-	if len(b) > verify.MaxBundleSize {
-		return nil, usagef("bundle %s is larger than %d bytes", p, verify.MaxBundleSize)
+		return nil, usagef("%s: %w", out, err)
 	}
 	return b, nil
 }

@@ -289,8 +289,27 @@ func pushReferrer(ctx context.Context, pusher *remote.Pusher, repo name.Reposito
 	return d.String(), nil
 }
 
-// maxAttestationBytes bounds one SBOM bundle read from the output directory.
-const maxAttestationBytes = 64 << 20
+// MaxAttestationBytes bounds one SBOM bundle read from a build's output directory (an SBOM of a project with many
+// thousand packages runs to megabytes).
+const MaxAttestationBytes = 64 << 20
+
+// ReadRegular reads the regular file rel beneath r (see OpenRegular: no symlink on the way, a fifo or device is
+// refused without blocking), at most limit bytes. A missing file is an error wrapping fs.ErrNotExist.
+func ReadRegular(r *os.Root, rel string, limit int64) ([]byte, error) {
+	f, err := OpenRegular(r, rel)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", rel, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", rel, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("reading %s: larger than %d bytes", rel, limit)
+	}
+	return b, nil
+}
 
 // attestations reads the SBOM bundles beside the outputs and works out which manifests each goes to: each must
 // verify for the output it is named after and for the artifact (else nothing is published), and goes to an image
@@ -321,7 +340,7 @@ func attestations(ctx context.Context, req PublishRequest, prov *provenance.Prov
 		} {
 			rel := "attestations/" + f.Path + kind.suffix
 			want, isListed := listed[rel]
-			file, err := OpenRegular(root, rel)
+			b, err := ReadRegular(root, rel, MaxAttestationBytes)
 			if errors.Is(err, fs.ErrNotExist) {
 				if isListed {
 					return nil, fmt.Errorf("refusing to publish: %s is missing: the provenance lists it (with %s)", rel, want)
@@ -329,15 +348,7 @@ func attestations(ctx context.Context, req PublishRequest, prov *provenance.Prov
 				continue // not listed: a build made before SBOMs were recorded publishes what there is
 			}
 			if err != nil {
-				return nil, fmt.Errorf("reading %s: %w", rel, err)
-			}
-			b, err := io.ReadAll(io.LimitReader(file, maxAttestationBytes+1))
-			file.Close()
-			if err != nil {
-				return nil, fmt.Errorf("reading %s: %w", rel, err)
-			}
-			if len(b) > maxAttestationBytes {
-				return nil, fmt.Errorf("reading %s: larger than %d bytes", rel, maxAttestationBytes)
+				return nil, err
 			}
 			if len(listed) > 0 {
 				got := digest.FromBytes(b)
