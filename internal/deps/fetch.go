@@ -368,6 +368,7 @@ type progress struct {
 	hits  int
 	got   int
 	bytes atomic.Int64
+	shown time.Time // when the line was last drawn
 }
 
 func (p *progress) expect(n int) {
@@ -376,6 +377,7 @@ func (p *progress) expect(n int) {
 	p.mu.Unlock()
 }
 
+// done counts one finished file and redraws the line, at most ten times a second.
 func (p *progress) done(downloaded bool) {
 	if p.w == nil {
 		return
@@ -387,11 +389,21 @@ func (p *progress) done(downloaded bool) {
 	} else {
 		p.hits++
 	}
+	if time.Since(p.shown) >= 100*time.Millisecond {
+		p.draw()
+	}
+}
+
+func (p *progress) draw() {
 	fmt.Fprintf(p.w, "\rdependencies: %d/%d (%d downloaded, %.1f MB; %d from the cache)", p.got+p.hits, p.total, p.got, float64(p.bytes.Load())/1e6, p.hits)
+	p.shown = time.Now()
 }
 
 func (p *progress) finish() {
 	if p.w != nil && p.total > 0 {
+		p.mu.Lock()
+		p.draw() // the final count
+		p.mu.Unlock()
 		fmt.Fprintln(p.w)
 	}
 }
