@@ -183,6 +183,18 @@ func h1Key(h1, ext string) string {
 	return "gomod/h1/" + hex.EncodeToString(raw) + "." + ext
 }
 
+// goFileKey is the cache key of file, pinned by h1. A key must name everything its check depends on, since a cache
+// hit whose bytes are recorded as checked is not checked again: a go.mod's check is its h1 alone, but a zip's is
+// also the module zip rules for that module version (every file under "path@version/"). Keyed by the h1 alone, a
+// go.sum pinning module b to the h1 of module a's zip would get a's zip, checked as a's, accepted as b's.
+func goFileKey(file goFile, h1 string) string {
+	if file.ext != "zip" {
+		return h1Key(h1, file.ext)
+	}
+	sum := sha256.Sum256([]byte(file.m.String()))
+	return strings.TrimSuffix(h1Key(h1, "zip"), ".zip") + "." + hex.EncodeToString(sum[:16]) + ".zip"
+}
+
 // goModHash is go.sum's hash of a go.mod file, as the go command computes it: dirhash's Hash1 over one file named
 // "go.mod".
 func goModHash(data []byte) (string, error) {
@@ -691,7 +703,7 @@ func (g *goIngest) fetch(ctx context.Context, file goFile) (cached, string, stri
 			return nil
 		}
 	}
-	c, err := g.f.get(ctx, h1Key(pin.h1, file.ext), url, check)
+	c, err := g.f.get(ctx, goFileKey(file, pin.h1), url, check)
 	if err != nil {
 		var fe *FetchError
 		if errors.As(err, &fe) {

@@ -396,7 +396,7 @@ func TestGomodCacheHitReverified(t *testing.T) {
 		key  string
 		data []byte
 	}{
-		{h1Key(uuidZipH1, "zip"), zipBuf.Bytes()},
+		{goFileKey(goFile{uuid, "zip"}, uuidZipH1), zipBuf.Bytes()},
 		{h1Key(uuidModH1, "mod"), []byte("module github.com/google/uuid\n\nrequire example.com/evil v1.0.0\n")},
 	} {
 		p := filepath.Join(cache, filepath.FromSlash(f.key))
