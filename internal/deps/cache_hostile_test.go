@@ -2,10 +2,16 @@ package deps
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/mod/module"
 )
 
@@ -37,5 +43,101 @@ func TestHostileGoSumCannotBorrowAnotherModulesCheckedZip(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "example.com/b@v1.0.0") {
 		t.Errorf("error %v, want one naming example.com/b@v1.0.0", err)
+	}
+}
+
+// TestCacheHitHashAndCheckSeeTheSameFile: on a cache hit without a matching record, the sha256 is computed and the
+// full check runs; if another build repairs the entry in between (removes it, links fresh bytes), the check passes
+// on the fresh bytes, and neither the digest returned nor the record written may be that of the damaged bytes
+// hashed before.
+func TestCacheHitHashAndCheckSeeTheSameFile(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("good")) }))
+	defer srv.Close()
+	f, err := newFetcher(Options{Cache: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(p string) error {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if string(data) != "good" {
+			return &MismatchError{What: "test", Want: "good", Got: string(data)}
+		}
+		return nil
+	}
+	ctx := context.Background()
+	c, err := f.get(ctx, "test/key", srv.URL, check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The entry is damaged...
+	os.Chmod(c.Path, 0o644)
+	if err := os.WriteFile(c.Path, []byte("evil"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(c.Path, old, old); err != nil {
+		t.Fatal(err)
+	}
+	// ...and, while this build checks it, another build (which found it damaged too) replaces it with checked bytes.
+	repairing := func(p string) error {
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte("good"), 0o444); err != nil {
+			return err
+		}
+		return check(p)
+	}
+	got, err := f.get(ctx, "test/key", srv.URL, repairing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := digest.FromString("good")
+	if got.Digest != want {
+		t.Errorf("digest %s, want %s (the bytes at %s)", got.Digest, want, got.Path)
+	}
+	if rec, _ := os.ReadFile(c.Path + checkedSuffix); string(rec) != want.String() {
+		t.Errorf("record %q, want %q: bytes that never passed the check are recorded as checked", rec, want)
+	}
+}
+
+// TestPlaceRefusesAnEntryReplacedAfterItWasHashed: the tree must get the very file whose digest get returned; if
+// the cache entry was replaced since (another build found it damaged and fetched it again), place fails instead of
+// offering bytes under another file's digest.
+func TestPlaceRefusesAnEntryReplacedAfterItWasHashed(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("good")) }))
+	defer srv.Close()
+	f, err := newFetcher(Options{Cache: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := f.get(ctx, "test/key", srv.URL, func(string) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// An entry stored some time ago, taken from the cache by this build.
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(filepath.Join(f.opts.Cache, "test", "key"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.get(ctx, "test/key", srv.URL, func(string) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another build replaces it (its inode may be reused for the new file at once).
+	if err := os.Remove(c.Path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.Path, []byte("other bytes"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	tree := t.TempDir()
+	err = place(tree, "x", c)
+	data, _ := os.ReadFile(filepath.Join(tree, "x"))
+	if err == nil && digest.FromBytes(data) != c.Digest {
+		t.Fatalf("placed %q under digest %s", data, c.Digest)
 	}
 }

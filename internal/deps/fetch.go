@@ -126,7 +126,14 @@ func (w budgetWriter) Write(b []byte) (int, error) {
 type cached struct {
 	Path   string        // in the cache
 	Digest digest.Digest // sha256 of its bytes
+	// file is the file at Path whose bytes were hashed and checked. Entries are replaced, never rewritten (a
+	// damaged one is removed and a fresh download linked in its place), so another build may replace Path while
+	// this one uses it: place offers only this file.
+	file os.FileInfo
 }
+
+// errEntryChanged is a cache entry another build replaced while this one was reading it.
+var errEntryChanged = errors.New("the cache entry was replaced by another build while this one read it; run the build again")
 
 // get returns the cache entry named key (a path relative to the cache, derived from the pin, e.g.
 // "sha512/<hex>"), after checking it. When it is missing, or what is there fails the check (a damaged cache), it
@@ -136,29 +143,60 @@ type cached struct {
 // A cache hit is verified again before use: its sha256 is computed and must equal the record kept beside the
 // entry (key + ".sha256", written by the control plane once those bytes passed check), or else check runs on it
 // in full. The record spares a warm build the full check where it is costly (a module zip's h1 means inflating
-// and hashing every file), never the hashing of the bytes themselves.
+// and hashing every file), never the hashing of the bytes themselves. So a key must name everything check
+// depends on.
 func (f *fetcher) get(ctx context.Context, key, url string, check func(path string) error) (cached, error) {
+	// An entry another build replaced while this one checked it is taken again, as it is now (a few times: each
+	// replacement is a fresh download another build checked).
+	for attempt := 1; ; attempt++ {
+		c, err := f.getOnce(ctx, key, url, check)
+		if !errors.Is(err, errEntryChanged) || attempt == 3 {
+			return c, err
+		}
+	}
+}
+
+func (f *fetcher) getOnce(ctx context.Context, key, url string, check func(path string) error) (cached, error) {
 	p := filepath.Join(f.opts.Cache, filepath.FromSlash(key))
 	if fi, err := os.Stat(p); err == nil {
 		// Counted before it is read: a cache filled by earlier builds is no way around the bound.
 		if err := f.spend(fi.Size()); err != nil {
 			return cached{}, err
 		}
-		d, err := hashFile(p)
+		// Held open until the check is done, so that the file hashed cannot be freed and its inode reused.
+		fh, err := os.Open(p)
 		if err != nil {
 			return cached{}, err
 		}
-		if checkedBefore(p, d) {
-			f.progress.done(false)
-			return cached{Path: p, Digest: d}, nil
+		d, file, err := hashOpen(fh)
+		if err != nil {
+			fh.Close()
+			return cached{}, err
 		}
-		if err := check(p); err == nil {
-			if err := recordChecked(p, d); err != nil {
+		if checkedBefore(p, d) {
+			fh.Close()
+			f.progress.done(false)
+			return cached{Path: p, Digest: d, file: file}, nil
+		}
+		err = check(p)
+		if err == nil {
+			// check read p by name: it must still be the file hashed. Another build that found it damaged
+			// may have replaced it meanwhile, and the digest (and the record) would then be of bytes no
+			// check saw.
+			if now, serr := os.Stat(p); serr != nil || !sameEntry(file, now) {
+				err = fmt.Errorf("checking the cached %s: %w", key, errEntryChanged)
+			} else {
+				err = recordChecked(p, d)
+			}
+			fh.Close()
+			if err != nil {
+				f.total.Add(-fi.Size())
 				return cached{}, err
 			}
 			f.progress.done(false)
-			return cached{Path: p, Digest: d}, nil
+			return cached{Path: p, Digest: d, file: file}, nil
 		}
+		fh.Close()
 		f.total.Add(-fi.Size())
 		// A damaged entry is replaced by a fresh, checked download.
 		for _, q := range []string{p, p + checkedSuffix} {
@@ -189,11 +227,15 @@ func (f *fetcher) get(ctx context.Context, key, url string, check func(path stri
 	if err := os.Chmod(tmp, 0o444); err != nil {
 		return cached{}, err
 	}
+	file, err := os.Stat(tmp)
+	if err != nil {
+		return cached{}, err
+	}
 	switch err := durable.LinkNew(tmp, p); {
 	case errors.Is(err, fs.ErrExist):
 		// Another build stored the same entry meanwhile. Its bytes passed the same check, but may differ from
 		// these (two zips of the same files hash alike by h1): the tree gets that file, so describe that one.
-		if d, err = hashFile(p); err != nil {
+		if d, file, err = hashEntry(p); err != nil {
 			return cached{}, err
 		}
 	case err != nil:
@@ -203,7 +245,34 @@ func (f *fetcher) get(ctx context.Context, key, url string, check func(path stri
 		return cached{}, err
 	}
 	f.progress.done(true)
-	return cached{Path: p, Digest: d}, nil
+	return cached{Path: p, Digest: d, file: file}, nil
+}
+
+// hashEntry returns the sha256 of the file at p and that file's identity, both of the one file opened.
+func hashEntry(p string) (digest.Digest, os.FileInfo, error) {
+	fh, err := os.Open(p)
+	if err != nil {
+		return "", nil, err
+	}
+	defer fh.Close()
+	return hashOpen(fh)
+}
+
+// hashOpen returns the sha256 of what is left to read of fh and fh's identity.
+func hashOpen(fh *os.File) (digest.Digest, os.FileInfo, error) {
+	fi, err := fh.Stat()
+	if err != nil {
+		return "", nil, err
+	}
+	d, err := digest.SHA256.FromReader(fh)
+	return d, fi, err
+}
+
+// sameEntry says whether a and b describe the same cache entry: the same inode, and, as an inode freed by a
+// replaced entry may be reused at once for its replacement, the same size and modification time (a replacement
+// is written after the entry it replaces was). The change time would not do: linking an entry changes it.
+func sameEntry(a, b os.FileInfo) bool {
+	return a != nil && b != nil && os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }
 
 // checkedSuffix names the record of a cache entry's checked sha256, beside the entry. No cache key ends in it.
@@ -328,16 +397,29 @@ type FetchError struct {
 func (e *FetchError) Error() string { return fmt.Sprintf("fetching %s: %s", e.URL, e.Status) }
 
 // place makes the cached file visible in the tree at rel (slash-separated), read-only. It links when the tree is on
-// the cache's file system and copies otherwise; either way the bytes are those check accepted.
+// the cache's file system and copies otherwise; either way the bytes are those check accepted and c.Digest
+// describes: the file placed must be the one get hashed (errEntryChanged otherwise).
 func place(tree, rel string, c cached) error {
 	p := filepath.Join(tree, filepath.FromSlash(rel))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
 	if err := os.Link(c.Path, p); err == nil {
+		if fi, err := os.Lstat(p); err != nil || !sameEntry(fi, c.file) {
+			os.Remove(p)
+			return fmt.Errorf("placing %s: %w", c.Path, errEntryChanged)
+		}
 		return nil
 	}
-	return copyRegular(c.Path, p, 0o444)
+	in, err := os.Open(c.Path)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if fi, err := in.Stat(); err != nil || !sameEntry(fi, c.file) {
+		return fmt.Errorf("placing %s: %w", c.Path, errEntryChanged)
+	}
+	return copyFile(in, p, 0o444)
 }
 
 // sourceKey is the part of a cache key that names where an entry was fetched from: the sha256 of the URL (without

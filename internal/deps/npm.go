@@ -127,6 +127,11 @@ func copyRegular(src, dst string, perm os.FileMode) error {
 		return err
 	}
 	defer in.Close()
+	return copyFile(in, dst, perm)
+}
+
+// copyFile copies what is left to read of in to dst, a new file of mode perm.
+func copyFile(in io.Reader, dst string, perm os.FileMode) error {
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return err
