@@ -2,6 +2,7 @@ package deps
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -139,5 +140,31 @@ func TestPlaceRefusesAnEntryReplacedAfterItWasHashed(t *testing.T) {
 	data, _ := os.ReadFile(filepath.Join(tree, "x"))
 	if err == nil && digest.FromBytes(data) != c.Digest {
 		t.Fatalf("placed %q under digest %s", data, c.Digest)
+	}
+}
+
+// TestCancelledIngestionStops: an ingestion whose context is cancelled (Ctrl-C) stops and says so, even when every
+// file is in the cache; it does not go on hashing and laying out the whole cache and report success.
+func TestCancelledIngestionStops(t *testing.T) {
+	a := module.Version{Path: "example.com/a", Version: "v1.0.0"}
+	proxy, sum := fakeProxy(t, map[module.Version]string{a: "module example.com/a\n\ngo 1.22\n"})
+	cache := t.TempDir()
+	src := fstest.MapFS{
+		"go.mod": {Data: []byte("module example.com/x\n\ngo 1.22\n\nrequire example.com/a v1.0.0\n")},
+		"go.sum": {Data: []byte(sum)},
+	}
+	specs := []Spec{{Kind: Gomod, Path: "."}}
+	if _, err := Ingest(context.Background(), src, specs, t.TempDir(), Options{Cache: cache, GoProxy: proxy}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	tree := t.TempDir()
+	deps, err := Ingest(ctx, src, specs, tree, Options{Cache: cache, GoProxy: proxy})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled ingestion returned %v, %+v; want context.Canceled", err, summarize(deps))
+	}
+	if entries, _ := os.ReadDir(tree); len(entries) != 0 {
+		t.Errorf("a cancelled ingestion left %d entries in the tree", len(entries))
 	}
 }

@@ -157,6 +157,11 @@ func (f *fetcher) get(ctx context.Context, key, url string, check func(path stri
 }
 
 func (f *fetcher) getOnce(ctx context.Context, key, url string, check func(path string) error) (cached, error) {
+	// A cancelled ingestion (Ctrl-C) stops here too: a warm cache would otherwise be hashed, checked and laid out
+	// in full, and the ingestion reported done.
+	if err := ctx.Err(); err != nil {
+		return cached{}, err
+	}
 	p := filepath.Join(f.opts.Cache, filepath.FromSlash(key))
 	if fi, err := os.Stat(p); err == nil {
 		// Counted before it is read: a cache filled by earlier builds is no way around the bound.
