@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -166,5 +167,32 @@ func TestCancelledIngestionStops(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(tree); len(entries) != 0 {
 		t.Errorf("a cancelled ingestion left %d entries in the tree", len(entries))
+	}
+}
+
+// TestNpmTaskCacheThatDoesNotFitSaysWhy: each npm task gets a copy of the whole npm cache in its /tmp, on the
+// task's disk of maxDiskBytes; a project whose packages do not fit must fail saying so and what to change, not
+// with a bare "no space left on device" from somewhere in content-v2.
+func TestNpmTaskCacheThatDoesNotFitSaysWhy(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: mounts a small tmpfs as the task's disk")
+	}
+	tree, tmp := t.TempDir(), t.TempDir()
+	if err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", tmp).Run(); err != nil {
+		t.Skipf("mounting a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { exec.Command("umount", tmp).Run() })
+	cacache := filepath.Join(tree, NpmCacheDir, "_cacache")
+	for _, d := range []string{"index-v5", "content-v2/sha512/ab/cd"} {
+		if err := os.MkdirAll(filepath.Join(cacache, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(cacache, "content-v2/sha512/ab/cd/ef"), make([]byte, 2<<20), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	err := PrepareNpmCache(tree, tmp, 12345, 12345)
+	if err == nil || !strings.Contains(err.Error(), "maxDiskBytes") || !strings.Contains(err.Error(), "2097152") {
+		t.Fatalf("error %v, want one naming the npm cache's size and maxDiskBytes", err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/ssf-dev/ssf/internal/content"
 )
@@ -95,7 +96,7 @@ func PrepareNpmCache(tree, tmp string, uid, gid int) error {
 		return err
 	}
 	cacache := filepath.Join(cache, "_cacache")
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -118,6 +119,24 @@ func PrepareNpmCache(tree, tmp string, uid, gid int) error {
 		}
 		return os.Chown(dst, uid, gid)
 	})
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("the npm cache (%d bytes of tarballs and index, copied for every npm task) does not fit on the task's disk with the source: raise maxDiskBytes in config.yaml (it bounds /workspace, /tmp and /outputs of one task together): %w", treeBytes(src), err)
+	}
+	return err
+}
+
+// treeBytes is the size of the regular files under dir, for messages.
+func treeBytes(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // copyRegular copies the file src to dst, a new file of mode perm.
