@@ -8,7 +8,9 @@
 // take part in a fetch. It never extends a lock file: a module missing from go.sum, a package without
 // integrity, or a spec it cannot verify is refused, by name. It never offers a task a byte it has not checked
 // against its pin: a cache hit is hashed again in this build and must be the bytes that passed the pin check
-// (the sha256 recorded beside the entry when they did), or it is checked against the pin in full. It never writes outside the cache and the tree it is
+// (the sha256 recorded beside the entry when they did; a cache key names everything its check depends on, the
+// module version of a zip included), or it is checked against the pin in full, and the tree gets the very file
+// hashed, never one another build put in its place meanwhile. It never writes outside the cache and the tree it is
 // given (PrepareNpmCache: the task's fresh /tmp it is given), and never lets a task write to either. It never
 // connects, by redirect or DNS either, to a link-local or metadata address, nor to loopback that the fetched URL
 // does not name (see net.go); never records or prints the credentials a URL carries; and never records for a
