@@ -460,12 +460,9 @@ func (f *fetcher) npm(ctx context.Context, src fs.FS, s Spec, tree string) ([]De
 		if err := placeContent(cacache, p.Sum, c); err != nil {
 			return nil, fmt.Errorf("laying out npm package %s@%s: %w", p.Name, p.Version, err)
 		}
-		fi, err := os.Stat(c.Path)
-		if err != nil {
-			return nil, err
-		}
 		tarball := npmTarballURL(npmTaskRegistry, p.Name, p.Version)
-		if err := writeIndexEntry(cacache, tarball, p.Integrity, fi.Size(), "", "application/octet-stream"); err != nil {
+		// The size of the file get hashed: c.Path names whatever is there now, which another build may have replaced.
+		if err := writeIndexEntry(cacache, tarball, p.Integrity, c.file.Size(), "", "application/octet-stream"); err != nil {
 			return nil, err
 		}
 		if versions[p.Name] == nil {
