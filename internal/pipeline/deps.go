@@ -89,8 +89,8 @@ func (d *decoder) dependency(n *yaml.Node, field string) (Dependency, string, er
 	only := func(allowed ...string) error {
 		for _, k := range []string{"path", "url", "sha256", "dest"} {
 			if v := f.optional(k); v != nil && !slices.Contains(allowed, k) {
-				return d.errAt(v, join(field, k), "a %s dependency has no %s: its fields are type, %s",
-					dep.Type, k, strings.Join(allowed, ", "))
+				return d.errAt(v, join(field, k), "%s %s dependency has no %s: its fields are type, %s",
+					map[bool]string{true: "an", false: "a"}[dep.Type == DepNpm], dep.Type, k, strings.Join(allowed, ", "))
 			}
 		}
 		return nil
@@ -134,8 +134,13 @@ func (d *decoder) fileDependency(f *fields, field string, dep *Dependency) error
 		return err
 	}
 	u, perr := url.Parse(dep.URL)
-	if perr != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
-		return d.errAt(v, join(field, "url"), "url %s is not an http or https URL with a host (and no user info)", quote(dep.URL))
+	switch {
+	case perr == nil && u.User != nil:
+		// Never echo a credential: the message names the URL without it.
+		u.User = nil
+		return d.errAt(v, join(field, "url"), "url %s (user information left out here) carries user information: a pipeline file is no place for credentials, and ssf never records them; serve the file without them", quote(u.String()))
+	case perr != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+		return d.errAt(v, join(field, "url"), "url %s is not an http or https URL with a host", quote(dep.URL))
 	}
 	v, err = d.required(f, "sha256", "sha256: the file's SHA-256 as 64 hex digits (sha256sum FILE)")
 	if err != nil {
@@ -173,7 +178,7 @@ func badRelPath(p, what string, top bool) string {
 	case strings.HasPrefix(p, "/"):
 		return fmt.Sprintf("%s %s is absolute: give it relative", what, quote(p))
 	case strings.Contains("/"+p+"/", "/../"):
-		return fmt.Sprintf("%s %s contains '..': it must stay inside", what, quote(p))
+		return fmt.Sprintf("%s %s contains '..': it must stay inside the %s", what, quote(p), map[string]string{"path": "source", "dest": "dependency tree"}[what])
 	case path.Clean(p) != p:
 		return fmt.Sprintf("%s %s is not clean: write %s", what, quote(p), quote(path.Clean(p)))
 	case !utf8.ValidString(p) || strings.IndexFunc(p, unicode.IsControl) >= 0 || strings.IndexFunc(p, invisible) >= 0:

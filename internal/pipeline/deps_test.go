@@ -49,7 +49,7 @@ func TestParseDependencyErrors(t *testing.T) {
 		{"file without sha256", deps("    - {type: file, url: 'https://x.org/a', dest: a}\n"), "spec.dependencies[0].sha256", "sha256sum", 7},
 		{"file bad sha256", deps("    - {type: file, url: 'https://x.org/a', sha256: abc, dest: a}\n"), "spec.dependencies[0].sha256", `invalid sha256 "abc"`, 7},
 		{"file ftp url", deps("    - {type: file, url: 'ftp://x.org/a', sha256: " + hex64 + ", dest: a}\n"), "spec.dependencies[0].url", "not an http or https URL", 7},
-		{"file url with user", deps("    - {type: file, url: 'https://u:p@x.org/a', sha256: " + hex64 + ", dest: a}\n"), "spec.dependencies[0].url", "no user info", 7},
+		{"file url with user", deps("    - {type: file, url: 'https://u:p@x.org/a', sha256: " + hex64 + ", dest: a}\n"), "spec.dependencies[0].url", `"https://x.org/a" (user information left out here) carries user information`, 7},
 		{"file hidden dest", deps("    - {type: file, url: 'https://x.org/a', sha256: " + hex64 + ", dest: .goproxy/x}\n"), "spec.dependencies[0].dest", "starting with '.'", 7},
 		{"file path field", deps("    - {type: file, url: 'https://x.org/a', sha256: " + hex64 + ", dest: a, path: .}\n"), "spec.dependencies[0].path", "has no path", 7},
 		{"duplicate dest", deps("    - {type: file, url: 'https://x.org/a', sha256: "+hex64+", dest: a}\n",
@@ -68,5 +68,14 @@ func TestParseDependencyErrors(t *testing.T) {
 				t.Errorf("Parse() error = %q\nwant line %d, field %q, message containing %q", err, tc.line, tc.field, tc.msg)
 			}
 		})
+	}
+}
+
+// A credential in a file URL is refused without being printed back.
+func TestFileURLCredentialIsNotEchoed(t *testing.T) {
+	file := head + "  dependencies:\n    - {type: file, url: 'https://user:s3cret@x.org/a', sha256: " + hex64 + ", dest: a}\n" + tasks
+	_, err := Parse("ssf.yaml", []byte(file))
+	if err == nil || strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "user:") {
+		t.Errorf("Parse() error = %v, want a refusal that does not repeat the credential", err)
 	}
 }
