@@ -30,18 +30,18 @@ memory, process, disk and time limits. A task sees:
   SSF_PARAM_<NAME>       each param's value, as data (never substituted into the script)
 
 Dependencies (spec.dependencies) are fetched by ssf itself before any task runs, never by a step, and each is
-checked against its pin: gomod entries against go.sum (every module go.mod needs, from the goproxy of
-config.yaml), npm entries against package-lock.json's integrity, file entries against their sha256. A module
-missing from go.sum, a package without integrity or a hash that differs stops the build and names it. They are
-kept in $SSF_HOME/cache/deps by digest (checked again on every use) and offered read-only at /deps, with the
-environment set so that go build and npm ci work offline with no flags (npm install scripts stay off unless the
-task says npmScripts: true). Every one is recorded in the provenance.
+checked against its pin: gomod entries against go.sum (every module go.mod needs, from config.yaml's goproxy,
+else $GOPROXY, else proxy.golang.org), npm entries against package-lock.json's integrity, file entries against
+their sha256. A module missing from go.sum, a package without integrity or a hash that differs stops the build
+and names it. They are kept in $SSF_HOME/cache/deps (hashed again on every use) and offered read-only at /deps,
+with the environment set so that go build and npm ci work offline with no flags (npm install scripts stay off
+unless the task says npmScripts: true). Every one is recorded in the provenance.
 
 When every task has succeeded, ssf hashes the declared outputs itself, copies them to OUT/<path>, and writes
 SLSA v1 provenance signed with the factory key to OUT/attestations/provenance.sigstore.json (task logs go to
 OUT/attestations/logs/), and for each output an SPDX 2.3 and a CycloneDX 1.6 SBOM, each signed as an in-toto
-attestation, to OUT/attestations/<output>.spdx.sigstore.json and <output>.cdx.sigstore.json (ssf sbom reads them). OUT must not exist or be empty; it appears in one rename once everything in it is on
-disk. A failed build exits 1, names the task, step and exit code, signs nothing and leaves OUT untouched.
+attestation, to OUT/attestations/<output>.spdx.sigstore.json and <output>.cdx.sigstore.json (ssf sbom reads
+them). OUT must not exist or be empty; it appears in one rename once everything in it is on disk. A failed build exits 1, names the task, step and exit code, signs nothing and leaves OUT untouched.
 
 The source is snapshotted once: symlinks are kept as links, mount points are not crossed, fifos, sockets and
 devices are left out (each is named), and a source that holds the factory home, OUT, or a hard link to a file of

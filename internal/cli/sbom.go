@@ -42,9 +42,10 @@ The factory writes two SBOMs of every output, SPDX 2.3 and CycloneDX 1.6, each s
 Before anything is printed, the bundle's signature is verified with the local factory's provenance key (or
 --key KEY.pub), and OUTPUT is hashed again: the signed statement must have a subject of OUTPUT's name and
 sha256, and the build's provenance (OUT/attestations/provenance.sigstore.json, verified with the same key for
-OUTPUT) must list the bundle with its sha256, so an SBOM of another build of the same bytes is refused. The bundle must be a regular file (not a symlink) beneath OUT's real directories. Names in the printed
-table and JSON come from the output's build info, which a step wrote: characters a terminal would act on are
-printed escaped.
+OUTPUT) must list the bundle with its sha256, so an SBOM of another build of the same bytes is refused. The
+bundle must be a regular file (not a symlink) beneath OUT's real directories. Names in the printed table and
+JSON come from the output's build info, which a step wrote: characters a terminal would act on are printed
+escaped.
 
 --format table (the default) prints one line per component, sorted: name, version, type (go-module, npm or
 file), purl, and whether the factory ingested it. For a Go binary the components are the modules its embedded

@@ -90,7 +90,8 @@ func (h Home) dependencies(ctx context.Context, adm *admission, ws *workspace, s
 		}
 	}
 	if len(parts) == 0 {
-		parts = []string{"none to fetch (the lock files pin nothing)"}
+		log.printf("dependencies: none to fetch (the lock files pin nothing)")
+		return in, nil
 	}
 	log.printf("dependencies: %s, each checked against its pin", strings.Join(parts, ", "))
 	return in, nil
