@@ -41,7 +41,8 @@ When every task has succeeded, ssf hashes the declared outputs itself, copies th
 SLSA v1 provenance signed with the factory key to OUT/attestations/provenance.sigstore.json (task logs go to
 OUT/attestations/logs/), and for each output an SPDX 2.3 and a CycloneDX 1.6 SBOM, each signed as an in-toto
 attestation, to OUT/attestations/<output>.spdx.sigstore.json and <output>.cdx.sigstore.json (ssf sbom reads
-them). OUT must not exist or be empty; it appears in one rename once everything in it is on disk. A failed build exits 1, names the task, step and exit code, signs nothing and leaves OUT untouched.
+them). OUT must not exist or be empty; it appears in one rename once everything in it is on disk. A failed
+build exits 1, names the task, step and exit code, signs nothing and leaves OUT untouched.
 
 The source is snapshotted once: symlinks are kept as links, mount points are not crossed, fifos, sockets and
 devices are left out (each is named), and a source that holds the factory home, OUT, or a hard link to a file of
