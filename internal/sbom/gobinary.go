@@ -150,6 +150,14 @@ func (m *model) fromBuildInfo(info *buildinfo.BuildInfo) {
 		}
 		eff := dep
 		c := &component{kind: KindGoModule, props: []property{{PropEvidence, EvidenceBuildInfo}}}
+		if dep.Replace != nil && dep.Replace.Version == "" {
+			// Replaced by a directory: code from the build's own files (the source, or another task's outputs),
+			// like the main module's, not a module to fetch; nothing to compare with what was ingested.
+			c.name, c.purl = dep.Path, purlGolang(dep.Path, "")
+			c.props = append(c.props, property{PropGoReplacedByDirectory, dep.Replace.Path})
+			m.comps = append(m.comps, c)
+			continue
+		}
 		if dep.Replace != nil {
 			eff = dep.Replace
 			c.props = append(c.props, property{"ssf:go:replaces", dep.Path + "@" + dep.Version})

@@ -30,6 +30,9 @@ const (
 	PropGoBuildInfo = "ssf:go:buildInfo"
 	// PropMainModule marks the Go main module.
 	PropMainModule = "ssf:go:mainModule"
+	// PropGoReplacedByDirectory names the directory a go.mod replace pointed a module at: its code is the build's
+	// own files, like the main module's, so whether it was ingested does not apply.
+	PropGoReplacedByDirectory = "ssf:go:replacedByDirectory"
 	// PropDev marks an npm devDependency.
 	PropDev = "ssf:npm:dev"
 )
