@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -124,7 +125,7 @@ const emptyGoModHash = "h1:G7mAYYxgmS0lVkHyy2hEOLQCFB0DlQFTMLWggykrydY="
 func parseGoSum(name string, data []byte) (*goSum, error) {
 	s := &goSum{zip: map[module.Version]sumLine{}, mod: map[module.Version]sumLine{}}
 	const want = "go.sum lines are `MODULE VERSION h1:HASH` or `MODULE VERSION/go.mod h1:HASH`; regenerate go.sum with `go mod tidy` outside the factory"
-	lines := strings.Split(string(data), "\n")
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
 	if len(lines) > maxGoSumLines {
 		return nil, inputErrorf("%s has %d lines, more than the %d ssf reads; is it the go.sum of one module?", name, len(lines), maxGoSumLines)
 	}
@@ -201,6 +202,52 @@ func goModHash(data []byte) (string, error) {
 	return dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(data)), nil
 	})
+}
+
+// maxZipEntries bounds the files of one module zip (the module zip rules bound only their sizes): reading a zip's
+// directory costs memory per entry. The largest modules people depend on have tens of thousands of files. A
+// variable, so that a test can lower it.
+var maxZipEntries uint64 = 200000
+
+// zipEntries reads the number of entries a zip file declares, from its end of central directory record (and the
+// zip64 one it points to), without reading the directory itself.
+func zipEntries(p string) (uint64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	// The record is 22 bytes plus a comment of at most 65535, at the end of the file.
+	n := min(fi.Size(), 22+65535)
+	buf := make([]byte, n)
+	if _, err := f.ReadAt(buf, fi.Size()-n); err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndex(buf, []byte("PK\x05\x06"))
+	if i < 0 || len(buf)-i < 22 {
+		return 0, errors.New("no end of central directory record")
+	}
+	entries := uint64(binary.LittleEndian.Uint16(buf[i+10:]))
+	if entries != 0xffff {
+		return entries, nil
+	}
+	// Zip64: a locator (20 bytes) precedes the record and gives the zip64 record's offset.
+	loc := i - 20
+	if loc < 0 || !bytes.Equal(buf[loc:loc+4], []byte("PK\x06\x07")) {
+		return 0, errors.New("no zip64 end of central directory locator")
+	}
+	var rec [40]byte
+	if _, err := f.ReadAt(rec[:], int64(binary.LittleEndian.Uint64(buf[loc+8:]))); err != nil {
+		return 0, err
+	}
+	if !bytes.Equal(rec[:4], []byte("PK\x06\x06")) {
+		return 0, errors.New("no zip64 end of central directory record")
+	}
+	return binary.LittleEndian.Uint64(rec[32:]), nil
 }
 
 // maxZipInMemory bounds the module zips hashZip reads into memory; larger ones are read from the file.
@@ -681,7 +728,17 @@ func (g *goIngest) fetch(ctx context.Context, file goFile) (cached, string, stri
 		}
 	} else {
 		check = func(p string) error {
-			// The module zip rules first (paths outside the module, case collisions, sizes): the go command would
+			// CPU and memory: at most one check per CPU at once.
+			g.verifying <- struct{}{}
+			defer func() { <-g.verifying }()
+			// CheckZip holds the zip's whole directory in memory: bound its entries first, from the zip's end
+			// record alone.
+			if n, err := zipEntries(p); err != nil {
+				return fmt.Errorf("%s: %s is not a readable module zip: %w", label, redactURL(url), err)
+			} else if n > maxZipEntries {
+				return fmt.Errorf("%s: breaks the module zip rules: %d files, more than the %d ssf reads", label, n, maxZipEntries)
+			}
+			// The module zip rules next (paths outside the module, case collisions, sizes): the go command would
 			// refuse a zip that breaks them, and they bound what hashing will inflate. CheckZip reads only the
 			// zip's directory, so a zip bomb is refused before it is inflated.
 			cf, err := modzip.CheckZip(m, p)
@@ -691,8 +748,6 @@ func (g *goIngest) fetch(ctx context.Context, file goFile) (cached, string, stri
 			if err != nil {
 				return fmt.Errorf("%s: breaks the module zip rules: %w", label, err)
 			}
-			g.verifying <- struct{}{}
-			defer func() { <-g.verifying }()
 			got, err := hashZip(p)
 			if err != nil {
 				return fmt.Errorf("%s: %s is not a readable module zip: %w", label, redactURL(url), err)
