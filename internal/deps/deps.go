@@ -96,11 +96,18 @@ func inputErrorf(format string, args ...any) error {
 
 // MismatchError is fetched bytes that are not what the lock file pins.
 type MismatchError struct {
-	What string // e.g. `module github.com/google/uuid@v1.6.0 (zip)`, `npm package left-pad@1.3.0`, `file "x.tgz"`
-	Want string // the pin, as in the lock file
-	Got  string // the same hash of the bytes received
+	What   string // e.g. `module github.com/google/uuid@v1.6.0 (zip)`, `npm package left-pad@1.3.0`, `file "x.tgz"`
+	Pinned string // where the pin is written, e.g. "go.sum:12", "web/package-lock.json", "the pipeline"
+	Want   string // the pin, as written there
+	URL    string // where the bytes came from (without user information); "" for a cache entry
+	Got    string // the same hash of the bytes received
 }
 
 func (e *MismatchError) Error() string {
-	return fmt.Sprintf("%s does not match its pin: the lock file says %s, the download has %s", e.What, e.Want, e.Got)
+	from := "the download"
+	if e.URL != "" {
+		from = e.URL
+	}
+	return fmt.Sprintf("%s does not match its pin: %s says %s, but %s has %s; find out which is right before changing the pin",
+		e.What, e.Pinned, e.Want, from, e.Got)
 }

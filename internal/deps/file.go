@@ -30,7 +30,7 @@ func (f *fetcher) file(ctx context.Context, s Spec, tree string) ([]Dependency, 
 			return err
 		}
 		if got != s.SHA256 {
-			return &MismatchError{What: what, Want: s.SHA256.String(), Got: got.String()}
+			return &MismatchError{What: what, Pinned: "the pipeline's sha256", Want: s.SHA256.String(), URL: redactURL(s.URL), Got: got.String()}
 		}
 		return nil
 	}

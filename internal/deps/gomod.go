@@ -722,7 +722,7 @@ func (g *goIngest) fetch(ctx context.Context, file goFile) (cached, string, stri
 				return err
 			}
 			if got != pin.h1 {
-				return &MismatchError{What: label, Want: pin.h1, Got: got}
+				return &MismatchError{What: label, Pinned: fmt.Sprintf("%s:%d", g.sumName, pin.line), Want: pin.h1, URL: redactURL(url), Got: got}
 			}
 			return nil
 		}
@@ -753,7 +753,7 @@ func (g *goIngest) fetch(ctx context.Context, file goFile) (cached, string, stri
 				return fmt.Errorf("%s: %s is not a readable module zip: %w", label, redactURL(url), err)
 			}
 			if got != pin.h1 {
-				return &MismatchError{What: label, Want: pin.h1, Got: got}
+				return &MismatchError{What: label, Pinned: fmt.Sprintf("%s:%d", g.sumName, pin.line), Want: pin.h1, URL: redactURL(url), Got: got}
 			}
 			return nil
 		}

@@ -355,7 +355,7 @@ func TestGomodRefuses(t *testing.T) {
 			}
 			if tt.mismatch != nil {
 				var me *MismatchError
-				if !errors.As(err, &me) || *me != *tt.mismatch {
+				if !errors.As(err, &me) || me.What != tt.mismatch.What || me.Want != tt.mismatch.Want || me.Got != tt.mismatch.Got || !strings.HasPrefix(me.Pinned, "go.sum:") || !strings.HasPrefix(me.URL, "https://") {
 					t.Fatalf("error %v (%T), want %v", err, err, tt.mismatch)
 				}
 			} else {

@@ -11,7 +11,7 @@ import (
 // tree/GoProxyDir, npm tarballs as an npm cache at tree/NpmCacheDir. Lock files are read from src, the source
 // snapshot the build records. Every file in tree is read-only; tree is mounted at MountPoint.
 //
-// Errors are *InputError for problems with the lock files or specs, *MismatchError for bytes that are not what
+// Errors are *SpecError, naming the spec they came from, around *InputError for problems with the lock files or specs, *MismatchError for bytes that are not what
 // they are pinned to, *FetchError for a download the server refused.
 func Ingest(ctx context.Context, src fs.FS, specs []Spec, tree string, opts Options) ([]Dependency, error) {
 	f, err := newFetcher(opts)
@@ -33,7 +33,7 @@ func Ingest(ctx context.Context, src fs.FS, specs []Spec, tree string, opts Opti
 			err = fmt.Errorf("unknown dependency type %q", s.Kind)
 		}
 		if err != nil {
-			return nil, err
+			return nil, &SpecError{Index: i, Err: err}
 		}
 		for j := range got {
 			got[j].Spec = i
@@ -48,3 +48,12 @@ func Ingest(ctx context.Context, src fs.FS, specs []Spec, tree string, opts Opti
 	}
 	return all, nil
 }
+
+// SpecError is a failure of the Index-th spec (its entry of spec.dependencies).
+type SpecError struct {
+	Index int
+	Err   error
+}
+
+func (e *SpecError) Error() string { return e.Err.Error() }
+func (e *SpecError) Unwrap() error { return e.Err }

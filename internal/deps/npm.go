@@ -430,7 +430,8 @@ func (f *fetcher) npm(ctx context.Context, src fs.FS, s Spec, tree string) ([]De
 					return err
 				}
 				if !bytes.Equal(got, p.Sum) {
-					return &MismatchError{What: "npm package " + p.Name + "@" + p.Version, Want: p.Integrity, Got: "sha512-" + base64.StdEncoding.EncodeToString(got)}
+					return &MismatchError{What: "npm package " + p.Name + "@" + p.Version, Pinned: lockPath, Want: p.Integrity,
+						URL: redactURL(p.URL), Got: "sha512-" + base64.StdEncoding.EncodeToString(got)}
 				}
 				return nil
 			}

@@ -97,14 +97,17 @@ func (h Home) dependencies(ctx context.Context, adm *admission, ws *workspace, s
 	return in, nil
 }
 
-// dependencyError names the spec.dependencies entry a failure belongs to; a problem with the lock files or the
-// entry is bad input, a download that does not match its pin a failed build.
+// dependencyError names the spec.dependencies entry a failure belongs to, by line; a problem with the lock files or
+// the entry is bad input, a download that does not match its pin a failed build.
 func dependencyError(p *pipeline.Pipeline, err error) error {
-	var ie *deps.InputError
-	if errors.As(err, &ie) {
-		return &InputError{Err: fmt.Errorf("%s: spec.dependencies: %w", p.Path, err)}
+	where := p.Path + ": spec.dependencies"
+	if se := (*deps.SpecError)(nil); errors.As(err, &se) && se.Index < len(p.Dependencies) {
+		where = fmt.Sprintf("%s:%d: spec.dependencies[%d]", p.Path, p.Dependencies[se.Index].Line, se.Index)
 	}
-	return fmt.Errorf("fetching dependencies: %w", err)
+	if ie := (*deps.InputError)(nil); errors.As(err, &ie) {
+		return &InputError{Err: fmt.Errorf("%s: %w", where, err)}
+	}
+	return fmt.Errorf("%s: fetching dependencies: %w", where, err)
 }
 
 // env is what a task's steps need to use the tree: $SSF_DEPS and each declared ecosystem's offline settings.
