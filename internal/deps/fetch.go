@@ -482,7 +482,7 @@ func (p *progress) done(downloaded bool) {
 }
 
 func (p *progress) draw() {
-	fmt.Fprintf(p.w, "\rdependencies: %d/%d (%d downloaded, %.1f MB; %d from the cache)", p.got+p.hits, p.total, p.got, float64(p.bytes.Load())/1e6, p.hits)
+	fmt.Fprintf(p.w, "\rdependencies: %d/%d files (%d downloaded, %.1f MB; %d from the cache)", p.got+p.hits, p.total, p.got, float64(p.bytes.Load())/1e6, p.hits)
 	p.shown = time.Now()
 }
 
