@@ -57,7 +57,7 @@ func (f *fetcher) gomod(ctx context.Context, src fs.FS, s Spec, tree string) ([]
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, inputErrorf("gomod dependencies at %q: the source has no %s; point path at the directory that holds go.mod and go.sum", dir, modName)
 	} else if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", modName, err)
+		return nil, inputErrorf("reading %s: %v", modName, err) // the source's own files: a symlink, say
 	}
 	mainMod, err := modfile.Parse(modName, modData, nil)
 	if err != nil {
@@ -73,7 +73,7 @@ func (f *fetcher) gomod(ctx context.Context, src fs.FS, s Spec, tree string) ([]
 		}
 		sumData = nil
 	} else if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", sumName, err)
+		return nil, inputErrorf("reading %s: %v", sumName, err)
 	}
 	sum, err := parseGoSum(sumName, sumData)
 	if err != nil {

@@ -381,7 +381,7 @@ func (f *fetcher) npm(ctx context.Context, src fs.FS, s Spec, tree string) ([]De
 		return nil, inputErrorf("the npm dependencies at %q have no package-lock.json (lockfileVersion 2 or 3) in the source: create it with npm install --package-lock-only and commit it", s.Path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", lockPath, err)
+		return nil, inputErrorf("reading %s: %v", lockPath, err) // the source's own files: a symlink, say
 	}
 	registry := f.opts.NpmRegistry
 	if registry == "" {

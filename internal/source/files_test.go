@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -36,8 +37,11 @@ func TestSnapshotFiles(t *testing.T) {
 	if _, err := fs.ReadFile(files, "main.go"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("main.go was read though not wanted: %v", err)
 	}
-	if _, err := fs.ReadFile(files, "web/package-lock.json"); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("a symlink was read as a lock file: %v", err)
+	if _, err := fs.ReadFile(files, "web/package-lock.json"); err == nil || errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "it is a symlink") {
+		t.Errorf("reading a lock file that is a symlink: %v, want an error saying it is one", err)
+	}
+	if _, err := files.Open("web/package-lock.json"); err == nil || !strings.Contains(err.Error(), "it is a symlink") {
+		t.Errorf("opening a lock file that is a symlink: %v", err)
 	}
 	var ie *InputError
 	if _, err := snap.Files(context.Background(), want, 4); !errors.As(err, &ie) {

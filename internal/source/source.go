@@ -595,15 +595,16 @@ func objectID(h hash.Hash) (string, error) {
 
 // Files reads the regular files of the snapshot whose names want accepts (slash-separated, relative to the top,
 // e.g. "web/package-lock.json"), at most limit bytes in all, into memory. The control plane reads lock files this
-// way, from the bytes it recorded rather than from the directory, which may have changed since. A symlink, a
-// directory or anything else that is not a regular file is left out, as if absent.
+// way, from the bytes it recorded rather than from the directory, which may have changed since. A wanted name that
+// is a symlink, a directory or anything else but a regular file is never followed or read: opening it fails with
+// an error that says what it is.
 func (s *Snapshot) Files(ctx context.Context, want func(name string) bool, limit int64) (fs.FS, error) {
 	f, err := os.Open(s.Path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	files := fstest.MapFS{}
+	files := snapshotFiles{MapFS: fstest.MapFS{}, special: map[string]string{}}
 	tr := tar.NewReader(f)
 	var total int64
 	for {
@@ -617,7 +618,11 @@ func (s *Snapshot) Files(ctx context.Context, want func(name string) bool, limit
 		if err != nil {
 			return nil, fmt.Errorf("reading the source snapshot: %w", err)
 		}
-		if hdr.Typeflag != tar.TypeReg || !want(hdr.Name) {
+		if !want(strings.TrimSuffix(hdr.Name, "/")) {
+			continue
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			files.special[strings.TrimSuffix(hdr.Name, "/")] = map[byte]string{tar.TypeSymlink: "a symlink", tar.TypeDir: "a directory"}[hdr.Typeflag]
 			continue
 		}
 		if total += hdr.Size; total > limit {
@@ -627,6 +632,45 @@ func (s *Snapshot) Files(ctx context.Context, want func(name string) bool, limit
 		if err != nil {
 			return nil, fmt.Errorf("reading %q from the source snapshot: %w", hdr.Name, err)
 		}
-		files[hdr.Name] = &fstest.MapFile{Data: data, Mode: 0o444}
+		files.MapFS[hdr.Name] = &fstest.MapFile{Data: data, Mode: 0o444}
 	}
+}
+
+// snapshotFiles is the files Snapshot.Files read, and the wanted names that are something else.
+type snapshotFiles struct {
+	fstest.MapFS
+	special map[string]string // name -> what it is ("a symlink"; "" for other kinds)
+}
+
+func (f snapshotFiles) Open(name string) (fs.File, error) {
+	if err := f.notRegular("open", name); err != nil {
+		return nil, err
+	}
+	return f.MapFS.Open(name)
+}
+
+func (f snapshotFiles) ReadFile(name string) ([]byte, error) {
+	if err := f.notRegular("read", name); err != nil {
+		return nil, err
+	}
+	return f.MapFS.ReadFile(name)
+}
+
+func (f snapshotFiles) Stat(name string) (fs.FileInfo, error) {
+	if err := f.notRegular("stat", name); err != nil {
+		return nil, err
+	}
+	return f.MapFS.Stat(name)
+}
+
+// notRegular is the error for a wanted name that is not a regular file, or nil.
+func (f snapshotFiles) notRegular(op, name string) error {
+	kind, ok := f.special[name]
+	if !ok {
+		return nil
+	}
+	if kind == "" {
+		kind = "not a regular file"
+	}
+	return &fs.PathError{Op: op, Path: name, Err: fmt.Errorf("it is %s in the source: ssf reads lock files only as regular files; commit the file itself", kind)}
 }
