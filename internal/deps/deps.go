@@ -57,11 +57,13 @@ type Spec struct {
 
 // Options say where and how to fetch.
 type Options struct {
-	Cache       string       // the download cache, $SSF_HOME/cache/deps; created when missing
-	GoProxy     string       // GOPROXY-style list; the first http(s) entry is used
-	NpmRegistry string       // registry URL for lock entries without "resolved", e.g. https://registry.npmjs.org/
-	Client      *http.Client // nil: a default client with timeouts
-	Concurrency int          // downloads at once; 0: a default
+	Cache   string // the download cache, $SSF_HOME/cache/deps; created when missing
+	GoProxy string // GOPROXY-style list; the first http(s) entry is used
+	// GoProxySource says where GoProxy came from, for messages (e.g. "$GOPROXY", "goproxy in config.yaml").
+	GoProxySource string
+	NpmRegistry   string       // registry URL for lock entries without "resolved", e.g. https://registry.npmjs.org/
+	Client        *http.Client // nil: a default client with timeouts
+	Concurrency   int          // downloads at once; 0: a default
 	// MaxTotalBytes bounds the bytes of one ingestion, downloaded or from the cache; 0: DefaultMaxTotalBytes.
 	MaxTotalBytes int64
 	Progress      io.Writer // a terminal to show progress on; nil shows none

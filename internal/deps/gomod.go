@@ -80,6 +80,9 @@ func (f *fetcher) gomod(ctx context.Context, src fs.FS, s Spec, tree string) ([]
 		return nil, err
 	}
 	proxy, err := goProxyURL(f.opts.GoProxy)
+	if err != nil && f.opts.GoProxySource != "" {
+		err = inputErrorf("%v (the setting comes from %s)", err, f.opts.GoProxySource)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -62,9 +62,9 @@ func (h Home) dependencies(ctx context.Context, adm *admission, ws *workspace, s
 	}
 	opts := deps.Options{
 		Cache:    h.depsCacheDir(),
-		GoProxy:  goProxy(adm.cfg),
 		Progress: adm.req.Progress,
 	}
+	opts.GoProxy, opts.GoProxySource = goProxy(adm.cfg)
 	if in.kinds[deps.Npm] {
 		opts.NpmRegistry = npmRegistry(adm.cfg)
 	}
@@ -149,14 +149,15 @@ func (in *ingested) descriptors() []provenance.ResourceDescriptor {
 	return out
 }
 
-// goProxy is the configured GOPROXY, else the ssf process's, else the public proxy.
-func goProxy(cfg Config) string {
-	for _, v := range []string{cfg.GoProxy, os.Getenv("GOPROXY")} {
-		if v != "" {
-			return v
-		}
+// goProxy is the configured GOPROXY, else the ssf process's, else the public proxy, and where it came from.
+func goProxy(cfg Config) (proxy, source string) {
+	switch {
+	case cfg.GoProxy != "":
+		return cfg.GoProxy, "goproxy in config.yaml"
+	case os.Getenv("GOPROXY") != "":
+		return os.Getenv("GOPROXY"), "$GOPROXY of the ssf process"
 	}
-	return "https://proxy.golang.org"
+	return "https://proxy.golang.org", "the default"
 }
 
 // npmRegistry is the configured registry, else the one npm itself would use (its environment variable, the
