@@ -181,7 +181,7 @@ func npmRegistry(cfg Config) string {
 			return v
 		}
 	}
-	return "https://registry.npmjs.org/"
+	return deps.DefaultNpmRegistry
 }
 
 // npmrcRegistry reads the registry= line of an npmrc file, or returns "".
