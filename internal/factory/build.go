@@ -104,9 +104,9 @@ func inputErrorf(format string, args ...any) error {
 //	run      every task in its own container, in dependency order                 -> build (per task:
 //	observe  each task's declared outputs, hashed by the control plane              ... outputs, logs, isolation)
 //	stage    the outputs and logs copied into a staging directory beside --out      -> provenance.Build
+//	sbom     an SPDX and a CycloneDX SBOM of each output, signed, listed in the statement's byproducts
 //	attest   the statement, signed by the Attestor                                  -> bundle
 //	record   the bundle beside the outputs (later: the transparency log, the index)
-//	sbom     an SPDX and a CycloneDX SBOM of each output, signed, beside the bundle
 //	publish  the staging directory renamed to --out, durably
 func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error) {
 	started := time.Now().UTC()
