@@ -59,16 +59,7 @@ func TestCacheHitHashAndCheckSeeTheSameFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check := func(p string) error {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if string(data) != "good" {
-			return &MismatchError{What: "test", Want: "good", Got: string(data)}
-		}
-		return nil
-	}
+	check := checkGood
 	ctx := context.Background()
 	c, err := f.get(ctx, "test/key", srv.URL, check)
 	if err != nil {

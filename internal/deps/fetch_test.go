@@ -22,14 +22,7 @@ func TestCacheHitIsHashedAgainstItsRecord(t *testing.T) {
 	checks := 0
 	check := func(p string) error {
 		checks++
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if string(data) != "good" {
-			return &MismatchError{What: "test", Want: "good", Got: string(data)}
-		}
-		return nil
+		return checkGood(p)
 	}
 	ctx := context.Background()
 	c, err := f.get(ctx, "test/key", srv.URL, check)
@@ -57,4 +50,16 @@ func TestCacheHitIsHashedAgainstItsRecord(t *testing.T) {
 	if data, _ := os.ReadFile(filepath.Join(f.opts.Cache, "test", "key")); string(data) != "good" {
 		t.Errorf("the cache holds %q after the damaged entry was replaced", data)
 	}
+}
+
+// checkGood is a pin check that accepts the bytes "good".
+func checkGood(p string) error {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	if string(data) != "good" {
+		return &MismatchError{What: "test", Want: "good", Got: string(data)}
+	}
+	return nil
 }

@@ -94,27 +94,34 @@ func TestHostileGomodZipBombIsRefusedBeforeItIsInflated(t *testing.T) {
 	if _, err := modzip.CheckZip(m, zipPath); err == nil {
 		t.Fatal("CheckZip accepts the bomb; the test is wrong")
 	}
-	h1 := "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+	err = ingestOneModule(t, "example.com/bomb", mod, zipBytes, "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+	if err == nil || !strings.Contains(err.Error(), "breaks the module zip rules") {
+		t.Errorf("Ingest() = %v, want the module zip rules to refuse the claimed size before anything is inflated", err)
+	}
+}
+
+// ingestOneModule ingests a main module requiring path v1.0.0, pinned in go.sum to zipH1 and to mod's hash, from a
+// proxy that serves mod and zip for every module.
+func ingestOneModule(t *testing.T, path string, mod, zip []byte, zipH1 string) error {
+	t.Helper()
 	modH1, _ := goModHash(mod)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case strings.HasSuffix(r.URL.Path, ".mod"):
 			w.Write(mod)
 		case strings.HasSuffix(r.URL.Path, ".zip"):
-			w.Write(zipBytes)
+			w.Write(zip)
 		default:
 			http.NotFound(w, r)
 		}
 	}))
 	defer srv.Close()
 	src := fstest.MapFS{
-		"go.mod": {Data: []byte("module example.com/main\n\ngo 1.22\n\nrequire example.com/bomb v1.0.0\n")},
-		"go.sum": {Data: []byte("example.com/bomb v1.0.0 " + h1 + "\nexample.com/bomb v1.0.0/go.mod " + modH1 + "\n")},
+		"go.mod": {Data: []byte("module example.com/main\n\ngo 1.22\n\nrequire " + path + " v1.0.0\n")},
+		"go.sum": {Data: []byte(path + " v1.0.0 " + zipH1 + "\n" + path + " v1.0.0/go.mod " + modH1 + "\n")},
 	}
-	_, err = Ingest(context.Background(), src, []Spec{{Kind: Gomod, Path: "."}}, t.TempDir(), Options{Cache: t.TempDir(), GoProxy: srv.URL})
-	if err == nil || !strings.Contains(err.Error(), "breaks the module zip rules") {
-		t.Errorf("Ingest() = %v, want the module zip rules to refuse the claimed size before anything is inflated", err)
-	}
+	_, err := Ingest(context.Background(), src, []Spec{{Kind: Gomod, Path: "."}}, t.TempDir(), Options{Cache: t.TempDir(), GoProxy: srv.URL})
+	return err
 }
 
 func writeFile(p string, b []byte) error { return os.WriteFile(p, b, 0o644) }

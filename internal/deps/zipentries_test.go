@@ -2,15 +2,11 @@ package deps
 
 import (
 	"archive/zip"
-	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"testing/fstest"
 )
 
 func writeZip(t *testing.T, prefix string, n int) string {
@@ -57,24 +53,7 @@ func TestZipWithTooManyFilesIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mod := []byte("module example.com/many\n")
-	modH1, _ := goModHash(mod)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case strings.HasSuffix(r.URL.Path, ".mod"):
-			w.Write(mod)
-		case strings.HasSuffix(r.URL.Path, ".zip"):
-			w.Write(zipBytes)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	defer srv.Close()
-	src := fstest.MapFS{
-		"go.mod": {Data: []byte("module example.com/main\n\ngo 1.22\n\nrequire example.com/many v1.0.0\n")},
-		"go.sum": {Data: []byte("example.com/many v1.0.0 " + h1 + "\nexample.com/many v1.0.0/go.mod " + modH1 + "\n")},
-	}
-	_, err = Ingest(context.Background(), src, []Spec{{Kind: Gomod, Path: "."}}, t.TempDir(), Options{Cache: t.TempDir(), GoProxy: srv.URL})
+	err = ingestOneModule(t, "example.com/many", []byte("module example.com/many\n"), zipBytes, h1)
 	if err == nil || !strings.Contains(err.Error(), "101 files, more than the 100") {
 		t.Errorf("Ingest() = %v, want the zip refused for its number of files", err)
 	}
