@@ -297,7 +297,8 @@ func otherFactoryKey(t *testing.T, p *project) string {
 }
 
 // An output that is an OCI image layout tarball is also pushed as that image, by the digest its provenance names,
-// with the bundle attached, so stock cosign accepts the image reference a cluster would run.
+// with the bundle attached, so stock cosign accepts the image reference a cluster would run; the --publish tag
+// names that image (crane pulls it), and TAG.files the files artifact.
 func TestPublishImageOutput(t *testing.T) {
 	p := newProject(t, `
     - name: pack
@@ -308,6 +309,7 @@ func TestPublishImageOutput(t *testing.T) {
 `)
 	host := distributionRegistry(t)
 	cosign := interopTool(t, "SSF_COSIGN", "cosign")
+	crane := interopTool(t, "SSF_CRANE", "crane")
 	img, err := random.Image(1024, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -323,13 +325,28 @@ func TestPublishImageOutput(t *testing.T) {
 	}
 	p.write()
 	p.addTarOf("image.tar", string(lp))
-	r := p.build("--publish", host+"/team/image")
+	r := p.build("--publish", host+"/team/image:v1")
 	if r.code != 0 {
 		t.Fatalf("build --publish: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	imageRef := host + "/team/image@" + digest.String()
 	if !strings.Contains(r.stdout, "image       image.tar  "+imageRef+"\n") {
 		t.Fatalf("publish did not report the image %s:\n%s", imageRef, r.stdout)
+	}
+	// One image: v1 (and v1-image) is the runnable image, v1.files the files artifact, which stays the last line.
+	artifactRef := lastLine(r.stdout)
+	artifactDigest, ok := strings.CutPrefix(artifactRef, host+"/team/image@")
+	if !ok || artifactDigest == digest.String() {
+		t.Fatalf("last line %q is not the files artifact's reference", artifactRef)
+	}
+	for tag, want := range map[string]string{"v1": digest.String(), "v1-image": digest.String(), "v1.files": artifactDigest} {
+		if !strings.Contains(r.stdout, "tag         "+host+"/team/image:"+tag+"  "+host+"/team/image@"+want+"\n") {
+			t.Errorf("publish did not report tag %s -> %s:\n%s", tag, want, r.stdout)
+		}
+		out, err := exec.Command(crane, "digest", "--insecure", host+"/team/image:"+tag).CombinedOutput()
+		if got := strings.TrimSpace(string(out)); err != nil || got != want {
+			t.Errorf("crane digest team/image:%s = %s (%v), want %s", tag, out, err, want)
+		}
 	}
 	pub := filepath.Join(p.dir, "provenance.pub")
 	os.WriteFile(pub, []byte(ssf(t, p.tmp, "keys", "public").stdout), 0o644)

@@ -46,6 +46,13 @@ Credentials come from the Docker config file and its credential helpers (docker 
 HTTP is used only for registries on a loopback address. A registry that sends or accepts nothing for --timeout,
 or a publish that takes longer than --deadline, fails the command.
 
+Tags (TAG of --to): with no image among the outputs, TAG names the files artifact. When the outputs hold images,
+each image output also gets the tag TAG-<name>, its path without ".tar" and with every character outside
+[A-Za-z0-9_.-] turned into "-" (image.tar -> TAG-image, dist/api.tar -> TAG-dist-api); the files artifact is
+TAG.files; and TAG names the image when there is exactly one (so crane pull REPO:TAG and a Kubernetes Pod get
+the runnable image), or the files artifact when there are several. Tags are pushed last, each pointing at a
+digest the build signed; two outputs that would get the same tag stop the publish before anything is pushed.
+
 The last line printed is the artifact's REGISTRY/REPO@sha256:<hex>, for ssf verify and cosign verify-attestation.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -139,8 +146,8 @@ func publish(ctx context.Context, w io.Writer, dir, target string, trusted root.
 	for _, r := range pub.Referrers {
 		fmt.Fprintf(w, "referrer    %s\n", r)
 	}
-	if tag != "" {
-		fmt.Fprintf(w, "tag         %s\n", repo.Tag(tag))
+	for _, t := range pub.Tags {
+		fmt.Fprintf(w, "tag         %s  %s\n", t.Tag, t.Ref)
 	}
 	fmt.Fprintln(w, pub.Artifact)
 	return nil

@@ -142,7 +142,7 @@ type PublishRequest struct {
 	Dir    string          // the build's output directory (OUT of ssf build)
 	Bundle []byte          // the build's provenance bundle
 	Repo   name.Repository // where to push
-	Tag    string          // optional tag for the artifact
+	Tag    string          // optional tag; see Tags for what it and the tags made from it name
 
 	// Verify is required: it is called with the artifact manifest's digest, made from the outputs as they are
 	// now, and the bundle, before anything is pushed; an error stops the publish. (ssf passes the verify
@@ -165,6 +165,13 @@ type Published struct {
 	Artifact  string            // REGISTRY/REPO@sha256:<hex> of the artifact holding every output file
 	Images    map[string]string // output path -> REGISTRY/REPO@sha256:<hex> of the runnable image it holds
 	Referrers []string          // REGISTRY/REPO@sha256:<hex> of each bundle referrer pushed (provenance, then SBOMs)
+	Tags      []Tagged          // each tag pushed and what it points at (see Tags): the files artifact's first
+}
+
+// Tagged is one tag a publish pushed.
+type Tagged struct {
+	Tag string // REGISTRY/REPO:TAG
+	Ref string // REGISTRY/REPO@sha256:<hex> it points at
 }
 
 // attestation is a signed SBOM found beside the outputs, with the manifests it is to be attached to.
@@ -181,7 +188,9 @@ type attestation struct {
 // is pushed and the error wraps ErrMismatch. The artifact goes up byte-identical to that manifest, each output
 // that is an OCI image layout tarball goes up as its image (the manifest named by its ImageSubjectPrefix
 // subject), and the bundle goes up as an OCI 1.1 referrer of each of them (see ReferrerManifest). Registries
-// without the referrers API get the distribution-spec fallback tag sha256-<hex>.
+// without the referrers API get the distribution-spec fallback tag sha256-<hex>. Everything is pushed by digest;
+// the tags (see Tags) come last, so a tag never names a manifest whose provenance is not attached yet. Nothing
+// is signed: each tag names a digest the build already signed.
 func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*Published, error) {
 	prov, err := statementOf(req.Bundle)
 	if err != nil {
@@ -207,6 +216,10 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 	if err != nil {
 		return nil, err
 	}
+	tags, err := planTags(req.Tag, artifactDesc, artifact.raw, images)
+	if err != nil {
+		return nil, fmt.Errorf("refusing to publish: %w", err)
+	}
 
 	ropts := remoteOptions(ctx, opts)
 	pusher, err := remote.NewPusher(ropts...)
@@ -230,14 +243,11 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 			return nil, fmt.Errorf("pushing output %q to %s: %w", f.Path, repo, err)
 		}
 	}
-	var ref name.Reference = repo.Digest(string(artifactDesc.Digest))
-	if req.Tag != "" {
-		ref = repo.Tag(req.Tag)
+	artifactRef := repo.Digest(string(artifactDesc.Digest))
+	if err := pusher.Push(ctx, artifactRef, rawManifest{artifact.raw, ocispec.MediaTypeImageManifest}); err != nil {
+		return nil, fmt.Errorf("pushing the artifact manifest to %s: %w", artifactRef, err)
 	}
-	if err := pusher.Push(ctx, ref, rawManifest{artifact.raw, ocispec.MediaTypeImageManifest}); err != nil {
-		return nil, fmt.Errorf("pushing the artifact manifest to %s: %w", ref, err)
-	}
-	pub.Artifact = repo.Digest(string(artifactDesc.Digest)).String()
+	pub.Artifact = artifactRef.String()
 
 	// Each image output, by digest.
 	subjects := []Descriptor{artifactDesc}
@@ -273,7 +283,112 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 			pub.Referrers = append(pub.Referrers, ref)
 		}
 	}
+	// The tags, last: a tag points at a manifest only once everything is there, its provenance attached.
+	for _, t := range tags {
+		ref := repo.Tag(t.tag)
+		if err := pusher.Push(ctx, ref, rawManifest{t.raw, string(t.desc.MediaType)}); err != nil {
+			return nil, fmt.Errorf("tagging %s as %s: %w", t.desc.Digest, ref, err)
+		}
+		pub.Tags = append(pub.Tags, Tagged{Tag: ref.String(), Ref: repo.Digest(string(t.desc.Digest)).String()})
+	}
 	return pub, nil
+}
+
+// FilesTagSuffix is appended to the --to tag to name the files artifact when the outputs hold images. Image tags
+// add "-<name>", so TAG.files is never one of them, and a tag ending in ".files" never has cosign's fallback
+// form sha256-<hex>.
+const FilesTagSuffix = ".files"
+
+// Tags works out the tags a publish to tag pushes, given the paths of the outputs that hold images:
+//
+//   - no image: tag names the files artifact (files holds tag, images is empty);
+//   - every image output also gets tag-<name>, where name is its path without a trailing ".tar", each character
+//     outside [A-Za-z0-9_.-] replaced by "-" (images maps the output path to it);
+//   - exactly one image: tag names that image, and the files artifact is tag.files;
+//   - several images: tag and tag.files name the files artifact (nothing is singled out to run).
+//
+// An empty tag gives no tags. Two outputs whose names come out the same, or a tag longer than 128 characters,
+// is an error: nothing is pushed.
+func Tags(tag string, imagePaths []string) (files []string, images map[string]string, err error) {
+	images = map[string]string{}
+	if tag == "" {
+		return nil, images, nil
+	}
+	if len(imagePaths) == 0 {
+		return []string{tag}, images, nil
+	}
+	files = []string{tag + FilesTagSuffix}
+	if len(imagePaths) > 1 {
+		files = append([]string{tag}, files...)
+	}
+	owner := map[string]string{}
+	for _, p := range imagePaths {
+		t := tag + "-" + sanitiseTag(strings.TrimSuffix(p, ".tar"))
+		if len(t) > maxTagLen {
+			return nil, nil, fmt.Errorf("tag %q for image output %q is longer than %d characters: give a shorter tag in --to", t, p, maxTagLen)
+		}
+		if o, dup := owner[t]; dup {
+			return nil, nil, fmt.Errorf("image outputs %q and %q would both be tagged %q: rename one of them", o, p, t)
+		}
+		owner[t] = p
+		images[p] = t
+	}
+	if len(tag+FilesTagSuffix) > maxTagLen {
+		return nil, nil, fmt.Errorf("tag %q is longer than %d characters: give a shorter tag in --to", tag+FilesTagSuffix, maxTagLen)
+	}
+	return files, images, nil
+}
+
+// maxTagLen is the distribution spec's limit on a tag.
+const maxTagLen = 128
+
+func sanitiseTag(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-' {
+			return r
+		}
+		return '-'
+	}, s)
+}
+
+// tagPlan is one tag to push: the manifest it points at, pushed again byte for byte under the tag.
+type tagPlan struct {
+	tag  string
+	desc Descriptor
+	raw  []byte
+}
+
+// planTags turns Tags into what to push.
+func planTags(tag string, artifact Descriptor, artifactRaw []byte, images []imagePlan) ([]tagPlan, error) {
+	if tag == "" {
+		return nil, nil
+	}
+	paths := make([]string, 0, len(images))
+	for _, img := range images {
+		paths = append(paths, img.path)
+	}
+	files, imageTags, err := Tags(tag, paths)
+	if err != nil {
+		return nil, err
+	}
+	var out []tagPlan
+	for _, t := range files {
+		out = append(out, tagPlan{tag: t, desc: artifact, raw: artifactRaw})
+	}
+	for _, img := range images {
+		raw, ok := img.tar.raw[img.desc.Digest]
+		if !ok {
+			return nil, fmt.Errorf("image %q: manifest %s was not checked", img.path, img.desc.Digest)
+		}
+		ts := []string{imageTags[img.path]}
+		if len(images) == 1 {
+			ts = append([]string{tag}, ts...)
+		}
+		for _, t := range ts {
+			out = append(out, tagPlan{tag: t, desc: img.desc, raw: raw})
+		}
+	}
+	return out, nil
 }
 
 // pushReferrer pushes the manifest that attaches bundle (already uploaded) to subject, and returns its reference.
