@@ -143,6 +143,11 @@ func TestPublishToDistribution(t *testing.T) {
 		if r.code != 0 || !strings.HasPrefix(r.stdout, "verified: "+ref) {
 			t.Fatalf("ssf verify %s: exit %d\n%s%s", ref, r.code, r.stdout, r.stderr)
 		}
+		// By tag: resolved to the digest, which the verdict names.
+		r = ssf(t, p.tmp, "verify", host+"/team/app:v1", "--key", pub)
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "verified: "+ref+" (tag "+host+"/team/app:v1, ") {
+			t.Fatalf("ssf verify %s/team/app:v1: exit %d, want the verdict naming %s\n%s%s", host, r.code, ref, r.stdout, r.stderr)
+		}
 	})
 
 	t.Run("oras pull restores the files", func(t *testing.T) {
@@ -216,7 +221,10 @@ func TestPublishToDistribution(t *testing.T) {
 		}{
 			{"unattested manifest", []string{other, "--key", pub}, 1, "no provenance bundles"},
 			{"wrong key", []string{ref, "--key", otherFactoryKey(t, p)}, 1, "verification failed"},
-			{"unknown digest", []string{host + "/team/app@sha256:" + strings.Repeat("0", 64), "--key", pub}, 1, "no provenance bundles"},
+			{"unattested tag", []string{host + "/team/app:other", "--key", pub}, 1, "no provenance bundles"},
+			{"unknown digest", []string{host + "/team/app@sha256:" + strings.Repeat("0", 64), "--key", pub}, 1, "@sha256:" + strings.Repeat("0", 64) + ": not found in the registry"},
+			{"unknown tag", []string{host + "/team/app:nope", "--key", pub}, 1, "team/app:nope: not found in the registry"},
+			{"unknown repository", []string{host + "/team/nothing:v1", "--key", pub}, 1, "not found in the registry"},
 			{"bundle flag with a reference", []string{ref, "--key", pub, "--bundle", filepath.Join(p.out, "attestations/provenance.sigstore.json")}, 2, "--bundle"},
 		}
 		for _, tt := range tests {

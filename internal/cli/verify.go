@@ -25,7 +25,7 @@ func newVerifyCmd() *cobra.Command {
 	var reg registryFlags
 	var opts verify.Options
 	cmd := &cobra.Command{
-		Use:   "verify FILE --bundle BUNDLE --key KEY.pub | verify REGISTRY/REPO@sha256:HEX --key KEY.pub",
+		Use:   "verify FILE --bundle BUNDLE --key KEY.pub | verify REGISTRY/REPO@sha256:HEX|REGISTRY/REPO:TAG --key KEY.pub",
 		Short: "Verify a file, or a published build in a registry, against its signed provenance",
 		Long: `Verify that BUNDLE is a Sigstore bundle signed by KEY.pub, that it holds SLSA v1 provenance, and that FILE's
 sha256 is one of its subjects. These pin the build further; each one not given is listed by -v as not checked:
@@ -38,7 +38,9 @@ sha256 is one of its subjects. These pin the build further; each one not given i
 Given REGISTRY/REPO@sha256:HEX instead of a file (as printed by ssf publish), the bundles come from the
 registry: every referrer of that manifest with artifactType application/vnd.dev.sigstore.bundle.v0.3+json (or
 the sha256-HEX fallback tag) is checked the same way for the manifest's digest, and one must pass; oversized or
-malformed referrers are skipped (listed with -v). Credentials come from the Docker config file; plain HTTP is
+malformed referrers are skipped (listed with -v). Given REGISTRY/REPO:TAG, the tag is resolved to the digest
+the registry holds for it now (a HEAD request), that digest is verified the same way, and the verdict names it.
+A manifest the registry does not have fails with "not found in the registry". Credentials come from the Docker config file; plain HTTP is
 used only for loopback registries. A registry that sends nothing for --timeout fails the command.
 
 Exit status: 0 and a one-line verdict when every check passes; 1 and the reason when one fails; 2 on bad usage.`,
@@ -177,13 +179,13 @@ func printChecks(w io.Writer, res *verify.Result) {
 	}
 }
 
-// isRegistryRef reports whether arg names a manifest in a registry (REGISTRY/REPO@sha256:HEX) rather than a file:
-// an existing path is always a file.
+// isRegistryRef reports whether arg names a manifest in a registry (REGISTRY/REPO@sha256:HEX or
+// REGISTRY/REPO:TAG, the registry's host written out) rather than a file: an existing path is always a file.
 func isRegistryRef(arg string) bool {
 	if _, err := os.Lstat(arg); err == nil {
 		return false
 	}
-	_, err := name.NewDigest(arg, name.StrictValidation)
+	_, err := oci.ParseReference(arg)
 	return err == nil
 }
 
@@ -208,7 +210,11 @@ func verifyRegistryRef(cmd *cobra.Command, ref string, opts verify.Options, reg 
 		}
 	}
 	p := res.Provenance
-	fmt.Fprintf(cmd.OutOrStdout(), "verified: %s (subject %q) built by %s (pipeline %s, invocation %s)\n",
-		res.Ref, res.Subject.Name, p.BuilderID, p.PipelineName, p.InvocationID)
+	via := ""
+	if _, err := name.NewTag(ref, name.StrictValidation); err == nil && !strings.Contains(ref, "@") {
+		via = "tag " + ref + ", " // the verdict names the digest verified, and the tag that named it then
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "verified: %s (%ssubject %q) built by %s (pipeline %s, invocation %s)\n",
+		res.Ref, via, res.Subject.Name, p.BuilderID, p.PipelineName, p.InvocationID)
 	return nil
 }

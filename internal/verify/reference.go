@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/oci"
 )
@@ -16,16 +18,38 @@ type ReferenceResult struct {
 	Skipped []error // referrers that were not used (another kind, oversized, malformed, not verifying), and why
 }
 
-// ErrBadReference is wrapped when a reference is not REGISTRY/REPO@sha256:HEX: a usage error, not a failed check.
-var ErrBadReference = errors.New("not a registry reference by digest")
+// ErrBadReference is wrapped when a reference is not REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:HEX: a usage
+// error, not a failed check.
+var ErrBadReference = errors.New("not a registry reference")
 
-// Reference verifies the manifest ref (REGISTRY/REPO@sha256:HEX, as ssf publish prints) against the Sigstore
-// bundles attached to it as OCI referrers (or through the sha256-HEX fallback tag): it passes when one of them
-// verifies, as Artifact does, for the manifest's digest. Referrers of another artifactType are ignored; oversized
-// or malformed ones, and bundles that do not verify, are skipped and listed in ReferenceResult.Skipped, and decide
-// nothing by themselves. When none verifies the error wraps ErrVerification and gives every reason.
+// Reference verifies the manifest ref (REGISTRY/REPO@sha256:HEX, as ssf publish prints, or REGISTRY/REPO:TAG)
+// against the Sigstore bundles attached to it as OCI referrers (or through the sha256-HEX fallback tag): it passes
+// when one of them verifies, as Artifact does, for the manifest's digest. A tag is first resolved to the digest
+// the registry holds for it (ReferenceResult.Ref is that digest: what was verified); a manifest the registry does
+// not have fails, wrapping ErrVerification and oci.ErrNotFound. Referrers of another artifactType are ignored;
+// oversized or malformed ones, and bundles that do not verify, are skipped and listed in ReferenceResult.Skipped,
+// and decide nothing by themselves. When none verifies the error wraps ErrVerification and gives every reason.
 func Reference(ctx context.Context, ref string, opts Options, reg ...oci.RegistryOption) (*ReferenceResult, error) {
-	att, err := oci.FetchBundles(ctx, ref, reg...)
+	parsed, err := oci.ParseReference(ref)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
+	}
+	if d, ok := parsed.(name.Digest); ok {
+		// go-containerregistry keeps an upper-case digest as written; registries want it lower case.
+		dg, err := content.ParseFold(d.DigestStr())
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
+		}
+		parsed = d.Context().Digest(string(dg))
+	}
+	resolved, err := oci.Resolve(ctx, parsed, reg...)
+	if errors.Is(err, oci.ErrNotFound) {
+		return nil, fail("%w", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	att, err := oci.FetchBundles(ctx, resolved.String(), reg...)
 	if errors.Is(err, oci.ErrBadReference) {
 		return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
 	}
