@@ -42,13 +42,13 @@ func (d *decoder) document(data []byte) (*yaml.Node, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &Error{File: d.file, Msg: "file is empty: it must hold one pipeline"}
 		}
-		return nil, d.syntaxError(err)
+		return nil, d.syntaxError(data, err)
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		return nil, d.syntaxError(err)
+		return nil, d.syntaxError(data, err)
 	default:
 		return nil, d.errAt(&extra, "", "file holds more than one YAML document: remove everything from this '---' on")
 	}
@@ -59,14 +59,77 @@ func (d *decoder) document(data []byte) (*yaml.Node, error) {
 	return doc.Content[0], nil
 }
 
-// syntaxError turns the library's "yaml: line N: msg" into an *Error at line N.
-func (d *decoder) syntaxError(err error) error {
-	msg := err.Error()
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return &Error{File: d.file, Line: line, Msg: "invalid YAML: " + m[2]}
+// syntaxError turns the library's "yaml: line N: msg" into an *Error at the line of the mistake. The library
+// often gives the line where the enclosing block or flow starts (a mapping three lines up from a mis-indented
+// key), so the mistake's own line is found as the first line at which the file, cut there, fails the same way.
+func (d *decoder) syntaxError(data []byte, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
 	}
-	return &Error{File: d.file, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+	if at := mistakeLine(data, msg); at > line {
+		if line > 0 {
+			msg += fmt.Sprintf(" (in the block that starts at line %d: check this line's indentation and quotes)", line)
+		}
+		line = at
+	}
+	if msg == "found unexpected end of stream" && line > 0 {
+		msg += ": a quote or bracket opened on this line is never closed"
+	}
+	if line > 0 && tabIndented(data, line) {
+		msg += "; the line is indented with a tab: YAML indents with spaces only"
+	}
+	return &Error{File: d.file, Line: line, Msg: "invalid YAML: " + msg}
+}
+
+// mistakeLine returns the smallest n such that the first n lines of data fail to parse with msg, found by
+// bisection (a handful of parses of a file of at most MaxFileSize), or 0 if the whole file does not fail that way.
+func mistakeLine(data []byte, msg string) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	failsAt := func(n int) bool { return yamlProblem(bytes.Join(lines[:n], nil)) == msg }
+	lo, hi := 0, len(lines)
+	if !failsAt(hi) {
+		return 0
+	}
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if failsAt(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi
+}
+
+// yamlProblem returns the library's message, without its "yaml: line N: " prefix, for the first syntax error
+// in the first two documents of data (as document reads them), or "" if there is none.
+func yamlProblem(data []byte) string {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for range 2 {
+		var n yaml.Node
+		if err := dec.Decode(&n); errors.Is(err, io.EOF) {
+			return ""
+		} else if err != nil {
+			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+				return m[2]
+			}
+			return strings.TrimPrefix(err.Error(), "yaml: ")
+		}
+	}
+	return ""
+}
+
+// tabIndented reports whether line (1-based) of data has a tab in its leading white space.
+func tabIndented(data []byte, line int) bool {
+	lines := bytes.Split(data, []byte("\n"))
+	if line > len(lines) {
+		return false
+	}
+	l := lines[line-1]
+	return bytes.ContainsRune(l[:len(l)-len(bytes.TrimLeft(l, " \t"))], '\t')
 }
 
 // explicitTags are the only tags a file may spell out, by the node kind they fit. Any other tag
