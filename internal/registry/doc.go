@@ -1,5 +1,5 @@
 // Package registry is ssf's embedded OCI registry: an http.Handler implementing the OCI distribution-spec v1.1
-// (pull, push, cross-repository mount, tag listing, deletion and the referrers API) over a directory of
+// (pull, push, cross-repository mount, catalog and tag listing, deletion and the referrers API) over a directory of
 // content-addressed files, plus a garbage collector for blobs no manifest references.
 //
 // # Storage
@@ -40,7 +40,7 @@
 //   - Let one client starve the others: connections are bounded per client address and in total, where a new
 //     client takes an idle connection's place ([LimitListener]), headers and idle connections time out
 //     ([NewServer]), bodies must keep up a minimum rate (also a body the handler left unread), a stalled upload
-//     holds only its own session's lock, and tag and referrers listings are paged and read their directories
+//     holds only its own session's lock, and catalog, tag and referrers listings are paged and read their directories
 //     in batches, with each referrer's annotations and media types bounded, so no push can make a listing (or
 //     its memory) large.
 //   - Make passwords cheap to guess or names cheap to probe: an unknown user costs the same bcrypt work as a

@@ -277,7 +277,7 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 // route is a parsed request path.
 type route struct {
-	kind string // "base", "tags", "upload", "blob", "manifest", "referrers"
+	kind string // "base", "catalog", "tags", "upload", "blob", "manifest", "referrers"
 	name string
 	arg  string // upload id, digest or reference
 }
@@ -288,6 +288,9 @@ type route struct {
 func parsePath(p string) (route, bool) {
 	if p == "/v2" || p == "/v2/" {
 		return route{kind: "base"}, true
+	}
+	if p == "/v2/_catalog" {
+		return route{kind: "catalog"}, true
 	}
 	rest, ok := strings.CutPrefix(p, "/v2/")
 	if !ok {
@@ -337,6 +340,10 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request) string {
 		if req.Method == http.MethodGet {
 			io.WriteString(w, "{}")
 		}
+		return user
+	}
+	if rt.kind == "catalog" {
+		r.respond(w, req, methods(w, req, map[string]handler{"GET": r.listCatalog}))
 		return user
 	}
 	if !validName(rt.name) {
