@@ -34,15 +34,25 @@ const (
 
 // ErrBadInput is wrapped by errors that are the caller's to fix: an invalid name, a reference that is not pinned
 // by digest, an image that cannot be a builder (no /bin/sh, several layers, another platform).
+// Such errors match it with errors.Is without saying so in their text.
 var ErrBadInput = errors.New("bad builder input")
 
-// ErrNoShell is wrapped when a root file system has no /bin/sh, which every step runs as.
-var ErrNoShell = fmt.Errorf("%w: no /bin/sh in the root file system (steps run as /bin/sh -e -c SCRIPT)", ErrBadInput)
+// ErrNoShell is wrapped when a root file system has no /bin/sh, which every step runs as. It is bad input.
+var ErrNoShell = errors.New("no /bin/sh in the root file system (steps run as /bin/sh -e -c SCRIPT)")
+
+// badInput is an error that is the caller's to fix: it matches ErrBadInput.
+type badInput struct{ err error }
+
+func (e *badInput) Error() string        { return e.err.Error() }
+func (e *badInput) Unwrap() error        { return e.err }
+func (e *badInput) Is(target error) bool { return target == ErrBadInput }
+
+func badf(format string, args ...any) error { return &badInput{fmt.Errorf(format, args...)} }
 
 // CheckName reports whether name can name a builder image.
 func CheckName(name string) error {
 	if !nameRE.MatchString(name) {
-		return fmt.Errorf("%w: invalid builder name %q: want lower-case letters and digits separated by '.', '_', '-' or '/'", ErrBadInput, name)
+		return badf("invalid builder name %q: want lower-case letters and digits separated by '.', '_', '-' or '/'", name)
 	}
 	return nil
 }
@@ -60,7 +70,7 @@ func CheckRootfs(dir string) error {
 		return fmt.Errorf("checking %q for /bin/sh: %w", dir, err)
 	}
 	if err != nil || info.IsDir() {
-		return fmt.Errorf("%q: %w", dir, ErrNoShell)
+		return badf("%q: %w", dir, ErrNoShell)
 	}
 	return nil
 }
@@ -77,18 +87,18 @@ type source interface {
 func ParsePullRef(s string) (name.Digest, error) {
 	repo, dig, ok := strings.Cut(s, "@")
 	if !ok {
-		return name.Digest{}, fmt.Errorf("%w: %q has no digest: builders are pinned by digest, give REGISTRY/REPO@sha256:HEX "+
-			"(crane digest %s prints it)", ErrBadInput, s, s)
+		return name.Digest{}, badf("%q has no digest: builders are pinned by digest, give REGISTRY/REPO@sha256:HEX "+
+			"(crane digest %s prints it)", s, s)
 	}
 	if _, err := content.Parse(dig); err != nil {
-		return name.Digest{}, fmt.Errorf("%w: %q: digest %q: want sha256: and 64 lower-case hex digits", ErrBadInput, s, dig)
+		return name.Digest{}, badf("%q: digest %q: want sha256: and 64 lower-case hex digits", s, dig)
 	}
 	if i := strings.LastIndex(repo, "/"); strings.Contains(repo[i+1:], ":") {
-		return name.Digest{}, fmt.Errorf("%w: %q has a tag and a digest: give REGISTRY/REPO@sha256:HEX only", ErrBadInput, s)
+		return name.Digest{}, badf("%q has a tag and a digest: give REGISTRY/REPO@sha256:HEX only", s)
 	}
 	ref, err := name.NewDigest(s, name.StrictValidation)
 	if err != nil {
-		return name.Digest{}, fmt.Errorf("%w: %q: %w", ErrBadInput, s, err)
+		return name.Digest{}, badf("%q: %w", s, err)
 	}
 	return ref, nil
 }
@@ -143,14 +153,14 @@ func (s *Store) importLayout(ctx context.Context, path, name string) (Pulled, er
 		defer root.Close()
 		b, err := oci.ReadRegular(root, v1.ImageIndexFile, maxJSONBlob)
 		if err != nil {
-			return Pulled{}, fmt.Errorf("%w: reading %s: %w", ErrBadInput, v1.ImageIndexFile, err)
+			return Pulled{}, badf("reading %s: %w", v1.ImageIndexFile, err)
 		}
 		var index v1.Index
 		if err := json.Unmarshal(b, &index); err != nil {
-			return Pulled{}, fmt.Errorf("%w: reading %s: %w", ErrBadInput, v1.ImageIndexFile, err)
+			return Pulled{}, badf("reading %s: %w", v1.ImageIndexFile, err)
 		}
 		if len(index.Manifests) != 1 {
-			return Pulled{}, fmt.Errorf("%w: %s names %d images, want 1", ErrBadInput, v1.ImageIndexFile, len(index.Manifests))
+			return Pulled{}, badf("%s names %d images, want 1", v1.ImageIndexFile, len(index.Manifests))
 		}
 		top := index.Manifests[0]
 		return s.importImage(ctx, layoutSource{root}, top.Digest, top.MediaType, name)
@@ -162,7 +172,7 @@ func (s *Store) importLayout(ctx context.Context, path, name string) (Pulled, er
 	defer f.Close()
 	it, err := oci.ReadImageTar(ctx, f, info.Size())
 	if err != nil {
-		return Pulled{}, fmt.Errorf("%w: %w", ErrBadInput, err)
+		return Pulled{}, badf("%w", err)
 	}
 	return s.importImage(ctx, tarSource{it}, it.Image.Digest, it.Image.MediaType, name)
 }
@@ -209,11 +219,11 @@ func (s *Store) importImage(ctx context.Context, src source, top digest.Digest, 
 		}
 	}
 	if m.Config == nil || m.Manifests != nil {
-		return Pulled{}, fmt.Errorf("%w: %s is not an image manifest", ErrBadInput, manifestDigest)
+		return Pulled{}, badf("%s is not an image manifest", manifestDigest)
 	}
 	if len(m.Layers) != 1 {
-		return Pulled{}, fmt.Errorf("%w: image %s has %d layers; a builder is one layer: flatten it first "+
-			"(crane flatten REF) and pull the flattened digest", ErrBadInput, manifestDigest, len(m.Layers))
+		return Pulled{}, badf("image %s has %d layers; a builder is one layer: flatten it first "+
+			"(crane flatten REF) and pull the flattened digest", manifestDigest, len(m.Layers))
 	}
 	layer := m.Layers[0]
 	gz, err := layerCompression(layer)
@@ -237,7 +247,7 @@ func (s *Store) importImage(ctx context.Context, src source, top digest.Digest, 
 		return Pulled{}, err
 	}
 	if err := CheckRootfs(tree); err != nil {
-		return Pulled{}, fmt.Errorf("image %s: %w", manifestDigest, ErrNoShell)
+		return Pulled{}, badf("image %s: %w", manifestDigest, ErrNoShell)
 	}
 	img, err := s.Import(ctx, tree, name)
 	if err != nil {
@@ -265,12 +275,12 @@ func pickPlatform(index digest.Digest, children []v1.Descriptor) (v1.Descriptor,
 		if c.Platform.OS == "linux" && c.Platform.Architecture == runtime.GOARCH &&
 			(c.Platform.Variant == "" || runtime.GOARCH == "arm64" && c.Platform.Variant == "v8") {
 			if isIndex(c.MediaType) || !(c.MediaType == v1.MediaTypeImageManifest || c.MediaType == content.DockerManifestMediaType) {
-				return v1.Descriptor{}, fmt.Errorf("%w: index %s: linux/%s entry is %s, want an image manifest", ErrBadInput, index, runtime.GOARCH, c.MediaType)
+				return v1.Descriptor{}, badf("index %s: linux/%s entry is %s, want an image manifest", index, runtime.GOARCH, c.MediaType)
 			}
 			return c, nil
 		}
 	}
-	return v1.Descriptor{}, fmt.Errorf("%w: index %s has no image for linux/%s (it has: %s)", ErrBadInput, index, runtime.GOARCH, strings.Join(have, ", "))
+	return v1.Descriptor{}, badf("index %s has no image for linux/%s (it has: %s)", index, runtime.GOARCH, strings.Join(have, ", "))
 }
 
 // layerCompression reports whether a layer is gzip-compressed, refusing media types a builder cannot use.
@@ -281,7 +291,7 @@ func layerCompression(l v1.Descriptor) (gzipped bool, err error) {
 	case v1.MediaTypeImageLayerGzip, "application/vnd.docker.image.rootfs.diff.tar.gzip":
 		return true, nil
 	}
-	return false, fmt.Errorf("%w: layer %s has media type %q: only tar and tar+gzip layers are supported", ErrBadInput, l.Digest, l.MediaType)
+	return false, badf("layer %s has media type %q: only tar and tar+gzip layers are supported", l.Digest, l.MediaType)
 }
 
 // readImageConfig reads the config desc names and returns the diff ID of the image's one layer, checking that the
@@ -290,7 +300,7 @@ func readImageConfig(ctx context.Context, src source, desc v1.Descriptor) (diges
 	switch desc.MediaType {
 	case v1.MediaTypeImageConfig, "application/vnd.docker.container.image.v1+json":
 	default:
-		return "", fmt.Errorf("%w: config %s has media type %q, want an image config", ErrBadInput, desc.Digest, desc.MediaType)
+		return "", badf("config %s has media type %q, want an image config", desc.Digest, desc.MediaType)
 	}
 	b, err := readVerified(ctx, src.blob, desc.Digest, desc.Size, maxJSONBlob)
 	if err != nil {
@@ -302,7 +312,7 @@ func readImageConfig(ctx context.Context, src source, desc v1.Descriptor) (diges
 	}
 	switch {
 	case c.OS != "linux" || c.Architecture != runtime.GOARCH:
-		return "", fmt.Errorf("%w: config %s: image is for %s/%s, this host is linux/%s", ErrBadInput, desc.Digest, c.OS, c.Architecture, runtime.GOARCH)
+		return "", badf("config %s: image is for %s/%s, this host is linux/%s", desc.Digest, c.OS, c.Architecture, runtime.GOARCH)
 	case len(c.RootFS.DiffIDs) != 1 || !valid(c.RootFS.DiffIDs[0]):
 		return "", fmt.Errorf("config %s: rootfs.diff_ids has %d entries, want one sha256 digest", desc.Digest, len(c.RootFS.DiffIDs))
 	}
@@ -313,7 +323,7 @@ func readImageConfig(ctx context.Context, src source, desc v1.Descriptor) (diges
 // -1) and bytes that do not hash to d.
 func readVerified(ctx context.Context, open func(context.Context, digest.Digest) (io.ReadCloser, error), d digest.Digest, size, limit int64) ([]byte, error) {
 	if !valid(d) {
-		return nil, fmt.Errorf("%w: invalid digest %q: want sha256: and 64 lower-case hex digits", ErrBadInput, d)
+		return nil, badf("invalid digest %q: want sha256: and 64 lower-case hex digits", d)
 	}
 	if size > limit {
 		return nil, fmt.Errorf("%s: size %d: refusing more than %d bytes", d, size, limit)

@@ -31,7 +31,7 @@ func (s *Store) remove(ctx context.Context, ref, cacheDir string) (Image, error)
 		return Image{}, err
 	}
 	if pinned && !valid(digest.Digest(dig)) {
-		return Image{}, fmt.Errorf("%w: digest %q: want sha256: and 64 lower-case hex digits", ErrBadInput, dig)
+		return Image{}, badf("digest %q: want sha256: and 64 lower-case hex digits", dig)
 	}
 	unlock, err := s.lock()
 	if err != nil {
@@ -57,14 +57,14 @@ func (s *Store) remove(ctx context.Context, ref, cacheDir string) (Image, error)
 	}
 	switch len(digests) {
 	case 0:
-		return Image{}, fmt.Errorf("%w: %w (ssf builder list shows what there is)", ErrBadInput, ErrNotFound)
+		return Image{}, badf("%w (ssf builder list shows what there is)", ErrNotFound)
 	case 1:
 	default:
 		refs := make([]string, len(digests))
 		for i, d := range digests {
 			refs[i] = name + "@" + string(d)
 		}
-		return Image{}, fmt.Errorf("%w: %q names %d images: give one of %s", ErrBadInput, name, len(digests), strings.Join(refs, ", "))
+		return Image{}, badf("%q names %d images: give one of %s", name, len(digests), strings.Join(refs, ", "))
 	}
 	d := digests[0]
 	var img Image
