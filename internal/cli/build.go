@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -16,9 +18,10 @@ func newBuildCmd() *cobra.Command {
 	var req factory.BuildRequest
 	var publishTo string
 	cmd := &cobra.Command{
-		Use:   "build -f ssf.yaml --source DIR --out OUT [--param NAME=VALUE]...",
+		Use:   "build [-f ssf.yaml] [--source .] --out OUT [--param NAME=VALUE]...",
 		Short: "Run a pipeline hermetically and sign its provenance",
-		Long: `Run the pipeline's tasks in dependency order, each in a fresh container (runc, or the runtime config.yaml
+		Long: `Run the pipeline's tasks (-f, default ssf.yaml in the current directory) on the source (--source, default
+the current directory) in dependency order, each in a fresh container (runc, or the runtime config.yaml
 names) with no network, a read-only root, an unprivileged uid of the build's own, no capabilities, seccomp, and
 memory, process, disk and time limits. A task sees:
 
@@ -50,17 +53,30 @@ the factory home (such as its signing key) is refused, as is one larger than max
 copy; sparse files count at their full size). The builder must be named as the factory imported it
 (ssf builder list).
 
+ssf build runs as root (it creates cgroups, loop-mounted task disks and containers); anyone else is told so
+before anything is done. A step that fails after a failed name lookup or connection gets a hint: tasks have no
+network, and what a build needs is declared in spec.dependencies.
+
 --publish REGISTRY/REPO[:TAG] then pushes OUT as ssf publish does (see ssf publish --help); the last line printed
 is the pushed REGISTRY/REPO@sha256:<hex>.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
 			case req.Pipeline == "":
-				return usagef("-f is required: the pipeline file (ssf.yaml)")
+				return usagef("-f is empty: name the pipeline file (default ssf.yaml)")
 			case req.Source == "":
-				return usagef("--source is required: the source directory")
+				return usagef("--source is empty: name the source directory (default the current directory)")
 			case req.Out == "":
 				return usagef("--out is required: a new directory for the outputs and attestations")
+			}
+			// Before any work: without root, the build would fail deep inside (a chown of the task's directories).
+			if err := needRoot(); err != nil {
+				return err
+			}
+			if !cmd.Flags().Changed("file") {
+				if err := defaultPipelineExists(req.Pipeline); err != nil {
+					return err
+				}
 			}
 			if publishTo != "" {
 				if _, _, err := oci.ParseTarget(publishTo); err != nil {
@@ -99,10 +115,35 @@ is the pushed REGISTRY/REPO@sha256:<hex>.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&req.Pipeline, "file", "f", "", "pipeline file (ssf.yaml)")
-	f.StringVar(&req.Source, "source", "", "source directory (recorded by git commit when its files equal the HEAD commit of its git work tree)")
+	f.StringVarP(&req.Pipeline, "file", "f", "ssf.yaml", "pipeline file")
+	f.StringVar(&req.Source, "source", ".", "source directory (recorded by git commit when its files equal the HEAD commit of its git work tree)")
 	f.StringVar(&req.Out, "out", "", "output directory; must not exist or be empty")
 	f.StringArrayVar(&req.Params, "param", nil, "pipeline parameter NAME=VALUE (repeatable)")
 	f.StringVar(&publishTo, "publish", "", "after the build, push OUT to this registry repository, REGISTRY/REPO[:TAG]")
 	return cmd
+}
+
+// defaultPipelineExists says what was looked for when -f was not given and the current directory has no ssf.yaml.
+func defaultPipelineExists(name string) error {
+	if _, err := os.Lstat(name); !errors.Is(err, fs.ErrNotExist) {
+		return nil // found, or unreadable: loading the pipeline says which
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		wd = "the current directory"
+	}
+	return usagef("no pipeline file: looked for %s in %s; write one there, or name it with -f FILE", name, wd)
+}
+
+// needRoot refuses a build by a user other than root before any work is done. The runc sandbox creates cgroups,
+// loop-mounted task disks, containers and directories owned by each build's own uid, which only root may do.
+func needRoot() error {
+	if os.Geteuid() == 0 {
+		return nil
+	}
+	return &hintError{
+		err: usagef("ssf build needs root: the sandbox creates cgroups, loop-mounted task disks and containers, "+
+			"and gives each build's directories to a uid of its own, all of which only root may do (running as uid %d)", os.Geteuid()),
+		hint: `run it with sudo, keeping your PATH: sudo env PATH="$PATH" ssf build ...`,
+	}
 }

@@ -48,14 +48,30 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// Errors can quote what a registry, a source tree or a pipeline file said: escape it for the terminal.
 	fmt.Fprintf(stderr, "ssf: error: %s\n", printable(err.Error()))
 	code := exitCode(err)
-	if code == ExitUsage {
-		var u *usageError
-		if errors.As(err, &u) {
-			fmt.Fprintln(stderr, "ssf: hint: run `ssf help` or add --help to a command for its usage")
-		}
+	var (
+		h  *hintError
+		te *factory.TaskError
+		u  *usageError
+	)
+	switch {
+	case errors.As(err, &h):
+		fmt.Fprintf(stderr, "ssf: hint: %s\n", h.hint)
+	case errors.As(err, &te) && te.Hint != "":
+		fmt.Fprintf(stderr, "ssf: hint: %s\n", printable(te.Hint))
+	case code == ExitUsage && errors.As(err, &u):
+		fmt.Fprintln(stderr, "ssf: hint: run `ssf help` or add --help to a command for its usage")
 	}
 	return code
 }
+
+// hintError carries what to do about an error, printed as an `ssf: hint:` line after it.
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e *hintError) Error() string { return e.err.Error() }
+func (e *hintError) Unwrap() error { return e.err }
 
 func exitCode(err error) int {
 	var (
@@ -85,7 +101,8 @@ signed as a Sigstore bundle that ssf and stock cosign verify.
 The factory's state lives in $SSF_HOME (default ~/.ssf). Start with:
   ssf init
   ssf builder import ROOTFS_DIR --name NAME
-  ssf build -f ssf.yaml --source DIR --out OUT
+  ssf build --out OUT        (as root, in the project directory: -f ssf.yaml and --source . are the
+                             defaults; OUT must be outside the source)
   ssf verify OUT/FILE --bundle OUT/attestations/provenance.sigstore.json --key KEY.pub
 
 Publish a build to an OCI registry (the embedded one: ssf registry serve) and verify it there:
@@ -93,9 +110,11 @@ Publish a build to an OCI registry (the embedded one: ssf registry serve) and ve
   ssf verify REGISTRY/REPO@sha256:HEX --key KEY.pub
 
 Exit status: 0 success, 1 a build or check failed, 2 bad input or usage.`,
+		Version:       factory.Version,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
+	root.SetVersionTemplate("ssf {{.Version}}\n") // what `ssf version` prints
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddCommand(newInitCmd(), newKeysCmd(), newBuilderCmd(), newBuildCmd(), newPublishCmd(), newVerifyCmd(), newSBOMCmd(), newVersionCmd(), newRegistryCmd())
 	return root

@@ -73,6 +73,7 @@ type TaskError struct {
 	Task, Step string
 	ExitCode   int // -1 when the step did not exit by itself
 	Reason     string
+	Hint       string // what to do about it, for people; empty when there is nothing to add
 }
 
 func (e *TaskError) Error() string {
@@ -760,7 +761,11 @@ func (b *build) runSteps(taskCtx context.Context, ctr Container, t *pipeline.Tas
 		case err != nil:
 			return fmt.Errorf("task %q, step %q: %w", t.Name, s.Name, err)
 		case code != 0:
-			return &TaskError{Task: t.Name, Step: s.Name, ExitCode: code, Reason: fmt.Sprintf("exit code %d", code)}
+			te := &TaskError{Task: t.Name, Step: s.Name, ExitCode: code, Reason: fmt.Sprintf("exit code %d", code)}
+			if w.networkError {
+				te.Hint = networkHint
+			}
+			return te
 		}
 	}
 	return nil

@@ -36,7 +36,24 @@ type prefixWriter struct {
 	buf       []byte
 	written   *int64
 	truncated bool
+
+	networkError bool // a line read like a failed DNS lookup or connection
 }
+
+// networkErrors are what common tools print when a name does not resolve or a connection cannot be made: in a
+// task, which has no network, they mean the step tried to fetch something itself.
+var networkErrors = [][]byte{
+	[]byte("dial tcp"), []byte("dial udp"), []byte("no such host"), []byte("Could not resolve host"),
+	[]byte("getaddrinfo"), []byte("ENOTFOUND"), []byte("EAI_AGAIN"), []byte("etwork is unreachable"),
+	[]byte("Temporary failure in name resolution"), []byte("Temporary failure resolving"),
+	[]byte("Name or service not known"), []byte("wget: bad address"), []byte("no servers could be reached"),
+	[]byte("Failed to establish a new connection"),
+}
+
+// networkHint is said when a step fails after a network error.
+const networkHint = "tasks have no network: ssf fetches what a build needs before any task runs; declare it in " +
+	"the pipeline's spec.dependencies (gomod, npm, or file with a sha256; see docs/dependencies.md) and it is " +
+	"offered read-only at /deps"
 
 // maxLine bounds how much of a line without a newline is held before it is written anyway.
 const maxLine = 64 << 10
@@ -66,6 +83,9 @@ func (w *prefixWriter) Flush() {
 }
 
 func (w *prefixWriter) emit(line []byte) {
+	for i := 0; i < len(networkErrors) && !w.networkError; i++ {
+		w.networkError = bytes.Contains(line, networkErrors[i])
+	}
 	out := make([]byte, 0, len(w.prefix)+len(line))
 	out = append(append(out, w.prefix...), line...)
 	if *w.written+int64(len(out)) > maxTaskLog {
