@@ -785,4 +785,31 @@ func TestPublishToEmbeddedRegistry(t *testing.T) {
 			t.Errorf("provenance referrers of %s = %+v, want one bundle", digest, refs)
 		}
 	})
+
+	// What was pushed is listed by crane catalog (the /v2/_catalog API) and by ssf registry ls, which reads
+	// $SSF_HOME/registry without a server; ls REPO gives each tag and its digest.
+	t.Run("catalog and registry ls", func(t *testing.T) {
+		if got := strings.Fields(reg.must(t, reg.dir, crane, "catalog", reg.host)); !slices.Equal(got, []string{"team/app", "team/app2"}) {
+			t.Errorf("crane catalog = %q, want [team/app team/app2]", got)
+		}
+		if res := reg.tool(t, false, reg.dir, crane, "catalog", reg.host); res.code != 0 || !strings.Contains(res.stdout, "team/app2") {
+			t.Errorf("anonymous crane catalog on a registry with anonymous pull: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+		}
+		ls := func(args ...string) result {
+			cmd := exec.Command(ssfBin, append([]string{"registry", "ls"}, args...)...)
+			cmd.Env = append(os.Environ(), "SSF_HOME="+reg.home)
+			return runCmd(t, cmd)
+		}
+		if r := ls(); r.code != 0 || r.stdout != "team/app\nteam/app2\n" {
+			t.Errorf("ssf registry ls: exit %d, stdout %q, want team/app and team/app2\n%s", r.code, r.stdout, r.stderr)
+		}
+		if r := ls("team/app"); r.code != 0 || r.stdout != "v1  "+digest+"\n" {
+			t.Errorf("ssf registry ls team/app: exit %d, stdout %q, want \"v1  %s\"\n%s", r.code, r.stdout, digest, r.stderr)
+		}
+		for _, bad := range []struct{ repo, want string }{{"team/none", `no repository "team/none"`}, {"Team/App", "invalid repository name"}} {
+			if r := ls(bad.repo); r.code != 2 || !strings.Contains(r.stderr, bad.want) {
+				t.Errorf("ssf registry ls %s: exit %d, want 2 with %q\n%s", bad.repo, r.code, bad.want, r.stderr)
+			}
+		}
+	})
 }

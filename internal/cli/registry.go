@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,7 +29,7 @@ func newRegistryCmd() *cobra.Command {
 		Long: `The embedded registry implements the OCI distribution-spec v1.1 (pull, push, mount, tags, deletion and
 the referrers API). It stores content in $SSF_HOME/registry and its users in $SSF_HOME/registry/users.`,
 	}
-	c.AddCommand(newRegistryServeCmd(), newRegistryUserCmd(), newRegistryGCCmd())
+	c.AddCommand(newRegistryServeCmd(), newRegistryUserCmd(), newRegistryGCCmd(), newRegistryLsCmd())
 	return c
 }
 
@@ -253,4 +254,68 @@ wait while it sweeps.`,
 	}
 	cmd.Flags().DurationVar(&grace, "grace", time.Hour, "keep unreferenced blobs younger than this")
 	return cmd
+}
+
+func newRegistryLsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls [REPO]",
+		Short: "List the embedded registry's repositories, or a repository's tags",
+		Long: `List the repositories of the embedded registry in $SSF_HOME/registry, one a line, in byte order; given REPO
+(a repository name as pushed, e.g. team/app), list its tags, each with the digest it points at.
+
+ls reads $SSF_HOME/registry directly, through the same store ssf registry serve answers /v2/_catalog and
+/v2/<name>/tags/list from: it needs no running server and no credentials, only read access to $SSF_HOME (which
+is the registry's owner's). For another registry, or over the network, use crane catalog and crane ls.
+
+Exit status 2 for a REPO that is not a valid name or is not in the registry.`,
+		Args: args(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			dir, err := registryDir()
+			if err != nil {
+				return err
+			}
+			reg, err := registry.New(dir)
+			if err != nil {
+				return err
+			}
+			w := bufio.NewWriter(cmd.OutOrStdout())
+			defer w.Flush()
+			// Page through, so a registry with many repositories or tags is never held in memory at once.
+			const page = 1000
+			if len(a) == 0 {
+				for last := ""; ; {
+					repos, more, err := reg.Repositories(cmd.Context(), last, page)
+					if err != nil {
+						return err
+					}
+					for _, r := range repos {
+						fmt.Fprintln(w, r)
+					}
+					if !more || len(repos) == 0 {
+						return nil
+					}
+					last = repos[len(repos)-1]
+				}
+			}
+			for last := ""; ; {
+				tags, more, err := reg.Tags(cmd.Context(), a[0], last, page)
+				if errors.Is(err, fs.ErrNotExist) {
+					return usagef("no repository %q in %s (ssf registry ls lists them)", a[0], dir)
+				}
+				if errors.Is(err, registry.ErrNameInvalid) {
+					return &usageError{err}
+				}
+				if err != nil {
+					return err
+				}
+				for _, t := range tags {
+					fmt.Fprintf(w, "%s  %s\n", t.Name, t.Digest)
+				}
+				if !more || len(tags) == 0 {
+					return nil
+				}
+				last = tags[len(tags)-1].Name
+			}
+		},
+	}
 }
