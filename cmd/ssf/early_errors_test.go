@@ -93,3 +93,31 @@ func TestNetworkFailureHintsAtDependencies(t *testing.T) {
 		}
 	})
 }
+
+// In a project directory, `ssf build --out OUT` builds ./ssf.yaml on the current directory.
+func TestBuildDefaultsToSSFYAMLInTheCurrentDirectory(t *testing.T) {
+	p := newProject(t, `
+    - name: copy
+      steps:
+        - name: s
+          run: cp README "$SSF_OUTPUTS/readme"
+      outputs: [readme]
+`)
+	p.write()
+	data, err := os.ReadFile(p.pipeline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p.src, "ssf.yaml"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(ssfBin, "build", "--out", "../out")
+	cmd.Dir = p.src
+	cmd.Env = append(os.Environ(), "SSF_HOME="+homeDir, "TMPDIR="+p.tmp)
+	if r := runCmd(t, cmd); r.code != 0 {
+		t.Fatalf("build with the defaults: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if got := p.output("readme"); got != "source file\n" {
+		t.Errorf("output = %q, want the source's README", got)
+	}
+}
