@@ -453,3 +453,22 @@ func TestRemove(t *testing.T) {
 }
 
 var _ io.Reader = (*boundedReader)(nil)
+
+// An import whose blobs a concurrent Remove deleted (the same tree was being removed) is not named in the index.
+func TestAddToIndexRefusesMissingBlob(t *testing.T) {
+	s := openStore(t)
+	img := importTree(t, s, makeRootfs(t, shellTree, false, 0, time.Unix(0, 0)), "busybox")
+	m, err := s.readManifest(img.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := s.blobPath(m.Layers[0].Digest)
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	desc := v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: img.Digest,
+		Annotations: map[string]string{v1.AnnotationRefName: "again"}}
+	if err := s.addToIndex(desc); err == nil || !strings.Contains(err.Error(), "removed while being imported") {
+		t.Fatalf("addToIndex with a missing layer blob: %v, want refused", err)
+	}
+}

@@ -7,6 +7,14 @@
 // layout, so that the same tree always gets the same digest, on any host and under any name. Names live only in
 // the layout's index.json, as org.opencontainers.image.ref.name annotations; they are for people.
 //
+// [Store.Pull] (from a registry, pinned by digest) and [Store.ImportLayout] (an OCI image layout directory or
+// tarball) bring in images made elsewhere: the manifest (an index is resolved to linux and this host's
+// architecture), config and one layer are bounded and hashed as they are read, the layer (tar or tar+gzip) is
+// checked against the config's diff ID and unpacked by [archive.Extract] into a scratch directory, and the tree,
+// which must have /bin/sh, is packed by Import. So every stored image has the one form Import makes, and a builder's
+// digest is that of its tree, whatever registry or compression it came through. [Store.Remove] drops a name, and
+// with the last name the blobs no other image uses and the unpacked root filesystem.
+//
 // # Running
 //
 // [Store.Rootfs] unpacks an image, found by digest, into a per-digest cache directory and returns the path of
@@ -17,7 +25,9 @@
 //
 // It must never trust a blob whose digest it has not just verified: manifests, configs and layers are hashed
 // as they are read. It must never change a cached root filesystem after it is published. It must never let a name
-// choose the image for a build: builds name images by digest, and names only help people find digests.
+// choose the image for a build: builds name images by digest, and names only help people find digests. It must
+// never pull by tag, unpack a layer outside its scratch directory or make a device node, nor store an image
+// that was not wholly verified.
 package builder
 
 import (
@@ -217,6 +227,11 @@ func (s *Store) addToIndex(desc v1.Descriptor) error {
 		return err
 	}
 	defer unlock()
+	// Remove deletes blobs under this lock; Import wrote them without it. An image whose blob went meanwhile (the
+	// same tree was being removed) must not be named.
+	if err := s.checkBlobs(desc.Digest); err != nil {
+		return fmt.Errorf("%w (removed while being imported? import again)", err)
+	}
 	index, err := s.readIndex()
 	if err != nil {
 		return err
@@ -362,6 +377,24 @@ func (s *Store) image(desc v1.Descriptor) (Image, error) {
 		Size:   m.Layers[0].Size,
 		Files:  files,
 	}, nil
+}
+
+// checkBlobs checks that the manifest d and the config and layer it names are all stored.
+func (s *Store) checkBlobs(d digest.Digest) error {
+	m, err := s.readManifest(d)
+	if err != nil {
+		return err
+	}
+	for _, b := range []digest.Digest{m.Config.Digest, m.Layers[0].Digest} {
+		p, err := s.blobPath(b)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("blob %s of manifest %s: %w", b, d, err)
+		}
+	}
+	return nil
 }
 
 // readManifest reads and verifies the manifest with the given digest and checks that it is an image this
