@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -471,4 +472,48 @@ func TestAddToIndexRefusesMissingBlob(t *testing.T) {
 	if err := s.addToIndex(desc); err == nil || !strings.Contains(err.Error(), "removed while being imported") {
 		t.Fatalf("addToIndex with a missing layer blob: %v, want refused", err)
 	}
+}
+
+// memSource serves blobs from memory, manifests and blobs alike.
+type memSource map[digest.Digest][]byte
+
+func (m memSource) manifest(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+	return m.blob(ctx, d)
+}
+
+func (m memSource) blob(_ context.Context, d digest.Digest) (io.ReadCloser, error) {
+	b, ok := m[d]
+	if !ok {
+		return nil, errors.New("blob unknown")
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+// Whatever manifest or index a source serves, importImage returns an error or a stored image with /bin/sh; it
+// never panics and never leaves a scratch tree.
+func FuzzImportImageManifest(f *testing.F) {
+	ti := newTestImage(f, shellTree, true, runtime.GOARCH)
+	f.Add(ti.blobs[ti.top.Digest])
+	f.Add([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"` +
+		string(ti.top.Digest) + `","size":1,"platform":{"os":"linux","architecture":"` + runtime.GOARCH + `"}}]}`))
+	f.Add([]byte(`{"layers":[{"digest":"sha256:../../x","size":-1}],"config":{}}`))
+	s := openStore(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		src := memSource(maps.Clone(ti.blobs))
+		d := digest.FromBytes(raw)
+		src[d] = raw
+		p, err := s.importImage(context.Background(), src, d, "", "fuzz")
+		if err == nil {
+			dir, err := s.Rootfs(context.Background(), p.Digest, t.TempDir())
+			if err != nil {
+				t.Fatalf("stored image does not unpack: %v", err)
+			}
+			if err := CheckRootfs(dir); err != nil {
+				t.Fatalf("stored image: %v", err)
+			}
+		}
+		if left, _ := filepath.Glob(filepath.Join(s.dir, ".unpack-*")); len(left) != 0 {
+			t.Fatalf("leftovers: %v", left)
+		}
+	})
 }
