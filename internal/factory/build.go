@@ -509,6 +509,11 @@ func separate(source string, paths []namedPath) error {
 			abs = filepath.Join(real, filepath.Base(abs)) // --out need not exist yet
 		}
 		if rel, err := filepath.Rel(src, abs); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			if what == "--out" && rel != "." {
+				// The usual case with the default --source (.) and --out out: the fix is to move OUT, not the source.
+				return inputErrorf("--source %q contains --out (%s): the next build would take these outputs as source; choose an --out outside the source, such as %s",
+					source, p, filepath.Join(filepath.Dir(src), filepath.Base(src)+"-"+filepath.Base(abs)))
+			}
 			return inputErrorf("--source %q contains %s (%s): every task would get a copy of it; choose a source directory that does not contain it", source, what, p)
 		}
 	}
