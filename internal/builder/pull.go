@@ -27,10 +27,10 @@ import (
 // Bounds on an image brought in from a registry or an image layout. Manifests and configs are held in memory
 // (maxJSONBlob, as for the store's own); a layer is streamed, but its compressed size and what it expands to
 // are bounded so that a hostile image cannot fill the disk.
-const (
-	maxLayerSize    = 8 << 30  // compressed bytes of the one layer
-	maxUnpackedSize = 32 << 30 // bytes of its tar stream once decompressed
-)
+const maxLayerSize = 8 << 30 // compressed bytes of the one layer
+
+// maxUnpackedSize bounds the bytes of the layer's tar stream once decompressed (a variable for tests).
+var maxUnpackedSize int64 = 32 << 30
 
 // ErrBadInput is wrapped by errors that are the caller's to fix: an invalid name, a reference that is not pinned
 // by digest, an image that cannot be a builder (no /bin/sh, several layers, another platform).
@@ -409,7 +409,7 @@ type boundedReader struct {
 
 func (b *boundedReader) Read(p []byte) (int, error) {
 	if b.left <= 0 {
-		return 0, fmt.Errorf("layer expands to more than %d bytes: refusing it", int64(maxUnpackedSize))
+		return 0, fmt.Errorf("layer expands to more than %d bytes: refusing it", maxUnpackedSize)
 	}
 	if int64(len(p)) > b.left {
 		p = p[:b.left]

@@ -517,3 +517,32 @@ func FuzzImportImageManifest(f *testing.F) {
 		}
 	})
 }
+
+// A small gzip layer that expands beyond the bound (a gzip bomb) is refused once the bound is reached.
+func TestImportLayoutGzipBomb(t *testing.T) {
+	defer func(n int64) { maxUnpackedSize = n }(maxUnpackedSize)
+	maxUnpackedSize = 1 << 20
+	var tarball bytes.Buffer
+	tw := tar.NewWriter(&tarball)
+	tw.WriteHeader(&tar.Header{Name: "bin/sh", Typeflag: tar.TypeReg, Mode: 0o755, Size: 2})
+	tw.Write([]byte("sh"))
+	tw.WriteHeader(&tar.Header{Name: "zeros", Typeflag: tar.TypeReg, Mode: 0o644, Size: 4 << 20})
+	tw.Write(make([]byte, 4<<20))
+	tw.Close()
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	zw.Write(tarball.Bytes())
+	zw.Close()
+	ti := newTestImage(t, shellTree, true, runtime.GOARCH)
+	layer := ti.add(v1.MediaTypeImageLayerGzip, z.Bytes())
+	m := ti.manifest(t)
+	m.Layers = []v1.Descriptor{layer}
+	m.Config = ti.addJSON(t, v1.MediaTypeImageConfig, v1.Image{Platform: v1.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		RootFS: v1.RootFS{Type: "layers", DiffIDs: []digest.Digest{digest.FromBytes(tarball.Bytes())}}})
+	ti.setManifest(t, m)
+	s := openStore(t)
+	if _, err := s.ImportLayout(t.Context(), ti.layout(t), "bomb"); err == nil || !strings.Contains(err.Error(), "expands to more than 1048576 bytes") {
+		t.Fatalf("ImportLayout of a layer expanding to 4 MiB with a 1 MiB bound: %v, want refused", err)
+	}
+	checkNoImage(t, s)
+}
