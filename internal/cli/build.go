@@ -144,6 +144,8 @@ func needRoot() error {
 	return &hintError{
 		err: usagef("ssf build needs root: the sandbox creates cgroups, loop-mounted task disks and containers, "+
 			"and gives each build's directories to a uid of its own, all of which only root may do (running as uid %d)", os.Geteuid()),
-		hint: `run it with sudo, keeping your PATH: sudo env PATH="$PATH" ssf build ...`,
+		// sudo resets HOME, and with it the default factory home: say so, or the next error is "not initialised".
+		hint: `run it with sudo, keeping your PATH: sudo env PATH="$PATH" ssf build ...; the factory home is then ` +
+			`root's ($SSF_HOME, default ~root/.ssf), so run ssf init and ssf builder import with sudo too`,
 	}
 }
