@@ -220,7 +220,7 @@ func TestPublishToDistribution(t *testing.T) {
 			want string
 		}{
 			{"unattested manifest", []string{other, "--key", pub}, 1, "no provenance bundles"},
-			{"wrong key", []string{ref, "--key", otherFactoryKey(t, p)}, 1, "verification failed"},
+			{"wrong key", []string{ref, "--key", otherFactoryKey(t, p)}, 1, "verification failed: " + ref + " is not signed by this key (" + otherFactoryKey(t, p) + ")\nssf: hint: "},
 			{"unattested tag", []string{host + "/team/app:other", "--key", pub}, 1, "no provenance bundles"},
 			{"unknown digest", []string{host + "/team/app@sha256:" + strings.Repeat("0", 64), "--key", pub}, 1, "@sha256:" + strings.Repeat("0", 64) + ": not found in the registry"},
 			{"unknown tag", []string{host + "/team/app:nope", "--key", pub}, 1, "team/app:nope: not found in the registry"},
@@ -386,8 +386,10 @@ func TestPublishVerifiesBeforePushing(t *testing.T) {
 		code int
 		want string
 	}{
-		{"local factory is another factory", []string{"SSF_HOME=" + otherHome}, nil, 1, "verification failed"},
-		{"--key of another factory", nil, []string{"--key", otherKey}, 1, "verification failed"},
+		{"local factory is another factory", []string{"SSF_HOME=" + otherHome}, nil, 1,
+			"refusing to publish: verification failed: " + filepath.Join(p.out, "attestations/provenance.sigstore.json") + " is not signed by this key (the local factory's key; give --key KEY.pub"},
+		{"--key of another factory", nil, []string{"--key", otherKey}, 1, " is not signed by this key (" + otherKey + ")"},
+		{"--key of another factory verbose", nil, []string{"--key", otherKey, "-v"}, 1, "ssf: note: verification failed: the bundle is not signed by this key (sigstore-go rejected it: "},
 		{"no local factory and no --key", []string{"SSF_HOME=" + noHome}, nil, 2, "give --key"},
 	}
 	for _, tt := range tests {
@@ -397,6 +399,9 @@ func TestPublishVerifiesBeforePushing(t *testing.T) {
 			r := ssfEnv(t, p.tmp, env, append([]string{"publish", p.out, "--to", reg.host + "/" + repo + ":v1"}, tt.args...)...)
 			if r.code != tt.code || !strings.Contains(r.stderr, tt.want) {
 				t.Fatalf("exit %d, want %d with %q:\n%s%s", r.code, tt.code, tt.want, r.stdout, r.stderr)
+			}
+			if verbose := strings.HasSuffix(tt.name, "verbose"); strings.Contains(r.stderr, "threshold") != verbose {
+				t.Errorf("stderr mentions sigstore-go's threshold: %v, want %v (with -v only):\n%s", !verbose, verbose, r.stderr)
 			}
 			if resp, body := reg.get(t, repo+"/tags/list", true); resp.StatusCode != http.StatusNotFound {
 				t.Errorf("a refused publish left %s in the registry: %s %s", repo, resp.Status, body)

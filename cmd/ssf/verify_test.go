@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -88,7 +89,8 @@ func TestVerify(t *testing.T) {
 		{"builder id and source digest pinned", []string{filepath.Join(p.out, "artifact"), "--builder-id", builderID, "--source-digest", sourceDigest}, 0, "verified: "},
 		{"tampered file", []string{tampered}, 1, "does not match any digest"},
 		{"a log is not a subject", []string{filepath.Join(p.out, "attestations/logs/make.log")}, 1, "does not match any digest"},
-		{"wrong key", []string{filepath.Join(p.out, "artifact"), "--key", otherKey}, 1, "verification failed"},
+		{"wrong key", []string{filepath.Join(p.out, "artifact"), "--key", otherKey}, 1, "ssf: error: verification failed: " + bundle + " is not signed by this key (" + otherKey + ")\nssf: hint: "},
+		{"wrong key, -v", []string{filepath.Join(p.out, "artifact"), "--key", otherKey, "-v"}, 1, "ssf: note: verification failed: the bundle is not signed by this key (sigstore-go rejected it: "},
 		{"wrong builder id", []string{filepath.Join(p.out, "artifact"), "--builder-id", "https://evil.example/factory"}, 1, "builder"},
 		{"wrong source digest", []string{filepath.Join(p.out, "artifact"), "--source-digest", "sha256:" + strings.Repeat("0", 64)}, 1, "source"},
 		{"missing file", []string{filepath.Join(p.dir, "nope")}, 2, "nope"},
@@ -103,6 +105,10 @@ func TestVerify(t *testing.T) {
 			}
 			if !strings.Contains(r.stdout+r.stderr, tt.want) {
 				t.Errorf("output does not contain %q:\n%s%s", tt.want, r.stdout, r.stderr)
+			}
+			// sigstore-go's threshold text is for -v only.
+			if verbose := slices.Contains(tt.args, "-v"); strings.Contains(r.stderr, "threshold") != verbose {
+				t.Errorf("stderr mentions sigstore-go's threshold: %v, want %v (with -v only):\n%s", !verbose, verbose, r.stderr)
 			}
 		})
 	}

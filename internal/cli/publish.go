@@ -23,6 +23,7 @@ import (
 
 func newPublishCmd() *cobra.Command {
 	var to, keyPath string
+	var verbose bool
 	var reg registryFlags
 	cmd := &cobra.Command{
 		Use:   "publish OUT --to REGISTRY/REPO[:TAG] [--key KEY.pub]",
@@ -32,7 +33,8 @@ func newPublishCmd() *cobra.Command {
 Before anything is pushed, the bundle's signature is verified against the local factory's provenance key (the
 public half of the key in $SSF_HOME), or against --key KEY.pub, and every output is hashed again and must be
 what the signed provenance names; an output that is an OCI image layout tarball must hold, blob for blob, the
-image the provenance names. Any failure exits 1 and pushes nothing.
+image the provenance names. Any failure exits 1 and pushes nothing; a bundle the key did not sign is reported as
+"not signed by this key", and -v adds the verifier's own words.
 
 The output files go up as one OCI artifact (one layer per file, titled with its path, so oras pull restores
 them); an output that is an OCI image layout tarball also goes up as its image, which Kubernetes can run, its
@@ -66,9 +68,10 @@ The last line printed is the artifact's REGISTRY/REPO@sha256:<hex>, for ssf veri
 					return err
 				}
 			}
-			return publish(cmd.Context(), cmd.OutOrStdout(), a[0], to, trusted, reg)
+			return publishWithKey(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), a[0], to, trusted, keyPath, verbose, reg)
 		},
 	}
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "when the key did not sign the bundle, also print the verifier's own words")
 	cmd.Flags().StringVar(&to, "to", "", "registry repository to push to, REGISTRY/REPO[:TAG]")
 	cmd.Flags().StringVar(&keyPath, "key", "", "provenance public key (PEM) to verify the bundle with (default: the local factory's key)")
 	reg.add(cmd, publishDeadline)
@@ -97,6 +100,20 @@ func factoryKeyMaterial() (root.TrustedMaterial, error) {
 // publish pushes the build in dir to target, after verifying its bundle with trusted (nil: the local
 // factory's key), and prints what went where, the artifact reference last.
 func publish(ctx context.Context, w io.Writer, dir, target string, trusted root.TrustedMaterial, reg registryFlags) error {
+	return publishWithKey(ctx, w, io.Discard, dir, target, trusted, "", false, reg)
+}
+
+// publishWithKey is publish with the key's file name (keyPath, "" for the local factory's key) for a wrong-key
+// message, and with -v's verifier detail printed to stderr.
+func publishWithKey(ctx context.Context, w, stderr io.Writer, dir, target string, trusted root.TrustedMaterial, keyPath string, verbose bool, reg registryFlags) error {
+	err := publishTo(ctx, w, dir, target, trusted, keyPath, reg)
+	if verbose {
+		printKeyDetail(stderr, err)
+	}
+	return err
+}
+
+func publishTo(ctx context.Context, w io.Writer, dir, target string, trusted root.TrustedMaterial, keyPath string, reg registryFlags) error {
 	repo, tag, err := oci.ParseTarget(target)
 	if err != nil {
 		return &usageError{err}
@@ -108,11 +125,14 @@ func publish(ctx context.Context, w io.Writer, dir, target string, trusted root.
 	if err != nil {
 		return usagef("reading the build's provenance: %w", err)
 	}
+	keyName := keyPath
 	if trusted == nil {
 		if trusted, err = factoryKeyMaterial(); err != nil {
 			return err
 		}
+		keyName = "the local factory's key; give --key KEY.pub for another factory's build"
 	}
+	bundlePath := filepath.Join(dir, factory.BundlePath)
 	opts := verify.Options{Trusted: trusted}
 	if err := opts.Validate(); err != nil {
 		return &usageError{err}
@@ -125,11 +145,11 @@ func publish(ctx context.Context, w io.Writer, dir, target string, trusted root.
 	req := oci.PublishRequest{Dir: dir, Bundle: bundle, Repo: repo, Tag: tag,
 		Verify: func(ctx context.Context, manifest digest.Digest, b []byte) error {
 			_, err := verify.Artifact(ctx, manifest, b, opts)
-			return err
+			return wrongKey(err, bundlePath, keyName)
 		},
 		VerifyAttestation: func(ctx context.Context, manifest digest.Digest, predicateType string, b []byte) error {
 			_, err := verify.Attestation(ctx, manifest, b, trusted, predicateType)
-			return err
+			return wrongKey(err, "the SBOM bundle", keyName)
 		}}
 	pub, err := oci.Publish(ctx, req, ropts...)
 	if err != nil {

@@ -43,6 +43,9 @@ the registry holds for it now (a HEAD request), that digest is verified the same
 A manifest the registry does not have fails with "not found in the registry". Credentials come from the Docker config file; plain HTTP is
 used only for loopback registries. A registry that sends nothing for --timeout fails the command.
 
+A bundle whose signature does not verify with KEY.pub (another factory signed it, or it was changed after
+signing) fails with "not signed by this key (KEY.pub)"; -v adds the verifier's own words.
+
 Exit status: 0 and a one-line verdict when every check passes; 1 and the reason when one fails; 2 on bad usage.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
@@ -67,7 +70,7 @@ Exit status: 0 and a one-line verdict when every check passes; 1 and the reason 
 				return &usageError{err}
 			}
 			if remote {
-				return verifyRegistryRef(cmd, a[0], opts, reg, verbose)
+				return verifyRegistryRef(cmd, a[0], keyPath, opts, reg, verbose)
 			}
 			bundle, err := verify.ReadBundle(bundlePath)
 			if err != nil {
@@ -78,6 +81,10 @@ Exit status: 0 and a one-line verdict when every check passes; 1 and the reason 
 			}
 			res, err := verify.File(cmd.Context(), a[0], bundle, opts)
 			if errors.Is(err, verify.ErrVerification) {
+				err = wrongKey(err, bundlePath, keyPath)
+				if verbose {
+					printKeyDetail(cmd.ErrOrStderr(), err)
+				}
 				return err
 			} else if err != nil {
 				return &usageError{err} // the request itself was malformed: not a regular file
@@ -190,7 +197,7 @@ func isRegistryRef(arg string) bool {
 }
 
 // verifyRegistryRef verifies ref through the verify package and prints the verdict.
-func verifyRegistryRef(cmd *cobra.Command, ref string, opts verify.Options, reg registryFlags, verbose bool) error {
+func verifyRegistryRef(cmd *cobra.Command, ref, keyPath string, opts verify.Options, reg registryFlags, verbose bool) error {
 	ctx, cancel, ropts, err := reg.context(cmd.Context())
 	if err != nil {
 		return err
@@ -201,6 +208,10 @@ func verifyRegistryRef(cmd *cobra.Command, ref string, opts verify.Options, reg 
 		return &usageError{err}
 	}
 	if err != nil {
+		err = wrongKey(err, ref, keyPath)
+		if verbose {
+			printKeyDetail(cmd.ErrOrStderr(), err)
+		}
 		return deadlineError(ctx, err)
 	}
 	if verbose {
@@ -217,4 +228,35 @@ func verifyRegistryRef(cmd *cobra.Command, ref string, opts verify.Options, reg 
 	fmt.Fprintf(cmd.OutOrStdout(), "verified: %s (%ssubject %q) built by %s (pipeline %s, invocation %s)\n",
 		res.Ref, via, res.Subject.Name, p.BuilderID, p.PipelineName, p.InvocationID)
 	return nil
+}
+
+// keyError is a bundle that the given key did not sign, said in one sentence; detail is the verifier's own
+// account (sigstore-go's threshold of accepted signatures), printed with -v.
+type keyError struct {
+	msg    error // wraps verify.ErrVerification
+	detail error
+}
+
+func (e *keyError) Error() string { return e.msg.Error() }
+func (e *keyError) Unwrap() error { return e.msg }
+
+// wrongKey turns a failure because what (a bundle file or a registry reference) is not signed by key (a key
+// file, or a description of the key) into a keyError with a hint; any other error is returned as it is.
+func wrongKey(err error, what, key string) error {
+	if !errors.Is(err, verify.ErrNotSignedByKey) {
+		return err
+	}
+	return &hintError{
+		err: &keyError{msg: fmt.Errorf("%w: %s is not signed by this key (%s)", verify.ErrVerification, what, key), detail: err},
+		hint: "give --key the public key of the factory that built it (`ssf keys public` on that factory); " +
+			"a bundle changed after it was signed fails the same way; -v shows the verifier's own words",
+	}
+}
+
+// printKeyDetail prints what the verifier said about a wrong key, for -v.
+func printKeyDetail(w io.Writer, err error) {
+	var ke *keyError
+	if errors.As(err, &ke) {
+		fmt.Fprintf(w, "ssf: note: %s\n", printable(ke.detail.Error()))
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
 
@@ -72,6 +73,10 @@ func Reference(ctx context.Context, ref string, opts Options, reg ...oci.Registr
 			continue
 		}
 		return &ReferenceResult{Result: *res, Ref: att.Subject.String(), Skipped: append(fails, att.Skipped...)}, nil
+	}
+	if len(fails) > 0 && !slices.ContainsFunc(fails, func(err error) bool { return !errors.Is(err, ErrNotSignedByKey) }) {
+		// Every bundle is there and none is signed by the key: say that, not each threshold.
+		return nil, fail("%s: none of its %d bundles is %w: %w", att.Subject, len(att.Bundles), ErrNotSignedByKey, errors.Join(append(fails, att.Skipped...)...))
 	}
 	fails = append(fails, att.Skipped...)
 	if len(att.Bundles) == 0 {

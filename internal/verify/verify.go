@@ -222,6 +222,9 @@ func signedPayload(artifact digest.Digest, bundleJSON []byte, trusted root.Trust
 	sum, _ := hex.DecodeString(artifact.Encoded()) // the caller parsed artifact
 	policy := sgverify.NewPolicy(sgverify.WithArtifactDigest("sha256", sum), identityPolicy(trusted))
 	if _, err := v.Verify(&b, policy); err != nil {
+		if notSignedByKey(&b, trusted) {
+			return nil, nil, fail("the bundle is %w (sigstore-go rejected it: %w)", ErrNotSignedByKey, err)
+		}
 		return nil, nil, fail("sigstore-go rejected the bundle: %w", err)
 	}
 	checks := []string{

@@ -219,7 +219,7 @@ func TestArtifact(t *testing.T) {
 			wantErr: "want sha256:<64 hex digits>", notVerr: true},
 
 		{name: "wrong key", digest: digest, bundle: good, opts: verify.Options{Trusted: verify.KeyMaterial(&otherKey.PublicKey)},
-			wantErr: "sigstore-go rejected"},
+			wantErr: "the bundle is not signed by this key (sigstore-go rejected it: "},
 		{name: "tampered payload", digest: digest, opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)},
 			bundle:  replacePayload(t, good, statement(otherBuilder)),
 			wantErr: "sigstore-go rejected"},
