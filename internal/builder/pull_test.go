@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -148,7 +150,7 @@ func (m rawManifest) RawManifest() ([]byte, error)        { return m.b, nil }
 func (m rawManifest) MediaType() (types.MediaType, error) { return types.MediaType(m.mt), nil }
 
 // push pushes the image to repo in a registry, blob by blob, and returns REGISTRY/REPO@<top digest>.
-func (ti *testImage) push(t testing.TB, host, repoName string) name.Digest {
+func (ti *testImage) push(t testing.TB, host, repoName string, opts ...remote.Option) name.Digest {
 	t.Helper()
 	repo, err := name.NewRepository(host + "/" + repoName)
 	if err != nil {
@@ -163,20 +165,20 @@ func (ti *testImage) push(t testing.TB, host, repoName string) name.Digest {
 			manifests = append(manifests, v1.Descriptor{MediaType: probe.MediaType, Digest: d})
 			continue
 		}
-		if err := remote.WriteLayer(repo, static.NewLayer(b, types.OCILayer)); err != nil {
+		if err := remote.WriteLayer(repo, static.NewLayer(b, types.OCILayer), opts...); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Children before the index that names them.
 	for _, m := range manifests {
 		if m.MediaType == v1.MediaTypeImageManifest {
-			if err := remote.Put(repo.Digest(string(m.Digest)), rawManifest{ti.blobs[m.Digest], m.MediaType}); err != nil {
+			if err := remote.Put(repo.Digest(string(m.Digest)), rawManifest{ti.blobs[m.Digest], m.MediaType}, opts...); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	if ti.top.MediaType == v1.MediaTypeImageIndex {
-		if err := remote.Put(repo.Digest(string(ti.top.Digest)), rawManifest{ti.blobs[ti.top.Digest], ti.top.MediaType}); err != nil {
+		if err := remote.Put(repo.Digest(string(ti.top.Digest)), rawManifest{ti.blobs[ti.top.Digest], ti.top.MediaType}, opts...); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -545,4 +547,34 @@ func TestImportLayoutGzipBomb(t *testing.T) {
 		t.Fatalf("ImportLayout of a layer expanding to 4 MiB with a 1 MiB bound: %v, want refused", err)
 	}
 	checkNoImage(t, s)
+}
+
+// Pull takes credentials from the Docker config, as crane does; without them a registry that wants them refuses,
+// and that is a registry failure, not bad input.
+func TestPullCredentialsFromDockerConfig(t *testing.T) {
+	host := testRegistry(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if u, p, ok := r.BasicAuth(); ok && u == "alice" && p == "s3cret" {
+			return false
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		return true
+	})
+	ti := newTestImage(t, shellTree, true, runtime.GOARCH)
+	ref := ti.push(t, host, "private/busybox", remote.WithAuth(&authn.Basic{Username: "alice", Password: "s3cret"}))
+	withCreds, anon := t.TempDir(), t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte("alice:s3cret"))
+	writeTestFile(t, filepath.Join(withCreds, "config.json"), []byte(`{"auths":{"`+host+`":{"auth":"`+auth+`"}}}`))
+	writeTestFile(t, filepath.Join(anon, "config.json"), []byte(`{"auths":{}}`))
+
+	t.Setenv("DOCKER_CONFIG", anon)
+	s := openStore(t)
+	if _, err := s.Pull(t.Context(), ref, "busybox"); err == nil || errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "401") && !strings.Contains(err.Error(), "UNAUTHORIZED") {
+		t.Fatalf("Pull without credentials: %v, want an authorization failure", err)
+	}
+	checkNoImage(t, s)
+	t.Setenv("DOCKER_CONFIG", withCreds)
+	if _, err := s.Pull(t.Context(), ref, "busybox"); err != nil {
+		t.Fatalf("Pull with credentials in the Docker config: %v", err)
+	}
 }
