@@ -361,6 +361,11 @@ func TestPublishImageOutput(t *testing.T) {
 	if r := ssf(t, p.tmp, "verify", imageRef, "--key", pub); r.code != 0 || !strings.Contains(r.stdout, `subject "oci://image/image.tar"`) {
 		t.Errorf("ssf verify %s: exit %d\n%s%s", imageRef, r.code, r.stdout, r.stderr)
 	}
+	// By tag, as a user who only knows REPO:TAG would: the image's digest is what is verified.
+	tagRef := host + "/team/image:v1"
+	if r := ssf(t, p.tmp, "verify", tagRef, "--key", pub); r.code != 0 || !strings.HasPrefix(r.stdout, "verified: "+imageRef+" (tag "+tagRef+`, subject "oci://image/image.tar")`) {
+		t.Errorf("ssf verify %s: exit %d, want %s verified\n%s%s", tagRef, r.code, imageRef, r.stdout, r.stderr)
+	}
 	tr := filepath.Join(p.dir, "trusted_root.json")
 	os.WriteFile(tr, []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), 0o644)
 	cmd := exec.Command(cosign, "verify-attestation", "--key", pub, "--trusted-root", tr, "--insecure-ignore-tlog",

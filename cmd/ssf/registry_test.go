@@ -669,6 +669,17 @@ func TestPublishToEmbeddedRegistry(t *testing.T) {
 		if r.code != 1 {
 			t.Errorf("ssf verify with another factory's key: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
 		}
+		// By tag, and a tag or digest the registry does not have.
+		r = ssfEnv(t, p.tmp, reg.env(true), "verify", reg.host+"/team/app:v1", "--key", pub)
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "verified: "+ref+" (tag ") {
+			t.Errorf("ssf verify %s/team/app:v1: exit %d, want %s verified\n%s%s", reg.host, r.code, ref, r.stdout, r.stderr)
+		}
+		for _, missing := range []string{reg.host + "/team/app:v2", reg.host + "/team/app@sha256:" + strings.Repeat("1", 64)} {
+			r = ssfEnv(t, p.tmp, reg.env(true), "verify", missing, "--key", pub)
+			if r.code != 1 || !strings.Contains(r.stderr, missing+": not found in the registry") {
+				t.Errorf("ssf verify %s: exit %d, want 1 saying it is not found in the registry\n%s%s", missing, r.code, r.stdout, r.stderr)
+			}
+		}
 	})
 
 	t.Run("oras pull restores the outputs", func(t *testing.T) {
