@@ -121,7 +121,7 @@ type Pulled struct {
 // system as a builder image called name. See importImage for what is checked and how it is stored.
 func (s *Store) Pull(ctx context.Context, ref name.Digest, name string, opts ...oci.RegistryOption) (Pulled, error) {
 	src := registrySource{repo: ref.Context(), opts: oci.RemoteOptions(ctx, opts...)}
-	p, err := s.importImage(ctx, src, digest.Digest(ref.DigestStr()), "", name)
+	p, err := s.importImage(ctx, src, digest.Digest(ref.DigestStr()), "", name, ref.String())
 	if err != nil {
 		return Pulled{}, fmt.Errorf("pulling builder image %q: %w", ref.String(), err)
 	}
@@ -132,7 +132,11 @@ func (s *Store) Pull(ctx context.Context, ref name.Digest, name string, opts ...
 // ImportLayout stores the one image of the OCI image layout at path (a directory, or a tarball of one) as a
 // builder image called name, checking it as Pull does.
 func (s *Store) ImportLayout(ctx context.Context, path, name string) (Pulled, error) {
-	p, err := s.importLayout(ctx, path, name)
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return Pulled{}, err
+	}
+	p, err := s.importLayout(ctx, path, name, abs)
 	if err != nil {
 		return Pulled{}, fmt.Errorf("importing builder image %q from image layout %q: %w", name, path, err)
 	}
@@ -140,7 +144,7 @@ func (s *Store) ImportLayout(ctx context.Context, path, name string) (Pulled, er
 	return p, nil
 }
 
-func (s *Store) importLayout(ctx context.Context, path, name string) (Pulled, error) {
+func (s *Store) importLayout(ctx context.Context, path, name, source string) (Pulled, error) {
 	info, err := os.Stat(path)
 	if err != nil {
 		return Pulled{}, err
@@ -163,7 +167,7 @@ func (s *Store) importLayout(ctx context.Context, path, name string) (Pulled, er
 			return Pulled{}, badf("%s names %d images, want 1", v1.ImageIndexFile, len(index.Manifests))
 		}
 		top := index.Manifests[0]
-		return s.importImage(ctx, layoutSource{root}, top.Digest, top.MediaType, name)
+		return s.importImage(ctx, layoutSource{root}, top.Digest, top.MediaType, name, source)
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -174,7 +178,7 @@ func (s *Store) importLayout(ctx context.Context, path, name string) (Pulled, er
 	if err != nil {
 		return Pulled{}, badf("%w", err)
 	}
-	return s.importImage(ctx, tarSource{it}, it.Image.Digest, it.Image.MediaType, name)
+	return s.importImage(ctx, tarSource{it}, it.Image.Digest, it.Image.MediaType, name, source)
 }
 
 // importImage reads the manifest (or index, resolved to linux and this host's architecture) top names from src,
@@ -182,7 +186,7 @@ func (s *Store) importLayout(ctx context.Context, path, name string) (Pulled, er
 // rules (nothing outside the tree, no device nodes, no sparse files) and checks the tree has /bin/sh. The tree
 // is then packed by Import like any other, so a pulled builder is stored, listed, unpacked and used by builds
 // exactly as an imported one: its digest is the repacked image's, which depends only on the tree.
-func (s *Store) importImage(ctx context.Context, src source, top digest.Digest, mediaType, name string) (Pulled, error) {
+func (s *Store) importImage(ctx context.Context, src source, top digest.Digest, mediaType, name, from string) (Pulled, error) {
 	if err := CheckName(name); err != nil {
 		return Pulled{}, err
 	}
@@ -249,7 +253,7 @@ func (s *Store) importImage(ctx context.Context, src source, top digest.Digest, 
 	if err := CheckRootfs(tree); err != nil {
 		return Pulled{}, badf("image %s: %w", manifestDigest, ErrNoShell)
 	}
-	img, err := s.Import(ctx, tree, name)
+	img, err := s.importTree(ctx, tree, name, from+" manifest "+string(manifestDigest))
 	if err != nil {
 		return Pulled{}, err
 	}

@@ -244,6 +244,13 @@ func TestPullIsImportOfTheSameTree(t *testing.T) {
 			if p.Digest != want || p.Manifest != platformManifest || p.Ref() != "busybox@"+string(want) {
 				t.Errorf("pulled %+v, want digest %s, manifest %s", p, want, platformManifest)
 			}
+			index, err := s.readIndex()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, wantSrc := index.Manifests[0].Annotations[sourceAnnotation], ref.String()+" manifest "+string(platformManifest); got != wantSrc {
+				t.Errorf("index entry's %s = %q, want %q", sourceAnnotation, got, wantSrc)
+			}
 			dir, err := s.Rootfs(t.Context(), p.Digest, t.TempDir())
 			if err != nil {
 				t.Fatal(err)
@@ -504,7 +511,7 @@ func FuzzImportImageManifest(f *testing.F) {
 		src := memSource(maps.Clone(ti.blobs))
 		d := digest.FromBytes(raw)
 		src[d] = raw
-		p, err := s.importImage(context.Background(), src, d, "", "fuzz")
+		p, err := s.importImage(context.Background(), src, d, "", "fuzz", "fuzz")
 		if err == nil {
 			dir, err := s.Rootfs(context.Background(), p.Digest, t.TempDir())
 			if err != nil {

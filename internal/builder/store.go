@@ -99,6 +99,10 @@ const (
 	// sorted (names cannot hold commas). It outlives the ref name when that moves on to a newer import.
 	namesAnnotation = "dev.ssf.builder.names"
 
+	// sourceAnnotation records on an index entry where a pulled or layout-imported image came from: the registry
+	// reference it was pulled by, or the layout's path, with the platform manifest unpacked. For people only.
+	sourceAnnotation = "dev.ssf.builder.source"
+
 	// maxJSONBlob bounds what is read of a manifest, config or index.
 	maxJSONBlob = 4 << 20
 )
@@ -170,6 +174,11 @@ func emptyIndex() v1.Index {
 // host's architecture): not on name, owners, timestamps or the order files were created in. name must match
 // ^[a-z0-9]+([._/-][a-z0-9]+)*$.
 func (s *Store) Import(ctx context.Context, rootfs, name string) (Image, error) {
+	return s.importTree(ctx, rootfs, name, "")
+}
+
+// importTree is Import, recording source (where a pulled image came from, if it was pulled) on the index entry.
+func (s *Store) importTree(ctx context.Context, rootfs, name, source string) (Image, error) {
 	if !nameRE.MatchString(name) {
 		return Image{}, fmt.Errorf("importing builder image %q: invalid name: want lower-case letters and digits "+
 			"separated by '.', '_', '-' or '/'", name)
@@ -212,6 +221,9 @@ func (s *Store) Import(ctx context.Context, rootfs, name string) (Image, error) 
 	manifestDesc.Annotations = map[string]string{
 		v1.AnnotationRefName: name,
 		filesAnnotation:      strconv.Itoa(stats.Files),
+	}
+	if source != "" {
+		manifestDesc.Annotations[sourceAnnotation] = source
 	}
 	if err := s.addToIndex(manifestDesc); err != nil {
 		return Image{}, fmt.Errorf("importing builder image %q from %q: %w", name, rootfs, err)
