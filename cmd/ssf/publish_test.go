@@ -225,6 +225,7 @@ func TestPublishToDistribution(t *testing.T) {
 			{"unknown digest", []string{host + "/team/app@sha256:" + strings.Repeat("0", 64), "--key", pub}, 1, "@sha256:" + strings.Repeat("0", 64) + ": not found in the registry"},
 			{"unknown tag", []string{host + "/team/app:nope", "--key", pub}, 1, "team/app:nope: not found in the registry"},
 			{"unknown repository", []string{host + "/team/nothing:v1", "--key", pub}, 1, "not found in the registry"},
+			{"no registry host", []string{"team/app:v1", "--key", pub}, 2, `"team/app:v1" is neither a file nor a registry reference`},
 			{"bundle flag with a reference", []string{ref, "--key", pub, "--bundle", filepath.Join(p.out, "attestations/provenance.sigstore.json")}, 2, "--bundle"},
 		}
 		for _, tt := range tests {

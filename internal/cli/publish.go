@@ -53,7 +53,8 @@ each image output also gets the tag TAG-<name>, its path without ".tar" and with
 [A-Za-z0-9_.-] turned into "-" (image.tar -> TAG-image, dist/api.tar -> TAG-dist-api); the files artifact is
 TAG.files; and TAG names the image when there is exactly one (so crane pull REPO:TAG and a Kubernetes Pod get
 the runnable image), or the files artifact when there are several. Tags are pushed last, each pointing at a
-digest the build signed; two outputs that would get the same tag stop the publish before anything is pushed.
+digest the build signed; two outputs that would get the same tag, or a tag over 128 characters, stop the publish
+before anything is pushed (exit 2).
 
 The last line printed is the artifact's REGISTRY/REPO@sha256:<hex>, for ssf verify and cosign verify-attestation.`,
 		Args: args(cobra.ExactArgs(1)),
@@ -152,6 +153,9 @@ func publishTo(ctx context.Context, w io.Writer, dir, target string, trusted roo
 			return wrongKey(err, "the SBOM bundle", keyName)
 		}}
 	pub, err := oci.Publish(ctx, req, ropts...)
+	if errors.Is(err, oci.ErrTagScheme) {
+		return &usageError{err}
+	}
 	if err != nil {
 		return deadlineError(ctx, err)
 	}

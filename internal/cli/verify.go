@@ -55,6 +55,8 @@ Exit status: 0 and a one-line verdict when every check passes; 1 and the reason 
 				return usagef("--key is required")
 			case remote && bundlePath != "":
 				return usagef("--bundle is for files: the bundles of %s come from the registry", a[0])
+			case !remote && bundlePath == "" && !namesAPath(a[0]):
+				return usagef("%q is neither a file nor a registry reference (REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:HEX, with the registry's host written out); a file needs --bundle and --key", a[0])
 			case !remote && (bundlePath == "" || keyPath == ""):
 				return usagef("--bundle and --key are required")
 			}
@@ -259,4 +261,10 @@ func printKeyDetail(w io.Writer, err error) {
 	if errors.As(err, &ke) {
 		fmt.Fprintf(w, "ssf: note: %s\n", printable(ke.detail.Error()))
 	}
+}
+
+// namesAPath reports whether path names anything (a dangling symlink too).
+func namesAPath(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }

@@ -325,19 +325,23 @@ func Tags(tag string, imagePaths []string) (files []string, images map[string]st
 	for _, p := range imagePaths {
 		t := tag + "-" + sanitiseTag(strings.TrimSuffix(p, ".tar"))
 		if len(t) > maxTagLen {
-			return nil, nil, fmt.Errorf("tag %q for image output %q is longer than %d characters: give a shorter tag in --to", t, p, maxTagLen)
+			return nil, nil, fmt.Errorf("%w: tag %q for image output %q is longer than %d characters: give a shorter tag in --to", ErrTagScheme, t, p, maxTagLen)
 		}
 		if o, dup := owner[t]; dup {
-			return nil, nil, fmt.Errorf("image outputs %q and %q would both be tagged %q: rename one of them", o, p, t)
+			return nil, nil, fmt.Errorf("%w: image outputs %q and %q would both be tagged %q: rename one of them", ErrTagScheme, o, p, t)
 		}
 		owner[t] = p
 		images[p] = t
 	}
 	if len(tag+FilesTagSuffix) > maxTagLen {
-		return nil, nil, fmt.Errorf("tag %q is longer than %d characters: give a shorter tag in --to", tag+FilesTagSuffix, maxTagLen)
+		return nil, nil, fmt.Errorf("%w: tag %q is longer than %d characters: give a shorter tag in --to", ErrTagScheme, tag+FilesTagSuffix, maxTagLen)
 	}
 	return files, images, nil
 }
+
+// ErrTagScheme is wrapped when the tags a publish would push (see Tags) cannot be made: a tag too long, or two
+// image outputs that would get the same tag. Nothing has been pushed; a shorter tag or a renamed output fixes it.
+var ErrTagScheme = errors.New("cannot tag the outputs")
 
 // maxTagLen is the distribution spec's limit on a tag.
 const maxTagLen = 128
