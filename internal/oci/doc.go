@@ -28,5 +28,6 @@
 // has not itself read from the tarball and hashed; never read a sparse entry, or more bytes than a tarball holds;
 // never push anything before the caller's verification of the bundle passed; never follow a symlink to an output;
 // never push an SBOM bundle that does not verify for the output it is named after, nor publish a build without an
-// SBOM bundle its provenance lists (or with other bytes than listed).
+// SBOM bundle its provenance lists (or with other bytes than listed); never point a tag (see [Tags]) at a
+// manifest the provenance does not name, nor before its provenance is attached.
 package oci
