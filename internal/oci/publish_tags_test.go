@@ -40,7 +40,7 @@ func TestPublishTags(t *testing.T) {
 					files[p] = imageTarball(t)
 				}
 				f := newFixture(t, files, nil)
-				host, _ := newRegistry(t, referrers)
+				host, log := newRegistry(t, referrers)
 				repo, tag, err := oci.ParseTarget(host + "/team/app:v1")
 				if err != nil {
 					t.Fatal(err)
@@ -66,6 +66,24 @@ func TestPublishTags(t *testing.T) {
 					if err != nil || desc.Digest.String() != d {
 						t.Errorf("tag %s names %v (%v), want %s", tg, desc, err, d)
 					}
+				}
+				// Tags come last: every manifest PUT by digest (images, referrers) is before the first PUT by tag
+				// other than a fallback tag, so no tag names a manifest whose provenance is not attached yet.
+				log.mu.Lock()
+				firstTag, lastDigest := -1, -1
+				for i, r := range log.reqs {
+					ref, ok := strings.CutPrefix(r, "PUT /v2/team/app/manifests/")
+					switch {
+					case !ok:
+					case strings.HasPrefix(ref, "sha256:"), strings.HasPrefix(ref, "sha256-"):
+						lastDigest = i
+					case firstTag < 0:
+						firstTag = i
+					}
+				}
+				log.mu.Unlock()
+				if firstTag < 0 || firstTag < lastDigest {
+					t.Errorf("first tag PUT at request %d, last PUT by digest at %d: tags must come last", firstTag, lastDigest)
 				}
 				listed, err := remote.List(repo)
 				if err != nil {
