@@ -27,7 +27,8 @@ func newRegistryCmd() *cobra.Command {
 		Use:   "registry",
 		Short: "Run and manage the factory's embedded OCI registry",
 		Long: `The embedded registry implements the OCI distribution-spec v1.1 (pull, push, mount, tags, deletion and
-the referrers API). It stores content in $SSF_HOME/registry and its users in $SSF_HOME/registry/users.`,
+the referrers API, and /v2/_catalog). It stores content in $SSF_HOME/registry and its users in
+$SSF_HOME/registry/users; ssf registry ls lists what it holds.`,
 	}
 	c.AddCommand(newRegistryServeCmd(), newRegistryUserCmd(), newRegistryGCCmd(), newRegistryLsCmd())
 	return c
