@@ -100,14 +100,15 @@ signed as a Sigstore bundle that ssf and stock cosign verify.
 
 The factory's state lives in $SSF_HOME (default ~/.ssf). Start with:
   ssf init
-  ssf builder import ROOTFS_DIR --name NAME
+  ssf builder import ROOTFS_DIR --name NAME     (or: ssf builder pull REGISTRY/REPO@sha256:HEX)
   ssf build --out OUT        (as root, in the project directory: -f ssf.yaml and --source . are the
                              defaults; OUT must be outside the source)
   ssf verify OUT/FILE --bundle OUT/attestations/provenance.sigstore.json --key KEY.pub
+  ssf sbom OUT/FILE
 
 Publish a build to an OCI registry (the embedded one: ssf registry serve) and verify it there:
   ssf publish OUT --to REGISTRY/REPO[:TAG]
-  ssf verify REGISTRY/REPO@sha256:HEX --key KEY.pub
+  ssf verify REGISTRY/REPO:TAG --key KEY.pub     (or REGISTRY/REPO@sha256:HEX)
 
 Exit status: 0 success, 1 a build or check failed, 2 bad input or usage.`,
 		Version:       factory.Version,
