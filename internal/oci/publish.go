@@ -307,12 +307,15 @@ const FilesTagSuffix = ".files"
 //   - exactly one image: tag names that image, and the files artifact is tag.files;
 //   - several images: tag and tag.files name the files artifact (nothing is singled out to run).
 //
-// An empty tag gives no tags. Two outputs whose names come out the same, or a tag longer than 128 characters,
-// is an error: nothing is pushed.
+// An empty tag gives no tags. Two outputs whose names come out the same, a tag longer than 128 characters, or a
+// tag of cosign's fallback form (sha256-<hex>...: another manifest's signatures) is an error: nothing is pushed.
 func Tags(tag string, imagePaths []string) (files []string, images map[string]string, err error) {
 	images = map[string]string{}
 	if tag == "" {
 		return nil, images, nil
+	}
+	if err := checkNotFallbackTag(tag, "--to"); err != nil {
+		return nil, nil, err
 	}
 	if len(imagePaths) == 0 {
 		return []string{tag}, images, nil
@@ -327,6 +330,9 @@ func Tags(tag string, imagePaths []string) (files []string, images map[string]st
 		if len(t) > maxTagLen {
 			return nil, nil, fmt.Errorf("%w: tag %q for image output %q is longer than %d characters: give a shorter tag in --to", ErrTagScheme, t, p, maxTagLen)
 		}
+		if err := checkNotFallbackTag(t, fmt.Sprintf("image output %q", p)); err != nil {
+			return nil, nil, err
+		}
 		if o, dup := owner[t]; dup {
 			return nil, nil, fmt.Errorf("%w: image outputs %q and %q would both be tagged %q: rename one of them", ErrTagScheme, o, p, t)
 		}
@@ -337,6 +343,18 @@ func Tags(tag string, imagePaths []string) (files []string, images map[string]st
 		return nil, nil, fmt.Errorf("%w: tag %q is longer than %d characters: give a shorter tag in --to", ErrTagScheme, tag+FilesTagSuffix, maxTagLen)
 	}
 	return files, images, nil
+}
+
+// checkNotFallbackTag refuses a tag that starts with sha256-<64 hex digits>: cosign's fallback referrers tag
+// (sha256-HEX) and its legacy signature tags (sha256-HEX.sig, .att, .sbom) have that form, and a publish that
+// pushed one would replace another manifest's signatures on a registry without the referrers API.
+func checkNotFallbackTag(tag, what string) error {
+	hex, ok := strings.CutPrefix(strings.ToLower(tag), "sha256-")
+	if !ok || len(hex) < 64 || strings.Trim(hex[:64], "0123456789abcdef") != "" {
+		return nil
+	}
+	return fmt.Errorf("%w: tag %q for %s has the form of cosign's fallback tag for a digest (sha256-HEX), which "+
+		"holds that manifest's signatures: give another tag in --to", ErrTagScheme, tag, what)
 }
 
 // ErrTagScheme is wrapped when the tags a publish would push (see Tags) cannot be made: a tag too long, or two

@@ -29,6 +29,12 @@ func TestTags(t *testing.T) {
 		{name: "collision", tag: "v1", images: []string{"a/b.tar", "a-b.tar"}, err: `would both be tagged "v1-a-b"`},
 		{name: "too long", tag: strings.Repeat("t", 120), images: []string{"image-output.tar"}, err: "longer than 128"},
 		{name: "files tag too long", tag: strings.Repeat("t", 124), images: []string{"i"}, err: "longer than 128"},
+		// A tag of cosign's fallback form would replace the referrers list (or a cosign signature) of another
+		// manifest on a registry without the referrers API.
+		{name: "fallback tag, no image", tag: "sha256-" + strings.Repeat("ab", 32), err: "cosign's fallback"},
+		{name: "fallback tag, one image", tag: "sha256-" + strings.Repeat("ab", 32), images: []string{"i.tar"}, err: "cosign's fallback"},
+		{name: "cosign signature tag", tag: "sha256-" + strings.Repeat("AB", 32) + ".sig", err: "cosign's fallback"},
+		{name: "image tag of fallback form", tag: "sha256", images: []string{strings.Repeat("0", 64) + ".tar"}, err: "cosign's fallback"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
