@@ -106,11 +106,15 @@ func (t loopbackHTTPOnly) RoundTrip(req *http.Request) (*http.Response, error) {
 // isLocal reports a host that is this machine or its link: loopback, unspecified (0.0.0.0 reaches this host) or
 // link-local.
 func isLocal(host string) bool {
-	if h := strings.TrimSuffix(strings.ToLower(host), "."); isLoopback(h) || strings.HasSuffix(h, ".localhost") {
+	h := strings.TrimSuffix(strings.ToLower(host), ".")
+	if isLoopback(h) || strings.HasSuffix(h, ".localhost") {
 		return true
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && (ip.IsUnspecified() || ip.IsLinkLocalUnicast())
+	// An IPv6 address may carry a zone (fe80::1%eth0), which net.ParseIP refuses but the dialer uses: the address
+	// without it says whether it is link-local.
+	h, _, _ = strings.Cut(h, "%")
+	ip := net.ParseIP(h)
+	return ip != nil && (ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast())
 }
 
 func isLoopback(host string) bool {

@@ -98,3 +98,38 @@ func TestRegistryUploadLocationToLoopbackRefused(t *testing.T) {
 		t.Fatalf("the loopback service got %d requests from a remote registry's upload location", n)
 	}
 }
+
+// TestRegistryRedirectToZonedLinkLocalRefused: an IPv6 address written with its zone (https://[fe80::1%25eth0]/)
+// or an IPv4 address with a trailing dot is still link-local or loopback; a remote registry's redirect there
+// must be refused before ssf dials it.
+func TestRegistryRedirectToZonedLinkLocalRefused(t *testing.T) {
+	for _, target := range []string{"https://[fe80::a9fe:a9fe%25lo]/latest/meta-data", "https://[::1%25lo]:8443/admin",
+		"https://169.254.169.254./latest/meta-data"} {
+		remote := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v2/" {
+				return
+			}
+			http.Redirect(w, r, target, http.StatusTemporaryRedirect)
+		}))
+		tr := remote.Client().Transport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+		addr := remote.Listener.Addr().String()
+		var dialled atomic.Value
+		tr.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+			if a == "registry.test:443" {
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			}
+			dialled.Store(a)
+			return nil, &net.OpError{Op: "dial", Net: network, Err: net.UnknownNetworkError("test: not dialled")}
+		}
+		_, err := oci.FetchBundles(context.Background(), "registry.test/app@sha256:"+strings.Repeat("a", 64),
+			oci.WithTransport(tr), oci.WithKeychain(authn.NewMultiKeychain()))
+		remote.Close()
+		if a := dialled.Load(); a != nil {
+			t.Errorf("redirect to %s: ssf dialled %v", target, a)
+		}
+		if err == nil || !strings.Contains(err.Error(), "redirected") {
+			t.Errorf("redirect to %s: err = %v, want a refused redirect", target, err)
+		}
+	}
+}
