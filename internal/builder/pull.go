@@ -29,7 +29,8 @@ import (
 // are bounded so that a hostile image cannot fill the disk.
 const maxLayerSize = 8 << 30 // compressed bytes of the one layer
 
-// maxUnpackedSize bounds the bytes of the layer's tar stream once decompressed (a variable for tests).
+// maxUnpackedSize bounds the bytes of the layer's tar stream once decompressed, and the bytes of the unpacked
+// tree's files counted once per name, which is what repacking it writes (a variable for tests).
 var maxUnpackedSize int64 = 32 << 30
 
 // ErrBadInput is wrapped by errors that are the caller's to fix: an invalid name, a reference that is not pinned
@@ -253,6 +254,9 @@ func (s *Store) importImage(ctx context.Context, src source, top digest.Digest, 
 	if err := CheckRootfs(tree); err != nil {
 		return Pulled{}, badf("image %s: %w", manifestDigest, ErrNoShell)
 	}
+	if err := checkTreeSize(ctx, tree); err != nil {
+		return Pulled{}, fmt.Errorf("image %s: %w", manifestDigest, err)
+	}
 	img, err := s.importTree(ctx, tree, name, from+" manifest "+string(manifestDigest))
 	if err != nil {
 		return Pulled{}, err
@@ -402,6 +406,34 @@ func unpackLayer(ctx context.Context, src source, layer v1.Descriptor, gzipped b
 		return fmt.Errorf("layer %s: its tar stream hashes to %s, the config's diff ID is %s", layer.Digest, got, diffID)
 	}
 	return nil
+}
+
+// checkTreeSize fails when the regular files under dir, counted once per name, come to more than
+// maxUnpackedSize bytes. The tar stream is bounded as it is read, but a hard link costs one header there and a
+// whole copy of its file once the tree is repacked (archive.WriteTree writes every name as a file of its own), so
+// a few kilobytes of links to one large file would otherwise fill the disk.
+func checkTreeSize(ctx context.Context, dir string) error {
+	var total int64
+	return filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !e.Type().IsRegular() {
+			return nil
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if total += info.Size(); total > maxUnpackedSize {
+			return fmt.Errorf("its files come to more than %d bytes (a hard link counts as a copy of its file, "+
+				"as the builder stores it): refusing it", maxUnpackedSize)
+		}
+		return nil
+	})
 }
 
 // boundedReader fails once more than left bytes have been read through it: a gzip layer of a few megabytes can

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -584,4 +585,37 @@ func TestPullCredentialsFromDockerConfig(t *testing.T) {
 	if _, err := s.Pull(t.Context(), ref, "busybox"); err != nil {
 		t.Fatalf("Pull with credentials in the Docker config: %v", err)
 	}
+}
+
+// A layer within the bound whose hard links name one large file many times is refused: the builder stores each
+// name as a file of its own, so the repacked layer (and every unpacked root file system) would hold the file
+// once per link — a few kilobytes of tar could otherwise fill the disk.
+func TestImportLayoutHardLinkBomb(t *testing.T) {
+	defer func(n int64) { maxUnpackedSize = n }(maxUnpackedSize)
+	maxUnpackedSize = 1 << 20
+	var tarball bytes.Buffer
+	tw := tar.NewWriter(&tarball)
+	tw.WriteHeader(&tar.Header{Name: "bin/sh", Typeflag: tar.TypeReg, Mode: 0o755, Size: 2})
+	tw.Write([]byte("sh"))
+	tw.WriteHeader(&tar.Header{Name: "big", Typeflag: tar.TypeReg, Mode: 0o644, Size: 256 << 10})
+	tw.Write(make([]byte, 256<<10))
+	for i := range 16 {
+		tw.WriteHeader(&tar.Header{Name: "link" + strconv.Itoa(i), Typeflag: tar.TypeLink, Linkname: "big"})
+	}
+	tw.Close()
+	if tarball.Len() >= 1<<20 {
+		t.Fatalf("test tarball is %d bytes, want it within the bound", tarball.Len())
+	}
+	ti := newTestImage(t, shellTree, false, runtime.GOARCH)
+	layer := ti.add(v1.MediaTypeImageLayer, tarball.Bytes())
+	m := ti.manifest(t)
+	m.Layers = []v1.Descriptor{layer}
+	m.Config = ti.addJSON(t, v1.MediaTypeImageConfig, v1.Image{Platform: v1.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		RootFS: v1.RootFS{Type: "layers", DiffIDs: []digest.Digest{digest.FromBytes(tarball.Bytes())}}})
+	ti.setManifest(t, m)
+	s := openStore(t)
+	if _, err := s.ImportLayout(t.Context(), ti.layout(t), "links"); err == nil || !strings.Contains(err.Error(), "more than 1048576 bytes") {
+		t.Fatalf("ImportLayout of a layer whose hard links come to 4.25 MiB with a 1 MiB bound: %v, want refused", err)
+	}
+	checkNoImage(t, s)
 }

@@ -27,7 +27,8 @@
 // as they are read. It must never change a cached root filesystem after it is published. It must never let a name
 // choose the image for a build: builds name images by digest, and names only help people find digests. It must
 // never pull by tag, unpack a layer outside its scratch directory or make a device node, nor store an image
-// that was not wholly verified.
+// that was not wholly verified, nor let a pulled image grow beyond its bound once stored (hard links are stored
+// as copies, so they count as such).
 package builder
 
 import (
