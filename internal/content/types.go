@@ -33,3 +33,10 @@ const (
 // NpmPackumentAccept is the Accept header npm sends for a package's registry metadata in its abbreviated form;
 // npm's cache answers a request only from an entry stored under the same Accept.
 const NpmPackumentAccept = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*"
+
+// Docker's v2 schema 2 layer and config media types, which builder images pulled from registries may carry.
+const (
+	DockerLayerMediaType     = "application/vnd.docker.image.rootfs.diff.tar"
+	DockerLayerGzipMediaType = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+	DockerConfigMediaType    = "application/vnd.docker.container.image.v1+json"
+)

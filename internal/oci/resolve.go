@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/ssf-dev/ssf/internal/content"
 )
 
 // ErrNotFound is wrapped when the registry does not have the manifest (or the repository) a reference names.
@@ -41,7 +43,7 @@ const maxResolvedManifest = 4 << 20
 
 // manifestAccept is every manifest kind a tag may name.
 var manifestAccept = strings.Join([]string{ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex,
-	"application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.distribution.manifest.list.v2+json"}, ", ")
+	content.DockerManifestMediaType, content.DockerListMediaType}, ", ")
 
 // Resolve asks the registry for the manifest ref names (a HEAD request: no body is read) and returns it by
 // digest. A tag gives whatever digest the registry holds for it now (when HEAD fails, a GET of the manifest, at
