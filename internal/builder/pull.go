@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -121,7 +122,7 @@ type Pulled struct {
 // config, plain HTTP only to loopback), verifies every blob against its descriptor, and stores its root file
 // system as a builder image called name. See importImage for what is checked and how it is stored.
 func (s *Store) Pull(ctx context.Context, ref name.Digest, name string, opts ...oci.RegistryOption) (Pulled, error) {
-	src := registrySource{repo: ref.Context(), opts: oci.RemoteOptions(ctx, opts...)}
+	src := registrySource{repo: ref.Context(), opts: oci.RemoteOptions(ctx, opts...), regOpts: opts}
 	p, err := s.importImage(ctx, src, digest.Digest(ref.DigestStr()), "", name, ref.String())
 	if err != nil {
 		return Pulled{}, fmt.Errorf("pulling builder image %q: %w", ref.String(), err)
@@ -294,9 +295,9 @@ func pickPlatform(index digest.Digest, children []v1.Descriptor) (v1.Descriptor,
 // layerCompression reports whether a layer is gzip-compressed, refusing media types a builder cannot use.
 func layerCompression(l v1.Descriptor) (gzipped bool, err error) {
 	switch l.MediaType {
-	case v1.MediaTypeImageLayer, "application/vnd.docker.image.rootfs.diff.tar":
+	case v1.MediaTypeImageLayer, content.DockerLayerMediaType:
 		return false, nil
-	case v1.MediaTypeImageLayerGzip, "application/vnd.docker.image.rootfs.diff.tar.gzip":
+	case v1.MediaTypeImageLayerGzip, content.DockerLayerGzipMediaType:
 		return true, nil
 	}
 	return false, badf("layer %s has media type %q: only tar and tar+gzip layers are supported", l.Digest, l.MediaType)
@@ -306,7 +307,7 @@ func layerCompression(l v1.Descriptor) (gzipped bool, err error) {
 // image is for linux on this host's architecture.
 func readImageConfig(ctx context.Context, src source, desc v1.Descriptor) (digest.Digest, error) {
 	switch desc.MediaType {
-	case v1.MediaTypeImageConfig, "application/vnd.docker.container.image.v1+json":
+	case v1.MediaTypeImageConfig, content.DockerConfigMediaType:
 	default:
 		return "", badf("config %s has media type %q, want an image config", desc.Digest, desc.MediaType)
 	}
@@ -457,16 +458,18 @@ func (b *boundedReader) Read(p []byte) (int, error) {
 
 // registrySource reads from a registry repository by digest.
 type registrySource struct {
-	repo name.Repository
-	opts []remote.Option
+	repo    name.Repository
+	opts    []remote.Option
+	regOpts []oci.RegistryOption
 }
 
-func (r registrySource) manifest(_ context.Context, d digest.Digest) (io.ReadCloser, error) {
-	desc, err := remote.Get(r.repo.Digest(string(d)), r.opts...)
+// manifest reads at most maxJSONBlob bytes and one more, so that readVerified sees an oversized manifest as such.
+func (r registrySource) manifest(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
+	b, err := oci.GetManifest(ctx, r.repo.Digest(string(d)), maxJSONBlob+1, r.regOpts...)
 	if err != nil {
 		return nil, err
 	}
-	return io.NopCloser(strings.NewReader(string(desc.Manifest))), nil
+	return io.NopCloser(bytes.NewReader(b)), nil
 }
 
 func (r registrySource) blob(_ context.Context, d digest.Digest) (io.ReadCloser, error) {

@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -618,4 +619,40 @@ func TestImportLayoutHardLinkBomb(t *testing.T) {
 		t.Fatalf("ImportLayout of a layer whose hard links come to 4.25 MiB with a 1 MiB bound: %v, want refused", err)
 	}
 	checkNoImage(t, s)
+}
+
+// A registry that answers a manifest GET with an endless body gets no more than the manifest bound read: the
+// pull fails without holding tens of megabytes of it in memory.
+func TestPullEndlessManifest(t *testing.T) {
+	var written atomic.Int64
+	host := testRegistry(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.Contains(r.URL.Path, "/manifests/") {
+			return false
+		}
+		w.Header().Set("Content-Type", v1.MediaTypeImageManifest)
+		if r.Method == http.MethodHead {
+			return true
+		}
+		buf := bytes.Repeat([]byte(" "), 64<<10)
+		for {
+			n, err := w.Write(buf)
+			written.Add(int64(n))
+			if err != nil || written.Load() > 200<<20 {
+				return true
+			}
+		}
+	})
+	ref, err := ParsePullRef(host + "/endless@sha256:" + strings.Repeat("a", 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t)
+	if _, err := s.Pull(t.Context(), ref, "endless"); err == nil {
+		t.Fatal("Pull of an endless manifest succeeded")
+	}
+	checkNoImage(t, s)
+	// What the client read, plus what the kernel's socket buffers took before it hung up.
+	if n := written.Load(); n > 32<<20 {
+		t.Errorf("the registry got %d bytes read of an endless manifest, want at most the 4 MiB bound and socket buffers", n)
+	}
 }
