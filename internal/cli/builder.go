@@ -67,11 +67,7 @@ The last line printed is NAME@sha256:<hex>; put it in ssf.yaml as spec.builder.i
 					return builderErr(err)
 				}
 			}
-			h, err := home()
-			if err != nil {
-				return err
-			}
-			store, err := h.Images()
+			store, err := images()
 			if err != nil {
 				return err
 			}
@@ -136,11 +132,7 @@ ssf.yaml as spec.builder.image.`,
 			if err := builder.CheckName(name); err != nil {
 				return usagef("%w (give --name)", err)
 			}
-			h, err := home()
-			if err != nil {
-				return err
-			}
-			store, err := h.Images()
+			store, err := images()
 			if err != nil {
 				return err
 			}
@@ -191,11 +183,7 @@ func newBuilderListCmd() *cobra.Command {
 		Short: "List the builder images in the factory",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			h, err := home()
-			if err != nil {
-				return err
-			}
-			store, err := h.Images()
+			store, err := images()
 			if err != nil {
 				return err
 			}
@@ -220,4 +208,13 @@ func newBuilderListCmd() *cobra.Command {
 			return w.Flush()
 		},
 	}
+}
+
+// images opens the factory's builder image store.
+func images() (*builder.Store, error) {
+	h, err := home()
+	if err != nil {
+		return nil, err
+	}
+	return h.Images()
 }
