@@ -98,11 +98,20 @@ type extractor struct {
 	buf   []byte                 // for copying file contents
 }
 
+// maxNameLen bounds an entry's name (and a hard link's target). Every missing parent is created through the
+// os.Root one component at a time, each walking the path from dest, so a name's cost grows with its depth
+// squared: one PAX header of a megabyte of "a/" would take days, in a single entry the ctx is not checked within.
+// Linux's PATH_MAX keeps a source's own deep trees working (2,048 levels at most).
+const maxNameLen = 4096
+
 // entryName checks a name from the stream and returns it clean, without a leading "./" or a trailing "/".
 // It returns "." for the root itself.
 func entryName(name string) (string, error) {
 	if name == "" {
 		return "", errors.New("empty name")
+	}
+	if len(name) > maxNameLen {
+		return "", fmt.Errorf("name is %d bytes long: at most %d (PATH_MAX) are supported", len(name), maxNameLen)
 	}
 	if strings.HasPrefix(name, "/") {
 		return "", errors.New("absolute name")
