@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/factory"
 	"github.com/ssf-dev/ssf/internal/oci"
 )
@@ -17,8 +18,9 @@ import (
 func newBuildCmd() *cobra.Command {
 	var req factory.BuildRequest
 	var publishTo string
+	var output *outputFormat
 	cmd := &cobra.Command{
-		Use:   "build [-f ssf.yaml] [--source .] --out OUT [--param NAME=VALUE]...",
+		Use:   "build [-f ssf.yaml] [--source .] --out OUT [--param NAME=VALUE]... [--output json]",
 		Short: "Run a pipeline hermetically and sign its provenance",
 		Long: `Run the pipeline's tasks (-f, default ssf.yaml in the current directory) on the source (--source, default
 the current directory) in dependency order, each in a fresh container (runc, or the runtime config.yaml
@@ -58,7 +60,10 @@ before anything is done. A step that fails after a failed name lookup or connect
 network, and what a build needs is declared in spec.dependencies.
 
 --publish REGISTRY/REPO[:TAG] then pushes OUT as ssf publish does (see ssf publish --help); the last line printed
-is the pushed REGISTRY/REPO@sha256:<hex>.`,
+is the pushed REGISTRY/REPO@sha256:<hex>.
+
+With --output json, stdout holds one JSON object and nothing else (its publish field the push's); logs and
+progress stay on stderr. The fields are in docs/cli-json.md.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
@@ -96,20 +101,31 @@ is the pushed REGISTRY/REPO@sha256:<hex>.`,
 				return err
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "build %s succeeded in %.1fs\n", res.InvocationID, res.Duration.Seconds())
-			fmt.Fprintf(w, "source      %s\n", res.Source.URI)
-			fmt.Fprintf(w, "builder     %s\n", res.Builder)
-			for _, o := range res.Outputs {
-				fmt.Fprintf(w, "output      %s  %s\n", filepath.Join(res.Out, o.Path), o.Digest)
+			if *output == outputText {
+				fmt.Fprintf(w, "build %s succeeded in %.1fs\n", res.InvocationID, res.Duration.Seconds())
+				fmt.Fprintf(w, "source      %s\n", res.Source.URI)
+				fmt.Fprintf(w, "builder     %s\n", res.Builder)
+				for _, o := range res.Outputs {
+					fmt.Fprintf(w, "output      %s  %s\n", filepath.Join(res.Out, o.Path), o.Digest)
+				}
+				fmt.Fprintf(w, "provenance  %s\n", res.Bundle)
+				fmt.Fprintf(w, "sboms       %s/attestations/<output>.spdx.sigstore.json and .cdx.sigstore.json (ssf sbom OUT/<output>)\n", res.Out)
 			}
-			fmt.Fprintf(w, "provenance  %s\n", res.Bundle)
-			fmt.Fprintf(w, "sboms       %s/attestations/<output>.spdx.sigstore.json and .cdx.sigstore.json (ssf sbom OUT/<output>)\n", res.Out)
-			if publishTo == "" {
-				return nil
+			j := buildResultJSON(res)
+			if publishTo != "" {
+				pub, err := publish(cmd.Context(), res.Out, publishTo, nil, registryFlags{timeout: oci.DefaultTimeout, deadline: publishDeadline})
+				if err != nil {
+					return fmt.Errorf("the build succeeded (outputs in %s) but publishing failed; retry with `ssf publish %s --to %s`: %w",
+						res.Out, res.Out, publishTo, err)
+				}
+				if *output == outputText {
+					printPublished(w, pub)
+				}
+				pj := publishedJSON(pub)
+				j.Publish = &pj
 			}
-			if err := publish(cmd.Context(), w, res.Out, publishTo, nil, registryFlags{timeout: oci.DefaultTimeout, deadline: publishDeadline}); err != nil {
-				return fmt.Errorf("the build succeeded (outputs in %s) but publishing failed; retry with `ssf publish %s --to %s`: %w",
-					res.Out, res.Out, publishTo, err)
+			if *output == outputJSON {
+				return writeJSON(w, j)
 			}
 			return nil
 		},
@@ -120,7 +136,55 @@ is the pushed REGISTRY/REPO@sha256:<hex>.`,
 	f.StringVar(&req.Out, "out", "", "output directory; must not exist or be empty")
 	f.StringArrayVar(&req.Params, "param", nil, "pipeline parameter NAME=VALUE (repeatable)")
 	f.StringVar(&publishTo, "publish", "", "after the build, push OUT to this registry repository, REGISTRY/REPO[:TAG]")
+	output = addOutputFlag(cmd)
 	return cmd
+}
+
+// buildJSON is ssf build --output json (docs/cli-json.md).
+type buildJSON struct {
+	InvocationID    string            `json:"invocationId"`
+	DurationSeconds float64           `json:"durationSeconds"`
+	Source          sourceJSON        `json:"source"`
+	Builder         string            `json:"builder"`
+	Out             string            `json:"out"`
+	Outputs         []buildOutputJSON `json:"outputs"`
+	Provenance      string            `json:"provenance"`
+	SBOMs           []sbomJSON        `json:"sboms"`
+	Publish         *publishJSON      `json:"publish,omitempty"` // with --publish only
+}
+
+type sourceJSON struct {
+	URI    string            `json:"uri"`
+	Digest map[string]string `json:"digest"`
+}
+
+type buildOutputJSON struct {
+	Path   string `json:"path"` // as the pipeline declares it, relative to out
+	File   string `json:"file"` // out joined with path
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+}
+
+type sbomJSON struct {
+	Output    string `json:"output"`
+	SPDX      string `json:"spdx"`
+	CycloneDX string `json:"cyclonedx"`
+}
+
+func buildResultJSON(res *factory.BuildResult) buildJSON {
+	j := buildJSON{InvocationID: res.InvocationID, DurationSeconds: res.Duration.Seconds(), Builder: res.Builder,
+		Source: sourceJSON{URI: res.Source.URI, Digest: map[string]string{}}, Out: res.Out, Provenance: res.Bundle,
+		Outputs: []buildOutputJSON{}, SBOMs: []sbomJSON{}}
+	for alg, v := range res.Source.Digest {
+		j.Source.Digest[alg] = v
+	}
+	for _, o := range res.Outputs {
+		j.Outputs = append(j.Outputs, buildOutputJSON{Path: o.Path, File: filepath.Join(res.Out, filepath.FromSlash(o.Path)),
+			Digest: string(o.Digest), Size: o.Size})
+		att := filepath.Join(res.Out, "attestations", filepath.FromSlash(o.Path))
+		j.SBOMs = append(j.SBOMs, sbomJSON{Output: o.Path, SPDX: att + content.SPDXBundleSuffix, CycloneDX: att + content.CycloneDXBundleSuffix})
+	}
+	return j
 }
 
 // defaultPipelineExists says what was looked for when -f was not given and the current directory has no ssf.yaml.

@@ -178,8 +178,9 @@ and the unpacked root file system are deleted once no name is left for the diges
 }
 
 func newBuilderListCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "list",
+	var output *outputFormat
+	cmd := &cobra.Command{
+		Use:   "list [--output json]",
 		Short: "List the builder images in the factory",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -191,23 +192,51 @@ func newBuilderListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tREFERENCE\tSIZE")
+			list := builderList{Builders: []builderJSON{}}
 			for _, img := range images {
-				name, ref := img.Name, img.Ref()
-				if name == "" {
+				b := builderJSON{Name: img.Name, Reference: img.Ref(), Digest: string(img.Digest), Size: img.Size}
+				if img.Name == "" {
 					// A name that moved on to a newer import still names this digest in pipelines.
-					name = "<none>"
 					if names, err := store.NamesOf(img.Digest); err == nil && len(names) > 0 {
-						name = "<none> (was " + strings.Join(names, ", ") + ")"
-						ref = names[0] + "@" + string(img.Digest)
+						b.FormerNames = names
+						b.Reference = names[0] + "@" + string(img.Digest)
 					}
 				}
-				fmt.Fprintf(w, "%s\t%s\t%d\n", name, ref, img.Size)
+				list.Builders = append(list.Builders, b)
+			}
+			if *output == outputJSON {
+				return writeJSON(cmd.OutOrStdout(), list)
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NAME\tREFERENCE\tSIZE")
+			for _, b := range list.Builders {
+				name := b.Name
+				if name == "" {
+					name = "<none>"
+					if len(b.FormerNames) > 0 {
+						name = "<none> (was " + strings.Join(b.FormerNames, ", ") + ")"
+					}
+				}
+				fmt.Fprintf(w, "%s\t%s\t%d\n", name, b.Reference, b.Size)
 			}
 			return w.Flush()
 		},
 	}
+	output = addOutputFlag(cmd)
+	return cmd
+}
+
+// builderList is ssf builder list --output json (docs/cli-json.md).
+type builderList struct {
+	Builders []builderJSON `json:"builders"`
+}
+
+type builderJSON struct {
+	Name        string   `json:"name"`                  // "" when the name moved on to a newer import
+	FormerNames []string `json:"formerNames,omitempty"` // the names that once named this digest
+	Reference   string   `json:"reference"`             // NAME@sha256:HEX, for spec.builder.image
+	Digest      string   `json:"digest"`
+	Size        int64    `json:"size"`
 }
 
 // images opens the factory's builder image store.

@@ -25,8 +25,9 @@ func newPublishCmd() *cobra.Command {
 	var to, keyPath string
 	var verbose bool
 	var reg registryFlags
+	var output *outputFormat
 	cmd := &cobra.Command{
-		Use:   "publish OUT --to REGISTRY/REPO[:TAG] [--key KEY.pub]",
+		Use:   "publish OUT --to REGISTRY/REPO[:TAG] [--key KEY.pub] [--output json]",
 		Short: "Push a finished build's outputs and provenance to an OCI registry",
 		Long: `Push the outputs of the build in OUT (the --out of ssf build) to an OCI registry, with its provenance.
 
@@ -56,7 +57,8 @@ the runnable image), or the files artifact when there are several. Tags are push
 digest the build signed; two outputs that would get the same tag, or a tag over 128 characters, stop the publish
 before anything is pushed (exit 2).
 
-The last line printed is the artifact's REGISTRY/REPO@sha256:<hex>, for ssf verify and cosign verify-attestation.`,
+The last line printed is the artifact's REGISTRY/REPO@sha256:<hex>, for ssf verify and cosign verify-attestation.
+With --output json, stdout holds one JSON object instead (docs/cli-json.md).`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if to == "" {
@@ -69,13 +71,22 @@ The last line printed is the artifact's REGISTRY/REPO@sha256:<hex>, for ssf veri
 					return err
 				}
 			}
-			return publishWithKey(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), a[0], to, trusted, keyPath, verbose, reg)
+			pub, err := publishWithKey(cmd.Context(), cmd.ErrOrStderr(), a[0], to, trusted, keyPath, verbose, reg)
+			if err != nil {
+				return err
+			}
+			if *output == outputJSON {
+				return writeJSON(cmd.OutOrStdout(), publishedJSON(pub))
+			}
+			printPublished(cmd.OutOrStdout(), pub)
+			return nil
 		},
 	}
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "when the key did not sign the bundle, also print the verifier's own words")
 	cmd.Flags().StringVar(&to, "to", "", "registry repository to push to, REGISTRY/REPO[:TAG]")
 	cmd.Flags().StringVar(&keyPath, "key", "", "provenance public key (PEM) to verify the bundle with (default: the local factory's key)")
 	reg.add(cmd, publishDeadline)
+	output = addOutputFlag(cmd)
 	return cmd
 }
 
@@ -99,48 +110,48 @@ func factoryKeyMaterial() (root.TrustedMaterial, error) {
 }
 
 // publish pushes the build in dir to target, after verifying its bundle with trusted (nil: the local
-// factory's key), and prints what went where, the artifact reference last.
-func publish(ctx context.Context, w io.Writer, dir, target string, trusted root.TrustedMaterial, reg registryFlags) error {
-	return publishWithKey(ctx, w, io.Discard, dir, target, trusted, "", false, reg)
+// factory's key), and says what went where.
+func publish(ctx context.Context, dir, target string, trusted root.TrustedMaterial, reg registryFlags) (*oci.Published, error) {
+	return publishWithKey(ctx, io.Discard, dir, target, trusted, "", false, reg)
 }
 
 // publishWithKey is publish with the key's file name (keyPath, "" for the local factory's key) for a wrong-key
 // message, and with -v's verifier detail printed to stderr.
-func publishWithKey(ctx context.Context, w, stderr io.Writer, dir, target string, trusted root.TrustedMaterial, keyPath string, verbose bool, reg registryFlags) error {
-	err := publishTo(ctx, w, dir, target, trusted, keyPath, reg)
+func publishWithKey(ctx context.Context, stderr io.Writer, dir, target string, trusted root.TrustedMaterial, keyPath string, verbose bool, reg registryFlags) (*oci.Published, error) {
+	pub, err := publishTo(ctx, dir, target, trusted, keyPath, reg)
 	if verbose {
 		printKeyDetail(stderr, err)
 	}
-	return err
+	return pub, err
 }
 
-func publishTo(ctx context.Context, w io.Writer, dir, target string, trusted root.TrustedMaterial, keyPath string, reg registryFlags) error {
+func publishTo(ctx context.Context, dir, target string, trusted root.TrustedMaterial, keyPath string, reg registryFlags) (*oci.Published, error) {
 	repo, tag, err := oci.ParseTarget(target)
 	if err != nil {
-		return &usageError{err}
+		return nil, &usageError{err}
 	}
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return usagef("build output %q is not a directory (give the --out of ssf build)", dir)
+		return nil, usagef("build output %q is not a directory (give the --out of ssf build)", dir)
 	}
 	bundle, err := verify.ReadBundle(filepath.Join(dir, factory.BundlePath))
 	if err != nil {
-		return usagef("reading the build's provenance: %w", err)
+		return nil, usagef("reading the build's provenance: %w", err)
 	}
 	keyName := keyPath
 	if trusted == nil {
 		if trusted, err = factoryKeyMaterial(); err != nil {
-			return err
+			return nil, err
 		}
 		keyName = "the local factory's key; give --key KEY.pub for another factory's build"
 	}
 	bundlePath := filepath.Join(dir, factory.BundlePath)
 	opts := verify.Options{Trusted: trusted}
 	if err := opts.Validate(); err != nil {
-		return &usageError{err}
+		return nil, &usageError{err}
 	}
 	ctx, cancel, ropts, err := reg.context(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cancel()
 	req := oci.PublishRequest{Dir: dir, Bundle: bundle, Repo: repo, Tag: tag,
@@ -154,17 +165,17 @@ func publishTo(ctx context.Context, w io.Writer, dir, target string, trusted roo
 		}}
 	pub, err := oci.Publish(ctx, req, ropts...)
 	if errors.Is(err, oci.ErrTagScheme) {
-		return &usageError{err}
+		return nil, &usageError{err}
 	}
 	if err != nil {
-		return deadlineError(ctx, err)
+		return nil, deadlineError(ctx, err)
 	}
-	paths := make([]string, 0, len(pub.Images))
-	for p := range pub.Images {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
+	return pub, nil
+}
+
+// printPublished prints what a publish pushed where, for people, the artifact reference last.
+func printPublished(w io.Writer, pub *oci.Published) {
+	for _, p := range sortedKeys(pub.Images) {
 		fmt.Fprintf(w, "image       %s  %s\n", p, pub.Images[p])
 	}
 	for _, r := range pub.Referrers {
@@ -174,5 +185,39 @@ func publishTo(ctx context.Context, w io.Writer, dir, target string, trusted roo
 		fmt.Fprintf(w, "tag         %s  %s\n", t.Tag, t.Ref)
 	}
 	fmt.Fprintln(w, pub.Artifact)
-	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// publishJSON is ssf publish --output json, and the publish field of ssf build --output json (docs/cli-json.md).
+type publishJSON struct {
+	Artifact  string            `json:"artifact"`
+	Images    map[string]string `json:"images"`
+	Referrers []string          `json:"referrers"`
+	Tags      []tagJSON         `json:"tags"`
+}
+
+type tagJSON struct {
+	Tag string `json:"tag"`
+	Ref string `json:"ref"`
+}
+
+// publishedJSON has empty lists and maps rather than null, so a script can range over them without a check.
+func publishedJSON(pub *oci.Published) publishJSON {
+	j := publishJSON{Artifact: pub.Artifact, Images: map[string]string{}, Referrers: []string{}, Tags: []tagJSON{}}
+	for p, r := range pub.Images {
+		j.Images[p] = r
+	}
+	j.Referrers = append(j.Referrers, pub.Referrers...)
+	for _, t := range pub.Tags {
+		j.Tags = append(j.Tags, tagJSON{Tag: t.Tag, Ref: t.Ref})
+	}
+	return j
 }

@@ -38,7 +38,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
 	}
@@ -46,20 +46,32 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = &usageError{err} // cobra has no error type for a misspelt command, and it is the caller's to fix
 	}
 	// Errors can quote what a registry, a source tree or a pipeline file said: escape it for the terminal.
-	fmt.Fprintf(stderr, "ssf: error: %s\n", printable(err.Error()))
+	msg := printable(err.Error())
+	fmt.Fprintf(stderr, "ssf: error: %s\n", msg)
 	code := exitCode(err)
 	var (
-		h  *hintError
-		te *factory.TaskError
-		u  *usageError
+		h    *hintError
+		te   *factory.TaskError
+		u    *usageError
+		hint string
 	)
 	switch {
 	case errors.As(err, &h):
-		fmt.Fprintf(stderr, "ssf: hint: %s\n", h.hint)
+		hint = h.hint
 	case errors.As(err, &te) && te.Hint != "":
-		fmt.Fprintf(stderr, "ssf: hint: %s\n", printable(te.Hint))
+		hint = printable(te.Hint)
 	case code == ExitUsage && errors.As(err, &u):
-		fmt.Fprintln(stderr, "ssf: hint: run `ssf help` or add --help to a command for its usage")
+		hint = "run `ssf help` or add --help to a command for its usage"
+	}
+	if hint != "" {
+		fmt.Fprintf(stderr, "ssf: hint: %s\n", hint)
+	}
+	// With --output json, stdout always holds one JSON document, the failure too: a script parses it and need
+	// not tell an empty stdout from a truncated one. The commands print nothing on stdout before they succeed.
+	if wantsJSON(cmd) {
+		if werr := writeJSON(stdout, jsonError{Error: msg, Hint: hint, ExitCode: code}); werr != nil {
+			fmt.Fprintf(stderr, "ssf: error: %s\n", werr)
+		}
 	}
 	return code
 }

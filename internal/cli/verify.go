@@ -24,6 +24,7 @@ func newVerifyCmd() *cobra.Command {
 	var params []string
 	var reg registryFlags
 	var opts verify.Options
+	var output *outputFormat
 	cmd := &cobra.Command{
 		Use:   "verify FILE --bundle BUNDLE --key KEY.pub | verify REGISTRY/REPO@sha256:HEX|REGISTRY/REPO:TAG --key KEY.pub",
 		Short: "Verify a file, or a published build in a registry, against its signed provenance",
@@ -46,7 +47,9 @@ used only for loopback registries. A registry that sends nothing for --timeout f
 A bundle whose signature does not verify with KEY.pub (another factory signed it, or it was changed after
 signing) fails with "not signed by this key (KEY.pub)"; -v adds the verifier's own words.
 
-Exit status: 0 and a one-line verdict when every check passes; 1 and the reason when one fails; 2 on bad usage.`,
+Exit status: 0 and a one-line verdict when every check passes; 1 and the reason when one fails; 2 on bad usage.
+With --output json, stdout holds one JSON object instead of the verdict, with every check and what was not
+checked (docs/cli-json.md).`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			remote := isRegistryRef(a[0])
@@ -72,7 +75,7 @@ Exit status: 0 and a one-line verdict when every check passes; 1 and the reason 
 				return &usageError{err}
 			}
 			if remote {
-				return verifyRegistryRef(cmd, a[0], keyPath, opts, reg, verbose)
+				return verifyRegistryRef(cmd, a[0], keyPath, opts, reg, verbose, *output)
 			}
 			bundle, err := verify.ReadBundle(bundlePath)
 			if err != nil {
@@ -94,6 +97,11 @@ Exit status: 0 and a one-line verdict when every check passes; 1 and the reason 
 			if verbose {
 				printChecks(cmd.ErrOrStderr(), res)
 			}
+			if *output == outputJSON {
+				j := verifiedJSON(res)
+				j.File = a[0]
+				return writeJSON(cmd.OutOrStdout(), j)
+			}
 			p := res.Provenance
 			fmt.Fprintf(cmd.OutOrStdout(), "verified: %s %s built by %s (pipeline %s, invocation %s)\n",
 				a[0], res.Subject.Digest, p.BuilderID, p.PipelineName, p.InvocationID)
@@ -110,7 +118,32 @@ Exit status: 0 and a one-line verdict when every check passes; 1 and the reason 
 	f.StringVar(&opts.SourceDigest, "source-digest", "", "require this source digest (ALG:VALUE)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "list every check, what was not checked and skipped referrers on stderr")
 	reg.add(cmd, 5*time.Minute)
+	output = addOutputFlag(cmd)
 	return cmd
+}
+
+// verifyJSON is ssf verify --output json (docs/cli-json.md): file for a file, ref (and tag) for a registry
+// manifest.
+type verifyJSON struct {
+	Verified   bool     `json:"verified"` // always true: a failure is the error object instead
+	File       string   `json:"file,omitempty"`
+	Ref        string   `json:"ref,omitempty"`
+	Tag        string   `json:"tag,omitempty"`
+	Subject    string   `json:"subject"`
+	Digest     string   `json:"digest"`
+	BuilderID  string   `json:"builderId"`
+	Pipeline   string   `json:"pipeline"`
+	Invocation string   `json:"invocation"`
+	Checks     []string `json:"checks"`
+	Unchecked  []string `json:"unchecked"`
+	Skipped    []string `json:"skipped,omitempty"`
+}
+
+func verifiedJSON(res *verify.Result) verifyJSON {
+	p := res.Provenance
+	return verifyJSON{Verified: true, Subject: res.Subject.Name, Digest: string(res.Subject.Digest),
+		BuilderID: p.BuilderID, Pipeline: p.PipelineName, Invocation: p.InvocationID,
+		Checks: append([]string{}, res.Checks...), Unchecked: append([]string{}, res.Unchecked...)}
 }
 
 // registryFlags are the flags of every command that talks to a registry.
@@ -199,7 +232,7 @@ func isRegistryRef(arg string) bool {
 }
 
 // verifyRegistryRef verifies ref through the verify package and prints the verdict.
-func verifyRegistryRef(cmd *cobra.Command, ref, keyPath string, opts verify.Options, reg registryFlags, verbose bool) error {
+func verifyRegistryRef(cmd *cobra.Command, ref, keyPath string, opts verify.Options, reg registryFlags, verbose bool, output outputFormat) error {
 	ctx, cancel, ropts, err := reg.context(cmd.Context())
 	if err != nil {
 		return err
@@ -223,9 +256,18 @@ func verifyRegistryRef(cmd *cobra.Command, ref, keyPath string, opts verify.Opti
 		}
 	}
 	p := res.Provenance
-	via := ""
+	via, tag := "", ""
 	if _, err := name.NewTag(ref, name.StrictValidation); err == nil && !strings.Contains(ref, "@") {
+		tag = ref
 		via = "tag " + ref + ", " // the verdict names the digest verified, and the tag that named it then
+	}
+	if output == outputJSON {
+		j := verifiedJSON(&res.Result)
+		j.Ref, j.Tag = res.Ref, tag
+		for _, s := range res.Skipped {
+			j.Skipped = append(j.Skipped, printable(s.Error()))
+		}
+		return writeJSON(cmd.OutOrStdout(), j)
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "verified: %s (%ssubject %q) built by %s (pipeline %s, invocation %s)\n",
 		res.Ref, via, res.Subject.Name, p.BuilderID, p.PipelineName, p.InvocationID)
