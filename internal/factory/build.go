@@ -109,7 +109,7 @@ func inputErrorf(format string, args ...any) error {
 //	attest   the statement, signed by the Attestor                                  -> bundle
 //	record   the bundle beside the outputs (later: the transparency log, the index)
 //	publish  the staging directory renamed to --out, durably
-func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error) {
+func (h Home) Build(ctx context.Context, req BuildRequest) (_ *BuildResult, err error) {
 	started := time.Now().UTC()
 	logw := req.Log
 	if logw == nil {
@@ -127,10 +127,20 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (*BuildResult, error)
 		return nil, err
 	}
 	defer ws.close()
+	// The history entry (history.go) is finished after every other stage, before the work directory and its logs
+	// are gone; recording is the control plane's, and failing to record changes no build's outcome.
+	ws.rec = h.newRecorder(ws.invocation, req.Pipeline, started)
+	ws.rec.admitted(adm)
+	defer func() {
+		if rerr := ws.rec.finish(ctx, ws.work, adm.out, err); rerr != nil {
+			log.printf("warning: the build's history in %s is incomplete: %v", ws.rec.dir, rerr)
+		}
+	}()
 	src, err := h.source(ctx, req.Source, adm, ws, log)
 	if err != nil {
 		return nil, err
 	}
+	ws.rec.source(src.Descriptor().URI, src.Descriptor().Digest)
 	in, err := h.dependencies(ctx, adm, ws, src, log)
 	if err != nil {
 		log.printf("build failed: nothing was signed and %s was left as it was", req.Out)
@@ -242,6 +252,7 @@ type workspace struct {
 	work       string // temporary directory: the source snapshot, task directories, verified outputs, logs
 	staging    string // beside --out; "" until the source is taken
 	run        *runLock
+	rec        *recorder // the build's history entry
 }
 
 // openWork creates the build's work directory and its locked run record.
@@ -316,7 +327,7 @@ func (h Home) run(ctx context.Context, adm *admission, ws *workspace, src *sourc
 	}
 	b := &build{
 		p: adm.p, params: adm.params, src: src, deps: in, rootfs: rootfs, runtime: adm.runtime, work: ws.work,
-		invocation: ws.invocation, lease: uid, log: log, maxOutput: adm.cfg.MaxOutputBytes,
+		invocation: ws.invocation, lease: uid, log: log, maxOutput: adm.cfg.MaxOutputBytes, rec: ws.rec,
 		verified: map[string][]Output{}, logs: map[string]string{},
 		runtimeName: adm.cfg.Runtime, isolation: map[string]provenance.TaskIsolation{},
 	}
@@ -545,7 +556,8 @@ type build struct {
 	invocation string
 	lease      *taskUID // the host uid and gid the steps run as (lease.id), with the build's cgroup and limits (uid.go)
 	log        *lineLog
-	maxOutput  int64 // bytes of outputs one task may produce
+	maxOutput  int64     // bytes of outputs one task may produce
+	rec        *recorder // the build's history entry; nil in tests that run tasks alone
 
 	mu       sync.Mutex
 	verified map[string][]Output // task -> its outputs, hashed by us
@@ -585,7 +597,10 @@ func (b *build) run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return
 			}
-			if err := b.runTask(ctx, t); err != nil {
+			started := time.Now()
+			err := b.runTask(ctx, t)
+			b.rec.taskDone(t.Name, time.Since(started), err)
+			if err != nil {
 				errMu.Lock()
 				if firstErr == nil {
 					firstErr = err
@@ -758,8 +773,13 @@ func (b *build) runSteps(taskCtx context.Context, ctr Container, t *pipeline.Tas
 	var logged int64 // bytes of this task's log, over all its steps
 	for _, s := range t.Steps {
 		w := b.log.prefixed(fmt.Sprintf("[%s/%s] ", t.Name, s.Name), logFile, &logged)
+		logStart, stepStart := logged, time.Now()
 		code, err := ctr.Exec(taskCtx, []string{"/bin/sh", "-e", "-c", s.Run}, w)
 		w.Flush()
+		if err != nil {
+			code = -1
+		}
+		b.rec.step(t.Name, s.Name, code, time.Since(stepStart), logStart, logged)
 		switch {
 		case errors.Is(err, sandbox.ErrKilled) && errors.Is(taskCtx.Err(), context.DeadlineExceeded):
 			return &TaskError{Task: t.Name, Step: s.Name, ExitCode: -1, Reason: fmt.Sprintf("timed out after %s (the task's timeout); the container was killed", t.Timeout)}

@@ -94,6 +94,7 @@ func (w *prefixWriter) emit(line []byte) {
 			note := []byte(fmt.Sprintf("%s[ssf] log truncated at %d bytes; the step's further output is discarded\n", w.prefix, maxTaskLog))
 			w.log.write(note)
 			w.file.Write(note)
+			*w.written += int64(len(note)) // the history's per-step offsets count every byte of the log
 		}
 		return
 	}

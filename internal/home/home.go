@@ -7,6 +7,7 @@
 //	cache/deps/             downloaded dependencies, named by their pins (go.sum h1, npm sha512, sha256)
 //	runc/                   the OCI runtime's state
 //	runs/<invocation>.json  a locked record of each running build
+//	builds/<invocation>/    the history of each build: build.json, its task logs, and (on success) its bundles (0700)
 //	registry/               the embedded registry's blobs, repositories and users
 //
 // State shared by every factory home on a host (uid leases, task slots) lives under /run/ssf instead, so that two
@@ -65,6 +66,9 @@ func (l Layout) RuntimeState() string { return filepath.Join(l.Dir, "runc") }
 
 // Runs holds the locked records of running builds.
 func (l Layout) Runs() string { return filepath.Join(l.Dir, "runs") }
+
+// Builds holds the history of every build, one directory per invocation id, readable only by the factory's owner.
+func (l Layout) Builds() string { return filepath.Join(l.Dir, "builds") }
 
 // Registry is the embedded registry's storage.
 func (l Layout) Registry() string { return filepath.Join(l.Dir, "registry") }

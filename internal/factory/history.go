@@ -1,0 +1,390 @@
+package factory
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ssf-dev/ssf/internal/durable"
+)
+
+// BuildRecord is a build's history entry, $SSF_HOME/builds/<id>/build.json. It is written by the control plane
+// only (never by a step), first when the build starts (status "running", so a build killed outright still shows)
+// and again when it ends.
+type BuildRecord struct {
+	ID             string            `json:"id"`
+	Status         string            `json:"status"` // running, succeeded, failed or interrupted
+	Error          string            `json:"error,omitempty"`
+	PipelineName   string            `json:"pipelineName,omitempty"`
+	PipelinePath   string            `json:"pipelinePath"`
+	PipelineDigest string            `json:"pipelineDigest,omitempty"`
+	Params         map[string]string `json:"params,omitempty"`
+	SourceURI      string            `json:"sourceUri,omitempty"`
+	SourceDigest   map[string]string `json:"sourceDigest,omitempty"`
+	Builder        string            `json:"builder,omitempty"`
+	Out            string            `json:"out,omitempty"`
+	StartedAt      time.Time         `json:"startedAt"`
+	FinishedAt     *time.Time        `json:"finishedAt,omitempty"`
+	DurationMs     int64             `json:"durationMs"`
+	Tasks          []TaskRecord      `json:"tasks"`
+	Bundles        []string          `json:"bundles,omitempty"` // names under bundles/, on success
+}
+
+// TaskRecord is one task of a recorded build.
+type TaskRecord struct {
+	Name       string       `json:"name"`
+	Status     string       `json:"status"` // not-run, running, succeeded or failed
+	ExitCode   *int         `json:"exitCode,omitempty"`
+	DurationMs int64        `json:"durationMs"`
+	Log        string       `json:"log,omitempty"` // relative to the build's directory
+	Steps      []StepRecord `json:"steps,omitempty"`
+}
+
+// StepRecord is one step that ran. Its lines are bytes [LogStart, LogEnd) of its task's log.
+type StepRecord struct {
+	Name       string `json:"name"`
+	ExitCode   int    `json:"exitCode"` // -1 when the step did not exit by itself
+	DurationMs int64  `json:"durationMs"`
+	LogStart   int64  `json:"logStart"`
+	LogEnd     int64  `json:"logEnd"`
+}
+
+// Build statuses.
+const (
+	StatusRunning     = "running"
+	StatusSucceeded   = "succeeded"
+	StatusFailed      = "failed"
+	StatusInterrupted = "interrupted"
+)
+
+// recorder keeps a build's history entry as the stages feed it. A failure to record never fails the build: the
+// first one is kept and reported once, by finish.
+type recorder struct {
+	dir string // $SSF_HOME/builds/<id>
+
+	mu  sync.Mutex
+	rec BuildRecord
+	err error
+}
+
+// newRecorder creates the build's history directory (0700: logs may hold what a build printed) and writes its
+// first record.
+func (h Home) newRecorder(id, pipelinePath string, started time.Time) *recorder {
+	r := &recorder{dir: filepath.Join(h.layout().Builds(), id), rec: BuildRecord{
+		ID: id, Status: StatusRunning, PipelinePath: pipelinePath, StartedAt: started, Tasks: []TaskRecord{},
+	}}
+	if err := durable.MkdirAll(h.layout().Builds(), 0o700); err != nil {
+		r.err = err
+	} else if err := os.Mkdir(r.dir, 0o700); err != nil {
+		r.err = err
+	} else {
+		r.err = r.save()
+	}
+	return r
+}
+
+// save writes build.json, replacing the one before, crash-safe. The caller holds mu or owns r alone.
+func (r *recorder) save() error {
+	data, err := json.MarshalIndent(r.rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	return durable.Replace(filepath.Join(r.dir, "build.json"), append(data, '\n'), 0o600)
+}
+
+// admitted records what was admitted: the pipeline, its params and builder, and its tasks (none run yet).
+func (r *recorder) admitted(adm *admission) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rec.PipelineName, r.rec.PipelineDigest = adm.p.Name, string(adm.p.Digest)
+	r.rec.Params, r.rec.Builder, r.rec.Out = adm.params, adm.p.Builder, adm.out
+	for _, t := range adm.p.Order() {
+		r.rec.Tasks = append(r.rec.Tasks, TaskRecord{Name: t.Name, Status: "not-run"})
+	}
+}
+
+// source records the source that was taken.
+func (r *recorder) source(uri string, digest map[string]string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rec.SourceURI, r.rec.SourceDigest = uri, digest
+}
+
+func (r *recorder) task(name string) *TaskRecord {
+	for i := range r.rec.Tasks {
+		if r.rec.Tasks[i].Name == name {
+			return &r.rec.Tasks[i]
+		}
+	}
+	r.rec.Tasks = append(r.rec.Tasks, TaskRecord{Name: name})
+	return &r.rec.Tasks[len(r.rec.Tasks)-1]
+}
+
+// step records a step that ran: its exit code, how long it took, and where its lines are in the task's log.
+func (r *recorder) step(task, step string, code int, d time.Duration, logStart, logEnd int64) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.task(task)
+	t.Status = StatusRunning
+	t.Steps = append(t.Steps, StepRecord{Name: step, ExitCode: code, DurationMs: d.Milliseconds(), LogStart: logStart, LogEnd: logEnd})
+}
+
+// taskDone records how a task that was started ended, and the log it wrote (copied by finish).
+func (r *recorder) taskDone(task string, d time.Duration, err error) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.task(task)
+	t.DurationMs = d.Milliseconds()
+	t.Status = StatusSucceeded
+	if err != nil {
+		t.Status = StatusFailed
+		if te := (*TaskError)(nil); errors.As(err, &te) {
+			code := te.ExitCode
+			t.ExitCode = &code
+		}
+	} else {
+		zero := 0
+		t.ExitCode = &zero
+	}
+}
+
+// finish copies the task logs from work/logs and, on success, the bundles from out/attestations, and writes the
+// final record. It returns the first error met while recording, for the caller to report; it never changes the
+// build's outcome.
+func (r *recorder) finish(ctx context.Context, work, out string, buildErr error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil && r.rec.Status == StatusRunning && !dirExists(r.dir) {
+		return r.err // nothing to write into
+	}
+	now := time.Now().UTC()
+	r.rec.FinishedAt = &now
+	r.rec.DurationMs = now.Sub(r.rec.StartedAt).Milliseconds()
+	switch {
+	case buildErr == nil:
+		r.rec.Status = StatusSucceeded
+	case errors.Is(buildErr, context.Canceled) || ctx.Err() != nil:
+		r.rec.Status, r.rec.Error = StatusInterrupted, buildErr.Error()
+	default:
+		r.rec.Status, r.rec.Error = StatusFailed, buildErr.Error()
+	}
+	keep := func(err error) {
+		if r.err == nil && err != nil {
+			r.err = err
+		}
+	}
+	for i := range r.rec.Tasks {
+		t := &r.rec.Tasks[i]
+		if t.Status == StatusRunning { // started, but its end was never recorded
+			t.Status = StatusFailed
+		}
+		from := filepath.Join(work, "logs", t.Name+".log")
+		if _, err := os.Lstat(from); err != nil {
+			continue // the task never started
+		}
+		if err := durable.MkdirAll(filepath.Join(r.dir, "logs"), 0o700); err != nil {
+			keep(err)
+			break
+		}
+		rel := "logs/" + t.Name + ".log"
+		if err := durable.LinkNew(from, filepath.Join(r.dir, rel)); err != nil {
+			keep(fmt.Errorf("copying the log of task %q: %w", t.Name, err))
+			continue
+		}
+		t.Log = rel
+	}
+	if buildErr == nil {
+		keep(r.copyBundles(filepath.Join(out, "attestations")))
+	}
+	keep(r.save())
+	return r.err
+}
+
+// copyBundles copies the signed bundles (provenance and SBOMs) of a published build; they are small, and copied
+// rather than linked, so nothing done to --out later changes the history.
+func (r *recorder) copyBundles(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".sigstore.json") {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := durable.MkdirAll(filepath.Join(r.dir, "bundles"), 0o700); err != nil {
+			return err
+		}
+		if err := durable.WriteNew(filepath.Join(r.dir, "bundles", e.Name()), data, 0o600); err != nil {
+			return err
+		}
+		r.rec.Bundles = append(r.rec.Bundles, e.Name())
+	}
+	return nil
+}
+
+func dirExists(dir string) bool {
+	fi, err := os.Stat(dir)
+	return err == nil && fi.IsDir()
+}
+
+// ErrNoBuild is a build id (or prefix) that names no recorded build.
+var ErrNoBuild = errors.New("no such build")
+
+// buildIDPrefix is what a build id or a prefix of one may look like: it must not name a path.
+var buildIDPrefix = regexp.MustCompile(`^[0-9a-f-]{1,36}$`)
+
+// Builds returns the recorded builds, newest first. Directories without a readable build.json are skipped.
+func (h Home) Builds() ([]BuildRecord, error) {
+	entries, err := os.ReadDir(h.layout().Builds())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("reading the build history: %w", err)
+	}
+	var recs []BuildRecord
+	for _, e := range entries {
+		if !e.IsDir() || !buildIDPrefix.MatchString(e.Name()) {
+			continue
+		}
+		rec, err := h.readRecord(e.Name())
+		if err != nil {
+			continue
+		}
+		if rec.Status == StatusRunning && !h.runLocked(rec.ID) {
+			// Killed outright (kill -9, a crash): its record was never finished, and no build runs under its id.
+			rec.Status = StatusInterrupted
+		}
+		recs = append(recs, rec)
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].StartedAt.After(recs[j].StartedAt) })
+	return recs, nil
+}
+
+// runLocked reports whether the build id still has a run record (leftovers.go): it is running, or it was killed
+// and no later build has swept up after it yet.
+func (h Home) runLocked(id string) bool {
+	_, err := os.Lstat(filepath.Join(h.runsDir(), id+".json"))
+	return err == nil
+}
+
+func (h Home) readRecord(id string) (BuildRecord, error) {
+	var rec BuildRecord
+	data, err := os.ReadFile(filepath.Join(h.layout().Builds(), id, "build.json"))
+	if err != nil {
+		return rec, err
+	}
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return rec, fmt.Errorf("reading build %s: %w", id, err)
+	}
+	return rec, nil
+}
+
+// FindBuild returns the build whose id is id or starts with it. An id that is malformed, matches nothing or
+// matches several builds is an *InputError.
+func (h Home) FindBuild(id string) (BuildRecord, error) {
+	if !buildIDPrefix.MatchString(id) {
+		return BuildRecord{}, inputErrorf("build id %q: want a build id or a prefix of one (hex digits and dashes; `ssf builds list` shows them)", id)
+	}
+	recs, err := h.Builds()
+	if err != nil {
+		return BuildRecord{}, err
+	}
+	var found []BuildRecord
+	for _, r := range recs {
+		if strings.HasPrefix(r.ID, id) {
+			found = append(found, r)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return BuildRecord{}, &InputError{Err: fmt.Errorf("build %q: %w (`ssf builds list` shows the recorded builds)", id, ErrNoBuild)}
+	case 1:
+		return found[0], nil
+	}
+	return BuildRecord{}, inputErrorf("build id %q is ambiguous: it starts %d builds (%s, %s, ...); give more of it", id, len(found), found[0].ID, found[1].ID)
+}
+
+// BuildLog returns the stored log of a task of a build, or of one of its steps when step is not empty.
+func (h Home) BuildLog(rec BuildRecord, task, step string) ([]byte, error) {
+	var t *TaskRecord
+	for i := range rec.Tasks {
+		if rec.Tasks[i].Name == task {
+			t = &rec.Tasks[i]
+		}
+	}
+	if t == nil {
+		names := make([]string, len(rec.Tasks))
+		for i, t := range rec.Tasks {
+			names[i] = t.Name
+		}
+		return nil, inputErrorf("build %s has no task %q (its tasks: %s)", rec.ID, task, strings.Join(names, ", "))
+	}
+	if t.Log == "" {
+		return nil, inputErrorf("task %q of build %s has no log: it never started", task, rec.ID)
+	}
+	data, err := os.ReadFile(filepath.Join(h.layout().Builds(), rec.ID, filepath.FromSlash(t.Log)))
+	if err != nil {
+		return nil, fmt.Errorf("reading the log of task %q of build %s: %w", task, rec.ID, err)
+	}
+	if step == "" {
+		return data, nil
+	}
+	var names []string
+	for _, s := range t.Steps {
+		if s.Name == step {
+			if s.LogStart < 0 || s.LogStart > s.LogEnd || s.LogEnd > int64(len(data)) {
+				return nil, fmt.Errorf("the record of build %s names bytes %d-%d of a %d-byte log", rec.ID, s.LogStart, s.LogEnd, len(data))
+			}
+			return data[s.LogStart:s.LogEnd], nil
+		}
+		names = append(names, s.Name)
+	}
+	return nil, inputErrorf("task %q of build %s ran no step %q (steps that ran: %s)", task, rec.ID, step, strings.Join(names, ", "))
+}
+
+// PruneBuilds removes all but the newest keep recorded builds (and directories without a readable record), and
+// returns the ids it removed. A build still running is never removed.
+func (h Home) PruneBuilds(keep int) ([]string, error) {
+	if keep < 0 {
+		return nil, inputErrorf("--keep %d: want 0 or more", keep)
+	}
+	recs, err := h.Builds()
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for i, r := range recs {
+		if i < keep || r.Status == StatusRunning && h.runLocked(r.ID) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(h.layout().Builds(), r.ID)); err != nil {
+			return removed, fmt.Errorf("removing build %s: %w", r.ID, err)
+		}
+		removed = append(removed, r.ID)
+	}
+	if len(removed) > 0 {
+		if err := durable.SyncDir(h.layout().Builds()); err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
+}

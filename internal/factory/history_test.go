@@ -1,0 +1,175 @@
+package factory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// fakeWork makes a build work directory holding the given task logs, as runTask leaves them.
+func fakeWork(t *testing.T, logs map[string]string) string {
+	t.Helper()
+	work := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(work, "logs"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for task, data := range logs {
+		if err := os.WriteFile(filepath.Join(work, "logs", task+".log"), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return work
+}
+
+func TestRecorderFailedBuild(t *testing.T) {
+	h := Home{Dir: t.TempDir()}
+	id := newInvocationID()
+	r := h.newRecorder(id, "/p/ssf.yaml", time.Now().UTC())
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	run, err := h.lockRun(runRecord{Invocation: id, Work: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer run.release()
+	// While it runs, the record says so.
+	if rec, err := h.FindBuild(id[:8]); err != nil || rec.Status != StatusRunning {
+		t.Fatalf("FindBuild while running = %+v, %v; want status running", rec, err)
+	}
+	r.source("file:///p", map[string]string{"sha256": "ab"})
+	first, second := "[build/one] hello\n", "[build/two] oops\n"
+	r.step("build", "one", 0, time.Second, 0, int64(len(first)))
+	r.step("build", "two", 3, time.Second, int64(len(first)), int64(len(first+second)))
+	buildErr := &TaskError{Task: "build", Step: "two", ExitCode: 3, Reason: "exit code 3"}
+	r.taskDone("build", 2*time.Second, buildErr)
+	work := fakeWork(t, map[string]string{"build": first + second})
+	if err := r.finish(context.Background(), work, "", buildErr); err != nil {
+		t.Fatal(err)
+	}
+
+	run.release()
+	fi, err := os.Stat(filepath.Join(h.Dir, "builds", id))
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("history directory: %v, %v; want mode 0700", fi, err)
+	}
+	rec, err := h.FindBuild(id[:8])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Status != StatusFailed || rec.Error != buildErr.Error() || rec.SourceURI != "file:///p" || rec.FinishedAt == nil {
+		t.Fatalf("record = %+v", rec)
+	}
+	task := rec.Tasks[0]
+	if task.Status != StatusFailed || task.ExitCode == nil || *task.ExitCode != 3 || len(task.Steps) != 2 || task.Steps[1].ExitCode != 3 {
+		t.Fatalf("task record = %+v", task)
+	}
+	for step, want := range map[string]string{"": first + second, "one": first, "two": second} {
+		got, err := h.BuildLog(rec, "build", step)
+		if err != nil || string(got) != want {
+			t.Errorf("BuildLog(step %q) = %q, %v; want %q", step, got, err, want)
+		}
+	}
+	var ie *InputError
+	if _, err := h.BuildLog(rec, "nope", ""); !errors.As(err, &ie) {
+		t.Errorf("BuildLog of an unknown task: %v; want an InputError", err)
+	}
+	if _, err := h.BuildLog(rec, "build", "three"); !errors.As(err, &ie) {
+		t.Errorf("BuildLog of an unknown step: %v; want an InputError", err)
+	}
+}
+
+func TestRecorderStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"succeeded", nil, StatusSucceeded},
+		{"failed", errors.New("boom"), StatusFailed},
+		{"interrupted", fmt.Errorf("running: %w", context.Canceled), StatusInterrupted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := Home{Dir: t.TempDir()}
+			id := newInvocationID()
+			r := h.newRecorder(id, "ssf.yaml", time.Now().UTC())
+			out := t.TempDir()
+			os.MkdirAll(filepath.Join(out, "attestations"), 0o755)
+			os.WriteFile(filepath.Join(out, "attestations", "provenance.sigstore.json"), []byte("{}"), 0o644)
+			if err := r.finish(context.Background(), fakeWork(t, nil), out, tc.err); err != nil {
+				t.Fatal(err)
+			}
+			rec, err := h.FindBuild(id)
+			if err != nil || rec.Status != tc.want {
+				t.Fatalf("status = %q, %v; want %q", rec.Status, err, tc.want)
+			}
+			_, err = os.Stat(filepath.Join(h.Dir, "builds", id, "bundles", "provenance.sigstore.json"))
+			if (err == nil) != (tc.err == nil) {
+				t.Errorf("bundle copied: %v; want it copied only on success", err)
+			}
+		})
+	}
+}
+
+// A build killed outright leaves a record saying "running" and no run record: it is listed as interrupted.
+func TestKilledBuildListedInterrupted(t *testing.T) {
+	h := Home{Dir: t.TempDir()}
+	h.newRecorder(newInvocationID(), "ssf.yaml", time.Now().UTC())
+	recs, err := h.Builds()
+	if err != nil || len(recs) != 1 || recs[0].Status != StatusInterrupted {
+		t.Fatalf("Builds = %+v, %v; want one interrupted", recs, err)
+	}
+}
+
+// Failing to record is reported by finish, never a panic, and leaves the build's own error alone.
+func TestRecorderCannotWrite(t *testing.T) {
+	h := Home{Dir: t.TempDir()}
+	if err := os.WriteFile(filepath.Join(h.Dir, "builds"), nil, 0o600); err != nil { // a file where the directory goes
+		t.Fatal(err)
+	}
+	r := h.newRecorder(newInvocationID(), "ssf.yaml", time.Now().UTC())
+	r.step("t", "s", 0, time.Second, 0, 0)
+	r.taskDone("t", time.Second, nil)
+	if err := r.finish(context.Background(), fakeWork(t, nil), "", nil); err == nil {
+		t.Fatal("finish succeeded with nowhere to write")
+	}
+}
+
+func TestFindAndPruneBuilds(t *testing.T) {
+	h := Home{Dir: t.TempDir()}
+	start := time.Now().UTC()
+	var ids []string // oldest first
+	for i := range 4 {
+		id := newInvocationID()
+		r := h.newRecorder(id, "ssf.yaml", start.Add(time.Duration(i)*time.Minute))
+		if err := r.finish(context.Background(), fakeWork(t, nil), "", errors.New("failed")); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	recs, err := h.Builds()
+	if err != nil || len(recs) != 4 || recs[0].ID != ids[3] || recs[3].ID != ids[0] {
+		t.Fatalf("Builds = %+v, %v; want newest first", recs, err)
+	}
+	var ie *InputError
+	for _, bad := range []string{"../x", "", "ZZ", ids[0] + "0"} {
+		if _, err := h.FindBuild(bad); !errors.As(err, &ie) {
+			t.Errorf("FindBuild(%q) = %v; want an InputError", bad, err)
+		}
+	}
+	removed, err := h.PruneBuilds(2)
+	if err != nil || len(removed) != 2 {
+		t.Fatalf("PruneBuilds(2) = %v, %v", removed, err)
+	}
+	recs, _ = h.Builds()
+	if len(recs) != 2 || recs[0].ID != ids[3] || recs[1].ID != ids[2] {
+		t.Fatalf("after prune: %+v; want the two newest", recs)
+	}
+	if _, err := h.PruneBuilds(-1); !errors.As(err, &ie) {
+		t.Errorf("PruneBuilds(-1) = %v; want an InputError", err)
+	}
+}
