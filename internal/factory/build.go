@@ -134,6 +134,8 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (_ *BuildResult, err 
 	defer func() {
 		if rerr := ws.rec.finish(ctx, ws.work, adm.out, err); rerr != nil {
 			log.printf("warning: the build's history in %s is incomplete: %v", ws.rec.dir, rerr)
+		} else if err != nil {
+			log.printf("build %s recorded: `ssf builds show %s` and `ssf logs %s` tell what happened", ws.invocation, ws.invocation[:8], ws.invocation[:8])
 		}
 	}()
 	src, err := h.source(ctx, req.Source, adm, ws, log)
