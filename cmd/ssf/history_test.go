@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ssf-dev/ssf/internal/factory"
@@ -112,5 +114,25 @@ func TestBuildHistory(t *testing.T) {
 	var doc struct{ Builds []factory.BuildRecord }
 	if err := json.Unmarshal([]byte(after.stdout), &doc); err != nil || len(doc.Builds) != 1 || doc.Builds[0].ID != failed.ID {
 		t.Fatalf("after prune --keep 1: %v\n%s", err, after.stdout)
+	}
+}
+
+// An interrupted build (Ctrl-C) is recorded as interrupted, with what its step printed before.
+func TestInterruptedBuildIsRecorded(t *testing.T) {
+	p, cmd, stderr := startBlockedBuild(t)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	if err := cmd.Wait(); err == nil {
+		t.Fatal("an interrupted build exited 0")
+	}
+	rec := recordOf(t, p)
+	if rec.Status != factory.StatusInterrupted || len(rec.Tasks) != 1 || rec.Tasks[0].Status != factory.StatusFailed {
+		t.Fatalf("interrupted build recorded as %+v", rec)
+	}
+	logs := ssf(t, p.tmp, "logs", rec.ID, "--task", "wait", "--step", "block")
+	if logs.code != 0 || logs.stdout != "[wait/block] started\n" {
+		t.Fatalf("logs of the interrupted step: exit %d %q %s", logs.code, logs.stdout, logs.stderr)
 	}
 }
