@@ -11,6 +11,10 @@
 // The interfaces are the factory's own and exist for real alternatives: crun, runsc or Kubernetes Pods for the
 // Runtime, a per-task certificate signer for the Attestor; a transparency Log and a Policy will join them.
 //
+// Every build that gets past admission is recorded in the build history ($SSF_HOME/builds/<id>, history.go) by
+// a recorder the stages feed and Build finishes last: build.json, each task's log, and the bundles of a build that
+// succeeded. Recording is best effort: a failure to record is a warning, never a failed build.
+//
 // # What it must never do
 //
 // It must never mount the factory's state (keys, config, image store) into a task, nor let it reach a task under
@@ -18,5 +22,7 @@
 // rather than what the control plane observed or set (only the output bytes come from the build; how a task was
 // isolated is read back from the runtime spec the control plane wrote); record a builder name the factory never
 // gave the pinned digest; follow a symlink out of a task's outputs; sign anything for a failed build; or leave a
-// partial output directory, even after a crash (everything staged is synced before the rename that publishes it).
+// partial output directory, even after a crash (everything staged is synced before the rename that publishes it);
+// let a step write the build history (only the control plane writes it, from its own copies, in a 0700 directory),
+// or fail a build because recording it failed.
 package factory
