@@ -9,6 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // The structs below are docs/cli-json.md written as Go: decoding refuses any field they do not name, so a field
@@ -279,5 +285,50 @@ func TestOutputJSONBuildFailure(t *testing.T) {
 	}
 	if bytes.Contains([]byte(r.stdout), []byte("referrer    ")) {
 		t.Errorf("text output leaked into the JSON:\n%s", r.stdout)
+	}
+}
+
+// TestOutputJSONPublishImage: an image output appears in publish's images map and its tags, as the text shows.
+func TestOutputJSONPublishImage(t *testing.T) {
+	p := newProject(t, `
+    - name: pack
+      steps:
+        - name: copy
+          run: cp image.tar "$SSF_OUTPUTS/image.tar"
+      outputs: [image.tar]
+`)
+	img, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img = mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON)
+	digest, _ := img.Digest()
+	lp, err := layout.Write(t.TempDir(), empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	p.write()
+	p.addTarOf("image.tar", string(lp))
+	reg := startRegistry(t)
+	args := []string{"build", "-f", p.pipeline, "--source", p.src, "--out", p.out, "--publish", reg.host + "/team/image:v1", "--output", "json"}
+	r := ssfEnv(t, p.tmp, reg.env(true), args...)
+	if r.code != 0 {
+		t.Fatalf("build --publish --output json: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var b buildDoc
+	decodeOne(t, r.stdout, &b)
+	imageRef := reg.host + "/team/image@" + digest.String()
+	if b.Publish == nil || b.Publish.Images["image.tar"] != imageRef || len(b.Publish.Images) != 1 {
+		t.Fatalf("publish = %+v, want images {image.tar: %s}", b.Publish, imageRef)
+	}
+	tags := map[string]string{}
+	for _, tg := range b.Publish.Tags {
+		tags[tg.Tag] = tg.Ref
+	}
+	if tags[reg.host+"/team/image:v1"] != imageRef || tags[reg.host+"/team/image:v1.files"] != b.Publish.Artifact {
+		t.Errorf("tags = %v, want v1 on the image and v1.files on the artifact %s", tags, b.Publish.Artifact)
 	}
 }
