@@ -64,6 +64,7 @@ const (
 	StatusSucceeded   = "succeeded"
 	StatusFailed      = "failed"
 	StatusInterrupted = "interrupted"
+	StatusUnreadable  = "unreadable" // listed only: its build.json could not be read (Error says why)
 )
 
 // recorder keeps a build's history entry as the stages feed it. A failure to record never fails the build: the
@@ -252,7 +253,9 @@ var ErrNoBuild = errors.New("no such build")
 // buildIDPrefix is what a build id or a prefix of one may look like: it must not name a path.
 var buildIDPrefix = regexp.MustCompile(`^[0-9a-f-]{1,36}$`)
 
-// Builds returns the recorded builds, newest first. Directories without a readable build.json are skipped.
+// Builds returns the recorded builds, newest first. A directory whose build.json cannot be read (torn by a crash
+// or a full disk, or edited) is listed with status "unreadable" and the reason in Error, or "running" while its
+// build still holds its run record (its first record is being written).
 func (h Home) Builds() ([]BuildRecord, error) {
 	entries, err := os.ReadDir(h.layout().Builds())
 	if errors.Is(err, fs.ErrNotExist) {
@@ -267,7 +270,15 @@ func (h Home) Builds() ([]BuildRecord, error) {
 		}
 		rec, err := h.readRecord(e.Name())
 		if err != nil {
-			continue
+			// Listed, not hidden: `ssf builds show` says why, and prune can remove it. Its id is its directory's
+			// name, never what the unreadable file says.
+			rec = BuildRecord{ID: e.Name(), Status: StatusUnreadable, Error: err.Error(), Tasks: []TaskRecord{}}
+			if fi, ierr := e.Info(); ierr == nil {
+				rec.StartedAt = fi.ModTime().UTC()
+			}
+			if h.runLocked(e.Name()) {
+				rec.Status = StatusRunning // its first record is being written
+			}
 		}
 		if rec.Status == StatusRunning && !h.runLocked(rec.ID) {
 			// Killed outright (kill -9, a crash): its record was never finished, and no build runs under its id.
@@ -293,7 +304,12 @@ func (h Home) readRecord(id string) (BuildRecord, error) {
 		return rec, err
 	}
 	if err := json.Unmarshal(data, &rec); err != nil {
-		return rec, fmt.Errorf("reading build %s: %w", id, err)
+		return rec, fmt.Errorf("reading the record of build %s: %w (`ssf builds prune` removes it)", id, err)
+	}
+	// The id names the directory prune removes and the logs read: it must be the directory's own name, so that a
+	// corrupt record ("null" has an empty id) or a forged one ("../..") cannot steer a path out of it.
+	if rec.ID != id {
+		return BuildRecord{}, fmt.Errorf("reading the record of build %s: it names build %q (`ssf builds prune` removes it)", id, rec.ID)
 	}
 	return rec, nil
 }
@@ -373,7 +389,7 @@ func (h Home) PruneBuilds(keep int) ([]string, error) {
 	}
 	var removed []string
 	for i, r := range recs {
-		if i < keep || r.Status == StatusRunning && h.runLocked(r.ID) {
+		if i < keep || h.runLocked(r.ID) || !buildIDPrefix.MatchString(r.ID) {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(h.layout().Builds(), r.ID)); err != nil {

@@ -173,3 +173,68 @@ func TestFindAndPruneBuilds(t *testing.T) {
 		t.Errorf("PruneBuilds(-1) = %v; want an InputError", err)
 	}
 }
+
+// A record whose id is not its directory's name (a corrupt or hand-edited build.json: "null", "{}", or an id of
+// "../..") must never steer a path: prune once removed the whole history, running builds included, for an empty
+// id. An unreadable record is listed as such, and prune removes it.
+func TestCorruptRecordsListedAndPrunedSafely(t *testing.T) {
+	h := Home{Dir: t.TempDir()}
+	good := newInvocationID()
+	r := h.newRecorder(good, "ssf.yaml", time.Now().UTC())
+	if err := r.finish(context.Background(), fakeWork(t, nil), "", errors.New("failed")); err != nil {
+		t.Fatal(err)
+	}
+	running := newInvocationID()
+	h.newRecorder(running, "ssf.yaml", time.Now().UTC())
+	if err := os.MkdirAll(h.runsDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(h.runsDir(), running+".json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := map[string]string{"null": "null\n", "empty-object": "{}\n", "torn": `{"id": "`, "dotdot": `{"id": "../.."}`}
+	badIDs := map[string]string{}
+	for name, body := range bad {
+		id := newInvocationID()
+		badIDs[id] = name
+		if err := os.MkdirAll(filepath.Join(h.layout().Builds(), id), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(h.layout().Builds(), id, "build.json"), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := h.Builds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unreadable := 0
+	for _, rec := range recs {
+		if _, ok := badIDs[rec.ID]; ok {
+			if rec.Status != StatusUnreadable || rec.Error == "" {
+				t.Errorf("record %s (%s) = %+v; want status %q with the reason", rec.ID, badIDs[rec.ID], rec, StatusUnreadable)
+			}
+			unreadable++
+		}
+	}
+	if unreadable != len(bad) {
+		t.Errorf("Builds listed %d of %d unreadable records: %+v", unreadable, len(bad), recs)
+	}
+	if _, err := h.PruneBuilds(0); err != nil {
+		t.Fatalf("PruneBuilds(0): %v", err)
+	}
+	if !dirExists(filepath.Join(h.layout().Builds(), running)) {
+		t.Fatal("prune removed the directory of a running build")
+	}
+	for id, name := range badIDs {
+		if dirExists(filepath.Join(h.layout().Builds(), id)) {
+			t.Errorf("prune kept the unreadable record %s (%s)", id, name)
+		}
+	}
+	if dirExists(filepath.Join(h.layout().Builds(), good)) {
+		t.Error("prune --keep 0 kept a finished build")
+	}
+	if !dirExists(h.Dir) {
+		t.Fatal("prune removed the factory home")
+	}
+}
