@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -48,11 +49,18 @@ func wantsJSON(cmd *cobra.Command) bool {
 }
 
 // writeJSON prints v as the command's one JSON document: a single object on one line, newline-terminated.
-// HTML escaping is off: "<none>" must stay readable to people who look at it.
+// HTML escaping is off: "<none>" must stay readable to people who look at it. Strings can hold what a registry,
+// a dependency server or a build record said, and encoding/json leaves C1 controls (U+009B is CSI to xterm) and
+// bidi overrides raw: terminalSafeJSON escapes them, so the document decodes to the same values and a terminal
+// showing it acts on nothing.
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("writing the JSON result: %w", err)
+	}
+	if _, err := w.Write(terminalSafeJSON(buf.Bytes())); err != nil {
 		return fmt.Errorf("writing the JSON result: %w", err)
 	}
 	return nil

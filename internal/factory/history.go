@@ -388,8 +388,13 @@ func (h Home) PruneBuilds(keep int) ([]string, error) {
 		return nil, err
 	}
 	var removed []string
-	for i, r := range recs {
-		if i < keep || h.runLocked(r.ID) || !buildIDPrefix.MatchString(r.ID) {
+	kept := 0
+	for _, r := range recs {
+		if h.runLocked(r.ID) || !buildIDPrefix.MatchString(r.ID) {
+			continue
+		}
+		if r.Status != StatusUnreadable && kept < keep {
+			kept++
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(h.layout().Builds(), r.ID)); err != nil {
