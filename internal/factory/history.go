@@ -18,8 +18,9 @@ import (
 )
 
 // BuildRecord is a build's history entry, $SSF_HOME/builds/<id>/build.json. It is written by the control plane
-// only (never by a step), first when the build starts (status "running", so a build killed outright still shows)
-// and again when it ends.
+// only (never by a step), each time replaced whole and durably: when the build starts (status "running", so a
+// build killed outright still shows), when it is admitted, its source taken, and each step and task ends, and
+// when it ends.
 type BuildRecord struct {
 	ID             string            `json:"id"`
 	Status         string            `json:"status"` // running, succeeded, failed or interrupted
@@ -102,6 +103,15 @@ func (r *recorder) save() error {
 	return durable.Replace(filepath.Join(r.dir, "build.json"), append(data, '\n'), 0o600)
 }
 
+// checkpoint writes the record as it stands, so that a build killed outright (kill -9, a power cut) still shows
+// what it was, which tasks and steps ran and how they ended. Nothing is written once recording has failed. The
+// caller holds mu.
+func (r *recorder) checkpoint() {
+	if r.err == nil {
+		r.err = r.save()
+	}
+}
+
 // admitted records what was admitted: the pipeline, its params and builder, and its tasks (none run yet).
 func (r *recorder) admitted(adm *admission) {
 	r.mu.Lock()
@@ -111,6 +121,7 @@ func (r *recorder) admitted(adm *admission) {
 	for _, t := range adm.p.Order() {
 		r.rec.Tasks = append(r.rec.Tasks, TaskRecord{Name: t.Name, Status: "not-run"})
 	}
+	r.checkpoint()
 }
 
 // source records the source that was taken.
@@ -118,6 +129,7 @@ func (r *recorder) source(uri string, digest map[string]string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.rec.SourceURI, r.rec.SourceDigest = uri, digest
+	r.checkpoint()
 }
 
 func (r *recorder) task(name string) *TaskRecord {
@@ -140,6 +152,7 @@ func (r *recorder) step(task, step string, code int, d time.Duration, logStart, 
 	t := r.task(task)
 	t.Status = StatusRunning
 	t.Steps = append(t.Steps, StepRecord{Name: step, ExitCode: code, DurationMs: d.Milliseconds(), LogStart: logStart, LogEnd: logEnd})
+	r.checkpoint()
 }
 
 // taskDone records how a task that was started ended, and the log it wrote (copied by finish).
@@ -162,6 +175,7 @@ func (r *recorder) taskDone(task string, d time.Duration, err error) {
 		zero := 0
 		t.ExitCode = &zero
 	}
+	r.checkpoint()
 }
 
 // finish copies the task logs from work/logs and, on success, the bundles from out/attestations, and writes the

@@ -238,3 +238,24 @@ func TestCorruptRecordsListedAndPrunedSafely(t *testing.T) {
 		t.Fatal("prune removed the factory home")
 	}
 }
+
+// A build killed outright (kill -9) never reaches finish: what its record on disk says is what was checkpointed
+// as it ran — the source, and every step and task that ended.
+func TestRecordCheckpointedAsBuildRuns(t *testing.T) {
+	h := Home{Dir: t.TempDir()}
+	id := newInvocationID()
+	r := h.newRecorder(id, "/p/ssf.yaml", time.Now().UTC())
+	r.source("file:///p", map[string]string{"sha256": "ab"})
+	r.step("build", "one", 0, time.Second, 0, 10)
+	r.taskDone("build", time.Second, nil)
+	r.step("test", "two", 7, time.Second, 0, 5)
+	// No finish: the process is gone.
+	rec, err := h.readRecord(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.SourceURI != "file:///p" || len(rec.Tasks) != 2 || rec.Tasks[0].Status != StatusSucceeded ||
+		len(rec.Tasks[1].Steps) != 1 || rec.Tasks[1].Steps[0].ExitCode != 7 {
+		t.Fatalf("record on disk before finish = %+v; want the source, task build succeeded, step test/two exit 7", rec)
+	}
+}
