@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strings"
 	"unicode"
 
@@ -34,11 +35,15 @@ func usagef(format string, args ...any) error { return &usageError{fmt.Errorf(fo
 
 // Main runs ssf with args (without the program name) and returns the exit status.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRootCmd()
+	return run(ctx, newRootCmd(), args, stdout, stderr)
+}
+
+// run executes root with args, and reports a failure as Main promises: on stderr, as JSON on stdout when asked.
+func run(ctx context.Context, root *cobra.Command, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	cmd, err := root.ExecuteContextC(ctx)
+	cmd, err := execute(ctx, root, args, stderr)
 	if err == nil {
 		return ExitOK
 	}
@@ -74,6 +79,21 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return code
+}
+
+// execute runs root. A panic in a command (a bug) becomes an error, after the stack is printed on stderr for the
+// bug report, so that a run with --output json still leaves one JSON object on stdout and exits 1, not 2 with
+// Go's trace. The deferred cleanups of the command (containers, temporary directories) have run by then. Only a
+// panic on this goroutine can be caught; the commands keep their work on it or hand errors back to it.
+func execute(ctx context.Context, root *cobra.Command, args []string, stderr io.Writer) (cmd *cobra.Command, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			fmt.Fprintf(stderr, "ssf: panic: %v\n%s", p, debug.Stack())
+			cmd, _, _ = root.Find(args) // its flags are parsed: a panic comes from RunE
+			err = fmt.Errorf("internal error (a bug in ssf; please report it with the trace above): %v", p)
+		}
+	}()
+	return root.ExecuteContextC(ctx)
 }
 
 // hintError carries what to do about an error, printed as an `ssf: hint:` line after it.
