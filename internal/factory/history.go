@@ -230,6 +230,27 @@ func (r *recorder) finish(ctx context.Context, work, out string, buildErr error)
 	return r.err
 }
 
+// errKilled is the error a build killed outright is recorded with, by the build that swept up after it.
+var errKilled = fmt.Errorf("the build was killed before it ended (its record was finished by a later build's sweep): %w", context.Canceled)
+
+// salvage finishes the history record of a build that was killed outright, which the sweep of its leftovers found:
+// before its work directory goes, the task logs it wrote are kept, so `ssf logs` shows what it printed up to the
+// kill, and its record says interrupted. Only a record still saying running, in a work directory ssf made, is
+// touched.
+func (h Home) salvage(run runRecord, log *lineLog) {
+	if !isInvocationID(run.Invocation) || run.Work == "" || !ownDir(run.Work) {
+		return
+	}
+	rec, err := h.readRecord(run.Invocation)
+	if err != nil || rec.Status != StatusRunning {
+		return
+	}
+	r := &recorder{dir: filepath.Join(h.layout().Builds(), run.Invocation), rec: rec}
+	if err := r.finish(context.Background(), run.Work, "", errKilled); err != nil {
+		log.printf("warning: the history of interrupted build %s is incomplete: %v", run.Invocation, err)
+	}
+}
+
 // copyBundles copies the signed bundles (provenance and SBOMs) of a published build; they are small, and copied
 // rather than linked, so nothing done to --out later changes the history.
 func (r *recorder) copyBundles(dir string) error {

@@ -2,12 +2,16 @@ package factory
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/ssf-dev/ssf/internal/sandbox"
 )
 
 // fakeWork makes a build work directory holding the given task logs, as runTask leaves them.
@@ -257,5 +261,46 @@ func TestRecordCheckpointedAsBuildRuns(t *testing.T) {
 	if rec.SourceURI != "file:///p" || len(rec.Tasks) != 2 || rec.Tasks[0].Status != StatusSucceeded ||
 		len(rec.Tasks[1].Steps) != 1 || rec.Tasks[1].Steps[0].ExitCode != 7 {
 		t.Fatalf("record on disk before finish = %+v; want the source, task build succeeded, step test/two exit 7", rec)
+	}
+}
+
+// A build killed outright (kill -9) never copies its logs: the next build's sweep does, before it removes the
+// dead build's work directory, and marks the record interrupted, so `ssf logs` shows what the build printed.
+func TestSweepSalvagesKilledBuildsLogs(t *testing.T) {
+	rc, err := sandbox.NewRunc("runc", filepath.Join(t.TempDir(), "runc"))
+	if err != nil {
+		t.Skip(err)
+	}
+	h := Home{Dir: t.TempDir()}
+	id := newInvocationID()
+	r := h.newRecorder(id, "/p/ssf.yaml", time.Now().UTC())
+	line := "[build/one] the secret is 42\n"
+	r.step("build", "one", 0, time.Second, 0, int64(len(line)))
+	work := filepath.Join(t.TempDir(), "ssf-build-9")
+	if err := os.MkdirAll(filepath.Join(work, "logs"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "logs", "build.log"), []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The dead build's run record, unlocked: its process is gone.
+	if err := os.MkdirAll(h.runsDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(runRecord{Invocation: id, Work: work})
+	if err := os.WriteFile(filepath.Join(h.runsDir(), id+".json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.sweepLeftovers(context.Background(), runc{rc}, &lineLog{w: io.Discard})
+	if _, err := os.Stat(work); !os.IsNotExist(err) {
+		t.Fatalf("the dead build's work directory is still there: %v", err)
+	}
+	rec, err := h.FindBuild(id)
+	if err != nil || rec.Status != StatusInterrupted {
+		t.Fatalf("FindBuild = %+v, %v; want interrupted", rec, err)
+	}
+	got, err := h.BuildLog(rec, "build", "one")
+	if err != nil || string(got) != line {
+		t.Fatalf("log of the killed build's step = %q, %v; want %q", got, err, line)
 	}
 }

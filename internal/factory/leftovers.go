@@ -151,6 +151,7 @@ func (h Home) sweepLeftovers(ctx context.Context, runtime Runtime, log *lineLog)
 		// A written temporary record that is not locked belongs to a build that died before naming it.
 		var rec runRecord
 		if json.Unmarshal(data, &rec) == nil && rec.Invocation == invocation && isInvocationID(invocation) {
+			h.salvage(rec, log) // its logs into the build history, before its work directory goes
 			if err := cleanRun(ctx, runtime, rec); err != nil {
 				log.printf("could not remove the leftovers of interrupted build %s: %v", rec.Invocation, err)
 				f.Close()
