@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ssf-dev/ssf/internal/durable"
@@ -258,11 +260,14 @@ func (r *recorder) copyBundles(dir string) error {
 	if err != nil {
 		return err
 	}
+	if bundlesListed != nil {
+		bundlesListed()
+	}
 	for _, e := range entries {
 		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".sigstore.json") {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		data, err := readBundle(filepath.Join(dir, e.Name()))
 		if err != nil {
 			return err
 		}
@@ -275,6 +280,40 @@ func (r *recorder) copyBundles(dir string) error {
 		r.rec.Bundles = append(r.rec.Bundles, e.Name())
 	}
 	return nil
+}
+
+// bundlesListed, when set by a test, runs after copyBundles has listed the bundles and before it reads them: the
+// moment someone who owns OUT's parent could swap one for a symlink.
+var bundlesListed func()
+
+// maxRecordedBundle bounds a bundle the recorder copies, as registries bound the bundles they serve.
+const maxRecordedBundle = 16 << 20
+
+// readBundle reads one bundle from OUT, a directory someone else may be able to change under it (its parent can
+// be theirs): the file is opened without following a symlink or blocking on a fifo, must be a regular file, and
+// is read up to maxRecordedBundle bytes, so the recorder, running as root, never copies what a swapped-in link
+// names or reads forever.
+func readBundle(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("copying bundle %q into the build history: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("copying bundle %q into the build history: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > maxRecordedBundle {
+		return nil, fmt.Errorf("copying bundle %q into the build history: not a regular file of at most %d bytes (%s, %d bytes)", path, maxRecordedBundle, fi.Mode().Type(), fi.Size())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxRecordedBundle+1))
+	if err != nil {
+		return nil, fmt.Errorf("copying bundle %q into the build history: %w", path, err)
+	}
+	if len(data) > maxRecordedBundle {
+		return nil, fmt.Errorf("copying bundle %q into the build history: it grew past %d bytes while read", path, maxRecordedBundle)
+	}
+	return data, nil
 }
 
 func dirExists(dir string) bool {

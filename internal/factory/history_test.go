@@ -304,3 +304,36 @@ func TestSweepSalvagesKilledBuildsLogs(t *testing.T) {
 		t.Fatalf("log of the killed build's step = %q, %v; want %q", got, err, line)
 	}
 }
+
+// OUT's parent may belong to someone else (root building into a user's directory), who can swap a bundle for a
+// symlink after the build listed them: the recorder, running as root, must not copy what the link names (a key,
+// /dev/zero, a fifo) into the history.
+func TestCopyBundlesFollowsNoSwappedLink(t *testing.T) {
+	h := Home{Dir: t.TempDir()}
+	r := h.newRecorder(newInvocationID(), "ssf.yaml", time.Now().UTC())
+	att := t.TempDir()
+	secret := filepath.Join(t.TempDir(), "signing.key")
+	if err := os.WriteFile(secret, []byte("PRIVATE KEY"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bundle := filepath.Join(att, "provenance.sigstore.json")
+	if err := os.WriteFile(bundle, []byte(`{"real":"bundle"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bundlesListed = func() {
+		if err := os.Remove(bundle); err != nil {
+			t.Error(err)
+		}
+		if err := os.Symlink(secret, bundle); err != nil {
+			t.Error(err)
+		}
+	}
+	defer func() { bundlesListed = nil }()
+	err := r.copyBundles(att)
+	if data, _ := os.ReadFile(filepath.Join(r.dir, "bundles", "provenance.sigstore.json")); string(data) == "PRIVATE KEY" {
+		t.Fatal("the recorder copied the file a swapped-in symlink names into the history")
+	}
+	if err == nil {
+		t.Error("copyBundles succeeded with a bundle swapped for a symlink; want an error naming it")
+	}
+}
