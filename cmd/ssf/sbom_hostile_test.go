@@ -14,6 +14,7 @@ import (
 
 	cdx "github.com/CycloneDX/cyclonedx-go"
 
+	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/provenance"
 	"github.com/ssf-dev/ssf/internal/sbom"
 	"github.com/ssf-dev/ssf/internal/sign"
@@ -37,7 +38,7 @@ func ssfWithin(t *testing.T, limit time.Duration, args ...string) result {
 // bundle as publish does, a regular file reached through real directories, and never blocks on it.
 func TestSBOMRefusesFifoAndSymlinkBundles(t *testing.T) {
 	b := newSBOMBuild(t)
-	cdxPath := filepath.Join(b.out, "attestations", "bin", "ssf"+sbom.CycloneDXBundleSuffix)
+	cdxPath := filepath.Join(b.out, "attestations", "bin", "ssf"+content.CycloneDXBundleSuffix)
 	if err := os.Remove(cdxPath); err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func TestSBOMRefusesAnotherOutputsSBOM(t *testing.T) {
 	b := newSBOMBuild(t)
 	twin := filepath.Join(b.out, "bin", "twin")
 	copyFile(t, b.output, twin)
-	for _, s := range []string{sbom.SPDXBundleSuffix, sbom.CycloneDXBundleSuffix} {
+	for _, s := range []string{content.SPDXBundleSuffix, content.CycloneDXBundleSuffix} {
 		copyFile(t, filepath.Join(b.out, "attestations", "bin", "ssf"+s), filepath.Join(b.out, "attestations", "bin", "twin"+s))
 	}
 	b.signProvenance(t)
@@ -91,7 +92,7 @@ func TestSBOMJSONEscapesNames(t *testing.T) {
 	if err := cdx.NewBOMEncoder(&doc, cdx.BOMFileFormatJSON).EncodeVersion(bom, cdx.SpecVersion1_6); err != nil {
 		t.Fatal(err)
 	}
-	st, err := sbom.Statement([]provenance.Subject{{Name: "evil", Digest: fileSHA256(t, evil)}}, sbom.CycloneDXPredicateType, doc.Bytes())
+	st, err := sbom.Statement([]provenance.Subject{{Name: "evil", Digest: fileSHA256(t, evil)}}, content.CycloneDXPredicateType, doc.Bytes())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +100,7 @@ func TestSBOMJSONEscapesNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(b.out, "attestations", "evil"+sbom.CycloneDXBundleSuffix), bundle, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(b.out, "attestations", "evil"+content.CycloneDXBundleSuffix), bundle, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	b.signProvenance(t)
@@ -137,7 +138,7 @@ func TestPublishRefusesStrippedSBOM(t *testing.T) {
 		t.Fatalf("SBOM byproducts %q, want %q", listed, want)
 	}
 	host := distributionRegistry(t)
-	stripped := filepath.Join(p.out, "attestations", "bin", "readme"+sbom.CycloneDXBundleSuffix)
+	stripped := filepath.Join(p.out, "attestations", "bin", "readme"+content.CycloneDXBundleSuffix)
 	saved, err := os.ReadFile(stripped)
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +172,7 @@ func TestSBOMRefusesAnotherBuildsSBOM(t *testing.T) {
 		t.Fatalf("ssf sbom of the build as made: exit %d\n%s", r.code, r.stderr)
 	}
 	// Another build: the same statement signed again (ECDSA: another signature, another bundle digest).
-	st, err := sbom.Statement([]provenance.Subject{{Name: "bin/ssf", Digest: fileSHA256(t, b.output)}}, sbom.CycloneDXPredicateType, b.res.CycloneDX)
+	st, err := sbom.Statement([]provenance.Subject{{Name: "bin/ssf", Digest: fileSHA256(t, b.output)}}, content.CycloneDXPredicateType, b.res.CycloneDX)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +180,7 @@ func TestSBOMRefusesAnotherBuildsSBOM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(b.out, "attestations", "bin", "ssf"+sbom.CycloneDXBundleSuffix), bundle, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(b.out, "attestations", "bin", "ssf"+content.CycloneDXBundleSuffix), bundle, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r := ssf(t, t.TempDir(), "sbom", b.output, "--key", b.pub)

@@ -20,6 +20,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	spdxjson "github.com/spdx/tools-golang/json"
 
+	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/deps"
 	"github.com/ssf-dev/ssf/internal/provenance"
 	"github.com/ssf-dev/ssf/internal/sbom"
@@ -95,8 +96,8 @@ func newSBOMBuild(t *testing.T) *sbomBuild {
 		pt, suffix string
 		doc        []byte
 	}{
-		{sbom.SPDXPredicateType, sbom.SPDXBundleSuffix, b.res.SPDX},
-		{sbom.CycloneDXPredicateType, sbom.CycloneDXBundleSuffix, b.res.CycloneDX},
+		{content.SPDXPredicateType, content.SPDXBundleSuffix, b.res.SPDX},
+		{content.CycloneDXPredicateType, content.CycloneDXBundleSuffix, b.res.CycloneDX},
 	} {
 		st, err := sbom.Statement(subjects, f.pt, f.doc)
 		if err != nil {
@@ -205,22 +206,22 @@ func TestCosignVerifiesSBOMs(t *testing.T) {
 		return string(out), err
 	}
 	for _, tc := range []struct{ suffix, typ string }{
-		{sbom.SPDXBundleSuffix, "spdxjson"},
-		{sbom.CycloneDXBundleSuffix, "cyclonedx"},
+		{content.SPDXBundleSuffix, "spdxjson"},
+		{content.CycloneDXBundleSuffix, "cyclonedx"},
 	} {
 		if out, err := run(tc.suffix, tc.typ, b.output); err != nil || !strings.Contains(out, "Verified OK") {
 			t.Errorf("cosign --type %s rejected the SBOM: %v\n%s", tc.typ, err, out)
 		}
 	}
 	// The negative cases: the other type, and another file.
-	if out, err := run(sbom.SPDXBundleSuffix, "cyclonedx", b.output); err == nil {
+	if out, err := run(content.SPDXBundleSuffix, "cyclonedx", b.output); err == nil {
 		t.Errorf("cosign accepted the SPDX bundle as --type cyclonedx:\n%s", out)
 	}
 	other := filepath.Join(t.TempDir(), "other")
 	if err := os.WriteFile(other, []byte("not the binary"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := run(sbom.CycloneDXBundleSuffix, "cyclonedx", other); err == nil {
+	if out, err := run(content.CycloneDXBundleSuffix, "cyclonedx", other); err == nil {
 		t.Errorf("cosign accepted the SBOM for another file:\n%s", out)
 	}
 }
@@ -309,7 +310,7 @@ func TestSBOMTableEscapesNames(t *testing.T) {
 	if err := cdx.NewBOMEncoder(&doc, cdx.BOMFileFormatJSON).EncodeVersion(bom, cdx.SpecVersion1_6); err != nil {
 		t.Fatal(err)
 	}
-	st, err := sbom.Statement([]provenance.Subject{{Name: "evil", Digest: digest.FromString("evil")}}, sbom.CycloneDXPredicateType, doc.Bytes())
+	st, err := sbom.Statement([]provenance.Subject{{Name: "evil", Digest: digest.FromString("evil")}}, content.CycloneDXPredicateType, doc.Bytes())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +318,7 @@ func TestSBOMTableEscapesNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(b.out, "attestations", "evil"+sbom.CycloneDXBundleSuffix), bundle, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(b.out, "attestations", "evil"+content.CycloneDXBundleSuffix), bundle, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	b.signProvenance(t)

@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ssf-dev/ssf/internal/archive"
+	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/factory"
 	"github.com/ssf-dev/ssf/internal/oci"
 	"github.com/ssf-dev/ssf/internal/provenance"
@@ -63,12 +64,12 @@ output, or an output without an SBOM attestation.`,
 			switch format {
 			case "table":
 				// Either document gives the table; CycloneDX first, as its properties carry the flags directly.
-				suffixes = []string{sbom.CycloneDXBundleSuffix, sbom.SPDXBundleSuffix}
-				predicates = []string{sbom.CycloneDXPredicateType, sbom.SPDXPredicateType}
+				suffixes = []string{content.CycloneDXBundleSuffix, content.SPDXBundleSuffix}
+				predicates = []string{content.CycloneDXPredicateType, content.SPDXPredicateType}
 			case "spdx":
-				suffixes, predicates = []string{sbom.SPDXBundleSuffix}, []string{sbom.SPDXPredicateType}
+				suffixes, predicates = []string{content.SPDXBundleSuffix}, []string{content.SPDXPredicateType}
 			case "cyclonedx":
-				suffixes, predicates = []string{sbom.CycloneDXBundleSuffix}, []string{sbom.CycloneDXPredicateType}
+				suffixes, predicates = []string{content.CycloneDXBundleSuffix}, []string{content.CycloneDXPredicateType}
 			default:
 				return usagef("--format %q: want table, spdx or cyclonedx", format)
 			}
@@ -200,7 +201,7 @@ func listedByProvenance(cmd *cobra.Command, out string, sum digest.Digest, trust
 	got := digest.FromBytes(bundle)
 	anyListed := false
 	for _, b := range res.Provenance.Byproducts {
-		if !strings.HasSuffix(b.Name, sbom.SPDXBundleSuffix) && !strings.HasSuffix(b.Name, sbom.CycloneDXBundleSuffix) {
+		if !strings.HasSuffix(b.Name, content.SPDXBundleSuffix) && !strings.HasSuffix(b.Name, content.CycloneDXBundleSuffix) {
 			continue
 		}
 		anyListed = true

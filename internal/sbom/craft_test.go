@@ -16,6 +16,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/provenance"
 	"github.com/ssf-dev/ssf/internal/sign"
 	"github.com/ssf-dev/ssf/internal/verify"
@@ -152,7 +153,7 @@ func TestLargestSBOMFitsABundle(t *testing.T) {
 			for _, f := range []struct {
 				pt  string
 				doc []byte
-			}{{SPDXPredicateType, res.SPDX}, {CycloneDXPredicateType, res.CycloneDX}} {
+			}{{content.SPDXPredicateType, res.SPDX}, {content.CycloneDXPredicateType, res.CycloneDX}} {
 				st, err := Statement([]provenance.Subject{{Name: "app", Digest: d}}, f.pt, f.doc)
 				if err != nil {
 					t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/deps"
 	"github.com/ssf-dev/ssf/internal/sbom"
 )
@@ -31,7 +32,7 @@ func ExampleGenerate() {
 	if err != nil {
 		panic(err)
 	}
-	rows, err := sbom.Rows(sbom.CycloneDXPredicateType, res.CycloneDX)
+	rows, err := sbom.Rows(content.CycloneDXPredicateType, res.CycloneDX)
 	if err != nil {
 		panic(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/deps"
 	"github.com/ssf-dev/ssf/internal/sbom"
 )
@@ -70,7 +71,7 @@ func TestVendoredModuleIsNotIngested(t *testing.T) {
 	if p := spdxPackage(d, "example.com/lib", "v1.0.0"); p == nil || annotations(p)[sbom.PropIngested] != "false" {
 		t.Errorf("SPDX: the vendored module is not flagged")
 	}
-	rows, err := sbom.Rows(sbom.SPDXPredicateType, res.SPDX)
+	rows, err := sbom.Rows(content.SPDXPredicateType, res.SPDX)
 	if err != nil {
 		t.Fatal(err)
 	}

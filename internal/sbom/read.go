@@ -8,6 +8,8 @@ import (
 
 	cdx "github.com/CycloneDX/cyclonedx-go"
 	spdxjson "github.com/spdx/tools-golang/json"
+
+	"github.com/ssf-dev/ssf/internal/content"
 )
 
 // Row is one component of an SBOM, as ssf sbom prints it.
@@ -23,7 +25,7 @@ type Row struct {
 func Rows(predicateType string, doc []byte) ([]Row, error) {
 	var rows []Row
 	switch predicateType {
-	case CycloneDXPredicateType:
+	case content.CycloneDXPredicateType:
 		var bom cdx.BOM
 		if err := cdx.NewBOMDecoder(bytes.NewReader(doc), cdx.BOMFileFormatJSON).Decode(&bom); err != nil {
 			return nil, fmt.Errorf("reading CycloneDX SBOM: %w", err)
@@ -39,7 +41,7 @@ func Rows(predicateType string, doc []byte) ([]Row, error) {
 				rows = append(rows, row(c.Name, c.Version, c.PackageURL, props))
 			}
 		}
-	case SPDXPredicateType:
+	case content.SPDXPredicateType:
 		d, err := spdxjson.Read(bytes.NewReader(doc))
 		if err != nil {
 			return nil, fmt.Errorf("reading SPDX SBOM: %w", err)

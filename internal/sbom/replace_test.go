@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/ssf-dev/ssf/internal/content"
 )
 
 // A module replaced by a directory (replace gopkg.in/yaml.v3 => ./localyaml) is the build's own code, like the
@@ -27,7 +29,7 @@ func TestModuleReplacedByDirectoryIsTheBuildsOwnCode(t *testing.T) {
 	if len(res.NotIngested) != 0 {
 		t.Errorf("NotIngested = %q, want nothing flagged for a directory replacement", res.NotIngested)
 	}
-	rows, err := Rows(CycloneDXPredicateType, res.CycloneDX)
+	rows, err := Rows(content.CycloneDXPredicateType, res.CycloneDX)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,20 +50,6 @@ import (
 	"github.com/ssf-dev/ssf/internal/deps"
 )
 
-// Predicate types of the SBOM statements, as cosign verify-blob-attestation --type spdxjson and --type cyclonedx
-// expect them.
-const (
-	SPDXPredicateType      = content.SPDXPredicateType
-	CycloneDXPredicateType = content.CycloneDXPredicateType
-)
-
-// File name suffixes of the SBOM bundles in OUT/attestations: <output>.spdx.sigstore.json and
-// <output>.cdx.sigstore.json.
-const (
-	SPDXBundleSuffix      = content.SPDXBundleSuffix
-	CycloneDXBundleSuffix = content.CycloneDXBundleSuffix
-)
-
 // MaxBinarySize is the largest output whose build info is read. Reading is bounded by the file anyway (the
 // standard library reads in chunks and checks lengths against the file), but a multi-gigabyte output is not a Go
 // binary anyone ships, and scanning it would cost the build minutes. Larger outputs are described like any file.

@@ -28,6 +28,7 @@ import (
 	spdx "github.com/spdx/tools-golang/spdx/v2/v2_3"
 	"github.com/spdx/tools-golang/spdxlib"
 
+	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/deps"
 	"github.com/ssf-dev/ssf/internal/provenance"
 	"github.com/ssf-dev/ssf/internal/sbom"
@@ -332,11 +333,11 @@ func TestOtherOutputUsesIngestedDependencies(t *testing.T) {
 		t.Errorf("SPDX: %d DEPENDS_ON relationships, want 3", dependsOn)
 	}
 
-	rows, err := sbom.Rows(sbom.SPDXPredicateType, res.SPDX)
+	rows, err := sbom.Rows(content.SPDXPredicateType, res.SPDX)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cdxRows, err := sbom.Rows(sbom.CycloneDXPredicateType, res.CycloneDX)
+	cdxRows, err := sbom.Rows(content.CycloneDXPredicateType, res.CycloneDX)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +432,7 @@ func TestStatementVerify(t *testing.T) {
 	signer := sign.NewSigner(key)
 	subjects := []provenance.Subject{{Name: "out", Digest: sum}}
 	bundles := map[string][]byte{}
-	for pt, doc := range map[string][]byte{sbom.SPDXPredicateType: res.SPDX, sbom.CycloneDXPredicateType: res.CycloneDX} {
+	for pt, doc := range map[string][]byte{content.SPDXPredicateType: res.SPDX, content.CycloneDXPredicateType: res.CycloneDX} {
 		st, err := sbom.Statement(subjects, pt, doc)
 		if err != nil {
 			t.Fatal(err)
@@ -465,11 +466,11 @@ func TestStatementVerify(t *testing.T) {
 		trusted func() any
 		pt      string
 	}{
-		{name: "another artifact", art: digest.FromString("other"), bundle: bundles[sbom.SPDXPredicateType], pt: sbom.SPDXPredicateType},
-		{name: "another key", art: sum, bundle: bundles[sbom.SPDXPredicateType], pt: sbom.SPDXPredicateType},
-		{name: "the other format", art: sum, bundle: bundles[sbom.SPDXPredicateType], pt: sbom.CycloneDXPredicateType},
-		{name: "not a bundle", art: sum, bundle: []byte(`{}`), pt: sbom.SPDXPredicateType},
-		{name: "tampered", art: sum, bundle: bytes.Replace(bundles[sbom.SPDXPredicateType], []byte(`"sig":"M`), []byte(`"sig":"N`), 1), pt: sbom.SPDXPredicateType},
+		{name: "another artifact", art: digest.FromString("other"), bundle: bundles[content.SPDXPredicateType], pt: content.SPDXPredicateType},
+		{name: "another key", art: sum, bundle: bundles[content.SPDXPredicateType], pt: content.SPDXPredicateType},
+		{name: "the other format", art: sum, bundle: bundles[content.SPDXPredicateType], pt: content.CycloneDXPredicateType},
+		{name: "not a bundle", art: sum, bundle: []byte(`{}`), pt: content.SPDXPredicateType},
+		{name: "tampered", art: sum, bundle: bytes.Replace(bundles[content.SPDXPredicateType], []byte(`"sig":"M`), []byte(`"sig":"N`), 1), pt: content.SPDXPredicateType},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := trusted

@@ -16,11 +16,11 @@ import (
 )
 
 // Statement returns an in-toto Statement v1 about subjects whose predicate is the SBOM document doc (a JSON
-// object) of predicateType (SPDXPredicateType or CycloneDXPredicateType). It is written with protojson, compact,
+// object) of predicateType (content.SPDXPredicateType or content.CycloneDXPredicateType). It is written with protojson, compact,
 // like the provenance; the predicate's keys come out sorted, so the document inside is doc re-encoded, equal as
 // JSON but not byte for byte.
 func Statement(subjects []provenance.Subject, predicateType string, doc []byte) ([]byte, error) {
-	if predicateType != SPDXPredicateType && predicateType != CycloneDXPredicateType {
+	if predicateType != content.SPDXPredicateType && predicateType != content.CycloneDXPredicateType {
 		return nil, fmt.Errorf("building SBOM statement: predicate type %q is not an SBOM type ssf writes", predicateType)
 	}
 	if len(subjects) == 0 {
