@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 )
@@ -14,6 +15,8 @@ import (
 type lineLog struct {
 	mu sync.Mutex
 	w  io.Writer
+
+	stepBytes atomic.Int64 // bytes of step output this build has logged, over all its tasks (bounded by maxBuildLog)
 }
 
 // printf writes one line of the control plane's own progress.
@@ -88,10 +91,14 @@ func (w *prefixWriter) emit(line []byte) {
 	}
 	out := make([]byte, 0, len(w.prefix)+len(line))
 	out = append(append(out, w.prefix...), line...)
-	if *w.written+int64(len(out)) > maxTaskLog {
+	overTask := *w.written+int64(len(out)) > maxTaskLog
+	if overTask || w.log.stepBytes.Add(int64(len(out))) > maxBuildLog {
 		if !w.truncated {
 			w.truncated = true
 			note := []byte(fmt.Sprintf("%s[ssf] log truncated at %d bytes; the step's further output is discarded\n", w.prefix, maxTaskLog))
+			if !overTask {
+				note = []byte(fmt.Sprintf("%s[ssf] log truncated: the build's logs reached %d bytes; the step's further output is discarded\n", w.prefix, maxBuildLog))
+			}
 			w.log.write(note)
 			w.file.Write(note)
 			*w.written += int64(len(note)) // the history's per-step offsets count every byte of the log
@@ -105,6 +112,10 @@ func (w *prefixWriter) emit(line []byte) {
 
 // maxTaskLog bounds the log a task may write, so a step cannot fill the disk through its output.
 const maxTaskLog = 64 << 20
+
+// maxBuildLog bounds the logs of a build's tasks together: a pipeline may declare thousands of tasks, and each
+// task's log is kept twice (the build's history and OUT/attestations/logs).
+const maxBuildLog = 256 << 20
 
 func (l *lineLog) write(p []byte) {
 	l.mu.Lock()
