@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -62,5 +63,32 @@ func TestStepCannotPoisonTheNpmCache(t *testing.T) {
 		if got := p.output("sum"); !strings.HasPrefix(got, h+" ") {
 			t.Errorf("the next task read %q, want the checked tarball's sha512 %s", got, h)
 		}
+	}
+}
+
+// TestOutMustNotBeInsideFactoryHome: outputs are a step's bytes; under $SSF_HOME they could pose as the factory's
+// own state (a dependency cache entry and its checked-digest record). Refused as bad input, nothing created,
+// also through a symlink to the home.
+func TestOutMustNotBeInsideFactoryHome(t *testing.T) {
+	p := newProject(t, `    - name: t
+      steps: [{name: s, run: 'touch "$SSF_OUTPUTS/o"'}]
+      outputs: [o]
+`)
+	link := filepath.Join(p.dir, "home-link")
+	if err := os.Symlink(homeDir, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{filepath.Join(homeDir, "cache", "deps", "x"), filepath.Join(link, "planted")} {
+		p.out = out
+		r := p.build()
+		if r.code != 2 || !strings.Contains(r.stderr, "inside the factory home") {
+			t.Errorf("--out %s: exit %d, want 2 refusing it:\n%s", out, r.code, r.stderr)
+		}
+		if _, err := os.Lstat(out); !os.IsNotExist(err) {
+			t.Errorf("--out %s was created", out)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(homeDir, "planted")); !os.IsNotExist(err) {
+		t.Errorf("a directory was created in the factory home")
 	}
 }

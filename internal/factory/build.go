@@ -235,6 +235,11 @@ func (h Home) admit(req BuildRequest) (*admission, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading the provenance key (run `ssf init` if the factory is new): %w", err)
 	}
+	// Outputs are a step's bytes: under the factory home they could pose as its state (a dependency cache entry
+	// with its checked-digest record, a builder, a key). Checked before anything is created.
+	if abs, err := filepath.Abs(req.Out); err == nil && req.Out != "" && pathWithin(realPath(abs), realPath(h.Dir)) {
+		return nil, inputErrorf("--out %q is inside the factory home %s: build outputs must never be written among the factory's own state; choose a directory outside it", req.Out, h.Dir)
+	}
 	out, err := prepareOut(req.Out)
 	if err != nil {
 		return nil, err
@@ -479,6 +484,28 @@ func prepareOut(out string) (string, error) {
 		return "", err
 	}
 	return abs, nil
+}
+
+// realPath is p with every symlink of its longest existing prefix resolved (p itself may not exist yet).
+func realPath(p string) string {
+	var rest []string
+	for cur := filepath.Clean(p); ; {
+		if r, err := filepath.EvalSymlinks(cur); err == nil {
+			return filepath.Join(append([]string{r}, rest...)...)
+		}
+		parent := filepath.Dir(cur)
+		if parent == cur {
+			return filepath.Clean(p)
+		}
+		rest = append([]string{filepath.Base(cur)}, rest...)
+		cur = parent
+	}
+}
+
+// pathWithin says whether p is dir or beneath it (both clean and absolute).
+func pathWithin(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // paramErrorAt places a --param problem in the pipeline file: at the param's declaration when it has one, so the
