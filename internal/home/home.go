@@ -2,9 +2,12 @@
 //
 //	config.yaml             the factory's configuration
 //	keys/provenance.key     the provenance signing key (0600)
+//	keys/secrets.key        the key the secret store is encrypted with (0600; made on first `ssf secret set`)
+//	secrets/NAME.json       each secret, AES-256-GCM under keys/secrets.key (0600, in a 0700 directory)
 //	images/                 builder images, an OCI image layout
 //	cache/rootfs/<digest>/  unpacked, read-only builder root file systems
 //	cache/deps/             downloaded dependencies, named by their pins (go.sum h1, npm sha512, sha256)
+//	cache/tasks/<key>/      task caches (docs/caches.md): cache.tar, its record and lock, one per pipeline, task, name and builder
 //	runc/                   the OCI runtime's state
 //	runs/<invocation>.json  a locked record of each running build
 //	builds/<invocation>/    the history of each build: build.json, its task logs, and (on success) its bundles (0700)
@@ -52,6 +55,12 @@ func (l Layout) Config() string { return filepath.Join(l.Dir, "config.yaml") }
 // Key is the provenance signing key.
 func (l Layout) Key() string { return filepath.Join(l.Dir, "keys", "provenance.key") }
 
+// SecretsKey is the key the secret store is encrypted with; only the control plane reads it.
+func (l Layout) SecretsKey() string { return filepath.Join(l.Dir, "keys", "secrets.key") }
+
+// Secrets is the secret store: one encrypted file per secret.
+func (l Layout) Secrets() string { return filepath.Join(l.Dir, "secrets") }
+
 // Images is the builder image store.
 func (l Layout) Images() string { return filepath.Join(l.Dir, "images") }
 
@@ -60,6 +69,10 @@ func (l Layout) RootfsCache() string { return filepath.Join(l.Dir, "cache", "roo
 
 // DepsCache holds downloaded dependencies by the digest that pins them; only the control plane writes it.
 func (l Layout) DepsCache() string { return filepath.Join(l.Dir, "cache", "deps") }
+
+// TaskCaches holds the caches tasks declare, one directory per cache key (pipeline, task, cache name, builder);
+// only the control plane reads and writes it, and only as tar streams.
+func (l Layout) TaskCaches() string { return filepath.Join(l.Dir, "cache", "tasks") }
 
 // RuntimeState is the OCI runtime's state directory (runc --root).
 func (l Layout) RuntimeState() string { return filepath.Join(l.Dir, "runc") }
