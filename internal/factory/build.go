@@ -50,7 +50,8 @@ type BuildRequest struct {
 // the task that made it.
 type Output struct {
 	oci.File
-	Task string
+	Task     string
+	Internal bool // passed to the tasks that need Task only: not a subject, not in OUT, no SBOM (outputs.go)
 }
 
 // BuildResult describes a successful build.
@@ -378,8 +379,11 @@ func stage(ctx context.Context, b *build, adm *admission, ws *workspace, src *so
 		Fetched: b.deps.descriptors(),
 	}
 	var files []oci.File
+	if err := checkSBOMNames(b.published()); err != nil {
+		return stmt, nil, err
+	}
 	for _, t := range p.Order() {
-		for _, o := range b.verified[t.Name] {
+		for _, o := range published(b.verified[t.Name]) {
 			// Copied from the control plane's own copy; the digest is checked again so a fault between the two
 			// copies cannot put bytes in OUT that the provenance does not describe.
 			digest, _, err := copyFile(filepath.Join(ws.work, "verified", t.Name, o.Path), filepath.Join(ws.staging, o.Path))
@@ -713,6 +717,7 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 	}
 	b.log.printf("task %s finished in %.1fs; hashed %d outputs", t.Name, time.Since(taskStart).Seconds(), len(outputs))
 	b.mu.Lock()
+	iso.Inputs = b.inputsOf(t) // internal outputs are recorded only here (outputs.go)
 	b.verified[t.Name] = outputs
 	b.logs[t.Name] = logPath
 	b.isolation[t.Name] = iso
@@ -823,71 +828,6 @@ func (b *build) runSteps(taskCtx context.Context, ctr Container, t *pipeline.Tas
 		}
 	}
 	return nil
-}
-
-// collectOutputs hashes each declared output of a finished task and copies it to dest. Every path component
-// must be a real directory and the output a regular file: a symlink anywhere fails the task, so nothing outside
-// the outputs directory can be hashed or copied.
-//
-// The outputs of one task may add up to at most limit bytes (by their sizes, so a sparse file cannot make the
-// control plane write more than that to disk).
-func collectOutputs(ctx context.Context, t *pipeline.Task, outDir, dest string, limit int64) ([]Output, error) {
-	root, err := os.OpenRoot(outDir)
-	if err != nil {
-		return nil, err
-	}
-	defer root.Close()
-	var (
-		outs  []Output
-		total int64
-	)
-	for _, rel := range t.Outputs {
-		fail := func(format string, args ...any) error {
-			return &TaskError{Task: t.Name, ExitCode: -1, Reason: fmt.Sprintf("output %q ", rel) + fmt.Sprintf(format, args...)}
-		}
-		f, err := oci.OpenRegular(root, rel)
-		if err != nil {
-			return nil, outputRefused(err, fail)
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, fail("cannot be read: %v", err)
-		}
-		if total += fi.Size(); total > limit {
-			f.Close()
-			return nil, fail("takes the task's outputs past %d bytes (maxOutputBytes in config.yaml)", limit)
-		}
-		target := filepath.Join(dest, filepath.FromSlash(rel))
-		digest, size, err := copyHashed(ctxReader{ctx, io.LimitReader(f, limit)}, target, execBit(f))
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("collecting output %q of task %q: %w", rel, t.Name, err)
-		}
-		outs = append(outs, Output{File: oci.File{Path: rel, Digest: digest, Size: size}, Task: t.Name})
-	}
-	return outs, nil
-}
-
-// outputRefused says, for the task's log, why oci.OpenRegular refused a declared output.
-func outputRefused(err error, fail func(format string, args ...any) error) error {
-	var oe *oci.OutputError
-	switch {
-	case !errors.As(err, &oe):
-		return fail("cannot be read: %v", err)
-	case oe.Open:
-		return fail("cannot be opened: %v", oe.Err)
-	case errors.Is(oe.Err, fs.ErrNotExist):
-		return fail("was not created (the task must write it to $SSF_OUTPUTS/%s)", oe.Path)
-	case oe.Err != nil:
-		return fail("cannot be read: %v", oe.Err)
-	case oe.Mode&fs.ModeSymlink != 0:
-		return fail("is or passes through a symlink (%s); outputs must be regular files", oe.At)
-	case oe.At != oe.Path:
-		return fail("passes through %s, which is not a directory", oe.At)
-	default:
-		return fail("is not a regular file (%s)", oe.Mode.Type())
-	}
 }
 
 // ctxReader stops a long copy when the build is cancelled.

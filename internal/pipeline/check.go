@@ -89,57 +89,52 @@ func (d *decoder) cycleError(p *Pipeline, path []int, start, ti, ni int) error {
 		nameList(names, " -> "), p.Tasks[start].Name)
 }
 
-// checkOutputs checks that no output is declared twice and none lies inside another, across all
-// tasks: each output file must have exactly one task that produced it.
+// checkOutputs checks that no output is declared twice and none lies inside another, across all tasks (a
+// directory output counts as everything under it), so that each output file has exactly one task that produced
+// it; that no published output's SBOM bundles would need another's as a directory; and that something is
+// published at all.
 func (d *decoder) checkOutputs(p *Pipeline) error {
 	var tree outputTree
+	all := map[string]bool{} // published output files, for the SBOM bundle names
+	published := false
 	for ti, t := range p.Tasks {
 		for oi, out := range t.Outputs {
-			if msg := tree.conflict(p, out, ti); msg != "" {
-				field := index(join(index("spec.tasks", ti), "outputs"), oi)
-				return d.errAt(d.tasks[ti].outputs[oi], field, "%s", msg)
+			if msg := tree.conflict(p, out.Path, ti); msg != "" {
+				return d.errAt(d.tasks[ti].outputs[oi], outputField(ti, oi), "%s", msg)
 			}
-			tree.add(out, ti)
-		}
-	}
-	all := map[string]bool{}
-	for _, t := range p.Tasks {
-		for _, out := range t.Outputs {
-			all[out] = true
+			tree.add(out.Path, ti)
+			if out.Published() {
+				published = true
+				if !out.Dir {
+					all[out.Path] = true
+				}
+			}
 		}
 	}
 	for ti, t := range p.Tasks {
 		for oi, out := range t.Outputs {
-			if msg := sbomClash(out, all); msg != "" {
-				field := index(join(index("spec.tasks", ti), "outputs"), oi)
-				return d.errAt(d.tasks[ti].outputs[oi], field, "%s", msg)
+			if !out.Published() {
+				continue // no SBOM is written for it
+			}
+			name := out.Path
+			if out.Dir {
+				name += "/" // its files' SBOMs go under attestations/<dir>/
+			}
+			if msg := SBOMClash(name, all); msg != "" {
+				return d.errAt(d.tasks[ti].outputs[oi], outputField(ti, oi), "%s", msg)
 			}
 		}
+	}
+	if !published {
+		// Provenance is a statement about outputs: with none, the build would sign a statement about nothing (the
+		// empty artifact every such build shares). Tests belong in a task beside one that builds something.
+		return &Error{File: d.file, Line: p.Tasks[0].Line, Field: "spec.tasks",
+			Msg: "no task declares a published output: a build signs provenance about what it outputs, so at least one task must declare one (outputs: [PATH] for a file, [DIR/] for a directory); internal outputs ({path: P, internal: true}) are not published"}
 	}
 	return nil
 }
 
-// sbomClash says why the files ssf writes for out (attestations/<out>.spdx.sigstore.json and .cdx.sigstore.json,
-// beside attestations/provenance.sigstore.json) would need a directory where another of them is a file, or
-// returns "". Only out's own directories are looked at, so the cost is its length.
-func sbomClash(out string, all map[string]bool) string {
-	for i := 0; i < len(out); i++ {
-		if out[i] != '/' {
-			continue
-		}
-		dir := out[:i]
-		if dir == "provenance.sigstore.json" {
-			return "output " + quote(out) + " would put its SBOMs inside the provenance bundle attestations/provenance.sigstore.json: rename its first directory"
-		}
-		for _, suffix := range []string{".spdx.sigstore.json", ".cdx.sigstore.json"} {
-			if base, ok := strings.CutSuffix(dir, suffix); ok && all[base] {
-				return "output " + quote(out) + " would put its SBOMs inside those of output " + quote(base) +
-					" (attestations/" + dir + "): rename one of them"
-			}
-		}
-	}
-	return ""
-}
+func outputField(ti, oi int) string { return index(join(index("spec.tasks", ti), "outputs"), oi) }
 
 // declared is an output path and the index of the task that declared it.
 type declared struct {

@@ -1,15 +1,12 @@
 package pipeline
 
 import (
-	"fmt"
-	"path"
 	"regexp"
 	"regexp/syntax"
 	"slices"
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -286,7 +283,7 @@ func (d *decoder) taskList(n *yaml.Node) ([]Task, error) {
 
 func (d *decoder) task(n *yaml.Node, path string, seen map[string]int) (Task, taskSource, error) {
 	var src taskSource
-	f, err := d.fields(n, path, "name", "needs", "timeout", "env", "npmScripts", "steps", "outputs")
+	f, err := d.fields(n, path, "name", "needs", "timeout", "env", "npmScripts", "steps", "outputs", "caches", "secrets")
 	if err != nil {
 		return Task{}, src, err
 	}
@@ -309,8 +306,18 @@ func (d *decoder) task(n *yaml.Node, path string, seen map[string]int) (Task, ta
 			return Task{}, src, err
 		}
 	}
+	if v := f.optional("secrets"); v != nil {
+		if t.Secrets, err = d.secrets(v, join(path, "secrets")); err != nil {
+			return Task{}, src, err
+		}
+	}
 	if v := f.optional("npmScripts"); v != nil {
 		if t.NpmScripts, err = d.boolean(v, join(path, "npmScripts")); err != nil {
+			return Task{}, src, err
+		}
+	}
+	if v := f.optional("caches"); v != nil {
+		if t.Caches, err = d.caches(v, join(path, "caches")); err != nil {
 			return Task{}, src, err
 		}
 	}
@@ -321,11 +328,10 @@ func (d *decoder) task(n *yaml.Node, path string, seen map[string]int) (Task, ta
 	if t.Steps, err = d.steps(steps, join(path, "steps")); err != nil {
 		return Task{}, src, err
 	}
-	outputs, err := d.required(f, "outputs", "outputs: [PATH, ...] with the paths the task writes under $SSF_OUTPUTS")
-	if err != nil {
-		return Task{}, src, err
+	// Optional: a task that only checks something (a test task) declares none (outputs.go).
+	if outputs := f.optional("outputs"); outputs != nil {
+		t.Outputs, src.outputs, err = d.outputs(outputs, join(path, "outputs"))
 	}
-	t.Outputs, src.outputs, err = d.outputs(outputs, join(path, "outputs"))
 	return t, src, err
 }
 
@@ -448,67 +454,6 @@ func (d *decoder) step(n *yaml.Node, path string, seen map[string]int) (Step, er
 		return Step{}, d.errAt(runNode, join(path, "run"), "run is empty: give the step a script")
 	}
 	return Step{Name: name, Run: run, Line: n.Line}, nil
-}
-
-// outputs reads a task's outputs and checks each path on its own; checkOutputs compares them.
-func (d *decoder) outputs(n *yaml.Node, path string) ([]string, []*yaml.Node, error) {
-	items, err := d.list(n, path)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(items) == 0 {
-		return nil, nil, d.errAt(n, path, "no outputs: declare at least one path the task writes under $SSF_OUTPUTS")
-	}
-	outputs := make([]string, 0, len(items))
-	for i, item := range items {
-		field := index(path, i)
-		s, err := d.str(item, field)
-		if err != nil {
-			return nil, nil, err
-		}
-		if msg := badOutput(s); msg != "" {
-			return nil, nil, d.errAt(item, field, "%s", msg)
-		}
-		outputs = append(outputs, s)
-	}
-	return outputs, items, nil
-}
-
-// badOutput says what is wrong with one output path, or returns "". Unclean paths are refused, not
-// cleaned, so that the path ssf records is the path the file shows.
-func badOutput(p string) string {
-	switch {
-	case p == "":
-		return "output path is empty"
-	case len(p) > maxPath:
-		return fmt.Sprintf("output path %s is longer than %d bytes", quote(p), maxPath)
-	case strings.HasPrefix(p, "/"):
-		return "output path " + quote(p) + " is absolute: give it relative to $SSF_OUTPUTS"
-	case strings.Contains("/"+p+"/", "/../"):
-		return "output path " + quote(p) + " contains '..': outputs must stay inside $SSF_OUTPUTS"
-	case path.Clean(p) != p:
-		return "output path " + quote(p) + " is not clean: write " + quote(path.Clean(p))
-	case p == ".":
-		return `output path "." is $SSF_OUTPUTS itself: name the files or directories in it`
-	case !utf8.ValidString(p):
-		return "output path " + quote(p) + " is not valid UTF-8"
-	case strings.IndexFunc(p, unicode.IsControl) >= 0:
-		return "output path " + quote(p) + " contains a control character: it would be printed to terminals and logs"
-	case strings.IndexFunc(p, invisible) >= 0:
-		r := []rune(p)[slices.IndexFunc([]rune(p), invisible)]
-		return fmt.Sprintf("output path %s contains %U, an invisible or reordering character: the name people read would not be the name that is signed; rename the output using visible characters", quote(p), r)
-	}
-	parts := strings.Split(p, "/")
-	// ssf stores its own files beside the outputs under this name; any case, for case-folding file systems.
-	if strings.EqualFold(parts[0], "attestations") {
-		return "output path " + quote(p) + " is reserved: ssf writes its own files under attestations/"
-	}
-	for _, part := range parts {
-		if len(part) > maxName {
-			return fmt.Sprintf("output path %s has a component longer than %d bytes", quote(p), maxName)
-		}
-	}
-	return ""
 }
 
 // invisible reports characters that change how a name is displayed without being seen: Unicode format characters

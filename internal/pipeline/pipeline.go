@@ -76,7 +76,9 @@ type Task struct {
 	// are its author's code, run at install time).
 	NpmScripts bool
 	Steps      []Step
-	Outputs    []string // clean, slash-separated paths relative to $SSF_OUTPUTS
+	Outputs    []Output // in file order; may be empty (outputs.go)
+	Caches     []Cache  // directories kept between builds of this pipeline (caches.go)
+	Secrets    []string // names of factory secrets the task gets at /run/secrets/NAME (secrets.go)
 	Line       int
 }
 

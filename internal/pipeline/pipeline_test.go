@@ -76,13 +76,13 @@ func TestParseFull(t *testing.T) {
 				{Name: "vet", Run: "go vet ./...", Line: 15},
 				{Name: "unit", Run: "go test ./... > \"$SSF_OUTPUTS/report/test.txt\"\n", Line: 17},
 			},
-			Outputs: []string{"report/test.txt"},
+			Outputs: []Output{{Path: "report/test.txt", Line: 20}},
 			Line:    11,
 		}, {
 			Name:    "build",
 			Timeout: 5 * time.Minute,
 			Steps:   []Step{{Name: "make", Run: "go build -o \"$SSF_OUTPUTS/bin/hello\" .\n", Line: 24}},
-			Outputs: []string{"bin/hello", "bin/hello.sbom.json"},
+			Outputs: []Output{{Path: "bin/hello", Line: 27}, {Path: "bin/hello.sbom.json", Line: 27}},
 			Line:    21,
 		}, {
 			Name:    "package",
@@ -90,7 +90,7 @@ func TestParseFull(t *testing.T) {
 			Timeout: 90 * time.Minute,
 			Steps: []Step{{Name: "tar", Line: 32,
 				Run: `tar -czf "$SSF_OUTPUTS/hello.tgz" -C "$SSF_INPUTS/build" bin`}},
-			Outputs: []string{"hello.tgz"},
+			Outputs: []Output{{Path: "hello.tgz", Line: 33}},
 			Line:    28,
 		}},
 	}
@@ -201,8 +201,44 @@ var errorCases = []struct {
 	{"empty run", strings.Replace(valid, "run: make", `run: " "`, 1), 8, "spec.tasks[0].steps[0].run",
 		"run is empty"},
 	{"missing outputs", head + "  tasks:\n    - name: build\n      steps: [{name: make, run: make}]\n", 7,
-		"spec.tasks[0].outputs", "missing required field"},
-	{"no outputs", strings.Replace(valid, "[bin]", "[]", 1), 9, "spec.tasks[0].outputs", "no outputs"},
+		"spec.tasks", "no task declares a published output"},
+	{"no outputs", strings.Replace(valid, "[bin]", "[]", 1), 7, "spec.tasks", "no task declares a published output: a build signs provenance"},
+	{"only internal outputs", strings.Replace(valid, "[bin]", "[{path: bin, internal: true}]", 1) +
+		"    - {name: t, needs: [build], steps: [{name: s, run: x}], outputs: [{path: obj/, internal: true}]}\n",
+		7, "spec.tasks", "no task declares a published output"},
+	{"internal not a boolean", strings.Replace(valid, "[bin]", "[{path: bin, internal: yes}]", 1), 9,
+		"spec.tasks[0].outputs[0].internal", "expected true or false"},
+	{"unknown output field", strings.Replace(valid, "[bin]", "[{path: bin, public: true}]", 1), 9,
+		"spec.tasks[0].outputs[0].public", "unknown field"},
+	{"output without a path", strings.Replace(valid, "[bin]", "[{internal: true}]", 1), 9,
+		"spec.tasks[0].outputs[0].path", "missing required field"},
+	{"output as a list", strings.Replace(valid, "[bin]", "[[bin]]", 1), 9,
+		"spec.tasks[0].outputs[0]", "expected an output path or {path: PATH, internal: true}, found a list"},
+	{"mapping output with a bad path", strings.Replace(valid, "[bin]", "[{path: /bin, internal: true}]", 1), 9,
+		"spec.tasks[0].outputs[0].path", "is absolute"},
+	{"directory output escaping", strings.Replace(valid, "[bin]", "[../dist/]", 1), 9,
+		"spec.tasks[0].outputs[0]", `output path "../dist" contains '..'`},
+	{"directory output not clean", strings.Replace(valid, "[bin]", "[dist//]", 1), 9,
+		"spec.tasks[0].outputs[0]", `output path "dist/" is not clean: write "dist" (in the directory output "dist//")`},
+	{"root as a directory output", strings.Replace(valid, "[bin]", "[/]", 1), 9,
+		"spec.tasks[0].outputs[0]", "is absolute"},
+	{"outputs directory itself", strings.Replace(valid, "[bin]", "[./]", 1), 9,
+		"spec.tasks[0].outputs[0]", `output path "." is $SSF_OUTPUTS itself`},
+	{"reserved directory output", strings.Replace(valid, "[bin]", "[Attestations/]", 1), 9,
+		"spec.tasks[0].outputs[0]", "is reserved"},
+	{"file inside a directory output", strings.Replace(valid, "[bin]", "[dist/, dist/app.js]", 1), 9,
+		"spec.tasks[0].outputs[1]", `output "dist/app.js" is inside output "dist" of task "build"`},
+	{"directory output around a file", strings.Replace(valid, "[bin]", "[dist/app.js, dist/]", 1), 9,
+		"spec.tasks[0].outputs[1]", `output "dist" contains output "dist/app.js" of task "build"`},
+	{"file and directory of one path", strings.Replace(valid, "[bin]", "[dist, dist/]", 1), 9,
+		"spec.tasks[0].outputs[1]", `duplicate output "dist"`},
+	{"two tasks' directories nested", strings.Replace(valid, "[bin]", "[dist/]", 1) +
+		"    - {name: t, steps: [{name: s, run: x}], outputs: [{path: dist/js/, internal: true}]}\n",
+		10, "spec.tasks[1].outputs[0]", `output "dist/js" is inside output "dist" of task "build"`},
+	{"directory output inside the provenance bundle", strings.Replace(valid, "[bin]", "[provenance.sigstore.json/]", 1), 9,
+		"spec.tasks[0].outputs[0]", "would put its SBOMs inside the provenance bundle"},
+	{"directory output inside a file's SBOMs", strings.Replace(valid, "[bin]", "[bin, bin.cdx.sigstore.json/]", 1), 9,
+		"spec.tasks[0].outputs[1]", `output "bin.cdx.sigstore.json/" would put its SBOMs inside those of output "bin"`},
 
 	// Names.
 	{"upper-case pipeline name", strings.Replace(valid, "{name: hello}", "{name: Hello}", 1), 3, "metadata.name",
@@ -307,7 +343,7 @@ var errorCases = []struct {
 		`"bin//x" is not clean: write "bin/x"`},
 	{"output with ./", strings.Replace(valid, "[bin]", "[./bin]", 1), 9, "spec.tasks[0].outputs[0]",
 		`is not clean: write "bin"`},
-	{"output with trailing /", strings.Replace(valid, "[bin]", "[bin/]", 1), 9, "spec.tasks[0].outputs[0]",
+	{"output with two trailing /", strings.Replace(valid, "[bin]", "[bin//]", 1), 9, "spec.tasks[0].outputs[0]",
 		`is not clean: write "bin"`},
 	{"output .", strings.Replace(valid, "[bin]", "[.]", 1), 9, "spec.tasks[0].outputs[0]", "$SSF_OUTPUTS itself"},
 	{"output longer than PATH_MAX", strings.Replace(valid, "[bin]", "["+strings.Repeat("a/", 2048)+"b]", 1), 9,
@@ -406,7 +442,7 @@ func TestParseAccepts(t *testing.T) {
 		{"document markers", "---\n" + valid + "...\n",
 			func(p *Pipeline) bool { return p.Tasks[0].Line == 8 }},
 		{"CRLF line ends", strings.ReplaceAll(valid, "\n", "\r\n"),
-			func(p *Pipeline) bool { return p.Tasks[0].Outputs[0] == "bin" }},
+			func(p *Pipeline) bool { return p.Tasks[0].Outputs[0].Path == "bin" }},
 		{"builder with a path", strings.Replace(valid, "go@", "ssf.dev/builders/go-1.22@", 1),
 			func(p *Pipeline) bool {
 				return p.BuilderName == "ssf.dev/builders/go-1.22" && p.BuilderDigest == pinned
@@ -417,6 +453,18 @@ func TestParseAccepts(t *testing.T) {
 			func(p *Pipeline) bool { return p.Tasks[0].Needs[0] == "a" }},
 		{"outputs sharing a parent", strings.Replace(valid, "[bin]", "[bin/a, bin/b, bin.txt]", 1),
 			func(p *Pipeline) bool { return len(p.Tasks[0].Outputs) == 3 }},
+		{"directory and internal outputs", strings.Replace(valid, "[bin]", "[dist/, {path: obj/, internal: true}, {path: bin, internal: false}, {path: a.o, internal: true}]", 1),
+			func(p *Pipeline) bool {
+				return reflect.DeepEqual(p.Tasks[0].Outputs, []Output{
+					{Path: "dist", Dir: true, Line: 9}, {Path: "obj", Dir: true, Internal: true, Line: 9},
+					{Path: "bin", Line: 9}, {Path: "a.o", Internal: true, Line: 9}}) &&
+					p.Tasks[0].Outputs[0].String() == "dist/" && p.Tasks[0].Outputs[2].String() == "bin"
+			}},
+		{"test task without outputs", valid + "    - {name: test, needs: [build], steps: [{name: s, run: x}]}\n" +
+			"    - {name: lint, steps: [{name: s, run: x}], outputs: []}\n",
+			func(p *Pipeline) bool { return len(p.Tasks[1].Outputs) == 0 && len(p.Tasks[2].Outputs) == 0 }},
+		{"internal output beside a name like its SBOM", strings.Replace(valid, "[bin]", "[{path: x, internal: true}, x.spdx.sigstore.json/]", 1),
+			func(p *Pipeline) bool { return len(p.Tasks[0].Outputs) == 2 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := Parse("ssf.yaml", []byte(tc.file))
@@ -618,12 +666,15 @@ func checkValid(t *testing.T, p *Pipeline, digestRE *regexp.Regexp) {
 		t.Fatalf("Order() has %d of %d tasks", len(p.Order()), len(p.Tasks))
 	}
 	for _, task := range p.Tasks {
-		if task.Timeout <= 0 || task.Timeout > MaxTimeout || len(task.Steps) == 0 || len(task.Outputs) == 0 {
+		if task.Timeout <= 0 || task.Timeout > MaxTimeout || len(task.Steps) == 0 {
 			t.Fatalf("task %+v breaks an invariant", task)
 		}
 		for _, out := range task.Outputs {
-			if msg := badOutput(out); msg != "" {
+			if msg := OutputPathProblem(out.Path); msg != "" {
 				t.Fatalf("accepted output: %s", msg)
+			}
+			if out.Line < 1 {
+				t.Fatalf("output %+v has no line", out)
 			}
 		}
 	}

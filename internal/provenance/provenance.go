@@ -154,6 +154,17 @@ type TaskIsolation struct {
 	// Runtime is the OCI runtime (as configured) and RuntimeVersion the first line of its --version.
 	Runtime        string `json:"runtime"`
 	RuntimeVersion string `json:"runtimeVersion"`
+	// Inputs are the outputs of the tasks it needs that it was given, read-only at /inputs/<task>/<path>, with
+	// the digests the control plane computed when it collected them. Internal outputs appear only here.
+	Inputs []TaskInput `json:"inputs,omitempty"`
+}
+
+// TaskInput is one file a task was given from a task it needs.
+type TaskInput struct {
+	Task     string `json:"task"` // the task that produced it
+	Path     string `json:"path"` // relative to that task's $SSF_OUTPUTS (and to /inputs/<task>/)
+	Digest   Digest `json:"digest"`
+	Internal bool   `json:"internal,omitempty"` // an internal output: not a subject, not published
 }
 
 // Subject is one output of a build: its name and the sha256 digest the control plane computed.

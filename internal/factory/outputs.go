@@ -1,0 +1,269 @@
+package factory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/ssf-dev/ssf/internal/oci"
+	"github.com/ssf-dev/ssf/internal/pipeline"
+	"github.com/ssf-dev/ssf/internal/provenance"
+)
+
+// MaxOutputEntries bounds the entries (files and directories) the control plane reads in one task's declared
+// directory outputs: a step can create millions of empty files in a second, and the walk, the copies, the
+// provenance's subjects and one SBOM pair per file all grow with them. 10,000 files keep the provenance of a
+// build well under the 16 MiB verifiers read (about 600 bytes each with their SBOM byproducts).
+const MaxOutputEntries = 10000
+
+// collectOutputs hashes each declared output of a finished task and copies it to dest. Every path component
+// must be a real directory and each output file a regular file: a symlink anywhere fails the task, so nothing
+// outside the outputs directory can be hashed or copied. A directory output (declared with a trailing '/') is
+// walked without following anything: each regular file under it becomes an output of its own, named by its path
+// relative to $SSF_OUTPUTS; a symlink, fifo, socket or device in it fails the task, as do more than
+// MaxOutputEntries entries, and a directory that holds no regular file (a declared output must produce
+// something; a task that may produce nothing should not declare it).
+//
+// The outputs of one task may add up to at most limit bytes (by their sizes, so a sparse file cannot make the
+// control plane write more than that to disk).
+func collectOutputs(ctx context.Context, t *pipeline.Task, outDir, dest string, limit int64) ([]Output, error) {
+	root, err := os.OpenRoot(outDir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	c := &collector{ctx: ctx, task: t, root: root, dest: dest, limit: limit}
+	for _, o := range t.Outputs {
+		if o.Dir {
+			err = c.dir(o)
+		} else {
+			err = c.file(o, o.Path)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return c.outs, nil
+}
+
+// collector is the state of one task's collection.
+type collector struct {
+	ctx     context.Context
+	task    *pipeline.Task
+	root    *os.Root // the task's $SSF_OUTPUTS
+	dest    string
+	limit   int64
+	total   int64 // bytes collected
+	entries int   // entries read in directory outputs
+	outs    []Output
+}
+
+// fail is a task failure about the declared output o (and, in a directory output, its file rel).
+func (c *collector) fail(o pipeline.Output, rel, format string, args ...any) error {
+	what := fmt.Sprintf("output %q ", o.String())
+	if rel != o.Path {
+		what = fmt.Sprintf("output %q: %q ", o.String(), rel)
+	}
+	return &TaskError{Task: c.task.Name, ExitCode: -1, Reason: what + fmt.Sprintf(format, args...)}
+}
+
+// file collects the regular file rel, the output o or a file in it.
+func (c *collector) file(o pipeline.Output, rel string) error {
+	fail := func(format string, args ...any) error { return c.fail(o, rel, format, args...) }
+	f, err := oci.OpenRegular(c.root, rel)
+	if err != nil {
+		return outputRefused(err, fail)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fail("cannot be read: %v", err)
+	}
+	if c.total += fi.Size(); c.total > c.limit {
+		return fail("takes the task's outputs past %d bytes (maxOutputBytes in config.yaml)", c.limit)
+	}
+	target := filepath.Join(c.dest, filepath.FromSlash(rel))
+	digest, size, err := copyHashed(ctxReader{c.ctx, io.LimitReader(f, c.limit)}, target, execBit(f))
+	if err != nil {
+		return fmt.Errorf("collecting output %q of task %q: %w", rel, c.task.Name, err)
+	}
+	c.outs = append(c.outs, Output{File: oci.File{Path: rel, Digest: digest, Size: size}, Task: c.task.Name, Internal: o.Internal})
+	return nil
+}
+
+// dir collects every regular file under the directory output o, in path order.
+func (c *collector) dir(o pipeline.Output) error {
+	if err := c.checkDirPath(o); err != nil {
+		return err
+	}
+	first := len(c.outs)
+	pending := []string{o.Path}
+	for len(pending) > 0 {
+		d := pending[len(pending)-1]
+		pending = pending[:len(pending)-1]
+		entries, err := c.readDir(o, d)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			rel := d + "/" + e.Name()
+			// The names are the step's choice and become subject names people read: the declared paths' rules.
+			if msg := pipeline.OutputPathProblem(rel); msg != "" {
+				return c.fail(o, rel, "cannot be an output: %s", msg)
+			}
+			switch typ := e.Type(); {
+			case typ&fs.ModeSymlink != 0:
+				return c.fail(o, rel, "is a symlink; outputs must be regular files (symlinks are never followed)")
+			case typ.IsDir():
+				pending = append(pending, rel)
+			case typ.IsRegular():
+				if err := c.file(o, rel); err != nil {
+					return err
+				}
+			default:
+				return c.fail(o, rel, "is not a regular file (%s); a directory output may hold only regular files and directories", typ.Type())
+			}
+		}
+	}
+	if len(c.outs) == first {
+		return c.fail(o, o.Path, "holds no regular file: a declared directory must produce at least one (a task that may produce nothing should not declare it)")
+	}
+	added := c.outs[first:]
+	slices.SortFunc(added, func(a, b Output) int { return strings.Compare(a.Path, b.Path) })
+	return nil
+}
+
+// checkDirPath checks that every component of the directory output's path is a real directory.
+func (c *collector) checkDirPath(o pipeline.Output) error {
+	parts := strings.Split(o.Path, "/")
+	for i := range parts {
+		p := strings.Join(parts[:i+1], "/")
+		fi, err := c.root.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return c.fail(o, o.Path, "was not created (the task must create the directory $SSF_OUTPUTS/%s/)", o.Path)
+		case err != nil:
+			return c.fail(o, o.Path, "cannot be read: %v", err)
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return c.fail(o, o.Path, "is or passes through a symlink (%s); outputs must be real directories and regular files", p)
+		case !fi.IsDir() && p == o.Path:
+			return c.fail(o, o.Path, "is declared as a directory but is not one (%s)", fileType(fi.Mode()))
+		case !fi.IsDir():
+			return c.fail(o, o.Path, "passes through %s, which is not a directory", p)
+		}
+	}
+	return nil
+}
+
+// readDir reads the directory d of the output o, sorted by name, counting its entries against MaxOutputEntries.
+// It reads in batches, so a directory of millions of entries costs no more than the bound before it fails.
+func (c *collector) readDir(o pipeline.Output, d string) ([]fs.DirEntry, error) {
+	f, err := c.root.OpenFile(d, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, c.fail(o, d, "cannot be read as a directory: %v", err)
+	}
+	defer f.Close()
+	var all []fs.DirEntry
+	for {
+		if err := c.ctx.Err(); err != nil {
+			return nil, err
+		}
+		batch, err := f.ReadDir(256)
+		c.entries += len(batch)
+		if c.entries > MaxOutputEntries {
+			return nil, c.fail(o, o.Path, "holds more than %d entries (files and directories) in the task's directory outputs: a task may publish at most that many", MaxOutputEntries)
+		}
+		all = append(all, batch...)
+		if errors.Is(err, io.EOF) || (err == nil && len(batch) == 0) {
+			break
+		}
+		if err != nil {
+			return nil, c.fail(o, d, "cannot be read: %v", err)
+		}
+	}
+	slices.SortFunc(all, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return all, nil
+}
+
+func fileType(m fs.FileMode) string {
+	if m.IsRegular() {
+		return "a regular file"
+	}
+	return m.Type().String()
+}
+
+// outputRefused says, for the task's log, why oci.OpenRegular refused a declared output.
+func outputRefused(err error, fail func(format string, args ...any) error) error {
+	var oe *oci.OutputError
+	switch {
+	case !errors.As(err, &oe):
+		return fail("cannot be read: %v", err)
+	case oe.Open:
+		return fail("cannot be opened: %v", oe.Err)
+	case errors.Is(oe.Err, fs.ErrNotExist):
+		return fail("was not created (the task must write it to $SSF_OUTPUTS/%s)", oe.Path)
+	case oe.Err != nil:
+		return fail("cannot be read: %v", oe.Err)
+	case oe.Mode&fs.ModeSymlink != 0:
+		return fail("is or passes through a symlink (%s); outputs must be regular files", oe.At)
+	case oe.At != oe.Path:
+		return fail("passes through %s, which is not a directory", oe.At)
+	default:
+		return fail("is not a regular file (%s)", oe.Mode.Type())
+	}
+}
+
+// published returns the outputs that are subjects of the provenance, are copied to OUT and get SBOMs: all but
+// the internal ones.
+func published(outs []Output) []Output {
+	var pub []Output
+	for _, o := range outs {
+		if !o.Internal {
+			pub = append(pub, o)
+		}
+	}
+	return pub
+}
+
+// published returns every task's published outputs.
+func (b *build) published() []Output {
+	var all []Output
+	for _, t := range b.p.Order() {
+		all = append(all, published(b.verified[t.Name])...)
+	}
+	return all
+}
+
+// checkSBOMNames refuses published outputs whose SBOM bundles would need another's as a directory. The parser
+// checks the declared paths; the names of files found in directory outputs are known only now.
+func checkSBOMNames(outs []Output) error {
+	all := make(map[string]bool, len(outs))
+	for _, o := range outs {
+		all[o.Path] = true
+	}
+	for _, o := range outs {
+		if msg := pipeline.SBOMClash(o.Path, all); msg != "" {
+			return &TaskError{Task: o.Task, ExitCode: -1, Reason: msg}
+		}
+	}
+	return nil
+}
+
+// inputsOf lists what task t was given at /inputs: every output, internal or not, of each task it needs, with
+// the digest the control plane computed. The caller holds b.mu or owns b alone.
+func (b *build) inputsOf(t *pipeline.Task) []provenance.TaskInput {
+	var in []provenance.TaskInput
+	for _, n := range t.Needs {
+		for _, o := range b.verified[n] {
+			in = append(in, provenance.TaskInput{Task: n, Path: o.Path, Digest: provenance.DigestSet(o.Digest), Internal: o.Internal})
+		}
+	}
+	return in
+}
