@@ -44,6 +44,10 @@ type BuildRequest struct {
 	Out      string   // where outputs and attestations go; must not exist or be empty
 	Log      io.Writer
 	Progress io.Writer // a terminal to show download progress on; nil shows none
+	NoCache  bool      // tasks get empty caches, not kept (cache.go)
+	// KeepWorkspace keeps a failed task's workspace, outputs and tmp, read-only, in the build's history entry
+	// (keep.go).
+	KeepWorkspace bool
 }
 
 // Output is one built file: the file as it goes into the OCI artifact (path relative to Out, digest, size) and
@@ -75,6 +79,7 @@ type TaskError struct {
 	ExitCode   int // -1 when the step did not exit by itself
 	Reason     string
 	Hint       string // what to do about it, for people; empty when there is nothing to add
+	Kept       string // where the task's directories were kept (--keep-workspace); "" when they were not
 }
 
 func (e *TaskError) Error() string {
@@ -196,7 +201,8 @@ type admission struct {
 	img      builder.Image
 	attestor Attestor
 	runtime  Runtime
-	out      string // absolute
+	out      string            // absolute
+	secrets  map[string][]byte // the values of the secrets the tasks list, by name (secrets.go)
 }
 
 // admit checks a build request: the factory's config, the pipeline and its params, the builder (in the factory,
@@ -232,6 +238,10 @@ func (h Home) admit(req BuildRequest) (*admission, error) {
 	if err := checkBuilderName(p, images); err != nil {
 		return nil, err
 	}
+	secrets, err := h.buildSecrets(p) // a secret that is not set fails the build before anything runs
+	if err != nil {
+		return nil, err
+	}
 	key, err := sign.LoadKey(h.KeyPath())
 	if err != nil {
 		return nil, fmt.Errorf("loading the provenance key (run `ssf init` if the factory is new): %w", err)
@@ -250,7 +260,7 @@ func (h Home) admit(req BuildRequest) (*admission, error) {
 		return nil, err
 	}
 	return &admission{req: req, cfg: cfg, p: p, params: params, images: images, img: img,
-		attestor: sign.NewSigner(key), runtime: runc{rc}, out: out}, nil
+		attestor: sign.NewSigner(key), runtime: runc{rc}, out: out, secrets: secrets}, nil
 }
 
 // workspace is a build's own directories and its run record, which lets a later build clean up after this one if
@@ -337,7 +347,11 @@ func (h Home) run(ctx context.Context, adm *admission, ws *workspace, src *sourc
 		p: adm.p, params: adm.params, src: src, deps: in, rootfs: rootfs, runtime: adm.runtime, work: ws.work,
 		invocation: ws.invocation, lease: uid, log: log, maxOutput: adm.cfg.MaxOutputBytes, rec: ws.rec,
 		verified: map[string][]Output{}, logs: map[string]string{},
-		runtimeName: adm.cfg.Runtime, isolation: map[string]provenance.TaskIsolation{},
+		runtimeName: adm.cfg.Runtime, isolation: map[string]provenance.TaskIsolation{}, secrets: adm.secrets,
+	}
+	b.caches = h.newCaches(adm, rootfs, ws.invocation, uid.id, log)
+	if adm.req.KeepWorkspace && ws.rec != nil {
+		b.keepDir = filepath.Join(ws.rec.dir, "workspaces") // keep.go
 	}
 	if err := b.run(ctx); err != nil {
 		return nil, err
@@ -376,7 +390,7 @@ func stage(ctx context.Context, b *build, adm *admission, ws *workspace, src *so
 			MediaType: ocispec.MediaTypeImageManifest,
 			Digest:    provenance.DigestSet(adm.img.Digest),
 		}},
-		Fetched: b.deps.descriptors(),
+		Fetched: append(b.deps.descriptors(), b.caches.descriptors(p.Order())...), // caches: cache.go
 	}
 	var files []oci.File
 	if err := checkSBOMNames(b.published()); err != nil {
@@ -598,6 +612,9 @@ type build struct {
 
 	runtimeName string                              // the OCI runtime as configured
 	isolation   map[string]provenance.TaskIsolation // task -> how it was isolated, from its runtime spec
+	caches      *caches                             // the tasks' caches (cache.go); nil in tests that run tasks alone
+	secrets     map[string][]byte                   // secret values by name: mounted for the tasks that list them, redacted from every log
+	keepDir     string                              // where a failed task's directories are kept (keep.go); "" keeps none
 }
 
 // run executes the tasks in dependency order, each as soon as the tasks it needs are done, and stops everything
@@ -654,17 +671,25 @@ func (b *build) run(ctx context.Context) error {
 
 // runTask runs one task in a fresh container and observes it: prepare its directories, start its container, run
 // its steps, read back how it was isolated, stop it, and hash its declared outputs.
-func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
+func (b *build) runTask(ctx context.Context, t *pipeline.Task) (err error) {
 	dir := filepath.Join(b.work, "tasks", t.Name)
 	slot, err := b.lease.startTask(ctx, dir) // a host-wide task slot, and the task's size-limited disk mounted on dir
 	if err != nil {
 		return fmt.Errorf("task %q: %w", t.Name, err)
 	}
 	defer slot.release()
+	// Runs before the disk is released and after the container is gone (deferred below): --keep-workspace.
+	defer func() { err = b.keepOnFailure(ctx, t.Name, dir, err) }()
 	mounts, outDir, err := b.prepareTask(ctx, t, dir)
 	if err != nil {
 		return err
 	}
+	secretMounts, unmountSecrets, err := b.mountSecrets(t, dir) // a tmpfs of this task's own (secrets.go)
+	if err != nil {
+		return err
+	}
+	defer unmountSecrets()
+	mounts = append(mounts, secretMounts...)
 	logPath := filepath.Join(b.work, "logs", t.Name+".log")
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
 		return err
@@ -712,6 +737,7 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 	if err != nil {
 		return err
 	}
+	b.caches.keep(ctx, t, dir) // the container is gone: nothing changes the copies while they are read (cache.go)
 	if err := logFile.Close(); err != nil {
 		return err
 	}
@@ -720,6 +746,7 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) error {
 	iso.Inputs = b.inputsOf(t) // internal outputs are recorded only here (outputs.go)
 	b.verified[t.Name] = outputs
 	b.logs[t.Name] = logPath
+	iso.Secrets = t.Secrets // names only
 	b.isolation[t.Name] = iso
 	b.mu.Unlock()
 	return nil
@@ -774,6 +801,11 @@ func (b *build) prepareTask(ctx context.Context, t *pipeline.Task, dir string) (
 	if b.deps.tree != "" {
 		mounts = append(mounts, sandbox.Mount{Source: b.deps.tree, Destination: deps.MountPoint, ReadOnly: true})
 	}
+	cacheMounts, err := b.caches.prepare(ctx, t, dir, tmp) // copies on the task's disk (cache.go)
+	if err != nil {
+		return nil, "", err
+	}
+	mounts = append(mounts, cacheMounts...)
 	return mounts, outDir, nil
 }
 
@@ -808,7 +840,9 @@ func (b *build) runSteps(taskCtx context.Context, ctr Container, t *pipeline.Tas
 	for _, s := range t.Steps {
 		w := b.log.prefixed(fmt.Sprintf("[%s/%s] ", t.Name, s.Name), logFile, &logged)
 		logStart, stepStart := logged, time.Now()
-		code, err := ctr.Exec(taskCtx, []string{"/bin/sh", "-e", "-c", s.Run}, w)
+		out := newRedactor(w, b.secrets) // before the output is split into lines (secrets.go)
+		code, err := ctr.Exec(taskCtx, []string{"/bin/sh", "-e", "-c", s.Run}, out)
+		flushRedactor(out)
 		w.Flush()
 		if err != nil {
 			code = -1

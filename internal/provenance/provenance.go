@@ -157,6 +157,8 @@ type TaskIsolation struct {
 	// Inputs are the outputs of the tasks it needs that it was given, read-only at /inputs/<task>/<path>, with
 	// the digests the control plane computed when it collected them. Internal outputs appear only here.
 	Inputs []TaskInput `json:"inputs,omitempty"`
+	// Secrets names the factory secrets the task was given at /run/secrets/NAME: their names only, never a value.
+	Secrets []string `json:"secrets,omitempty"`
 }
 
 // TaskInput is one file a task was given from a task it needs.
