@@ -136,6 +136,8 @@ progress stay on stderr. The fields are in docs/cli-json.md.`,
 	f.StringVar(&req.Out, "out", "", "output directory; must not exist or be empty")
 	f.StringArrayVar(&req.Params, "param", nil, "pipeline parameter NAME=VALUE (repeatable)")
 	f.StringVar(&publishTo, "publish", "", "after the build, push OUT to this registry repository, REGISTRY/REPO[:TAG]")
+	f.BoolVar(&req.KeepWorkspace, "keep-workspace", false, "when a task fails, keep its workspace, outputs and tmp, read-only, in $SSF_HOME/builds/<id>/workspaces/<task>/ (the path is printed; ssf builds prune removes it)")
+	f.BoolVar(&req.NoCache, "no-cache", false, "give every task empty caches and keep none (recorded in the provenance as disabled); use it for release builds (docs/caches.md)")
 	output = addOutputFlag(cmd)
 	return cmd
 }

@@ -1,0 +1,124 @@
+package factory
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// A failed task's directories are a hostile step's files: the kept copy holds planted symlinks as links (never
+// their targets), no fifo or device, no setuid bit and nothing writable.
+func TestKeepFailedTaskNeverFollowsOrKeepsPrivileges(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the kept copy is root's; the test checks ownership and needs root")
+	}
+	secret := filepath.Join(t.TempDir(), "host-secret")
+	if err := os.WriteFile(secret, []byte("host secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	task := t.TempDir()
+	for name, data := range map[string]string{
+		"workspace/main.go": "package main\n", "workspace/sub/deep/x.txt": "x", "outputs/half-written": "half",
+		"tmp/cache/entry": "c", "bundle/config.json": "{}", "inputs/other/file": "not the task's",
+	} {
+		p := filepath.Join(task, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
+	symlink(t, secret, filepath.Join(task, "workspace/key"))
+	symlink(t, filepath.Dir(secret), filepath.Join(task, "outputs/hostdir"))
+	if err := os.WriteFile(filepath.Join(task, "workspace/suid"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(task, "workspace/suid"), 0o6777|os.ModeSetuid|os.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(task, "tmp/fifo"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mknod(filepath.Join(task, "workspace/null"), syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
+		t.Fatal(err)
+	}
+
+	dest := filepath.Join(t.TempDir(), "workspaces", "build")
+	msg, err := keepFailedTask(context.Background(), task, dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(msg, dest) || !strings.Contains(msg, "left out 2 fifos, sockets or devices") {
+		t.Errorf("message %q does not name %s and the two left out", msg, dest)
+	}
+	// The links are links, with the step's targets: nothing of the host file was copied.
+	for link, target := range map[string]string{"workspace/key": secret, "outputs/hostdir": filepath.Dir(secret)} {
+		p := filepath.Join(dest, link)
+		fi, err := os.Lstat(p)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Fatalf("%s: %v, mode %v; want a symlink", link, err, fi.Mode())
+		}
+		if got, _ := os.Readlink(p); got != target {
+			t.Errorf("%s -> %q, want %q", link, got, target)
+		}
+	}
+	for _, gone := range []string{"tmp/fifo", "workspace/null", "bundle", "inputs"} {
+		if _, err := os.Lstat(filepath.Join(dest, gone)); !os.IsNotExist(err) {
+			t.Errorf("%s was kept (%v)", gone, err)
+		}
+	}
+	if data, err := os.ReadFile(filepath.Join(dest, "workspace/sub/deep/x.txt")); err != nil || string(data) != "x" {
+		t.Errorf("workspace/sub/deep/x.txt = %q, %v", data, err)
+	}
+	err = filepath.Walk(dest, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if st.Uid != 0 || st.Gid != 0 {
+			t.Errorf("%s is owned by %d:%d, want root", p, st.Uid, st.Gid)
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			return nil
+		}
+		if fi.Mode()&0o222 != 0 || fi.Mode()&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky) != 0 {
+			t.Errorf("%s has mode %v: want no write, setuid, setgid or sticky bits", p, fi.Mode())
+		}
+		if st.Nlink > 1 && !fi.IsDir() {
+			t.Errorf("%s has %d links", p, st.Nlink)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dest, "workspace/suid")); err != nil || fi.Mode().Perm() != 0o555 {
+		t.Errorf("workspace/suid: %v, %v; want r-xr-xr-x", fi.Mode(), err)
+	}
+}
+
+func TestKeepFailedTaskIsBounded(t *testing.T) {
+	task := t.TempDir()
+	for i, name := range []string{"workspace/a", "workspace/b", "workspace/c"} {
+		p := filepath.Join(task, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, make([]byte, 100*(i+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func(b int64, e int) { maxKeptBytes, maxKeptEntries = b, e }(maxKeptBytes, maxKeptEntries)
+	maxKeptBytes = 350
+	msg, err := keepFailedTask(context.Background(), task, filepath.Join(t.TempDir(), "k"))
+	if err != nil || !strings.Contains(msg, "the copy stopped at 350 bytes of files (at workspace/") {
+		t.Errorf("bytes bound: %q, %v", msg, err)
+	}
+	maxKeptBytes, maxKeptEntries = 1<<30, 3
+	msg, err = keepFailedTask(context.Background(), task, filepath.Join(t.TempDir(), "k"))
+	if err != nil || !strings.Contains(msg, "the copy stopped at 3 entries") {
+		t.Errorf("entries bound: %q, %v", msg, err)
+	}
+}
