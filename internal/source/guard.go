@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -87,9 +86,6 @@ func newGuard(dir string, protect Protected) (*guard, error) {
 
 func (g *guard) close() { g.root.Close() }
 
-// reset forgets what was left out, for a second pass over the same tree.
-func (g *guard) reset() { g.special, g.crossed = nil, nil }
-
 // include is the snapshot's filter: it reports whether the entry rel (slash-separated, relative to the source),
 // whose Lstat is fi (nil: take one), may be part of the snapshot, and records why not. After a refusal it includes
 // nothing more; the caller returns g.err.
@@ -114,10 +110,7 @@ func (g *guard) include(rel string, fi fs.FileInfo) bool {
 			g.crossed = append(g.crossed, rel)
 			return false
 		}
-		if what, ok := g.protectDirs[idOf(fi)]; ok {
-			g.err = inputErrorf("--source: %q is %s under another name (a bind mount?): every task would get a copy of it; remove it from the source", rel, what)
-			return false
-		}
+		return g.dirAllowed(rel, fi)
 	case fi.Mode().IsRegular():
 		if st.Nlink == 1 && g.key != (fileID{}) && idOf(fi) == g.key {
 			g.err = inputErrorf("--source: %q is the provenance signing key %s under another name (a bind mount?): every task would get a copy of it; remove it from the source", rel, g.protect.Key)
@@ -137,14 +130,15 @@ func (g *guard) include(rel string, fi fs.FileInfo) bool {
 	return true
 }
 
-// beneathMount reports the mount point that rel lies beneath (or is), if any.
-func (g *guard) beneathMount(rel string) string {
-	for d := rel; d != "." && d != ""; d = path.Dir(d) {
-		if g.mounts[d] {
-			return d
-		}
+// dirAllowed refuses the build (setting g.err) when the directory rel, whose Lstat is fi, is the factory home or
+// the key's directory under another name. The selection asks before entering a directory, so the refusal names the
+// directory rather than the first file of it that a later check would catch.
+func (g *guard) dirAllowed(rel string, fi fs.FileInfo) bool {
+	if what, ok := g.protectDirs[idOf(fi)]; ok {
+		g.err = inputErrorf("--source: %q is %s under another name (a bind mount?): every task would get a copy of it; remove it from the source", rel, what)
+		return false
 	}
-	return ""
+	return true
 }
 
 // keyMark stands for the signing key in the index of the home's files.
@@ -266,23 +260,4 @@ func unescapeMountinfo(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
-}
-
-// checkFiles applies the guard to the files of a commit before they are snapshotted by name. It returns why the
-// work tree cannot stand for the commit (a file beneath a mount point, or one that is not a file), or ""; a hard
-// link into the factory home sets g.err.
-func (g *guard) checkFiles(t *gitTree) string {
-	defer g.reset()
-	for _, p := range t.paths() {
-		if m := g.beneathMount(p); m != "" {
-			return fmt.Sprintf("file %q of commit %s lies beneath the mount point %q, which the snapshot does not cross", p, t.short(), m)
-		}
-		if !g.include(p, nil) {
-			if g.err != nil {
-				return ""
-			}
-			return fmt.Sprintf("file %q of commit %s is not a regular file or symlink in the work tree", p, t.short())
-		}
-	}
-	return ""
 }

@@ -56,13 +56,49 @@ type Snapshot struct {
 	Dir    string // absolute
 	Path   string // the deterministic tar of the tree
 	SHA256 string // hex digest of the tar
-	Commit string // git commit whose files the snapshot holds, byte for byte and mode for mode; "" if none
-	// GitMismatch says why Dir, the top of a git work tree with a HEAD commit, is recorded by tree digest
-	// rather than by that commit (e.g. `file "build.sh" differs from commit 3f2da36`); "" otherwise.
+	// Commit is the git commit whose files (beneath RepoPath) the snapshot holds, byte for byte and mode for
+	// mode; "" if none.
+	Commit string
+	// Repo is the top of the git work tree Dir is in (symlinks resolved), and RepoPath Dir's slash-separated path
+	// beneath it ("" when Dir is the top); both "" when Dir is in no work tree.
+	Repo, RepoPath string
+	// GitMismatch says why a source in a git work tree is recorded by tree digest rather than by its HEAD commit
+	// (e.g. `file "build.sh" differs from commit 3f2da36`), or why a repository above Dir was not taken as its
+	// repository; "" otherwise.
 	GitMismatch string
-	// LeftOut says what of Dir is not in the snapshot and why (fifos, sockets, devices, mount points), for people.
+	// LeftOut says what of Dir is not in the snapshot and why (ignored paths, nested repositories, fifos,
+	// sockets, devices, mount points), for people.
 	LeftOut []string
+	Stats   Stats
 }
+
+// Stats counts what a snapshot holds and, in a git work tree, how it differs from the HEAD commit. It is part of
+// `ssf build --output json` and the build's history record (docs/cli-json.md).
+type Stats struct {
+	Files int   `json:"files"` // regular files and symlinks
+	Bytes int64 `json:"bytes"` // the regular files' sizes, added up
+	// Ignored counts the paths an ignore rule left out (an ignored directory once, whatever it holds).
+	Ignored int `json:"ignored"`
+	// SSFIgnorePatterns counts the patterns of the source's .ssfignore (0: none, or no such file).
+	SSFIgnorePatterns int       `json:"ssfignorePatterns"`
+	Git               *GitStats `json:"git,omitempty"` // nil outside a git work tree
+}
+
+// GitStats is how a snapshot taken in a git work tree compares with its HEAD commit.
+type GitStats struct {
+	Commit string `json:"commit,omitempty"` // HEAD, clean or not; "" when there is no commit or it cannot be read
+	Path   string `json:"path,omitempty"`   // the source's path in the repository; "" at its top
+	Clean  bool   `json:"clean"`            // the snapshot holds exactly the commit's files: recorded by commit
+	// Modified, Deleted and Untracked count the files that differ from the commit, the commit's files missing from
+	// the work tree, and the files not in the commit.
+	Modified  int `json:"modified"`
+	Deleted   int `json:"deleted"`
+	Untracked int `json:"untracked"`
+}
+
+// SubdirectoryAnnotation is the annotation of the source's resolved dependency naming its path in the repository,
+// when the source is a subdirectory recorded by commit.
+const SubdirectoryAnnotation = "subdirectory"
 
 // Protected names what must never reach a snapshot under any name: the factory home and its signing key.
 type Protected struct {
@@ -70,17 +106,29 @@ type Protected struct {
 	Key  string // the provenance signing key (also looked up by itself, wherever it lives)
 }
 
-// Descriptor is the source as a resolved dependency: the git commit and the snapshot's digest when there is a
-// commit, else the tree digest (the sha256 of the deterministic tar described in docs/build-type.md).
+// Descriptor is the source as a resolved dependency: the git commit (and, for a subdirectory of the repository,
+// its path) and the snapshot's digest when there is a commit, else the tree digest (the sha256 of the deterministic
+// tar described in docs/build-type.md).
 func (s *Snapshot) Descriptor() provenance.ResourceDescriptor {
-	u := url.URL{Scheme: "file", Path: s.Dir}
 	if s.Commit != "" {
-		return provenance.ResourceDescriptor{
+		repo := s.Repo
+		if repo == "" {
+			repo = s.Dir
+		}
+		u := url.URL{Scheme: "file", Path: repo}
+		d := provenance.ResourceDescriptor{
 			Name:   provenance.SourceDependencyName,
 			URI:    "git+" + u.String() + "@" + s.Commit,
 			Digest: provenance.Digest{"gitCommit": s.Commit, "sha256": s.SHA256},
 		}
+		if s.RepoPath != "" {
+			// As SPDX writes a path within a repository in a download location: git+URL@REVISION#PATH.
+			d.URI += (&url.URL{Fragment: s.RepoPath}).String()
+			d.Annotations = map[string]string{SubdirectoryAnnotation: s.RepoPath}
+		}
+		return d
 	}
+	u := url.URL{Scheme: "file", Path: s.Dir}
 	return provenance.ResourceDescriptor{
 		Name:   provenance.SourceDependencyName,
 		URI:    u.String(),
@@ -88,15 +136,75 @@ func (s *Snapshot) Descriptor() provenance.ResourceDescriptor {
 	}
 }
 
+// Summary is the one line `ssf build` prints about the source before tasks run, e.g.
+// `source: 142 files, 1.2 MB, commit 3f2da36 (clean)`.
+func (s *Snapshot) Summary() string {
+	st := s.Stats
+	var b strings.Builder
+	fmt.Fprintf(&b, "source: %d files, %s, ", st.Files, humanBytes(st.Bytes))
+	g := st.Git
+	switch {
+	case g == nil:
+		b.WriteString("not a git work tree")
+	case g.Commit == "":
+		b.WriteString("git work tree without a readable commit")
+	default:
+		b.WriteString("commit " + g.Commit[:7])
+	}
+	if g != nil && g.Path != "" {
+		fmt.Fprintf(&b, " at %s", g.Path)
+	}
+	switch {
+	case g != nil && g.Commit != "" && g.Clean:
+		b.WriteString(" (clean)")
+	case g != nil && (g.Modified > 0 || g.Deleted > 0 || g.Untracked > 0):
+		var parts []string
+		for _, c := range []struct {
+			n    int
+			what string
+		}{{g.Modified, "modified"}, {g.Deleted, "deleted"}, {g.Untracked, "untracked"}} {
+			if c.n > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s", c.n, c.what))
+			}
+		}
+		b.WriteString(", dirty: " + strings.Join(parts, ", "))
+	case g != nil && g.Commit != "":
+		b.WriteString(", not recorded by commit")
+	}
+	if st.SSFIgnorePatterns > 0 || g == nil {
+		fmt.Fprintf(&b, " (%s: %d patterns)", SSFIgnore, st.SSFIgnorePatterns)
+	}
+	return b.String()
+}
+
+// humanBytes writes n in decimal units, as people read file sizes: 812 bytes, 1.2 MB.
+func humanBytes(n int64) string {
+	if n < 1000 {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	f, unit := float64(n)/1000, "kB"
+	for _, u := range []string{"MB", "GB", "TB"} {
+		if f < 999.95 {
+			break
+		}
+		f, unit = f/1000, u
+	}
+	return fmt.Sprintf("%.1f %s", f, unit)
+}
+
 // Take writes the deterministic tar of dir to snapshotPath and describes it.
 //
-// When dir is the top of a git work tree, the snapshot holds the files of its HEAD commit, taken from the work
-// tree, and is then read back and checked against the commit's objects: every file's git blob id and mode must
-// be the commit's, and every file of the commit must be there. Only then is the source recorded by commit. Git's
-// own idea of "clean" is never asked, because it trusts the index (assume-unchanged, skip-worktree, fsmonitor,
-// core.fileMode) and runs the repository's filters and hooks. Anything else, including a commit that does not
-// match, contributes the whole tree except .git and is recorded by tree digest; src.GitMismatch says why a commit
-// was not used.
+// What dir contributes is selected first (select.go): in a git work tree (dir its top or a directory beneath it),
+// the files git would commit, at their work-tree content: the files of the HEAD commit that are present, plus
+// untracked files that no .gitignore, .git/info/exclude or .ssfignore pattern matches, never .git, an ignored path or
+// a nested repository; outside one, every file less what .ssfignore leaves out. The selection reads names and ignore
+// files only, never the index or anything git would run.
+//
+// The snapshot is then read back and compared with the commit's objects: every file's git blob id and mode must be
+// the commit's (beneath the source's path in the repository), and every file of the commit must be there. Only then
+// is the source recorded by commit. Git's own idea of "clean" is never asked, because it trusts the index
+// (assume-unchanged, skip-worktree, fsmonitor, core.fileMode) and runs the repository's filters and hooks. Otherwise
+// the source is recorded by tree digest; src.GitMismatch says why, and src.Stats counts the differences.
 //
 // The snapshot never crosses a mount point and never holds a file of protect under another name (a hard link):
 // see guard. It holds at most maxBytes bytes (0: no bound): a larger source, or one with a large sparse file, is
@@ -120,48 +228,17 @@ func Take(ctx context.Context, dir string, protect Protected, snapshotPath strin
 	}
 	defer gd.close()
 
-	tree, mismatch, err := readHeadTree(ctx, abs)
+	repo, notRepo, err := findRepo(ctx, abs, gd)
 	if err != nil {
 		return nil, err
 	}
-	if tree != nil {
-		mismatch = gd.checkFiles(tree)
-		if gd.err != nil {
-			return nil, gd.err
-		}
+	sel, err := selectFiles(ctx, gd, repo)
+	if err != nil {
+		return nil, err
 	}
-	if tree != nil && mismatch == "" {
-		sum, err := writeSnapshot(snapshotPath, maxBytes, func(w io.Writer) error {
-			_, err := archive.WriteFiles(ctx, w, abs, tree.paths())
-			return err
-		})
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return nil, err
-		case errors.Is(err, errTooLarge):
-			os.Remove(snapshotPath)
-			return nil, tooLarge(dir, maxBytes)
-		case err != nil:
-			// A file of the commit is missing from the work tree, is a directory there, or lies beneath a
-			// symlink: the work tree is not the commit.
-			mismatch = fmt.Sprintf("the work tree does not hold the files of commit %s: %v", tree.short(), err)
-		default:
-			if mismatch, err = tree.check(snapshotPath); err != nil {
-				return nil, fmt.Errorf("checking the snapshot of the source %q: %w", dir, err)
-			}
-		}
-		if mismatch == "" {
-			src.SHA256, src.Commit = sum, tree.commit
-			return src, nil
-		}
-		if err := os.Remove(snapshotPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
-	}
-	src.GitMismatch = mismatch
-	gd.reset()
+	var stats archive.TreeStats
 	src.SHA256, err = writeSnapshot(snapshotPath, maxBytes, func(w io.Writer) error {
-		_, err := archive.WriteTree(ctx, w, abs, func(rel string, fi fs.FileInfo) bool { return rel != ".git" && gd.include(rel, fi) })
+		stats, err = archive.WriteTree(ctx, w, abs, sel.include(gd))
 		return err
 	})
 	if gd.err != nil {
@@ -173,9 +250,34 @@ func Take(ctx context.Context, dir string, protect Protected, snapshotPath strin
 		return nil, tooLarge(dir, maxBytes)
 	}
 	if err != nil {
+		os.Remove(snapshotPath)
 		return nil, fmt.Errorf("taking a snapshot of the source %q: %w", dir, err)
 	}
-	src.LeftOut = gd.report()
+	src.Stats = Stats{Files: stats.Files + stats.Symlinks, Bytes: stats.Bytes, Ignored: len(sel.ignored), SSFIgnorePatterns: sel.ssfignorePatterns}
+	src.GitMismatch = notRepo
+	if repo != nil {
+		src.Repo, src.RepoPath = repo.top, repo.prefix
+		src.Stats.Git = &GitStats{Path: repo.prefix}
+		src.GitMismatch = repo.headMismatch
+	}
+	if repo != nil && repo.head != nil {
+		t := repo.head
+		d, err := t.diff(snapshotPath)
+		if err != nil {
+			return nil, fmt.Errorf("checking the snapshot of the source %q: %w", dir, err)
+		}
+		gs := src.Stats.Git
+		gs.Commit, gs.Modified, gs.Deleted, gs.Untracked = t.commit, len(d.modified), len(d.deleted), len(d.untracked)
+		switch {
+		case t.problem != "":
+			src.GitMismatch = t.problem
+		case d.first != "":
+			src.GitMismatch = d.first
+		default:
+			src.Commit, gs.Clean = t.commit, true
+		}
+	}
+	src.LeftOut = append(gd.report(), sel.report()...)
 	return src, nil
 }
 
@@ -237,11 +339,18 @@ const (
 // maxGitObject bounds the size of a commit or tree object read from the repository.
 const maxGitObject = 64 << 20
 
-// gitTree is the files of a commit, read from objects whose ids were all checked.
+// gitTree is the files of a commit beneath one of its directories, read from objects whose ids were all checked.
 type gitTree struct {
 	commit string                 // hex object id
 	format string                 // "sha1" or "sha256"
-	files  map[string]gitTreeFile // by slash-separated path
+	prefix string                 // the directory, slash-separated; "" for the commit's top
+	files  map[string]gitTreeFile // by slash-separated path beneath prefix
+	// submodules is the paths beneath prefix of the commit's submodules (gitlinks), whose files the commit does
+	// not hold: such a commit cannot stand for a snapshot.
+	submodules []string
+	// problem says why the commit cannot stand for a snapshot whatever the work tree holds (a submodule, a prefix
+	// that is not a directory of the commit); "" otherwise.
+	problem string
 }
 
 // gitTreeFile is one blob of a gitTree.
@@ -261,23 +370,13 @@ func (t *gitTree) paths() []string {
 	return ps
 }
 
-// readHeadTree returns the files of the HEAD commit of the git work tree whose top is dir. It returns no tree if
-// dir is not the top of a work tree or has no commit, and no tree with a reason if the commit cannot stand for a
-// snapshot (a submodule, an object that is missing or does not hash to its id, an unexpected mode or name).
-// An error is returned only when ctx is done.
+// readHead returns the files beneath prefix of the HEAD commit of the git work tree whose top is g.dir. It
+// returns no tree if there is no commit, and no tree with a reason if the commit cannot be read (an object that is
+// missing or does not hash to its id, an unexpected mode or name). An error is returned only when ctx is done.
 //
 // Git is used only as a store of objects, and every object it returns is checked here against its id, so a
 // forged object or replace ref cannot make the listing differ from the commit that is recorded.
-func readHeadTree(ctx context.Context, dir string) (*gitTree, string, error) {
-	resolved, err := filepath.EvalSymlinks(dir)
-	if err != nil {
-		return nil, "", nil
-	}
-	g := &gitRepo{dir: resolved}
-	top, err := g.output(ctx, "rev-parse", "--show-toplevel")
-	if err != nil || filepath.Clean(top) != resolved {
-		return nil, "", ctx.Err()
-	}
+func readHead(ctx context.Context, g *gitRepo, prefix string) (*gitTree, string, error) {
 	commit, err := g.output(ctx, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
 	if err != nil {
 		return nil, "", ctx.Err() // an empty repository, or HEAD is not a commit
@@ -290,7 +389,7 @@ func readHeadTree(ctx context.Context, dir string) (*gitTree, string, error) {
 	if !ok || !isHexID(commit, newHash().Size()) {
 		return nil, fmt.Sprintf("HEAD is %q in a repository of object format %q", commit, format), ctx.Err()
 	}
-	t := &gitTree{commit: commit, format: format, files: map[string]gitTreeFile{}}
+	t := &gitTree{commit: commit, format: format, prefix: prefix, files: map[string]gitTreeFile{}}
 	if mismatch, err := g.readTree(ctx, t, newHash); mismatch != "" || err != nil {
 		return nil, mismatch, err
 	}
@@ -306,7 +405,38 @@ func isHexID(s string, size int) bool {
 	return err == nil && strings.ToLower(s) == s
 }
 
-// readTree fills t.files from the tree of t.commit.
+// treeEntry is one entry of a tree object.
+type treeEntry struct{ mode, name, oid string }
+
+// readTreeObject reads and parses the tree object oid (the directory dir of commit t, for messages). A name that
+// is not clean ends the parse with a reason: git itself refuses to check such a name out, and it could escape the
+// snapshot.
+func readTreeObject(objs *gitObjects, t *gitTree, dir, oid string) ([]treeEntry, string, error) {
+	body, err := objs.read(oid, "tree")
+	if err != nil {
+		return nil, "", fmt.Errorf("directory %q: %w", dir, err)
+	}
+	var entries []treeEntry
+	seen := map[string]bool{}
+	for len(body) > 0 {
+		mode, rest, ok1 := bytes.Cut(body, []byte(" "))
+		name, rest, ok2 := bytes.Cut(rest, []byte("\x00"))
+		if !ok1 || !ok2 || len(rest) < objs.size {
+			return nil, "", fmt.Errorf("directory %q: malformed tree object %s", dir, oid)
+		}
+		e := treeEntry{mode: string(mode), name: string(name), oid: hex.EncodeToString(rest[:objs.size])}
+		body = rest[objs.size:]
+		n := e.name
+		if n == "" || n == "." || n == ".." || strings.Contains(n, "/") || strings.EqualFold(n, ".git") || seen[n] {
+			return nil, fmt.Sprintf("commit %s has a bad path %q", t.short(), path.Join(dir, n)), nil
+		}
+		seen[n] = true
+		entries = append(entries, e)
+	}
+	return entries, "", nil
+}
+
+// readTree fills t.files from the tree of t.commit beneath t.prefix.
 func (g *gitRepo) readTree(ctx context.Context, t *gitTree, newHash func() hash.Hash) (string, error) {
 	objs, err := g.objects(ctx, newHash)
 	if err != nil {
@@ -326,54 +456,79 @@ func (g *gitRepo) readTree(ctx context.Context, t *gitTree, newHash func() hash.
 	if !ok || !isHexID(root, objs.size) {
 		return fail(errors.New("no tree header"))
 	}
+	// Down to the source's directory, one tree at a time.
+	if t.prefix != "" {
+		dir := ""
+		for name := range strings.SplitSeq(t.prefix, "/") {
+			entries, bad, err := readTreeObject(objs, t, dir, root)
+			if bad != "" || err != nil {
+				if err != nil {
+					return fail(err)
+				}
+				return bad, nil
+			}
+			dir = path.Join(dir, name)
+			i := slices.IndexFunc(entries, func(e treeEntry) bool { return e.name == name })
+			if i < 0 || entries[i].mode != modeTree {
+				t.problem = fmt.Sprintf("directory %q is not in commit %s", t.prefix, t.short())
+				return "", nil
+			}
+			root = entries[i].oid
+		}
+	}
 	type pending struct{ dir, oid string }
 	stack := []pending{{"", root}}
 	for len(stack) > 0 {
 		p := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		body, err := objs.read(p.oid, "tree")
+		entries, bad, err := readTreeObject(objs, t, path.Join(t.prefix, p.dir), p.oid)
 		if err != nil {
-			return fail(fmt.Errorf("directory %q: %w", p.dir, err))
+			return fail(err)
 		}
-		seen := map[string]bool{}
-		for len(body) > 0 {
-			mode, rest, ok1 := bytes.Cut(body, []byte(" "))
-			name, rest, ok2 := bytes.Cut(rest, []byte("\x00"))
-			if !ok1 || !ok2 || len(rest) < objs.size {
-				return fail(fmt.Errorf("directory %q: malformed tree object %s", p.dir, p.oid))
-			}
-			oid := hex.EncodeToString(rest[:objs.size])
-			body = rest[objs.size:]
-			n := string(name)
-			rel := path.Join(p.dir, n)
-			// Git itself refuses to check out such names; a path that is not clean could escape the snapshot.
-			if n == "" || n == "." || n == ".." || strings.Contains(n, "/") || strings.EqualFold(n, ".git") || seen[n] {
-				return fmt.Sprintf("commit %s has a bad path %q", t.short(), rel), nil
-			}
-			seen[n] = true
-			switch m := string(mode); m {
+		if bad != "" {
+			return bad, nil
+		}
+		for _, e := range entries {
+			rel := path.Join(p.dir, e.name)
+			switch m := e.mode; m {
 			case modeTree:
-				stack = append(stack, pending{rel, oid})
+				stack = append(stack, pending{rel, e.oid})
 			case modeFile, "100664": // 100664 is what very old git wrote for a plain file; git reads it as 100644
-				t.files[rel] = gitTreeFile{modeFile, oid}
+				t.files[rel] = gitTreeFile{modeFile, e.oid}
 			case modeExec, modeSymlink:
-				t.files[rel] = gitTreeFile{m, oid}
+				t.files[rel] = gitTreeFile{m, e.oid}
 			case modeGitlink:
-				return fmt.Sprintf("%q is a submodule of commit %s, whose files are not part of it", rel, t.short()), nil
+				t.submodules = append(t.submodules, rel)
+				if t.problem == "" {
+					t.problem = fmt.Sprintf("%q is a submodule of commit %s, whose files are not part of it", path.Join(t.prefix, rel), t.short())
+				}
 			default:
-				return fmt.Sprintf("%q has mode %s in commit %s", rel, m, t.short()), nil
+				return fmt.Sprintf("%q has mode %s in commit %s", path.Join(t.prefix, rel), m, t.short()), nil
 			}
 		}
 	}
 	return "", nil
 }
 
-// check reads the snapshot back and compares every entry with the commit's files. It returns why they differ,
-// or "" if the snapshot holds exactly the commit's files with the commit's bytes and modes.
-func (t *gitTree) check(snapshotPath string) (string, error) {
+// gitDiff is how a snapshot differs from a gitTree.
+type gitDiff struct {
+	modified, deleted, untracked []string
+	first                        string // the first difference, for people; "" when there is none
+}
+
+// diff reads the snapshot back and compares every entry with the commit's files: their bytes (as git blob ids)
+// and modes.
+func (t *gitTree) diff(snapshotPath string) (gitDiff, error) {
+	var d gitDiff
+	note := func(list *[]string, name, format string, args ...any) {
+		*list = append(*list, name)
+		if d.first == "" {
+			d.first = fmt.Sprintf(format, args...)
+		}
+	}
 	f, err := os.Open(snapshotPath)
 	if err != nil {
-		return "", err
+		return d, err
 	}
 	defer f.Close()
 	newHash := sha1cd.New
@@ -382,11 +537,12 @@ func (t *gitTree) check(snapshotPath string) (string, error) {
 	}
 	dirs := map[string]bool{}
 	for p := range t.files {
-		for d := path.Dir(p); d != "." && !dirs[d]; d = path.Dir(d) {
-			dirs[d] = true
+		for dir := path.Dir(p); dir != "." && !dirs[dir]; dir = path.Dir(dir) {
+			dirs[dir] = true
 		}
 	}
 	seen := map[string]bool{}
+	var extraDirs []string
 	tr := tar.NewReader(f)
 	for {
 		hdr, err := tr.Next()
@@ -394,18 +550,19 @@ func (t *gitTree) check(snapshotPath string) (string, error) {
 			break
 		}
 		if err != nil {
-			return "", err
+			return d, err
 		}
 		name := strings.TrimSuffix(hdr.Name, "/")
 		if hdr.Typeflag == tar.TypeDir {
 			if !dirs[name] {
-				return fmt.Sprintf("directory %q is not in commit %s", name, t.short()), nil
+				extraDirs = append(extraDirs, name)
 			}
 			continue
 		}
 		want, ok := t.files[name]
 		if !ok || seen[name] {
-			return fmt.Sprintf("file %q is not in commit %s", name, t.short()), nil
+			note(&d.untracked, name, "file %q is not in commit %s", name, t.short())
+			continue
 		}
 		seen[name] = true
 		h := newHash()
@@ -427,37 +584,48 @@ func (t *gitTree) check(snapshotPath string) (string, error) {
 			}
 			fmt.Fprintf(h, "blob %d\x00", hdr.Size)
 			if _, err := io.Copy(h, tr); err != nil {
-				return "", err
+				return d, err
 			}
 		default:
-			return fmt.Sprintf("%q is of tar type %q, which commit %s cannot hold", name, hdr.Typeflag, t.short()), nil
+			note(&d.modified, name, "%q is of tar type %q, which commit %s cannot hold", name, hdr.Typeflag, t.short())
+			continue
 		}
 		if mode != want.mode {
-			return fmt.Sprintf("file %q has mode %s in the work tree but %s in commit %s", name, mode, want.mode, t.short()), nil
-		}
-		if id, err := objectID(h); err != nil {
-			return fmt.Sprintf("file %q: %v", name, err), nil
+			note(&d.modified, name, "file %q has mode %s in the work tree but %s in commit %s", name, mode, want.mode, t.short())
+		} else if id, err := objectID(h); err != nil {
+			note(&d.modified, name, "file %q: %v", name, err)
 		} else if id != want.oid {
-			return fmt.Sprintf("file %q differs from commit %s", name, t.short()), nil
+			note(&d.modified, name, "file %q differs from commit %s", name, t.short())
 		}
 	}
 	for _, p := range t.paths() {
 		if !seen[p] {
-			return fmt.Sprintf("file %q of commit %s is not a regular file or symlink in the work tree", p, t.short()), nil
+			note(&d.deleted, p, "file %q of commit %s is not in the work tree (or is not a regular file or symlink there)", p, t.short())
 		}
 	}
-	return "", nil
+	// A directory of the snapshot that is not the commit's holds untracked files (counted above), or nothing
+	// (the guard left out all it held): only the latter is a difference of its own.
+	for _, dir := range extraDirs {
+		if !slices.ContainsFunc(d.untracked, func(u string) bool { return strings.HasPrefix(u, dir+"/") }) {
+			note(&d.untracked, dir+"/", "directory %q is not in commit %s", dir, t.short())
+		}
+	}
+	return d, nil
 }
 
 // gitRepo runs git on a repository that is not trusted: its configuration, attributes, hooks and object store
 // may all have been written by an attacker, and git runs with the factory's privileges.
 //
 // Only plumbing that reads objects and refs is run, never anything that reads the index or the work tree, so
-// no filter, fsmonitor or hook is ever started. The settings below are belt and braces for that, and stop a
+// no filter, fsmonitor, untracked cache or hook is ever started, and no core.excludesFile is ever opened (which
+// files are untracked and ignored is decided in select.go). The settings below are belt and braces for that, and stop a
 // partial clone from fetching a missing object through a transport its configuration names (GIT_ALLOW_PROTOCOL
 // is needed for that: a repository's protocol.<name>.allow overrides protocol.allow given with -c).
 type gitRepo struct {
 	dir string // the top of the work tree, symlinks resolved
+	// discover lets git look for the repository in the directories above dir (findRepo); otherwise it looks in
+	// dir only.
+	discover bool
 }
 
 // gitSafety is given to every git command; command-line configuration overrides the repository's.
@@ -480,8 +648,11 @@ func (g *gitRepo) command(ctx context.Context, args ...string) *exec.Cmd {
 		"GIT_NO_REPLACE_OBJECTS=1",
 		"GIT_ALLOW_PROTOCOL=", // no transport at all, whatever the repository's configuration says
 		"GIT_PROTOCOL_FROM_USER=0",
+		// Nor is GIT_DISCOVERY_ACROSS_FILESYSTEM passed on: discovery stops at a file system's boundary.
+	}
+	if !g.discover {
 		// Look for a repository in dir only, never in a directory above it.
-		"GIT_CEILING_DIRECTORIES=" + filepath.Dir(g.dir),
+		env = append(env, "GIT_CEILING_DIRECTORIES="+filepath.Dir(g.dir))
 	}
 	for _, kv := range os.Environ() {
 		// GIT_DIR, GIT_WORK_TREE, GIT_CONFIG_PARAMETERS, GIT_EXEC_PATH and the rest would redirect git.

@@ -43,7 +43,7 @@ func gitTry(dir string, args ...string) (string, error) {
 }
 
 // sourceRepo makes a git repository in dir holding a committed tree with a subdirectory, an executable and a
-// symlink, plus an ignored file and an untracked one.
+// symlink, plus an ignored file.
 func sourceRepo(t *testing.T, dir string, initArgs ...string) {
 	t.Helper()
 	gitT(t, dir, append([]string{"init", "-q"}, initArgs...)...)
@@ -64,7 +64,6 @@ func sourceRepo(t *testing.T, dir string, initArgs ...string) {
 	gitT(t, dir, "add", ".")
 	gitT(t, dir, "commit", "-q", "-m", "source")
 	writeT(t, filepath.Join(dir, "debug.log"), "ignored\n")
-	writeT(t, filepath.Join(dir, "notes.txt"), "untracked\n")
 }
 
 func writeT(t *testing.T, name, body string) {
@@ -114,10 +113,10 @@ func evilSrcTree(t *testing.T, repo string) []byte {
 	return append([]byte("100644 main.go\x00"), blob...)
 }
 
-var (
-	committedEntries = []string{".gitignore", "README", "build.sh", "link", "src/", "src/main.go"}
-	wholeTreeEntries = []string{".gitignore", "README", "build.sh", "debug.log", "link", "notes.txt", "src/", "src/main.go"}
-)
+var committedEntries = []string{".gitignore", "README", "build.sh", "link", "src/", "src/main.go"}
+
+// dirty is a snapshot's counts of modified, deleted and untracked files.
+type dirty struct{ modified, deleted, untracked int }
 
 func TestSnapshotSource(t *testing.T) {
 	tests := []struct {
@@ -128,8 +127,10 @@ func TestSnapshotSource(t *testing.T) {
 		wantCommit   bool
 		wantMismatch string // substring of src.GitMismatch; "" means it must be empty
 		wantEntries  []string
+		wantDirty    dirty
+		wantPath     string // the source's path in the repository, when it is recorded by commit
 	}{{
-		name: "clean checkout is recorded by commit, without untracked or ignored files",
+		name: "clean checkout is recorded by commit, without ignored files",
 		setup: func(t *testing.T, repo, _ string) string {
 			sourceRepo(t, repo)
 			return repo
@@ -154,7 +155,8 @@ func TestSnapshotSource(t *testing.T) {
 			return repo
 		},
 		wantMismatch: `file "build.sh" differs from commit `,
-		wantEntries:  wholeTreeEntries,
+		wantEntries:  committedEntries,
+		wantDirty:    dirty{modified: 1},
 	}, {
 		name: "skip-worktree file that differs",
 		setup: func(t *testing.T, repo, _ string) string {
@@ -165,7 +167,8 @@ func TestSnapshotSource(t *testing.T) {
 			return repo
 		},
 		wantMismatch: `file "src/main.go" differs from commit `,
-		wantEntries:  wholeTreeEntries,
+		wantEntries:  committedEntries,
+		wantDirty:    dirty{modified: 1},
 	}, {
 		name: "skip-worktree file that is missing",
 		setup: func(t *testing.T, repo, _ string) string {
@@ -177,8 +180,9 @@ func TestSnapshotSource(t *testing.T) {
 			mustBeClean(t, repo)
 			return repo
 		},
-		wantMismatch: "the work tree does not hold the files of commit ",
-		wantEntries:  slices.DeleteFunc(slices.Clone(wholeTreeEntries), func(s string) bool { return s == "README" }),
+		wantMismatch: `file "README" of commit `,
+		wantEntries:  slices.DeleteFunc(slices.Clone(committedEntries), func(s string) bool { return s == "README" }),
+		wantDirty:    dirty{deleted: 1},
 	}, {
 		name: "executable bit added with core.fileMode=false",
 		setup: func(t *testing.T, repo, _ string) string {
@@ -191,7 +195,8 @@ func TestSnapshotSource(t *testing.T) {
 			return repo
 		},
 		wantMismatch: `file "README" has mode 100755 in the work tree but 100644 in commit `,
-		wantEntries:  wholeTreeEntries,
+		wantEntries:  committedEntries,
+		wantDirty:    dirty{modified: 1},
 	}, {
 		name: "symlink retargeted and assumed unchanged",
 		setup: func(t *testing.T, repo, _ string) string {
@@ -207,7 +212,8 @@ func TestSnapshotSource(t *testing.T) {
 			return repo
 		},
 		wantMismatch: `file "link" differs from commit `,
-		wantEntries:  wholeTreeEntries,
+		wantEntries:  committedEntries,
+		wantDirty:    dirty{modified: 1},
 	}, {
 		name: "fsmonitor command is never run",
 		setup: func(t *testing.T, repo, markers string) string {
@@ -252,7 +258,7 @@ func TestSnapshotSource(t *testing.T) {
 			return repo
 		},
 		wantMismatch: "reading commit ",
-		wantEntries:  wholeTreeEntries,
+		wantEntries:  committedEntries,
 	}, {
 		name: "forged tree object",
 		setup: func(t *testing.T, repo, _ string) string {
@@ -264,7 +270,7 @@ func TestSnapshotSource(t *testing.T) {
 			return repo
 		},
 		wantMismatch: "hashes to",
-		wantEntries:  wholeTreeEntries,
+		wantEntries:  committedEntries,
 	}, {
 		name: "replace ref is ignored",
 		setup: func(t *testing.T, repo, _ string) string {
@@ -283,7 +289,8 @@ func TestSnapshotSource(t *testing.T) {
 			return repo
 		},
 		wantMismatch: `file "src/main.go" differs from commit `,
-		wantEntries:  wholeTreeEntries,
+		wantEntries:  committedEntries,
+		wantDirty:    dirty{modified: 1},
 	}, {
 		name: "submodule",
 		setup: func(t *testing.T, repo, _ string) string {
@@ -293,7 +300,7 @@ func TestSnapshotSource(t *testing.T) {
 			return repo
 		},
 		wantMismatch: `"vendor/lib" is a submodule of commit `,
-		wantEntries:  wholeTreeEntries,
+		wantEntries:  committedEntries,
 	}, {
 		name: "GIT_DIR in the environment is ignored",
 		setup: func(t *testing.T, repo, _ string) string {
@@ -310,20 +317,56 @@ func TestSnapshotSource(t *testing.T) {
 		wantCommit:  true,
 		wantEntries: committedEntries,
 	}, {
-		name: "subdirectory of a repository is a plain tree",
+		name: "subdirectory of a clean repository is recorded by commit and path",
 		setup: func(t *testing.T, repo, _ string) string {
 			sourceRepo(t, repo)
 			return filepath.Join(repo, "src")
 		},
+		wantCommit:  true,
+		wantPath:    "src",
 		wantEntries: []string{"main.go"},
 	}, {
-		name: "repository without a commit is a plain tree",
+		name: "dirty subdirectory of a repository",
+		setup: func(t *testing.T, repo, _ string) string {
+			sourceRepo(t, repo)
+			writeT(t, filepath.Join(repo, "src", "main.go"), "package main // changed\n")
+			writeT(t, filepath.Join(repo, "src", "new.go"), "package main\n")
+			writeT(t, filepath.Join(repo, "src", "trace.log"), "ignored by the top's .gitignore\n")
+			writeT(t, filepath.Join(repo, "README"), "changed outside the source, which does not matter\n")
+			return filepath.Join(repo, "src")
+		},
+		wantMismatch: `file "main.go" differs from commit `,
+		wantEntries:  []string{"main.go", "new.go"},
+		wantDirty:    dirty{modified: 1, untracked: 1},
+	}, {
+		name: "subdirectory the repository ignores is a plain directory",
+		setup: func(t *testing.T, repo, _ string) string {
+			sourceRepo(t, repo)
+			writeT(t, filepath.Join(repo, "out.log", "x"), "x\n")
+			return filepath.Join(repo, "out.log")
+		},
+		wantMismatch: `ignores "out.log", which holds the source`,
+		wantEntries:  []string{"x"},
+	}, {
+		name: "untracked file is taken and makes the tree dirty",
+		setup: func(t *testing.T, repo, _ string) string {
+			sourceRepo(t, repo)
+			writeT(t, filepath.Join(repo, "notes.txt"), "untracked\n")
+			return repo
+		},
+		wantMismatch: `file "notes.txt" is not in commit `,
+		wantEntries:  []string{".gitignore", "README", "build.sh", "link", "notes.txt", "src/", "src/main.go"},
+		wantDirty:    dirty{untracked: 1},
+	}, {
+		name: "repository without a commit takes the files git would commit",
 		setup: func(t *testing.T, repo, _ string) string {
 			gitT(t, repo, "init", "-q")
 			writeT(t, filepath.Join(repo, "a"), "a\n")
+			writeT(t, filepath.Join(repo, ".gitignore"), "b\n")
+			writeT(t, filepath.Join(repo, "b"), "b\n")
 			return repo
 		},
-		wantEntries: []string{"a"},
+		wantEntries: []string{".gitignore", "a"},
 	}, {
 		name: "plain directory",
 		setup: func(t *testing.T, repo, _ string) string {
@@ -371,7 +414,7 @@ func TestSnapshotSource(t *testing.T) {
 			if !slices.Equal(names, tt.wantEntries) {
 				t.Errorf("snapshot entries = %q, want %q", names, tt.wantEntries)
 			}
-			if !tt.wantCommit {
+			if tt.name == "plain directory" {
 				// A plain tree is exactly the whole directory except .git.
 				var buf bytes.Buffer
 				if _, err := archive.WriteTree(context.Background(), &buf, dir, func(rel string, _ fs.FileInfo) bool { return rel != ".git" }); err != nil {
@@ -380,6 +423,19 @@ func TestSnapshotSource(t *testing.T) {
 				if want := sha256.Sum256(buf.Bytes()); hex.EncodeToString(want[:]) != src.SHA256 {
 					t.Errorf("sha256 = %s, want the tree digest %x", src.SHA256, want)
 				}
+			}
+			if g := src.Stats.Git; g != nil {
+				if got := (dirty{g.Modified, g.Deleted, g.Untracked}); got != tt.wantDirty {
+					t.Errorf("dirty = %+v, want %+v", got, tt.wantDirty)
+				}
+				if g.Clean != tt.wantCommit {
+					t.Errorf("clean = %v, want %v", g.Clean, tt.wantCommit)
+				}
+			} else if tt.wantDirty != (dirty{}) {
+				t.Errorf("no git stats, want dirty %+v", tt.wantDirty)
+			}
+			if src.Stats.Files != len(slices.DeleteFunc(slices.Clone(names), func(n string) bool { return strings.HasSuffix(n, "/") })) {
+				t.Errorf("stats count %d files, the snapshot holds %q", src.Stats.Files, names)
 			}
 			for _, h := range hdrs {
 				switch {
@@ -394,6 +450,13 @@ func TestSnapshotSource(t *testing.T) {
 			want := map[string]string{"sha256": src.SHA256}
 			if tt.wantCommit {
 				want["gitCommit"] = src.Commit
+				wantURI := "git+file://" + repo + "@" + src.Commit
+				if tt.wantPath != "" {
+					wantURI += "#" + tt.wantPath
+				}
+				if d.URI != wantURI || d.Annotations[SubdirectoryAnnotation] != tt.wantPath {
+					t.Errorf("descriptor uri = %q, annotations %v, want %q and path %q", d.URI, d.Annotations, wantURI, tt.wantPath)
+				}
 			}
 			if fmt.Sprint(map[string]string(d.Digest)) != fmt.Sprint(want) {
 				t.Errorf("descriptor digest = %v, want %v", d.Digest, want)
