@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ssf-dev/ssf/internal/durable"
+	"github.com/ssf-dev/ssf/internal/source"
 )
 
 // BuildRecord is a build's history entry, $SSF_HOME/builds/<id>/build.json. It is written by the control plane
@@ -33,6 +34,7 @@ type BuildRecord struct {
 	Params         map[string]string `json:"params,omitempty"`
 	SourceURI      string            `json:"sourceUri,omitempty"`
 	SourceDigest   map[string]string `json:"sourceDigest,omitempty"`
+	SourceStats    *source.Stats     `json:"sourceStats,omitempty"` // files, bytes, git commit and dirty counts
 	Builder        string            `json:"builder,omitempty"`
 	Out            string            `json:"out,omitempty"`
 	StartedAt      time.Time         `json:"startedAt"`
