@@ -1,0 +1,41 @@
+// Package tlog is ssf's transparency log: an append-only Merkle tree (RFC 6962) of Rekor v1-shaped entries, kept
+// on disk by tessera's POSIX storage in the C2SP tlog-tiles layout (`checkpoint`, `tile/<L>/<N>`,
+// `tile/entries/<N>`), so that a plain static file server of its directory is a complete read-only mirror.
+//
+// Every signature the factory makes is appended here before its bundle is written. [Log.Append] answers with what
+// a Sigstore bundle's `tlogEntries` needs to verify offline with sigstore-go and stock cosign: the log index, the
+// integrated time, the signed entry timestamp (SET), an inclusion proof, and the signed checkpoint the proof is
+// against ([LogEntry.Proto]).
+//
+// # Formats
+//
+//   - Entries are `dsse` 0.0.1 ([NewDSSEEntry]) and `hashedrekord` 0.0.1 ([NewHashedRekordEntry]) bodies in the
+//     canonical (RFC 8785) JSON form Rekor v1 stores; the leaf hash is RFC 6962 HashLeaf(body).
+//   - The log ID is sha256 of the log key's DER SubjectPublicKeyInfo; the key is ECDSA P-256.
+//   - The checkpoint is a C2SP signed note in the Rekor v1 style: origin `<host> - <treeID>`, signed by the key
+//     named `<host>` with key hash = the first 4 bytes of the log ID; the signature is ECDSA (ASN.1) over
+//     sha256 of the note text. The tree ID is derived from the log key, so one key names one tree.
+//   - The SET is an ECDSA signature over sha256 of the RFC 8785 JSON of
+//     {"body","integratedTime","logID","logIndex"}.
+//   - The integrated time of each entry is kept beside the tree in `.ssf/integrated-time` (8 bytes per index),
+//     because Rekor v1 entries do not commit to it in the leaf: the SET binds it.
+//
+// # Durability
+//
+// Concurrent [Log.Append] calls are sequenced in bounded batches. An entry is acknowledged only when its leaf, the
+// tiles that cover it and its integrated time are fsynced and a checkpoint that covers it has been published;
+// after a crash ([Open] again) every acknowledged entry is present with the same leaf. Entries that were written
+// but not acknowledged may or may not be in the log; an integrated one whose time was not yet stored gets the time
+// of the recovery (never earlier than its real integration).
+//
+// # What it must never do
+//
+//   - Never rewrite a published tree: every published checkpoint stays consistent with every later one, and [Open]
+//     refuses a directory whose tiles do not hash to its published checkpoint or whose checkpoint is not signed by
+//     the given key. (Tiles beyond the published checkpoint are not yet part of the log and may be redone after a
+//     crash; superseded partial tiles are removed once their full tile exists, as C2SP tlog-tiles allows.)
+//   - Never acknowledge an entry before it is durable and covered by a published, signed checkpoint.
+//   - Never accept an entry it cannot parse: bodies are built or re-parsed here, checked against the Rekor schema,
+//     their signatures verified, and stored only in canonical form.
+//   - Never let two processes append to the same directory (an exclusive lock is held while open).
+package tlog

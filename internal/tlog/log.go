@@ -1,0 +1,372 @@
+package tlog
+
+import (
+	"context"
+	"crypto"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/api/layout"
+	"github.com/transparency-dev/tessera/client"
+	"github.com/transparency-dev/tessera/storage/posix"
+)
+
+// ErrClosed is returned by a Log's methods after Close.
+var ErrClosed = errors.New("transparency log is closed")
+
+// ErrNotFound is wrapped when an index or tree size is beyond the published checkpoint.
+var ErrNotFound = errors.New("not in the published log")
+
+// Log is a transparency log open for appending and reading. Its methods are safe for concurrent use.
+type Log struct {
+	dir    string
+	key    *logKey
+	signer crypto.Signer
+	cfg    config
+
+	appender *tessera.Appender
+	shutdown func(context.Context) error
+	reader   tessera.LogReader
+	cancel   context.CancelFunc // stops tessera's and the publication watcher's goroutines
+	lock     *os.File
+	times    *timeStore
+	pub      *publication
+	tiles    *lru.Cache[[2]uint64, []byte] // full tiles (immutable once published), by level and index
+
+	mu     sync.RWMutex // held for reading by every operation, for writing by Close
+	closed bool
+}
+
+type config struct {
+	host       string
+	batchSize  uint
+	batchAge   time.Duration
+	pollPeriod time.Duration
+	now        func() time.Time
+}
+
+// Option configures Open.
+type Option func(*config)
+
+// WithHost sets the host part of the checkpoint origin ("<host> - <treeID>") and the checkpoint key name. The
+// default is "ssf.local". A log keeps the host it was created with: Open refuses another.
+func WithHost(host string) Option { return func(c *config) { c.host = host } }
+
+// WithBatching bounds how many concurrent appends are sequenced together (at most maxSize, 1..4096) and how long
+// the first of a batch waits for others (maxAge, 0..1s).
+func WithBatching(maxSize uint, maxAge time.Duration) Option {
+	return func(c *config) { c.batchSize, c.batchAge = maxSize, maxAge }
+}
+
+// Defaults: batches of up to 1024 entries that wait at most 5 ms for company, so one lone append costs a few
+// milliseconds of waiting and many concurrent ones share each fsync.
+const (
+	defaultHost       = "ssf.local"
+	defaultBatchSize  = 1024
+	defaultBatchAge   = 5 * time.Millisecond
+	defaultPollPeriod = 2 * time.Millisecond
+	// checkpointInterval is tessera's minimum: under load the log publishes a checkpoint at most this often.
+	checkpointInterval = 100 * time.Millisecond
+	maxPushback        = 1 << 16
+)
+
+// Open opens the log in dir, creating it if dir holds no log. signer is the log's ECDSA P-256 key; it signs
+// checkpoints and SETs. Open verifies that the published checkpoint is signed by signer's key and that the tiles
+// on disk hash to it, stores a recovery time for any integrated entry whose time a crash lost, and takes an
+// exclusive lock on dir until Close.
+func Open(ctx context.Context, dir string, signer crypto.Signer, opts ...Option) (*Log, error) {
+	cfg := config{host: defaultHost, batchSize: defaultBatchSize, batchAge: defaultBatchAge, pollPeriod: defaultPollPeriod, now: time.Now}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.batchSize < 1 || cfg.batchSize > 4096 || cfg.batchAge < 0 || cfg.batchAge > time.Second {
+		return nil, fmt.Errorf("opening log %q: batching (%d entries, %v) out of range (1..4096 entries, 0..1s)", dir, cfg.batchSize, cfg.batchAge)
+	}
+	if signer == nil {
+		return nil, fmt.Errorf("opening log %q: no log key", dir)
+	}
+	key, err := newLogKey(signer.Public(), cfg.host)
+	if err != nil {
+		return nil, fmt.Errorf("opening log %q: %w", dir, err)
+	}
+	l := &Log{dir: dir, key: key, signer: signer, cfg: cfg}
+	if err := l.open(ctx); err != nil {
+		l.release()
+		return nil, fmt.Errorf("opening log %q: %w", dir, err)
+	}
+	return l, nil
+}
+
+func (l *Log) open(ctx context.Context) error {
+	state := filepath.Join(l.dir, ".ssf")
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(filepath.Join(state, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	l.lock = lock
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fmt.Errorf("the log is open in another process or Log (lock %q): %w", lock.Name(), err)
+	}
+
+	// The published checkpoint, if any, must be this log's before tessera touches anything.
+	var published *Checkpoint
+	raw, err := os.ReadFile(filepath.Join(l.dir, layout.CheckpointPath))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return err
+	default:
+		if published, err = l.key.parseCheckpoint(raw); err != nil {
+			return fmt.Errorf("published checkpoint (was the log made with another key or host?): %w", err)
+		}
+	}
+
+	if l.tiles, err = lru.New[[2]uint64, []byte](4096); err != nil {
+		return err
+	}
+	driver, err := posix.New(ctx, posix.Config{Path: l.dir})
+	if err != nil {
+		return err
+	}
+	ns := &noteSigner{key: l.key, signer: l.signer}
+	topts := tessera.NewAppendOptions().
+		WithCheckpointSigner(ns).
+		WithBatching(l.cfg.batchSize, l.cfg.batchAge).
+		WithCheckpointInterval(checkpointInterval).
+		WithPushback(maxPushback)
+	ns.armed.Store(true) // tessera has taken the origin; from now on Name() is the key name (see noteSigner)
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	l.cancel = cancel
+	appender, shutdown, reader, err := tessera.NewAppender(bg, driver, topts)
+	if err != nil {
+		return err
+	}
+	l.appender, l.shutdown, l.reader = appender, shutdown, reader
+
+	size, err := reader.IntegratedSize(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the integrated tree size: %w", err)
+	}
+	if published != nil {
+		if size < published.Size {
+			return fmt.Errorf("the tree on disk has %d entries, fewer than the published checkpoint's %d (rolled back?)", size, published.Size)
+		}
+		root, err := l.rootAt(ctx, published.Size)
+		if err != nil {
+			return fmt.Errorf("recomputing the root of the published tree: %w", err)
+		}
+		if string(root) != string(published.Hash) {
+			return fmt.Errorf("the tiles on disk hash to %x at size %d, not to the published root %x: the published tree was changed", root, published.Size, published.Hash)
+		}
+	}
+
+	if l.times, err = openTimeStore(filepath.Join(state, "integrated-time")); err != nil {
+		return err
+	}
+	if err := syncDir(state); err != nil {
+		return err
+	}
+	if err := l.times.fill(size, l.cfg.now().Unix()); err != nil {
+		return err
+	}
+	l.pub = newPublication(bg, l.key, l.reader.ReadCheckpoint, l.cfg.pollPeriod)
+	return nil
+}
+
+// release frees what a failed Open or a Close holds.
+func (l *Log) release() {
+	if l.cancel != nil {
+		l.cancel()
+	}
+	if l.times != nil {
+		l.times.close()
+	}
+	if l.lock != nil {
+		l.lock.Close() // drops the flock
+	}
+}
+
+// Close waits for appends in flight, lets tessera publish a checkpoint covering everything it sequenced, and
+// releases the directory.
+func (l *Log) Close(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	err := l.shutdown(ctx)
+	l.release()
+	if err != nil {
+		return fmt.Errorf("closing log %q: %w", l.dir, err)
+	}
+	return nil
+}
+
+// LogID is sha256 of the log key's DER SubjectPublicKeyInfo, the ID Sigstore trusted roots and bundles use.
+func (l *Log) LogID() [32]byte { return l.key.logID }
+
+// Origin is the checkpoint origin, "<host> - <treeID>".
+func (l *Log) Origin() string { return l.key.origin }
+
+// PublicKey is the log's public key.
+func (l *Log) PublicKey() crypto.PublicKey { return l.key.pub }
+
+// Dir is the log's directory.
+func (l *Log) Dir() string { return l.dir }
+
+// LogEntry is an entry as integrated in the log, with everything a Rekor v1-shaped bundle entry carries.
+type LogEntry struct {
+	Kind           string
+	Body           []byte // canonical body, the leaf
+	LogIndex       uint64
+	IntegratedTime int64    // unix seconds
+	LogID          [32]byte // sha256 of the log key's DER
+	SET            []byte   // signed entry timestamp (inclusion promise)
+	Proof          InclusionProof
+}
+
+// InclusionProof proves LogIndex is in the tree the checkpoint signs.
+type InclusionProof struct {
+	TreeSize   uint64
+	RootHash   []byte
+	Hashes     [][]byte
+	Checkpoint Checkpoint
+}
+
+// Append adds e to the log and returns once it is durable and covered by a published checkpoint, with its index,
+// integrated time, SET and inclusion proof. Concurrent calls are sequenced together in bounded batches. When ctx
+// ends first the entry may still be appended, but is not acknowledged.
+func (l *Log) Append(ctx context.Context, e Entry) (*LogEntry, error) {
+	if len(e.body) == 0 {
+		return nil, fmt.Errorf("%w: empty entry (make entries with NewDSSEEntry, NewHashedRekordEntry or ParseEntry)", ErrBadEntry)
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return nil, ErrClosed
+	}
+	idx, err := l.appender.Add(ctx, tessera.NewEntry(e.body))()
+	if err != nil {
+		return nil, fmt.Errorf("appending a %s entry: %w", e.kind, err)
+	}
+	t := l.cfg.now().Unix()
+	if err := l.times.put(ctx, idx.Index, t); err != nil {
+		return nil, fmt.Errorf("storing the integrated time of entry %d: %w", idx.Index, err)
+	}
+	cp, err := l.pub.await(ctx, idx.Index)
+	if err != nil {
+		return nil, fmt.Errorf("waiting for a checkpoint covering entry %d: %w", idx.Index, err)
+	}
+	return l.logEntry(ctx, e.kind, e.body, idx.Index, t, cp)
+}
+
+// logEntry completes an entry with its SET and an inclusion proof against cp, which it checks before returning.
+func (l *Log) logEntry(ctx context.Context, kind string, body []byte, index uint64, t int64, cp *Checkpoint) (*LogEntry, error) {
+	hashes, err := l.proofBuilder(ctx, cp.Size).InclusionProof(ctx, index)
+	if err != nil {
+		return nil, fmt.Errorf("building the inclusion proof of entry %d at size %d: %w", index, cp.Size, err)
+	}
+	leaf := rfc6962.DefaultHasher.HashLeaf(body)
+	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, index, cp.Size, leaf, hashes, cp.Hash); err != nil {
+		return nil, fmt.Errorf("the inclusion proof of entry %d does not verify against the checkpoint at size %d: %w", index, cp.Size, err)
+	}
+	set, err := l.signSET(body, t, index)
+	if err != nil {
+		return nil, err
+	}
+	return &LogEntry{
+		Kind: kind, Body: body, LogIndex: index, IntegratedTime: t, LogID: l.key.logID, SET: set,
+		Proof: InclusionProof{TreeSize: cp.Size, RootHash: cp.Hash, Hashes: hashes, Checkpoint: *cp},
+	}, nil
+}
+
+// setPayload is what the SET signs, in RFC 8785 form; the field names are Rekor's.
+type setPayload struct {
+	Body           string `json:"body"`
+	IntegratedTime int64  `json:"integratedTime"`
+	LogID          string `json:"logID"`
+	LogIndex       int64  `json:"logIndex"`
+}
+
+func newSETPayload(body []byte, t int64, logID [32]byte, index uint64) ([]byte, error) {
+	return canonicalJSON(setPayload{
+		Body: base64.StdEncoding.EncodeToString(body), IntegratedTime: t,
+		LogID: hex.EncodeToString(logID[:]), LogIndex: int64(index),
+	})
+}
+
+func (l *Log) signSET(body []byte, t int64, index uint64) ([]byte, error) {
+	p, err := newSETPayload(body, t, l.key.logID, index)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the SET payload of entry %d: %w", index, err)
+	}
+	return signSHA256(l.signer, p)
+}
+
+// readTile reads a tile, keeping full tiles in memory: they never change once a published checkpoint covers them,
+// and tiles are read only up to published sizes.
+func (l *Log) readTile(ctx context.Context, level, index uint64, p uint8) ([]byte, error) {
+	if p == 0 {
+		if t, ok := l.tiles.Get([2]uint64{level, index}); ok {
+			return t, nil
+		}
+	}
+	t, err := l.reader.ReadTile(ctx, level, index, p)
+	if err == nil && p == 0 {
+		l.tiles.Add([2]uint64{level, index}, t)
+	}
+	return t, err
+}
+
+func (l *Log) proofBuilder(ctx context.Context, size uint64) *client.ProofBuilder {
+	pb, _ := client.NewProofBuilder(ctx, size, l.readTile) // never fails in tessera v1.0.4
+	return pb
+}
+
+// rootAt recomputes the root hash of the first size leaves from the tiles.
+func (l *Log) rootAt(ctx context.Context, size uint64) ([]byte, error) {
+	if size == 0 {
+		return rfc6962.DefaultHasher.EmptyRoot(), nil
+	}
+	nodes, err := client.FetchRangeNodes(ctx, size, l.readTile)
+	if err != nil {
+		return nil, err
+	}
+	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+	r, err := rf.NewRange(0, size, nodes)
+	if err != nil {
+		return nil, err
+	}
+	return r.GetRootHash(nil)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing directory %q: %w", dir, err)
+	}
+	return nil
+}
+
+func fdatasync(f *os.File) error { return syscall.Fdatasync(int(f.Fd())) }
