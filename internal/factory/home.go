@@ -30,6 +30,8 @@ type Config struct {
 	Runtime string `yaml:"runtime"`
 	// MaxOutputBytes bounds the declared outputs of one task, by size; DefaultMaxOutputBytes when unset.
 	MaxOutputBytes int64 `yaml:"maxOutputBytes,omitempty"`
+	// MaxCacheBytes bounds one task cache (its tar stream); a larger one is dropped. DefaultMaxCacheBytes when unset.
+	MaxCacheBytes int64 `yaml:"maxCacheBytes,omitempty"`
 	// Resource limits (limits.go): the host uids steps run as ("FIRST-LAST"), one task's disk, tasks running at once
 	// on the host, and one build's total memory and processes. Unset means the default.
 	TaskUIDs            string `yaml:"taskUids,omitempty"`
@@ -141,6 +143,9 @@ func (h Home) Config() (Config, error) {
 	}
 	if cfg.MaxOutputBytes < 0 {
 		return Config{}, fmt.Errorf("factory config %q: maxOutputBytes is negative", h.configPath())
+	}
+	if cfg.MaxCacheBytes < 0 {
+		return Config{}, &InputError{Err: fmt.Errorf("factory config %q: maxCacheBytes is negative: give a size in bytes, or leave it out for %d", h.configPath(), DefaultMaxCacheBytes)}
 	}
 	if cfg.MaxOutputBytes == 0 {
 		cfg.MaxOutputBytes = DefaultMaxOutputBytes

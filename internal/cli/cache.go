@@ -1,0 +1,163 @@
+package cli
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ssf-dev/ssf/internal/factory"
+)
+
+func newCacheCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "cache",
+		Short: "The task caches builds keep between runs of a pipeline ($SSF_HOME/cache/tasks; docs/caches.md)",
+	}
+	c.AddCommand(newCacheListCmd(), newCacheRmCmd())
+	return c
+}
+
+// cacheJSON is one cache in `ssf cache list --output json` (docs/cli-json.md).
+type cacheJSON struct {
+	Key          string    `json:"key"`
+	Pipeline     string    `json:"pipeline"`
+	PipelineFile string    `json:"pipelineFile"`
+	Source       string    `json:"source"`
+	Task         string    `json:"task"`
+	Name         string    `json:"name"`
+	Builder      string    `json:"builder"`
+	Digest       string    `json:"digest"`
+	Bytes        int64     `json:"bytes"`
+	LastUsed     time.Time `json:"lastUsed"`
+	Invocation   string    `json:"invocation"`
+}
+
+func toCacheJSON(r factory.CacheRecord) cacheJSON {
+	return cacheJSON{Key: r.Key, Pipeline: r.Pipeline, PipelineFile: r.PipelineFile, Source: r.Source, Task: r.Task,
+		Name: r.CacheKey.Cache, Builder: string(r.Builder), Digest: string(r.Digest), Bytes: r.Bytes,
+		LastUsed: r.LastUsed, Invocation: r.Invocation}
+}
+
+func newCacheListCmd() *cobra.Command {
+	var output *outputFormat
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the stored task caches, most recently used first: pipeline, task, cache, builder, size, last used",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			h, err := home()
+			if err != nil {
+				return err
+			}
+			recs, err := h.Caches()
+			if err != nil {
+				return err
+			}
+			if *output == outputJSON {
+				out := []cacheJSON{}
+				for _, r := range recs {
+					out = append(out, toCacheJSON(r))
+				}
+				return writeJSON(cmd.OutOrStdout(), struct {
+					Caches []cacheJSON `json:"caches"`
+				}{out})
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "KEY\tPIPELINE\tTASK\tCACHE\tBUILDER\tSIZE\tLAST USED")
+			for _, r := range recs {
+				if r.Pipeline == "" {
+					fmt.Fprintf(tw, "%s\t(unreadable)\t-\t-\t-\t-\t-\n", r.Key[:12])
+					continue
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Key[:12], printable(r.Pipeline), r.Task, r.CacheKey.Cache,
+					shortDigest(string(r.Builder)), humanBytes(r.Bytes), r.LastUsed.Local().Format(time.DateTime))
+			}
+			return tw.Flush()
+		},
+	}
+	output = addOutputFlag(cmd)
+	return cmd
+}
+
+func newCacheRmCmd() *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "rm --all | KEY | PIPELINE[/TASK[/CACHE]]",
+		Short: "Remove stored task caches: all, one by key prefix (8 hex digits or more), or a pipeline's",
+		Long: `Remove stored task caches. KEY is a prefix of at least 8 hex digits of a key ssf cache list shows;
+PIPELINE[/TASK[/CACHE]] removes every cache of the pipelines of that name (whatever their source), or of one of
+their tasks, or one cache of it. The next build starts a removed cache empty.`,
+		Args: args(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			sel := factory.CacheSelector{All: all}
+			switch {
+			case all && len(a) > 0:
+				return usagef("cache rm: give --all or a selector, not both")
+			case !all && len(a) == 0:
+				return usagef("cache rm: give --all, a key prefix or PIPELINE[/TASK[/CACHE]] (ssf cache list shows them)")
+			case !all:
+				var err error
+				if sel, err = cacheSelector(a[0]); err != nil {
+					return err
+				}
+			}
+			h, err := home()
+			if err != nil {
+				return err
+			}
+			removed, err := h.RemoveCaches(sel)
+			for _, r := range removed {
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s %s/%s/%s\n", r.Key[:12], printable(r.Pipeline), r.Task, r.CacheKey.Cache)
+			}
+			if err == nil && len(removed) == 0 && !all {
+				return usagef("cache rm: no cache matches %q (ssf cache list shows them)", printable(a[0]))
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "remove every stored cache")
+	return cmd
+}
+
+// cacheSelector reads a KEY prefix or PIPELINE[/TASK[/CACHE]].
+func cacheSelector(s string) (factory.CacheSelector, error) {
+	if len(s) >= 8 && len(s) <= 64 && strings.Trim(s, "0123456789abcdef") == "" {
+		return factory.CacheSelector{KeyPrefix: s}, nil
+	}
+	parts := strings.Split(s, "/")
+	if len(parts) > 3 || slices.Contains(parts, "") {
+		return factory.CacheSelector{}, usagef("cache rm: %q is neither a key prefix (8 to 64 lower-case hex digits) nor PIPELINE[/TASK[/CACHE]]", printable(s))
+	}
+	sel := factory.CacheSelector{Pipeline: parts[0]}
+	if len(parts) > 1 {
+		sel.Task = parts[1]
+	}
+	if len(parts) > 2 {
+		sel.Cache = parts[2]
+	}
+	return sel, nil
+}
+
+func shortDigest(d string) string {
+	if i := strings.IndexByte(d, ':'); i >= 0 && len(d) > i+13 {
+		return d[:i+13]
+	}
+	return d
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

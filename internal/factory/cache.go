@@ -1,0 +1,630 @@
+package factory
+
+// Task caches (docs/caches.md): a directory a task declares (`caches: [{name, path}]`) that the next build of the
+// same pipeline's task finds as this one left it.
+//
+// A cache is stored as one deterministic tar stream ($SSF_HOME/cache/tasks/<key>/cache.tar, written by
+// archive.WriteTree), never as a tree: the control plane only ever reads a task's tree through WriteTree (which
+// follows no symlink, skips fifos, sockets and devices and drops setuid and setgid bits) and only ever writes one
+// through archive.Extract (which creates nothing outside its destination). So a hostile task can plant links,
+// fifos or setuid files in its cache, and none of them is followed, opened, hashed or kept.
+//
+// Before a task starts, its cache is extracted onto the task's own size-limited disk (so the cache counts against
+// maxDiskBytes while the task runs, and cannot fill the host), owned by the build's leased uid, and bind-mounted
+// read-write at the declared path. The digest recorded in the provenance is the sha256 of the tar stream as it was
+// extracted for this task: the bytes the task was given, hashed as they were given, not a digest trusted from an
+// earlier run. After the task succeeded and its container is gone (nothing can write the copy any more), the copy
+// is written back as a new tar stream, bounded by maxCacheBytes, and replaces the stored one with one rename.
+//
+// Concurrency: each build works on its own copy, so two builds of one pipeline never share a directory. The store
+// is replaced whole, under an flock of the cache's directory, by a rename of a synced file: the last build to
+// finish wins, and no build ever sees half of another's cache. Neither waits for the other.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ssf-dev/ssf/internal/archive"
+	"github.com/ssf-dev/ssf/internal/durable"
+	"github.com/ssf-dev/ssf/internal/pipeline"
+	"github.com/ssf-dev/ssf/internal/provenance"
+	"github.com/ssf-dev/ssf/internal/sandbox"
+)
+
+// DefaultMaxCacheBytes bounds one cache (its tar stream) when config.yaml sets no maxCacheBytes.
+const DefaultMaxCacheBytes int64 = 2 << 30
+
+// EmptyCacheDigest is the digest of an empty cache: an empty directory's tar stream (the two zero blocks that end
+// a tar archive).
+var EmptyCacheDigest = digest.FromBytes(make([]byte, 1024))
+
+// CacheMediaType is the media type of a cache's resolvedDependencies entry: its digest is of a tar stream.
+const CacheMediaType = "application/x-tar"
+
+// Cache states, in a cache's resolvedDependencies entry (annotation "state").
+const (
+	CacheWarm     = "warm"     // the task got what an earlier build of its pipeline left
+	CacheEmpty    = "empty"    // nothing was stored yet (or what was stored was unusable): the task got an empty directory
+	CacheDisabled = "disabled" // ssf build --no-cache: an empty directory, not kept
+)
+
+const (
+	cacheTarName    = "cache.tar"
+	cacheRecordName = "record.json"
+	cacheLockName   = "lock"
+	maxCacheRecord  = 64 << 10
+)
+
+// CacheRecord describes a stored cache (record.json beside its cache.tar), for `ssf cache list`.
+type CacheRecord struct {
+	Key string `json:"key"` // hex sha256 of the cache's identity (CacheKey); its directory's name
+	CacheKey
+	Digest   digest.Digest `json:"digest"`   // of cache.tar
+	Bytes    int64         `json:"bytes"`    // size of cache.tar
+	LastUsed time.Time     `json:"lastUsed"` // when a build last stored it
+	// Invocation is the build that stored it.
+	Invocation string `json:"invocation"`
+}
+
+// CacheKey is what identifies a cache. A pipeline is identified by its name together with where its file and its
+// source are on this host, all three: a name alone is chosen by whoever writes a pipeline, so an unrelated project
+// that calls its pipeline "hello" would otherwise write the cache a trusted "hello" reads (cache poisoning). With
+// the locations in the key, only builds from the same pipeline file over the same source directory share a
+// cache; the factory home is implicit (the store is under it).
+type CacheKey struct {
+	Pipeline     string        `json:"pipeline"`     // metadata.name
+	PipelineFile string        `json:"pipelineFile"` // absolute, symlinks resolved
+	Source       string        `json:"source"`       // the --source directory, absolute, symlinks resolved
+	Task         string        `json:"task"`
+	Cache        string        `json:"cache"`
+	Builder      digest.Digest `json:"builder"`
+}
+
+func (k CacheKey) hex() string {
+	data, _ := json.Marshal(k) // fixed field order: the same key always hashes the same
+	sum := sha256.Sum256(append([]byte("ssf task cache v1\n"), data...))
+	return hex.EncodeToString(sum[:])
+}
+
+// caches is one build's use of task caches.
+type caches struct {
+	dir     string // $SSF_HOME/cache/tasks
+	max     int64  // maxCacheBytes
+	off     bool   // --no-cache
+	base    CacheKey
+	uid     int
+	rootfs  string
+	log     *lineLog
+	invocID string
+
+	mu   sync.Mutex
+	used map[string][]provenance.ResourceDescriptor // task -> its caches as the task got them
+}
+
+func (h Home) newCaches(adm *admission, rootfs, invocation string, uid int, log *lineLog) *caches {
+	return &caches{
+		dir: h.layout().TaskCaches(), max: adm.cfg.maxCacheBytes(), off: adm.req.NoCache, rootfs: rootfs,
+		uid: uid, log: log, invocID: invocation, used: map[string][]provenance.ResourceDescriptor{},
+		base: CacheKey{Pipeline: adm.p.Name, PipelineFile: realAbs(adm.req.Pipeline), Source: realAbs(adm.req.Source),
+			Builder: adm.img.Digest},
+	}
+}
+
+func (c Config) maxCacheBytes() int64 {
+	if c.MaxCacheBytes > 0 {
+		return c.MaxCacheBytes
+	}
+	return DefaultMaxCacheBytes
+}
+
+// realAbs is path absolute with its symlinks resolved, or as absolute as it can be made.
+func realAbs(p string) string {
+	if p == "" {
+		p = "."
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		return r
+	}
+	return abs
+}
+
+func (c *caches) key(t *pipeline.Task, name string) CacheKey {
+	k := c.base
+	k.Task, k.Cache = t.Name, name
+	return k
+}
+
+// prepare gives a task its caches: each one's stored tar stream extracted into dir/caches/<name> (on the task's
+// disk), owned by the build's uid, and the mounts that put them at their declared paths. tmp is the task's /tmp,
+// in which mount points under /tmp are made.
+func (c *caches) prepare(ctx context.Context, t *pipeline.Task, dir, tmp string) ([]sandbox.Mount, error) {
+	if c == nil || len(t.Caches) == 0 {
+		return nil, nil
+	}
+	base := filepath.Join(dir, "caches")
+	if err := os.Mkdir(base, 0o755); err != nil {
+		return nil, err
+	}
+	var mounts []sandbox.Mount
+	var used []provenance.ResourceDescriptor
+	for _, dc := range t.Caches {
+		if err := c.mountPoint(t, dc, tmp); err != nil {
+			return nil, err
+		}
+		copyDir := filepath.Join(base, dc.Name)
+		k := c.key(t, dc.Name)
+		state, sum, size, err := c.extract(ctx, k, copyDir)
+		if err != nil {
+			return nil, fmt.Errorf("task %q: cache %q: %w", t.Name, dc.Name, err)
+		}
+		if err := os.Lchown(copyDir, c.uid, c.uid); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(copyDir, 0o700); err != nil {
+			return nil, err
+		}
+		if state == CacheWarm {
+			c.log.printf("task %s: cache %s at %s: %d bytes (%s)", t.Name, dc.Name, dc.Path, size, sum)
+		}
+		mounts = append(mounts, sandbox.Mount{Source: copyDir, Destination: dc.Path})
+		used = append(used, provenance.ResourceDescriptor{
+			Name:      "cache/" + t.Name + "/" + dc.Name,
+			URI:       "ssf-cache:" + k.hex(),
+			MediaType: CacheMediaType,
+			Digest:    provenance.DigestSet(sum),
+			Annotations: map[string]string{
+				"task": t.Name, "cache": dc.Name, "path": dc.Path, "state": state, "bytes": fmt.Sprint(size),
+			},
+		})
+	}
+	c.mu.Lock()
+	c.used[t.Name] = used
+	c.mu.Unlock()
+	return mounts, nil
+}
+
+// mountPoint makes sure a cache's path can be mounted on without writing the builder's root file system: a path
+// under /tmp gets its directories in the task's own /tmp (owned by the task); any other path must already be a
+// directory in the builder image.
+func (c *caches) mountPoint(t *pipeline.Task, dc pipeline.Cache, tmp string) error {
+	if rel, ok := strings.CutPrefix(dc.Path, "/tmp/"); ok {
+		r, err := os.OpenRoot(tmp)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		done := ""
+		for part := range strings.SplitSeq(rel, "/") {
+			done = path.Join(done, part)
+			err := r.Mkdir(done, 0o755)
+			if errors.Is(err, fs.ErrExist) {
+				// Made for another cache, or by the control plane (the npm cache): it must be a real directory.
+				if fi, lerr := r.Lstat(done); lerr == nil && fi.IsDir() {
+					continue
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("task %q: making the mount point of cache %q: %w", t.Name, dc.Name, err)
+			}
+			if err := r.Lchown(done, c.uid, c.uid); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	r, err := os.OpenRoot(c.rootfs)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	fi, err := r.Lstat(strings.TrimPrefix(dc.Path, "/"))
+	if err != nil || !fi.IsDir() {
+		return &InputError{Err: fmt.Errorf("task %q: cache %q: %s is not a directory in the builder image: choose a path under /tmp (the task's $HOME), such as /tmp/%s", t.Name, dc.Name, dc.Path, dc.Name)}
+	}
+	return nil
+}
+
+// extract fills copyDir with the stored cache of k and returns its state, the digest of the tar stream extracted
+// and its size. A cache that cannot be read, or whose bytes are not those recorded, is dropped: the task gets an
+// empty directory (a cache is never needed for a build to be right).
+func (c *caches) extract(ctx context.Context, k CacheKey, copyDir string) (string, digest.Digest, int64, error) {
+	empty := func(state string) (string, digest.Digest, int64, error) {
+		if err := os.RemoveAll(copyDir); err != nil {
+			return "", "", 0, err
+		}
+		if err := os.Mkdir(copyDir, 0o700); err != nil {
+			return "", "", 0, err
+		}
+		return state, EmptyCacheDigest, 1024, nil
+	}
+	if c.off {
+		return empty(CacheDisabled)
+	}
+	kdir := filepath.Join(c.dir, k.hex())
+	rec, f, err := openCache(kdir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return empty(CacheEmpty)
+	}
+	if err != nil {
+		c.log.printf("warning: cache %s of task %s is unreadable and was not used: %v", k.Cache, k.Task, err)
+		return empty(CacheEmpty)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n := &countWriter{}
+	err = archive.Extract(ctx, io.TeeReader(io.LimitReader(f, c.max+1), io.MultiWriter(h, n)), copyDir, archive.ExtractOptions{Chown: true, UID: c.uid, GID: c.uid})
+	if err == nil {
+		// Whatever the tar reader left unread (padding after the end blocks) is part of the stream's digest.
+		_, err = io.Copy(io.MultiWriter(h, n), io.LimitReader(f, c.max+1-n.n))
+	}
+	if ctx.Err() != nil {
+		return "", "", 0, ctx.Err()
+	}
+	sum := digest.NewDigest(digest.SHA256, h)
+	switch {
+	case err != nil:
+		c.log.printf("warning: cache %s of task %s could not be extracted and was not used: %v", k.Cache, k.Task, err)
+		return empty(CacheEmpty)
+	case n.n > c.max:
+		c.log.printf("cache %s of task %s is larger than maxCacheBytes (%d) and was not used", k.Cache, k.Task, c.max)
+		return empty(CacheEmpty)
+	case sum != rec.Digest:
+		c.log.printf("warning: cache %s of task %s is not what was stored (%s, recorded %s) and was not used", k.Cache, k.Task, sum, rec.Digest)
+		return empty(CacheEmpty)
+	}
+	return CacheWarm, sum, n.n, nil
+}
+
+// openCache reads a stored cache's record and opens its tar stream, under the cache's lock so the two match.
+func openCache(kdir string) (CacheRecord, *os.File, error) {
+	var rec CacheRecord
+	unlock, err := lockCache(kdir, false)
+	if err != nil {
+		return rec, nil, err
+	}
+	defer unlock()
+	r, err := os.OpenRoot(kdir)
+	if err != nil {
+		return rec, nil, err
+	}
+	defer r.Close()
+	if rec, err = readCacheRecord(r); err != nil {
+		return rec, nil, err
+	}
+	f, err := openRegularIn(r, cacheTarName)
+	if err != nil {
+		return rec, nil, err
+	}
+	return rec, f, nil
+}
+
+// openRegularIn opens name in r if it is a regular file, without following a symlink or blocking on a fifo.
+func openRegularIn(r *os.Root, name string) (*os.File, error) {
+	f, err := r.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a regular file", name)
+	}
+	return f, nil
+}
+
+func readCacheRecord(r *os.Root) (CacheRecord, error) {
+	var rec CacheRecord
+	f, err := openRegularIn(r, cacheRecordName)
+	if err != nil {
+		return rec, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxCacheRecord+1))
+	if err != nil {
+		return rec, err
+	}
+	if len(data) > maxCacheRecord {
+		return rec, fmt.Errorf("%s is larger than %d bytes", cacheRecordName, maxCacheRecord)
+	}
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return rec, fmt.Errorf("reading %s: %w", cacheRecordName, err)
+	}
+	if rec.Key != filepath.Base(r.Name()) || rec.CacheKey.hex() != rec.Key {
+		return rec, fmt.Errorf("%s does not describe the cache it is stored with", cacheRecordName)
+	}
+	if err := rec.Digest.Validate(); err != nil {
+		return rec, fmt.Errorf("reading %s: %w", cacheRecordName, err)
+	}
+	return rec, nil
+}
+
+// lockCache takes the flock of a cache's directory (creating it when create is set) and returns its release.
+// The lock is checked to still be the directory's after it is taken: `ssf cache rm` removes a directory under its
+// lock, and a lock on a removed file guards nothing.
+func lockCache(kdir string, create bool) (func(), error) {
+	for {
+		if create {
+			if err := os.MkdirAll(kdir, 0o700); err != nil {
+				return nil, err
+			}
+		}
+		lockPath := filepath.Join(kdir, cacheLockName)
+		flags := os.O_RDWR | syscall.O_NOFOLLOW
+		if create {
+			flags |= os.O_CREATE
+		}
+		f, err := os.OpenFile(lockPath, flags, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, err
+		}
+		held, herr := f.Stat()
+		now, nerr := os.Lstat(lockPath)
+		if herr == nil && nerr == nil && os.SameFile(held, now) {
+			return func() { f.Close() }, nil
+		}
+		f.Close()
+		if !create && nerr != nil {
+			return nil, nerr
+		}
+	}
+}
+
+// keep writes a finished task's caches back (nothing when --no-cache): each copy as a new tar stream, at most
+// maxCacheBytes, replacing the stored one. It runs after the task's container is gone, so nothing changes a copy
+// while it is read. Failing to keep a cache is a warning, never a failed build; an over-size cache is dropped.
+func (c *caches) keep(ctx context.Context, t *pipeline.Task, dir string) {
+	if c == nil || c.off {
+		return
+	}
+	for _, dc := range t.Caches {
+		k := c.key(t, dc.Name)
+		switch n, err := c.store(ctx, k, filepath.Join(dir, "caches", dc.Name)); {
+		case errors.Is(err, errCacheTooBig):
+			c.log.printf("cache %s of task %s grew past maxCacheBytes (%d bytes) and was dropped; the next build starts it empty", dc.Name, t.Name, c.max)
+		case err != nil:
+			c.log.printf("warning: cache %s of task %s was not kept: %v", dc.Name, t.Name, err)
+		case n.skipped > 0:
+			c.log.printf("cache %s of task %s kept (%d bytes); %d fifos, sockets or devices in it were left out", dc.Name, t.Name, n.bytes, n.skipped)
+		}
+	}
+}
+
+var errCacheTooBig = errors.New("cache is larger than maxCacheBytes")
+
+type storeStats struct {
+	bytes   int64
+	skipped int
+}
+
+// store writes copyDir as the cache k: a tar stream into a temporary file beside cache.tar, synced, then renamed
+// over it and the record replaced, under the cache's lock. An over-size cache removes what was stored.
+func (c *caches) store(ctx context.Context, k CacheKey, copyDir string) (storeStats, error) {
+	var st storeStats
+	kdir := filepath.Join(c.dir, k.hex())
+	if err := os.MkdirAll(c.dir, 0o700); err != nil {
+		return st, err
+	}
+	if err := os.MkdirAll(kdir, 0o700); err != nil {
+		return st, err
+	}
+	tmp, err := os.CreateTemp(kdir, ".cache.tar-")
+	if err != nil {
+		return st, err
+	}
+	defer os.Remove(tmp.Name()) // gone by the rename when all went well
+	defer tmp.Close()
+	// The walk's sizes are added up before any file is read, so a sparse giant is refused without reading it;
+	// each entry costs at least a 512-byte header. The writer's bound catches the rest (long names, padding).
+	var planned int64
+	over := false
+	include := func(_ string, fi fs.FileInfo) bool {
+		switch {
+		case over:
+			return false
+		case fi.Mode().IsRegular():
+			planned += 512 + fi.Size()
+		case fi.IsDir(), fi.Mode()&fs.ModeSymlink != 0:
+			planned += 512
+		default:
+			st.skipped++ // fifos, sockets, devices: nothing to keep, and never to be opened
+			return false
+		}
+		if planned > c.max {
+			over = true
+			return false
+		}
+		return true
+	}
+	h := sha256.New()
+	lw := &limitWriter{w: io.MultiWriter(tmp, h), left: c.max}
+	if _, err := archive.WriteTree(ctx, lw, copyDir, include); err != nil {
+		if errors.Is(err, errCacheTooBig) {
+			if err := c.drop(kdir); err != nil {
+				return st, err
+			}
+			return st, errCacheTooBig
+		}
+		return st, err
+	}
+	if over {
+		if err := c.drop(kdir); err != nil {
+			return st, err
+		}
+		return st, errCacheTooBig
+	}
+	if err := tmp.Sync(); err != nil {
+		return st, err
+	}
+	st.bytes = c.max - lw.left
+	rec := CacheRecord{Key: k.hex(), CacheKey: k, Digest: digest.NewDigest(digest.SHA256, h), Bytes: st.bytes,
+		LastUsed: time.Now().UTC(), Invocation: c.invocID}
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return st, err
+	}
+	unlock, err := lockCache(kdir, true)
+	if err != nil {
+		return st, err
+	}
+	defer unlock()
+	if err := os.Rename(tmp.Name(), filepath.Join(kdir, cacheTarName)); err != nil {
+		return st, err
+	}
+	// A crash between the rename and the record leaves a record whose digest the tar no longer has: the next
+	// build sees the mismatch and starts the cache empty.
+	if err := durable.Replace(filepath.Join(kdir, cacheRecordName), append(data, '\n'), 0o600); err != nil {
+		return st, err
+	}
+	return st, durable.SyncDir(kdir)
+}
+
+// drop removes a stored cache, under its lock.
+func (c *caches) drop(kdir string) error {
+	unlock, err := lockCache(kdir, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return os.RemoveAll(kdir)
+}
+
+// descriptors are the caches every task got, in task order then declaration order, for the provenance.
+func (c *caches) descriptors(order []*pipeline.Task) []provenance.ResourceDescriptor {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []provenance.ResourceDescriptor
+	for _, t := range order {
+		out = append(out, c.used[t.Name]...)
+	}
+	return out
+}
+
+type countWriter struct{ n int64 }
+
+func (w *countWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
+
+// limitWriter fails with errCacheTooBig once more than left bytes are written.
+type limitWriter struct {
+	w    io.Writer
+	left int64
+}
+
+func (w *limitWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > w.left {
+		return 0, errCacheTooBig
+	}
+	n, err := w.w.Write(p)
+	w.left -= int64(n)
+	return n, err
+}
+
+// Caches lists the stored task caches, newest use first. A directory whose record cannot be read is listed with
+// only its key and the error, so `ssf cache rm` can still remove it.
+func (h Home) Caches() ([]CacheRecord, error) {
+	dir := h.layout().TaskCaches()
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing caches in %s: %w", dir, err)
+	}
+	var recs []CacheRecord
+	for _, e := range entries {
+		if !e.IsDir() || len(e.Name()) != 64 {
+			continue
+		}
+		rec := CacheRecord{Key: e.Name()}
+		if r, err := os.OpenRoot(filepath.Join(dir, e.Name())); err == nil {
+			if got, err := readCacheRecord(r); err == nil {
+				rec = got
+			}
+			r.Close()
+		}
+		recs = append(recs, rec)
+	}
+	slices.SortFunc(recs, func(a, b CacheRecord) int {
+		if c := b.LastUsed.Compare(a.LastUsed); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	return recs, nil
+}
+
+// CacheSelector chooses stored caches: by a key prefix (at least 8 hex digits), or by pipeline name, task and
+// cache name (empty matches any). A selector that chooses nothing removes nothing.
+type CacheSelector struct {
+	KeyPrefix             string
+	Pipeline, Task, Cache string
+	All                   bool
+}
+
+func (s CacheSelector) matches(r CacheRecord) bool {
+	switch {
+	case s.All:
+		return true
+	case s.KeyPrefix != "":
+		return strings.HasPrefix(r.Key, s.KeyPrefix)
+	case s.Pipeline == "":
+		return false
+	}
+	return r.Pipeline == s.Pipeline && (s.Task == "" || r.Task == s.Task) && (s.Cache == "" || r.CacheKey.Cache == s.Cache)
+}
+
+// RemoveCaches removes the stored caches sel chooses, each under its lock (a build storing it meanwhile waits,
+// then stores it anew), and returns them.
+func (h Home) RemoveCaches(sel CacheSelector) ([]CacheRecord, error) {
+	recs, err := h.Caches()
+	if err != nil {
+		return nil, err
+	}
+	var removed []CacheRecord
+	for _, r := range recs {
+		if !sel.matches(r) {
+			continue
+		}
+		kdir := filepath.Join(h.layout().TaskCaches(), r.Key)
+		unlock, err := lockCache(kdir, false)
+		if errors.Is(err, fs.ErrNotExist) {
+			err = nil
+			unlock = func() {}
+		}
+		if err != nil {
+			return removed, fmt.Errorf("removing cache %s: %w", r.Key, err)
+		}
+		err = os.RemoveAll(kdir)
+		unlock()
+		if err != nil {
+			return removed, fmt.Errorf("removing cache %s: %w", r.Key, err)
+		}
+		removed = append(removed, r)
+	}
+	return removed, nil
+}
