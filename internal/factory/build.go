@@ -65,6 +65,7 @@ type BuildResult struct {
 	Bundle       string // path of the provenance bundle
 	InvocationID string
 	Source       provenance.ResourceDescriptor
+	SourceStats  source.Stats // files, bytes, and how the source differs from its git commit
 	Builder      string
 	Duration     time.Duration
 }
@@ -148,6 +149,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (_ *BuildResult, err 
 	if err != nil {
 		return nil, err
 	}
+	ws.rec.sourceStats(src.Stats)
 	ws.rec.source(src.Descriptor().URI, src.Descriptor().Digest)
 	in, err := h.dependencies(ctx, adm, ws, src, log)
 	if err != nil {
@@ -325,6 +327,7 @@ func (h Home) source(ctx context.Context, dir string, adm *admission, ws *worksp
 		return nil, err
 	}
 	desc := src.Descriptor()
+	log.printf("%s", src.Summary()) // e.g. "source: 142 files, 1.2 MB, commit 3f2da36 (clean)"
 	log.printf("source %s (%s)", desc.URI, desc.Digest)
 	if src.GitMismatch != "" {
 		log.printf("source not recorded by git commit: %s", src.GitMismatch)
@@ -364,7 +367,7 @@ func (h Home) run(ctx context.Context, adm *admission, ws *workspace, src *sourc
 func stage(ctx context.Context, b *build, adm *admission, ws *workspace, src *source.Snapshot) (provenance.Build, *BuildResult, error) {
 	p, req := adm.p, adm.req
 	res := &BuildResult{
-		Out: adm.out, InvocationID: b.invocation, Source: src.Descriptor(),
+		Out: adm.out, InvocationID: b.invocation, Source: src.Descriptor(), SourceStats: src.Stats,
 		Builder: p.Builder, Bundle: filepath.Join(adm.out, BundlePath),
 	}
 	stmt := provenance.Build{
@@ -442,7 +445,7 @@ func attest(ctx context.Context, attestor Attestor, stmt provenance.Build) ([]by
 	if err != nil {
 		return nil, fmt.Errorf("signing provenance: %w", err)
 	}
-	return bundle, nil
+	return bundle, checkProvenanceSize(bundle) // outputs.go
 }
 
 // record puts the signed bundle beside the staged outputs. (The transparency log and the metadata index will be

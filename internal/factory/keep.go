@@ -66,7 +66,7 @@ func keepFailedTask(ctx context.Context, taskDir, dest string) (string, error) {
 		msg += "; " + k.truncated
 	}
 	if len(k.leftOut) > 0 {
-		msg += fmt.Sprintf("; left out %d fifos, sockets or devices (first: %s)", len(k.leftOut), k.leftOut[0])
+		msg += fmt.Sprintf("; left out %d fifos, sockets or devices, which are never kept (first: %s)", len(k.leftOut), k.leftOut[0])
 	}
 	return msg, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/ssf-dev/ssf/internal/oci"
 	"github.com/ssf-dev/ssf/internal/pipeline"
 	"github.com/ssf-dev/ssf/internal/provenance"
+	"github.com/ssf-dev/ssf/internal/verify"
 )
 
 // MaxOutputEntries bounds the entries (files and directories) the control plane reads in one task's declared
@@ -230,6 +231,16 @@ func published(outs []Output) []Output {
 		}
 	}
 	return pub
+}
+
+// checkProvenanceSize refuses a provenance bundle larger than verifiers read (verify.MaxBundleSize): signing it
+// would give a build nobody can verify. Directory outputs of many files with long names can get there (each is a
+// subject and has two SBOM byproducts), within MaxOutputEntries per task when there are several tasks.
+func checkProvenanceSize(bundle []byte) error {
+	if len(bundle) > verify.MaxBundleSize {
+		return fmt.Errorf("the provenance would be %d bytes, more than the %d a verifier reads: the build publishes too many output files (or names too long); publish fewer files, such as one archive of a directory, or mark outputs that only later tasks need internal", len(bundle), verify.MaxBundleSize)
+	}
+	return nil
 }
 
 // published returns every task's published outputs.
