@@ -66,7 +66,7 @@ func parseIgnore(data []byte, base, source string) ignoreList {
 // trimTrailingSpaces drops the spaces at the end of line that no backslash escapes (only spaces: a tab stays, as
 // in git).
 func trimTrailingSpaces(line string) string {
-	end := len(line)
+	end := 0
 	for i := 0; i < len(line); i++ {
 		switch line[i] {
 		case '\\':
@@ -142,30 +142,44 @@ func (r ignoreRules) ignored(rel string, isDir bool) bool {
 // component.
 func globMatch(glob, name string, pathname bool) bool {
 	m := globMatcher{glob: glob, name: name, pathname: pathname}
-	return m.match(0, 0)
+	return m.match(0, 0, plain)
 }
 
-// globMatcher matches by recursion over (position in glob, position in name), remembering the pairs that failed,
-// so that a pattern full of stars costs at most len(glob)·len(name) steps, each of them cheap.
+// globMatcher matches by recursion over (position in glob, position in name, state), remembering the states that
+// failed, so that a pattern full of stars costs at most a few steps per (glob, name) position pair.
 type globMatcher struct {
 	glob, name string
 	pathname   bool
-	failed     map[[2]int]bool
+	failed     map[[3]int]bool
 }
 
-func (m *globMatcher) match(gi, ni int) bool {
-	key := [2]int{gi, ni}
+// States of the matcher: matching the glob from gi on, or first skipping any run of the name's bytes (star; or
+// starSlash: a run that may cross a slash).
+const (
+	plain = iota
+	star
+	starSlash
+)
+
+func (m *globMatcher) match(gi, ni, state int) bool {
+	key := [3]int{gi, ni, state}
 	if m.failed[key] {
 		return false
 	}
-	if m.step(gi, ni) {
-		return true
+	var ok bool
+	if state == plain {
+		ok = m.step(gi, ni)
+	} else {
+		// The run is empty, or takes one more byte of the name.
+		ok = m.match(gi, ni, plain) || ni < len(m.name) && (state == starSlash || m.name[ni] != '/') && m.match(gi, ni+1, state)
 	}
-	if m.failed == nil {
-		m.failed = map[[2]int]bool{}
+	if !ok {
+		if m.failed == nil {
+			m.failed = map[[3]int]bool{}
+		}
+		m.failed[key] = true
 	}
-	m.failed[key] = true
-	return false
+	return ok
 }
 
 func (m *globMatcher) step(gi, ni int) bool {
@@ -180,34 +194,14 @@ func (m *globMatcher) step(gi, ni int) bool {
 			// Two or more stars that make up a whole path component match across slashes; so does any star
 			// outside pathname matching, where the name holds no slash anyway.
 			whole := gi-stars >= 2 && (stars == 0 || g[stars-1] == '/') && (gi == len(g) || g[gi] == '/')
-			if !m.pathname || whole {
-				if m.pathname && gi < len(g) { // `**/`: no directory, or any number of them
-					if m.match(gi+1, ni) {
-						return true
-					}
-					for i := ni; i < len(n); i++ {
-						if n[i] == '/' && m.match(gi+1, i+1) {
-							return true
-						}
-					}
-					return false
-				}
-				for i := ni; i <= len(n); i++ {
-					if m.match(gi, i) {
-						return true
-					}
-				}
-				return false
+			switch {
+			case !m.pathname || whole && gi == len(g):
+				return m.match(gi, ni, starSlash)
+			case whole: // `**/`: no directory, or any run that ends in a slash
+				return m.match(gi+1, ni, plain) || m.match(gi, ni, starSlash)
+			default:
+				return m.match(gi, ni, star)
 			}
-			for i := ni; i <= len(n); i++ {
-				if m.match(gi, i) {
-					return true
-				}
-				if i < len(n) && n[i] == '/' {
-					break
-				}
-			}
-			return false
 		case '?':
 			if ni >= len(n) || m.pathname && n[ni] == '/' {
 				return false

@@ -139,7 +139,7 @@ func (s *selector) walk(rel string, rules ignoreRules, ignoredDir bool) error {
 				} else if s.gd.err != nil {
 					return s.gd.err
 				}
-			} else if !ignoredDir {
+			} else {
 				s.sel.ignored = append(s.sel.ignored, child)
 			}
 			continue
@@ -167,9 +167,7 @@ func (s *selector) walk(rel string, rules ignoreRules, ignoredDir bool) error {
 		}
 		ign := ignoredDir || s.ignoredPath(rules, child, true)
 		if ign && !holdsTracked {
-			if !ignoredDir {
-				s.sel.ignored = append(s.sel.ignored, child+"/")
-			}
+			s.sel.ignored = append(s.sel.ignored, child+"/")
 			continue
 		}
 		if err := s.walk(child, rules, ign); err != nil {
