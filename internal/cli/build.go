@@ -13,6 +13,7 @@ import (
 	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/factory"
 	"github.com/ssf-dev/ssf/internal/oci"
+	"github.com/ssf-dev/ssf/internal/source"
 )
 
 func newBuildCmd() *cobra.Command {
@@ -156,8 +157,9 @@ type buildJSON struct {
 }
 
 type sourceJSON struct {
-	URI    string            `json:"uri"`
-	Digest map[string]string `json:"digest"`
+	URI          string            `json:"uri"`
+	Digest       map[string]string `json:"digest"`
+	source.Stats                   // files, bytes, ignored, ssfignorePatterns, git: as docs/cli-json.md describes
 }
 
 type buildOutputJSON struct {
@@ -175,7 +177,7 @@ type sbomJSON struct {
 
 func buildResultJSON(res *factory.BuildResult) buildJSON {
 	j := buildJSON{InvocationID: res.InvocationID, DurationSeconds: res.Duration.Seconds(), Builder: res.Builder,
-		Source: sourceJSON{URI: res.Source.URI, Digest: map[string]string{}}, Out: res.Out, Provenance: res.Bundle,
+		Source: sourceJSON{URI: res.Source.URI, Digest: map[string]string{}, Stats: res.SourceStats}, Out: res.Out, Provenance: res.Bundle,
 		Outputs: []buildOutputJSON{}, SBOMs: []sbomJSON{}}
 	for alg, v := range res.Source.Digest {
 		j.Source.Digest[alg] = v
