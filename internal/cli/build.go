@@ -50,6 +50,18 @@ attestation, to OUT/attestations/<output>.spdx.sigstore.json and <output>.cdx.si
 them). OUT must not exist or be empty; it appears in one rename once everything in it is on disk. A failed
 build exits 1, names the task, step and exit code, signs nothing and leaves OUT untouched.
 
+Outputs (docs/build-type.md): PATH is a regular file; DIR/ is every regular file under DIR, each an output of
+its own (a symlink, fifo, socket or device in it, more than 10000 entries, or no file at all fails the task);
+{path: PATH, internal: true} goes only to the tasks that need this one (recorded with its digest among what they
+read), never to OUT, an SBOM or a publish. A task may declare no outputs (a test task), but some task must
+publish one.
+
+--keep-workspace: when a task fails, its workspace, outputs and tmp are copied, read-only and owned by root, to
+$SSF_HOME/builds/<id>/workspaces/<task>/ before its disk is released, and the path is printed (and in --output
+json's hint). Symlinks are kept as links and never followed; fifos, sockets and devices are left out; setuid,
+setgid and write bits are dropped; at most 1 GiB and 100000 entries are kept. Files a step wrote there are kept
+as they are (a secret a step copied into its workspace too). ssf builds prune removes them with the build.
+
 The source is snapshotted once: symlinks are kept as links, mount points are not crossed, fifos, sockets and
 devices are left out (each is named), and a source that holds the factory home, OUT, or a hard link to a file of
 the factory home (such as its signing key) is refused, as is one larger than maxDiskBytes (every task gets a whole
