@@ -212,6 +212,10 @@ func redactionPatterns(values map[string][]byte) [][]byte {
 				add([]byte(strings.TrimSpace(line)))
 			}
 		}
+		// The whole encodings too, padding included, for the common case of a value encoded on its own.
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+			add([]byte(enc.EncodeToString(v)))
+		}
 		for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
 			for shift := range 3 {
 				s := enc.EncodeToString(append(make([]byte, shift), v...))

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// setSecret runs `ssf secret set NAME` in the shared home with value on stdin (kept exactly).
+func setSecret(t *testing.T, name, value string) {
+	t.Helper()
+	cmd := exec.Command(ssfBin, "secret", "set", "--raw", name)
+	cmd.Env = append(os.Environ(), "SSF_HOME="+homeDir)
+	cmd.Stdin = strings.NewReader(value)
+	if r := runCmd(t, cmd); r.code != 0 {
+		t.Fatalf("ssf secret set %s: exit %d\n%s", name, r.code, r.stderr)
+	}
+	t.Cleanup(func() {
+		cmd := exec.Command(ssfBin, "secret", "rm", name)
+		cmd.Env = append(os.Environ(), "SSF_HOME="+homeDir)
+		cmd.Run()
+	})
+}
+
+func randomValue(prefix string) string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// filesContaining lists the regular files under root whose bytes contain any of needles.
+func filesContaining(t *testing.T, root string, needles ...string) []string {
+	t.Helper()
+	var hits []string
+	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.Mode().IsRegular() {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		for _, n := range needles {
+			if bytes.Contains(data, []byte(n)) {
+				hits = append(hits, p)
+				break
+			}
+		}
+		return nil
+	})
+	return hits
+}
+
+// A task that lists a secret finds it at /run/secrets/NAME: 0400, its own uid, on a tmpfs, not in its environment;
+// a task that does not list it sees nothing there; the value and its base64 forms are redacted from the terminal,
+// the stored logs and OUT; the provenance names the secret only; the store holds no clear value.
+func TestTaskSecrets(t *testing.T) {
+	value := randomValue("tok-")
+	multi := randomValue("line-a-") + "\n" + randomValue("line-b-")
+	setSecret(t, "E2E_TOKEN", value)
+	setSecret(t, "E2E_MULTI", multi)
+	b64 := base64.StdEncoding.EncodeToString([]byte(value))
+	p := newProject(t, `
+    - name: use
+      secrets: [E2E_TOKEN, E2E_MULTI]
+      steps:
+        - name: inspect
+          run: |
+            stat -c '%a %u %g' /run/secrets/E2E_TOKEN > "$SSF_OUTPUTS/facts"
+            id -u >> "$SSF_OUTPUTS/facts"
+            awk '$2 == "/run/secrets" {print $3, $4}' /proc/mounts >> "$SSF_OUTPUTS/facts"
+            if echo x > /run/secrets/planted 2>/dev/null; then echo WROTE >> "$SSF_OUTPUTS/facts"; fi
+            if echo x > /run/secrets/E2E_TOKEN 2>/dev/null; then echo OVERWROTE >> "$SSF_OUTPUTS/facts"; fi
+            env > "$SSF_OUTPUTS/env"
+        - name: leak
+          run: |
+            v=$(cat /run/secrets/E2E_TOKEN)
+            echo "plain: $v"
+            echo "stderr: $v" >&2
+            echo "base64: $(base64 /run/secrets/E2E_TOKEN)"
+            printf '%s' "$v" | base64 | tr '+/' '-_' | tr -d '=' | sed 's/^/url64: /'
+            printf 'split: %s' "${v%??????}"; printf '%s\n' "${v#${v%??????}}"
+            echo "multi: $(cat /run/secrets/E2E_MULTI) end"
+            printf 'basic: '; printf 'user:%s' "$v" | base64
+      outputs: [facts, env]
+    - name: other
+      steps:
+        - name: look
+          run: |
+            ls -A /run/secrets > "$SSF_OUTPUTS/other"
+            awk '$2 == "/run/secrets"' /proc/mounts >> "$SSF_OUTPUTS/other"
+            cat /run/secrets/E2E_TOKEN >> "$SSF_OUTPUTS/other" 2>/dev/null || true
+      outputs: [other]
+`)
+	r := p.mustBuild()
+
+	var mode, uid, gid, idu, fstype, opts string
+	facts := p.output("facts")
+	if n, _ := fmt.Sscan(facts, &mode, &uid, &gid, &idu, &fstype, &opts); n != 6 {
+		t.Fatalf("facts = %q", facts)
+	}
+	if mode != "400" || uid != idu || gid != idu || fstype != "tmpfs" || !strings.Contains(opts, "ro") {
+		t.Errorf("/run/secrets/E2E_TOKEN: mode %s, owner %s:%s (task uid %s), mounted %s %s; want 400, the task's uid, a read-only tmpfs", mode, uid, gid, idu, fstype, opts)
+	}
+	if strings.Contains(facts, "WROTE") || strings.Contains(facts, "OVERWROTE") {
+		t.Errorf("the task could write its secrets: %q", facts)
+	}
+	if env := p.output("env"); strings.Contains(env, value) || strings.Contains(env, "E2E_TOKEN") {
+		t.Errorf("the secret reached the environment:\n%s", env)
+	}
+	if other := p.output("other"); other != "" {
+		t.Errorf("a task that lists no secret sees /run/secrets: %q", other)
+	}
+
+	needles := []string{value, b64[:len(b64)-4], strings.Split(multi, "\n")[0], strings.Split(multi, "\n")[1]}
+	for _, n := range needles {
+		if strings.Contains(r.stderr, n) {
+			t.Errorf("the terminal shows %q:\n%s", n, r.stderr)
+		}
+	}
+	for _, want := range []string{"[use/leak] plain: ***\n", "[use/leak] stderr: ***\n", "[use/leak] base64: ***\n", "[use/leak] url64: ***\n", "[use/leak] split: ***\n", "[use/leak] multi: *** end\n", "[use/leak] basic: "} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("the terminal lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if strings.Contains(r.stderr, base64.StdEncoding.EncodeToString([]byte("user:" + value))[8:30]) {
+		t.Errorf("the base64 of user:VALUE is shown:\n%s", r.stderr)
+	}
+
+	rec := recordOf(t, p)
+	logs := ssf(t, p.tmp, "logs", rec.ID, "--task", "use")
+	if logs.code != 0 || !strings.Contains(logs.stdout, "[use/leak] plain: ***\n") {
+		t.Fatalf("ssf logs (exit %d):\n%s%s", logs.code, logs.stdout, logs.stderr)
+	}
+	// Nothing the build left anywhere holds the value: OUT (outputs but the env dump, logs, bundles), the history,
+	// the store; nor the pipeline's work directory, which is gone.
+	os.Remove(filepath.Join(p.out, "env"))
+	os.Remove(filepath.Join(p.out, "facts"))
+	if hits := filesContaining(t, p.out, needles...); len(hits) != 0 {
+		t.Errorf("OUT holds a secret: %v", hits)
+	}
+	if hits := filesContaining(t, homeDir, needles...); len(hits) != 0 {
+		t.Errorf("the factory home holds a secret in the clear: %v", hits)
+	}
+
+	internal := p.statement()["predicate"].(map[string]any)["buildDefinition"].(map[string]any)["internalParameters"].(map[string]any)
+	tasks := internal["tasks"].(map[string]any)
+	if got := fmt.Sprint(tasks["use"].(map[string]any)["secrets"]); got != "[E2E_TOKEN E2E_MULTI]" {
+		t.Errorf("internalParameters.tasks.use.secrets = %s", got)
+	}
+	if s, ok := tasks["other"].(map[string]any)["secrets"]; ok {
+		t.Errorf("internalParameters.tasks.other.secrets = %v, want none", s)
+	}
+
+	// The tmpfs is gone with the build.
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if bytes.Contains(mounts, []byte(p.tmp)) {
+		t.Errorf("a mount under the build's TMPDIR is left:\n%s", mounts)
+	}
+}
+
+// A build naming a secret that is not set, or whose stored file does not authenticate under its name, stops
+// before any task runs.
+func TestTaskSecretMissingOrTampered(t *testing.T) {
+	p := newProject(t, `
+    - name: deploy
+      secrets: [E2E_NEVER_SET]
+      steps:
+        - {name: s, run: 'echo ran > $SSF_OUTPUTS/x'}
+      outputs: [x]
+`)
+	r := p.build()
+	if r.code != 2 || !strings.Contains(r.stderr, `task "deploy" needs secret "E2E_NEVER_SET"`) ||
+		!strings.Contains(r.stderr, "ssf secret set E2E_NEVER_SET") || strings.Contains(r.stderr, "started") {
+		t.Fatalf("exit %d, want 2 naming the task, the secret and the fix, before any task:\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(p.out); !os.IsNotExist(err) {
+		t.Errorf("OUT exists after a refused build")
+	}
+
+	// Another secret's file renamed into place.
+	setSecret(t, "E2E_REAL", randomValue("real-"))
+	setSecret(t, "E2E_RENAMED", randomValue("renamed-"))
+	dir := filepath.Join(homeDir, "secrets")
+	data, err := os.ReadFile(filepath.Join(dir, "E2E_REAL.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "E2E_RENAMED.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.tasks = strings.ReplaceAll(p.tasks, "E2E_NEVER_SET", "E2E_RENAMED")
+	r = p.build()
+	if r.code != 1 || !strings.Contains(r.stderr, `secret "E2E_RENAMED"`) || !strings.Contains(r.stderr, "does not authenticate") ||
+		strings.Contains(r.stderr, "started") {
+		t.Fatalf("renamed store file: exit %d, want 1 refusing it before any task:\n%s", r.code, r.stderr)
+	}
+}
