@@ -400,15 +400,19 @@ func (c *caches) keep(ctx context.Context, t *pipeline.Task, dir string) {
 		return
 	}
 	for _, dc := range t.Caches {
-		k := c.key(t, dc.Name)
-		switch n, err := c.store(ctx, k, filepath.Join(dir, "caches", dc.Name)); {
-		case errors.Is(err, errCacheTooBig):
-			c.log.printf("cache %s of task %s grew past maxCacheBytes (%d bytes) and was dropped; the next build starts it empty", dc.Name, t.Name, c.max)
-		case err != nil:
-			c.log.printf("warning: cache %s of task %s was not kept: %v", dc.Name, t.Name, err)
-		case n.skipped > 0:
-			c.log.printf("cache %s of task %s kept (%d bytes); %d fifos, sockets or devices in it were left out", dc.Name, t.Name, n.bytes, n.skipped)
-		}
+		c.keepOne(ctx, c.key(t, dc.Name), filepath.Join(dir, "caches", dc.Name))
+	}
+}
+
+// keepOne stores one task's copy of the cache k, saying in the build log what became of it.
+func (c *caches) keepOne(ctx context.Context, k CacheKey, copyDir string) {
+	switch n, err := c.store(ctx, k, copyDir); {
+	case errors.Is(err, errCacheTooBig):
+		c.log.printf("cache %s of task %s grew past maxCacheBytes (%d bytes) and was dropped; the next build starts it empty", k.Cache, k.Task, c.max)
+	case err != nil:
+		c.log.printf("warning: cache %s of task %s was not kept: %v", k.Cache, k.Task, err)
+	case n.skipped > 0:
+		c.log.printf("cache %s of task %s kept (%d bytes); %d fifos, sockets or devices in it were left out", k.Cache, k.Task, n.bytes, n.skipped)
 	}
 }
 
@@ -546,8 +550,9 @@ func (w *limitWriter) Write(p []byte) (int, error) {
 
 // Caches lists the stored task caches, newest use first. A directory whose record cannot be read is listed with
 // only its key and the error, so `ssf cache rm` can still remove it.
-func (h Home) Caches() ([]CacheRecord, error) {
-	dir := h.layout().TaskCaches()
+func (h Home) Caches() ([]CacheRecord, error) { return h.cachesIn(h.layout().TaskCaches()) }
+
+func (h Home) cachesIn(dir string) ([]CacheRecord, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil

@@ -1,0 +1,215 @@
+package factory
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ssf-dev/ssf/internal/archive"
+)
+
+func testCaches(t *testing.T, max int64) (*caches, *bytes.Buffer) {
+	t.Helper()
+	var buf bytes.Buffer
+	return &caches{dir: filepath.Join(t.TempDir(), "tasks"), max: max, uid: os.Getuid(), log: &lineLog{w: &lockedWriter{w: &buf}},
+		invocID: "test", base: CacheKey{Pipeline: "p", PipelineFile: "/src/ssf.yaml", Source: "/src", Builder: digest.FromString("b")}}, &buf
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func key(c *caches, task string) CacheKey {
+	k := c.base
+	k.Task, k.Cache = task, "c"
+	return k
+}
+
+// EmptyCacheDigest is what archive.WriteTree gives for an empty directory.
+func TestEmptyCacheDigest(t *testing.T) {
+	var buf bytes.Buffer
+	if _, err := archive.WriteTree(context.Background(), &buf, t.TempDir(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := digest.FromBytes(buf.Bytes()); got != EmptyCacheDigest {
+		t.Errorf("empty tree digest = %s, EmptyCacheDigest = %s", got, EmptyCacheDigest)
+	}
+}
+
+// A cache larger than maxCacheBytes is dropped, and what was stored before goes with it; a sparse giant is refused
+// by its size, without being read.
+func TestCacheOverSizeDropped(t *testing.T) {
+	ctx := context.Background()
+	c, log := testCaches(t, 64<<10)
+	k := key(c, "build")
+	small := t.TempDir()
+	if err := os.WriteFile(filepath.Join(small, "a"), []byte("small"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.store(ctx, k, small); err != nil {
+		t.Fatal(err)
+	}
+	if recs, _ := (Home{Dir: filepath.Dir(filepath.Dir(c.dir))}).cachesIn(c.dir); len(recs) != 1 {
+		t.Fatalf("stored caches = %v, want one", recs)
+	}
+	for _, tc := range []struct {
+		name string
+		make func(dir string) error
+	}{
+		{"big file", func(dir string) error { return os.WriteFile(filepath.Join(dir, "big"), make([]byte, 128<<10), 0o644) }},
+		{"sparse giant", func(dir string) error {
+			f, err := os.Create(filepath.Join(dir, "sparse"))
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return f.Truncate(1 << 40) // a terabyte: read, it would take hours
+		}},
+		{"many entries", func(dir string) error {
+			for i := range 200 {
+				if err := os.WriteFile(filepath.Join(dir, fmt.Sprint(i)), nil, 0o644); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := c.store(ctx, k, small); err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			if err := tc.make(dir); err != nil {
+				t.Fatal(err)
+			}
+			log.Reset()
+			c.keepOne(ctx, k, dir)
+			if !strings.Contains(log.String(), "grew past maxCacheBytes (65536 bytes) and was dropped") {
+				t.Errorf("log = %q, want the drop said", log.String())
+			}
+			if _, err := os.Stat(filepath.Join(c.dir, k.hex())); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the over-size cache's directory is still there (stat: %v)", err)
+			}
+		})
+	}
+}
+
+// Builds storing one cache at once leave a cache.tar and a record that agree: the store is replaced whole.
+func TestCacheConcurrentStores(t *testing.T) {
+	ctx := context.Background()
+	c, _ := testCaches(t, 1<<20)
+	k := key(c, "build")
+	var wg sync.WaitGroup
+	for i := range 8 {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "f"), bytes.Repeat([]byte{byte(i)}, 1000*(i+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				if _, err := c.store(ctx, k, dir); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	rec, f, err := openCache(filepath.Join(c.dir, k.hex()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	if got := digest.NewDigest(digest.SHA256, h); got != rec.Digest {
+		t.Errorf("cache.tar is %s, its record says %s", got, rec.Digest)
+	}
+	entries, _ := os.ReadDir(filepath.Join(c.dir, k.hex()))
+	if len(entries) != 3 {
+		t.Errorf("cache directory holds %v, want cache.tar, lock and record.json only", entries)
+	}
+}
+
+// A stored cache whose bytes are not those recorded (a disk fault, or someone editing the store) is not given to
+// a task: it gets an empty directory, recorded as empty.
+func TestCacheTamperedIsNotUsed(t *testing.T) {
+	ctx := context.Background()
+	c, log := testCaches(t, 1<<20)
+	k := key(c, "build")
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("genuine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.store(ctx, k, src); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "copy")
+	state, sum, _, err := c.extract(ctx, k, dest)
+	if err != nil || state != CacheWarm {
+		t.Fatalf("extract = %s, %v; want warm", state, err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dest, "f")); string(data) != "genuine" {
+		t.Fatalf("extracted %q", data)
+	}
+	tarPath := filepath.Join(c.dir, k.hex(), cacheTarName)
+	data, err := os.ReadFile(tarPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if digest.FromBytes(data) != sum {
+		t.Fatalf("the digest recorded for the task (%s) is not that of the stored stream", sum)
+	}
+	if err := os.WriteFile(tarPath, bytes.Replace(data, []byte("genuine"), []byte("poison!"), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dest2 := filepath.Join(t.TempDir(), "copy")
+	state, sum, _, err = c.extract(ctx, k, dest2)
+	if err != nil || state != CacheEmpty || sum != EmptyCacheDigest {
+		t.Fatalf("extract of a tampered cache = %s, %s, %v; want empty", state, sum, err)
+	}
+	if entries, _ := os.ReadDir(dest2); len(entries) != 0 {
+		t.Errorf("a tampered cache left %v in the task's copy", entries)
+	}
+	if !strings.Contains(log.String(), "is not what was stored") {
+		t.Errorf("log = %q", log.String())
+	}
+}
+
+// The key separates pipelines by their file and source, not only their name.
+func TestCacheKeySeparatesPipelines(t *testing.T) {
+	a := CacheKey{Pipeline: "hello", PipelineFile: "/a/ssf.yaml", Source: "/a", Task: "build", Cache: "go", Builder: digest.FromString("b")}
+	for _, b := range []CacheKey{
+		{Pipeline: "hello", PipelineFile: "/b/ssf.yaml", Source: "/a", Task: "build", Cache: "go", Builder: a.Builder},
+		{Pipeline: "hello", PipelineFile: "/a/ssf.yaml", Source: "/b", Task: "build", Cache: "go", Builder: a.Builder},
+		{Pipeline: "hello", PipelineFile: "/a/ssf.yaml", Source: "/a", Task: "test", Cache: "go", Builder: a.Builder},
+		{Pipeline: "hello", PipelineFile: "/a/ssf.yaml", Source: "/a", Task: "build", Cache: "npm", Builder: a.Builder},
+		{Pipeline: "hello", PipelineFile: "/a/ssf.yaml", Source: "/a", Task: "build", Cache: "go", Builder: digest.FromString("c")},
+		{Pipeline: "other", PipelineFile: "/a/ssf.yaml", Source: "/a", Task: "build", Cache: "go", Builder: a.Builder},
+	} {
+		if a.hex() == b.hex() {
+			t.Errorf("%+v and %+v share a key", a, b)
+		}
+	}
+}
