@@ -324,6 +324,11 @@ func TestKeepWorkspace(t *testing.T) {
 		t.Errorf("without --keep-workspace: exit %d\n%s", r.code, r.stderr)
 	}
 
+	id := filepath.Base(filepath.Dir(filepath.Dir(kept)))
+	if show := ssfEnv(t, p.tmp, []string{"SSF_HOME=" + home}, "builds", "show", id); show.code != 0 ||
+		!strings.Contains(show.stdout, "  workspace "+kept+" (kept by --keep-workspace, read-only)") {
+		t.Errorf("builds show %s (exit %d) does not name the kept workspace:\n%s%s", id, show.code, show.stdout, show.stderr)
+	}
 	prune := ssfEnv(t, p.tmp, []string{"SSF_HOME=" + home}, "builds", "prune", "--keep", "0")
 	if prune.code != 0 {
 		t.Fatalf("builds prune: exit %d\n%s%s", prune.code, prune.stdout, prune.stderr)

@@ -129,6 +129,9 @@ unique prefix of one. With --output json, the stored record (build.json) is prin
 				for _, s := range t.Steps {
 					fmt.Fprintf(&b, "  step %s: exit code %d, %s\n", s.Name, s.ExitCode, time.Duration(s.DurationMs)*time.Millisecond)
 				}
+				if t.Workspace != "" {
+					fmt.Fprintf(&b, "  workspace %s (kept by --keep-workspace, read-only)\n", t.Workspace)
+				}
 			}
 			for _, name := range r.Bundles {
 				fmt.Fprintf(&b, "bundle    %s\n", name)

@@ -52,6 +52,7 @@ type TaskRecord struct {
 	DurationMs int64        `json:"durationMs"`
 	Log        string       `json:"log,omitempty"` // relative to the build's directory
 	Steps      []StepRecord `json:"steps,omitempty"`
+	Workspace  string       `json:"workspace,omitempty"` // where --keep-workspace kept the failed task's files (keep.go)
 }
 
 // StepRecord is one step that ran. Its lines are bytes [LogStart, LogEnd) of its task's log.

@@ -190,6 +190,7 @@ func (b *build) keepOnFailure(ctx context.Context, taskName, taskDir string, err
 		return err
 	}
 	b.log.printf("task %s failed; %s", taskName, msg)
+	b.rec.keptWorkspace(taskName, filepath.Join(b.keepDir, taskName))
 	if te := (*TaskError)(nil); errors.As(err, &te) {
 		te.Kept = filepath.Join(b.keepDir, taskName)
 		if te.Hint != "" {
@@ -198,4 +199,15 @@ func (b *build) keepOnFailure(ctx context.Context, taskName, taskDir string, err
 		te.Hint += "task " + taskName + ": " + msg
 	}
 	return err
+}
+
+// keptWorkspace records where a failed task's directories were kept, for ssf builds show.
+func (r *recorder) keptWorkspace(task, dir string) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.task(task).Workspace = dir
+	r.checkpoint()
 }
