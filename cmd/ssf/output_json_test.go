@@ -21,15 +21,12 @@ import (
 // added to the output without the schema (and this test) knowing fails here.
 
 type buildDoc struct {
-	InvocationID    string  `json:"invocationId"`
-	DurationSeconds float64 `json:"durationSeconds"`
-	Source          struct {
-		URI    string            `json:"uri"`
-		Digest map[string]string `json:"digest"`
-	} `json:"source"`
-	Builder string `json:"builder"`
-	Out     string `json:"out"`
-	Outputs []struct {
+	InvocationID    string    `json:"invocationId"`
+	DurationSeconds float64   `json:"durationSeconds"`
+	Source          sourceDoc `json:"source"` // source_test.go
+	Builder         string    `json:"builder"`
+	Out             string    `json:"out"`
+	Outputs         []struct {
 		Path   string `json:"path"`
 		File   string `json:"file"`
 		Digest string `json:"digest"`
