@@ -13,7 +13,9 @@
 // hashed, never one another build put in its place meanwhile. It never writes outside the cache and the tree it is
 // given (PrepareNpmCache: the task's fresh /tmp it is given), and never lets a task write to either. It never
 // connects, by redirect or DNS either, to a link-local or metadata address, nor to loopback that the fetched URL
-// does not name (see net.go); never records or prints the credentials a URL carries; and never records for a
+// does not name (see net.go); never records or prints the credentials a URL carries, and never sends a configured
+// credential (credentials.go) to any host but its own, by redirect either, nor in the clear to a non-loopback
+// address; and never records for a
 // dependency a URL its bytes did not come from, nor a registry purl for bytes the registry did not serve under
 // that name and version.
 package deps
@@ -63,7 +65,9 @@ type Options struct {
 	GoProxySource string
 	NpmRegistry   string       // registry URL for lock entries without "resolved", e.g. https://registry.npmjs.org/
 	Client        *http.Client // nil: a default client with timeouts
-	Concurrency   int          // downloads at once; 0: a default
+	// Credentials are the control plane's logins to dependency servers, each sent only to its host (credentials.go).
+	Credentials []Credential
+	Concurrency int // downloads at once; 0: a default
 	// MaxTotalBytes bounds the bytes of one ingestion, downloaded or from the cache; 0: DefaultMaxTotalBytes.
 	MaxTotalBytes int64
 	Progress      io.Writer // a terminal to show progress on; nil shows none

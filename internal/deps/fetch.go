@@ -74,6 +74,7 @@ func newFetcher(opts Options) (*fetcher, error) {
 	if client == nil {
 		client = defaultClient()
 	}
+	client = withCredentials(client, opts.Credentials)
 	n := opts.Concurrency
 	if n <= 0 {
 		n = DefaultConcurrency
