@@ -172,3 +172,18 @@ func TestGlobMatchIsNotExponential(t *testing.T) {
 		t.Fatal("matched")
 	}
 }
+
+// Ignore files are the repository's, so anyone's: parsing and matching never panic, and matching stays cheap.
+func FuzzIgnore(f *testing.F) {
+	f.Add([]byte("*.log\n!keep.log\n/build/\n**/gen\na/**/b\n[!a-c]?\\#x\ntrail\\ \n"), "a/b/keep.log", true)
+	f.Add([]byte("[[:alpha:]\n[a-\n\\\n"), "x", false)
+	f.Fuzz(func(t *testing.T, data []byte, rel string, isDir bool) {
+		l := parseIgnore(data, "", ".gitignore")
+		rules := ignoreRules{}.with(&l)
+		rules.ignored(rel, isDir)
+		for _, p := range l.patterns {
+			globMatch(p.glob, rel, true)
+			globMatch(p.glob, rel, false)
+		}
+	})
+}

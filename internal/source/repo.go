@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -38,6 +39,10 @@ func findRepo(ctx context.Context, dir string, gd *guard) (*repoInfo, string, er
 		return nil, "", nil
 	}
 	out, err := (&gitRepo{dir: resolved, discover: true}).output(ctx, "rev-parse", "--show-toplevel")
+	if errors.Is(err, errGitTimeout) && ctx.Err() == nil {
+		// A plain directory, then: .git at its top is left out all the same.
+		return nil, fmt.Sprintf("looking for the git work tree of the source: %v", err), nil
+	}
 	if err != nil || out == "" {
 		return nil, "", ctx.Err()
 	}

@@ -247,3 +247,38 @@ func TestHostileRepositoryRunsNothing(t *testing.T) {
 		})
 	}
 }
+
+// A repository whose configuration includes a fifo blocks every git command at startup; the command is killed
+// after gitTimeout, and the source is taken as a plain directory, saying why.
+func TestGitBlockedByConfigFifoIsBounded(t *testing.T) {
+	repo := t.TempDir()
+	sourceRepo(t, repo)
+	fifo := filepath.Join(t.TempDir(), "config")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitT(t, repo, "config", "include.path", fifo)
+	// Porcelain git opens the fifo at startup and blocks until a writer comes: here the test is one.
+	cmd := exec.Command("git", "-C", repo, "rev-parse", "--show-toplevel")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0) // returns once git has opened the fifo to read it
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("setup: git rev-parse: %v", err)
+	}
+
+	defer func(d time.Duration) { gitTimeout = d }(gitTimeout)
+	gitTimeout = 2 * time.Second
+	src, snapshot := takeT(t, repo)
+	if !strings.Contains(src.GitMismatch, "did not finish in time") || src.Commit != "" || src.Stats.Git != nil {
+		t.Errorf("mismatch %q, commit %q, git stats %+v: want a plain directory, saying git did not finish", src.GitMismatch, src.Commit, src.Stats.Git)
+	}
+	if got := snapshotFilesOf(t, snapshot); slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, ".git/") }) || !slices.Contains(got, "README") {
+		t.Errorf("snapshot files = %q, want the directory without .git", got)
+	}
+}

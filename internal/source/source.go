@@ -1,15 +1,21 @@
-// Package source takes a build's source at an exact revision: a deterministic snapshot (tar) of a directory,
-// recorded by git commit when the directory is the top of a git work tree whose files equal its HEAD commit (checked
-// object by object, without running anything the repository configures), else by the snapshot's digest. Every task
-// gets a fresh copy of the snapshot, so what was hashed is exactly what the tasks see. Later: dependencies fetched
-// and checked against lock files.
+// Package source takes a build's source at an exact revision: a deterministic snapshot (tar) of a directory. In a
+// git work tree (the directory its top or a subdirectory of it) the snapshot holds the files git would commit (the
+// HEAD commit's files at their work-tree content, plus untracked files that no .gitignore, .git/info/exclude or
+// .ssfignore pattern matches); elsewhere the whole directory less what its .ssfignore leaves out. It is recorded by
+// git commit (and the path within the repository) when its files equal that commit's, checked object by object
+// without running anything the repository configures, else by the snapshot's digest, with counts of what differs.
+// Every task gets a fresh copy of the snapshot, so what was hashed is exactly what the tasks see. docs/source.md
+// tells users which files a build takes.
 //
 // # What it must never do
 //
 // It must never follow a symlink or cross a mount point while snapshotting, never put a file of the factory home
 // into a snapshot (not by path, and not under another name: a hard link), never run a command, filter or hook a
-// repository configures, never record a git commit whose files the snapshot does not hold byte for byte, and never
-// write a snapshot larger than its bound (a task's disk could not hold it, and TMPDIR would fill first).
+// repository configures, never read git's index (whose flags and extensions the repository sets) or a file that
+// core.excludesFile names, never block on a fifo or wait on git without bound, never record a git commit whose
+// files the snapshot does not hold byte for byte, never take an ignored file into a snapshot without saying so
+// (each left-out path is reported), and never write a snapshot larger than its bound (a task's disk could not hold
+// it, and TMPDIR would fill first).
 package source
 
 import (
@@ -378,6 +384,9 @@ func (t *gitTree) paths() []string {
 // forged object or replace ref cannot make the listing differ from the commit that is recorded.
 func readHead(ctx context.Context, g *gitRepo, prefix string) (*gitTree, string, error) {
 	commit, err := g.output(ctx, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+	if errors.Is(err, errGitTimeout) {
+		return nil, fmt.Sprintf("reading HEAD: %v", err), nil
+	}
 	if err != nil {
 		return nil, "", ctx.Err() // an empty repository, or HEAD is not a commit
 	}
@@ -638,8 +647,20 @@ var gitSafety = []string{
 	"-c", "protocol.allow=never",
 }
 
-func (g *gitRepo) command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, "git", append(append([]string{"-C", g.dir}, gitSafety...), args...)...)
+// gitTimeout bounds each git command. Git blocks forever on a fifo that the repository's configuration names as a
+// file to read at startup (an include.path, say), and no option turns that reading off; so a command that does not
+// finish in time is killed, and the source is taken without what it would have told. Reading the objects of a
+// large repository takes seconds, not minutes.
+var gitTimeout = 2 * time.Minute
+
+// errGitTimeout is a git command killed after gitTimeout.
+var errGitTimeout = errors.New("git did not finish in time")
+
+// command returns git with args, hardened, bound to a context of its own that ends after gitTimeout; the caller
+// calls cancel once git has exited.
+func (g *gitRepo) command(ctx context.Context, args ...string) (cmd *exec.Cmd, tctx context.Context, cancel context.CancelFunc) {
+	tctx, cancel = context.WithTimeoutCause(ctx, gitTimeout, errGitTimeout)
+	cmd = exec.CommandContext(tctx, "git", append(append([]string{"-C", g.dir}, gitSafety...), args...)...)
 	env := []string{
 		"GIT_CONFIG_NOSYSTEM=1",
 		"GIT_CONFIG_GLOBAL=/dev/null",
@@ -663,15 +684,19 @@ func (g *gitRepo) command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd.Env = env
 	cmd.Stdin = nil // the null device
 	cmd.WaitDelay = 5 * time.Second
-	return cmd
+	return cmd, tctx, cancel
 }
 
 // output runs git and returns its standard output without the final newline.
 func (g *gitRepo) output(ctx context.Context, args ...string) (string, error) {
-	cmd := g.command(ctx, args...)
+	cmd, tctx, cancel := g.command(ctx, args...)
+	defer cancel()
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
+		if ctx.Err() == nil && errors.Is(context.Cause(tctx), errGitTimeout) {
+			err = fmt.Errorf("%w (%v): does the repository's configuration name a fifo, as include.path?", errGitTimeout, gitTimeout)
+		}
 		return "", fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return strings.TrimSuffix(out.String(), "\n"), nil
@@ -680,6 +705,7 @@ func (g *gitRepo) output(ctx context.Context, args ...string) (string, error) {
 // gitObjects reads objects through one `git cat-file --batch` and checks each against its id.
 type gitObjects struct {
 	cmd     *exec.Cmd
+	cancel  context.CancelFunc
 	in      io.WriteCloser
 	out     *bufio.Reader
 	newHash func() hash.Hash
@@ -687,19 +713,22 @@ type gitObjects struct {
 }
 
 func (g *gitRepo) objects(ctx context.Context, newHash func() hash.Hash) (*gitObjects, error) {
-	cmd := g.command(ctx, "cat-file", "--batch")
+	cmd, _, cancel := g.command(ctx, "cat-file", "--batch")
 	in, err := cmd.StdinPipe()
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
+		cancel()
 		return nil, err
 	}
-	return &gitObjects{cmd: cmd, in: in, out: bufio.NewReader(out), newHash: newHash, size: newHash().Size()}, nil
+	return &gitObjects{cmd: cmd, cancel: cancel, in: in, out: bufio.NewReader(out), newHash: newHash, size: newHash().Size()}, nil
 }
 
 // read returns the body of the object oid, which must be of type typ and hash to oid.
@@ -743,6 +772,7 @@ func (o *gitObjects) close() {
 	o.in.Close()
 	o.cmd.Process.Kill()
 	_ = o.cmd.Wait() // every object read was checked; how git exits does not matter
+	o.cancel()
 }
 
 // errSHA1Collision is input that carries a known SHA-1 collision attack.
