@@ -340,3 +340,19 @@ func TestKeepWorkspace(t *testing.T) {
 		t.Errorf("the factory key is gone after prune: %v", err)
 	}
 }
+
+// sigstore-go (and so cosign and ssf verify) refuses a statement of more than 1024 subjects: a build that would
+// publish more files fails before anything is signed, instead of signing provenance nobody can verify.
+func TestTooManyPublishedFilesFailBeforeSigning(t *testing.T) {
+	p := newProject(t, `
+    - name: web
+      steps:
+        - name: gen
+          run: 'mkdir -p "$SSF_OUTPUTS/dist"; cd "$SSF_OUTPUTS/dist"; i=0; while [ $i -lt 1100 ]; do echo $i > c$i.js; i=$((i+1)); done'
+      outputs: [dist/]
+`)
+	r := p.mustFail("the build publishes 1100 output files (1101 provenance subjects with its OCI artifact and images), more than the 1024 subjects verifiers")
+	if strings.Contains(r.stderr, "signed provenance") {
+		t.Errorf("something was signed:\n%s", r.stderr)
+	}
+}

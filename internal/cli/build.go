@@ -51,7 +51,8 @@ them). OUT must not exist or be empty; it appears in one rename once everything 
 build exits 1, names the task, step and exit code, signs nothing and leaves OUT untouched.
 
 Outputs (docs/build-type.md): PATH is a regular file; DIR/ is every regular file under DIR, each an output of
-its own (a symlink, fifo, socket or device in it, more than 10000 entries, or no file at all fails the task);
+its own (a symlink, fifo, socket or device in it, more than 10000 entries, or no file at all fails the task;
+a build may publish at most 1023 files, the most subjects verifiers accept);
 {path: PATH, internal: true} goes only to the tasks that need this one (recorded with its digest among what they
 read), never to OUT, an SBOM or a publish. A task may declare no outputs (a test task), but some task must
 publish one.

@@ -432,7 +432,7 @@ func stage(ctx context.Context, b *build, adm *admission, ws *workspace, src *so
 	for _, s := range ociSubjects {
 		stmt.Subjects = append(stmt.Subjects, provenance.Subject{Name: s.Name, Digest: s.Digest})
 	}
-	return stmt, res, nil
+	return stmt, res, checkSubjectCount(len(res.Outputs), len(stmt.Subjects)) // outputs.go
 }
 
 // attest writes the provenance statement and has the attestor sign it.

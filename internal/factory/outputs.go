@@ -19,10 +19,23 @@ import (
 )
 
 // MaxOutputEntries bounds the entries (files and directories) the control plane reads in one task's declared
-// directory outputs: a step can create millions of empty files in a second, and the walk, the copies, the
-// provenance's subjects and one SBOM pair per file all grow with them. 10,000 files keep the provenance of a
-// build well under the 16 MiB verifiers read (about 600 bytes each with their SBOM byproducts).
+// directory outputs: a step can create millions of empty files in a second, and the walk and the copies grow with
+// them. (What is published is bounded more tightly, by MaxSubjects; internal outputs only by this.)
 const MaxOutputEntries = 10000
+
+// MaxSubjects is the most subjects one provenance statement may have: sigstore-go (and so cosign and ssf verify)
+// refuses to verify a statement with more ("too many subjects: 1025 > 1024"). A build's published output files,
+// its OCI artifact and its image outputs together must fit.
+const MaxSubjects = 1024
+
+// checkSubjectCount refuses a build whose provenance would have more than MaxSubjects subjects, before anything is
+// signed: nobody could verify it.
+func checkSubjectCount(files, subjects int) error {
+	if subjects <= MaxSubjects {
+		return nil
+	}
+	return fmt.Errorf("the build publishes %d output files (%d provenance subjects with its OCI artifact and images), more than the %d subjects verifiers (sigstore-go, cosign, ssf verify) accept in one statement, so nothing was signed: publish fewer files, such as one archive of a directory (tar -czf \"$SSF_OUTPUTS/dist.tgz\" dist), or declare the files only later tasks need as internal ({path: P, internal: true})", files, subjects, MaxSubjects)
+}
 
 // collectOutputs hashes each declared output of a finished task and copies it to dest. Every path component
 // must be a real directory and each output file a regular file: a symlink anywhere fails the task, so nothing

@@ -191,3 +191,12 @@ func symlink(t *testing.T, target, link string) {
 		t.Fatal(err)
 	}
 }
+
+func TestSubjectCountBound(t *testing.T) {
+	if err := checkSubjectCount(1023, MaxSubjects); err != nil {
+		t.Errorf("1024 subjects: %v", err)
+	}
+	if err := checkSubjectCount(1024, MaxSubjects+1); err == nil || !strings.Contains(err.Error(), "more than the 1024 subjects") {
+		t.Errorf("1025 subjects: %v", err)
+	}
+}
