@@ -6,10 +6,13 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -202,4 +205,107 @@ func TestTaskSecretMissingOrTampered(t *testing.T) {
 		strings.Contains(r.stderr, "started") {
 		t.Fatalf("renamed store file: exit %d, want 1 refusing it before any task:\n%s", r.code, r.stderr)
 	}
+}
+
+// treeOf lists every path under root with its mode, to compare before and after a build.
+func treeOf(t *testing.T, root string) string {
+	t.Helper()
+	var b strings.Builder
+	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %s\n", strings.TrimPrefix(p, root), fi.Mode())
+		return nil
+	})
+	return b.String()
+}
+
+// The control plane's credential for a dependency server reaches the fetch and never a task: a task that dumps its
+// environment and every file it can read under its mounts finds no trace of it. The builder's cached root file
+// system is not written by the mounts of /deps and /run/secrets (the runtime would create missing mount points in
+// it).
+func TestFetchCredentialNeverReachesATask(t *testing.T) {
+	token := randomValue("fetch-tok-")
+	body := []byte("private dependency\n")
+	var got atomicString
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.Header.Get("Authorization"))
+		if r.Header.Get("Authorization") != "Bearer "+token {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		w.Write(body)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	home := limitedHome(t, "credentials:\n  - {host: '"+host+"', secret: E2E_FETCH}\n")
+	set := func(name, value string) {
+		cmd := exec.Command(ssfBin, "secret", "set", name)
+		cmd.Env = append(os.Environ(), "SSF_HOME="+home)
+		cmd.Stdin = strings.NewReader(value)
+		if r := runCmd(t, cmd); r.code != 0 {
+			t.Fatalf("ssf secret set: exit %d\n%s", r.code, r.stderr)
+		}
+	}
+	p := newProject(t, `
+    - name: look
+      secrets: [E2E_TASK]
+      steps:
+        - name: dump
+          run: |
+            env > "$SSF_OUTPUTS/seen"
+            ls -laR /deps /run /workspace /tmp >> "$SSF_OUTPUTS/seen" 2>&1
+            find /deps /run /workspace /tmp /inputs /etc -type f 2>/dev/null | while read -r f; do cat "$f"; done >> "$SSF_OUTPUTS/seen" 2>&1
+      outputs: [seen]
+`)
+	p.deps = fmt.Sprintf("    - {type: file, url: '%s/dep.txt', sha256: %s, dest: dep.txt}\n", srv.URL, sha256Hex(body))
+
+	// Not set yet: the build says which entry of config.yaml needs which secret (exit 2), before any task.
+	set("E2E_TASK", randomValue("task-"))
+	r := p.buildIn(home)
+	if r.code != 2 || !strings.Contains(r.stderr, "credentials[0]: secret \"E2E_FETCH\"") || !strings.Contains(r.stderr, "ssf secret set E2E_FETCH") ||
+		strings.Contains(r.stderr, "started") {
+		t.Fatalf("credential secret not set: exit %d\n%s", r.code, r.stderr)
+	}
+	set("E2E_FETCH", token)
+
+	// A build with neither dependencies nor secrets unpacks the builder; the one with both must leave it as it is.
+	plain := newProject(t, "    - {name: a, steps: [{name: s, run: 'echo > $SSF_OUTPUTS/x'}], outputs: [x]}\n")
+	if r := plain.buildIn(home); r.code != 0 {
+		t.Fatalf("plain build: exit %d\n%s", r.code, r.stderr)
+	}
+	rootfsCache := filepath.Join(home, "cache", "rootfs")
+	before := treeOf(t, rootfsCache)
+	r = p.buildIn(home)
+	if r.code != 0 {
+		t.Fatalf("build: exit %d\n%s", r.code, r.stderr)
+	}
+	if got.Load() != "Bearer "+token {
+		t.Errorf("the dependency server got Authorization %q", got.Load())
+	}
+	seen := p.output("seen")
+	if !strings.Contains(seen, "private dependency") || !strings.Contains(seen, "E2E_TASK") {
+		t.Fatalf("the task did not see its dependency and secret:\n%s", seen)
+	}
+	if strings.Contains(seen, token) || strings.Contains(seen, "E2E_FETCH") {
+		t.Errorf("the fetch credential reached the task:\n%s", seen)
+	}
+	if hits := filesContaining(t, p.out, token); len(hits) != 0 {
+		t.Errorf("OUT holds the fetch credential: %v", hits)
+	}
+	if strings.Contains(r.stderr, token) {
+		t.Errorf("the terminal shows the fetch credential")
+	}
+	if after := treeOf(t, rootfsCache); after != before {
+		t.Errorf("the build changed the cached root file system:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+type atomicString struct{ v atomic.Value }
+
+func (a *atomicString) Store(s string) { a.v.Store(s) }
+func (a *atomicString) Load() string {
+	s, _ := a.v.Load().(string)
+	return s
 }

@@ -19,14 +19,14 @@ import (
 
 // mountPoints are the directories Rootfs makes sure every root filesystem has, because the sandbox mounts
 // filesystems on them and cannot create them in a read-only root.
-var mountPoints = []string{"proc", "dev", "sys", "tmp", "workspace", "outputs", "inputs", "run", "run/secrets"}
+var mountPoints = []string{"proc", "dev", "sys", "tmp", "workspace", "outputs", "inputs", "deps", "run", "run/secrets"}
 
 // Rootfs returns the path of the unpacked root filesystem of the image with the given digest, cacheDir/<hex>,
 // unpacking it on first use.
 //
 // The image is unpacked into a temporary directory beside its cache entry, with every blob (manifest, config,
 // layer) hashed as it is read. Only if all match their digests is the tree given the empty directories the
-// sandbox mounts on (proc, dev, sys, tmp, workspace, outputs, inputs, run/secrets) and mode 0755, flushed to disk, and renamed
+// sandbox mounts on (proc, dev, sys, tmp, workspace, outputs, inputs, deps, run/secrets) and mode 0755, flushed to disk, and renamed
 // into place. A crash, a damaged blob or a cancelled ctx leaves no cache entry, and concurrent calls for the same
 // digest all return the one that was published first. A published root filesystem is never changed: callers must
 // mount it read-only.

@@ -559,7 +559,7 @@ func ExampleStore_Rootfs() {
 		fmt.Print(e.Name(), " ")
 	}
 	fmt.Println()
-	// Output: bin dev inputs outputs proc run sys tmp workspace
+	// Output: bin deps dev inputs outputs proc run sys tmp workspace
 }
 
 // A name that moves to a newer import leaves the older image in the store without a name, so pipelines pinned to

@@ -65,6 +65,9 @@ func (h Home) dependencies(ctx context.Context, adm *admission, ws *workspace, s
 		Progress: adm.req.Progress,
 	}
 	opts.GoProxy, opts.GoProxySource = goProxy(adm.cfg)
+	if opts.Credentials, err = h.fetchCredentials(adm.cfg); err != nil { // credentials.go
+		return nil, err
+	}
 	if in.kinds[deps.Npm] {
 		opts.NpmRegistry = npmRegistry(adm.cfg)
 	}

@@ -46,6 +46,9 @@ type Config struct {
 	// unset means the registry npm is configured with ($npm_config_registry, ~/.npmrc, the global npmrc), else
 	// https://registry.npmjs.org/.
 	NpmRegistry string `yaml:"npmRegistry,omitempty"`
+	// Credentials are the control plane's logins to dependency servers, each a factory secret sent only to its
+	// host (credentials.go); tasks never see them.
+	Credentials []CredentialConfig `yaml:"credentials,omitempty"`
 }
 
 // DefaultMaxOutputBytes is the default bound on one task's outputs.
