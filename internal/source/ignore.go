@@ -20,7 +20,7 @@ import (
 // (core.ignoreCase is not read), as git is on Linux.
 
 // maxIgnoreLine bounds one pattern, so that matching stays cheap whatever a file holds.
-const maxIgnoreLine = 4096
+const maxIgnoreLine = 1024
 
 // ignorePattern is one line of an ignore file.
 type ignorePattern struct {
@@ -141,7 +141,18 @@ func (r ignoreRules) ignored(rel string, isDir bool) bool {
 // no wildcard matches a `/` except `**` between slashes (or at either end); without it, name is one path
 // component.
 func globMatch(glob, name string, pathname bool) bool {
-	m := globMatcher{glob: glob, name: name, pathname: pathname}
+	if !strings.ContainsAny(glob, "*?[\\") {
+		return glob == name // the common literal pattern (node_modules, build)
+	}
+	// With fewer than two runs of stars a match costs at most len(glob)·len(name) steps without remembering
+	// anything; only more can backtrack over the same positions again and again.
+	runs := 0
+	for i := 0; i < len(glob); i++ {
+		if glob[i] == '*' && (i == 0 || glob[i-1] != '*') {
+			runs++
+		}
+	}
+	m := globMatcher{glob: glob, name: name, pathname: pathname, memo: runs > 1}
 	return m.match(0, 0, plain)
 }
 
@@ -150,7 +161,8 @@ func globMatch(glob, name string, pathname bool) bool {
 type globMatcher struct {
 	glob, name string
 	pathname   bool
-	failed     map[[3]int]bool
+	memo       bool     // remember the states that failed
+	failed     []uint64 // a bit per state, allocated on the first failure
 }
 
 // States of the matcher: matching the glob from gi on, or first skipping any run of the name's bytes (star; or
@@ -162,8 +174,8 @@ const (
 )
 
 func (m *globMatcher) match(gi, ni, state int) bool {
-	key := [3]int{gi, ni, state}
-	if m.failed[key] {
+	key := (gi*(len(m.name)+1)+ni)*3 + state
+	if m.failed != nil && m.failed[key/64]&(1<<(key%64)) != 0 {
 		return false
 	}
 	var ok bool
@@ -173,11 +185,11 @@ func (m *globMatcher) match(gi, ni, state int) bool {
 		// The run is empty, or takes one more byte of the name.
 		ok = m.match(gi, ni, plain) || ni < len(m.name) && (state == starSlash || m.name[ni] != '/') && m.match(gi, ni+1, state)
 	}
-	if !ok {
+	if !ok && m.memo {
 		if m.failed == nil {
-			m.failed = map[[3]int]bool{}
+			m.failed = make([]uint64, ((len(m.glob)+1)*(len(m.name)+1)*3+63)/64)
 		}
-		m.failed[key] = true
+		m.failed[key/64] |= 1 << (key % 64)
 	}
 	return ok
 }

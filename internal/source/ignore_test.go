@@ -187,3 +187,14 @@ func FuzzIgnore(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkIgnored(b *testing.B) {
+	l := parseIgnore([]byte("node_modules/\nbin/\n*.log\n*.tmp\n/dist\n**/gen/**\nbuild\n!keep.log\n*.o\n.cache/\n"), "", ".gitignore")
+	rules := ignoreRules{}.with(&l)
+	paths := []string{"src/internal/source/select.go", "web/node_modules", "a/b/c/d/trace.log", "docs/readme.md", "x/gen/y.go"}
+	for b.Loop() {
+		for _, p := range paths {
+			rules.ignored(p, false)
+		}
+	}
+}
