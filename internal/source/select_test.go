@@ -122,6 +122,13 @@ func TestSummary(t *testing.T) {
 	if want := "source: 2 files, 1.5 kB, not a git work tree (.ssfignore: 2 patterns)"; p.Summary() != want {
 		t.Errorf("summary = %q, want %q", p.Summary(), want)
 	}
+	empty := t.TempDir()
+	gitT(t, empty, "init", "-q")
+	writeT(t, filepath.Join(empty, "a"), "a\n")
+	e, _ := takeT(t, empty)
+	if want := "source: 1 files, 2 bytes, git work tree without a commit"; e.Summary() != want {
+		t.Errorf("summary = %q, want %q", e.Summary(), want)
+	}
 	for n, want := range map[int64]string{0: "0 bytes", 999: "999 bytes", 1000: "1.0 kB", 1_234_567: "1.2 MB", 999_960: "1.0 MB", 5 << 30: "5.4 GB"} {
 		if got := humanBytes(n); got != want {
 			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)

@@ -152,8 +152,10 @@ func (s *Snapshot) Summary() string {
 	switch {
 	case g == nil:
 		b.WriteString("not a git work tree")
+	case g.Commit == "" && s.GitMismatch != "":
+		b.WriteString("git work tree whose commit could not be read")
 	case g.Commit == "":
-		b.WriteString("git work tree without a readable commit")
+		b.WriteString("git work tree without a commit")
 	default:
 		b.WriteString("commit " + g.Commit[:7])
 	}

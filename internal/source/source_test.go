@@ -358,6 +358,19 @@ func TestSnapshotSource(t *testing.T) {
 		wantEntries:  []string{".gitignore", "README", "build.sh", "link", "notes.txt", "src/", "src/main.go"},
 		wantDirty:    dirty{untracked: 1},
 	}, {
+		name: ".ssfignore in a repository leaves out untracked files, never the commit's",
+		setup: func(t *testing.T, repo, _ string) string {
+			sourceRepo(t, repo)
+			writeT(t, filepath.Join(repo, SSFIgnore), "README\n*.tmp\n")
+			gitT(t, repo, "add", SSFIgnore)
+			gitT(t, repo, "commit", "-q", "-m", "ssfignore")
+			writeT(t, filepath.Join(repo, "scratch.tmp"), "not committed\n")
+			writeT(t, filepath.Join(repo, "src", "x.tmp"), "not committed\n")
+			return repo
+		},
+		wantCommit:  true,
+		wantEntries: []string{".gitignore", SSFIgnore, "README", "build.sh", "link", "src/", "src/main.go"},
+	}, {
 		name: "repository without a commit takes the files git would commit",
 		setup: func(t *testing.T, repo, _ string) string {
 			gitT(t, repo, "init", "-q")
