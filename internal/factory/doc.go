@@ -24,5 +24,8 @@
 // gave the pinned digest; follow a symlink out of a task's outputs; sign anything for a failed build; or leave a
 // partial output directory, even after a crash (everything staged is synced before the rename that publishes it);
 // let a step write the build history (only the control plane writes it, from its own copies, in a 0700 directory),
-// or fail a build because recording it failed.
+// or fail a build because recording it failed. It must never give a secret to a task that did not list it, put a
+// secret's value in a task's environment, on a disk, in the runtime spec or the provenance (names only), or let
+// one reach a log unredacted (secrets.go); nor hand a control-plane credential (config.yaml credentials) to a
+// task.
 package factory
