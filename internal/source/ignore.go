@@ -6,10 +6,16 @@ import (
 )
 
 // This file is a matcher for gitignore patterns (gitignore(5)), used for the .gitignore files of a git work tree,
-// its .git/info/exclude, and a source's .ssfignore. It is written here rather than asking `git check-ignore` or
-// `git ls-files --others --exclude-standard` because those read the index (whose extensions, fsmonitor setting and
-// untracked cache the repository controls) and core.excludesFile (a path the repository's configuration may point
-// at /etc/shadow or a fifo). Its behaviour is checked against git itself in ignore_test.go.
+// its .git/info/exclude, and a source's .ssfignore. It is written here rather than asking `git ls-files --cached
+// --others --exclude-standard` (or `git check-ignore`) because no hardening makes those safe on a hostile work tree:
+// core.fsmonitor, core.untrackedCache and core.excludesFile can be overridden on the command line, and GIT_* taken
+// out of the environment, but git still opens every .gitignore it finds with a blocking open, so a fifo named
+// .gitignore hangs it for good (git 2.39; TestHostileRepositoryRunsNothing shows it); and ls-files reads the index,
+// whose entries, flags and extensions (split index, sparse directories, an untracked cache that hides files from
+// `git status`) the repository writes. Here each ignore file is opened only if Lstat calls it a regular file,
+// without following a link and without blocking, and the index is never read: "tracked" is "in the HEAD commit",
+// whose objects are checked against their ids. The matcher's behaviour is checked against git itself in
+// ignore_test.go.
 //
 // Supported, as in git: blank lines and `#` comments; `\` escapes (`\#`, `\!`, `\ `); trailing spaces trimmed
 // unless escaped; `!` negation (a file beneath an ignored directory cannot be re-included, because that directory

@@ -192,12 +192,31 @@ func TestHostileRepositoryRunsNothing(t *testing.T) {
 	}, {
 		name: ".gitignore and info/exclude are fifos",
 		setup: func(t *testing.T, repo, _ string) {
-			for _, p := range []string{filepath.Join(repo, "src", ".gitignore"), filepath.Join(repo, ".git", "info", "exclude")} {
+			fifos := []string{filepath.Join(repo, ".git", "info", "exclude"), filepath.Join(repo, "src", ".gitignore")}
+			for _, p := range fifos {
 				os.MkdirAll(filepath.Dir(p), 0o755)
 				os.Remove(p)
 				if err := syscall.Mkfifo(p, 0o644); err != nil {
 					t.Fatal(err)
 				}
+			}
+			// Even git ls-files with every setting that could help blocks on each: no option stops git opening
+			// an ignore file it finds in the work tree. Here the test is the writer that lets it go on.
+			cmd := exec.Command("git", "-C", repo, "-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false",
+				"-c", "core.excludesFile=/dev/null", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+			cmd.Env = append(cleanGitEnv(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range fifos {
+				w, err := os.OpenFile(p, os.O_WRONLY, 0) // returns once git has opened the fifo to read it
+				if err != nil {
+					t.Fatal(err)
+				}
+				w.Close()
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("setup: git ls-files: %v", err)
 			}
 		},
 		wantUntracked: []string{"notes.txt"},
