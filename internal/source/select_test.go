@@ -308,3 +308,39 @@ func TestGitBlockedByConfigFifoIsBounded(t *testing.T) {
 		t.Errorf("snapshot files = %q, want the directory without .git", got)
 	}
 }
+
+// A repository above the source is taken only if it passes the guard's rules: not in the factory home, and no
+// mount point between its top and the source.
+func TestRepositoryAboveMustPassTheGuard(t *testing.T) {
+	t.Run("in the factory home", func(t *testing.T) {
+		home := t.TempDir()
+		repo := filepath.Join(home, "repo")
+		os.MkdirAll(repo, 0o755)
+		sourceRepo(t, repo)
+		src, err := Take(context.Background(), filepath.Join(repo, "src"), Protected{Home: home}, filepath.Join(t.TempDir(), "s.tar"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if src.Commit != "" || src.Stats.Git != nil || !strings.Contains(src.GitMismatch, "is in the factory home") {
+			t.Errorf("commit %q, git %+v, mismatch %q: want a plain directory, saying the repository is in the factory home", src.Commit, src.Stats.Git, src.GitMismatch)
+		}
+	})
+	t.Run("beneath a mount point", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("bind mounts need root")
+		}
+		repo, other := t.TempDir(), t.TempDir()
+		sourceRepo(t, repo)
+		writeT(t, filepath.Join(other, "sub", "main.go"), "package main\n")
+		mnt := filepath.Join(repo, "mnt")
+		os.MkdirAll(mnt, 0o755)
+		if err := syscall.Mount(other, mnt, "", syscall.MS_BIND, ""); err != nil {
+			t.Skipf("bind mount: %v", err)
+		}
+		t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
+		src, _ := takeT(t, filepath.Join(mnt, "sub"))
+		if src.Stats.Git != nil || !strings.Contains(src.GitMismatch, "beneath the mount point") {
+			t.Errorf("git %+v, mismatch %q: want a plain directory, saying a mount point lies between", src.Stats.Git, src.GitMismatch)
+		}
+	})
+}
