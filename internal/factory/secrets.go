@@ -163,13 +163,16 @@ func checkSecretsMountPoint(rootfs string) error {
 // Every occurrence of every pattern is marked, overlapping ones included, and each run of marked bytes is written
 // as one "***". Values shorter than secret.MinSize are refused by the store, so none is too short to look for.
 type redactor struct {
-	next     io.Writer
-	pats     [][]byte
-	fail     [][]int // the KMP failure function of each pattern
-	state    []int   // length of the longest prefix of each pattern that ends the stream so far
-	pending  []byte  // bytes not yet written
-	marked   []bool  // pending[i] is part of a value
-	lastMask bool    // the last byte written was part of a value, so a run continuing it is not marked again
+	next  io.Writer
+	pats  [][]byte
+	fail  [][]int // the KMP failure function of each pattern
+	state []int   // length of the longest prefix of each pattern that ends the stream so far
+	// starts holds the first two bytes of every pattern: while no pattern is partly matched, the bytes up to the
+	// next such pair cannot start one and are passed over without the per-pattern work.
+	starts  *[1 << 16]bool
+	pending []byte   // bytes held back: a value may start in them
+	marks   [][2]int // ranges of pending that are part of a value
+	inRun   bool     // the last byte written was part of a value: a run continuing it is not marked again
 }
 
 // newRedactor returns next itself when there is nothing to redact.
@@ -178,9 +181,10 @@ func newRedactor(next io.Writer, values map[string][]byte) io.Writer {
 	if len(pats) == 0 {
 		return next
 	}
-	r := &redactor{next: next, pats: pats, state: make([]int, len(pats))}
+	r := &redactor{next: next, pats: pats, state: make([]int, len(pats)), starts: new([1 << 16]bool)}
 	for _, p := range pats {
 		r.fail = append(r.fail, failure(p))
+		r.starts[uint16(p[0])<<8|uint16(p[1])] = true // patterns are at least secret.MinSize bytes
 	}
 	return r
 }
@@ -242,58 +246,86 @@ func failure(p []byte) []int {
 }
 
 func (r *redactor) Write(p []byte) (int, error) {
-	for _, c := range p {
-		r.pending = append(r.pending, c)
-		r.marked = append(r.marked, false)
-		for i, pat := range r.pats {
-			s := r.state[i]
-			for s > 0 && pat[s] != c {
-				s = r.fail[i][s-1]
+	buf := append(r.pending, p...)
+	active := slices.Max(r.state) > 0
+	for i := len(r.pending); i < len(buf); i++ {
+		if !active {
+			for i+1 < len(buf) && !r.starts[uint16(buf[i])<<8|uint16(buf[i+1])] {
+				i++
 			}
-			if pat[s] == c {
-				s++
-			}
-			if s == len(pat) {
-				for k := len(r.marked) - len(pat); k < len(r.marked); k++ {
-					r.marked[k] = true
-				}
-				s = r.fail[i][s-1]
-			}
-			r.state[i] = s
 		}
+		active = r.step(buf, i)
 	}
-	hold := slices.Max(r.state)
-	if err := r.emit(len(r.pending) - hold); err != nil {
+	if err := r.emit(buf, len(buf)-slices.Max(r.state)); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
+// step advances every pattern over buf[i], marks the values that end there, and says whether any pattern is
+// partly matched.
+func (r *redactor) step(buf []byte, i int) bool {
+	c, active := buf[i], false
+	for k, pat := range r.pats {
+		s := r.state[k]
+		for s > 0 && pat[s] != c {
+			s = r.fail[k][s-1]
+		}
+		if pat[s] == c {
+			s++
+		}
+		if s == len(pat) {
+			r.marks = append(r.marks, [2]int{i + 1 - len(pat), i + 1})
+			s = r.fail[k][s-1]
+		}
+		r.state[k] = s
+		active = active || s > 0
+	}
+	return active
+}
+
 // Flush writes what is held back: the stream has ended, so no partial match can complete.
 func (r *redactor) Flush() error {
 	clear(r.state)
-	return r.emit(len(r.pending))
+	return r.emit(r.pending, len(r.pending))
 }
 
-// emit writes pending[:n], each run of marked bytes as one "***".
-func (r *redactor) emit(n int) error {
-	if n <= 0 {
-		return nil
-	}
+// emit writes buf[:n], each run of marked bytes as one "***", and keeps buf[n:] and its marks as pending.
+func (r *redactor) emit(buf []byte, n int) error {
+	slices.SortFunc(r.marks, func(a, b [2]int) int { return a[0] - b[0] })
 	out := make([]byte, 0, n)
-	for i := 0; i < n; i++ {
-		if !r.marked[i] {
-			out = append(out, r.pending[i])
-			r.lastMask = false
+	var rest [][2]int
+	cursor := 0
+	for _, m := range r.marks {
+		if m[0] >= n {
+			rest = append(rest, [2]int{m[0] - n, m[1] - n})
 			continue
 		}
-		if !r.lastMask {
-			out = append(out, "***"...)
+		if m[1] <= cursor {
+			continue // inside a run already written
 		}
-		r.lastMask = true
+		if m[0] > cursor {
+			out = append(out, buf[cursor:m[0]]...)
+			r.inRun = false
+		}
+		if !r.inRun {
+			out = append(out, "***"...)
+			r.inRun = true
+		}
+		cursor = min(m[1], n)
+		if m[1] > n {
+			rest = append(rest, [2]int{0, m[1] - n})
+		}
 	}
-	r.pending = append(r.pending[:0], r.pending[n:]...)
-	r.marked = append(r.marked[:0], r.marked[n:]...)
+	if cursor < n {
+		out = append(out, buf[cursor:n]...)
+		r.inRun = false
+	}
+	r.marks = rest
+	r.pending = append([]byte(nil), buf[n:]...)
+	if len(out) == 0 {
+		return nil
+	}
 	_, err := r.next.Write(out)
 	return err
 }
