@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -141,5 +143,24 @@ func TestRedactorMatchesReference(t *testing.T) {
 		if got, want := redact(values, chunks...), redactReference(values, stream); got != want {
 			t.Fatalf("values %q, chunks %q:\ngot  %q\nwant %q", values, chunks, got, want)
 		}
+	}
+}
+
+// A root file system without a real /run/secrets (unpacked by an earlier ssf, or an image with a link there) is
+// refused with what to do: the runtime would otherwise create the mount point inside the shared cache.
+func TestSecretsMountPointMustExist(t *testing.T) {
+	dir := t.TempDir()
+	if err := checkSecretsMountPoint(dir); err == nil || !strings.Contains(err.Error(), "no directory /run") {
+		t.Fatalf("no /run: %v", err)
+	}
+	os.MkdirAll(filepath.Join(dir, "run"), 0o755)
+	os.Symlink("/tmp", filepath.Join(dir, "run", "secrets"))
+	if err := checkSecretsMountPoint(dir); err == nil || !strings.Contains(err.Error(), "/run/secrets") || !strings.Contains(err.Error(), "remove "+dir) {
+		t.Fatalf("a link at /run/secrets: %v", err)
+	}
+	os.Remove(filepath.Join(dir, "run", "secrets"))
+	os.Mkdir(filepath.Join(dir, "run", "secrets"), 0o755)
+	if err := checkSecretsMountPoint(dir); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -27,6 +27,7 @@ func TestParseSecretErrors(t *testing.T) {
 		{"empty", valid + "      secrets: ['']\n", "spec.tasks[0].secrets[0]", "is not valid"},
 		{"twice", valid + "      secrets: [A, A]\n", "spec.tasks[0].secrets[1]", "listed twice"},
 		{"not a string", valid + "      secrets: [{name: A}]\n", "spec.tasks[0].secrets[0]", "string"},
+		{"too many", valid + "      secrets: [" + strings.Repeat("A, ", 64) + "B]\n", "spec.tasks[0].secrets", "at most 64"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("ssf.yaml", []byte(tc.file))
