@@ -113,14 +113,16 @@ type caches struct {
 	log     *lineLog
 	invocID string
 
-	mu   sync.Mutex
-	used map[string][]provenance.ResourceDescriptor // task -> its caches as the task got them
+	mu    sync.Mutex
+	used  map[string][]provenance.ResourceDescriptor // task -> its caches as the task got them
+	given map[string]digest.Digest                   // cache key -> the digest of the stored cache a task got
 }
 
 func (h Home) newCaches(adm *admission, rootfs, invocation string, uid int, log *lineLog) *caches {
 	return &caches{
 		dir: h.layout().TaskCaches(), max: adm.cfg.maxCacheBytes(), off: adm.req.NoCache, rootfs: rootfs,
 		uid: uid, log: log, invocID: invocation, used: map[string][]provenance.ResourceDescriptor{},
+		given: map[string]digest.Digest{},
 		base: CacheKey{Pipeline: adm.p.Name, PipelineFile: realAbs(adm.req.Pipeline), Source: realAbs(adm.req.Source),
 			Builder: adm.img.Digest},
 	}
@@ -184,6 +186,9 @@ func (c *caches) prepare(ctx context.Context, t *pipeline.Task, dir, tmp string)
 			return nil, err
 		}
 		if state == CacheWarm {
+			c.mu.Lock()
+			c.given[k.hex()] = sum
+			c.mu.Unlock()
 			c.log.printf("task %s: cache %s at %s: %d bytes (%s)", t.Name, dc.Name, dc.Path, size, sum)
 		}
 		mounts = append(mounts, sandbox.Mount{Source: copyDir, Destination: dc.Path})
@@ -479,9 +484,6 @@ func (c *caches) store(ctx context.Context, k CacheKey, copyDir string) (storeSt
 		}
 		return st, errCacheTooBig
 	}
-	if err := tmp.Sync(); err != nil {
-		return st, err
-	}
 	st.bytes = c.max - lw.left
 	rec := CacheRecord{Key: k.hex(), CacheKey: k, Digest: digest.NewDigest(digest.SHA256, h), Bytes: st.bytes,
 		LastUsed: time.Now().UTC(), Invocation: c.invocID}
@@ -489,13 +491,32 @@ func (c *caches) store(ctx context.Context, k CacheKey, copyDir string) (storeSt
 	if err != nil {
 		return st, err
 	}
+	c.mu.Lock()
+	given := c.given[k.hex()]
+	c.mu.Unlock()
 	unlock, err := lockCache(kdir, true)
 	if err != nil {
 		return st, err
 	}
 	defer unlock()
-	if err := os.Rename(tmp.Name(), filepath.Join(kdir, cacheTarName)); err != nil {
-		return st, err
+	// A task that changed nothing (a warm Go build only reads its cache; times are not in the stream) leaves the
+	// stored stream as it is, if it is still the one the task got: only the record's time of use changes. This
+	// saves writing back and syncing the whole cache on every build.
+	unchanged := false
+	if given == rec.Digest {
+		if r, err := os.OpenRoot(kdir); err == nil {
+			cur, err := readCacheRecord(r)
+			r.Close()
+			unchanged = err == nil && cur.Digest == rec.Digest
+		}
+	}
+	if !unchanged {
+		if err := tmp.Sync(); err != nil {
+			return st, err
+		}
+		if err := os.Rename(tmp.Name(), filepath.Join(kdir, cacheTarName)); err != nil {
+			return st, err
+		}
 	}
 	// A crash between the rename and the record leaves a record whose digest the tar no longer has: the next
 	// build sees the mismatch and starts the cache empty.

@@ -58,7 +58,9 @@ const PredicateType = "https://slsa.dev/provenance/v1"
 // of the module zip and dirHash, the go.sum h1 in hex; a module of which only go.mod was needed for the module
 // graph has uri pkg:golang/PATH@VERSION#go.mod and the sha256 of that file), one per npm package (uri
 // pkg:npm/NAME@VERSION, digest sha256 and sha512 of the tarball) and one per file (uri its URL, name its dest,
-// digest sha256), each with downloadLocation.
+// digest sha256), each with downloadLocation; then each task cache (name cache/TASK/CACHE, digest sha256 of the
+// tar stream the task's cache was extracted from, annotations saying its state; docs/build-type.md), which the
+// factory passes in Build.Fetched after the dependencies.
 const BuildType = "https://ssf.dev/buildtypes/pipeline/v1"
 
 // SourceDependencyName is the resolvedDependencies name of the source a build was made from.
