@@ -179,8 +179,11 @@ func (s *Snapshot) Summary() string {
 	case g != nil && g.Commit != "":
 		b.WriteString(", not recorded by commit")
 	}
-	if st.SSFIgnorePatterns > 0 || g == nil {
+	switch {
+	case g == nil:
 		fmt.Fprintf(&b, " (%s: %d patterns)", SSFIgnore, st.SSFIgnorePatterns)
+	case st.SSFIgnorePatterns > 0:
+		fmt.Fprintf(&b, "; %s: %d patterns", SSFIgnore, st.SSFIgnorePatterns)
 	}
 	return b.String()
 }
