@@ -78,19 +78,18 @@ func findRepo(ctx context.Context, dir string, gd *guard) (*repoInfo, string, er
 		return nil, "", ctx.Err()
 	}
 	// The .gitignore files above the source, each deciding whether the next directory down is ignored.
-	dirRel := ""
-	for name := range strings.SplitSeq(info.prefix, "/") {
-		if info.prefix == "" {
-			break
-		}
-		l, err := readIgnoreFile(root, path.Join(dirRel, ".gitignore"), dirRel, unread)
-		if err != nil {
-			return nil, "", err
-		}
-		info.rules = info.rules.with(l)
-		dirRel = path.Join(dirRel, name)
-		if info.rules.ignored(dirRel, true) {
-			return nil, fmt.Sprintf("the git work tree %s ignores %q, which holds the source: the source is taken as a plain directory", top, dirRel), nil
+	if info.prefix != "" {
+		dirRel := ""
+		for name := range strings.SplitSeq(info.prefix, "/") {
+			l, err := readIgnoreFile(root, path.Join(dirRel, ".gitignore"), dirRel, unread)
+			if err != nil {
+				return nil, "", err
+			}
+			info.rules = info.rules.with(l)
+			dirRel = path.Join(dirRel, name)
+			if info.rules.ignored(dirRel, true) {
+				return nil, fmt.Sprintf("the git work tree %s ignores %q, which holds the source: the source is taken as a plain directory", top, dirRel), nil
+			}
 		}
 	}
 	info.head, info.headMismatch, err = readHead(ctx, g, info.prefix)
