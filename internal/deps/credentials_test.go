@@ -2,9 +2,11 @@ package deps
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -138,5 +140,48 @@ func TestCredentialMatch(t *testing.T) {
 		if err := CheckCredentialHost(host); (err == nil) != ok {
 			t.Errorf("CheckCredentialHost(%q) = %v", host, err)
 		}
+	}
+}
+
+// A private GOPROXY that wants a token (here: a loopback proxy in front of the real one) gets it on every request,
+// and the modules ingest as from any proxy.
+func TestCredentialsPrivateGoProxy(t *testing.T) {
+	upstream := testGoProxy(t)
+	var mu sync.Mutex
+	var refused, served int
+	priv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Header.Get("Authorization") != "Bearer goproxy-tok-1" {
+			refused++
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		served++
+		resp, err := http.Get(upstream + r.URL.Path)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	}))
+	defer priv.Close()
+	ingest := func(creds []Credential) error {
+		_, err := Ingest(context.Background(), os.DirFS("testdata/gomod-uuid"), []Spec{{Kind: Gomod, Path: "."}}, t.TempDir(),
+			Options{Cache: t.TempDir(), GoProxy: priv.URL, Credentials: creds})
+		return err
+	}
+	if err := ingest(nil); err == nil {
+		t.Fatal("the private proxy served modules without its token")
+	}
+	if err := ingest([]Credential{{Host: strings.TrimPrefix(priv.URL, "http://"), Token: []byte("goproxy-tok-1")}}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if served == 0 || refused == 0 {
+		t.Errorf("served %d, refused %d", served, refused)
 	}
 }
