@@ -101,6 +101,10 @@ func newSecretListCmd() *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tSET")
 			for _, s := range list {
+				if s.Error != "" {
+					fmt.Fprintf(tw, "%s\tunreadable: %s\n", s.Name, printable(s.Error))
+					continue
+				}
 				fmt.Fprintf(tw, "%s\t%s\n", s.Name, s.SetAt.Local().Format(time.DateTime))
 			}
 			return tw.Flush()

@@ -84,6 +84,9 @@ func Open(dir, keyPath string) *Store { return &Store{dir: dir, keyPath: keyPath
 type Info struct {
 	Name  string    `json:"name"`
 	SetAt time.Time `json:"setAt"`
+	// Error says why the secret's file cannot be read (it is listed so that it can be set again or removed); its
+	// value is only authenticated when a build reads it.
+	Error string `json:"error,omitempty"`
 }
 
 // file is a secret as stored.
@@ -212,7 +215,8 @@ func (s *Store) List() ([]Info, error) {
 		}
 		f, err := s.read(name)
 		if err != nil {
-			return nil, err
+			out = append(out, Info{Name: name, Error: err.Error()})
+			continue
 		}
 		out = append(out, Info{Name: f.Name, SetAt: f.SetAt})
 	}

@@ -98,6 +98,12 @@ func TestTamperedRefused(t *testing.T) {
 	if _, err := s.Get("A"); err != nil {
 		t.Fatalf("A itself: %v", err)
 	}
+	// List shows both, B as unreadable when its file names another secret.
+	os.WriteFile(b, mustRead(t, a), 0o600)
+	list, err := s.List()
+	if err != nil || len(list) != 2 || list[0].Error != "" || !strings.Contains(list[1].Error, "does not authenticate") {
+		t.Fatalf("List = %+v, %v", list, err)
+	}
 }
 
 func TestRefusedInput(t *testing.T) {
@@ -134,4 +140,13 @@ func TestKeyReadableByOthersRefused(t *testing.T) {
 	if _, err := s.Get("A"); err == nil || !strings.Contains(err.Error(), "0600") {
 		t.Fatalf("Get with a 0644 key = %v", err)
 	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
