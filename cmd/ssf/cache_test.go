@@ -272,3 +272,27 @@ func storedDigest(t *testing.T, key string) string {
 	d, _ := fileDigest(t, filepath.Join(homeDir, "cache", "tasks", key, "cache.tar"))
 	return d
 }
+
+// A cache outside /tmp must be a directory of the builder image (ssf never writes the image): /scratch is one, and
+// is kept like any other; a path the image lacks stops the build with exit 2, naming the fix.
+func TestCachePathOutsideTmp(t *testing.T) {
+	p := newProject(t, strings.Replace(cacheTask, "/tmp/c", "/scratch", -1))
+	p.paramDef = wordParam
+	p.rebuild()
+	p.params = []string{"word=two"}
+	p.rebuild()
+	if got := p.output("before"); got != "one\n" {
+		t.Errorf("second build's cache at /scratch held %q, want what the first wrote", got)
+	}
+
+	q := newProject(t, strings.Replace(cacheTask, "/tmp/c", "/no/such/dir", -1))
+	q.paramDef = wordParam
+	r := q.build()
+	if r.code != 2 || !strings.Contains(r.stderr, `cache "c": /no/such/dir is not a directory in the builder image: choose a path under /tmp`) {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit 2 naming the path and the fix", r.code, r.stderr)
+	}
+	if _, err := os.Stat(q.out); !os.IsNotExist(err) {
+		t.Errorf("the refused build left %s (stat: %v)", q.out, err)
+	}
+	q.assertClean()
+}

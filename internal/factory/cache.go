@@ -186,9 +186,6 @@ func (c *caches) prepare(ctx context.Context, t *pipeline.Task, dir, tmp string)
 			return nil, err
 		}
 		if state == CacheWarm {
-			c.mu.Lock()
-			c.given[k.hex()] = sum
-			c.mu.Unlock()
 			c.log.printf("task %s: cache %s at %s: %d bytes (%s)", t.Name, dc.Name, dc.Path, size, sum)
 		}
 		mounts = append(mounts, sandbox.Mount{Source: copyDir, Destination: dc.Path})
@@ -297,6 +294,9 @@ func (c *caches) extract(ctx context.Context, k CacheKey, copyDir string) (strin
 		c.log.printf("warning: cache %s of task %s is not what was stored (%s, recorded %s) and was not used", k.Cache, k.Task, sum, rec.Digest)
 		return empty(CacheEmpty)
 	}
+	c.mu.Lock()
+	c.given[k.hex()] = sum // what store compares the task's copy with
+	c.mu.Unlock()
 	return CacheWarm, sum, n.n, nil
 }
 
@@ -439,6 +439,7 @@ func (c *caches) store(ctx context.Context, k CacheKey, copyDir string) (storeSt
 	if err := os.MkdirAll(kdir, 0o700); err != nil {
 		return st, err
 	}
+	removeStaleTemps(kdir)
 	tmp, err := os.CreateTemp(kdir, ".cache.tar-")
 	if err != nil {
 		return st, err
@@ -524,6 +525,20 @@ func (c *caches) store(ctx context.Context, k CacheKey, copyDir string) (storeSt
 		return st, err
 	}
 	return st, durable.SyncDir(kdir)
+}
+
+// removeStaleTemps removes the temporary streams of builds killed while storing this cache. One younger than a day
+// may be a running build's, and is left alone.
+func removeStaleTemps(kdir string) {
+	entries, _ := os.ReadDir(kdir)
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".cache.tar-") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > 24*time.Hour {
+			os.Remove(filepath.Join(kdir, e.Name()))
+		}
+	}
 }
 
 // drop removes a stored cache, under its lock.

@@ -13,17 +13,19 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ssf-dev/ssf/internal/archive"
+	"github.com/ssf-dev/ssf/internal/provenance"
 )
 
 func testCaches(t *testing.T, max int64) (*caches, *bytes.Buffer) {
 	t.Helper()
 	var buf bytes.Buffer
 	return &caches{dir: filepath.Join(t.TempDir(), "tasks"), max: max, uid: os.Getuid(), log: &lineLog{w: &lockedWriter{w: &buf}},
-		invocID: "test", base: CacheKey{Pipeline: "p", PipelineFile: "/src/ssf.yaml", Source: "/src", Builder: digest.FromString("b")}}, &buf
+		invocID: "test", used: map[string][]provenance.ResourceDescriptor{}, given: map[string]digest.Digest{}, base: CacheKey{Pipeline: "p", PipelineFile: "/src/ssf.yaml", Source: "/src", Builder: digest.FromString("b")}}, &buf
 }
 
 type lockedWriter struct {
@@ -211,5 +213,63 @@ func TestCacheKeySeparatesPipelines(t *testing.T) {
 		if a.hex() == b.hex() {
 			t.Errorf("%+v and %+v share a key", a, b)
 		}
+	}
+}
+
+// A task that changed nothing leaves the stored stream in place (not rewritten and synced again); the record's time
+// of use moves on. A stream left by a build killed while storing is removed once it is a day old.
+func TestCacheUnchangedNotRewritten(t *testing.T) {
+	ctx := context.Background()
+	c, _ := testCaches(t, 1<<20)
+	k := key(c, "build")
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.store(ctx, k, src); err != nil {
+		t.Fatal(err)
+	}
+	kdir := filepath.Join(c.dir, k.hex())
+	stale := filepath.Join(kdir, ".cache.tar-killed")
+	if err := os.WriteFile(stale, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-25 * time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(filepath.Join(kdir, cacheTarName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec1, f, err := openCache(kdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	dest := filepath.Join(t.TempDir(), "copy")
+	if state, _, _, err := c.extract(ctx, k, dest); err != nil || state != CacheWarm {
+		t.Fatalf("extract = %s, %v", state, err)
+	}
+	if _, err := c.store(ctx, k, dest); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(filepath.Join(kdir, cacheTarName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(before, after) {
+		t.Errorf("an unchanged cache was written again")
+	}
+	rec2, f, err := openCache(kdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if rec2.Digest != rec1.Digest || !rec2.LastUsed.After(rec1.LastUsed) {
+		t.Errorf("records %+v then %+v: want the same digest, a later use", rec1, rec2)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a day-old temporary stream was left (stat: %v)", err)
 	}
 }
