@@ -27,5 +27,9 @@
 // or fail a build because recording it failed. It must never give a secret to a task that did not list it, put a
 // secret's value in a task's environment, on a disk, in the runtime spec or the provenance (names only), or let
 // one reach a log unredacted (secrets.go); nor hand a control-plane credential (config.yaml credentials) to a
-// task.
+// task. It must never give one pipeline's task cache to another pipeline, a task or a builder (the key holds the
+// pipeline's name, file and source, the task, the cache and the builder digest), mount the cache store into a
+// task (a task gets a copy on its own disk), read a task's cache other than as a tar stream that follows no link,
+// opens no fifo and keeps no setuid bit, or record a cache digest other than that of the bytes the task was given
+// (cache.go).
 package factory
