@@ -15,13 +15,14 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	flog "github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/api/layout"
-	"github.com/transparency-dev/tessera/client"
 	"github.com/transparency-dev/tessera/storage/posix"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // ErrClosed is returned by a Log's methods after Close.
@@ -44,18 +45,24 @@ type Log struct {
 	lock     *os.File
 	times    *timeStore
 	pub      *publication
-	tiles    *lru.Cache[[2]uint64, []byte] // full tiles (immutable once published), by level and index
+	ns       *noteSigner
+
+	submissions chan submission // to the sequencer
+
+	headMu sync.Mutex
+	head   *Checkpoint                        // the last checkpoint signed for Append callers
+	tiles  *lru.Cache[[2]uint64, []byte]      // full tiles (immutable once committed), by level and index
+	nodes  *lru.Cache[compact.NodeID, []byte] // hashes of perfect subtrees (immutable), see nodes.go
 
 	mu     sync.RWMutex // held for reading by every operation, for writing by Close
 	closed bool
 }
 
 type config struct {
-	host       string
-	batchSize  uint
-	batchAge   time.Duration
-	pollPeriod time.Duration
-	now        func() time.Time
+	host      string
+	batchSize uint
+	batchAge  time.Duration
+	now       func() time.Time
 }
 
 // Option configures Open.
@@ -66,18 +73,17 @@ type Option func(*config)
 func WithHost(host string) Option { return func(c *config) { c.host = host } }
 
 // WithBatching bounds how many concurrent appends are sequenced together (at most maxSize, 1..4096) and how long
-// the first of a batch waits for others (maxAge, 0..1s).
+// tessera holds a batch before writing it (maxAge, 0..1s). Batches form by themselves: appends that arrive while one
+// batch is being written make up the next.
 func WithBatching(maxSize uint, maxAge time.Duration) Option {
 	return func(c *config) { c.batchSize, c.batchAge = maxSize, maxAge }
 }
 
-// Defaults: batches of up to 1024 entries that wait at most 5 ms for company, so one lone append costs a few
-// milliseconds of waiting and many concurrent ones share each fsync.
+// Defaults: batches of up to 1024 entries, written 1 ms after they are handed to tessera.
 const (
-	defaultHost       = "ssf.local"
-	defaultBatchSize  = 1024
-	defaultBatchAge   = 5 * time.Millisecond
-	defaultPollPeriod = 2 * time.Millisecond
+	defaultHost      = "ssf.local"
+	defaultBatchSize = 1024
+	defaultBatchAge  = time.Millisecond
 	// checkpointInterval is tessera's minimum: under load the log publishes a checkpoint at most this often.
 	checkpointInterval = 100 * time.Millisecond
 	maxPushback        = 1 << 16
@@ -88,7 +94,7 @@ const (
 // on disk hash to it, stores a recovery time for any integrated entry whose time a crash lost, and takes an
 // exclusive lock on dir until Close.
 func Open(ctx context.Context, dir string, signer crypto.Signer, opts ...Option) (*Log, error) {
-	cfg := config{host: defaultHost, batchSize: defaultBatchSize, batchAge: defaultBatchAge, pollPeriod: defaultPollPeriod, now: time.Now}
+	cfg := config{host: defaultHost, batchSize: defaultBatchSize, batchAge: defaultBatchAge, now: time.Now}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -137,7 +143,10 @@ func (l *Log) open(ctx context.Context) error {
 		}
 	}
 
-	if l.tiles, err = lru.New[[2]uint64, []byte](4096); err != nil {
+	if l.tiles, err = lru.New[[2]uint64, []byte](1024); err != nil {
+		return err
+	}
+	if l.nodes, err = lru.New[compact.NodeID, []byte](1 << 16); err != nil {
 		return err
 	}
 	driver, err := posix.New(ctx, posix.Config{Path: l.dir})
@@ -145,6 +154,7 @@ func (l *Log) open(ctx context.Context) error {
 		return err
 	}
 	ns := &noteSigner{key: l.key, signer: l.signer}
+	l.ns = ns
 	topts := tessera.NewAppendOptions().
 		WithCheckpointSigner(ns).
 		WithBatching(l.cfg.batchSize, l.cfg.batchAge).
@@ -185,8 +195,37 @@ func (l *Log) open(ctx context.Context) error {
 	if err := l.times.fill(size, l.cfg.now().Unix()); err != nil {
 		return err
 	}
-	l.pub = newPublication(bg, l.key, l.reader.ReadCheckpoint, l.cfg.pollPeriod)
+	l.pub = &publication{key: l.key, read: l.reader.ReadCheckpoint}
+	if err := l.awaitPublished(ctx, size); err != nil {
+		return err
+	}
+	l.submissions = make(chan submission)
+	stamp := make(chan sequenced, 1)
+	go l.sequence(bg, stamp)
+	go l.stampBatches(stamp)
 	return nil
+}
+
+// awaitPublished waits until tessera has published a checkpoint of at least size entries. After a crash the
+// published checkpoint may lag the durable tree that acknowledged entries were proven against; tessera publishes
+// within checkpointInterval, and Open returns only then, so the read side covers every acknowledged entry.
+func (l *Log) awaitPublished(ctx context.Context, size uint64) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		cp, err := l.pub.current(ctx)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("reading the published checkpoint: %w", err)
+		}
+		if err == nil && cp.Size >= size {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for a checkpoint of the recovered tree (%d entries): %w", size, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 // release frees what a failed Open or a Close holds.
@@ -250,9 +289,9 @@ type InclusionProof struct {
 	Checkpoint Checkpoint
 }
 
-// Append adds e to the log and returns once it is durable and covered by a published checkpoint, with its index,
-// integrated time, SET and inclusion proof. Concurrent calls are sequenced together in bounded batches. When ctx
-// ends first the entry may still be appended, but is not acknowledged.
+// Append adds e to the log and returns once it is durable, with its index, integrated time, SET, and an inclusion
+// proof against a checkpoint signed for the durable tree that covers it. Concurrent calls are sequenced together in
+// bounded batches. When ctx ends first the entry may still be appended, but is not acknowledged.
 func (l *Log) Append(ctx context.Context, e Entry) (*LogEntry, error) {
 	if len(e.body) == 0 {
 		return nil, fmt.Errorf("%w: empty entry (make entries with NewDSSEEntry, NewHashedRekordEntry or ParseEntry)", ErrBadEntry)
@@ -262,24 +301,149 @@ func (l *Log) Append(ctx context.Context, e Entry) (*LogEntry, error) {
 	if l.closed {
 		return nil, ErrClosed
 	}
-	idx, err := l.appender.Add(ctx, tessera.NewEntry(e.body))()
+	index, t, err := l.submit(ctx, e.body)
 	if err != nil {
 		return nil, fmt.Errorf("appending a %s entry: %w", e.kind, err)
 	}
-	t := l.cfg.now().Unix()
-	if err := l.times.put(ctx, idx.Index, t); err != nil {
-		return nil, fmt.Errorf("storing the integrated time of entry %d: %w", idx.Index, err)
-	}
-	cp, err := l.pub.await(ctx, idx.Index)
+	cp, err := l.headCovering(ctx, index)
 	if err != nil {
-		return nil, fmt.Errorf("waiting for a checkpoint covering entry %d: %w", idx.Index, err)
+		return nil, fmt.Errorf("signing a checkpoint covering entry %d: %w", index, err)
 	}
-	return l.logEntry(ctx, e.kind, e.body, idx.Index, t, cp)
+	return l.logEntry(ctx, e.kind, e.body, index, t, cp)
+}
+
+// submission is one Append's body on its way to the sequencer.
+type submission struct {
+	body []byte
+	done chan submitted // buffered: the sequencer never blocks on a caller that gave up
+}
+
+type submitted struct {
+	index uint64
+	time  int64 // integrated time, unix seconds
+	err   error
+}
+
+// submit hands body to the sequencer and waits until tessera has durably integrated it and its integrated time is
+// stored.
+func (l *Log) submit(ctx context.Context, body []byte) (uint64, int64, error) {
+	s := submission{body: body, done: make(chan submitted, 1)}
+	select {
+	case l.submissions <- s:
+	case <-ctx.Done():
+		return 0, 0, ctx.Err()
+	}
+	select {
+	case r := <-s.done:
+		return r.index, r.time, r.err
+	case <-ctx.Done():
+		return 0, 0, ctx.Err()
+	}
+}
+
+// sequenced is a batch tessera has integrated, on its way to the stamper.
+type sequenced struct {
+	subs    []submission
+	indices []uint64
+	errs    []error
+}
+
+// sequence feeds tessera one batch at a time: everything submitted while the previous batch was being written
+// (up to batchSize) goes in the next. tessera would otherwise cut a batch every maxAge and queue the small batches
+// behind each other, each paying the same dozen fsyncs; waiting for the previous batch makes the batch size follow
+// the load, so one lone append waits for nobody and many share each fsync.
+func (l *Log) sequence(ctx context.Context, stamp chan<- sequenced) {
+	defer close(stamp)
+	futures := make([]tessera.IndexFuture, 0, l.cfg.batchSize)
+	for {
+		var batch []submission
+		select {
+		case <-ctx.Done():
+			return
+		case s := <-l.submissions:
+			batch = append(make([]submission, 0, l.cfg.batchSize), s)
+		}
+	drain:
+		for uint(len(batch)) < l.cfg.batchSize {
+			select {
+			case s := <-l.submissions:
+				batch = append(batch, s)
+			default:
+				break drain
+			}
+		}
+		futures = futures[:0]
+		for _, s := range batch {
+			futures = append(futures, l.appender.Add(ctx, tessera.NewEntry(s.body)))
+		}
+		done := sequenced{subs: batch, indices: make([]uint64, len(batch)), errs: make([]error, len(batch))}
+		for i, f := range futures {
+			idx, err := f()
+			done.indices[i], done.errs[i] = idx.Index, err
+		}
+		stamp <- done
+	}
+}
+
+// stampBatches stores the integrated time of each sequenced batch (one write and one fdatasync per batch) and only
+// then answers its callers. It runs beside the sequencer, so the next batch is being written meanwhile.
+func (l *Log) stampBatches(stamp <-chan sequenced) {
+	for b := range stamp {
+		t := l.cfg.now().Unix()
+		ok := make([]uint64, 0, len(b.indices))
+		for i, err := range b.errs {
+			if err == nil {
+				ok = append(ok, b.indices[i])
+			}
+		}
+		err := l.times.put(ok, t)
+		for i, s := range b.subs {
+			r := submitted{index: b.indices[i], time: t, err: b.errs[i]}
+			if r.err == nil && err != nil {
+				r.err = fmt.Errorf("storing the integrated time of entry %d: %w", r.index, err)
+			}
+			s.done <- r
+		}
+	}
+}
+
+// headCovering returns a checkpoint, signed now, of the durable tree, which covers index. tessera resolves an
+// entry's index only after its bundle, the tiles and the tree state are fsynced, and after a crash it resumes from
+// that tree state: the tree of this size can never be rewritten, so it may be signed before tessera publishes a
+// checkpoint for it (at most checkpointInterval later). One checkpoint serves every caller of a batch.
+func (l *Log) headCovering(ctx context.Context, index uint64) (*Checkpoint, error) {
+	l.headMu.Lock()
+	defer l.headMu.Unlock()
+	if l.head != nil && l.head.Size > index {
+		return l.head, nil
+	}
+	size, err := l.reader.IntegratedSize(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the integrated tree size: %w", err)
+	}
+	if size <= index {
+		return nil, fmt.Errorf("the integrated tree has %d entries, which does not cover entry %d", size, index)
+	}
+	root, err := l.rootAt(ctx, size)
+	if err != nil {
+		return nil, fmt.Errorf("computing the root at size %d: %w", size, err)
+	}
+	text := flog.Checkpoint{Origin: l.key.origin, Size: size, Hash: root}.Marshal()
+	raw, err := note.Sign(&note.Note{Text: string(text)}, l.ns)
+	if err != nil {
+		return nil, err
+	}
+	cp, err := l.key.parseCheckpoint(raw)
+	if err != nil {
+		return nil, err
+	}
+	l.head = cp
+	return cp, nil
 }
 
 // logEntry completes an entry with its SET and an inclusion proof against cp, which it checks before returning.
 func (l *Log) logEntry(ctx context.Context, kind string, body []byte, index uint64, t int64, cp *Checkpoint) (*LogEntry, error) {
-	hashes, err := l.proofBuilder(ctx, cp.Size).InclusionProof(ctx, index)
+	hashes, err := l.inclusionProof(ctx, index, cp.Size)
 	if err != nil {
 		return nil, fmt.Errorf("building the inclusion proof of entry %d at size %d: %w", index, cp.Size, err)
 	}
@@ -333,28 +497,6 @@ func (l *Log) readTile(ctx context.Context, level, index uint64, p uint8) ([]byt
 		l.tiles.Add([2]uint64{level, index}, t)
 	}
 	return t, err
-}
-
-func (l *Log) proofBuilder(ctx context.Context, size uint64) *client.ProofBuilder {
-	pb, _ := client.NewProofBuilder(ctx, size, l.readTile) // never fails in tessera v1.0.4
-	return pb
-}
-
-// rootAt recomputes the root hash of the first size leaves from the tiles.
-func (l *Log) rootAt(ctx context.Context, size uint64) ([]byte, error) {
-	if size == 0 {
-		return rfc6962.DefaultHasher.EmptyRoot(), nil
-	}
-	nodes, err := client.FetchRangeNodes(ctx, size, l.readTile)
-	if err != nil {
-		return nil, err
-	}
-	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
-	r, err := rf.NewRange(0, size, nodes)
-	if err != nil {
-		return nil, err
-	}
-	return r.GetRootHash(nil)
 }
 
 func syncDir(dir string) error {

@@ -79,7 +79,7 @@ func (l *Log) InclusionProof(ctx context.Context, index, treeSize uint64) ([][]b
 	if index >= treeSize {
 		return nil, fmt.Errorf("inclusion proof of entry %d in a tree of %d entries: index out of range", index, treeSize)
 	}
-	p, err := l.proofBuilder(ctx, treeSize).InclusionProof(ctx, index)
+	p, err := l.inclusionProof(ctx, index, treeSize)
 	if err != nil {
 		return nil, fmt.Errorf("inclusion proof of entry %d at size %d: %w", index, treeSize, err)
 	}
@@ -95,7 +95,7 @@ func (l *Log) ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, 
 	if from > to {
 		return nil, fmt.Errorf("consistency proof from size %d to %d: the first size is larger", from, to)
 	}
-	p, err := l.proofBuilder(ctx, to).ConsistencyProof(ctx, from, to)
+	p, err := l.consistencyProof(ctx, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("consistency proof from size %d to %d: %w", from, to, err)
 	}

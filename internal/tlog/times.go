@@ -1,7 +1,6 @@
 package tlog
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -13,68 +12,32 @@ import (
 // timeStore keeps each entry's integrated time (unix seconds, big-endian int64) at offset 8*index of one file.
 // Zero means "not stored". A slot is written once, after its index is durably integrated and before the entry is
 // acknowledged; 8-byte aligned writes never tear across a sector, so a crash leaves each slot old (zero) or new.
-// Concurrent writers share one fdatasync (group commit), which is what lets many appends per second be durable.
+// One writer (the Log's stamping goroutine) writes a whole batch and syncs once.
 type timeStore struct {
-	f    *os.File
-	reqs chan timeReq
-	done chan struct{}
+	f *os.File
 }
-
-type timeReq struct {
-	index uint64
-	unix  int64
-	errc  chan error
-}
-
-// maxTimeGroup bounds how many slots one fdatasync covers.
-const maxTimeGroup = 4096
 
 func openTimeStore(path string) (*timeStore, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("opening integrated times %q: %w", path, err)
 	}
-	ts := &timeStore{f: f, reqs: make(chan timeReq, maxTimeGroup), done: make(chan struct{})}
-	go ts.run()
-	return ts, nil
+	return &timeStore{f: f}, nil
 }
 
-// run writes queued slots in groups, syncs once per group, then answers every writer of the group.
-func (ts *timeStore) run() {
-	defer close(ts.done)
-	group := make([]timeReq, 0, maxTimeGroup)
-	for r := range ts.reqs {
-		group = append(group[:0], r)
-	drain:
-		for len(group) < maxTimeGroup {
-			select {
-			case r, ok := <-ts.reqs:
-				if !ok {
-					break drain
-				}
-				group = append(group, r)
-			default:
-				break drain
-			}
-		}
-		err := ts.writeGroup(group)
-		for _, r := range group {
-			r.errc <- err
-		}
-	}
-}
-
-func (ts *timeStore) writeGroup(group []timeReq) error {
-	slices.SortFunc(group, func(a, b timeReq) int { return compareUint64(a.index, b.index) })
+// put stores unix as the integrated time of every index, durably.
+func (ts *timeStore) put(indices []uint64, unix int64) error {
+	group := slices.Clone(indices)
+	slices.Sort(group)
 	// Coalesce runs of consecutive indices into one write each.
 	buf := make([]byte, 0, 8*len(group))
 	start := 0
 	for i := range group {
-		buf = binary.BigEndian.AppendUint64(buf, uint64(group[i].unix))
-		if i+1 < len(group) && group[i+1].index == group[i].index+1 {
+		buf = binary.BigEndian.AppendUint64(buf, uint64(unix))
+		if i+1 < len(group) && group[i+1] == group[i]+1 {
 			continue
 		}
-		if _, err := ts.f.WriteAt(buf, int64(8*group[start].index)); err != nil {
+		if _, err := ts.f.WriteAt(buf, int64(8*group[start])); err != nil {
 			return fmt.Errorf("writing integrated times: %w", err)
 		}
 		buf, start = buf[:0], i+1
@@ -83,18 +46,6 @@ func (ts *timeStore) writeGroup(group []timeReq) error {
 		return fmt.Errorf("syncing integrated times: %w", err)
 	}
 	return nil
-}
-
-// put stores the integrated time of index durably.
-func (ts *timeStore) put(ctx context.Context, index uint64, unix int64) error {
-	errc := make(chan error, 1)
-	select {
-	case ts.reqs <- timeReq{index: index, unix: unix, errc: errc}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	// Once queued the write happens; wait for it even if ctx ends, so the caller knows whether it is durable.
-	return <-errc
 }
 
 // get returns the integrated time of index, or 0 when none is stored.
@@ -142,18 +93,4 @@ func (ts *timeStore) fill(size uint64, unix int64) error {
 	return nil
 }
 
-func (ts *timeStore) close() error {
-	close(ts.reqs)
-	<-ts.done
-	return ts.f.Close()
-}
-
-func compareUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
+func (ts *timeStore) close() error { return ts.f.Close() }
