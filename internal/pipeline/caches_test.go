@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"errors"
+	"path"
 	"reflect"
 	"strings"
 	"testing"
@@ -64,5 +65,35 @@ func TestParseCacheErrors(t *testing.T) {
 				t.Errorf("Parse() error = %q\nwant line %d, field %q, message containing %q", err, tc.line, tc.field, tc.msg)
 			}
 		})
+	}
+}
+
+// Whatever badCachePath accepts is a clean absolute directory below / and away from every path ssf mounts itself.
+func FuzzBadCachePath(f *testing.F) {
+	for _, s := range []string{"/tmp/gocache", "/", "/tmp", "/run", "/workspace/x", "tmp/x", "/a/../b", "/tmp//x", "/dev"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if badCachePath(p) != "" {
+			return
+		}
+		if !strings.HasPrefix(p, "/") || path.Clean(p) != p || p == "/" || p == "/tmp" {
+			t.Fatalf("accepted %q", p)
+		}
+		for _, r := range reservedCachePaths {
+			if p == r || strings.HasPrefix(p, r+"/") || strings.HasPrefix(r, p+"/") {
+				t.Fatalf("accepted %q, which overlaps %s", p, r)
+			}
+		}
+	})
+}
+
+func TestParseCachesSeed(t *testing.T) {
+	p, err := Load("testdata/caches.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Tasks[0].Caches) != 2 || p.Tasks[1].Caches[0].Path != "/var/cache/go" {
+		t.Errorf("caches = %+v, %+v", p.Tasks[0].Caches, p.Tasks[1].Caches)
 	}
 }
