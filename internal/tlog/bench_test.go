@@ -20,7 +20,7 @@ import (
 // signed). Entries are built beforehand; building a dsse entry (verifying its signature) is the caller's cost.
 // Run: go test ./internal/tlog -run '^$' -bench Append -benchtime 20000x
 func BenchmarkAppend(b *testing.B) {
-	for _, submitters := range []int{1, 64, 512} {
+	for _, submitters := range []int{1, 64, 512, 2048} {
 		b.Run(fmt.Sprintf("submitters=%d", submitters), func(b *testing.B) {
 			ctx := context.Background()
 			l := openLog(b, b.TempDir(), newKey(b))

@@ -22,19 +22,23 @@
 //
 // # Durability
 //
-// Concurrent [Log.Append] calls are sequenced in bounded batches. An entry is acknowledged only when its leaf, the
-// tiles that cover it and its integrated time are fsynced and a checkpoint that covers it has been published;
-// after a crash ([Open] again) every acknowledged entry is present with the same leaf. Entries that were written
-// but not acknowledged may or may not be in the log; an integrated one whose time was not yet stored gets the time
-// of the recovery (never earlier than its real integration).
+// Concurrent [Log.Append] calls are sequenced in bounded batches; the next batch is whatever arrived while one was
+// being written, so a lone append waits for nobody and many appends share each fsync. An entry is acknowledged only
+// when its leaf, the tiles that cover it, tessera's tree state and its integrated time are fsynced; its proof is
+// against a checkpoint signed then for that durable tree (tessera resumes from it after a crash, so it can never
+// be rewritten), and tessera publishes a checkpoint covering it at most 100 ms later. After a crash, [Open]
+// returns once the published checkpoint covers the whole durable tree: every acknowledged entry is there with the
+// same leaf. Entries written but not acknowledged may or may not be in the log; an integrated one whose time was
+// not yet stored gets the time of the recovery (never earlier than its real integration).
 //
 // # What it must never do
 //
-//   - Never rewrite a published tree: every published checkpoint stays consistent with every later one, and [Open]
-//     refuses a directory whose tiles do not hash to its published checkpoint or whose checkpoint is not signed by
-//     the given key. (Tiles beyond the published checkpoint are not yet part of the log and may be redone after a
-//     crash; superseded partial tiles are removed once their full tile exists, as C2SP tlog-tiles allows.)
-//   - Never acknowledge an entry before it is durable and covered by a published, signed checkpoint.
+//   - Never rewrite a published tree: every checkpoint it signs (published, or handed out with an entry) stays
+//     consistent with every later one, and [Open] refuses a directory whose tiles do not hash to its published
+//     checkpoint or whose checkpoint is not signed by the given key. (Tiles beyond tessera's durable tree state are
+//     not yet part of the log and may be redone after a crash; superseded partial tiles are removed once their full
+//     tile exists, as C2SP tlog-tiles allows.)
+//   - Never acknowledge an entry before it is durable and covered by a checkpoint it signed for the durable tree.
 //   - Never accept an entry it cannot parse: bodies are built or re-parsed here, checked against the Rekor schema,
 //     their signatures verified, and stored only in canonical form.
 //   - Never let two processes append to the same directory (an exclusive lock is held while open).

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -461,19 +462,26 @@ func (l *Log) logEntry(ctx context.Context, kind string, body []byte, index uint
 	}, nil
 }
 
-// setPayload is what the SET signs, in RFC 8785 form; the field names are Rekor's.
-type setPayload struct {
-	Body           string `json:"body"`
-	IntegratedTime int64  `json:"integratedTime"`
-	LogID          string `json:"logID"`
-	LogIndex       int64  `json:"logIndex"`
-}
-
+// newSETPayload is what the SET signs: the RFC 8785 JSON of {"body","integratedTime","logID","logIndex"} (Rekor's
+// names). It is written directly: the keys are already in RFC 8785 order and the values are a base64 string, a hex
+// string and two integers, which need no escaping, so this is the canonical form without a generic canonicaliser
+// (which would cost more than the signature). TestSETPayloadIsCanonical checks it against one.
 func newSETPayload(body []byte, t int64, logID [32]byte, index uint64) ([]byte, error) {
-	return canonicalJSON(setPayload{
-		Body: base64.StdEncoding.EncodeToString(body), IntegratedTime: t,
-		LogID: hex.EncodeToString(logID[:]), LogIndex: int64(index),
-	})
+	// RFC 8785 writes numbers as IEEE doubles: integers are exact, and written as here, below 2^53 only.
+	if index >= 1<<53 || t >= 1<<53 || t <= -1<<53 {
+		return nil, fmt.Errorf("log index %d or integrated time %d is beyond the SET's exact integers", index, t)
+	}
+	p := make([]byte, 0, base64.StdEncoding.EncodedLen(len(body))+160)
+	p = append(p, `{"body":"`...)
+	p = base64.StdEncoding.AppendEncode(p, body)
+	p = append(p, `","integratedTime":`...)
+	p = strconv.AppendInt(p, t, 10)
+	p = append(p, `,"logID":"`...)
+	p = hex.AppendEncode(p, logID[:])
+	p = append(p, `","logIndex":`...)
+	p = strconv.AppendUint(p, index, 10)
+	p = append(p, '}')
+	return p, nil
 }
 
 func (l *Log) signSET(body []byte, t int64, index uint64) ([]byte, error) {

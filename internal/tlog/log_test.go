@@ -270,3 +270,29 @@ func TestLeafHashIsBodyHash(t *testing.T) {
 		t.Fatalf("root of a one-entry tree is not HashLeaf(body)")
 	}
 }
+
+func TestSETPayloadIsCanonical(t *testing.T) {
+	body := []byte(`{"apiVersion":"0.0.1","kind":"hashedrekord","spec":{}}` + "\x00<>&\u2028")
+	id := sha256.Sum256([]byte("log"))
+	for _, tc := range []struct {
+		t     int64
+		index uint64
+	}{{0, 0}, {1764480000, 12345}, {-1, 1<<53 - 1}} {
+		got, err := newSETPayload(body, tc.t, id, tc.index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := canonicalJSON(struct {
+			Body           []byte `json:"body"`
+			IntegratedTime int64  `json:"integratedTime"`
+			LogID          string `json:"logID"`
+			LogIndex       uint64 `json:"logIndex"`
+		}{body, tc.t, fmt.Sprintf("%x", id), tc.index})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("SET payload\n got %s\nwant %s", got, want)
+		}
+	}
+}
