@@ -2,14 +2,18 @@ package main
 
 import (
 	"archive/tar"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -295,4 +299,54 @@ func TestCachePathOutsideTmp(t *testing.T) {
 		t.Errorf("the refused build left %s (stat: %v)", q.out, err)
 	}
 	q.assertClean()
+}
+
+// Two builds of one pipeline at once each get their own copy of the stored cache and both succeed; the store ends
+// up as one of them left it, whole (its record and its stream agree), never a mix.
+func TestConcurrentBuildsShareNoCacheDirectory(t *testing.T) {
+	p := newProject(t, strings.Replace(cacheTask, "          run: |\n", "          run: |\n            sleep 1\n", 1))
+	p.paramDef = wordParam
+	p.rebuild()
+	p.write()
+	var wg sync.WaitGroup
+	results := make([]result, 2)
+	for i, word := range []string{"a", "b"} {
+		out, err := os.MkdirTemp(p.dir, "out-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command(ssfBin, "build", "-f", p.pipeline, "--source", p.src, "--out", out, "--param", "word="+word)
+			cmd.Env = append(os.Environ(), "SSF_HOME="+homeDir, "TMPDIR="+p.tmp)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			results[i] = result{stdout: stdout.String(), stderr: stderr.String()}
+			if err != nil {
+				results[i].code = -1
+			}
+			if data, err := os.ReadFile(filepath.Join(out, "before")); err != nil || string(data) != "one\n" {
+				results[i].stderr += fmt.Sprintf("\nbefore = %q, %v; want the first build's cache", data, err)
+				results[i].code = -1
+			}
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.code != 0 {
+			t.Fatalf("concurrent build %d failed:\n%s%s", i, r.stdout, r.stderr)
+		}
+	}
+	p.assertClean()
+	listed := listCaches(t, p.tmp, p.src)
+	if len(listed) != 1 || listed[0].Digest != storedDigest(t, listed[0].Key) {
+		t.Fatalf("after two concurrent builds the cache is %+v, its stream %s", listed, storedDigest(t, listed[0].Key))
+	}
+	p.params = []string{"word=c"}
+	p.rebuild()
+	if got := p.output("before"); got != "one\na\n" && got != "one\nb\n" {
+		t.Errorf("after two concurrent builds the cache holds %q, want what one of them left", got)
+	}
 }
