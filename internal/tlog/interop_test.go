@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -315,5 +316,87 @@ func TestEntryMatchesRekorShape(t *testing.T) {
 	}
 	if _, err := ParseEntry(e.Body()); err != nil {
 		t.Fatalf("the log cannot re-parse its own body: %v", err)
+	}
+}
+
+// TestHashedRekordInterop: a blob signature bundle (message signature) carrying the log's hashedrekord entry
+// verifies with sigstore-go and `cosign verify-blob`, and a tampered SET or inclusion proof is refused.
+func TestHashedRekordInterop(t *testing.T) {
+	ctx := context.Background()
+	l := openLog(t, t.TempDir(), newKey(t))
+	k := newKey(t)
+	for i := range 3 {
+		if _, err := l.Append(ctx, testEntry(t, k, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	artifact := []byte("a blob\n")
+	digest := sha256.Sum256(artifact)
+	sig, err := ecdsa.SignASN1(rand.Reader, k, digest[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := NewHashedRekordEntry("sha256", digest[:], sig, pubPEM(t, k.Public()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	le, err := l.Append(ctx, entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := &protobundle.Bundle{
+		MediaType: "application/vnd.dev.sigstore.bundle.v0.3+json",
+		VerificationMaterial: &protobundle.VerificationMaterial{
+			Content:     &protobundle.VerificationMaterial_PublicKey{PublicKey: &protocommon.PublicKeyIdentifier{}},
+			TlogEntries: []*rekorpb.TransparencyLogEntry{le.Proto()},
+		},
+		Content: &protobundle.Bundle_MessageSignature{MessageSignature: &protocommon.MessageSignature{
+			MessageDigest: &protocommon.HashOutput{Algorithm: protocommon.HashAlgorithm_SHA2_256, Digest: digest[:]},
+			Signature:     sig,
+		}},
+	}
+	a := attestation{artifact: artifact, bundle: good, key: k}
+	tr := trustedRootJSON(t, l, time.Now().Add(-time.Minute))
+	cases := []struct {
+		name   string
+		change func(*rekorpb.TransparencyLogEntry)
+		ok     bool
+	}{
+		{name: "good", change: func(*rekorpb.TransparencyLogEntry) {}, ok: true},
+		{name: "SET", change: tamperings[4].change},
+		{name: "inclusion proof hash", change: tamperings[0].change},
+	}
+	dir := t.TempDir()
+	cosign := ""
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := tampered(t, good, tc.change)
+			if err := sigstoreGoVerify(t, tr, a, b); (err == nil) != tc.ok {
+				t.Fatalf("sigstore-go: err = %v, want ok = %v", err, tc.ok)
+			}
+			if cosign == "" {
+				cosign = interopTool(t, "SSF_COSIGN", "cosign")
+			}
+			files := map[string][]byte{"blob": artifact, "tr.json": tr, "k.pub": pubPEM(t, k.Public())}
+			bj, err := protojson.Marshal(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files["b.sigstore.json"] = bj
+			for name, data := range files {
+				if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			args := []string{"verify-blob", "--bundle", filepath.Join(dir, "b.sigstore.json"), "--trusted-root", filepath.Join(dir, "tr.json"),
+				"--key", filepath.Join(dir, "k.pub"), filepath.Join(dir, "blob")}
+			cmd := exec.CommandContext(ctx, cosign, args...)
+			cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+			out, err := cmd.CombinedOutput()
+			t.Logf("$ cosign %s\n%s", strings.Join(args, " "), out)
+			if (err == nil) != tc.ok {
+				t.Fatalf("cosign: err = %v, want ok = %v", err, tc.ok)
+			}
+		})
 	}
 }
