@@ -52,8 +52,8 @@ func cacheEntry(t *testing.T, p *project) map[string]any {
 }
 
 type listedCache struct {
-	Key, Pipeline, PipelineFile, Source, Task, Name, Builder, Digest, Invocation string
-	Bytes                                                                        int64
+	Key, Pipeline, PipelineFile, Source, Task, Name, Builder, Digest, Invocation, StoredBy string
+	Bytes                                                                                  int64
 }
 
 // listCaches runs `ssf cache list --output json` and returns the caches of source src.
@@ -119,7 +119,8 @@ func TestCacheKeptAndRecorded(t *testing.T) {
 	}
 	e = cacheEntry(t, p)
 	ann := e["annotations"].(map[string]any)
-	if ann["state"] != "warm" || "sha256:"+e["digest"].(map[string]any)["sha256"].(string) != stored.Digest || ann["path"] != "/tmp/c" {
+	if ann["state"] != "warm" || "sha256:"+e["digest"].(map[string]any)["sha256"].(string) != stored.Digest || ann["path"] != "/tmp/c" ||
+		ann["storedBy"] != stored.StoredBy || stored.StoredBy == "" {
 		t.Errorf("second build's cache entry = %v, want state warm and the stored digest %s", e, stored.Digest)
 	}
 	// The digest listed is that of the tar stream stored, now build 2's.

@@ -34,12 +34,13 @@ type cacheJSON struct {
 	Bytes        int64     `json:"bytes"`
 	LastUsed     time.Time `json:"lastUsed"`
 	Invocation   string    `json:"invocation"`
+	StoredBy     string    `json:"storedBy"`
 }
 
 func toCacheJSON(r factory.CacheRecord) cacheJSON {
 	return cacheJSON{Key: r.Key, Pipeline: r.Pipeline, PipelineFile: r.PipelineFile, Source: r.Source, Task: r.Task,
 		Name: r.CacheKey.Cache, Builder: string(r.Builder), Digest: string(r.Digest), Bytes: r.Bytes,
-		LastUsed: r.LastUsed, Invocation: r.Invocation}
+		LastUsed: r.LastUsed, Invocation: r.Invocation, StoredBy: r.StoredBy}
 }
 
 func newCacheListCmd() *cobra.Command {

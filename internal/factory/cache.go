@@ -77,9 +77,11 @@ type CacheRecord struct {
 	CacheKey
 	Digest   digest.Digest `json:"digest"`   // of cache.tar
 	Bytes    int64         `json:"bytes"`    // size of cache.tar
-	LastUsed time.Time     `json:"lastUsed"` // when a build last stored it
-	// Invocation is the build that stored it.
+	LastUsed time.Time     `json:"lastUsed"` // when a build last finished with it
+	// Invocation is the build that last finished with it; StoredBy the one that wrote the stream it holds (a build
+	// that changed nothing leaves the stream, and StoredBy, as they were).
 	Invocation string `json:"invocation"`
+	StoredBy   string `json:"storedBy"`
 }
 
 // CacheKey is what identifies a cache. A pipeline is identified by its name together with where its file and its
@@ -113,16 +115,17 @@ type caches struct {
 	log     *lineLog
 	invocID string
 
-	mu    sync.Mutex
-	used  map[string][]provenance.ResourceDescriptor // task -> its caches as the task got them
-	given map[string]digest.Digest                   // cache key -> the digest of the stored cache a task got
+	mu       sync.Mutex
+	used     map[string][]provenance.ResourceDescriptor // task -> its caches as the task got them
+	given    map[string]digest.Digest                   // cache key -> the digest of the stored cache a task got
+	storedBy map[string]string                          // cache key -> the invocation that stored what the task got
 }
 
 func (h Home) newCaches(adm *admission, rootfs, invocation string, uid int, log *lineLog) *caches {
 	return &caches{
 		dir: h.layout().TaskCaches(), max: adm.cfg.maxCacheBytes(), off: adm.req.NoCache, rootfs: rootfs,
 		uid: uid, log: log, invocID: invocation, used: map[string][]provenance.ResourceDescriptor{},
-		given: map[string]digest.Digest{},
+		given: map[string]digest.Digest{}, storedBy: map[string]string{},
 		base: CacheKey{Pipeline: adm.p.Name, PipelineFile: realAbs(adm.req.Pipeline), Source: realAbs(adm.req.Source),
 			Builder: adm.img.Digest},
 	}
@@ -198,6 +201,11 @@ func (c *caches) prepare(ctx context.Context, t *pipeline.Task, dir, tmp string)
 				"task": t.Name, "cache": dc.Name, "path": dc.Path, "state": state, "bytes": fmt.Sprint(size),
 			},
 		})
+		if state == CacheWarm {
+			c.mu.Lock()
+			used[len(used)-1].Annotations["storedBy"] = c.storedBy[k.hex()]
+			c.mu.Unlock()
+		}
 	}
 	c.mu.Lock()
 	c.used[t.Name] = used
@@ -296,6 +304,7 @@ func (c *caches) extract(ctx context.Context, k CacheKey, copyDir string) (strin
 	}
 	c.mu.Lock()
 	c.given[k.hex()] = sum // what store compares the task's copy with
+	c.storedBy[k.hex()] = rec.StoredBy
 	c.mu.Unlock()
 	return CacheWarm, sum, n.n, nil
 }
@@ -487,11 +496,7 @@ func (c *caches) store(ctx context.Context, k CacheKey, copyDir string) (storeSt
 	}
 	st.bytes = c.max - lw.left
 	rec := CacheRecord{Key: k.hex(), CacheKey: k, Digest: digest.NewDigest(digest.SHA256, h), Bytes: st.bytes,
-		LastUsed: time.Now().UTC(), Invocation: c.invocID}
-	data, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return st, err
-	}
+		LastUsed: time.Now().UTC(), Invocation: c.invocID, StoredBy: c.invocID}
 	c.mu.Lock()
 	given := c.given[k.hex()]
 	c.mu.Unlock()
@@ -509,6 +514,7 @@ func (c *caches) store(ctx context.Context, k CacheKey, copyDir string) (storeSt
 			cur, err := readCacheRecord(r)
 			r.Close()
 			unchanged = err == nil && cur.Digest == rec.Digest
+			rec.StoredBy = cur.StoredBy
 		}
 	}
 	if !unchanged {
@@ -521,6 +527,10 @@ func (c *caches) store(ctx context.Context, k CacheKey, copyDir string) (storeSt
 	}
 	// A crash between the rename and the record leaves a record whose digest the tar no longer has: the next
 	// build sees the mismatch and starts the cache empty.
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return st, err
+	}
 	if err := durable.Replace(filepath.Join(kdir, cacheRecordName), append(data, '\n'), 0o600); err != nil {
 		return st, err
 	}

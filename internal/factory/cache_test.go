@@ -25,7 +25,7 @@ func testCaches(t *testing.T, max int64) (*caches, *bytes.Buffer) {
 	t.Helper()
 	var buf bytes.Buffer
 	return &caches{dir: filepath.Join(t.TempDir(), "tasks"), max: max, uid: os.Getuid(), log: &lineLog{w: &lockedWriter{w: &buf}},
-		invocID: "test", used: map[string][]provenance.ResourceDescriptor{}, given: map[string]digest.Digest{}, base: CacheKey{Pipeline: "p", PipelineFile: "/src/ssf.yaml", Source: "/src", Builder: digest.FromString("b")}}, &buf
+		invocID: "test", used: map[string][]provenance.ResourceDescriptor{}, given: map[string]digest.Digest{}, storedBy: map[string]string{}, base: CacheKey{Pipeline: "p", PipelineFile: "/src/ssf.yaml", Source: "/src", Builder: digest.FromString("b")}}, &buf
 }
 
 type lockedWriter struct {
@@ -251,6 +251,7 @@ func TestCacheUnchangedNotRewritten(t *testing.T) {
 	if state, _, _, err := c.extract(ctx, k, dest); err != nil || state != CacheWarm {
 		t.Fatalf("extract = %s, %v", state, err)
 	}
+	c.invocID = "second"
 	if _, err := c.store(ctx, k, dest); err != nil {
 		t.Fatal(err)
 	}
@@ -266,8 +267,11 @@ func TestCacheUnchangedNotRewritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	if rec2.Digest != rec1.Digest || !rec2.LastUsed.After(rec1.LastUsed) {
-		t.Errorf("records %+v then %+v: want the same digest, a later use", rec1, rec2)
+	if rec2.Digest != rec1.Digest || !rec2.LastUsed.After(rec1.LastUsed) || rec2.StoredBy != rec1.StoredBy {
+		t.Errorf("records %+v then %+v: want the same digest and writer, a later use", rec1, rec2)
+	}
+	if rec2.Invocation != "second" {
+		t.Errorf("record says it was last used by %q, want the second build", rec2.Invocation)
 	}
 	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a day-old temporary stream was left (stat: %v)", err)
