@@ -665,6 +665,15 @@ func checkValid(t *testing.T, p *Pipeline, digestRE *regexp.Regexp) {
 	if len(p.Tasks) == 0 || len(p.Order()) != len(p.Tasks) {
 		t.Fatalf("Order() has %d of %d tasks", len(p.Order()), len(p.Tasks))
 	}
+	published := false
+	for _, task := range p.Tasks {
+		for _, out := range task.Outputs {
+			published = published || out.Published()
+		}
+	}
+	if !published {
+		t.Fatalf("accepted a pipeline that publishes nothing")
+	}
 	for _, task := range p.Tasks {
 		if task.Timeout <= 0 || task.Timeout > MaxTimeout || len(task.Steps) == 0 {
 			t.Fatalf("task %+v breaks an invariant", task)
