@@ -31,5 +31,9 @@
 // pipeline's name, file and source, the task, the cache and the builder digest), mount the cache store into a
 // task (a task gets a copy on its own disk), read a task's cache other than as a tar stream that follows no link,
 // opens no fifo and keeps no setuid bit, or record a cache digest other than that of the bytes the task was given
-// (cache.go).
+// (cache.go). It must never make an internal output a subject, an SBOM or a published file (it goes only to the
+// tasks that need its task, and into their record of inputs), walk a directory output past MaxOutputEntries or
+// sign a statement of more subjects than verifiers accept (outputs.go); nor keep a failed task's files
+// (--keep-workspace) otherwise than as a bounded, read-only copy owned by root that holds links as links and no
+// fifo, device, setuid or setgid bit (keep.go).
 package factory
