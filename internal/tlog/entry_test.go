@@ -6,9 +6,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
+	"math/big"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 func hashedRekord(t testing.TB, k *ecdsa.PrivateKey, artifact []byte) Entry {
@@ -121,4 +127,37 @@ func FuzzParseEntry(f *testing.F) {
 			t.Fatalf("accepted body does not parse again: %v", err)
 		}
 	})
+}
+
+// TestEntryWithCertificate: a certificate as verifier is stored as its canonical CERTIFICATE PEM, as Rekor does
+// for keyless signatures.
+func TestEntryWithCertificate(t *testing.T) {
+	k := newKey(t)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(10 * time.Minute),
+		URIs: []*url.URL{{Scheme: "spiffe", Host: "ssf.local", Path: "/pipeline/p/task/t"}}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.Public(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	env := signDSSE(t, k, "application/vnd.in-toto+json", []byte(`{}`))
+	e, err := NewDSSEEntry(env, certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(e.Body(), []byte(base64.StdEncoding.EncodeToString(certPEM))) {
+		t.Fatalf("dsse body does not carry the certificate PEM: %s", e.Body())
+	}
+	if _, err := ParseEntry(e.Body()); err != nil {
+		t.Fatal(err)
+	}
+	d := sha256.Sum256([]byte("blob"))
+	sig, _ := ecdsa.SignASN1(rand.Reader, k, d[:])
+	hr, err := NewHashedRekordEntry("sha256", d[:], sig, certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseEntry(hr.Body()); err != nil {
+		t.Fatal(err)
+	}
 }
