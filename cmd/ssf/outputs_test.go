@@ -273,13 +273,14 @@ func TestKeepWorkspace(t *testing.T) {
 		t.Errorf("kept in %s, want $SSF_HOME/builds/<id>/workspaces/build", kept)
 	}
 	var j struct {
-		Error    string `json:"error"`
-		Hint     string `json:"hint"`
-		ExitCode int    `json:"exitCode"`
+		Error     string `json:"error"`
+		Hint      string `json:"hint"`
+		ExitCode  int    `json:"exitCode"`
+		Workspace string `json:"workspace"`
 	}
 	decodeOne(t, r.stdout, &j)
-	if !strings.Contains(j.Hint, kept) {
-		t.Errorf("--output json hint %q does not name %s", j.Hint, kept)
+	if !strings.Contains(j.Hint, kept) || j.Workspace != kept || j.ExitCode != 1 {
+		t.Errorf("--output json %+v does not name %s in hint and workspace", j, kept)
 	}
 	if got, err := os.ReadFile(filepath.Join(kept, "workspace/notes.txt")); err != nil || string(got) != "half-built\n" {
 		t.Errorf("workspace/notes.txt = %q, %v", got, err)

@@ -71,4 +71,6 @@ type jsonError struct {
 	Error    string `json:"error"`
 	Hint     string `json:"hint,omitempty"`
 	ExitCode int    `json:"exitCode"`
+	// Workspace is where ssf build --keep-workspace kept the failed task's files; absent otherwise.
+	Workspace string `json:"workspace,omitempty"`
 }

@@ -74,7 +74,11 @@ func run(ctx context.Context, root *cobra.Command, args []string, stdout, stderr
 	// With --output json, stdout always holds one JSON document, the failure too: a script parses it and need
 	// not tell an empty stdout from a truncated one. The commands print nothing on stdout before they succeed.
 	if wantsJSON(cmd) {
-		if werr := writeJSON(stdout, jsonError{Error: msg, Hint: hint, ExitCode: code}); werr != nil {
+		j := jsonError{Error: msg, Hint: hint, ExitCode: code}
+		if kept := (*factory.TaskError)(nil); errors.As(err, &kept) {
+			j.Workspace = kept.Kept // --keep-workspace
+		}
+		if werr := writeJSON(stdout, j); werr != nil {
 			fmt.Fprintf(stderr, "ssf: error: %s\n", werr)
 		}
 	}
