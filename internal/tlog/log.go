@@ -21,6 +21,7 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/api"
 	"github.com/transparency-dev/tessera/api/layout"
 	"github.com/transparency-dev/tessera/storage/posix"
 	"golang.org/x/mod/sumdb/note"
@@ -52,7 +53,7 @@ type Log struct {
 
 	headMu sync.Mutex
 	head   *Checkpoint                        // the last checkpoint signed for Append callers
-	tiles  *lru.Cache[[2]uint64, []byte]      // full tiles (immutable once committed), by level and index
+	tiles  *lru.Cache[tileKey, *api.HashTile] // parsed tiles (immutable once committed)
 	nodes  *lru.Cache[compact.NodeID, []byte] // hashes of perfect subtrees (immutable), see nodes.go
 
 	mu     sync.RWMutex // held for reading by every operation, for writing by Close
@@ -144,7 +145,7 @@ func (l *Log) open(ctx context.Context) error {
 		}
 	}
 
-	if l.tiles, err = lru.New[[2]uint64, []byte](1024); err != nil {
+	if l.tiles, err = lru.New[tileKey, *api.HashTile](1024); err != nil {
 		return err
 	}
 	if l.nodes, err = lru.New[compact.NodeID, []byte](1 << 16); err != nil {
@@ -190,8 +191,11 @@ func (l *Log) open(ctx context.Context) error {
 	if l.times, err = openTimeStore(filepath.Join(state, "integrated-time")); err != nil {
 		return err
 	}
-	if err := syncDir(state); err != nil {
-		return err
+	// The times file and .ssf itself must survive a crash as names, not only as data.
+	for _, d := range []string{state, l.dir} {
+		if err := syncDir(d); err != nil {
+			return err
+		}
 	}
 	if err := l.times.fill(size, l.cfg.now().Unix()); err != nil {
 		return err
@@ -492,19 +496,29 @@ func (l *Log) signSET(body []byte, t int64, index uint64) ([]byte, error) {
 	return signSHA256(l.signer, p)
 }
 
-// readTile reads a tile, keeping full tiles in memory: they never change once a published checkpoint covers them,
-// and tiles are read only up to published sizes.
-func (l *Log) readTile(ctx context.Context, level, index uint64, p uint8) ([]byte, error) {
-	if p == 0 {
-		if t, ok := l.tiles.Get([2]uint64{level, index}); ok {
-			return t, nil
-		}
+// tileKey names a tile as stored: level, index, and width when partial (0 when full).
+type tileKey struct {
+	level, index uint64
+	partial      uint8
+}
+
+// readTile reads and parses a tile, keeping it in memory: a tile file of a given width never changes once the
+// durable tree covers it, and tiles are read only for durable tree sizes.
+func (l *Log) readTile(ctx context.Context, level, index uint64, p uint8) (*api.HashTile, error) {
+	k := tileKey{level, index, p}
+	if t, ok := l.tiles.Get(k); ok {
+		return t, nil
 	}
-	t, err := l.reader.ReadTile(ctx, level, index, p)
-	if err == nil && p == 0 {
-		l.tiles.Add([2]uint64{level, index}, t)
+	raw, err := l.reader.ReadTile(ctx, level, index, p)
+	if err != nil {
+		return nil, fmt.Errorf("reading tile %d/%d: %w", level, index, err)
 	}
-	return t, err
+	t := &api.HashTile{}
+	if err := t.UnmarshalText(raw); err != nil {
+		return nil, fmt.Errorf("parsing tile %d/%d: %w", level, index, err)
+	}
+	l.tiles.Add(k, t)
+	return t, nil
 }
 
 func syncDir(dir string) error {

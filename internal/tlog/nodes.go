@@ -7,7 +7,6 @@ import (
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
-	"github.com/transparency-dev/tessera/api"
 	"github.com/transparency-dev/tessera/api/layout"
 )
 
@@ -22,13 +21,9 @@ func (l *Log) nodeHash(ctx context.Context, id compact.NodeID, size uint64) ([]b
 		return h, nil
 	}
 	tileLevel, tileIndex, nodeLevel, nodeIndex := layout.NodeCoordsToTileAddress(uint64(id.Level), id.Index)
-	raw, err := l.readTile(ctx, tileLevel, tileIndex, layout.PartialTileSize(tileLevel, tileIndex, size))
+	tile, err := l.readTile(ctx, tileLevel, tileIndex, layout.PartialTileSize(tileLevel, tileIndex, size))
 	if err != nil {
-		return nil, fmt.Errorf("reading tile %d/%d: %w", tileLevel, tileIndex, err)
-	}
-	var tile api.HashTile
-	if err := tile.UnmarshalText(raw); err != nil {
-		return nil, fmt.Errorf("parsing tile %d/%d: %w", tileLevel, tileIndex, err)
+		return nil, err
 	}
 	width := uint64(1) << nodeLevel
 	first, last := nodeIndex*width, (nodeIndex+1)*width
