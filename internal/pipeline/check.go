@@ -108,6 +108,9 @@ func (d *decoder) checkOutputs(p *Pipeline) error {
 				if !out.Dir {
 					all[out.Path] = true
 				}
+				if len(all) > MaxPublishedFiles {
+					return d.errAt(d.tasks[ti].outputs[oi], outputField(ti, oi), "more than %d published output files: verifiers (sigstore-go, cosign) accept at most %d subjects in one statement, one of them the OCI artifact; publish an archive, or declare files only later tasks need as internal", MaxPublishedFiles, MaxPublishedFiles+1)
+				}
 			}
 		}
 	}

@@ -25,6 +25,11 @@ type Output struct {
 	Line     int
 }
 
+// MaxPublishedFiles is the most output files a build may publish: sigstore-go, and so cosign and ssf verify,
+// verify statements of at most 1024 subjects, and one is the OCI artifact of the outputs. The parser counts the
+// declared files; the control plane counts again with the files found in directories.
+const MaxPublishedFiles = 1023
+
 // String is the output as the file writes its path: a directory with its trailing '/'.
 func (o Output) String() string {
 	if o.Dir {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -235,6 +236,8 @@ var errorCases = []struct {
 	{"two tasks' directories nested", strings.Replace(valid, "[bin]", "[dist/]", 1) +
 		"    - {name: t, steps: [{name: s, run: x}], outputs: [{path: dist/js/, internal: true}]}\n",
 		10, "spec.tasks[1].outputs[0]", `output "dist/js" is inside output "dist" of task "build"`},
+	{"too many published files", strings.Replace(valid, "[bin]", "["+manyFiles(1024)+"]", 1), 9,
+		"spec.tasks[0].outputs[1023]", "more than 1023 published output files"},
 	{"directory output inside the provenance bundle", strings.Replace(valid, "[bin]", "[provenance.sigstore.json/]", 1), 9,
 		"spec.tasks[0].outputs[0]", "would put its SBOMs inside the provenance bundle"},
 	{"directory output inside a file's SBOMs", strings.Replace(valid, "[bin]", "[bin, bin.cdx.sigstore.json/]", 1), 9,
@@ -694,4 +697,13 @@ func checkValid(t *testing.T, p *Pipeline, digestRE *regexp.Regexp) {
 		}
 	}
 	_, _ = p.ResolveParams(args) // must not panic; "" may fail a pattern
+}
+
+// manyFiles is n distinct output paths, comma-separated.
+func manyFiles(n int) string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = "f" + strconv.Itoa(i)
+	}
+	return strings.Join(names, ", ")
 }
