@@ -26,7 +26,7 @@ const MaxOutputEntries = 10000
 // MaxSubjects is the most subjects one provenance statement may have: sigstore-go (and so cosign and ssf verify)
 // refuses to verify a statement with more ("too many subjects: 1025 > 1024"). A build's published output files,
 // its OCI artifact and its image outputs together must fit.
-const MaxSubjects = 1024
+const MaxSubjects = pipeline.MaxPublishedFiles + 1 // 1024
 
 // checkSubjectCount refuses a build whose provenance would have more than MaxSubjects subjects, before anything is
 // signed: nobody could verify it.
