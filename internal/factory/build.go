@@ -625,6 +625,7 @@ type build struct {
 func (b *build) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	defer b.caches.wait() // before the cancel above: caches still being stored (cache.go)
 
 	tasks := b.p.Order()
 	done := make(map[string]chan struct{}, len(tasks))
@@ -680,7 +681,12 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) (err error) {
 	if err != nil {
 		return fmt.Errorf("task %q: %w", t.Name, err)
 	}
-	defer slot.release()
+	release := slot.release // or handed to the cache store, which needs the disk a little longer (cache.go)
+	defer func() {
+		if release != nil {
+			release()
+		}
+	}()
 	// Runs before the disk is released and after the container is gone (deferred below): --keep-workspace.
 	defer func() { err = b.keepOnFailure(ctx, t.Name, dir, err) }()
 	mounts, outDir, err := b.prepareTask(ctx, t, dir)
@@ -740,7 +746,6 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) (err error) {
 	if err != nil {
 		return err
 	}
-	b.caches.keep(ctx, t, dir) // the container is gone: nothing changes the copies while they are read (cache.go)
 	if err := logFile.Close(); err != nil {
 		return err
 	}
@@ -752,6 +757,11 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) (err error) {
 	iso.Secrets = t.Secrets // names only
 	b.isolation[t.Name] = iso
 	b.mu.Unlock()
+	// The task succeeded and its container is gone: nothing changes the cache copies while they are read. They are
+	// stored in the background, so the tasks that need this one start meanwhile (cache.go).
+	if b.caches.keepAfter(ctx, t, dir, release) {
+		release = nil
+	}
 	return nil
 }
 

@@ -115,6 +115,7 @@ type caches struct {
 	log     *lineLog
 	invocID string
 
+	stores   sync.WaitGroup // keepAfter's
 	mu       sync.Mutex
 	used     map[string][]provenance.ResourceDescriptor // task -> its caches as the task got them
 	given    map[string]digest.Digest                   // cache key -> the digest of the stored cache a task got
@@ -415,6 +416,28 @@ func (c *caches) keep(ctx context.Context, t *pipeline.Task, dir string) {
 	}
 	for _, dc := range t.Caches {
 		c.keepOne(ctx, c.key(t, dc.Name), filepath.Join(dir, "caches", dc.Name))
+	}
+}
+
+// keepAfter stores a finished task's caches in the background, so that the tasks that need it can start, then calls
+// release (which unmounts the task's disk, where the copies are); it reports whether it took release. wait waits
+// for every such store: the build's run does before it ends, and a cancelled build cancels the stores.
+func (c *caches) keepAfter(ctx context.Context, t *pipeline.Task, dir string, release func()) bool {
+	if c == nil || c.off || len(t.Caches) == 0 {
+		return false
+	}
+	c.stores.Add(1)
+	go func() {
+		defer c.stores.Done()
+		defer release()
+		c.keep(ctx, t, dir)
+	}()
+	return true
+}
+
+func (c *caches) wait() {
+	if c != nil {
+		c.stores.Wait()
 	}
 }
 
