@@ -296,3 +296,40 @@ func TestSETPayloadIsCanonical(t *testing.T) {
 		}
 	}
 }
+
+// TestRecoveryTime: an entry integrated by tessera whose integrated time a crash lost (the window between
+// integration and the times' fdatasync) gets the recovery time when the log is reopened, never an earlier one.
+func TestRecoveryTime(t *testing.T) {
+	ctx := context.Background()
+	dir, logKey := t.TempDir(), newKey(t)
+	l, err := Open(ctx, dir, logKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := newKey(t)
+	for i := range 3 {
+		if _, err := l.Append(ctx, testEntry(t, k, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// As if the last entry's time had not reached the disk.
+	if err := os.Truncate(filepath.Join(dir, ".ssf", "integrated-time"), 8*2); err != nil {
+		t.Fatal(err)
+	}
+	reopened := time.Now().Unix()
+	l = openLog(t, dir, logKey)
+	e, err := l.Entry(ctx, 2)
+	if err != nil {
+		t.Fatalf("entry whose time was lost: %v", err)
+	}
+	if e.IntegratedTime < reopened {
+		t.Fatalf("recovered integrated time %d is before the recovery (%d)", e.IntegratedTime, reopened)
+	}
+	v, _ := NewVerifier(logKey.Public(), "")
+	if err := v.VerifyEntry(e); err != nil {
+		t.Fatal(err)
+	}
+}
