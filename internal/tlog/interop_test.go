@@ -21,6 +21,7 @@ import (
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	protodsse "github.com/sigstore/protobuf-specs/gen/pb-go/dsse"
 	rekorpb "github.com/sigstore/protobuf-specs/gen/pb-go/rekor/v1"
+	prototrustroot "github.com/sigstore/protobuf-specs/gen/pb-go/trustroot/v1"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
@@ -56,29 +57,46 @@ func interopTool(t *testing.T, env, name string) string {
 // trustedRootJSON is a Sigstore trusted root holding only the log, valid from start.
 func trustedRootJSON(t *testing.T, l *Log, start time.Time) []byte {
 	t.Helper()
-	der, err := x509.MarshalPKIXPublicKey(l.PublicKey())
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := l.LogID()
-	tr := map[string]any{
-		"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-		"tlogs": []any{map[string]any{
-			"baseUrl":       "https://ssf.local",
-			"hashAlgorithm": "SHA2_256",
-			"publicKey": map[string]any{
-				"rawBytes":   base64.StdEncoding.EncodeToString(der),
-				"keyDetails": "PKIX_ECDSA_P256_SHA_256",
-				"validFor":   map[string]any{"start": start.UTC().Format(time.RFC3339)},
-			},
-			"logId": map[string]any{"keyId": base64.StdEncoding.EncodeToString(id[:])},
-		}},
-	}
-	b, err := json.Marshal(tr)
+	b, err := protojson.Marshal(&prototrustroot.TrustedRoot{
+		MediaType: "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+		Tlogs:     []*prototrustroot.TransparencyLogInstance{l.TrustedRootEntry("https://ssf.local", start)},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestTrustedRootEntryShape pins the JSON shape INTEROP.md gives for a private log in a trusted root.
+func TestTrustedRootEntryShape(t *testing.T) {
+	l := openLog(t, t.TempDir(), newKey(t))
+	start := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
+	var got struct {
+		Tlogs []struct {
+			BaseURL       string `json:"baseUrl"`
+			HashAlgorithm string `json:"hashAlgorithm"`
+			PublicKey     struct {
+				RawBytes   []byte `json:"rawBytes"`
+				KeyDetails string `json:"keyDetails"`
+				ValidFor   struct {
+					Start string `json:"start"`
+				} `json:"validFor"`
+			} `json:"publicKey"`
+			LogID struct {
+				KeyID []byte `json:"keyId"`
+			} `json:"logId"`
+		} `json:"tlogs"`
+	}
+	if err := json.Unmarshal(trustedRootJSON(t, l, start), &got); err != nil {
+		t.Fatal(err)
+	}
+	e := got.Tlogs[0]
+	id := l.LogID()
+	der, _ := x509.MarshalPKIXPublicKey(l.PublicKey())
+	if e.BaseURL != "https://ssf.local" || e.HashAlgorithm != "SHA2_256" || e.PublicKey.KeyDetails != "PKIX_ECDSA_P256_SHA_256" ||
+		e.PublicKey.ValidFor.Start != "2026-11-30T00:00:00Z" || !bytes.Equal(e.LogID.KeyID, id[:]) || !bytes.Equal(e.PublicKey.RawBytes, der) {
+		t.Fatalf("trusted root entry %+v", e)
+	}
 }
 
 // attestation is a DSSE-signed in-toto statement about one file, logged, as a Sigstore bundle v0.3.

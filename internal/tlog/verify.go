@@ -7,11 +7,14 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"time"
 
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	rekorpb "github.com/sigstore/protobuf-specs/gen/pb-go/rekor/v1"
+	prototrustroot "github.com/sigstore/protobuf-specs/gen/pb-go/trustroot/v1"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // ErrBadProof is wrapped by every verification failure of a SET, an inclusion proof or a consistency proof.
@@ -114,5 +117,21 @@ func (e *LogEntry) Proto() *rekorpb.TransparencyLogEntry {
 			Hashes:     e.Proof.Hashes,
 			Checkpoint: &rekorpb.Checkpoint{Envelope: string(e.Proof.Checkpoint.Raw)},
 		},
+	}
+}
+
+// TrustedRootEntry is the log as a Sigstore trusted root's `tlogs` entry (what `ssf trust export` writes and cosign
+// --trusted-root reads): the DER key, ECDSA P-256 with SHA-256, the log ID, and a validity that must start at or
+// before the integrated time of every entry it is to verify.
+func (l *Log) TrustedRootEntry(baseURL string, start time.Time) *prototrustroot.TransparencyLogInstance {
+	return &prototrustroot.TransparencyLogInstance{
+		BaseUrl:       baseURL,
+		HashAlgorithm: protocommon.HashAlgorithm_SHA2_256,
+		PublicKey: &protocommon.PublicKey{
+			RawBytes:   bytes.Clone(l.key.der),
+			KeyDetails: protocommon.PublicKeyDetails_PKIX_ECDSA_P256_SHA_256,
+			ValidFor:   &protocommon.TimeRange{Start: timestamppb.New(start)},
+		},
+		LogId: &protocommon.LogId{KeyId: bytes.Clone(l.key.logID[:])},
 	}
 }
