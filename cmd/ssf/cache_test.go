@@ -138,7 +138,7 @@ func TestCacheKeptAndRecorded(t *testing.T) {
 	}
 
 	// --no-cache: empty, recorded as disabled, nothing kept.
-	before := listCaches(t, p.tmp, p.src)[0]
+	before := oneCache(t, p)
 	p.params = []string{"word=three"}
 	p.rebuild("--no-cache")
 	if got := p.output("before"); got != "" {
@@ -148,7 +148,7 @@ func TestCacheKeptAndRecorded(t *testing.T) {
 	if e["annotations"].(map[string]any)["state"] != "disabled" || e["digest"].(map[string]any)["sha256"] != emptyTarSHA256() {
 		t.Errorf("--no-cache build's cache entry = %v, want state disabled and the empty tar's digest", e)
 	}
-	if after := listCaches(t, p.tmp, p.src)[0]; after.Digest != before.Digest {
+	if after := oneCache(t, p); after.Digest != before.Digest {
 		t.Errorf("--no-cache build changed the stored cache: %s -> %s", before.Digest, after.Digest)
 	}
 
@@ -350,4 +350,14 @@ func TestConcurrentBuildsShareNoCacheDirectory(t *testing.T) {
 	if got := p.output("before"); got != "one\na\n" && got != "one\nb\n" {
 		t.Errorf("after two concurrent builds the cache holds %q, want what one of them left", got)
 	}
+}
+
+// oneCache is the one cache of p's source that cache list shows.
+func oneCache(t *testing.T, p *project) listedCache {
+	t.Helper()
+	listed := listCaches(t, p.tmp, p.src)
+	if len(listed) != 1 {
+		t.Fatalf("cache list shows %+v for %s, want one cache", listed, p.src)
+	}
+	return listed[0]
 }
