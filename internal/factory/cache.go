@@ -537,7 +537,11 @@ func (c *caches) store(ctx context.Context, k CacheKey, copyDir string) (storeSt
 			cur, err := readCacheRecord(r)
 			r.Close()
 			unchanged = err == nil && cur.Digest == rec.Digest
-			rec.StoredBy = cur.StoredBy
+			if unchanged {
+				// Only then: when the store now holds another build's stream (or no record), this build writes
+				// the stream, and storedBy must say so, not name whoever wrote the stream it replaces.
+				rec.StoredBy = cur.StoredBy
+			}
 		}
 	}
 	if !unchanged {

@@ -277,3 +277,52 @@ func TestCacheUnchangedNotRewritten(t *testing.T) {
 		t.Errorf("a day-old temporary stream was left (stat: %v)", err)
 	}
 }
+
+// storedBy names the build that wrote the stream a record describes. Two builds get the same cache; B changes it
+// and stores first; A changed nothing and stores after, putting back the stream both got: the record must not
+// say B stored it (B stored something else).
+func TestCacheStoredByAfterConcurrentStore(t *testing.T) {
+	ctx := context.Background()
+	a, _ := testCaches(t, 1<<20)
+	k := key(a, "build")
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("first"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.invocID = "first"
+	if _, err := a.store(ctx, k, src); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := testCaches(t, 1<<20)
+	b.dir = a.dir
+	copyA, copyB := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	a.invocID, b.invocID = "build-a", "build-b"
+	for _, c := range []struct {
+		c    *caches
+		copy string
+	}{{a, copyA}, {b, copyB}} {
+		if state, _, _, err := c.c.extract(ctx, k, c.copy); err != nil || state != CacheWarm {
+			t.Fatalf("extract = %s, %v", state, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(copyB, "f"), []byte("changed by b"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.store(ctx, k, copyB); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.store(ctx, k, copyA); err != nil {
+		t.Fatal(err)
+	}
+	next, _ := testCaches(t, 1<<20)
+	next.dir = a.dir
+	if state, _, _, err := next.extract(ctx, k, filepath.Join(t.TempDir(), "n")); err != nil || state != CacheWarm {
+		t.Fatalf("extract = %s, %v", state, err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(next.dir, k.hex(), cacheTarName)); !bytes.Contains(data, []byte("first")) {
+		t.Fatalf("the store does not hold the stream A put back")
+	}
+	if got := next.storedBy[k.hex()]; got != "build-a" && got != "first" {
+		t.Errorf("the stream A put back is said to be stored by %q, want build-a (or first, who wrote those bytes)", got)
+	}
+}
