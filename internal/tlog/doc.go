@@ -31,6 +31,14 @@
 // same leaf. Entries written but not acknowledged may or may not be in the log; an integrated one whose time was
 // not yet stored gets the time of the recovery (never earlier than its real integration).
 //
+// # Reading and checking
+//
+// The read side ([Log.Entry], [Log.InclusionProof], [Log.ConsistencyProof], [Log.Checkpoint]) answers from the
+// published checkpoint and the tiles only. [Verifier] checks checkpoints, SETs and proofs with nothing but the log's
+// public key and host, and [Verifier.Monitor] audits any copy of the directory (a path or a static HTTP mirror):
+// checkpoint signature, every new entry parsed and rehashed, the new tree an extension of the last one verified.
+// [Log.TrustedRootEntry] is the log's entry in a Sigstore trusted root.
+//
 // # What it must never do
 //
 //   - Never rewrite a published tree: every checkpoint it signs (published, or handed out with an entry) stays
