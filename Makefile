@@ -114,6 +114,8 @@ bench: test-deps tools build
 	./scripts/bench.sh
 	./scripts/bench-registry.sh
 	$(GO) test ./internal/deps/ -run '^$$' -bench 'Gomod' -benchtime 3x
+	$(GO) test ./internal/tlog/ -run '^$$' -bench 'Append/submitters=(64|512|2048)$$' -benchtime 20000x
+	$(GO) test ./internal/tlog/ -run '^$$' -bench 'InclusionProof' -benchtime 5000x
 
 clean:
 	rm -rf bin
