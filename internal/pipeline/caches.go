@@ -113,6 +113,11 @@ func badCachePath(p string) string {
 			return "path " + quote(p) + " overlaps " + r + ", which ssf mounts itself: choose a directory such as /tmp/gocache"
 		}
 	}
+	// The npm package cache (deps.npmTaskCache) is filled by ssf for every task from the packages it fetched and
+	// checked: a task cache over or inside it would hand the next build what an earlier step wrote there instead.
+	if r := "/tmp/.npm"; p == r || strings.HasPrefix(p, r+"/") {
+		return "path " + quote(p) + " overlaps /tmp/.npm, npm's package cache, which ssf fills with the checked packages for every build: cache a tool's own directory instead, such as /tmp/jest"
+	}
 	for _, part := range strings.Split(p[1:], "/") {
 		if len(part) > maxName {
 			return "path " + quote(p) + " has a component longer than " + strconv.Itoa(maxName) + " bytes"

@@ -48,6 +48,8 @@ func TestParseCacheErrors(t *testing.T) {
 		{"proc", withCaches("      - {name: go, path: /proc/self}\n"), "spec.tasks[0].caches[0].path", "overlaps /proc", 11},
 		{"sys", withCaches("      - {name: go, path: /sys}\n"), "spec.tasks[0].caches[0].path", "overlaps /sys", 11},
 		{"dev", withCaches("      - {name: go, path: /dev/shm}\n"), "spec.tasks[0].caches[0].path", "overlaps /dev", 11},
+		{"npm cache", withCaches("      - {name: go, path: /tmp/.npm}\n"), "spec.tasks[0].caches[0].path", "overlaps /tmp/.npm", 11},
+		{"in npm cache", withCaches("      - {name: go, path: /tmp/.npm/_cacache/index-v5}\n"), "spec.tasks[0].caches[0].path", "overlaps /tmp/.npm", 11},
 		{"control character", withCaches("      - {name: go, path: \"/tmp/a\\tb\"}\n"), "spec.tasks[0].caches[0].path", "control", 11},
 		{"bidi", withCaches("      - {name: go, path: \"/tmp/a\\u202eb\"}\n"), "spec.tasks[0].caches[0].path", "invisible", 11},
 		{"duplicate name", withCaches("      - {name: go, path: /tmp/a}\n", "      - {name: go, path: /tmp/b}\n"), "spec.tasks[0].caches[1].name", "duplicate cache name \"go\" (first at line 11)", 12},
