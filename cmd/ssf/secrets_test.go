@@ -309,3 +309,45 @@ func (a *atomicString) Load() string {
 	s, _ := a.v.Load().(string)
 	return s
 }
+
+// A step given a secret names an output file after it: the error refusing that output, which quotes the name,
+// reaches neither the terminal, nor --output json, nor the build history, nor `ssf builds show`, in the clear.
+func TestSecretInAnErrorIsRedacted(t *testing.T) {
+	value := randomValue("errtok-")
+	setSecret(t, "E2E_ERRTOK", value)
+	p := newProject(t, `
+    - name: leak
+      secrets: [E2E_ERRTOK]
+      steps:
+        - name: name-an-output-after-it
+          run: |
+            mkdir "$SSF_OUTPUTS/d"
+            echo > "$SSF_OUTPUTS/d/ok"
+            ln -s /etc/passwd "$SSF_OUTPUTS/d/$(cat /run/secrets/E2E_ERRTOK)"
+      outputs: [d/]
+`)
+	r := p.build("--output", "json", "--keep-workspace")
+	if r.code != 1 || !strings.Contains(r.stderr, `"d/***" is a symlink`) || !strings.Contains(r.stdout, `d/***`) {
+		t.Fatalf("exit %d, want 1 and the output's name redacted:\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if strings.Contains(r.stderr+r.stdout, value) {
+		t.Errorf("the secret reached the terminal or the JSON error:\n%s\n%s", r.stdout, r.stderr)
+	}
+	rec := recordOf(t, p)
+	if !strings.Contains(rec.Error, `"d/***" is a symlink`) {
+		t.Errorf("the history's error = %q", rec.Error)
+	}
+	show := ssf(t, p.tmp, "builds", "show", rec.ID, "--output", "json")
+	if show.code != 0 || strings.Contains(show.stdout+show.stderr, value) {
+		t.Errorf("ssf builds show (exit %d) shows the secret:\n%s%s", show.code, show.stdout, show.stderr)
+	}
+	// The kept workspace holds the link (the task's own disk, kept as the step left it); nothing else of the
+	// history names the value.
+	recDir := filepath.Join(homeDir, "builds", rec.ID)
+	hits := filesContaining(t, recDir, value)
+	for _, h := range hits {
+		if !strings.HasPrefix(h, filepath.Join(recDir, "workspaces")+"/") {
+			t.Errorf("the build history holds the secret in %s", h)
+		}
+	}
+}

@@ -128,6 +128,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (_ *BuildResult, err 
 	if err != nil {
 		return nil, err
 	}
+	log.redact = func(b []byte) []byte { return redactBytes(adm.secrets, b) } // before anything runs (secrets.go)
 	h.sweepLeftovers(ctx, adm.runtime, log)
 	ws, err := h.openWork(adm)
 	if err != nil {
@@ -145,6 +146,10 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (_ *BuildResult, err 
 			log.printf("build %s recorded: `ssf builds show %s` and `ssf logs %s` tell what happened", ws.invocation, ws.invocation[:8], ws.invocation[:8])
 		}
 	}()
+	// An error can quote what a step made (an output's file name, which a step given a secret can choose): it is
+	// redacted of the build's secret values before the history above records it and the caller prints it. Deferred
+	// after the recording, so it runs before it.
+	defer func() { err = redactError(adm.secrets, err) }()
 	src, err := h.source(ctx, req.Source, adm, ws, log)
 	if err != nil {
 		return nil, err

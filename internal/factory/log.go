@@ -15,13 +15,20 @@ import (
 type lineLog struct {
 	mu sync.Mutex
 	w  io.Writer
+	// redact, once the build's secrets are read (before anything runs concurrently), replaces their values in the
+	// control plane's own lines, which can quote what a step made (an output's name): secrets.go.
+	redact func([]byte) []byte
 
 	stepBytes atomic.Int64 // bytes of step output this build has logged, over all its tasks (bounded by maxBuildLog)
 }
 
 // printf writes one line of the control plane's own progress.
 func (l *lineLog) printf(format string, args ...any) {
-	l.write(terminalSafe(fmt.Appendf(nil, "[ssf] "+format+"\n", args...)))
+	line := fmt.Appendf(nil, "[ssf] "+format+"\n", args...)
+	if l.redact != nil {
+		line = l.redact(line)
+	}
+	l.write(terminalSafe(line))
 }
 
 // prefixed returns a writer that copies each complete line, prefixed, to the log and to file.

@@ -1,6 +1,7 @@
 package factory
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -328,6 +329,48 @@ func (r *redactor) emit(buf []byte, n int) error {
 	}
 	_, err := r.next.Write(out)
 	return err
+}
+
+// redactBytes returns b with every value of values (and its encodings, as the redactor knows them) replaced by
+// "***": for the control plane's own text that can quote what a step made.
+func redactBytes(values map[string][]byte, b []byte) []byte {
+	if len(values) == 0 {
+		return b
+	}
+	var out bytes.Buffer
+	w := newRedactor(&out, values)
+	w.Write(b) // a bytes.Buffer does not fail
+	flushRedactor(w)
+	return out.Bytes()
+}
+
+// redactedError is an error whose message was redacted of the build's secrets; errors.As and errors.Is still see
+// what it wraps (a TaskError's exit code, an InputError's exit status).
+type redactedError struct {
+	err error
+	msg string
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// redactError returns err with its message, and a TaskError's reason and hint (which the CLI prints on their own),
+// redacted of the build's secret values. A step given a secret can name an output file after it, and the error
+// that refuses that output quotes its name: that must not carry the value to the terminal, --output json or the
+// build history.
+func redactError(values map[string][]byte, err error) error {
+	if err == nil || len(values) == 0 {
+		return err
+	}
+	if te := (*TaskError)(nil); errors.As(err, &te) {
+		te.Reason = string(redactBytes(values, []byte(te.Reason)))
+		te.Hint = string(redactBytes(values, []byte(te.Hint)))
+	}
+	msg := string(redactBytes(values, []byte(err.Error())))
+	if msg == err.Error() {
+		return err
+	}
+	return &redactedError{err: err, msg: msg}
 }
 
 // flushRedactor flushes w when it is a redactor.

@@ -3,6 +3,8 @@ package factory
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -162,5 +164,29 @@ func TestSecretsMountPointMustExist(t *testing.T) {
 	os.Mkdir(filepath.Join(dir, "run", "secrets"), 0o755)
 	if err := checkSecretsMountPoint(dir); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The control plane's own text is redacted too: an error (a TaskError's reason and hint included, still found by
+// errors.As) and its progress lines, which can quote what a step made.
+func TestControlPlaneTextIsRedacted(t *testing.T) {
+	values := map[string][]byte{"T": []byte("s3cr3t-value")}
+	te := &TaskError{Task: "t", ExitCode: -1, Reason: `"d/s3cr3t-value" is a symlink`, Hint: "kept d/s3cr3t-value"}
+	err := redactError(values, fmt.Errorf("wrapped: %w", te))
+	if got := err.Error(); got != `wrapped: task "t" failed: "d/***" is a symlink` {
+		t.Errorf("Error() = %q", got)
+	}
+	var got *TaskError
+	if !errors.As(err, &got) || got.Hint != "kept d/***" || got.ExitCode != -1 {
+		t.Errorf("errors.As: %+v", got)
+	}
+	if redactError(values, nil) != nil || redactError(nil, te) != te {
+		t.Errorf("nil error or no secrets: changed")
+	}
+	var out bytes.Buffer
+	l := &lineLog{w: &out, redact: func(b []byte) []byte { return redactBytes(values, b) }}
+	l.printf("output %s refused", "s3cr3t-value")
+	if out.String() != "[ssf] output *** refused\n" {
+		t.Errorf("printf wrote %q", out.String())
 	}
 }
