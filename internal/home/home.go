@@ -3,6 +3,16 @@
 //	config.yaml             the factory's configuration
 //	keys/provenance.key     the provenance signing key (0600)
 //	keys/secrets.key        the key the secret store is encrypted with (0600; made on first `ssf secret set`)
+//	keys/ca-root.key        the factory CA's root key (0600; may be moved offline after init: docs/keyless.md)
+//	keys/ca-root.crt        the factory CA's root certificate
+//	keys/ca-intermediate.key the factory CA's intermediate key, which issues node and workload certificates (0600)
+//	keys/ca-intermediate.crt the intermediate's certificate, signed by the root
+//	keys/ctlog.key          the certificate-transparency log key that signs the SCTs embedded in certificates (0600)
+//	keys/tlog.key           the transparency log's signing key: checkpoints and SETs (ECDSA P-256 PKCS#8 PEM, 0600)
+//	keys/tsa.key            the RFC 3161 timestamp authority's key (0600)
+//	keys/tsa.crt            the timestamp authority's certificate (EKU timeStamping), signed by the CA root
+//	keys/node.key           this node's key: it signs requests for workload certificates (0600)
+//	keys/node.crt           this node's certificate, spiffe://TD/node/<host>
 //	secrets/NAME.json       each secret, AES-256-GCM under keys/secrets.key (0600, in a 0700 directory)
 //	images/                 builder images, an OCI image layout
 //	cache/rootfs/<digest>/  unpacked, read-only builder root file systems
@@ -54,6 +64,36 @@ func (l Layout) Config() string { return filepath.Join(l.Dir, "config.yaml") }
 
 // Key is the provenance signing key.
 func (l Layout) Key() string { return filepath.Join(l.Dir, "keys", "provenance.key") }
+
+// TLogKey is the transparency log's signing key (ECDSA P-256, PKCS#8 PEM): it signs checkpoints and SETs.
+func (l Layout) TLogKey() string { return filepath.Join(l.Dir, "keys", "tlog.key") }
+
+// CARootKey is the factory CA's root key; the factory needs it only at init and rotation.
+func (l Layout) CARootKey() string { return filepath.Join(l.Dir, "keys", "ca-root.key") }
+
+// CARootCert is the factory CA's root certificate (PEM).
+func (l Layout) CARootCert() string { return filepath.Join(l.Dir, "keys", "ca-root.crt") }
+
+// CAIntermediateKey is the key of the intermediate CA that issues node and workload certificates.
+func (l Layout) CAIntermediateKey() string { return filepath.Join(l.Dir, "keys", "ca-intermediate.key") }
+
+// CAIntermediateCert is the intermediate CA's certificate (PEM), signed by the root.
+func (l Layout) CAIntermediateCert() string { return filepath.Join(l.Dir, "keys", "ca-intermediate.crt") }
+
+// CTLogKey is the certificate-transparency log key that signs the SCTs embedded in issued certificates.
+func (l Layout) CTLogKey() string { return filepath.Join(l.Dir, "keys", "ctlog.key") }
+
+// TSAKey is the RFC 3161 timestamp authority's signing key.
+func (l Layout) TSAKey() string { return filepath.Join(l.Dir, "keys", "tsa.key") }
+
+// TSACert is the timestamp authority's certificate (PEM).
+func (l Layout) TSACert() string { return filepath.Join(l.Dir, "keys", "tsa.crt") }
+
+// NodeKey is this node's key, which signs its requests for workload certificates.
+func (l Layout) NodeKey() string { return filepath.Join(l.Dir, "keys", "node.key") }
+
+// NodeCert is this node's certificate (PEM), spiffe://TD/node/<host>.
+func (l Layout) NodeCert() string { return filepath.Join(l.Dir, "keys", "node.crt") }
 
 // SecretsKey is the key the secret store is encrypted with; only the control plane reads it.
 func (l Layout) SecretsKey() string { return filepath.Join(l.Dir, "keys", "secrets.key") }
