@@ -1,27 +1,27 @@
 // Package home is the one place that knows the layout of a factory's state directory, $SSF_HOME (default ~/.ssf):
 //
-//	config.yaml             the factory's configuration
-//	keys/provenance.key     the provenance signing key (0600)
-//	keys/secrets.key        the key the secret store is encrypted with (0600; made on first `ssf secret set`)
-//	keys/ca-root.key        the factory CA's root key (0600; may be moved offline after init: docs/keyless.md)
-//	keys/ca-root.crt        the factory CA's root certificate
-//	keys/ca-intermediate.key the factory CA's intermediate key, which issues node and workload certificates (0600)
-//	keys/ca-intermediate.crt the intermediate's certificate, signed by the root
-//	keys/ctlog.key          the certificate-transparency log key that signs the SCTs embedded in certificates (0600)
-//	keys/tlog.key           the transparency log's signing key: checkpoints and SETs (ECDSA P-256 PKCS#8 PEM, 0600)
-//	keys/tsa.key            the RFC 3161 timestamp authority's key (0600)
-//	keys/tsa.crt            the timestamp authority's certificate (EKU timeStamping), signed by the CA root
-//	keys/node.key           this node's key: it signs requests for workload certificates (0600)
-//	keys/node.crt           this node's certificate, spiffe://TD/node/<host>
-//	secrets/NAME.json       each secret, AES-256-GCM under keys/secrets.key (0600, in a 0700 directory)
-//	images/                 builder images, an OCI image layout
-//	cache/rootfs/<digest>/  unpacked, read-only builder root file systems
-//	cache/deps/             downloaded dependencies, named by their pins (go.sum h1, npm sha512, sha256)
-//	cache/tasks/<key>/      task caches (docs/caches.md): cache.tar, its record and lock, one per pipeline, task, name and builder
-//	runc/                   the OCI runtime's state
-//	runs/<invocation>.json  a locked record of each running build
-//	builds/<invocation>/    the history of each build: build.json, its task logs, and (on success) its bundles (0700)
-//	registry/               the embedded registry's blobs, repositories and users
+//	config.yaml               the factory's configuration
+//	keys/provenance.key       the provenance signing key (0600)
+//	keys/secrets.key          the key the secret store is encrypted with (0600; made on first `ssf secret set`)
+//	keys/ca-root.key          the factory CA's root key (0600; may be moved offline after init: docs/keyless.md)
+//	keys/ca-root.crt          the factory CA's root certificate
+//	keys/ca-intermediate.key  the factory CA's intermediate key, which issues node and workload certificates (0600)
+//	keys/ca-intermediate.crt  the intermediate's certificate, signed by the root
+//	keys/ctlog.key            the certificate-transparency log key that signs the SCTs embedded in certificates (0600)
+//	keys/tlog.key             the transparency log's signing key: checkpoints and SETs (ECDSA P-256 PKCS#8 PEM, 0600)
+//	keys/tsa.key              the RFC 3161 timestamp authority's key (0600)
+//	keys/tsa.crt              the timestamp authority's certificate (EKU timeStamping), signed by the CA root
+//	keys/node.key             this node's key: it signs requests for workload certificates (0600)
+//	keys/node.crt             this node's certificate, spiffe://TD/node/<host>
+//	secrets/NAME.json         each secret, AES-256-GCM under keys/secrets.key (0600, in a 0700 directory)
+//	images/                   builder images, an OCI image layout
+//	cache/rootfs/<digest>/    unpacked, read-only builder root file systems
+//	cache/deps/               downloaded dependencies, named by their pins (go.sum h1, npm sha512, sha256)
+//	cache/tasks/<key>/        task caches (docs/caches.md): cache.tar, its record and lock, one per pipeline, task, name and builder
+//	runc/                     the OCI runtime's state
+//	runs/<invocation>.json    a locked record of each running build
+//	builds/<invocation>/      the history of each build: build.json, its task logs, and (on success) its bundles (0700)
+//	registry/                 the embedded registry's blobs, repositories and users
 //
 // State shared by every factory home on a host (uid leases, task slots) lives under /run/ssf instead, so that two
 // homes never hand out the same uid.
@@ -75,10 +75,14 @@ func (l Layout) CARootKey() string { return filepath.Join(l.Dir, "keys", "ca-roo
 func (l Layout) CARootCert() string { return filepath.Join(l.Dir, "keys", "ca-root.crt") }
 
 // CAIntermediateKey is the key of the intermediate CA that issues node and workload certificates.
-func (l Layout) CAIntermediateKey() string { return filepath.Join(l.Dir, "keys", "ca-intermediate.key") }
+func (l Layout) CAIntermediateKey() string {
+	return filepath.Join(l.Dir, "keys", "ca-intermediate.key")
+}
 
 // CAIntermediateCert is the intermediate CA's certificate (PEM), signed by the root.
-func (l Layout) CAIntermediateCert() string { return filepath.Join(l.Dir, "keys", "ca-intermediate.crt") }
+func (l Layout) CAIntermediateCert() string {
+	return filepath.Join(l.Dir, "keys", "ca-intermediate.crt")
+}
 
 // CTLogKey is the certificate-transparency log key that signs the SCTs embedded in issued certificates.
 func (l Layout) CTLogKey() string { return filepath.Join(l.Dir, "keys", "ctlog.key") }
