@@ -127,6 +127,9 @@ func (s *Store) Set(name string, value []byte) error {
 	if err := durable.MkdirAll(s.dir, 0o700); err != nil {
 		return fmt.Errorf("creating the secret store %q: %w", s.dir, err)
 	}
+	if err := realDir(s.dir); err != nil {
+		return err
+	}
 	if err := os.Chmod(s.dir, 0o700); err != nil {
 		return err
 	}
@@ -251,6 +254,9 @@ func (s *Store) cipher(create bool) (cipher.AEAD, error) {
 		if err := durable.MkdirAll(filepath.Dir(s.keyPath), 0o700); err != nil {
 			return nil, fmt.Errorf("creating the secret key's directory: %w", err)
 		}
+		if err := realDir(filepath.Dir(s.keyPath)); err != nil {
+			return nil, err
+		}
 		err = durable.WriteNew(s.keyPath, key, 0o600)
 		if errors.Is(err, fs.ErrExist) { // made meanwhile by another ssf
 			key, err = s.loadKey()
@@ -264,6 +270,19 @@ func (s *Store) cipher(create bool) (cipher.AEAD, error) {
 		return nil, err
 	}
 	return cipher.NewGCM(block)
+}
+
+// realDir refuses a directory of the store that is a symlink (or not a directory): Set would follow it, chmod
+// its target and write the value's file (or the key) wherever it points, outside the factory home.
+func realDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s must be a directory of the factory home, not a symlink or a file (it is %s): remove it, and ssf makes it again", dir, fi.Mode().Type())
+	}
+	return nil
 }
 
 // loadKey reads the key, refusing one that anyone but its owner could read or that is not 32 bytes.

@@ -150,3 +150,47 @@ func mustRead(t *testing.T, p string) []byte {
 	}
 	return data
 }
+
+// Links planted in the store are never followed to write elsewhere: a link at NAME.json is replaced, not written
+// through; a store directory or key directory that is a link is refused, its target left as it was.
+func TestPlantedLinksNotFollowed(t *testing.T) {
+	s, dir := newStore(t)
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("host file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set("A_FIRST", []byte("value-one")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(dir, "secrets", "EVIL.json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set("EVIL", []byte("value-two")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove("EVIL"); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(victim); string(data) != "host file" {
+		t.Errorf("the link's target was written: %q", data)
+	}
+
+	elsewhere := t.TempDir()
+	os.Chmod(elsewhere, 0o755)
+	for _, d := range []string{"secrets", "keys"} {
+		s, dir := newStore(t)
+		if err := os.Symlink(elsewhere, filepath.Join(dir, d)); err != nil {
+			t.Fatal(err)
+		}
+		err := s.Set("B", []byte("value-three"))
+		if err == nil || !strings.Contains(err.Error(), "must be a directory of the factory home, not a symlink") {
+			t.Errorf("%s is a link: Set = %v", d, err)
+		}
+		if entries, _ := os.ReadDir(elsewhere); len(entries) != 0 {
+			t.Errorf("%s is a link: its target got %v", d, entries)
+		}
+		if fi, _ := os.Stat(elsewhere); fi.Mode().Perm() != 0o755 {
+			t.Errorf("%s is a link: its target's mode became %s", d, fi.Mode())
+		}
+	}
+}
