@@ -112,6 +112,10 @@ their tasks, or one cache of it. The next build starts a removed cache empty.`,
 			}
 			removed, err := h.RemoveCaches(sel)
 			for _, r := range removed {
+				if r.Pipeline == "" { // its record was unreadable (ssf cache list says so too)
+					fmt.Fprintf(cmd.OutOrStdout(), "removed %s (unreadable)\n", r.Key[:12])
+					continue
+				}
 				fmt.Fprintf(cmd.OutOrStdout(), "removed %s %s/%s/%s\n", r.Key[:12], printable(r.Pipeline), r.Task, r.CacheKey.Cache)
 			}
 			if err == nil && len(removed) == 0 && !all {

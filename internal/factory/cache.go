@@ -694,8 +694,15 @@ func (h Home) RemoveCaches(sel CacheSelector) ([]CacheRecord, error) {
 			err = nil
 			unlock = func() {}
 		}
+		if fi, lerr := os.Lstat(filepath.Join(kdir, cacheLockName)); err != nil && lerr == nil && !fi.Mode().IsRegular() {
+			// A lock that is not a regular file (a symlink, a directory) cannot be taken by any build either, so
+			// no build uses or stores this cache: it is removed without the lock (RemoveAll follows no symlink),
+			// rather than staying unusable and unremovable.
+			err = nil
+			unlock = func() {}
+		}
 		if err != nil {
-			return removed, fmt.Errorf("removing cache %s: %w", r.Key, err)
+			return removed, fmt.Errorf("removing cache %s: %w (remove the directory %s by hand)", r.Key, err, kdir)
 		}
 		err = os.RemoveAll(kdir)
 		unlock()

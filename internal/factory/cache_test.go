@@ -326,3 +326,50 @@ func TestCacheStoredByAfterConcurrentStore(t *testing.T) {
 		t.Errorf("the stream A put back is said to be stored by %q, want build-a (or first, who wrote those bytes)", got)
 	}
 }
+
+// `ssf cache rm` removes a cache whose lock is not a regular file (a symlink, a directory): no build can take such
+// a lock, so none uses the cache, and removing it without the lock races nobody. The symlink is not followed.
+func TestRemoveCacheWithBadLock(t *testing.T) {
+	ctx := context.Background()
+	h := Home{Dir: t.TempDir()}
+	c, _ := testCaches(t, 1<<20)
+	c.dir = h.layout().TaskCaches()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	victim := t.TempDir()
+	if err := os.WriteFile(filepath.Join(victim, "keep"), []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for i, plant := range []func(lock string) error{
+		func(lock string) error { return os.Symlink(victim, lock) },
+		func(lock string) error { return os.Mkdir(lock, 0o700) },
+	} {
+		k := key(c, fmt.Sprint("task", i))
+		if _, err := c.store(ctx, k, src); err != nil {
+			t.Fatal(err)
+		}
+		lock := filepath.Join(c.dir, k.hex(), cacheLockName)
+		if err := os.Remove(lock); err != nil {
+			t.Fatal(err)
+		}
+		if err := plant(lock); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k.hex())
+	}
+	removed, err := h.RemoveCaches(CacheSelector{All: true})
+	if err != nil || len(removed) != 2 {
+		t.Fatalf("RemoveCaches = %v, %v; want both caches removed", removed, err)
+	}
+	for _, k := range keys {
+		if _, err := os.Lstat(filepath.Join(c.dir, k)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("cache %s is still there (lstat: %v)", k, err)
+		}
+	}
+	if data, err := os.ReadFile(filepath.Join(victim, "keep")); err != nil || string(data) != "keep" {
+		t.Errorf("the lock symlink's target was touched: %q, %v", data, err)
+	}
+}
