@@ -185,3 +185,30 @@ func TestCredentialsPrivateGoProxy(t *testing.T) {
 		t.Errorf("served %d, refused %d", served, refused)
 	}
 }
+
+// A URL whose user information does not parse (a bad escape, a control byte or an unescaped '/' in the password)
+// is named without it in the messages that refuse it; so is a GOPROXY list with no usable entry.
+func TestUnparsableUserinfoIsNotShown(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://u:p%zzTOKEN@proxy.example/m/@v/list": "https://***@v/list",
+		"https://u:TOKEN\x7f@proxy.example/x":         "https://***@proxy.example/x",
+		"https://u:TO/KEN@proxy.example/x":            "https://***@proxy.example/x",
+		"https://u:TOKEN@proxy.example/x":             "https://proxy.example/x",
+		"https://proxy.example/x":                     "https://proxy.example/x",
+	} {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for _, url := range []string{"https://u:p%zzTOKEN@127.0.0.1:1/x", "https://u:TO/KEN@127.0.0.1:1/x"} {
+		spec := Spec{Kind: File, URL: url, SHA256: digest.FromString("x"), Dest: "x"}
+		_, err := Ingest(context.Background(), nil, []Spec{spec}, t.TempDir(), Options{Cache: t.TempDir()})
+		if err == nil || strings.Contains(err.Error(), "TOKEN") || strings.Contains(err.Error(), "KEN") {
+			t.Errorf("fetching %q: %v", url, err)
+		}
+	}
+	_, err := goProxyURL("off,https://ci:TOKEN@proxy.example")
+	if err == nil || strings.Contains(err.Error(), "TOKEN") || !strings.Contains(err.Error(), `"off,https://proxy.example"`) {
+		t.Errorf("goProxyURL: %v", err)
+	}
+}

@@ -13,7 +13,7 @@ import (
 func (f *fetcher) file(ctx context.Context, s Spec, tree string) ([]Dependency, error) {
 	what := fmt.Sprintf("file %q", s.Dest)
 	if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, inputErrorf("%s: %q is not an http or https URL", what, s.URL)
+		return nil, inputErrorf("%s: %q is not an http or https URL", what, redactURL(s.URL))
 	}
 	// Package pipeline checks dest; checked again here, as it is joined to the tree: never a path out of it, nor
 	// into the ecosystems' layouts (names starting with a dot).

@@ -106,7 +106,12 @@ func goProxyURL(list string) (string, error) {
 			return strings.TrimRight(e, "/"), nil
 		}
 	}
-	return "", inputErrorf("gomod dependencies need a Go module proxy, and the GOPROXY setting %q names no http(s) one (ssf never fetches modules directly from version control); set `goproxy` in config.yaml, e.g. to https://proxy.golang.org", list)
+	// The list is quoted without the user information its entries may carry (a proxy's token).
+	shown := strings.FieldsFunc(list, func(r rune) bool { return r == ',' })
+	for i, e := range shown {
+		shown[i] = redactURL(strings.TrimSpace(e))
+	}
+	return "", inputErrorf("gomod dependencies need a Go module proxy, and the GOPROXY setting %q names no http(s) one (ssf never fetches modules directly from version control); set `goproxy` in config.yaml, e.g. to https://proxy.golang.org", strings.Join(shown, ","))
 }
 
 // goSum is a parsed go.sum: the h1: hash of each module's zip and of each module's go.mod.
@@ -776,7 +781,19 @@ func (g *goIngest) fetch(ctx context.Context, file goFile) (cached, string, stri
 // recorded, in the provenance and SBOMs, is where the bytes came from, never a credential.
 func redactURL(s string) string {
 	u, err := neturl.Parse(s)
-	if err != nil || u.User == nil {
+	if err != nil {
+		// Unparsable (a bad escape or a control byte in a password, an unescaped '/' in it): the error that says
+		// so names the URL, so everything before its last '@' after the scheme goes, more than the user information
+		// when a path holds an '@' too, never less.
+		if i := strings.Index(s, "://"); i >= 0 {
+			rest, _, _ := strings.Cut(s[i+3:], "#")
+			if at := strings.LastIndex(rest, "@"); at >= 0 {
+				return s[:i+3] + "***@" + s[i+3+at+1:]
+			}
+		}
+		return s
+	}
+	if u.User == nil {
 		return s
 	}
 	u.User = nil
