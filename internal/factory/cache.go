@@ -50,6 +50,12 @@ import (
 // DefaultMaxCacheBytes bounds one cache (its tar stream) when config.yaml sets no maxCacheBytes.
 const DefaultMaxCacheBytes int64 = 2 << 30
 
+// maxCacheEntries bounds the files, directories and links of one cache. maxCacheBytes alone allows 4 million
+// empty files (a 512-byte header each): storing them holds every entry in the control plane's memory (about
+// 600 bytes each, 2.5 GB) and extracting them takes minutes, on every build. A Go build cache of a large project
+// holds tens of thousands.
+const maxCacheEntries = 250_000
+
 // EmptyCacheDigest is the digest of an empty cache: an empty directory's tar stream (the two zero blocks that end
 // a tar archive).
 var EmptyCacheDigest = digest.FromBytes(make([]byte, 1024))
@@ -108,6 +114,7 @@ func (k CacheKey) hex() string {
 type caches struct {
 	dir     string // $SSF_HOME/cache/tasks
 	max     int64  // maxCacheBytes
+	entries int    // maxCacheEntries, or fewer in tests
 	off     bool   // --no-cache
 	base    CacheKey
 	uid     int
@@ -124,7 +131,7 @@ type caches struct {
 
 func (h Home) newCaches(adm *admission, rootfs, invocation string, uid int, log *lineLog) *caches {
 	return &caches{
-		dir: h.layout().TaskCaches(), max: adm.cfg.maxCacheBytes(), off: adm.req.NoCache, rootfs: rootfs,
+		dir: h.layout().TaskCaches(), max: adm.cfg.maxCacheBytes(), entries: maxCacheEntries, off: adm.req.NoCache, rootfs: rootfs,
 		uid: uid, log: log, invocID: invocation, used: map[string][]provenance.ResourceDescriptor{},
 		given: map[string]digest.Digest{}, storedBy: map[string]string{},
 		base: CacheKey{Pipeline: adm.p.Name, PipelineFile: realAbs(adm.req.Pipeline), Source: realAbs(adm.req.Source),
@@ -446,6 +453,8 @@ func (c *caches) keepOne(ctx context.Context, k CacheKey, copyDir string) {
 	switch n, err := c.store(ctx, k, copyDir); {
 	case errors.Is(err, errCacheTooBig):
 		c.log.printf("cache %s of task %s grew past maxCacheBytes (%d bytes) and was dropped; the next build starts it empty", k.Cache, k.Task, c.max)
+	case errors.Is(err, errCacheTooMany):
+		c.log.printf("cache %s of task %s grew past %d files, directories and links and was dropped; the next build starts it empty", k.Cache, k.Task, c.maxEntries())
 	case err != nil:
 		c.log.printf("warning: cache %s of task %s was not kept: %v", k.Cache, k.Task, err)
 	case n.skipped > 0:
@@ -453,7 +462,17 @@ func (c *caches) keepOne(ctx context.Context, k CacheKey, copyDir string) {
 	}
 }
 
-var errCacheTooBig = errors.New("cache is larger than maxCacheBytes")
+var (
+	errCacheTooBig  = errors.New("cache is larger than maxCacheBytes")
+	errCacheTooMany = errors.New("cache has too many entries")
+)
+
+func (c *caches) maxEntries() int {
+	if c.entries > 0 {
+		return c.entries
+	}
+	return maxCacheEntries
+}
 
 type storeStats struct {
 	bytes   int64
@@ -481,10 +500,11 @@ func (c *caches) store(ctx context.Context, k CacheKey, copyDir string) (storeSt
 	// The walk's sizes are added up before any file is read, so a sparse giant is refused without reading it;
 	// each entry costs at least a 512-byte header. The writer's bound catches the rest (long names, padding).
 	var planned int64
-	over := false
+	var count int
+	over, tooMany := false, false
 	include := func(_ string, fi fs.FileInfo) bool {
 		switch {
-		case over:
+		case over || tooMany:
 			return false
 		case fi.Mode().IsRegular():
 			planned += 512 + fi.Size()
@@ -496,6 +516,10 @@ func (c *caches) store(ctx context.Context, k CacheKey, copyDir string) (storeSt
 		}
 		if planned > c.max {
 			over = true
+			return false
+		}
+		if count++; count > c.maxEntries() {
+			tooMany = true
 			return false
 		}
 		return true
@@ -511,9 +535,12 @@ func (c *caches) store(ctx context.Context, k CacheKey, copyDir string) (storeSt
 		}
 		return st, err
 	}
-	if over {
+	if over || tooMany {
 		if err := c.drop(kdir); err != nil {
 			return st, err
+		}
+		if tooMany {
+			return st, errCacheTooMany
 		}
 		return st, errCacheTooBig
 	}

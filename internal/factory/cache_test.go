@@ -373,3 +373,40 @@ func TestRemoveCacheWithBadLock(t *testing.T) {
 		t.Errorf("the lock symlink's target was touched: %q, %v", data, err)
 	}
 }
+
+// A cache of more entries than the bound (many empty files: tiny in bytes, but each held in the control plane's
+// memory while it is stored, and made again on every build) is dropped like an over-size one.
+func TestCacheTooManyEntriesDropped(t *testing.T) {
+	ctx := context.Background()
+	c, log := testCaches(t, 1<<30)
+	c.entries = 10
+	k := key(c, "build")
+	few := t.TempDir()
+	for i := range 9 {
+		if err := os.WriteFile(filepath.Join(few, fmt.Sprint(i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.store(ctx, k, few); err != nil {
+		t.Fatalf("storing 9 entries: %v", err)
+	}
+	many := t.TempDir()
+	if err := os.Mkdir(filepath.Join(many, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := os.WriteFile(filepath.Join(many, "d", fmt.Sprint(i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.store(ctx, k, many); !errors.Is(err, errCacheTooMany) {
+		t.Fatalf("storing 21 entries: %v, want errCacheTooMany", err)
+	}
+	if _, err := os.Stat(filepath.Join(c.dir, k.hex())); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the cache with too many entries is still stored (stat: %v)", err)
+	}
+	c.keepOne(ctx, k, many)
+	if !strings.Contains(log.String(), "grew past 10 files, directories and links and was dropped") {
+		t.Errorf("log = %q", log.String())
+	}
+}
