@@ -65,6 +65,10 @@ func (l Layout) Config() string { return filepath.Join(l.Dir, "config.yaml") }
 // Key is the provenance signing key.
 func (l Layout) Key() string { return filepath.Join(l.Dir, "keys", "provenance.key") }
 
+// Log is the transparency log's directory: the C2SP tlog-tiles files tessera writes (servable as they are) and
+// the log's own state in .ssf/.
+func (l Layout) Log() string { return filepath.Join(l.Dir, "log") }
+
 // TLogKey is the transparency log's signing key (ECDSA P-256, PKCS#8 PEM): it signs checkpoints and SETs.
 func (l Layout) TLogKey() string { return filepath.Join(l.Dir, "keys", "tlog.key") }
 
