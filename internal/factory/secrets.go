@@ -3,9 +3,12 @@ package factory
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -220,6 +223,23 @@ func redactionPatterns(values map[string][]byte) [][]byte {
 		// The whole encodings too, padding included, for the common case of a value encoded on its own.
 		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
 			add([]byte(enc.EncodeToString(v)))
+		}
+		// Other common encodings of the whole value: hex, as xxd -p, od and hash tools print it (lower and upper
+		// case); URL escaping (a token put in a query string or a path); a JSON string (a value with quotes,
+		// backslashes, control bytes or <>& in a JSON document or log line). Each only adds a pattern where it
+		// differs from the value.
+		add([]byte(hex.EncodeToString(v)))
+		add([]byte(strings.ToUpper(hex.EncodeToString(v))))
+		add([]byte(url.QueryEscape(string(v))))
+		add([]byte(url.PathEscape(string(v))))
+		for _, html := range []bool{true, false} {
+			var j bytes.Buffer
+			e := json.NewEncoder(&j)
+			e.SetEscapeHTML(html)
+			if e.Encode(string(v)) == nil {
+				quoted := bytes.TrimSpace(j.Bytes()) // "…" and the encoder's newline
+				add(quoted[1 : len(quoted)-1])
+			}
 		}
 		for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
 			for shift := range 3 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -188,5 +189,20 @@ func TestControlPlaneTextIsRedacted(t *testing.T) {
 	l.printf("output %s refused", "s3cr3t-value")
 	if out.String() != "[ssf] output *** refused\n" {
 		t.Errorf("printf wrote %q", out.String())
+	}
+}
+
+// Hex, URL escaping and a JSON string of a value are redacted too (the encodings that are not are in
+// docs/secrets.md).
+func TestRedactorOtherEncodings(t *testing.T) {
+	tok := `p+ss/w"rd<&>\` + "\x01=="
+	values := map[string][]byte{"TOK": []byte(tok)}
+	for _, enc := range []string{
+		fmt.Sprintf("%x", tok), fmt.Sprintf("%X", tok), url.QueryEscape(tok), url.PathEscape(tok),
+		`p+ss/w\"rd\u003c\u0026\u003e\\\u0001==`, `p+ss/w\"rd<&>\\\u0001==`,
+	} {
+		if got := redact(values, "v=", enc, "\n"); got != "v=***\n" {
+			t.Errorf("%q: got %q", enc, got)
+		}
 	}
 }
