@@ -124,6 +124,13 @@ func (e *LogEntry) Proto() *rekorpb.TransparencyLogEntry {
 // --trusted-root reads): the DER key, ECDSA P-256 with SHA-256, the log ID, and a validity that must start at or
 // before the integrated time of every entry it is to verify.
 func (l *Log) TrustedRootEntry(baseURL string, start time.Time) *prototrustroot.TransparencyLogInstance {
+	return (&Verifier{key: l.key}).TrustedRootEntry(baseURL, start)
+}
+
+// TrustedRootEntry is the log's trusted root entry (see [Log.TrustedRootEntry]) from its public key alone, so that
+// `ssf trust export` need not open (and lock) the log.
+func (v *Verifier) TrustedRootEntry(baseURL string, start time.Time) *prototrustroot.TransparencyLogInstance {
+	l := v
 	return &prototrustroot.TransparencyLogInstance{
 		BaseUrl:       baseURL,
 		HashAlgorithm: protocommon.HashAlgorithm_SHA2_256,
