@@ -176,6 +176,8 @@ func TestCacheRmUsage(t *testing.T) {
 		{[]string{"cache", "rm", "--all", "x"}, "not both"},
 		{[]string{"cache", "rm", "no-such-pipeline"}, `no cache matches "no-such-pipeline"`},
 		{[]string{"cache", "rm", "a//b"}, "neither a key prefix"},
+		{[]string{"cache", "rm", "--unused-for", "0"}, "give a positive duration"},
+		{[]string{"cache", "rm", "--unused-for", "30d"}, "invalid argument"},
 		{[]string{"cache", "list", "--output", "yaml"}, "want text or json"},
 	} {
 		r := ssf(t, tmp, tc.args...)

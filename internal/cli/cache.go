@@ -69,6 +69,17 @@ func newCacheListCmd() *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "KEY\tPIPELINE\tTASK\tCACHE\tBUILDER\tSIZE\tLAST USED")
+			// Caches are kept per pipeline file, source directory and builder, and none is removed on its own:
+			// the total says what they hold, the hint how to prune them.
+			var total int64
+			for _, r := range recs {
+				total += r.Bytes
+			}
+			defer func() {
+				if len(recs) > 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "%d caches, %s in all (ssf cache rm --unused-for 720h removes those unused for 30 days)\n", len(recs), humanBytes(total))
+				}
+			}()
 			for _, r := range recs {
 				if r.Pipeline == "" {
 					fmt.Fprintf(tw, "%s\t(unreadable)\t-\t-\t-\t-\t-\n", r.Key[:12])
@@ -86,25 +97,34 @@ func newCacheListCmd() *cobra.Command {
 
 func newCacheRmCmd() *cobra.Command {
 	var all bool
+	var unusedFor time.Duration
 	cmd := &cobra.Command{
-		Use:   "rm --all | KEY | PIPELINE[/TASK[/CACHE]]",
+		Use:   "rm --all | KEY | PIPELINE[/TASK[/CACHE]] | --unused-for DURATION",
 		Short: "Remove stored task caches: all, one by key prefix (8 hex digits or more), or a pipeline's",
 		Long: `Remove stored task caches. KEY is a prefix of at least 8 hex digits of a key ssf cache list shows;
 PIPELINE[/TASK[/CACHE]] removes every cache of the pipelines of that name (whatever their source), or of one of
-their tasks, or one cache of it. The next build starts a removed cache empty.`,
+their tasks, or one cache of it. --unused-for DURATION (such as 720h) removes the caches no build used for that
+long, alone or narrowing the others: caches are kept per pipeline file, source directory and builder, so a moved
+checkout or a new builder leaves old ones behind. The next build starts a removed cache empty.`,
 		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			sel := factory.CacheSelector{All: all}
+			prune := cmd.Flags().Changed("unused-for")
 			switch {
+			case prune && unusedFor <= 0:
+				return usagef("cache rm: --unused-for %s: give a positive duration, such as 720h", unusedFor)
 			case all && len(a) > 0:
 				return usagef("cache rm: give --all or a selector, not both")
-			case !all && len(a) == 0:
-				return usagef("cache rm: give --all, a key prefix or PIPELINE[/TASK[/CACHE]] (ssf cache list shows them)")
-			case !all:
+			case !all && len(a) == 0 && !prune:
+				return usagef("cache rm: give --all, a key prefix, PIPELINE[/TASK[/CACHE]] or --unused-for DURATION (ssf cache list shows them)")
+			case !all && len(a) > 0:
 				var err error
 				if sel, err = cacheSelector(a[0]); err != nil {
 					return err
 				}
+			}
+			if prune {
+				sel.UnusedSince = time.Now().Add(-unusedFor)
 			}
 			h, err := home()
 			if err != nil {
@@ -118,13 +138,18 @@ their tasks, or one cache of it. The next build starts a removed cache empty.`,
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "removed %s %s/%s/%s\n", r.Key[:12], printable(r.Pipeline), r.Task, r.CacheKey.Cache)
 			}
-			if err == nil && len(removed) == 0 && !all {
+			if err == nil && len(removed) == 0 && prune {
+				fmt.Fprintf(cmd.OutOrStdout(), "nothing removed: no cache that matches is unused for %s\n", unusedFor)
+				return nil
+			}
+			if err == nil && len(removed) == 0 && !all && len(a) > 0 {
 				return usagef("cache rm: no cache matches %q (ssf cache list shows them)", printable(a[0]))
 			}
 			return err
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "remove every stored cache")
+	cmd.Flags().DurationVar(&unusedFor, "unused-for", 0, "remove only the caches no build used for this long (such as 720h); alone, every such cache")
 	return cmd
 }
 

@@ -684,21 +684,28 @@ func (h Home) cachesIn(dir string) ([]CacheRecord, error) {
 }
 
 // CacheSelector chooses stored caches: by a key prefix (at least 8 hex digits), or by pipeline name, task and
-// cache name (empty matches any). A selector that chooses nothing removes nothing.
+// cache name (empty matches any). A selector that chooses nothing removes nothing. UnusedSince, when set, narrows
+// any of these (or, alone, chooses every cache) to the caches last used before it: caches are kept per pipeline
+// file, source directory and builder digest, so a moved checkout or a new builder leaves its old caches unused
+// for good, and this is how they are pruned. A cache whose record cannot be read counts as never used.
 type CacheSelector struct {
 	KeyPrefix             string
 	Pipeline, Task, Cache string
 	All                   bool
+	UnusedSince           time.Time
 }
 
 func (s CacheSelector) matches(r CacheRecord) bool {
+	if !s.UnusedSince.IsZero() && !r.LastUsed.Before(s.UnusedSince) {
+		return false
+	}
 	switch {
 	case s.All:
 		return true
 	case s.KeyPrefix != "":
 		return strings.HasPrefix(r.Key, s.KeyPrefix)
 	case s.Pipeline == "":
-		return false
+		return !s.UnusedSince.IsZero()
 	}
 	return r.Pipeline == s.Pipeline && (s.Task == "" || r.Task == s.Task) && (s.Cache == "" || r.CacheKey.Cache == s.Cache)
 }

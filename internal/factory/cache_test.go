@@ -410,3 +410,30 @@ func TestCacheTooManyEntriesDropped(t *testing.T) {
 		t.Errorf("log = %q", log.String())
 	}
 }
+
+// --unused-for: alone it chooses every cache last used before the time (an unreadable one counts as never used);
+// with another selector it narrows it.
+func TestCacheSelectorUnusedSince(t *testing.T) {
+	now := time.Now()
+	old := CacheRecord{Key: strings.Repeat("a", 64), CacheKey: CacheKey{Pipeline: "hello", Task: "build", Cache: "go"}, LastUsed: now.Add(-40 * 24 * time.Hour)}
+	recent := CacheRecord{Key: strings.Repeat("b", 64), CacheKey: CacheKey{Pipeline: "hello", Task: "build", Cache: "go"}, LastUsed: now.Add(-time.Hour)}
+	otherOld := CacheRecord{Key: strings.Repeat("c", 64), CacheKey: CacheKey{Pipeline: "web", Task: "build", Cache: "go"}, LastUsed: now.Add(-40 * 24 * time.Hour)}
+	unreadable := CacheRecord{Key: strings.Repeat("d", 64)}
+	since := now.Add(-30 * 24 * time.Hour)
+	for _, tc := range []struct {
+		sel  CacheSelector
+		want []bool // old, recent, otherOld, unreadable
+	}{
+		{CacheSelector{UnusedSince: since}, []bool{true, false, true, true}},
+		{CacheSelector{Pipeline: "hello", UnusedSince: since}, []bool{true, false, false, false}},
+		{CacheSelector{All: true, UnusedSince: since}, []bool{true, false, true, true}},
+		{CacheSelector{KeyPrefix: "bbbbbbbb", UnusedSince: since}, []bool{false, false, false, false}},
+		{CacheSelector{}, []bool{false, false, false, false}},
+	} {
+		for i, r := range []CacheRecord{old, recent, otherOld, unreadable} {
+			if got := tc.sel.matches(r); got != tc.want[i] {
+				t.Errorf("%+v matches %s… = %v, want %v", tc.sel, r.Key[:8], got, tc.want[i])
+			}
+		}
+	}
+}
