@@ -351,3 +351,29 @@ func TestSecretInAnErrorIsRedacted(t *testing.T) {
 		}
 	}
 }
+
+// `ssf secret` in a home that is not a factory says so (exit 2) and creates nothing; a bad value says what a good
+// one is (exit 2).
+func TestSecretCommandBadInput(t *testing.T) {
+	none := filepath.Join(t.TempDir(), "not-a-factory")
+	run := func(home, stdin string, args ...string) result {
+		cmd := exec.Command(ssfBin, args...)
+		cmd.Env = append(os.Environ(), "SSF_HOME="+home)
+		cmd.Stdin = strings.NewReader(stdin)
+		return runCmd(t, cmd)
+	}
+	for _, args := range [][]string{{"secret", "list"}, {"secret", "rm", "A"}, {"secret", "set", "A"}} {
+		r := run(none, "a-value", args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "not initialised") || !strings.Contains(r.stderr, "ssf init") {
+			t.Errorf("ssf %s in no factory: exit %d\n%s", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+	if _, err := os.Stat(none); !os.IsNotExist(err) {
+		t.Errorf("a command made %s", none)
+	}
+	r := run(homeDir, "abc\n", "secret", "set", "E2E_SHORT")
+	if r.code != 2 || !strings.Contains(r.stderr, `secret "E2E_SHORT": the secret's value is 3 bytes, shorter than 4`) ||
+		!strings.Contains(r.stderr, "ssf: hint: the value is read from stdin") {
+		t.Errorf("short value: exit %d\n%s", r.code, r.stderr)
+	}
+}

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
+	"github.com/ssf-dev/ssf/internal/factory"
 	"github.com/ssf-dev/ssf/internal/secret"
 )
 
@@ -39,14 +42,23 @@ func newSecretSetCmd() *cobra.Command {
 The value is never taken from the command line, where other users and the shell's history see it. NAME is a
 letter followed by at most 63 letters, digits, '_' or '-'. The value must be 4 bytes to 64 KiB: logs are redacted
 of it, which a shorter value would make useless. One trailing newline (as echo adds) is dropped; --raw keeps the
-bytes exactly.`,
+bytes exactly. At a terminal, ssf asks for the value (one line) and does not show it as it is typed.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			name := a[0]
 			if err := secret.CheckName(name); err != nil {
 				return &usageError{err}
 			}
-			value, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), secret.MaxSize+2))
+			var value []byte
+			var err error
+			if f, ok := cmd.InOrStdin().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+				// Typed at a terminal: prompt, rather than seem to hang, and do not echo the value on the screen.
+				fmt.Fprintf(cmd.ErrOrStderr(), "ssf: value of secret %s (one line, not shown; pipe in a value of several lines): ", name)
+				value, err = term.ReadPassword(int(f.Fd()))
+				fmt.Fprintln(cmd.ErrOrStderr())
+			} else {
+				value, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), secret.MaxSize+2))
+			}
 			if err != nil {
 				return fmt.Errorf("reading the value of secret %q from stdin: %w", name, err)
 			}
@@ -55,14 +67,12 @@ bytes exactly.`,
 				value = bytes.TrimSuffix(value, []byte("\r"))
 			}
 			if err := secret.CheckValue(value); err != nil {
-				return &usageError{fmt.Errorf("secret %q: %w", name, err)}
+				return &hintError{err: &usageError{fmt.Errorf("secret %q: %w", name, err)},
+					hint: fmt.Sprintf("the value is read from stdin, 4 bytes to 64 KiB: printf %%s \"$VALUE\" | ssf secret set %s (or < FILE, with --raw to keep its bytes exactly)", name)}
 			}
-			h, err := home()
+			h, err := initialisedHome()
 			if err != nil {
 				return err
-			}
-			if _, err := h.Config(); err != nil {
-				return err // not initialised: say so before a key is made in a home that is not a factory
 			}
 			if err := h.Secrets().Set(name, value); err != nil {
 				return err
@@ -82,7 +92,7 @@ func newSecretListCmd() *cobra.Command {
 		Short: "List the secrets' names and when each was set (never their values)",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			h, err := home()
+			h, err := initialisedHome()
 			if err != nil {
 				return err
 			}
@@ -123,7 +133,7 @@ func newSecretRmCmd() *cobra.Command {
 			if err := secret.CheckName(a[0]); err != nil {
 				return &usageError{err}
 			}
-			h, err := home()
+			h, err := initialisedHome()
 			if err != nil {
 				return err
 			}
@@ -138,4 +148,17 @@ func newSecretRmCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// initialisedHome is the factory home, refused (exit 2, saying to run `ssf init`) when it is not initialised: a
+// secret's key is never made, nor an empty list or "not set" answered, in a directory that is not a factory.
+func initialisedHome() (factory.Home, error) {
+	h, err := home()
+	if err != nil {
+		return h, err
+	}
+	if _, err := h.Config(); err != nil {
+		return h, err
+	}
+	return h, nil
 }
