@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -23,7 +24,7 @@ import (
 //   - is read-only and the control plane's: owned by root, no write bits, no setuid, setgid or sticky bits, and
 //     files are new inodes (never hard links to anything);
 //   - is bounded: at most maxKeptBytes of file contents (by their sizes, so a sparse file counts in full) and
-//     maxKeptEntries entries; past either, the rest is left out and the log says so.
+//     maxKeptEntries entries, maxKeptDepth levels of directories; past any, the rest is left out and the log says so.
 //
 // ssf builds prune removes it with the rest of the build's entry.
 //
@@ -31,6 +32,10 @@ import (
 var (
 	maxKeptBytes   int64 = 1 << 30
 	maxKeptEntries       = 100000
+	// maxKeptDepth bounds how deep directories are copied: the copy holds two descriptors per level (it works
+	// relative to each directory), and a step can nest directories as deep as its entries allow, which would take
+	// the control plane past its limit of open files, failing the other tasks running beside it.
+	maxKeptDepth = 256
 )
 
 // keptDirs are the parts of a task's directory that are kept; its bundle (the runtime spec) and inputs (the
@@ -72,6 +77,9 @@ func keepFailedTask(ctx context.Context, taskDir, dest string) (string, error) {
 	if k.truncated != "" {
 		msg += "; " + k.truncated
 	}
+	if len(k.tooDeep) > 0 {
+		msg += fmt.Sprintf("; left out %d directories nested deeper than %d levels (first: %s)", len(k.tooDeep), maxKeptDepth, k.tooDeep[0])
+	}
 	if len(k.leftOut) > 0 {
 		msg += fmt.Sprintf("; left out %d fifos, sockets or devices, which are never kept (first: %s)", len(k.leftOut), k.leftOut[0])
 	}
@@ -86,6 +94,7 @@ type keeper struct {
 	entries   int
 	leftOut   []string
 	truncated string
+	tooDeep   []string // directories at maxKeptDepth whose contents were left out
 }
 
 // Every entry is opened relative to its parent directory's descriptor, one name at a time with O_NOFOLLOW, never
@@ -122,6 +131,10 @@ func (k *keeper) copy(parent *os.File, name, rel string, typ fs.FileMode, dst *o
 }
 
 func (k *keeper) copyDir(parent *os.File, name, rel string, dstParent *os.File) error {
+	if strings.Count(rel, "/") >= maxKeptDepth {
+		k.tooDeep = append(k.tooDeep, rel)
+		return nil
+	}
 	f, err := openAt(parent, name, syscall.O_NOFOLLOW|syscall.O_DIRECTORY) // outputs.go
 	if err != nil {
 		return fmt.Errorf("%s: %w", rel, err)

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A failed task's directories are a hostile step's files: the kept copy holds planted symlinks as links (never
@@ -146,6 +148,8 @@ func TestKeepFailedTaskDeepNestingIsLinear(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	defer func(d int) { maxKeptDepth = d }(maxKeptDepth)
+	maxKeptDepth = 2000
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	dest := filepath.Join(t.TempDir(), "k")
@@ -160,5 +164,48 @@ func TestKeepFailedTaskDeepNestingIsLinear(t *testing.T) {
 	}
 	if fi, err := os.Lstat(filepath.Join(kept, "0")); err != nil || fi.Mode() != 0o444 {
 		t.Fatalf("kept file: %v, %v; want -r--r--r--", fi.Mode(), err)
+	}
+}
+
+// The copy holds descriptors for each level it is in, and a step can nest directories far deeper than a path can
+// name (each created relative to the last): past the control plane's limit of open files, the copy failed with
+// "too many open files" and so would the other tasks running beside it. Directories are copied maxKeptDepth
+// levels deep; what is below is left out and the message says so.
+func TestKeepFailedTaskDepthIsBounded(t *testing.T) {
+	task := t.TempDir()
+	for _, d := range keptDirs {
+		if err := os.Mkdir(filepath.Join(task, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fd, err := unix.Open(filepath.Join(task, "workspace"), unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const depth = 12000 // more than twice the descriptors this machine's limit may allow
+	for range depth {
+		if err := unix.Mkdirat(fd, "a", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		next, err := unix.Openat(fd, "a", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd = next
+	}
+	unix.Close(fd)
+	dest := filepath.Join(t.TempDir(), "k")
+	msg, err := keepFailedTask(context.Background(), task, dest)
+	want := fmt.Sprintf("left out 1 directories nested deeper than %d levels (first: workspace/%s)", maxKeptDepth, strings.TrimSuffix(strings.Repeat("a/", maxKeptDepth), "/"))
+	if err != nil || !strings.Contains(msg, want) {
+		t.Fatalf("keepFailedTask = %q, %v; want it to say %q", msg, err, want)
+	}
+	last := filepath.Join(dest, "workspace", strings.Repeat("a/", maxKeptDepth-1))
+	if fi, err := os.Lstat(last); err != nil || !fi.IsDir() {
+		t.Fatalf("level %d: %v; want it kept", maxKeptDepth-1, err)
+	}
+	if _, err := os.Lstat(filepath.Join(last, "a")); !os.IsNotExist(err) {
+		t.Fatalf("level %d: %v; want it left out", maxKeptDepth, err)
 	}
 }
