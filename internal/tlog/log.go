@@ -46,6 +46,7 @@ type Log struct {
 	cancel   context.CancelFunc // stops tessera's and the publication watcher's goroutines
 	lock     *os.File
 	times    *timeStore
+	leaves   *leafIndex
 	pub      *publication
 	ns       *noteSigner
 
@@ -200,6 +201,9 @@ func (l *Log) open(ctx context.Context) error {
 	if err := l.times.fill(size, l.cfg.now().Unix()); err != nil {
 		return err
 	}
+	if l.leaves, err = openLeafIndex(filepath.Join(state, "leaf-index")); err != nil {
+		return err
+	}
 	l.pub = &publication{key: l.key, read: l.reader.ReadCheckpoint}
 	if err := l.awaitPublished(ctx, size); err != nil {
 		return err
@@ -240,6 +244,9 @@ func (l *Log) release() {
 	}
 	if l.times != nil {
 		l.times.close()
+	}
+	if l.leaves != nil {
+		l.leaves.close()
 	}
 	if l.lock != nil {
 		l.lock.Close() // drops the flock
@@ -310,6 +317,7 @@ func (l *Log) Append(ctx context.Context, e Entry) (*LogEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("appending a %s entry: %w", e.kind, err)
 	}
+	l.leaves.record(rfc6962.DefaultHasher.HashLeaf(e.body), index)
 	cp, err := l.headCovering(ctx, index)
 	if err != nil {
 		return nil, fmt.Errorf("signing a checkpoint covering entry %d: %w", index, err)

@@ -2,6 +2,7 @@ package tlog
 
 import (
 	"context"
+	"encoding/pem"
 	"fmt"
 
 	"github.com/transparency-dev/tessera/api/layout"
@@ -26,11 +27,17 @@ func (l *Log) Checkpoint(ctx context.Context) (*Checkpoint, error) {
 }
 
 // Entry returns entry index of the published log, with a fresh SET and an inclusion proof against the current
-// checkpoint.
+// checkpoint. An entry that is integrated but not yet published (tessera publishes within checkpointInterval)
+// is waited for, so an entry is readable as soon as Append acknowledged it.
 func (l *Log) Entry(ctx context.Context, index uint64) (*LogEntry, error) {
 	cp, err := l.Checkpoint(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if index >= cp.Size {
+		if cp, err = l.awaitIntegrated(ctx, index); err != nil {
+			return nil, err
+		}
 	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -112,4 +119,47 @@ func (l *Log) checkSize(ctx context.Context, size uint64) error {
 		return fmt.Errorf("tree size %d: %w (the checkpoint has %d entries)", size, ErrNotFound, cp.Size)
 	}
 	return nil
+}
+
+// RootAt returns the root hash of the tree of size entries (at most the published size).
+func (l *Log) RootAt(ctx context.Context, size uint64) ([]byte, error) {
+	if err := l.checkSize(ctx, size); err != nil {
+		return nil, err
+	}
+	root, err := l.rootAt(ctx, size)
+	if err != nil {
+		return nil, fmt.Errorf("root hash at size %d: %w", size, err)
+	}
+	return root, nil
+}
+
+// PublicKeyPEM is the log's public key as a PEM "PUBLIC KEY" block (PKIX DER), as Rekor serves it.
+func (l *Log) PublicKeyPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: l.key.der})
+}
+
+// awaitIntegrated waits (at most a few checkpoint intervals) for a checkpoint covering index when the durable tree
+// covers it already, and returns the current checkpoint otherwise.
+func (l *Log) awaitIntegrated(ctx context.Context, index uint64) (*Checkpoint, error) {
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return nil, ErrClosed
+	}
+	size, err := l.reader.IntegratedSize(ctx)
+	l.mu.RUnlock()
+	if err != nil {
+		return nil, fmt.Errorf("reading the integrated tree size: %w", err)
+	}
+	if index < size {
+		wctx, cancel := context.WithTimeout(ctx, 20*checkpointInterval)
+		defer cancel()
+		l.mu.RLock()
+		err := l.awaitPublished(wctx, index+1)
+		l.mu.RUnlock()
+		if err != nil && ctx.Err() != nil {
+			return nil, err
+		}
+	}
+	return l.Checkpoint(ctx)
 }
