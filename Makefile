@@ -16,13 +16,15 @@ COSIGN_VERSION      := v2.6.5
 STATICCHECK_VERSION := v0.8.2
 CRANE_VERSION       := v0.22.1
 ORAS_VERSION        := v1.3.6
+REKOR_CLI_VERSION   := v1.5.3
+REKOR_CLI           := $(TOOLS)/rekor-cli-$(REKOR_CLI_VERSION)
 # ajv-cli validates the SBOMs against the JSON schemas of their formats (no Go validator is served here).
 AJV_CLI_VERSION     := 5.0.0
 AJV_VERSION         := 8.20.0
 AJV_FORMATS_VERSION := 3.0.1
 
 # The environment the interop tests read; with SSF_REQUIRE_INTEROP=1 a missing tool fails them instead of skipping.
-TEST_ENV := SSF_REQUIRE_INTEROP=1 SSF_COSIGN=$(COSIGN) SSF_CRANE=$(CRANE) SSF_ORAS=$(ORAS) SSF_SBOM_VALIDATOR=$(AJV) \
+TEST_ENV := SSF_REQUIRE_INTEROP=1 SSF_COSIGN=$(COSIGN) SSF_CRANE=$(CRANE) SSF_ORAS=$(ORAS) SSF_SBOM_VALIDATOR=$(AJV) SSF_REKOR_CLI=$(REKOR_CLI) \
 	SSF_DOCKER_REGISTRY=/usr/bin/docker-registry
 
 .PHONY: all build demo test lint bench deps test-deps tools clean conformance
@@ -78,6 +80,12 @@ $(CRANE):
 $(ORAS):
 	GOBIN=$(TOOLS) GOTOOLCHAIN=local $(GO) install oras.land/oras/cmd/oras@$(ORAS_VERSION)
 
+# rekor-cli is kept under its version's name, so a new pin installs again (go install names it rekor-cli).
+$(REKOR_CLI):
+	@echo "installing rekor-cli $(REKOR_CLI_VERSION) into $(TOOLS) (a few minutes the first time)"
+	GOBIN=$(TOOLS)/rekor-cli.tmp GOTOOLCHAIN=local $(GO) install github.com/sigstore/rekor/cmd/rekor-cli@$(REKOR_CLI_VERSION)
+	mv $(TOOLS)/rekor-cli.tmp/rekor-cli $@ && rmdir $(TOOLS)/rekor-cli.tmp
+
 $(AJV):
 	@if ! command -v npm >/dev/null; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "make: missing: npm; install it with: sudo apt-get install npm" >&2; exit 1; fi; \
@@ -87,7 +95,7 @@ $(AJV):
 	npm install --prefix $(TOOLS)/ajv-cli --no-audit --no-fund --loglevel=error \
 	  ajv-cli@$(AJV_CLI_VERSION) ajv@$(AJV_VERSION) ajv-formats@$(AJV_FORMATS_VERSION)
 
-tools: $(COSIGN) $(STATICCHECK) $(CRANE) $(ORAS) $(AJV)
+tools: $(COSIGN) $(STATICCHECK) $(CRANE) $(ORAS) $(REKOR_CLI) $(AJV)
 
 # demo installs cosign first so stock cosign checks the demo's bundles too; if it cannot (no module proxy), the
 # demo still runs and says it skipped those checks.

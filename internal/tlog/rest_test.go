@@ -64,7 +64,7 @@ func hashedRekordFiles(t *testing.T, dir, content string) (artifact, sig, pub st
 // it fetches; on the second run a consistency proof from the tree it stored), get by index, upload of a
 // hashedrekord, get by UUID, a second upload answered as already there, and verify.
 func TestRekorCLI(t *testing.T) {
-	rekorCLI := interopTool(t, "SSF_REKOR_CLI", "rekor-cli")
+	rekorCLI := interopTool(t, "SSF_REKOR_CLI", "rekor-cli-v1.5.3") // make tools installs it under its version
 	l := openLog(t, t.TempDir(), newKey(t))
 	appendN(t, l, 0, 3)
 	awaitPublished(t, l, 3)
