@@ -304,6 +304,35 @@ func TestCachePathOutsideTmp(t *testing.T) {
 	q.assertClean()
 }
 
+// A later task's cache path that the builder image lacks refuses the build before any task runs: the first task's
+// step never runs and its cache is not stored by a build that was refused.
+func TestCachePathCheckedBeforeAnyTask(t *testing.T) {
+	p := newProject(t, `    - name: first
+      caches: [{name: c, path: /tmp/c}]
+      steps:
+        - name: s
+          run: echo ran > "$SSF_OUTPUTS/o"
+      outputs: [o]
+    - name: second
+      needs: [first]
+      caches: [{name: c, path: /no/such/dir}]
+      steps:
+        - name: s
+          run: echo ran > "$SSF_OUTPUTS/p"
+      outputs: [p]
+`)
+	r := p.build()
+	if r.code != 2 || !strings.Contains(r.stderr, `task "second": cache "c": /no/such/dir is not a directory in the builder image`) {
+		t.Fatalf("exit %d, stderr:\n%s\nwant exit 2 naming task second's cache path", r.code, r.stderr)
+	}
+	if strings.Contains(r.stdout+r.stderr, "task first started") {
+		t.Errorf("task first ran before the pipeline's cache paths were checked:\n%s%s", r.stdout, r.stderr)
+	}
+	if left := listCaches(t, p.tmp, p.src); len(left) != 0 {
+		t.Errorf("the refused build stored caches: %+v", left)
+	}
+}
+
 // Two builds of one pipeline at once each get their own copy of the stored cache and both succeed; the store ends
 // up as one of them left it, whole (its record and its stream agree), never a mix.
 func TestConcurrentBuildsShareNoCacheDirectory(t *testing.T) {

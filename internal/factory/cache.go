@@ -121,6 +121,10 @@ type caches struct {
 	rootfs  string
 	log     *lineLog
 	invocID string
+	tasks   []*pipeline.Task // every task of the pipeline: their cache paths are checked before any task runs
+
+	checked  sync.Once
+	checkErr error
 
 	stores   sync.WaitGroup // keepAfter's
 	mu       sync.Mutex
@@ -132,7 +136,7 @@ type caches struct {
 func (h Home) newCaches(adm *admission, rootfs, invocation string, uid int, log *lineLog) *caches {
 	return &caches{
 		dir: h.layout().TaskCaches(), max: adm.cfg.maxCacheBytes(), entries: maxCacheEntries, off: adm.req.NoCache, rootfs: rootfs,
-		uid: uid, log: log, invocID: invocation, used: map[string][]provenance.ResourceDescriptor{},
+		uid: uid, log: log, invocID: invocation, tasks: adm.p.Order(), used: map[string][]provenance.ResourceDescriptor{},
 		given: map[string]digest.Digest{}, storedBy: map[string]string{},
 		base: CacheKey{Pipeline: adm.p.Name, PipelineFile: realAbs(adm.req.Pipeline), Source: realAbs(adm.req.Source),
 			Builder: adm.img.Digest},
@@ -171,7 +175,17 @@ func (c *caches) key(t *pipeline.Task, name string) CacheKey {
 // disk), owned by the build's uid, and the mounts that put them at their declared paths. tmp is the task's /tmp,
 // in which mount points under /tmp are made.
 func (c *caches) prepare(ctx context.Context, t *pipeline.Task, dir, tmp string) ([]sandbox.Mount, error) {
-	if c == nil || len(t.Caches) == 0 {
+	if c == nil {
+		return nil, nil
+	}
+	// Every task's cache paths are checked against the builder image when the first task is prepared, before any
+	// task runs: a path that is not there is the pipeline's error (exit 2), and finding it only when its task
+	// comes would leave the earlier tasks' caches stored by a build that was refused.
+	c.checked.Do(func() { c.checkErr = c.checkImagePaths() })
+	if c.checkErr != nil {
+		return nil, c.checkErr
+	}
+	if len(t.Caches) == 0 {
 		return nil, nil
 	}
 	base := filepath.Join(dir, "caches")
@@ -219,6 +233,21 @@ func (c *caches) prepare(ctx context.Context, t *pipeline.Task, dir, tmp string)
 	c.used[t.Name] = used
 	c.mu.Unlock()
 	return mounts, nil
+}
+
+// checkImagePaths checks that every cache path outside /tmp, of every task, is a directory in the builder image.
+func (c *caches) checkImagePaths() error {
+	for _, t := range c.tasks {
+		for _, dc := range t.Caches {
+			if strings.HasPrefix(dc.Path, "/tmp/") {
+				continue
+			}
+			if err := c.mountPoint(t, dc, ""); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // mountPoint makes sure a cache's path can be mounted on without writing the builder's root file system: a path
