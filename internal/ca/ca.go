@@ -29,7 +29,7 @@ var ErrRefused = errors.New("certificate request refused")
 
 // NewRoot makes the factory's self-signed root CA certificate for key, named after the trust domain.
 func NewRoot(trustDomain string, key crypto.Signer, now time.Time) (*x509.Certificate, error) {
-	if err := checkTrustDomain(trustDomain); err != nil {
+	if err := CheckTrustDomain(trustDomain); err != nil {
 		return nil, err
 	}
 	if err := checkP256(key.Public()); err != nil {
@@ -137,10 +137,10 @@ func WithClock(now func() time.Time) Option { return func(a *Authority) { a.now 
 
 // New checks cfg (the intermediate is the root's, its key matches it) and returns the Authority.
 func New(cfg Config, opts ...Option) (*Authority, error) {
-	if err := checkTrustDomain(cfg.TrustDomain); err != nil {
+	if err := CheckTrustDomain(cfg.TrustDomain); err != nil {
 		return nil, err
 	}
-	if err := checkIssuer(cfg.Issuer); err != nil {
+	if err := CheckIssuer(cfg.Issuer); err != nil {
 		return nil, err
 	}
 	if cfg.Root == nil || cfg.Intermediate == nil || cfg.IntermediateKey == nil || cfg.CTLog == nil {

@@ -9,8 +9,8 @@ import (
 // maxSPIFFEID is the SPIFFE spec's bound on an ID's length, in bytes.
 const maxSPIFFEID = 2048
 
-// checkTrustDomain accepts a SPIFFE trust domain name: lower-case letters, digits, '.', '-' and '_'.
-func checkTrustDomain(td string) error {
+// CheckTrustDomain accepts a SPIFFE trust domain name: lower-case letters, digits, '.', '-' and '_'.
+func CheckTrustDomain(td string) error {
 	if td == "" {
 		return fmt.Errorf("trust domain is empty: give a DNS-like name such as ssf.local")
 	}
@@ -25,8 +25,8 @@ func checkTrustDomain(td string) error {
 	return nil
 }
 
-// checkIssuer accepts an absolute https (or http) URL, as OIDC issuers are.
-func checkIssuer(iss string) error {
+// CheckIssuer accepts an absolute https (or http) URL, as OIDC issuers are.
+func CheckIssuer(iss string) error {
 	u, err := url.Parse(iss)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.Fragment != "" {
 		return fmt.Errorf("issuer %q is not an absolute http(s) URL such as https://ssf.local/issuer", iss)
@@ -44,7 +44,7 @@ func parseSPIFFEID(id string) (td string, segments []string, err error) {
 		return "", nil, fmt.Errorf("SPIFFE ID %q does not start with spiffe://", id)
 	}
 	td, path, _ := strings.Cut(rest, "/")
-	if err := checkTrustDomain(td); err != nil {
+	if err := CheckTrustDomain(td); err != nil {
 		return "", nil, fmt.Errorf("SPIFFE ID %q: %w", id, err)
 	}
 	if path == "" {

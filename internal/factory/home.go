@@ -14,6 +14,7 @@ import (
 	"github.com/ssf-dev/ssf/internal/durable"
 	"github.com/ssf-dev/ssf/internal/home"
 	"github.com/ssf-dev/ssf/internal/sign"
+	"github.com/ssf-dev/ssf/internal/trust"
 )
 
 // Home is a factory's state directory ($SSF_HOME, default ~/.ssf).
@@ -49,6 +50,10 @@ type Config struct {
 	// Credentials are the control plane's logins to dependency servers, each a factory secret sent only to its
 	// host (credentials.go); tasks never see them.
 	Credentials []CredentialConfig `yaml:"credentials,omitempty"`
+	// TrustDomain is the factory's SPIFFE trust domain (spiffe://TD/...); Issuer is the OIDC issuer URL its workload
+	// certificates carry (what `cosign --certificate-oidc-issuer` matches). Set by `ssf init`; defaults in trust.go.
+	TrustDomain string `yaml:"trustDomain,omitempty"`
+	Issuer      string `yaml:"issuer,omitempty"`
 }
 
 // DefaultMaxOutputBytes is the default bound on one task's outputs.
@@ -78,12 +83,20 @@ var ErrNotInitialised = errors.New("factory home is not initialised")
 // InitResult says what Init created; an existing file is never replaced.
 type InitResult struct {
 	CreatedConfig, CreatedKey bool
+	CreatedTrust              []string // the factory trust's files made now (trust.go)
 }
 
 // Init creates the home, its config and the provenance signing key when they are missing. It is idempotent and
 // never overwrites an existing key or config.
-func (h Home) Init() (InitResult, error) {
+func (h Home) Init(opts ...InitOption) (InitResult, error) {
 	var res InitResult
+	var o initOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := trust.CheckOptions(o.trustDomain, o.issuer); err != nil {
+		return res, &InputError{Err: fmt.Errorf("ssf init: %w", err)}
+	}
 	if err := os.MkdirAll(h.Dir, 0o700); err != nil {
 		return res, fmt.Errorf("creating factory home %q: %w", h.Dir, err)
 	}
@@ -100,7 +113,8 @@ func (h Home) Init() (InitResult, error) {
 		if host == "" {
 			host = "localhost"
 		}
-		cfg := Config{BuilderID: "https://ssf.dev/factory/" + host, Runtime: "runc"}
+		cfg := Config{BuilderID: "https://ssf.dev/factory/" + host, Runtime: "runc", TrustDomain: o.trustDomain, Issuer: o.issuer}
+		cfg.fillTrust()
 		data, err := yaml.Marshal(cfg)
 		if err != nil {
 			return res, err
@@ -120,7 +134,15 @@ func (h Home) Init() (InitResult, error) {
 	default:
 		return res, err
 	}
-	return res, nil
+	cfg, err := h.Config()
+	if err != nil {
+		return res, err
+	}
+	if err := checkInitTrust(cfg, h.configPath(), o); err != nil {
+		return res, err
+	}
+	res.CreatedTrust, err = h.initTrust(cfg)
+	return res, err
 }
 
 // Config reads config.yaml strictly: unknown fields are errors.
@@ -144,6 +166,7 @@ func (h Home) Config() (Config, error) {
 	if cfg.Runtime == "" {
 		cfg.Runtime = "runc"
 	}
+	cfg.fillTrust()
 	if cfg.MaxOutputBytes < 0 {
 		return Config{}, fmt.Errorf("factory config %q: maxOutputBytes is negative", h.configPath())
 	}

@@ -1,9 +1,11 @@
 package trust
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -99,11 +101,16 @@ func (p *Public) TrustedRoot() ([]byte, error) {
 			ValidFor:  validFor(p.TSA.NotBefore),
 		}},
 	}
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(tr)
+	b, err := protojson.Marshal(tr)
 	if err != nil {
 		return nil, fmt.Errorf("encoding the trusted root: %w", err)
 	}
-	return append(b, '\n'), nil
+	// protojson varies its whitespace on purpose; indent it the same way every time, for people and diffs.
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return nil, fmt.Errorf("encoding the trusted root: %w", err)
+	}
+	return append(out.Bytes(), '\n'), nil
 }
 
 func chain(certs ...*x509.Certificate) *protocommon.X509CertificateChain {

@@ -68,6 +68,19 @@ func (o *Options) fill() error {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	return CheckOptions(o.TrustDomain, o.Issuer)
+}
+
+// CheckOptions checks a trust domain and an issuer URL (empty means the default) before anything is written.
+func CheckOptions(trustDomain, issuer string) error {
+	if trustDomain != "" {
+		if err := ca.CheckTrustDomain(trustDomain); err != nil {
+			return err
+		}
+	}
+	if issuer != "" {
+		return ca.CheckIssuer(issuer)
+	}
 	return nil
 }
 
