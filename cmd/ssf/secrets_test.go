@@ -377,3 +377,67 @@ func TestSecretCommandBadInput(t *testing.T) {
 		t.Errorf("short value: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// A build killed outright while a task holds a secret leaves that task's tmpfs mounted; the next build from the
+// home unmounts it with the rest of the killed build's leftovers.
+func TestKilledBuildsSecretsAreUnmounted(t *testing.T) {
+	setSecret(t, "E2E_KILLED", randomValue("killed-"))
+	p := newProject(t, `
+    - name: wait
+      secrets: [E2E_KILLED]
+      steps:
+        - name: block
+          run: echo started; sleep 300
+      outputs: [never]
+`)
+	p.write()
+	cmd := exec.Command(ssfBin, "build", "-f", p.pipeline, "--source", p.src, "--out", p.out)
+	cmd.Env = append(os.Environ(), "SSF_HOME="+homeDir, "TMPDIR="+p.tmp)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	var seen strings.Builder
+	for !strings.Contains(seen.String(), "[wait/block] started") {
+		n, err := stderr.Read(buf)
+		if err != nil {
+			t.Fatalf("build ended before the step started: %v\n%s", err, seen.String())
+		}
+		seen.Write(buf[:n])
+	}
+	secretMounts := func() []string {
+		data, _ := os.ReadFile("/proc/self/mountinfo")
+		var out []string
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], p.tmp+"/") && strings.HasSuffix(f[4], "/secrets") {
+				out = append(out, f[4])
+			}
+		}
+		return out
+	}
+	if len(secretMounts()) != 1 {
+		t.Fatalf("the running task's secrets are not one tmpfs under its TMPDIR: %v", secretMounts())
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if len(secretMounts()) != 1 {
+		t.Fatalf("the killed build left no secrets tmpfs: the test proves nothing")
+	}
+
+	next := newProject(t, simpleTask)
+	if r := next.mustBuild(); !strings.Contains(r.stderr, "removed the leftovers of interrupted build") {
+		t.Errorf("the next build did not report the cleanup:\n%s", r.stderr)
+	}
+	if left := secretMounts(); len(left) != 0 {
+		t.Errorf("the killed build's secrets are still mounted: %v", left)
+	}
+	if entries, _ := os.ReadDir(p.tmp); len(entries) != 0 {
+		t.Errorf("the killed build's temporary files are still there: %v", entries)
+	}
+}
