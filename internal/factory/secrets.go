@@ -224,7 +224,7 @@ func redactionPatterns(values map[string][]byte) [][]byte {
 		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
 			add([]byte(enc.EncodeToString(v)))
 		}
-		// Other common encodings of the whole value: hex, as xxd -p, od and hash tools print it (lower and upper
+		// Other common encodings of the whole value: hex in one run, as xxd -p and hash tools print it (lower and upper
 		// case); URL escaping (a token put in a query string or a path); a JSON string (a value with quotes,
 		// backslashes, control bytes or <>& in a JSON document or log line). Each only adds a pattern where it
 		// differs from the value.
