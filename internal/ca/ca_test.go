@@ -188,12 +188,32 @@ func TestIssueRefuses(t *testing.T) {
 		}, "more than 2m0s from now"},
 		{"validity over 10 minutes", func() *Request { r := good(); r.Validity = 11 * time.Minute; return signed(tc.node, r) }, "validity 11m0s"},
 		{"negative validity", func() *Request { r := good(); r.Validity = -time.Minute; return signed(tc.node, r) }, "validity -1m0s"},
-		{"other trust domain", func() *Request { r := good(); r.SPIFFEID = "spiffe://evil.example/pipeline/hello"; return signed(tc.node, r) }, `trust domain "evil.example"`},
+		{"other trust domain", func() *Request {
+			r := good()
+			r.SPIFFEID = "spiffe://evil.example/pipeline/hello"
+			return signed(tc.node, r)
+		}, `trust domain "evil.example"`},
 		{"node ID", func() *Request { r := good(); r.SPIFFEID = "spiffe://ssf.local/node/node-1"; return signed(tc.node, r) }, "not a workload's"},
-		{"dot segment", func() *Request { r := good(); r.SPIFFEID = "spiffe://ssf.local/pipeline/../node"; return signed(tc.node, r) }, "'..'"},
-		{"not spiffe", func() *Request { r := good(); r.SPIFFEID = "https://ssf.local/pipeline/hello"; return signed(tc.node, r) }, "spiffe://"},
-		{"task without name", func() *Request { r := good(); r.SPIFFEID = "spiffe://ssf.local/pipeline/hello/task"; return signed(tc.node, r) }, "not a workload's"},
-		{"node's own key", func() *Request { r := good(); r.PublicKey = pubDER(t, tc.node.key.(*ecdsa.PrivateKey)); return signed(tc.node, r) }, "fresh key"},
+		{"dot segment", func() *Request {
+			r := good()
+			r.SPIFFEID = "spiffe://ssf.local/pipeline/../node"
+			return signed(tc.node, r)
+		}, "'..'"},
+		{"not spiffe", func() *Request {
+			r := good()
+			r.SPIFFEID = "https://ssf.local/pipeline/hello"
+			return signed(tc.node, r)
+		}, "spiffe://"},
+		{"task without name", func() *Request {
+			r := good()
+			r.SPIFFEID = "spiffe://ssf.local/pipeline/hello/task"
+			return signed(tc.node, r)
+		}, "not a workload's"},
+		{"node's own key", func() *Request {
+			r := good()
+			r.PublicKey = pubDER(t, tc.node.key.(*ecdsa.PrivateKey))
+			return signed(tc.node, r)
+		}, "fresh key"},
 		{"not a key", func() *Request { r := good(); r.PublicKey = []byte("x"); return signed(tc.node, r) }, "parsing its public key"},
 		{"claim not a URI", func() *Request { r := good(); r.Claims.BuildSignerURI = "ssf.yaml"; return signed(tc.node, r) }, "BuildSignerURI"},
 		{"claim with control characters", func() *Request { r := good(); r.Claims.SourceRepositoryRef = "main\x1b[2J"; return signed(tc.node, r) }, "not printable"},
