@@ -371,7 +371,11 @@ func TestSecretCommandBadInput(t *testing.T) {
 	if _, err := os.Stat(none); !os.IsNotExist(err) {
 		t.Errorf("a command made %s", none)
 	}
-	r := run(homeDir, "abc\n", "secret", "set", "E2E_SHORT")
+	r := run(homeDir, "", "secret", "set", "E2E_ARGV", "argv-value-1234")
+	if r.code != 2 || strings.Contains(r.stderr, "argv-value-1234") || !strings.Contains(r.stderr, "never from the command line") {
+		t.Errorf("value as an argument: exit %d\n%s", r.code, r.stderr)
+	}
+	r = run(homeDir, "abc\n", "secret", "set", "E2E_SHORT")
 	if r.code != 2 || !strings.Contains(r.stderr, `secret "E2E_SHORT": the secret's value is 3 bytes, shorter than 4`) ||
 		!strings.Contains(r.stderr, "ssf: hint: the value is read from stdin") {
 		t.Errorf("short value: exit %d\n%s", r.code, r.stderr)

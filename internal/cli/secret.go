@@ -43,7 +43,13 @@ The value is never taken from the command line, where other users and the shell'
 letter followed by at most 63 letters, digits, '_' or '-'. The value must be 4 bytes to 64 KiB: logs are redacted
 of it, which a shorter value would make useless. One trailing newline (as echo adds) is dropped; --raw keeps the
 bytes exactly. At a terminal, ssf asks for the value (one line) and does not show it as it is typed.`,
-		Args: args(cobra.ExactArgs(1)),
+		Args: func(cmd *cobra.Command, a []string) error {
+			if len(a) > 1 {
+				// Never quoted back: the extra argument is most likely the value itself.
+				return &usageError{fmt.Errorf("ssf secret set takes only NAME, got %d arguments: the value is read from stdin, never from the command line, where ps and the shell's history keep it (if that was the value, set it again from stdin and consider the old one seen): printf %%s \"$VALUE\" | ssf secret set NAME", len(a))}
+			}
+			return args(cobra.ExactArgs(1))(cmd, a)
+		},
 		RunE: func(cmd *cobra.Command, a []string) error {
 			name := a[0]
 			if err := secret.CheckName(name); err != nil {
