@@ -30,6 +30,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/root"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/ssf-dev/ssf/internal/ca"
 	"github.com/ssf-dev/ssf/internal/home"
@@ -270,6 +271,7 @@ type refusal struct {
 	name, identity, issuer string
 	bundle                 *protobundle.Bundle
 	cosignSays             string
+	onlySigned             bool // a case about the signed timestamp, which the integrated-time mode does not read
 }
 
 // refusals builds the bad cases on fx.
@@ -322,7 +324,38 @@ func (fx *fixture) refusals(t *testing.T, good *protobundle.Bundle) []refusal {
 		{name: "no SCT", identity: testIdentity, issuer: testIssuer, bundle: fx.bundle(t, noSCT), cosignSays: "SCT entries"},
 		{name: "tampered SCT", identity: testIdentity, issuer: testIssuer, bundle: fx.bundle(t, badSCT), cosignSays: "SCT entries"},
 		{name: "another factory's CA", identity: testIdentity, issuer: testIssuer, bundle: fx.bundle(t, foreign), cosignSays: "leaf certificate verification failed"},
+		{name: "tampered timestamp", identity: testIdentity, issuer: testIssuer, bundle: tamperedTimestamp(t, good), cosignSays: "timestamp", onlySigned: true},
+		{name: "another factory's timestamp", identity: testIdentity, issuer: testIssuer, bundle: otherTimestamp(t, good, other), cosignSays: "timestamp", onlySigned: true},
 	}
+}
+
+func (r refusal) modes() []timeSource {
+	if r.onlySigned {
+		return []timeSource{signed}
+	}
+	return []timeSource{integrated, signed}
+}
+
+// tamperedTimestamp is good with one bit of its RFC 3161 timestamp's signature flipped (the last byte of the
+// response is the end of the ECDSA signature in the token's SignerInfo).
+func tamperedTimestamp(t *testing.T, good *protobundle.Bundle) *protobundle.Bundle {
+	t.Helper()
+	b := proto.Clone(good).(*protobundle.Bundle)
+	ts := b.VerificationMaterial.TimestampVerificationData.Rfc3161Timestamps[0]
+	ts.SignedTimestamp[len(ts.SignedTimestamp)-1] ^= 1
+	return b
+}
+
+// otherTimestamp is good with its timestamp replaced by one of another factory's TSA over the same signature.
+func otherTimestamp(t *testing.T, good *protobundle.Bundle, other *fixture) *protobundle.Bundle {
+	t.Helper()
+	b := proto.Clone(good).(*protobundle.Bundle)
+	ts, err := other.factory.TSA.Timestamp(b.GetDsseEnvelope().Signatures[0].Sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.VerificationMaterial.TimestampVerificationData.Rfc3161Timestamps[0].SignedTimestamp = ts
+	return b
 }
 
 // resign re-issues cert with its extensions passed through change (nil drops one), signed by the intermediate.
@@ -358,7 +391,7 @@ func TestSigstoreGoVerifiesFactoryBundle(t *testing.T) {
 		}
 	}
 	for _, r := range fx.refusals(t, good) {
-		for _, src := range []timeSource{integrated, signed} {
+		for _, src := range r.modes() {
 			t.Run(r.name+"/"+src.String(), func(t *testing.T) {
 				err := sigstoreGoVerify(t, fx.trJSON, fx.artifact, r.bundle, src, r.identity, r.issuer)
 				if err == nil {
@@ -387,15 +420,17 @@ func TestCosignVerifiesFactoryBundle(t *testing.T) {
 				}
 			}
 			for _, r := range refusals {
-				t.Run(r.name, func(t *testing.T) {
-					out, err := cosignVerify(t, cosign, fx.trJSON, fx.artifact, r.bundle, integrated, r.identity, r.issuer)
-					if err == nil {
-						t.Fatal("cosign accepted it")
-					}
-					if !strings.Contains(out, r.cosignSays) {
-						t.Fatalf("cosign refused, but its message does not mention %q", r.cosignSays)
-					}
-				})
+				for _, src := range r.modes() {
+					t.Run(r.name+"/"+src.String(), func(t *testing.T) {
+						out, err := cosignVerify(t, cosign, fx.trJSON, fx.artifact, r.bundle, src, r.identity, r.issuer)
+						if err == nil {
+							t.Fatal("cosign accepted it")
+						}
+						if !strings.Contains(out, r.cosignSays) {
+							t.Fatalf("cosign refused, but its message does not mention %q", r.cosignSays)
+						}
+					})
+				}
 			}
 		})
 	}
