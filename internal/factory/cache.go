@@ -97,8 +97,8 @@ type CacheRecord struct {
 // cache; the factory home is implicit (the store is under it).
 type CacheKey struct {
 	Pipeline     string        `json:"pipeline"`     // metadata.name
-	PipelineFile string        `json:"pipelineFile"` // absolute, symlinks resolved
-	Source       string        `json:"source"`       // the --source directory, absolute, symlinks resolved
+	PipelineFile string        `json:"pipelineFile"` // absolute, as given (keyPath)
+	Source       string        `json:"source"`       // the --source directory, absolute, as given (keyPath)
 	Task         string        `json:"task"`
 	Cache        string        `json:"cache"`
 	Builder      digest.Digest `json:"builder"`
@@ -138,7 +138,7 @@ func (h Home) newCaches(adm *admission, rootfs, invocation string, uid int, log 
 		dir: h.layout().TaskCaches(), max: adm.cfg.maxCacheBytes(), entries: maxCacheEntries, off: adm.req.NoCache, rootfs: rootfs,
 		uid: uid, log: log, invocID: invocation, tasks: adm.p.Order(), used: map[string][]provenance.ResourceDescriptor{},
 		given: map[string]digest.Digest{}, storedBy: map[string]string{},
-		base: CacheKey{Pipeline: adm.p.Name, PipelineFile: realAbs(adm.req.Pipeline), Source: realAbs(adm.req.Source),
+		base: CacheKey{Pipeline: adm.p.Name, PipelineFile: keyPath(adm.req.Pipeline), Source: keyPath(adm.req.Source),
 			Builder: adm.img.Digest},
 	}
 }
@@ -150,17 +150,19 @@ func (c Config) maxCacheBytes() int64 {
 	return DefaultMaxCacheBytes
 }
 
-// realAbs is path absolute with its symlinks resolved, or as absolute as it can be made.
-func realAbs(p string) string {
+// keyPath is the path a cache key holds for the pipeline file or the source: p made absolute as given, its
+// symlinks NOT resolved. Resolving them here would be a second look at the path, after the pipeline was read and
+// the source snapshot taken: whoever owns a symlink on the way (say a developer's checkout that root builds with a
+// trusted pipeline file) could point it at the trusted source directory between the two, and build their own
+// source into the key the trusted builds of that directory read. A path as given names the same key whatever it
+// points to; a symlink and its target just keep caches of their own.
+func keyPath(p string) string {
 	if p == "" {
 		p = "."
 	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		return p
-	}
-	if r, err := filepath.EvalSymlinks(abs); err == nil {
-		return r
 	}
 	return abs
 }

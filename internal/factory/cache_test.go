@@ -437,3 +437,24 @@ func TestCacheSelectorUnusedSince(t *testing.T) {
 		}
 	}
 }
+
+// The key holds the pipeline file's and the source's paths as given, never resolved: a symlink swapped between the
+// snapshot and the key cannot put another directory's key on this build's caches.
+func TestCacheKeyPathNotResolved(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "trusted")
+	if err := os.Mkdir(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "checkout")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if got := keyPath(link); got != link {
+		t.Errorf("keyPath(%s) = %s, want the path as given", link, got)
+	}
+	t.Chdir(dir)
+	if got := keyPath("checkout"); got != link {
+		t.Errorf("keyPath(checkout) = %s, want %s", got, link)
+	}
+}
