@@ -153,10 +153,14 @@ checkout or a new builder leaves old ones behind. The next build starts a remove
 	return cmd
 }
 
-// cacheSelector reads a KEY prefix or PIPELINE[/TASK[/CACHE]].
+// cacheSelector reads a KEY prefix or PIPELINE[/TASK[/CACHE]]. A pipeline may be named like a key prefix
+// ("deadbeef"): "deadbeef/" (one trailing slash) is that pipeline, never a key prefix.
 func cacheSelector(s string) (factory.CacheSelector, error) {
 	if len(s) >= 8 && len(s) <= 64 && strings.Trim(s, "0123456789abcdef") == "" {
 		return factory.CacheSelector{KeyPrefix: s}, nil
+	}
+	if name, ok := strings.CutSuffix(s, "/"); ok && name != "" && !strings.Contains(name, "/") {
+		return factory.CacheSelector{Pipeline: name}, nil
 	}
 	parts := strings.Split(s, "/")
 	if len(parts) > 3 || slices.Contains(parts, "") {
