@@ -41,7 +41,22 @@ type ignoreList struct {
 	base     string // slash-separated directory of the file, relative to the top of the snapshot ("" for the top)
 	source   string // the file, for people
 	patterns []ignorePattern
+	budget   *matchBudget // shared by every list of one snapshot; nil: unbounded
 }
+
+// maxMatchSteps bounds the work of matching one snapshot's paths against its ignore patterns (4 to 15 ns a step,
+// so seconds). Each match costs at most the product of the pattern's and the path's lengths, but an ignore file
+// may hold 8 MiB of patterns of 1024 bytes full of stars, and every file and directory of the source is matched
+// against every pattern in force: 100 such patterns took a millisecond a path, so 8192 of them over a source of
+// thousands of files would hold the build for hours. A real repository stays far below: a pattern such as
+// `*.log` costs about twice the length of a name, so 80000 paths against 40 such patterns is about 10^8 steps.
+var maxMatchSteps int64 = 500_000_000 // a variable so that tests can lower it
+
+// matchBudget counts down the matching steps left to one snapshot; once below zero every match fails at once, and
+// the snapshot is refused (selectFiles).
+type matchBudget struct{ left int64 }
+
+func (b *matchBudget) exhausted() bool { return b != nil && b.left < 0 }
 
 // parseIgnore reads the patterns of an ignore file whose directory is base.
 func parseIgnore(data []byte, base, source string) ignoreList {
@@ -101,9 +116,9 @@ func (l *ignoreList) match(rel string, isDir bool) (decided, ignored bool) {
 		}
 		var ok bool
 		if p.basename {
-			ok = globMatch(p.glob, name, false)
+			ok = globMatchBudget(p.glob, name, false, l.budget)
 		} else {
-			ok = globMatch(p.glob, local, true)
+			ok = globMatchBudget(p.glob, local, true, l.budget)
 		}
 		if ok {
 			return true, !p.negate
@@ -147,6 +162,16 @@ func (r ignoreRules) ignored(rel string, isDir bool) bool {
 // no wildcard matches a `/` except `**` between slashes (or at either end); without it, name is one path
 // component.
 func globMatch(glob, name string, pathname bool) bool {
+	return globMatchBudget(glob, name, pathname, nil)
+}
+
+// globMatchBudget is globMatch charging its steps to b (when not nil); it fails once b is exhausted.
+func globMatchBudget(glob, name string, pathname bool, b *matchBudget) bool {
+	if b != nil {
+		if b.left--; b.left < 0 {
+			return false
+		}
+	}
 	if !strings.ContainsAny(glob, "*?[\\") {
 		return glob == name // the common literal pattern (node_modules, build)
 	}
@@ -158,7 +183,7 @@ func globMatch(glob, name string, pathname bool) bool {
 			runs++
 		}
 	}
-	m := globMatcher{glob: glob, name: name, pathname: pathname, memo: runs > 1}
+	m := globMatcher{glob: glob, name: name, pathname: pathname, memo: runs > 1, budget: b}
 	return m.match(0, 0, plain)
 }
 
@@ -169,6 +194,7 @@ type globMatcher struct {
 	pathname   bool
 	memo       bool     // remember the states that failed
 	failed     []uint64 // a bit per state, allocated on the first failure
+	budget     *matchBudget
 }
 
 // States of the matcher: matching the glob from gi on, or first skipping any run of the name's bytes (star; or
@@ -180,6 +206,11 @@ const (
 )
 
 func (m *globMatcher) match(gi, ni, state int) bool {
+	if m.budget != nil {
+		if m.budget.left--; m.budget.left < 0 {
+			return false
+		}
+	}
 	key := (gi*(len(m.name)+1)+ni)*3 + state
 	if m.failed != nil && m.failed[key/64]&(1<<(key%64)) != 0 {
 		return false

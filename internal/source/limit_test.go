@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +76,26 @@ func TestSourceWithinBoundIsTaken(t *testing.T) {
 	}
 	if fi, err := os.Stat(src.Path); err != nil || fi.Size() > 1<<20 {
 		t.Fatalf("snapshot: %v, %v", fi, err)
+	}
+}
+
+// Ignore files are the source's, so anyone's: 8 MiB of 1024-byte patterns full of stars, each matched against
+// every path, took about 8 seconds a file (a millisecond per pattern and path), hours for a source of thousands
+// of files. The matching work of one snapshot is bounded, and a source past it is refused as bad input.
+func TestIgnorePatternsCannotHoldTheBuild(t *testing.T) {
+	defer func(n int64) { maxMatchSteps = n }(maxMatchSteps)
+	maxMatchSteps = 100_000_000 // 2e9 in earnest: a few seconds
+	dir := t.TempDir()
+	pattern := strings.Repeat("*a", 511) + "b\n"
+	writeT(t, filepath.Join(dir, ".ssfignore"), strings.Repeat(pattern, (8<<20)/len(pattern)))
+	for i := range 200 {
+		writeT(t, filepath.Join(dir, "d", strings.Repeat("a", 250)+strconv.Itoa(i)), "x")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := Take(ctx, dir, Protected{Home: t.TempDir()}, filepath.Join(t.TempDir(), "source.tar"), 1<<30)
+	var ie *InputError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "the source's ignore patterns (.gitignore, .git/info/exclude, .ssfignore) take more than 100000000 steps to match") {
+		t.Fatalf("Take of a source with hostile ignore patterns: %v; want an InputError naming the bound (within 20 s)", err)
 	}
 }

@@ -46,6 +46,7 @@ type selector struct {
 	tdirs  map[string]bool
 	sel    *selection
 	ctx    context.Context
+	budget *matchBudget // of the ignore lists' matching (ignore.go); the lists read in the walk share it
 }
 
 // repoPath is the path of rel (relative to the source) in the repository.
@@ -84,8 +85,20 @@ func selectFiles(ctx context.Context, gd *guard, repo *repoInfo) (*selection, er
 		s.ssf = ignoreRules{core: []*ignoreList{l}}
 		s.sel.ssfignorePatterns = len(l.patterns)
 	}
+	// Every list in force shares one budget of matching work (ignore.go).
+	budget := &matchBudget{left: maxMatchSteps}
+	s.budget = budget
+	for _, l := range append(append([]*ignoreList{}, s.rules.core...), s.rules.dirs...) {
+		l.budget = budget
+	}
+	for _, l := range s.ssf.core {
+		l.budget = budget
+	}
 	if err := s.walk("", s.rules, false); err != nil {
 		return nil, err
+	}
+	if budget.exhausted() {
+		return nil, inputErrorf("the source's ignore patterns (.gitignore, .git/info/exclude, .ssfignore) take more than %d steps to match against its paths: ssf bounds that work so that a source cannot hold the build; remove patterns with many '*' or '**', or shorten the ignore files", maxMatchSteps)
 	}
 	return s.sel, nil
 }
@@ -97,6 +110,9 @@ func (s *selector) walk(rel string, rules ignoreRules, ignoredDir bool) error {
 		l, err := readIgnoreFile(s.gd.root, path.Join(rel, ".gitignore"), s.repoPath(rel), &s.sel.unread)
 		if err != nil {
 			return err
+		}
+		if l != nil {
+			l.budget = s.budget
 		}
 		rules = rules.with(l)
 	}
@@ -117,6 +133,9 @@ func (s *selector) walk(rel string, rules ignoreRules, ignoredDir bool) error {
 	for _, name := range names {
 		if err := s.ctx.Err(); err != nil {
 			return err
+		}
+		if s.budget.exhausted() {
+			return nil // selectFiles refuses the source
 		}
 		child := path.Join(rel, name)
 		// Git never holds a path with a .git component; outside a work tree only the top's is left out.
