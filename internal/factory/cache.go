@@ -287,10 +287,21 @@ func (c *caches) mountPoint(t *pipeline.Task, dc pipeline.Cache, tmp string) err
 	}
 	defer r.Close()
 	fi, err := r.Lstat(strings.TrimPrefix(dc.Path, "/"))
-	if err != nil || !fi.IsDir() {
-		return &InputError{Err: fmt.Errorf("task %q: cache %q: %s is not a directory in the builder image: choose a path under /tmp (the task's $HOME), such as /tmp/%s", t.Name, dc.Name, dc.Path, dc.Name)}
+	if err == nil && fi.IsDir() {
+		return nil
 	}
-	return nil
+	// Say why, so the fix is clear: a symlink (never mounted on: give the directory it points to), a path through
+	// an absolute symlink (such as /var/run -> /run: a mount would land elsewhere than checked), or nothing there.
+	why := "is not a directory in the builder image"
+	switch {
+	case err == nil && fi.Mode()&fs.ModeSymlink != 0:
+		why = "is a symlink in the builder image, not a directory: give the directory it points to, or"
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		why = "leads through an absolute symlink of the builder image (" + err.Error() + "): give the path it points to, or"
+	default:
+		why += ":"
+	}
+	return &InputError{Err: fmt.Errorf("task %q: cache %q: %s %s choose a path under /tmp (the task's $HOME), such as /tmp/%s", t.Name, dc.Name, dc.Path, why, dc.Name)}
 }
 
 // extract fills copyDir with the stored cache of k and returns its state, the digest of the tar stream extracted

@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ssf-dev/ssf/internal/archive"
+	"github.com/ssf-dev/ssf/internal/pipeline"
 	"github.com/ssf-dev/ssf/internal/provenance"
 )
 
@@ -456,5 +457,40 @@ func TestCacheKeyPathNotResolved(t *testing.T) {
 	t.Chdir(dir)
 	if got := keyPath("checkout"); got != link {
 		t.Errorf("keyPath(checkout) = %s, want %s", got, link)
+	}
+}
+
+// A cache path outside /tmp must be a directory of the image; a symlink, or a path through an absolute symlink
+// (such as /var/run -> /run), is refused with the reason, never followed out of the image.
+func TestCacheImagePathRefusals(t *testing.T) {
+	rootfs := t.TempDir()
+	for _, d := range []string{"run/foo", "var", "srv/cache"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("/run", filepath.Join(rootfs, "var/run")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("srv/cache", filepath.Join(rootfs, "link")); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := testCaches(t, 1<<20)
+	c.rootfs = rootfs
+	task := &pipeline.Task{Name: "build"}
+	for _, tc := range []struct{ path, want string }{
+		{"/srv/cache", ""},
+		{"/no/such", "/no/such is not a directory in the builder image: choose a path under /tmp"},
+		{"/link", "/link is a symlink in the builder image, not a directory"},
+		{"/var/run/foo", "/var/run/foo leads through an absolute symlink of the builder image"},
+	} {
+		err := c.mountPoint(task, pipeline.Cache{Name: "c", Path: tc.path}, "")
+		var ie *InputError
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.path, err)
+		case tc.want != "" && (!errors.As(err, &ie) || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want an InputError saying %q", tc.path, err, tc.want)
+		}
 	}
 }
