@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -366,4 +367,93 @@ func TestStaticFiles(t *testing.T) {
 	if a := call(t, "PUT", srv.URL+"/checkpoint", "", "x"); a.status != http.StatusMethodNotAllowed {
 		t.Errorf("PUT /checkpoint: %d", a.status)
 	}
+}
+
+// TestFindLeaf: the leaf index finds every entry by its UUID, the ones just appended (not yet published) too,
+// survives a restart, and rebuilds what a crash cut off.
+func TestFindLeaf(t *testing.T) {
+	ctx := context.Background()
+	dir, logKey := t.TempDir(), newKey(t)
+	l := openLog(t, dir, logKey)
+	if _, err := l.FindLeaf(ctx, make([]byte, 32)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("empty log: %v", err)
+	}
+	k := newKey(t)
+	var leaves [][]byte
+	for i := range 300 {
+		e, err := l.Append(ctx, testEntry(t, k, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaves = append(leaves, rfc6962.DefaultHasher.HashLeaf(e.Body))
+		if i == 0 {
+			// Found at once, before tessera publishes a checkpoint covering it.
+			if got, err := l.FindLeaf(ctx, leaves[0]); err != nil || got != 0 {
+				t.Fatalf("entry 0 right after Append: %d %v", got, err)
+			}
+		}
+	}
+	findAll := func(when string) {
+		t.Helper()
+		for i, leaf := range leaves {
+			if got, err := l.FindLeaf(ctx, leaf); err != nil || got != uint64(i) {
+				t.Fatalf("entry %d %s: %d %v", i, when, got, err)
+			}
+		}
+	}
+	findAll("before a restart")
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, dir, logKey)
+	findAll("after a restart")
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A crash cut the index mid-entry: the last bundle's worth is redone from the tiles.
+	if err := os.Truncate(filepath.Join(dir, ".ssf", "leaf-index"), 8*290+3); err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, dir, logKey)
+	findAll("after a crash cut the index")
+	missing := rfc6962.DefaultHasher.HashLeaf([]byte("not in the log"))
+	if _, err := l.FindLeaf(ctx, missing); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a leaf not in the log: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, ".ssf", "leaf-index")); err != nil || fi.Size() != 8*300 {
+		t.Fatalf("leaf index: %v %v, want 8 bytes per entry", fi, err)
+	}
+}
+
+// FuzzProposedEntry: whatever a client posts, proposed answers an entry that parses back, or ErrBadEntry; it never
+// panics.
+func FuzzProposedEntry(f *testing.F) {
+	k := newKey(f)
+	d := sha256.Sum256([]byte("x"))
+	sig, _ := ecdsa.SignASN1(rand.Reader, k, d[:])
+	hr, _ := json.Marshal(map[string]any{"kind": "hashedrekord", "apiVersion": "0.0.1", "spec": map[string]any{
+		"data":      map[string]any{"hash": map[string]string{"algorithm": "sha256", "value": hex.EncodeToString(d[:])}},
+		"signature": map[string]any{"content": sig, "publicKey": map[string]any{"content": pubPEM(f, k.Public())}}}})
+	env := signDSSE(f, k, "application/vnd.in-toto+json", []byte(`{"a":1}`))
+	ds, _ := json.Marshal(map[string]any{"kind": "dsse", "apiVersion": "0.0.1", "spec": map[string]any{
+		"proposedContent": map[string]any{"envelope": string(env), "verifiers": [][]byte{pubPEM(f, k.Public())}}}})
+	f.Add(hr)
+	f.Add(ds)
+	f.Add([]byte(`{"kind":"dsse","apiVersion":"0.0.1","spec":{"proposedContent":{"envelope":"{}","verifiers":[]}}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var p proposedEntry
+		if strictUnmarshal(b, &p) != nil {
+			return
+		}
+		e, err := proposed(p)
+		if err != nil {
+			if !errors.Is(err, ErrBadEntry) {
+				t.Fatalf("error not wrapping ErrBadEntry: %v", err)
+			}
+			return
+		}
+		if _, err := ParseEntry(e.body); err != nil {
+			t.Fatalf("an accepted proposal does not parse back: %v", err)
+		}
+	})
 }
