@@ -295,7 +295,7 @@ log that cannot be fetched (the message names which), 2 for bad flags.`,
 			if stateFile == "" {
 				lay, _, err := factoryLayout()
 				if err != nil {
-					return err
+					return &hintError{err, "give the monitor's state file with --state FILE, or run `ssf init`"}
 				}
 				sum := sha256.Sum256([]byte(origin))
 				stateFile = filepath.Join(lay.Dir, "log-monitor", hex.EncodeToString(sum[:])+".json")

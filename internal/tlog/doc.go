@@ -39,6 +39,15 @@
 // checkpoint signature, every new entry parsed and rehashed, the new tree an extension of the last one verified.
 // [Log.TrustedRootEntry] is the log's entry in a Sigstore trusted root.
 //
+// # Serving
+//
+// [StaticHandler] serves the published files (`checkpoint`, `tile/...`) exactly as a static file server of the
+// directory would, and nothing else. [Server] answers the Rekor v1 REST subset rekor-cli uses (`/api/v1/log`,
+// `publicKey`, `proof`, `entries` by index and UUID, verified appends, `retrieve`), with Rekor's shapes and entry
+// IDs (16 hex digits of the tree ID, then the leaf hash). [Log.FindLeaf] finds an entry by leaf hash through
+// `.ssf/leaf-index`, 8 bytes per entry rebuilt from the tiles where it is missing, each hit confirmed against the
+// stored entry.
+//
 // # What it must never do
 //
 //   - Never rewrite a published tree: every checkpoint it signs (published, or handed out with an entry) stays
@@ -50,4 +59,8 @@
 //   - Never accept an entry it cannot parse: bodies are built or re-parsed here, checked against the Rekor schema,
 //     their signatures verified, and stored only in canonical form.
 //   - Never let two processes append to the same directory (an exclusive lock is held while open).
+//   - Never append a proposed entry that does not parse or whose signature does not verify, nor one already in
+//     the log (the REST API answers 409 with the existing entry's location).
+//   - Never serve over HTTP anything but the published tlog-tiles files: not `.ssf/`, no directory listing, no
+//     path through a symbolic link.
 package tlog

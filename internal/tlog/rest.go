@@ -471,6 +471,13 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) (int, any, error
 }
 
 func (s *Server) retrieve(w http.ResponseWriter, r *http.Request) (any, error) {
+	// Proposed entries are verified here too: the same bound on work and memory as appends.
+	select {
+	case s.posts <- struct{}{}:
+		defer func() { <-s.posts }()
+	case <-r.Context().Done():
+		return nil, r.Context().Err()
+	}
 	var q struct {
 		EntryUUIDs []string        `json:"entryUUIDs"`
 		LogIndexes []*int64        `json:"logIndexes"`
