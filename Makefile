@@ -13,6 +13,9 @@ ORAS        := $(TOOLS)/oras
 AJV         := $(TOOLS)/ajv-cli/node_modules/.bin/ajv
 
 COSIGN_VERSION      := v2.6.5
+# cosign v3 beside v2 (the interop tests run both), kept under its version's name like rekor-cli.
+COSIGN_V3_VERSION   := v3.1.2
+COSIGN_V3           := $(TOOLS)/cosign-$(COSIGN_V3_VERSION)
 STATICCHECK_VERSION := v0.8.2
 CRANE_VERSION       := v0.22.1
 ORAS_VERSION        := v1.3.6
@@ -24,7 +27,7 @@ AJV_VERSION         := 8.20.0
 AJV_FORMATS_VERSION := 3.0.1
 
 # The environment the interop tests read; with SSF_REQUIRE_INTEROP=1 a missing tool fails them instead of skipping.
-TEST_ENV := SSF_REQUIRE_INTEROP=1 SSF_COSIGN=$(COSIGN) SSF_CRANE=$(CRANE) SSF_ORAS=$(ORAS) SSF_SBOM_VALIDATOR=$(AJV) SSF_REKOR_CLI=$(REKOR_CLI) \
+TEST_ENV := SSF_REQUIRE_INTEROP=1 SSF_COSIGN=$(COSIGN) SSF_COSIGN_V3=$(COSIGN_V3) SSF_CRANE=$(CRANE) SSF_ORAS=$(ORAS) SSF_SBOM_VALIDATOR=$(AJV) SSF_REKOR_CLI=$(REKOR_CLI) \
 	SSF_DOCKER_REGISTRY=/usr/bin/docker-registry
 
 .PHONY: all build demo test lint bench deps test-deps tools clean conformance
@@ -71,6 +74,11 @@ $(COSIGN):
 	@echo "installing cosign $(COSIGN_VERSION) into $(TOOLS) (a few minutes the first time)"
 	GOBIN=$(TOOLS) GOTOOLCHAIN=local $(GO) install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
 
+$(COSIGN_V3):
+	@echo "installing cosign $(COSIGN_V3_VERSION) into $(TOOLS) (about 4 minutes the first time)"
+	GOBIN=$(TOOLS)/cosign-v3.tmp GOTOOLCHAIN=local $(GO) install github.com/sigstore/cosign/v3/cmd/cosign@$(COSIGN_V3_VERSION)
+	mv $(TOOLS)/cosign-v3.tmp/cosign $@ && rmdir $(TOOLS)/cosign-v3.tmp
+
 $(STATICCHECK):
 	GOBIN=$(TOOLS) GOTOOLCHAIN=local $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
@@ -95,7 +103,7 @@ $(AJV):
 	npm install --prefix $(TOOLS)/ajv-cli --no-audit --no-fund --loglevel=error \
 	  ajv-cli@$(AJV_CLI_VERSION) ajv@$(AJV_VERSION) ajv-formats@$(AJV_FORMATS_VERSION)
 
-tools: $(COSIGN) $(STATICCHECK) $(CRANE) $(ORAS) $(REKOR_CLI) $(AJV)
+tools: $(COSIGN) $(COSIGN_V3) $(STATICCHECK) $(CRANE) $(ORAS) $(REKOR_CLI) $(AJV)
 
 # demo installs cosign first so stock cosign checks the demo's bundles too; if it cannot (no module proxy), the
 # demo still runs and says it skipped those checks.
