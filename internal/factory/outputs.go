@@ -16,6 +16,8 @@ import (
 	"github.com/ssf-dev/ssf/internal/pipeline"
 	"github.com/ssf-dev/ssf/internal/provenance"
 	"github.com/ssf-dev/ssf/internal/verify"
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
 )
 
 // MaxOutputEntries bounds the entries (files and directories) the control plane reads in one task's declared
@@ -339,6 +341,18 @@ func checkSBOMNames(outs []Output) error {
 		if msg := pipeline.SBOMClash(o.Path, all); msg != "" {
 			return &TaskError{Task: o.Task, ExitCode: -1, Reason: msg}
 		}
+	}
+	// Names that differ only in case or Unicode normalization ("dist/App.js" and "dist/app.js"; "é" composed or
+	// not) are two subjects, but one file on a case-insensitive or normalizing file system (macOS, Windows): a
+	// consumer who pulls or copies the outputs there finds under one name the bytes the statement gives for the
+	// other, and their SBOM bundles overwrite each other too.
+	folded := make(map[string]string, len(outs))
+	for _, o := range outs {
+		key := cases.Fold().String(norm.NFC.String(o.Path))
+		if other, ok := folded[key]; ok {
+			return &TaskError{Task: o.Task, ExitCode: -1, Reason: fmt.Sprintf("output %q and output %q differ only in case or Unicode normalization: on a case-insensitive file system (macOS, Windows) one would overwrite the other when the outputs are pulled or copied; rename one", other, o.Path)}
+		}
+		folded[key] = o.Path
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssf-dev/ssf/internal/oci"
 	"github.com/ssf-dev/ssf/internal/pipeline"
 )
 
@@ -228,5 +229,25 @@ func TestDirectoryOutputDeepNestingIsLinear(t *testing.T) {
 	}
 	if want := "d/" + strings.Repeat("a/", 1500) + "0"; outs[0].Path != want || string(outs[0].Digest) != sha("x") {
 		t.Fatalf("first output %q %s; want %q with the digest of its bytes", outs[0].Path, outs[0].Digest, want)
+	}
+}
+
+// Two published names that one case-insensitive or normalizing file system (macOS, Windows) holds as one file:
+// whoever pulls the outputs there gets under one name the bytes the statement gives for the other.
+func TestPublishedNamesMustNotFoldTogether(t *testing.T) {
+	for _, tc := range []struct{ a, b string }{
+		{"dist/App.js", "dist/app.js"},
+		{"dist/caf\u00e9.txt", "dist/cafe\u0301.txt"}, // é composed, and e with a combining acute accent
+		{"DIST/x", "dist/x"},
+	} {
+		outs := []Output{{File: oci.File{Path: tc.a}, Task: "build"}, {File: oci.File{Path: tc.b}, Task: "build"}}
+		err := checkSBOMNames(outs)
+		var te *TaskError
+		if !errors.As(err, &te) || !strings.Contains(err.Error(), "differ only in case or Unicode normalization") {
+			t.Errorf("%q and %q: %v; want a task failure", tc.a, tc.b, err)
+		}
+	}
+	if err := checkSBOMNames([]Output{{File: oci.File{Path: "dist/a.js"}}, {File: oci.File{Path: "dist/b.js"}}}); err != nil {
+		t.Errorf("distinct names: %v", err)
 	}
 }
