@@ -28,6 +28,7 @@ import (
 	rekorpb "github.com/sigstore/protobuf-specs/gen/pb-go/rekor/v1"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/root"
+	sigsign "github.com/sigstore/sigstore-go/pkg/sign"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -430,6 +431,84 @@ func TestCosignVerifiesFactoryBundle(t *testing.T) {
 							t.Fatalf("cosign refused, but its message does not mention %q", r.cosignSays)
 						}
 					})
+				}
+			}
+		})
+	}
+}
+
+// logTransparency appends a bundle's DSSE envelope to a tlog.Log for sigstore-go's sign.Bundle.
+type logTransparency struct{ log *tlog.Log }
+
+func (lt logTransparency) GetTransparencyLogEntry(ctx context.Context, keyOrCertPEM []byte, b *protobundle.Bundle) error {
+	env := b.GetDsseEnvelope()
+	sigs := []any{}
+	for _, s := range env.GetSignatures() {
+		sigs = append(sigs, map[string]string{"sig": base64.StdEncoding.EncodeToString(s.GetSig())})
+	}
+	envJSON, err := json.Marshal(map[string]any{"payload": base64.StdEncoding.EncodeToString(env.GetPayload()), "payloadType": env.GetPayloadType(), "signatures": sigs})
+	if err != nil {
+		return err
+	}
+	entry, err := tlog.NewDSSEEntry(envJSON, keyOrCertPEM)
+	if err != nil {
+		return err
+	}
+	le, err := lt.log.Append(ctx, entry)
+	if err != nil {
+		return err
+	}
+	b.VerificationMaterial.TlogEntries = append(b.VerificationMaterial.TlogEntries, le.Proto())
+	return nil
+}
+
+// TestSigstoreGoSignerWithFactoryCA: sigstore-go's own signer (sign.Bundle with an ephemeral key) gets its
+// certificate from ca.Provider and its log entry from the factory log, checks the bundle against the exported
+// trusted root itself, and the result (with the factory TSA's timestamp added) verifies with both cosigns.
+func TestSigstoreGoSignerWithFactoryCA(t *testing.T) {
+	fx := newFixture(t)
+	tr, err := root.NewTrustedRootFromJSON(fx.trJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := sigsign.NewEphemeralKeypair(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256(fx.artifact)
+	statement, _ := json.Marshal(map[string]any{
+		"_type":         "https://in-toto.io/Statement/v1",
+		"subject":       []any{map[string]any{"name": "hello.txt", "digest": map[string]string{"sha256": hex.EncodeToString(digest[:])}}},
+		"predicateType": "https://slsa.dev/provenance/v1",
+		"predicate":     map[string]any{"buildDefinition": map[string]any{"buildType": "https://ssf.dev/test"}},
+	})
+	b, err := sigsign.Bundle(&sigsign.DSSEData{Data: statement, PayloadType: "application/vnd.in-toto+json"}, kp, sigsign.BundleOptions{
+		CertificateProvider: &ca.Provider{CA: fx.factory.CA, Node: fx.factory.Node, SPIFFEID: testIdentity},
+		TransparencyLogs:    []sigsign.Transparency{logTransparency{fx.log}},
+		TrustedRoot:         tr,
+		Context:             context.Background(),
+	})
+	if err != nil {
+		t.Fatalf("sigstore-go's signer: %v", err)
+	}
+	ts, err := fx.factory.TSA.Timestamp(b.GetDsseEnvelope().GetSignatures()[0].GetSig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.VerificationMaterial.TimestampVerificationData = &protobundle.TimestampVerificationData{
+		Rfc3161Timestamps: []*protocommon.RFC3161SignedTimestamp{{SignedTimestamp: ts}},
+	}
+	for _, src := range []timeSource{integrated, signed} {
+		if err := sigstoreGoVerify(t, fx.trJSON, fx.artifact, b, src, testIdentity, testIssuer); err != nil {
+			t.Fatalf("sigstore-go (%s): %v", src, err)
+		}
+	}
+	for _, v := range []struct{ env, name string }{{"SSF_COSIGN", "cosign"}, {"SSF_COSIGN_V3", "cosign-v3.1.2"}} {
+		t.Run(v.name, func(t *testing.T) {
+			cosign := cosignTool(t, v.env, v.name)
+			for _, src := range []timeSource{integrated, signed} {
+				if _, err := cosignVerify(t, cosign, fx.trJSON, fx.artifact, b, src, testIdentity, testIssuer); err != nil {
+					t.Fatalf("cosign (%s): %v", src, err)
 				}
 			}
 		})
