@@ -230,6 +230,7 @@ func redactionPatterns(values map[string][]byte) [][]byte {
 		// differs from the value.
 		add([]byte(hex.EncodeToString(v)))
 		add([]byte(strings.ToUpper(hex.EncodeToString(v))))
+		add(terminalSafe(v)) // as ssf itself shows control bytes (\x01): a binary key printed in that form
 		add([]byte(url.QueryEscape(string(v))))
 		add([]byte(url.PathEscape(string(v))))
 		for _, html := range []bool{true, false} {

@@ -199,7 +199,7 @@ func TestRedactorOtherEncodings(t *testing.T) {
 	values := map[string][]byte{"TOK": []byte(tok)}
 	for _, enc := range []string{
 		fmt.Sprintf("%x", tok), fmt.Sprintf("%X", tok), url.QueryEscape(tok), url.PathEscape(tok),
-		`p+ss/w\"rd\u003c\u0026\u003e\\\u0001==`, `p+ss/w\"rd<&>\\\u0001==`,
+		`p+ss/w\"rd\u003c\u0026\u003e\\\u0001==`, `p+ss/w\"rd<&>\\\u0001==`, `p+ss/w"rd<&>\\x01==`,
 	} {
 		if got := redact(values, "v=", enc, "\n"); got != "v=***\n" {
 			t.Errorf("%q: got %q", enc, got)
