@@ -14,7 +14,8 @@
 // node's key ([Node.Request]); [Authority.Issue] checks that the node certificate chains to this CA's
 // intermediate, names a node of this trust domain and is valid, that the node's signature covers the request, and
 // that the request is fresh. All of it is in-process: the node and the CA are the same binary today, and the
-// signed request is what a remote node will send later.
+// signed request is what a remote node will send later. [Provider] plugs this into sigstore-go's signer as its
+// sign.CertificateProvider.
 //
 // # Workload certificates (the Fulcio profile)
 //
