@@ -36,7 +36,8 @@ const (
 type apiError struct {
 	code     int
 	msg      string
-	location string
+	location string // Location of a conflict
+	allow    string // Allow of a wrong method
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -152,7 +153,9 @@ func allow(r *http.Request, methods ...string) error {
 			return nil
 		}
 	}
-	return errorf(http.StatusMethodNotAllowed, "method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(methods, ", "))
+	e := errorf(http.StatusMethodNotAllowed, "method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(methods, ", "))
+	e.allow = strings.Join(methods, ", ")
+	return e
 }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -170,8 +173,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			ae = errorf(http.StatusInternalServerError, "internal error (logged by the server)")
 		}
 	}
-	if ae.code == http.StatusMethodNotAllowed {
-		w.Header().Set("Allow", "GET, HEAD, POST")
+	if ae.allow != "" {
+		w.Header().Set("Allow", ae.allow)
 	}
 	if ae.location != "" {
 		w.Header().Set("Location", ae.location)
@@ -397,6 +400,11 @@ func proposed(p proposedEntry) (Entry, error) {
 				Envelope  string   `json:"envelope"`
 				Verifiers [][]byte `json:"verifiers"`
 			} `json:"proposedContent"`
+			// Rekor's schema marks these read-only: clients (rekor-cli) may send them, the log computes them from
+			// the proposed content and ignores what was sent.
+			EnvelopeHash json.RawMessage `json:"envelopeHash"`
+			PayloadHash  json.RawMessage `json:"payloadHash"`
+			Signatures   json.RawMessage `json:"signatures"`
 		}
 		if err := strictUnmarshal(p.Spec, &spec); err != nil {
 			return Entry{}, fmt.Errorf("%w: parsing the dsse spec: %w", ErrBadEntry, err)

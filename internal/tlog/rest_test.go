@@ -152,13 +152,32 @@ func TestRekorCLI(t *testing.T) {
 		t.Fatalf("the log has %d entries after one upload and one duplicate, want 4", size.Size)
 	}
 
+	// A DSSE envelope, as rekor-cli proposes it (the envelope and its verifiers), then found by verify.
+	dk := newKey(t)
+	envFile, dpub := filepath.Join(work, "envelope.json"), filepath.Join(work, "dsse.pub")
+	if err := os.WriteFile(envFile, signDSSE(t, dk, "application/vnd.in-toto+json", []byte(`{"_type":"x"}`)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dpub, pubPEM(t, dk.Public()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if up := mustRun("upload", "--type", "dsse", "--artifact", envFile, "--public-key", dpub); !strings.Contains(up, "Created entry at index 4") {
+		t.Fatalf("dsse upload: %s", up)
+	}
+	if ver := mustRun("verify", "--type", "dsse", "--artifact", envFile, "--public-key", dpub, "--format", "json"); !strings.Contains(ver, `"Index":4`) {
+		t.Fatalf("dsse verify: %s", ver)
+	}
+	if cp := awaitPublished(t, l, 5); cp.Size != 5 {
+		t.Fatalf("the log has %d entries, want 5", cp.Size)
+	}
+
 	// A bad signature is refused (rekor-cli checks it before sending; TestRESTRefuses shows the server does too)
 	// and nothing is appended.
 	_, _, otherPub, _ := hashedRekordFiles(t, t.TempDir(), "another artifact")
 	if out, err := run("upload", "--type", "hashedrekord", "--pki-format", "x509", "--artifact-hash", sha256Of("an artifact"), "--signature", sig, "--public-key", otherPub); err == nil {
 		t.Fatalf("upload with the wrong key succeeded: %s", out)
 	}
-	if cp := awaitPublished(t, l, 4); cp.Size != 4 {
+	if cp := awaitPublished(t, l, 5); cp.Size != 5 {
 		t.Fatalf("a refused upload changed the log: %d entries", cp.Size)
 	}
 }
@@ -272,10 +291,15 @@ func TestRESTRefuses(t *testing.T) {
 		{"GET", "/api/v1/log/publicKey?treeID=1", 404},
 		{"GET", "/api/v1/nothing", 404},
 		{"POST", "/api/v1/log/entries/retrieve", 400},
+		{"GET", "/api/v1/log/entries/retrieve", 405},
 	} {
 		if a := call(t, c.method, srv.URL+c.path, "", ""); a.status != c.status || a.body["code"] != float64(c.status) && c.status != 200 {
 			t.Errorf("%s %s: %d %s, want %d", c.method, c.path, a.status, a.raw, c.status)
 		}
+	}
+	tooMany := `{"logIndexes":[0,0,0,0,0,0,0,0,0,0,0]}`
+	if a := call(t, "POST", srv.URL+"/api/v1/log/entries/retrieve", "application/json", tooMany); a.status != 422 || !strings.Contains(a.raw, "give 1 to 10") {
+		t.Errorf("a search of 11: %d %s", a.status, a.raw)
 	}
 	// retrieve by UUID, index and proposed entry, with what is not there left out.
 	uuid := strings.TrimPrefix(first.location, "/api/v1/log/entries/")
