@@ -21,6 +21,8 @@ import (
 //   - never follows a symlink: a link is kept as a link (a step may plant one to a host file such as the signing
 //     key; the kept copy holds the link, never the target);
 //   - keeps only regular files, directories and symlinks: fifos, sockets and devices are left out and named;
+//   - holds no secret value of the build: they are redacted from files and symlink targets as from the logs, and
+//     an entry whose name holds one is left out;
 //   - is read-only and the control plane's: owned by root, no write bits, no setuid, setgid or sticky bits, and
 //     files are new inodes (never hard links to anything);
 //   - is bounded: at most maxKeptBytes of file contents (by their sizes, so a sparse file counts in full) and
@@ -44,7 +46,11 @@ var keptDirs = []string{"workspace", "outputs", "tmp"}
 
 // keepFailedTask copies a failed task's directories from taskDir into dest (made here) and returns what to tell
 // the person: where the copy is and what was left out.
-func keepFailedTask(ctx context.Context, taskDir, dest string) (string, error) {
+//
+// secrets are the build's secret values: a step that was given one may have written it into its files (an
+// .npmrc with the token), and the copy outlives the build, so the values are redacted from the kept files and
+// symlink targets as from the logs, and an entry whose name holds one is left out.
+func keepFailedTask(ctx context.Context, taskDir, dest string, secrets map[string][]byte) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(dest), 0o700); err != nil {
 		return "", err
 	}
@@ -61,7 +67,7 @@ func keepFailedTask(ctx context.Context, taskDir, dest string) (string, error) {
 		return "", err
 	}
 	defer out.Close()
-	k := &keeper{ctx: ctx}
+	k := &keeper{ctx: ctx, secrets: secrets}
 	for _, d := range keptDirs {
 		if err := k.copy(top, d, d, fs.ModeDir, out); err != nil {
 			if errors.Is(err, errKeptBound) {
@@ -77,6 +83,9 @@ func keepFailedTask(ctx context.Context, taskDir, dest string) (string, error) {
 	if k.truncated != "" {
 		msg += "; " + k.truncated
 	}
+	if k.secretNames > 0 {
+		msg += fmt.Sprintf("; left out %d entries whose names hold a secret value (secret values are redacted from the kept files too)", k.secretNames)
+	}
 	if len(k.tooDeep) > 0 {
 		msg += fmt.Sprintf("; left out %d directories nested deeper than %d levels (first: %s)", len(k.tooDeep), maxKeptDepth, k.tooDeep[0])
 	}
@@ -90,11 +99,26 @@ var errKeptBound = errors.New("the kept copy's bound was reached")
 
 type keeper struct {
 	ctx       context.Context
+	secrets   map[string][]byte // redacted from the copy (secrets.go)
 	bytes     int64
 	entries   int
 	leftOut   []string
 	truncated string
 	tooDeep   []string // directories at maxKeptDepth whose contents were left out
+	// secretNames counts the entries left out because their names hold a secret value.
+	secretNames int
+}
+
+// redact returns s with the build's secret values replaced, as the logs have them.
+func (k *keeper) redact(s string) string {
+	if len(k.secrets) == 0 {
+		return s
+	}
+	var b strings.Builder
+	w := newRedactor(&b, k.secrets)
+	io.WriteString(w, s)
+	flushRedactor(w)
+	return b.String()
 }
 
 // Every entry is opened relative to its parent directory's descriptor, one name at a time with O_NOFOLLOW, never
@@ -113,12 +137,17 @@ func (k *keeper) copy(parent *os.File, name, rel string, typ fs.FileMode, dst *o
 		k.truncated = fmt.Sprintf("the copy stopped at %d entries; the rest was left out", maxKeptEntries)
 		return errKeptBound
 	}
+	if k.redact(name) != name {
+		k.secretNames++
+		return nil
+	}
 	switch {
 	case typ&fs.ModeSymlink != 0:
 		target, err := readlinkAt(parent, name)
 		if err != nil {
 			return fmt.Errorf("%s: %w", rel, err)
 		}
+		target = k.redact(target)
 		return withFd(dst, func(dfd int) error { return unix.Symlinkat(target, dfd, name) })
 	case typ.IsDir():
 		return k.copyDir(parent, name, rel, dst)
@@ -197,7 +226,11 @@ func (k *keeper) copyFile(parent *os.File, name, rel string, dst *os.File) error
 		return err
 	}
 	out := os.NewFile(uintptr(fd), rel)
-	_, err = io.Copy(out, ctxReader{k.ctx, io.LimitReader(f, fi.Size())})
+	w := newRedactor(out, k.secrets) // out itself when there are none
+	_, err = io.Copy(w, ctxReader{k.ctx, io.LimitReader(f, fi.Size())})
+	if r, ok := w.(*redactor); ok && err == nil {
+		err = r.Flush()
+	}
 	if err == nil {
 		// Readable, executable as it was, never writable, never setuid, setgid or sticky (Perm drops those bits).
 		err = out.Chmod(0o444 | fi.Mode().Perm()&0o111)
@@ -246,7 +279,7 @@ func (b *build) keepOnFailure(ctx context.Context, taskName, taskDir string, err
 	if err == nil || b.keepDir == "" || ctx.Err() != nil {
 		return err
 	}
-	msg, kerr := keepFailedTask(ctx, taskDir, filepath.Join(b.keepDir, taskName))
+	msg, kerr := keepFailedTask(ctx, taskDir, filepath.Join(b.keepDir, taskName), b.secrets)
 	if kerr != nil {
 		b.log.printf("task %s failed; keeping its workspace failed: %v", taskName, kerr)
 		return err

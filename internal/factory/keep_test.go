@@ -52,7 +52,7 @@ func TestKeepFailedTaskNeverFollowsOrKeepsPrivileges(t *testing.T) {
 	}
 
 	dest := filepath.Join(t.TempDir(), "workspaces", "build")
-	msg, err := keepFailedTask(context.Background(), task, dest)
+	msg, err := keepFailedTask(context.Background(), task, dest, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,12 +116,12 @@ func TestKeepFailedTaskIsBounded(t *testing.T) {
 	}
 	defer func(b int64, e int) { maxKeptBytes, maxKeptEntries = b, e }(maxKeptBytes, maxKeptEntries)
 	maxKeptBytes = 350
-	msg, err := keepFailedTask(context.Background(), task, filepath.Join(t.TempDir(), "k"))
+	msg, err := keepFailedTask(context.Background(), task, filepath.Join(t.TempDir(), "k"), nil)
 	if err != nil || !strings.Contains(msg, "the copy stopped at 350 bytes of files (at workspace/") {
 		t.Errorf("bytes bound: %q, %v", msg, err)
 	}
 	maxKeptBytes, maxKeptEntries = 1<<30, 3
-	msg, err = keepFailedTask(context.Background(), task, filepath.Join(t.TempDir(), "k"))
+	msg, err = keepFailedTask(context.Background(), task, filepath.Join(t.TempDir(), "k"), nil)
 	if err != nil || !strings.Contains(msg, "the copy stopped at 3 entries") {
 		t.Errorf("entries bound: %q, %v", msg, err)
 	}
@@ -153,7 +153,7 @@ func TestKeepFailedTaskDeepNestingIsLinear(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	dest := filepath.Join(t.TempDir(), "k")
-	msg, err := keepFailedTask(ctx, task, dest)
+	msg, err := keepFailedTask(ctx, task, dest, nil)
 	if err != nil || strings.Contains(msg, "stopped") {
 		t.Fatalf("keepFailedTask = %q, %v; want every file kept within 20 s", msg, err)
 	}
@@ -196,7 +196,7 @@ func TestKeepFailedTaskDepthIsBounded(t *testing.T) {
 	}
 	unix.Close(fd)
 	dest := filepath.Join(t.TempDir(), "k")
-	msg, err := keepFailedTask(context.Background(), task, dest)
+	msg, err := keepFailedTask(context.Background(), task, dest, nil)
 	want := fmt.Sprintf("left out 1 directories nested deeper than %d levels (first: workspace/%s)", maxKeptDepth, strings.TrimSuffix(strings.Repeat("a/", maxKeptDepth), "/"))
 	if err != nil || !strings.Contains(msg, want) {
 		t.Fatalf("keepFailedTask = %q, %v; want it to say %q", msg, err, want)
@@ -207,5 +207,46 @@ func TestKeepFailedTaskDepthIsBounded(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(last, "a")); !os.IsNotExist(err) {
 		t.Fatalf("level %d: %v; want it left out", maxKeptDepth, err)
+	}
+}
+
+// A step given a secret commonly writes it into its workspace (an .npmrc with the token). The kept copy outlives
+// the build in the factory home, where people look and from where they share it: the build's secret values are
+// redacted from the kept files and symlink targets as from the logs, and an entry whose name holds one is left out.
+func TestKeepFailedTaskRedactsSecrets(t *testing.T) {
+	task := t.TempDir()
+	for _, d := range keptDirs {
+		if err := os.Mkdir(filepath.Join(task, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const token = "npm_s3cr3tT0k3nValue"
+	writeFile := func(rel, data string) {
+		if err := os.WriteFile(filepath.Join(task, rel), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile("workspace/.npmrc", "//registry.npmjs.org/:_authToken="+token+"\n")
+	writeFile("tmp/big", strings.Repeat("x", 100000)+token+strings.Repeat("y", 100000))
+	writeFile("workspace/"+token, "named")
+	if err := os.Symlink("/x/"+token, filepath.Join(task, "outputs", "link")); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "k")
+	msg, err := keepFailedTask(context.Background(), task, dest, map[string][]byte{"npm": []byte(token)})
+	if err != nil || !strings.Contains(msg, "left out 1 entries whose names hold a secret value") {
+		t.Fatalf("keepFailedTask = %q, %v", msg, err)
+	}
+	if data, err := os.ReadFile(filepath.Join(dest, "workspace/.npmrc")); err != nil || string(data) != "//registry.npmjs.org/:_authToken=***\n" {
+		t.Errorf("kept .npmrc = %q, %v; want the token redacted", data, err)
+	}
+	if data, err := os.ReadFile(filepath.Join(dest, "tmp/big")); err != nil || strings.Contains(string(data), token) || len(data) != 200003 {
+		t.Errorf("kept tmp/big: %d bytes, %v; want the token redacted", len(data), err)
+	}
+	if target, err := os.Readlink(filepath.Join(dest, "outputs/link")); err != nil || target != "/x/***" {
+		t.Errorf("kept link -> %q, %v; want the token redacted", target, err)
+	}
+	if _, err := os.Lstat(filepath.Join(dest, "workspace", token)); !os.IsNotExist(err) {
+		t.Errorf("an entry named by the token was kept: %v", err)
 	}
 }
