@@ -376,7 +376,8 @@ func TestStaticFiles(t *testing.T) {
 	if a := call(t, "GET", srv.URL+"/tile/entries/000.p/2", "", ""); a.status != 200 || a.raw != string(bundle) {
 		t.Fatalf("/tile/entries/000.p/2: %d", a.status)
 	}
-	if err := os.Symlink(filepath.Join(dir, "checkpoint"), filepath.Join(dir, "tile/entries/001")); err != nil {
+	// A link that stays inside the directory (os.Root alone would follow it) and one that leaves it.
+	if err := os.Symlink("../../checkpoint", filepath.Join(dir, "tile/entries/001")); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink("/etc", filepath.Join(dir, "tile/5")); err != nil {
