@@ -445,3 +445,26 @@ func TestKilledBuildsSecretsAreUnmounted(t *testing.T) {
 		t.Errorf("the killed build's temporary files are still there: %v", entries)
 	}
 }
+
+// A malformed credentials entry fails every build at admission (exit 2), not only one with dependencies to fetch,
+// and a token put where a host or a secret's name belongs is not quoted back.
+func TestMalformedCredentialRefusedAtAdmission(t *testing.T) {
+	for entry, want := range map[string]string{
+		`{host: "https://ci:SEKRIT-1@proxy.corp.example", secret: E2E_X}`: "credentials[0]: host holds user information",
+		`{host: proxy.corp.example, secret: "SEKRIT-2/value=="}`:          "credentials[0]: secret is not a secret's name",
+		`{host: proxy.corp.example, secret: A}`:                           "", // well formed, unused without dependencies
+	} {
+		home := limitedHome(t, "credentials:\n  - "+entry+"\n")
+		p := newProject(t, simpleTask)
+		r := p.buildIn(home)
+		if want == "" {
+			if r.code != 0 {
+				t.Errorf("%s: exit %d\n%s", entry, r.code, r.stderr)
+			}
+			continue
+		}
+		if r.code != 2 || !strings.Contains(r.stderr, want) || strings.Contains(r.stderr, "SEKRIT") || strings.Contains(r.stderr, "started") {
+			t.Errorf("%s: exit %d, want 2 with %q and no token:\n%s", entry, r.code, want, r.stderr)
+		}
+	}
+}

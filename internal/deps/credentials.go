@@ -2,6 +2,7 @@ package deps
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -22,6 +23,10 @@ type Credential struct {
 
 // CheckCredentialHost says what is wrong with a credential's host, or returns nil.
 func CheckCredentialHost(host string) error {
+	if strings.Contains(host, "@") {
+		// Not quoted: what precedes the '@' is likely a password.
+		return errors.New("host holds user information (USER@ or USER:PASSWORD@): give only HOST or HOST:PORT, and the token as the entry's secret (`ssf secret set NAME`)")
+	}
 	h := host
 	if hh, port, err := net.SplitHostPort(host); err == nil {
 		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {

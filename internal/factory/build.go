@@ -219,6 +219,9 @@ func (h Home) admit(req BuildRequest) (*admission, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := h.checkCredentials(cfg); err != nil { // credentials.go
+		return nil, err
+	}
 	p, err := pipeline.Load(req.Pipeline)
 	if err != nil {
 		var perr *pipeline.Error

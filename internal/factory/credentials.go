@@ -28,20 +28,12 @@ type CredentialConfig struct {
 // fetchCredentials checks config.yaml's credentials and reads their values from the secret store. A wrong entry,
 // or a secret that is not set, is the operator's to fix: an InputError naming the entry.
 func (h Home) fetchCredentials(cfg Config) ([]deps.Credential, error) {
+	if err := h.checkCredentials(cfg); err != nil {
+		return nil, err
+	}
 	var out []deps.Credential
-	seen := map[string]bool{}
 	for i, c := range cfg.Credentials {
 		where := fmt.Sprintf("%s: credentials[%d]", h.configPath(), i)
-		if err := deps.CheckCredentialHost(c.Host); err != nil {
-			return nil, inputErrorf("%s: %v", where, err)
-		}
-		if seen[c.Host] {
-			return nil, inputErrorf("%s: host %q has a credential already: give each host one", where, c.Host)
-		}
-		seen[c.Host] = true
-		if err := secret.CheckName(c.Secret); err != nil {
-			return nil, inputErrorf("%s: %v", where, err)
-		}
 		v, err := h.Secrets().Get(c.Secret)
 		if errors.Is(err, secret.ErrNotFound) {
 			return nil, inputErrorf("%s: secret %q (the credential for %s) is not set: set it with `ssf secret set %s`", where, c.Secret, c.Host, c.Secret)
@@ -51,4 +43,26 @@ func (h Home) fetchCredentials(cfg Config) ([]deps.Credential, error) {
 		out = append(out, deps.Credential{Host: c.Host, Username: c.Username, Token: v})
 	}
 	return out, nil
+}
+
+// checkCredentials checks the form of config.yaml's credentials (not their secrets' values). Every build checks
+// it at admission, so a wrong entry is reported when it is written, not first by the build that has dependencies
+// to fetch.
+func (h Home) checkCredentials(cfg Config) error {
+	seen := map[string]bool{}
+	for i, c := range cfg.Credentials {
+		where := fmt.Sprintf("%s: credentials[%d]", h.configPath(), i)
+		if err := deps.CheckCredentialHost(c.Host); err != nil {
+			return inputErrorf("%s: %v", where, err)
+		}
+		if seen[c.Host] {
+			return inputErrorf("%s: host %q has a credential already: give each host one", where, c.Host)
+		}
+		seen[c.Host] = true
+		if secret.CheckName(c.Secret) != nil {
+			// Not quoted: what is there instead of a name may be the value itself.
+			return inputErrorf("%s: secret is not a secret's name (a letter followed by at most 63 letters, digits, '_' or '-'): give the NAME of a secret set with `ssf secret set NAME` (the value on stdin), never the value itself", where)
+		}
+	}
+	return nil
 }
