@@ -56,6 +56,16 @@ const DefaultMaxCacheBytes int64 = 2 << 30
 // holds tens of thousands.
 const maxCacheEntries = 250_000
 
+// maxCachePath bounds one entry's path in a cache, and maxCachePathBytes all of them together. The walk that
+// stores a cache keeps every entry's path, and one open directory per level: a chain of 20,000 nested
+// directories (a step makes it with renames, whatever PATH_MAX says) cost the control plane 1.2 GB of paths and
+// 20,000 descriptors, and its paths grow with the square of the depth. 4096 bytes is PATH_MAX: no tool in the
+// task could name a longer one.
+const (
+	maxCachePath      = 4096
+	maxCachePathBytes = 64 << 20
+)
+
 // EmptyCacheDigest is the digest of an empty cache: an empty directory's tar stream (the two zero blocks that end
 // a tar archive).
 var EmptyCacheDigest = digest.FromBytes(make([]byte, 1024))
@@ -496,7 +506,7 @@ func (c *caches) keepOne(ctx context.Context, k CacheKey, copyDir string) {
 	case errors.Is(err, errCacheTooBig):
 		c.log.printf("cache %s of task %s grew past maxCacheBytes (%d bytes) and was dropped; the next build starts it empty", k.Cache, k.Task, c.max)
 	case errors.Is(err, errCacheTooMany):
-		c.log.printf("cache %s of task %s grew past %d files, directories and links and was dropped; the next build starts it empty", k.Cache, k.Task, c.maxEntries())
+		c.log.printf("cache %s of task %s grew past %d files, directories and links (or a %d-byte path, or %d MiB of paths) and was dropped; the next build starts it empty", k.Cache, k.Task, c.maxEntries(), maxCachePath, maxCachePathBytes>>20)
 	case err != nil:
 		c.log.printf("warning: cache %s of task %s was not kept: %v", k.Cache, k.Task, err)
 	case n.skipped > 0:
@@ -541,10 +551,10 @@ func (c *caches) store(ctx context.Context, k CacheKey, copyDir string) (storeSt
 	defer tmp.Close()
 	// The walk's sizes are added up before any file is read, so a sparse giant is refused without reading it;
 	// each entry costs at least a 512-byte header. The writer's bound catches the rest (long names, padding).
-	var planned int64
+	var planned, pathBytes int64
 	var count int
 	over, tooMany := false, false
-	include := func(_ string, fi fs.FileInfo) bool {
+	include := func(rel string, fi fs.FileInfo) bool {
 		switch {
 		case over || tooMany:
 			return false
@@ -560,7 +570,9 @@ func (c *caches) store(ctx context.Context, k CacheKey, copyDir string) (storeSt
 			over = true
 			return false
 		}
-		if count++; count > c.maxEntries() {
+		// Checked before the walk goes into a directory: a path too long stops the descent at that level.
+		pathBytes += int64(len(rel))
+		if count++; count > c.maxEntries() || len(rel) > maxCachePath || pathBytes > maxCachePathBytes {
 			tooMany = true
 			return false
 		}

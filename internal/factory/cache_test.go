@@ -407,7 +407,7 @@ func TestCacheTooManyEntriesDropped(t *testing.T) {
 		t.Errorf("the cache with too many entries is still stored (stat: %v)", err)
 	}
 	c.keepOne(ctx, k, many)
-	if !strings.Contains(log.String(), "grew past 10 files, directories and links and was dropped") {
+	if !strings.Contains(log.String(), "grew past 10 files, directories and links (or a 4096-byte path, or 64 MiB of paths) and was dropped") {
 		t.Errorf("log = %q", log.String())
 	}
 }
@@ -492,5 +492,40 @@ func TestCacheImagePathRefusals(t *testing.T) {
 		case tc.want != "" && (!errors.As(err, &ie) || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: %v, want an InputError saying %q", tc.path, err, tc.want)
 		}
+	}
+}
+
+// A chain of nested directories whose deepest path is longer than maxCachePath is dropped, without the walk going
+// deeper (each level is a descriptor held and a path kept, growing with the square of the depth).
+func TestCacheTooDeepDropped(t *testing.T) {
+	ctx := context.Background()
+	c, log := testCaches(t, 1<<30)
+	k := key(c, "build")
+	src := t.TempDir()
+	// Made with renames, as a step would: each new level goes on top, so no path is ever long to make.
+	name := strings.Repeat("d", 200)
+	for range maxCachePath/(len(name)+1) + 1 {
+		top := filepath.Join(src, "top")
+		if err := os.Mkdir(top, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(src, name)); err == nil {
+			if err := os.Rename(filepath.Join(src, name), filepath.Join(top, name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Rename(top, filepath.Join(src, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.store(ctx, k, src); !errors.Is(err, errCacheTooMany) {
+		t.Fatalf("storing a tree deeper than maxCachePath: %v, want errCacheTooMany", err)
+	}
+	c.keepOne(ctx, k, src)
+	if !strings.Contains(log.String(), "-byte path") {
+		t.Errorf("log = %q", log.String())
+	}
+	if _, err := os.Stat(filepath.Join(c.dir, k.hex())); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the too-deep cache is stored (stat: %v)", err)
 	}
 }
