@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -60,7 +61,7 @@ bytes exactly. At a terminal, ssf asks for the value (one line) and does not sho
 			if f, ok := cmd.InOrStdin().(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 				// Typed at a terminal: prompt, rather than seem to hang, and do not echo the value on the screen.
 				fmt.Fprintf(cmd.ErrOrStderr(), "ssf: value of secret %s (one line, not shown; pipe in a value of several lines): ", name)
-				value, err = term.ReadPassword(int(f.Fd()))
+				value, err = readHidden(cmd.Context(), int(f.Fd()))
 				fmt.Fprintln(cmd.ErrOrStderr())
 			} else {
 				value, err = io.ReadAll(io.LimitReader(cmd.InOrStdin(), secret.MaxSize+2))
@@ -167,4 +168,29 @@ func initialisedHome() (factory.Home, error) {
 		return h, err
 	}
 	return h, nil
+}
+
+// readHidden reads one line from the terminal fd without echoing it. Ctrl-C (which ssf catches to cancel its
+// context) ends the read at once, with the terminal's echo restored, rather than after the next Enter.
+func readHidden(ctx context.Context, fd int) ([]byte, error) {
+	state, err := term.GetState(fd)
+	if err != nil {
+		return nil, err
+	}
+	type read struct {
+		v   []byte
+		err error
+	}
+	done := make(chan read, 1)
+	go func() {
+		v, err := term.ReadPassword(fd)
+		done <- read{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		term.Restore(fd, state) // the process ends now: ReadPassword would restore it only on its return
+		return nil, errors.New("interrupted: no secret was set")
+	}
 }
