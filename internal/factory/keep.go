@@ -37,7 +37,7 @@ var (
 	// maxKeptDepth bounds how deep directories are copied: the copy holds two descriptors per level (it works
 	// relative to each directory), and a step can nest directories as deep as its entries allow, which would take
 	// the control plane past its limit of open files, failing the other tasks running beside it.
-	maxKeptDepth = 256
+	maxKeptDepth = 128
 )
 
 // keptDirs are the parts of a task's directory that are kept; its bundle (the runtime spec) and inputs (the

@@ -25,6 +25,12 @@ import (
 // them. (What is published is bounded more tightly, by MaxSubjects; internal outputs only by this.)
 const MaxOutputEntries = 10000
 
+// MaxOutputDepth bounds how deep directories may nest in a declared directory output: the walk holds a descriptor
+// per level, and tasks are collected side by side (maxParallelTasks, the number of CPUs by default), so 2048
+// levels each (as deep as an output path's 4096 bytes allow) could take the control plane past its limit of open
+// files and fail the other tasks. Real output trees nest a few dozen levels at most.
+const MaxOutputDepth = 128
+
 // MaxSubjects is the most subjects one provenance statement may have: sigstore-go (and so cosign and ssf verify)
 // refuses to verify a statement with more ("too many subjects: 1025 > 1024"). A build's published output files,
 // its OCI artifact and its image outputs together must fit.
@@ -148,7 +154,7 @@ func (c *collector) dir(o pipeline.Output) error {
 }
 
 // walk collects the regular files under the open directory d, the directory rel of the output o. It holds one
-// descriptor per level; the depth is bounded by the length of an output path (OutputPathProblem).
+// descriptor per level, at most MaxOutputDepth.
 func (c *collector) walk(o pipeline.Output, d *os.File, rel string) error {
 	entries, err := c.readDir(o, d, rel)
 	if err != nil {
@@ -167,6 +173,9 @@ func (c *collector) walk(o pipeline.Output, d *os.File, rel string) error {
 		case typ&fs.ModeSymlink != 0:
 			return c.fail(o, name, "is a symlink; outputs must be regular files (symlinks are never followed)")
 		case typ.IsDir():
+			if strings.Count(name, "/")-strings.Count(o.Path, "/") > MaxOutputDepth {
+				return c.fail(o, name, "is nested more than %d directories deep in the output; ssf walks at most that deep: flatten the tree, or publish it as one archive", MaxOutputDepth)
+			}
 			sub, err := openAt(d, e.Name(), syscall.O_NOFOLLOW|syscall.O_DIRECTORY)
 			if err != nil {
 				return c.fail(o, name, "cannot be read as a directory: %v", err)

@@ -206,29 +206,44 @@ func TestSubjectCountBound(t *testing.T) {
 // A step can nest directories as deep as an output path may be long (4096 bytes) and put files at the bottom.
 // Resolving each file's path again from the outputs root, one component at a time, cost the square of the depth:
 // 20 files at depth 1500 took 36 seconds, so a full directory output would hold the build for hours (the task's
-// timeout no longer runs then). The walk opens each name relative to its parent and must finish well within the
-// deadline.
-func TestDirectoryOutputDeepNestingIsLinear(t *testing.T) {
-	dir := t.TempDir()
-	deep := filepath.Join(dir, "d", strings.Repeat("a/", 1500))
-	if err := os.MkdirAll(deep, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	const files = 50
-	for i := range files {
-		if err := os.WriteFile(filepath.Join(deep, fmt.Sprint(i)), []byte("x"), 0o644); err != nil {
+// timeout no longer runs then). The walk opens each name relative to its parent, holding a descriptor per level,
+// so it goes at most MaxOutputDepth levels deep: deeper fails the task, at once.
+func TestDirectoryOutputDeepNesting(t *testing.T) {
+	for _, tc := range []struct {
+		depth int
+		want  string // "": every file collected
+	}{
+		{MaxOutputDepth, ""},
+		{1500, fmt.Sprintf("is nested more than %d directories deep in the output", MaxOutputDepth)},
+	} {
+		dir := t.TempDir()
+		deep := filepath.Join(dir, "d", strings.Repeat("a/", tc.depth))
+		if err := os.MkdirAll(deep, 0o755); err != nil {
 			t.Fatal(err)
 		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	task := &pipeline.Task{Name: "build", Outputs: []pipeline.Output{{Path: "d", Dir: true}}}
-	outs, err := collectOutputs(ctx, task, dir, filepath.Join(t.TempDir(), "v"), 1<<20)
-	if err != nil || len(outs) != files {
-		t.Fatalf("collectOutputs = %d outputs, %v; want %d (within 20 s)", len(outs), err, files)
-	}
-	if want := "d/" + strings.Repeat("a/", 1500) + "0"; outs[0].Path != want || string(outs[0].Digest) != sha("x") {
-		t.Fatalf("first output %q %s; want %q with the digest of its bytes", outs[0].Path, outs[0].Digest, want)
+		const files = 50
+		for i := range files {
+			if err := os.WriteFile(filepath.Join(deep, fmt.Sprint(i)), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		task := &pipeline.Task{Name: "build", Outputs: []pipeline.Output{{Path: "d", Dir: true}}}
+		outs, err := collectOutputs(ctx, task, dir, filepath.Join(t.TempDir(), "v"), 1<<20)
+		cancel()
+		if tc.want != "" {
+			var te *TaskError
+			if !errors.As(err, &te) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("depth %d: %v; want a task failure (within 20 s) saying %q", tc.depth, err, tc.want)
+			}
+			continue
+		}
+		if err != nil || len(outs) != files {
+			t.Fatalf("depth %d: %d outputs, %v; want %d", tc.depth, len(outs), err, files)
+		}
+		if want := "d/" + strings.Repeat("a/", tc.depth) + "0"; outs[0].Path != want || string(outs[0].Digest) != sha("x") {
+			t.Fatalf("first output %q %s; want %q with the digest of its bytes", outs[0].Path, outs[0].Digest, want)
+		}
 	}
 }
 
