@@ -108,8 +108,9 @@ func loadLogKey(l ssfhome.Layout) (crypto.Signer, error) {
 
 func newLogServeCmd() *cobra.Command {
 	var addr, certFile, keyFile string
+	var acceptEntries bool
 	cmd := &cobra.Command{
-		Use:   "serve [--addr 127.0.0.1:3000] [--tls-cert CERT --tls-key KEY]",
+		Use:   "serve [--addr 127.0.0.1:3000] [--tls-cert CERT --tls-key KEY] [--accept-entries]",
 		Short: "Serve the transparency log: its tiles and the Rekor v1 REST subset",
 		Long: `Serve the factory's transparency log ($SSF_HOME/log) until Ctrl-C:
 
@@ -120,15 +121,19 @@ func newLogServeCmd() *cobra.Command {
   GET  /api/v1/log/proof          consistency proof (?firstSize=N&lastSize=M)
   GET  /api/v1/log/entries        an entry by ?logIndex=N
   GET  /api/v1/log/entries/UUID   an entry by UUID (the leaf hash, optionally after the 16-hex tree ID)
-  POST /api/v1/log/entries        append a ProposedEntry (hashedrekord or dsse, apiVersion 0.0.1), verified
-                                  first; 409 with its Location if it is already in the log
+  POST /api/v1/log/entries        with --accept-entries: append a ProposedEntry (hashedrekord or dsse,
+                                  apiVersion 0.0.1), verified first; 409 with its Location if it is already
+                                  in the log (without the flag: 403)
   POST /api/v1/log/entries/retrieve  search by entryUUIDs, logIndexes or entries (10 at most)
 
-rekor-cli works against it: rekor-cli --rekor_server http://127.0.0.1:3000 loginfo (get, upload, verify).
-Errors are JSON {"code","message"}: 400 malformed or badly signed, 404 not in the log, 413 a body over 1 MiB,
-422 an oversized search. Nothing is appended unless its signature verifies.
+rekor-cli works against it: rekor-cli --rekor_server http://127.0.0.1:3000 loginfo (get, verify; upload with
+--accept-entries). Errors are JSON {"code","message"}: 400 malformed or badly signed, 403 appends not accepted,
+404 not in the log, 413 a body over 1 MiB, 422 an oversized search. Nothing is appended unless its signature
+verifies.
 
-The server holds the log open: other ssf commands that append to it (builds) wait for it or fail while it runs.
+By default the server is read-only: it follows the log from its files while builds append to it. With
+--accept-entries it holds the log open as its one appender, and builds cannot append until it stops.
+
 It listens on loopback by default; a non-loopback --addr needs --tls-cert and --tls-key. Limits: 128 connections
 per client address, 4096 in all; headers within 10 s, bodies within 30 s, answers within 60 s; 64 appends
 verified at once.
@@ -164,7 +169,7 @@ Exit status 2 for bad flags or an uninitialised factory.`,
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			routeKlog(logger)
 			ctx := cmd.Context()
-			l, err := tlog.Open(ctx, lay.Log(), key, tlog.WithHost(host))
+			l, err := openServedLog(ctx, lay.Log(), key, host, acceptEntries)
 			if err != nil {
 				return err
 			}
@@ -199,7 +204,8 @@ Exit status 2 for bad flags or an uninitialised factory.`,
 				ln.Close()
 				return err
 			}
-			logger.Info("log serving", "url", scheme+"://"+ln.Addr().String(), "dir", lay.Log(), "origin", l.Origin(), "size", cp.Size)
+			logger.Info("log serving", "url", scheme+"://"+ln.Addr().String(), "dir", lay.Log(), "origin", l.Origin(), "size", cp.Size,
+				"accept_entries", acceptEntries)
 			return serveLog(ctx, srv, ln, logger)
 		},
 	}
@@ -207,7 +213,26 @@ Exit status 2 for bad flags or an uninitialised factory.`,
 	f.StringVar(&addr, "addr", "127.0.0.1:3000", "address to listen on (HOST:PORT)")
 	f.StringVar(&certFile, "tls-cert", "", "TLS certificate chain (PEM); serves HTTPS with --tls-key")
 	f.StringVar(&keyFile, "tls-key", "", "TLS private key (PEM)")
+	f.BoolVar(&acceptEntries, "accept-entries", false, "let clients append (POST /api/v1/log/entries); the server then holds the log")
 	return cmd
+}
+
+// openServedLog opens the log to serve: read-only beside the factory's appends, or as its appender. A factory
+// that has not logged anything yet has no published checkpoint: the log is created first.
+func openServedLog(ctx context.Context, dir string, key crypto.Signer, host string, accept bool) (*tlog.Log, error) {
+	if accept {
+		return tlog.Open(ctx, dir, key, tlog.WithHost(host))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "checkpoint")); errors.Is(err, fs.ErrNotExist) {
+		l, err := tlog.Open(ctx, dir, key, tlog.WithHost(host))
+		if err != nil {
+			return nil, err
+		}
+		if err := l.Close(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return tlog.OpenReadOnly(ctx, dir, key, tlog.WithHost(host))
 }
 
 // serveLog serves until ctx ends (Ctrl-C), then lets requests in flight (appends) finish for up to 10 seconds.

@@ -256,25 +256,9 @@ func TestLogServe(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- Main(ctx, []string{"log", "serve", "--addr", addr}, &out, &errb) }()
+	go func() { done <- Main(ctx, []string{"log", "serve", "--addr", addr, "--accept-entries"}, &out, &errb) }()
 	base := "http://" + addr
-	var info map[string]any
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		resp, err := http.Get(base + "/api/v1/log")
-		if err == nil {
-			json.NewDecoder(resp.Body).Decode(&info)
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ssf log serve did not answer: %v\n%s", err, errb.String())
-		}
-		select {
-		case code := <-done:
-			t.Fatalf("ssf log serve exited %d: %s", code, errb.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	info := waitServing(t, base, done, &errb)
 	if info["treeSize"] != float64(0) {
 		t.Fatalf("/api/v1/log: %v", info)
 	}
@@ -330,6 +314,39 @@ func TestLogServe(t *testing.T) {
 		t.Errorf("stderr of ssf log serve: %s", s)
 	}
 
+	// By default the server is read-only: it refuses appends, and a build appending meanwhile (here, the log
+	// opened directly) is served as it goes.
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	var errb2 syncBuffer
+	go func() { done <- Main(ctx, []string{"log", "serve", "--addr", addr}, io.Discard, &errb2) }()
+	waitServing(t, base, done, &errb2)
+	key, err := sign.LoadKey(lay.TLogKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendEntries(t, lay.Log(), key, "ssf.local", 0, 2)
+	resp, err = http.Get(base + "/api/v1/log/entries?logIndex=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET entry 4, appended while a read-only server ran: %d", resp.StatusCode)
+	}
+	resp, err = http.Post(base+"/api/v1/log/entries", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("POST to a read-only server: %d", resp.StatusCode)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("ssf log serve exited %d after Ctrl-C: %s", code, errb2.String())
+	}
+
 	if err := os.Remove(lay.TLogKey()); err != nil {
 		t.Fatal(err)
 	}
@@ -355,4 +372,26 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// waitServing waits until the ssf log serve started in the background answers /api/v1/log, and returns that.
+func waitServing(t *testing.T, base string, done <-chan int, errb *syncBuffer) map[string]any {
+	t.Helper()
+	var info map[string]any
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, err := http.Get(base + "/api/v1/log")
+		if err == nil {
+			json.NewDecoder(resp.Body).Decode(&info)
+			resp.Body.Close()
+			return info
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ssf log serve did not answer: %v\n%s", err, errb.String())
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("ssf log serve exited %d: %s", code, errb.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

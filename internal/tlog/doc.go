@@ -46,7 +46,8 @@
 // `publicKey`, `proof`, `entries` by index and UUID, verified appends, `retrieve`), with Rekor's shapes and entry
 // IDs (16 hex digits of the tree ID, then the leaf hash). [Log.FindLeaf] finds an entry by leaf hash through
 // `.ssf/leaf-index`, 8 bytes per entry rebuilt from the tiles where it is missing, each hit confirmed against the
-// stored entry.
+// stored entry. [OpenReadOnly] opens a log another process appends to, for serving beside it: no lock, no
+// appender, everything read from the published files.
 //
 // # What it must never do
 //

@@ -40,9 +40,10 @@ type Log struct {
 	signer crypto.Signer
 	cfg    config
 
+	readOnly bool // OpenReadOnly: no appender, no lock
 	appender *tessera.Appender
 	shutdown func(context.Context) error
-	reader   tessera.LogReader
+	reader   logReader
 	cancel   context.CancelFunc // stops tessera's and the publication watcher's goroutines
 	lock     *os.File
 	times    *timeStore
@@ -262,7 +263,10 @@ func (l *Log) Close(ctx context.Context) error {
 		return nil
 	}
 	l.closed = true
-	err := l.shutdown(ctx)
+	var err error
+	if l.shutdown != nil {
+		err = l.shutdown(ctx)
+	}
 	l.release()
 	if err != nil {
 		return fmt.Errorf("closing log %q: %w", l.dir, err)
@@ -307,6 +311,9 @@ type InclusionProof struct {
 func (l *Log) Append(ctx context.Context, e Entry) (*LogEntry, error) {
 	if len(e.body) == 0 {
 		return nil, fmt.Errorf("%w: empty entry (make entries with NewDSSEEntry, NewHashedRekordEntry or ParseEntry)", ErrBadEntry)
+	}
+	if l.readOnly {
+		return nil, ErrReadOnly
 	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()

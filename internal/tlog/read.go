@@ -60,7 +60,7 @@ func (l *Log) Entry(ctx context.Context, index uint64) (*LogEntry, error) {
 		return nil, err
 	}
 	if t == 0 {
-		return nil, fmt.Errorf("entry %d: its integrated time is not stored yet (it is being appended); retry", index)
+		return nil, fmt.Errorf("entry %d: its integrated time is not stored yet (it is being appended): %w", index, ErrNotYet)
 	}
 	return l.logEntry(ctx, e.kind, body, index, t, cp)
 }

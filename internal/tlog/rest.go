@@ -166,6 +166,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			ae = errorf(http.StatusNotFound, "%v", err)
 		case errors.Is(err, ErrBadEntry):
 			ae = errorf(http.StatusBadRequest, "%v", err)
+		case errors.Is(err, ErrNotYet):
+			ae = errorf(http.StatusServiceUnavailable, "%v", err)
+			w.Header().Set("Retry-After", "1")
 		case errors.Is(err, ErrClosed), errors.Is(err, context.Canceled):
 			ae = errorf(http.StatusServiceUnavailable, "the log is shutting down")
 		default:
@@ -421,6 +424,9 @@ func proposed(p proposedEntry) (Entry, error) {
 // create appends a proposed entry after verifying it. A second proposal of an entry already in the log (or being
 // appended) is a conflict naming the existing entry, as Rekor answers; nothing is appended twice.
 func (s *Server) create(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	if s.log.ReadOnly() {
+		return 0, nil, errorf(http.StatusForbidden, "this log server is read-only: it does not accept entries (the factory appends its own; run ssf log serve with --accept-entries to let clients append)")
+	}
 	select {
 	case s.posts <- struct{}{}:
 		defer func() { <-s.posts }()

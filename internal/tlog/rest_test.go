@@ -482,3 +482,50 @@ func FuzzProposedEntry(f *testing.F) {
 		}
 	})
 }
+
+// TestReadOnlyServe: a read-only Log beside the appending one (which holds the lock) serves every published
+// entry, follows the log as it grows, finds entries by UUID, and refuses appends with 403.
+func TestReadOnlyServe(t *testing.T) {
+	ctx := context.Background()
+	dir, logKey := t.TempDir(), newKey(t)
+	if _, err := OpenReadOnly(ctx, dir, logKey); err == nil {
+		t.Fatal("OpenReadOnly of an empty directory succeeded")
+	}
+	w := openLog(t, dir, logKey)
+	appendN(t, w, 0, 3)
+	awaitPublished(t, w, 3)
+	r, err := OpenReadOnly(ctx, dir, logKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(ctx) })
+	srv := serveLog(t, r)
+	if a := call(t, "GET", srv.URL+"/api/v1/log/entries?logIndex=2", "", ""); a.status != 200 {
+		t.Fatalf("entry 2: %d %s", a.status, a.raw)
+	}
+	e, err := w.Append(ctx, testEntry(t, newKey(t), 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	awaitPublished(t, w, 4)
+	uuid := fmt.Sprintf("%x", rfc6962.DefaultHasher.HashLeaf(e.Body))
+	a := call(t, "GET", srv.URL+"/api/v1/log/entries/"+uuid, "", "")
+	var got map[string]rekorEntry
+	if err := json.Unmarshal([]byte(a.raw), &got); err != nil || a.status != 200 {
+		t.Fatalf("the entry appended after the read-only open, by UUID: %d %s", a.status, a.raw)
+	}
+	for _, re := range got {
+		if re.LogIndex != 3 || re.Verification.InclusionProof.TreeSize != 4 {
+			t.Fatalf("entry by UUID: %+v", re)
+		}
+	}
+	if a := call(t, "POST", srv.URL+"/api/v1/log/entries", "application/json", hashedRekordProposal(t, newKey(t), "z", nil)); a.status != http.StatusForbidden || !strings.Contains(a.raw, "read-only") {
+		t.Fatalf("POST to a read-only server: %d %s", a.status, a.raw)
+	}
+	if _, err := r.Append(ctx, testEntry(t, newKey(t), 7)); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("Append on a read-only log: %v", err)
+	}
+	if cp := awaitPublished(t, w, 4); cp.Size != 4 {
+		t.Fatalf("the log has %d entries, want 4", cp.Size)
+	}
+}
