@@ -87,7 +87,7 @@ func keepFailedTask(ctx context.Context, taskDir, dest string, secrets map[strin
 		msg += fmt.Sprintf("; left out %d entries whose names hold a secret value (secret values are redacted from the kept files too)", k.secretNames)
 	}
 	if len(k.tooDeep) > 0 {
-		msg += fmt.Sprintf("; left out %d directories nested deeper than %d levels (first: %s)", len(k.tooDeep), maxKeptDepth, k.tooDeep[0])
+		msg += fmt.Sprintf("; left out %d directories nested deeper than %d levels (first: %q)", len(k.tooDeep), maxKeptDepth, k.tooDeep[0])
 	}
 	if len(k.leftOut) > 0 {
 		msg += fmt.Sprintf("; left out %d fifos, sockets or devices, which are never kept (first: %s)", len(k.leftOut), k.leftOut[0])
@@ -129,6 +129,9 @@ func (k *keeper) redact(s string) string {
 // copy copies the entry name of the open directory parent (rel from the task's directory, of type typ as the
 // directory listed it) to the same name in the open directory dst, where it must not exist, without following
 // anything. The copy is made relative to dst too, so its cost does not grow with the depth either.
+//
+// rel is the step's choice of names: every message quotes it (%q), so a name holding a newline or a terminal
+// escape cannot print a line of its own, such as a forged "[ssf] build succeeded".
 func (k *keeper) copy(parent *os.File, name, rel string, typ fs.FileMode, dst *os.File) error {
 	if err := k.ctx.Err(); err != nil {
 		return err
@@ -145,7 +148,7 @@ func (k *keeper) copy(parent *os.File, name, rel string, typ fs.FileMode, dst *o
 	case typ&fs.ModeSymlink != 0:
 		target, err := readlinkAt(parent, name)
 		if err != nil {
-			return fmt.Errorf("%s: %w", rel, err)
+			return fmt.Errorf("%q: %w", rel, err)
 		}
 		target = k.redact(target)
 		return withFd(dst, func(dfd int) error { return unix.Symlinkat(target, dfd, name) })
@@ -154,7 +157,7 @@ func (k *keeper) copy(parent *os.File, name, rel string, typ fs.FileMode, dst *o
 	case typ.IsRegular():
 		return k.copyFile(parent, name, rel, dst)
 	default:
-		k.leftOut = append(k.leftOut, fmt.Sprintf("%s (%s)", rel, typ.Type()))
+		k.leftOut = append(k.leftOut, fmt.Sprintf("%q (%s)", rel, typ.Type()))
 		return nil
 	}
 }
@@ -166,7 +169,7 @@ func (k *keeper) copyDir(parent *os.File, name, rel string, dstParent *os.File) 
 	}
 	f, err := openAt(parent, name, syscall.O_NOFOLLOW|syscall.O_DIRECTORY) // outputs.go
 	if err != nil {
-		return fmt.Errorf("%s: %w", rel, err)
+		return fmt.Errorf("%q: %w", rel, err)
 	}
 	defer f.Close()
 	if err := withFd(dstParent, func(dfd int) error { return unix.Mkdirat(dfd, name, 0o700) }); err != nil {
@@ -203,7 +206,7 @@ func (k *keeper) copyFile(parent *os.File, name, rel string, dst *os.File) error
 	// O_NONBLOCK: a fifo swapped in after the listing must not block the open; it is refused by its own FileInfo.
 	f, err := openAt(parent, name, syscall.O_NOFOLLOW|syscall.O_NONBLOCK)
 	if err != nil {
-		return fmt.Errorf("%s: %w", rel, err)
+		return fmt.Errorf("%q: %w", rel, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
@@ -211,11 +214,11 @@ func (k *keeper) copyFile(parent *os.File, name, rel string, dst *os.File) error
 		return err
 	}
 	if !fi.Mode().IsRegular() {
-		k.leftOut = append(k.leftOut, fmt.Sprintf("%s (%s)", rel, fi.Mode().Type()))
+		k.leftOut = append(k.leftOut, fmt.Sprintf("%q (%s)", rel, fi.Mode().Type()))
 		return nil
 	}
 	if k.bytes += fi.Size(); k.bytes > maxKeptBytes {
-		k.truncated = fmt.Sprintf("the copy stopped at %d bytes of files (at %s); the rest was left out", maxKeptBytes, rel)
+		k.truncated = fmt.Sprintf("the copy stopped at %d bytes of files (at %q); the rest was left out", maxKeptBytes, rel)
 		return errKeptBound
 	}
 	fd := -1

@@ -117,7 +117,7 @@ func TestKeepFailedTaskIsBounded(t *testing.T) {
 	defer func(b int64, e int) { maxKeptBytes, maxKeptEntries = b, e }(maxKeptBytes, maxKeptEntries)
 	maxKeptBytes = 350
 	msg, err := keepFailedTask(context.Background(), task, filepath.Join(t.TempDir(), "k"), nil)
-	if err != nil || !strings.Contains(msg, "the copy stopped at 350 bytes of files (at workspace/") {
+	if err != nil || !strings.Contains(msg, "the copy stopped at 350 bytes of files (at \"workspace/") {
 		t.Errorf("bytes bound: %q, %v", msg, err)
 	}
 	maxKeptBytes, maxKeptEntries = 1<<30, 3
@@ -197,7 +197,7 @@ func TestKeepFailedTaskDepthIsBounded(t *testing.T) {
 	unix.Close(fd)
 	dest := filepath.Join(t.TempDir(), "k")
 	msg, err := keepFailedTask(context.Background(), task, dest, nil)
-	want := fmt.Sprintf("left out 1 directories nested deeper than %d levels (first: workspace/%s)", maxKeptDepth, strings.TrimSuffix(strings.Repeat("a/", maxKeptDepth), "/"))
+	want := fmt.Sprintf("left out 1 directories nested deeper than %d levels (first: \"workspace/%s\")", maxKeptDepth, strings.TrimSuffix(strings.Repeat("a/", maxKeptDepth), "/"))
 	if err != nil || !strings.Contains(msg, want) {
 		t.Fatalf("keepFailedTask = %q, %v; want it to say %q", msg, err, want)
 	}
@@ -248,5 +248,24 @@ func TestKeepFailedTaskRedactsSecrets(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(dest, "workspace", token)); !os.IsNotExist(err) {
 		t.Errorf("an entry named by the token was kept: %v", err)
+	}
+}
+
+// The names in the kept copy's message are the step's: one holding a newline printed a line of its own in the
+// build's log and hint, such as a forged "[ssf] build succeeded". They are quoted.
+func TestKeepFailedTaskQuotesNames(t *testing.T) {
+	task := t.TempDir()
+	for _, d := range keptDirs {
+		if err := os.Mkdir(filepath.Join(task, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name := "x\n[ssf] build succeeded\x1b[2J"
+	if err := syscall.Mkfifo(filepath.Join(task, "workspace", name), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := keepFailedTask(context.Background(), task, filepath.Join(t.TempDir(), "k"), nil)
+	if err != nil || strings.ContainsAny(msg, "\n\x1b") || !strings.Contains(msg, `(first: "workspace/x\n[ssf] build succeeded\x1b[2J" (p---------))`) {
+		t.Fatalf("keepFailedTask = %q, %v; want the name quoted", msg, err)
 	}
 }
