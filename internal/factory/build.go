@@ -128,7 +128,8 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (_ *BuildResult, err 
 	if err != nil {
 		return nil, err
 	}
-	log.redact = func(b []byte) []byte { return redactBytes(adm.secrets, b) } // before anything runs (secrets.go)
+	adm.redacts = compileRedaction(adm.secrets) // once: every step's output, the [ssf] lines, the error (secrets.go)
+	log.redact = adm.redacts.bytes              // before anything runs
 	h.sweepLeftovers(ctx, adm.runtime, log)
 	ws, err := h.openWork(adm)
 	if err != nil {
@@ -149,7 +150,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (_ *BuildResult, err 
 	// An error can quote what a step made (an output's file name, which a step given a secret can choose): it is
 	// redacted of the build's secret values before the history above records it and the caller prints it. Deferred
 	// after the recording, so it runs before it.
-	defer func() { err = redactError(adm.secrets, err) }()
+	defer func() { err = redactError(adm.redacts, err) }()
 	src, err := h.source(ctx, req.Source, adm, ws, log)
 	if err != nil {
 		return nil, err
@@ -210,6 +211,7 @@ type admission struct {
 	runtime  Runtime
 	out      string            // absolute
 	secrets  map[string][]byte // the values of the secrets the tasks list, by name (secrets.go)
+	redacts  *redaction        // of those values, compiled once (secrets.go); nil when there are none
 }
 
 // admit checks a build request: the factory's config, the pipeline and its params, the builder (in the factory,
@@ -359,6 +361,7 @@ func (h Home) run(ctx context.Context, adm *admission, ws *workspace, src *sourc
 		invocation: ws.invocation, lease: uid, log: log, maxOutput: adm.cfg.MaxOutputBytes, rec: ws.rec,
 		verified: map[string][]Output{}, logs: map[string]string{},
 		runtimeName: adm.cfg.Runtime, isolation: map[string]provenance.TaskIsolation{}, secrets: adm.secrets,
+		redacts: adm.redacts,
 	}
 	b.caches = h.newCaches(adm, rootfs, ws.invocation, uid.id, log)
 	if adm.req.KeepWorkspace && ws.rec != nil {
@@ -625,6 +628,7 @@ type build struct {
 	isolation   map[string]provenance.TaskIsolation // task -> how it was isolated, from its runtime spec
 	caches      *caches                             // the tasks' caches (cache.go); nil in tests that run tasks alone
 	secrets     map[string][]byte                   // secret values by name: mounted for the tasks that list them, redacted from every log
+	redacts     *redaction                          // of those values, compiled once (secrets.go)
 	keepDir     string                              // where a failed task's directories are kept (keep.go); "" keeps none
 }
 
@@ -861,7 +865,7 @@ func (b *build) runSteps(taskCtx context.Context, ctr Container, t *pipeline.Tas
 	for _, s := range t.Steps {
 		w := b.log.prefixed(fmt.Sprintf("[%s/%s] ", t.Name, s.Name), logFile, &logged)
 		logStart, stepStart := logged, time.Now()
-		out := newRedactor(w, b.secrets) // before the output is split into lines (secrets.go)
+		out := b.redacts.writer(w) // before the output is split into lines (secrets.go)
 		code, err := ctr.Exec(taskCtx, []string{"/bin/sh", "-e", "-c", s.Run}, out)
 		flushRedactor(out)
 		w.Flush()

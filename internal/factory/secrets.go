@@ -181,16 +181,38 @@ type redactor struct {
 
 // newRedactor returns next itself when there is nothing to redact.
 func newRedactor(next io.Writer, values map[string][]byte) io.Writer {
+	return compileRedaction(values).writer(next)
+}
+
+// redaction is what a redactor needs of a build's values, computed once: the patterns, their failure functions
+// and their starting pairs. Computing it costs time and memory in the size of the values (each has a dozen
+// encodings), so a build compiles it once for its control-plane text and every step rather than per use.
+type redaction struct {
+	pats   [][]byte
+	fail   [][]int
+	starts *[1 << 16]bool
+}
+
+// compileRedaction returns the redaction of values; nil when there is nothing to redact.
+func compileRedaction(values map[string][]byte) *redaction {
 	pats := redactionPatterns(values)
 	if len(pats) == 0 {
+		return nil
+	}
+	rd := &redaction{pats: pats, starts: new([1 << 16]bool)}
+	for _, p := range pats {
+		rd.fail = append(rd.fail, failure(p))
+		rd.starts[uint16(p[0])<<8|uint16(p[1])] = true // patterns are at least secret.MinSize bytes
+	}
+	return rd
+}
+
+// writer returns a redactor writing to next; next itself when rd is nil.
+func (rd *redaction) writer(next io.Writer) io.Writer {
+	if rd == nil {
 		return next
 	}
-	r := &redactor{next: next, pats: pats, state: make([]int, len(pats)), starts: new([1 << 16]bool)}
-	for _, p := range pats {
-		r.fail = append(r.fail, failure(p))
-		r.starts[uint16(p[0])<<8|uint16(p[1])] = true // patterns are at least secret.MinSize bytes
-	}
-	return r
+	return &redactor{next: next, pats: rd.pats, fail: rd.fail, starts: rd.starts, state: make([]int, len(rd.pats))}
 }
 
 // redactionPatterns are the byte strings redacted for values: each value, each of its lines (a step may print
@@ -199,8 +221,10 @@ func newRedactor(next io.Writer, values map[string][]byte) io.Writer {
 // determines, so a padded, unpadded or embedded encoding is caught.
 func redactionPatterns(values map[string][]byte) [][]byte {
 	var out [][]byte
+	seen := map[string]bool{} // not a scan of out: a value of many lines has thousands of patterns
 	add := func(p []byte) {
-		if len(p) >= secret.MinSize && !slices.ContainsFunc(out, func(q []byte) bool { return string(q) == string(p) }) {
+		if len(p) >= secret.MinSize && !seen[string(p)] {
+			seen[string(p)] = true
 			out = append(out, p)
 		}
 	}
@@ -355,11 +379,16 @@ func (r *redactor) emit(buf []byte, n int) error {
 // redactBytes returns b with every value of values (and its encodings, as the redactor knows them) replaced by
 // "***": for the control plane's own text that can quote what a step made.
 func redactBytes(values map[string][]byte, b []byte) []byte {
-	if len(values) == 0 {
+	return compileRedaction(values).bytes(b)
+}
+
+// bytes returns b redacted; b itself when rd is nil.
+func (rd *redaction) bytes(b []byte) []byte {
+	if rd == nil {
 		return b
 	}
 	var out bytes.Buffer
-	w := newRedactor(&out, values)
+	w := rd.writer(&out)
 	w.Write(b) // a bytes.Buffer does not fail
 	flushRedactor(w)
 	return out.Bytes()
@@ -379,15 +408,15 @@ func (e *redactedError) Unwrap() error { return e.err }
 // redacted of the build's secret values. A step given a secret can name an output file after it, and the error
 // that refuses that output quotes its name: that must not carry the value to the terminal, --output json or the
 // build history.
-func redactError(values map[string][]byte, err error) error {
-	if err == nil || len(values) == 0 {
+func redactError(rd *redaction, err error) error {
+	if err == nil || rd == nil {
 		return err
 	}
 	if te := (*TaskError)(nil); errors.As(err, &te) {
-		te.Reason = string(redactBytes(values, []byte(te.Reason)))
-		te.Hint = string(redactBytes(values, []byte(te.Hint)))
+		te.Reason = string(rd.bytes([]byte(te.Reason)))
+		te.Hint = string(rd.bytes([]byte(te.Hint)))
 	}
-	msg := string(redactBytes(values, []byte(err.Error())))
+	msg := string(rd.bytes([]byte(err.Error())))
 	if msg == err.Error() {
 		return err
 	}

@@ -173,7 +173,7 @@ func TestSecretsMountPointMustExist(t *testing.T) {
 func TestControlPlaneTextIsRedacted(t *testing.T) {
 	values := map[string][]byte{"T": []byte("s3cr3t-value")}
 	te := &TaskError{Task: "t", ExitCode: -1, Reason: `"d/s3cr3t-value" is a symlink`, Hint: "kept d/s3cr3t-value"}
-	err := redactError(values, fmt.Errorf("wrapped: %w", te))
+	err := redactError(compileRedaction(values), fmt.Errorf("wrapped: %w", te))
 	if got := err.Error(); got != `wrapped: task "t" failed: "d/***" is a symlink` {
 		t.Errorf("Error() = %q", got)
 	}
@@ -181,7 +181,7 @@ func TestControlPlaneTextIsRedacted(t *testing.T) {
 	if !errors.As(err, &got) || got.Hint != "kept d/***" || got.ExitCode != -1 {
 		t.Errorf("errors.As: %+v", got)
 	}
-	if redactError(values, nil) != nil || redactError(nil, te) != te {
+	if redactError(compileRedaction(values), nil) != nil || redactError(nil, te) != te {
 		t.Errorf("nil error or no secrets: changed")
 	}
 	var out bytes.Buffer
