@@ -50,12 +50,12 @@ func openLeafIndex(path string) (*leafIndex, error) {
 
 func (x *leafIndex) close() error { return x.f.Close() }
 
-// record remembers that leaf was appended at index.
-func (x *leafIndex) record(leaf []byte, index uint64) {
+// record remembers that body was appended at index (its leaf hash is computed only when someone looks up).
+func (x *leafIndex) record(body []byte, index uint64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.active && index >= x.done {
-		x.recent[[32]byte(leaf)] = index
+		x.recent[[32]byte(rfc6962.DefaultHasher.HashLeaf(body))] = index
 	}
 }
 

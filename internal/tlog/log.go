@@ -324,7 +324,7 @@ func (l *Log) Append(ctx context.Context, e Entry) (*LogEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("appending a %s entry: %w", e.kind, err)
 	}
-	l.leaves.record(rfc6962.DefaultHasher.HashLeaf(e.body), index)
+	l.leaves.record(e.body, index)
 	cp, err := l.headCovering(ctx, index)
 	if err != nil {
 		return nil, fmt.Errorf("signing a checkpoint covering entry %d: %w", index, err)
