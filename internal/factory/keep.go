@@ -67,7 +67,8 @@ func keepFailedTask(ctx context.Context, taskDir, dest string, secrets map[strin
 		return "", err
 	}
 	defer out.Close()
-	k := &keeper{ctx: ctx, secrets: secrets}
+	// Compiled once: the patterns cost time in the size of the values, and every entry's name is redacted.
+	k := &keeper{ctx: ctx, rd: compileRedaction(secrets)}
 	for _, d := range keptDirs {
 		if err := k.copy(top, d, d, fs.ModeDir, out); err != nil {
 			if errors.Is(err, errKeptBound) {
@@ -99,7 +100,7 @@ var errKeptBound = errors.New("the kept copy's bound was reached")
 
 type keeper struct {
 	ctx       context.Context
-	secrets   map[string][]byte // redacted from the copy (secrets.go)
+	rd        *redaction // the build's secret values, redacted from the copy (secrets.go); nil: none
 	bytes     int64
 	entries   int
 	leftOut   []string
@@ -111,14 +112,10 @@ type keeper struct {
 
 // redact returns s with the build's secret values replaced, as the logs have them.
 func (k *keeper) redact(s string) string {
-	if len(k.secrets) == 0 {
+	if k.rd == nil {
 		return s
 	}
-	var b strings.Builder
-	w := newRedactor(&b, k.secrets)
-	io.WriteString(w, s)
-	flushRedactor(w)
-	return b.String()
+	return string(k.rd.bytes([]byte(s)))
 }
 
 // Every entry is opened relative to its parent directory's descriptor, one name at a time with O_NOFOLLOW, never
@@ -229,7 +226,7 @@ func (k *keeper) copyFile(parent *os.File, name, rel string, dst *os.File) error
 		return err
 	}
 	out := os.NewFile(uintptr(fd), rel)
-	w := newRedactor(out, k.secrets) // out itself when there are none
+	w := k.rd.writer(out) // out itself when there are no secrets
 	_, err = io.Copy(w, ctxReader{k.ctx, io.LimitReader(f, fi.Size())})
 	if r, ok := w.(*redactor); ok && err == nil {
 		err = r.Flush()
