@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -52,28 +53,13 @@ const (
 	logIdleTimeout       = 60 * time.Second
 )
 
-// routeKlog sends the output of klog (tessera logs through it) to logger at debug level instead of stderr, where
-// it would interleave with ssf's own lines.
-func routeKlog(logger *slog.Logger) {
-	klog.SetSlogLogger(slog.New(debugHandler{logger.Handler()}))
+// silenceKlog discards klog's output (tessera logs through it) instead of letting it interleave with ssf's own
+// lines on stderr. klog's logger may only be set before anything logs, so it is set once, when ssf starts (Main).
+func silenceKlog() {
+	klogOnce.Do(func() { klog.SetSlogLogger(slog.New(slog.DiscardHandler)) })
 }
 
-// debugHandler lowers every record to debug level.
-type debugHandler struct{ slog.Handler }
-
-func (h debugHandler) Enabled(ctx context.Context, _ slog.Level) bool {
-	return h.Handler.Enabled(ctx, slog.LevelDebug)
-}
-
-func (h debugHandler) Handle(ctx context.Context, r slog.Record) error {
-	r.Level = slog.LevelDebug
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h debugHandler) WithAttrs(a []slog.Attr) slog.Handler {
-	return debugHandler{h.Handler.WithAttrs(a)}
-}
-func (h debugHandler) WithGroup(n string) slog.Handler { return debugHandler{h.Handler.WithGroup(n)} }
+var klogOnce sync.Once
 
 // factoryLayout returns the initialised factory home and the host its log signs checkpoints as (the trust
 // domain, as the factory's in-process log and ssf trust export use).
@@ -167,7 +153,6 @@ Exit status 2 for bad flags or an uninitialised factory.`,
 				return err
 			}
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			routeKlog(logger)
 			ctx := cmd.Context()
 			l, err := openServedLog(ctx, lay.Log(), key, host, acceptEntries)
 			if err != nil {
@@ -294,7 +279,6 @@ log that cannot be fetched (the message names which), 2 for bad flags.`,
 			if err != nil {
 				return err
 			}
-			routeKlog(slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
 			hc := &http.Client{Timeout: 2 * time.Minute, Transport: &limitedTransport{max: maxMonitorFile}}
 			f, err := client.NewHTTPFetcher(u, hc)
 			if err != nil {

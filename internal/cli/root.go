@@ -35,6 +35,7 @@ func usagef(format string, args ...any) error { return &usageError{fmt.Errorf(fo
 
 // Main runs ssf with args (without the program name) and returns the exit status.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	silenceKlog()
 	return run(ctx, newRootCmd(), args, stdout, stderr)
 }
 
