@@ -99,3 +99,26 @@ func TestIgnorePatternsCannotHoldTheBuild(t *testing.T) {
 		t.Fatalf("Take of a source with hostile ignore patterns: %v; want an InputError naming the bound (within 20 s)", err)
 	}
 }
+
+// A .gitignore may ignore itself, so the snapshot's bound does not count it, and the walk holds the patterns of
+// every directory above the one it is in: a chain of directories each with 8 MiB of patterns held gigabytes in
+// the control plane. The patterns one snapshot reads are bounded together, and a source past it is bad input.
+func TestIgnoreFilesAreBoundedTogether(t *testing.T) {
+	defer func(n int) { maxIgnoreTotal = n }(maxIgnoreTotal)
+	maxIgnoreTotal = 1 << 20
+	dir := t.TempDir()
+	writeT(t, filepath.Join(dir, "README"), "hello\n")
+	sourceRepo(t, dir)
+	patterns := ".gitignore\n" + strings.Repeat(strings.Repeat("p", 1000)+"\n", 400) // 400 kB, ignoring itself
+	sub := dir
+	for i := range 4 {
+		writeT(t, filepath.Join(sub, ".gitignore"), patterns)
+		sub = filepath.Join(sub, "d"+strconv.Itoa(i))
+		writeT(t, filepath.Join(sub, "f"), "x")
+	}
+	_, err := Take(context.Background(), dir, Protected{Home: t.TempDir()}, filepath.Join(t.TempDir(), "source.tar"), 1<<30)
+	var ie *InputError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), `the .gitignore files of the source hold more than 1048576 bytes of patterns together (reached at "d0/d1/.gitignore")`) {
+		t.Fatalf("Take: %v; want an InputError naming the bound and where it was reached", err)
+	}
+}

@@ -19,6 +19,12 @@ const SSFIgnore = ".ssfignore"
 // maxIgnoreFile bounds an ignore file that is read (.gitignore, .git/info/exclude, .ssfignore).
 const maxIgnoreFile = 8 << 20
 
+// maxIgnoreTotal bounds the patterns of all the .gitignore files one snapshot reads: the walk holds those of every
+// directory above the one it is in, and a .gitignore can ignore itself (so the snapshot's bound does not count
+// it), so a chain of directories each with 8 MiB of patterns held gigabytes in the control plane. A variable so
+// that tests can lower it.
+var maxIgnoreTotal = 64 << 20
+
 // selection is what of the source directory goes into the snapshot, decided by a first walk that reads names and
 // ignore files only. The snapshot's own walk then takes exactly these entries, judged again by the guard on the
 // Lstat it reads them with.
@@ -47,6 +53,8 @@ type selector struct {
 	sel    *selection
 	ctx    context.Context
 	budget *matchBudget // of the ignore lists' matching (ignore.go); the lists read in the walk share it
+	// ignoreBytes adds up the patterns of the .gitignore files read, against maxIgnoreTotal.
+	ignoreBytes int
 }
 
 // repoPath is the path of rel (relative to the source) in the repository.
@@ -113,6 +121,12 @@ func (s *selector) walk(rel string, rules ignoreRules, ignoredDir bool) error {
 		}
 		if l != nil {
 			l.budget = s.budget
+			for _, p := range l.patterns {
+				s.ignoreBytes += len(p.glob) + 1
+			}
+			if s.ignoreBytes > maxIgnoreTotal {
+				return inputErrorf("the .gitignore files of the source hold more than %d bytes of patterns together (reached at %q): shorten them", maxIgnoreTotal, path.Join(rel, ".gitignore"))
+			}
 		}
 		rules = rules.with(l)
 	}
