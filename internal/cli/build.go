@@ -102,6 +102,9 @@ progress stay on stderr. The fields are in docs/cli-json.md.`,
 					return err
 				}
 			}
+			if req.Signer != factory.SignerKey && req.Signer != factory.SignerIdentity {
+				return usagef("--signer %q: want %s (the factory's provenance key) or %s (a certificate per task and run)", req.Signer, factory.SignerKey, factory.SignerIdentity)
+			}
 			if publishTo != "" {
 				if _, _, err := oci.ParseTarget(publishTo); err != nil {
 					return &usageError{fmt.Errorf("--publish: %w", err)} // before the build, not after it
@@ -156,6 +159,7 @@ progress stay on stderr. The fields are in docs/cli-json.md.`,
 	f.StringArrayVar(&req.Params, "param", nil, "pipeline parameter NAME=VALUE (repeatable)")
 	f.StringVar(&publishTo, "publish", "", "after the build, push OUT to this registry repository, REGISTRY/REPO[:TAG]")
 	f.BoolVar(&req.KeepWorkspace, "keep-workspace", false, "when a task fails, keep its workspace, outputs and tmp, read-only, in $SSF_HOME/builds/<id>/workspaces/<task>/ (the path is printed; ssf builds prune removes it)")
+	f.StringVar(&req.Signer, "signer", factory.SignerKey, "what signs: key (the factory's provenance key) or identity (a short-lived certificate per task and per run, each signature in the transparency log and timestamped; docs/keyless.md)")
 	f.BoolVar(&req.NoCache, "no-cache", false, "give every task empty caches and keep none (recorded in the provenance as disabled); use it for release builds (docs/caches.md)")
 	output = addOutputFlag(cmd)
 	return cmd

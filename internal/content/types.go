@@ -30,6 +30,14 @@ const (
 	CycloneDXBundleSuffix  = ".cdx.sigstore.json"
 )
 
+// The per-task attestation ssf writes when tasks are signed by their own identities (ssf build --signer identity):
+// its in-toto predicate type (docs/build-type.md) and the suffix of its bundle's file name in OUT/attestations
+// (<task>.task.sigstore.json).
+const (
+	TaskPredicateType = "https://ssf.dev/attestations/task/v1"
+	TaskBundleSuffix  = ".task.sigstore.json"
+)
+
 // NpmPackumentAccept is the Accept header npm sends for a package's registry metadata in its abbreviated form;
 // npm's cache answers a request only from an entry stored under the same Accept.
 const NpmPackumentAccept = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*"

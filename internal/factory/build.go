@@ -29,7 +29,6 @@ import (
 	"github.com/ssf-dev/ssf/internal/pipeline"
 	"github.com/ssf-dev/ssf/internal/provenance"
 	"github.com/ssf-dev/ssf/internal/sandbox"
-	"github.com/ssf-dev/ssf/internal/sign"
 	"github.com/ssf-dev/ssf/internal/source"
 )
 
@@ -48,6 +47,9 @@ type BuildRequest struct {
 	// KeepWorkspace keeps a failed task's workspace, outputs and tmp, read-only, in the build's history entry
 	// (keep.go).
 	KeepWorkspace bool
+	// Signer is SignerKey (the provenance key; "" too) or SignerIdentity (a certificate per task and run, each
+	// signature logged and timestamped: identity.go).
+	Signer string
 }
 
 // Output is one built file: the file as it goes into the OCI artifact (path relative to Out, digest, size) and
@@ -128,8 +130,9 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (_ *BuildResult, err 
 	if err != nil {
 		return nil, err
 	}
-	adm.redacts = compileRedaction(adm.secrets) // once: every step's output, the [ssf] lines, the error (secrets.go)
-	log.redact = adm.redacts.bytes              // before anything runs
+	defer adm.identity.close(context.WithoutCancel(ctx)) // releases the transparency log (identity.go)
+	adm.redacts = compileRedaction(adm.secrets)          // once: every step's output, the [ssf] lines, the error (secrets.go)
+	log.redact = adm.redacts.bytes                       // before anything runs
 	h.sweepLeftovers(ctx, adm.runtime, log)
 	ws, err := h.openWork(adm)
 	if err != nil {
@@ -180,6 +183,9 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (_ *BuildResult, err 
 	}
 	stmt.StartedOn, stmt.FinishedOn = started, time.Now().UTC()
 	// SBOMs first: the provenance lists their bundles as byproducts, so none can be dropped or swapped unseen.
+	if err := recordTaskAttestations(b, ws.staging, &stmt); err != nil { // identity.go
+		return nil, err
+	}
 	if err := attestSBOMs(ctx, adm.attestor, b, ws, res, &stmt); err != nil {
 		return nil, err
 	}
@@ -212,6 +218,7 @@ type admission struct {
 	out      string            // absolute
 	secrets  map[string][]byte // the values of the secrets the tasks list, by name (secrets.go)
 	redacts  *redaction        // of those values, compiled once (secrets.go); nil when there are none
+	identity *identity         // --signer identity: signs each task and the run (identity.go); nil signs with the key
 }
 
 // admit checks a build request: the factory's config, the pipeline and its params, the builder (in the factory,
@@ -254,10 +261,6 @@ func (h Home) admit(req BuildRequest) (*admission, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := sign.LoadKey(h.KeyPath())
-	if err != nil {
-		return nil, fmt.Errorf("loading the provenance key (run `ssf init` if the factory is new): %w", err)
-	}
 	// Outputs are a step's bytes: under the factory home they could pose as its state (a dependency cache entry
 	// with its checked-digest record, a builder, a key). Checked before anything is created.
 	if abs, err := filepath.Abs(req.Out); err == nil && req.Out != "" && pathWithin(realPath(abs), realPath(h.Dir)) {
@@ -271,8 +274,12 @@ func (h Home) admit(req BuildRequest) (*admission, error) {
 	if err != nil {
 		return nil, err
 	}
+	attestor, ident, err := h.chooseSigner(context.Background(), req, cfg) // last: an identity holds the log (identity.go)
+	if err != nil {
+		return nil, err
+	}
 	return &admission{req: req, cfg: cfg, p: p, params: params, images: images, img: img,
-		attestor: sign.NewSigner(key), runtime: runc{rc}, out: out, secrets: secrets}, nil
+		attestor: attestor, runtime: runc{rc}, out: out, secrets: secrets, identity: ident}, nil
 }
 
 // workspace is a build's own directories and its run record, which lets a later build clean up after this one if
@@ -361,7 +368,7 @@ func (h Home) run(ctx context.Context, adm *admission, ws *workspace, src *sourc
 		invocation: ws.invocation, lease: uid, log: log, maxOutput: adm.cfg.MaxOutputBytes, rec: ws.rec,
 		verified: map[string][]Output{}, logs: map[string]string{},
 		runtimeName: adm.cfg.Runtime, isolation: map[string]provenance.TaskIsolation{}, secrets: adm.secrets,
-		redacts: adm.redacts,
+		redacts: adm.redacts, identity: adm.identity.forBuild(adm, ws.invocation, src),
 	}
 	b.caches = h.newCaches(adm, rootfs, ws.invocation, uid.id, log)
 	if adm.req.KeepWorkspace && ws.rec != nil {
@@ -630,6 +637,10 @@ type build struct {
 	secrets     map[string][]byte                   // secret values by name: mounted for the tasks that list them, redacted from every log
 	redacts     *redaction                          // of those values, compiled once (secrets.go)
 	keepDir     string                              // where a failed task's directories are kept (keep.go); "" keeps none
+
+	identity    *identity             // signs each task's attestation when it ends (identity.go); nil with --signer key
+	steps       map[string][]taskStep // task -> its steps as they ran, for its attestation (identity builds only)
+	taskBundles map[string][]byte     // task -> its signed attestation, written to OUT with the rest (identity.go)
 }
 
 // run executes the tasks in dependency order, each as soon as the tasks it needs are done, and stops everything
@@ -769,6 +780,9 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) (err error) {
 	iso.Secrets = t.Secrets // names only
 	b.isolation[t.Name] = iso
 	b.mu.Unlock()
+	if err := b.attestTask(ctx, t.Name, taskStart, iso, outputs); err != nil { // its own identity (identity.go)
+		return err
+	}
 	// The task succeeded and its container is gone: nothing changes the cache copies while they are read. They are
 	// stored in the background, so the tasks that need this one start meanwhile (cache.go).
 	if b.caches.keepAfter(ctx, t, dir, release) {
@@ -873,6 +887,7 @@ func (b *build) runSteps(taskCtx context.Context, ctr Container, t *pipeline.Tas
 			code = -1
 		}
 		b.rec.step(t.Name, s.Name, code, time.Since(stepStart), logStart, logged)
+		b.stepDone(t.Name, s.Name, s.Run, code, stepStart) // identity.go
 		switch {
 		case errors.Is(err, sandbox.ErrKilled) && errors.Is(taskCtx.Err(), context.DeadlineExceeded):
 			return &TaskError{Task: t.Name, Step: s.Name, ExitCode: -1, Reason: fmt.Sprintf("timed out after %s (the task's timeout); the container was killed", t.Timeout)}

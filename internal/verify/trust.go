@@ -36,22 +36,33 @@ func KeyMaterial(pub crypto.PublicKey) root.TrustedMaterial {
 		func(string) (root.TimeConstrainedVerifier, error) { return key, nil })}
 }
 
-// newSigstoreVerifier configures sigstore-go for the material: key-only material has nothing to observe a
-// signature's time, so none is required. Material with a CA or a log must come with the policies that use them,
-// which this verifier does not have yet: it is refused rather than half-used.
-func newSigstoreVerifier(trusted root.TrustedMaterial) (*sgverify.Verifier, error) {
+// newSigstoreVerifier configures sigstore-go for the material and says what it will check beyond the signature:
+// key-only material has nothing to observe a signature's time, so none is required; certificate material
+// (CertificateMaterial) requires everything cosign does. Other material with a CA or a log comes without the
+// identity that must go with it: it is refused rather than half-used.
+func newSigstoreVerifier(trusted root.TrustedMaterial) (*sgverify.Verifier, []string, error) {
+	if cm, ok := trusted.(*certMaterial); ok {
+		if cm.err != nil {
+			return nil, nil, fmt.Errorf("verifying: %w", cm.err)
+		}
+		return certVerifier(cm) // identity.go
+	}
 	if len(trusted.FulcioCertificateAuthorities()) > 0 || len(trusted.RekorLogs()) > 0 || len(trusted.TimestampingAuthorities()) > 0 {
-		return nil, errors.New("verifying: trusted material with certificate authorities, logs or timestamp authorities is not supported yet")
+		return nil, nil, errors.New("verifying: a trusted root with certificate authorities or logs needs the identity that must have signed (verify.CertificateMaterial)")
 	}
 	v, err := sgverify.NewVerifier(trusted, sgverify.WithNoObserverTimestamps())
 	if err != nil {
-		return nil, fmt.Errorf("verifying: configuring sigstore-go: %w", err)
+		return nil, nil, fmt.Errorf("verifying: configuring sigstore-go: %w", err)
 	}
-	return v, nil
+	return v, nil, nil
 }
 
-// identityPolicy says whose signature is accepted: with key material, the key's.
-func identityPolicy(root.TrustedMaterial) sgverify.PolicyOption {
+// identityPolicy says whose signature is accepted: with key material, the key's; with certificate material, the
+// certificate identity's.
+func identityPolicy(trusted root.TrustedMaterial) sgverify.PolicyOption {
+	if cm, ok := trusted.(*certMaterial); ok {
+		return certIdentityPolicy(cm)
+	}
 	return sgverify.WithKey()
 }
 

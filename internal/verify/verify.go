@@ -81,7 +81,8 @@ type Options struct {
 // Result is what a successful verification established.
 type Result struct {
 	Subject    provenance.Subject     // the statement's subject that is the artifact
-	Provenance *provenance.Provenance // the verified statement
+	Provenance *provenance.Provenance // the verified statement, when it is a build's provenance
+	Task       *TaskAttestation       // the verified statement, when it is a task's attestation (nil otherwise)
 	Checks     []string               // what was checked, and what was deliberately not, in human words
 	Unchecked  []string               // every expectation the caller left unset, in human words
 }
@@ -94,6 +95,9 @@ func (o Options) Validate() error {
 	}
 	if km, ok := o.Trusted.(*keyMaterial); ok && km.err != nil {
 		return fmt.Errorf("verifying: %w", km.err)
+	}
+	if cm, ok := o.Trusted.(*certMaterial); ok && cm.err != nil {
+		return fmt.Errorf("verifying: %w", cm.err)
 	}
 	if _, _, err := parseSourceDigest(o.SourceDigest); err != nil {
 		return err
@@ -131,6 +135,9 @@ func Artifact(ctx context.Context, artifact digest.Digest, bundleJSON []byte, op
 	payload, checks, err := signedPayload(artifact, bundleJSON, opts.Trusted)
 	if err != nil {
 		return nil, err
+	}
+	if predicateTypeOf(payload) == content.TaskPredicateType {
+		return taskResult(artifact, payload, checks, opts) // identity.go
 	}
 	prov, err := provenance.Parse(payload)
 	if err != nil {
@@ -202,7 +209,9 @@ func Artifact(ctx context.Context, artifact digest.Digest, bundleJSON []byte, op
 		what, says, _ := strings.Cut(u, " (")
 		checks = append(checks, what+" NOT checked (no expectation given; "+says)
 	}
-	checks = append(checks, "transparency log NOT checked (key-only verification; log entries, if any, are ignored)")
+	if _, ok := opts.Trusted.(*certMaterial); !ok {
+		checks = append(checks, "transparency log NOT checked (key-only verification; log entries, if any, are ignored)")
+	}
 
 	return &Result{Subject: subject, Provenance: prov, Checks: checks, Unchecked: unchecked}, nil
 }
@@ -215,7 +224,7 @@ func signedPayload(artifact digest.Digest, bundleJSON []byte, trusted root.Trust
 	if err := b.UnmarshalJSON(bundleJSON); err != nil {
 		return nil, nil, fail("decoding Sigstore bundle: %w", err)
 	}
-	v, err := newSigstoreVerifier(trusted)
+	v, material, err := newSigstoreVerifier(trusted)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -227,10 +236,10 @@ func signedPayload(artifact digest.Digest, bundleJSON []byte, trusted root.Trust
 		}
 		return nil, nil, fail("sigstore-go rejected the bundle: %w", err)
 	}
-	checks := []string{
+	checks := append([]string{
 		"bundle signature verified by sigstore-go with the trusted material (the bundle's key hint is not trusted)",
 		"sigstore-go found the artifact's sha256 among the statement's subjects",
-	}
+	}, material...)
 	// sigstore-go has verified the signature over this exact envelope. The caller re-checks the parts that make it
 	// a statement of the kind it wants about this artifact rather than any signed statement.
 	env := b.GetDsseEnvelope()

@@ -467,8 +467,9 @@ func FuzzArtifact(f *testing.F) {
 	})
 }
 
-// Trusted material with a transparency log is refused until the verifier requires log entries with it: never
-// half-used, so a bundle without an entry cannot pass where the caller expected one.
+// Trusted material with a transparency log is refused unless it comes with the identity that must have signed
+// (verify.CertificateMaterial, which also requires log entries): never half-used, so a bundle without an entry
+// cannot pass where the caller expected one.
 func TestTrustedMaterialWithLogIsRefused(t *testing.T) {
 	key := newKey(t)
 	artifact := []byte("artifact")
@@ -480,7 +481,7 @@ func TestTrustedMaterialWithLogIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = verify.Artifact(context.Background(), digest.FromBytes(artifact), good, verify.Options{Trusted: tr})
-	if err == nil || errors.Is(err, verify.ErrVerification) || !strings.Contains(err.Error(), "not supported yet") {
+	if err == nil || errors.Is(err, verify.ErrVerification) || !strings.Contains(err.Error(), "needs the identity") {
 		t.Errorf("err = %v, want a refusal of the material", err)
 	}
 }
