@@ -25,6 +25,7 @@ func newVerifyCmd() *cobra.Command {
 	var reg registryFlags
 	var opts verify.Options
 	var output *outputFormat
+	var idf identityFlags
 	cmd := &cobra.Command{
 		Use:   "verify FILE --bundle BUNDLE --key KEY.pub | verify REGISTRY/REPO@sha256:HEX|REGISTRY/REPO:TAG --key KEY.pub",
 		Short: "Verify a file, or a published build in a registry, against its signed provenance",
@@ -53,17 +54,28 @@ checked (docs/cli-json.md).`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			remote := isRegistryRef(a[0])
+			keyless := idf.keyless() // verify_identity.go
 			switch {
-			case remote && keyPath == "":
-				return usagef("--key is required")
+			case keyless && keyPath != "":
+				return usagef("--key excludes --certificate-identity, --certificate-oidc-issuer and --trusted-root: a bundle is signed by a key or by a certificate")
+			case !remote && keyPath == "" && !keyless && bundlePath != "" && bundleHasCertificate(bundlePath):
+				return usagef("%s is signed by a certificate: --certificate-identity (or --certificate-identity-regexp) and --certificate-oidc-issuer are required, e.g. --certificate-identity spiffe://ssf.local/pipeline/NAME --certificate-oidc-issuer https://ssf.local/issuer", bundlePath)
+			case remote && keyPath == "" && !keyless:
+				return usagef("--key is required (or, for keyless bundles, --certificate-identity and --certificate-oidc-issuer)")
 			case remote && bundlePath != "":
 				return usagef("--bundle is for files: the bundles of %s come from the registry", a[0])
 			case !remote && bundlePath == "" && !namesAPath(a[0]):
 				return usagef("%q is neither a file nor a registry reference (REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:HEX, with the registry's host written out); a file needs --bundle and --key", a[0])
-			case !remote && (bundlePath == "" || keyPath == ""):
+			case !remote && (bundlePath == "" || (keyPath == "" && !keyless)):
 				return usagef("--bundle and --key are required")
 			}
-			trusted, err := readTrustedKey(keyPath)
+			var trusted root.TrustedMaterial
+			var err error
+			if keyless {
+				trusted, err = idf.material()
+			} else {
+				trusted, err = readTrustedKey(keyPath)
+			}
 			if err != nil {
 				return err
 			}
@@ -102,9 +114,14 @@ checked (docs/cli-json.md).`,
 				j.File = a[0]
 				return writeJSON(cmd.OutOrStdout(), j)
 			}
+			if t := res.Task; t != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "verified: %s %s made by task %s of %s (pipeline %s, invocation %s), signed by %s\n",
+					a[0], res.Subject.Digest, t.Task, t.BuilderID, t.Pipeline, t.InvocationID, idf.id.String())
+				return nil
+			}
 			p := res.Provenance
-			fmt.Fprintf(cmd.OutOrStdout(), "verified: %s %s built by %s (pipeline %s, invocation %s)\n",
-				a[0], res.Subject.Digest, p.BuilderID, p.PipelineName, p.InvocationID)
+			fmt.Fprintf(cmd.OutOrStdout(), "verified: %s %s built by %s (pipeline %s, invocation %s)%s\n",
+				a[0], res.Subject.Digest, p.BuilderID, p.PipelineName, p.InvocationID, idf.signedBy())
 			return nil
 		},
 	}
@@ -118,6 +135,7 @@ checked (docs/cli-json.md).`,
 	f.StringVar(&opts.SourceDigest, "source-digest", "", "require this source digest (ALG:VALUE)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "list every check, what was not checked and skipped referrers on stderr")
 	reg.add(cmd, 5*time.Minute)
+	idf.add(cmd) // verify_identity.go
 	output = addOutputFlag(cmd)
 	return cmd
 }
@@ -134,12 +152,18 @@ type verifyJSON struct {
 	BuilderID  string   `json:"builderId"`
 	Pipeline   string   `json:"pipeline"`
 	Invocation string   `json:"invocation"`
+	Task       string   `json:"task,omitempty"` // a task attestation: the task it is about
 	Checks     []string `json:"checks"`
 	Unchecked  []string `json:"unchecked"`
 	Skipped    []string `json:"skipped,omitempty"`
 }
 
 func verifiedJSON(res *verify.Result) verifyJSON {
+	if t := res.Task; t != nil {
+		return verifyJSON{Verified: true, Subject: res.Subject.Name, Digest: string(res.Subject.Digest),
+			BuilderID: t.BuilderID, Pipeline: t.Pipeline, Invocation: t.InvocationID, Task: t.Task,
+			Checks: append([]string{}, res.Checks...), Unchecked: append([]string{}, res.Unchecked...)}
+	}
 	p := res.Provenance
 	return verifyJSON{Verified: true, Subject: res.Subject.Name, Digest: string(res.Subject.Digest),
 		BuilderID: p.BuilderID, Pipeline: p.PipelineName, Invocation: p.InvocationID,
@@ -268,6 +292,10 @@ func verifyRegistryRef(cmd *cobra.Command, ref, keyPath string, opts verify.Opti
 			j.Skipped = append(j.Skipped, printable(s.Error()))
 		}
 		return writeJSON(cmd.OutOrStdout(), j)
+	}
+	if p == nil { // a task attestation about the manifest (never one of ssf's): no build to name
+		fmt.Fprintf(cmd.OutOrStdout(), "verified: %s (%ssubject %q)\n", res.Ref, via, res.Subject.Name)
+		return nil
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "verified: %s (%ssubject %q) built by %s (pipeline %s, invocation %s)\n",
 		res.Ref, via, res.Subject.Name, p.BuilderID, p.PipelineName, p.InvocationID)

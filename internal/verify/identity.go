@@ -208,3 +208,17 @@ func taskResult(artifact digest.Digest, payload []byte, checks []string, opts Op
 	}
 	return &Result{Subject: subjects[i], Task: &p, Checks: checks, Unchecked: unchecked}, nil
 }
+
+// HasCertificate reports whether bundleJSON is a Sigstore bundle whose verification material is a certificate
+// (keyless signing), as opposed to a public key hint; false when it does not decode.
+func HasCertificate(bundleJSON []byte) bool {
+	var b struct {
+		VerificationMaterial map[string]json.RawMessage `json:"verificationMaterial"`
+	}
+	if json.Unmarshal(bundleJSON, &b) != nil {
+		return false
+	}
+	_, cert := b.VerificationMaterial["certificate"]
+	_, chain := b.VerificationMaterial["x509CertificateChain"]
+	return cert || chain
+}

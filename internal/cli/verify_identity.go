@@ -1,0 +1,88 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/sigstore/sigstore-go/pkg/root"
+	"github.com/spf13/cobra"
+
+	"github.com/ssf-dev/ssf/internal/verify"
+)
+
+// identityFlags are ssf verify's keyless flags, named as cosign names them.
+type identityFlags struct {
+	id          verify.Identity
+	trustedRoot string
+}
+
+func (f *identityFlags) add(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.id.SAN, "certificate-identity", "", "keyless: the signer's identity, exactly (a SPIFFE ID: spiffe://TD/pipeline/NAME for a build, .../task/TASK for a task)")
+	fl.StringVar(&f.id.SANRegexp, "certificate-identity-regexp", "", "keyless: the signer's identity, as a regular expression")
+	fl.StringVar(&f.id.Issuer, "certificate-oidc-issuer", "", "keyless: the certificate's issuer, exactly (the factory's issuer, https://TD/issuer by default)")
+	fl.StringVar(&f.id.IssuerRegexp, "certificate-oidc-issuer-regexp", "", "keyless: the certificate's issuer, as a regular expression")
+	fl.StringVar(&f.trustedRoot, "trusted-root", "", "keyless: Sigstore trusted root (ssf trust export); default the local factory's trust")
+}
+
+// keyless reports whether any keyless flag was given.
+func (f *identityFlags) keyless() bool {
+	return f.id != (verify.Identity{}) || f.trustedRoot != ""
+}
+
+// material is the trusted material of a keyless verification: --trusted-root, or the local factory's trust
+// (`ssf trust export` of $SSF_HOME), with the identity every bundle's certificate must name. Bad flags are usage
+// errors naming the flag.
+func (f *identityFlags) material() (root.TrustedMaterial, error) {
+	if f.id.SAN == "" && f.id.SANRegexp == "" {
+		return nil, usagef("--certificate-identity (or --certificate-identity-regexp) is required to verify a certificate bundle: name who must have signed it, e.g. spiffe://ssf.local/pipeline/NAME")
+	}
+	if f.id.Issuer == "" && f.id.IssuerRegexp == "" {
+		return nil, usagef("--certificate-oidc-issuer (or --certificate-oidc-issuer-regexp) is required to verify a certificate bundle: the factory's issuer, e.g. https://ssf.local/issuer (config.yaml's issuer)")
+	}
+	var tr *root.TrustedRoot
+	if f.trustedRoot != "" {
+		data, err := os.ReadFile(f.trustedRoot)
+		if err != nil {
+			return nil, usagef("--trusted-root: %w", err)
+		}
+		if tr, err = root.NewTrustedRootFromJSON(data); err != nil {
+			return nil, usagef("--trusted-root %q: not a Sigstore trusted root: %w", f.trustedRoot, err)
+		}
+	} else {
+		h, err := home()
+		if err != nil {
+			return nil, err
+		}
+		data, err := h.TrustedRoot()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, usagef("no --trusted-root given and the local factory has no trust: %w (give --trusted-root FILE from `ssf trust export` of the factory that built it)", err)
+		} else if err != nil {
+			return nil, err
+		}
+		if tr, err = root.NewTrustedRootFromJSON(data); err != nil {
+			return nil, fmt.Errorf("reading the local factory's trusted root: %w", err)
+		}
+	}
+	m := verify.CertificateMaterial(tr, f.id)
+	if err := (verify.Options{Trusted: m}).Validate(); err != nil {
+		return nil, &usageError{err}
+	}
+	return m, nil
+}
+
+// signedBy is the verdict's mention of a keyless signer ("" for a key).
+func (f *identityFlags) signedBy() string {
+	if !f.keyless() {
+		return ""
+	}
+	return ", signed by " + f.id.String()
+}
+
+// bundleHasCertificate reports whether the bundle file at path is signed by a certificate (keyless).
+func bundleHasCertificate(path string) bool {
+	b, err := verify.ReadBundle(path)
+	return err == nil && verify.HasCertificate(b)
+}
