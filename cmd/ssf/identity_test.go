@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+)
+
+const (
+	identityTD     = "spiffe://ssf.local"
+	identityIssuer = "https://ssf.local/issuer"
+)
+
+// identityProject is a two-task build (an internal output passed between them) for --signer identity.
+func identityProject(t *testing.T) *project {
+	return newProject(t, `
+    - name: compile
+      timeout: 1m
+      steps:
+        - name: make
+          run: |
+            echo built > "$SSF_OUTPUTS/app"
+            echo intermediate > "$SSF_OUTPUTS/obj"
+      outputs: [app, {path: obj, internal: true}]
+    - name: check
+      needs: [compile]
+      timeout: 1m
+      steps:
+        - name: run
+          run: cat /inputs/compile/app /inputs/compile/obj > "$SSF_OUTPUTS/report"
+      outputs: [report]
+`)
+}
+
+// bundlePayload returns the in-toto statement inside a bundle file.
+func bundlePayload(t *testing.T, path string) map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b struct {
+		DSSE struct {
+			Payload string `json:"payload"`
+		} `json:"dsseEnvelope"`
+	}
+	if err := json.Unmarshal(data, &b); err != nil {
+		t.Fatal(err)
+	}
+	payload, err := base64.StdEncoding.DecodeString(b.DSSE.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(payload, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestIdentityBuild: ssf build --signer identity signs each task's attestation with the task's own certificate
+// and the provenance with the run's; the provenance lists every task bundle by digest; ssf verify and both stock
+// cosigns (every check on: log, SCT, no insecure flag) accept each bundle under its own identity only; the log
+// audits clean afterwards.
+func TestIdentityBuild(t *testing.T) {
+	p := identityProject(t)
+	r := p.build("--signer", "identity")
+	if r.code != 0 {
+		t.Fatalf("build failed (exit %d):\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	p.assertClean()
+	run := identityTD + "/pipeline/test"
+	att := filepath.Join(p.out, "attestations")
+	prov := filepath.Join(att, "provenance.sigstore.json")
+	app, report := filepath.Join(p.out, "app"), filepath.Join(p.out, "report")
+	for _, task := range []string{"compile", "check"} {
+		if !strings.Contains(r.stderr, "task "+task+" attested as "+run+"/task/"+task) {
+			t.Errorf("the build did not say task %s was attested:\n%s", task, r.stderr)
+		}
+	}
+
+	// The task attestations: subjects are the task's outputs (the internal one too), the predicate what ran.
+	st := bundlePayload(t, filepath.Join(att, "compile.task.sigstore.json"))
+	if st["predicateType"] != "https://ssf.dev/attestations/task/v1" {
+		t.Fatalf("predicateType = %v", st["predicateType"])
+	}
+	subjects, _ := json.Marshal(st["subject"])
+	for _, want := range []string{`"name":"app"`, `"name":"obj"`, digest.FromString("intermediate\n").Encoded()} {
+		if !bytes.Contains(subjects, []byte(want)) {
+			t.Errorf("compile's subjects %s lack %s", subjects, want)
+		}
+	}
+	pred, _ := json.Marshal(st["predicate"])
+	for _, want := range []string{`"task":"compile"`, `"exitCode":0`, `echo built`, `"network":"none"`, `"builder"`, `"source"`} {
+		if !bytes.Contains(pred, []byte(want)) {
+			t.Errorf("compile's predicate lacks %s: %s", want, pred)
+		}
+	}
+	checkPred, _ := json.Marshal(bundlePayload(t, filepath.Join(att, "check.task.sigstore.json"))["predicate"])
+	if !bytes.Contains(checkPred, []byte(`"path":"obj"`)) || !bytes.Contains(checkPred, []byte(digest.FromString("intermediate\n").Encoded())) {
+		t.Errorf("check's inputs lack the internal output obj with its digest: %s", checkPred)
+	}
+
+	// The provenance links both task bundles by digest.
+	listed := map[string]string{}
+	for _, b := range bundlePayload(t, prov)["predicate"].(map[string]any)["runDetails"].(map[string]any)["byproducts"].([]any) {
+		b := b.(map[string]any)
+		listed[b["name"].(string)] = b["digest"].(map[string]any)["sha256"].(string)
+	}
+	for _, task := range []string{"compile", "check"} {
+		data, err := os.ReadFile(filepath.Join(att, task+".task.sigstore.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := "attestations/" + task + ".task.sigstore.json"
+		if got, want := listed[name], digest.FromBytes(data).Encoded(); got != want {
+			t.Errorf("the provenance lists %s with sha256 %q, want %s", name, got, want)
+		}
+	}
+
+	tr := filepath.Join(p.dir, "trusted_root.json")
+	if r := ssf(t, p.tmp, "trust", "export", "--out", tr); r.code != 0 {
+		t.Fatalf("trust export: %d %s", r.code, r.stderr)
+	}
+	type check struct {
+		what, file, bundle, identity, cosignType string
+		ok                                       bool
+	}
+	checks := []check{
+		{"provenance as the run", app, prov, run, "slsaprovenance1", true},
+		{"provenance as a task", app, prov, run + "/task/compile", "slsaprovenance1", false},
+		{"compile's bundle as compile", app, filepath.Join(att, "compile.task.sigstore.json"), run + "/task/compile", "https://ssf.dev/attestations/task/v1", true},
+		{"compile's bundle as check", app, filepath.Join(att, "compile.task.sigstore.json"), run + "/task/check", "https://ssf.dev/attestations/task/v1", false},
+		{"check's bundle as check", report, filepath.Join(att, "check.task.sigstore.json"), run + "/task/check", "https://ssf.dev/attestations/task/v1", true},
+		{"check's bundle as the run", report, filepath.Join(att, "check.task.sigstore.json"), run, "https://ssf.dev/attestations/task/v1", false},
+		{"SBOM as the run", app, filepath.Join(att, "app.spdx.sigstore.json"), run, "spdxjson", true},
+	}
+	for _, c := range checks {
+		if c.cosignType == "spdxjson" {
+			continue // ssf verify reads provenance and task attestations; ssf sbom reads SBOMs
+		}
+		t.Run("ssf/"+c.what, func(t *testing.T) {
+			for _, trArgs := range [][]string{nil, {"--trusted-root", tr}} {
+				args := append([]string{"verify", c.file, "--bundle", c.bundle, "--certificate-identity", c.identity, "--certificate-oidc-issuer", identityIssuer}, trArgs...)
+				r := ssf(t, p.tmp, args...)
+				if c.ok && (r.code != 0 || !strings.Contains(r.stdout, "verified: ")) {
+					t.Fatalf("ssf %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+				}
+				if !c.ok && (r.code != 1 || !strings.Contains(r.stderr, "expected SAN value")) {
+					t.Fatalf("ssf %s: exit %d, want 1 naming the SAN\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+				}
+			}
+		})
+	}
+	for _, v := range []struct{ env, name string }{{"SSF_COSIGN", "cosign"}, {"SSF_COSIGN_V3", "cosign-v3.1.2"}} {
+		t.Run(v.name, func(t *testing.T) {
+			cosign := interopTool(t, v.env, v.name)
+			for _, c := range checks {
+				args := []string{"verify-blob-attestation", "--bundle", c.bundle, "--trusted-root", tr,
+					"--certificate-identity", c.identity, "--certificate-oidc-issuer", identityIssuer, "--type", c.cosignType, c.file}
+				out, err := exec.Command(cosign, args...).CombinedOutput()
+				if c.ok && err != nil {
+					t.Errorf("%s: cosign %s: %v\n%s", c.what, strings.Join(args, " "), err, out)
+				}
+				if !c.ok && err == nil {
+					t.Errorf("%s: cosign accepted a bundle under another identity: %s", c.what, strings.Join(args, " "))
+				}
+			}
+		})
+	}
+
+	// A certificate bundle without an identity is bad usage, naming the flag; a wrong issuer is refused.
+	if r := ssf(t, p.tmp, "verify", app, "--bundle", prov); r.code != 2 || !strings.Contains(r.stderr, "--certificate-identity") {
+		t.Errorf("verify without an identity: exit %d, want 2 naming --certificate-identity\n%s", r.code, r.stderr)
+	}
+	if r := ssf(t, p.tmp, "verify", app, "--bundle", prov, "--certificate-identity", run); r.code != 2 || !strings.Contains(r.stderr, "--certificate-oidc-issuer") {
+		t.Errorf("verify without an issuer: exit %d, want 2 naming --certificate-oidc-issuer\n%s", r.code, r.stderr)
+	}
+	if r := ssf(t, p.tmp, "verify", app, "--bundle", prov, "--certificate-identity", run, "--certificate-oidc-issuer", "https://other.example/issuer"); r.code != 1 {
+		t.Errorf("verify with another issuer: exit %d, want 1\n%s", r.code, r.stderr)
+	}
+	if r := ssf(t, p.tmp, "verify", app, "--bundle", prov, "--certificate-identity-regexp", "^"+run+"$", "--certificate-oidc-issuer", identityIssuer); r.code != 0 {
+		t.Errorf("verify with --certificate-identity-regexp: exit %d\n%s", r.code, r.stderr)
+	}
+
+	// Every signature went into the log: a static copy of it audits clean.
+	srv := httptest.NewServer(http.FileServer(http.Dir(filepath.Join(homeDir, "log"))))
+	defer srv.Close()
+	if r := ssf(t, p.tmp, "log", "verify", "--log", srv.URL, "--state", filepath.Join(p.dir, "monitor.json")); r.code != 0 {
+		t.Fatalf("ssf log verify after the build: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestIdentityStepCannotReadFactoryKeys: with --signer identity a step still reaches none of the factory's keys
+// (CA, CT and log keys, TSA, node, provenance key), under $SSF_HOME or anywhere in its container.
+func TestIdentityStepCannotReadFactoryKeys(t *testing.T) {
+	p := newProject(t, `
+    - name: steal
+      timeout: 1m
+      steps:
+        - name: look
+          run: |
+            ls -la "$SSF_PARAM_HOME/keys" > "$SSF_OUTPUTS/found" 2>&1 || true
+            cat "$SSF_PARAM_HOME"/keys/*.key >> "$SSF_OUTPUTS/found" 2>&1 || true
+            find / \( -path /proc -o -path /sys -o -path /dev \) -prune -o -type f -print |
+              xargs grep -l 'PRIVATE KEY' >> "$SSF_OUTPUTS/found" 2>/dev/null || true
+      outputs: [found]
+`)
+	p.paramDef = "    - {name: home, pattern: '^[A-Za-z0-9/._-]+$'}\n"
+	p.params = []string{"home=" + homeDir}
+	if r := p.build("--signer", "identity"); r.code != 0 {
+		t.Fatalf("build failed (exit %d):\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	found := p.output("found")
+	if strings.Contains(found, "PRIVATE KEY") || !strings.Contains(found, "No such file or directory") {
+		t.Errorf("the step reached the factory keys:\n%s", found)
+	}
+	keys, _ := filepath.Glob(filepath.Join(homeDir, "keys", "*.key"))
+	if len(keys) < 6 {
+		t.Fatalf("the factory has %d keys, want the provenance, CA, CT, log, TSA and node keys", len(keys))
+	}
+	for _, k := range keys {
+		data, err := os.ReadFile(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(found, strings.TrimSpace(string(data))) {
+			t.Errorf("the step read %s", k)
+		}
+	}
+}
+
+// TestIdentityBuildNeedsTheLog: while another process holds the transparency log as its appender (ssf log serve
+// --accept-entries), an identity build stops at admission with exit 2, running nothing; a key build is unaffected.
+func TestIdentityBuildNeedsTheLog(t *testing.T) {
+	p := identityProject(t)
+	cmd := exec.Command(ssfBin, "log", "serve", "--addr", "127.0.0.1:0", "--accept-entries")
+	cmd.Env = append(os.Environ(), "SSF_HOME="+homeDir)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	// The server prints where it listens once it holds the log.
+	buf := make([]byte, 4096)
+	var said []byte
+	for !bytes.Contains(said, []byte("127.0.0.1:")) {
+		n, err := stderr.Read(buf)
+		if err != nil {
+			t.Fatalf("ssf log serve ended: %v\n%s", err, said)
+		}
+		said = append(said, buf[:n]...)
+	}
+	r := p.build("--signer", "identity")
+	if r.code != 2 || !strings.Contains(r.stderr, "--accept-entries") || strings.Contains(r.stderr, "task compile started") {
+		t.Fatalf("identity build while the log is held: exit %d, want 2 before any task, naming --accept-entries\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(p.out); !os.IsNotExist(err) {
+		t.Errorf("the refused build left %s", p.out)
+	}
+	p.assertClean()
+}
