@@ -11,6 +11,7 @@ import (
 
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	prototrustroot "github.com/sigstore/protobuf-specs/gen/pb-go/trustroot/v1"
+	"github.com/sigstore/sigstore-go/pkg/root"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -20,8 +21,8 @@ import (
 )
 
 // TrustedRootMediaType is the media type of the trusted root Export writes (the one cosign v2.6 and v3 and
-// sigstore-go v1.3 read).
-const TrustedRootMediaType = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
+// sigstore-go v1.3 read): sigstore-go's own constant, so the spelling has one home.
+const TrustedRootMediaType = root.TrustedRootMediaType01
 
 // Public is the public half of a factory trust: what a verifier needs and nothing that signs.
 type Public struct {
