@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-// BenchmarkHelloRebuild is the cached-rebuild figure of issue 8: a second `ssf build` of examples/hello with its Go
+// BenchmarkHelloRebuild is the cached-rebuild figure: a second `ssf build` of examples/hello with its Go
 // build cache warm, against a warm-cache `go build` of the same program on the host and against the container
 // floor (the same pipeline whose steps do no work: two tasks, their containers, disks, hashing and signing). The
 // goal is warm <= floor + 2 × host. Run it with
