@@ -275,3 +275,58 @@ func TestIdentityBuildNeedsTheLog(t *testing.T) {
 	}
 	p.assertClean()
 }
+
+// TestPublishIdentityBuild: ssf publish verifies a keyless build against the local factory's trust before
+// pushing, attaches every task bundle as a referrer, and the image-side verification passes with ssf verify and
+// both cosigns' verify-attestation, every check on; a task bundle changed after the build stops the publish.
+func TestPublishIdentityBuild(t *testing.T) {
+	p := identityProject(t)
+	if r := p.build("--signer", "identity"); r.code != 0 {
+		t.Fatalf("build failed (exit %d):\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	host := distributionRegistry(t)
+	r := ssf(t, p.tmp, "publish", p.out, "--to", host+"/keyless/app:v1")
+	if r.code != 0 {
+		t.Fatalf("ssf publish: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	ref := lastLine(r.stdout)
+	if n := strings.Count(r.stdout, "referrer    "); n != 1+4+2 {
+		t.Errorf("publish pushed %d referrers, want 7 (provenance, 2 SBOMs of each of 2 outputs, 2 task bundles):\n%s", n, r.stdout)
+	}
+	run := identityTD + "/pipeline/test"
+	if r := ssf(t, p.tmp, "verify", ref, "--certificate-identity", run, "--certificate-oidc-issuer", identityIssuer); r.code != 0 || !strings.HasPrefix(r.stdout, "verified: "+ref) {
+		t.Fatalf("ssf verify %s: exit %d\n%s%s", ref, r.code, r.stdout, r.stderr)
+	}
+	if r := ssf(t, p.tmp, "verify", ref, "--certificate-identity", run+"/task/compile", "--certificate-oidc-issuer", identityIssuer); r.code != 1 {
+		t.Errorf("ssf verify %s as a task: exit %d, want 1\n%s%s", ref, r.code, r.stdout, r.stderr)
+	}
+	tr := filepath.Join(p.dir, "trusted_root.json")
+	if r := ssf(t, p.tmp, "trust", "export", "--out", tr); r.code != 0 {
+		t.Fatalf("trust export: %d %s", r.code, r.stderr)
+	}
+	for _, v := range []struct{ env, name string }{{"SSF_COSIGN", "cosign"}, {"SSF_COSIGN_V3", "cosign-v3.1.2"}} {
+		t.Run(v.name, func(t *testing.T) {
+			cosign := interopTool(t, v.env, v.name)
+			// (A task bundle is about the task's output files, not the artifact manifest, which is made after every
+			// task: it is attached for discovery and verifies with verify-blob-attestation against the files.)
+			for _, c := range []struct{ identity, typ string }{{run, "slsaprovenance1"}, {run, "spdxjson"}, {run, "cyclonedx"}} {
+				cmd := exec.Command(cosign, "verify-attestation", "--trusted-root", tr, "--certificate-identity", c.identity,
+					"--certificate-oidc-issuer", identityIssuer, "--type", c.typ, ref)
+				cmd.Env = append(os.Environ(), "HOME="+p.dir)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Errorf("cosign verify-attestation --type %s as %s: %v\n%s", c.typ, c.identity, err, out)
+				}
+			}
+		})
+	}
+
+	// A task bundle replaced after the build (here by the other task's) is not what the provenance lists.
+	att := filepath.Join(p.out, "attestations")
+	other, _ := os.ReadFile(filepath.Join(att, "check.task.sigstore.json"))
+	if err := os.WriteFile(filepath.Join(att, "compile.task.sigstore.json"), other, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := ssf(t, p.tmp, "publish", p.out, "--to", host+"/keyless/swapped"); r.code != 1 || !strings.Contains(r.stderr, "compile.task.sigstore.json hashes to") {
+		t.Errorf("publish of a swapped task bundle: exit %d, want 1 naming it\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}

@@ -139,7 +139,7 @@ func publishTo(ctx context.Context, dir, target string, trusted root.TrustedMate
 	}
 	keyName := keyPath
 	if trusted == nil {
-		if trusted, err = factoryKeyMaterial(); err != nil {
+		if trusted, err = factoryMaterialFor(bundle); err != nil { // its key, or its trust for a keyless build
 			return nil, err
 		}
 		keyName = "the local factory's key; give --key KEY.pub for another factory's build"

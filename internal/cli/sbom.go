@@ -86,7 +86,7 @@ output, or an output without an SBOM attestation.`,
 				if trusted, err = readTrustedKey(keyPath); err != nil {
 					return err
 				}
-			} else if trusted, err = factoryKeyMaterial(); err != nil {
+			} else if trusted, err = factoryMaterialFor(bundle); err != nil { // its key, or its trust for a keyless build
 				return err
 			}
 			if err := (verify.Options{Trusted: trusted}).Validate(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"regexp"
 
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/spf13/cobra"
@@ -85,4 +86,26 @@ func (f *identityFlags) signedBy() string {
 func bundleHasCertificate(path string) bool {
 	b, err := verify.ReadBundle(path)
 	return err == nil && verify.HasCertificate(b)
+}
+
+// factoryMaterialFor is the local factory's trust for a bundle it made: its provenance key for a key-signed
+// bundle, or its trusted root for a certificate bundle, accepting only a run identity of its trust domain
+// (spiffe://TD/pipeline/NAME, never a task's) with its issuer — what signs a build's provenance and SBOMs.
+func factoryMaterialFor(bundle []byte) (root.TrustedMaterial, error) {
+	if !verify.HasCertificate(bundle) {
+		return factoryKeyMaterial()
+	}
+	h, err := home()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := h.Config()
+	if err != nil {
+		return nil, err
+	}
+	f := identityFlags{id: verify.Identity{
+		SANRegexp: "^" + regexp.QuoteMeta("spiffe://"+cfg.TrustDomain+"/pipeline/") + "[a-z0-9][a-z0-9_-]*$",
+		Issuer:    cfg.Issuer,
+	}}
+	return f.material()
 }

@@ -220,6 +220,11 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 	if err != nil {
 		return nil, err
 	}
+	tasks, err := taskAttestations(req.Dir, prov, artifactDesc) // publish_tasks.go
+	if err != nil {
+		return nil, err
+	}
+	atts = append(atts, tasks...)
 	tags, err := planTags(req.Tag, artifactDesc, artifact.raw, images)
 	if err != nil {
 		return nil, fmt.Errorf("refusing to publish: %w", err)
