@@ -191,7 +191,7 @@ Exit status 2 for bad flags or an uninitialised factory.`,
 			}
 			logger.Info("log serving", "url", scheme+"://"+ln.Addr().String(), "dir", lay.Log(), "origin", l.Origin(), "size", cp.Size,
 				"accept_entries", acceptEntries)
-			return serveLog(ctx, srv, ln, logger)
+			return serveUntilDone(ctx, srv, ln, logger, "log server")
 		},
 	}
 	f := cmd.Flags()
@@ -218,27 +218,6 @@ func openServedLog(ctx context.Context, dir string, key crypto.Signer, host stri
 		}
 	}
 	return tlog.OpenReadOnly(ctx, dir, key, tlog.WithHost(host))
-}
-
-// serveLog serves until ctx ends (Ctrl-C), then lets requests in flight (appends) finish for up to 10 seconds.
-func serveLog(ctx context.Context, srv *http.Server, ln net.Listener, logger *slog.Logger) error {
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serving: %w", err)
-	case <-ctx.Done():
-	}
-	logger.Info("log server shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutting down: %w", err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
 
 // maxMonitorFile bounds what the monitor reads from a log server in one response: the largest entry bundle

@@ -124,7 +124,7 @@ Requests are logged to stderr. Exit status 2 for bad flags.`,
 			}
 			logger.Info("registry serving", "url", scheme+"://"+ln.Addr().String()+"/v2/", "dir", dir,
 				"anonymous_pull", anonymousPull, "insecure_local_push", insecureLocal)
-			return serveUntilDone(cmd.Context(), srv, ln, logger)
+			return serveUntilDone(cmd.Context(), srv, ln, logger, "registry")
 		},
 	}
 	f := cmd.Flags()
@@ -136,8 +136,9 @@ Requests are logged to stderr. Exit status 2 for bad flags.`,
 	return cmd
 }
 
-// serveUntilDone serves until ctx ends (Ctrl-C), then lets requests in flight finish for up to 10 seconds.
-func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, logger *slog.Logger) error {
+// serveUntilDone serves until ctx ends (Ctrl-C), then lets requests in flight (pushes, log appends) finish for up
+// to 10 seconds; what names the server in the log.
+func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, logger *slog.Logger, what string) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -145,7 +146,7 @@ func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, logg
 		return fmt.Errorf("serving: %w", err)
 	case <-ctx.Done():
 	}
-	logger.Info("registry shutting down")
+	logger.Info(what + " shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
