@@ -25,9 +25,7 @@ var ErrNotYet = errors.New("not available yet; retry")
 
 // logReader is what a Log reads the tree through: tessera's reader when it appends, the files when read-only.
 type logReader interface {
-	ReadCheckpoint(ctx context.Context) ([]byte, error)
-	ReadTile(ctx context.Context, level, index uint64, p uint8) ([]byte, error)
-	ReadEntryBundle(ctx context.Context, index uint64, p uint8) ([]byte, error)
+	Fetcher
 	IntegratedSize(ctx context.Context) (uint64, error)
 }
 
