@@ -132,6 +132,7 @@ bench: test-deps tools build
 	$(GO) test ./internal/deps/ -run '^$$' -bench 'Gomod' -benchtime 3x
 	$(GO) test ./internal/tlog/ -run '^$$' -bench 'Append/submitters=(64|512|2048)$$' -benchtime 20000x
 	$(GO) test ./internal/tlog/ -run '^$$' -bench 'InclusionProof' -benchtime 5000x
+	$(GO) test ./internal/factory/ -run '^$$' -bench 'TaskIdentity' -benchtime 200x
 
 clean:
 	rm -rf bin
