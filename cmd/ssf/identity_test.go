@@ -143,6 +143,7 @@ func TestIdentityBuild(t *testing.T) {
 		{"check's bundle as check", report, filepath.Join(att, "check.task.sigstore.json"), run + "/task/check", "https://ssf.dev/attestations/task/v1", true},
 		{"check's bundle as the run", report, filepath.Join(att, "check.task.sigstore.json"), run, "https://ssf.dev/attestations/task/v1", false},
 		{"SBOM as the run", app, filepath.Join(att, "app.spdx.sigstore.json"), run, "spdxjson", true},
+		{"check's bundle for its log", filepath.Join(att, "logs", "check.log"), filepath.Join(att, "check.task.sigstore.json"), run + "/task/check", "https://ssf.dev/attestations/task/v1", true},
 	}
 	for _, c := range checks {
 		if c.cosignType == "spdxjson" {

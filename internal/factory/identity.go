@@ -315,6 +315,16 @@ func (b *build) attestTask(ctx context.Context, name string, started time.Time, 
 	for _, o := range outputs {
 		subjects = append(subjects, subject{Name: o.Path, Digest: provenance.DigestSet(o.Digest)})
 	}
+	// The task's log, as OUT/attestations/logs/<task>.log will hold it: every task has one, so even a task with no
+	// outputs has a file its attestation verifies against.
+	b.mu.Lock()
+	logPath := b.logs[name]
+	b.mu.Unlock()
+	logDigest, err := digestFile(logPath)
+	if err != nil {
+		return fmt.Errorf("task %q: hashing its log for its attestation: %w", name, err)
+	}
+	subjects = append(subjects, subject{Name: "attestations/logs/" + name + ".log", Digest: provenance.DigestSet(logDigest)})
 	st, err := json.Marshal(struct {
 		Type          string        `json:"_type"`
 		Subject       []subject     `json:"subject"`
@@ -388,4 +398,14 @@ func (h Home) chooseSigner(ctx context.Context, req BuildRequest, cfg Config) (A
 		return id.runAttestor(), id, nil
 	}
 	return nil, nil, inputErrorf("--signer %q: want %q (the factory's provenance key) or %q (a short-lived certificate per task and run)", req.Signer, SignerKey, SignerIdentity)
+}
+
+// digestFile is the sha256 of a file the control plane wrote itself (a task's log), read as a stream.
+func digestFile(path string) (digest.Digest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return digest.SHA256.FromReader(f)
 }
