@@ -57,6 +57,17 @@ a build may publish at most 1023 files, the most subjects verifiers accept);
 read), never to OUT, an SBOM or a publish. A task may declare no outputs (a test task), but some task must
 publish one.
 
+--signer identity (opt-in; --signer key, the factory's provenance key, is the default): each task, once it has
+ended, signs its own attestation (https://ssf.dev/attestations/task/v1: its outputs and log as subjects; inputs,
+steps, exit codes, times, builder and isolation as predicate) with a key made in memory and a 10-minute
+certificate for spiffe://TD/pipeline/<pipeline>/task/<task> from the factory CA, written to
+OUT/attestations/<task>.task.sigstore.json; the provenance and SBOMs are signed the same way by
+spiffe://TD/pipeline/<pipeline>, and the provenance lists every task bundle's digest. Every signature is
+appended to the transparency log ($SSF_HOME/log) before its bundle is written and timestamped by the factory
+TSA; verify with ssf verify or cosign --certificate-identity ID --certificate-oidc-issuer ISS (docs/keyless.md).
+The build needs the log to itself: while ssf log serve --accept-entries (or another identity build) holds it,
+it stops before any task runs (exit 2).
+
 --keep-workspace: when a task fails, its workspace, outputs and tmp are copied, read-only and owned by root, to
 $SSF_HOME/builds/<id>/workspaces/<task>/ before its disk is released, and the path is printed (and in --output
 json's hint). Symlinks are kept as links and never followed; fifos, sockets and devices are left out; setuid,

@@ -27,7 +27,7 @@ func newVerifyCmd() *cobra.Command {
 	var output *outputFormat
 	var idf identityFlags
 	cmd := &cobra.Command{
-		Use:   "verify FILE --bundle BUNDLE --key KEY.pub | verify REGISTRY/REPO@sha256:HEX|REGISTRY/REPO:TAG --key KEY.pub",
+		Use:   "verify FILE --bundle BUNDLE (--key KEY.pub | --certificate-identity ID --certificate-oidc-issuer ISS) | verify REGISTRY/REPO@sha256:HEX|REGISTRY/REPO:TAG (--key KEY.pub | --certificate-identity ID ...)",
 		Short: "Verify a file, or a published build in a registry, against its signed provenance",
 		Long: `Verify that BUNDLE is a Sigstore bundle signed by KEY.pub, that it holds SLSA v1 provenance, and that FILE's
 sha256 is one of its subjects. These pin the build further; each one not given is listed by -v as not checked:
@@ -44,6 +44,15 @@ malformed referrers are skipped (listed with -v). Given REGISTRY/REPO:TAG, the t
 the registry holds for it now (a HEAD request), that digest is verified the same way, and the verdict names it.
 A manifest the registry does not have fails with "not found in the registry". Credentials come from the Docker config file; plain HTTP is
 used only for loopback registries. A registry that sends nothing for --timeout fails the command.
+
+Keyless bundles (ssf build --signer identity) carry a certificate instead: give --certificate-identity ID (or
+--certificate-identity-regexp RE) and --certificate-oidc-issuer ISS (or --certificate-oidc-issuer-regexp), as
+cosign takes them, instead of --key; the trusted root is --trusted-root FILE (ssf trust export) or by default the
+local factory's. The certificate must chain to its CA and carry an SCT of its CT log, the bundle must hold an
+entry of its transparency log (inclusion proof and signed entry timestamp verified) and a timestamp of its TSA,
+both within the certificate's validity, and the certificate must name ID and ISS. The provenance is signed by
+spiffe://TD/pipeline/NAME, each task's attestation (OUT/attestations/TASK.task.sigstore.json) by
+spiffe://TD/pipeline/NAME/task/TASK. A certificate bundle without an identity is bad usage (exit 2).
 
 A bundle whose signature does not verify with KEY.pub (another factory signed it, or it was changed after
 signing) fails with "not signed by this key (KEY.pub)"; -v adds the verifier's own words.
