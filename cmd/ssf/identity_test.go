@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -193,6 +194,35 @@ func TestIdentityBuild(t *testing.T) {
 		t.Errorf("verify with --certificate-identity-regexp: exit %d\n%s", r.code, r.stderr)
 	}
 
+	// A bundle changed after signing is refused: its log entry's proof, time or SET, its timestamp, its certificate.
+	good, err := os.ReadFile(prov)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ what, path string }{
+		{"no log entry", "verificationMaterial.tlogEntries"},
+		{"inclusion proof", "verificationMaterial.tlogEntries.0.inclusionProof.hashes.0"},
+		{"checkpoint", "verificationMaterial.tlogEntries.0.inclusionProof.checkpoint.envelope"},
+		{"integrated time", "verificationMaterial.tlogEntries.0.integratedTime"},
+		{"signed entry timestamp", "verificationMaterial.tlogEntries.0.inclusionPromise.signedEntryTimestamp"},
+		{"no timestamp", "verificationMaterial.timestampVerificationData"},
+		{"certificate", "verificationMaterial.certificate.rawBytes"},
+	} {
+		t.Run("tampered "+tc.what, func(t *testing.T) {
+			bad := filepath.Join(p.dir, "tampered.json")
+			if err := os.WriteFile(bad, tamper(t, good, tc.path), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r := ssf(t, p.tmp, "verify", app, "--bundle", bad, "--certificate-identity", run, "--certificate-oidc-issuer", identityIssuer)
+			if testing.Verbose() {
+				t.Logf("%s: exit %d: %s", tc.what, r.code, r.stderr)
+			}
+			if r.code != 1 || !strings.Contains(r.stderr, "verification failed") {
+				t.Errorf("ssf verify accepted a bundle with a tampered %s: exit %d\n%s%s", tc.what, r.code, r.stdout, r.stderr)
+			}
+		})
+	}
+
 	// Every signature went into the log: a static copy of it audits clean.
 	srv := httptest.NewServer(http.FileServer(http.Dir(filepath.Join(homeDir, "log"))))
 	defer srv.Close()
@@ -330,4 +360,66 @@ func TestPublishIdentityBuild(t *testing.T) {
 	if r := ssf(t, p.tmp, "publish", p.out, "--to", host+"/keyless/swapped"); r.code != 1 || !strings.Contains(r.stderr, "compile.task.sigstore.json hashes to") {
 		t.Errorf("publish of a swapped task bundle: exit %d, want 1 naming it\n%s%s", r.code, r.stdout, r.stderr)
 	}
+}
+
+// tamper changes the JSON value at path (dot-separated keys and indexes) in a bundle: an object or array there is
+// removed, a number is increased by one, a string (base64 or text) gets its first byte changed.
+func tamper(t *testing.T, bundle []byte, path string) []byte {
+	t.Helper()
+	var doc any
+	if err := json.Unmarshal(bundle, &doc); err != nil {
+		t.Fatal(err)
+	}
+	keys := strings.Split(path, ".")
+	parent := doc
+	for _, k := range keys[:len(keys)-1] {
+		switch v := parent.(type) {
+		case map[string]any:
+			parent = v[k]
+		case []any:
+			parent = v[int(k[0]-'0')]
+		}
+	}
+	last := keys[len(keys)-1]
+	change := func(v any) any {
+		switch v := v.(type) {
+		case string:
+			if v == "" {
+				t.Fatalf("nothing to tamper with at %s", path)
+			}
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil { // protojson writes int64 as a string
+				return strconv.FormatInt(n+1, 10)
+			}
+			// A character in the middle: inside a certificate's signed part, a hash, a signature, a note's text.
+			i := len(v) / 2
+			c := byte('A')
+			if v[i] == 'A' {
+				c = 'B'
+			}
+			return v[:i] + string(c) + v[i+1:]
+		case float64:
+			return v + 1
+		}
+		t.Fatalf("cannot tamper with %T at %s", v, path)
+		return nil
+	}
+	switch pv := parent.(type) {
+	case map[string]any:
+		switch pv[last].(type) {
+		case map[string]any, []any:
+			delete(pv, last)
+		case nil:
+			t.Fatalf("nothing at %s", path)
+		default:
+			pv[last] = change(pv[last])
+		}
+	case []any:
+		i := int(last[0] - '0')
+		pv[i] = change(pv[i])
+	}
+	out, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
