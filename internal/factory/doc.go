@@ -9,7 +9,12 @@
 // the [Runtime], its outputs hashed as it finishes), stage (outputs and logs copied beside --out), attest (the
 // statement signed by the [Attestor]), record (the bundle beside the outputs) and publish (one durable rename).
 // The interfaces are the factory's own and exist for real alternatives: crun, runsc or Kubernetes Pods for the
-// Runtime, a per-task certificate signer for the Attestor; a transparency Log and a Policy will join them.
+// Runtime, a per-task certificate signer for the Attestor; a Policy will join them.
+//
+// With `--signer identity` (identity.go) each task's attestation is signed, right after the task is observed, by
+// the task's own short-lived certificate (spiffe://TD/pipeline/<pipeline>/task/<task>), and the provenance and
+// SBOMs by the run's; every signature is appended to the factory's transparency log (internal/tlog, opened
+// in-process at admission and held until the build ends) and timestamped before its bundle exists.
 //
 // Every build that gets past admission is recorded in the build history ($SSF_HOME/builds/<id>, history.go) by
 // a recorder the stages feed and Build finishes last: build.json, each task's log, and the bundles of a build that
@@ -35,5 +40,8 @@
 // tasks that need its task, and into their record of inputs), walk a directory output past MaxOutputEntries or
 // sign a statement of more subjects than verifiers accept (outputs.go); nor keep a failed task's files
 // (--keep-workspace) otherwise than as a bounded, read-only copy owned by root that holds links as links and no
-// fifo, device, setuid or setgid bit (keep.go).
+// fifo, device, setuid or setgid bit (keep.go). It must never let a workload's signing key outlive the one
+// statement it signs or leave the process (made in memory, never written, never reachable by a step), write an
+// identity bundle before its signature is durably in the log, or hand out one that does not verify against the
+// factory's trusted root under its own identity (identity.go).
 package factory

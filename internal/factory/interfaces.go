@@ -40,7 +40,8 @@ type Container interface {
 }
 
 // Attestor turns an in-toto statement the control plane wrote into a signed Sigstore bundle: the factory's key
-// today, a short-lived per-task certificate next.
+// (--signer key), or a short-lived certificate of the run's identity, logged and timestamped (--signer identity,
+// identity.go).
 type Attestor interface {
 	Statement(ctx context.Context, statement []byte) (bundle []byte, err error)
 }

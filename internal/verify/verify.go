@@ -3,10 +3,14 @@
 //
 // # Trust
 //
-// The caller gives trusted material (sigstore-go's [root.TrustedMaterial]): today the factory's provenance key,
-// made with [KeyMaterial]; a CA and a transparency log plug in through the same type without changing this API.
-// sigstore-go checks the bundle's signature with it; this package then checks itself that the payload is an
-// in-toto statement about the artifact with an ssf SLSA provenance v1 predicate.
+// The caller gives trusted material (sigstore-go's [root.TrustedMaterial]): the factory's provenance key, made
+// with [KeyMaterial], or a Sigstore trusted root (CA, transparency and CT logs, TSA) together with the identity
+// that must have signed, made with [CertificateMaterial] (keyless bundles of `ssf build --signer identity`).
+// sigstore-go checks the bundle's signature with it — for certificate material also the chain, the SCT, the log
+// entry (inclusion proof, SET), the integrated time and the signed timestamp within the certificate's validity,
+// and the identity, as stock cosign does; this package then checks itself that the payload is an in-toto
+// statement about the artifact with an ssf SLSA provenance v1 predicate, or a task attestation
+// (content.TaskPredicateType, [TaskAttestation]).
 //
 // # Expectations
 //
@@ -22,11 +26,12 @@
 // # What it must never do
 //
 // It must never accept a bundle without checking its signature against the trusted material, never accept a
+// certificate bundle without an identity to match or without a log entry and SCT, never accept a
 // statement about a different artifact, never treat an unset expectation as a silent wildcard, and never let a
 // registry's referrers (their number, size or shape) decide the verdict of a bundle that does verify.
 //
-// Key-only bundles carry no transparency log entry and no timestamp, so none is required here; a log entry a
-// bundle does carry is not checked, and Result.Checks says so.
+// Key-only bundles carry no transparency log entry and no timestamp, so none is required with key material; a
+// log entry a key-signed bundle does carry is not checked, and Result.Checks says so.
 package verify
 
 import (
