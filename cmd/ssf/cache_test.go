@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -299,6 +300,18 @@ func TestCachePathOutsideTmp(t *testing.T) {
 	}
 	if _, err := os.Stat(q.out); !os.IsNotExist(err) {
 		t.Errorf("the refused build left %s (stat: %v)", q.out, err)
+	}
+	q.assertClean()
+}
+
+// A cache over a directory the builder image fills (/bin here) is refused before any task runs, naming where it is
+// declared: mounted there, it would hide the image's files and hand the next build what a task left instead.
+func TestCacheOverImageFilesRefused(t *testing.T) {
+	q := newProject(t, strings.Replace(cacheTask, "/tmp/c", "/bin", -1))
+	q.paramDef = wordParam
+	r := q.build()
+	if r.code != 2 || !strings.Contains(r.stderr, `cache "c": /bin holds files of the builder image`) || !regexp.MustCompile(`\.yaml:\d+: task "build"`).MatchString(r.stderr) {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit 2 naming the file, line, path and the fix", r.code, r.stderr)
 	}
 	q.assertClean()
 }

@@ -132,6 +132,7 @@ type caches struct {
 	log     *lineLog
 	invocID string
 	tasks   []*pipeline.Task // every task of the pipeline: their cache paths are checked before any task runs
+	file    string           // the pipeline file, to say where a refused cache path is declared
 
 	checked  sync.Once
 	checkErr error
@@ -146,7 +147,7 @@ type caches struct {
 func (h Home) newCaches(adm *admission, rootfs, invocation string, uid int, log *lineLog) *caches {
 	return &caches{
 		dir: h.layout().TaskCaches(), max: adm.cfg.maxCacheBytes(), entries: maxCacheEntries, off: adm.req.NoCache, rootfs: rootfs,
-		uid: uid, log: log, invocID: invocation, tasks: adm.p.Order(), used: map[string][]provenance.ResourceDescriptor{},
+		uid: uid, log: log, invocID: invocation, tasks: adm.p.Order(), file: adm.p.Path, used: map[string][]provenance.ResourceDescriptor{},
 		given: map[string]digest.Digest{}, storedBy: map[string]string{},
 		base: CacheKey{Pipeline: adm.p.Name, PipelineFile: keyPath(adm.req.Pipeline), Source: keyPath(adm.req.Source),
 			Builder: adm.img.Digest},
@@ -296,9 +297,22 @@ func (c *caches) mountPoint(t *pipeline.Task, dc pipeline.Cache, tmp string) err
 		return err
 	}
 	defer r.Close()
-	fi, err := r.Lstat(strings.TrimPrefix(dc.Path, "/"))
+	rel := strings.TrimPrefix(dc.Path, "/")
+	fi, err := r.Lstat(rel)
 	if err == nil && fi.IsDir() {
-		return nil
+		// Mounted on, a cache hides what the image holds there, and what the task leaves there comes back in the
+		// next build: a cache over /usr/local/go or /etc would let one build replace the next build's toolchain
+		// or configuration. Only an empty directory hides nothing.
+		d, err := r.Open(rel)
+		if err != nil {
+			return err
+		}
+		names, _ := d.Readdirnames(1)
+		d.Close()
+		if len(names) == 0 {
+			return nil
+		}
+		return c.refused(t, dc, fmt.Sprintf("%s holds files of the builder image (%s): a cache there would hide them, and the next build would get what a task left instead:", dc.Path, path.Join(dc.Path, names[0])))
 	}
 	// Say why, so the fix is clear: a symlink (never mounted on: give the directory it points to), a path through
 	// an absolute symlink (such as /var/run -> /run: a mount would land elsewhere than checked), or nothing there.
@@ -311,7 +325,16 @@ func (c *caches) mountPoint(t *pipeline.Task, dc pipeline.Cache, tmp string) err
 	default:
 		why += ":"
 	}
-	return &InputError{Err: fmt.Errorf("task %q: cache %q: %s %s choose a path under /tmp (the task's $HOME), such as /tmp/%s", t.Name, dc.Name, dc.Path, why, dc.Name)}
+	return c.refused(t, dc, dc.Path+" "+why)
+}
+
+// refused is the input error for a cache path the builder image does not allow, naming where it is declared.
+func (c *caches) refused(t *pipeline.Task, dc pipeline.Cache, why string) error {
+	at := ""
+	if c.file != "" && dc.Line > 0 {
+		at = fmt.Sprintf("%s:%d: ", c.file, dc.Line)
+	}
+	return &InputError{Err: fmt.Errorf("%stask %q: cache %q: %s choose a path under /tmp (the task's $HOME), such as /tmp/%s, or an empty directory of the image", at, t.Name, dc.Name, why, dc.Name)}
 }
 
 // extract fills copyDir with the stored cache of k and returns its state, the digest of the tar stream extracted

@@ -483,6 +483,8 @@ func TestCacheImagePathRefusals(t *testing.T) {
 		{"/no/such", "/no/such is not a directory in the builder image: choose a path under /tmp"},
 		{"/link", "/link is a symlink in the builder image, not a directory"},
 		{"/var/run/foo", "/var/run/foo leads through an absolute symlink of the builder image"},
+		{"/var", "/var holds files of the builder image (/var/run): a cache there would hide them"},
+		{"/run", "/run holds files of the builder image (/run/foo)"},
 	} {
 		err := c.mountPoint(task, pipeline.Cache{Name: "c", Path: tc.path}, "")
 		var ie *InputError
