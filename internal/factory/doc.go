@@ -26,7 +26,9 @@
 // another name (a hard link or a mount point in the source); record in provenance anything a build step reported
 // rather than what the control plane observed or set (only the output bytes come from the build; how a task was
 // isolated is read back from the runtime spec the control plane wrote); record a builder name the factory never
-// gave the pinned digest; follow a symlink out of a task's outputs; sign anything for a failed build; or leave a
+// gave the pinned digest; follow a symlink out of a task's outputs; sign anything for a failed build (with
+// --signer identity a task that succeeded is attested as it ends, so the log may hold its entry when a later task
+// fails; that bundle is never written to OUT and no provenance lists it); or leave a
 // partial output directory, even after a crash (everything staged is synced before the rename that publishes it);
 // let a step write the build history (only the control plane writes it, from its own copies, in a 0700 directory),
 // or fail a build because recording it failed. It must never give a secret to a task that did not list it, put a
