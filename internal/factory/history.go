@@ -256,31 +256,51 @@ func (h Home) salvage(run runRecord, log *lineLog) {
 	}
 }
 
-// copyBundles copies the signed bundles (provenance and SBOMs) of a published build; they are small, and copied
-// rather than linked, so nothing done to --out later changes the history.
+// copyBundles copies the signed bundles (provenance, task attestations and SBOMs, also those of outputs in
+// subdirectories) of a published build; they are small, and copied rather than linked, so nothing done to --out
+// later changes the history. OUT's parent may be someone else's, who can swap what is listed: everything is read
+// beneath an os.Root of dir (nothing outside it is reached, whatever links appear), a bundle is opened without
+// following a link or blocking on a fifo, and at most maxRecordedBundles are copied.
 func (r *recorder) copyBundles(dir string) error {
-	entries, err := os.ReadDir(dir)
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	var names []string
+	err = fs.WalkDir(root.FS(), ".", func(name string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.IsDir() && name == "logs": // the task logs, recorded from the build's own copies
+			return fs.SkipDir
+		case !d.Type().IsRegular() || !strings.HasSuffix(name, ".sigstore.json"):
+			return nil
+		case len(names) == maxRecordedBundles:
+			return fmt.Errorf("copying bundles into the build history: %s holds more than %d", dir, maxRecordedBundles)
+		}
+		names = append(names, name)
+		return nil
+	})
 	if err != nil {
 		return err
 	}
 	if bundlesListed != nil {
 		bundlesListed()
 	}
-	for _, e := range entries {
-		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".sigstore.json") {
-			continue
-		}
-		data, err := readBundle(filepath.Join(dir, e.Name()))
+	for _, name := range names {
+		data, err := readBundle(root, name)
 		if err != nil {
 			return err
 		}
-		if err := durable.MkdirAll(filepath.Join(r.dir, "bundles"), 0o700); err != nil {
+		to := filepath.Join(r.dir, "bundles", filepath.FromSlash(name))
+		if err := durable.MkdirAll(filepath.Dir(to), 0o700); err != nil {
 			return err
 		}
-		if err := durable.WriteNew(filepath.Join(r.dir, "bundles", e.Name()), data, 0o600); err != nil {
+		if err := durable.WriteNew(to, data, 0o600); err != nil {
 			return err
 		}
-		r.rec.Bundles = append(r.rec.Bundles, e.Name())
+		r.rec.Bundles = append(r.rec.Bundles, name)
 	}
 	return nil
 }
@@ -289,32 +309,37 @@ func (r *recorder) copyBundles(dir string) error {
 // moment someone who owns OUT's parent could swap one for a symlink.
 var bundlesListed func()
 
-// maxRecordedBundle bounds a bundle the recorder copies, as registries bound the bundles they serve.
-const maxRecordedBundle = 16 << 20
+// maxRecordedBundle bounds a bundle the recorder copies, as registries bound the bundles they serve;
+// maxRecordedBundles their number (a build publishes at most 1023 files, two SBOMs each, plus its provenance and
+// task attestations).
+const (
+	maxRecordedBundle  = 16 << 20
+	maxRecordedBundles = 4096
+)
 
-// readBundle reads one bundle from OUT, a directory someone else may be able to change under it (its parent can
-// be theirs): the file is opened without following a symlink or blocking on a fifo, must be a regular file, and
-// is read up to maxRecordedBundle bytes, so the recorder, running as root, never copies what a swapped-in link
-// names or reads forever.
-func readBundle(path string) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+// readBundle reads the bundle name beneath root, a directory someone else may be able to change under it (its
+// parent can be theirs): the file is opened without following a symlink or blocking on a fifo, must be a regular
+// file, and is read up to maxRecordedBundle bytes, so the recorder, running as root, never copies what a
+// swapped-in link names or reads forever.
+func readBundle(root *os.Root, name string) ([]byte, error) {
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, fmt.Errorf("copying bundle %q into the build history: %w", path, err)
+		return nil, fmt.Errorf("copying bundle %q into the build history: %w", name, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("copying bundle %q into the build history: %w", path, err)
+		return nil, fmt.Errorf("copying bundle %q into the build history: %w", name, err)
 	}
 	if !fi.Mode().IsRegular() || fi.Size() > maxRecordedBundle {
-		return nil, fmt.Errorf("copying bundle %q into the build history: not a regular file of at most %d bytes (%s, %d bytes)", path, maxRecordedBundle, fi.Mode().Type(), fi.Size())
+		return nil, fmt.Errorf("copying bundle %q into the build history: not a regular file of at most %d bytes (%s, %d bytes)", name, maxRecordedBundle, fi.Mode().Type(), fi.Size())
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxRecordedBundle+1))
 	if err != nil {
-		return nil, fmt.Errorf("copying bundle %q into the build history: %w", path, err)
+		return nil, fmt.Errorf("copying bundle %q into the build history: %w", name, err)
 	}
 	if len(data) > maxRecordedBundle {
-		return nil, fmt.Errorf("copying bundle %q into the build history: it grew past %d bytes while read", path, maxRecordedBundle)
+		return nil, fmt.Errorf("copying bundle %q into the build history: it grew past %d bytes while read", name, maxRecordedBundle)
 	}
 	return data, nil
 }

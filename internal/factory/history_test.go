@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -335,5 +336,40 @@ func TestCopyBundlesFollowsNoSwappedLink(t *testing.T) {
 	}
 	if err == nil {
 		t.Error("copyBundles succeeded with a bundle swapped for a symlink; want an error naming it")
+	}
+}
+
+// The bundles of outputs in subdirectories (a directory output's SBOMs under attestations/dist/) are recorded
+// too, under the same relative names; the task logs are not bundles.
+func TestCopyBundlesOfSubdirectories(t *testing.T) {
+	h := Home{Dir: t.TempDir()}
+	r := h.newRecorder(newInvocationID(), "ssf.yaml", time.Now().UTC())
+	att := t.TempDir()
+	files := map[string]string{
+		"provenance.sigstore.json":             "p",
+		"dist/app.js.cdx.sigstore.json":        "c",
+		"dist/css/site.css.spdx.sigstore.json": "s",
+		"logs/build.log":                       "log",
+		"logs/fake.sigstore.json":              "not a bundle",
+	}
+	for name, data := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(att, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(att, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.copyBundles(att); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"dist/app.js.cdx.sigstore.json", "dist/css/site.css.spdx.sigstore.json", "provenance.sigstore.json"}
+	if !slices.Equal(r.rec.Bundles, want) {
+		t.Errorf("recorded %q, want %q", r.rec.Bundles, want)
+	}
+	for _, name := range want {
+		if data, err := os.ReadFile(filepath.Join(r.dir, "bundles", name)); err != nil || string(data) != files[name] {
+			t.Errorf("%s in the history: %q, %v; want %q", name, data, err, files[name])
+		}
 	}
 }
