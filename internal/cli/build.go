@@ -71,8 +71,9 @@ it stops before any task runs (exit 2).
 --keep-workspace: when a task fails, its workspace, outputs and tmp are copied, read-only and owned by root, to
 $SSF_HOME/builds/<id>/workspaces/<task>/ before its disk is released, and the path is printed (and in --output
 json's hint). Symlinks are kept as links and never followed; fifos, sockets and devices are left out; setuid,
-setgid and write bits are dropped; at most 1 GiB and 100000 entries are kept. Files a step wrote there are kept
-as they are (a secret a step copied into its workspace too). ssf builds prune removes them with the build.
+setgid and write bits are dropped; at most 1 GiB, 100000 entries and 128 directory levels are kept. The build's
+secret values are redacted from the kept files and link targets, and a name holding one is left out (a
+convenience, as for logs: a step can disguise a value). ssf builds prune removes them with the build.
 
 The source is snapshotted once (docs/source.md). In a git work tree (its top or a subfolder) it holds the files
 git would commit: the HEAD commit's files as they are now, plus untracked files no .gitignore, .git/info/exclude
