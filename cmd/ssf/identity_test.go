@@ -423,3 +423,29 @@ func tamper(t *testing.T, bundle []byte, path string) []byte {
 	}
 	return out
 }
+
+// TestFailedIdentityBuild: when a later task fails, an identity build exits 1 and leaves OUT untouched, though the
+// task that ended before was attested (its entry stays in the log).
+func TestFailedIdentityBuild(t *testing.T) {
+	p := newProject(t, `
+    - name: first
+      timeout: 1m
+      steps:
+        - {name: ok, run: 'echo fine > "$SSF_OUTPUTS/a"'}
+      outputs: [a]
+    - name: second
+      needs: [first]
+      timeout: 1m
+      steps:
+        - {name: fails, run: 'exit 3'}
+      outputs: [b]
+`)
+	r := p.build("--signer", "identity")
+	if r.code != 1 || !strings.Contains(r.stderr, "exit code 3") || !strings.Contains(r.stderr, "task first attested as") {
+		t.Fatalf("exit %d, want 1 naming exit code 3 after first was attested\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(p.out); !os.IsNotExist(err) {
+		t.Errorf("a failed identity build left %s (stat: %v)", p.out, err)
+	}
+	p.assertClean()
+}
