@@ -10,6 +10,7 @@ import (
 	"io"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"unicode"
 
 	"github.com/spf13/cobra"
@@ -47,6 +48,11 @@ func run(ctx context.Context, root *cobra.Command, args []string, stdout, stderr
 	cmd, err := execute(ctx, root, args, stderr)
 	if err == nil {
 		return ExitOK
+	}
+	if errors.Is(err, syscall.EPIPE) {
+		// The reader of stdout went away (`ssf builds list | head`): what it wanted it got; say nothing, as the
+		// shell's own tools do, but do not claim success either.
+		return ExitFailed
 	}
 	if strings.HasPrefix(err.Error(), "unknown command ") {
 		err = &usageError{err} // cobra has no error type for a misspelt command, and it is the caller's to fix

@@ -14,8 +14,8 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print ssf's version",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintln(cmd.OutOrStdout(), "ssf", factory.Version)
-			return nil
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), "ssf", factory.Version)
+			return err
 		},
 	}
 }
