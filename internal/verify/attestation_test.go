@@ -47,7 +47,7 @@ func TestAttestation(t *testing.T) {
 		trusted *ecdsaKey
 		want    string
 	}{
-		{"another artifact", good, digest.FromBytes([]byte("x")), nil, "rejected the bundle"},
+		{"another artifact", good, digest.FromBytes([]byte("x")), nil, "is not a subject of the bundle"},
 		{"another predicate type", signStatement(t, key, sbomStatement("https://cyclonedx.org/bom", art)), art, nil, "predicateType"},
 		{"provenance is not an SBOM", signStatement(t, key, sbomStatement(provenance.PredicateType, art)), art, nil, "predicateType"},
 		{"another key", good, art, &ecdsaKey{other}, "not signed by this key"},

@@ -239,6 +239,9 @@ func signedPayload(artifact digest.Digest, bundleJSON []byte, trusted root.Trust
 		if notSignedByKey(&b, trusted) {
 			return nil, nil, fail("the bundle is %w (sigstore-go rejected it: %w)", ErrNotSignedByKey, err)
 		}
+		if names, ok := subjectsWithout(&b, artifact); ok {
+			return nil, nil, fail("the file (%s) is %w: the statement names %s; check that the file and --bundle come from the same build", artifact, ErrNotASubject, strings.Join(names, ", "))
+		}
 		return nil, nil, fail("sigstore-go rejected the bundle: %w", err)
 	}
 	checks := append([]string{

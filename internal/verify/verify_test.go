@@ -238,7 +238,7 @@ func TestArtifact(t *testing.T) {
 			bundle:  editBundle(t, good, func(env map[string]any) { env["payloadType"] = "application/json" }),
 			wantErr: "sigstore-go rejected"},
 		{name: "artifact not a subject", digest: sha256Hex([]byte("something else")), bundle: good,
-			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}, wantErr: "sigstore-go rejected"},
+			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}, wantErr: "is not a subject of the bundle"},
 		{name: "wrong builder id", digest: digest, bundle: good,
 			opts: verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey), BuilderID: "https://ssf.dev/builders/other"}, wantErr: "builder id is"},
 		{name: "signed by the key, other builder", digest: digest, bundle: signBuild(t, key, otherBuilder),
@@ -395,7 +395,7 @@ func TestFile(t *testing.T) {
 		verr    bool
 	}{
 		{name: "the artifact", ctx: context.Background(), path: path},
-		{name: "another file", ctx: context.Background(), path: other, wantErr: "sigstore-go rejected", verr: true},
+		{name: "another file", ctx: context.Background(), path: other, wantErr: "is not a subject of the bundle", verr: true},
 		{name: "symlink to the artifact", ctx: context.Background(), path: link, wantErr: "not a regular file"},
 		{name: "directory", ctx: context.Background(), path: dir, wantErr: "not a regular file"},
 		{name: "missing", ctx: context.Background(), path: filepath.Join(dir, "none"), wantErr: "no such file"},

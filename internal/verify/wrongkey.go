@@ -2,8 +2,12 @@ package verify
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/root"
@@ -41,4 +45,41 @@ func notSignedByKey(b *bundle.Bundle, trusted root.TrustedMaterial) bool {
 // preAuthEncoding is what a DSSE signature signs (the DSSE v1 protocol's PAE).
 func preAuthEncoding(payloadType string, payload []byte) []byte {
 	return fmt.Appendf(nil, "DSSEv1 %d %s %d %s", len(payloadType), payloadType, len(payload), payload)
+}
+
+// ErrNotASubject is wrapped when the artifact is not among the subjects of the bundle's statement: the file and the
+// bundle belong to different builds (or the file changed since).
+var ErrNotASubject = errors.New("not a subject of the bundle")
+
+// subjectsWithout reports, for a bundle sigstore-go has refused, whether its DSSE payload decodes as a statement
+// none of whose subjects has the artifact's sha256, and if so names (a few of) those subjects, so the refusal can
+// say that the file is not one of them rather than repeat sigstore-go's words. Like notSignedByKey it only
+// explains a refusal; what it reads has not been verified.
+func subjectsWithout(b *bundle.Bundle, artifact digest.Digest) ([]string, bool) {
+	env := b.GetDsseEnvelope()
+	if env == nil {
+		return nil, false
+	}
+	var st struct {
+		Subject []struct {
+			Name   string            `json:"name"`
+			Digest map[string]string `json:"digest"`
+		} `json:"subject"`
+	}
+	if json.Unmarshal(env.GetPayload(), &st) != nil || len(st.Subject) == 0 {
+		return nil, false
+	}
+	var names []string
+	for _, s := range st.Subject {
+		if s.Digest["sha256"] == artifact.Encoded() {
+			return nil, false
+		}
+		if len(names) < 5 {
+			names = append(names, strconv.Quote(s.Name))
+		}
+	}
+	if len(st.Subject) > len(names) {
+		names = append(names, fmt.Sprintf("and %d more", len(st.Subject)-len(names)))
+	}
+	return names, true
 }
