@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -448,4 +450,66 @@ func TestFailedIdentityBuild(t *testing.T) {
 		t.Errorf("a failed identity build left %s (stat: %v)", p.out, err)
 	}
 	p.assertClean()
+}
+
+// TestIdentityBuildsTakeTurns: an identity build started while another holds the transparency log waits for its
+// turn (saying so) instead of failing, and succeeds once the first build has ended.
+func TestIdentityBuildsTakeTurns(t *testing.T) {
+	needSandbox(t)
+	first := newProject(t, `
+    - name: wait
+      timeout: 5m
+      steps:
+        - name: block
+          run: echo started; sleep 300
+      outputs: [never]
+`)
+	first.write()
+	a := exec.Command(ssfBin, "build", "-f", first.pipeline, "--source", first.src, "--out", first.out, "--signer", "identity")
+	a.Env = append(os.Environ(), "SSF_HOME="+homeDir, "TMPDIR="+first.tmp)
+	waitFor := func(cmd *exec.Cmd, want string) io.Reader {
+		t.Helper()
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4096)
+		var seen strings.Builder
+		for !strings.Contains(seen.String(), want) {
+			n, err := stderr.Read(buf)
+			if err != nil {
+				t.Fatalf("%s ended before saying %q: %v\n%s", cmd, want, err, seen.String())
+			}
+			seen.Write(buf[:n])
+		}
+		return stderr
+	}
+	aErr := waitFor(a, "[wait/block] started")
+	defer a.Process.Kill()
+
+	second := identityProject(t)
+	second.write()
+	b := exec.Command(ssfBin, "build", "-f", second.pipeline, "--source", second.src, "--out", second.out, "--signer", "identity")
+	b.Env = append(os.Environ(), "SSF_HOME="+homeDir, "TMPDIR="+second.tmp)
+	bErr := waitFor(b, "waiting for another identity build to finish with the transparency log")
+
+	// The first build is interrupted: it signs nothing and gives up its turn; the second then runs and succeeds.
+	if err := a.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, aErr)
+	if err := a.Wait(); err == nil {
+		t.Error("the interrupted build succeeded")
+	}
+	rest, _ := io.ReadAll(bErr)
+	if err := b.Wait(); err != nil {
+		t.Fatalf("the waiting build: %v\n%s", err, rest)
+	}
+	if !strings.Contains(string(rest), "task check attested as") {
+		t.Errorf("the waiting build did not attest its tasks:\n%s", rest)
+	}
+	second.assertClean()
 }

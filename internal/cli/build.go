@@ -65,8 +65,8 @@ OUT/attestations/<task>.task.sigstore.json; the provenance and SBOMs are signed 
 spiffe://TD/pipeline/<pipeline>, and the provenance lists every task bundle's digest. Every signature is
 appended to the transparency log ($SSF_HOME/log) before its bundle is written and timestamped by the factory
 TSA; verify with ssf verify or cosign --certificate-identity ID --certificate-oidc-issuer ISS (docs/keyless.md).
-The build needs the log to itself: while ssf log serve --accept-entries (or another identity build) holds it,
-it stops before any task runs (exit 2).
+The build holds the log: another identity build waits for its turn (saying so); while ssf log serve
+--accept-entries holds it, the build stops before any task runs (exit 2).
 
 --keep-workspace: when a task fails, its workspace, outputs and tmp are copied, read-only and owned by root, to
 $SSF_HOME/builds/<id>/workspaces/<task>/ before its disk is released, and the path is printed (and in --output

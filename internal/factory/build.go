@@ -126,11 +126,11 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (_ *BuildResult, err 
 	}
 	log := &lineLog{w: logw}
 
-	adm, err := h.admit(req)
+	adm, err := h.admit(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	defer adm.identity.close(context.WithoutCancel(ctx)) // releases the transparency log (identity.go)
+	defer adm.identity.close(context.WithoutCancel(ctx)) // the transparency log and its turn (identity.go)
 	adm.redacts = compileRedaction(adm.secrets)          // once: every step's output, the [ssf] lines, the error (secrets.go)
 	log.redact = adm.redacts.bytes                       // before anything runs
 	h.sweepLeftovers(ctx, adm.runtime, log)
@@ -223,7 +223,7 @@ type admission struct {
 
 // admit checks a build request: the factory's config, the pipeline and its params, the builder (in the factory,
 // under a name the factory gave it), the signing key, and --out. Every refusal is bad input, named where it is.
-func (h Home) admit(req BuildRequest) (*admission, error) {
+func (h Home) admit(ctx context.Context, req BuildRequest) (*admission, error) {
 	cfg, err := h.Config()
 	if err != nil {
 		return nil, err
@@ -274,7 +274,7 @@ func (h Home) admit(req BuildRequest) (*admission, error) {
 	if err != nil {
 		return nil, err
 	}
-	attestor, ident, err := h.chooseSigner(context.Background(), req, cfg) // last: an identity holds the log (identity.go)
+	attestor, ident, err := h.chooseSigner(ctx, req, cfg) // last: an identity holds the log (identity.go)
 	if err != nil {
 		return nil, err
 	}

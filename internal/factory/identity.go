@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,6 +49,7 @@ const (
 type identity struct {
 	trust   *trust.Factory
 	log     *tlog.Log
+	turn    *os.File             // holds the log's turn lock (home.Layout.LogTurn) until close
 	trusted root.TrustedMaterial // the factory's trusted root, for the check of every bundle made
 	td      string
 	issuer  string
@@ -58,10 +60,12 @@ type identity struct {
 	builderID string    // the factory's builder id (config.yaml)
 }
 
-// openIdentity loads the factory trust and opens its transparency log for a build. The log is held (its exclusive
-// lock) until close: a process that holds it already (`ssf log serve --accept-entries`, another identity build)
-// makes this refuse at admission, before anything runs.
-func (h Home) openIdentity(ctx context.Context, cfg Config) (*identity, error) {
+// openIdentity loads the factory trust and opens its transparency log for a build, holding it until close (the
+// log admits one appender; reopening it per signature would cost each one the log's publication delay, ~100 ms).
+// Identity builds take turns: one that finds another holding the log's turn (home.Layout.LogTurn) says so on log
+// and waits for it as long as ctx allows. A process that holds the log without the turn (`ssf log serve
+// --accept-entries`) makes the build refuse at admission, before anything runs.
+func (h Home) openIdentity(ctx context.Context, cfg Config, log io.Writer) (*identity, error) {
 	l := h.layout()
 	f, err := trust.Load(l, trust.Options{TrustDomain: cfg.TrustDomain, Issuer: cfg.Issuer})
 	if err != nil {
@@ -79,21 +83,63 @@ func (h Home) openIdentity(ctx context.Context, cfg Config) (*identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--signer identity: reading the factory's trusted root: %w", err)
 	}
+	turn, err := takeTurn(ctx, l.LogTurn(), log)
+	if err != nil {
+		return nil, fmt.Errorf("--signer identity: waiting for the transparency log: %w", err)
+	}
 	lg, err := tlog.Open(ctx, l.Log(), f.TLogKey, tlog.WithHost(cfg.TrustDomain))
 	if errors.Is(err, syscall.EWOULDBLOCK) {
-		return nil, inputErrorf("--signer identity: the transparency log %s is held by another process (`ssf log serve --accept-entries`, or another `ssf build --signer identity` still running): every signature of this build must be appended to it; stop that server (plain `ssf log serve` serves the log read-only beside builds) or wait for that build, then retry", l.Log())
+		turn.Close()
+		return nil, inputErrorf("--signer identity: the transparency log %s is held by another process (`ssf log serve --accept-entries`?): every signature of this build must be appended to it; stop that server (plain `ssf log serve` serves the log read-only beside builds) and retry", l.Log())
 	} else if err != nil {
+		turn.Close()
 		return nil, fmt.Errorf("--signer identity: %w", err)
 	}
-	return &identity{trust: f, log: lg, trusted: tr, td: cfg.TrustDomain, issuer: cfg.Issuer}, nil
+	return &identity{trust: f, log: lg, turn: turn, trusted: tr, td: cfg.TrustDomain, issuer: cfg.Issuer}, nil
 }
 
-// close releases the transparency log. A nil identity (key signing) has nothing to close.
+// takeTurn takes the exclusive lock on path (created 0600); when another build holds it, it says so on log and
+// waits for it as long as ctx allows. The lock goes with the open file: closing it, or the build's death,
+// releases it.
+func takeTurn(ctx context.Context, path string, log io.Writer) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	if err == nil {
+		return f, nil
+	}
+	if !errors.Is(err, syscall.EWOULDBLOCK) {
+		f.Close()
+		return nil, fmt.Errorf("locking %q: %w", path, err)
+	}
+	if log != nil {
+		fmt.Fprintf(log, "[ssf] waiting for another identity build to finish with the transparency log (%s)\n", path)
+	}
+	locked := make(chan error, 1)
+	go func() { locked <- syscall.Flock(int(f.Fd()), syscall.LOCK_EX) }()
+	select {
+	case err := <-locked:
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("locking %q: %w", path, err)
+		}
+		return f, nil
+	case <-ctx.Done():
+		go func() { <-locked; f.Close() }() // a lock taken after all is dropped at once
+		return nil, context.Cause(ctx)
+	}
+}
+
+// close releases the transparency log, then its turn. A nil identity (key signing) has nothing to close.
 func (id *identity) close(ctx context.Context) error {
 	if id == nil {
 		return nil
 	}
-	return id.log.Close(ctx)
+	err := id.log.Close(ctx)
+	id.turn.Close()
+	return err
 }
 
 // forBuild records what the control plane knows of the run, for the certificates' Fulcio extensions: the
@@ -391,7 +437,7 @@ func (h Home) chooseSigner(ctx context.Context, req BuildRequest, cfg Config) (A
 		}
 		return sign.NewSigner(key), nil, nil
 	case SignerIdentity:
-		id, err := h.openIdentity(ctx, cfg)
+		id, err := h.openIdentity(ctx, cfg, req.Log)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -26,7 +26,7 @@ func newTestIdentity(tb testing.TB) *identity {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	id, err := h.openIdentity(context.Background(), cfg)
+	id, err := h.openIdentity(context.Background(), cfg, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -18,6 +18,8 @@
 //	cache/rootfs/<digest>/    unpacked, read-only builder root file systems
 //	cache/deps/               downloaded dependencies, named by their pins (go.sum h1, npm sha512, sha256)
 //	cache/tasks/<key>/        task caches (docs/caches.md): cache.tar, its record and lock, one per pipeline, task, name and builder
+//	log/                      the transparency log (docs/transparency-log.md)
+//	log.lock                  held by the identity build that appends to the log; the next one waits (docs/keyless.md)
 //	runc/                     the OCI runtime's state
 //	runs/<invocation>.json    a locked record of each running build
 //	builds/<invocation>/      the history of each build: build.json, its task logs, and (on success) its bundles (0700)
@@ -68,6 +70,10 @@ func (l Layout) Key() string { return filepath.Join(l.Dir, "keys", "provenance.k
 // Log is the transparency log's directory: the C2SP tlog-tiles files tessera writes (servable as they are) and
 // the log's own state in .ssf/.
 func (l Layout) Log() string { return filepath.Join(l.Dir, "log") }
+
+// LogTurn is the lock file an identity build holds while it appends to the transparency log (which admits one
+// appender): the next identity build waits on it for its turn instead of failing.
+func (l Layout) LogTurn() string { return filepath.Join(l.Dir, "log.lock") }
 
 // TLogKey is the transparency log's signing key (ECDSA P-256, PKCS#8 PEM): it signs checkpoints and SETs.
 func (l Layout) TLogKey() string { return filepath.Join(l.Dir, "keys", "tlog.key") }
