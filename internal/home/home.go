@@ -13,12 +13,15 @@
 //	keys/tsa.crt              the timestamp authority's certificate (EKU timeStamping), signed by the CA root
 //	keys/node.key             this node's key: it signs requests for workload certificates (0600)
 //	keys/node.crt             this node's certificate, spiffe://TD/node/<host>
+//	keys/retired/<end>/       what `ssf trust rotate` retired: the old intermediate's certificate, the old log's public key, and when they ended
+//	node-tokens/<sha256>      one-time `ssf node join` tokens, stored hashed with their expiry (0600, in a 0700 directory)
 //	secrets/NAME.json         each secret, AES-256-GCM under keys/secrets.key (0600, in a 0700 directory)
 //	images/                   builder images, an OCI image layout
 //	cache/rootfs/<digest>/    unpacked, read-only builder root file systems
 //	cache/deps/               downloaded dependencies, named by their pins (go.sum h1, npm sha512, sha256)
 //	cache/tasks/<key>/        task caches (docs/caches.md): cache.tar, its record and lock, one per pipeline, task, name and builder
 //	log/                      the transparency log (docs/transparency-log.md)
+//	log-<keyid>/              a transparency log retired by `ssf trust rotate` (read-only, still verifiable)
 //	log.lock                  held by the identity build that appends to the log; the next one waits (docs/keyless.md)
 //	runc/                     the OCI runtime's state
 //	runs/<invocation>.json    a locked record of each running build
@@ -108,6 +111,15 @@ func (l Layout) NodeKey() string { return filepath.Join(l.Dir, "keys", "node.key
 
 // NodeCert is this node's certificate (PEM), spiffe://TD/node/<host>.
 func (l Layout) NodeCert() string { return filepath.Join(l.Dir, "keys", "node.crt") }
+
+// RetiredTrust holds one directory per `ssf trust rotate`: the intermediate certificate and log key it retired.
+func (l Layout) RetiredTrust() string { return filepath.Join(l.Dir, "keys", "retired") }
+
+// LogArchive is where `ssf trust rotate` moves the log whose key has log ID prefix keyID (hex).
+func (l Layout) LogArchive(keyID string) string { return filepath.Join(l.Dir, "log-"+keyID) }
+
+// NodeTokens holds the hashes of the one-time tokens nodes join with (`ssf node token`).
+func (l Layout) NodeTokens() string { return filepath.Join(l.Dir, "node-tokens") }
 
 // SecretsKey is the key the secret store is encrypted with; only the control plane reads it.
 func (l Layout) SecretsKey() string { return filepath.Join(l.Dir, "keys", "secrets.key") }

@@ -32,6 +32,7 @@ type Public struct {
 	TSA          *x509.Certificate
 	CTLogKey     crypto.PublicKey
 	TLogKey      crypto.PublicKey
+	Retired      []Retired // what `ssf trust rotate` ended, oldest first
 }
 
 // LoadPublic reads the public half of the factory trust under l (the log keys' public halves from their key
@@ -57,13 +58,21 @@ func LoadPublic(l home.Layout, trustDomain string) (*Public, error) {
 		}
 		*k.to = key.Public()
 	}
+	if p.Retired, err = LoadRetired(l, trustDomain); err != nil {
+		return nil, err
+	}
+	if n := len(p.Retired); n > 0 && p.Retired[n-1].Intermediate.Equal(p.Intermediate) {
+		return nil, fmt.Errorf("a rotation of the factory trust (%s) did not finish: run `ssf trust rotate` again to finish it", p.Retired[n-1].Dir)
+	}
 	return p, nil
 }
 
 // TrustedRoot is p as a Sigstore trusted root (JSON): the CA chain [intermediate, root], the transparency log and
 // the CT log with their log IDs (sha256 of the PKIX DER key), and the TSA chain [TSA, root]. Every validity starts
 // at the certificate or key's start: the logs' at the root's (they are made with it at init), so it is at or
-// before every integrated time and SCT.
+// before every integrated time and SCT. After rotations, each retired intermediate and log key comes first, valid
+// until its rotation's end; the current log key is valid from the last rotation's end (whole seconds, as
+// integrated times are).
 func (p *Public) TrustedRoot() ([]byte, error) {
 	base := "https://" + p.TrustDomain
 	ctDER, err := x509.MarshalPKIXPublicKey(p.CTLogKey)
@@ -76,15 +85,34 @@ func (p *Public) TrustedRoot() ([]byte, error) {
 		return nil, fmt.Errorf("the transparency log key: %w", err)
 	}
 	org := orgOf(p.Root)
+	var tlogs []*prototrustroot.TransparencyLogInstance
+	var cas []*prototrustroot.CertificateAuthority
+	start := p.Root.NotBefore
+	for _, r := range p.Retired {
+		rv, err := tlog.NewVerifier(r.TLogKey, p.TrustDomain)
+		if err != nil {
+			return nil, fmt.Errorf("the retired transparency log key of %s: %w", r.Dir, err)
+		}
+		e := rv.TrustedRootEntry(base, start)
+		e.PublicKey.ValidFor.End = timestamppb.New(r.End)
+		tlogs = append(tlogs, e)
+		cas = append(cas, &prototrustroot.CertificateAuthority{
+			Subject:   &protocommon.DistinguishedName{Organization: org, CommonName: p.Root.Subject.CommonName},
+			Uri:       base + "/ca",
+			CertChain: chain(r.Intermediate, p.Root),
+			ValidFor:  &protocommon.TimeRange{Start: timestamppb.New(r.Intermediate.NotBefore), End: timestamppb.New(r.End)},
+		})
+		start = r.End
+	}
 	tr := &prototrustroot.TrustedRoot{
 		MediaType: TrustedRootMediaType,
-		Tlogs:     []*prototrustroot.TransparencyLogInstance{tv.TrustedRootEntry(base, p.Root.NotBefore)},
-		CertificateAuthorities: []*prototrustroot.CertificateAuthority{{
+		Tlogs:     append(tlogs, tv.TrustedRootEntry(base, start)),
+		CertificateAuthorities: append(cas, &prototrustroot.CertificateAuthority{
 			Subject:   &protocommon.DistinguishedName{Organization: org, CommonName: p.Root.Subject.CommonName},
 			Uri:       base + "/ca",
 			CertChain: chain(p.Intermediate, p.Root),
 			ValidFor:  validFor(p.Intermediate.NotBefore),
-		}},
+		}),
 		Ctlogs: []*prototrustroot.TransparencyLogInstance{{
 			BaseUrl:       base + "/ct",
 			HashAlgorithm: protocommon.HashAlgorithm_SHA2_256,

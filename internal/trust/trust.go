@@ -10,8 +10,11 @@
 //
 // # What it must never do
 //
-//   - Never overwrite or replace a key or certificate: Init makes only what is missing (files are created with
-//     link(2), which never replaces), and refuses when what exists does not fit together.
+//   - Never overwrite or replace a key or certificate, except in Rotate: Init makes only what is missing (files
+//     are created with link(2), which never replaces), and refuses when what exists does not fit together. Rotate
+//     replaces the intermediate, log key and node certificate only after recording the retired public halves.
+//   - Never drop a retired intermediate or log key from the trusted root, and never let one be valid after its
+//     rotation's end.
 //   - Never write a private key readable by anyone but its owner, and never put a private key into a trusted root.
 //   - Never need the root key except to make a certificate it signs.
 package trust
