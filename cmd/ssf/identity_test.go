@@ -89,6 +89,9 @@ func TestIdentityBuild(t *testing.T) {
 		if !strings.Contains(r.stderr, "task "+task+" attested as "+run+"/task/"+task) {
 			t.Errorf("the build did not say task %s was attested:\n%s", task, r.stderr)
 		}
+		if want := "task        " + filepath.Join(att, task+".task.sigstore.json") + "  signed by " + run + "/task/" + task; !strings.Contains(r.stdout, want) {
+			t.Errorf("the build's summary lacks %q:\n%s", want, r.stdout)
+		}
 	}
 
 	// The task attestations: subjects are the task's outputs (the internal one too), the predicate what ran.

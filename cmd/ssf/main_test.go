@@ -352,6 +352,13 @@ func TestStepCannotReadFactoryHome(t *testing.T) {
 	if bytes.Contains([]byte(found), key) {
 		t.Error("the step read the signing key")
 	}
+	// Nor any key of the factory trust (CA, CT and transparency logs, TSA, node): keys/ is never mounted.
+	keys, _ := filepath.Glob(filepath.Join(homeDir, "keys", "*.key"))
+	for _, k := range keys {
+		if data, err := os.ReadFile(k); err == nil && strings.Contains(found, strings.TrimSpace(string(data))) {
+			t.Errorf("the step read %s", k)
+		}
+	}
 }
 
 func TestStepRunsUnprivileged(t *testing.T) {

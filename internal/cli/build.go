@@ -143,6 +143,9 @@ progress stay on stderr. The fields are in docs/cli-json.md.`,
 					fmt.Fprintf(w, "output      %s  %s\n", filepath.Join(res.Out, o.Path), o.Digest)
 				}
 				fmt.Fprintf(w, "provenance  %s\n", res.Bundle)
+				for _, ta := range res.TaskAttestations {
+					fmt.Fprintf(w, "task        %s  signed by %s\n", ta.Bundle, ta.Identity)
+				}
 				fmt.Fprintf(w, "sboms       %s/attestations/<output>.spdx.sigstore.json and .cdx.sigstore.json (ssf sbom OUT/<output>)\n", res.Out)
 			}
 			j := buildResultJSON(res)
@@ -188,6 +191,9 @@ type buildJSON struct {
 	Provenance      string            `json:"provenance"`
 	SBOMs           []sbomJSON        `json:"sboms"`
 	Publish         *publishJSON      `json:"publish,omitempty"` // with --publish only
+
+	// TaskAttestations: with --signer identity, each task's bundle and the identity that signed it.
+	TaskAttestations []taskAttestationJSON `json:"taskAttestations,omitempty"`
 }
 
 type sourceJSON struct {
@@ -201,6 +207,12 @@ type buildOutputJSON struct {
 	File   string `json:"file"` // out joined with path
 	Digest string `json:"digest"`
 	Size   int64  `json:"size"`
+}
+
+type taskAttestationJSON struct {
+	Task     string `json:"task"`
+	Bundle   string `json:"bundle"`
+	Identity string `json:"identity"`
 }
 
 type sbomJSON struct {
@@ -221,6 +233,9 @@ func buildResultJSON(res *factory.BuildResult) buildJSON {
 			Digest: string(o.Digest), Size: o.Size})
 		att := filepath.Join(res.Out, "attestations", filepath.FromSlash(o.Path))
 		j.SBOMs = append(j.SBOMs, sbomJSON{Output: o.Path, SPDX: att + content.SPDXBundleSuffix, CycloneDX: att + content.CycloneDXBundleSuffix})
+	}
+	for _, ta := range res.TaskAttestations {
+		j.TaskAttestations = append(j.TaskAttestations, taskAttestationJSON{Task: ta.Task, Bundle: ta.Bundle, Identity: ta.Identity})
 	}
 	return j
 }

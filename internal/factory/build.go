@@ -70,6 +70,9 @@ type BuildResult struct {
 	SourceStats  source.Stats // files, bytes, and how the source differs from its git commit
 	Builder      string
 	Duration     time.Duration
+
+	// TaskAttestations are each task's bundle and who signed it (--signer identity; identity.go), in task order.
+	TaskAttestations []TaskAttestation
 }
 
 // BundlePath is where a build's provenance bundle lives, relative to its output directory.
@@ -183,7 +186,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (_ *BuildResult, err 
 	}
 	stmt.StartedOn, stmt.FinishedOn = started, time.Now().UTC()
 	// SBOMs first: the provenance lists their bundles as byproducts, so none can be dropped or swapped unseen.
-	if err := recordTaskAttestations(b, ws.staging, &stmt); err != nil { // identity.go
+	if res.TaskAttestations, err = recordTaskAttestations(b, ws.staging, adm.out, &stmt); err != nil { // identity.go
 		return nil, err
 	}
 	if err := attestSBOMs(ctx, adm.attestor, b, ws, res, &stmt); err != nil {

@@ -398,31 +398,41 @@ func (b *build) attestTask(ctx context.Context, name string, started time.Time, 
 // TaskBundlePath is where the attestation bundle of task lives, relative to a build's output directory.
 func TaskBundlePath(task string) string { return "attestations/" + task + content.TaskBundleSuffix }
 
+// TaskAttestation is one task's signed attestation in a build's output directory.
+type TaskAttestation struct {
+	Task     string
+	Bundle   string // its path, under the build's --out
+	Identity string // the SPIFFE ID that signed it
+}
+
 // recordTaskAttestations writes each task's bundle into the staging directory and lists it, with its digest,
-// among the provenance's byproducts, so the provenance (signed by the run) links every task's evidence.
-func recordTaskAttestations(b *build, staging string, stmt *provenance.Build) error {
+// among the provenance's byproducts, so the provenance (signed by the run) links every task's evidence. It
+// returns where each will be once the staging directory is published as out.
+func recordTaskAttestations(b *build, staging, out string, stmt *provenance.Build) ([]TaskAttestation, error) {
 	if b.identity == nil {
-		return nil
+		return nil, nil
 	}
+	var done []TaskAttestation
 	for _, t := range b.p.Order() {
 		bundle, ok := b.taskBundles[t.Name]
 		if !ok {
-			return fmt.Errorf("task %q has no attestation", t.Name)
+			return nil, fmt.Errorf("task %q has no attestation", t.Name)
 		}
 		rel := TaskBundlePath(t.Name)
 		p := filepath.Join(staging, filepath.FromSlash(rel))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return fmt.Errorf("writing the attestation of task %q: %w", t.Name, err)
+			return nil, fmt.Errorf("writing the attestation of task %q: %w", t.Name, err)
 		}
 		// O_EXCL: an output of the same name is never overwritten (and a task's bundle never overwrites one).
 		if err := writeNew(p, bundle); err != nil { // synced with the whole tree by publishDir
-			return fmt.Errorf("writing the attestation of task %q: %w", t.Name, err)
+			return nil, fmt.Errorf("writing the attestation of task %q: %w", t.Name, err)
 		}
 		stmt.Byproducts = append(stmt.Byproducts, provenance.ResourceDescriptor{
 			Name: rel, MediaType: content.BundleMediaType, Digest: provenance.DigestSet(digest.FromBytes(bundle)),
 		})
+		done = append(done, TaskAttestation{Task: t.Name, Bundle: filepath.Join(out, filepath.FromSlash(rel)), Identity: b.identity.taskID(t.Name)})
 	}
-	return nil
+	return done, nil
 }
 
 // chooseSigner makes the build's attestor for req.Signer: the provenance key ("" or SignerKey), or the run's
