@@ -70,6 +70,13 @@ func TestIdentitySignsAsTheTask(t *testing.T) {
 	if got, want := id.taskID("build"), "spiffe://ssf.local/pipeline/hello/task/build"; got != want {
 		t.Errorf("taskID = %q, want %q", got, want)
 	}
+	// The certificate carries what the control plane knows of the run as Fulcio extensions.
+	cert := mustProto(t, b).GetVerificationMaterial().GetCertificate().GetRawBytes()
+	for _, want := range []string{"file:///src/ssf.yaml", digest.FromString("pipeline").Encoded(), "/builds/0b7c5b8e-0000-4000-8000-000000000000", "spiffe://ssf.local/pipeline/hello/task/build", "https://ssf.local/issuer"} {
+		if !strings.Contains(string(cert), want) {
+			t.Errorf("the task's certificate does not carry %q", want)
+		}
+	}
 	if err := id.check(mustProto(t, b), id.taskID("build")); err != nil {
 		t.Errorf("the bundle does not verify as its task: %v", err)
 	}
