@@ -182,6 +182,12 @@ func TestIdentityBuild(t *testing.T) {
 					t.Errorf("%s: cosign accepted a bundle under another identity: %s", c.what, strings.Join(args, " "))
 				}
 			}
+			// Dated by the factory TSA's timestamp instead of the log's integrated time.
+			args := []string{"verify-blob-attestation", "--bundle", prov, "--trusted-root", tr, "--use-signed-timestamps",
+				"--certificate-identity", run, "--certificate-oidc-issuer", identityIssuer, "--type", "slsaprovenance1", app}
+			if out, err := exec.Command(cosign, args...).CombinedOutput(); err != nil {
+				t.Errorf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
 		})
 	}
 
