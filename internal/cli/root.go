@@ -161,7 +161,7 @@ Exit status: 0 success, 1 a build or check failed, 2 bad input or usage.`,
 	root.SetVersionTemplate("ssf {{.Version}}\n") // what `ssf version` prints
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddCommand(newInitCmd(), newKeysCmd(), newBuilderCmd(), newBuildCmd(), newPublishCmd(), newVerifyCmd(), newSBOMCmd(), newVersionCmd(), newRegistryCmd(), newBuildsCmd(), newLogsCmd(), newSecretCmd(), newCacheCmd(), newLogCmd())
-	root.AddCommand(newTrustCmd())
+	root.AddCommand(newTrustCmd(), newNodeCmd())
 	return root
 }
 

@@ -261,10 +261,10 @@ func Join(l home.Layout, token, host string, now time.Time, send func([]byte) ([
 		host = NodeName(h)
 	}
 	if _, err := os.Stat(l.NodeCert()); err == nil {
-		return nil, fmt.Errorf("%s already has a node certificate (%s): a joining node needs a home of its own (set SSF_HOME to a new directory)", l.Dir, l.NodeCert())
+		return nil, fmt.Errorf("%w: %s already has a node certificate (%s): a joining node needs a home of its own (set SSF_HOME to a new directory)", ErrJoinRefused, l.Dir, l.NodeCert())
 	}
 	if _, err := os.Stat(l.CARootKey()); err == nil {
-		return nil, fmt.Errorf("%s holds a CA of its own (%s): a joining node needs a home of its own (set SSF_HOME to a new directory)", l.Dir, l.CARootKey())
+		return nil, fmt.Errorf("%w: %s holds a CA of its own (%s): a joining node needs a home of its own (set SSF_HOME to a new directory)", ErrJoinRefused, l.Dir, l.CARootKey())
 	}
 	if _, err := ensureKey(l.NodeKey()); err != nil {
 		return nil, err

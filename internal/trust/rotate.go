@@ -108,6 +108,13 @@ func Rotate(l home.Layout, o Options) (*RotateResult, error) {
 		return nil, fmt.Errorf("rotating: %w: an identity build holds %s; retry when it has ended", ErrBusy, l.LogTurn())
 	}
 	defer turn.Close()
+	if _, err := os.Stat(l.Log()); err == nil {
+		lock, err := tryLock(filepath.Join(l.Log(), ".ssf", "lock"))
+		if err != nil {
+			return nil, fmt.Errorf("rotating: %w: another process holds the log %s (`ssf log serve --accept-entries`?); stop it and retry", ErrBusy, l.Log())
+		}
+		defer lock.Close() // held until the log has moved: nothing appends to it meanwhile
+	}
 
 	inter, err := readCert(l.CAIntermediateCert())
 	if err != nil {
@@ -235,17 +242,12 @@ func writeRetired(l home.Layout, td string, now time.Time, inter *x509.Certifica
 	return r, nil
 }
 
-// archiveLog moves the log directory to dir while holding the log's lock, so that no appender has it open. A log
+// archiveLog moves the log directory to dir (the caller holds the log's lock, so no appender has it open). A log
 // already moved (a resumed rotation) is left where it is.
 func archiveLog(l home.Layout, dir string) error {
 	if _, err := os.Stat(dir); err == nil {
 		return nil
 	}
-	lock, err := tryLock(filepath.Join(l.Log(), ".ssf", "lock"))
-	if err != nil {
-		return fmt.Errorf("rotating: %w: another process holds the log %s (`ssf log serve --accept-entries`?); stop it and retry", ErrBusy, l.Log())
-	}
-	defer lock.Close()
 	if err := os.Rename(l.Log(), dir); err != nil {
 		return fmt.Errorf("rotating: archiving the transparency log: %w", err)
 	}

@@ -179,3 +179,36 @@ func TestRotateResumes(t *testing.T) {
 	// The reissued node certificate works with the new intermediate (issue fails the test otherwise).
 	issue(t, f, testIdentity, time.Time{})
 }
+
+// TestRotateRefusesWhileLogInUse: an identity build's turn on the log, or another appender holding the log (ssf
+// log serve --accept-entries), makes rotation refuse before anything changes.
+func TestRotateRefusesWhileLogInUse(t *testing.T) {
+	fx := newFixture(t) // its log is open: the fixture holds the log's lock
+	fx.bundle(t, issue(t, fx.factory, testIdentity, time.Time{}))
+	l := fx.layout
+	inter, _ := os.ReadFile(l.CAIntermediateCert())
+	check := func(what string) {
+		t.Helper()
+		_, err := Rotate(l, Options{Host: "node-1"})
+		if !errors.Is(err, ErrBusy) {
+			t.Fatalf("rotate while %s: %v", what, err)
+		}
+		if after, _ := os.ReadFile(l.CAIntermediateCert()); string(after) != string(inter) {
+			t.Fatalf("rotate while %s changed the intermediate", what)
+		}
+		if _, err := os.Stat(filepath.Join(l.Dir, "log", "checkpoint")); err != nil {
+			t.Fatalf("rotate while %s moved the log: %v", what, err)
+		}
+		if _, err := os.Stat(l.RetiredTrust()); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("rotate while %s recorded a retirement: %v", what, err)
+		}
+	}
+	check("another process holds the log")
+	fx.log.Close(context.Background())
+	turn, err := tryLock(l.LogTurn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer turn.Close()
+	check("an identity build holds the log's turn")
+}

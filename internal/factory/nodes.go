@@ -1,0 +1,78 @@
+package factory
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/ssf-dev/ssf/internal/trust"
+)
+
+// RotateTrust retires the factory's intermediate CA and transparency log key and makes new ones (`ssf trust
+// rotate`; trust.Rotate). A missing root key or a log in use is the caller's to fix (an InputError).
+func (h Home) RotateTrust() (*trust.RotateResult, error) {
+	cfg, err := h.Config()
+	if err != nil {
+		return nil, err
+	}
+	res, err := trust.Rotate(h.layout(), trust.Options{TrustDomain: cfg.TrustDomain, Issuer: cfg.Issuer})
+	if errors.Is(err, trust.ErrRootKeyOffline) || errors.Is(err, trust.ErrBusy) {
+		return nil, &InputError{Err: err}
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s has no factory trust to rotate (%w); run `ssf init`", ErrNotInitialised, h.Dir, err)
+	}
+	return res, err
+}
+
+// NodeToken makes a one-time token a node joins this factory's CA with (`ssf node token`).
+func (h Home) NodeToken(ttl time.Duration) (string, time.Time, error) {
+	cfg, err := h.Config()
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if _, err := os.Stat(h.layout().CAIntermediateKey()); err != nil {
+		return "", time.Time{}, &InputError{Err: fmt.Errorf("%s holds no factory CA to admit nodes (%w): make tokens on the CA's home", h.Dir, err)}
+	}
+	tok, exp, err := trust.NewJoinToken(h.layout(), cfg.TrustDomain, ttl, time.Now())
+	if err != nil && !errors.Is(err, fs.ErrPermission) {
+		return "", time.Time{}, &InputError{Err: err}
+	}
+	return tok, exp, err
+}
+
+// AdmitNode is the CA side of a join: it checks the request and issues the node certificate (trust.Admit). A
+// refusal is an InputError.
+func (h Home) AdmitNode(req []byte) ([]byte, error) {
+	cfg, err := h.Config()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := trust.Admit(h.layout(), trust.Options{TrustDomain: cfg.TrustDomain, Issuer: cfg.Issuer}, req)
+	if errors.Is(err, trust.ErrJoinRefused) {
+		return nil, &InputError{Err: err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(resp)
+}
+
+// JoinNode makes this home a node of the CA that ca reaches (trust.Join): its own key, the certificate
+// spiffe://TD/node/<host> the CA issues for it, and the CA's root. Refusals are InputErrors.
+func (h Home) JoinNode(token, host string, ca func([]byte) ([]byte, error)) (string, error) {
+	cert, err := trust.Join(h.layout(), token, host, time.Now(), ca)
+	var ie *InputError
+	switch {
+	case err == nil:
+		return cert.URIs[0].String(), nil
+	case errors.As(err, &ie):
+		return "", err
+	case errors.Is(err, trust.ErrJoinRefused):
+		return "", &InputError{Err: err}
+	}
+	return "", err
+}
