@@ -214,6 +214,9 @@ func TestLogVerify(t *testing.T) {
 		{[]string{"log", "verify", "--log", old, "--key", "/nonexistent"}, "reading --key"},
 		{[]string{"log", "serve", "--addr", "nonsense"}, "--addr"},
 		{[]string{"log", "serve", "--addr", "0.0.0.0:0"}, "not loopback"},
+		// A bad port is bad usage too (it was exit 1, "listening on ...: invalid port").
+		{[]string{"log", "serve", "--addr", "127.0.0.1:99999"}, `port "99999" is not a number from 0 to 65535`},
+		{[]string{"log", "serve", "--addr", "127.0.0.1:30x"}, `port "30x" is not a number`},
 	} {
 		if code, _, errs := ssfRun(t, ctx, c.args...); code != 2 || !strings.Contains(errs, c.want) {
 			t.Errorf("ssf %s: exit %d %q, want 2 and %q", strings.Join(c.args, " "), code, errs, c.want)
