@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ssf-dev/ssf/internal/factory"
+	"github.com/ssf-dev/ssf/internal/registry"
 	"github.com/ssf-dev/ssf/internal/trust"
 )
 
@@ -19,7 +24,7 @@ func newNodeCmd() *cobra.Command {
 		Use:   "node",
 		Short: "Add nodes (machines that run tasks) to the factory's CA",
 	}
-	c.AddCommand(newNodeTokenCmd(), newNodeJoinCmd())
+	c.AddCommand(newNodeTokenCmd(), newNodeJoinCmd(), newNodeServeCmd())
 	return c
 }
 
@@ -32,7 +37,10 @@ func newNodeTokenCmd() *cobra.Command {
 
 The token is random (256 bits) and names the trust domain: ssfjoin1.TD.SECRET. Only its sha256 is stored,
 with its expiry, under $SSF_HOME/node-tokens/ (0600). It admits one node, once, before it expires (--ttl,
-between 1m and 24h, default 15m). Treat it as a secret until it is used: whoever holds it can join a node.`,
+between 1m and 24h, default 15m). Treat it as a secret until it is used: whoever holds it can join a node.
+
+The token goes to stdout; stderr says how to join, with the CA root's pin (--ca-cert-hash sha256:HEX) for a
+join over HTTPS.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ttl < trust.MinTokenTTL || ttl > trust.MaxTokenTTL {
@@ -46,8 +54,16 @@ between 1m and 24h, default 15m). Treat it as a secret until it is used: whoever
 			if err != nil {
 				return err
 			}
+			pin, err := h.RootPin()
+			if err != nil {
+				return err
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), tok)
-			fmt.Fprintf(cmd.ErrOrStderr(), "one-time join token, valid until %s: on the new node run\n  SSF_HOME=NEW_HOME ssf node join --ca-home %s --token TOKEN\n", exp.Format(time.RFC3339), h.Dir)
+			fmt.Fprintf(cmd.ErrOrStderr(), "one-time join token, valid until %s: on the new node run\n"+
+				"  SSF_HOME=NEW_HOME ssf node join --ca-home %s --token-file FILE\n"+
+				"or, with ssf node serve running here:\n"+
+				"  SSF_HOME=NEW_HOME ssf node join --ca https://HOST:PORT --ca-cert-hash %s --token-file FILE\n",
+				exp.Format(time.RFC3339), h.Dir, pin)
 			return nil
 		},
 	}
@@ -56,11 +72,15 @@ between 1m and 24h, default 15m). Treat it as a secret until it is used: whoever
 }
 
 func newNodeJoinCmd() *cobra.Command {
-	var caHome, token, tokenFile, host string
+	var caHome, caURL, caPin, token, tokenFile, host string
 	cmd := &cobra.Command{
-		Use:   "join --ca-home DIR --token TOKEN|--token-file FILE [--host NAME]",
+		Use:   "join --ca-home DIR | --ca URL --ca-cert-hash sha256:HEX  --token TOKEN | --token-file FILE  [--host NAME]",
 		Short: "Make this home a node of another factory's CA, with a one-time token",
-		Long: `Join this factory home ($SSF_HOME, a new one) to the CA of the factory at --ca-home as a node:
+		Long: `Join this factory home ($SSF_HOME, a new one) to the CA of a factory as a node, reaching the CA either
+in-process through its home directory (--ca-home DIR, a directory this user can read and write: the CA's home
+on this host, or mounted) or over HTTPS (--ca https://HOST:PORT, where ssf node serve runs, with
+--ca-cert-hash, the CA root's pin that ssf node token prints: the server must chain to that root, so nobody in
+between sees the token):
 
   1. make this node's key, keys/node.key (ECDSA P-256, 0600), unless a failed join left one;
   2. send the CA a join request: the token, this node's host name and public key, signed by the key;
@@ -70,8 +90,7 @@ func newNodeJoinCmd() *cobra.Command {
      keys/ca-root.crt.
 
 The node's certificate then signs its requests for workload certificates, which the CA grants as it does its own
-node's. The request travels in-process: --ca-home must be a directory this user can read and write (the CA's
-home on this host, or mounted). There is no network transport yet.
+node's.
 
 A home that already has a node certificate or a CA of its own is refused. After ssf trust rotate on the CA, join
 again with a new token (into a new home): the new intermediate does not accept certificates of the old one.
@@ -79,8 +98,11 @@ again with a new token (into a new home): the new intermediate does not accept c
 Exit status 2 for a refused join (a used, expired, unknown or foreign token, a malformed request).`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if caHome == "" || (token == "") == (tokenFile == "") {
-				return usagef("--ca-home and one of --token and --token-file are required")
+			if (caHome == "") == (caURL == "") || (token == "") == (tokenFile == "") {
+				return usagef("give one of --ca-home and --ca, and one of --token and --token-file")
+			}
+			if (caURL != "") != (caPin != "") {
+				return usagef("--ca and --ca-cert-hash go together (ssf node token prints the hash)")
 			}
 			if tokenFile != "" {
 				t, err := readTokenFile(tokenFile)
@@ -96,15 +118,22 @@ Exit status 2 for a refused join (a used, expired, unknown or foreign token, a m
 			if err != nil {
 				return err
 			}
-			abs, err := filepath.Abs(caHome)
-			if err != nil {
-				return usagef("--ca-home %q: %v", caHome, err)
+			var send func([]byte) ([]byte, error)
+			if caURL != "" {
+				if send, err = trust.HTTPJoin(cmd.Context(), caURL, caPin); err != nil {
+					return &usageError{err}
+				}
+			} else {
+				abs, err := filepath.Abs(caHome)
+				if err != nil {
+					return usagef("--ca-home %q: %v", caHome, err)
+				}
+				if abs == h.Dir {
+					return usagef("--ca-home %q is this home: a joining node needs a home of its own (set SSF_HOME to a new directory)", caHome)
+				}
+				send = (&factory.Home{Dir: abs}).AdmitNode
 			}
-			if abs == h.Dir {
-				return usagef("--ca-home %q is this home: a joining node needs a home of its own (set SSF_HOME to a new directory)", caHome)
-			}
-			ca := &factory.Home{Dir: abs}
-			id, err := h.JoinNode(token, host, ca.AdmitNode)
+			id, err := h.JoinNode(token, host, send)
 			if err != nil {
 				return err
 			}
@@ -114,6 +143,8 @@ Exit status 2 for a refused join (a used, expired, unknown or foreign token, a m
 	}
 	f := cmd.Flags()
 	f.StringVar(&caHome, "ca-home", "", "the factory home holding the CA (its $SSF_HOME)")
+	f.StringVar(&caURL, "ca", "", "the CA's join endpoint, https://HOST:PORT (ssf node serve)")
+	f.StringVar(&caPin, "ca-cert-hash", "", "the CA root's pin, sha256:HEX (ssf node token prints it)")
 	f.StringVar(&token, "token", "", "the one-time token `ssf node token` printed on the CA's home")
 	f.StringVar(&tokenFile, "token-file", "", "read the token from this file (keeps it out of the process list)")
 	f.StringVar(&host, "host", "", "this node's name in its SPIFFE ID (default: the host name)")
@@ -135,4 +166,56 @@ func readTokenFile(path string) (string, error) {
 		return "", usagef("--token-file %q is over 1024 bytes: it does not hold just a token", path)
 	}
 	return strings.TrimSpace(string(data)), nil
+}
+
+func newNodeServeCmd() *cobra.Command {
+	var addr string
+	var names []string
+	cmd := &cobra.Command{
+		Use:   "serve [--addr 127.0.0.1:8442] [--name HOST ...]",
+		Short: "Serve this factory CA's join endpoint over HTTPS, for ssf node join --ca",
+		Long: `Serve POST ` + trust.JoinPath + ` over HTTPS until Ctrl-C, on the factory that holds the CA: a node that
+holds a token from ssf node token joins with
+  ssf node join --ca https://HOST:PORT --ca-cert-hash sha256:HEX --token-file FILE
+
+The server's TLS certificate is made at start for a key held only in memory, certified for a day by the CA's
+intermediate, for the --addr host and each --name (DNS names or addresses the nodes dial). Joining nodes check it
+against the root's pin, so no other certificate authority is involved and nobody in between sees a token. The
+checks are those of a join over --ca-home; a refusal is 403 with {"error": why}, which the joining node prints.
+Restart it after ssf trust rotate.
+
+Limits: 128 connections per client address, 4096 in all; headers within 10 s, bodies (16 KiB at most) within
+30 s.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil || host == "" {
+				return usagef("--addr %q: want HOST:PORT, for example 127.0.0.1:8442", addr)
+			}
+			h, err := home()
+			if err != nil {
+				return err
+			}
+			cert, pin, err := h.JoinServerCertificate(append([]string{host}, names...))
+			if err != nil {
+				return err
+			}
+			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			tlsConfig := &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
+			handler := trust.JoinHandler(h.AdmitNode, func(format string, a ...any) { logger.Info(fmt.Sprintf(format, a...)) })
+			srv := &http.Server{Handler: handler, ReadHeaderTimeout: logReadHeaderTimeout, ReadTimeout: logReadTimeout,
+				WriteTimeout: logWriteTimeout, IdleTimeout: logIdleTimeout, MaxHeaderBytes: 64 << 10, TLSConfig: tlsConfig,
+				ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("listening on %q: %w", addr, err)
+			}
+			ln = tls.NewListener(registry.LimitListener(ln, registry.DefaultMaxConnsPerClient, registry.DefaultMaxConns), tlsConfig)
+			logger.Info("node join serving", "url", "https://"+ln.Addr().String(), "ca_cert_hash", pin)
+			return serveUntilDone(cmd.Context(), srv, ln, logger, "node join server")
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8442", "address to listen on (HOST:PORT)")
+	cmd.Flags().StringSliceVar(&names, "name", nil, "another host name or address nodes dial (repeatable)")
+	return cmd
 }

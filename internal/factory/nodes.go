@@ -1,6 +1,7 @@
 package factory
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,3 +77,25 @@ func (h Home) JoinNode(token, host string, ca func([]byte) ([]byte, error)) (str
 	}
 	return "", err
 }
+
+// JoinServerCertificate is the TLS certificate of this CA's join endpoint (`ssf node serve`) for hosts, and the
+// pin of the root joining nodes check it against.
+func (h Home) JoinServerCertificate(hosts []string) (*tls.Certificate, string, error) {
+	cfg, err := h.Config()
+	if err != nil {
+		return nil, "", err
+	}
+	l := h.layout()
+	if _, err := os.Stat(l.CAIntermediateKey()); err != nil {
+		return nil, "", &InputError{Err: fmt.Errorf("%s holds no factory CA to admit nodes (%w): serve joins from the CA's home", h.Dir, err)}
+	}
+	c, err := trust.ServerCertificate(l, trust.Options{TrustDomain: cfg.TrustDomain, Issuer: cfg.Issuer}, hosts)
+	if err != nil {
+		return nil, "", err
+	}
+	pin, err := trust.RootPin(l)
+	return c, pin, err
+}
+
+// RootPin is the pin (sha256:HEX of the root certificate) a node checks this factory's CA by when it joins.
+func (h Home) RootPin() (string, error) { return trust.RootPin(h.layout()) }
