@@ -124,13 +124,13 @@ checked (docs/cli-json.md).`,
 				return writeJSON(cmd.OutOrStdout(), j)
 			}
 			if t := res.Task; t != nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "verified: %s %s made by task %s of %s (pipeline %s, invocation %s), signed by %s\n",
-					a[0], res.Subject.Digest, t.Task, t.BuilderID, t.Pipeline, t.InvocationID, idf.id.String())
+				fmt.Fprintf(cmd.OutOrStdout(), "verified: %s %s made by task %s of %s (pipeline %s, invocation %s)%s\n",
+					a[0], res.Subject.Digest, t.Task, t.BuilderID, t.Pipeline, t.InvocationID, signedBy(res))
 				return nil
 			}
 			p := res.Provenance
 			fmt.Fprintf(cmd.OutOrStdout(), "verified: %s %s built by %s (pipeline %s, invocation %s)%s\n",
-				a[0], res.Subject.Digest, p.BuilderID, p.PipelineName, p.InvocationID, idf.signedBy())
+				a[0], res.Subject.Digest, p.BuilderID, p.PipelineName, p.InvocationID, signedBy(res))
 			return nil
 		},
 	}
@@ -303,11 +303,11 @@ func verifyRegistryRef(cmd *cobra.Command, ref, keyPath string, opts verify.Opti
 		return writeJSON(cmd.OutOrStdout(), j)
 	}
 	if p == nil { // a task attestation about the manifest (never one of ssf's): no build to name
-		fmt.Fprintf(cmd.OutOrStdout(), "verified: %s (%ssubject %q)\n", res.Ref, via, res.Subject.Name)
+		fmt.Fprintf(cmd.OutOrStdout(), "verified: %s (%ssubject %q)%s\n", res.Ref, via, res.Subject.Name, signedBy(&res.Result))
 		return nil
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "verified: %s (%ssubject %q) built by %s (pipeline %s, invocation %s)\n",
-		res.Ref, via, res.Subject.Name, p.BuilderID, p.PipelineName, p.InvocationID)
+	fmt.Fprintf(cmd.OutOrStdout(), "verified: %s (%ssubject %q) built by %s (pipeline %s, invocation %s)%s\n",
+		res.Ref, via, res.Subject.Name, p.BuilderID, p.PipelineName, p.InvocationID, signedBy(&res.Result))
 	return nil
 }
 

@@ -74,12 +74,14 @@ func (f *identityFlags) material() (root.TrustedMaterial, error) {
 	return m, nil
 }
 
-// signedBy is the verdict's mention of a keyless signer ("" for a key).
-func (f *identityFlags) signedBy() string {
-	if !f.keyless() {
+// signedBy is the verdict's mention of a keyless signer ("" for a key): the identity the certificate names, not
+// the flags, since a --certificate-identity-regexp may match more than was meant (unanchored, as cosign reads it,
+// spiffe://TD/pipeline/app also matches spiffe://TD/pipeline/app/task/build and .../pipeline/app2).
+func signedBy(res *verify.Result) string {
+	if res.Signer == "" {
 		return ""
 	}
-	return ", signed by " + f.id.String()
+	return ", signed by " + res.Signer
 }
 
 // bundleHasCertificate reports whether the bundle file at path is signed by a certificate (keyless).

@@ -43,6 +43,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -90,6 +91,10 @@ type Result struct {
 	Task       *TaskAttestation       // the verified statement, when it is a task's attestation (nil otherwise)
 	Checks     []string               // what was checked, and what was deliberately not, in human words
 	Unchecked  []string               // every expectation the caller left unset, in human words
+	// Signer is who signed a certificate bundle, as its certificate says: "SAN (issuer ISS)"; "" for a key. With a
+	// --certificate-identity-regexp it is the identity the expression matched, which a verdict must name rather
+	// than the expression (an unanchored one also matches the run's tasks and longer pipeline names).
+	Signer string
 }
 
 // Validate checks the options themselves (trusted material present and usable, expectations well formed), so a
@@ -137,12 +142,16 @@ func Artifact(ctx context.Context, artifact digest.Digest, bundleJSON []byte, op
 		return nil, err
 	}
 
-	payload, checks, err := signedPayload(artifact, bundleJSON, opts.Trusted)
+	payload, checks, signer, err := signedPayload(artifact, bundleJSON, opts.Trusted)
 	if err != nil {
 		return nil, err
 	}
 	if predicateTypeOf(payload) == content.TaskPredicateType {
-		return taskResult(artifact, payload, checks, opts) // identity.go
+		res, err := taskResult(artifact, payload, checks, opts) // identity.go
+		if res != nil {
+			res.Signer = signer
+		}
+		return res, err
 	}
 	prov, err := provenance.Parse(payload)
 	if err != nil {
@@ -218,49 +227,56 @@ func Artifact(ctx context.Context, artifact digest.Digest, bundleJSON []byte, op
 		checks = append(checks, "transparency log NOT checked (key-only verification; log entries, if any, are ignored)")
 	}
 
-	return &Result{Subject: subject, Provenance: prov, Checks: checks, Unchecked: unchecked}, nil
+	return &Result{Subject: subject, Provenance: prov, Checks: checks, Unchecked: unchecked, Signer: signer}, nil
 }
 
 // signedPayload checks bundleJSON's signature with trusted for the artifact (sigstore-go finds the artifact among
 // the statement's subjects) and that it holds one DSSE signature over an in-toto payload, and returns the
-// payload and what was checked.
-func signedPayload(artifact digest.Digest, bundleJSON []byte, trusted root.TrustedMaterial) ([]byte, []string, error) {
+// payload, what was checked and, for a certificate bundle, who signed it ("SAN (issuer ISS)", "" for a key).
+func signedPayload(artifact digest.Digest, bundleJSON []byte, trusted root.TrustedMaterial) ([]byte, []string, string, error) {
 	var b bundle.Bundle
 	if err := b.UnmarshalJSON(bundleJSON); err != nil {
-		return nil, nil, fail("decoding Sigstore bundle: %w", err)
+		return nil, nil, "", fail("decoding Sigstore bundle: %w", err)
 	}
 	v, material, err := newSigstoreVerifier(trusted)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	sum, _ := hex.DecodeString(artifact.Encoded()) // the caller parsed artifact
 	policy := sgverify.NewPolicy(sgverify.WithArtifactDigest("sha256", sum), identityPolicy(trusted))
-	if _, err := v.Verify(&b, policy); err != nil {
+	vr, err := v.Verify(&b, policy)
+	if err != nil {
 		if notSignedByKey(&b, trusted) {
-			return nil, nil, fail("the bundle is %w (sigstore-go rejected it: %w)", ErrNotSignedByKey, err)
+			return nil, nil, "", fail("the bundle is %w (sigstore-go rejected it: %w)", ErrNotSignedByKey, err)
 		}
 		if names, ok := subjectsWithout(&b, artifact); ok {
-			return nil, nil, fail("the file (%s) is %w: the statement names %s; check that the file and --bundle come from the same build", artifact, ErrNotASubject, strings.Join(names, ", "))
+			return nil, nil, "", fail("the file (%s) is %w: the statement names %s; check that the file and --bundle come from the same build", artifact, ErrNotASubject, strings.Join(names, ", "))
 		}
-		return nil, nil, fail("sigstore-go rejected the bundle: %w", err)
+		return nil, nil, "", fail("sigstore-go rejected the bundle: %w", err)
 	}
 	checks := append([]string{
 		"bundle signature verified by sigstore-go with the trusted material (the bundle's key hint is not trusted)",
 		"sigstore-go found the artifact's sha256 among the statement's subjects",
 	}, material...)
+	var signer string
+	if vr != nil && vr.Signature != nil && vr.Signature.Certificate != nil {
+		c := vr.Signature.Certificate
+		signer = fmt.Sprintf("%s (issuer %s)", printableText(c.SubjectAlternativeName), printableText(c.Extensions.Issuer))
+		checks = append(checks, "the certificate names "+signer)
+	}
 	// sigstore-go has verified the signature over this exact envelope. The caller re-checks the parts that make it
 	// a statement of the kind it wants about this artifact rather than any signed statement.
 	env := b.GetDsseEnvelope()
 	if env == nil {
-		return nil, nil, fail("bundle content is not a DSSE envelope")
+		return nil, nil, "", fail("bundle content is not a DSSE envelope")
 	}
 	if env.GetPayloadType() != content.InTotoPayloadType {
-		return nil, nil, fail("DSSE payloadType is %q, want %q", env.GetPayloadType(), content.InTotoPayloadType)
+		return nil, nil, "", fail("DSSE payloadType is %q, want %q", env.GetPayloadType(), content.InTotoPayloadType)
 	}
 	if n := len(env.GetSignatures()); n != 1 {
-		return nil, nil, fail("DSSE envelope has %d signatures, want 1", n)
+		return nil, nil, "", fail("DSSE envelope has %d signatures, want 1", n)
 	}
-	return env.GetPayload(), append(checks, "DSSE payloadType is "+content.InTotoPayloadType), nil
+	return env.GetPayload(), append(checks, "DSSE payloadType is "+content.InTotoPayloadType), signer, nil
 }
 
 // Statement is a verified in-toto statement of another predicate than ssf's provenance (an SBOM).
@@ -284,7 +300,7 @@ func Attestation(ctx context.Context, artifact digest.Digest, bundleJSON []byte,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	payload, _, err := signedPayload(artifact, bundleJSON, trusted)
+	payload, _, _, err := signedPayload(artifact, bundleJSON, trusted)
 	if err != nil {
 		return nil, err
 	}
@@ -493,4 +509,13 @@ func subjectList(subjects []provenance.Subject) string {
 		parts = append(parts, fmt.Sprintf("%q %s", s.Name, s.Digest))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// printableText is s for a terminal: quoted, with escapes, when it holds anything but printable characters (a
+// certificate's issuer extension is raw bytes, and could carry terminal escape sequences).
+func printableText(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !strconv.IsPrint(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
 }
