@@ -17,6 +17,8 @@
 //     rotation's end.
 //   - Never write a private key readable by anyone but its owner, and never put a private key into a trusted root.
 //   - Never need the root key except to make a certificate it signs.
+//   - Never store a join token itself, admit a node with a token that is used, expired, unknown or of another
+//     trust domain, or send a token to a server that does not chain to the pinned root.
 package trust
 
 import (
