@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,11 +157,14 @@ func (id *identity) forBuild(adm *admission, invocation string, src *source.Snap
 		BuildConfigDigest: adm.p.Digest.Encoded(),
 		RunInvocationURI:  strings.TrimSuffix(adm.cfg.BuilderID, "/") + "/builds/" + invocation,
 	}
-	if src != nil {
-		if d := src.Descriptor(); d.Digest["gitCommit"] != "" {
-			repo, _, _ := strings.Cut(strings.TrimPrefix(d.URI, "git+"), "@")
-			c.SourceRepositoryURI, c.SourceRepositoryDigest = repo, d.Digest["gitCommit"]
+	if src != nil && src.Commit != "" {
+		// The repository as source.Snapshot.Descriptor names it, built from the path itself: its URI
+		// (git+file://REPO@COMMIT#PATH) cannot be cut at an '@', which a file URL keeps unescaped in REPO and PATH.
+		repo := src.Repo
+		if repo == "" {
+			repo = src.Dir
 		}
+		c.SourceRepositoryURI, c.SourceRepositoryDigest = (&url.URL{Scheme: "file", Path: repo}).String(), src.Commit
 	}
 	id.mu.Lock()
 	id.claims, id.pipe, id.builderID = c, adm.p.Name, adm.cfg.BuilderID
