@@ -177,7 +177,13 @@ Exit status 2 for bad flags or an uninitialised factory.`,
 			mux := http.NewServeMux()
 			mux.Handle("/api/", api)
 			mux.Handle("/", static)
-			srv := &http.Server{Handler: mux, ReadHeaderTimeout: logReadHeaderTimeout, ReadTimeout: logReadTimeout,
+			ctx, stop := context.WithCancelCause(ctx)
+			defer stop(nil)
+			handler, err := whileLogInPlace(ctx, lay.Log(), mux, stop)
+			if err != nil {
+				return err
+			}
+			srv := &http.Server{Handler: handler, ReadHeaderTimeout: logReadHeaderTimeout, ReadTimeout: logReadTimeout,
 				WriteTimeout: logWriteTimeout, IdleTimeout: logIdleTimeout, MaxHeaderBytes: 64 << 10, TLSConfig: tlsConfig,
 				ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
 			ln, err := net.Listen("tcp", addr)
@@ -197,7 +203,13 @@ Exit status 2 for bad flags or an uninitialised factory.`,
 			}
 			logger.Info("log serving", "url", scheme+"://"+ln.Addr().String(), "dir", lay.Log(), "origin", l.Origin(), "size", cp.Size,
 				"accept_entries", acceptEntries)
-			return serveUntilDone(ctx, srv, ln, logger, "log server")
+			if err := serveUntilDone(ctx, srv, ln, logger, "log server"); err != nil {
+				return err
+			}
+			if cause := context.Cause(ctx); errors.Is(cause, errLogReplaced) {
+				return cause
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -224,6 +236,60 @@ func openServedLog(ctx context.Context, dir string, key crypto.Signer, host stri
 		}
 	}
 	return tlog.OpenReadOnly(ctx, dir, key, tlog.WithHost(host))
+}
+
+// errLogReplaced is why ssf log serve stops when its log directory is no longer at $SSF_HOME/log.
+var errLogReplaced = errors.New("the transparency log was replaced")
+
+// whileLogInPlace serves h only while dir is the directory the server opened. `ssf trust rotate` moves the log
+// to log-<keyid>/ and a new log, under a new key, starts in its place: a server that went on would answer from
+// both at once (the files from the archived directory it holds open, the API from the new checkpoint, which its
+// key cannot verify: 500s). Once dir is replaced it answers 503 and stops the server through stop, so that it
+// exits 1 saying to restart it (a supervisor then serves the new log). It checks at every request and every
+// second.
+func whileLogInPlace(ctx context.Context, dir string, h http.Handler, stop context.CancelCauseFunc) (http.Handler, error) {
+	opened, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("serving the log: %w", err)
+	}
+	replaced := func() error {
+		fi, err := os.Stat(dir)
+		if err == nil && os.SameFile(fi, opened) {
+			return nil
+		}
+		err = fmt.Errorf("%w: %s is no longer the directory this server opened (`ssf trust rotate` archives it to log-<keyid>/ and starts a new log): restart ssf log serve to serve the new log",
+			errLogReplaced, dir)
+		stop(err)
+		return err
+	}
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if replaced() != nil {
+					return
+				}
+			}
+		}
+	}()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := replaced(); err != nil {
+			w.Header().Set("Retry-After", "5")
+			if strings.HasPrefix(r.URL.Path, "/api/") {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				json.NewEncoder(w).Encode(map[string]any{"code": http.StatusServiceUnavailable, "message": err.Error()})
+				return
+			}
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}), nil
 }
 
 // maxMonitorFile bounds what the monitor reads from a log server in one response: the largest entry bundle
