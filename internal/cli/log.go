@@ -390,7 +390,7 @@ log that cannot be fetched (the message names which), 2 for bad flags.`,
 // monitorKey reads --key, or the local factory's log public key.
 func monitorKey(keyFile string) (crypto.PublicKey, error) {
 	if keyFile != "" {
-		b, err := os.ReadFile(keyFile)
+		b, err := readBounded(keyFile, maxPublicKey, "a PEM public key") // verify_identity.go
 		if err != nil {
 			return nil, usagef("reading --key: %v", err)
 		}
@@ -430,15 +430,12 @@ func checkpointOrigin(raw []byte) (origin, host string, err error) {
 const maxStateFile = 64 << 10
 
 func readMonitorState(path string) (*tlog.MonitorState, error) {
-	b, err := os.ReadFile(path)
+	b, err := readBounded(path, maxStateFile, "a monitor state") // verify_identity.go
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading the monitor state %q: %w", path, err)
-	}
-	if len(b) > maxStateFile {
-		return nil, fmt.Errorf("the monitor state %q is %d bytes, more than a state can be (%d)", path, len(b), maxStateFile)
+		return nil, fmt.Errorf("reading the monitor state: %w", err)
 	}
 	var st tlog.MonitorState
 	dec := json.NewDecoder(bytes.NewReader(b))

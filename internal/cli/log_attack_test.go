@@ -5,10 +5,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -68,5 +71,46 @@ func TestLogServeStopsWhenTheLogIsReplaced(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second): // a bound on a failure, not a synchronisation: it stops at once
 		t.Fatalf("ssf log serve still runs 10 s after its log was replaced: %s", errb.String())
+	}
+}
+
+// TestVerifierFilesAreBounded: the files a verifier reads whole (--trusted-root, --key, the monitor state) are
+// refused past their bound as bad usage naming the flag, instead of read to the end: --trusted-root /dev/zero
+// used to take all memory and die ("fatal error: out of memory").
+func TestVerifierFilesAreBounded(t *testing.T) {
+	initHome(t)
+	dir := t.TempDir()
+	big := func(name string, n int64) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, make([]byte, n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	keyless := []string{"verify", "/nonexistent", "--bundle", "/nonexistent", "--certificate-identity", "spiffe://ssf.local/pipeline/x",
+		"--certificate-oidc-issuer", "https://ssf.local/issuer", "--trusted-root"}
+	// Files just over each bound first (without the bounds they failed as unparseable, not as too large), then
+	// endless /dev/zero (without the bounds, the end of the test binary).
+	for _, file := range []func(n int64) string{func(n int64) string { return big(fmt.Sprint(n), n+1) }, func(int64) string { return "/dev/zero" }} {
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{append(keyless, file(maxTrustedRoot)), "--trusted-root: "},
+			{[]string{"verify", "/nonexistent", "--bundle", "/nonexistent", "--key", file(maxPublicKey)}, "reading public key: "},
+			{[]string{"log", "verify", "--log", srv.URL, "--key", file(maxPublicKey)}, "reading --key: "},
+		} {
+			code, _, errs := ssfRun(t, context.Background(), c.args...)
+			if code != 2 || !strings.Contains(errs, c.want) || !strings.Contains(errs, "bytes: not ") {
+				t.Fatalf("ssf %s: exit %d %q, want 2 naming the flag and the bound", strings.Join(c.args, " "), code, errs)
+			}
+		}
+	}
+	for _, state := range []string{big("state", maxStateFile+1), "/dev/zero"} {
+		if _, err := readMonitorState(state); err == nil || !strings.Contains(err.Error(), "bytes: not a monitor state") {
+			t.Fatalf("readMonitorState(%s): %v, want the bound named", state, err)
+		}
 	}
 }

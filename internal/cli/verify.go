@@ -209,7 +209,7 @@ func deadlineError(ctx context.Context, err error) error {
 
 // readTrustedKey reads a PEM public key file as the verifier's trusted material.
 func readTrustedKey(path string) (root.TrustedMaterial, error) {
-	pemData, err := os.ReadFile(path)
+	pemData, err := readBounded(path, maxPublicKey, "a PEM public key") // verify_identity.go
 	if err != nil {
 		return nil, usagef("reading public key: %w", err)
 	}

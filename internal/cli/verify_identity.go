@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"regexp"
@@ -45,7 +46,7 @@ func (f *identityFlags) material() (root.TrustedMaterial, error) {
 	}
 	var tr *root.TrustedRoot
 	if f.trustedRoot != "" {
-		data, err := os.ReadFile(f.trustedRoot)
+		data, err := readBounded(f.trustedRoot, maxTrustedRoot, "a Sigstore trusted root")
 		if err != nil {
 			return nil, usagef("--trusted-root: %w", err)
 		}
@@ -72,6 +73,31 @@ func (f *identityFlags) material() (root.TrustedMaterial, error) {
 		return nil, &usageError{err}
 	}
 	return m, nil
+}
+
+// Bounds of the small files a verifier reads whole: what is larger is not one (and /dev/zero must not take all
+// memory).
+const (
+	maxTrustedRoot = 4 << 20  // a trusted root: certificate chains and keys, tens of KiB for the public-good instance
+	maxPublicKey   = 64 << 10 // a PEM public key
+)
+
+// readBounded reads the regular file or stream at path, refusing one of more than max bytes as not being what (a
+// usage error's words: the caller names the flag).
+func readBounded(path string, max int64, what string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %q: %w", path, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%q is larger than %d bytes: not %s", path, max, what)
+	}
+	return b, nil
 }
 
 // signedBy is the verdict's mention of a keyless signer ("" for a key): the identity the certificate names, not
