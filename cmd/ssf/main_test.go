@@ -762,6 +762,9 @@ func TestSourceMustNotContainFactoryState(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, "--out") {
 		t.Errorf("--out inside --source: exit %d\n%s", r.code, r.stderr)
 	}
+	if strings.Contains(r.stderr, "recorded") {
+		t.Errorf("--out inside --source, a usage error, was recorded in the history as a build:\n%s", r.stderr)
+	}
 	if _, err := os.Stat(filepath.Join(p.src, "out")); err == nil {
 		t.Error("the refused build created --out")
 	}

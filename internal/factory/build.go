@@ -142,6 +142,15 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (_ *BuildResult, err 
 		return nil, err
 	}
 	defer ws.close()
+	// A --source holding the home, --out or the work directory is the caller's mistake, found before the build is
+	// recorded: the history holds builds, not usage errors.
+	if err := separate(req.Source, []namedPath{
+		{"the factory home (SSF_HOME), which holds the signing key", h.Dir},
+		{"--out", adm.out},
+		{"the temporary directory (TMPDIR)", ws.work},
+	}); err != nil {
+		return nil, err
+	}
 	// The history entry (history.go) is finished after every other stage, before the work directory and its logs
 	// are gone; recording is the control plane's, and failing to record changes no build's outcome.
 	ws.rec = h.newRecorder(ws.invocation, req.Pipeline, started)
@@ -321,13 +330,6 @@ func (ws *workspace) close() {
 // source takes the source (refusing one that holds the factory home, --out or the work directory), and only then
 // creates the staging directory, so that a staging directory can never become part of a source.
 func (h Home) source(ctx context.Context, dir string, adm *admission, ws *workspace, log *lineLog) (*source.Snapshot, error) {
-	if err := separate(dir, []namedPath{
-		{"the factory home (SSF_HOME), which holds the signing key", h.Dir},
-		{"--out", adm.out},
-		{"the temporary directory (TMPDIR)", ws.work},
-	}); err != nil {
-		return nil, err
-	}
 	src, err := source.Take(ctx, dir, source.Protected{Home: h.Dir, Key: h.KeyPath()}, filepath.Join(ws.work, "source.tar"),
 		// Every task gets a whole copy on a disk of maxDiskBytes: a larger source cannot build, and its snapshot (a
 		// sparse file counts in full) must not fill TMPDIR first.
@@ -775,7 +777,7 @@ func (b *build) runTask(ctx context.Context, t *pipeline.Task) (err error) {
 	if err := logFile.Close(); err != nil {
 		return err
 	}
-	b.log.printf("task %s finished in %.1fs; hashed %d outputs", t.Name, time.Since(taskStart).Seconds(), len(outputs))
+	b.log.printf("task %s finished in %.1fs; hashed %d output(s)", t.Name, time.Since(taskStart).Seconds(), len(outputs))
 	b.mu.Lock()
 	iso.Inputs = b.inputsOf(t) // internal outputs are recorded only here (outputs.go)
 	b.verified[t.Name] = outputs
