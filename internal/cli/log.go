@@ -122,8 +122,8 @@ By default the server is read-only: it follows the log from its files while buil
 --accept-entries it holds the log open as its one appender, and builds cannot append until it stops.
 
 It listens on loopback by default; a non-loopback --addr needs --tls-cert and --tls-key. Limits: 128 connections
-per client address, 4096 in all; headers within 10 s, bodies within 30 s, answers within 60 s; 64 appends
-verified at once.
+per client address, 4096 in all; headers within 10 s, bodies within 30 s, answers within 60 s; 256 POST
+bodies received and 64 verified at once.
 
 Exit status 2 for bad flags or an uninitialised factory.`,
 		Args: args(cobra.NoArgs),

@@ -28,8 +28,13 @@ const (
 	MaxRequestBody = 1 << 20
 	// maxSearch bounds the UUIDs, indexes and entries of one retrieve request together (Rekor allows 10).
 	maxSearch = 10
-	// maxConcurrentPosts bounds the POSTs verified at once, and so the memory their bodies hold.
+	// maxConcurrentPosts bounds the POSTs verified at once.
 	maxConcurrentPosts = 64
+	// maxReceivingPosts bounds the POST bodies being received at once (and with maxConcurrentPosts the memory
+	// bodies hold: 320 MiB at most). Receiving is kept apart from verifying so that slow senders (slowloris) hold
+	// only receiving slots: more than one client address may open (registry.DefaultMaxConnsPerClient, 128), so one
+	// client cannot starve the others' appends and searches, as it did when a body was received in a verifying slot.
+	maxReceivingPosts = 256
 )
 
 // apiError is an error answer: Rekor's Error object {"code","message"}, with a Location for a conflict.
@@ -80,7 +85,8 @@ type proposedEntry struct {
 type Server struct {
 	log    *Log
 	logger *slog.Logger
-	posts  chan struct{}
+	posts  chan struct{} // verifying slots (maxConcurrentPosts)
+	bodies chan struct{} // receiving slots (maxReceivingPosts)
 
 	inflightMu sync.Mutex
 	inflight   map[[32]byte]chan struct{} // leaf hashes being appended, closed when done
@@ -95,7 +101,8 @@ func NewServer(ctx context.Context, l *Log, logger *slog.Logger) (*Server, error
 	if _, err := l.FindLeaf(ctx, make([]byte, 32)); err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("indexing the log's leaves: %w", err)
 	}
-	return &Server{log: l, logger: logger, posts: make(chan struct{}, maxConcurrentPosts), inflight: map[[32]byte]chan struct{}{}}, nil
+	return &Server{log: l, logger: logger, posts: make(chan struct{}, maxConcurrentPosts),
+		bodies: make(chan struct{}, maxReceivingPosts), inflight: map[[32]byte]chan struct{}{}}, nil
 }
 
 // ServeHTTP routes /api/v1/log and below.
@@ -381,6 +388,28 @@ func readBody(w http.ResponseWriter, r *http.Request, v any) error {
 	return nil
 }
 
+// receive reads a POST body into v in a receiving slot, then takes a verifying slot (given back by release) before
+// it lets go of the receiving one, so that the bodies held in memory stay bounded while a slow sender holds no
+// verifying slot.
+func (s *Server) receive(w http.ResponseWriter, r *http.Request, v any) (release func(), err error) {
+	ctx := r.Context()
+	select {
+	case s.bodies <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-s.bodies }()
+	if err := readBody(w, r, v); err != nil {
+		return nil, err
+	}
+	select {
+	case s.posts <- struct{}{}:
+		return func() { <-s.posts }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // proposed turns a ProposedEntry into a verified, canonical Entry.
 func proposed(p proposedEntry) (Entry, error) {
 	if p.APIVersion != APIVersion {
@@ -427,16 +456,12 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) (int, any, error
 	if s.log.ReadOnly() {
 		return 0, nil, errorf(http.StatusForbidden, "this log server is read-only: it does not accept entries (the factory appends its own; run ssf log serve with --accept-entries to let clients append)")
 	}
-	select {
-	case s.posts <- struct{}{}:
-		defer func() { <-s.posts }()
-	case <-r.Context().Done():
-		return 0, nil, r.Context().Err()
-	}
 	var p proposedEntry
-	if err := readBody(w, r, &p); err != nil {
+	release, err := s.receive(w, r, &p)
+	if err != nil {
 		return 0, nil, err
 	}
+	defer release()
 	e, err := proposed(p)
 	if err != nil {
 		return 0, nil, err
@@ -486,20 +511,16 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) (int, any, error
 
 func (s *Server) retrieve(w http.ResponseWriter, r *http.Request) (any, error) {
 	// Proposed entries are verified here too: the same bound on work and memory as appends.
-	select {
-	case s.posts <- struct{}{}:
-		defer func() { <-s.posts }()
-	case <-r.Context().Done():
-		return nil, r.Context().Err()
-	}
 	var q struct {
 		EntryUUIDs []string        `json:"entryUUIDs"`
 		LogIndexes []*int64        `json:"logIndexes"`
 		Entries    []proposedEntry `json:"entries"`
 	}
-	if err := readBody(w, r, &q); err != nil {
+	release, err := s.receive(w, r, &q)
+	if err != nil {
 		return nil, err
 	}
+	defer release()
 	if n := len(q.EntryUUIDs) + len(q.LogIndexes) + len(q.Entries); n == 0 || n > maxSearch {
 		return nil, errorf(http.StatusUnprocessableEntity, "a search names %d entries; give 1 to %d (entryUUIDs, logIndexes and entries together)", n, maxSearch)
 	}
