@@ -18,7 +18,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -128,13 +127,8 @@ bodies received and 64 verified at once.
 Exit status 2 for bad flags or an uninitialised factory.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, port, err := net.SplitHostPort(addr)
-			if err != nil {
-				return usagef("--addr %q: %v (want HOST:PORT, for example 127.0.0.1:3000)", addr, err)
-			}
-			// A port that is not a number from 0 to 65535 is bad usage, not a failure to listen (exit 2, not 1).
-			if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-				return usagef("--addr %q: port %q is not a number from 0 to 65535 (want HOST:PORT, for example 127.0.0.1:3000)", addr, port)
+			if _, err := listenAddr(addr, "127.0.0.1:3000"); err != nil {
+				return err
 			}
 			if (certFile == "") != (keyFile == "") {
 				return usagef("--tls-cert and --tls-key go together")

@@ -188,9 +188,12 @@ Limits: 128 connections per client address, 4096 in all; headers within 10 s, bo
 30 s.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			host, _, err := net.SplitHostPort(addr)
-			if err != nil || host == "" {
-				return usagef("--addr %q: want HOST:PORT, for example 127.0.0.1:8442", addr)
+			host, err := listenAddr(addr, "127.0.0.1:8442")
+			if err != nil {
+				return err
+			}
+			if host == "" {
+				return usagef("--addr %q: name the host (its certificate is made for it), for example 127.0.0.1:8442", addr)
 			}
 			h, err := home()
 			if err != nil {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -74,8 +75,8 @@ Requests are logged to stderr. Exit status 2 for bad flags.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			loopback := registry.LoopbackAddr(addr)
-			if _, _, err := net.SplitHostPort(addr); err != nil {
-				return usagef("--addr %q: %v (want HOST:PORT, for example 127.0.0.1:5000)", addr, err)
+			if _, err := listenAddr(addr, "127.0.0.1:5000"); err != nil {
+				return err
 			}
 			if (certFile == "") != (keyFile == "") {
 				return usagef("--tls-cert and --tls-key go together")
@@ -134,6 +135,19 @@ Requests are logged to stderr. Exit status 2 for bad flags.`,
 	f.BoolVar(&anonymousPull, "anonymous-pull", false, "allow pulls without credentials (default: true on loopback, false elsewhere)")
 	f.BoolVar(&insecureLocal, "insecure-local", false, "allow pushes without credentials from loopback clients (loopback --addr only)")
 	return cmd
+}
+
+// listenAddr checks a server's --addr before anything is opened and returns its host: HOST:PORT with a port from
+// 0 to 65535, or bad usage (exit 2) naming it — not a failure to listen (exit 1). example shows the form.
+func listenAddr(addr, example string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", usagef("--addr %q: %v (want HOST:PORT, for example %s)", addr, err, example)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return "", usagef("--addr %q: port %q is not a number from 0 to 65535 (want HOST:PORT, for example %s)", addr, port, example)
+	}
+	return host, nil
 }
 
 // serveUntilDone serves until ctx ends (Ctrl-C), then lets requests in flight (pushes, log appends) finish for up
