@@ -55,6 +55,21 @@ fi
 step "run the output: $work/out/hello hi"
 "$work/out/hello" hi
 
+step "ssf build --signer identity  (keyless: each task signs its own attestation with a 10-minute certificate of the factory's CA; every signature logged and timestamped)"
+"$SSF" build --signer identity -f "$work/ssf.yaml" --source examples/hello --param greeting=hi --out "$work/keyless"
+"$SSF" trust export --out "$work/factory_root.json"
+"$SSF" verify "$work/keyless/hello" --bundle "$work/keyless/attestations/provenance.sigstore.json" \
+  --trusted-root "$work/factory_root.json" \
+  --certificate-identity spiffe://ssf.local/pipeline/hello --certificate-oidc-issuer https://ssf.local/issuer
+if [ -n "$cosign_ok" ]; then
+  step "stock cosign verifies the keyless provenance with every check on (chain, SCT, log entry, identity)"
+  "$COSIGN" verify-blob-attestation --bundle "$work/keyless/attestations/provenance.sigstore.json" \
+    --trusted-root "$work/factory_root.json" --certificate-identity spiffe://ssf.local/pipeline/hello \
+    --certificate-oidc-issuer https://ssf.local/issuer --type slsaprovenance1 "$work/keyless/hello"
+else
+  skip_cosign "verifying the keyless provenance"
+fi
+
 step "ssf build examples/uuid  (its module is fetched by ssf, checked against go.sum, offered read-only at /deps)"
 sed "s|go-builder@sha256:[0-9a-f]*|$ref|" examples/uuid/ssf.yaml > "$work/uuid.yaml"
 "$SSF" build -f "$work/uuid.yaml" --source examples/uuid --out "$work/uuid"
@@ -76,10 +91,11 @@ fi
 
 step "where everything is"
 cat <<INFO
-factory home      $SSF_HOME   (config.yaml, keys/provenance.key, images/, cache/)
+factory home      $SSF_HOME   (config.yaml, keys/ (provenance key, CA, log, TSA), images/, cache/, log/, builds/)
 pipeline          $work/ssf.yaml
 outputs           $work/out/hello, $work/out/greeting.txt; $work/uuid/uuid, $work/uuid/uuid.txt
 provenance        $work/out/attestations/provenance.sigstore.json, $work/uuid/attestations/provenance.sigstore.json
+keyless           $work/keyless/attestations/ (provenance and <task>.task.sigstore.json), trust $work/factory_root.json
 SBOMs             $work/uuid/attestations/uuid.spdx.sigstore.json, uuid.cdx.sigstore.json (and one pair per output)
 dependency cache  $SSF_HOME/cache/deps
 task logs         $work/out/attestations/logs/
