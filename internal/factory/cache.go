@@ -142,6 +142,7 @@ type caches struct {
 	used     map[string][]provenance.ResourceDescriptor // task -> its caches as the task got them
 	given    map[string]digest.Digest                   // cache key -> the digest of the stored cache a task got
 	storedBy map[string]string                          // cache key -> the invocation that stored what the task got
+	stamps   map[string]treeStamp                       // cache key -> its copy's metadata as the task got it (cache_stamp.go)
 }
 
 func (h Home) newCaches(adm *admission, rootfs, invocation string, uid int, log *lineLog) *caches {
@@ -222,6 +223,9 @@ func (c *caches) prepare(ctx context.Context, t *pipeline.Task, dir, tmp string)
 		}
 		if err := os.Chmod(copyDir, 0o700); err != nil {
 			return nil, err
+		}
+		if state == CacheWarm {
+			c.stamp(k, copyDir) // last, as the task gets it: an unchanged copy is not written back (cache_stamp.go)
 		}
 		if state == CacheWarm {
 			c.log.printf("task %s: cache %s at %s: %d bytes (%s)", t.Name, dc.Name, dc.Path, size, sum)
@@ -565,6 +569,11 @@ func (c *caches) store(ctx context.Context, k CacheKey, copyDir string) (storeSt
 	if err := os.MkdirAll(kdir, 0o700); err != nil {
 		return st, err
 	}
+	if c.untouched(k, copyDir) {
+		if st, kept, err := c.keepStored(k, kdir); err != nil || kept {
+			return st, err
+		}
+	}
 	removeStaleTemps(kdir)
 	tmp, err := os.CreateTemp(kdir, ".cache.tar-")
 	if err != nil {
@@ -666,6 +675,38 @@ func (c *caches) store(ctx context.Context, k CacheKey, copyDir string) (storeSt
 		return st, err
 	}
 	return st, durable.SyncDir(kdir)
+}
+
+// keepStored keeps the stored stream of a cache whose copy the task left as it got it (cache_stamp.go), if the
+// store still holds the stream the task got: only the record's time of use and invocation change. kept is false
+// when another build stored its own stream meanwhile: then this build's copy is stored in full, as any other.
+func (c *caches) keepStored(k CacheKey, kdir string) (st storeStats, kept bool, err error) {
+	c.mu.Lock()
+	given := c.given[k.hex()]
+	c.mu.Unlock()
+	unlock, err := lockCache(kdir, true)
+	if err != nil {
+		return st, false, err
+	}
+	defer unlock()
+	r, err := os.OpenRoot(kdir)
+	if err != nil {
+		return st, false, nil
+	}
+	cur, err := readCacheRecord(r)
+	r.Close()
+	if err != nil || cur.Digest != given {
+		return st, false, nil
+	}
+	cur.LastUsed, cur.Invocation = time.Now().UTC(), c.invocID
+	data, err := json.MarshalIndent(cur, "", "  ")
+	if err != nil {
+		return st, false, err
+	}
+	if err := durable.Replace(filepath.Join(kdir, cacheRecordName), append(data, '\n'), 0o600); err != nil {
+		return st, false, err
+	}
+	return storeStats{bytes: cur.Bytes}, true, durable.SyncDir(kdir)
 }
 
 // removeStaleTemps removes the temporary streams of builds killed while storing this cache. One younger than a day
