@@ -238,20 +238,41 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 	repo := req.Repo
 	pub := &Published{Images: map[string]string{}}
 
-	// The artifact: the empty config, each file, then the manifest.
-	if err := pusher.Upload(ctx, repo, static.NewLayer(emptyJSON, ocispec.MediaTypeEmptyJSON)); err != nil {
-		return nil, fmt.Errorf("pushing to %s: %w", repo, err)
-	}
 	root, err := os.OpenRoot(req.Dir)
 	if err != nil {
 		return nil, err
 	}
 	defer root.Close()
-	for _, f := range artifact.files {
-		if err := pusher.Upload(ctx, repo, &fileLayer{root: root, file: f}); err != nil {
-			return nil, fmt.Errorf("pushing output %q to %s: %w", f.Path, repo, err)
+
+	// Every blob first, at most maxInFlight at once: the empty config, each file, the provenance bundle and each
+	// SBOM bundle. Each is uploaded once however many outputs share its bytes.
+	blobs := newGroup(ctx, maxInFlight)
+	seen := map[digest.Digest]bool{}
+	upload := func(d digest.Digest, what string, l v1.Layer) {
+		if seen[d] {
+			return
 		}
+		seen[d] = true
+		blobs.do(func(ctx context.Context) error {
+			if err := pusher.Upload(ctx, repo, l); err != nil {
+				return fmt.Errorf("pushing %s to %s: %w", what, repo, err)
+			}
+			return nil
+		})
 	}
+	upload(digest.FromBytes(emptyJSON), "the empty config", static.NewLayer(emptyJSON, ocispec.MediaTypeEmptyJSON))
+	for _, f := range artifact.files {
+		upload(f.Digest, fmt.Sprintf("output %q", f.Path), &fileLayer{root: root, file: f})
+	}
+	upload(digest.FromBytes(req.Bundle), "the provenance bundle", static.NewLayer(req.Bundle, content.BundleMediaType))
+	for _, a := range atts {
+		upload(digest.FromBytes(a.bundle), a.path, static.NewLayer(a.bundle, content.BundleMediaType))
+	}
+	if err := blobs.wait(); err != nil {
+		return nil, err
+	}
+
+	// The artifact manifest, once its files are there.
 	artifactRef := repo.Digest(string(artifactDesc.Digest))
 	if err := pusher.Push(ctx, artifactRef, rawManifest{artifact.raw, ocispec.MediaTypeImageManifest}); err != nil {
 		return nil, fmt.Errorf("pushing the artifact manifest to %s: %w", artifactRef, err)
@@ -268,29 +289,34 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 		pub.Images[img.path] = repo.Digest(string(img.desc.Digest)).String()
 	}
 
-	// The bundle, as a referrer of each.
-	if err := pusher.Upload(ctx, repo, static.NewLayer(req.Bundle, content.BundleMediaType)); err != nil {
-		return nil, fmt.Errorf("pushing the provenance bundle to %s: %w", repo, err)
-	}
+	// The bundles, as referrers of the manifests they are about: the provenance of each, each SBOM of those it
+	// verified for. Their subjects and blobs are all there now.
+	var refs []referrerPlan
 	for _, s := range subjects {
-		ref, err := pushReferrer(ctx, pusher, repo, s, req.Bundle, provenance.PredicateType, prov.FinishedOn)
+		r, err := newReferrerPlan("the provenance referrer", s, req.Bundle, provenance.PredicateType, prov.FinishedOn)
 		if err != nil {
-			return nil, fmt.Errorf("pushing the provenance referrer of %s: %w", s.Digest, err)
+			return nil, err
 		}
-		pub.Referrers = append(pub.Referrers, ref)
+		refs = append(refs, r)
 	}
-	// The SBOMs, each as a referrer of the manifests it verified for.
 	for _, a := range atts {
-		if err := pusher.Upload(ctx, repo, static.NewLayer(a.bundle, content.BundleMediaType)); err != nil {
-			return nil, fmt.Errorf("pushing %s to %s: %w", a.path, repo, err)
-		}
 		for _, s := range a.subjects {
-			ref, err := pushReferrer(ctx, pusher, repo, s, a.bundle, a.predicateType, prov.FinishedOn)
+			r, err := newReferrerPlan("the referrer of "+a.path, s, a.bundle, a.predicateType, prov.FinishedOn)
 			if err != nil {
-				return nil, fmt.Errorf("pushing the referrer of %s for %s: %w", a.path, s.Digest, err)
+				return nil, err
 			}
-			pub.Referrers = append(pub.Referrers, ref)
+			refs = append(refs, r)
 		}
+	}
+	client, err := newPushClient(ctx, repo, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := client.pushReferrers(ctx, refs); err != nil {
+		return nil, err
+	}
+	for _, r := range refs {
+		pub.Referrers = append(pub.Referrers, repo.Digest(string(r.desc.Digest)).String())
 	}
 	// The tags, last: a tag points at a manifest only once everything is there, its provenance attached.
 	for _, t := range tags {
@@ -420,19 +446,6 @@ func planTags(tag string, artifact Descriptor, artifactRaw []byte, images []imag
 		}
 	}
 	return out, nil
-}
-
-// pushReferrer pushes the manifest that attaches bundle (already uploaded) to subject, and returns its reference.
-func pushReferrer(ctx context.Context, pusher *remote.Pusher, repo name.Repository, subject Descriptor, bundle []byte, predicateType string, created time.Time) (string, error) {
-	raw, err := ReferrerManifest(subject, bundle, predicateType, created)
-	if err != nil {
-		return "", err
-	}
-	d := repo.Digest(string(digest.FromBytes(raw)))
-	if err := pusher.Push(ctx, d, rawManifest{raw, ocispec.MediaTypeImageManifest}); err != nil {
-		return "", err
-	}
-	return d.String(), nil
 }
 
 // MaxAttestationBytes bounds one SBOM bundle read from a build's output directory (an SBOM of a project with many

@@ -1,0 +1,308 @@
+package oci
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// maxInFlight bounds the uploads one publish has going at once: enough to hide a registry's per-request latency
+// (an fsync per blob and manifest in ssf's own), few enough not to flood it.
+const maxInFlight = 8
+
+// group runs tasks with at most n in flight. The first error cancels the tasks still running or waiting and is
+// the one wait returns, so a failure names the file or referrer it was about, not a cancellation.
+type group struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	sem    chan struct{}
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	err    error
+}
+
+func newGroup(ctx context.Context, n int) *group {
+	ctx, cancel := context.WithCancelCause(ctx)
+	return &group{ctx: ctx, cancel: cancel, sem: make(chan struct{}, n)}
+}
+
+// do starts f once a slot is free; after a failure (or the caller's cancellation) it starts nothing more.
+func (g *group) do(f func(ctx context.Context) error) {
+	select {
+	case g.sem <- struct{}{}:
+	case <-g.ctx.Done():
+		return
+	}
+	if g.ctx.Err() != nil {
+		<-g.sem
+		return
+	}
+	g.wg.Add(1)
+	go func() {
+		defer func() { <-g.sem; g.wg.Done() }()
+		if err := f(g.ctx); err != nil {
+			g.mu.Lock()
+			if g.err == nil {
+				g.err = err
+				g.cancel(err)
+			}
+			g.mu.Unlock()
+		}
+	}()
+}
+
+// wait waits for every task started and returns the first error, or the caller's cancellation.
+func (g *group) wait() error {
+	g.wg.Wait()
+	err := g.err
+	if err == nil {
+		err = context.Cause(g.ctx)
+	}
+	g.cancel(nil)
+	return err
+}
+
+// referrerPlan is one bundle referrer to push: its manifest, the subject it attaches to, and what it is for
+// errors ("the provenance referrer", "the referrer of attestations/x.spdx.sigstore.json").
+type referrerPlan struct {
+	what    string
+	subject Descriptor
+	raw     []byte
+	desc    Descriptor // of raw, as the fallback index lists it
+}
+
+func newReferrerPlan(what string, subject Descriptor, bundle []byte, predicateType string, created time.Time) (referrerPlan, error) {
+	raw, err := ReferrerManifest(subject, bundle, predicateType, created)
+	if err != nil {
+		return referrerPlan{}, fmt.Errorf("%s of %s: %w", what, subject.Digest, err)
+	}
+	var m manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return referrerPlan{}, err
+	}
+	return referrerPlan{what: what, subject: subject, raw: raw, desc: Descriptor{
+		MediaType: ocispec.MediaTypeImageManifest, ArtifactType: m.ArtifactType,
+		Digest: digest.FromBytes(raw), Size: int64(len(raw)), Annotations: m.Annotations,
+	}}, nil
+}
+
+// pushClient makes the manifest requests whose answers go-containerregistry's pusher does not show: whether the
+// registry took a referrer's subject (the OCI-Subject header), and the fallback index, written once per subject.
+type pushClient struct {
+	http *http.Client
+	base string // scheme://registry/v2/repo
+	repo name.Repository
+}
+
+func newPushClient(ctx context.Context, repo name.Repository, opts []RegistryOption) (*pushClient, error) {
+	c := newRegistryConfig(opts)
+	auth, err := c.keychain.Resolve(repo.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("finding credentials for %s: %w", repo.Registry, err)
+	}
+	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, transport.NewUserAgent(c.roundTripper(), "ssf"),
+		[]string{repo.Scope(transport.PushScope)})
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", repo.Registry, err)
+	}
+	return &pushClient{http: &http.Client{Transport: rt}, base: repo.Registry.Scheme() + "://" + repo.RegistryStr() + "/v2/" + repo.RepositoryStr(), repo: repo}, nil
+}
+
+// do sends a request and returns the answer with its body read (at most limit bytes) and closed.
+func (c *pushClient) do(ctx context.Context, method, u, contentType, accept string, body []byte, limit int64) (*http.Response, []byte, error) {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, nil, fmt.Errorf("%s %s: %w: more than %d bytes", method, u, errTooLarge, limit)
+	}
+	return resp, b, nil
+}
+
+// statusError is the registry's answer as an error, with the error body the registry sent.
+func statusError(resp *http.Response, body []byte, ok ...int) error {
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return transport.CheckError(resp, ok...)
+}
+
+// pushReferrer puts one referrer manifest unless the registry has it. took says whether the registry answered the
+// put with OCI-Subject (it keeps the subject's referrers list itself); put is false when the manifest was there.
+func (c *pushClient) pushReferrer(ctx context.Context, r referrerPlan) (put, took bool, err error) {
+	u := c.base + "/manifests/" + string(r.desc.Digest)
+	resp, _, err := c.do(ctx, http.MethodHead, u, "", ocispec.MediaTypeImageManifest, nil, 0)
+	if err != nil {
+		return false, false, err
+	}
+	if resp.StatusCode == http.StatusOK && resp.Header.Get("Docker-Content-Digest") == string(r.desc.Digest) {
+		return false, false, nil
+	}
+	resp, body, err := c.do(ctx, http.MethodPut, u, ocispec.MediaTypeImageManifest, "", r.raw, 64<<10)
+	if err != nil {
+		return false, false, err
+	}
+	if err := statusError(resp, body, http.StatusOK, http.StatusCreated, http.StatusAccepted); err != nil {
+		return false, false, err
+	}
+	return true, resp.Header.Get("OCI-Subject") == string(r.subject.Digest), nil
+}
+
+// hasReferrersAPI asks the registry for subject's referrers: a registry with the API answers 200, one without
+// 404 (or 400), as go-containerregistry and cosign decide.
+func (c *pushClient) hasReferrersAPI(ctx context.Context, subject digest.Digest) (bool, error) {
+	resp, body, err := c.do(ctx, http.MethodGet, c.base+"/referrers/"+string(subject), "", ocispec.MediaTypeImageIndex, nil, maxReferrersList)
+	if err != nil {
+		return false, fmt.Errorf("asking %s for the referrers of %s: %w", c.repo, subject, err)
+	}
+	if err := statusError(resp, body, http.StatusOK, http.StatusNotFound, http.StatusBadRequest); err != nil {
+		return false, fmt.Errorf("asking %s for the referrers of %s: %w", c.repo, subject, err)
+	}
+	return resp.StatusCode == http.StatusOK, nil
+}
+
+// fallbackIndex is the distribution spec's referrers tag schema: an OCI index tagged sha256-<hex> of the subject.
+type fallbackIndex struct {
+	SchemaVersion int          `json:"schemaVersion"`
+	MediaType     string       `json:"mediaType"`
+	Manifests     []Descriptor `json:"manifests"`
+}
+
+// maxFallbackIndex bounds the fallback index read back (2,000 referrers take about 1 MiB).
+const maxFallbackIndex = 32 << 20
+
+// addToFallback adds refs (all of one subject, already pushed) to the subject's fallback index in one write: read
+// it, keep every entry it has, add those missing, write it back if anything was. One read-modify-write per
+// subject rather than per referrer (go-containerregistry's pusher rewrites the whole index for each).
+func (c *pushClient) addToFallback(ctx context.Context, subject digest.Digest, refs []Descriptor) error {
+	tag := subject.Algorithm().String() + "-" + subject.Encoded()
+	u := c.base + "/manifests/" + tag
+	resp, body, err := c.do(ctx, http.MethodGet, u, "", ocispec.MediaTypeImageIndex, nil, maxFallbackIndex)
+	if err != nil {
+		return fmt.Errorf("reading the referrers tag %s:%s: %w", c.repo, tag, err)
+	}
+	if err := statusError(resp, body, http.StatusOK, http.StatusNotFound); err != nil {
+		return fmt.Errorf("reading the referrers tag %s:%s: %w", c.repo, tag, err)
+	}
+	idx := fallbackIndex{SchemaVersion: 2, MediaType: ocispec.MediaTypeImageIndex}
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(body, &idx); err != nil {
+			return fmt.Errorf("reading the referrers tag %s:%s: %w", c.repo, tag, err)
+		}
+		if idx.SchemaVersion != 2 || idx.MediaType != ocispec.MediaTypeImageIndex {
+			return fmt.Errorf("the referrers tag %s:%s is not an OCI image index (schemaVersion %d, mediaType %q): refusing to replace it", c.repo, tag, idx.SchemaVersion, idx.MediaType)
+		}
+	}
+	have := map[digest.Digest]bool{}
+	for _, d := range idx.Manifests {
+		have[d.Digest] = true
+	}
+	added := false
+	for _, d := range refs {
+		if !have[d.Digest] {
+			have[d.Digest] = true
+			idx.Manifests = append(idx.Manifests, d)
+			added = true
+		}
+	}
+	if !added {
+		return nil
+	}
+	// Sorted as go-containerregistry writes it, so the same referrers give the same index.
+	slices.SortFunc(idx.Manifests, func(a, b Descriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
+	raw, err := json.Marshal(idx)
+	if err != nil {
+		return err
+	}
+	resp, body, err = c.do(ctx, http.MethodPut, u, ocispec.MediaTypeImageIndex, "", raw, 64<<10)
+	if err == nil {
+		err = statusError(resp, body, http.StatusOK, http.StatusCreated, http.StatusAccepted)
+	}
+	if err != nil {
+		return fmt.Errorf("writing the referrers tag %s:%s with %d referrers: %w", c.repo, tag, len(idx.Manifests), err)
+	}
+	return nil
+}
+
+// pushReferrers pushes every referrer manifest (their blobs are up), at most maxInFlight at once: each is a
+// manifest of its own, independent of the others. A registry with the referrers API keeps each subject's list
+// itself. For one without, the fallback index of each subject is then written once with all its referrers; it
+// names only manifests already there, and nothing concurrent writes the same tag within this publish.
+func (c *pushClient) pushReferrers(ctx context.Context, refs []referrerPlan) error {
+	var (
+		mu          sync.Mutex
+		anyTook     bool
+		anyNotTaken bool
+	)
+	g := newGroup(ctx, maxInFlight)
+	for _, r := range refs {
+		g.do(func(ctx context.Context) error {
+			put, took, err := c.pushReferrer(ctx, r)
+			if err != nil {
+				return fmt.Errorf("pushing %s of %s to %s: %w", r.what, r.subject.Digest, c.repo, err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			anyTook = anyTook || took
+			anyNotTaken = anyNotTaken || (put && !took)
+			return nil
+		})
+	}
+	if err := g.wait(); err != nil {
+		return err
+	}
+	if len(refs) == 0 || anyTook && !anyNotTaken {
+		return nil
+	}
+	// No answer said OCI-Subject (or the manifests were all there already): ask as the other clients do.
+	api, err := c.hasReferrersAPI(ctx, refs[0].subject.Digest)
+	if err != nil {
+		return err
+	}
+	if api {
+		return nil
+	}
+	bySubject := map[digest.Digest][]Descriptor{}
+	var order []digest.Digest
+	for _, r := range refs {
+		if _, ok := bySubject[r.subject.Digest]; !ok {
+			order = append(order, r.subject.Digest)
+		}
+		bySubject[r.subject.Digest] = append(bySubject[r.subject.Digest], r.desc)
+	}
+	g = newGroup(ctx, maxInFlight)
+	for _, s := range order {
+		g.do(func(ctx context.Context) error { return c.addToFallback(ctx, s, bySubject[s]) })
+	}
+	return g.wait()
+}
