@@ -27,6 +27,7 @@
 //	runs/<invocation>.json    a locked record of each running build
 //	builds/<invocation>/      the history of each build: build.json, its task logs, and (on success) its bundles (0700)
 //	registry/                 the embedded registry's blobs, repositories and users
+//	policy/                   the Rego policy set of the factory's gates (`ssf policy init` writes the default; docs/policy.md)
 //
 // State shared by every factory home on a host (uid leases, task slots) lives under /run/ssf instead, so that two
 // homes never hand out the same uid.
@@ -151,3 +152,6 @@ func (l Layout) Builds() string { return filepath.Join(l.Dir, "builds") }
 
 // Registry is the embedded registry's storage.
 func (l Layout) Registry() string { return filepath.Join(l.Dir, "registry") }
+
+// Policy is the default policy directory: the Rego files of the gates (ssf.build, ssf.deps, ...).
+func (l Layout) Policy() string { return filepath.Join(l.Dir, "policy") }
