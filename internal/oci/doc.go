@@ -29,5 +29,7 @@
 // never push anything before the caller's verification of the bundle passed; never follow a symlink to an output;
 // never push an SBOM bundle that does not verify for the output it is named after, nor publish a build without an
 // SBOM bundle its provenance lists (or with other bytes than listed); never point a tag (see [Tags]) at a
-// manifest the provenance does not name, nor before its provenance is attached.
+// manifest the provenance does not name, nor before its provenance is attached; never push a manifest before the
+// blobs it references, a fallback referrers index before the referrers it lists, nor drop an entry another client
+// put in that index.
 package oci

@@ -192,9 +192,12 @@ type attestation struct {
 // is pushed and the error wraps ErrMismatch. The artifact goes up byte-identical to that manifest, each output
 // that is an OCI image layout tarball goes up as its image (the manifest named by its ImageSubjectPrefix
 // subject), and the bundle goes up as an OCI 1.1 referrer of each of them (see ReferrerManifest). Registries
-// without the referrers API get the distribution-spec fallback tag sha256-<hex>. Everything is pushed by digest;
-// the tags (see Tags) come last, so a tag never names a manifest whose provenance is not attached yet. Nothing
-// is signed: each tag names a digest the build already signed.
+// without the referrers API get the distribution-spec fallback tag sha256-<hex>, written once per subject with
+// all its referrers. Everything is pushed by digest, in stages: every blob (at most maxInFlight at once), then
+// the manifests that reference them, then the referrer manifests (concurrently: each is independent), then the
+// fallback indexes, and the tags (see Tags) last, so a tag never names a manifest whose provenance is not
+// attached yet; the first failure stops the publish before any tag. Nothing is signed: each tag names a digest
+// the build already signed.
 func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*Published, error) {
 	prov, err := statementOf(req.Bundle)
 	if err != nil {
