@@ -30,6 +30,6 @@
 // never push an SBOM bundle that does not verify for the output it is named after, nor publish a build without an
 // SBOM bundle its provenance lists (or with other bytes than listed); never point a tag (see [Tags]) at a
 // manifest the provenance does not name, nor before its provenance is attached; never push a manifest before the
-// blobs it references, a fallback referrers index before the referrers it lists, nor drop an entry another client
-// put in that index.
+// blobs it references, a fallback referrers index before the referrers it lists, nor drop an entry that index
+// held when it was read.
 package oci

@@ -155,3 +155,46 @@ func TestPublishFailureLeavesNoTag(t *testing.T) {
 		})
 	}
 }
+
+// TestPublishKeepsTheFallbackEntries: referrers added to a subject that already has a fallback index (an earlier
+// publish, before the SBOMs were there) join the entries it has; none is lost.
+func TestPublishKeepsTheFallbackEntries(t *testing.T) {
+	ctx := context.Background()
+	files := map[string][]byte{"a": []byte("a\n"), "b": []byte("b\n")}
+	f := newFixture(t, files, nil)
+	host, log, _ := hookedRegistry(t, nil)
+	repo, _, _ := oci.ParseTarget(host + "/team/app")
+	req := oci.PublishRequest{Dir: f.dir, Bundle: f.bundle, Repo: repo, Verify: f.verifier(), VerifyAttestation: f.attestationVerifier()}
+	first, err := oci.Publish(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range files {
+		f.writeSBOM(t, f.key, p, content.SPDXBundleSuffix, content.SPDXPredicateType)
+		f.writeSBOM(t, f.key, p, content.CycloneDXBundleSuffix, content.CycloneDXPredicateType)
+	}
+	second, err := oci.Publish(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Referrers(mustRef(t, second.Artifact).(name.Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, _ := idx.IndexManifest()
+	got := map[string]bool{}
+	for _, d := range im.Manifests {
+		got[first.Artifact[:strings.Index(first.Artifact, "@")+1]+d.Digest.String()] = true
+	}
+	for _, r := range append(first.Referrers, second.Referrers...) {
+		if !got[r] {
+			t.Errorf("referrer %s is not in the fallback index %v", r, got)
+		}
+	}
+	if len(im.Manifests) != 5 {
+		t.Errorf("%d referrers listed, want 5", len(im.Manifests))
+	}
+	if n := log.count("PUT /v2/team/app/manifests/sha256-"); n != 2 {
+		t.Errorf("the fallback index was written %d times over two publishes, want twice", n)
+	}
+}
