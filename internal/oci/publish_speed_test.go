@@ -6,15 +6,19 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/oci"
+	ssfregistry "github.com/ssf-dev/ssf/internal/registry"
 )
 
 // TestPublishSpeed times a publish of N output files, each with its two SBOM bundles, to ssf's registry (the
@@ -36,7 +40,7 @@ func TestPublishSpeed(t *testing.T) {
 		f.writeSBOM(t, f.key, p, content.CycloneDXBundleSuffix, content.CycloneDXPredicateType)
 	}
 	hosts := map[string]func(t *testing.T) string{
-		"ssf registry": func(t *testing.T) string { h, _ := newRegistry(t, true); return h },
+		"ssf registry": timedSSFRegistry,
 		"ggcr memory":  func(t *testing.T) string { h, _ := newRegistry(t, false); return h },
 		"docker-registry 2.8": func(t *testing.T) string {
 			return dockerRegistry(t)
@@ -120,4 +124,40 @@ func dockerRegistry(t *testing.T) string {
 			t.Fatalf("docker-registry did not come up on %s: %v\n%s", addr, err, logs.String())
 		}
 	}
+}
+
+// timedSSFRegistry starts ssf's registry and logs, when the test ends, how many requests of each kind it served
+// and the time it spent on them: where a publish's time goes.
+func timedSSFRegistry(t *testing.T) string {
+	r, err := ssfregistry.New(t.TempDir(), ssfregistry.WithInsecureLocalPushUnsafe(), ssfregistry.WithAnonymousPull(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		count = map[string]int{}
+		spent = map[string]time.Duration{}
+	)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		kind := req.Method + " other"
+		for _, k := range []string{"/blobs/uploads/", "/blobs/", "/manifests/sha256-", "/manifests/sha256:", "/manifests/", "/referrers/"} {
+			if strings.Contains(req.URL.Path, k) {
+				kind = req.Method + " " + k
+				break
+			}
+		}
+		begin := time.Now()
+		r.ServeHTTP(w, req)
+		mu.Lock()
+		count[kind]++
+		spent[kind] += time.Since(begin)
+		mu.Unlock()
+	}))
+	t.Cleanup(func() {
+		s.Close()
+		for k, n := range count {
+			t.Logf("%-28s %6d requests, %6.1fs in the registry", k, n, spent[k].Seconds())
+		}
+	})
+	return strings.TrimPrefix(s.URL, "http://")
 }
