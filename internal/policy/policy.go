@@ -440,9 +440,11 @@ func (s *Set) Evaluate(ctx context.Context, g Gate, input any) (Decision, error)
 	return d, nil
 }
 
-// inputValue converts input to OPA's value through JSON, so the json tags of the input types are the names
-// policies see.
+// inputValue converts input to OPA's value: the input types directly (value.go), anything else through JSON.
 func inputValue(input any) (ast.Value, error) {
+	if v, ok := input.(valuer); ok {
+		return v.value()
+	}
 	var buf bytes.Buffer
 	enc := jsonEncoder(&buf)
 	if err := enc.Encode(input); err != nil {
