@@ -1,8 +1,11 @@
 package policy
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
@@ -17,6 +20,9 @@ type TestResult struct {
 	Pass     bool
 	Err      error // the test could not run (e.g. it timed out); Pass is then false
 	Duration time.Duration
+
+	file string
+	line int
 }
 
 // Test compiles the whole set, its *_test.rego files included, under the same restricted capabilities as Load,
@@ -46,12 +52,17 @@ func Test(ctx context.Context, dir string, timeout time.Duration) ([]TestResult,
 	}
 	var out []TestResult
 	for r := range ch {
-		tr := TestResult{Package: r.Package, Name: r.Name, Pass: r.Pass(), Err: r.Error, Duration: r.Duration}
+		tr := TestResult{Package: strings.TrimPrefix(r.Package, "data."), Name: r.Name, Pass: r.Pass(), Err: r.Error, Duration: r.Duration}
 		if r.Location != nil {
 			tr.Location = fmt.Sprintf("%s:%d", r.Location.File, r.Location.Row)
+			tr.file, tr.line = r.Location.File, r.Location.Row
 		}
 		out = append(out, tr)
 	}
+	// The runner may run tests in parallel: report them in the order they are written.
+	slices.SortStableFunc(out, func(a, b TestResult) int {
+		return cmp.Or(cmp.Compare(a.file, b.file), cmp.Compare(a.line, b.line), cmp.Compare(a.Name, b.Name))
+	})
 	if err := ctx.Err(); err != nil {
 		return out, err
 	}
