@@ -198,3 +198,37 @@ func TestPublishKeepsTheFallbackEntries(t *testing.T) {
 		t.Errorf("the fallback index was written %d times over two publishes, want twice", n)
 	}
 }
+
+// TestPublishRetriesABusyRegistry: a referrer manifest or fallback index refused once with 503 (a busy registry)
+// is sent again, as go-containerregistry retries the rest of a publish.
+func TestPublishRetriesABusyRegistry(t *testing.T) {
+	f := sbomFixture(t, 2)
+	art := string(f.subject(oci.ArtifactSubject).Digest)
+	var mu sync.Mutex
+	refused := map[string]bool{}
+	host, _, _ := hookedRegistry(t, func(r *http.Request) int {
+		if r.Method != http.MethodPut || !strings.Contains(r.URL.Path, "/manifests/sha256") || strings.HasSuffix(r.URL.Path, art) {
+			return 0 // (the artifact manifest goes through go-containerregistry's pusher)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if refused[r.URL.Path] {
+			return 0
+		}
+		refused[r.URL.Path] = true
+		return http.StatusServiceUnavailable
+	})
+	repo, tag, _ := oci.ParseTarget(host + "/team/app:v1")
+	pub, err := oci.Publish(context.Background(), oci.PublishRequest{Dir: f.dir, Bundle: f.bundle, Repo: repo, Tag: tag,
+		Verify: f.verifier(), VerifyAttestation: f.attestationVerifier()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Referrers(mustRef(t, pub.Artifact).(name.Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im, _ := idx.IndexManifest(); len(im.Manifests) != 5 {
+		t.Errorf("%d referrers listed, want 5", len(im.Manifests))
+	}
+}

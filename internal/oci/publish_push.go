@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -120,8 +121,35 @@ func newPushClient(ctx context.Context, repo name.Repository, opts []RegistryOpt
 	return &pushClient{http: &http.Client{Transport: rt}, base: repo.Registry.Scheme() + "://" + repo.RegistryStr() + "/v2/" + repo.RepositoryStr(), repo: repo}, nil
 }
 
-// do sends a request and returns the answer with its body read (at most limit bytes) and closed.
+// retryAfter is how long do waits before each retry of a request that failed as a busy or flaky registry does
+// (go-containerregistry's pusher, which the rest of a publish goes through, retries as often).
+var retryAfter = []time.Duration{time.Second, 3 * time.Second}
+
+// do sends a request and returns the answer with its body read (at most limit bytes) and closed. A network error
+// or a 408, 429, 500, 502, 503 or 504 is retried after retryAfter; every request here is idempotent.
 func (c *pushClient) do(ctx context.Context, method, u, contentType, accept string, body []byte, limit int64) (*http.Response, []byte, error) {
+	for i := 0; ; i++ {
+		resp, b, err := c.once(ctx, method, u, contentType, accept, body, limit)
+		transient := err != nil && ctx.Err() == nil && !errors.Is(err, errTooLarge)
+		if err == nil {
+			switch resp.StatusCode {
+			case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+				http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+				transient = true
+			}
+		}
+		if !transient || i == len(retryAfter) {
+			return resp, b, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, context.Cause(ctx)
+		case <-time.After(retryAfter[i]):
+		}
+	}
+}
+
+func (c *pushClient) once(ctx context.Context, method, u, contentType, accept string, body []byte, limit int64) (*http.Response, []byte, error) {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
