@@ -294,6 +294,17 @@ func TestConcurrentEvaluate(t *testing.T) {
 					errs <- err
 					return
 				}
+				// The same statements (their parsed predicates shared) decided at the same time.
+				art := Artifact{URI: "out/app", Digest: "sha256:" + hexA}
+				sts := []Statement{provenanceFor(hexA, fmt.Sprintf("https://ssf.dev/factory/h%d", i%3))}
+				if v, err := s.Evaluate(context.Background(), Verify, VerifyInput{Artifact: art, Statements: sts}); err != nil || !v.Allowed() {
+					errs <- fmt.Errorf("verify: %v, %v", v, err)
+					return
+				}
+				if v, err := s.Evaluate(context.Background(), Deploy, DeployInput{Artifact: art, Statements: sts, Admission: Admission{Image: "r/app:v1"}}); err != nil || len(v.Denials) != 1 {
+					errs <- fmt.Errorf("deploy: %v, %v", v, err)
+					return
+				}
 				if len(d.Denials) != want || want == 1 && !strings.Contains(d.Denials[0], in.Builder.Digest) {
 					errs <- fmt.Errorf("goroutine %d, run %d: denials %q", g, i, d.Denials)
 					return

@@ -2,9 +2,11 @@ package policy
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"slices"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -115,7 +117,7 @@ func statements(sts []Statement) (*ast.Term, error) {
 		}
 		pred := ast.NullTerm()
 		if len(s.Predicate) > 0 {
-			v, err := ast.ValueFromReader(bytes.NewReader(s.Predicate))
+			v, err := predicateValue(s.Predicate)
 			if err != nil {
 				return nil, fmt.Errorf("statement %d (%s): predicate: %w", i, s.PredicateType, err)
 			}
@@ -131,4 +133,31 @@ func statements(sts []Statement) (*ast.Term, error) {
 			"predicate", pred, "signer", obj(signer...))
 	}
 	return ast.ArrayTerm(terms...), nil
+}
+
+// predicates memoises parsed predicates by the SHA-256 of their bytes: the same statements are decided again and
+// again (each container of each Pod of an image, each gate of a build), and parsing a provenance's JSON cost more
+// than deciding on it. A pure function of the bytes, so one cache serves every Set; OPA's values are immutable and
+// safe to share between concurrent evaluations.
+var predicates, _ = lru.New[[sha256.Size]byte, ast.Value](predicateCacheEntries)
+
+const (
+	predicateCacheEntries = 256
+	predicateCacheMax     = 64 << 10 // larger predicates (big SBOMs) are parsed each time, so the cache stays small
+)
+
+func predicateValue(raw []byte) (ast.Value, error) {
+	if len(raw) > predicateCacheMax {
+		return ast.ValueFromReader(bytes.NewReader(raw))
+	}
+	key := sha256.Sum256(raw)
+	if v, ok := predicates.Get(key); ok {
+		return v, nil
+	}
+	v, err := ast.ValueFromReader(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	predicates.Add(key, v)
+	return v, nil
 }
