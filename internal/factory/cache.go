@@ -21,6 +21,7 @@ package factory
 // finish wins, and no build ever sees half of another's cache. Neither waits for the other.
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -369,10 +370,14 @@ func (c *caches) extract(ctx context.Context, k CacheKey, copyDir string) (strin
 	defer f.Close()
 	h := sha256.New()
 	n := &countWriter{}
-	err = archive.Extract(ctx, io.TeeReader(io.LimitReader(f, c.max+1), io.MultiWriter(h, n)), copyDir, archive.ExtractOptions{Chown: true, UID: c.uid, GID: c.uid})
+	// Buffered: the tar reader reads every 512-byte header on its own, one read of the file each without it. The
+	// hash and the count see the bytes as the tar reader takes them, so what the buffer holds ahead is not hashed
+	// until it is read, by the tar reader or by the copy of the rest below, which reads the same buffer.
+	br := bufio.NewReaderSize(io.LimitReader(f, c.max+1), 256<<10)
+	err = archive.Extract(ctx, io.TeeReader(br, io.MultiWriter(h, n)), copyDir, archive.ExtractOptions{Chown: true, UID: c.uid, GID: c.uid})
 	if err == nil {
 		// Whatever the tar reader left unread (padding after the end blocks) is part of the stream's digest.
-		_, err = io.Copy(io.MultiWriter(h, n), io.LimitReader(f, c.max+1-n.n))
+		_, err = io.Copy(io.MultiWriter(h, n), br)
 	}
 	if ctx.Err() != nil {
 		return "", "", 0, ctx.Err()
