@@ -14,7 +14,8 @@ package factory
 // read-write at the declared path. The digest recorded in the provenance is the sha256 of the tar stream as it was
 // extracted for this task: the bytes the task was given, hashed as they were given, not a digest trusted from an
 // earlier run. After the task succeeded and its container is gone (nothing can write the copy any more), the copy
-// is written back as a new tar stream, bounded by maxCacheBytes, and replaces the stored one with one rename.
+// is written back as a new tar stream, bounded by maxCacheBytes, and replaces the stored one with one rename;
+// a copy whose metadata shows it untouched is not read at all, the stored stream is kept (cache_stamp.go).
 //
 // Concurrency: each build works on its own copy, so two builds of one pipeline never share a directory. The store
 // is replaced whole, under an flock of the cache's directory, by a rename of a synced file: the last build to
