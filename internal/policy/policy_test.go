@@ -421,3 +421,39 @@ func BenchmarkEvaluate(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEvaluateRealProvenance decides ssf.verify over provenance as ssf writes it (the provenance package's
+// golden statement), once with its parsed predicate memoised (warm) and once with new bytes each time (cold).
+func BenchmarkEvaluateRealProvenance(b *testing.B) {
+	raw, err := os.ReadFile("../provenance/testdata/statement.golden.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw = []byte(strings.ReplaceAll(string(raw), "https://ssf.dev/builders/local@v1", "https://ssf.dev/factory/host"))
+	var st Statement
+	if err := json.Unmarshal(raw, &st); err != nil {
+		b.Fatal(err)
+	}
+	s := loadDefault(b)
+	art := Artifact{URI: "out/aa", Digest: "sha256:" + hexA}
+	b.Run("warm", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if d, err := s.Evaluate(context.Background(), Verify, VerifyInput{Artifact: art, Statements: []Statement{st}}); err != nil || !d.Allowed() {
+					b.Fatal(d, err)
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+	})
+	b.Run("cold", func(b *testing.B) {
+		for i := range b.N {
+			cold := st
+			cold.Predicate = append(json.RawMessage(fmt.Sprintf(`{"nonce":%d,`, i)), st.Predicate[1:]...)
+			if d, err := s.Evaluate(context.Background(), Verify, VerifyInput{Artifact: art, Statements: []Statement{cold}}); err != nil || !d.Allowed() {
+				b.Fatal(d, err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+	})
+}
