@@ -133,6 +133,7 @@ bench: test-deps tools build
 	$(GO) test ./internal/tlog/ -run '^$$' -bench 'Append/submitters=(64|512|2048)$$' -benchtime 20000x
 	$(GO) test ./internal/tlog/ -run '^$$' -bench 'InclusionProof' -benchtime 5000x
 	$(GO) test ./internal/factory/ -run '^$$' -bench 'TaskIdentity' -benchtime 200x
+	$(GO) test ./internal/policy/ -run '^$$' -bench 'Evaluate' -benchtime 2s
 
 clean:
 	rm -rf bin
