@@ -24,7 +24,8 @@
 //     links and non-regular files are refused, and only *.rego files are read (each up to MaxFileBytes).
 //   - It must never let a policy reach the network or the host unseen: http.send, net.lookup_ip_addr and
 //     opa.runtime (which exposes the environment) are removed from the capabilities, so a policy using them does
-//     not compile; rand.intn and uuid.rfc4122 are removed too, so the same input and set always give the same
+//     not compile; so are json.match_schema and json.verify_schema, which follow a schema's file:// $ref to any
+//     file on the host (OPA refuses only remote ones); rand.intn and uuid.rfc4122 are removed too, so the same input and set always give the same
 //     decision. time.now_ns (and the builtins that check certificate or token validity against "now") are kept:
 //     a policy may read the clock, which makes its decision depend on when it ran; docs/policy.md says so.
 //   - It must never load data documents (JSON or YAML) beside the policies: they would change decisions without
@@ -85,6 +86,9 @@ var disabledBuiltins = map[string]string{
 	"opa.runtime":        "it exposes the host's environment and configuration",
 	"rand.intn":          "it makes decisions random",
 	"uuid.rfc4122":       "it makes decisions random",
+	// OPA refuses a schema's remote $ref, but loads a file:// one: a policy could read any JSON file on the host.
+	"json.match_schema":  "a schema's file:// $ref reads files outside the policy directory",
+	"json.verify_schema": "a schema's file:// $ref reads files outside the policy directory",
 }
 
 // Capabilities returns OPA's capabilities for this version without the disabled builtins and with no network

@@ -265,7 +265,7 @@ deny contains "unreachable" if {
 	if _, err := Load(context.Background(), dir); err == nil || !strings.Contains(err.Error(), "http.send") {
 		t.Fatalf("Load: %v, want a refusal of http.send", err)
 	}
-	for _, name := range []string{"http.send", "net.lookup_ip_addr", "opa.runtime", "rand.intn", "uuid.rfc4122"} {
+	for _, name := range []string{"http.send", "net.lookup_ip_addr", "opa.runtime", "rand.intn", "uuid.rfc4122", "json.match_schema", "json.verify_schema"} {
 		for _, b := range Capabilities().Builtins {
 			if b.Name == name {
 				t.Errorf("capability %s is enabled", name)
