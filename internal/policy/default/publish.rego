@@ -1,8 +1,6 @@
 # ssf.publish: decided before a push. docs/policy.md documents input.
 package ssf.publish
 
-provenance := "https://slsa.dev/provenance/v1"
-
 # Nothing is published without its provenance: every output must be a subject of a verified SLSA provenance
 # statement.
 deny contains msg if {
@@ -13,7 +11,7 @@ deny contains msg if {
 
 has_provenance(out) if {
 	some s in input.statements
-	s.predicateType == provenance
+	s.predicateType == "https://slsa.dev/provenance/v1"
 	some subject in s.subject
 	concat(":", ["sha256", subject.digest.sha256]) == out.digest
 }

@@ -1,10 +1,6 @@
 # ssf.verify: decided in `ssf verify`, once per artifact. docs/policy.md documents input.
 package ssf.verify
 
-provenance := "https://slsa.dev/provenance/v1"
-
-pipeline_build := "https://ssf.dev/buildtypes/pipeline/v1"
-
 # Builder ids whose provenance is accepted. Statements reach the policy only after their signatures verified
 # against the trusted root (or key) given to ssf, so this prefix accepts any ssf factory that root trusts. Pin your
 # own factory by its builder id (ssf prints it in `ssf verify`), e.g.:
@@ -20,8 +16,8 @@ deny contains msg if {
 
 factory_provenance if {
 	some s in input.statements
-	s.predicateType == provenance
-	s.predicate.buildDefinition.buildType == pipeline_build
+	s.predicateType == "https://slsa.dev/provenance/v1"
+	s.predicate.buildDefinition.buildType == "https://ssf.dev/buildtypes/pipeline/v1"
 	trusted_builder(s.predicate.runDetails.builder.id)
 	some subject in s.subject
 	concat(":", ["sha256", subject.digest.sha256]) == input.artifact.digest
