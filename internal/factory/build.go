@@ -189,6 +189,7 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (_ *BuildResult, err 
 		log.printf("build failed: nothing was signed and %s was left as it was", req.Out)
 		return nil, err
 	}
+	defer b.caches.wait() // caches still being stored while the build signs; before the uid and work directory go (cache.go)
 	stmt, res, err := stage(ctx, b, adm, ws, src)
 	if err != nil {
 		return nil, err
@@ -650,10 +651,17 @@ type build struct {
 
 // run executes the tasks in dependency order, each as soon as the tasks it needs are done, and stops everything
 // at the first failure.
-func (b *build) run(ctx context.Context) error {
+func (b *build) run(ctx context.Context) (err error) {
+	// Caches are stored in the build's context, not the run's: a run that succeeded leaves them to Build, which
+	// waits for them after signing; one that failed cancels them and waits here, before its disks go (cache.go).
+	b.caches.storeIn(ctx)
+	defer func() {
+		if err != nil {
+			b.caches.abandon()
+		}
+	}()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	defer b.caches.wait() // before the cancel above: caches still being stored (cache.go)
 
 	tasks := b.p.Order()
 	done := make(map[string]chan struct{}, len(tasks))

@@ -139,12 +139,16 @@ type caches struct {
 	checked  sync.Once
 	checkErr error
 
-	stores   sync.WaitGroup // keepAfter's
-	mu       sync.Mutex
-	used     map[string][]provenance.ResourceDescriptor // task -> its caches as the task got them
-	given    map[string]digest.Digest                   // cache key -> the digest of the stored cache a task got
-	storedBy map[string]string                          // cache key -> the invocation that stored what the task got
-	stamps   map[string]treeStamp                       // cache key -> its copy's metadata as the task got it (cache_stamp.go)
+	stores sync.WaitGroup // keepAfter's
+	// storeCtx is the stores' context (storeIn): the whole build's, not its run's, so that a run that succeeded
+	// does not cancel them when it returns; stopStores cancels them (a run that failed, or wait when done).
+	storeCtx   context.Context
+	stopStores context.CancelFunc
+	mu         sync.Mutex
+	used       map[string][]provenance.ResourceDescriptor // task -> its caches as the task got them
+	given      map[string]digest.Digest                   // cache key -> the digest of the stored cache a task got
+	storedBy   map[string]string                          // cache key -> the invocation that stored what the task got
+	stamps     map[string]treeStamp                       // cache key -> its copy's metadata as the task got it (cache_stamp.go)
 }
 
 func (h Home) newCaches(adm *admission, rootfs, invocation string, uid int, log *lineLog) *caches {
@@ -513,10 +517,14 @@ func (c *caches) keep(ctx context.Context, t *pipeline.Task, dir string) {
 
 // keepAfter stores a finished task's caches in the background, so that the tasks that need it can start, then calls
 // release (which unmounts the task's disk, where the copies are); it reports whether it took release. wait waits
-// for every such store: the build's run does before it ends, and a cancelled build cancels the stores.
+// for every such store: the build does after it signed and published, before its uid and work directory go (a
+// run that failed abandons them first), and a cancelled build cancels the stores.
 func (c *caches) keepAfter(ctx context.Context, t *pipeline.Task, dir string, release func()) bool {
 	if c == nil || c.off || len(t.Caches) == 0 {
 		return false
+	}
+	if c.storeCtx != nil {
+		ctx = c.storeCtx
 	}
 	c.stores.Add(1)
 	go func() {
@@ -527,9 +535,32 @@ func (c *caches) keepAfter(ctx context.Context, t *pipeline.Task, dir string, re
 	return true
 }
 
+// storeIn gives the stores the build's context ctx: a run that succeeded leaves them running while the build
+// signs and publishes (a stored cache is not in the provenance, which records what the tasks got), and the build
+// waits for them before its uid and work directory go. A run that failed abandons them.
+func (c *caches) storeIn(ctx context.Context) {
+	if c != nil {
+		c.storeCtx, c.stopStores = context.WithCancel(ctx)
+	}
+}
+
+// abandon cancels the stores still under way and waits for them (each releases its task's disk as it ends).
+func (c *caches) abandon() {
+	if c != nil {
+		if c.stopStores != nil {
+			c.stopStores()
+		}
+		c.stores.Wait()
+	}
+}
+
+// wait waits for the stores, then lets their context go.
 func (c *caches) wait() {
 	if c != nil {
 		c.stores.Wait()
+		if c.stopStores != nil {
+			c.stopStores()
+		}
 	}
 }
 
