@@ -226,6 +226,12 @@ type fallbackIndex struct {
 	Manifests     []Descriptor `json:"manifests"`
 }
 
+// fallbackEntry is one entry of a fallback index as it was read (or as ssf writes its own) and its digest.
+type fallbackEntry struct {
+	digest digest.Digest
+	raw    json.RawMessage
+}
+
 // maxFallbackIndex bounds the fallback index read back (2,000 referrers take about 1 MiB).
 const maxFallbackIndex = 32 << 20
 
@@ -242,24 +248,48 @@ func (c *pushClient) addToFallback(ctx context.Context, subject digest.Digest, r
 	if err := statusError(resp, body, http.StatusOK, http.StatusNotFound); err != nil {
 		return fmt.Errorf("reading the referrers tag %s:%s: %w", c.repo, tag, err)
 	}
-	idx := fallbackIndex{SchemaVersion: 2, MediaType: ocispec.MediaTypeImageIndex}
+	// The index is rewritten from what was read, not re-encoded from ssf's own types: an entry another client
+	// wrote (with a platform, urls or data ssf's Descriptor has no field for) and the index's own fields
+	// (annotations, ...) are written back byte for byte, so adding a referrer never drops what the index said.
+	fields := map[string]json.RawMessage{}
+	var entries []fallbackEntry
 	if resp.StatusCode == http.StatusOK {
+		var idx fallbackIndex
 		if err := json.Unmarshal(body, &idx); err != nil {
 			return fmt.Errorf("reading the referrers tag %s:%s: %w", c.repo, tag, err)
 		}
 		if idx.SchemaVersion != 2 || idx.MediaType != ocispec.MediaTypeImageIndex {
 			return fmt.Errorf("the referrers tag %s:%s is not an OCI image index (schemaVersion %d, mediaType %q): refusing to replace it", c.repo, tag, idx.SchemaVersion, idx.MediaType)
 		}
+		var raw struct {
+			Manifests []json.RawMessage `json:"manifests"`
+		}
+		if err := json.Unmarshal(body, &fields); err != nil {
+			return fmt.Errorf("reading the referrers tag %s:%s: %w", c.repo, tag, err)
+		}
+		if err := json.Unmarshal(body, &raw); err != nil {
+			return fmt.Errorf("reading the referrers tag %s:%s: %w", c.repo, tag, err)
+		}
+		for i, m := range raw.Manifests {
+			entries = append(entries, fallbackEntry{digest: idx.Manifests[i].Digest, raw: m})
+		}
+	} else {
+		fields["schemaVersion"], _ = json.Marshal(2)
+		fields["mediaType"], _ = json.Marshal(ocispec.MediaTypeImageIndex)
 	}
 	have := map[digest.Digest]bool{}
-	for _, d := range idx.Manifests {
-		have[d.Digest] = true
+	for _, e := range entries {
+		have[e.digest] = true
 	}
 	added := false
 	for _, d := range refs {
 		if !have[d.Digest] {
 			have[d.Digest] = true
-			idx.Manifests = append(idx.Manifests, d)
+			raw, err := json.Marshal(d)
+			if err != nil {
+				return err
+			}
+			entries = append(entries, fallbackEntry{digest: d.Digest, raw: raw})
 			added = true
 		}
 	}
@@ -267,8 +297,15 @@ func (c *pushClient) addToFallback(ctx context.Context, subject digest.Digest, r
 		return nil
 	}
 	// Sorted as go-containerregistry writes it, so the same referrers give the same index.
-	slices.SortFunc(idx.Manifests, func(a, b Descriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
-	raw, err := json.Marshal(idx)
+	slices.SortStableFunc(entries, func(a, b fallbackEntry) int { return strings.Compare(string(a.digest), string(b.digest)) })
+	manifests := make([]json.RawMessage, len(entries))
+	for i, e := range entries {
+		manifests[i] = e.raw
+	}
+	if fields["manifests"], err = json.Marshal(manifests); err != nil {
+		return err
+	}
+	raw, err := json.Marshal(fields) // a map: keys sorted, so the same index gives the same bytes
 	if err != nil {
 		return err
 	}
@@ -277,7 +314,7 @@ func (c *pushClient) addToFallback(ctx context.Context, subject digest.Digest, r
 		err = statusError(resp, body, http.StatusOK, http.StatusCreated, http.StatusAccepted)
 	}
 	if err != nil {
-		return fmt.Errorf("writing the referrers tag %s:%s with %d referrers: %w", c.repo, tag, len(idx.Manifests), err)
+		return fmt.Errorf("writing the referrers tag %s:%s with %d referrers: %w", c.repo, tag, len(entries), err)
 	}
 	return nil
 }
