@@ -194,6 +194,12 @@ func Admit(l home.Layout, o Options, raw []byte) (*JoinResponse, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading the factory CA: %w", err)
 	}
+	// A node name is one node's: a token holder must not get the identity of the CA's own node or of a node that
+	// joined before (two holders of one SPIFFE ID could not be told apart). Checked before the token is spent so
+	// that a typo does not waste it; claimed (exclusively) after, so that two joins racing for one name get it once.
+	if err := hostFree(l, req.Host); err != nil {
+		return nil, err
+	}
 	if err := spendToken(l, req.Token, o.TrustDomain, now); err != nil {
 		return nil, err
 	}
@@ -201,11 +207,47 @@ func Admit(l home.Layout, o Options, raw []byte) (*JoinResponse, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrJoinRefused, err)
 	}
+	if err := claimHost(l, req.Host, cert); err != nil {
+		return nil, err
+	}
 	resp := &JoinResponse{NodeCertificate: cert.Raw}
 	for _, c := range a.Chain() {
 		resp.Chain = append(resp.Chain, c.Raw)
 	}
 	return resp, nil
+}
+
+// nodeHosts is where the CA records the node names it gave to joining nodes: one file per name.
+func nodeHosts(l home.Layout) string { return filepath.Join(l.Dir, "node-hosts") }
+
+// hostFree refuses host if it is the CA's own node or a node that joined before.
+func hostFree(l home.Layout, host string) error {
+	if own, err := readCert(l.NodeCert()); err == nil && len(own.URIs) == 1 && own.URIs[0].Path == "/node/"+host {
+		return fmt.Errorf("%w: host %q is the CA's own node: a joining node needs a name of its own (--host)", ErrJoinRefused, host)
+	}
+	if host == "" || host == "." || host == ".." || filepath.Base(host) != host {
+		return fmt.Errorf("%w: host %q is not a node name", ErrJoinRefused, host)
+	}
+	if _, err := os.Lstat(filepath.Join(nodeHosts(l), host)); err == nil {
+		return fmt.Errorf("%w: a node named %q joined already: a joining node needs a name of its own (--host)", ErrJoinRefused, host)
+	}
+	return nil
+}
+
+// claimHost records that host is now the node certified by cert; it fails if another join claimed it first.
+func claimHost(l home.Layout, host string, cert *x509.Certificate) error {
+	if err := hostFree(l, host); err != nil {
+		return err
+	}
+	if err := durable.MkdirAll(nodeHosts(l), 0o700); err != nil {
+		return fmt.Errorf("recording the node name %q: %w", host, err)
+	}
+	if err := durable.WriteNew(filepath.Join(nodeHosts(l), host), certPEM(cert), 0o600); errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%w: a node named %q joined already: a joining node needs a name of its own (--host)", ErrJoinRefused, host)
+	} else if err != nil {
+		return fmt.Errorf("recording the node name %q: %w", host, err)
+	}
+	return nil
 }
 
 // spendToken marks the token used (renaming its record, which only one caller can do) if it exists and has not

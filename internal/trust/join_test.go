@@ -189,3 +189,53 @@ func TestNodeJoinRefuses(t *testing.T) {
 		t.Fatalf("the good token after refused requests: %v", err)
 	}
 }
+
+// TestJoinRefusesATakenNodeName: a token holder cannot take the CA's own node identity, nor that of a node that
+// joined before, not even with two joins racing for one name; a refused name does not spend the token.
+func TestJoinRefusesATakenNodeName(t *testing.T) {
+	cal := caHome(t, DefaultTrustDomain)
+	token := func() string {
+		tok, _, err := NewJoinToken(cal, DefaultTrustDomain, DefaultTokenTTL, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	tok := token()
+	_, err := Join(home.Layout{Dir: t.TempDir()}, tok, "ca-node", time.Now(), admitTo(cal, Options{}))
+	if !errors.Is(err, ErrJoinRefused) || !strings.Contains(err.Error(), `host "ca-node" is the CA's own node`) {
+		t.Fatalf("joining as the CA's node: %v", err)
+	}
+	// The token was not spent by the refusal.
+	if _, err := Join(home.Layout{Dir: t.TempDir()}, tok, "worker-2", time.Now(), admitTo(cal, Options{})); err != nil {
+		t.Fatalf("the token after a refused name: %v", err)
+	}
+	_, err = Join(home.Layout{Dir: t.TempDir()}, token(), "worker-2", time.Now(), admitTo(cal, Options{}))
+	if !errors.Is(err, ErrJoinRefused) || !strings.Contains(err.Error(), `a node named "worker-2" joined already`) {
+		t.Fatalf("joining as worker-2 again: %v", err)
+	}
+	// Racing joins with different tokens for one new name: exactly one wins.
+	const n = 8
+	errs := make(chan error, n)
+	toks := make([]string, n)
+	for i := range toks {
+		toks[i] = token()
+	}
+	for i := range n {
+		go func() {
+			_, err := Join(home.Layout{Dir: t.TempDir()}, toks[i], "worker-3", time.Now(), admitTo(cal, Options{}))
+			errs <- err
+		}()
+	}
+	won := 0
+	for range n {
+		if err := <-errs; err == nil {
+			won++
+		} else if !errors.Is(err, ErrJoinRefused) {
+			t.Errorf("a racing join: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d joins got worker-3", won)
+	}
+}
