@@ -12,6 +12,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/transparency-dev/tessera/client"
 
+	"github.com/ssf-dev/ssf/internal/home"
 	"github.com/ssf-dev/ssf/internal/sign"
 	"github.com/ssf-dev/ssf/internal/tlog"
 )
@@ -160,6 +161,17 @@ func TestRotateResumes(t *testing.T) {
 	}
 	if _, err := Export(l, DefaultTrustDomain); err == nil || !strings.Contains(err.Error(), "did not finish") {
 		t.Fatalf("export after an interrupted rotation: %v", err)
+	}
+	// Nothing signs meanwhile: not a build (with the retired intermediate, into the retired log), not a join.
+	if _, err := Load(l, Options{}); err == nil || !strings.Contains(err.Error(), "did not finish") {
+		t.Fatalf("loading the trust for signing after an interrupted rotation: %v", err)
+	}
+	tok, _, err := NewJoinToken(l, DefaultTrustDomain, DefaultTokenTTL, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Join(home.Layout{Dir: t.TempDir()}, tok, "worker-9", time.Now(), admitTo(l, Options{})); err == nil || !strings.Contains(err.Error(), "did not finish") {
+		t.Fatalf("a join after an interrupted rotation: %v", err)
 	}
 	res, err := Rotate(l, Options{Host: "node-1"})
 	if err != nil || !res.Resumed {

@@ -293,6 +293,16 @@ func loadCA(l home.Layout, o Options, opts ...ca.Option) (*ca.Authority, error) 
 	if err != nil {
 		return nil, err
 	}
+	// A rotation that stopped half-way (kill -9) has recorded the current intermediate and log key as retired:
+	// until `ssf trust rotate` finishes it, signing would use a retired intermediate after its end, or extend the
+	// retired log (or start a new one under the retired key), none of which verifies against the exported root.
+	retired, err := LoadRetired(l, o.TrustDomain)
+	if err != nil {
+		return nil, err
+	}
+	if n := len(retired); n > 0 && retired[n-1].Intermediate.Equal(inter) {
+		return nil, fmt.Errorf("a rotation of the factory trust (%s) did not finish: run `ssf trust rotate` again to finish it", retired[n-1].Dir)
+	}
 	interKey, err := sign.LoadKey(l.CAIntermediateKey())
 	if err != nil {
 		return nil, err
