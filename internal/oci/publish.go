@@ -91,17 +91,23 @@ func (t loopbackHTTPOnly) RoundTrip(req *http.Request) (*http.Response, error) {
 	if prev := req.Response; prev != nil && prev.Request != nil {
 		from := prev.Request.URL
 		if from.Scheme == "https" && req.URL.Scheme != "https" {
-			return nil, fmt.Errorf("registry %s redirected to %s: refusing to leave TLS", from.Host, req.URL.Redacted())
+			return nil, refusal(fmt.Sprintf("registry %s redirected to %s: refusing to leave TLS", from.Host, req.URL.Redacted()))
 		}
 		if isLocal(req.URL.Hostname()) && !isLoopback(from.Hostname()) {
-			return nil, fmt.Errorf("registry %s redirected to %s: refusing a redirect from a remote registry to a local address", from.Host, req.URL.Redacted())
+			return nil, refusal(fmt.Sprintf("registry %s redirected to %s: refusing a redirect from a remote registry to a local address", from.Host, req.URL.Redacted()))
 		}
 	}
 	if req.URL.Scheme == "http" && !isLoopback(req.URL.Hostname()) {
-		return nil, fmt.Errorf("refusing plain HTTP to registry %s: only loopback registries may be reached without TLS", req.URL.Host)
+		return nil, refusal(fmt.Sprintf("refusing plain HTTP to registry %s: only loopback registries may be reached without TLS", req.URL.Host))
 	}
 	return t.next.RoundTrip(req)
 }
+
+// refusal is a request loopbackHTTPOnly refused: the registry's answer, sent again, is refused again, so it is
+// not retried as a network error is (pushClient.do).
+type refusal string
+
+func (r refusal) Error() string { return string(r) }
 
 // isLocal reports a host that is this machine or its link: loopback, unspecified (0.0.0.0 reaches this host) or
 // link-local.

@@ -130,7 +130,8 @@ var retryAfter = []time.Duration{time.Second, 3 * time.Second}
 func (c *pushClient) do(ctx context.Context, method, u, contentType, accept string, body []byte, limit int64) (*http.Response, []byte, error) {
 	for i := 0; ; i++ {
 		resp, b, err := c.once(ctx, method, u, contentType, accept, body, limit)
-		transient := err != nil && ctx.Err() == nil && !errors.Is(err, errTooLarge)
+		var refused refusal
+		transient := err != nil && ctx.Err() == nil && !errors.Is(err, errTooLarge) && !errors.As(err, &refused)
 		if err == nil {
 			switch resp.StatusCode {
 			case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
