@@ -73,10 +73,13 @@ func (g Gate) Package() string { return "ssf." + string(g) }
 // DefaultTimeout bounds one evaluation when the caller's context does not bound it more.
 const DefaultTimeout = time.Second
 
-// MaxFileBytes bounds one policy file; MaxFiles bounds how many the set may hold.
+// MaxFileBytes bounds one policy file; MaxFiles bounds how many the set may hold; MaxSetBytes bounds their sum.
 const (
 	MaxFileBytes = 1 << 20
 	MaxFiles     = 1000
+	// MaxSetBytes bounds all the files together: without it, MaxFiles files of MaxFileBytes would be a gigabyte
+	// read and parsed (many times that in memory) before any error.
+	MaxSetBytes = 16 << 20
 )
 
 // disabledBuiltins are refused at compile time; see the package doc.
@@ -155,6 +158,7 @@ func ReadDir(dir string) ([]File, error) {
 	}
 	defer root.Close()
 	var files []File
+	total := 0
 	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -190,6 +194,9 @@ func ReadDir(dir string) ([]File, error) {
 		}
 		if len(b) > MaxFileBytes {
 			return fmt.Errorf("%s: larger than %d bytes", p, MaxFileBytes)
+		}
+		if total += len(b); total > MaxSetBytes {
+			return fmt.Errorf("%s: the policy files together are larger than %d bytes", p, MaxSetBytes)
 		}
 		files = append(files, File{Name: p, Data: b})
 		return nil

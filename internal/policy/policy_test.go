@@ -90,6 +90,15 @@ func TestLoadRefusesWhatIsNotPolicy(t *testing.T) {
 	if _, err := Load(context.Background(), dir); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("a big file: %v", err)
 	}
+	// Many files each within MaxFileBytes, together over MaxSetBytes: refused before they are parsed.
+	many := map[string]string{}
+	for i := range MaxSetBytes/MaxFileBytes + 1 {
+		many[fmt.Sprintf("f%02d.rego", i)] = "package ssf.build\n#" + strings.Repeat("x", MaxFileBytes-20)
+	}
+	dir = writeSet(t, many)
+	if _, err := Load(context.Background(), dir); err == nil || !strings.Contains(err.Error(), "the policy files together are larger than") {
+		t.Errorf("a set over MaxSetBytes: %v", err)
+	}
 	// Hidden directories (.git) and other files (README.md) are skipped.
 	dir = writeSet(t, map[string]string{".git/x.rego": "not rego", "README.md": "hi", "b.rego": "package ssf.build\n\ndeny contains \"no\" if false\n"})
 	s, err := Load(context.Background(), dir)
