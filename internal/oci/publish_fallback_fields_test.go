@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/ssf-dev/ssf/internal/oci"
@@ -89,5 +94,47 @@ func TestPublishKeepsWhatFallbackEntriesSay(t *testing.T) {
 	}
 	if a, _ := after["annotations"].(map[string]any); a["org.example.kept"] != "yes" {
 		t.Errorf("the index's annotations were dropped: %v", after["annotations"])
+	}
+}
+
+// TestPublishRefusesAFallbackIndexVerifyCannotRead: a fallback index that would grow past what ssf verify reads
+// of a referrers list (its entries sorted by digest, the provenance could land past the cut) fails the publish
+// with an error that says so, before the index or any tag is written.
+func TestPublishRefusesAFallbackIndexVerifyCannotRead(t *testing.T) {
+	f := newFixture(t, map[string][]byte{"a": []byte("a\n")}, nil)
+	art := f.subject(oci.ArtifactSubject).Digest
+	var big bytes.Buffer
+	big.WriteString(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[`)
+	for i := 0; big.Len() < 9<<20; i++ {
+		if i > 0 {
+			big.WriteByte(',')
+		}
+		fmt.Fprintf(&big, `{"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/x-other","digest":"%s","size":100}`, digest.FromString(fmt.Sprint(i)))
+	}
+	big.WriteString(`]}`)
+	var indexPut, tagPut atomic.Bool
+	h := registry.New(registry.Logger(discardLogger()), registry.WithReferrersSupport(false))
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v2/team/app/manifests/sha256-"+art.Encoded() && r.Method == http.MethodGet:
+			w.Header().Set("Content-Type", "application/vnd.oci.image.index.v1+json")
+			w.Write(big.Bytes())
+			return
+		case r.URL.Path == "/v2/team/app/manifests/sha256-"+art.Encoded():
+			indexPut.Store(true)
+		case r.URL.Path == "/v2/team/app/manifests/v1":
+			tagPut.Store(true)
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer s.Close()
+	repo, tag, _ := oci.ParseTarget(strings.TrimPrefix(s.URL, "http://") + "/team/app:v1")
+	_, err := oci.Publish(context.Background(), oci.PublishRequest{Dir: f.dir, Bundle: f.bundle, Repo: repo, Tag: tag,
+		Verify: f.verifier(), VerifyAttestation: f.attestationVerifier()})
+	if err == nil || !strings.Contains(err.Error(), "ssf verify reads") || !strings.Contains(err.Error(), "referrers API") {
+		t.Fatalf("err = %v, want the index refused as too large for verify", err)
+	}
+	if indexPut.Load() || tagPut.Load() {
+		t.Errorf("index written %v, tag pushed %v: want neither", indexPut.Load(), tagPut.Load())
 	}
 }

@@ -310,6 +310,12 @@ func (c *pushClient) addToFallback(ctx context.Context, subject digest.Digest, r
 	if err != nil {
 		return err
 	}
+	// ssf verify reads at most maxReferrersList bytes of a referrers list (referrers.go): an index past that
+	// could hide the provenance beyond what verify reads, so the publish fails here, before any tag is pushed,
+	// rather than publish what cannot be verified.
+	if len(raw) > maxReferrersList {
+		return fmt.Errorf("the referrers tag %s:%s would list %d referrers in %d bytes, more than the %d bytes ssf verify reads: publish to a registry with the OCI referrers API, or to a repository without so many referrers of %s", c.repo, tag, len(entries), len(raw), maxReferrersList, subject)
+	}
 	resp, body, err = c.do(ctx, http.MethodPut, u, ocispec.MediaTypeImageIndex, "", raw, 64<<10)
 	if err == nil {
 		err = statusError(resp, body, http.StatusOK, http.StatusCreated, http.StatusAccepted)
