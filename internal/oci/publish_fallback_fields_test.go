@@ -138,3 +138,29 @@ func TestPublishRefusesAFallbackIndexVerifyCannotRead(t *testing.T) {
 		t.Errorf("index written %v, tag pushed %v: want neither", indexPut.Load(), tagPut.Load())
 	}
 }
+
+// TestPublishDoesNotTrustOCISubjectAlone: a registry (or a proxy in front of one) that answers each referrer's
+// put with OCI-Subject but has no referrers API would leave the provenance where no client finds it; ssf asks
+// for the API and, not finding it, writes the fallback index, so the published artifact still verifies.
+func TestPublishDoesNotTrustOCISubjectAlone(t *testing.T) {
+	f := newFixture(t, map[string][]byte{"a": []byte("a\n")}, nil)
+	art := f.subject(oci.ArtifactSubject).Digest
+	h := registry.New(registry.Logger(discardLogger()), registry.WithReferrersSupport(false))
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/sha256:") {
+			w.Header().Set("OCI-Subject", art.String()) // a lie: nothing keeps the list
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer s.Close()
+	repo, tag, _ := oci.ParseTarget(strings.TrimPrefix(s.URL, "http://") + "/team/app:v1")
+	pub, err := oci.Publish(context.Background(), oci.PublishRequest{Dir: f.dir, Bundle: f.bundle, Repo: repo, Tag: tag,
+		Verify: f.verifier(), VerifyAttestation: f.attestationVerifier()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	att, err := oci.FetchBundles(context.Background(), pub.Artifact)
+	if err != nil || len(att.Bundles) != 1 {
+		t.Fatalf("FetchBundles = %+v, %v; want the provenance", att, err)
+	}
+}

@@ -186,25 +186,21 @@ func statusError(resp *http.Response, body []byte, ok ...int) error {
 	return transport.CheckError(resp, ok...)
 }
 
-// pushReferrer puts one referrer manifest unless the registry has it. took says whether the registry answered the
-// put with OCI-Subject (it keeps the subject's referrers list itself); put is false when the manifest was there.
-func (c *pushClient) pushReferrer(ctx context.Context, r referrerPlan) (put, took bool, err error) {
+// pushReferrer puts one referrer manifest unless the registry has it.
+func (c *pushClient) pushReferrer(ctx context.Context, r referrerPlan) error {
 	u := c.base + "/manifests/" + string(r.desc.Digest)
 	resp, _, err := c.do(ctx, http.MethodHead, u, "", ocispec.MediaTypeImageManifest, nil, 0)
 	if err != nil {
-		return false, false, err
+		return err
 	}
 	if resp.StatusCode == http.StatusOK && resp.Header.Get("Docker-Content-Digest") == string(r.desc.Digest) {
-		return false, false, nil
+		return nil
 	}
 	resp, body, err := c.do(ctx, http.MethodPut, u, ocispec.MediaTypeImageManifest, "", r.raw, 64<<10)
 	if err != nil {
-		return false, false, err
+		return err
 	}
-	if err := statusError(resp, body, http.StatusOK, http.StatusCreated, http.StatusAccepted); err != nil {
-		return false, false, err
-	}
-	return true, resp.Header.Get("OCI-Subject") == string(r.subject.Digest), nil
+	return statusError(resp, body, http.StatusOK, http.StatusCreated, http.StatusAccepted)
 }
 
 // hasReferrersAPI asks the registry for subject's referrers: a registry with the API answers 200, one without
@@ -331,32 +327,24 @@ func (c *pushClient) addToFallback(ctx context.Context, subject digest.Digest, r
 // itself. For one without, the fallback index of each subject is then written once with all its referrers; it
 // names only manifests already there, and nothing concurrent writes the same tag within this publish.
 func (c *pushClient) pushReferrers(ctx context.Context, refs []referrerPlan) error {
-	var (
-		mu          sync.Mutex
-		anyTook     bool
-		anyNotTaken bool
-	)
 	g := newGroup(ctx, maxInFlight)
 	for _, r := range refs {
 		g.do(func(ctx context.Context) error {
-			put, took, err := c.pushReferrer(ctx, r)
-			if err != nil {
+			if err := c.pushReferrer(ctx, r); err != nil {
 				return fmt.Errorf("pushing %s of %s to %s: %w", r.what, r.subject.Digest, c.repo, err)
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			anyTook = anyTook || took
-			anyNotTaken = anyNotTaken || (put && !took)
 			return nil
 		})
 	}
 	if err := g.wait(); err != nil {
 		return err
 	}
-	if len(refs) == 0 || anyTook && !anyNotTaken {
+	if len(refs) == 0 {
 		return nil
 	}
-	// No answer said OCI-Subject (or the manifests were all there already): ask as the other clients do.
+	// The API is asked for even when every put was answered with OCI-Subject: that header alone (a proxy may
+	// pass it on, a registry may send it without keeping any list) is not taken as the list being kept, since a
+	// registry without the API would then hold referrers no client finds. One request per publish.
 	api, err := c.hasReferrersAPI(ctx, refs[0].subject.Digest)
 	if err != nil {
 		return err
