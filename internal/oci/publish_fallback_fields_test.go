@@ -164,3 +164,33 @@ func TestPublishDoesNotTrustOCISubjectAlone(t *testing.T) {
 		t.Fatalf("FetchBundles = %+v, %v; want the provenance", att, err)
 	}
 }
+
+// TestPublishRefusesAReferrersAnswerThatIsNotAnIndex: a registry (or a catch-all front end) that answers the
+// referrers API with 200 and something other than an OCI image index does not have the API: taking it at its
+// status would leave the referrers where ssf verify does not find them. The publish fails saying so, untagged.
+func TestPublishRefusesAReferrersAnswerThatIsNotAnIndex(t *testing.T) {
+	f := newFixture(t, map[string][]byte{"a": []byte("a\n")}, nil)
+	var tagPut atomic.Bool
+	h := registry.New(registry.Logger(discardLogger()), registry.WithReferrersSupport(false))
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/referrers/") {
+			w.Header().Set("Content-Type", "text/html")
+			w.Write([]byte("<html>welcome</html>"))
+			return
+		}
+		if strings.HasSuffix(r.URL.Path, "/manifests/v1") {
+			tagPut.Store(true)
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer s.Close()
+	repo, tag, _ := oci.ParseTarget(strings.TrimPrefix(s.URL, "http://") + "/team/app:v1")
+	_, err := oci.Publish(context.Background(), oci.PublishRequest{Dir: f.dir, Bundle: f.bundle, Repo: repo, Tag: tag,
+		Verify: f.verifier(), VerifyAttestation: f.attestationVerifier()})
+	if err == nil || !strings.Contains(err.Error(), "not an OCI image index") {
+		t.Fatalf("err = %v, want the referrers answer refused", err)
+	}
+	if tagPut.Load() {
+		t.Error("the tag was pushed")
+	}
+}

@@ -213,7 +213,16 @@ func (c *pushClient) hasReferrersAPI(ctx context.Context, subject digest.Digest)
 	if err := statusError(resp, body, http.StatusOK, http.StatusNotFound, http.StatusBadRequest); err != nil {
 		return false, fmt.Errorf("asking %s for the referrers of %s: %w", c.repo, subject, err)
 	}
-	return resp.StatusCode == http.StatusOK, nil
+	if resp.StatusCode != http.StatusOK {
+		return false, nil
+	}
+	// A 200 must be an image index: a front end answering every path with a page has no API, and ssf verify,
+	// which reads the list the same way, would not find the referrers in the fallback tag either.
+	var idx fallbackIndex
+	if err := json.Unmarshal(body, &idx); err != nil || idx.SchemaVersion != 2 || (idx.MediaType != "" && idx.MediaType != ocispec.MediaTypeImageIndex) {
+		return false, fmt.Errorf("asking %s for the referrers of %s: the answer (200, %s) is not an OCI image index: the registry (or what is in front of it) does not serve the OCI referrers API correctly", c.repo, subject, resp.Header.Get("Content-Type"))
+	}
+	return true, nil
 }
 
 // fallbackIndex is the distribution spec's referrers tag schema: an OCI index tagged sha256-<hex> of the subject.
