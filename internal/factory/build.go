@@ -177,7 +177,9 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (_ *BuildResult, err 
 		log.printf("build failed: nothing was signed and %s was left as it was", req.Out)
 		return nil, err
 	}
-	// The uid stays leased until the build's directories (its files owned by that uid) are gone.
+	// The uid is leased until the build ends. Its work directory, which holds files owned by that uid, is removed
+	// just after the release (the defers run in reverse); it is root's and 0700 (os.MkdirTemp), so a build that
+	// leases the same uid meanwhile cannot reach those files.
 	uid, err := h.takeUID(adm.cfg)
 	if err != nil {
 		return nil, err
