@@ -466,3 +466,17 @@ func BenchmarkEvaluateRealProvenance(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 	})
 }
+
+// TestUninterruptibleBuiltinRefused: graph.reachable_paths ignores the evaluation timeout (minutes on a 12-node
+// complete graph), so a policy using it does not compile.
+func TestUninterruptibleBuiltinRefused(t *testing.T) {
+	dir := writeSet(t, map[string]string{"b.rego": `package ssf.build
+
+g := {sprintf("%d", [i]): [sprintf("%d", [j]) | some j in numbers.range(0, 11)] | some i in numbers.range(0, 11)}
+
+deny contains "x" if count(graph.reachable_paths(g, {"0"})) > 0
+`})
+	if _, err := Load(context.Background(), dir, WithTimeout(time.Second)); err == nil || !strings.Contains(err.Error(), "b.rego:5") || !strings.Contains(err.Error(), "graph.reachable_paths") {
+		t.Fatalf("a policy with graph.reachable_paths: %v", err)
+	}
+}
