@@ -433,7 +433,9 @@ func (s *Set) Evaluate(ctx context.Context, g Gate, input any) (Decision, error)
 		return Decision{}, fmt.Errorf("%w: %s: %w", ErrEvaluation, g.Package(), err)
 	}
 	if len(rs) == 0 {
-		return Decision{}, nil // undefined: a set rule with no element
+		// A partial set rule is an empty set, never undefined, when the gate defines it; undefined means something
+		// else happened, and the engine fails closed.
+		return Decision{}, fmt.Errorf("%w: %s.deny is undefined", ErrEvaluation, g.Package())
 	}
 	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
 		return Decision{}, fmt.Errorf("%w: %s: unexpected result %v", ErrEvaluation, g.Package(), rs)
