@@ -20,31 +20,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ssf-dev/ssf/internal/archive"
+	"github.com/ssf-dev/ssf/internal/interoptest"
 )
 
 // interopTool finds an external tool: $env, then .tools/NAME in the module root, then $PATH. Without it the
 // test is skipped, or fails under SSF_REQUIRE_INTEROP=1 (make test).
-func interopTool(t *testing.T, env, name string) string {
-	t.Helper()
-	candidates := []string{os.Getenv(env), filepath.Join("..", "..", ".tools", name)}
-	if p, err := exec.LookPath(name); err == nil {
-		candidates = append(candidates, p)
-	}
-	for _, c := range candidates {
-		if c == "" {
-			continue
-		}
-		if fi, err := os.Stat(c); err == nil && !fi.IsDir() {
-			abs, _ := filepath.Abs(c)
-			return abs
-		}
-	}
-	if os.Getenv("SSF_REQUIRE_INTEROP") == "1" {
-		t.Fatalf("%s not found (set %s or install it into .tools/)", name, env)
-	}
-	t.Skipf("%s not found (set %s or install it into .tools/)", name, env)
-	return ""
-}
+func interopTool(t *testing.T, env, name string) string { return interoptest.Tool(t, env, name) }
 
 // distributionRegistry starts Debian's docker-registry (distribution 2.8, which has no referrers API) on a
 // loopback port and returns its host:port.

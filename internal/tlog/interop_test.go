@@ -28,31 +28,13 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/ssf-dev/ssf/internal/interoptest"
 )
 
 // interopTool finds an external tool: $env, then .tools/NAME in the module root, then $PATH. Without it the test
 // is skipped, or fails under SSF_REQUIRE_INTEROP=1 (make test installs cosign into .tools/).
-func interopTool(t *testing.T, env, name string) string {
-	t.Helper()
-	candidates := []string{os.Getenv(env), filepath.Join("..", "..", ".tools", name)}
-	if p, err := exec.LookPath(name); err == nil {
-		candidates = append(candidates, p)
-	}
-	for _, c := range candidates {
-		if c == "" {
-			continue
-		}
-		if fi, err := os.Stat(c); err == nil && !fi.IsDir() {
-			abs, _ := filepath.Abs(c)
-			return abs
-		}
-	}
-	if os.Getenv("SSF_REQUIRE_INTEROP") == "1" {
-		t.Fatalf("%s not found (set %s or install it into .tools/ with make tools)", name, env)
-	}
-	t.Skipf("%s not found (set %s or install it into .tools/ with make tools)", name, env)
-	return ""
-}
+func interopTool(t *testing.T, env, name string) string { return interoptest.Tool(t, env, name) }
 
 // trustedRootJSON is a Sigstore trusted root holding only the log, valid from start.
 func trustedRootJSON(t *testing.T, l *Log, start time.Time) []byte {

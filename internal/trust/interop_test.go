@@ -35,6 +35,7 @@ import (
 
 	"github.com/ssf-dev/ssf/internal/ca"
 	"github.com/ssf-dev/ssf/internal/home"
+	"github.com/ssf-dev/ssf/internal/interoptest"
 	"github.com/ssf-dev/ssf/internal/sign"
 	"github.com/ssf-dev/ssf/internal/tlog"
 )
@@ -209,23 +210,7 @@ func sigstoreGoVerify(t *testing.T, trJSON []byte, artifact []byte, b *protobund
 
 // cosignTool finds a cosign binary: $env, then .tools/NAME of the module; without it the test skips (or fails
 // under SSF_REQUIRE_INTEROP=1).
-func cosignTool(t *testing.T, env, name string) string {
-	t.Helper()
-	for _, c := range []string{os.Getenv(env), filepath.Join("..", "..", ".tools", name)} {
-		if c == "" {
-			continue
-		}
-		if fi, err := os.Stat(c); err == nil && !fi.IsDir() {
-			abs, _ := filepath.Abs(c)
-			return abs
-		}
-	}
-	if os.Getenv("SSF_REQUIRE_INTEROP") == "1" {
-		t.Fatalf("%s not found (set %s or run make tools)", name, env)
-	}
-	t.Skipf("%s not found (set %s or run make tools)", name, env)
-	return ""
-}
+func cosignTool(t *testing.T, env, name string) string { return interoptest.Tool(t, env, name) }
 
 // cosignVerify runs `cosign verify-blob-attestation` with every check on (no --insecure-* flag).
 func cosignVerify(t *testing.T, cosign string, trJSON, artifact []byte, b *protobundle.Bundle, src timeSource, identity, issuer string) (string, error) {
