@@ -485,3 +485,22 @@ func TestTrustedMaterialWithLogIsRefused(t *testing.T) {
 		t.Errorf("err = %v, want a refusal of the material", err)
 	}
 }
+
+// TestNotASubjectNamesAreBounded: the refusal that names a statement's subjects quotes at most a few, and each
+// shortened: a bundle can carry a subject name of megabytes (read before anything is verified under certificate
+// material), which must not be printed whole to the terminal.
+func TestNotASubjectNamesAreBounded(t *testing.T) {
+	key := newKey(t)
+	long := strings.Repeat("x", 1<<20)
+	st := `{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"` + long + `","digest":{"sha256":"` +
+		strings.Repeat("0", 64) + `"}}],"predicateType":"` + provenance.PredicateType + `","predicate":{}}`
+	bundle := signStatement(t, key, []byte(st))
+	_, err := verify.Artifact(context.Background(), digest.FromBytes([]byte("the artifact")), bundle,
+		verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)})
+	if err == nil || !strings.Contains(err.Error(), "is not a subject of the bundle") {
+		t.Fatalf("err = %.300v; want the artifact refused as not a subject", err)
+	}
+	if len(err.Error()) > 4096 {
+		t.Errorf("the refusal is %d bytes long; want a long subject name shortened", len(err.Error()))
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 
@@ -55,6 +56,9 @@ var ErrNotASubject = errors.New("not a subject of the bundle")
 // none of whose subjects has the artifact's sha256, and if so names (a few of) those subjects, so the refusal can
 // say that the file is not one of them rather than repeat sigstore-go's words. Like notSignedByKey it only
 // explains a refusal; what it reads has not been verified.
+// maxQuotedName bounds each subject name a refusal quotes.
+const maxQuotedName = 200
+
 func subjectsWithout(b *bundle.Bundle, artifact digest.Digest) ([]string, bool) {
 	env := b.GetDsseEnvelope()
 	if env == nil {
@@ -75,7 +79,13 @@ func subjectsWithout(b *bundle.Bundle, artifact digest.Digest) ([]string, bool) 
 			return nil, false
 		}
 		if len(names) < 5 {
-			names = append(names, strconv.Quote(s.Name))
+			// A name is shortened: it is read before anything is verified (under certificate material), and a
+			// bundle can carry one of megabytes, which would otherwise be printed whole.
+			name := s.Name
+			if len(name) > maxQuotedName {
+				name = strings.ToValidUTF8(name[:maxQuotedName], "") + "..."
+			}
+			names = append(names, strconv.Quote(name))
 		}
 	}
 	if len(st.Subject) > len(names) {
