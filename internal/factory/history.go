@@ -262,11 +262,22 @@ func (h Home) salvage(run runRecord, log *lineLog) {
 // beneath an os.Root of dir (nothing outside it is reached, whatever links appear), a bundle is opened without
 // following a link or blocking on a fifo, and at most maxRecordedBundles are copied.
 func (r *recorder) copyBundles(dir string) error {
+	// os.OpenRoot follows a symlink at dir itself: attestations swapped for a link to another directory would
+	// have its *.sigstore.json files copied. The root opened must be the directory dir was, not a link.
+	before, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
+	if opened, err := root.Stat("."); err != nil {
+		return err
+	} else if !before.IsDir() || !os.SameFile(before, opened) {
+		return fmt.Errorf("copying bundles into the build history: %s is not a directory (a symlink?): nothing was copied", dir)
+	}
 	var names []string
 	err = fs.WalkDir(root.FS(), ".", func(name string, d fs.DirEntry, err error) error {
 		switch {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -371,5 +372,26 @@ func TestCopyBundlesOfSubdirectories(t *testing.T) {
 		if data, err := os.ReadFile(filepath.Join(r.dir, "bundles", name)); err != nil || string(data) != files[name] {
 			t.Errorf("%s in the history: %q, %v; want %q", name, data, err, files[name])
 		}
+	}
+}
+
+// The attestations directory itself swapped for a symlink (by whoever owns OUT's parent) is refused: os.OpenRoot
+// follows a link at its own path, which would copy the *.sigstore.json files of the directory it names.
+func TestCopyBundlesRefusesAttestationsThatIsALink(t *testing.T) {
+	h := Home{Dir: t.TempDir()}
+	r := h.newRecorder(newInvocationID(), "ssf.yaml", time.Now().UTC())
+	out, outside := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "x.sigstore.json"), []byte("SECRET"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(out, "attestations")); err != nil {
+		t.Fatal(err)
+	}
+	err := r.copyBundles(filepath.Join(out, "attestations"))
+	if data, _ := os.ReadFile(filepath.Join(r.dir, "bundles", "x.sigstore.json")); string(data) == "SECRET" {
+		t.Fatal("the recorder copied a bundle from the directory a symlinked attestations names")
+	}
+	if err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("err = %v; want the symlinked attestations refused", err)
 	}
 }
