@@ -43,13 +43,17 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // run executes root with args, and reports a failure as Main promises: on stderr, as JSON on stdout when asked.
 func run(ctx context.Context, root *cobra.Command, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
+	// Only a write to stdout that found its reader gone ends quietly: any other broken pipe (a registry or a
+	// sandbox closing a connection) is an error to report.
+	out := &pipeWatch{w: stdout}
+	stdout = out
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	cmd, err := execute(ctx, root, args, stderr)
 	if err == nil {
 		return ExitOK
 	}
-	if errors.Is(err, syscall.EPIPE) {
+	if errors.Is(err, syscall.EPIPE) && out.broken {
 		// The reader of stdout went away (`ssf builds list | head`): what it wanted it got; say nothing, as the
 		// shell's own tools do, but do not claim success either.
 		return ExitFailed
@@ -193,4 +197,18 @@ func printable(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// pipeWatch is stdout, noting whether a write to it failed because its reader went away.
+type pipeWatch struct {
+	w      io.Writer
+	broken bool
+}
+
+func (p *pipeWatch) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	if errors.Is(err, syscall.EPIPE) {
+		p.broken = true
+	}
+	return n, err
 }
