@@ -250,7 +250,9 @@ func signedPayload(artifact digest.Digest, bundleJSON []byte, trusted root.Trust
 			return nil, nil, "", fail("the bundle is %w (sigstore-go rejected it: %w)", ErrNotSignedByKey, err)
 		}
 		if names, ok := subjectsWithout(&b, artifact); ok {
-			return nil, nil, "", fail("the file (%s) is %w: the statement names %s; check that the file and --bundle come from the same build", artifact, ErrNotASubject, strings.Join(names, ", "))
+			// The names are the bundle's own, unverified words: sigstore-go's reason stays in the message, so a forged
+			// bundle cannot pass for a genuine one of another build.
+			return nil, nil, "", fail("the file (%s) is %w: the statement names %s; check that the file and --bundle come from the same build (sigstore-go: %w)", artifact, ErrNotASubject, strings.Join(names, ", "), err)
 		}
 		return nil, nil, "", fail("sigstore-go rejected the bundle: %w", err)
 	}
