@@ -1,0 +1,381 @@
+package verify
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/fulcio/certificate"
+	"github.com/sigstore/sigstore-go/pkg/root"
+
+	"github.com/ssf-dev/ssf/internal/content"
+	"github.com/ssf-dev/ssf/internal/oci"
+	"github.com/ssf-dev/ssf/internal/policy"
+	"github.com/ssf-dev/ssf/internal/provenance"
+)
+
+// Evidence is every statement about one artifact that verified with the trusted material, and the verdict on its
+// factory provenance. Its statements are what the ssf.verify and ssf.deploy policies read (input.statements).
+type Evidence struct {
+	URI    string        // the artifact as the caller named it: a file path, or REGISTRY/REPO@sha256:<hex>
+	Digest digest.Digest // the artifact's sha256
+
+	// Statements are the verified statements, in the order their bundles were given: provenance, task
+	// attestations, SBOMs (SPDX, CycloneDX), VSAs and any other in-toto statement v1 whose bundle verified with
+	// the trusted material and names the artifact among its subjects.
+	Statements []VerifiedStatement
+
+	// Skipped are the bundles that were not used, and why: not about this artifact, not verifying, not an
+	// in-toto statement. A skipped bundle decides nothing by itself.
+	Skipped []SkippedBundle
+
+	// Provenance is the verdict on the factory provenance: the first SLSA provenance statement that passes every
+	// check of Artifact with the caller's Options (the expectations included); nil when none does, and then
+	// ProvenanceErr (wrapping ErrVerification) says why.
+	Provenance    *Result
+	ProvenanceErr error
+}
+
+// VerifiedStatement is one verified in-toto statement and where its bundle came from.
+type VerifiedStatement struct {
+	policy.Statement // _type, subject, predicateType, predicate and signer: what a policy reads
+
+	Bundle digest.Digest // sha256 of the bundle's bytes, as read
+	// Source locates the bundle: the file it was read from, or REGISTRY/REPO@sha256:<bundle digest> for a
+	// registry referrer (the bundle blob in the artifact's repository).
+	Source string
+}
+
+// SkippedBundle is a bundle that was not used, and why.
+type SkippedBundle struct {
+	Source string
+	Bundle digest.Digest // "" when the bundle could not even be read
+	Reason error
+}
+
+func (s SkippedBundle) Error() string { return s.Source + ": " + s.Reason.Error() }
+
+// EvidenceBundle is one bundle given to Collect: its bytes and where they came from (for messages and VSAs).
+type EvidenceBundle struct {
+	Source string
+	Data   []byte
+}
+
+// MaxEvidenceBundles bounds the bundles Collect considers for one artifact: a build of 1023 outputs has about
+// 2050 (provenance, two SBOMs per output, one per task).
+const MaxEvidenceBundles = 4096
+
+// Collect verifies each bundle for the artifact whose sha256 is artifact (uri names it in the evidence) and returns
+// every statement that verified, and the verdict on the factory provenance under opts (see Evidence). Bundles whose
+// statement does not name the artifact are skipped before their signature is checked (their subjects are read
+// unverified only to skip them: skipping admits nothing). It fails only when the request itself is malformed
+// (opts, the digest, too many bundles) or ctx ends; a bundle that does not verify is skipped, never an error.
+func Collect(ctx context.Context, uri string, artifact digest.Digest, bundles []EvidenceBundle, opts Options) (*Evidence, error) {
+	if _, err := content.Parse(string(artifact)); err != nil {
+		return nil, fmt.Errorf("collecting evidence: artifact %w", err)
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if len(bundles) > MaxEvidenceBundles {
+		return nil, fmt.Errorf("collecting evidence for %s: %d bundles, more than the %d read for one artifact", uri, len(bundles), MaxEvidenceBundles)
+	}
+	ev := &Evidence{URI: uri, Digest: artifact}
+	signer, err := keySigner(opts.Trusted)
+	if err != nil {
+		return nil, err
+	}
+	var provErrs []error
+	for _, b := range bundles {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		sum := digest.FromBytes(b.Data)
+		skip := func(reason error) {
+			ev.Skipped = append(ev.Skipped, SkippedBundle{Source: b.Source, Bundle: sum, Reason: reason})
+		}
+		if names, about := mentions(b.Data, artifact); !about {
+			skip(fmt.Errorf("%w (it names %s)", ErrNotASubject, strings.Join(names, ", ")))
+			continue
+		}
+		payload, _, _, err := signedPayload(artifact, b.Data, opts.Trusted)
+		if err != nil {
+			skip(err)
+			continue
+		}
+		st, err := readStatement(payload, artifact)
+		if err != nil {
+			skip(err)
+			continue
+		}
+		st.Signer = signer
+		if signer == (policy.Signer{}) {
+			if st.Signer, err = certificateSigner(b.Data); err != nil {
+				skip(err)
+				continue
+			}
+		}
+		ev.Statements = append(ev.Statements, VerifiedStatement{Statement: st, Bundle: sum, Source: b.Source})
+		if st.PredicateType == provenance.PredicateType && ev.Provenance == nil {
+			// The verdict is Artifact's, with every expectation the caller set: the same checks as ssf verify.
+			res, err := Artifact(ctx, artifact, b.Data, opts)
+			if err != nil {
+				provErrs = append(provErrs, fmt.Errorf("%s: %w", b.Source, err))
+				continue
+			}
+			ev.Provenance = res
+		}
+	}
+	if ev.Provenance == nil {
+		if len(provErrs) == 0 {
+			ev.ProvenanceErr = fail("%s (%s): no SLSA provenance among the %d bundles verified for it", uri, artifact, len(bundles))
+		} else {
+			ev.ProvenanceErr = fail("%s (%s): no SLSA provenance passed: %w", uri, artifact, errors.Join(provErrs...))
+		}
+	}
+	return ev, nil
+}
+
+// FileEvidence hashes the regular file at path (as File does) and collects the evidence of the bundle files
+// given (see AttestationBundles for a build's OUT/attestations).
+func FileEvidence(ctx context.Context, path string, bundlePaths []string, opts Options) (*Evidence, error) {
+	if len(bundlePaths) > MaxEvidenceBundles {
+		return nil, fmt.Errorf("collecting evidence for %q: %d bundles, more than the %d read for one artifact", path, len(bundlePaths), MaxEvidenceBundles)
+	}
+	sum, err := hashFile(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	var bundles []EvidenceBundle
+	var unread []SkippedBundle
+	for _, p := range bundlePaths {
+		data, err := ReadBundle(p)
+		if err != nil {
+			unread = append(unread, SkippedBundle{Source: p, Reason: err})
+			continue
+		}
+		bundles = append(bundles, EvidenceBundle{Source: p, Data: data})
+	}
+	ev, err := Collect(ctx, path, sum, bundles, opts)
+	if err != nil {
+		return nil, err
+	}
+	ev.Skipped = append(unread, ev.Skipped...)
+	return ev, nil
+}
+
+// AttestationBundles lists the bundles of a build's attestations directory (OUT/attestations): every regular file
+// named *.sigstore.json directly in dir, sorted by name. Symbolic links are refused, as a build's outputs are.
+func AttestationBundles(dir string) ([]string, error) {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing attestations: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("listing attestations %q: not a directory (%s)", dir, fi.Mode().Type())
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing attestations: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".sigstore.json") || e.Type()&fs.ModeType != 0 {
+			continue
+		}
+		out = append(out, filepath.Join(dir, e.Name()))
+	}
+	if len(out) > MaxEvidenceBundles {
+		return nil, fmt.Errorf("listing attestations %q: %d bundles, more than the %d read for one artifact", dir, len(out), MaxEvidenceBundles)
+	}
+	return out, nil
+}
+
+// ReferenceEvidence collects the evidence of a registry manifest: ref is REGISTRY/REPO@sha256:<hex> (or a tag,
+// resolved first to the digest the registry holds; Evidence.URI is then the digest reference), and its bundles are
+// its referrers (or the sha256-<hex> fallback tag), fetched as Reference fetches them: one listing and one read per
+// bundle, every read bounded. This is the admission controller's entry point: with opts.Trusted the factory's
+// material it returns the statements ssf.deploy reads and the provenance verdict (Evidence.Provenance, nil with
+// Evidence.ProvenanceErr when no provenance verified). A manifest the registry does not have fails wrapping
+// ErrVerification and oci.ErrNotFound; a malformed reference wraps ErrBadReference; a manifest with no bundles is
+// not an error: its evidence is empty and its ProvenanceErr says so.
+func ReferenceEvidence(ctx context.Context, ref string, opts Options, reg ...oci.RegistryOption) (*Evidence, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	parsed, err := oci.ParseReference(ref)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
+	}
+	resolved, err := oci.Resolve(ctx, parsed, reg...)
+	if errors.Is(err, oci.ErrNotFound) {
+		return nil, fail("%w", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	att, err := oci.FetchBundles(ctx, resolved.String(), reg...)
+	if errors.Is(err, oci.ErrBadReference) {
+		return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
+	}
+	if err != nil && !errors.Is(err, oci.ErrNoBundles) {
+		return nil, err
+	}
+	subject, err := content.ParseFold(att.Subject.DigestStr())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
+	}
+	repo := att.Subject.Context().Name()
+	bundles := make([]EvidenceBundle, 0, len(att.Bundles))
+	for _, b := range att.Bundles {
+		bundles = append(bundles, EvidenceBundle{Source: repo + "@" + string(digest.FromBytes(b)), Data: b})
+	}
+	ev, err := Collect(ctx, repo+"@"+string(subject), subject, bundles, opts)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range att.Skipped {
+		ev.Skipped = append(ev.Skipped, SkippedBundle{Source: repo + "@" + string(subject) + " referrers", Reason: s})
+	}
+	return ev, nil
+}
+
+// PolicyStatements returns the verified statements as ssf.verify and ssf.deploy read them (input.statements).
+func (e *Evidence) PolicyStatements() []policy.Statement {
+	out := make([]policy.Statement, 0, len(e.Statements))
+	for _, s := range e.Statements {
+		out = append(out, s.Statement)
+	}
+	return out
+}
+
+// VerifyInput is ssf.verify's input for the evidence.
+func (e *Evidence) VerifyInput() policy.VerifyInput {
+	return policy.VerifyInput{
+		Artifact:   policy.Artifact{URI: e.URI, Digest: string(e.Digest)},
+		Statements: e.PolicyStatements(),
+	}
+}
+
+// mentions reads, without verifying anything, the sha256 subjects of the bundle's DSSE payload, and says whether
+// artifact is one of them. A bundle that cannot be read this way counts as mentioning it: verification then says
+// what is wrong with it.
+func mentions(bundleJSON []byte, artifact digest.Digest) ([]string, bool) {
+	var b bundle.Bundle
+	if b.UnmarshalJSON(bundleJSON) != nil || b.GetDsseEnvelope() == nil {
+		return nil, true
+	}
+	var st struct {
+		Subject []struct {
+			Name   string            `json:"name"`
+			Digest map[string]string `json:"digest"`
+		} `json:"subject"`
+	}
+	if json.Unmarshal(b.GetDsseEnvelope().GetPayload(), &st) != nil {
+		return nil, true
+	}
+	var names []string
+	for _, s := range st.Subject {
+		if strings.EqualFold(s.Digest["sha256"], artifact.Encoded()) {
+			return nil, true
+		}
+		if len(names) < 3 {
+			names = append(names, fmt.Sprintf("%.200q", s.Name))
+		}
+	}
+	if len(st.Subject) > len(names) {
+		names = append(names, fmt.Sprintf("and %d more", len(st.Subject)-len(names)))
+	}
+	if len(names) == 0 {
+		names = []string{"no subject"}
+	}
+	return names, false
+}
+
+// readStatement reads a verified payload as an in-toto Statement v1 naming artifact among its subjects.
+func readStatement(payload []byte, artifact digest.Digest) (policy.Statement, error) {
+	var st policy.Statement
+	if err := json.Unmarshal(payload, &st); err != nil {
+		return st, fail("reading the signed statement: %w", err)
+	}
+	if st.Type != provenance.StatementType {
+		return st, fail("statement _type is %q, want %q", st.Type, provenance.StatementType)
+	}
+	if st.PredicateType == "" {
+		return st, fail("statement has no predicateType")
+	}
+	if len(st.Predicate) == 0 || string(st.Predicate) == "null" {
+		st.Predicate = json.RawMessage("{}")
+	}
+	if !slices.ContainsFunc(st.Subject, func(s policy.Subject) bool { return s.Digest["sha256"] == artifact.Encoded() }) {
+		return st, fail("artifact %s is not a subject of the statement", artifact)
+	}
+	st.Signer = policy.Signer{}
+	return st, nil
+}
+
+// keySigner is the signer of every bundle verified with key material: the trusted key's fingerprint. It is zero
+// for certificate material, whose signer each bundle's certificate names.
+func keySigner(trusted root.TrustedMaterial) (policy.Signer, error) {
+	km, ok := trusted.(*keyMaterial)
+	if !ok {
+		return policy.Signer{}, nil
+	}
+	v, err := km.PublicKeyVerifier("")
+	if err != nil {
+		return policy.Signer{}, fmt.Errorf("collecting evidence: the trusted key: %w", err)
+	}
+	pub, err := v.PublicKey()
+	if err != nil {
+		return policy.Signer{}, fmt.Errorf("collecting evidence: the trusted key: %w", err)
+	}
+	fp, err := KeyFingerprint(pub)
+	if err != nil {
+		return policy.Signer{}, err
+	}
+	return policy.Signer{Key: fp}, nil
+}
+
+// KeyFingerprint is a public key's fingerprint as policies read it: "sha256:<hex of its PKIX DER encoding>".
+func KeyFingerprint(pub crypto.PublicKey) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("fingerprinting a public key: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+// certificateSigner reads who signed a bundle that verified with certificate material: its leaf certificate's
+// first URI SAN and issuer, which sigstore-go has just matched against the caller's identity.
+func certificateSigner(bundleJSON []byte) (policy.Signer, error) {
+	var b bundle.Bundle
+	if err := b.UnmarshalJSON(bundleJSON); err != nil {
+		return policy.Signer{}, fail("decoding Sigstore bundle: %w", err)
+	}
+	vc, err := b.VerificationContent()
+	if err != nil {
+		return policy.Signer{}, fail("reading the bundle's certificate: %w", err)
+	}
+	cert := vc.Certificate()
+	if cert == nil {
+		return policy.Signer{}, fail("the bundle verified with certificate material carries no certificate")
+	}
+	sum, err := certificate.SummarizeCertificate(cert)
+	if err != nil {
+		return policy.Signer{}, fail("reading the bundle's certificate: %w", err)
+	}
+	return policy.Signer{Identity: sum.SubjectAlternativeName, Issuer: sum.Extensions.Issuer}, nil
+}
