@@ -21,6 +21,7 @@
 package deps
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -71,6 +72,9 @@ type Options struct {
 	// MaxTotalBytes bounds the bytes of one ingestion, downloaded or from the cache; 0: DefaultMaxTotalBytes.
 	MaxTotalBytes int64
 	Progress      io.Writer // a terminal to show progress on; nil shows none
+	// Admit, when set, decides on each dependency before any of its bytes are fetched or taken from the cache
+	// (once per Candidate: admit.go); an error stops the ingestion. The factory's ssf.deps policy gate.
+	Admit func(ctx context.Context, c Candidate) error
 }
 
 // Dependency is one ingested and verified dependency, as it is recorded in the provenance and the SBOMs.

@@ -47,6 +47,8 @@ type fetcher struct {
 	total    atomic.Int64 // bytes counted against maxTotal so far
 
 	progress *progress
+
+	admissions admissions // Options.Admit's decisions (admit.go)
 }
 
 func newFetcher(opts Options) (*fetcher, error) {

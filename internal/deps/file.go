@@ -34,6 +34,9 @@ func (f *fetcher) file(ctx context.Context, s Spec, tree string) ([]Dependency, 
 		}
 		return nil
 	}
+	if err := f.admit(ctx, Candidate{Kind: File, Name: s.Dest, URL: s.URL, Pin: s.SHA256.String()}); err != nil { // Ingest asked first
+		return nil, err
+	}
 	c, err := f.get(ctx, "sha256/"+s.SHA256.Encoded()+"."+sourceKey(s.URL), s.URL, check)
 	if err != nil {
 		return nil, err

@@ -766,6 +766,15 @@ func (g *goIngest) fetch(ctx context.Context, file goFile) (cached, string, stri
 			return nil
 		}
 	}
+	// One decision per module version, whichever of its files is fetched first: it names the zip and its pin
+	// when go.sum has one (what a build compiles), else the go.mod.
+	cand := Candidate{Kind: Gomod, Name: m.Path, Version: m.Version, PURL: golangPURL(m), URL: g.proxy + "/" + ep + "/@v/" + ev + ".zip", Pin: pin.h1}
+	if zp, ok := g.sum.zip[m]; ok {
+		cand.Pin = zp.h1
+	}
+	if err := g.f.admit(ctx, cand); err != nil {
+		return cached{}, "", "", err
+	}
 	c, err := g.f.get(ctx, goFileKey(file, pin.h1), url, check)
 	if err != nil {
 		var fe *FetchError

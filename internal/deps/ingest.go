@@ -19,6 +19,14 @@ func Ingest(ctx context.Context, src fs.FS, specs []Spec, tree string, opts Opti
 		return nil, err
 	}
 	defer f.progress.finish()
+	// Files are known from the pipeline alone: each is decided on before anything of any spec is fetched.
+	for i, s := range specs {
+		if s.Kind == File {
+			if err := f.admit(ctx, Candidate{Kind: File, Name: s.Dest, URL: s.URL, Pin: s.SHA256.String()}); err != nil {
+				return nil, &SpecError{Index: i, Err: err}
+			}
+		}
+	}
 	var all []Dependency
 	for i, s := range specs {
 		var got []Dependency

@@ -407,6 +407,17 @@ func (f *fetcher) npm(ctx context.Context, src fs.FS, s Spec, tree string) ([]De
 			order = append(order, byIntegrity[fetchKey(p)])
 		}
 	}
+	// Every package is decided on before any is fetched, and every refusal is reported, not the first.
+	var refused []error
+	for _, ft := range order {
+		p := ft.pkg
+		if err := f.admit(ctx, Candidate{Kind: Npm, Name: p.Name, Version: p.Version, PURL: npmPURLFrom(p.Name, p.Version, p.URL, registry), URL: p.URL, Pin: p.Integrity}); err != nil {
+			refused = append(refused, fmt.Errorf("%s: package %q: %w", lockPath, p.Key, err))
+		}
+	}
+	if len(refused) > 0 {
+		return nil, errors.Join(refused...)
+	}
 	f.progress.expect(len(order))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
