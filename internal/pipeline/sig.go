@@ -130,10 +130,12 @@ func newKeypair(key crypto.Signer) (*keypair, error) {
 	return &keypair{key: key, alg: alg, hint: []byte(base64.StdEncoding.EncodeToString(der))}, nil
 }
 
-func (k *keypair) GetHashAlgorithm() protocommon.HashAlgorithm       { return k.alg.GetProtoHashType() }
-func (k *keypair) GetSigningAlgorithm() protocommon.PublicKeyDetails { return k.alg.GetSignatureAlgorithm() }
-func (k *keypair) GetHint() []byte                                   { return k.hint }
-func (k *keypair) GetPublicKey() crypto.PublicKey                    { return k.key.Public() }
+func (k *keypair) GetHashAlgorithm() protocommon.HashAlgorithm { return k.alg.GetProtoHashType() }
+func (k *keypair) GetSigningAlgorithm() protocommon.PublicKeyDetails {
+	return k.alg.GetSignatureAlgorithm()
+}
+func (k *keypair) GetHint() []byte                { return k.hint }
+func (k *keypair) GetPublicKey() crypto.PublicKey { return k.key.Public() }
 
 func (k *keypair) GetKeyAlgorithm() string {
 	if k.alg.GetKeyType() == signature.ED25519 {
