@@ -65,7 +65,8 @@ func parseSPIFFEID(id string) (td string, segments []string, err error) {
 }
 
 // CheckWorkloadID accepts the SPIFFE IDs the factory issues workload certificates for, in trust domain td:
-// spiffe://TD/pipeline/<pipeline> (a run of the pipeline) and spiffe://TD/pipeline/<pipeline>/task/<task>.
+// spiffe://TD/pipeline/<pipeline> (a run of the pipeline), spiffe://TD/pipeline/<pipeline>/task/<task>, and
+// spiffe://TD/verifier (what signs `ssf verify --vsa` summaries).
 func CheckWorkloadID(td, id string) error {
 	got, seg, err := parseSPIFFEID(id)
 	if err != nil {
@@ -77,8 +78,10 @@ func CheckWorkloadID(td, id string) error {
 	switch {
 	case len(seg) == 2 && seg[0] == "pipeline", len(seg) == 4 && seg[0] == "pipeline" && seg[2] == "task":
 		return nil
+	case len(seg) == 1 && seg[0] == "verifier": // ssf verify --vsa signs its verification summaries as the factory's verifier
+		return nil
 	}
-	return fmt.Errorf("SPIFFE ID %q is not a workload's: want spiffe://%s/pipeline/<pipeline> or spiffe://%s/pipeline/<pipeline>/task/<task>", id, td, td)
+	return fmt.Errorf("SPIFFE ID %q is not a workload's: want spiffe://%s/pipeline/<pipeline>, spiffe://%s/pipeline/<pipeline>/task/<task> or spiffe://%s/verifier", id, td, td, td)
 }
 
 // NodeID is the SPIFFE ID of node host in trust domain td.
