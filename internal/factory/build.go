@@ -50,6 +50,8 @@ type BuildRequest struct {
 	// Signer is SignerKey (the provenance key; "" too) or SignerIdentity (a certificate per task and run, each
 	// signature logged and timestamped: identity.go).
 	Signer string
+	// Policy is what the gates apply (policy.go), loaded once by the caller; nil applies the home's.
+	Policy *Policy
 }
 
 // Output is one built file: the file as it goes into the OCI artifact (path relative to Out, digest, size) and
@@ -172,6 +174,10 @@ func (h Home) Build(ctx context.Context, req BuildRequest) (_ *BuildResult, err 
 	}
 	ws.rec.sourceStats(src.Stats)
 	ws.rec.source(src.Descriptor().URI, src.Descriptor().Digest)
+	if err := h.admitBuild(ctx, adm, src, log); err != nil { // the ssf.build gate (policy.go)
+		log.printf("build denied: nothing was fetched, run or signed, and %s was left as it was", req.Out)
+		return nil, err
+	}
 	in, err := h.dependencies(ctx, adm, ws, src, log)
 	if err != nil {
 		log.printf("build failed: nothing was signed and %s was left as it was", req.Out)
@@ -234,6 +240,8 @@ type admission struct {
 	secrets  map[string][]byte // the values of the secrets the tasks list, by name (secrets.go)
 	redacts  *redaction        // of those values, compiled once (secrets.go); nil when there are none
 	identity *identity         // --signer identity: signs each task and the run (identity.go); nil signs with the key
+	policy   *Policy           // the gates' policy (policy.go)
+	signers  []string          // fingerprints of the keys whose signature over the pipeline file verified (policy.go)
 }
 
 // admit checks a build request: the factory's config, the pipeline and its params, the builder (in the factory,
@@ -257,6 +265,14 @@ func (h Home) admit(ctx context.Context, req BuildRequest) (*admission, error) {
 	params, err := p.ResolveParams(req.Params)
 	if err != nil {
 		return nil, paramErrorAt(p, err)
+	}
+	signers, err := pipelineSigners(p) // FILE.sig, over the bytes parsed (policy.go)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := h.policyFor(ctx, req)
+	if err != nil {
+		return nil, err
 	}
 	images, err := h.Images()
 	if err != nil {
@@ -294,7 +310,7 @@ func (h Home) admit(ctx context.Context, req BuildRequest) (*admission, error) {
 		return nil, err
 	}
 	return &admission{req: req, cfg: cfg, p: p, params: params, images: images, img: img,
-		attestor: attestor, runtime: runc{rc}, out: out, secrets: secrets, identity: ident}, nil
+		attestor: attestor, runtime: runc{rc}, out: out, secrets: secrets, identity: ident, policy: pol, signers: signers}, nil
 }
 
 // workspace is a build's own directories and its run record, which lets a later build clean up after this one if
@@ -412,7 +428,8 @@ func stage(ctx context.Context, b *build, adm *admission, ws *workspace, src *so
 			"runtime": adm.runtime.Version(), "uid": fmt.Sprint(b.lease.id), "network": "none",
 			"seccomp": "true", // sandbox.Start refuses to run without it
 		},
-		Tasks: b.isolation,
+		Tasks:  b.isolation,
+		Policy: adm.policy.Ref(), // policy.go
 		Dependencies: []provenance.ResourceDescriptor{res.Source, {
 			Name:      "builder",
 			URI:       "oci:" + res.Builder,

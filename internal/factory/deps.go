@@ -63,6 +63,7 @@ func (h Home) dependencies(ctx context.Context, adm *admission, ws *workspace, s
 	opts := deps.Options{
 		Cache:    h.depsCacheDir(),
 		Progress: adm.req.Progress,
+		Admit:    adm.policy.admitDependency, // the ssf.deps gate (policy.go)
 	}
 	opts.GoProxy, opts.GoProxySource = goProxy(adm.cfg)
 	if opts.Credentials, err = h.fetchCredentials(adm.cfg); err != nil { // credentials.go

@@ -121,10 +121,18 @@ type Build struct {
 	SourceURI       string
 	Internal        map[string]string        // internalParameters (e.g. runtime, runtimeVersion, uid)
 	Tasks           map[string]TaskIsolation // internalParameters.tasks: how each task was isolated
+	Policy          *PolicyRef               // internalParameters.policy: the policy set the gates applied
 	Dependencies    []ResourceDescriptor     // resolvedDependencies: source first, then builder image
 	Fetched         []ResourceDescriptor     // resolvedDependencies after the pipeline file: spec.dependencies, as fetched
 	Subjects        []Subject                // outputs
 	Byproducts      []ResourceDescriptor     // e.g. task logs
+}
+
+// PolicyRef names the policy set a build's gates applied: its digest (docs/policy.md) and where it was read from
+// (a directory, or "embedded:default").
+type PolicyRef struct {
+	Digest string `json:"digest"`
+	Source string `json:"source"`
 }
 
 // TaskIsolation is how the control plane isolated one task: facts it set itself (read back from the runtime spec
@@ -200,8 +208,14 @@ func Statement(b Build) ([]byte, error) {
 		return nil, fmt.Errorf("building provenance: externalParameters: %w", err)
 	}
 	var internal *structpb.Struct
-	if len(b.Internal) > 0 || len(b.Tasks) > 0 {
+	if len(b.Internal) > 0 || len(b.Tasks) > 0 || b.Policy != nil {
 		fields := anyMap(b.Internal)
+		if b.Policy != nil {
+			if _, ok := fields["policy"]; ok {
+				return nil, fmt.Errorf("building provenance: internalParameters: \"policy\" is given twice")
+			}
+			fields["policy"] = map[string]any{"digest": b.Policy.Digest, "source": b.Policy.Source}
+		}
 		if len(b.Tasks) > 0 {
 			if _, ok := fields["tasks"]; ok {
 				return nil, fmt.Errorf("building provenance: internalParameters: \"tasks\" is given twice")
