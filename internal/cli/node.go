@@ -2,6 +2,7 @@ package cli
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,22 +24,28 @@ import (
 func newNodeCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "node",
-		Short: "Add nodes (machines that run tasks) to the factory's CA",
+		Short: "Add nodes (machines that run tasks) to the factory's CA, list and revoke them",
 	}
-	c.AddCommand(newNodeTokenCmd(), newNodeJoinCmd(), newNodeServeCmd())
+	c.AddCommand(newNodeTokenCmd(), newNodeJoinCmd(), newNodeServeCmd(), newNodeListCmd(), newNodeRevokeCmd())
 	return c
 }
 
 func newNodeTokenCmd() *cobra.Command {
 	var ttl time.Duration
+	var pipelines []string
 	cmd := &cobra.Command{
-		Use:   "token [--ttl 15m]",
+		Use:   "token [--ttl 15m] [--pipelines GLOB,...]",
 		Short: "Print a one-time token a new node joins this factory's CA with",
 		Long: `Print a one-time token for ssf node join, on the factory that holds the CA.
 
 The token is random (256 bits) and names the trust domain: ssfjoin1.TD.SECRET. Only its sha256 is stored,
 with its expiry, under $SSF_HOME/node-tokens/ (0600). It admits one node, once, before it expires (--ttl,
 between 1m and 24h, default 15m). Treat it as a secret until it is used: whoever holds it can join a node.
+
+The node it admits may sign (over ssf node serve's node API) only as workloads of this factory's trust domain,
+spiffe://TD/pipeline/<pipeline>[/task/<task>], never as a node or another trust domain; --pipelines narrows
+that to the pipelines whose name matches one of the globs (path.Match: *, ?, [a-z]), for example
+--pipelines 'web-*,api'. Without it the node may sign for every pipeline.
 
 The token goes to stdout; stderr says how to join, with the CA root's pin (--ca-cert-hash sha256:HEX) for a
 join over HTTPS.`,
@@ -50,7 +58,10 @@ join over HTTPS.`,
 			if err != nil {
 				return err
 			}
-			tok, exp, err := h.NodeToken(ttl)
+			if err := trust.CheckPipelineGlobs(pipelines); err != nil {
+				return usagef("%v", err)
+			}
+			tok, exp, err := h.NodeToken(ttl, pipelines...)
 			if err != nil {
 				return err
 			}
@@ -68,6 +79,7 @@ join over HTTPS.`,
 		},
 	}
 	cmd.Flags().DurationVar(&ttl, "ttl", trust.DefaultTokenTTL, "how long the token stays valid (1m to 24h)")
+	cmd.Flags().StringSliceVar(&pipelines, "pipelines", nil, "the pipelines (globs of their names) the node may sign for (default: all)")
 	return cmd
 }
 
@@ -90,7 +102,10 @@ between sees the token):
      keys/ca-root.crt.
 
 The node's certificate then signs its requests for workload certificates, which the CA grants as it does its own
-node's.
+node's, within the node's scope (ssf node token --pipelines). After a join over --ca, the home is initialised
+for builds (config.yaml with the factory's trust domain and issuer; no CA of its own) and joined.json records
+the node API's URL and pin: ssf build --signer identity on this home gets its certificates, log entries and
+timestamps from ssf node serve there, and its bundles verify as the factory's own.
 
 A home that already has a node certificate or a CA of its own is refused. After ssf trust rotate on the CA, join
 again with a new token (into a new home): the new intermediate does not accept certificates of the old one.
@@ -133,7 +148,7 @@ Exit status 2 for a refused join (a used, expired, unknown or foreign token, a m
 				}
 				send = (&factory.Home{Dir: abs}).AdmitNode
 			}
-			id, err := h.JoinNode(token, host, send)
+			id, err := h.JoinNode(token, host, send, caURL, caPin)
 			if err != nil {
 				return err
 			}
@@ -173,7 +188,7 @@ func newNodeServeCmd() *cobra.Command {
 	var names []string
 	cmd := &cobra.Command{
 		Use:   "serve [--addr 127.0.0.1:8442] [--name HOST ...]",
-		Short: "Serve this factory CA's join endpoint over HTTPS, for ssf node join --ca",
+		Short: "Serve joins (ssf node join --ca) and the node API joined nodes sign through, over HTTPS",
 		Long: `Serve POST ` + trust.JoinPath + ` over HTTPS until Ctrl-C, on the factory that holds the CA: a node that
 holds a token from ssf node token joins with
   ssf node join --ca https://HOST:PORT --ca-cert-hash sha256:HEX --token-file FILE
@@ -183,6 +198,14 @@ intermediate, for the --addr host and each --name (DNS names or addresses the no
 against the root's pin, so no other certificate authority is involved and nobody in between sees a token. The
 checks are those of a join over --ca-home; a refusal is 403 with {"error": why}, which the joining node prints.
 Restart it after ssf trust rotate.
+
+The node API (docs/keyless.md, Nodes) answers joined nodes over mutual TLS with their node certificate:
+GET ` + trust.NodeTrustPath + ` (trust domain, issuer, trusted root), POST ` + trust.NodeCertificatePath + `
+(a workload certificate, <= 10 minutes, for a request the node signed), POST ` + trust.NodeLogPath + `
+(a dsse entry in this factory's transparency log) and POST ` + trust.NodeTimestampPath + ` (an RFC 3161
+timestamp). A node that is revoked (ssf node revoke), unknown, or outside its scope is refused (401/403 with
+{"error": why}). The transparency log is opened while nodes append to it, taking turns with identity builds on
+this home (a node's append waits up to 30 s for a local build, then gets 503).
 
 Limits: 128 connections per client address, 4096 in all; headers within 10 s, bodies (16 KiB at most) within
 30 s.`,
@@ -204,8 +227,12 @@ Limits: 128 connections per client address, 4096 in all; headers within 10 s, bo
 				return err
 			}
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			tlsConfig := &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
-			handler := trust.JoinHandler(h.AdmitNode, func(format string, a ...any) { logger.Info(fmt.Sprintf(format, a...)) })
+			tlsConfig := trust.NodeServerTLS(cert)
+			handler, closeLog, err := h.NodeServer(func(format string, a ...any) { logger.Info(fmt.Sprintf(format, a...)) })
+			if err != nil {
+				return err
+			}
+			defer closeLog()
 			srv := &http.Server{Handler: handler, ReadHeaderTimeout: logReadHeaderTimeout, ReadTimeout: logReadTimeout,
 				WriteTimeout: logWriteTimeout, IdleTimeout: logIdleTimeout, MaxHeaderBytes: 64 << 10, TLSConfig: tlsConfig,
 				ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
@@ -221,4 +248,85 @@ Limits: 128 connections per client address, 4096 in all; headers within 10 s, bo
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8442", "address to listen on (HOST:PORT)")
 	cmd.Flags().StringSliceVar(&names, "name", nil, "another host name or address nodes dial (repeatable)")
 	return cmd
+}
+
+func newNodeListCmd() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "list [--output json]",
+		Short: "List the factory's nodes: name, SPIFFE ID, joined, expires, revoked, scope",
+		Long: `List the nodes of the factory whose CA this home holds: its own node (made at ssf init) first, then
+every node that joined (ssf node join), by name, with its SPIFFE ID, when it joined, when its certificate
+expires, when it was revoked (ssf node revoke; "-" if not) and the pipelines it may sign for ("*": all).`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "" && output != "json" && output != "text" {
+				return usagef("--output %q: want text or json", output)
+			}
+			h, err := home()
+			if err != nil {
+				return err
+			}
+			nodes, err := h.Nodes()
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				if nodes == nil {
+					nodes = []*trust.NodeRecord{}
+				}
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(nodes)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSPIFFE ID\tJOINED\tEXPIRES\tREVOKED\tPIPELINES")
+			for _, n := range nodes {
+				revoked, scope := "-", "*"
+				if n.Revoked != nil {
+					revoked = n.Revoked.Format(time.RFC3339)
+				}
+				if len(n.Pipelines) > 0 {
+					scope = strings.Join(n.Pipelines, ",")
+				}
+				name := n.Name
+				if n.Own {
+					name += " (factory)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, n.SPIFFEID, n.JoinedAt.Format(time.RFC3339), n.Expires.Format(time.RFC3339), revoked, scope)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
+}
+
+func newNodeRevokeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke NAME",
+		Short: "Revoke a node that joined: the node API refuses it from now on",
+		Long: `Revoke the node NAME (as ssf node list shows it) on the factory that holds the CA: from now on ssf node
+serve refuses every node API request made with its certificate (403), so it gets no workload certificate, log
+entry or timestamp; a running server sees it at the node's next request. Bundles the node made before stay
+valid (their certificates were valid when they were logged). The name stays taken. The factory's own node cannot
+be revoked. Revoking a revoked node changes nothing (exit 0).`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			h, err := home()
+			if err != nil {
+				return err
+			}
+			done, err := h.RevokeNode(a[0])
+			if err != nil {
+				return err
+			}
+			if done {
+				fmt.Fprintf(cmd.OutOrStdout(), "revoked node %s\n", a[0])
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "node %s was revoked already\n", a[0])
+			}
+			return nil
+		},
+	}
 }

@@ -2,7 +2,6 @@ package factory
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,6 +50,7 @@ type identity struct {
 	trust   *trust.Factory
 	log     *tlog.Log
 	turn    *os.File             // holds the log's turn lock (home.Layout.LogTurn) until close
+	remote  *trust.NodeClient    // on a joined node: the factory's node API instead of trust, log and turn (identity_remote.go)
 	trusted root.TrustedMaterial // the factory's trusted root, for the check of every bundle made
 	td      string
 	issuer  string
@@ -68,6 +68,9 @@ type identity struct {
 // --accept-entries`) makes the build refuse at admission, before anything runs.
 func (h Home) openIdentity(ctx context.Context, cfg Config, log io.Writer) (*identity, error) {
 	l := h.layout()
+	if trust.IsJoinedNode(l) {
+		return h.openRemoteIdentity(ctx)
+	}
 	f, err := trust.Load(l, trust.Options{TrustDomain: cfg.TrustDomain, Issuer: cfg.Issuer})
 	if err != nil {
 		return nil, inputErrorf("--signer identity: loading the factory trust (run `ssf init`, which adds what is missing): %w", err)
@@ -135,7 +138,7 @@ func takeTurn(ctx context.Context, path string, log io.Writer) (*os.File, error)
 
 // close releases the transparency log, then its turn. A nil identity (key signing) has nothing to close.
 func (id *identity) close(ctx context.Context) error {
-	if id == nil {
+	if id == nil || id.remote != nil {
 		return nil
 	}
 	err := id.log.Close(ctx)
@@ -203,9 +206,10 @@ func (id *identity) sign(ctx context.Context, spiffeID string, statement []byte)
 	if err != nil {
 		return nil, fmt.Errorf("signing as %s: making a key: %w", spiffeID, err)
 	}
+	certs, tlogs, stamp := id.backend(spiffeID, claims)
 	b, err := sigsign.Bundle(&sigsign.DSSEData{Data: statement, PayloadType: content.InTotoPayloadType}, kp, sigsign.BundleOptions{
-		CertificateProvider: &ca.Provider{CA: id.trust.CA, Node: id.trust.Node, SPIFFEID: spiffeID, Claims: claims},
-		TransparencyLogs:    []sigsign.Transparency{logAppender{id.log}},
+		CertificateProvider: certs,
+		TransparencyLogs:    []sigsign.Transparency{tlogs},
 		Context:             ctx,
 	})
 	if err != nil {
@@ -215,7 +219,7 @@ func (id *identity) sign(ctx context.Context, spiffeID string, statement []byte)
 	if len(sigs) != 1 {
 		return nil, fmt.Errorf("signing as %s: the envelope has %d signatures, want 1", spiffeID, len(sigs))
 	}
-	ts, err := id.trust.TSA.Timestamp(sigs[0].GetSig())
+	ts, err := stamp(ctx, sigs[0].GetSig())
 	if err != nil {
 		return nil, fmt.Errorf("signing as %s: %w", spiffeID, err)
 	}
@@ -257,19 +261,7 @@ func (id *identity) check(pb *protobundle.Bundle, spiffeID string) error {
 type logAppender struct{ log *tlog.Log }
 
 func (la logAppender) GetTransparencyLogEntry(ctx context.Context, certPEM []byte, b *protobundle.Bundle) error {
-	env := b.GetDsseEnvelope()
-	type sig struct {
-		Sig string `json:"sig"`
-	}
-	e := struct {
-		Payload     string `json:"payload"`
-		PayloadType string `json:"payloadType"`
-		Signatures  []sig  `json:"signatures"`
-	}{Payload: base64.StdEncoding.EncodeToString(env.GetPayload()), PayloadType: env.GetPayloadType()}
-	for _, s := range env.GetSignatures() {
-		e.Signatures = append(e.Signatures, sig{Sig: base64.StdEncoding.EncodeToString(s.GetSig())})
-	}
-	envJSON, err := json.Marshal(e)
+	envJSON, err := envelopeJSON(b)
 	if err != nil {
 		return err
 	}

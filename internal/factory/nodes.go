@@ -29,8 +29,9 @@ func (h Home) RotateTrust() (*trust.RotateResult, error) {
 	return res, err
 }
 
-// NodeToken makes a one-time token a node joins this factory's CA with (`ssf node token`).
-func (h Home) NodeToken(ttl time.Duration) (string, time.Time, error) {
+// NodeToken makes a one-time token a node joins this factory's CA with (`ssf node token`). A node joined with it
+// may sign only as workloads of pipelines matching one of pipelines (none: every pipeline of the trust domain).
+func (h Home) NodeToken(ttl time.Duration, pipelines ...string) (string, time.Time, error) {
 	cfg, err := h.Config()
 	if err != nil {
 		return "", time.Time{}, err
@@ -38,7 +39,7 @@ func (h Home) NodeToken(ttl time.Duration) (string, time.Time, error) {
 	if _, err := os.Stat(h.layout().CAIntermediateKey()); err != nil {
 		return "", time.Time{}, &InputError{Err: fmt.Errorf("%s holds no factory CA to admit nodes (%w): make tokens on the CA's home", h.Dir, err)}
 	}
-	tok, exp, err := trust.NewJoinToken(h.layout(), cfg.TrustDomain, ttl, time.Now())
+	tok, exp, err := trust.NewScopedJoinToken(h.layout(), cfg.TrustDomain, ttl, time.Now(), pipelines)
 	if err != nil && !errors.Is(err, fs.ErrPermission) {
 		return "", time.Time{}, &InputError{Err: err}
 	}
@@ -62,13 +63,23 @@ func (h Home) AdmitNode(req []byte) ([]byte, error) {
 	return json.Marshal(resp)
 }
 
-// JoinNode makes this home a node of the CA that ca reaches (trust.Join): its own key, the certificate
-// spiffe://TD/node/<host> the CA issues for it, and the CA's root. Refusals are InputErrors.
-func (h Home) JoinNode(token, host string, ca func([]byte) ([]byte, error)) (string, error) {
-	cert, err := trust.Join(h.layout(), token, host, time.Now(), ca)
+// JoinNode makes this home a node of the CA that ca reaches (trust.JoinAt): its own key, the certificate
+// spiffe://TD/node/<host> the CA issues for it, the CA's root, and joined.json naming the factory's node API
+// (url, with the root's pin; empty for an in-process join). The home is then initialised for builds (config.yaml
+// with the factory's trust domain and issuer, the provenance key, the builder store), without a CA of its own.
+// Refusals are InputErrors.
+func (h Home) JoinNode(token, host string, ca func([]byte) ([]byte, error), url, pin string) (string, error) {
+	cert, err := trust.JoinAt(h.layout(), token, host, time.Now(), ca, url, pin)
 	var ie *InputError
 	switch {
 	case err == nil:
+		j, err := trust.LoadJoined(h.layout())
+		if err != nil {
+			return "", err
+		}
+		if _, err := h.Init(WithTrustDomain(j.TrustDomain), WithIssuer(j.Issuer)); err != nil {
+			return "", fmt.Errorf("joined as %s, but initialising the home for builds: %w", cert.URIs[0], err)
+		}
 		return cert.URIs[0].String(), nil
 	case errors.As(err, &ie):
 		return "", err
@@ -99,3 +110,24 @@ func (h Home) JoinServerCertificate(hosts []string) (*tls.Certificate, string, e
 
 // RootPin is the pin (sha256:HEX of the root certificate) a node checks this factory's CA by when it joins.
 func (h Home) RootPin() (string, error) { return trust.RootPin(h.layout()) }
+
+// Nodes lists this factory's nodes (`ssf node list`): its own, then those that joined.
+func (h Home) Nodes() ([]*trust.NodeRecord, error) {
+	if _, err := os.Stat(h.layout().CAIntermediateKey()); err != nil {
+		return nil, &InputError{Err: fmt.Errorf("%s holds no factory CA (%w): list nodes on the factory's home", h.Dir, err)}
+	}
+	return trust.ListNodes(h.layout())
+}
+
+// RevokeNode revokes the joined node name (`ssf node revoke`): the node API refuses its requests from now on.
+// It reports false when the node was revoked already.
+func (h Home) RevokeNode(name string) (bool, error) {
+	if _, err := os.Stat(h.layout().CAIntermediateKey()); err != nil {
+		return false, &InputError{Err: fmt.Errorf("%s holds no factory CA (%w): revoke nodes on the factory's home", h.Dir, err)}
+	}
+	ok, err := trust.RevokeNode(h.layout(), name)
+	if err != nil && !errors.Is(err, fs.ErrPermission) {
+		return false, &InputError{Err: err}
+	}
+	return ok, err
+}

@@ -48,6 +48,9 @@ func checkInitTrust(cfg Config, path string, o initOptions) error {
 
 // initTrust makes what is missing of the factory trust (CA, logs' keys, TSA, node identity) for cfg.
 func (h Home) initTrust(cfg Config) ([]string, error) {
+	if trust.IsJoinedNode(h.layout()) {
+		return nil, nil // a joined node signs through its factory's node API (identity_remote.go): no CA of its own
+	}
 	return trust.Init(h.layout(), trust.Options{TrustDomain: cfg.TrustDomain, Issuer: cfg.Issuer})
 }
 

@@ -43,13 +43,23 @@ const (
 
 // tokenRecord is node-tokens/<sha256 of the token>.json: the token itself is never stored.
 type tokenRecord struct {
-	TrustDomain string `json:"trustDomain"`
-	Expires     string `json:"expires"` // RFC 3339
+	TrustDomain string   `json:"trustDomain"`
+	Expires     string   `json:"expires"`             // RFC 3339
+	Pipelines   []string `json:"pipelines,omitempty"` // the node's scope (CheckPipelineGlobs); none: every pipeline
 }
 
 // NewJoinToken makes a one-time join token for trust domain td valid for ttl from now, stores its hash under l,
 // and returns it: ssfjoin1.<td>.<32 random bytes, base64url>.
 func NewJoinToken(l home.Layout, td string, ttl time.Duration, now time.Time) (string, time.Time, error) {
+	return NewScopedJoinToken(l, td, ttl, now, nil)
+}
+
+// NewScopedJoinToken is NewJoinToken for a node that may sign only as workloads of the pipelines that match one
+// of pipelines (path.Match globs of the pipeline name; none means every pipeline of the trust domain).
+func NewScopedJoinToken(l home.Layout, td string, ttl time.Duration, now time.Time, pipelines []string) (string, time.Time, error) {
+	if err := CheckPipelineGlobs(pipelines); err != nil {
+		return "", time.Time{}, err
+	}
 	if ttl < MinTokenTTL || ttl > MaxTokenTTL {
 		return "", time.Time{}, fmt.Errorf("a join token's lifetime must be between %v and %v, not %v", MinTokenTTL, MaxTokenTTL, ttl)
 	}
@@ -62,7 +72,7 @@ func NewJoinToken(l home.Layout, td string, ttl time.Duration, now time.Time) (s
 	}
 	tok := tokenPrefix + "." + td + "." + base64.RawURLEncoding.EncodeToString(secret[:])
 	expires := now.Add(ttl).UTC().Truncate(time.Second)
-	rec, _ := json.Marshal(tokenRecord{TrustDomain: td, Expires: expires.Format(time.RFC3339)})
+	rec, _ := json.Marshal(tokenRecord{TrustDomain: td, Expires: expires.Format(time.RFC3339), Pipelines: pipelines})
 	if err := durable.MkdirAll(l.NodeTokens(), 0o700); err != nil {
 		return "", time.Time{}, fmt.Errorf("storing the join token: %w", err)
 	}
@@ -134,10 +144,13 @@ func NewJoinRequest(token, host string, key *ecdsa.PrivateKey, now time.Time) ([
 	return json.Marshal(r)
 }
 
-// JoinResponse is the CA's answer: the node certificate and the chain [intermediate, root] (DER).
+// JoinResponse is the CA's answer: the node certificate and the chain [intermediate, root] (DER), the factory's
+// issuer (for the node's own checks of what it signs) and the node's scope.
 type JoinResponse struct {
 	NodeCertificate []byte   `json:"nodeCertificate"`
 	Chain           [][]byte `json:"chain"`
+	Issuer          string   `json:"issuer,omitempty"`
+	Pipelines       []string `json:"pipelines,omitempty"`
 }
 
 // Admit is the CA side of a join (under l, the CA's home; o names its trust domain and issuer): it checks the
@@ -200,17 +213,18 @@ func Admit(l home.Layout, o Options, raw []byte) (*JoinResponse, error) {
 	if err := hostFree(l, req.Host); err != nil {
 		return nil, err
 	}
-	if err := spendToken(l, req.Token, o.TrustDomain, now); err != nil {
+	rec, err := spendToken(l, req.Token, o.TrustDomain, now)
+	if err != nil {
 		return nil, err
 	}
 	cert, err := a.IssueNode(req.Host, pub)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrJoinRefused, err)
 	}
-	if err := claimHost(l, req.Host, cert); err != nil {
+	if err := claimHost(l, req.Host, cert, rec.Pipelines); err != nil {
 		return nil, err
 	}
-	resp := &JoinResponse{NodeCertificate: cert.Raw}
+	resp := &JoinResponse{NodeCertificate: cert.Raw, Issuer: o.Issuer, Pipelines: rec.Pipelines}
 	for _, c := range a.Chain() {
 		resp.Chain = append(resp.Chain, c.Raw)
 	}
@@ -235,14 +249,14 @@ func hostFree(l home.Layout, host string) error {
 }
 
 // claimHost records that host is now the node certified by cert; it fails if another join claimed it first.
-func claimHost(l home.Layout, host string, cert *x509.Certificate) error {
+func claimHost(l home.Layout, host string, cert *x509.Certificate, pipelines []string) error {
 	if err := hostFree(l, host); err != nil {
 		return err
 	}
 	if err := durable.MkdirAll(nodeHosts(l), 0o700); err != nil {
 		return fmt.Errorf("recording the node name %q: %w", host, err)
 	}
-	if err := durable.WriteNew(filepath.Join(nodeHosts(l), host), certPEM(cert), 0o600); errors.Is(err, fs.ErrExist) {
+	if err := durable.WriteNew(filepath.Join(nodeHosts(l), host), nodeHostPEM(cert, pipelines), 0o600); errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("%w: a node named %q joined already: a joining node needs a name of its own (--host)", ErrJoinRefused, host)
 	} else if err != nil {
 		return fmt.Errorf("recording the node name %q: %w", host, err)
@@ -252,38 +266,38 @@ func claimHost(l home.Layout, host string, cert *x509.Certificate) error {
 
 // spendToken marks the token used (renaming its record, which only one caller can do) if it exists and has not
 // expired.
-func spendToken(l home.Layout, tok, td string, now time.Time) error {
+func spendToken(l home.Layout, tok, td string, now time.Time) (*tokenRecord, error) {
 	pending, used := tokenPath(l, tok, ".json"), tokenPath(l, tok, ".used")
 	data, err := os.ReadFile(pending)
 	if errors.Is(err, fs.ErrNotExist) {
 		if _, err := os.Stat(used); err == nil {
-			return fmt.Errorf("%w: the token was used already (a token admits one node): make a new one with `ssf node token`", ErrJoinRefused)
+			return nil, fmt.Errorf("%w: the token was used already (a token admits one node): make a new one with `ssf node token`", ErrJoinRefused)
 		}
-		return fmt.Errorf("%w: the token is not one this factory made (or its record was removed): make one with `ssf node token`", ErrJoinRefused)
+		return nil, fmt.Errorf("%w: the token is not one this factory made (or its record was removed): make one with `ssf node token`", ErrJoinRefused)
 	}
 	if err != nil {
-		return fmt.Errorf("reading the join token's record: %w", err)
+		return nil, fmt.Errorf("reading the join token's record: %w", err)
 	}
 	var rec tokenRecord
 	if err := json.Unmarshal(data, &rec); err != nil {
-		return fmt.Errorf("the join token's record %s: %w", pending, err)
+		return nil, fmt.Errorf("the join token's record %s: %w", pending, err)
 	}
 	exp, err := time.Parse(time.RFC3339, rec.Expires)
 	if err != nil {
-		return fmt.Errorf("the join token's record %s: %w", pending, err)
+		return nil, fmt.Errorf("the join token's record %s: %w", pending, err)
 	}
 	if rec.TrustDomain != td {
-		return fmt.Errorf("%w: the token was made for trust domain %q, not %q", ErrJoinRefused, rec.TrustDomain, td)
+		return nil, fmt.Errorf("%w: the token was made for trust domain %q, not %q", ErrJoinRefused, rec.TrustDomain, td)
 	}
 	if !now.Before(exp) {
-		return fmt.Errorf("%w: the token expired at %s: make a new one with `ssf node token`", ErrJoinRefused, exp.Format(time.RFC3339))
+		return nil, fmt.Errorf("%w: the token expired at %s: make a new one with `ssf node token`", ErrJoinRefused, exp.Format(time.RFC3339))
 	}
 	if err := os.Rename(pending, used); errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: the token was used already (a token admits one node): make a new one with `ssf node token`", ErrJoinRefused)
+		return nil, fmt.Errorf("%w: the token was used already (a token admits one node): make a new one with `ssf node token`", ErrJoinRefused)
 	} else if err != nil {
-		return fmt.Errorf("spending the join token: %w", err)
+		return nil, fmt.Errorf("spending the join token: %w", err)
 	}
-	return durable.SyncDir(l.NodeTokens())
+	return &rec, durable.SyncDir(l.NodeTokens())
 }
 
 // Join makes this home (l) a node of another factory's CA: it makes the node key if there is none, sends a join
@@ -291,6 +305,13 @@ func spendToken(l home.Layout, tok, td string, now time.Time) error {
 // for its own key and host, chaining to the root the answer names) and writes keys/node.crt and keys/ca-root.crt.
 // A home that already has a node certificate is refused: a node certificate is never replaced.
 func Join(l home.Layout, token, host string, now time.Time, send func([]byte) ([]byte, error)) (*x509.Certificate, error) {
+	return JoinAt(l, token, host, now, send, "", "")
+}
+
+// JoinAt is Join through the node endpoint url (https://HOST:PORT of ssf node serve, "" for an in-process join)
+// whose root has pin: it records both in joined.json, with the factory's trust domain, issuer and the node's
+// scope, so that the node's keyless builds reach the factory there (NodeClient).
+func JoinAt(l home.Layout, token, host string, now time.Time, send func([]byte) ([]byte, error), url, pin string) (*x509.Certificate, error) {
 	td, err := parseToken(token)
 	if err != nil {
 		return nil, err
@@ -354,6 +375,20 @@ func Join(l home.Layout, token, host string, now time.Time, send func([]byte) ([
 			return nil, fmt.Errorf("%s holds another CA root (%s) than the one that answered", l.Dir, l.CARootCert())
 		}
 	} else if err := writeCert(l.CARootCert(), root); err != nil {
+		return nil, err
+	}
+	issuer := resp.Issuer
+	if issuer == "" {
+		issuer = DefaultIssuer(td)
+	}
+	if err := ca.CheckIssuer(issuer); err != nil {
+		return nil, fmt.Errorf("the CA's answer to the join: %w", err)
+	}
+	j := Joined{TrustDomain: td, Issuer: issuer, URL: url, Pin: pin, Pipelines: resp.Pipelines, Host: host}
+	if url != "" && pin == "" {
+		j.Pin = pinOf(root)
+	}
+	if err := writeJoined(l, j); err != nil {
 		return nil, err
 	}
 	if err := writeCert(l.NodeCert(), cert); err != nil {

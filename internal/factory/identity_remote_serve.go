@@ -1,0 +1,148 @@
+package factory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ssf-dev/ssf/internal/tlog"
+	"github.com/ssf-dev/ssf/internal/trust"
+)
+
+// The factory side of the node API (`ssf node serve`): the CA and TSA are loaded once; the transparency log is
+// opened only while nodes append to it, under the same turn lock local identity builds take (home.Layout.LogTurn),
+// so that a build on the factory node and a joined node's build take turns instead of one of them failing.
+
+// Node API log bounds.
+const (
+	// nodeLogTurnWait is how long an append waits for a local build to give up the log before it is answered 503.
+	nodeLogTurnWait = 30 * time.Second
+	// nodeLogIdle is how long the server keeps the log (and its turn) after the last append: a build's signatures
+	// come in bursts, and reopening costs each append the log's publication delay.
+	nodeLogIdle = 2 * time.Second
+)
+
+// nodeLog is the factory's log as the node API appends to it.
+type nodeLog struct {
+	h    Home
+	td   string
+	open func(ctx context.Context) (*tlog.Log, error)
+
+	mu    sync.Mutex
+	log   *tlog.Log
+	turn  *os.File
+	users int
+	idle  *time.Timer
+}
+
+// append appends e, opening the log (after taking its turn) if it is not open.
+func (n *nodeLog) append(ctx context.Context, e tlog.Entry) (*tlog.LogEntry, error) {
+	n.mu.Lock()
+	if n.idle != nil {
+		n.idle.Stop()
+		n.idle = nil
+	}
+	if n.log == nil {
+		if err := n.openLocked(ctx); err != nil {
+			n.mu.Unlock()
+			return nil, err
+		}
+	}
+	n.users++
+	lg := n.log
+	n.mu.Unlock()
+
+	le, err := lg.Append(ctx, e)
+
+	n.mu.Lock()
+	n.users--
+	if n.users == 0 {
+		n.idle = time.AfterFunc(nodeLogIdle, n.closeIfIdle)
+	}
+	n.mu.Unlock()
+	return le, err
+}
+
+func (n *nodeLog) openLocked(ctx context.Context) error {
+	l := n.h.layout()
+	wctx, cancel := context.WithTimeout(ctx, nodeLogTurnWait)
+	defer cancel()
+	turn, err := takeTurn(wctx, l.LogTurn(), nil)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return fmt.Errorf("%w: a build on the factory node held it for over %v; retry when it is done", trust.ErrLogBusy, nodeLogTurnWait)
+	} else if err != nil {
+		return fmt.Errorf("waiting for the transparency log: %w", err)
+	}
+	lg, err := n.open(ctx)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		turn.Close()
+		return fmt.Errorf("%w: it is held by another process (`ssf log serve --accept-entries`?)", trust.ErrLogBusy)
+	} else if err != nil {
+		turn.Close()
+		return fmt.Errorf("opening the transparency log: %w", err)
+	}
+	n.log, n.turn = lg, turn
+	return nil
+}
+
+// closeIfIdle closes the log and gives back its turn when no append is in flight.
+func (n *nodeLog) closeIfIdle() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.users == 0 {
+		n.closeLocked()
+	}
+}
+
+func (n *nodeLog) closeLocked() error {
+	if n.log == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := n.log.Close(ctx)
+	n.turn.Close()
+	n.log, n.turn = nil, nil
+	return err
+}
+
+// close closes the log for good (the server is stopping; appends in flight have ended).
+func (n *nodeLog) close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.idle != nil {
+		n.idle.Stop()
+	}
+	return n.closeLocked()
+}
+
+// NodeServer is the handler of `ssf node serve` on this factory: joins (trust.JoinHandler) and the node API
+// (trust.NodeAPI) for joined nodes' keyless builds. The returned function closes the transparency log once the
+// server has stopped.
+func (h Home) NodeServer(logf func(format string, args ...any)) (http.Handler, func() error, error) {
+	cfg, err := h.Config()
+	if err != nil {
+		return nil, nil, err
+	}
+	l := h.layout()
+	o := trust.Options{TrustDomain: cfg.TrustDomain, Issuer: cfg.Issuer}
+	f, err := trust.Load(l, o)
+	if err != nil {
+		return nil, nil, inputErrorf("serving the node API: loading the factory trust (run ssf node serve on the factory that holds the CA): %w", err)
+	}
+	tr, err := h.TrustedRoot()
+	if err != nil {
+		return nil, nil, err
+	}
+	nl := &nodeLog{h: h, td: cfg.TrustDomain, open: func(ctx context.Context) (*tlog.Log, error) {
+		return tlog.Open(ctx, l.Log(), f.TLogKey, tlog.WithHost(cfg.TrustDomain))
+	}}
+	api := &trust.NodeAPI{Layout: l, Factory: f, TrustDomain: cfg.TrustDomain, Issuer: cfg.Issuer, TrustedRoot: tr,
+		Append: nl.append, Logf: logf}
+	return trust.NodeHandler(trust.JoinHandler(h.AdmitNode, logf), api), nl.close, nil
+}
