@@ -1,0 +1,87 @@
+package verify_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ssf-dev/ssf/internal/provenance"
+	"github.com/ssf-dev/ssf/internal/verify"
+)
+
+// TestCollect: every statement about the artifact that verifies is returned with its signer (the key's
+// fingerprint) and bundle digest; a statement about another artifact, one signed by another key and a bundle that
+// is not JSON are skipped with their reasons; the provenance verdict applies the caller's expectations.
+func TestCollect(t *testing.T) {
+	key, other := newKey(t), newKey(t)
+	art, art2 := []byte("artifact"), []byte("another")
+	artD := digest.FromBytes(art)
+	st, err := provenance.Statement(testBuild(art2, art))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov := signStatement(t, key, st)
+	sbom := signStatement(t, key, sbomStatement(sbomType, artD))
+	elsewhere := signStatement(t, key, sbomStatement(sbomType, digest.FromBytes(art2)))
+	forged := signStatement(t, other, sbomStatement(sbomType, artD))
+	bundles := []verify.EvidenceBundle{{"prov", prov}, {"sbom", sbom}, {"elsewhere", elsewhere}, {"forged", forged}, {"junk", []byte("{")}}
+	fp, err := verify.KeyFingerprint(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	ev, err := verify.Collect(ctx, "out/1", artD, bundles, verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ev.Statements) != 2 || ev.Statements[0].PredicateType != provenance.PredicateType || ev.Statements[1].PredicateType != sbomType {
+		t.Fatalf("statements = %+v", ev.Statements)
+	}
+	for i, s := range ev.Statements {
+		if s.Signer.Key != fp || s.Signer.Identity != "" || s.Bundle != digest.FromBytes(bundles[i].Data) || s.Source != bundles[i].Source {
+			t.Errorf("statement %d: signer %+v bundle %s source %q, want key %s", i, s.Signer, s.Bundle, s.Source, fp)
+		}
+	}
+	if ev.Provenance == nil || ev.ProvenanceErr != nil || ev.Provenance.Subject.Digest != artD {
+		t.Errorf("provenance verdict = %+v, %v", ev.Provenance, ev.ProvenanceErr)
+	}
+	var reasons []string
+	for _, s := range ev.Skipped {
+		reasons = append(reasons, s.Error())
+	}
+	got := strings.Join(reasons, "\n")
+	for _, want := range []string{"elsewhere: not a subject", "forged: ", "junk: "} {
+		if !strings.Contains(got, want) {
+			t.Errorf("skipped:\n%s\nwant a line starting %q", got, want)
+		}
+	}
+	if len(ev.Skipped) != 3 {
+		t.Errorf("%d skipped, want 3:\n%s", len(ev.Skipped), got)
+	}
+	in := ev.VerifyInput()
+	if in.Artifact.URI != "out/1" || in.Artifact.Digest != string(artD) || len(in.Statements) != 2 || in.Statements[1].Signer.Key != fp {
+		t.Errorf("VerifyInput() = %+v", in)
+	}
+
+	// An expectation the provenance does not meet: the statements stay, the verdict fails.
+	ev, err = verify.Collect(ctx, "out/1", artD, bundles, verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey), BuilderID: "https://elsewhere"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Provenance != nil || !errors.Is(ev.ProvenanceErr, verify.ErrVerification) || !strings.Contains(ev.ProvenanceErr.Error(), "builder id") || len(ev.Statements) != 2 {
+		t.Errorf("with a wrong builder id: provenance %v, err %v, %d statements", ev.Provenance, ev.ProvenanceErr, len(ev.Statements))
+	}
+
+	// With another key nothing verifies.
+	ev, err = verify.Collect(ctx, "out/1", artD, bundles, verify.Options{Trusted: verify.KeyMaterial(&other.PublicKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ev.Statements) != 1 || ev.Statements[0].Source != "forged" || ev.Provenance != nil {
+		t.Errorf("with the other key: %+v", ev.Statements)
+	}
+}
