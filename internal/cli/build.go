@@ -20,6 +20,7 @@ func newBuildCmd() *cobra.Command {
 	var req factory.BuildRequest
 	var publishTo string
 	var output *outputFormat
+	var policyDir *string
 	cmd := &cobra.Command{
 		Use:   "build [-f ssf.yaml] [--source .] --out OUT [--param NAME=VALUE]... [--output json]",
 		Short: "Run a pipeline hermetically and sign its provenance",
@@ -44,9 +45,9 @@ with the environment set so that go build and npm ci work offline with no flags 
 unless the task says npmScripts: true). Every one is recorded in the provenance.
 
 When every task has succeeded, ssf hashes the declared outputs itself, copies them to OUT/<path>, and writes
-SLSA v1 provenance signed with the factory key to OUT/attestations/provenance.sigstore.json (task logs go to
-OUT/attestations/logs/), and for each output an SPDX 2.3 and a CycloneDX 1.6 SBOM, each signed as an in-toto
-attestation, to OUT/attestations/<output>.spdx.sigstore.json and <output>.cdx.sigstore.json (ssf sbom reads
+SLSA v1 provenance, signed by the run's identity (below), to OUT/attestations/provenance.sigstore.json (task
+logs go to OUT/attestations/logs/), and for each output an SPDX 2.3 and a CycloneDX 1.6 SBOM, each signed the
+same way as an in-toto attestation, to OUT/attestations/<output>.spdx.sigstore.json and <output>.cdx.sigstore.json (ssf sbom reads
 them). OUT must not exist or be empty; it appears in one rename once everything in it is on disk. A failed
 build exits 1, names the task, step and exit code, signs nothing and leaves OUT untouched.
 
@@ -57,16 +58,22 @@ a build may publish at most 1023 files, the most subjects verifiers accept);
 read), never to OUT, an SBOM or a publish. A task may declare no outputs (a test task), but some task must
 publish one.
 
---signer identity (opt-in; --signer key, the factory's provenance key, is the default): each task, once it has
-ended, signs its own attestation (https://ssf.dev/attestations/task/v1: its outputs and log as subjects; inputs,
-steps, exit codes, times, builder and isolation as predicate) with a key made in memory and a 10-minute
-certificate for spiffe://TD/pipeline/<pipeline>/task/<task> from the factory CA, written to
-OUT/attestations/<task>.task.sigstore.json; the provenance and SBOMs are signed the same way by
-spiffe://TD/pipeline/<pipeline>, and the provenance lists every task bundle's digest. Every signature is
-appended to the transparency log ($SSF_HOME/log) before its bundle is written and timestamped by the factory
-TSA; verify with ssf verify or cosign --certificate-identity ID --certificate-oidc-issuer ISS (docs/keyless.md).
-The build holds the log: another identity build waits for its turn (saying so); while ssf log serve
---accept-entries holds it, the build stops before any task runs (exit 2).
+Signing (--signer identity, the default; docs/keyless.md): each task, once it has ended, signs its own
+attestation (https://ssf.dev/attestations/task/v1: its outputs and log as subjects; inputs, steps, exit codes,
+times, builder and isolation as predicate) with a key made in memory and a 10-minute certificate for
+spiffe://TD/pipeline/<pipeline>/task/<task> from the factory CA, written to OUT/attestations/<task>.task.sigstore.json;
+the provenance and SBOMs are signed the same way by spiffe://TD/pipeline/<pipeline>, and the provenance lists
+every task bundle's digest. TD and the issuer ISS are config.yaml's trustDomain and issuer (ssf init's
+--trust-domain, default ssf.local, and --issuer, default https://TD/issuer). Every signature is appended to the
+transparency log ($SSF_HOME/log) before its bundle is written and timestamped by the factory TSA. Verify with
+ssf verify FILE --bundle OUT/attestations/provenance.sigstore.json --certificate-identity
+spiffe://TD/pipeline/<pipeline> --certificate-oidc-issuer ISS, or with cosign and the trusted root of ssf trust
+export. The build holds the log: another identity build of this factory home waits for its turn (saying so);
+while ssf log serve --accept-entries holds it, the build stops before any task runs (exit 2).
+
+--signer key signs the provenance and SBOMs with the factory's long-lived provenance key instead (no task
+attestations, no log entries, no timestamps; builds do not take turns); verify them with --key KEY.pub (ssf keys
+public).
 
 --keep-workspace: when a task fails, its workspace, outputs and tmp are copied, read-only and owned by root, to
 $SSF_HOME/builds/<id>/workspaces/<task>/ before its disk is released, and the path is printed (and in --output
@@ -93,6 +100,19 @@ network, and what a build needs is declared in spec.dependencies.
 --publish REGISTRY/REPO[:TAG] then pushes OUT as ssf publish does (see ssf publish --help); the last line printed
 is the pushed REGISTRY/REPO@sha256:<hex>.
 
+Policy (docs/policy.md): the Rego policy set of --policy DIR (default $SSF_HOME/policy; when that directory does
+not exist, the default set built into ssf, which ssf init writes there) is compiled once, before any work; one
+that does not compile exits 2 naming FILE:LINE. Its gates decide: ssf.build once the source is taken and before
+anything is fetched or run (the pipeline's name, digest, path, fromSource, signers; params with defaults; source;
+builder), ssf.deps for each dependency before it is fetched, and with --publish ssf.publish before any push.
+A denial exits 1 naming the gate with every message; nothing is fetched, run, signed or pushed past it. The
+provenance records the set's digest and source (internalParameters.policy).
+
+Signed pipelines: when FILE.sig lies beside the pipeline file (ssf pipeline sign FILE --key KEY.pem writes it),
+it must be a valid signature over the file's bytes, or the build fails (exit 1); the signing key's fingerprint,
+sha256:<hex of its PKIX DER public key> (ssf pipeline fingerprint KEY), is then in ssf.build's
+input.pipeline.signers, for a policy to require.
+
 With --output json, stdout holds one JSON object and nothing else (its publish field the push's); logs and
 progress stay on stderr. The fields are in docs/cli-json.md.`,
 		Args: args(cobra.NoArgs),
@@ -115,13 +135,18 @@ progress stay on stderr. The fields are in docs/cli-json.md.`,
 				}
 			}
 			if req.Signer != factory.SignerKey && req.Signer != factory.SignerIdentity {
-				return usagef("--signer %q: want %s (the factory's provenance key) or %s (a certificate per task and run)", req.Signer, factory.SignerKey, factory.SignerIdentity)
+				return usagef("--signer %q: want %s (a certificate per task and run, the default) or %s (the factory's provenance key)", req.Signer, factory.SignerIdentity, factory.SignerKey)
 			}
 			if publishTo != "" {
 				if _, _, err := oci.ParseTarget(publishTo); err != nil {
 					return &usageError{fmt.Errorf("--publish: %w", err)} // before the build, not after it
 				}
 			}
+			pol, err := loadPolicy(cmd.Context(), *policyDir) // once, before any work (policyflag.go)
+			if err != nil {
+				return err
+			}
+			req.Policy = pol
 			h, err := home()
 			if err != nil {
 				return err
@@ -150,7 +175,7 @@ progress stay on stderr. The fields are in docs/cli-json.md.`,
 			}
 			j := buildResultJSON(res)
 			if publishTo != "" {
-				pub, err := publish(cmd.Context(), res.Out, publishTo, nil, registryFlags{timeout: oci.DefaultTimeout, deadline: publishDeadline})
+				pub, err := publish(cmd.Context(), res.Out, publishTo, nil, registryFlags{timeout: oci.DefaultTimeout, deadline: publishDeadline}, req.Policy)
 				if err != nil {
 					return fmt.Errorf("the build succeeded (outputs in %s) but publishing failed; retry with `ssf publish %s --to %s`: %w",
 						res.Out, res.Out, publishTo, err)
@@ -174,7 +199,8 @@ progress stay on stderr. The fields are in docs/cli-json.md.`,
 	f.StringArrayVar(&req.Params, "param", nil, "pipeline parameter NAME=VALUE (repeatable)")
 	f.StringVar(&publishTo, "publish", "", "after the build, push OUT to this registry repository, REGISTRY/REPO[:TAG]")
 	f.BoolVar(&req.KeepWorkspace, "keep-workspace", false, "when a task fails, keep its workspace, outputs and tmp, read-only, in $SSF_HOME/builds/<id>/workspaces/<task>/ (the path is printed; ssf builds prune removes it)")
-	f.StringVar(&req.Signer, "signer", factory.SignerKey, "what signs: key (the factory's provenance key) or identity (a short-lived certificate per task and per run, each signature in the transparency log and timestamped; docs/keyless.md)")
+	f.StringVar(&req.Signer, "signer", factory.SignerIdentity, "what signs: identity (a short-lived certificate per task and per run, each signature in the transparency log and timestamped; docs/keyless.md) or key (the factory's long-lived provenance key)")
+	policyDir = addPolicyFlag(cmd)
 	f.BoolVar(&req.NoCache, "no-cache", false, "give every task empty caches and keep none (recorded in the provenance as disabled); use it for release builds (docs/caches.md)")
 	output = addOutputFlag(cmd)
 	return cmd

@@ -1,11 +1,16 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ssf-dev/ssf/internal/factory"
+	ssfhome "github.com/ssf-dev/ssf/internal/home"
+	"github.com/ssf-dev/ssf/internal/policy"
 )
 
 func newInitCmd() *cobra.Command {
@@ -25,6 +30,8 @@ func newInitCmd() *cobra.Command {
   keys/tsa.*             the RFC 3161 timestamp authority (key and certificate, signed by the root)
   keys/node.*            this node's identity, spiffe://TD/node/<host>
   images/                builder images (an OCI image layout)
+  policy/                the default Rego policy set of the factory's gates, written only when policy/ does
+                         not exist; edit it there (ssf policy test checks it; docs/policy.md)
 
 Every key is ECDSA P-256, a file of mode 0600. --trust-domain (default ssf.local) and --issuer (default
 https://TD/issuer) are recorded in config.yaml: workload certificates name spiffe://TD/pipeline/<pipeline>
@@ -61,6 +68,11 @@ init is idempotent: run it again and it creates only what is missing. It never o
 			for _, p := range res.CreatedTrust {
 				say(true, p)
 			}
+			created, err := initPolicy(ssfhome.Layout{Dir: h.Dir}.Policy())
+			if err != nil {
+				return err
+			}
+			say(created, "policy set "+ssfhome.Layout{Dir: h.Dir}.Policy())
 			fmt.Fprintf(w, "factory home: %s\n", h.Dir)
 			return nil
 		},
@@ -68,4 +80,16 @@ init is idempotent: run it again and it creates only what is missing. It never o
 	cmd.Flags().StringVar(&trustDomain, "trust-domain", "", "the factory's SPIFFE trust domain (default ssf.local; recorded in config.yaml)")
 	cmd.Flags().StringVar(&issuer, "issuer", "", "the OIDC issuer URL in workload certificates (default https://TD/issuer)")
 	return cmd
+}
+
+// initPolicy writes the default policy set into dir when dir does not exist, so that people see the rules that
+// apply and edit them there; an existing directory, even empty, is the factory's policy and is left alone.
+func initPolicy(dir string) (bool, error) {
+	if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	if _, err := policy.WriteDefault(dir); err != nil {
+		return false, err
+	}
+	return true, nil
 }

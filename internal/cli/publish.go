@@ -24,6 +24,7 @@ import (
 func newPublishCmd() *cobra.Command {
 	var to, keyPath string
 	var verbose bool
+	var policyDir *string
 	var reg registryFlags
 	var output *outputFormat
 	cmd := &cobra.Command{
@@ -45,6 +46,12 @@ signed SBOM pair (OUT/attestations/<output>.spdx.sigstore.json and .cdx.sigstore
 subjects are verified the same way; the provenance lists each SBOM bundle with its digest, and one missing or
 changed stops the publish before anything is pushed. Nothing is signed: the digests pushed are the ones the build already signed.
 
+Policy: once everything has verified, and before anything is pushed, the ssf.publish gate of the policy set
+(--policy DIR, default $SSF_HOME/policy, else the default set built into ssf) decides over the output files,
+the verified statements (the provenance and the SBOMs, each with its signer) and the target; any denial exits 1
+with every message and pushes nothing. A policy set that does not compile exits 2 naming FILE:LINE
+(docs/policy.md).
+
 Credentials come from the Docker config file and its credential helpers (docker login, crane auth login). Plain
 HTTP is used only for registries on a loopback address. A registry that sends or accepts nothing for --timeout,
 or a publish that takes longer than --deadline, fails the command.
@@ -64,14 +71,17 @@ With --output json, stdout holds one JSON object instead (docs/cli-json.md).`,
 			if to == "" {
 				return usagef("--to is required: the registry repository, REGISTRY/REPO[:TAG]")
 			}
+			pol, err := loadPolicy(cmd.Context(), *policyDir) // once, before any work (policyflag.go)
+			if err != nil {
+				return err
+			}
 			var trusted root.TrustedMaterial
 			if keyPath != "" {
-				var err error
 				if trusted, err = readTrustedKey(keyPath); err != nil {
 					return err
 				}
 			}
-			pub, err := publishWithKey(cmd.Context(), cmd.ErrOrStderr(), a[0], to, trusted, keyPath, verbose, reg)
+			pub, err := publishWithKey(cmd.Context(), cmd.ErrOrStderr(), a[0], to, trusted, keyPath, verbose, reg, pol)
 			if err != nil {
 				return err
 			}
@@ -86,6 +96,7 @@ With --output json, stdout holds one JSON object instead (docs/cli-json.md).`,
 	cmd.Flags().StringVar(&to, "to", "", "registry repository to push to, REGISTRY/REPO[:TAG]")
 	cmd.Flags().StringVar(&keyPath, "key", "", "provenance public key (PEM) to verify the bundle with (default: the local factory's key)")
 	reg.add(cmd, publishDeadline)
+	policyDir = addPolicyFlag(cmd)
 	output = addOutputFlag(cmd)
 	return cmd
 }
@@ -111,21 +122,22 @@ func factoryKeyMaterial() (root.TrustedMaterial, error) {
 
 // publish pushes the build in dir to target, after verifying its bundle with trusted (nil: the local
 // factory's key), and says what went where.
-func publish(ctx context.Context, dir, target string, trusted root.TrustedMaterial, reg registryFlags) (*oci.Published, error) {
-	return publishWithKey(ctx, io.Discard, dir, target, trusted, "", false, reg)
+func publish(ctx context.Context, dir, target string, trusted root.TrustedMaterial, reg registryFlags, pol *factory.Policy) (*oci.Published, error) {
+	return publishWithKey(ctx, io.Discard, dir, target, trusted, "", false, reg, pol)
 }
 
 // publishWithKey is publish with the key's file name (keyPath, "" for the local factory's key) for a wrong-key
 // message, and with -v's verifier detail printed to stderr.
-func publishWithKey(ctx context.Context, stderr io.Writer, dir, target string, trusted root.TrustedMaterial, keyPath string, verbose bool, reg registryFlags) (*oci.Published, error) {
-	pub, err := publishTo(ctx, dir, target, trusted, keyPath, reg)
+func publishWithKey(ctx context.Context, stderr io.Writer, dir, target string, trusted root.TrustedMaterial, keyPath string, verbose bool, reg registryFlags, pol *factory.Policy) (*oci.Published, error) {
+	pub, err := publishTo(ctx, dir, target, trusted, keyPath, reg, pol)
 	if verbose {
 		printKeyDetail(stderr, err)
 	}
 	return pub, err
 }
 
-func publishTo(ctx context.Context, dir, target string, trusted root.TrustedMaterial, keyPath string, reg registryFlags) (*oci.Published, error) {
+// pol is the policy whose ssf.publish gate decides before any push (policyflag.go).
+func publishTo(ctx context.Context, dir, target string, trusted root.TrustedMaterial, keyPath string, reg registryFlags, pol *factory.Policy) (*oci.Published, error) {
 	repo, tag, err := oci.ParseTarget(target)
 	if err != nil {
 		return nil, &usageError{err}
@@ -154,15 +166,24 @@ func publishTo(ctx context.Context, dir, target string, trusted root.TrustedMate
 		return nil, err
 	}
 	defer cancel()
+	gate := &publishGate{policy: pol, trusted: trusted, target: target}
 	req := oci.PublishRequest{Dir: dir, Bundle: bundle, Repo: repo, Tag: tag,
 		Verify: func(ctx context.Context, manifest digest.Digest, b []byte) error {
 			_, err := verify.Artifact(ctx, manifest, b, opts)
+			if err == nil {
+				gate.verified(b)
+			}
 			return wrongKey(err, bundlePath, keyName)
 		},
 		VerifyAttestation: func(ctx context.Context, manifest digest.Digest, predicateType string, b []byte) error {
 			_, err := verify.Attestation(ctx, manifest, b, trusted, predicateType)
+			if err == nil {
+				gate.verified(b)
+			}
 			return wrongKey(err, "the SBOM bundle", keyName)
-		}}
+		},
+		Admit: gate.admit, // ssf.publish, before any push
+	}
 	pub, err := oci.Publish(ctx, req, ropts...)
 	if errors.Is(err, oci.ErrTagScheme) {
 		return nil, &usageError{err}

@@ -167,6 +167,7 @@ Exit status: 0 success, 1 a build or check failed, 2 bad input or usage.`,
 	root.AddCommand(newInitCmd(), newKeysCmd(), newBuilderCmd(), newBuildCmd(), newPublishCmd(), newVerifyCmd(), newSBOMCmd(), newVersionCmd(), newRegistryCmd(), newBuildsCmd(), newLogsCmd(), newSecretCmd(), newCacheCmd(), newLogCmd())
 	root.AddCommand(newTrustCmd(), newNodeCmd())
 	root.AddCommand(newPolicyCmd())
+	root.AddCommand(newPipelineCmd())
 	return root
 }
 

@@ -168,6 +168,10 @@ type PublishRequest struct {
 	// WithoutVerificationUnsafe publishes without calling Verify: the outputs are still checked against the
 	// bundle's statement, but nobody has checked who signed it.
 	WithoutVerificationUnsafe bool
+
+	// Admit, when set, is called once every check has passed and before anything is pushed, with the output files
+	// as hashed now (ssf's ssf.publish policy gate); an error stops the publish with nothing pushed.
+	Admit func(ctx context.Context, files []File) error
 }
 
 // Published says what went where.
@@ -237,6 +241,11 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 	tags, err := planTags(req.Tag, artifactDesc, artifact.raw, images)
 	if err != nil {
 		return nil, fmt.Errorf("refusing to publish: %w", err)
+	}
+	if req.Admit != nil {
+		if err := req.Admit(ctx, append([]File(nil), artifact.files...)); err != nil {
+			return nil, fmt.Errorf("refusing to publish: %w", err)
+		}
 	}
 
 	ropts := remoteOptions(ctx, opts)
