@@ -19,7 +19,9 @@ import (
 )
 
 func newVerifyCmd() *cobra.Command {
-	var bundlePath, keyPath string
+	var bundles []string
+	var keyPath string
+	var pf policyFlags // verify_policy.go
 	var verbose bool
 	var params []string
 	var reg registryFlags
@@ -57,6 +59,16 @@ spiffe://TD/pipeline/NAME/task/TASK. A certificate bundle without an identity is
 A bundle whose signature does not verify with KEY.pub (another factory signed it, or it was changed after
 signing) fails with "not signed by this key (KEY.pub)"; -v adds the verifier's own words.
 
+With --policy DIR or --vsa FILE, every statement about the artifact is verified, not only the provenance: the
+bundles given with --bundle (repeatable) and those of --attestations DIR (default: the OUT/attestations of the
+build the file is in), or every bundle referrer of a registry manifest — provenance, task attestations, SBOMs,
+summaries — each with its signer. The provenance must verify as above, and the ssf.verify policy (--policy DIR,
+else $SSF_HOME/policy, else the built-in set) is evaluated over them (input.artifact, input.statements); every
+denial is printed and the exit status is 1. --vsa FILE writes a signed SLSA verification summary, PASSED or
+FAILED (docs/policy.md, "Verification summaries"), signed as spiffe://TD/verifier (--vsa-signer identity, the
+default) or by the factory's provenance key (--vsa-signer key). For keyless evidence, match the run and its tasks
+with --certificate-identity-regexp '^spiffe://TD/pipeline/NAME(/task/[^/]+)?$'.
+
 Exit status: 0 and a one-line verdict when every check passes; 1 and the reason when one fails; 2 on bad usage.
 With --output json, stdout holds one JSON object instead of the verdict, with every check and what was not
 checked (docs/cli-json.md).`,
@@ -64,19 +76,28 @@ checked (docs/cli-json.md).`,
 		RunE: func(cmd *cobra.Command, a []string) error {
 			remote := isRegistryRef(a[0])
 			keyless := idf.keyless() // verify_identity.go
+			withPolicy := pf.active(cmd)
+			bundlePath := ""
+			if len(bundles) > 0 {
+				bundlePath = bundles[0]
+			}
 			switch {
+			case len(bundles) > 1 && !withPolicy:
+				return usagef("--bundle is given %d times: several bundles are read only with --policy, --vsa or --attestations (every statement about the artifact)", len(bundles))
+			case remote && pf.attestations != "":
+				return usagef("--attestations is for files: the bundles of %s come from the registry", a[0])
 			case keyless && keyPath != "":
 				return usagef("--key excludes --certificate-identity, --certificate-oidc-issuer and --trusted-root: a bundle is signed by a key or by a certificate")
 			case !remote && keyPath == "" && !keyless && bundlePath != "" && bundleHasCertificate(bundlePath):
-				return usagef("%s is signed by a certificate: --certificate-identity (or --certificate-identity-regexp) and --certificate-oidc-issuer are required, e.g. --certificate-identity spiffe://ssf.local/pipeline/NAME --certificate-oidc-issuer https://ssf.local/issuer", bundlePath)
+				return needIdentity(a[0], bundlePath) // verify_hint.go
 			case remote && keyPath == "" && !keyless:
-				return usagef("--key is required (or, for keyless bundles, --certificate-identity and --certificate-oidc-issuer)")
+				return needSigner(a[0]) // verify_hint.go
 			case remote && bundlePath != "":
 				return usagef("--bundle is for files: the bundles of %s come from the registry", a[0])
 			case !remote && bundlePath == "" && !namesAPath(a[0]):
-				return usagef("%q is neither a file nor a registry reference (REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:HEX, with the registry's host written out); a file needs --bundle and --key", a[0])
-			case !remote && (bundlePath == "" || (keyPath == "" && !keyless)):
-				return usagef("--bundle and --key are required")
+				return usagef("%q is neither a file nor a registry reference (REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:HEX, with the registry's host written out); a file needs --bundle and who signed it", a[0])
+			case !remote && ((bundlePath == "" && !withPolicy) || (keyPath == "" && !keyless)):
+				return usagef("--bundle and who signed it are required: --certificate-identity ID with --certificate-oidc-issuer ISS (a build signed by identity, the default), or --key KEY.pub (a build with --signer key)")
 			}
 			var trusted root.TrustedMaterial
 			var err error
@@ -94,6 +115,9 @@ checked (docs/cli-json.md).`,
 			}
 			if err := opts.Validate(); err != nil {
 				return &usageError{err}
+			}
+			if withPolicy {
+				return verifyWithPolicy(cmd, a[0], remote, bundles, opts, &pf, reg, verbose, *output) // verify_policy.go
 			}
 			if remote {
 				return verifyRegistryRef(cmd, a[0], keyPath, opts, reg, verbose, *output)
@@ -135,7 +159,7 @@ checked (docs/cli-json.md).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&bundlePath, "bundle", "", "Sigstore bundle with the provenance (OUT/attestations/provenance.sigstore.json)")
+	f.StringArrayVar(&bundles, "bundle", nil, "Sigstore bundle with the provenance (OUT/attestations/provenance.sigstore.json); repeatable with --policy or --vsa")
 	f.StringVar(&keyPath, "key", "", "provenance public key, PEM (from: ssf keys public)")
 	f.StringVar(&opts.BuilderID, "builder-id", "", "require this runDetails.builder.id")
 	f.StringVar(&opts.BuilderDigest, "builder-digest", "", "require this builder image manifest digest (sha256:HEX)")
@@ -145,6 +169,7 @@ checked (docs/cli-json.md).`,
 	f.BoolVarP(&verbose, "verbose", "v", false, "list every check, what was not checked and skipped referrers on stderr")
 	reg.add(cmd, 5*time.Minute)
 	idf.add(cmd) // verify_identity.go
+	pf.add(cmd)  // verify_policy.go
 	output = addOutputFlag(cmd)
 	return cmd
 }

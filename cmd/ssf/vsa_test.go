@@ -1,0 +1,182 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+)
+
+const vsaType = "https://slsa.dev/verification_summary/v1"
+
+// vsaPredicate is what the tests read of a summary.
+type vsaPredicate struct {
+	Verifier struct {
+		ID string `json:"id"`
+	} `json:"verifier"`
+	TimeVerified string `json:"timeVerified"`
+	ResourceURI  string `json:"resourceUri"`
+	Policy       struct {
+		URI    string            `json:"uri"`
+		Digest map[string]string `json:"digest"`
+	} `json:"policy"`
+	InputAttestations []struct {
+		URI    string            `json:"uri"`
+		Digest map[string]string `json:"digest"`
+	} `json:"inputAttestations"`
+	VerificationResult string   `json:"verificationResult"`
+	VerifiedLevels     []string `json:"verifiedLevels"`
+	SlsaVersion        string   `json:"slsaVersion"`
+}
+
+func readVSA(t *testing.T, path string) (map[string]any, vsaPredicate) {
+	t.Helper()
+	st := bundlePayload(t, path)
+	raw, err := json.Marshal(st["predicate"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p vsaPredicate
+	if err := json.Unmarshal(raw, &p); err != nil {
+		t.Fatal(err)
+	}
+	return st, p
+}
+
+// TestVerifyVSA: after an identity build, ssf verify --policy --vsa collects every statement about the file
+// (provenance, the task attestation, both SBOMs), evaluates ssf.verify and writes a summary signed as
+// spiffe://TD/verifier that both stock cosigns verify with --type https://slsa.dev/verification_summary/v1; it says
+// PASSED with SLSA_BUILD_LEVEL_3 and names each input bundle by digest. A policy that denies exits 1 with its
+// message and still writes a FAILED summary, which cosign verifies too; a tampered summary, or one checked under
+// another identity, is refused by cosign.
+func TestVerifyVSA(t *testing.T) {
+	p := identityProject(t)
+	if r := p.build("--signer", "identity"); r.code != 0 {
+		t.Fatalf("build failed (exit %d):\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	app := filepath.Join(p.out, "app")
+	att := filepath.Join(p.out, "attestations")
+	tr := filepath.Join(p.dir, "trusted_root.json")
+	if r := ssf(t, p.tmp, "trust", "export", "--out", tr); r.code != 0 {
+		t.Fatalf("trust export: %d %s", r.code, r.stderr)
+	}
+	pol := filepath.Join(p.dir, "policy")
+	if r := ssf(t, p.tmp, "policy", "init", pol); r.code != 0 {
+		t.Fatalf("policy init: %d %s", r.code, r.stderr)
+	}
+	id := []string{"--certificate-identity-regexp", "^" + identityTD + "/pipeline/test(/task/[^/]+)?$", "--certificate-oidc-issuer", identityIssuer}
+	verifier := identityTD + "/verifier"
+	cosignVerify := func(t *testing.T, cosign, bundle, identity string) ([]byte, error) {
+		return exec.Command(cosign, "verify-blob-attestation", "--bundle", bundle, "--trusted-root", tr,
+			"--certificate-identity", identity, "--certificate-oidc-issuer", identityIssuer, "--type", vsaType, app).CombinedOutput()
+	}
+	cosigns := []struct{ env, name string }{{"SSF_COSIGN", "cosign"}, {"SSF_COSIGN_V3", "cosign-v3.1.2"}}
+
+	passed := filepath.Join(p.dir, "passed.vsa.json")
+	r := ssf(t, p.tmp, append([]string{"verify", app, "--policy", pol, "--vsa", passed}, id...)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "verified: ") || !strings.Contains(r.stdout, "SLSA_BUILD_LEVEL_3") {
+		t.Fatalf("verify --vsa: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "evidence from "+att) || !strings.Contains(r.stderr, "PASSED") {
+		t.Errorf("verify --vsa did not say where the evidence came from, or the result:\n%s", r.stderr)
+	}
+	st, pred := readVSA(t, passed)
+	if st["predicateType"] != vsaType || pred.VerificationResult != "PASSED" || pred.SlsaVersion != "1.0" ||
+		!strings.HasSuffix(pred.Verifier.ID, "/verifier") || pred.ResourceURI != app || pred.TimeVerified == "" {
+		t.Errorf("summary = %v %+v", st["predicateType"], pred)
+	}
+	subjects, _ := json.Marshal(st["subject"])
+	appData, err := os.ReadFile(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(subjects), digest.FromBytes(appData).Encoded()) {
+		t.Errorf("summary subjects %s lack the file's digest", subjects)
+	}
+	for _, want := range []string{"SLSA_BUILD_LEVEL_3", "SSF_DEPENDENCIES_LEVEL_1", "SSF_SBOM_LEVEL_1", "SSF_TASKS_LEVEL_1"} {
+		if !slices.Contains(pred.VerifiedLevels, want) {
+			t.Errorf("verifiedLevels %v lack %s", pred.VerifiedLevels, want)
+		}
+	}
+	if !strings.HasPrefix(pred.Policy.URI, "file://") || len(pred.Policy.Digest["sha256"]) != 64 {
+		t.Errorf("policy = %+v", pred.Policy)
+	}
+	// Every input is a bundle of the build, by the digest of its bytes: provenance, compile's attestation, SBOMs.
+	var inputs []string
+	for _, in := range pred.InputAttestations {
+		data, err := os.ReadFile(in.URI)
+		if err != nil {
+			t.Fatalf("input %s: %v", in.URI, err)
+		}
+		if in.Digest["sha256"] != digest.FromBytes(data).Encoded() {
+			t.Errorf("input %s: digest %v, file is %s", in.URI, in.Digest, digest.FromBytes(data))
+		}
+		inputs = append(inputs, filepath.Base(in.URI))
+	}
+	slices.Sort(inputs)
+	if want := []string{"app.cdx.sigstore.json", "app.spdx.sigstore.json", "compile.task.sigstore.json", "provenance.sigstore.json"}; !slices.Equal(inputs, want) {
+		t.Errorf("inputAttestations = %v, want %v", inputs, want)
+	}
+
+	// A policy that denies: exit 1, its message, and a FAILED summary.
+	deny := filepath.Join(p.dir, "deny")
+	if err := os.MkdirAll(deny, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rego := `package ssf.verify
+
+deny contains msg if {
+	some s in input.statements
+	s.predicateType == "https://ssf.dev/attestations/task/v1"
+	s.predicate.task == "compile"
+	msg := sprintf("%s was made by task %s, signed by %s: compile outputs are not released", [input.artifact.uri, s.predicate.task, s.signer.identity])
+}
+`
+	if err := os.WriteFile(filepath.Join(deny, "verify.rego"), []byte(rego), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	failed := filepath.Join(p.dir, "failed.vsa.json")
+	r = ssf(t, p.tmp, append([]string{"verify", app, "--policy", deny, "--vsa", failed}, id...)...)
+	wantMsg := app + " was made by task compile, signed by " + identityTD + "/pipeline/test/task/compile: compile outputs are not released"
+	if r.code != 1 || !strings.Contains(r.stderr, "policy ssf.verify denied: "+wantMsg) || strings.Contains(r.stdout, "verified") {
+		t.Fatalf("verify under a denying policy: exit %d, want 1 with %q\n%s%s", r.code, wantMsg, r.stdout, r.stderr)
+	}
+	_, fpred := readVSA(t, failed)
+	if fpred.VerificationResult != "FAILED" || !slices.Equal(fpred.VerifiedLevels, []string{"FAILED"}) || fpred.Policy.Digest["sha256"] == pred.Policy.Digest["sha256"] {
+		t.Errorf("failed summary = %+v", fpred)
+	}
+	// Without --vsa the denial is the same, and nothing is written.
+	if r := ssf(t, p.tmp, append([]string{"verify", app, "--policy", deny}, id...)...); r.code != 1 || !strings.Contains(r.stderr, wantMsg) {
+		t.Errorf("verify --policy (no --vsa): exit %d\n%s", r.code, r.stderr)
+	}
+
+	good, err := os.ReadFile(passed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := filepath.Join(p.dir, "tampered.vsa.json")
+	if err := os.WriteFile(tampered, tamper(t, good, "dsseEnvelope.payload"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range cosigns {
+		t.Run(v.name, func(t *testing.T) {
+			cosign := interopTool(t, v.env, v.name)
+			for _, b := range []string{passed, failed} {
+				if out, err := cosignVerify(t, cosign, b, verifier); err != nil {
+					t.Errorf("cosign refused %s: %v\n%s", filepath.Base(b), err, out)
+				}
+			}
+			if out, err := cosignVerify(t, cosign, tampered, verifier); err == nil {
+				t.Errorf("cosign accepted a tampered summary:\n%s", out)
+			}
+			if out, err := cosignVerify(t, cosign, passed, identityTD+"/pipeline/test"); err == nil {
+				t.Errorf("cosign accepted the summary as signed by the pipeline:\n%s", out)
+			}
+		})
+	}
+}

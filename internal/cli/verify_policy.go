@@ -1,0 +1,273 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ssf-dev/ssf/internal/durable"
+	"github.com/ssf-dev/ssf/internal/factory"
+	"github.com/ssf-dev/ssf/internal/policy"
+	"github.com/ssf-dev/ssf/internal/verify"
+	"github.com/ssf-dev/ssf/internal/vsa"
+)
+
+// policyFlags are ssf verify's flags for the ssf.verify gate and verification summaries.
+type policyFlags struct {
+	dir, vsaOut, signer, attestations string
+	usePolicy                         bool // --policy was given (even as "": the policy in effect)
+}
+
+func (f *policyFlags) add(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.dir, "policy", "", "evaluate the ssf.verify policy of this directory over every verified statement about the artifact (default with --vsa: $SSF_HOME/policy, else the built-in set)")
+	fl.StringVar(&f.vsaOut, "vsa", "", "write a signed SLSA verification summary (a Sigstore bundle) to this file, PASSED or FAILED")
+	fl.StringVar(&f.signer, "vsa-signer", factory.SignerIdentity, "what signs the summary: identity (a certificate for spiffe://TD/verifier, logged and timestamped) or key (the factory's provenance key)")
+	fl.StringVar(&f.attestations, "attestations", "", "the build's attestations directory (OUT/attestations): every *.sigstore.json in it is evidence (default: found beside the file)")
+}
+
+// active says whether ssf verify evaluates ssf.verify (and collects every statement, not only the provenance).
+func (f *policyFlags) active(cmd *cobra.Command) bool {
+	f.usePolicy = cmd.Flags().Changed("policy")
+	return f.usePolicy || f.vsaOut != "" || f.attestations != ""
+}
+
+// verifyWithPolicy is ssf verify --policy/--vsa: it collects every verified statement about the artifact (a file
+// with its bundles, or a registry manifest's referrers), requires the provenance verdict, evaluates ssf.verify over
+// the statements, prints every denial, and writes a signed summary when asked — FAILED ones too.
+func verifyWithPolicy(cmd *cobra.Command, artifact string, remote bool, bundles []string, opts verify.Options, pf *policyFlags, reg registryFlags, verbose bool, output outputFormat) error {
+	ctx := cmd.Context()
+	if pf.signer != factory.SignerKey && pf.signer != factory.SignerIdentity {
+		return usagef("--vsa-signer %q: want %q or %q", pf.signer, factory.SignerIdentity, factory.SignerKey)
+	}
+	if pf.vsaOut != "" {
+		if _, err := os.Lstat(pf.vsaOut); err == nil {
+			return usagef("--vsa %q already exists: a summary is never written over another file; remove it or name another", pf.vsaOut)
+		}
+	}
+	if pf.usePolicy && pf.dir == "" {
+		return usagef("--policy needs a directory (leave --policy out to use $SSF_HOME/policy or the built-in set)")
+	}
+	pol, err := factory.LoadPolicy(ctx, pf.dir)
+	if err != nil {
+		var le *policy.LoadError
+		if errors.As(err, &le) {
+			return &usageError{err}
+		}
+		return err
+	}
+
+	var ev *verify.Evidence
+	if remote {
+		rctx, cancel, ropts, err := reg.context(ctx)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		ev, err = verify.ReferenceEvidence(rctx, artifact, opts, ropts...)
+		if errors.Is(err, verify.ErrBadReference) {
+			return &usageError{err}
+		}
+		if err != nil {
+			return deadlineError(rctx, err)
+		}
+	} else {
+		if _, err := os.Stat(artifact); err != nil {
+			return usagef("artifact: %w", err)
+		}
+		paths, err := evidencePaths(cmd.ErrOrStderr(), artifact, bundles, pf.attestations)
+		if err != nil {
+			return err
+		}
+		if ev, err = verify.FileEvidence(ctx, artifact, paths, opts); err != nil {
+			return &usageError{err} // not a regular file, too many bundles: the request is malformed
+		}
+	}
+	if verbose {
+		for _, s := range ev.Statements {
+			fmt.Fprintf(cmd.ErrOrStderr(), "  verified %s from %s (%s), signed by %s\n", s.PredicateType, s.Source, s.Bundle, signerText(s.Signer))
+		}
+		for _, s := range ev.Skipped {
+			fmt.Fprintf(cmd.ErrOrStderr(), "ssf: note: skipped: %s\n", printable(s.Error()))
+		}
+	}
+
+	var problems []string // why the verification FAILED, each a line for people
+	if ev.Provenance == nil {
+		problems = append(problems, printable(ev.ProvenanceErr.Error()))
+	}
+	decision, evalErr := pol.Set.Evaluate(ctx, policy.Verify, ev.VerifyInput())
+	if evalErr != nil {
+		problems = append(problems, printable(evalErr.Error()))
+	}
+	for _, d := range decision.Denials {
+		problems = append(problems, "policy ssf.verify denied: "+printable(d))
+	}
+	passed := len(problems) == 0
+	levels := vsa.Levels(ev.PolicyStatements(), ev.Digest)
+
+	var vsaLine string
+	if pf.vsaOut != "" {
+		if vsaLine, err = writeSummary(ctx, cmd.ErrOrStderr(), ev, pol, pf, passed, levels); err != nil {
+			return err
+		}
+	}
+	if vsaLine != "" {
+		fmt.Fprintln(cmd.ErrOrStderr(), vsaLine)
+	}
+	if !passed {
+		// Every problem, one per line, in the error itself: with --output json it is the error object's message.
+		return fmt.Errorf("%w: %s (%s) did not pass (policy %s, %s):\n  - %s", verify.ErrVerification, ev.URI, ev.Digest,
+			pol.Source, pol.Set.Digest(), strings.Join(problems, "\n  - "))
+	}
+	if output == outputJSON {
+		return writeJSON(cmd.OutOrStdout(), policyVerdictJSON(ev, pol, levels, pf.vsaOut))
+	}
+	p := ev.Provenance.Provenance
+	fmt.Fprintf(cmd.OutOrStdout(), "verified: %s %s built by %s (pipeline %s, invocation %s)%s; policy ssf.verify allowed it (%s, %s); %d statements, levels %s\n",
+		ev.URI, ev.Digest, p.BuilderID, p.PipelineName, p.InvocationID, signedBy(ev.Provenance), pol.Source, pol.Set.Digest(),
+		len(ev.Statements), strings.Join(levels, " "))
+	return nil
+}
+
+// evidencePaths is the bundles given, and those of the attestations directory: --attestations, or when neither
+// it nor --bundle is given, the attestations directory of the build OUT the file is in (the first ancestor holding
+// attestations/provenance.sigstore.json), said on w.
+func evidencePaths(w io.Writer, file string, bundles []string, dir string) ([]string, error) {
+	if dir == "" && len(bundles) == 0 {
+		abs, err := filepath.Abs(file)
+		if err != nil {
+			return nil, usagef("artifact: %w", err)
+		}
+		for d := filepath.Dir(abs); ; d = filepath.Dir(d) {
+			if fi, err := os.Lstat(filepath.Join(d, factory.BundlePath)); err == nil && fi.Mode().IsRegular() {
+				dir = filepath.Dir(filepath.Join(d, factory.BundlePath))
+				fmt.Fprintf(w, "ssf: note: evidence from %s\n", dir)
+				break
+			}
+			if filepath.Dir(d) == d {
+				return nil, usagef("no evidence for %s: give --bundle FILE (repeatable) or --attestations OUT/attestations (no attestations/provenance.sigstore.json was found in the directories above it)", file)
+			}
+		}
+	}
+	if dir == "" {
+		return bundles, nil
+	}
+	found, err := verify.AttestationBundles(dir)
+	if err != nil {
+		return nil, usagef("--attestations: %w", err)
+	}
+	return append(append([]string{}, bundles...), found...), nil
+}
+
+// writeSummary signs the summary of the verification and writes it to --vsa, returning the line that says so.
+func writeSummary(ctx context.Context, log io.Writer, ev *verify.Evidence, pol *factory.Policy, pf *policyFlags, passed bool, levels []string) (string, error) {
+	h, err := home()
+	if err != nil {
+		return "", err
+	}
+	v, err := h.OpenVerifier(ctx, pf.signer, log)
+	if err != nil {
+		return "", err
+	}
+	defer v.Close(context.WithoutCancel(ctx))
+	s := vsa.Summary{
+		VerifierID: v.ID, Version: map[string]string{"ssf": factory.Version}, TimeVerified: time.Now(),
+		ResourceURI: ev.URI, Subject: subjectName(ev.URI), Digest: ev.Digest,
+		PolicyURI: policyURI(pol.Source), PolicyDigest: pol.Set.Digest(), Passed: passed, Levels: levels,
+	}
+	for _, st := range ev.Statements {
+		s.Inputs = append(s.Inputs, vsa.Input{URI: st.Source, Digest: st.Bundle})
+	}
+	statement, err := vsa.Statement(s)
+	if err != nil {
+		return "", err
+	}
+	bundle, err := v.Attestor.Statement(ctx, statement)
+	if err != nil {
+		return "", fmt.Errorf("signing the verification summary: %w", err)
+	}
+	if err := v.Close(ctx); err != nil {
+		return "", fmt.Errorf("signing the verification summary: %w", err)
+	}
+	if err := durable.WriteNew(pf.vsaOut, bundle, 0o644); err != nil {
+		return "", fmt.Errorf("writing the verification summary: %w", err)
+	}
+	result, lv := vsa.Failed, vsa.Failed
+	if passed {
+		result, lv = vsa.Passed, strings.Join(levels, " ")
+	}
+	by := "the factory's provenance key"
+	if v.Identity != "" {
+		by = v.Identity + " (issuer " + v.Issuer + ")"
+	}
+	return fmt.Sprintf("ssf: verification summary %s: %s, levels %s, signed by %s", pf.vsaOut, result, lv, by), nil
+}
+
+// subjectName is the summary subject's name: a file's base name, or the registry reference.
+func subjectName(uri string) string {
+	if strings.Contains(uri, "@sha256:") {
+		return uri
+	}
+	return filepath.Base(uri)
+}
+
+// policyURI names the policy set in a summary: file://DIR for a directory, the source itself for the built-in set.
+func policyURI(source string) string {
+	if filepath.IsAbs(source) {
+		return (&url.URL{Scheme: "file", Path: source}).String()
+	}
+	return source
+}
+
+func signerText(s policy.Signer) string {
+	if s.Key != "" {
+		return "key " + s.Key
+	}
+	return printable(s.Identity) + " (issuer " + printable(s.Issuer) + ")"
+}
+
+// policyVerifyJSON is ssf verify --policy/--vsa --output json.
+type policyVerifyJSON struct {
+	Verified   bool            `json:"verified"` // always true: a failure is the error object instead
+	Artifact   policy.Artifact `json:"artifact"`
+	Policy     policyRefJSON   `json:"policy"`
+	Levels     []string        `json:"levels"`
+	Statements []statementJSON `json:"statements"`
+	Skipped    []string        `json:"skipped"`
+	VSA        string          `json:"vsa,omitempty"`
+}
+
+type policyRefJSON struct {
+	Source string `json:"source"`
+	Digest string `json:"digest"`
+}
+
+type statementJSON struct {
+	PredicateType string        `json:"predicateType"`
+	Signer        policy.Signer `json:"signer"`
+	Bundle        string        `json:"bundle"`
+	Source        string        `json:"source"`
+}
+
+// policyVerdictJSON is the verdict of a verification that passed (a failure is the error object instead).
+func policyVerdictJSON(ev *verify.Evidence, pol *factory.Policy, levels []string, vsaOut string) policyVerifyJSON {
+	j := policyVerifyJSON{Verified: true, Artifact: policy.Artifact{URI: ev.URI, Digest: string(ev.Digest)},
+		Policy: policyRefJSON{pol.Source, pol.Set.Digest()},
+		Levels: append([]string{}, levels...), Statements: []statementJSON{}, Skipped: []string{}, VSA: vsaOut}
+	for _, s := range ev.Statements {
+		j.Statements = append(j.Statements, statementJSON{s.PredicateType, s.Signer, string(s.Bundle), s.Source})
+	}
+	for _, s := range ev.Skipped {
+		j.Skipped = append(j.Skipped, printable(s.Error()))
+	}
+	return j
+}
