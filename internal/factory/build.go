@@ -47,8 +47,8 @@ type BuildRequest struct {
 	// KeepWorkspace keeps a failed task's workspace, outputs and tmp, read-only, in the build's history entry
 	// (keep.go).
 	KeepWorkspace bool
-	// Signer is SignerKey (the provenance key; "" too) or SignerIdentity (a certificate per task and run, each
-	// signature logged and timestamped: identity.go).
+	// Signer is SignerIdentity (a certificate per task and run, each signature logged and timestamped:
+	// identity.go; "" too, the default) or SignerKey (the factory's provenance key).
 	Signer string
 	// Policy is what the gates apply (policy.go), loaded once by the caller; nil applies the home's.
 	Policy *Policy
@@ -75,6 +75,10 @@ type BuildResult struct {
 
 	// TaskAttestations are each task's bundle and who signed it (--signer identity; identity.go), in task order.
 	TaskAttestations []TaskAttestation
+	// SignedBy and Issuer are, for an identity build, the run's SPIFFE ID that signed the provenance and SBOMs and
+	// the factory's issuer: what a verifier gives as --certificate-identity and --certificate-oidc-issuer. Empty
+	// for a key build.
+	SignedBy, Issuer string
 }
 
 // BundlePath is where a build's provenance bundle lives, relative to its output directory.
@@ -309,6 +313,10 @@ func (h Home) admit(ctx context.Context, req BuildRequest) (*admission, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := ident.admitsPipeline(p.Name); err != nil { // a joined node's scope (identity_remote.go)
+		ident.close(ctx)
+		return nil, err
+	}
 	return &admission{req: req, cfg: cfg, p: p, params: params, images: images, img: img,
 		attestor: attestor, runtime: runc{rc}, out: out, secrets: secrets, identity: ident, policy: pol, signers: signers}, nil
 }
@@ -411,6 +419,9 @@ func stage(ctx context.Context, b *build, adm *admission, ws *workspace, src *so
 	res := &BuildResult{
 		Out: adm.out, InvocationID: b.invocation, Source: src.Descriptor(), SourceStats: src.Stats,
 		Builder: p.Builder, Bundle: filepath.Join(adm.out, BundlePath),
+	}
+	if b.identity != nil {
+		res.SignedBy, res.Issuer = b.identity.runID(), b.identity.issuer
 	}
 	stmt := provenance.Build{
 		BuilderID:      adm.cfg.BuilderID,

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	"github.com/sigstore/sigstore-go/pkg/root"
@@ -103,4 +104,19 @@ func envelopeJSON(b *protobundle.Bundle) ([]byte, error) {
 		e.Signatures = append(e.Signatures, sig{Sig: base64.StdEncoding.EncodeToString(s.GetSig())})
 	}
 	return json.Marshal(e)
+}
+
+// admitsPipeline refuses, at admission (before anything runs), a build of a pipeline outside a joined node's
+// scope as the factory gave it at the join (joined.json): the factory's node API would refuse its certificates.
+// The factory's check is the one that counts; this one only spares the build.
+func (id *identity) admitsPipeline(pipeline string) error {
+	if id == nil || id.remote == nil || len(id.remote.Joined.Pipelines) == 0 {
+		return nil
+	}
+	rec := trust.NodeRecord{Pipelines: id.remote.Joined.Pipelines}
+	if rec.Allows(pipeline) {
+		return nil
+	}
+	return inputErrorf("--signer identity: this node (%s) may sign only for pipelines matching %s (its join token's --pipelines), not for pipeline %q: build it on a node whose scope covers it, or join one with `ssf node token --pipelines`",
+		id.remote.Joined.Host, strings.Join(id.remote.Joined.Pipelines, ","), pipeline)
 }
