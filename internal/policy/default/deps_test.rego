@@ -11,6 +11,19 @@ test_http_file_denied if {
 	contains(msg, "plain http")
 }
 
+test_loopback_http_file_allowed if {
+	count(deps.deny) == 0 with input as file_dep("http://127.0.0.1:8080/tool.tgz")
+	count(deps.deny) == 0 with input as file_dep("http://localhost/tool.tgz")
+	count(deps.deny) == 0 with input as file_dep("http://[::1]:80/tool.tgz")
+}
+
+test_lookalike_loopback_denied if {
+	some msg in deps.deny with input as file_dep("http://127.0.0.1.example.com/tool.tgz")
+	contains(msg, "plain http")
+	some msg2 in deps.deny with input as file_dep("http://localhost.evil/tool.tgz")
+	contains(msg2, "plain http")
+}
+
 test_gomod_allowed if {
 	count(deps.deny) == 0 with input as {"dependency": {"type": "gomod", "name": "github.com/google/uuid", "version": "v1.6.0", "purl": "pkg:golang/github.com/google/uuid@v1.6.0", "url": "http://proxy.local/github.com/google/uuid/@v/v1.6.0.zip", "digest": "h1:NIvaJDMOsjHA8n1jAhLSgzrAzy1Hgr+hNrb57e+94F0="}}
 }
