@@ -243,7 +243,12 @@ func (a *NodeAPI) checkScope(node *NodeRecord, id string) error {
 	if err := ca.CheckWorkloadID(a.TrustDomain, id); err != nil {
 		return refused("node %q may sign only as workloads of this factory: %w", node.Name, err)
 	}
-	rest := strings.TrimPrefix(id, "spiffe://"+a.TrustDomain+"/pipeline/")
+	// Only a pipeline's or a task's: the CA issues other workload identities (the factory's own verifier) that
+	// a node must never hold, whatever its scope.
+	rest, ok := strings.CutPrefix(id, "spiffe://"+a.TrustDomain+"/pipeline/")
+	if !ok {
+		return refused("node %q may sign only as pipelines and tasks of this factory (spiffe://%s/pipeline/<pipeline>[/task/<task>]), not as %q", node.Name, a.TrustDomain, id)
+	}
 	pipeline, _, _ := strings.Cut(rest, "/")
 	if !node.Allows(pipeline) {
 		return refused("node %q may sign only for pipelines matching %s (its token's --pipelines), not for pipeline %q (%s)", node.Name, strings.Join(node.Pipelines, ","), pipeline, id)

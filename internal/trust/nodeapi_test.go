@@ -1,0 +1,314 @@
+package trust
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ssf-dev/ssf/internal/ca"
+	"github.com/ssf-dev/ssf/internal/home"
+	"github.com/ssf-dev/ssf/internal/tlog"
+)
+
+// nodeAPI is a factory serving joins and the node API over HTTPS on 127.0.0.1, as `ssf node serve` does, with a
+// real transparency log; appended counts the entries the API appended.
+type nodeAPI struct {
+	cal      home.Layout
+	srv      *httptest.Server
+	appended atomic.Int64
+	f        *Factory
+}
+
+func startNodeAPI(t *testing.T) *nodeAPI {
+	t.Helper()
+	n := &nodeAPI{cal: caHome(t, DefaultTrustDomain)}
+	var err error
+	if n.f, err = Load(n.cal, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	lg, err := tlog.Open(ctx, n.cal.Log(), n.f.TLogKey, tlog.WithHost(DefaultTrustDomain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lg.Close(context.Background()) })
+	tr, err := Export(n.cal, DefaultTrustDomain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := &NodeAPI{Layout: n.cal, Factory: n.f, TrustDomain: DefaultTrustDomain, Issuer: DefaultIssuer(DefaultTrustDomain),
+		TrustedRoot: tr, Logf: t.Logf,
+		Append: func(ctx context.Context, e tlog.Entry) (*tlog.LogEntry, error) {
+			n.appended.Add(1)
+			return lg.Append(ctx, e)
+		}}
+	cert, err := ServerCertificate(n.cal, Options{}, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.srv = httptest.NewUnstartedServer(NodeHandler(JoinHandler(admitTo(n.cal, Options{}), t.Logf), api))
+	n.srv.TLS = NodeServerTLS(cert)
+	n.srv.StartTLS()
+	t.Cleanup(n.srv.Close)
+	return n
+}
+
+// join joins a new home as node host over HTTPS with a token scoped to pipelines, and returns its client.
+func (n *nodeAPI) join(t *testing.T, host string, pipelines ...string) (home.Layout, *NodeClient) {
+	t.Helper()
+	pin, err := RootPin(n.cal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send, err := HTTPJoin(context.Background(), n.srv.URL, pin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := NewScopedJoinToken(n.cal, DefaultTrustDomain, DefaultTokenTTL, time.Now(), pipelines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := home.Layout{Dir: t.TempDir()}
+	if _, err := JoinAt(node, tok, host, time.Now(), send, n.srv.URL, pin); err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewNodeClient(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return node, c
+}
+
+// signedEnvelope is a DSSE envelope over payload signed by key, as a bundle holds it.
+func signedEnvelope(t *testing.T, key *ecdsa.PrivateKey, payload string) []byte {
+	t.Helper()
+	const pt = "application/vnd.in-toto+json"
+	pae := fmt.Sprintf("DSSEv1 %d %s %d %s", len(pt), pt, len(payload), payload)
+	h := sha256.Sum256([]byte(pae))
+	sig, err := ecdsa.SignASN1(rand.Reader, key, h[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := json.Marshal(map[string]any{"payload": base64.StdEncoding.EncodeToString([]byte(payload)), "payloadType": pt,
+		"signatures": []map[string]string{{"sig": base64.StdEncoding.EncodeToString(sig)}}})
+	return env
+}
+
+// newWorkload makes a workload key and gets its certificate through c.
+func newWorkload(t *testing.T, c *NodeClient, id string) (*ecdsa.PrivateKey, []byte, error) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(key.Public())
+	cert, err := c.Certificate(context.Background(), id, der, ca.Claims{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert}), nil
+}
+
+// TestNodeAPISigns: a node joined over HTTPS learns the factory's trust, gets a workload certificate (at most 10
+// minutes, for its key and the SPIFFE ID asked) on its signed request, has a dsse entry appended to the factory's
+// log (the entry it computes itself, with its proof), and a timestamp.
+func TestNodeAPISigns(t *testing.T) {
+	n := startNodeAPI(t)
+	_, c := n.join(t, "worker", "web-*")
+	ctx := context.Background()
+	tr, err := c.Trust(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.TrustDomain != DefaultTrustDomain || tr.Issuer != DefaultIssuer(DefaultTrustDomain) || !bytes.Contains(tr.TrustedRoot, []byte(TrustedRootMediaType)) {
+		t.Fatalf("trust: %s %s %.80s", tr.TrustDomain, tr.Issuer, tr.TrustedRoot)
+	}
+	id := "spiffe://ssf.local/pipeline/web-1/task/compile"
+	key, certPEM, err := newWorkload(t, c, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(certPEM)
+	cert, _ := x509.ParseCertificate(block.Bytes)
+	if cert.NotAfter.Sub(cert.NotBefore) > ca.MaxWorkloadValidity || !key.PublicKey.Equal(cert.PublicKey) || cert.URIs[0].String() != id {
+		t.Fatalf("workload certificate %v..%v for %v", cert.NotBefore, cert.NotAfter, cert.URIs)
+	}
+	env := signedEnvelope(t, key, `{"_type":"https://in-toto.io/Statement/v1"}`)
+	e, err := c.AppendDSSE(ctx, env, certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.appended.Load() != 1 || e.GetInclusionProof().GetCheckpoint().GetEnvelope() == "" || len(e.GetInclusionPromise().GetSignedEntryTimestamp()) == 0 {
+		t.Fatalf("appended %d, entry %v", n.appended.Load(), e)
+	}
+	if ts, err := c.Timestamp(ctx, []byte("signature")); err != nil || len(ts) == 0 {
+		t.Fatalf("timestamp: %v", err)
+	}
+}
+
+// TestNodeAPIRefuses: what a node may not do is refused with a reason, and nothing is appended to the log: a
+// workload outside its scope (another pipeline, a node, another trust domain), a log entry signed by a
+// certificate outside its scope, no client certificate, malformed, oversized or badly signed requests, a revoked
+// node.
+func TestNodeAPIRefuses(t *testing.T) {
+	n := startNodeAPI(t)
+	node, c := n.join(t, "worker", "web-*")
+	ctx := context.Background()
+	for _, tc := range []struct{ id, want string }{
+		{"spiffe://ssf.local/pipeline/api", `node "worker" may sign only for pipelines matching web-* (its token's --pipelines), not for pipeline "api"`},
+		{"spiffe://ssf.local/pipeline/api/task/web-1", `not for pipeline "api"`},
+		{"spiffe://ssf.local/node/worker", "is not a workload's"},
+		{"spiffe://other.td/pipeline/web-1", `is in trust domain "other.td"`},
+	} {
+		_, _, err := newWorkload(t, c, tc.id)
+		if !errors.Is(err, ErrNodeRefused) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("certificate for %s: %v, want a refusal saying %q", tc.id, err, tc.want)
+		}
+	}
+
+	// A node without a scope may sign for every pipeline, and still only as pipelines and tasks.
+	_, unscoped := n.join(t, "worker-all")
+	if _, _, err := newWorkload(t, unscoped, "spiffe://ssf.local/pipeline/api/task/a"); err != nil {
+		t.Errorf("unscoped node, a task of any pipeline: %v", err)
+	}
+	for _, id := range []string{"spiffe://ssf.local/verifier", "spiffe://ssf.local/node/worker-all", "spiffe://other.td/pipeline/api"} {
+		if _, _, err := newWorkload(t, unscoped, id); !errors.Is(err, ErrNodeRefused) {
+			t.Errorf("unscoped node, certificate for %s: %v, want a refusal", id, err)
+		}
+	}
+
+	// A log entry signed as a workload outside the node's scope (a certificate the factory's own node got).
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(key.Public())
+	req, err := n.f.Node.Request(ca.Request{SPIFFEID: "spiffe://ssf.local/pipeline/api", PublicKey: der})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := n.f.CA.Issue(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Raw})
+	if _, err := c.AppendDSSE(ctx, signedEnvelope(t, key, "{}"), otherPEM); !errors.Is(err, ErrNodeRefused) || !strings.Contains(err.Error(), `not for pipeline "api"`) {
+		t.Errorf("log entry of another pipeline's workload: %v", err)
+	}
+
+	// Raw requests with the node's client certificate.
+	wkey, wcert, err := newWorkload(t, c, "spiffe://ssf.local/pipeline/web-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, _ := json.Marshal(NodeLogRequest{Envelope: signedEnvelope(t, wkey, "{}"), Certificate: string(wcert)})
+	badSig, _ := json.Marshal(NodeLogRequest{Envelope: signedEnvelope(t, key, "{}"), Certificate: string(wcert)})
+	post := func(client *http.Client, method, path, ctype string, body []byte) (int, string) {
+		r, err := http.NewRequest(method, n.srv.URL+path, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ctype != "" {
+			r.Header.Set("Content-Type", ctype)
+		}
+		resp, err := client.Do(r)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	anon := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	for _, tc := range []struct {
+		what, method, path, ctype string
+		body                      []byte
+		client                    *http.Client
+		code                      int
+		want                      string
+	}{
+		{"no client certificate", "POST", NodeLogPath, "application/json", good, anon, 401, "no client certificate"},
+		{"no client certificate (trust)", "GET", NodeTrustPath, "", nil, anon, 401, "no client certificate"},
+		{"not JSON", "POST", NodeLogPath, "application/json", []byte("{"), c.client, 400, "malformed log request"},
+		{"unknown field", "POST", NodeLogPath, "application/json", []byte(`{"envelope":"e30=","certificate":"","extra":1}`), c.client, 400, `unknown field`},
+		{"trailing data", "POST", NodeLogPath, "application/json", append(append([]byte{}, good...), good...), c.client, 400, "data after the JSON object"},
+		{"oversized", "POST", NodeLogPath, "application/json", bytes.Repeat([]byte(" "), maxNodeLogRequest+1), c.client, 413, "at most 4194304 bytes"},
+		{"oversized certificate request", "POST", NodeCertificatePath, "application/json", bytes.Repeat([]byte(" "), maxNodeRequest+1), c.client, 413, "at most 65536 bytes"},
+		{"badly signed envelope", "POST", NodeLogPath, "application/json", badSig, c.client, 400, "does not verify with any given verifier"},
+		{"not a certificate", "POST", NodeLogPath, "application/json", []byte(`{"envelope":"e30=","certificate":"x"}`), c.client, 400, "not one PEM CERTIFICATE block"},
+		{"wrong media type", "POST", NodeLogPath, "text/plain", good, c.client, 415, "application/json"},
+		{"wrong method", "GET", NodeLogPath, "", nil, c.client, 405, "takes POST"},
+		{"unknown path", "GET", "/v1/node/keys", "", nil, c.client, 404, "no such endpoint"},
+		{"empty timestamp", "POST", NodeTimestampPath, "application/json", []byte(`{"signature":""}`), c.client, 400, "want 1 to 1024"},
+	} {
+		code, body := post(tc.client, tc.method, tc.path, tc.ctype, tc.body)
+		if code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("%s: %d %s, want %d saying %q", tc.what, code, body, tc.code, tc.want)
+		}
+	}
+	if got := n.appended.Load(); got != 0 {
+		t.Fatalf("%d entries appended by refused requests", got)
+	}
+	// The good request goes through (so the refusals above were for what they say).
+	if code, body := post(c.client, "POST", NodeLogPath, "application/json", good); code != 200 {
+		t.Fatalf("good log request: %d %s", code, body)
+	}
+
+	// Revoked: every request refused, at once.
+	if ok, err := RevokeNode(n.cal, "worker"); !ok || err != nil {
+		t.Fatalf("revoke: %v %v", ok, err)
+	}
+	if ok, err := RevokeNode(n.cal, "worker"); ok || err != nil {
+		t.Fatalf("revoke again: %v %v", ok, err)
+	}
+	if _, err := c.Trust(ctx); !errors.Is(err, ErrNodeRefused) || !strings.Contains(err.Error(), `node "worker" was revoked at`) {
+		t.Errorf("trust for a revoked node: %v", err)
+	}
+	if _, _, err := newWorkload(t, c, "spiffe://ssf.local/pipeline/web-1"); !errors.Is(err, ErrNodeRefused) {
+		t.Errorf("certificate for a revoked node: %v", err)
+	}
+	if _, err := c.AppendDSSE(ctx, signedEnvelope(t, wkey, "{}"), wcert); !errors.Is(err, ErrNodeRefused) {
+		t.Errorf("log entry from a revoked node: %v", err)
+	}
+	if got := n.appended.Load(); got != 1 {
+		t.Fatalf("%d entries appended, want the one good request's", got)
+	}
+	if _, err := RevokeNode(n.cal, "ca-node"); err == nil || !strings.Contains(err.Error(), "factory's own node") {
+		t.Errorf("revoking the factory's own node: %v", err)
+	}
+	nodes, err := ListNodes(n.cal)
+	if err != nil || len(nodes) != 3 || !nodes[0].Own || nodes[1].Name != "worker" || nodes[1].Revoked == nil || nodes[1].Pipelines[0] != "web-*" {
+		t.Fatalf("list: %v %+v", err, nodes)
+	}
+	_ = node
+}
+
+// TestScopedTokenGlobs: a token's --pipelines must be globs of one pipeline name.
+func TestScopedTokenGlobs(t *testing.T) {
+	cal := caHome(t, DefaultTrustDomain)
+	for _, g := range []string{"", "a/b", "a,b", "[", "a b"} {
+		if _, _, err := NewScopedJoinToken(cal, DefaultTrustDomain, DefaultTokenTTL, time.Now(), []string{g}); err == nil {
+			t.Errorf("glob %q accepted", g)
+		}
+	}
+	if _, _, err := NewScopedJoinToken(cal, DefaultTrustDomain, DefaultTokenTTL, time.Now(), []string{"web-*", "api"}); err != nil {
+		t.Fatal(err)
+	}
+}
