@@ -86,6 +86,10 @@ func TestVerifyVSA(t *testing.T) {
 		t.Errorf("verify --vsa did not say where the evidence came from, or the result:\n%s", r.stderr)
 	}
 	st, pred := readVSA(t, passed)
+	if testing.Verbose() {
+		j, _ := json.MarshalIndent(st, "", "  ")
+		t.Logf("ssf %s\n%s\nsummary:\n%s", strings.Join(append([]string{"verify", app, "--policy", pol, "--vsa", passed}, id...), " "), r.stderr, j)
+	}
 	if st["predicateType"] != vsaType || pred.VerificationResult != "PASSED" || pred.SlsaVersion != "1.0" ||
 		!strings.HasSuffix(pred.Verifier.ID, "/verifier") || pred.ResourceURI != app || pred.TimeVerified == "" {
 		t.Errorf("summary = %v %+v", st["predicateType"], pred)

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ssf-dev/ssf/internal/sign"
+	"github.com/ssf-dev/ssf/internal/verify"
+	"github.com/ssf-dev/ssf/internal/vsa"
+)
+
+// TestVerifyPolicyKey: a key-signed build verified with --policy and --vsa-signer key, as a file and as a
+// published manifest (its referrers are the evidence): the summary is signed by the factory key (stock cosign
+// verifies the file's), names the manifest digest for a reference, and a build key-signed has no task
+// attestations, so no SSF_TASKS level. Bad usage exits 2 naming what is wrong, before anything is written.
+func TestVerifyPolicyKey(t *testing.T) {
+	p := newProject(t, simpleTask)
+	if r := p.build("--signer", "key"); r.code != 0 {
+		t.Fatalf("build failed (exit %d):\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	pub := filepath.Join(p.dir, "provenance.pub")
+	r := ssf(t, p.tmp, "keys", "public")
+	if r.code != 0 {
+		t.Fatalf("ssf keys public: exit %d\n%s", r.code, r.stderr)
+	}
+	if err := os.WriteFile(pub, []byte(r.stdout), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pol := filepath.Join(p.dir, "policy")
+	if r := ssf(t, p.tmp, "policy", "init", pol); r.code != 0 {
+		t.Fatalf("policy init: %d %s", r.code, r.stderr)
+	}
+	var file string
+	for _, s := range p.statement()["subject"].([]any) {
+		if name := s.(map[string]any)["name"].(string); !strings.HasPrefix(name, "oci://") {
+			file = filepath.Join(p.out, name)
+			break
+		}
+	}
+
+	out := filepath.Join(p.dir, "file.vsa.json")
+	r = ssf(t, p.tmp, "verify", file, "--key", pub, "--policy", pol, "--vsa", out, "--vsa-signer", "key", "--output", "json")
+	if r.code != 0 {
+		t.Fatalf("verify --vsa-signer key: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var j struct {
+		Verified   bool     `json:"verified"`
+		Levels     []string `json:"levels"`
+		Statements []struct {
+			PredicateType string            `json:"predicateType"`
+			Signer        map[string]string `json:"signer"`
+		} `json:"statements"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &j); err != nil {
+		t.Fatalf("--output json: %v\n%s", err, r.stdout)
+	}
+	if !j.Verified || !slices.Contains(j.Levels, vsa.BuildLevel3) || slices.Contains(j.Levels, vsa.TasksLevel) || len(j.Statements) == 0 ||
+		!strings.HasPrefix(j.Statements[0].Signer["key"], "sha256:") {
+		t.Errorf("--output json = %s", r.stdout)
+	}
+	trusted := verify.KeyMaterial(readPub(t, pub))
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	summary, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := verify.Attestation(context.Background(), digest.FromBytes(data), summary, trusted, vsa.PredicateType); err != nil {
+		t.Errorf("the summary does not verify with the factory key: %v", err)
+	}
+	t.Run("cosign", func(t *testing.T) {
+		cosign := interopTool(t, "SSF_COSIGN", "cosign")
+		tr := filepath.Join(p.dir, "empty_root.json")
+		if err := os.WriteFile(tr, []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"verify-blob-attestation", "--bundle", out, "--trusted-root", tr, "--key", pub, "--insecure-ignore-tlog", "--type", vsa.PredicateType, file}
+		if b, err := exec.Command(cosign, args...).CombinedOutput(); err != nil {
+			t.Errorf("cosign %s: %v\n%s", strings.Join(args, " "), err, b)
+		}
+	})
+
+	t.Run("registry", func(t *testing.T) {
+		host := distributionRegistry(t)
+		r := ssf(t, p.tmp, "publish", p.out, "--to", host+"/team/app:v1", "--key", pub)
+		if r.code != 0 {
+			t.Fatalf("ssf publish: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		ref := lastLine(r.stdout)
+		refVSA := filepath.Join(p.dir, "ref.vsa.json")
+		r = ssf(t, p.tmp, "verify", host+"/team/app:v1", "--key", pub, "--policy", pol, "--vsa", refVSA, "--vsa-signer", "key")
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "verified: "+ref+" ") {
+			t.Fatalf("verify %s --vsa: exit %d, want the verdict naming %s\n%s%s", host+"/team/app:v1", r.code, ref, r.stdout, r.stderr)
+		}
+		manifest := digest.Digest(ref[strings.LastIndex(ref, "@")+1:])
+		summary, err := os.ReadFile(refVSA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := verify.Attestation(context.Background(), manifest, summary, trusted, vsa.PredicateType)
+		if err != nil {
+			t.Fatalf("the summary does not verify for %s: %v", manifest, err)
+		}
+		var pred struct {
+			ResourceURI       string `json:"resourceUri"`
+			Result            string `json:"verificationResult"`
+			InputAttestations []struct {
+				URI string `json:"uri"`
+			} `json:"inputAttestations"`
+		}
+		if err := json.Unmarshal(st.Predicate, &pred); err != nil {
+			t.Fatal(err)
+		}
+		if pred.ResourceURI != ref || pred.Result != vsa.Passed || len(pred.InputAttestations) == 0 ||
+			!strings.HasPrefix(pred.InputAttestations[0].URI, host+"/team/app@sha256:") {
+			t.Errorf("summary of %s = %+v", ref, pred)
+		}
+	})
+
+	t.Run("usage", func(t *testing.T) {
+		broken := filepath.Join(p.dir, "broken")
+		if err := os.MkdirAll(broken, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(broken, "verify.rego"), []byte("package ssf.verify\n\ndeny contains msg if {\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		lonely := filepath.Join(p.dir, "lonely")
+		if err := os.WriteFile(lonely, []byte("no build made me\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name string
+			args []string
+			want string
+		}{
+			{"existing --vsa", []string{file, "--key", pub, "--vsa", out}, "already exists"},
+			{"bad --vsa-signer", []string{file, "--key", pub, "--vsa", filepath.Join(p.dir, "x.json"), "--vsa-signer", "hsm"}, `--vsa-signer "hsm"`},
+			{"policy syntax error", []string{file, "--key", pub, "--policy", broken}, "verify.rego:"},
+			{"no evidence", []string{lonely, "--key", pub, "--policy", pol}, "no evidence for"},
+			{"two bundles without policy", []string{file, "--key", pub, "--bundle", out, "--bundle", out}, "--bundle is given 2 times"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := ssf(t, p.tmp, append([]string{"verify"}, tc.args...)...)
+				if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+					t.Errorf("exit %d, want 2 with %q\n%s", r.code, tc.want, r.stderr)
+				}
+			})
+		}
+		if _, err := os.Stat(filepath.Join(p.dir, "x.json")); err == nil {
+			t.Error("a summary was written on bad usage")
+		}
+	})
+}
+
+func readPub(t *testing.T, path string) any {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := sign.ParsePublicKeyPEM(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
