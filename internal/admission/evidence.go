@@ -207,15 +207,22 @@ func gather(ctx context.Context, trust *Trust, ref name.Digest, reg []oci.Regist
 		merged = &verify.Evidence{URI: ref.String(), Digest: d}
 	}
 	ev.Verified = merged
-	if merged.Provenance == nil {
-		if len(att.Bundles) == 0 {
-			provErrs = append(provErrs, oci.ErrNoBundles)
-			for _, s := range att.Skipped {
-				provErrs = append(provErrs, s)
-			}
-		}
-		ev.Err = fmt.Errorf("%w: %s has no factory provenance that verifies: %w", verify.ErrVerification, ref, errors.Join(provErrs...))
+	if merged.Provenance != nil {
+		return ev
 	}
+	// Say why each bundle did not do, once: Collect's own summary repeats the reference.
+	var reasons []error
+	if len(att.Bundles) == 0 {
+		reasons = append(reasons, oci.ErrNoBundles)
+	}
+	for _, s := range merged.Skipped {
+		reasons = append(reasons, fmt.Errorf("bundle %s: %w", s.Bundle, s.Reason))
+	}
+	if len(reasons) == 0 {
+		reasons = provErrs
+	}
+	reasons = append(reasons, att.Skipped...)
+	ev.Err = fmt.Errorf("no factory provenance verified: %w", errors.Join(reasons...))
 	return ev
 }
 

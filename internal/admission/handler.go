@@ -325,7 +325,9 @@ func (h *Handler) validate(ctx context.Context, st *state, req *Request, mode Mo
 		}
 		ev := f.ev
 		if ev.Err != nil {
+			// The policy is asked once the provenance verified: its rules would only repeat that it did not.
 			fails = append(fails, failure{container: c, check: "provenance", reason: ev.Err.Error()})
+			continue
 		}
 		in := policy.DeployInput{
 			Artifact:   policy.Artifact{URI: ev.Ref, Digest: string(ev.Digest)},
