@@ -81,18 +81,24 @@ func joinNode(t *testing.T, dir, factoryHome, url, host string, tokenFlags ...st
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "joined as spiffe://ssf.local/node/"+host {
 		t.Fatalf("join: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	// The node builds with the same builder image as the factory's tests (the import is deterministic).
-	r = ssfEnv(t, dir, []string{"SSF_HOME=" + nodeHome}, "builder", "import", filepath.Join(filepath.Dir(ssfBin), "rootfs"), "--name", "busybox")
-	if r.code != 0 || lastLine(r.stdout) != builder {
-		t.Fatalf("builder import on the node: exit %d, %q want %q\n%s", r.code, lastLine(r.stdout), builder, r.stderr)
-	}
+	importBuilder(t, dir, nodeHome)
 	return nodeHome
+}
+
+// importBuilder imports the builder image of the factory's tests into home (the import is deterministic).
+func importBuilder(t *testing.T, dir, home string) {
+	t.Helper()
+	r := ssfEnv(t, dir, []string{"SSF_HOME=" + home}, "builder", "import", filepath.Join(filepath.Dir(ssfBin), "rootfs"), "--name", "busybox")
+	if r.code != 0 || lastLine(r.stdout) != builder {
+		t.Fatalf("builder import into %s: exit %d, %q want %q\n%s", home, r.code, lastLine(r.stdout), builder, r.stderr)
+	}
 }
 
 // TestNodeRemoteKeylessBuild: two homes on one machine stand for two nodes. The factory serves joins and the node
 // API (ssf node serve); a node joined over HTTPS builds with --signer identity through it — its certificates,
 // log entries and timestamps come from the factory — and every bundle verifies as a local one does, with the
-// factory's trust and with its exported trusted root, and the entries are in the factory's log. A node scoped
+// factory's trust and with its exported trusted root, and the entries are in the factory's log; a build on the
+// factory node at the same time takes turns with the node API for the log and verifies too. A node scoped
 // to other pipelines is refused; a request without a client certificate is refused; once revoked, the node is
 // refused.
 func TestNodeRemoteKeylessBuild(t *testing.T) {
@@ -110,14 +116,25 @@ func TestNodeRemoteKeylessBuild(t *testing.T) {
 		t.Fatal("the joined node's home holds a CA of its own")
 	}
 
+	importBuilder(t, dir, factory)
+
 	p := identityProject(t)
 	p.write()
 	build := func(env []string) result {
 		return ssfEnv(t, p.tmp, env, "build", "-f", p.pipeline, "--source", p.src, "--out", p.out, "--signer", "identity")
 	}
+	// The same pipeline built at once on the factory node (in-process CA, log, TSA) and on the joined node.
+	localOut := filepath.Join(p.dir, "out-local")
+	local := make(chan result, 1)
+	go func() {
+		local <- ssfEnv(t, p.tmp, fenv, "build", "-f", p.pipeline, "--source", p.src, "--out", localOut, "--signer", "identity")
+	}()
 	r := build(wenv)
 	if r.code != 0 {
 		t.Fatalf("build on the joined node: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if l := <-local; l.code != 0 {
+		t.Fatalf("build on the factory node beside it: exit %d\n%s%s", l.code, l.stdout, l.stderr)
 	}
 	run := identityTD + "/pipeline/test"
 	att := filepath.Join(p.out, "attestations")
@@ -125,10 +142,13 @@ func TestNodeRemoteKeylessBuild(t *testing.T) {
 	if r := ssfEnv(t, dir, fenv, "trust", "export", "--out", tr); r.code != 0 {
 		t.Fatalf("trust export: %d %s", r.code, r.stderr)
 	}
+	localAtt := filepath.Join(localOut, "attestations")
 	for _, c := range []struct{ file, bundle, identity string }{
 		{filepath.Join(p.out, "app"), filepath.Join(att, "provenance.sigstore.json"), run},
 		{filepath.Join(p.out, "app"), filepath.Join(att, "compile.task.sigstore.json"), run + "/task/compile"},
 		{filepath.Join(p.out, "report"), filepath.Join(att, "check.task.sigstore.json"), run + "/task/check"},
+		{filepath.Join(localOut, "app"), filepath.Join(localAtt, "provenance.sigstore.json"), run},
+		{filepath.Join(localOut, "report"), filepath.Join(localAtt, "check.task.sigstore.json"), run + "/task/check"},
 	} {
 		for _, trArgs := range [][]string{nil, {"--trusted-root", tr}} {
 			args := append([]string{"verify", c.file, "--bundle", c.bundle, "--certificate-identity", c.identity, "--certificate-oidc-issuer", identityIssuer}, trArgs...)
