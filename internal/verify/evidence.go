@@ -110,7 +110,7 @@ func Collect(ctx context.Context, uri string, artifact digest.Digest, bundles []
 			skip(fmt.Errorf("%w (it names %s)", ErrNotASubject, strings.Join(names, ", ")))
 			continue
 		}
-		payload, _, _, err := signedPayload(artifact, b.Data, opts.Trusted)
+		payload, checks, signerText, err := signedPayload(artifact, b.Data, opts.Trusted)
 		if err != nil {
 			skip(err)
 			continue
@@ -129,8 +129,9 @@ func Collect(ctx context.Context, uri string, artifact digest.Digest, bundles []
 		}
 		ev.Statements = append(ev.Statements, VerifiedStatement{Statement: st, Bundle: sum, Source: b.Source})
 		if st.PredicateType == provenance.PredicateType && ev.Provenance == nil {
-			// The verdict is Artifact's, with every expectation the caller set: the same checks as ssf verify.
-			res, err := Artifact(ctx, artifact, b.Data, opts)
+			// The verdict is Artifact's, with every expectation the caller set: the same checks as ssf verify, on the
+			// payload whose signature was just verified.
+			res, err := signedResult(artifact, payload, checks, signerText, opts)
 			if err != nil {
 				provErrs = append(provErrs, fmt.Errorf("%s: %w", b.Source, err))
 				continue

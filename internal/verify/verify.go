@@ -129,20 +129,25 @@ func Artifact(ctx context.Context, artifact digest.Digest, bundleJSON []byte, op
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	payload, checks, signer, err := signedPayload(artifact, bundleJSON, opts.Trusted)
+	if err != nil {
+		return nil, err
+	}
+	return signedResult(artifact, payload, checks, signer, opts)
+}
+
+// signedResult checks payload, whose signature signedPayload verified for artifact, against opts (which Validate
+// accepted): Artifact's checks after the signature's, shared with Collect so it verifies each bundle once.
+func signedResult(artifact digest.Digest, payload []byte, checks []string, signer string, opts Options) (*Result, error) {
 	srcAlg, srcValue, _ := parseSourceDigest(opts.SourceDigest)
 	pipelineDigest, err := parseSHA256("pipeline digest", opts.PipelineDigest)
 	if err != nil {
 		return nil, err
 	}
 	builderDigest, err := parseSHA256("builder digest", opts.BuilderDigest)
-	if err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-
-	payload, checks, signer, err := signedPayload(artifact, bundleJSON, opts.Trusted)
 	if err != nil {
 		return nil, err
 	}
