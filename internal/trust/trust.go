@@ -1,7 +1,8 @@
 // Package trust is the factory's trust as files under $SSF_HOME/keys: it makes the CA root and intermediate, the
 // CT log key, the transparency log key, the timestamp authority and this node's identity at `ssf init` ([Init]),
 // loads them for signing ([Load]), and exports their public halves as a Sigstore trusted root ([Export]) for
-// cosign and sigstore-go.
+// cosign and sigstore-go. It admits other nodes ([Admit], [Join]), and serves joined nodes what they sign with
+// ([NodeAPI], [NodeClient]: certificates, log entries and timestamps over mutual TLS; docs/keyless.md "Nodes").
 //
 // Keys are ECDSA P-256 PKCS#8 PEM files of mode 0600 (written and read by package sign, which refuses a key that
 // group or others can read); certificates are PEM files of mode 0644 beside them. The root key is read only to
@@ -19,6 +20,9 @@
 //   - Never need the root key except to make a certificate it signs.
 //   - Never store a join token itself, admit a node with a token that is used, expired, unknown or of another
 //     trust domain, or send a token to a server that does not chain to the pinned root.
+//   - Never answer the node API ([NodeAPI]) without a client certificate that is exactly the one recorded for a
+//     node of the current intermediate that is not revoked; never issue a certificate or append a log entry for
+//     a workload that is not a pipeline's or task's of the node's scope; never append for a refused request.
 package trust
 
 import (
