@@ -21,12 +21,14 @@ type Verifier struct {
 	close func(context.Context) error
 }
 
-// Close releases what signing held (the transparency log of an identity signer).
+// Close releases what signing held (the transparency log of an identity signer); later calls do nothing.
 func (v *Verifier) Close(ctx context.Context) error {
 	if v == nil || v.close == nil {
 		return nil
 	}
-	return v.close(ctx)
+	c := v.close
+	v.close = nil
+	return c(ctx)
 }
 
 // VerifierID is the SPIFFE ID that signs verification summaries in trust domain td.

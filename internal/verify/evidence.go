@@ -178,7 +178,8 @@ func FileEvidence(ctx context.Context, path string, bundlePaths []string, opts O
 }
 
 // AttestationBundles lists the bundles of a build's attestations directory (OUT/attestations): every regular file
-// named *.sigstore.json directly in dir, sorted by name. Symbolic links are refused, as a build's outputs are.
+// named *.sigstore.json directly in dir, sorted by name. Anything else of that name (a symbolic link, a pipe) is
+// left out, and dir itself must be a directory, not a link to one.
 func AttestationBundles(dir string) ([]string, error) {
 	fi, err := os.Lstat(dir)
 	if err != nil {
