@@ -16,7 +16,8 @@
 //
 // Namespaces opt in with the label ssf.dev/admission=enforce (deny) or =warn (admit, with a warning per
 // failure). The review does not carry the namespace's labels: each webhook configuration has one entry per mode,
-// whose namespaceSelector picks the namespaces and whose URL says the mode (?mode=enforce, ?mode=warn).
+// whose namespaceSelector picks the namespaces and whose URL path says the mode (/validate/enforce, /validate/warn; the
+// same for /mutate).
 //
 // # Cache
 //

@@ -21,8 +21,9 @@ import (
 )
 
 // Mode is how a namespace opted in: enforce denies, warn admits with warnings. The webhook configuration calls
-// /mutate and /validate with ?mode=enforce for namespaces labelled ssf.dev/admission=enforce and ?mode=warn for
-// =warn (the review does not carry the namespace's labels, and reading them would need cluster permissions).
+// /mutate/enforce and /validate/enforce for namespaces labelled ssf.dev/admission=enforce, and /mutate/warn and
+// /validate/warn for =warn: the review does not carry the namespace's labels, reading them would need cluster
+// permissions, and a webhook URL may not carry a query. /mutate and /validate alone mean enforce.
 type Mode string
 
 // The modes, and the namespace label that selects them.
@@ -112,8 +113,12 @@ func New(trust *Trust, set *policy.Set, opts ...Option) (*Handler, error) {
 	}
 	h := &Handler{cfg: cfg, cache: newEvidenceCache(cfg.cacheSize, cfg.ttl, cfg.negTTL), mux: http.NewServeMux()}
 	h.state.Store(&state{trust: trust, policy: set})
-	h.mux.HandleFunc("POST /mutate", h.serve(h.mutate))
-	h.mux.HandleFunc("POST /validate", h.serve(h.validate))
+	for _, p := range []string{"/mutate", "/mutate/{mode}"} {
+		h.mux.HandleFunc("POST "+p, h.serve(h.mutate))
+	}
+	for _, p := range []string{"/validate", "/validate/{mode}"} {
+		h.mux.HandleFunc("POST "+p, h.serve(h.validate))
+	}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	return h, nil
 }
@@ -150,7 +155,7 @@ type decider func(ctx context.Context, st *state, req *Request, mode Mode) Respo
 // 400: the API server counts it a failed call, and failurePolicy Fail denies the request (fail closed).
 func (h *Handler) serve(decide decider) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		mode := Mode(r.URL.Query().Get("mode"))
+		mode := Mode(r.PathValue("mode"))
 		if mode == "" {
 			mode = Enforce
 		}

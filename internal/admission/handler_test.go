@@ -75,7 +75,7 @@ func TestValidate(t *testing.T) {
 		{name: "no image", kind: "Pod", spec: podSpec([]string{"app="}, nil, nil), want: []string{`container "app"`, "has no image"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rv, code, body := post(t, h, "/validate?mode=enforce", reviewJSON(t, "CREATE", objectOf(tc.kind, "web", tc.spec)))
+			rv, code, body := post(t, h, "/validate/enforce", reviewJSON(t, "CREATE", objectOf(tc.kind, "web", tc.spec)))
 			if rv == nil {
 				t.Fatalf("status %d: %s", code, body)
 			}
@@ -113,7 +113,7 @@ func TestWarnModeAdmitsWithWarnings(t *testing.T) {
 	w := newWorld(t)
 	h := newHandler(t, w.fac.trust(t), nil)
 	obj := objectOf("Deployment", "web", podSpec([]string{"a=" + w.good, "b=" + w.unsigned, "c=" + w.others}, nil, nil))
-	rv, code, body := post(t, h, "/validate?mode=warn", reviewJSON(t, "CREATE", obj))
+	rv, code, body := post(t, h, "/validate/warn", reviewJSON(t, "CREATE", obj))
 	if rv == nil {
 		t.Fatalf("status %d: %s", code, body)
 	}
@@ -131,7 +131,7 @@ func TestWarnModeAdmitsWithWarnings(t *testing.T) {
 	}
 	// The same review in enforce mode is denied: the mode, not the images, made the difference.
 	if rv, _, body := post(t, h, "/validate", reviewJSON(t, "CREATE", obj)); rv == nil || rv.Response.Allowed {
-		t.Fatalf("without ?mode (enforce) it was not denied: %s", body)
+		t.Fatalf("without a mode (enforce) it was not denied: %s", body)
 	}
 }
 
@@ -189,7 +189,7 @@ func TestMutate(t *testing.T) {
 		{"StatefulSet", podSpec([]string{"app=" + w.good}, nil, nil), nil},
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
-			rv, code, body := post(t, h, "/mutate?mode=enforce", reviewJSON(t, "CREATE", objectOf(tc.kind, "web", tc.spec)))
+			rv, code, body := post(t, h, "/mutate/enforce", reviewJSON(t, "CREATE", objectOf(tc.kind, "web", tc.spec)))
 			if rv == nil {
 				t.Fatalf("status %d: %s", code, body)
 			}
@@ -228,7 +228,7 @@ func TestMutate(t *testing.T) {
 	if rv == nil || rv.Response.Allowed || !strings.Contains(rv.Response.Result.Message, `container "app" (image "`+w.reg.host+`/team/app:nope"): resolving the tag`) {
 		t.Errorf("unresolvable tag in enforce mode: %s", body)
 	}
-	rv, _, body = post(t, h, "/mutate?mode=warn", reviewJSON(t, "CREATE", obj))
+	rv, _, body = post(t, h, "/mutate/warn", reviewJSON(t, "CREATE", obj))
 	if rv == nil || !rv.Response.Allowed || rv.Response.Patch != nil || len(rv.Response.Warnings) != 1 {
 		t.Errorf("unresolvable tag in warn mode: %s", body)
 	}
@@ -325,7 +325,7 @@ func TestFailsClosed(t *testing.T) {
 		{"/validate", `{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"1","operation":"CREATE","object":{}}}`},
 		{"/validate", `not json`},
 		{"/mutate", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`},
-		{"/validate?mode=off", string(review)},
+		{"/validate/off", string(review)},
 	} {
 		if rv, code, _ := post(t, h, tc.path, []byte(tc.body)); rv != nil || code != http.StatusBadRequest {
 			t.Errorf("%s %.60s: status %d, want 400", tc.path, tc.body, code)
