@@ -209,6 +209,16 @@ func TestNodeAPIRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	otherPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Raw})
+	// A request another node signed (here the factory's own, unscoped), relayed by this node, is refused: the
+	// scope that applies is the signer's, so the signer must be the connection's node.
+	relayed, err := n.f.Node.Request(ca.Request{SPIFFEID: "spiffe://ssf.local/pipeline/api", PublicKey: der})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer NodeCertificateResponse
+	if err := c.do(ctx, NodeCertificatePath, NodeCertificateRequest{Request: *relayed, Signature: relayed.Signature}, &answer); !errors.Is(err, ErrNodeRefused) || !strings.Contains(err.Error(), "signed for another node certificate") {
+		t.Errorf("relayed request: %v", err)
+	}
 	if _, err := c.AppendDSSE(ctx, signedEnvelope(t, key, "{}"), otherPEM); !errors.Is(err, ErrNodeRefused) || !strings.Contains(err.Error(), `not for pipeline "api"`) {
 		t.Errorf("log entry of another pipeline's workload: %v", err)
 	}
