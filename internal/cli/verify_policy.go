@@ -56,12 +56,8 @@ func verifyWithPolicy(cmd *cobra.Command, artifact string, remote bool, bundles 
 	if pf.usePolicy && pf.dir == "" {
 		return usagef("--policy needs a directory (leave --policy out to use $SSF_HOME/policy or the built-in set)")
 	}
-	pol, err := factory.LoadPolicy(ctx, pf.dir)
+	pol, err := loadPolicy(ctx, pf.dir) // policyflag.go: a set that does not compile is bad input
 	if err != nil {
-		var le *policy.LoadError
-		if errors.As(err, &le) {
-			return &usageError{err}
-		}
 		return err
 	}
 
