@@ -168,6 +168,7 @@ Exit status: 0 success, 1 a build or check failed, 2 bad input or usage.`,
 	root.AddCommand(newTrustCmd(), newNodeCmd())
 	root.AddCommand(newPolicyCmd())
 	root.AddCommand(newPipelineCmd())
+	root.AddCommand(newAdmissionCmd())
 	return root
 }
 
