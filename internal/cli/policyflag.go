@@ -31,7 +31,7 @@ func loadPolicy(ctx context.Context, dir string) (*factory.Policy, error) {
 	p, err := factory.LoadPolicy(ctx, dir)
 	var le *policy.LoadError
 	if errors.As(err, &le) {
-		return nil, &usageError{err}
+		return nil, &hintError{err: &usageError{err}, hint: "fix the policy set (`ssf policy test DIR` compiles it and runs its tests), or give another with --policy DIR"}
 	}
 	return p, err
 }

@@ -111,6 +111,9 @@ func dependencyError(p *pipeline.Pipeline, err error) error {
 	if ie := (*deps.InputError)(nil); errors.As(err, &ie) {
 		return &InputError{Err: fmt.Errorf("%s: %w", where, err)}
 	}
+	if pd := (*PolicyDenial)(nil); errors.As(err, &pd) {
+		return fmt.Errorf("%s: %w", where, err) // nothing was fetched (policy.go)
+	}
 	return fmt.Errorf("%s: fetching dependencies: %w", where, err)
 }
 
