@@ -114,7 +114,7 @@ func (h Home) RootPin() (string, error) { return trust.RootPin(h.layout()) }
 // Nodes lists this factory's nodes (`ssf node list`): its own, then those that joined.
 func (h Home) Nodes() ([]*trust.NodeRecord, error) {
 	if _, err := os.Stat(h.layout().CAIntermediateKey()); err != nil {
-		return nil, &InputError{Err: fmt.Errorf("%s holds no factory CA (%w): list nodes on the factory's home", h.Dir, err)}
+		return nil, &InputError{Err: fmt.Errorf("%s holds no factory CA (it is a joined node, or not initialised): list nodes on the factory's home", h.Dir)}
 	}
 	return trust.ListNodes(h.layout())
 }
@@ -123,7 +123,7 @@ func (h Home) Nodes() ([]*trust.NodeRecord, error) {
 // It reports false when the node was revoked already.
 func (h Home) RevokeNode(name string) (bool, error) {
 	if _, err := os.Stat(h.layout().CAIntermediateKey()); err != nil {
-		return false, &InputError{Err: fmt.Errorf("%s holds no factory CA (%w): revoke nodes on the factory's home", h.Dir, err)}
+		return false, &InputError{Err: fmt.Errorf("%s holds no factory CA (it is a joined node, or not initialised): revoke nodes on the factory's home", h.Dir)}
 	}
 	ok, err := trust.RevokeNode(h.layout(), name)
 	if err != nil && !errors.Is(err, fs.ErrPermission) {

@@ -40,7 +40,7 @@ func CheckPipelineGlobs(globs []string) error {
 	}
 	for _, g := range globs {
 		if g == "" || len(g) > 256 || strings.ContainsAny(g, "/,\n\r ") {
-			return fmt.Errorf("--pipelines %q: a glob is one pipeline name pattern (1 to 256 bytes, no '/', ',' or space), such as web-* ", g)
+			return fmt.Errorf("--pipelines %q: a glob is one pipeline name pattern (1 to 256 bytes, no '/', ',' or space), such as 'web-*'", g)
 		}
 		if _, err := path.Match(g, ""); err != nil {
 			return fmt.Errorf("--pipelines %q: %w", g, err)
@@ -95,7 +95,7 @@ func LoadNode(l home.Layout, name string) (*NodeRecord, error) {
 	}
 	data, err := readSmall(filepath.Join(nodeHosts(l), name))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no node named %q joined this factory (ssf node list shows those that did): %w", name, fs.ErrNotExist)
+		return nil, fmt.Errorf("no node named %q joined this factory (ssf node list shows those that did)", name)
 	}
 	if err != nil {
 		return nil, err
