@@ -23,6 +23,14 @@
 // to a registry manifest (REGISTRY/REPO@sha256:HEX) and passes when one of them verifies for that manifest's
 // digest; unusable referrers are skipped and reported, never fatal by themselves.
 //
+// # Evidence
+//
+// [Collect], [FileEvidence] and [ReferenceEvidence] (evidence.go) return every statement about an artifact that
+// verifies — provenance, task attestations, SBOMs, summaries — each with the signer verification established (never
+// one the statement names), for the policies of ssf verify and the admission controller, and the provenance verdict
+// Artifact would give. A bundle whose statement does not name the artifact is skipped before its signature is
+// checked; skipping admits nothing.
+//
 // # What it must never do
 //
 // It must never accept a bundle without checking its signature against the trusted material, never accept a
