@@ -273,10 +273,15 @@ func (e *Evidence) VerifyInput() policy.VerifyInput {
 
 // mentions reads, without verifying anything, the sha256 subjects of the bundle's DSSE payload, and says whether
 // artifact is one of them. A bundle that cannot be read this way counts as mentioning it: verification then says
-// what is wrong with it.
+// what is wrong with it. It reads the envelope with encoding/json, not sigstore-go's bundle parser, which also
+// parses every log entry: most bundles of a build are about other outputs.
 func mentions(bundleJSON []byte, artifact digest.Digest) ([]string, bool) {
-	var b bundle.Bundle
-	if b.UnmarshalJSON(bundleJSON) != nil || b.GetDsseEnvelope() == nil {
+	var b struct {
+		DSSE *struct {
+			Payload []byte `json:"payload"` // base64, as encoding/json reads []byte
+		} `json:"dsseEnvelope"`
+	}
+	if json.Unmarshal(bundleJSON, &b) != nil || b.DSSE == nil {
 		return nil, true
 	}
 	var st struct {
@@ -285,7 +290,7 @@ func mentions(bundleJSON []byte, artifact digest.Digest) ([]string, bool) {
 			Digest map[string]string `json:"digest"`
 		} `json:"subject"`
 	}
-	if json.Unmarshal(b.GetDsseEnvelope().GetPayload(), &st) != nil {
+	if json.Unmarshal(b.DSSE.Payload, &st) != nil {
 		return nil, true
 	}
 	var names []string
@@ -361,7 +366,8 @@ func KeyFingerprint(pub crypto.PublicKey) (string, error) {
 }
 
 // certificateSigner reads who signed a bundle that verified with certificate material: its leaf certificate's
-// first URI SAN and issuer, which sigstore-go has just matched against the caller's identity.
+// first URI SAN and issuer, which sigstore-go has just matched against the caller's identity. The bundle is read
+// with sigstore-go's own parser, so the certificate is the one it verified.
 func certificateSigner(bundleJSON []byte) (policy.Signer, error) {
 	var b bundle.Bundle
 	if err := b.UnmarshalJSON(bundleJSON); err != nil {
