@@ -202,3 +202,39 @@ deny contains "statements missing" if count(input.statements) != 1 + 2 * count(i
 		t.Errorf("a denied build --publish pushed something: %s %s", resp.Status, body)
 	}
 }
+
+// TestPolicySeesPipelineFromSource: input.pipeline.fromSource is true only when the pipeline file is committed,
+// byte for byte, at the source's git commit; a policy can require it.
+func TestPolicySeesPipelineFromSource(t *testing.T) {
+	pol := writePolicy(t, map[string]string{"build.rego": `package ssf.build
+
+deny contains msg if {
+	not input.pipeline.fromSource
+	msg := sprintf("pipeline %s is not the one committed in %s", [input.pipeline.path, input.source.digest])
+}
+`})
+	p := newProject(t, simpleTask)
+	p.pipeline = filepath.Join(p.src, "ssf.yaml") // in the source, and committed with it
+	p.write()
+	gitIn(t, p.src, "init", "-q")
+	gitIn(t, p.src, "add", ".")
+	gitIn(t, p.src, "commit", "-q", "-m", "source and pipeline")
+	if r := p.runBuild("--policy", pol); r.code != 0 {
+		t.Fatalf("a committed pipeline: exit %d\n%s", r.code, r.stderr)
+	}
+	os.RemoveAll(p.out)
+	// Outside the source, the same bytes are not the committed file.
+	outside := filepath.Join(p.dir, "ssf.yaml")
+	data, _ := os.ReadFile(p.pipeline)
+	os.WriteFile(outside, data, 0o644)
+	r := ssf(t, p.tmp, "build", "-f", outside, "--source", p.src, "--out", p.out, "--policy", pol)
+	if r.code != 1 || !strings.Contains(r.stderr, "pipeline "+outside+" is not the one committed in gitCommit:") {
+		t.Errorf("a pipeline outside the source: exit %d\n%s", r.code, r.stderr)
+	}
+	// Changed after the commit: the source is recorded by tree digest, and the file is not the commit's.
+	os.WriteFile(p.pipeline, append(data, []byte("# not committed\n")...), 0o644)
+	r = p.runBuild("--policy", pol)
+	if r.code != 1 || !strings.Contains(r.stderr, "is not the one committed in sha256:") {
+		t.Errorf("an uncommitted change: exit %d\n%s", r.code, r.stderr)
+	}
+}
