@@ -152,10 +152,21 @@ func TestNodeRemoteKeylessBuild(t *testing.T) {
 	} {
 		for _, trArgs := range [][]string{nil, {"--trusted-root", tr}} {
 			args := append([]string{"verify", c.file, "--bundle", c.bundle, "--certificate-identity", c.identity, "--certificate-oidc-issuer", identityIssuer}, trArgs...)
-			if r := ssfEnv(t, dir, fenv, args...); r.code != 0 || !strings.Contains(r.stdout, "verified: ") {
-				t.Errorf("ssf %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+			// On the factory (its own trust), and on the joined node (the copy of it the node keeps).
+			for _, env := range [][]string{fenv, wenv} {
+				if r := ssfEnv(t, dir, env, args...); r.code != 0 || !strings.Contains(r.stdout, "verified: ") {
+					t.Errorf("%s ssf %s: exit %d\n%s%s", env[0], strings.Join(args, " "), r.code, r.stdout, r.stderr)
+				}
 			}
 		}
+	}
+	// The joined node exports the factory's trusted root as the factory does.
+	nodeTR := filepath.Join(dir, "node_trusted_root.json")
+	if r := ssfEnv(t, dir, wenv, "trust", "export", "--out", nodeTR); r.code != 0 {
+		t.Fatalf("trust export on the joined node: %d %s", r.code, r.stderr)
+	}
+	if a, b := readFile(t, tr), readFile(t, nodeTR); a != b {
+		t.Errorf("the joined node's trusted root differs from the factory's:\n%s\n%s", b, a)
 	}
 	// Every signature went into the factory's log: a static copy of it audits clean, with one entry per bundle.
 	srv := httptest.NewServer(http.FileServer(http.Dir(filepath.Join(factory, "log"))))
@@ -214,4 +225,13 @@ func TestNodeRemoteKeylessBuild(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, `node request refused: node "worker-1" was revoked at`) {
 		t.Errorf("build on a revoked node: exit %d, want 2 and a refusal naming the revocation\n%s", r.code, r.stderr)
 	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }

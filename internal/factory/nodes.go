@@ -1,6 +1,7 @@
 package factory
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -79,6 +80,19 @@ func (h Home) JoinNode(token, host string, ca func([]byte) ([]byte, error), url,
 		}
 		if _, err := h.Init(WithTrustDomain(j.TrustDomain), WithIssuer(j.Issuer)); err != nil {
 			return "", fmt.Errorf("joined as %s, but initialising the home for builds: %w", cert.URIs[0], err)
+		}
+		if url != "" {
+			// The first use of the node API, with the new certificate: the node keeps the factory's trusted root
+			// (to verify here), and a node API that does not answer it is found now, not at the first build.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			c, err := trust.NewNodeClient(h.layout())
+			if err == nil {
+				_, err = c.Trust(ctx)
+			}
+			if err != nil {
+				return "", fmt.Errorf("joined as %s, but fetching the factory's trusted root over its node API: %w", cert.URIs[0], err)
+			}
 		}
 		return cert.URIs[0].String(), nil
 	case errors.As(err, &ie):

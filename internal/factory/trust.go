@@ -56,6 +56,9 @@ func (h Home) initTrust(cfg Config) ([]string, error) {
 
 // TrustedRoot is the factory's Sigstore trusted root (JSON) for verifiers: `ssf trust export`.
 func (h Home) TrustedRoot() ([]byte, error) {
+	if trust.IsJoinedNode(h.layout()) { // a joined node keeps its factory's (identity_remote.go)
+		return trust.LoadFactoryTrustedRoot(h.layout())
+	}
 	cfg, err := h.Config()
 	if err != nil {
 		return nil, err

@@ -74,6 +74,7 @@ const maxNodeResponse = 4 << 20
 // server checked against the factory root the node pinned when it joined.
 type NodeClient struct {
 	Joined *Joined
+	layout home.Layout
 	node   *ca.Node
 	base   string
 	client *http.Client
@@ -135,7 +136,7 @@ func NewNodeClient(l home.Layout) (*NodeClient, error) {
 			return nil
 		},
 	}
-	return &NodeClient{Joined: j, node: node, base: u.Scheme + "://" + u.Host,
+	return &NodeClient{Joined: j, layout: l, node: node, base: u.Scheme + "://" + u.Host,
 		client: &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{TLSClientConfig: tc}}}, nil
 }
 
@@ -209,7 +210,8 @@ func (c *NodeClient) do(ctx context.Context, path string, req any, resp any) err
 	return nil
 }
 
-// Trust is the factory's trust domain, issuer and trusted root.
+// Trust is the factory's trust domain, issuer and trusted root. The trusted root is kept in the node's home
+// (FactoryTrustedRootPath) for verifying there without the network.
 func (c *NodeClient) Trust(ctx context.Context) (*NodeTrust, error) {
 	var t NodeTrust
 	if err := c.do(ctx, NodeTrustPath, nil, &t); err != nil {
@@ -218,7 +220,36 @@ func (c *NodeClient) Trust(ctx context.Context) (*NodeTrust, error) {
 	if t.TrustDomain != c.Joined.TrustDomain {
 		return nil, fmt.Errorf("the factory at %s is of trust domain %q, this node joined %q", c.base, t.TrustDomain, c.Joined.TrustDomain)
 	}
+	var mt struct {
+		MediaType string `json:"mediaType"`
+	}
+	if err := json.Unmarshal(t.TrustedRoot, &mt); err != nil || mt.MediaType != TrustedRootMediaType {
+		return nil, fmt.Errorf("the factory at %s sent no Sigstore trusted root (%s)", c.base, TrustedRootMediaType)
+	}
+	// Kept in the form Export writes, so that `ssf trust export` gives the same file on the node as on the factory.
+	var kept bytes.Buffer
+	if err := json.Indent(&kept, t.TrustedRoot, "", "  "); err != nil {
+		return nil, fmt.Errorf("the factory's trusted root: %w", err)
+	}
+	kept.WriteByte('\n')
+	if err := durable.Replace(FactoryTrustedRootPath(c.layout), kept.Bytes(), 0o644); err != nil {
+		return nil, fmt.Errorf("keeping the factory's trusted root: %w", err)
+	}
 	return &t, nil
+}
+
+// FactoryTrustedRootPath is where a joined node keeps the last trusted root its factory sent (NodeClient.Trust).
+func FactoryTrustedRootPath(l home.Layout) string {
+	return filepath.Join(l.Dir, "factory-trusted-root.json")
+}
+
+// LoadFactoryTrustedRoot is the trusted root a joined node keeps: what `ssf verify` and `ssf trust export` use there.
+func LoadFactoryTrustedRoot(l home.Layout) ([]byte, error) {
+	data, err := readBounded(FactoryTrustedRootPath(l), maxNodeResponse)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s is a node of another factory and has no copy of its trusted root yet (an identity build or ssf node join --ca fetches it): %w", l.Dir, fs.ErrNotExist)
+	}
+	return data, err
 }
 
 // Certificate asks for the workload certificate of spiffeID for the public key pub (PKIX DER) with claims, on a

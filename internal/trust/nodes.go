@@ -131,13 +131,16 @@ func record(name string, c *x509.Certificate, scope []string, own bool) *NodeRec
 	return r
 }
 
-func readSmall(p string) ([]byte, error) {
+func readSmall(p string) ([]byte, error) { return readBounded(p, maxCertFile) }
+
+// readBounded reads the regular file p (not through a final symlink) of at most max bytes.
+func readBounded(p string, max int64) ([]byte, error) {
 	fi, err := os.Lstat(p)
 	if err != nil {
 		return nil, err
 	}
-	if !fi.Mode().IsRegular() || fi.Size() > maxCertFile {
-		return nil, fmt.Errorf("%s is not a regular file of at most %d bytes", p, maxCertFile)
+	if !fi.Mode().IsRegular() || fi.Size() > max {
+		return nil, fmt.Errorf("%s is not a regular file of at most %d bytes", p, max)
 	}
 	return os.ReadFile(p)
 }
