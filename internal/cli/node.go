@@ -105,7 +105,8 @@ The node's certificate then signs its requests for workload certificates, which 
 node's, within the node's scope (ssf node token --pipelines). After a join over --ca, the home is initialised
 for builds (config.yaml with the factory's trust domain and issuer; no CA of its own) and joined.json records
 the node API's URL and pin: ssf build --signer identity on this home gets its certificates, log entries and
-timestamps from ssf node serve there, and its bundles verify as the factory's own.
+timestamps from ssf node serve there, and its bundles verify as the factory's own. The node keeps the
+factory's trusted root (fetched at the join, refreshed by identity builds) for ssf verify and ssf trust export.
 
 A home that already has a node certificate or a CA of its own is refused. After ssf trust rotate on the CA, join
 again with a new token (into a new home): the new intermediate does not accept certificates of the old one.

@@ -322,3 +322,39 @@ func TestScopedTokenGlobs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// FuzzNodeAPIRequest: whatever a node sends, the node API's handlers answer with an error or a value, never
+// panic, and append nothing unless a workload certificate of the CA signed the entry (which fuzzing cannot make).
+func FuzzNodeAPIRequest(f *testing.F) {
+	cal := home.Layout{Dir: f.TempDir()}
+	if _, err := Init(cal, Options{Host: "ca-node"}); err != nil {
+		f.Fatal(err)
+	}
+	fac, err := Load(cal, Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	var appended atomic.Int64
+	api := &NodeAPI{Layout: cal, Factory: fac, TrustDomain: DefaultTrustDomain, Issuer: DefaultIssuer(DefaultTrustDomain),
+		Append: func(context.Context, tlog.Entry) (*tlog.LogEntry, error) {
+			appended.Add(1)
+			return nil, errors.New("not appended in the fuzz test")
+		}}
+	node, err := LoadNode(cal, "ca-node")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range []string{`{}`, `{"envelope":"e30=","certificate":"x"}`, `{"request":{"spiffeId":"spiffe://ssf.local/pipeline/a"},"signature":"AA=="}`,
+		`{"signature":"c2ln"}`, `[`, `{"request":{"nodeCertificate":"AA=="}}`} {
+		f.Add(uint8(0), []byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
+		h := []func(context.Context, *NodeRecord, []byte) (any, error){api.certificate, api.logEntry, api.timestamp}[int(which)%3]
+		if v, err := h(context.Background(), node, body); err == nil && v == nil {
+			t.Fatal("no answer and no error")
+		}
+		if appended.Load() != 0 {
+			t.Fatalf("appended for %q", body)
+		}
+	})
+}
