@@ -255,6 +255,26 @@ if [ "$root" = yes ]; then
 fi
 
 # ---------------------------------------------------------------------------------------------------------------
+# e. admission: /validate latency over HTTPS on loopback, 10 concurrent clients, against the embedded registry.
+step "e. admission webhook latency (10 concurrent clients), warm and cold evidence cache (docs/admission.md)"
+go test -c -o "$work/admission.test" ./internal/admission/
+(cd internal/admission && "$work/admission.test" -test.run '^$' -test.bench 'AdmissionLatency/warm/users=10' \
+  -test.benchtime 5000x && "$work/admission.test" -test.run '^$' -test.bench 'AdmissionLatency/cold/users=10' \
+  -test.benchtime 300x) | tee "$work/admission.out"
+benchfailed "$work/admission.out"
+adm_rows=""
+for c in warm:5 cold:50; do
+  kind=${c%%:*}; goal=${c##*:}
+  p50=$(benchfield "$work/admission.out" "AdmissionLatency/$kind/users=10" p50-ms)
+  p99=$(benchfield "$work/admission.out" "AdmissionLatency/$kind/users=10" p99-ms)
+  [ -n "$p99" ] || continue
+  row=$(printf '| admission `/validate`, %s cache, 10 concurrent clients | p50 %.2f ms, p99 %.2f ms | Kyverno: ~100 ms p99 at 10 users | | p99 ≤ %s ms | %s |' \
+    "$kind" "$p50" "$p99" "$goal" "$(yesno "$p99 <= $goal")")
+  adm_rows="${adm_rows:+$adm_rows
+}$row"
+done
+
+# ---------------------------------------------------------------------------------------------------------------
 step "summary (Markdown)"
 cat <<TABLE
 
@@ -268,7 +288,8 @@ $ctr_row${disk_row:+
 $disk_row}
 $hash_row${nosha_row:+
 $nosha_row}
-$copy_row
+$copy_row${adm_rows:+
+$adm_rows}
 
 Load average at the end: $(cut -d ' ' -f 1-3 /proc/loadavg).
 TABLE
