@@ -172,6 +172,7 @@ progress stay on stderr. The fields are in docs/cli-json.md.`,
 					fmt.Fprintf(w, "task        %s  signed by %s\n", ta.Bundle, ta.Identity)
 				}
 				fmt.Fprintf(w, "sboms       %s/attestations/<output>.spdx.sigstore.json and .cdx.sigstore.json (ssf sbom OUT/<output>)\n", res.Out)
+				fmt.Fprintf(w, "verify      %s\n", verifyCommand(res)) // build_verify.go
 			}
 			j := buildResultJSON(res)
 			if publishTo != "" {
@@ -220,6 +221,10 @@ type buildJSON struct {
 
 	// TaskAttestations: with --signer identity, each task's bundle and the identity that signed it.
 	TaskAttestations []taskAttestationJSON `json:"taskAttestations,omitempty"`
+	// SignedBy and Issuer: with --signer identity, who signed the provenance and SBOMs and the factory's issuer,
+	// for --certificate-identity and --certificate-oidc-issuer.
+	SignedBy string `json:"signedBy,omitempty"`
+	Issuer   string `json:"issuer,omitempty"`
 }
 
 type sourceJSON struct {
@@ -250,7 +255,7 @@ type sbomJSON struct {
 func buildResultJSON(res *factory.BuildResult) buildJSON {
 	j := buildJSON{InvocationID: res.InvocationID, DurationSeconds: res.Duration.Seconds(), Builder: res.Builder,
 		Source: sourceJSON{URI: res.Source.URI, Digest: map[string]string{}, Stats: res.SourceStats}, Out: res.Out, Provenance: res.Bundle,
-		Outputs: []buildOutputJSON{}, SBOMs: []sbomJSON{}}
+		Outputs: []buildOutputJSON{}, SBOMs: []sbomJSON{}, SignedBy: res.SignedBy, Issuer: res.Issuer}
 	for alg, v := range res.Source.Digest {
 		j.Source.Digest[alg] = v
 	}

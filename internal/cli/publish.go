@@ -32,9 +32,11 @@ func newPublishCmd() *cobra.Command {
 		Short: "Push a finished build's outputs and provenance to an OCI registry",
 		Long: `Push the outputs of the build in OUT (the --out of ssf build) to an OCI registry, with its provenance.
 
-Before anything is pushed, the bundle's signature is verified against the local factory's provenance key (the
-public half of the key in $SSF_HOME), or against --key KEY.pub, and every output is hashed again and must be
-what the signed provenance names; an output that is an OCI image layout tarball must hold, blob for blob, the
+Before anything is pushed, the provenance bundle's signature is verified against the local factory's trust: for
+a build signed by identity (the default) its certificate must chain to the factory's CA, be logged and
+timestamped, and name a run of its trust domain, spiffe://TD/pipeline/NAME, with its issuer (config.yaml); for a
+--signer key build, the factory's provenance key (the public half of the key in $SSF_HOME), or --key KEY.pub.
+Every output is hashed again and must be what the signed provenance names; an output that is an OCI image layout tarball must hold, blob for blob, the
 image the provenance names. Any failure exits 1 and pushes nothing; a bundle the key did not sign is reported as
 "not signed by this key", and -v adds the verifier's own words.
 
@@ -44,7 +46,8 @@ blobs streamed from the tarball. The provenance bundle is attached to each as an
 cosign reads (a registry without the referrers API gets the sha256-<hex> fallback tag), and so is each output's
 signed SBOM pair (OUT/attestations/<output>.spdx.sigstore.json and .cdx.sigstore.json), after its signature and
 subjects are verified the same way; the provenance lists each SBOM bundle with its digest, and one missing or
-changed stops the publish before anything is pushed. Nothing is signed: the digests pushed are the ones the build already signed.
+changed stops the publish before anything is pushed. An identity build's task attestations
+(OUT/attestations/<task>.task.sigstore.json, each listed in the provenance with its digest) are attached too. Nothing is signed: the digests pushed are the ones the build already signed.
 
 Policy: once everything has verified, and before anything is pushed, the ssf.publish gate of the policy set
 (--policy DIR, default $SSF_HOME/policy, else the default set built into ssf) decides over the output files,
@@ -94,7 +97,7 @@ With --output json, stdout holds one JSON object instead (docs/cli-json.md).`,
 	}
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "when the key did not sign the bundle, also print the verifier's own words")
 	cmd.Flags().StringVar(&to, "to", "", "registry repository to push to, REGISTRY/REPO[:TAG]")
-	cmd.Flags().StringVar(&keyPath, "key", "", "provenance public key (PEM) to verify the bundle with (default: the local factory's key)")
+	cmd.Flags().StringVar(&keyPath, "key", "", "for a --signer key build: the provenance public key (PEM) to verify the bundle with (default: the local factory's key; an identity build is verified against the local factory's trust)")
 	reg.add(cmd, publishDeadline)
 	policyDir = addPolicyFlag(cmd)
 	output = addOutputFlag(cmd)

@@ -40,10 +40,12 @@ func newSBOMCmd() *cobra.Command {
 The factory writes two SBOMs of every output, SPDX 2.3 and CycloneDX 1.6, each signed as an in-toto statement:
   OUT/attestations/OUTPUT.spdx.sigstore.json   (predicate https://spdx.dev/Document)
   OUT/attestations/OUTPUT.cdx.sigstore.json    (predicate https://cyclonedx.org/bom)
-Before anything is printed, the bundle's signature is verified with the local factory's provenance key (or
---key KEY.pub), and OUTPUT is hashed again: the signed statement must have a subject of OUTPUT's name and
-sha256, and the build's provenance (OUT/attestations/provenance.sigstore.json, verified with the same key for
-OUTPUT) must list the bundle with its sha256, so an SBOM of another build of the same bytes is refused. The
+Before anything is printed, the bundle's signature is verified against the local factory's trust: for a build
+signed by identity (the default) its certificate must chain to the factory's CA, be logged and timestamped, and
+name a run of its trust domain, spiffe://TD/pipeline/NAME, with its issuer (config.yaml); for a --signer key
+build, the factory's provenance key (or --key KEY.pub). OUTPUT is hashed again: the signed statement must have a
+subject of OUTPUT's name and sha256, and the build's provenance (OUT/attestations/provenance.sigstore.json,
+verified the same way for OUTPUT) must list the bundle with its sha256, so an SBOM of another build of the same bytes is refused. The
 bundle must be a regular file (not a symlink) beneath OUT's real directories. Names in the printed table and
 JSON come from the output's build info, which a step wrote: characters a terminal would act on are printed
 escaped.
@@ -139,7 +141,7 @@ output, or an output without an SBOM attestation.`,
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "table", "table, spdx (SPDX 2.3 JSON) or cyclonedx (CycloneDX 1.6 JSON)")
-	cmd.Flags().StringVar(&keyPath, "key", "", "provenance public key (PEM) to verify the SBOM with (default: the local factory's key)")
+	cmd.Flags().StringVar(&keyPath, "key", "", "for a --signer key build: the provenance public key (PEM) to verify the SBOM with (default: the local factory's key; an identity build is verified against the local factory's trust)")
 	return cmd
 }
 

@@ -29,10 +29,14 @@ func newVerifyCmd() *cobra.Command {
 	var output *outputFormat
 	var idf identityFlags
 	cmd := &cobra.Command{
-		Use:   "verify FILE --bundle BUNDLE (--key KEY.pub | --certificate-identity ID --certificate-oidc-issuer ISS) | verify REGISTRY/REPO@sha256:HEX|REGISTRY/REPO:TAG (--key KEY.pub | --certificate-identity ID ...)",
+		Use:   "verify FILE --bundle BUNDLE (--certificate-identity ID --certificate-oidc-issuer ISS | --key KEY.pub) | verify REGISTRY/REPO@sha256:HEX|REGISTRY/REPO:TAG (--certificate-identity ID --certificate-oidc-issuer ISS | --key KEY.pub)",
 		Short: "Verify a file, or a published build in a registry, against its signed provenance",
-		Long: `Verify that BUNDLE is a Sigstore bundle signed by KEY.pub, that it holds SLSA v1 provenance, and that FILE's
-sha256 is one of its subjects. These pin the build further; each one not given is listed by -v as not checked:
+		Long: `Verify that BUNDLE is a Sigstore bundle signed by who you name, that it holds SLSA v1 provenance, and that
+FILE's sha256 is one of its subjects. Name the signer of a build signed by identity (ssf build's default) with
+--certificate-identity spiffe://TD/pipeline/NAME --certificate-oidc-issuer ISS (NAME: the pipeline's
+metadata.name; TD and ISS: the factory's config.yaml trustDomain and issuer, ssf.local and
+https://ssf.local/issuer by default), and of a build made with --signer key with --key KEY.pub (ssf keys public).
+These pin the build further; each one not given is listed by -v as not checked:
   --builder-id ID            runDetails.builder.id
   --builder-digest sha256:H  the builder image (its manifest digest)
   --pipeline-digest sha256:H the pipeline file (sha256sum ssf.yaml)
@@ -47,16 +51,18 @@ the registry holds for it now (a HEAD request), that digest is verified the same
 A manifest the registry does not have fails with "not found in the registry". Credentials come from the Docker config file; plain HTTP is
 used only for loopback registries. A registry that sends nothing for --timeout fails the command.
 
-Keyless bundles (ssf build --signer identity) carry a certificate instead: give --certificate-identity ID (or
+Bundles signed by identity carry a certificate: give --certificate-identity ID (or
 --certificate-identity-regexp RE) and --certificate-oidc-issuer ISS (or --certificate-oidc-issuer-regexp), as
-cosign takes them, instead of --key; the trusted root is --trusted-root FILE (ssf trust export) or by default the
-local factory's. The certificate must chain to its CA and carry an SCT of its CT log, the bundle must hold an
+cosign takes them; the trusted root is --trusted-root FILE (ssf trust export) or by default the local
+factory's. The certificate must chain to its CA and carry an SCT of its CT log, the bundle must hold an
 entry of its transparency log (inclusion proof and signed entry timestamp verified) and a timestamp of its TSA,
 both within the certificate's validity, and the certificate must name ID and ISS. The provenance is signed by
 spiffe://TD/pipeline/NAME, each task's attestation (OUT/attestations/TASK.task.sigstore.json) by
-spiffe://TD/pipeline/NAME/task/TASK. A certificate bundle without an identity is bad usage (exit 2).
+spiffe://TD/pipeline/NAME/task/TASK. A certificate bundle without an identity is bad usage (exit 2); its
+hint names the identity the certificate claims and the local factory's issuer.
 
-A bundle whose signature does not verify with KEY.pub (another factory signed it, or it was changed after
+Bundles of a --signer key build carry a key hint: give --key KEY.pub, which excludes the identity flags. A bundle
+whose signature does not verify with KEY.pub (another factory signed it, or it was changed after
 signing) fails with "not signed by this key (KEY.pub)"; -v adds the verifier's own words.
 
 With --policy DIR or --vsa FILE, every statement about the artifact is verified, not only the provenance: the
@@ -96,8 +102,10 @@ checked (docs/cli-json.md).`,
 				return usagef("--bundle is for files: the bundles of %s come from the registry", a[0])
 			case !remote && bundlePath == "" && !namesAPath(a[0]):
 				return usagef("%q is neither a file nor a registry reference (REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:HEX, with the registry's host written out); a file needs --bundle and who signed it", a[0])
-			case !remote && ((bundlePath == "" && !withPolicy) || (keyPath == "" && !keyless)):
-				return usagef("--bundle and who signed it are required: --certificate-identity ID with --certificate-oidc-issuer ISS (a build signed by identity, the default), or --key KEY.pub (a build with --signer key)")
+			case !remote && bundlePath == "" && !withPolicy:
+				return usagef("--bundle is required: the provenance bundle of the build that made %s, OUT/attestations/provenance.sigstore.json", a[0])
+			case !remote && keyPath == "" && !keyless:
+				return usagef("name who must have signed the bundle: --certificate-identity ID with --certificate-oidc-issuer ISS for a build signed by identity (the default), or --key KEY.pub for one built with --signer key")
 			}
 			var trusted root.TrustedMaterial
 			var err error
@@ -160,7 +168,7 @@ checked (docs/cli-json.md).`,
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&bundles, "bundle", nil, "Sigstore bundle with the provenance (OUT/attestations/provenance.sigstore.json); repeatable with --policy or --vsa")
-	f.StringVar(&keyPath, "key", "", "provenance public key, PEM (from: ssf keys public)")
+	f.StringVar(&keyPath, "key", "", "for a --signer key build: the provenance public key, PEM (from: ssf keys public)")
 	f.StringVar(&opts.BuilderID, "builder-id", "", "require this runDetails.builder.id")
 	f.StringVar(&opts.BuilderDigest, "builder-digest", "", "require this builder image manifest digest (sha256:HEX)")
 	f.StringVar(&opts.PipelineDigest, "pipeline-digest", "", "require this pipeline file digest (sha256:HEX)")

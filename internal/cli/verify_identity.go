@@ -38,11 +38,12 @@ func (f *identityFlags) keyless() bool {
 // (`ssf trust export` of $SSF_HOME), with the identity every bundle's certificate must name. Bad flags are usage
 // errors naming the flag.
 func (f *identityFlags) material() (root.TrustedMaterial, error) {
+	td, issuer := localSigner() // verify_hint.go: the values to suggest, when there is a factory here
 	if f.id.SAN == "" && f.id.SANRegexp == "" {
-		return nil, usagef("--certificate-identity (or --certificate-identity-regexp) is required to verify a certificate bundle: name who must have signed it, e.g. spiffe://ssf.local/pipeline/NAME")
+		return nil, usagef("--certificate-identity (or --certificate-identity-regexp) is required to verify a certificate bundle: name who must have signed it, e.g. spiffe://%s/pipeline/NAME (a build's provenance and SBOMs; NAME: the pipeline's metadata.name)", orDefault(td, "ssf.local"))
 	}
 	if f.id.Issuer == "" && f.id.IssuerRegexp == "" {
-		return nil, usagef("--certificate-oidc-issuer (or --certificate-oidc-issuer-regexp) is required to verify a certificate bundle: the factory's issuer, e.g. https://ssf.local/issuer (config.yaml's issuer)")
+		return nil, usagef("--certificate-oidc-issuer (or --certificate-oidc-issuer-regexp) is required to verify a certificate bundle: the issuer of the factory that signed it, %s here (config.yaml's issuer)", orDefault(issuer, "https://TD/issuer by default"))
 	}
 	var tr *root.TrustedRoot
 	if f.trustedRoot != "" {

@@ -11,10 +11,11 @@
 // The interfaces are the factory's own and exist for real alternatives: crun, runsc or Kubernetes Pods for the
 // Runtime, a per-task certificate signer for the Attestor; a Policy will join them.
 //
-// With `--signer identity` (identity.go) each task's attestation is signed, right after the task is observed, by
-// the task's own short-lived certificate (spiffe://TD/pipeline/<pipeline>/task/<task>), and the provenance and
-// SBOMs by the run's; every signature is appended to the factory's transparency log (internal/tlog, opened
-// in-process at admission and held until the build ends) and timestamped before its bundle exists.
+// With `--signer identity`, the default (identity.go), each task's attestation is signed, right after the task is
+// observed, by the task's own short-lived certificate (spiffe://TD/pipeline/<pipeline>/task/<task>), and the
+// provenance and SBOMs by the run's; every signature is appended to the factory's transparency log (internal/tlog,
+// opened in-process at admission and held until the build ends) and timestamped before its bundle exists. With
+// `--signer key` the provenance and SBOMs are signed by the factory's provenance key instead, and no task is.
 //
 // Every build that gets past admission is recorded in the build history ($SSF_HOME/builds/<id>, history.go) by
 // a recorder the stages feed and Build finishes last: build.json, each task's log, and the bundles of a build that

@@ -431,18 +431,18 @@ func recordTaskAttestations(b *build, staging, out string, stmt *provenance.Buil
 	return done, nil
 }
 
-// chooseSigner makes the build's attestor for req.Signer: the provenance key ("" or SignerKey), or the run's
-// identity (SignerIdentity), which also returns the identity that signs the tasks. It runs last in admission,
-// because an identity holds the transparency log until it is closed.
+// chooseSigner makes the build's attestor for req.Signer: the run's identity (SignerIdentity, or "": the secure
+// choice is the default), which also returns the identity that signs the tasks, or the provenance key
+// (SignerKey). It runs last in admission, because an identity holds the transparency log until it is closed.
 func (h Home) chooseSigner(ctx context.Context, req BuildRequest, cfg Config) (Attestor, *identity, error) {
 	switch req.Signer {
-	case "", SignerKey:
+	case SignerKey:
 		key, err := sign.LoadKey(h.KeyPath())
 		if err != nil {
 			return nil, nil, fmt.Errorf("loading the provenance key (run `ssf init` if the factory is new): %w", err)
 		}
 		return sign.NewSigner(key), nil, nil
-	case SignerIdentity:
+	case "", SignerIdentity:
 		id, err := h.openIdentity(ctx, cfg, req.Log)
 		if err != nil {
 			return nil, nil, err
