@@ -5,7 +5,8 @@
 // # What it must never do
 //
 // It never runs code of a dependency (no go command, no npm, no install scripts) and never lets a build step
-// take part in a fetch. It never extends a lock file: a module missing from go.sum, a package without
+// take part in a fetch. It never fetches, or takes from the cache, a dependency that Options.Admit (the factory's
+// policy) refused or has not yet decided on. It never extends a lock file: a module missing from go.sum, a package without
 // integrity, or a spec it cannot verify is refused, by name. It never offers a task a byte it has not checked
 // against its pin: a cache hit is hashed again in this build and must be the bytes that passed the pin check
 // (the sha256 recorded beside the entry when they did; a cache key names everything its check depends on, the
