@@ -160,6 +160,20 @@ func TestNodeRemoteKeylessBuild(t *testing.T) {
 			}
 		}
 	}
+	// Stock cosign, every check on, with the factory's exported root.
+	t.Run("cosign", func(t *testing.T) {
+		cosign := interopTool(t, "SSF_COSIGN", "cosign")
+		for _, c := range [][]string{
+			{filepath.Join(p.out, "app"), filepath.Join(att, "provenance.sigstore.json"), run, "slsaprovenance1"},
+			{filepath.Join(p.out, "report"), filepath.Join(att, "check.task.sigstore.json"), run + "/task/check", "https://ssf.dev/attestations/task/v1"},
+		} {
+			args := []string{"verify-blob-attestation", "--bundle", c[1], "--trusted-root", tr, "--certificate-identity", c[2],
+				"--certificate-oidc-issuer", identityIssuer, "--type", c[3], c[0]}
+			if out, err := exec.Command(cosign, args...).CombinedOutput(); err != nil {
+				t.Errorf("cosign %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		}
+	})
 	// The joined node exports the factory's trusted root as the factory does.
 	nodeTR := filepath.Join(dir, "node_trusted_root.json")
 	if r := ssfEnv(t, dir, wenv, "trust", "export", "--out", nodeTR); r.code != 0 {
