@@ -33,8 +33,14 @@ const DefaultPolicySource = "embedded:default"
 // $SSF_HOME/policy when that directory exists, else the default set built into ssf (policy.DefaultFiles). A set
 // that does not compile is a *policy.LoadError naming file:line; a --policy that is not a directory is an
 // *InputError. Every command that decides at a gate loads its policy this way, once, before any work.
+//
+// dir DefaultPolicySource loads the built-in default set, so a Policy can be loaded again from its Source.
 func LoadPolicy(ctx context.Context, dir string) (*Policy, error) {
-	if dir != "" {
+	switch dir {
+	case "":
+	case DefaultPolicySource:
+		return defaultPolicy(ctx)
+	default:
 		return loadPolicyDir(ctx, dir)
 	}
 	l, err := home.Default()
@@ -48,15 +54,20 @@ func LoadPolicy(ctx context.Context, dir string) (*Policy, error) {
 func (h Home) loadPolicy(ctx context.Context) (*Policy, error) {
 	dir := h.layout().Policy()
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
-		set, err := policy.Compile(ctx, DefaultPolicySource, policy.DefaultFiles())
-		if err != nil {
-			return nil, fmt.Errorf("compiling the default policy set: %w", err) // built into ssf: a bug
-		}
-		return &Policy{Set: set, Source: DefaultPolicySource}, nil
+		return defaultPolicy(ctx)
 	} else if err != nil {
 		return nil, fmt.Errorf("reading the policy directory %q: %w", dir, err)
 	}
 	return loadPolicyDir(ctx, dir)
+}
+
+// defaultPolicy is the set built into ssf.
+func defaultPolicy(ctx context.Context) (*Policy, error) {
+	set, err := policy.Compile(ctx, DefaultPolicySource, policy.DefaultFiles())
+	if err != nil {
+		return nil, fmt.Errorf("compiling the default policy set: %w", err) // built into ssf: a bug
+	}
+	return &Policy{Set: set, Source: DefaultPolicySource}, nil
 }
 
 func loadPolicyDir(ctx context.Context, dir string) (*Policy, error) {

@@ -26,6 +26,10 @@ func TestLoadPolicySources(t *testing.T) {
 		t.Errorf("without $SSF_HOME/policy: %s %s, want the embedded default", p.Source, p.Set.Digest())
 	}
 
+	if again, err := LoadPolicy(ctx, p.Source); err != nil || again.Source != DefaultPolicySource || again.Set.Digest() != p.Set.Digest() {
+		t.Errorf("loading %s again: %v %v", p.Source, err, again)
+	}
+
 	own := filepath.Join(home, "policy")
 	os.MkdirAll(own, 0o755)
 	os.WriteFile(filepath.Join(own, "deps.rego"), []byte("package ssf.deps\n\ndeny contains \"no\" if true\n"), 0o644)
