@@ -85,3 +85,42 @@ func TestCollect(t *testing.T) {
 		t.Errorf("with the other key: %+v", ev.Statements)
 	}
 }
+
+// FuzzCollect: any bytes given as a bundle are skipped or yield a statement that names the artifact and the trusted
+// key as its signer; Collect never fails or panics on a bundle.
+func FuzzCollect(f *testing.F) {
+	key := newKey(f)
+	art := []byte("artifact")
+	artD := digest.FromBytes(art)
+	st, err := provenance.Statement(testBuild(art))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(signStatement(f, key, st))
+	f.Add(signStatement(f, key, sbomStatement(sbomType, artD)))
+	f.Add([]byte(`{"dsseEnvelope":{"payload":"e30=","payloadType":"application/vnd.in-toto+json","signatures":[]}}`))
+	f.Add([]byte("{"))
+	fp, err := verify.KeyFingerprint(&key.PublicKey)
+	if err != nil {
+		f.Fatal(err)
+	}
+	opts := verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ev, err := verify.Collect(context.Background(), "artifact", artD, []verify.EvidenceBundle{{Source: "fuzz", Data: b}}, opts)
+		if err != nil {
+			t.Fatalf("Collect failed on a bundle: %v", err)
+		}
+		if len(ev.Statements)+len(ev.Skipped) != 1 {
+			t.Fatalf("%d statements and %d skipped for one bundle", len(ev.Statements), len(ev.Skipped))
+		}
+		for _, s := range ev.Statements {
+			named := false
+			for _, sub := range s.Subject {
+				named = named || sub.Digest["sha256"] == artD.Encoded()
+			}
+			if !named || s.Signer.Key != fp || s.Signer.Identity != "" {
+				t.Fatalf("statement %+v", s)
+			}
+		}
+	})
+}
