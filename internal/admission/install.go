@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -38,8 +39,23 @@ type webhook struct {
 }
 
 type clientConfig struct {
-	URL      string `yaml:"url"`
-	CABundle string `yaml:"caBundle"` // base64 of the PEM, as the API's []byte field reads it
+	URL      string            `yaml:"url,omitempty"`
+	Service  *serviceReference `yaml:"service,omitempty"`
+	CABundle string            `yaml:"caBundle"` // base64 of the PEM, as the API's []byte field reads it
+}
+
+type serviceReference struct {
+	Namespace string `yaml:"namespace"`
+	Name      string `yaml:"name"`
+	Path      string `yaml:"path"`
+	Port      int    `yaml:"port"`
+}
+
+// Service names the in-cluster Service the API server reaches the webhook through (clientConfig.service), the
+// alternative to a URL: the API server resolves it itself, where a cluster DNS name in a URL may not resolve.
+type Service struct {
+	Namespace, Name string
+	Port            int // 443 when 0
 }
 
 type rule struct {
@@ -68,14 +84,34 @@ var rules = []rule{
 // Fail (a webhook that does not answer denies), namespaces labelled =warn to .../warn with failurePolicy Ignore
 // (warn mode never blocks, not even when the webhook is down). timeoutSeconds is at most 30 (the API's limit).
 func Configurations(base string, caPEM []byte, timeoutSeconds int) ([]byte, error) {
+	return configurations(base, nil, caPEM, timeoutSeconds)
+}
+
+// ServiceConfigurations is Configurations for a webhook reached through an in-cluster Service.
+func ServiceConfigurations(svc Service, caPEM []byte, timeoutSeconds int) ([]byte, error) {
+	if svc.Port == 0 {
+		svc.Port = 443
+	}
+	if !dnsLabel.MatchString(svc.Namespace) || !dnsLabel.MatchString(svc.Name) || svc.Port < 1 || svc.Port > 65535 {
+		return nil, fmt.Errorf("service %q/%q port %d: want NAMESPACE/NAME[:PORT], each name a DNS label", svc.Namespace, svc.Name, svc.Port)
+	}
+	return configurations("", &svc, caPEM, timeoutSeconds)
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+func configurations(base string, svc *Service, caPEM []byte, timeoutSeconds int) ([]byte, error) {
 	u, err := url.Parse(base)
 	switch {
+	case svc != nil:
 	case err != nil:
 		return nil, fmt.Errorf("webhook URL %q: %w", base, err)
 	case u.Scheme != "https" || u.Host == "":
 		return nil, fmt.Errorf("webhook URL %q: want https://HOST[:PORT][/PATH]: the API server calls webhooks over TLS only", base)
 	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
 		return nil, fmt.Errorf("webhook URL %q: the API server allows no query, fragment or user in a webhook URL", base)
+	}
+	switch {
 	case timeoutSeconds < 1 || timeoutSeconds > 30:
 		return nil, fmt.Errorf("timeout %d s: the API server allows 1 to 30", timeoutSeconds)
 	}
@@ -99,13 +135,18 @@ func Configurations(base string, caPEM []byte, timeoutSeconds int) ([]byte, erro
 		}{{Enforce, "Fail"}, {Warn, "Ignore"}} {
 			w := webhook{
 				Name:                    fmt.Sprintf("%s.%s.%s.ssf.dev", m.mode, path, WebhookName),
-				ClientConfig:            clientConfig{URL: base + "/" + path + "/" + string(m.mode), CABundle: base64.StdEncoding.EncodeToString(caPEM)},
+				ClientConfig:            clientConfig{CABundle: base64.StdEncoding.EncodeToString(caPEM)},
 				FailurePolicy:           m.failure,
 				MatchPolicy:             "Equivalent", // other versions of the kinds arrive converted to the v1 Containers reads
 				SideEffects:             "None",
 				AdmissionReviewVersions: []string{"v1"},
 				TimeoutSeconds:          timeoutSeconds,
 				NamespaceSelector:       namespaceSelector{MatchLabels: map[string]string{NamespaceLabel: string(m.mode)}},
+			}
+			if svc != nil {
+				w.ClientConfig.Service = &serviceReference{Namespace: svc.Namespace, Name: svc.Name, Path: "/" + path + "/" + string(m.mode), Port: svc.Port}
+			} else {
+				w.ClientConfig.URL = base + "/" + path + "/" + string(m.mode)
 			}
 			for _, r := range rules {
 				r.Operations = []string{"CREATE", "UPDATE"}

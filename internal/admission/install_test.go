@@ -114,3 +114,22 @@ func TestConfigurations(t *testing.T) {
 		}
 	}
 }
+
+func TestServiceConfigurations(t *testing.T) {
+	ca := testCA(t)
+	out, err := admission.ServiceConfigurations(admission.Service{Namespace: "ssf-system", Name: "ssf-admission"}, ca, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"service:\n", "namespace: ssf-system\n", "name: ssf-admission\n", "path: /validate/enforce\n", "path: /mutate/warn\n", "port: 443\n"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("configurations lack %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "url:") {
+		t.Errorf("a service configuration has a url:\n%s", out)
+	}
+	if _, err := admission.ServiceConfigurations(admission.Service{Namespace: "Bad_NS", Name: "x"}, ca, 10); err == nil {
+		t.Error("a namespace that is not a DNS label was accepted")
+	}
+}

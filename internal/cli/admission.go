@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -313,15 +315,16 @@ func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 }
 
 func newAdmissionInstallCmd() *cobra.Command {
-	var url, caFile string
+	var url, service, caFile string
 	var timeout int
 	cmd := &cobra.Command{
-		Use:   "install --url https://HOST[:PORT] --ca-file CA.pem [--timeout-seconds 10]",
+		Use:   "install (--url https://HOST[:PORT] | --service NAMESPACE/NAME[:PORT]) --ca-file CA.pem [--timeout-seconds 10]",
 		Short: "Print the MutatingWebhookConfiguration and ValidatingWebhookConfiguration for ssf admission serve",
 		Long: `Print, as YAML for kubectl apply -f -, the MutatingWebhookConfiguration and the
 ValidatingWebhookConfiguration that send Pods, ReplicationControllers, Deployments, StatefulSets, DaemonSets,
 ReplicaSets, Jobs and CronJobs (CREATE and UPDATE, ephemeral containers too) of opted-in namespaces to the
-webhook at --url, trusting --ca-file (the CA that signed its --tls-cert).
+webhook at --url (or, in the cluster, the Service --service: the API server resolves it itself), trusting
+--ca-file (the CA that signed its --tls-cert).
 
 Each configuration has two webhooks: one for namespaces labelled ssf.dev/admission=enforce (URL/mutate/enforce,
 URL/validate/enforce; failurePolicy Fail: a webhook that does not answer denies) and one for
@@ -330,14 +333,28 @@ admissionReviewVersions [v1], matchPolicy Equivalent; the mutating one has reinv
 Label a namespace with: kubectl label namespace NS ssf.dev/admission=enforce`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if url == "" || caFile == "" {
-				return usagef("--url and --ca-file are required")
+			if (url == "") == (service == "") || caFile == "" {
+				return usagef("--ca-file and one of --url or --service are required")
 			}
 			ca, err := readBounded(caFile, 1<<20, "a PEM CA certificate")
 			if err != nil {
 				return usagef("--ca-file: %w", err)
 			}
-			out, err := admission.Configurations(url, ca, timeout)
+			var out []byte
+			if url != "" {
+				out, err = admission.Configurations(url, ca, timeout)
+			} else {
+				var svc admission.Service
+				ns, rest, _ := strings.Cut(service, "/")
+				name, port, hasPort := strings.Cut(rest, ":")
+				svc.Namespace, svc.Name = ns, name
+				if hasPort {
+					if svc.Port, err = strconv.Atoi(port); err != nil {
+						return usagef("--service %q: the port is not a number", service)
+					}
+				}
+				out, err = admission.ServiceConfigurations(svc, ca, timeout)
+			}
 			if err != nil {
 				return &usageError{err}
 			}
@@ -347,6 +364,7 @@ Label a namespace with: kubectl label namespace NS ssf.dev/admission=enforce`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&url, "url", "", "the webhook's base URL as the API server reaches it: https://HOST[:PORT][/PATH]")
+	f.StringVar(&service, "service", "", "or the in-cluster Service in front of it: NAMESPACE/NAME[:PORT] (port 443 by default)")
 	f.StringVar(&caFile, "ca-file", "", "the CA certificate (PEM) that signed the webhook's serving certificate")
 	f.IntVar(&timeout, "timeout-seconds", 10, "how long the API server waits for the webhook (1 to 30)")
 	return cmd
