@@ -211,7 +211,7 @@ func (a *NodeAPI) authenticate(r *http.Request) (*NodeRecord, error) {
 	chain := a.Factory.CA.Chain()
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool(chain[1]), Intermediates: pool(chain[0]), CurrentTime: a.now(),
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return nil, &apiError{http.StatusUnauthorized, fmt.Errorf("%w: the client certificate is not a node certificate of this factory valid now: %w", ErrNodeRefused, err)}
+		return nil, &apiError{http.StatusUnauthorized, fmt.Errorf("%w: the client certificate is not a node certificate of this factory's current intermediate, valid now (after ssf trust rotate, nodes join again): %w", ErrNodeRefused, err)}
 	}
 	if err := leaf.CheckSignatureFrom(chain[0]); err != nil {
 		return nil, &apiError{http.StatusUnauthorized, fmt.Errorf("%w: the client certificate was not issued by the factory's current intermediate (after ssf trust rotate, nodes join again): %w", ErrNodeRefused, err)}
