@@ -358,3 +358,45 @@ func FuzzNodeAPIRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestNodeAPIAfterRotation: after ssf trust rotate (and the server's restart with the new intermediate), a node
+// joined before is refused, told to join again.
+func TestNodeAPIAfterRotation(t *testing.T) {
+	cal := caHome(t, DefaultTrustDomain)
+	var current atomic.Pointer[http.Handler]
+	api := func() http.Handler {
+		f, err := Load(cal, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := Export(cal, DefaultTrustDomain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := &NodeAPI{Layout: cal, Factory: f, TrustDomain: DefaultTrustDomain, Issuer: DefaultIssuer(DefaultTrustDomain), TrustedRoot: tr, Logf: t.Logf}
+		return NodeHandler(JoinHandler(admitTo(cal, Options{}), t.Logf), a)
+	}
+	h := api()
+	current.Store(&h)
+	cert, err := ServerCertificate(cal, Options{}, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*current.Load()).ServeHTTP(w, r) }))
+	srv.TLS = NodeServerTLS(cert)
+	srv.StartTLS()
+	defer srv.Close()
+	n := &nodeAPI{cal: cal, srv: srv}
+	_, c := n.join(t, "worker")
+	if _, err := c.Trust(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Rotate(cal, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	h = api() // the server restarted after the rotation
+	current.Store(&h)
+	if _, err := c.Trust(context.Background()); !errors.Is(err, ErrNodeRefused) || !strings.Contains(err.Error(), "after ssf trust rotate, nodes join again") {
+		t.Fatalf("a node of the retired intermediate: %v", err)
+	}
+}
