@@ -208,8 +208,8 @@ timestamp). A node that is revoked (ssf node revoke), unknown, or outside its sc
 {"error": why}). The transparency log is opened while nodes append to it, taking turns with identity builds on
 this home (a node's append waits up to 30 s for a local build, then gets 503).
 
-Limits: 128 connections per client address, 4096 in all; headers within 10 s, bodies (16 KiB at most) within
-30 s.`,
+Limits: 128 connections per client address, 4096 in all; headers within 10 s, bodies within 30 s (a join 16 KiB,
+a certificate or timestamp request 64 KiB, a log request 4 MiB), answers within 60 s.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			host, err := listenAddr(addr, "127.0.0.1:8442")
