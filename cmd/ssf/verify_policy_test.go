@@ -160,6 +160,15 @@ func TestVerifyPolicyKey(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(p.dir, "x.json")); err == nil {
 			t.Error("a summary was written on bad usage")
 		}
+		// No factory here to sign the summary: said before anything is verified, exit 2, nothing written.
+		noHome := filepath.Join(p.dir, "x2.json")
+		r := ssfEnv(t, p.tmp, []string{"SSF_HOME=" + filepath.Join(p.dir, "nohome")}, "verify", file, "--key", pub, "--policy", pol, "--vsa", noHome)
+		if r.code != 2 || !strings.Contains(r.stderr, "--vsa: ") || !strings.Contains(r.stderr, "ssf init") || strings.Contains(r.stdout, "verified") {
+			t.Errorf("--vsa without a factory: exit %d, want 2 naming --vsa and ssf init\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if _, err := os.Stat(noHome); err == nil {
+			t.Error("a summary was written without a factory to sign it")
+		}
 	})
 }
 

@@ -60,6 +60,14 @@ func verifyWithPolicy(cmd *cobra.Command, artifact string, remote bool, bundles 
 	if err != nil {
 		return err
 	}
+	// The summary's signer is tried before anything is verified: a factory that cannot sign (no home, no key or
+	// trust) is said at once, not after the verdict. It is opened again to sign, so an identity signer does not
+	// hold the factory's log (which builds wait for) while a registry is read.
+	if pf.vsaOut != "" {
+		if err := withVerifier(ctx, cmd.ErrOrStderr(), pf.signer, func(*factory.Verifier) error { return nil }); err != nil {
+			return err
+		}
+	}
 
 	var ev *verify.Evidence
 	if remote {
@@ -112,7 +120,11 @@ func verifyWithPolicy(cmd *cobra.Command, artifact string, remote bool, bundles 
 
 	var vsaLine string
 	if pf.vsaOut != "" {
-		if vsaLine, err = writeSummary(ctx, cmd.ErrOrStderr(), ev, pol, pf, passed, levels); err != nil {
+		err := withVerifier(ctx, cmd.ErrOrStderr(), pf.signer, func(v *factory.Verifier) (err error) {
+			vsaLine, err = writeSummary(ctx, v, ev, pol, pf, passed, levels)
+			return err
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -164,17 +176,25 @@ func evidencePaths(w io.Writer, file string, bundles []string, dir string) ([]st
 	return append(append([]string{}, bundles...), found...), nil
 }
 
-// writeSummary signs the summary of the verification and writes it to --vsa, returning the line that says so.
-func writeSummary(ctx context.Context, log io.Writer, ev *verify.Evidence, pol *factory.Policy, pf *policyFlags, passed bool, levels []string) (string, error) {
+// withVerifier opens the factory's signer of summaries, calls f with it, and closes it.
+func withVerifier(ctx context.Context, log io.Writer, signer string, f func(*factory.Verifier) error) error {
 	h, err := home()
 	if err != nil {
-		return "", err
+		return err
 	}
-	v, err := h.OpenVerifier(ctx, pf.signer, log)
+	v, err := h.OpenVerifier(ctx, signer, log)
 	if err != nil {
-		return "", err
+		return fmt.Errorf("--vsa: %w", err)
 	}
 	defer v.Close(context.WithoutCancel(ctx))
+	if err := f(v); err != nil {
+		return err
+	}
+	return v.Close(ctx)
+}
+
+// writeSummary signs the summary of the verification and writes it to --vsa, returning the line that says so.
+func writeSummary(ctx context.Context, v *factory.Verifier, ev *verify.Evidence, pol *factory.Policy, pf *policyFlags, passed bool, levels []string) (string, error) {
 	s := vsa.Summary{
 		VerifierID: v.ID, Version: map[string]string{"ssf": factory.Version}, TimeVerified: time.Now(),
 		ResourceURI: ev.URI, Subject: subjectName(ev.URI), Digest: ev.Digest,
@@ -191,7 +211,7 @@ func writeSummary(ctx context.Context, log io.Writer, ev *verify.Evidence, pol *
 	if err != nil {
 		return "", fmt.Errorf("signing the verification summary: %w", err)
 	}
-	if err := v.Close(ctx); err != nil {
+	if err := v.Close(ctx); err != nil { // the log is released (the entry is durable already) before the file is written
 		return "", fmt.Errorf("signing the verification summary: %w", err)
 	}
 	if err := durable.WriteNew(pf.vsaOut, bundle, 0o644); err != nil {
