@@ -30,7 +30,9 @@ func TestHugeBundleRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, args := range [][]string{
+		append([]string{"verify", artifact, "--bundle", bundle}, asRun...),
 		{"verify", artifact, "--bundle", bundle, "--key", pub},
+		{"publish", out, "--to", "127.0.0.1:1/app"},
 		{"publish", out, "--to", "127.0.0.1:1/app", "--key", pub},
 	} {
 		r := ssf(t, tmp, args...)

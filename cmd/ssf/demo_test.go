@@ -8,8 +8,9 @@ import (
 )
 
 // TestDemo runs `make demo`'s script with the binary under test: a real Go toolchain builds examples/hello and
-// examples/uuid (with a third-party module ssf fetched) inside the sandbox, and ssf (and cosign, when present)
-// verify the results and the SBOMs.
+// examples/uuid (with a third-party module ssf fetched) inside the sandbox, signed by identity (the default), and
+// ssf (and cosign, when present, every check on) verify the results and the SBOMs by identity; one more build of
+// hello with --signer key verifies with the key.
 func TestDemo(t *testing.T) {
 	needSandbox(t)
 	if testing.Short() {
@@ -24,7 +25,11 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out)
 	}
-	want := []string{"[test/run] hi from a hermetic build", "verified: ", "hi from a hermetic build\n",
+	want := []string{"[test/run] hi from a hermetic build", "hi from a hermetic build\n",
+		// Signed by identity, the default: the provenance by the run, each task's attestation by the task.
+		", signed by spiffe://ssf.local/pipeline/hello ", ", signed by spiffe://ssf.local/pipeline/hello/task/build ",
+		// and the --signer key build, verified with the key (a verdict with no identity).
+		"/keyed/hello sha256:",
 		// examples/uuid: its module fetched, checked, compiled in offline, run, and listed in its SBOM.
 		"dependencies: 1 Go module, each checked", "[run/run] name    ", "github.com/google/uuid", "v1.6.0"}
 	if os.Getenv("SSF_COSIGN") != "" {

@@ -11,7 +11,6 @@ import (
 // ssf verify REF fails (exit 1) and its message reaches the terminal with every control character escaped.
 func TestVerifyReferenceEscapesRegistryText(t *testing.T) {
 	tmp := t.TempDir()
-	pub := throwawayPublicKey(t, tmp)
 	const spoof = "500 \x1b[2J\x1b[H\x1b]0;ok\x07verified: registry.example/app built by you\u202e"
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v2/" {
@@ -28,7 +27,7 @@ func TestVerifyReferenceEscapesRegistryText(t *testing.T) {
 	}))
 	defer s.Close()
 	ref := strings.TrimPrefix(s.URL, "http://") + "/app@sha256:" + strings.Repeat("a", 64)
-	r := ssf(t, tmp, "verify", ref, "--key", pub, "-v")
+	r := ssf(t, tmp, append([]string{"verify", ref, "-v"}, asRun...)...)
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
 	}
@@ -52,8 +51,8 @@ func TestVerifyReferenceEscapesRegistryText(t *testing.T) {
 		}
 	}))
 	defer errBody.Close()
-	p, pubKey := built(t)
-	r = ssf(t, p.tmp, "publish", p.out, "--to", strings.TrimPrefix(errBody.URL, "http://")+"/app", "--key", pubKey)
+	p := builtDefault(t)
+	r = ssf(t, p.tmp, "publish", p.out, "--to", strings.TrimPrefix(errBody.URL, "http://")+"/app")
 	if r.code != 1 || strings.ContainsAny(r.stderr+r.stdout, "\x1b\x07\u202e") || !strings.Contains(r.stderr, `\u001b[2J`) {
 		t.Fatalf("ssf publish: exit %d, want 1 with the escapes shown escaped: %q", r.code, r.stderr)
 	}

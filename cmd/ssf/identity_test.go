@@ -21,7 +21,30 @@ import (
 const (
 	identityTD     = "spiffe://ssf.local"
 	identityIssuer = "https://ssf.local/issuer"
+	// runIdentity signs the provenance and SBOMs of a test project's build (its pipeline is named test).
+	runIdentity = identityTD + "/pipeline/test"
 )
+
+// asRun are ssf verify's flags that require a test project's run identity: what verifies a default build.
+var asRun = []string{"--certificate-identity", runIdentity, "--certificate-oidc-issuer", identityIssuer}
+
+// builtDefault is a finished build of simpleTask signed as ssf build signs with no --signer: by identity.
+func builtDefault(t *testing.T) *project {
+	t.Helper()
+	p := newProject(t, simpleTask)
+	p.mustBuild()
+	return p
+}
+
+// exportTrust writes the factory's trusted root (ssf trust export) into p's directory, for cosign.
+func exportTrust(t *testing.T, p *project) string {
+	t.Helper()
+	tr := filepath.Join(p.dir, "trusted_root.json")
+	if r := ssf(t, p.tmp, "trust", "export", "--out", tr); r.code != 0 {
+		t.Fatalf("trust export: exit %d\n%s", r.code, r.stderr)
+	}
+	return tr
+}
 
 // identityProject is a two-task build (an internal output passed between them) for --signer identity.
 func identityProject(t *testing.T) *project {
@@ -70,13 +93,13 @@ func bundlePayload(t *testing.T, path string) map[string]any {
 	return st
 }
 
-// TestIdentityBuild: ssf build --signer identity signs each task's attestation with the task's own certificate
-// and the provenance with the run's; the provenance lists every task bundle by digest; ssf verify and both stock
+// TestIdentityBuild: ssf build, by default (--signer identity), signs each task's attestation with the task's own
+// certificate and the provenance with the run's; the provenance lists every task bundle by digest; ssf verify and both stock
 // cosigns (every check on: log, SCT, no insecure flag) accept each bundle under its own identity only; the log
 // audits clean afterwards.
 func TestIdentityBuild(t *testing.T) {
 	p := identityProject(t)
-	r := p.build("--signer", "identity")
+	r := p.build() // the default signer
 	if r.code != 0 {
 		t.Fatalf("build failed (exit %d):\n%s%s", r.code, r.stdout, r.stderr)
 	}
@@ -308,7 +331,7 @@ func TestIdentityBuildNeedsTheLog(t *testing.T) {
 		}
 		said = append(said, buf[:n]...)
 	}
-	r := p.build("--signer", "identity")
+	r := p.build() // the default signer
 	if r.code != 2 || !strings.Contains(r.stderr, "--accept-entries") || strings.Contains(r.stderr, "task compile started") {
 		t.Fatalf("identity build while the log is held: exit %d, want 2 before any task, naming --accept-entries\n%s", r.code, r.stderr)
 	}
@@ -316,14 +339,19 @@ func TestIdentityBuildNeedsTheLog(t *testing.T) {
 		t.Errorf("the refused build left %s", p.out)
 	}
 	p.assertClean()
+	// --signer key appends nothing to the log: it builds while the server holds it.
+	if r := p.build("--signer", "key"); r.code != 0 || strings.Contains(r.stderr, "attested as") {
+		t.Fatalf("key build while the log is held: exit %d, want 0 with no task attested\n%s", r.code, r.stderr)
+	}
+	p.assertClean()
 }
 
-// TestPublishIdentityBuild: ssf publish verifies a keyless build against the local factory's trust before
-// pushing, attaches every task bundle as a referrer, and the image-side verification passes with ssf verify and
+// TestPublishIdentityBuild: ssf publish verifies a keyless build (the default) against the local factory's trust
+// before pushing, attaches every task bundle as a referrer, and the image-side verification passes with ssf verify and
 // both cosigns' verify-attestation, every check on; a task bundle changed after the build stops the publish.
 func TestPublishIdentityBuild(t *testing.T) {
 	p := identityProject(t)
-	if r := p.build("--signer", "identity"); r.code != 0 {
+	if r := p.build(); r.code != 0 {
 		t.Fatalf("build failed (exit %d):\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	host := distributionRegistry(t)
@@ -501,7 +529,7 @@ func TestIdentityBuildsTakeTurns(t *testing.T) {
 
 	second := identityProject(t)
 	second.write()
-	b := exec.Command(ssfBin, "build", "-f", second.pipeline, "--source", second.src, "--out", second.out, "--signer", "identity")
+	b := exec.Command(ssfBin, "build", "-f", second.pipeline, "--source", second.src, "--out", second.out) // the default signer
 	b.Env = append(os.Environ(), "SSF_HOME="+homeDir, "TMPDIR="+second.tmp)
 	bErr := waitFor(b, "waiting for another identity build to finish with the transparency log")
 

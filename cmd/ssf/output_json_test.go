@@ -38,7 +38,14 @@ type buildDoc struct {
 		SPDX      string `json:"spdx"`
 		CycloneDX string `json:"cyclonedx"`
 	} `json:"sboms"`
-	Publish *publishDoc `json:"publish"`
+	Publish          *publishDoc `json:"publish"`
+	TaskAttestations []struct {
+		Task     string `json:"task"`
+		Bundle   string `json:"bundle"`
+		Identity string `json:"identity"`
+	} `json:"taskAttestations"`
+	SignedBy string `json:"signedBy"`
+	Issuer   string `json:"issuer"`
 }
 
 type publishDoc struct {
@@ -163,11 +170,19 @@ func TestOutputJSON(t *testing.T) {
 		}
 	}
 
-	pub := filepath.Join(p.dir, "provenance.pub")
-	os.WriteFile(pub, []byte(ssf(t, p.tmp, "keys", "public").stdout), 0o644)
+	// Signed by identity, the default: who signed, as ssf verify takes it, and each task's attestation.
+	if b.SignedBy != runIdentity || b.Issuer != identityIssuer {
+		t.Errorf("signedBy = %q, issuer = %q; want %s and %s", b.SignedBy, b.Issuer, runIdentity, identityIssuer)
+	}
+	if ta := b.TaskAttestations; len(ta) != 1 || ta[0].Task != "make" || ta[0].Identity != runIdentity+"/task/make" ||
+		ta[0].Bundle != filepath.Join(p.out, "attestations/make.task.sigstore.json") {
+		t.Errorf("taskAttestations = %+v, want make's bundle signed by %s/task/make", ta, runIdentity)
+	} else if _, err := os.Stat(ta[0].Bundle); err != nil {
+		t.Errorf("taskAttestations names %s: %v", ta[0].Bundle, err)
+	}
 
 	// verify FILE
-	r = ssf(t, p.tmp, "verify", b.Outputs[0].File, "--bundle", b.Provenance, "--key", pub, "--output", "json")
+	r = ssf(t, p.tmp, append([]string{"verify", b.Outputs[0].File, "--bundle", b.Provenance, "--output", "json"}, asRun...)...)
 	if r.code != 0 {
 		t.Fatalf("verify --output json: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
@@ -184,7 +199,7 @@ func TestOutputJSON(t *testing.T) {
 	// A failed verification: exit 1, and stdout is the error object.
 	other := filepath.Join(p.dir, "other")
 	os.WriteFile(other, []byte("not built\n"), 0o644)
-	r = ssf(t, p.tmp, "verify", other, "--bundle", b.Provenance, "--key", pub, "--output", "json")
+	r = ssf(t, p.tmp, append([]string{"verify", other, "--bundle", b.Provenance, "--output", "json"}, asRun...)...)
 	var e errorDoc
 	decodeOne(t, r.stdout, &e)
 	if r.code != 1 || e.ExitCode != 1 || e.Error == "" || !strings.Contains(r.stderr, "ssf: error: "+e.Error) {
@@ -221,15 +236,15 @@ func TestOutputJSON(t *testing.T) {
 	}
 	var pd publishDoc
 	decodeOne(t, r.stdout, &pd)
-	if !strings.HasPrefix(pd.Artifact, reg.host+"/json/app@sha256:") || len(pd.Images) != 0 || len(pd.Referrers) < 3 ||
+	if !strings.HasPrefix(pd.Artifact, reg.host+"/json/app@sha256:") || len(pd.Images) != 0 || len(pd.Referrers) < 4 ||
 		len(pd.Tags) != 1 || pd.Tags[0].Tag != reg.host+"/json/app:v1" || pd.Tags[0].Ref != pd.Artifact {
-		t.Errorf("publish = %+v, want the artifact tagged v1 with the provenance and SBOM referrers", pd)
+		t.Errorf("publish = %+v, want the artifact tagged v1 with the provenance, SBOM and task referrers", pd)
 	}
 	if pd.Images == nil {
 		t.Errorf("images is null, want {}")
 	}
 	for _, ref := range []string{pd.Artifact, reg.host + "/json/app:v1"} {
-		r = ssfEnv(t, p.tmp, reg.env(true), "verify", ref, "--key", pub, "--output", "json")
+		r = ssfEnv(t, p.tmp, reg.env(true), append([]string{"verify", ref, "--output", "json"}, asRun...)...)
 		if r.code != 0 {
 			t.Fatalf("verify %s --output json: exit %d\n%s%s", ref, r.code, r.stdout, r.stderr)
 		}

@@ -87,12 +87,8 @@ func TestDirectoryOutputs(t *testing.T) {
 	if len(subjects) != len(want)+1 { // and oci://artifact
 		t.Errorf("subjects = %v, want the %d files and the artifact", subjects, len(want))
 	}
-	pub := filepath.Join(p.dir, "provenance.pub")
-	if err := os.WriteFile(pub, []byte(ssf(t, p.tmp, "keys", "public").stdout), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	bundle := filepath.Join(p.out, "attestations", "provenance.sigstore.json")
-	if r := ssf(t, p.tmp, "verify", filepath.Join(p.out, "dist/css/deep/er/x.txt"), "--bundle", bundle, "--key", pub); r.code != 0 {
+	if r := ssf(t, p.tmp, append([]string{"verify", filepath.Join(p.out, "dist/css/deep/er/x.txt"), "--bundle", bundle}, asRun...)...); r.code != 0 {
 		t.Errorf("verify dist/css/deep/er/x.txt: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if r := ssf(t, p.tmp, "sbom", filepath.Join(p.out, "dist/app.js")); r.code != 0 {

@@ -255,11 +255,17 @@ func TestBuildPublish(t *testing.T) {
 	if !strings.HasPrefix(ref, host+"/built/app@sha256:") {
 		t.Fatalf("last line %q is not the pushed reference", ref)
 	}
-	pub := filepath.Join(p.dir, "provenance.pub")
-	k := ssf(t, p.tmp, "keys", "public")
-	os.WriteFile(pub, []byte(k.stdout), 0o644)
-	if r := ssf(t, p.tmp, "verify", ref, "--key", pub); r.code != 0 {
-		t.Errorf("verify %s: exit %d\n%s", ref, r.code, r.stderr)
+	// Signed by identity, the default: the summary says how to verify, and the pushed reference verifies so.
+	if want := "verify      ssf verify " + filepath.Join(p.out, "artifact") + " --bundle " + filepath.Join(p.out, "attestations/provenance.sigstore.json") +
+		" " + strings.Join(asRun, " ") + "\n"; !strings.Contains(r.stdout, want) {
+		t.Errorf("the build's summary lacks %q:\n%s", want, r.stdout)
+	}
+	if r := ssf(t, p.tmp, append([]string{"verify", ref}, asRun...)...); r.code != 0 || !strings.Contains(r.stdout, ", signed by "+runIdentity) {
+		t.Errorf("verify %s: exit %d\n%s%s", ref, r.code, r.stdout, r.stderr)
+	}
+	// Without an identity: bad usage, and the hint gives this factory's values.
+	if r := ssf(t, p.tmp, "verify", ref); r.code != 2 || !strings.Contains(r.stderr, "--certificate-identity spiffe://ssf.local/pipeline/NAME --certificate-oidc-issuer "+identityIssuer) {
+		t.Errorf("verify %s with no signer named: exit %d, want 2 with a hint naming the flags\n%s", ref, r.code, r.stderr)
 	}
 
 	bad := newProject(t, simpleTask)
@@ -287,7 +293,8 @@ func otherFactoryKey(t *testing.T, p *project) string {
 }
 
 // An output that is an OCI image layout tarball is also pushed as that image, by the digest its provenance names,
-// with the bundle attached, so stock cosign accepts the image reference a cluster would run; the --publish tag
+// with the bundle attached, so stock cosign (every check on: the default build is signed by identity) accepts the
+// image reference a cluster would run; the --publish tag
 // names that image (crane pulls it), and TAG.files the files artifact.
 func TestPublishImageOutput(t *testing.T) {
 	p := newProject(t, `
@@ -338,20 +345,17 @@ func TestPublishImageOutput(t *testing.T) {
 			t.Errorf("crane digest team/image:%s = %s (%v), want %s", tag, out, err, want)
 		}
 	}
-	pub := filepath.Join(p.dir, "provenance.pub")
-	os.WriteFile(pub, []byte(ssf(t, p.tmp, "keys", "public").stdout), 0o644)
-	if r := ssf(t, p.tmp, "verify", imageRef, "--key", pub); r.code != 0 || !strings.Contains(r.stdout, `subject "oci://image/image.tar"`) {
+	if r := ssf(t, p.tmp, append([]string{"verify", imageRef}, asRun...)...); r.code != 0 || !strings.Contains(r.stdout, `subject "oci://image/image.tar"`) {
 		t.Errorf("ssf verify %s: exit %d\n%s%s", imageRef, r.code, r.stdout, r.stderr)
 	}
 	// By tag, as a user who only knows REPO:TAG would: the image's digest is what is verified.
 	tagRef := host + "/team/image:v1"
-	if r := ssf(t, p.tmp, "verify", tagRef, "--key", pub); r.code != 0 || !strings.HasPrefix(r.stdout, "verified: "+imageRef+" (tag "+tagRef+`, subject "oci://image/image.tar")`) {
+	if r := ssf(t, p.tmp, append([]string{"verify", tagRef}, asRun...)...); r.code != 0 || !strings.HasPrefix(r.stdout, "verified: "+imageRef+" (tag "+tagRef+`, subject "oci://image/image.tar")`) {
 		t.Errorf("ssf verify %s: exit %d, want %s verified\n%s%s", tagRef, r.code, imageRef, r.stdout, r.stderr)
 	}
-	tr := filepath.Join(p.dir, "trusted_root.json")
-	os.WriteFile(tr, []byte(`{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}`), 0o644)
-	cmd := exec.Command(cosign, "verify-attestation", "--key", pub, "--trusted-root", tr, "--insecure-ignore-tlog",
-		"--type", "slsaprovenance1", imageRef)
+	// Stock cosign, every check on (log entry, SCT, identity), with the factory's exported trusted root.
+	cmd := exec.Command(cosign, append(append([]string{"verify-attestation", "--trusted-root", exportTrust(t, p)}, asRun...),
+		"--type", "slsaprovenance1", imageRef)...)
 	cmd.Env = append(os.Environ(), "HOME="+p.dir)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("cosign rejected the image %s: %v\n%s", imageRef, err, out)

@@ -783,7 +783,7 @@ func TestPublishToEmbeddedRegistry(t *testing.T) {
 		if !ok || !strings.HasPrefix(digest, "sha256:") {
 			t.Fatalf("last line of build --publish is %q, want %s/team/app2@sha256:...", ref, reg.host)
 		}
-		if r := ssfEnv(t, q.tmp, reg.env(true), "verify", ref, "--key", pub); r.code != 0 {
+		if r := ssfEnv(t, q.tmp, reg.env(true), append([]string{"verify", ref}, asRun...)...); r.code != 0 { // signed by identity, the default
 			t.Errorf("ssf verify %s: exit %d\n%s%s", ref, r.code, r.stdout, r.stderr)
 		}
 		if got := strings.TrimSpace(reg.must(t, reg.dir, crane, "digest", reg.host+"/team/app2:v1")); got != digest {

@@ -119,9 +119,10 @@ func TestSBOMJSONEscapesNames(t *testing.T) {
 }
 
 // The provenance lists every SBOM bundle with its digest, so whoever holds OUT cannot publish the build without
-// one (say, the SBOM that flags a module not ingested) or with another the factory signed for the same output.
+// one (say, the SBOM that flags a module not ingested) or with another the factory signed for the same output. (A
+// default build, signed by identity: its task's attestation is listed too.)
 func TestPublishRefusesStrippedSBOM(t *testing.T) {
-	p, pub := built(t)
+	p := builtDefault(t)
 	var listed []string
 	for _, b := range p.statement()["predicate"].(map[string]any)["runDetails"].(map[string]any)["byproducts"].([]any) {
 		b := b.(map[string]any)
@@ -134,8 +135,9 @@ func TestPublishRefusesStrippedSBOM(t *testing.T) {
 		}
 	}
 	if want := []string{"attestations/artifact.cdx.sigstore.json", "attestations/artifact.spdx.sigstore.json",
-		"attestations/bin/readme.cdx.sigstore.json", "attestations/bin/readme.spdx.sigstore.json"}; !slices.Equal(sorted(listed), want) {
-		t.Fatalf("SBOM byproducts %q, want %q", listed, want)
+		"attestations/bin/readme.cdx.sigstore.json", "attestations/bin/readme.spdx.sigstore.json",
+		"attestations/make.task.sigstore.json"}; !slices.Equal(sorted(listed), want) {
+		t.Fatalf("bundle byproducts %q, want %q", listed, want)
 	}
 	host := distributionRegistry(t)
 	stripped := filepath.Join(p.out, "attestations", "bin", "readme"+content.CycloneDXBundleSuffix)
@@ -146,14 +148,14 @@ func TestPublishRefusesStrippedSBOM(t *testing.T) {
 	if err := os.Remove(stripped); err != nil {
 		t.Fatal(err)
 	}
-	r := ssf(t, p.tmp, "publish", p.out, "--to", host+"/stripped/app", "--key", pub)
+	r := ssf(t, p.tmp, "publish", p.out, "--to", host+"/stripped/app")
 	if r.code == 0 || !strings.Contains(r.stderr, "attestations/bin/readme.cdx.sigstore.json is missing") {
 		t.Errorf("publish without a listed SBOM: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if err := os.WriteFile(stripped, saved, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if r := ssf(t, p.tmp, "publish", p.out, "--to", host+"/whole/app", "--key", pub); r.code != 0 {
+	if r := ssf(t, p.tmp, "publish", p.out, "--to", host+"/whole/app"); r.code != 0 {
 		t.Errorf("publish of the whole build: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }

@@ -43,11 +43,12 @@ const simpleTask = `
       outputs: [artifact, bin/readme]
 `
 
-// built is a finished build with the public key written next to it.
+// built is a finished build signed with the factory's provenance key (--signer key), with the public key written
+// next to it. builtDefault is the same build signed as ssf build signs by default, by identity.
 func built(t *testing.T) (*project, string) {
 	t.Helper()
 	p := newProject(t, simpleTask)
-	p.mustBuild()
+	p.mustBuild("--signer", "key")
 	pub := filepath.Join(p.dir, "provenance.pub")
 	r := ssf(t, p.tmp, "keys", "public")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "-----BEGIN PUBLIC KEY-----") {
@@ -59,21 +60,16 @@ func built(t *testing.T) (*project, string) {
 	return p, pub
 }
 
+// TestVerify: a default build (signed by identity) verifies under its run identity with ssf verify, and each
+// expectation that does not hold fails it.
 func TestVerify(t *testing.T) {
-	p, pub := built(t)
+	p := builtDefault(t)
 	bundle := filepath.Join(p.out, "attestations", "provenance.sigstore.json")
 	st := p.statement()
 	deps := st["predicate"].(map[string]any)["buildDefinition"].(map[string]any)["resolvedDependencies"].([]any)
 	sourceDigest := "sha256:" + deps[0].(map[string]any)["digest"].(map[string]any)["sha256"].(string)
 	builderID := st["predicate"].(map[string]any)["runDetails"].(map[string]any)["builder"].(map[string]any)["id"].(string)
 
-	// Another factory's key.
-	otherKey := filepath.Join(p.dir, "other.pub")
-	other := exec.Command("sh", "-c", `"$0" init >/dev/null && "$0" keys public > "$1"`, ssfBin, otherKey)
-	other.Env = append(os.Environ(), "SSF_HOME="+filepath.Join(p.dir, "otherhome"))
-	if out, err := other.CombinedOutput(); err != nil {
-		t.Fatalf("making another factory key: %v\n%s", err, out)
-	}
 	tampered := filepath.Join(p.dir, "tampered")
 	if err := os.WriteFile(tampered, []byte("artifact!\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -89,12 +85,47 @@ func TestVerify(t *testing.T) {
 		{"builder id and source digest pinned", []string{filepath.Join(p.out, "artifact"), "--builder-id", builderID, "--source-digest", sourceDigest}, 0, "verified: "},
 		{"tampered file", []string{tampered}, 1, "is not a subject of the bundle"},
 		{"a log is not a subject", []string{filepath.Join(p.out, "attestations/logs/make.log")}, 1, "is not a subject of the bundle"},
-		{"wrong key", []string{filepath.Join(p.out, "artifact"), "--key", otherKey}, 1, "ssf: error: verification failed: " + bundle + " is not signed by this key (" + otherKey + ")\nssf: hint: "},
-		{"wrong key, -v", []string{filepath.Join(p.out, "artifact"), "--key", otherKey, "-v"}, 1, "ssf: note: verification failed: the bundle is not signed by this key (sigstore-go rejected it: "},
+		{"another pipeline's identity", []string{filepath.Join(p.out, "artifact"), "--certificate-identity", identityTD + "/pipeline/other"}, 1, "expected SAN value"},
 		{"wrong builder id", []string{filepath.Join(p.out, "artifact"), "--builder-id", "https://evil.example/factory"}, 1, "builder"},
 		{"wrong source digest", []string{filepath.Join(p.out, "artifact"), "--source-digest", "sha256:" + strings.Repeat("0", 64)}, 1, "source"},
 		{"missing file", []string{filepath.Join(p.dir, "nope")}, 2, "nope"},
 		{"missing bundle flag", []string{filepath.Join(p.out, "artifact"), "--bundle", ""}, 2, "--bundle"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append(append([]string{"verify", "--bundle", bundle}, asRun...), tt.args...) // a later flag wins
+			r := ssf(t, p.tmp, args...)
+			if r.code != tt.wantCode {
+				t.Fatalf("exit code = %d, want %d\nstdout: %s\nstderr: %s", r.code, tt.wantCode, r.stdout, r.stderr)
+			}
+			if !strings.Contains(r.stdout+r.stderr, tt.want) {
+				t.Errorf("output does not contain %q:\n%s%s", tt.want, r.stdout, r.stderr)
+			}
+		})
+	}
+}
+
+// TestVerifyKeyBuild: a --signer key build verifies with the factory's public key, and another factory's key is
+// refused as "not signed by this key", with sigstore-go's own words only under -v.
+func TestVerifyKeyBuild(t *testing.T) {
+	p, pub := built(t)
+	bundle := filepath.Join(p.out, "attestations", "provenance.sigstore.json")
+	otherKey := filepath.Join(p.dir, "other.pub")
+	other := exec.Command("sh", "-c", `"$0" init >/dev/null && "$0" keys public > "$1"`, ssfBin, otherKey)
+	other.Env = append(os.Environ(), "SSF_HOME="+filepath.Join(p.dir, "otherhome"))
+	if out, err := other.CombinedOutput(); err != nil {
+		t.Fatalf("making another factory key: %v\n%s", err, out)
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{"output verifies", []string{filepath.Join(p.out, "artifact")}, 0, "verified: "},
+		{"wrong key", []string{filepath.Join(p.out, "artifact"), "--key", otherKey}, 1, "ssf: error: verification failed: " + bundle + " is not signed by this key (" + otherKey + ")\nssf: hint: "},
+		{"wrong key, -v", []string{filepath.Join(p.out, "artifact"), "--key", otherKey, "-v"}, 1, "ssf: note: verification failed: the bundle is not signed by this key (sigstore-go rejected it: "},
+		{"no key", []string{filepath.Join(p.out, "artifact"), "--key", ""}, 2, "--key KEY.pub for one built with --signer key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,13 +182,8 @@ func TestGitSourceRecordedByCommit(t *testing.T) {
 	if uri := src["uri"].(string); !strings.HasPrefix(uri, "git+file://") || !strings.HasSuffix(uri, "@"+commit) {
 		t.Errorf("source uri = %q", uri)
 	}
-	pub := filepath.Join(p.dir, "provenance.pub")
-	r := ssf(t, p.tmp, "keys", "public")
-	if err := os.WriteFile(pub, []byte(r.stdout), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r = ssf(t, p.tmp, "verify", filepath.Join(p.out, "files"), "--bundle", filepath.Join(p.out, "attestations/provenance.sigstore.json"),
-		"--key", pub, "--source-digest", "gitCommit:"+commit)
+	r := ssf(t, p.tmp, append([]string{"verify", filepath.Join(p.out, "files"), "--bundle", filepath.Join(p.out, "attestations/provenance.sigstore.json"),
+		"--source-digest", "gitCommit:" + commit}, asRun...)...)
 	if r.code != 0 {
 		t.Errorf("verify --source-digest gitCommit:%s: exit %d\n%s", commit, r.code, r.stderr)
 	}
@@ -203,7 +229,7 @@ func TestCosignAcceptsBuild(t *testing.T) {
 
 // --pipeline-digest pins the pipeline file; -v names every expectation that was not given.
 func TestVerifyPipelineDigestAndUnchecked(t *testing.T) {
-	p, pub := built(t)
+	p := builtDefault(t)
 	bundle := filepath.Join(p.out, "attestations", "provenance.sigstore.json")
 	pipeline, err := os.ReadFile(p.pipeline)
 	if err != nil {
@@ -212,7 +238,7 @@ func TestVerifyPipelineDigestAndUnchecked(t *testing.T) {
 	sum := sha256.Sum256(pipeline)
 	digest := "sha256:" + hex.EncodeToString(sum[:])
 	artifact := filepath.Join(p.out, "artifact")
-	base := []string{"verify", artifact, "--bundle", bundle, "--key", pub}
+	base := append([]string{"verify", artifact, "--bundle", bundle}, asRun...)
 
 	r := ssf(t, p.tmp, append(base, "--pipeline-digest", digest, "-v")...)
 	if r.code != 0 || !strings.Contains(r.stderr, "pipeline digest is "+digest) {
