@@ -97,7 +97,8 @@ func Collect(ctx context.Context, uri string, artifact digest.Digest, bundles []
 	if err != nil {
 		return nil, err
 	}
-	var provErrs []error
+	var provErrs, unverified []error
+	seen := map[digest.Digest]string{}
 	for _, b := range bundles {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -106,6 +107,12 @@ func Collect(ctx context.Context, uri string, artifact digest.Digest, bundles []
 		skip := func(reason error) {
 			ev.Skipped = append(ev.Skipped, SkippedBundle{Source: b.Source, Bundle: sum, Reason: reason})
 		}
+		if first, dup := seen[sum]; dup {
+			// The same bytes twice (--bundle and --attestations naming one file) are one piece of evidence.
+			skip(fmt.Errorf("the same bundle as %s", first))
+			continue
+		}
+		seen[sum] = b.Source
 		if names, about := mentions(b.Data, artifact); !about {
 			skip(fmt.Errorf("%w (it names %s)", ErrNotASubject, strings.Join(names, ", ")))
 			continue
@@ -113,6 +120,7 @@ func Collect(ctx context.Context, uri string, artifact digest.Digest, bundles []
 		payload, checks, signerText, err := signedPayload(artifact, b.Data, opts.Trusted)
 		if err != nil {
 			skip(err)
+			unverified = append(unverified, fmt.Errorf("%s: %w", b.Source, err))
 			continue
 		}
 		st, err := readStatement(payload, artifact)
@@ -140,9 +148,16 @@ func Collect(ctx context.Context, uri string, artifact digest.Digest, bundles []
 		}
 	}
 	if ev.Provenance == nil {
-		if len(provErrs) == 0 {
+		switch {
+		case len(provErrs) == 0 && len(unverified) > 0:
+			// Why the bundles about the artifact did not verify (a wrong key, a wrong identity) is the likely answer.
+			if len(unverified) > 5 {
+				unverified = append(unverified[:5], fmt.Errorf("and %d more", len(unverified)-5))
+			}
+			ev.ProvenanceErr = fail("%s (%s): no SLSA provenance verified; of the bundles about it, none verified: %w", uri, artifact, errors.Join(unverified...))
+		case len(provErrs) == 0:
 			ev.ProvenanceErr = fail("%s (%s): no SLSA provenance among the %d bundles verified for it", uri, artifact, len(bundles))
-		} else {
+		default:
 			ev.ProvenanceErr = fail("%s (%s): no SLSA provenance passed: %w", uri, artifact, errors.Join(provErrs...))
 		}
 	}

@@ -84,6 +84,19 @@ func TestCollect(t *testing.T) {
 	if len(ev.Statements) != 1 || ev.Statements[0].Source != "forged" || ev.Provenance != nil {
 		t.Errorf("with the other key: %+v", ev.Statements)
 	}
+	// Why the provenance is missing says why its bundle did not verify.
+	if err := ev.ProvenanceErr; !errors.Is(err, verify.ErrNotSignedByKey) || !strings.Contains(err.Error(), "prov: ") {
+		t.Errorf("with the other key, the provenance error is %v", err)
+	}
+
+	// The same bundle twice is one statement.
+	ev, err = verify.Collect(ctx, "out/1", artD, []verify.EvidenceBundle{{"a", sbom}, {"b", sbom}}, verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ev.Statements) != 1 || len(ev.Skipped) != 1 || !strings.Contains(ev.Skipped[0].Error(), "b: the same bundle as a") {
+		t.Errorf("a bundle given twice: %d statements, skipped %v", len(ev.Statements), ev.Skipped)
+	}
 }
 
 // FuzzCollect: any bytes given as a bundle are skipped or yield a statement that names the artifact and the trusted
