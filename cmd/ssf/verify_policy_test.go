@@ -78,6 +78,27 @@ func TestVerifyPolicyKey(t *testing.T) {
 	if _, err := verify.Attestation(context.Background(), digest.FromBytes(data), summary, trusted, vsa.PredicateType); err != nil {
 		t.Errorf("the summary does not verify with the factory key: %v", err)
 	}
+	t.Run("another factory's key", func(t *testing.T) {
+		// Nothing verifies: exit 1 saying why the provenance bundle did not, and a FAILED summary naming no input.
+		failed := filepath.Join(p.dir, "other.vsa.json")
+		r := ssf(t, p.tmp, "verify", file, "--key", otherFactoryKey(t, p), "--policy", pol, "--vsa", failed, "--vsa-signer", "key")
+		if r.code != 1 || !strings.Contains(r.stderr, "provenance.sigstore.json: ") || !strings.Contains(r.stderr, "not signed by this key") ||
+			!strings.Contains(r.stderr, "has no verified SLSA provenance from a trusted ssf builder") {
+			t.Fatalf("verify with another factory's key: exit %d, want 1 with the reason and the default policy's denial\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		summary, err := os.ReadFile(failed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := verify.Attestation(context.Background(), digest.FromBytes(data), summary, trusted, vsa.PredicateType)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(st.Predicate), `"verificationResult":"FAILED","verifiedLevels":["FAILED"]`) ||
+			!strings.Contains(string(st.Predicate), `"inputAttestations":[]`) {
+			t.Errorf("summary = %s", st.Predicate)
+		}
+	})
 	t.Run("cosign", func(t *testing.T) {
 		cosign := interopTool(t, "SSF_COSIGN", "cosign")
 		tr := filepath.Join(p.dir, "empty_root.json")
