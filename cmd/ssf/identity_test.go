@@ -215,8 +215,15 @@ func TestIdentityBuild(t *testing.T) {
 	}
 
 	// A certificate bundle without an identity is bad usage, naming the flag; a wrong issuer is refused.
-	if r := ssf(t, p.tmp, "verify", app, "--bundle", prov); r.code != 2 || !strings.Contains(r.stderr, "--certificate-identity") {
-		t.Errorf("verify without an identity: exit %d, want 2 naming --certificate-identity\n%s", r.code, r.stderr)
+	// The hint gives the exact flags: the identity the certificate claims (the run's for the provenance, the
+	// task's for its bundle) and the local factory's issuer.
+	for bundle, id := range map[string]string{prov: run, filepath.Join(att, "check.task.sigstore.json"): run + "/task/check"} {
+		want := "ssf: hint: its certificate names " + id + " (not verified yet: "
+		flags := " --certificate-identity " + id + " --certificate-oidc-issuer " + identityIssuer + "\n"
+		if r := ssf(t, p.tmp, "verify", app, "--bundle", bundle); r.code != 2 || !strings.Contains(r.stderr, "--certificate-identity ID") ||
+			!strings.Contains(r.stderr, want) || !strings.HasSuffix(r.stderr, flags) {
+			t.Errorf("verify without an identity: exit %d, want 2 with a hint %q ... %q\n%s", r.code, want, flags, r.stderr)
+		}
 	}
 	if r := ssf(t, p.tmp, "verify", app, "--bundle", prov, "--certificate-identity", run); r.code != 2 || !strings.Contains(r.stderr, "--certificate-oidc-issuer") {
 		t.Errorf("verify without an issuer: exit %d, want 2 naming --certificate-oidc-issuer\n%s", r.code, r.stderr)
