@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/transparency-dev/merkle/rfc6962"
+
 	"github.com/ssf-dev/ssf/internal/tlog"
 	"github.com/ssf-dev/ssf/internal/trust"
 )
@@ -32,6 +34,8 @@ type nodeLog struct {
 	h    Home
 	td   string
 	open func(ctx context.Context) (*tlog.Log, error)
+
+	turnWait time.Duration // nodeLogTurnWait unless set (tests)
 
 	mu    sync.Mutex
 	log   *tlog.Log
@@ -57,7 +61,7 @@ func (n *nodeLog) append(ctx context.Context, e tlog.Entry) (*tlog.LogEntry, err
 	lg := n.log
 	n.mu.Unlock()
 
-	le, err := lg.Append(ctx, e)
+	le, err := appendNew(ctx, lg, e)
 
 	n.mu.Lock()
 	n.users--
@@ -68,13 +72,28 @@ func (n *nodeLog) append(ctx context.Context, e tlog.Entry) (*tlog.LogEntry, err
 	return le, err
 }
 
+// appendNew appends e unless the log holds it already (a replayed request), as the log's REST API refuses it.
+// Two identical requests at once may both be appended, as there.
+func appendNew(ctx context.Context, lg *tlog.Log, e tlog.Entry) (*tlog.LogEntry, error) {
+	if i, err := lg.FindLeaf(ctx, rfc6962.DefaultHasher.HashLeaf(e.Body())); err == nil {
+		return nil, fmt.Errorf("%w (index %d)", trust.ErrLogDuplicate, i)
+	} else if !errors.Is(err, tlog.ErrNotFound) {
+		return nil, fmt.Errorf("looking the entry up in the transparency log: %w", err)
+	}
+	return lg.Append(ctx, e)
+}
+
 func (n *nodeLog) openLocked(ctx context.Context) error {
 	l := n.h.layout()
-	wctx, cancel := context.WithTimeout(ctx, nodeLogTurnWait)
+	wait := n.turnWait
+	if wait == 0 {
+		wait = nodeLogTurnWait
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	turn, err := takeTurn(wctx, l.LogTurn(), nil)
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		return fmt.Errorf("%w: a build on the factory node held it for over %v; retry when it is done", trust.ErrLogBusy, nodeLogTurnWait)
+		return fmt.Errorf("%w: a build on the factory node held it for over %v; retry when it is done", trust.ErrLogBusy, wait)
 	} else if err != nil {
 		return fmt.Errorf("waiting for the transparency log: %w", err)
 	}

@@ -84,6 +84,10 @@ type NodeTimestampResponse struct {
 // its turn) for longer than a request may wait: 503, retry later.
 var ErrLogBusy = errors.New("the factory's transparency log is busy")
 
+// ErrLogDuplicate is what the log backend of a NodeAPI returns for an entry the log holds already (a replayed
+// request): 409, as the log's REST API answers.
+var ErrLogDuplicate = errors.New("an equivalent entry is in the factory's transparency log already")
+
 // NodeAPI answers the node API for the factory under Layout.
 type NodeAPI struct {
 	Layout      home.Layout
@@ -91,7 +95,8 @@ type NodeAPI struct {
 	TrustDomain string
 	Issuer      string
 	TrustedRoot []byte
-	// Append appends an entry to the factory's transparency log (the caller owns the log and its turn lock).
+	// Append appends an entry to the factory's transparency log (the caller owns the log and its turn lock),
+	// refusing one the log holds already with ErrLogDuplicate.
 	Append func(ctx context.Context, e tlog.Entry) (*tlog.LogEntry, error)
 	Logf   func(format string, args ...any)
 	Now    func() time.Time // time.Now when nil
@@ -335,6 +340,8 @@ func (a *NodeAPI) logEntry(ctx context.Context, node *NodeRecord, body []byte) (
 	le, err := a.Append(ctx, entry)
 	if errors.Is(err, ErrLogBusy) {
 		return nil, &apiError{http.StatusServiceUnavailable, err}
+	} else if errors.Is(err, ErrLogDuplicate) {
+		return nil, &apiError{http.StatusConflict, err}
 	} else if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,101 @@
+package factory
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ssf-dev/ssf/internal/tlog"
+	"github.com/ssf-dev/ssf/internal/trust"
+)
+
+// dsseEntry is a dsse entry over payload signed by a fresh key (its public key as the verifier).
+func dsseEntry(t *testing.T, payload string) tlog.Entry {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pt = "application/vnd.in-toto+json"
+	h := sha256.Sum256([]byte(fmt.Sprintf("DSSEv1 %d %s %d %s", len(pt), pt, len(payload), payload)))
+	sig, err := ecdsa.SignASN1(rand.Reader, key, h[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := json.Marshal(map[string]any{"payload": base64.StdEncoding.EncodeToString([]byte(payload)), "payloadType": pt,
+		"signatures": []map[string]string{{"sig": base64.StdEncoding.EncodeToString(sig)}}})
+	der, _ := x509.MarshalPKIXPublicKey(key.Public())
+	e, err := tlog.NewDSSEEntry(env, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// TestNodeLogTakesTurns: the node API's log takes the turn local identity builds take: while one holds it, an
+// append waits (here 200 ms), then is refused as busy with nothing appended; once the turn is free it appends,
+// and closing gives the turn back. A replayed entry is refused as a duplicate.
+func TestNodeLogTakesTurns(t *testing.T) {
+	h := Home{Dir: t.TempDir()}
+	if _, err := h.Init(); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := h.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := h.layout()
+	f, err := trust.Load(l, trust.Options{TrustDomain: cfg.TrustDomain, Issuer: cfg.Issuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl := &nodeLog{h: h, td: cfg.TrustDomain, turnWait: 200 * time.Millisecond, open: func(ctx context.Context) (*tlog.Log, error) {
+		return tlog.Open(ctx, l.Log(), f.TLogKey, tlog.WithHost(cfg.TrustDomain))
+	}}
+	ctx := context.Background()
+
+	build, err := takeTurn(ctx, l.LogTurn(), nil) // a local identity build holds the log
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := dsseEntry(t, `{"n":1}`)
+	if _, err := nl.append(ctx, e); !errors.Is(err, trust.ErrLogBusy) {
+		t.Fatalf("append while a build holds the turn: %v, want ErrLogBusy", err)
+	}
+	build.Close()
+
+	le, err := nl.append(ctx, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if le.LogIndex != 0 {
+		t.Fatalf("first entry at index %d", le.LogIndex)
+	}
+	if _, err := nl.append(ctx, e); !errors.Is(err, trust.ErrLogDuplicate) {
+		t.Fatalf("replayed entry: %v, want ErrLogDuplicate", err)
+	}
+	if le, err := nl.append(ctx, dsseEntry(t, `{"n":2}`)); err != nil || le.LogIndex != 1 {
+		t.Fatalf("second entry: %v at %v", err, le)
+	}
+	if err := nl.close(); err != nil {
+		t.Fatal(err)
+	}
+	// The turn is free again: a build takes it at once.
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	build, err = takeTurn(wctx, l.LogTurn(), nil)
+	if err != nil {
+		t.Fatalf("the node API kept the log's turn after close: %v", err)
+	}
+	build.Close()
+}
