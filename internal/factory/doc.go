@@ -9,7 +9,8 @@
 // the [Runtime], its outputs hashed as it finishes), stage (outputs and logs copied beside --out), attest (the
 // statement signed by the [Attestor]), record (the bundle beside the outputs) and publish (one durable rename).
 // The interfaces are the factory's own and exist for real alternatives: crun, runsc or Kubernetes Pods for the
-// Runtime, a per-task certificate signer for the Attestor; a Policy will join them.
+// Runtime, a per-task certificate signer for the Attestor. The [Policy] (policy.go) decides at the gates: ssf.build
+// once the source is taken, before anything is fetched or run; ssf.deps for each dependency before it is fetched.
 //
 // With `--signer identity`, the default (identity.go), each task's attestation is signed, right after the task is
 // observed, by the task's own short-lived certificate (spiffe://TD/pipeline/<pipeline>/task/<task>), and the
@@ -46,5 +47,7 @@
 // fifo, device, setuid or setgid bit (keep.go). It must never let a workload's signing key outlive the one
 // statement it signs or leave the process (made in memory, never written, never reachable by a step), write an
 // identity bundle before its signature is durably in the log, or hand out one that does not verify against the
-// factory's trusted root under its own identity (identity.go).
+// factory's trusted root under its own identity (identity.go). It must never fetch a dependency, run a task or
+// sign anything for a build a policy gate denied or could not decide on, nor take a pipeline whose FILE.sig does
+// not verify over the bytes it parsed as unsigned (policy.go).
 package factory
