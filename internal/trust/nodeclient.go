@@ -87,7 +87,7 @@ func NewNodeClient(l home.Layout) (*NodeClient, error) {
 		return nil, err
 	}
 	if j.URL == "" {
-		return nil, fmt.Errorf("this node joined its factory in-process (ssf node join --ca-home), so it knows no node API to sign through: join a new home with ssf node join --ca https://HOST:PORT (ssf node serve on the factory)")
+		return nil, fmt.Errorf("this node joined its factory in-process (ssf node join --ca-home), so it knows no node API to sign through: join a new home with ssf node join --ca https://HOST:PORT (ssf node serve on the factory), or build with --signer key")
 	}
 	u, err := url.Parse(j.URL)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
