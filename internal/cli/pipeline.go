@@ -20,8 +20,8 @@ func newPipelineCmd() *cobra.Command {
 		Use:   "pipeline",
 		Short: "Sign pipeline files, and name the keys that sign them: sign, fingerprint, keygen",
 		Long: `Signed pipelines. ssf pipeline sign FILE --key KEY.pem writes FILE.sig, a Sigstore bundle (v0.3) holding a
-signature over the file's bytes, as cosign sign-blob --bundle does (cosign verify-blob --bundle FILE.sig --key
-KEY.pub --insecure-ignore-tlog accepts it). ssf build verifies a FILE.sig beside the pipeline file: a signature
+signature over the file's bytes, as cosign sign-blob --bundle does (for an ECDSA P-256 key, cosign verify-blob
+--bundle FILE.sig --key KEY.pub --insecure-ignore-tlog accepts it). ssf build verifies a FILE.sig beside the pipeline file: a signature
 that does not verify fails the build (exit 1); one that does puts the key's fingerprint in the ssf.build
 policy gate's input.pipeline.signers, where a policy can require it (docs/policy.md).`,
 	}
