@@ -70,3 +70,24 @@ func TestParseSigningKey(t *testing.T) {
 		}
 	}
 }
+
+// FuzzVerifySignature: a signature file is untrusted input; whatever it holds, VerifySignature returns a
+// fingerprint only for a signature that verifies over the data, and never panics.
+func FuzzVerifySignature(f *testing.F) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	data := []byte("apiVersion: ssf.dev/v1alpha1\n")
+	sig, _ := Sign(context.Background(), data, key)
+	f.Add(sig)
+	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fp, err := VerifySignature(data, b)
+		if err == nil {
+			want, _ := Fingerprint(&key.PublicKey)
+			if fp != want {
+				// Another key's valid signature over the same data is possible only with its private key.
+				t.Fatalf("a fuzzed bundle verified with key %s", fp)
+			}
+		}
+	})
+}
