@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -190,7 +191,21 @@ type failure struct {
 }
 
 func (f failure) String() string {
-	return fmt.Sprintf("container %q (image %q): %s: %s", f.container.Name, f.container.Image, f.check, bounded(f.reason, maxReasonBytes))
+	return fmt.Sprintf("container %q (image %q): %s: %s", f.container.Name, f.container.Image, f.check, bounded(printable(f.reason), maxReasonBytes))
+}
+
+// printable escapes control and format characters: a reason can quote what a registry said, and kubectl prints
+// the denial to a terminal.
+func printable(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+			fmt.Fprintf(&b, "\\u%04x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // verdict turns failures into the response the mode asks for: a denial naming every failure (enforce), or an

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -362,4 +363,26 @@ func TestDeleteIsAdmitted(t *testing.T) {
 
 func count(reqs []string, sub string) int {
 	return len(slices.DeleteFunc(slices.Clone(reqs), func(s string) bool { return !strings.Contains(s, sub) }))
+}
+
+func TestDenialEscapesWhatARegistrySaid(t *testing.T) {
+	// A registry whose every answer is a 500 with a status line that would clear a terminal.
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprint(w, `{"errors":[{"code":"UNKNOWN","message":"\u001b[2J\u001b[Hverified"}]}`)
+	}))
+	defer s.Close()
+	h := newHandler(t, newFactory(t).trust(t), nil)
+	img := strings.TrimPrefix(s.URL, "http://") + "/team/app@sha256:" + strings.Repeat("a", 64)
+	rv, _, body := post(t, h, "/validate", reviewJSON(t, "CREATE", objectOf("Pod", "web", podSpec([]string{"app=" + img}, nil, nil))))
+	if rv == nil || rv.Response.Allowed {
+		t.Fatalf("a registry that fails admitted: %s", body)
+	}
+	if strings.ContainsRune(rv.Response.Result.Message, 0x1b) {
+		t.Errorf("the denial carries the registry's escape sequences: %q", rv.Response.Result.Message)
+	}
 }
