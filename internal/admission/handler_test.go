@@ -1,12 +1,13 @@
 package admission_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -366,23 +367,42 @@ func count(reqs []string, sub string) int {
 }
 
 func TestDenialEscapesWhatARegistrySaid(t *testing.T) {
-	// A registry whose every answer is a 500 with a status line that would clear a terminal.
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/v2/" {
-			return
+	// A registry whose answers carry a status line that would clear a terminal and print a verdict.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(r)
+					if err != nil {
+						return
+					}
+					status := "500 \x1b[2J\x1b[Hverified"
+					if req.URL.Path == "/v2/" {
+						status = "200 OK"
+					}
+					fmt.Fprintf(c, "HTTP/1.1 %s\r\nContent-Length: 0\r\n\r\n", status)
+				}
+			}()
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusInternalServerError)
-		fmt.Fprint(w, `{"errors":[{"code":"UNKNOWN","message":"\u001b[2J\u001b[Hverified"}]}`)
-	}))
-	defer s.Close()
+	}()
 	h := newHandler(t, newFactory(t).trust(t), nil)
-	img := strings.TrimPrefix(s.URL, "http://") + "/team/app@sha256:" + strings.Repeat("a", 64)
+	img := ln.Addr().String() + "/team/app@sha256:" + strings.Repeat("a", 64)
 	rv, _, body := post(t, h, "/validate", reviewJSON(t, "CREATE", objectOf("Pod", "web", podSpec([]string{"app=" + img}, nil, nil))))
 	if rv == nil || rv.Response.Allowed {
 		t.Fatalf("a registry that fails admitted: %s", body)
 	}
-	if strings.ContainsRune(rv.Response.Result.Message, 0x1b) {
-		t.Errorf("the denial carries the registry's escape sequences: %q", rv.Response.Result.Message)
+	if msg := rv.Response.Result.Message; strings.ContainsRune(msg, 0x1b) || !strings.Contains(msg, `\u001b[2J`) {
+		t.Errorf("the denial does not escape the registry's status line: %q", msg)
 	}
 }
