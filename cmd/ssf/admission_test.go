@@ -107,7 +107,26 @@ func TestAdmissionServe(t *testing.T) {
 	if r := p.build("--publish", host+"/team/image:v1"); r.code != 0 {
 		t.Fatalf("build --publish: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	signed := host + "/team/image@" + digest.String()
+	signed := host + "/team/image@" + digest.String() // signed keylessly (ssf build's default --signer identity)
+
+	// The same factory's key-signed build of another image: the default trust is the key and the trusted root.
+	kp := newProject(t, p.tasks)
+	kimg, _ := random.Image(2048, 1)
+	kimg = mutate.ConfigMediaType(mutate.MediaType(kimg, types.OCIManifestSchema1), types.OCIConfigJSON)
+	kdigest, _ := kimg.Digest()
+	klp, err := layout.Write(t.TempDir(), empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := klp.AppendImage(kimg); err != nil {
+		t.Fatal(err)
+	}
+	kp.write()
+	kp.addTarOf("image.tar", string(klp))
+	if r := kp.build("--signer", "key", "--publish", host+"/team/keyed:v1"); r.code != 0 {
+		t.Fatalf("build --signer key --publish: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	keyed := host + "/team/keyed@" + kdigest.String()
 
 	unsignedImg, _ := random.Image(512, 1)
 	unsignedRef, _ := name.NewTag(host+"/team/unsigned:v1", name.Insecure)
@@ -199,7 +218,10 @@ func TestAdmissionServe(t *testing.T) {
 		t.Errorf("mutate of the tag: allowed %v %q, patch %v; want %s", allowed, msg, patch, signed)
 	}
 	if allowed, msg, _ := review("/validate/enforce", podReview("v1", signed)); !allowed {
-		t.Errorf("the factory's image was denied: %s", msg)
+		t.Errorf("the factory's keyless image was denied: %s", msg)
+	}
+	if allowed, msg, _ := review("/validate/enforce", podReview("v1k", keyed)); !allowed {
+		t.Errorf("the factory's key-signed image was denied: %s", msg)
 	}
 	allowed, msg, _ = review("/validate/enforce", podReview("v2", unsigned))
 	if allowed || !strings.Contains(msg, `container "app" (image "`+unsigned+`"): provenance:`) {
