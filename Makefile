@@ -21,6 +21,12 @@ CRANE_VERSION       := v0.22.1
 ORAS_VERSION        := v1.3.6
 REKOR_CLI_VERSION   := v1.5.3
 REKOR_CLI           := $(TOOLS)/rekor-cli-$(REKOR_CLI_VERSION)
+# A real kube-apiserver and etcd for the admission end-to-end tests (internal/kubetest pins the same versions),
+# built from the Go module proxy by scripts/kube-tools.sh: there are no release downloads from here.
+KUBE_APISERVER_VERSION := v1.37.2
+KUBE_APISERVER         := $(TOOLS)/kube-apiserver-$(KUBE_APISERVER_VERSION)
+ETCD_VERSION           := v3.6.16
+ETCD                   := $(TOOLS)/etcd-$(ETCD_VERSION)
 # ajv-cli validates the SBOMs against the JSON schemas of their formats (no Go validator is served here).
 AJV_CLI_VERSION     := 5.0.0
 AJV_VERSION         := 8.20.0
@@ -28,7 +34,7 @@ AJV_FORMATS_VERSION := 3.0.1
 
 # The environment the interop tests read; with SSF_REQUIRE_INTEROP=1 a missing tool fails them instead of skipping.
 TEST_ENV := SSF_REQUIRE_INTEROP=1 SSF_COSIGN=$(COSIGN) SSF_COSIGN_V3=$(COSIGN_V3) SSF_CRANE=$(CRANE) SSF_ORAS=$(ORAS) SSF_SBOM_VALIDATOR=$(AJV) SSF_REKOR_CLI=$(REKOR_CLI) \
-	SSF_DOCKER_REGISTRY=/usr/bin/docker-registry
+	SSF_DOCKER_REGISTRY=/usr/bin/docker-registry SSF_KUBE_APISERVER=$(KUBE_APISERVER) SSF_ETCD=$(ETCD)
 
 .PHONY: all build demo test lint bench deps test-deps tools clean conformance
 
@@ -103,7 +109,15 @@ $(AJV):
 	npm install --prefix $(TOOLS)/ajv-cli --no-audit --no-fund --loglevel=error \
 	  ajv-cli@$(AJV_CLI_VERSION) ajv@$(AJV_VERSION) ajv-formats@$(AJV_FORMATS_VERSION)
 
-tools: $(COSIGN) $(COSIGN_V3) $(STATICCHECK) $(CRANE) $(ORAS) $(REKOR_CLI) $(AJV)
+$(KUBE_APISERVER):
+	@echo "building kube-apiserver $(KUBE_APISERVER_VERSION) into $(TOOLS) (about 6 minutes the first time)"
+	GO=$(GO) ./scripts/kube-tools.sh kube-apiserver $(KUBE_APISERVER_VERSION) $@
+
+$(ETCD):
+	@echo "building etcd $(ETCD_VERSION) into $(TOOLS) (a minute or two the first time)"
+	GO=$(GO) ./scripts/kube-tools.sh etcd $(ETCD_VERSION) $@
+
+tools: $(COSIGN) $(COSIGN_V3) $(STATICCHECK) $(CRANE) $(ORAS) $(REKOR_CLI) $(AJV) $(KUBE_APISERVER) $(ETCD)
 
 # demo installs cosign first so stock cosign checks the demo's bundles too; if it cannot (no module proxy), the
 # demo still runs and says it skipped those checks.
