@@ -173,11 +173,16 @@ func (h *Handler) serve(decide decider) http.HandlerFunc {
 		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.requestTimeout)
 		defer cancel()
 		start := time.Now()
-		resp := decide(ctx, h.state.Load(), rv.Request, mode)
+		st := h.state.Load()
+		resp := decide(ctx, st, rv.Request, mode)
 		req := rv.Request
-		h.cfg.logger.Info("admission", "path", r.URL.Path, "mode", mode, "uid", req.UID, "kind", req.Kind.Kind,
-			"namespace", req.Namespace, "name", req.Name, "allowed", resp.Allowed, "warnings", len(resp.Warnings),
-			"patched", len(resp.Patch) > 0, "duration", time.Since(start))
+		attrs := []any{"path", r.URL.Path, "mode", mode, "uid", req.UID, "kind", req.Kind.Kind, "namespace", req.Namespace,
+			"name", req.Name, "allowed", resp.Allowed, "warnings", len(resp.Warnings), "patched", len(resp.Patch) > 0,
+			"trust", st.trust.Digest, "policy", st.policy.Digest(), "duration", time.Since(start)}
+		if resp.Result != nil {
+			attrs = append(attrs, "denial", resp.Result.Message) // the audit trail of what was refused, and why
+		}
+		h.cfg.logger.Info("admission", attrs...)
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(answer(req, resp))
 	}
