@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ssf-dev/ssf/internal/admission"
 	"github.com/ssf-dev/ssf/internal/policy"
@@ -404,5 +405,23 @@ func TestDenialEscapesWhatARegistrySaid(t *testing.T) {
 	}
 	if msg := rv.Response.Result.Message; strings.ContainsRune(msg, 0x1b) || !strings.Contains(msg, `\u001b[2J`) {
 		t.Errorf("the denial does not escape the registry's status line: %q", msg)
+	}
+}
+
+// A failed verification is cached for the negative TTL only: with one of an hour the image stays denied after it
+// is signed; with none, the next review sees the new bundle.
+func TestNegativeResultsAreCachedBriefly(t *testing.T) {
+	for _, neg := range []time.Duration{time.Hour, 0} {
+		w := newWorld(t)
+		h := newHandler(t, w.fac.trust(t), nil, admission.WithCache(10, time.Hour, neg))
+		review := reviewJSON(t, "CREATE", objectOf("Pod", "web", podSpec([]string{"app=" + w.unsigned}, nil, nil)))
+		if rv, _, body := post(t, h, "/validate", review); rv == nil || rv.Response.Allowed {
+			t.Fatalf("unsigned image admitted: %s", body)
+		}
+		w.fac.sign(t, w.unsigned, nil)
+		rv, _, body := post(t, h, "/validate", review)
+		if rv == nil || rv.Response.Allowed != (neg == 0) {
+			t.Errorf("negative TTL %s: after signing, allowed = %v, want %v: %s", neg, rv != nil && rv.Response.Allowed, neg == 0, body)
+		}
 	}
 }
