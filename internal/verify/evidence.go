@@ -156,7 +156,7 @@ func Collect(ctx context.Context, uri string, artifact digest.Digest, bundles []
 			}
 			ev.ProvenanceErr = fail("%s (%s): no SLSA provenance verified; of the bundles about it, none verified: %w", uri, artifact, errors.Join(unverified...))
 		case len(provErrs) == 0:
-			ev.ProvenanceErr = fail("%s (%s): no SLSA provenance among the %d bundles verified for it", uri, artifact, len(bundles))
+			ev.ProvenanceErr = fail("%s (%s): no SLSA provenance verified for it (%d statements about it verified, none a SLSA provenance; ssf verify -v lists the bundles skipped and why)", uri, artifact, len(ev.Statements))
 		default:
 			ev.ProvenanceErr = fail("%s (%s): no SLSA provenance passed: %w", uri, artifact, errors.Join(provErrs...))
 		}
@@ -175,11 +175,25 @@ func FileEvidence(ctx context.Context, path string, bundlePaths []string, opts O
 		return nil, err
 	}
 	var bundles []EvidenceBundle
-	var unread []SkippedBundle
+	var unread, elsewhere []SkippedBundle
+	var total int64
 	for _, p := range bundlePaths {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		data, err := ReadBundle(p)
 		if err != nil {
 			unread = append(unread, SkippedBundle{Source: p, Reason: err})
+			continue
+		}
+		// Every bundle is held until it is verified, and each may be MaxBundleSize: 4096 sparse files of 16 MiB
+		// (no disk at all) would make ssf hold 64 GiB. The bytes read together are bounded instead, and a bundle
+		// about another artifact (most of a build's) is let go at once, as Collect would skip it.
+		if total += int64(len(data)); total > MaxEvidenceBytes {
+			return nil, fmt.Errorf("collecting evidence for %q: the bundles given hold more than %d bytes together (at %s): give the build's own bundles (--bundle, --attestations)", path, MaxEvidenceBytes, p)
+		}
+		if names, about := mentions(data, sum); !about {
+			elsewhere = append(elsewhere, SkippedBundle{Source: p, Bundle: digest.FromBytes(data), Reason: fmt.Errorf("%w (it names %s)", ErrNotASubject, strings.Join(names, ", "))})
 			continue
 		}
 		bundles = append(bundles, EvidenceBundle{Source: p, Data: data})
@@ -188,9 +202,13 @@ func FileEvidence(ctx context.Context, path string, bundlePaths []string, opts O
 	if err != nil {
 		return nil, err
 	}
-	ev.Skipped = append(unread, ev.Skipped...)
+	ev.Skipped = append(append(unread, ev.Skipped...), elsewhere...)
 	return ev, nil
 }
+
+// MaxEvidenceBytes bounds the bytes FileEvidence reads from all the bundles of one artifact together: a build's
+// attestations are a few KiB each (an SBOM of a large output some MiB), far below it.
+const MaxEvidenceBytes = 256 << 20
 
 // AttestationBundles lists the bundles of a build's attestations directory (OUT/attestations): every regular file
 // named *.sigstore.json directly in dir, sorted by name. Anything else of that name (a symbolic link, a pipe) is

@@ -3,6 +3,9 @@ package verify_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -136,4 +139,57 @@ func FuzzCollect(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFileEvidenceBoundsBytes: the bundles of a file are read within MaxEvidenceBytes together. Sparse files of
+// MaxBundleSize each (no disk at all) once made ssf verify hold them all in memory before verifying any (300 of
+// them: 6 GiB; the 4096 allowed: 64 GiB); now more than the bound is bad input, naming it, and a bundle about
+// another artifact is let go when read and listed as skipped.
+func TestFileEvidenceBoundsBytes(t *testing.T) {
+	key := newKey(t)
+	dir := t.TempDir()
+	art := filepath.Join(dir, "app")
+	if err := os.WriteFile(art, []byte("artifact"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	artD := digest.FromBytes([]byte("artifact"))
+	st, err := provenance.Statement(testBuild([]byte("artifact")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov := filepath.Join(dir, "provenance.sigstore.json")
+	elsewhere := filepath.Join(dir, "other.sigstore.json")
+	if err := os.WriteFile(prov, signStatement(t, key, st), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(elsewhere, signStatement(t, key, sbomStatement(sbomType, digest.FromBytes([]byte("other")))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts := verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}
+	ev, err := verify.FileEvidence(context.Background(), art, []string{elsewhere, prov}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Digest != artD || ev.Provenance == nil || len(ev.Statements) != 1 || len(ev.Skipped) != 1 ||
+		!errors.Is(ev.Skipped[0].Reason, verify.ErrNotASubject) || ev.Skipped[0].Source != elsewhere {
+		t.Fatalf("evidence: %d statements, skipped %v, provenance %v", len(ev.Statements), ev.Skipped, ev.ProvenanceErr)
+	}
+
+	paths := []string{prov}
+	for i := 0; int64(i)*verify.MaxBundleSize <= verify.MaxEvidenceBytes; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("sparse%d.sigstore.json", i))
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Truncate(verify.MaxBundleSize); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		paths = append(paths, p)
+	}
+	_, err = verify.FileEvidence(context.Background(), art, paths, opts)
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("more than %d bytes together", verify.MaxEvidenceBytes)) {
+		t.Fatalf("FileEvidence over %d sparse bundles of %d bytes: %v", len(paths)-1, verify.MaxBundleSize, err)
+	}
 }
