@@ -166,6 +166,8 @@ func TestVerifyPolicyKey(t *testing.T) {
 			want string
 		}{
 			{"existing --vsa", []string{file, "--key", pub, "--vsa", out}, "already exists"},
+			// Before anything is signed and logged, not when the signed summary is written (that exited 1).
+			{"--vsa in no directory", []string{file, "--key", pub, "--vsa", filepath.Join(p.dir, "nodir", "x.json")}, "does not exist or is not a directory"},
 			{"bad --vsa-signer", []string{file, "--key", pub, "--vsa", filepath.Join(p.dir, "x.json"), "--vsa-signer", "hsm"}, `--vsa-signer "hsm"`},
 			{"policy syntax error", []string{file, "--key", pub, "--policy", broken}, "verify.rego:"},
 			{"no evidence", []string{lonely, "--key", pub, "--policy", pol}, "no evidence for"},

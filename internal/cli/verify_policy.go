@@ -52,6 +52,11 @@ func verifyWithPolicy(cmd *cobra.Command, artifact string, remote bool, bundles 
 		if _, err := os.Lstat(pf.vsaOut); err == nil {
 			return usagef("--vsa %q already exists: a summary is never written over another file; remove it or name another", pf.vsaOut)
 		}
+		// Its directory is checked now, not when the signed summary is written: by then the summary's entry is in
+		// the factory's transparency log, for a file that is never written.
+		if fi, err := os.Stat(filepath.Dir(pf.vsaOut)); err != nil || !fi.IsDir() {
+			return usagef("--vsa %q: its directory %q does not exist or is not a directory: create it or name a file in another", pf.vsaOut, filepath.Dir(pf.vsaOut))
+		}
 	}
 	if pf.usePolicy && pf.dir == "" {
 		return usagef("--policy needs a directory (leave --policy out to use $SSF_HOME/policy or the built-in set)")
