@@ -99,6 +99,7 @@ func Collect(ctx context.Context, uri string, artifact digest.Digest, bundles []
 	}
 	var provErrs, unverified []error
 	seen := map[digest.Digest]string{}
+	claims := map[string]string{} // a verified statement's payload digest and signer: the first bundle that held it
 	for _, b := range bundles {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -135,6 +136,15 @@ func Collect(ctx context.Context, uri string, artifact digest.Digest, bundles []
 				continue
 			}
 		}
+		// A bundle's JSON is not what is signed: the same envelope re-indented (or with another log entry) is other
+		// bytes that verify as well. One signed statement is one piece of evidence however many copies are given, so
+		// a policy that counts statements (two SBOMs, two attestations) counts claims, not files.
+		claim := string(digest.FromBytes(payload)) + " " + st.Signer.Key + " " + st.Signer.Identity + " " + st.Signer.Issuer
+		if first, dup := claims[claim]; dup {
+			skip(fmt.Errorf("the same statement, signed by the same signer, as %s", first))
+			continue
+		}
+		claims[claim] = b.Source
 		ev.Statements = append(ev.Statements, VerifiedStatement{Statement: st, Bundle: sum, Source: b.Source})
 		if st.PredicateType == provenance.PredicateType && ev.Provenance == nil {
 			// The verdict is Artifact's, with every expectation the caller set: the same checks as ssf verify, on the

@@ -1,7 +1,9 @@
 package verify_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -99,6 +101,19 @@ func TestCollect(t *testing.T) {
 	}
 	if len(ev.Statements) != 1 || len(ev.Skipped) != 1 || !strings.Contains(ev.Skipped[0].Error(), "b: the same bundle as a") {
 		t.Errorf("a bundle given twice: %d statements, skipped %v", len(ev.Statements), ev.Skipped)
+	}
+	// The same bundle re-indented is other bytes that verify as well (a bundle's JSON is not what is signed): still
+	// one statement, so a policy counting statements counts what was signed, not copies of it.
+	var indented bytes.Buffer
+	if err := json.Indent(&indented, sbom, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	ev, err = verify.Collect(ctx, "out/1", artD, []verify.EvidenceBundle{{"a", sbom}, {"b", indented.Bytes()}, {"p", prov}}, verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ev.Statements) != 2 || len(ev.Skipped) != 1 || !strings.Contains(ev.Skipped[0].Error(), "b: the same statement, signed by the same signer, as a") {
+		t.Errorf("a bundle re-indented: %d statements, skipped %v", len(ev.Statements), ev.Skipped)
 	}
 }
 
