@@ -104,8 +104,29 @@ func (h Home) openIdentity(ctx context.Context, cfg Config, log io.Writer) (*ide
 
 // takeTurn takes the exclusive lock on path (created 0600); when another build holds it, it says so on log and
 // waits for it as long as ctx allows. The lock goes with the open file: closing it, or the build's death,
-// releases it.
+// releases it. While it waits it holds a shared lock on turnWaiters(path), so that `ssf node serve`, which
+// otherwise keeps the turn for as long as joined nodes append, sees that a build waits and gives the turn up
+// (nodeLog.append): a node must not starve the factory's own builds.
 func takeTurn(ctx context.Context, path string, log io.Writer) (*os.File, error) {
+	return lockTurn(ctx, path, log, true)
+}
+
+// turnWaiters is the file that builds waiting for the log's turn at path hold a shared lock on.
+func turnWaiters(path string) string { return path + ".waiting" }
+
+// buildWaiting reports whether a build waits for the log's turn at path (holds turnWaiters(path) shared).
+func buildWaiting(path string) bool {
+	f, err := os.OpenFile(turnWaiters(path), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return errors.Is(syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB), syscall.EWOULDBLOCK)
+}
+
+// lockTurn is takeTurn; waiter says whether to show, while waiting, that a build waits (the node API's server
+// does not: it is what builds wait for).
+func lockTurn(ctx context.Context, path string, log io.Writer, waiter bool) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
@@ -121,16 +142,33 @@ func takeTurn(ctx context.Context, path string, log io.Writer) (*os.File, error)
 	if log != nil {
 		fmt.Fprintf(log, "[ssf] waiting for another identity build to finish with the transparency log (%s)\n", path)
 	}
+	var waiting *os.File
+	if waiter {
+		// Best effort: without it the build still waits, only without asking the node API to yield.
+		if w, err := os.OpenFile(turnWaiters(path), os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+			if syscall.Flock(int(w.Fd()), syscall.LOCK_SH) == nil {
+				waiting = w
+			} else {
+				w.Close()
+			}
+		}
+	}
 	locked := make(chan error, 1)
 	go func() { locked <- syscall.Flock(int(f.Fd()), syscall.LOCK_EX) }()
 	select {
 	case err := <-locked:
+		if waiting != nil {
+			waiting.Close()
+		}
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("locking %q: %w", path, err)
 		}
 		return f, nil
 	case <-ctx.Done():
+		if waiting != nil {
+			waiting.Close()
+		}
 		go func() { <-locked; f.Close() }() // a lock taken after all is dropped at once
 		return nil, context.Cause(ctx)
 	}

@@ -27,6 +27,9 @@ const (
 	// nodeLogIdle is how long the server keeps the log (and its turn) after the last append: a build's signatures
 	// come in bursts, and reopening costs each append the log's publication delay.
 	nodeLogIdle = 2 * time.Second
+	// nodeLogMaxHold is how long the server keeps the turn while a local build waits for it: appends that keep
+	// coming (a busy node, or one replaying a request every second) would otherwise keep it for ever.
+	nodeLogMaxHold = 10 * time.Second
 )
 
 // nodeLog is the factory's log as the node API appends to it.
@@ -36,12 +39,16 @@ type nodeLog struct {
 	open func(ctx context.Context) (*tlog.Log, error)
 
 	turnWait time.Duration // nodeLogTurnWait unless set (tests)
+	maxHold  time.Duration // nodeLogMaxHold unless set (tests)
 
-	mu    sync.Mutex
-	log   *tlog.Log
-	turn  *os.File
-	users int
-	idle  *time.Timer
+	mu       sync.Mutex
+	ended    *sync.Cond // signalled when users drops to 0
+	log      *tlog.Log
+	turn     *os.File
+	opened   time.Time // when the log (and its turn) was taken
+	yielding bool      // the turn is being given to a waiting build once appends in flight end
+	users    int
+	idle     *time.Timer
 }
 
 // append appends e, opening the log (after taking its turn) if it is not open.
@@ -50,6 +57,28 @@ func (n *nodeLog) append(ctx context.Context, e tlog.Entry) (*tlog.LogEntry, err
 	if n.idle != nil {
 		n.idle.Stop()
 		n.idle = nil
+	}
+	if n.ended == nil {
+		n.ended = sync.NewCond(&n.mu)
+	}
+	// A local build waits for the turn and the server has held it long enough: give it up once the appends in
+	// flight end; openLocked below then lets every waiting build go first.
+	maxHold := n.maxHold
+	if maxHold == 0 {
+		maxHold = nodeLogMaxHold
+	}
+	if n.log != nil && !n.yielding && time.Since(n.opened) >= maxHold && buildWaiting(n.h.layout().LogTurn()) {
+		n.yielding = true
+	}
+	for n.yielding && n.users > 0 {
+		n.ended.Wait()
+	}
+	if n.yielding {
+		n.yielding = false
+		if err := n.closeLocked(); err != nil {
+			n.mu.Unlock()
+			return nil, fmt.Errorf("closing the transparency log for a waiting build: %w", err)
+		}
 	}
 	if n.log == nil {
 		if err := n.openLocked(ctx); err != nil {
@@ -66,6 +95,7 @@ func (n *nodeLog) append(ctx context.Context, e tlog.Entry) (*tlog.LogEntry, err
 	n.mu.Lock()
 	n.users--
 	if n.users == 0 {
+		n.ended.Broadcast()
 		n.idle = time.AfterFunc(nodeLogIdle, n.closeIfIdle)
 	}
 	n.mu.Unlock()
@@ -91,12 +121,24 @@ func (n *nodeLog) openLocked(ctx context.Context) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	turn, err := takeTurn(wctx, l.LogTurn(), nil)
+	// Builds that wait for the turn go first: the lock on the waiters' file is free only once none waits
+	// (each lets go of it when it has the turn). Taken and dropped at once; it only orders.
+	waiters, err := lockTurn(wctx, turnWaiters(l.LogTurn()), nil, false)
+	if err == nil {
+		waiters.Close()
+		var turn *os.File
+		if turn, err = lockTurn(wctx, l.LogTurn(), nil, false); err == nil {
+			return n.openWithTurn(ctx, turn)
+		}
+	}
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		return fmt.Errorf("%w: a build on the factory node held it for over %v; retry when it is done", trust.ErrLogBusy, wait)
-	} else if err != nil {
-		return fmt.Errorf("waiting for the transparency log: %w", err)
 	}
+	return fmt.Errorf("waiting for the transparency log: %w", err)
+}
+
+// openWithTurn opens the log once the server has its turn.
+func (n *nodeLog) openWithTurn(ctx context.Context, turn *os.File) error {
 	lg, err := n.open(ctx)
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		turn.Close()
@@ -105,7 +147,7 @@ func (n *nodeLog) openLocked(ctx context.Context) error {
 		turn.Close()
 		return fmt.Errorf("opening the transparency log: %w", err)
 	}
-	n.log, n.turn = lg, turn
+	n.log, n.turn, n.opened = lg, turn, time.Now()
 	return nil
 }
 

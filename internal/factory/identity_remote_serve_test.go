@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -98,4 +99,70 @@ func TestNodeLogTakesTurns(t *testing.T) {
 		t.Fatalf("the node API kept the log's turn after close: %v", err)
 	}
 	build.Close()
+}
+
+// TestNodeLogYieldsToWaitingBuild: a joined node that keeps appending (here a replayed request, answered 409,
+// after each the server would keep the turn for nodeLogIdle) does not keep the log's turn from a local identity
+// build for ever: once the server has held it for maxHold and a build waits, the next append gives the turn up,
+// the build gets it, and that append waits for it (here until busy) instead of taking the turn again first.
+func TestNodeLogYieldsToWaitingBuild(t *testing.T) {
+	h := Home{Dir: t.TempDir()}
+	if _, err := h.Init(); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := h.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := h.layout()
+	f, err := trust.Load(l, trust.Options{TrustDomain: cfg.TrustDomain, Issuer: cfg.Issuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl := &nodeLog{h: h, td: cfg.TrustDomain, turnWait: 200 * time.Millisecond, maxHold: time.Nanosecond,
+		open: func(ctx context.Context) (*tlog.Log, error) {
+			return tlog.Open(ctx, l.Log(), f.TLogKey, tlog.WithHost(cfg.TrustDomain))
+		}}
+	defer nl.close()
+	ctx := context.Background()
+	e := dsseEntry(t, `{"n":1}`)
+	if _, err := nl.append(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	// A local build comes and waits for the turn the server holds.
+	type taken struct {
+		f   *os.File
+		err error
+	}
+	got := make(chan taken, 1)
+	bctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		f, err := takeTurn(bctx, l.LogTurn(), nil)
+		got <- taken{f, err}
+	}()
+	for !buildWaiting(l.LogTurn()) { // until the build shows it waits
+		select {
+		case r := <-got:
+			t.Fatalf("the build got the turn the server holds: %v", r.err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	// The node replays its request: the server gives the turn to the build, then waits for it (busy).
+	if _, err := nl.append(ctx, e); !errors.Is(err, trust.ErrLogBusy) {
+		t.Fatalf("append while the build it yielded to holds the turn: %v, want ErrLogBusy", err)
+	}
+	select {
+	case r := <-got:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		r.f.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the local build is still waiting: the node API kept the log's turn")
+	}
+	// The build is done: the node appends again.
+	if le, err := nl.append(ctx, dsseEntry(t, `{"n":2}`)); err != nil || le.LogIndex != 1 {
+		t.Fatalf("append after the build: %v at %v", err, le)
+	}
 }
