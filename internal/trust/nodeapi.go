@@ -42,6 +42,10 @@ const (
 	maxTimestamped    = 1 << 10  // a signature to timestamp (an ECDSA signature is ~72 bytes)
 )
 
+// minNodeValidity is the shortest workload certificate a node may ask for: it must outlive its signing, logging
+// and timestamping.
+const minNodeValidity = time.Minute
+
 // NodeTrust is what a node learns of the factory it signs for: its trust domain, its issuer and its Sigstore
 // trusted root (JSON), which the node checks every bundle it makes against.
 type NodeTrust struct {
@@ -289,6 +293,12 @@ func (a *NodeAPI) certificate(_ context.Context, node *NodeRecord, body []byte) 
 	}
 	if err := a.checkScope(node, req.Request.SPIFFEID); err != nil {
 		return nil, err
+	}
+	// A certificate that ends before it can be checked (x509 times are whole seconds) would be made, signed into
+	// an SCT, and then fail the CA's own check: a 500 that says nothing to the node. Refuse it with the reason.
+	if v := req.Request.Validity; v > 0 && v < minNodeValidity {
+		return nil, &apiError{http.StatusForbidden, fmt.Errorf("%w: workload %q: validity %v is shorter than %v: ask for %v to %v (0 means %v)",
+			ca.ErrRefused, req.Request.SPIFFEID, v, minNodeValidity, minNodeValidity, ca.MaxWorkloadValidity, ca.MaxWorkloadValidity)}
 	}
 	r := req.Request
 	r.Signature = req.Signature

@@ -400,3 +400,32 @@ func TestNodeAPIAfterRotation(t *testing.T) {
 		t.Fatalf("a node of the retired intermediate: %v", err)
 	}
 }
+
+// TestNodeAPIShortValidity: a node asking for a certificate valid for less than a minute (1 ns: it would end
+// before the CA's own check of it) is refused with the reason (403), not answered 500.
+func TestNodeAPIShortValidity(t *testing.T) {
+	n := startNodeAPI(t)
+	_, c := n.join(t, "worker")
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(key.Public())
+	for _, v := range []time.Duration{time.Nanosecond, 59 * time.Second} {
+		req, err := c.node.Request(ca.Request{SPIFFEID: "spiffe://ssf.local/pipeline/web", PublicKey: der, Validity: v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resp NodeCertificateResponse
+		err = c.do(context.Background(), NodeCertificatePath, NodeCertificateRequest{Request: *req, Signature: req.Signature}, &resp)
+		var ae *NodeAPIError
+		if !errors.As(err, &ae) || ae.Status != http.StatusForbidden || !strings.Contains(ae.Reason, "validity "+v.String()+" is shorter than 1m0s") {
+			t.Errorf("validity %v: %v, want 403 saying it is shorter than 1m0s", v, err)
+		}
+	}
+	req, _ := c.node.Request(ca.Request{SPIFFEID: "spiffe://ssf.local/pipeline/web", PublicKey: der, Validity: time.Minute})
+	var resp NodeCertificateResponse
+	if err := c.do(context.Background(), NodeCertificatePath, NodeCertificateRequest{Request: *req, Signature: req.Signature}, &resp); err != nil {
+		t.Fatalf("validity 1m: %v", err)
+	}
+}
