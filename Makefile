@@ -110,7 +110,7 @@ $(AJV):
 	  ajv-cli@$(AJV_CLI_VERSION) ajv@$(AJV_VERSION) ajv-formats@$(AJV_FORMATS_VERSION)
 
 $(KUBE_APISERVER):
-	@echo "building kube-apiserver $(KUBE_APISERVER_VERSION) into $(TOOLS) (about 6 minutes the first time)"
+	@echo "building kube-apiserver $(KUBE_APISERVER_VERSION) into $(TOOLS) (the first time about 13 CPU-minutes and 2.4 GB: 7 minutes on 2 idle cores; seconds from the Go build cache)"
 	GO=$(GO) ./scripts/kube-tools.sh kube-apiserver $(KUBE_APISERVER_VERSION) $@
 
 $(ETCD):

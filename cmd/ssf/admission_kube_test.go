@@ -169,8 +169,12 @@ func TestAdmissionInKubernetes(t *testing.T) {
 		if stored(t, "/apis/apps/v1/namespaces/prod/deployments/web") {
 			t.Errorf("the denied Deployment was stored")
 		}
-		if resp := create(t, "prod", "deployments", kubetest.Deployment("web", goodTag, good, good)); resp.Code != http.StatusCreated {
-			t.Errorf("the Deployment with three verified containers: %d %s, want 201", resp.Code, resp.Body)
+		resp = create(t, "prod", "deployments", kubetest.Deployment("web", goodTag, good, good))
+		if resp.Code != http.StatusCreated {
+			t.Fatalf("the Deployment with three verified containers: %d %s, want 201", resp.Code, resp.Body)
+		}
+		if got := podImages(t, resp.Body); strings.Join(got, " ") != strings.Join([]string{good, good, good}, " ") {
+			t.Errorf("stored Deployment's pod template runs %q, want %s three times (its tag resolved)", got, good)
 		}
 	})
 
@@ -415,19 +419,30 @@ func waitInForce(t *testing.T, c *kubetest.Cluster, unsigned, tag, digest string
 	}
 }
 
-// podImages reads the images of a Pod's containers from the API server's answer.
+// podImages reads the images of the containers of a Pod, or of a Deployment's pod template, from the API
+// server's answer.
 func podImages(t *testing.T, body []byte) []string {
 	t.Helper()
-	var pod struct {
+	type podSpec struct {
+		Containers []struct{ Image string } `json:"containers"`
+	}
+	var obj struct {
 		Spec struct {
-			Containers []struct{ Image string } `json:"containers"`
+			podSpec
+			Template struct {
+				Spec podSpec `json:"spec"`
+			} `json:"template"`
 		} `json:"spec"`
 	}
-	if err := json.Unmarshal(body, &pod); err != nil {
+	if err := json.Unmarshal(body, &obj); err != nil {
 		return nil
 	}
+	cs := obj.Spec.Containers
+	if len(cs) == 0 {
+		cs = obj.Spec.Template.Spec.Containers
+	}
 	var out []string
-	for _, c := range pod.Spec.Containers {
+	for _, c := range cs {
 		out = append(out, c.Image)
 	}
 	return out
