@@ -121,7 +121,7 @@ func verifyWithPolicy(cmd *cobra.Command, artifact string, remote bool, bundles 
 		problems = append(problems, "policy ssf.verify denied: "+printable(d))
 	}
 	passed := len(problems) == 0
-	levels := vsa.Levels(ev.PolicyStatements(), ev.Digest)
+	levels := vsa.Levels(ev.LevelStatements(), ev.Digest) // the verdict's provenance, not the best of any
 
 	var vsaLine string
 	if pf.vsaOut != "" {

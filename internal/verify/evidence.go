@@ -46,6 +46,8 @@ type Evidence struct {
 	// ProvenanceErr (wrapping ErrVerification) says why.
 	Provenance    *Result
 	ProvenanceErr error
+	// ProvenanceBundle is the sha256 of the bundle Provenance was read from ("" without one).
+	ProvenanceBundle digest.Digest
 }
 
 // VerifiedStatement is one verified in-toto statement and where its bundle came from.
@@ -154,7 +156,7 @@ func Collect(ctx context.Context, uri string, artifact digest.Digest, bundles []
 				provErrs = append(provErrs, fmt.Errorf("%s: %w", b.Source, err))
 				continue
 			}
-			ev.Provenance = res
+			ev.Provenance, ev.ProvenanceBundle = res, sum
 		}
 	}
 	if ev.Provenance == nil {
@@ -301,6 +303,21 @@ func ReferenceEvidence(ctx context.Context, ref string, opts Options, reg ...oci
 func (e *Evidence) PolicyStatements() []policy.Statement {
 	out := make([]policy.Statement, 0, len(e.Statements))
 	for _, s := range e.Statements {
+		out = append(out, s.Statement)
+	}
+	return out
+}
+
+// LevelStatements is what a verification summary's levels are computed from (vsa.Levels): every verified
+// statement, but of the SLSA provenance statements only the one the verdict rests on (none without a verdict).
+// Another provenance of the same bytes — one that did not meet the caller's expectations (another builder id,
+// source, pipeline), or was not checked because an earlier one passed — must not lend the summary its level.
+func (e *Evidence) LevelStatements() []policy.Statement {
+	out := make([]policy.Statement, 0, len(e.Statements))
+	for _, s := range e.Statements {
+		if s.PredicateType == provenance.PredicateType && (e.Provenance == nil || s.Bundle != e.ProvenanceBundle) {
+			continue
+		}
 		out = append(out, s.Statement)
 	}
 	return out

@@ -104,3 +104,43 @@ func TestEvidenceLevelsAndDefaultPolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestLevelsOfTheVerdictsProvenance: the levels of ssf verify --vsa come from the provenance the verdict rests on.
+// Two key-signed provenances of the same bytes: one from the builder the caller pins (--builder-id), whose task
+// kept a capability (L2), and one from another builder, sandboxed (L3). The verdict rests on the first; the
+// summary said SLSA_BUILD_LEVEL_3, lent by the provenance that failed the caller's expectation.
+func TestLevelsOfTheVerdictsProvenance(t *testing.T) {
+	ctx := context.Background()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	art := []byte("app")
+	sandboxed := provenance.TaskIsolation{Network: "none", ReadOnlyRoot: true, HostUID: 1879048192, HostGID: 1879048192,
+		Capabilities: []string{}, NoNewPrivileges: true, SeccompProfile: provenance.Digest{"sha256": strings.Repeat("a", 64)}}
+	withCap := sandboxed
+	withCap.Capabilities = []string{"CAP_NET_RAW"}
+	const pinned = "https://ssf.dev/factory/build-1"
+	bundles := []verify.EvidenceBundle{
+		{Source: "elsewhere.sigstore.json", Data: signedProvenance(t, key, art, "https://ssf.dev/factory/elsewhere", sandboxed)},
+		{Source: "provenance.sigstore.json", Data: signedProvenance(t, key, art, pinned, withCap)},
+	}
+	ev, err := verify.Collect(ctx, "out/app", digest.FromBytes(art), bundles, verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey), BuilderID: pinned})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Provenance == nil || ev.Provenance.Provenance.BuilderID != pinned || len(ev.Statements) != 2 {
+		t.Fatalf("verdict %+v (%v), %d statements", ev.Provenance, ev.ProvenanceErr, len(ev.Statements))
+	}
+	if got, want := vsa.Levels(ev.LevelStatements(), ev.Digest), []string{vsa.BuildLevel2, vsa.DependenciesLevel}; !slices.Equal(got, want) {
+		t.Errorf("levels = %v, want %v (the pinned builder's provenance)", got, want)
+	}
+	// Without a verdict no provenance lends a level.
+	ev, err = verify.Collect(ctx, "out/app", digest.FromBytes(art), bundles, verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey), BuilderID: "https://other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := vsa.Levels(ev.LevelStatements(), ev.Digest); ev.Provenance != nil || len(got) != 0 {
+		t.Errorf("without a verdict: levels %v", got)
+	}
+}
