@@ -144,7 +144,12 @@ func TestAdmissionServe(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	log := &lockedBuffer{}
-	serve := exec.Command(ssfBin, "admission", "serve", "--addr", addr, "--tls-cert", certFile, "--tls-key", keyFile)
+	policyDir := filepath.Join(p.dir, "policy")
+	if r := ssf(t, p.tmp, "policy", "init", policyDir); r.code != 0 {
+		t.Fatalf("ssf policy init: exit %d\n%s", r.code, r.stderr)
+	}
+	serve := exec.Command(ssfBin, "admission", "serve", "--addr", addr, "--tls-cert", certFile, "--tls-key", keyFile,
+		"--policy", policyDir, "--reload", "200ms")
 	serve.Env = append(os.Environ(), "SSF_HOME="+homeDir, "TMPDIR="+p.tmp)
 	serve.Stdout, serve.Stderr = log, log
 	if err := serve.Start(); err != nil {
@@ -229,6 +234,27 @@ func TestAdmissionServe(t *testing.T) {
 	}
 	if allowed, msg, _ := review("/validate/warn", podReview("v3", unsigned)); !allowed {
 		t.Errorf("warn mode denied: %s", msg)
+	}
+
+	// A policy changed on disk applies at the next --reload, to the cached image too.
+	extra := "package ssf.deploy\n\ndeny contains msg if {\n\tinput.admission.container == \"app\"\n\tmsg := \"no container may be called app\"\n}\n"
+	if err := os.WriteFile(filepath.Join(policyDir, "extra.rego"), []byte(extra), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reloadBy := time.Now().Add(30 * time.Second)
+	for !strings.Contains(log.String(), "policy changed") {
+		if time.Now().After(reloadBy) {
+			t.Fatalf("the changed policy was not read again within 30 s:\n%s", log.String())
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("ssf admission serve exited: %v\n%s", err, log.String())
+		case <-time.After(50 * time.Millisecond): // polling the server's log for the reload, as for readiness
+		}
+	}
+	allowed, msg, _ = review("/validate/enforce", podReview("v4", signed))
+	if allowed || !strings.Contains(msg, `container "app" (image "`+signed+`"): policy ssf.deploy: no container may be called app`) {
+		t.Errorf("after the policy changed: allowed %v, %q", allowed, msg)
 	}
 
 	r := ssf(t, p.tmp, "admission", "install", "--url", base, "--ca-file", certFile)

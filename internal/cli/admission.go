@@ -10,12 +10,10 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -148,7 +146,7 @@ Trust: --key KEY.pub (a key-signed factory), --trusted-root TR with --certificat
 --certificate-oidc-issuer[-regexp] (keyless builds), or both. Without either, the local factory's: its provenance
 key and, when it has one, its trusted root with its pipelines' identity. Policy: --policy DIR, else
 $SSF_HOME/policy, else the default set built into ssf. Trust and policy files are read again every --reload
-interval and on SIGHUP; a change applies to later reviews, and a set or trust that no longer loads is logged
+interval; a change applies to later reviews, and a set or trust that no longer loads is logged
 and the last good one kept.
 
 Verified evidence is cached per image digest and trust (--cache-size images, --cache-ttl when provenance
@@ -219,7 +217,7 @@ configurations with ssf admission install. Exit status 2 for bad flags.`,
 	f.StringVar(&tf.key, "key", "", "trust bundles signed by this public key (PEM, from: ssf keys public)")
 	tf.idf.add(cmd) // --trusted-root and the --certificate-* flags, as ssf verify takes them
 	policyDir = addPolicyFlag(cmd)
-	f.DurationVar(&reload, "reload", 10*time.Second, "read the trust, policy and TLS files again this often (and on SIGHUP)")
+	f.DurationVar(&reload, "reload", 10*time.Second, "read the trust, policy and TLS files again this often")
 	f.DurationVar(&requestTimeout, "request-timeout", admission.DefaultRequestTimeout, "deny a review not decided within this long (keep under the webhook's timeoutSeconds)")
 	f.IntVar(&cacheSize, "cache-size", admission.DefaultCacheSize, "images whose verified evidence is cached")
 	f.DurationVar(&ttl, "cache-ttl", admission.DefaultTTL, "how long the evidence of an image whose provenance verified is cached")
@@ -228,12 +226,11 @@ configurations with ssf admission install. Exit status 2 for bad flags.`,
 	return cmd
 }
 
-// watchAdmissionFiles reads the trust, the policy and the TLS files again every interval and on SIGHUP, and hands
-// what changed to the handler. A file that no longer loads is logged; the last good one stays in use.
+// watchAdmissionFiles reads the trust, the policy and the TLS files again every interval, and hands what changed
+// to the handler. A file that no longer loads is logged; the last good one stays in use. (Not on SIGHUP: ssf's
+// main ends every command on SIGHUP, as a closed terminal should, so polling is the one way; the policy's digest
+// and the trust's are compared, not modification times, which a ConfigMap update or a coarse clock may not move.)
 func watchAdmissionFiles(ctx context.Context, logger *slog.Logger, h *admission.Handler, files admissionTrustFiles, trust *admission.Trust, pol *factory.Policy, certs *certReloader, every time.Duration) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
@@ -241,8 +238,6 @@ func watchAdmissionFiles(ctx context.Context, logger *slog.Logger, h *admission.
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-		case <-hup:
-			logger.Info("SIGHUP: reading trust, policy and TLS files again")
 		}
 		if t, err := files.load(); err != nil {
 			logger.Error("reading the trust again failed; the last good trust stays in use", "error", err)
