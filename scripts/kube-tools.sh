@@ -19,7 +19,8 @@ GO=${GO:-go}
 
 case $out in /*) ;; *) out=$(pwd)/$out ;; esac
 work=$(mktemp -d "${TMPDIR:-/tmp}/ssf-kube-tools.XXXXXX")
-trap 'rm -rf "$work"' EXIT INT TERM
+trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
 cd "$work"
 
 # GOFLAGS may carry -mod=vendor or the like from the caller's project; the scratch module has none of it.

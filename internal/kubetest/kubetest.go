@@ -216,8 +216,9 @@ func startProcess(t testing.TB, name, bin string, args []string, logs *logBuffer
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logs.prefixed(name), logs.prefixed(name)
-	// Its own process group, so a ^C of go test reaches the test (which stops it) rather than racing it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Killed with the test binary, whatever ends it (a go test -timeout panic, ^C, SIGKILL), since the cleanup
+	// below then never runs; its own process group, so a ^C reaches the test rather than racing its cleanup.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
