@@ -89,3 +89,20 @@ func TestNodeJoinOverHTTPS(t *testing.T) {
 		t.Fatal("a wrong pin wrote a certificate")
 	}
 }
+
+// TestNodeTokenEmptyScope: `ssf node token --pipelines ""` (an empty variable in a script) is bad usage, not a
+// token for every pipeline; no token is stored.
+func TestNodeTokenEmptyScope(t *testing.T) {
+	dir := t.TempDir()
+	env := []string{"SSF_HOME=" + filepath.Join(dir, "ca")}
+	if r := ssfEnv(t, dir, env, "init"); r.code != 0 {
+		t.Fatalf("init: exit %d\n%s", r.code, r.stderr)
+	}
+	r := ssfEnv(t, dir, env, "node", "token", "--pipelines", "")
+	if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "--pipelines is empty: name at least one glob") {
+		t.Fatalf("node token --pipelines '': exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "ca", "node-tokens")); len(ents) != 0 {
+		t.Fatalf("a refused token was stored: %v", ents)
+	}
+}

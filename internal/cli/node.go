@@ -58,6 +58,11 @@ join over HTTPS.`,
 			if err != nil {
 				return err
 			}
+			// --pipelines "" (an empty $SCOPE in a script) must not fall open to a node that signs for every
+			// pipeline: an unscoped token is asked for by leaving the flag out.
+			if cmd.Flags().Changed("pipelines") && len(pipelines) == 0 {
+				return usagef("--pipelines is empty: name at least one glob of pipeline names, such as 'web-*' (leave --pipelines out for a node that may sign for every pipeline)")
+			}
 			if err := trust.CheckPipelineGlobs(pipelines); err != nil {
 				return usagef("%v", err)
 			}
