@@ -340,6 +340,7 @@ func startAdmission(t *testing.T, dir, policyDir string) (url, caFile string, st
 	cmd := exec.Command(ssfBin, "admission", "serve", "--addr", addr, "--tls-cert", cert, "--tls-key", key, "--policy", policyDir)
 	cmd.Env = append(os.Environ(), "SSF_HOME="+homeDir, "TMPDIR="+dir)
 	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // gone with the test binary, however it ends
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
