@@ -196,6 +196,26 @@ func TestAdmissionInKubernetes(t *testing.T) {
 		}
 	})
 
+	// An UPDATE is reviewed as a CREATE is: the admitted Deployment cannot be switched to an unsigned image.
+	t.Run("update of an admitted Deployment to an unsigned image denied", func(t *testing.T) {
+		const path = "/apis/apps/v1/namespaces/prod/deployments/web"
+		resp, err := cluster.Do(context.Background(), http.MethodGet, path, nil)
+		if err != nil || resp.Code != http.StatusOK {
+			t.Fatalf("GET %s: %v %+v", path, err, resp)
+		}
+		var d map[string]any
+		if err := json.Unmarshal(resp.Body, &d); err != nil {
+			t.Fatal(err)
+		}
+		containers := d["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)
+		containers[2].(map[string]any)["image"] = unsigned
+		resp, err = cluster.Do(context.Background(), http.MethodPut, path, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		denied(t, resp, `Deployment prod/web`, `container "c2" (image "`+unsignedDigest+`")`)
+	})
+
 	t.Run("ssf.deploy denial shows its message", func(t *testing.T) {
 		pod := kubetest.Pod("debugger", good)
 		pod["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["name"] = "debug"
