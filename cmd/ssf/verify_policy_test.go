@@ -78,6 +78,25 @@ func TestVerifyPolicyKey(t *testing.T) {
 	if _, err := verify.Attestation(context.Background(), digest.FromBytes(data), summary, trusted, vsa.PredicateType); err != nil {
 		t.Errorf("the summary does not verify with the factory key: %v", err)
 	}
+	t.Run("a bundle's file name with control characters", func(t *testing.T) {
+		// Who can write an attestations directory names its files: a genuine bundle copied under a name holding
+		// a terminal escape is verified and listed by -v, escaped, never written raw to the terminal.
+		dir := filepath.Join(p.dir, "escapes")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(filepath.Join(p.out, "attestations", "provenance.sigstore.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "p\x1b]0;owned\x07.sigstore.json"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := ssf(t, p.tmp, "verify", file, "--key", pub, "--policy", pol, "--attestations", dir, "-v")
+		if r.code != 0 || strings.ContainsAny(r.stderr, "\x1b\x07") || !strings.Contains(r.stderr, `p\u001b]0;owned\u0007.sigstore.json`) {
+			t.Errorf("exit %d, want 0 with the file name escaped:\n%q", r.code, r.stderr)
+		}
+	})
 	t.Run("another factory's key", func(t *testing.T) {
 		// Nothing verifies: exit 1 saying why the provenance bundle did not, and a FAILED summary naming no input.
 		failed := filepath.Join(p.dir, "other.vsa.json")

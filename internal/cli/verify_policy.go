@@ -102,7 +102,9 @@ func verifyWithPolicy(cmd *cobra.Command, artifact string, remote bool, bundles 
 	}
 	if verbose {
 		for _, s := range ev.Statements {
-			fmt.Fprintf(cmd.ErrOrStderr(), "  verified %s from %s (%s), signed by %s\n", s.PredicateType, s.Source, s.Bundle, signerText(s.Signer))
+			// Escaped: whoever can write an attestations directory names its files, and a signed statement's
+			// predicateType is a string of its signer's.
+			fmt.Fprintf(cmd.ErrOrStderr(), "  verified %s from %s (%s), signed by %s\n", printable(s.PredicateType), printable(s.Source), s.Bundle, signerText(s.Signer))
 		}
 		for _, s := range ev.Skipped {
 			fmt.Fprintf(cmd.ErrOrStderr(), "ssf: note: skipped: %s\n", printable(s.Error()))
