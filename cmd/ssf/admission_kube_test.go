@@ -196,6 +196,12 @@ func TestAdmissionInKubernetes(t *testing.T) {
 		}
 	})
 
+	t.Run("tag the registry does not have denied", func(t *testing.T) {
+		missing := reg.host + "/team/app:no-such-tag"
+		resp := create(t, "prod", "pods", kubetest.Pod("missing", missing))
+		denied(t, resp, `container "c0" (image "`+missing+`"): resolving the tag`)
+	})
+
 	// An UPDATE is reviewed as a CREATE is: the admitted Deployment cannot be switched to an unsigned image.
 	t.Run("update of an admitted Deployment to an unsigned image denied", func(t *testing.T) {
 		const path = "/apis/apps/v1/namespaces/prod/deployments/web"
