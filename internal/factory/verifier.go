@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/ssf-dev/ssf/internal/sign"
+	"github.com/ssf-dev/ssf/internal/trust"
 )
 
 // Verifier is what signs the factory's verification summaries (ssf verify --vsa), and how it is named in them.
@@ -53,6 +54,11 @@ func (h Home) OpenVerifier(ctx context.Context, signer string, log io.Writer) (*
 		v.Attestor = sign.NewSigner(key)
 		return v, nil
 	case SignerIdentity:
+		// The factory's node API never issues the verifier's identity to a joined node (trust.NodeAPI checkScope):
+		// say so before anything is verified, rather than fail to sign after it.
+		if trust.IsJoinedNode(h.layout()) {
+			return nil, inputErrorf("--vsa-signer %s: this home is a node joined to its factory, and only the factory's own node signs as %s: sign the summary with this node's key (--vsa-signer %s), or run ssf verify --vsa on the factory", SignerIdentity, VerifierID(cfg.TrustDomain), SignerKey)
+		}
 		id, err := h.openIdentity(ctx, cfg, log)
 		if err != nil {
 			return nil, err
