@@ -37,6 +37,9 @@ type nodeLog struct {
 	h    Home
 	td   string
 	open func(ctx context.Context) (*tlog.Log, error)
+	// current returns trust.ErrTrustRotated when the log key open uses is no longer the factory's: checked with
+	// the turn held, so that a rotation (which takes the turn) is never half seen.
+	current func() error
 
 	turnWait time.Duration // nodeLogTurnWait unless set (tests)
 	maxHold  time.Duration // nodeLogMaxHold unless set (tests)
@@ -139,6 +142,12 @@ func (n *nodeLog) openLocked(ctx context.Context) error {
 
 // openWithTurn opens the log once the server has its turn.
 func (n *nodeLog) openWithTurn(ctx context.Context, turn *os.File) error {
+	if n.current != nil {
+		if err := n.current(); err != nil {
+			turn.Close()
+			return err
+		}
+	}
 	lg, err := n.open(ctx)
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		turn.Close()
@@ -202,7 +211,7 @@ func (h Home) NodeServer(logf func(format string, args ...any)) (http.Handler, f
 	}
 	nl := &nodeLog{h: h, td: cfg.TrustDomain, open: func(ctx context.Context) (*tlog.Log, error) {
 		return tlog.Open(ctx, l.Log(), f.TLogKey, tlog.WithHost(cfg.TrustDomain))
-	}}
+	}, current: func() error { return trust.CheckCurrent(l, f) }}
 	api := &trust.NodeAPI{Layout: l, Factory: f, TrustDomain: cfg.TrustDomain, Issuer: cfg.Issuer, TrustedRoot: tr,
 		Append: nl.append, Logf: logf}
 	return trust.NodeHandler(trust.JoinHandler(h.AdmitNode, logf), api), nl.close, nil

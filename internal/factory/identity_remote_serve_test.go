@@ -166,3 +166,45 @@ func TestNodeLogYieldsToWaitingBuild(t *testing.T) {
 		t.Fatalf("append after the build: %v at %v", err, le)
 	}
 }
+
+// TestNodeLogAfterRotation: ssf trust rotate while ssf node serve runs: the server's next append is refused
+// (trust.ErrTrustRotated) and the new log is not started with the retired key, so a local identity build opens it.
+func TestNodeLogAfterRotation(t *testing.T) {
+	h := Home{Dir: t.TempDir()}
+	if _, err := h.Init(); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := h.Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := h.layout()
+	f, err := trust.Load(l, trust.Options{TrustDomain: cfg.TrustDomain, Issuer: cfg.Issuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl := &nodeLog{h: h, td: cfg.TrustDomain, turnWait: 200 * time.Millisecond, open: func(ctx context.Context) (*tlog.Log, error) {
+		return tlog.Open(ctx, l.Log(), f.TLogKey, tlog.WithHost(cfg.TrustDomain))
+	}, current: func() error { return trust.CheckCurrent(l, f) }}
+	ctx := context.Background()
+	if _, err := nl.append(ctx, dsseEntry(t, `{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := nl.close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.RotateTrust(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nl.append(ctx, dsseEntry(t, `{"n":2}`)); !errors.Is(err, trust.ErrTrustRotated) {
+		t.Fatalf("append after a rotation: %v, want ErrTrustRotated", err)
+	}
+	// The new log opens with the new key.
+	id, err := h.openIdentity(ctx, cfg, nil)
+	if err != nil {
+		t.Fatalf("a local identity build after the rotation: %v", err)
+	}
+	if err := id.close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

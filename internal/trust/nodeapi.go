@@ -19,6 +19,7 @@ import (
 
 	"github.com/ssf-dev/ssf/internal/ca"
 	"github.com/ssf-dev/ssf/internal/home"
+	"github.com/ssf-dev/ssf/internal/sign"
 	"github.com/ssf-dev/ssf/internal/tlog"
 )
 
@@ -88,6 +89,28 @@ type NodeTimestampResponse struct {
 // its turn) for longer than a request may wait: 503, retry later.
 var ErrLogBusy = errors.New("the factory's transparency log is busy")
 
+// ErrTrustRotated is what the node API answers (503) once `ssf trust rotate` has replaced the intermediate CA or
+// the log key the server loaded at its start: it would go on issuing from the retired intermediate, accepting nodes
+// of it, and start the new log with the retired key (which every later identity build would then fail to open).
+var ErrTrustRotated = errors.New("the factory's trust was rotated (ssf trust rotate) since ssf node serve started: restart ssf node serve")
+
+// CheckCurrent returns ErrTrustRotated when the intermediate CA or the transparency log key under l is no longer
+// the one f holds.
+func CheckCurrent(l home.Layout, f *Factory) error {
+	inter, err := readCert(l.CAIntermediateCert())
+	if err != nil {
+		return fmt.Errorf("reading the factory's intermediate CA: %w", err)
+	}
+	key, err := sign.LoadKey(l.TLogKey())
+	if err != nil {
+		return fmt.Errorf("reading the factory's transparency log key: %w", err)
+	}
+	if !inter.Equal(f.CA.Chain()[0]) || !key.PublicKey.Equal(&f.TLogKey.PublicKey) {
+		return ErrTrustRotated
+	}
+	return nil
+}
+
 // ErrLogDuplicate is what the log backend of a NodeAPI returns for an entry the log holds already (a replayed
 // request): 409, as the log's REST API answers.
 var ErrLogDuplicate = errors.New("an equivalent entry is in the factory's transparency log already")
@@ -145,6 +168,12 @@ func (a *NodeAPI) Handler() http.Handler {
 			if r.Method != route.method {
 				w.Header().Set("Allow", route.method)
 				return nil, &apiError{http.StatusMethodNotAllowed, fmt.Errorf("%s takes %s requests", r.URL.Path, route.method)}
+			}
+			// Checked before the client certificate: a stale server would accept nodes of the retired intermediate.
+			if err := CheckCurrent(a.Layout, a.Factory); errors.Is(err, ErrTrustRotated) {
+				return nil, &apiError{http.StatusServiceUnavailable, err}
+			} else if err != nil {
+				return nil, err
 			}
 			var err error
 			if node, err = a.authenticate(r); err != nil {
@@ -348,7 +377,7 @@ func (a *NodeAPI) logEntry(ctx context.Context, node *NodeRecord, body []byte) (
 		return nil, err
 	}
 	le, err := a.Append(ctx, entry)
-	if errors.Is(err, ErrLogBusy) {
+	if errors.Is(err, ErrLogBusy) || errors.Is(err, ErrTrustRotated) {
 		return nil, &apiError{http.StatusServiceUnavailable, err}
 	} else if errors.Is(err, ErrLogDuplicate) {
 		return nil, &apiError{http.StatusConflict, err}

@@ -429,3 +429,42 @@ func TestNodeAPIShortValidity(t *testing.T) {
 		t.Fatalf("validity 1m: %v", err)
 	}
 }
+
+// TestNodeAPIStaleAfterRotation: ssf trust rotate while ssf node serve runs (not restarted): the server refuses
+// every request (503, saying to restart it) instead of issuing from the retired intermediate and accepting nodes
+// of it.
+func TestNodeAPIStaleAfterRotation(t *testing.T) {
+	cal := caHome(t, DefaultTrustDomain)
+	f, err := Load(cal, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := Export(cal, DefaultTrustDomain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := &NodeAPI{Layout: cal, Factory: f, TrustDomain: DefaultTrustDomain, Issuer: DefaultIssuer(DefaultTrustDomain), TrustedRoot: tr, Logf: t.Logf}
+	cert, err := ServerCertificate(cal, Options{}, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(NodeHandler(JoinHandler(admitTo(cal, Options{}), t.Logf), api))
+	srv.TLS = NodeServerTLS(cert)
+	srv.StartTLS()
+	defer srv.Close()
+	n := &nodeAPI{cal: cal, srv: srv}
+	_, c := n.join(t, "worker")
+	if _, err := c.Trust(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Rotate(cal, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	var ae *NodeAPIError
+	if _, err := c.Trust(context.Background()); !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || !strings.Contains(ae.Reason, "restart ssf node serve") {
+		t.Fatalf("trust from a server older than the rotation: %v, want 503 saying to restart it", err)
+	}
+	if _, _, err := newWorkload(t, c, "spiffe://ssf.local/pipeline/web"); !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable {
+		t.Fatalf("certificate from a server older than the rotation: %v, want 503", err)
+	}
+}
