@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/ssf-dev/ssf/internal/deps"
 	"github.com/ssf-dev/ssf/internal/home"
@@ -138,7 +139,9 @@ func (h Home) policyFor(ctx context.Context, req BuildRequest) (*Policy, error) 
 // build: someone meant the file to be signed, and what is there is not that signature.
 func pipelineSigners(p *pipeline.Pipeline) ([]string, error) {
 	sigPath := p.Path + pipeline.SignatureSuffix
-	f, err := os.Open(sigPath)
+	// O_NONBLOCK: a fifo planted beside the pipeline (whoever writes the source directory can) would otherwise
+	// block the open for ever, SIGTERM or not; opened, it is refused below as not a regular file.
+	f, err := os.OpenFile(sigPath, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return []string{}, nil
 	} else if err != nil {

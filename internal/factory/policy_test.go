@@ -6,8 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/ssf-dev/ssf/internal/pipeline"
 	"github.com/ssf-dev/ssf/internal/policy"
 )
 
@@ -59,5 +62,29 @@ func TestLoadPolicySources(t *testing.T) {
 	var le *policy.LoadError
 	if _, err := LoadPolicy(ctx, given); !errors.As(err, &le) || !strings.Contains(err.Error(), "b.rego:") {
 		t.Errorf("a broken set: %v, want a LoadError naming b.rego:LINE", err)
+	}
+}
+
+// TestPipelineSignatureFifo: a fifo planted as FILE.sig (whoever writes the source directory can) is refused as not
+// a regular file at once; opened without O_NONBLOCK it blocked the build for ever, deaf to SIGTERM.
+func TestPipelineSignatureFifo(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ssf.yaml")
+	if err := syscall.Mkfifo(path+pipeline.SignatureSuffix, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := pipelineSigners(&pipeline.Pipeline{Path: path, Data: []byte("x")})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "is not a regular file") {
+			t.Fatalf("a fifo as the signature: %v, want it refused as not a regular file", err)
+		}
+	case <-time.After(20 * time.Second): // a bound on a hang, not a synchronisation
+		os.OpenFile(path+pipeline.SignatureSuffix, os.O_WRONLY|syscall.O_NONBLOCK, 0) // let the goroutine go
+		t.Fatal("reading a fifo as the pipeline's signature blocks")
 	}
 }
