@@ -2,7 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,6 +83,57 @@ func TestVerifyPolicyKey(t *testing.T) {
 	if _, err := verify.Attestation(context.Background(), digest.FromBytes(data), summary, trusted, vsa.PredicateType); err != nil {
 		t.Errorf("the summary does not verify with the factory key: %v", err)
 	}
+	t.Run("a provenance signed by a key of the caller's choosing", func(t *testing.T) {
+		// The factory's own provenance, word for word (every isolation field), signed by a key made here: it
+		// verifies with --key of that key and the default policy allows it, but the summary this factory's verifier
+		// signs claims SLSA_BUILD_LEVEL_1 only (a provenance exists); it said SLSA_BUILD_LEVEL_3.
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := json.Marshal(p.statement())
+		if err != nil {
+			t.Fatal(err)
+		}
+		forged, err := sign.NewSigner(key).Statement(context.Background(), st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mine, bundle, summary := filepath.Join(p.dir, "mine.pub"), filepath.Join(p.dir, "forged.sigstore.json"), filepath.Join(p.dir, "forged.vsa.json")
+		if err := os.WriteFile(mine, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(bundle, forged, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := ssf(t, p.tmp, "verify", file, "--key", mine, "--bundle", bundle, "--policy", pol, "--vsa", summary, "--vsa-signer", "key", "--output", "json")
+		var j struct {
+			Levels []string `json:"levels"`
+		}
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &j) != nil || !slices.Equal(j.Levels, []string{vsa.BuildLevel1}) ||
+			!strings.Contains(r.stderr, "not by this factory") {
+			t.Fatalf("exit %d, want 0 with levels [%s] only and a note saying why\n%s%s", r.code, vsa.BuildLevel1, r.stdout, r.stderr)
+		}
+		data, err := os.ReadFile(summary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fileData, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := verify.Attestation(context.Background(), digest.FromBytes(fileData), data, trusted, vsa.PredicateType)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(s.Predicate), `"verificationResult":"PASSED","verifiedLevels":["SLSA_BUILD_LEVEL_1"]`) {
+			t.Errorf("summary = %s", s.Predicate)
+		}
+	})
 	t.Run("a bundle's file name with control characters", func(t *testing.T) {
 		// Who can write an attestations directory names its files: a genuine bundle copied under a name holding
 		// a terminal escape is verified and listed by -v, escaped, never written raw to the terminal.

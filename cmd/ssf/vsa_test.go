@@ -90,6 +90,24 @@ func TestVerifyVSA(t *testing.T) {
 	if !strings.Contains(r.stderr, "evidence from "+att) || !strings.Contains(r.stderr, "PASSED") {
 		t.Errorf("verify --vsa did not say where the evidence came from, or the result:\n%s", r.stderr)
 	}
+	// The factory's own trusted root, exported, is its own trust: the same levels. Any other root (here the same
+	// one, re-indented: it is compared as ssf trust export wrote it) shows SLSA_BUILD_LEVEL_1 only.
+	r2 := ssf(t, p.tmp, append([]string{"verify", app, "--policy", pol, "--trusted-root", tr}, id...)...)
+	if r2.code != 0 || !strings.Contains(r2.stdout, "SLSA_BUILD_LEVEL_3") {
+		t.Errorf("verify --trusted-root (the factory's own): exit %d\n%s%s", r2.code, r2.stdout, r2.stderr)
+	}
+	var trJSON any
+	if data, err := os.ReadFile(tr); err != nil || json.Unmarshal(data, &trJSON) != nil {
+		t.Fatalf("reading %s: %v", tr, err)
+	}
+	otherRoot := filepath.Join(p.dir, "other_root.json")
+	if data, err := json.MarshalIndent(trJSON, "", "   "); err != nil || os.WriteFile(otherRoot, data, 0o644) != nil {
+		t.Fatal("writing another trusted root")
+	}
+	r2 = ssf(t, p.tmp, append([]string{"verify", app, "--policy", pol, "--trusted-root", otherRoot}, id...)...)
+	if r2.code != 0 || !strings.HasSuffix(strings.TrimSpace(r2.stdout), "levels SLSA_BUILD_LEVEL_1") || !strings.Contains(r2.stderr, "not this factory's trusted root") {
+		t.Errorf("verify --trusted-root (another root): exit %d, want levels SLSA_BUILD_LEVEL_1 only\n%s%s", r2.code, r2.stdout, r2.stderr)
+	}
 	st, pred := readVSA(t, passed)
 	if testing.Verbose() {
 		j, _ := json.MarshalIndent(st, "", "  ")

@@ -125,6 +125,7 @@ checked (docs/cli-json.md).`,
 				return &usageError{err}
 			}
 			if withPolicy {
+				pf.trustedRoot = idf.trustedRoot
 				return verifyWithPolicy(cmd, a[0], remote, bundles, opts, &pf, reg, verbose, *output) // verify_policy.go
 			}
 			if remote {

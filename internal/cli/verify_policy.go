@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/ssf-dev/ssf/internal/durable"
 	"github.com/ssf-dev/ssf/internal/factory"
 	"github.com/ssf-dev/ssf/internal/policy"
+	"github.com/ssf-dev/ssf/internal/sign"
 	"github.com/ssf-dev/ssf/internal/verify"
 	"github.com/ssf-dev/ssf/internal/vsa"
 )
@@ -23,7 +25,8 @@ import (
 // policyFlags are ssf verify's flags for the ssf.verify gate and verification summaries.
 type policyFlags struct {
 	dir, vsaOut, signer, attestations string
-	usePolicy                         bool // --policy was given (even as "": the policy in effect)
+	usePolicy                         bool   // --policy was given (even as "": the policy in effect)
+	trustedRoot                       string // --trusted-root, when given: trust that is not this factory's own
 }
 
 func (f *policyFlags) add(cmd *cobra.Command) {
@@ -124,6 +127,14 @@ func verifyWithPolicy(cmd *cobra.Command, artifact string, remote bool, bundles 
 	}
 	passed := len(problems) == 0
 	levels := vsa.Levels(ev.LevelStatements(), ev.Digest) // the verdict's provenance, not the best of any
+	if why := foreignSigner(ev, pf.trustedRoot); why != "" && len(levels) > 0 {
+		// The rules read what the provenance claims of the build (isolation, pinning); they are this factory's to
+		// vouch for only when this factory signed it. Evidence verified with a key or root the caller chose
+		// (anyone's: a key made a minute ago signs a provenance claiming every isolation field) shows that a
+		// provenance exists, SLSA_BUILD_LEVEL_1, and no more, whatever it claims.
+		levels = []string{vsa.BuildLevel1}
+		fmt.Fprintf(cmd.ErrOrStderr(), "ssf: note: levels: %s only: the provenance is signed by %s, not by this factory (its provenance key, or a certificate of its CA verified with its own trust: no --trusted-root)\n", vsa.BuildLevel1, why)
+	}
 
 	var vsaLine string
 	if pf.vsaOut != "" {
@@ -151,6 +162,48 @@ func verifyWithPolicy(cmd *cobra.Command, artifact string, remote bool, bundles 
 		ev.URI, ev.Digest, p.BuilderID, p.PipelineName, p.InvocationID, signedBy(ev.Provenance), pol.Source, pol.Set.Digest(),
 		len(ev.Statements), strings.Join(levels, " "))
 	return nil
+}
+
+// foreignSigner says who signed the provenance the verdict rests on when that is not this factory ("" when it is,
+// or when there is no verdict): a key other than the factory's provenance key, or a certificate verified with a
+// --trusted-root the caller gave rather than the factory's own trust.
+func foreignSigner(ev *verify.Evidence, trustedRoot string) string {
+	if ev.Provenance == nil {
+		return ""
+	}
+	var signer policy.Signer
+	for _, s := range ev.Statements {
+		if s.Bundle == ev.ProvenanceBundle {
+			signer = s.Signer
+		}
+	}
+	h, err := home()
+	if signer.Key == "" {
+		if trustedRoot == "" {
+			return "" // the local factory's own trust (verify_identity.go)
+		}
+		// This factory's own root, exported (ssf trust export), is its own trust too.
+		given, gerr := readBounded(trustedRoot, maxTrustedRoot, "a Sigstore trusted root")
+		var own []byte
+		if err == nil {
+			own, err = h.TrustedRoot()
+		}
+		if gerr != nil || err != nil || !bytes.Equal(bytes.TrimSpace(given), bytes.TrimSpace(own)) {
+			return printable(signer.Identity) + " verified with --trusted-root " + printable(trustedRoot) + " (not this factory's trusted root)"
+		}
+		return ""
+	}
+	if err != nil {
+		return "key " + signer.Key + " (" + err.Error() + ")"
+	}
+	key, err := sign.LoadKey(h.KeyPath())
+	if err != nil {
+		return "key " + signer.Key + " (this factory's provenance key: " + err.Error() + ")"
+	}
+	if own, err := verify.KeyFingerprint(&key.PublicKey); err != nil || own != signer.Key {
+		return "key " + signer.Key + " (this factory's provenance key is " + own + ")"
+	}
+	return ""
 }
 
 // evidencePaths is the bundles given, and those of the attestations directory: --attestations, or when neither
