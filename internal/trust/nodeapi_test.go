@@ -17,6 +17,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -313,7 +315,8 @@ func TestNodeAPIRefuses(t *testing.T) {
 // TestScopedTokenGlobs: a token's --pipelines must be globs of one pipeline name.
 func TestScopedTokenGlobs(t *testing.T) {
 	cal := caHome(t, DefaultTrustDomain)
-	for _, g := range []string{"", "a/b", "a,b", "[", "a b"} {
+	// White space alone would be read back from the node's record as no scope at all: every pipeline.
+	for _, g := range []string{"", "a/b", "a,b", "[", "a b", "\t", "\u00a0", "\v", "web-*\t", "\u2003", "web:*", "wéb"} {
 		if _, _, err := NewScopedJoinToken(cal, DefaultTrustDomain, DefaultTokenTTL, time.Now(), []string{g}); err == nil {
 			t.Errorf("glob %q accepted", g)
 		}
@@ -466,5 +469,27 @@ func TestNodeAPIStaleAfterRotation(t *testing.T) {
 	}
 	if _, _, err := newWorkload(t, c, "spiffe://ssf.local/pipeline/web"); !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable {
 		t.Fatalf("certificate from a server older than the rotation: %v, want 503", err)
+	}
+}
+
+// TestNodeRecordScopeFailsClosed: a node whose token was scoped is never read back as unscoped: a scope header
+// that reads empty (white space, as a PEM header's value is trimmed) allows no pipeline, and the node API refuses
+// the node's requests.
+func TestNodeRecordScopeFailsClosed(t *testing.T) {
+	n := startNodeAPI(t)
+	_, c := n.join(t, "worker", "web-*")
+	rec, err := LoadNode(n.cal, "worker")
+	if err != nil || len(rec.Pipelines) != 1 || rec.Pipelines[0] != "web-*" {
+		t.Fatalf("record: %v %+v", err, rec)
+	}
+	// The record as a glob of white space was written before globs were checked for it.
+	if err := os.WriteFile(filepath.Join(nodeHosts(n.cal), "worker"), nodeHostPEM(rec.Certificate, []string{"\u00a0"}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := LoadNode(n.cal, "worker"); err != nil || len(r.Pipelines) == 0 || r.Allows("api") {
+		t.Fatalf("a record whose scope reads empty: %+v, %v; want a scope that allows no pipeline", r, err)
+	}
+	if _, _, err := newWorkload(t, c, "spiffe://ssf.local/pipeline/api"); !errors.Is(err, ErrNodeRefused) {
+		t.Fatalf("certificate outside the node's scope: %v, want a refusal", err)
 	}
 }

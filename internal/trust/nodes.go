@@ -29,6 +29,9 @@ var ErrNodeRefused = errors.New("node request refused")
 // scopeHeader is the PEM header of node-hosts/<host> that lists the pipeline globs the node may sign as.
 const scopeHeader = "Ssf-Pipelines"
 
+// globChars are the characters of a scope's glob: those of a SPIFFE ID path segment, and path.Match's.
+const globChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_*?[]^\\"
+
 // maxScopeGlobs bounds a token's --pipelines.
 const maxScopeGlobs = 64
 
@@ -39,8 +42,11 @@ func CheckPipelineGlobs(globs []string) error {
 		return fmt.Errorf("--pipelines: %d globs, at most %d", len(globs), maxScopeGlobs)
 	}
 	for _, g := range globs {
-		if g == "" || len(g) > 256 || strings.ContainsAny(g, "/,\n\r ") {
-			return fmt.Errorf("--pipelines %q: a glob is one pipeline name pattern (1 to 256 bytes, no '/', ',' or space), such as 'web-*'", g)
+		// Only what a pipeline's SPIFFE ID segment holds, and path.Match's own characters: the globs are stored as
+		// a PEM header, whose value is trimmed of white space when read, and a glob of white space alone would
+		// come back as no scope at all (every pipeline).
+		if g == "" || len(g) > 256 || strings.TrimLeft(g, globChars) != "" {
+			return fmt.Errorf("--pipelines %q: a glob is one pipeline name pattern (1 to 256 bytes of a-z, A-Z, 0-9, '.', '-', '_' and the glob characters * ? [ ] ^ \\), such as 'web-*'", g)
 		}
 		if _, err := path.Match(g, ""); err != nil {
 			return fmt.Errorf("--pipelines %q: %w", g, err)
@@ -109,7 +115,9 @@ func LoadNode(l home.Layout, name string) (*NodeRecord, error) {
 		return nil, fmt.Errorf("the record of node %q: %w", name, err)
 	}
 	var scope []string
-	if s := block.Headers[scopeHeader]; s != "" {
+	if s, ok := block.Headers[scopeHeader]; ok {
+		// A scope header that reads empty (a glob of white space, trimmed) is the glob "", which matches no
+		// pipeline: never a node that may sign for every pipeline. The node can still be listed and revoked.
 		scope = strings.Split(s, ",")
 	}
 	r := record(name, cert, scope, false)
