@@ -139,7 +139,7 @@ func Statement(s Summary) ([]byte, error) {
 //     internalParameters.network "none" and seccomp "true"; a leased host uid (internalParameters.uid, not 0); at
 //     least one task, and for every task (internalParameters.tasks): network "none", a read-only root, no
 //     capabilities, no_new_privs, a seccomp profile digest, a host uid and gid other than 0; and every resolved
-//     dependency pinned by a digest. The signer is one the build's steps cannot reach: the factory's provenance
+//     dependency pinned by a digest, and no task cache warm (what an earlier build left). The signer is one the build's steps cannot reach: the factory's provenance
 //     key (never mounted into a task) or a certificate for the run's identity (its key made and dropped by the
 //     control plane) — never a task's identity (a task's certificate vouches for the task, not the build).
 //   - SSF_DEPENDENCIES_LEVEL_1: every resolvedDependency of that provenance has a sha256 or gitCommit digest.
@@ -237,7 +237,9 @@ type provPredicate struct {
 			Tasks   map[string]provenance.TaskIsolation `json:"tasks"`
 		} `json:"internalParameters"`
 		ResolvedDependencies []struct {
-			Digest provenance.Digest `json:"digest"`
+			Name        string            `json:"name"`
+			Digest      provenance.Digest `json:"digest"`
+			Annotations map[string]string `json:"annotations"`
 		} `json:"resolvedDependencies"`
 	} `json:"buildDefinition"`
 }
@@ -246,6 +248,14 @@ func (p provPredicate) isolatedEphemeralHermetic() bool {
 	in := p.BuildDefinition.InternalParameters
 	if in.Network != "none" || in.Seccomp != "true" || in.UID == "" || in.UID == "0" || len(in.Tasks) == 0 || !p.pinned() {
 		return false
+	}
+	// A task cache (docs/caches.md) that was warm is what an earlier build's steps left, read by this build's: SLSA
+	// Build L3 requires that no build can inject cache entries another uses. Only "empty" and "disabled" (--no-cache)
+	// caches are no such input; any other state, or none, is taken as warm.
+	for _, d := range p.BuildDefinition.ResolvedDependencies {
+		if st := d.Annotations["state"]; strings.HasPrefix(d.Name, "cache/") && st != "empty" && st != "disabled" {
+			return false
+		}
 	}
 	for _, t := range in.Tasks {
 		if t.Network != "none" || !t.ReadOnlyRoot || len(t.Capabilities) != 0 || !t.NoNewPrivileges ||

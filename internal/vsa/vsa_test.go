@@ -56,6 +56,17 @@ func prov(d digest.Digest, signer policy.Signer, change func(p map[string]any)) 
 	return policy.Statement{Type: provenance.StatementType, Subject: subject(d), PredicateType: provenance.PredicateType, Predicate: raw, Signer: signer}
 }
 
+// addCache records a task cache in state as a resolved dependency, as the factory does (docs/caches.md).
+func addCache(p map[string]any, state string) {
+	bd := p["buildDefinition"].(map[string]any)
+	ann := map[string]string{"task": "build", "cache": "go", "path": "/tmp/gocache", "storedBy": "1a93a9cb"}
+	if state != "" {
+		ann["state"] = state
+	}
+	bd["resolvedDependencies"] = append(bd["resolvedDependencies"].([]any), map[string]any{"name": "cache/build/go", "uri": "ssf-cache:7033e9ab",
+		"mediaType": "application/x-tar", "digest": map[string]string{"sha256": strings.Repeat("5", 64)}, "annotations": ann})
+}
+
 func other(predicateType string, signer policy.Signer, pred string) policy.Statement {
 	return policy.Statement{Type: provenance.StatementType, Subject: subject(artifact), PredicateType: predicateType, Predicate: json.RawMessage(pred), Signer: signer}
 }
@@ -103,6 +114,12 @@ func TestLevels(t *testing.T) {
 			bd := p["buildDefinition"].(map[string]any)
 			bd["resolvedDependencies"] = append(bd["resolvedDependencies"].([]any), map[string]any{"name": "x", "digest": map[string]string{}})
 		})}, []string{vsa.BuildLevel2}},
+		// A warm task cache is what an earlier build's steps left (docs/caches.md): SLSA Build L3 requires that no
+		// build can inject cache entries another build uses. An empty or disabled (--no-cache) one is no such input.
+		{"a warm task cache: L2", []policy.Statement{prov(artifact, runSigner, func(p map[string]any) { addCache(p, "warm") })}, []string{vsa.BuildLevel2, vsa.DependenciesLevel}},
+		{"a task cache without a state: L2", []policy.Statement{prov(artifact, runSigner, func(p map[string]any) { addCache(p, "") })}, []string{vsa.BuildLevel2, vsa.DependenciesLevel}},
+		{"an empty task cache: L3", []policy.Statement{prov(artifact, runSigner, func(p map[string]any) { addCache(p, "empty") })}, []string{vsa.BuildLevel3, vsa.DependenciesLevel}},
+		{"a disabled task cache (--no-cache): L3", []policy.Statement{prov(artifact, runSigner, func(p map[string]any) { addCache(p, "disabled") })}, []string{vsa.BuildLevel3, vsa.DependenciesLevel}},
 		{"SBOMs by another signer", []policy.Statement{prov(artifact, key, nil), spdx, cdx}, []string{vsa.BuildLevel3, vsa.DependenciesLevel}},
 		{"one SBOM only", []policy.Statement{prov(artifact, runSigner, nil), spdx}, []string{vsa.BuildLevel3, vsa.DependenciesLevel}},
 		{"SBOMs without provenance", []policy.Statement{spdx, cdx}, nil},
