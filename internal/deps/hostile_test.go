@@ -211,9 +211,10 @@ func TestIngestionIsBounded(t *testing.T) {
 	}
 }
 
-// A lock may pin any bytes under any name: left-pad@1.3.0 fetched from another server, or from the registry's
-// tarball of another package. Both are checked against the lock's sha512, but the registry's left-pad@1.3.0 they
-// are not: the recorded purl says where they came from instead of passing them off as the registry's package.
+// A lock may pin any bytes under any name: left-pad@1.3.0 fetched from another server is checked against the lock's
+// sha512, but the registry's left-pad@1.3.0 it is not: the recorded purl says where it came from instead of passing
+// it off as the registry's package. The registry's tarball of another package under this name is refused: the
+// ssf.deps gate decides on the name, and a rule banning evil must not be passed by calling it left-pad.
 func TestNpmPURLClaimsTheRegistryOnlyForItsOwnTarball(t *testing.T) {
 	evil := []byte("not left-pad")
 	srv := newNpmServer(t, map[string][]byte{
@@ -225,9 +226,14 @@ func TestNpmPURLClaimsTheRegistryOnlyForItsOwnTarball(t *testing.T) {
 	for resolved, want := range map[string]string{
 		srv.URL + "/left-pad/-/left-pad-1.3.0.tgz": "pkg:npm/left-pad@1.3.0",
 		"":                                 "pkg:npm/left-pad@1.3.0",
-		srv.URL + "/evil/-/evil-6.6.6.tgz": "pkg:npm/left-pad@1.3.0?download_url=http://" + srv.Listener.Addr().String() + "/evil/-/evil-6.6.6.tgz",
+		srv.URL + "/evil/-/evil-6.6.6.tgz": "refused: the registry's tarball of evil@6.6.6",
 		srv.URL + "/elsewhere/left-pad-1.3.0.tgz":     "pkg:npm/left-pad@1.3.0?download_url=http://" + srv.Listener.Addr().String() + "/elsewhere/left-pad-1.3.0.tgz",
-		srv.URL + "/@s/left-pad/-/left-pad-1.3.0.tgz": "pkg:npm/left-pad@1.3.0?download_url=http://" + srv.Listener.Addr().String() + "/%40s/left-pad/-/left-pad-1.3.0.tgz",
+		srv.URL + "/@s/left-pad/-/left-pad-1.3.0.tgz": "refused: the registry's tarball of @s/left-pad@1.3.0",
+		// Other spellings of the same tarball: percent-encoded, the host in capitals, a query.
+		srv.URL + "/%65vil/-/evil-6.6.6.tgz":                "refused: the registry's tarball of evil@6.6.6",
+		strings.ToUpper(srv.URL) + "/evil/-/evil-6.6.6.tgz": "refused: the registry's tarball of evil@6.6.6",
+		srv.URL + "/evil/-/evil-6.6.6.tgz?x=1":              "refused: the registry's tarball of evil@6.6.6",
+		"http://localhost:" + srv.Listener.Addr().(*net.TCPAddr).AddrPort().String()[len("127.0.0.1:"):] + "/evil/-/evil-6.6.6.tgz": "refused: the registry's tarball of evil@6.6.6",
 	} {
 		entry := map[string]any{"version": "1.3.0", "integrity": sri(evil)}
 		if resolved != "" {
@@ -235,6 +241,13 @@ func TestNpmPURLClaimsTheRegistryOnlyForItsOwnTarball(t *testing.T) {
 		}
 		src := fstest.MapFS{"package-lock.json": {Data: lockJSON(t, 3, map[string]map[string]any{"node_modules/left-pad": entry})}}
 		got, err := Ingest(context.Background(), src, []Spec{{Kind: Npm, Path: "."}}, t.TempDir(), Options{Cache: t.TempDir(), NpmRegistry: srv.URL + "/"})
+		if refusal, refused := strings.CutPrefix(want, "refused: "); refused {
+			var ie *InputError
+			if !errors.As(err, &ie) || !strings.Contains(err.Error(), refusal) || !strings.Contains(err.Error(), `"node_modules/left-pad" is left-pad@1.3.0`) {
+				t.Errorf("resolved %q: %v, want an *InputError naming the entry and %q", resolved, err, refusal)
+			}
+			continue
+		}
 		if err != nil {
 			t.Fatalf("resolved %q: %v", resolved, err)
 		}

@@ -252,6 +252,14 @@ func parseNpmLock(data []byte, lockPath, registry string) ([]npmPackage, error) 
 		} else if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
 			return nil, inputErrorf("%s (%s) comes from %q, which ssf cannot fetch and check against a sha512 pin (git, file, link and other non-registry sources are refused): depend on a published version from the registry instead", where, id, u)
 		}
+		// The name and version are the lock's words, and the ssf.deps gate decides on them: a "resolved" that is
+		// the registry's tarball of another package (a hand-edited key node_modules/harmless, "name" left out,
+		// pointing at a banned package's tarball) would pass a rule that bans that package by name. npm's own
+		// aliases record the real name ("name"), so a URL in the registry's layout must agree with the name and
+		// version (any other URL shows in the purl's download_url, and the gate's input.dependency.url).
+		if un, uv, ok := npmRegistryTarball(u); ok && (un != name || uv != e.Version) {
+			return nil, inputErrorf("%s is %s, but it comes from %s, the registry's tarball of %s@%s: the lock's name and version must be those of the package it fetches (an alias records the real name in \"name\"); regenerate the lock file with npm install --package-lock-only", where, id, redactURL(u), un, uv)
+		}
 		integrity, sum, err := npmSHA512(e.Integrity)
 		if err != nil {
 			return nil, inputErrorf("%s (%s) %v; ssf pins npm packages by their sha512 integrity: regenerate the lock file with npm 7 or later (npm install --package-lock-only) so that every package has one", where, id, err)
@@ -276,6 +284,42 @@ func parseNpmLock(data []byte, lockPath, registry string) ([]npmPackage, error) 
 		return pkgs[i].Version < pkgs[j].Version
 	})
 	return pkgs, nil
+}
+
+// npmRegistryTarball reads u as a tarball URL in the registry's layout, .../<name>/-/<base>-<version>.tgz (the path
+// percent-decoded, on any host: a registry may be reached by many spellings of its host, and mirrors keep the
+// layout), and returns the name and version it names; ok is false for a URL of any other shape, whose package the
+// lock's author alone vouches for (it gets a purl download_url qualifier).
+func npmRegistryTarball(u string) (name, version string, ok bool) {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return "", "", false
+	}
+	dir, file, found := cutLast(pu.Path, "/-/")
+	if !found {
+		return "", "", false
+	}
+	parent, base, _ := cutLast(dir, "/")
+	name = base
+	if _, scope, _ := cutLast(parent, "/"); strings.HasPrefix(scope, "@") {
+		name = scope + "/" + base
+	}
+	v, found := strings.CutPrefix(file, base+"-")
+	if !found || base == "" {
+		return "", "", false
+	}
+	if v, found = strings.CutSuffix(v, ".tgz"); !found || v == "" || strings.Contains(v, "/") {
+		return "", "", false
+	}
+	return name, v, true
+}
+
+// cutLast is strings.Cut at the last sep.
+func cutLast(s, sep string) (before, after string, found bool) {
+	if i := strings.LastIndex(s, sep); i >= 0 {
+		return s[:i], s[i+len(sep):], true
+	}
+	return "", s, false
 }
 
 // npmPackageStart is where the package name starts in a lock's key: after its last node_modules/ directory, or -1
