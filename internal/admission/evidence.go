@@ -144,8 +144,8 @@ func (c *evidenceCache) get(ctx context.Context, trust *Trust, ref name.Digest, 
 	}
 }
 
-// gather fetches ref's bundles (one referrers listing and one read per bundle; no HEAD, since ref is already a
-// digest) and verifies each with the trust that matches it: certificate bundles with the trusted root and
+// gather fetches ref's bundles (one referrers listing and one read of the manifest and the blob per bundle; no
+// HEAD, since ref is already a digest; the registry's version check comes from the pingCache) and verifies each with the trust that matches it: certificate bundles with the trusted root and
 // identity, key bundles with the key. A bundle that matches no trust given is skipped.
 func gather(ctx context.Context, trust *Trust, ref name.Digest, reg []oci.RegistryOption, base http.RoundTripper) *Evidence {
 	d, err := content.ParseFold(ref.DigestStr())
@@ -235,4 +235,53 @@ type countingTransport struct {
 func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.n.Add(1)
 	return t.next.RoundTrip(req)
+}
+
+// pingTTL is how long a registry's answer to the version check (GET /v2/) is reused.
+const pingTTL = time.Minute
+
+// pingCache answers go-containerregistry's version check of a registry (an unauthenticated GET /v2/, sent again
+// by every new transport, so by every fetch) from the registry's last answer, for pingTTL: it says only whether
+// and how the registry wants clients to authenticate, so reusing it saves one of the four requests of a cold
+// review without changing what is verified. Only a 200 or a 401 (with its WWW-Authenticate) is kept.
+type pingCache struct {
+	next http.RoundTripper
+	now  func() time.Time
+
+	mu    sync.Mutex
+	pings map[string]cachedPing // by scheme://host
+}
+
+type cachedPing struct {
+	status int
+	header http.Header
+	at     time.Time
+}
+
+func newPingCache(next http.RoundTripper) *pingCache {
+	return &pingCache{next: next, now: time.Now, pings: map[string]cachedPing{}}
+}
+
+func (p *pingCache) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodGet || req.URL.Path != "/v2/" || req.Header.Get("Authorization") != "" {
+		return p.next.RoundTrip(req)
+	}
+	key := req.URL.Scheme + "://" + req.URL.Host
+	p.mu.Lock()
+	c, ok := p.pings[key]
+	p.mu.Unlock()
+	if ok && p.now().Sub(c.at) < pingTTL {
+		return &http.Response{StatusCode: c.status, Status: fmt.Sprintf("%d %s", c.status, http.StatusText(c.status)),
+			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: c.header.Clone(), Body: http.NoBody, Request: req}, nil
+	}
+	resp, err := p.next.RoundTrip(req)
+	if err == nil && (resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized) {
+		p.mu.Lock()
+		if len(p.pings) > 1024 { // a bound, not an eviction policy: registries an admission webhook sees are few
+			clear(p.pings)
+		}
+		p.pings[key] = cachedPing{status: resp.StatusCode, header: resp.Header.Clone(), at: p.now()}
+		p.mu.Unlock()
+	}
+	return resp, err
 }

@@ -112,6 +112,7 @@ func New(trust *Trust, set *policy.Set, opts ...Option) (*Handler, error) {
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.transport = newPingCache(cfg.transport)
 	h := &Handler{cfg: cfg, cache: newEvidenceCache(cfg.cacheSize, cfg.ttl, cfg.negTTL), mux: http.NewServeMux()}
 	h.state.Store(&state{trust: trust, policy: set})
 	for _, p := range []string{"/mutate", "/mutate/{mode}"} {

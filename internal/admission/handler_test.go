@@ -260,7 +260,14 @@ func TestCacheMakesNoRegistryRequest(t *testing.T) {
 	if n := count(reqs, "/referrers/"); n != 2 {
 		t.Fatalf("first review listed referrers %d times, want once per image (2): %q", n, reqs)
 	}
-	t.Logf("uncached: %d registry requests for 2 images: %q", len(reqs), reqs)
+	// Another uncached image of the same registry: its referrers listing, its bundle's manifest and blob, and no
+	// version check (GET /v2/): the registry's answer to it is reused.
+	if rv, _, body := post(t, h, "/validate", reviewJSON(t, "CREATE", objectOf("Pod", "third", podSpec([]string{"x=" + w.others}, nil, nil)))); rv == nil || rv.Response.Allowed {
+		t.Fatalf("another factory's image: %s", body)
+	}
+	if reqs := w.reg.requests(); len(reqs) != 3 || slices.Contains(reqs, "GET /v2/") {
+		t.Errorf("an uncached image made %d registry requests, want 3 (referrers, manifest, blob): %q", len(reqs), reqs)
+	}
 	second, _, body2 := post(t, h, "/validate", review)
 	if reqs := w.reg.requests(); len(reqs) != 0 {
 		t.Errorf("second review of the same digests made %d registry requests: %q", len(reqs), reqs)
