@@ -169,7 +169,7 @@ func publishTo(ctx context.Context, dir, target string, trusted root.TrustedMate
 		return nil, err
 	}
 	defer cancel()
-	gate := &publishGate{policy: pol, trusted: trusted, target: target}
+	gate := &publishGate{policy: pol, trusted: trusted, target: policyTarget(repo, tag)}
 	req := oci.PublishRequest{Dir: dir, Bundle: bundle, Repo: repo, Tag: tag,
 		Verify: func(ctx context.Context, manifest digest.Digest, b []byte) error {
 			_, err := verify.Artifact(ctx, manifest, b, opts)
