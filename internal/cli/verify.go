@@ -72,7 +72,8 @@ summaries — each with its signer. The provenance must verify as above, and the
 else $SSF_HOME/policy, else the built-in set) is evaluated over them (input.artifact, input.statements); every
 denial is printed and the exit status is 1. --vsa FILE writes a signed SLSA verification summary, PASSED or
 FAILED (docs/policy.md, "Verification summaries"), signed as spiffe://TD/verifier (--vsa-signer identity, the
-default) or by the factory's provenance key (--vsa-signer key). For keyless evidence, match the run and its tasks
+default) or by the factory's provenance key (--vsa-signer key). Its levels go above SLSA_BUILD_LEVEL_1 only for this
+factory's own provenance (its key, or its CA with no --trusted-root). For keyless evidence, match the run and its tasks
 with --certificate-identity-regexp '^spiffe://TD/pipeline/NAME(/task/[^/]+)?$'.
 
 Exit status: 0 and a one-line verdict when every check passes; 1 and the reason when one fails; 2 on bad usage.
