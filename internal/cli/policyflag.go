@@ -17,8 +17,9 @@ import (
 	"github.com/ssf-dev/ssf/internal/policy"
 )
 
-// policyFlagUsage is --policy's help, the same on every command that decides at a gate.
-const policyFlagUsage = "directory of the Rego policy set the gates apply (default $SSF_HOME/policy; when that directory does not exist, the default set built into ssf, which `ssf init` also writes there; docs/policy.md)"
+// policyFlagUsage is --policy's help, the same on every command that decides at a gate. Its first back-quoted word is
+// what the help shows as the flag's value (pflag's UnquoteUsage): `ssf init` there showed as "--policy ssf init".
+const policyFlagUsage = "directory `DIR` of the Rego policy set the gates apply (default $SSF_HOME/policy; when that directory does not exist, the default set built into ssf, which ssf init also writes there; docs/policy.md)"
 
 // addPolicyFlag adds --policy DIR to cmd and returns where its value goes.
 func addPolicyFlag(cmd *cobra.Command) *string {

@@ -1,7 +1,11 @@
 package cli
 
 import (
+	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ssf-dev/ssf/internal/oci"
 )
@@ -30,5 +34,16 @@ func TestPolicyTargetIsOneSpelling(t *testing.T) {
 		if got := policyTarget(repo, tag); got != want {
 			t.Errorf("%s: input.target %q, want %q", typed, got, want)
 		}
+	}
+}
+
+// TestPolicyFlagHelpNamesDIR: the help shows --policy DIR (a back-quoted `ssf init` in the usage showed as the
+// flag's value: "--policy ssf init").
+func TestPolicyFlagHelpNamesDIR(t *testing.T) {
+	cmd := &cobra.Command{Use: "x"}
+	addPolicyFlag(cmd)
+	name, usage := pflag.UnquoteUsage(cmd.Flags().Lookup("policy"))
+	if name != "DIR" || !strings.HasPrefix(usage, "directory DIR of the Rego policy set") {
+		t.Errorf("--policy %s: %s", name, usage)
 	}
 }
