@@ -223,6 +223,17 @@ func (h Home) admitBuild(ctx context.Context, adm *admission, src *source.Snapsh
 	if len(adm.signers) > 0 {
 		signed = "signed by " + strings.Join(adm.signers, ", ")
 	}
+	// A set without rules for a gate allows everything there (an empty --policy directory, a mistyped one): the
+	// log says so, so that nobody takes "admitted" for "checked".
+	var none []string
+	for _, g := range []policy.Gate{policy.Build, policy.Deps} {
+		if !adm.policy.Set.Defines(g) {
+			none = append(none, g.Package())
+		}
+	}
+	if len(none) > 0 {
+		signed += "; the set has no rules for " + strings.Join(none, " or ") + ", which allow everything"
+	}
 	log.printf("policy %s (%s) admitted the build (pipeline %s)", adm.policy.Source, adm.policy.Set.Digest(), signed)
 	return nil
 }

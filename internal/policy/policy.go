@@ -391,6 +391,9 @@ func checkDeny(c *ast.Compiler, mods map[string]*ast.Module, g Gate) (defined bo
 // Digest is the set's digest (see the function Digest).
 func (s *Set) Digest() string { return s.digest }
 
+// Defines says whether the set has rules for gate g; a gate it does not define allows everything.
+func (s *Set) Defines(g Gate) bool { return s.queries[g] != nil }
+
 // Files returns the set's files, sorted by name.
 func (s *Set) Files() []File { return slices.Clone(s.files) }
 
