@@ -11,8 +11,9 @@
 //     was verified.
 //   - /validate requires of every image, by digest, factory provenance that verifies with the trust given (the
 //     same internal/verify as ssf verify, offline: bundles come from the image's referrers, trust from files) and
-//     passing the ssf.deploy policy gate, once per container. A tag is resolved first, or denied. Every failing
-//     container is named, with its image and the check that failed.
+//     passing the ssf.deploy policy gate, once per container. An image named by tag alone is denied (the kubelet
+//     would pull the tag later, whatever it names then). Every failing container is named, with its image and the
+//     check that failed.
 //
 // Namespaces opt in with the label ssf.dev/admission=enforce (deny) or =warn (admit, with a warning per
 // failure). The review does not carry the namespace's labels: each webhook configuration has one entry per mode,

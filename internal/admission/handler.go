@@ -382,8 +382,11 @@ type found struct {
 	ev    *Evidence
 }
 
-// evidence resolves image to a digest (a tag: a HEAD request, never cached, since tags move) and returns its
-// evidence, from the cache when it holds it. The check names what failed when there is no evidence.
+// errByTag is why /validate refuses an image named by tag.
+var errByTag = errors.New("named by tag, not by digest: the kubelet pulls whatever the registry serves for the tag when it starts the container, not what was verified now; name the image by digest (/mutate does when the mutating webhook is installed)")
+
+// evidence returns the evidence of image, which must be named by digest, from the cache when it holds it. The
+// check names what failed when there is no evidence.
 func (h *Handler) evidence(ctx context.Context, trust *Trust, image string) *found {
 	f := &found{}
 	ref, err := imageRef(image)
@@ -391,12 +394,13 @@ func (h *Handler) evidence(ctx context.Context, trust *Trust, image string) *fou
 		f.check, f.err = "image", err
 		return f
 	}
+	// A tag is denied, not resolved and verified: the verdict would be about the digest the tag named at this
+	// moment, and the kubelet pulls the tag later, when the registry may serve another image for it. Whatever the
+	// policy set says: the default's "not named by digest" rule is the policy's to keep or drop, this is not.
 	d, byDigest := ref.(name.Digest)
 	if !byDigest {
-		if d, err = oci.Resolve(ctx, ref, h.registryOptions()...); err != nil {
-			f.check, f.err = "resolving the tag", err
-			return f
-		}
+		f.check, f.err = "image", errByTag
+		return f
 	}
 	ev, _, err := h.cache.get(ctx, trust, d, func(fctx context.Context) *Evidence {
 		return gather(fctx, trust, d, h.cfg.registryOptions, h.cfg.transport)

@@ -139,8 +139,9 @@ func newAdmissionServeCmd() *cobra.Command {
 
 /mutate resolves every container image named by tag to the digest its registry holds for it now (a JSONPatch).
 /validate requires every image to carry factory provenance that verifies and to pass the ssf.deploy policy, per
-container; a tag is resolved first, or denied. In enforce mode a failure denies, naming the container, the image
-and the check; in warn mode the object is admitted with a warning per failure. Any error denies (fail closed).
+container; an image named by tag alone is denied (/mutate pins tags first). In enforce mode a failure denies,
+naming the container, the image and the check; in warn mode the object is admitted with a warning per failure.
+Any error denies (fail closed).
 
 Trust: --key KEY.pub (a key-signed factory), --trusted-root TR with --certificate-identity[-regexp] and
 --certificate-oidc-issuer[-regexp] (keyless builds), or both. Without either, the local factory's: its provenance
