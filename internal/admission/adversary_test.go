@@ -1,7 +1,10 @@
 package admission_test
 
 import (
+	"net/http"
+
 	"context"
+	"github.com/ssf-dev/ssf/internal/admission"
 	"strings"
 	"testing"
 
@@ -49,5 +52,58 @@ func TestValidateDeniesATagWhateverThePolicy(t *testing.T) {
 	}
 	if want := `container "app" (image "` + tagged + `"): image: named by tag`; !strings.Contains(rv.Response.Result.Message, want) {
 		t.Errorf("denial %q\ndoes not say %q", rv.Response.Result.Message, want)
+	}
+}
+
+// toRegistry sends every registry request, whatever host it names, to the test registry: the same registry under
+// several spellings of its name, as DNS would (case, a trailing dot, :443 for https, Docker Hub's three names).
+type toRegistry struct{ host string }
+
+func (t toRegistry) RoundTrip(req *http.Request) (*http.Response, error) {
+	out := req.Clone(req.Context())
+	out.URL.Scheme, out.URL.Host, out.Host = "http", t.host, t.host
+	resp, err := http.DefaultTransport.RoundTrip(out)
+	if resp != nil {
+		resp.Request = req // the client reads the scheme the registry answered on from here
+	}
+	return resp, err
+}
+
+// TestPolicyArtifactURIIsOneSpelling: ssf.deploy's input.artifact.uri named the image's registry as the container
+// wrote it, so a rule against a registry was passed by writing its host in capitals, with a trailing dot or
+// :443, or Docker Hub as registry-1.docker.io: every spelling reaches the same registry and the same bytes.
+func TestPolicyArtifactURIIsOneSpelling(t *testing.T) {
+	w := newWorld(t)
+	var files []policy.File
+	for _, f := range policy.DefaultFiles() {
+		if !strings.HasPrefix(f.Name, "deploy") {
+			files = append(files, f)
+		}
+	}
+	files = append(files, policy.File{Name: "deploy.rego", Data: []byte(`package ssf.deploy
+
+deny contains msg if {
+	some banned in ["registry.example.com/", "index.docker.io/"]
+	startswith(input.artifact.uri, banned)
+	msg := sprintf("banned registry: %s", [input.artifact.uri])
+}
+`)})
+	set, err := policy.Compile(context.Background(), "banned", files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHandler(t, w.fac.trust(t), set, admission.WithTransport(toRegistry{w.reg.host}))
+	_, dg, _ := strings.Cut(w.good, "@")
+	for _, host := range []string{"registry.example.com", "REGISTRY.Example.COM", "registry.example.com.", "registry.example.com:443",
+		"docker.io", "index.docker.io", "registry-1.docker.io"} {
+		image := host + "/team/app@" + dg
+		rv, _, body := post(t, h, "/validate/enforce", reviewJSON(t, "CREATE", objectOf("Pod", "web", podSpec([]string{"app=" + image}, nil, nil))))
+		if rv == nil || rv.Response.Allowed {
+			t.Errorf("%s was admitted: %s", image, body)
+			continue
+		}
+		if !strings.Contains(rv.Response.Result.Message, "policy ssf.deploy: banned registry: ") {
+			t.Errorf("%s: denied, but not by the policy: %s", image, rv.Response.Result.Message)
+		}
 	}
 }

@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +74,7 @@ func NewTrust(keyPEM, trustedRoot []byte, id verify.Identity) (*Trust, error) {
 // Evidence is what the webhook knows of one image by digest: the verified statements and the provenance verdict.
 type Evidence struct {
 	Ref       string        // REGISTRY/REPO@sha256:<hex> as verified
+	URI       string        // Ref spelled one way (policyURI): ssf.deploy's input.artifact.uri
 	Digest    digest.Digest // the image's manifest digest
 	Verified  *verify.Evidence
 	Err       error // nil when factory provenance verified; else why not (wrapping verify.ErrVerification, or a registry error)
@@ -153,7 +156,7 @@ func gather(ctx context.Context, trust *Trust, ref name.Digest, reg []oci.Regist
 		return &Evidence{Ref: ref.String(), Err: fmt.Errorf("%w: %w", verify.ErrBadReference, err)}
 	}
 	ref = ref.Context().Digest(string(d))
-	ev := &Evidence{Ref: ref.String(), Digest: d}
+	ev := &Evidence{Ref: ref.String(), URI: policyURI(ref), Digest: d}
 	counter := &countingTransport{next: base}
 	att, err := oci.FetchBundles(ctx, ref.String(), append(slices.Clip(reg), oci.WithTransport(counter))...)
 	ev.Requests = int(counter.n.Load())
@@ -284,4 +287,29 @@ func (p *pingCache) RoundTrip(req *http.Request) (*http.Response, error) {
 		p.mu.Unlock()
 	}
 	return resp, err
+}
+
+// policyURI is ref as ssf.deploy's input.artifact.uri: REGISTRY/REPO@sha256:<hex>, spelled one way however the
+// container wrote it (as ssf.publish's input.target is). A registry's host is what differs between spellings of
+// one place: DNS ignores case and a trailing dot, https's port is 443 whether written or not, and Docker Hub is
+// docker.io, index.docker.io and registry-1.docker.io at once; the bytes by digest are the same under each. A rule
+// against (or for) a registry must not be passed by writing its name otherwise.
+func policyURI(ref name.Digest) string {
+	repo := ref.Context()
+	host := strings.ToLower(repo.RegistryStr()) // docker.io is index.docker.io here already
+	h, port, err := net.SplitHostPort(host)
+	if err != nil {
+		h, port = host, ""
+	}
+	h = strings.TrimSuffix(h, ".")
+	if port == "443" && repo.Scheme() == "https" {
+		port = ""
+	}
+	if h == "registry-1.docker.io" || h == "docker.io" {
+		h = name.DefaultRegistry
+	}
+	if port != "" {
+		h = net.JoinHostPort(h, port)
+	}
+	return h + "/" + repo.RepositoryStr() + "@" + ref.DigestStr()
 }

@@ -356,7 +356,7 @@ func (h *Handler) validate(ctx context.Context, st *state, req *Request, mode Mo
 			continue
 		}
 		in := policy.DeployInput{
-			Artifact:   policy.Artifact{URI: ev.Ref, Digest: string(ev.Digest)},
+			Artifact:   policy.Artifact{URI: ev.URI, Digest: string(ev.Digest)},
 			Statements: []policy.Statement{},
 			Admission:  policy.Admission{Namespace: req.Namespace, Kind: req.Kind.Kind, Name: objName, Container: c.Name, Image: c.Image},
 		}
