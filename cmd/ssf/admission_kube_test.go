@@ -230,6 +230,48 @@ func TestAdmissionInKubernetes(t *testing.T) {
 			"Pod prod/debugger: containers named debug are not allowed (team policy P-7)")
 	})
 
+	// kubectl debug adds an ephemeral container to a running Pod through the pods/ephemeralcontainers subresource
+	// (an UPDATE of the Pod): a way to run an image in a Pod that was admitted without it.
+	t.Run("ephemeral container added by kubectl debug is checked", func(t *testing.T) {
+		const path = "/api/v1/namespaces/prod/pods/app"
+		addDebug := func(t *testing.T, name, image string) *kubetest.Response {
+			t.Helper()
+			resp, err := cluster.Do(context.Background(), http.MethodGet, path, nil)
+			if err != nil || resp.Code != http.StatusOK {
+				t.Fatalf("GET %s: %v %+v", path, err, resp)
+			}
+			var pod map[string]any
+			if err := json.Unmarshal(resp.Body, &pod); err != nil {
+				t.Fatal(err)
+			}
+			spec := pod["spec"].(map[string]any)
+			eph, _ := spec["ephemeralContainers"].([]any)
+			spec["ephemeralContainers"] = append(eph, map[string]any{"name": name, "image": image, "targetContainerName": "c0"})
+			resp, err = cluster.Do(context.Background(), http.MethodPut, path+"/ephemeralcontainers", pod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp
+		}
+		denied(t, addDebug(t, "shell", unsigned), `Pod prod/app`, `container "shell" (image "`+unsignedDigest+`")`, "provenance")
+		resp := addDebug(t, "tools", goodTag)
+		if resp.Code != http.StatusOK {
+			msg, _ := resp.Status()
+			t.Fatalf("ephemeral container of %s: %d %s, want 200", goodTag, resp.Code, msg)
+		}
+		var pod struct {
+			Spec struct {
+				EphemeralContainers []struct{ Name, Image string } `json:"ephemeralContainers"`
+			} `json:"spec"`
+		}
+		if err := json.Unmarshal(resp.Body, &pod); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(pod.Spec.EphemeralContainers); n != 1 || pod.Spec.EphemeralContainers[0].Image != good {
+			t.Errorf("stored ephemeral containers %+v, want one, %q, its tag resolved", pod.Spec.EphemeralContainers, good)
+		}
+	})
+
 	// Last, as it stops the webhook: an enforce namespace fails closed (failurePolicy Fail), a warn namespace
 	// open (Ignore: warn mode never blocks).
 	t.Run("webhook down: enforce fails closed, warn admits", func(t *testing.T) {
