@@ -45,7 +45,8 @@ func loadPolicy(ctx context.Context, dir string) (*factory.Policy, error) {
 type publishGate struct {
 	policy  *factory.Policy
 	trusted root.TrustedMaterial
-	target  string
+	target  string          // policyTarget's spelling
+	repo    name.Repository // where the tags go
 
 	mu         sync.Mutex
 	seen       map[digest.Digest]bool // bundles already read: one SBOM bundle is verified for several manifests
@@ -74,7 +75,7 @@ func (g *publishGate) verified(bundle []byte) {
 }
 
 // admit is the ssf.publish gate.
-func (g *publishGate) admit(ctx context.Context, files []oci.File) error {
+func (g *publishGate) admit(ctx context.Context, files []oci.File, tags []string) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	switch {
@@ -83,7 +84,11 @@ func (g *publishGate) admit(ctx context.Context, files []oci.File) error {
 	case g.policy == nil:
 		return errors.New("no policy was loaded for the ssf.publish gate") // a bug: fail closed
 	}
-	in := policy.PublishInput{Outputs: make([]policy.Output, 0, len(files)), Statements: g.statements, Target: g.target}
+	in := policy.PublishInput{Outputs: make([]policy.Output, 0, len(files)), Statements: g.statements, Target: g.target,
+		Tags: make([]string, 0, len(tags))}
+	for _, t := range tags {
+		in.Tags = append(in.Tags, policyTarget(g.repo, t))
+	}
 	if in.Statements == nil {
 		in.Statements = []policy.Statement{}
 	}

@@ -51,7 +51,7 @@ changed stops the publish before anything is pushed. An identity build's task at
 
 Policy: once everything has verified, and before anything is pushed, the ssf.publish gate of the policy set
 (--policy DIR, default $SSF_HOME/policy, else the default set built into ssf) decides over the output files,
-the verified statements (the provenance and the SBOMs, each with its signer) and the target; any denial exits 1
+the verified statements (the provenance and the SBOMs, each with its signer), the target and every tag it will push; any denial exits 1
 with every message and pushes nothing. A policy set that does not compile exits 2 naming FILE:LINE
 (docs/policy.md).
 
@@ -169,7 +169,7 @@ func publishTo(ctx context.Context, dir, target string, trusted root.TrustedMate
 		return nil, err
 	}
 	defer cancel()
-	gate := &publishGate{policy: pol, trusted: trusted, target: policyTarget(repo, tag)}
+	gate := &publishGate{policy: pol, trusted: trusted, target: policyTarget(repo, tag), repo: repo}
 	req := oci.PublishRequest{Dir: dir, Bundle: bundle, Repo: repo, Tag: tag,
 		Verify: func(ctx context.Context, manifest digest.Digest, b []byte) error {
 			_, err := verify.Artifact(ctx, manifest, b, opts)

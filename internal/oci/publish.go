@@ -170,8 +170,10 @@ type PublishRequest struct {
 	WithoutVerificationUnsafe bool
 
 	// Admit, when set, is called once every check has passed and before anything is pushed, with the output files
-	// as hashed now (ssf's ssf.publish policy gate); an error stops the publish with nothing pushed.
-	Admit func(ctx context.Context, files []File) error
+	// as hashed now and every tag the publish will push (the given one and those made from it, see Tags, in the
+	// order pushed; output names choose some of them, so a policy must see them all), for ssf's ssf.publish policy
+	// gate; an error stops the publish with nothing pushed.
+	Admit func(ctx context.Context, files []File, tags []string) error
 }
 
 // Published says what went where.
@@ -243,7 +245,11 @@ func Publish(ctx context.Context, req PublishRequest, opts ...RegistryOption) (*
 		return nil, fmt.Errorf("refusing to publish: %w", err)
 	}
 	if req.Admit != nil {
-		if err := req.Admit(ctx, append([]File(nil), artifact.files...)); err != nil {
+		tagNames := make([]string, 0, len(tags))
+		for _, t := range tags {
+			tagNames = append(tagNames, t.tag)
+		}
+		if err := req.Admit(ctx, append([]File(nil), artifact.files...), tagNames); err != nil {
 			return nil, fmt.Errorf("refusing to publish: %w", err)
 		}
 	}

@@ -63,6 +63,9 @@ type PublishInput struct {
 	Outputs    []Output    `json:"outputs"`
 	Statements []Statement `json:"statements"` // the verified statements about the outputs
 	Target     string      `json:"target"`     // REGISTRY/REPO[:TAG]
+	// Tags is every tag the publish pushes, REGISTRY/REPO:TAG each: TAG of the target and those made from it and
+	// the image outputs' names (TAG-<output>, TAG.files); [] without a tag.
+	Tags []string `json:"tags"`
 }
 
 // Output is one artifact a build made.

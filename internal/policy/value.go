@@ -82,7 +82,7 @@ func (in PublishInput) value() (ast.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	return obj("outputs", ast.ArrayTerm(outs...), "statements", sts, "target", ast.StringTerm(in.Target)).Value, nil
+	return obj("outputs", ast.ArrayTerm(outs...), "statements", sts, "target", ast.StringTerm(in.Target), "tags", strs(in.Tags)).Value, nil
 }
 
 func (in VerifyInput) value() (ast.Value, error) {

@@ -18,7 +18,7 @@ func TestInputValuesMatchJSON(t *testing.T) {
 	for _, in := range []valuer{
 		buildInput(),
 		DepsInput{Dependency{Type: "npm", Name: "n", Version: "1", PURL: "pkg:npm/n@1", URL: "https://r/n.tgz", Digest: "sha512-x"}},
-		PublishInput{Outputs: []Output{{Name: "a", Digest: "sha256:" + hexA}}, Statements: []Statement{st, cert, noPred}, Target: "r/app:v1"},
+		PublishInput{Outputs: []Output{{Name: "a", Digest: "sha256:" + hexA}}, Statements: []Statement{st, cert, noPred}, Target: "r/app:v1", Tags: []string{"r/app:v1", "r/app:v1-img"}},
 		VerifyInput{Artifact: art, Statements: []Statement{st}},
 		DeployInput{Artifact: art, Statements: []Statement{cert}, Admission: Admission{Namespace: "ns", Kind: "Pod", Name: "p", Container: "c", Image: "i"}},
 	} {
