@@ -362,9 +362,9 @@ func TestConcurrentBuildsShareNoCacheDirectory(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// Key signing: identity builds of one factory home take turns on the transparency log, and both
-			// builds must take their copy of the cache before either stores its own.
-			cmd := exec.Command(ssfBin, "build", "-f", p.pipeline, "--source", p.src, "--out", out, "--param", "word="+word, "--signer", "key")
+			// The default, identity signing: builds take turns on the transparency log only while they sign,
+			// so both take their copy of the cache before either stores its own.
+			cmd := exec.Command(ssfBin, "build", "-f", p.pipeline, "--source", p.src, "--out", out, "--param", "word="+word)
 			cmd.Env = append(os.Environ(), "SSF_HOME="+homeDir, "TMPDIR="+p.tmp)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr

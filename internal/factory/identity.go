@@ -48,8 +48,7 @@ const (
 // statement is signed.
 type identity struct {
 	trust   *trust.Factory
-	log     *tlog.Log
-	turn    *os.File             // holds the log's turn lock (home.Layout.LogTurn) until close
+	log     *turnLog             // the factory's log, taken in turns with other builds (home.Layout.LogTurn)
 	remote  *trust.NodeClient    // on a joined node: the factory's node API instead of trust, log and turn (identity_remote.go)
 	trusted root.TrustedMaterial // the factory's trusted root, for the check of every bundle made
 	td      string
@@ -61,11 +60,12 @@ type identity struct {
 	builderID string    // the factory's builder id (config.yaml)
 }
 
-// openIdentity loads the factory trust and opens its transparency log for a build, holding it until close (the
-// log admits one appender; reopening it per signature would cost each one the log's publication delay, ~100 ms).
-// Identity builds take turns: one that finds another holding the log's turn (home.Layout.LogTurn) says so on log
-// and waits for it as long as ctx allows. A process that holds the log without the turn (`ssf log serve
-// --accept-entries`) makes the build refuse at admission, before anything runs.
+// openIdentity loads the factory trust and opens its transparency log for a build (the log admits one appender).
+// Identity builds take turns on it (turnLog): a build holds the log while it signs and while nobody else waits,
+// and gives it up between signatures when another build or the node API waits. One that finds another holding the
+// log's turn (home.Layout.LogTurn) says so on log and waits for it as long as ctx allows. A process that holds the
+// log without the turn (`ssf log serve --accept-entries`) makes the build refuse at admission, before anything
+// runs.
 func (h Home) openIdentity(ctx context.Context, cfg Config, log io.Writer) (*identity, error) {
 	l := h.layout()
 	if trust.IsJoinedNode(l) {
@@ -87,19 +87,15 @@ func (h Home) openIdentity(ctx context.Context, cfg Config, log io.Writer) (*ide
 	if err != nil {
 		return nil, fmt.Errorf("--signer identity: reading the factory's trusted root: %w", err)
 	}
-	turn, err := takeTurn(ctx, l.LogTurn(), log)
-	if err != nil {
-		return nil, fmt.Errorf("--signer identity: waiting for the transparency log: %w", err)
-	}
-	lg, err := tlog.Open(ctx, l.Log(), f.TLogKey, tlog.WithHost(cfg.TrustDomain))
-	if errors.Is(err, syscall.EWOULDBLOCK) {
-		turn.Close()
+	lg, err := openTurnLog(ctx, l.LogTurn(), func(ctx context.Context) (*tlog.Log, error) {
+		return tlog.Open(ctx, l.Log(), f.TLogKey, tlog.WithHost(cfg.TrustDomain))
+	}, log)
+	if errors.Is(err, errLogHeld) {
 		return nil, inputErrorf("--signer identity: the transparency log %s is held by another process (`ssf log serve --accept-entries`?): every signature of this build must be appended to it; stop that server (plain `ssf log serve` serves the log read-only beside builds) and retry", l.Log())
 	} else if err != nil {
-		turn.Close()
 		return nil, fmt.Errorf("--signer identity: %w", err)
 	}
-	return &identity{trust: f, log: lg, turn: turn, trusted: tr, td: cfg.TrustDomain, issuer: cfg.Issuer}, nil
+	return &identity{trust: f, log: lg, trusted: tr, td: cfg.TrustDomain, issuer: cfg.Issuer}, nil
 }
 
 // takeTurn takes the exclusive lock on path (created 0600); when another build holds it, it says so on log and
@@ -179,9 +175,7 @@ func (id *identity) close(ctx context.Context) error {
 	if id == nil || id.remote != nil {
 		return nil
 	}
-	err := id.log.Close(ctx)
-	id.turn.Close()
-	return err
+	return id.log.Close(ctx)
 }
 
 // forBuild records what the control plane knows of the run, for the certificates' Fulcio extensions: the
@@ -296,7 +290,11 @@ func (id *identity) check(pb *protobundle.Bundle, spiffeID string) error {
 
 // logAppender is sigstore-go's sign.Transparency on the factory's own log: the DSSE envelope becomes a dsse 0.0.1
 // entry whose verifier is the workload's certificate, appended durably before the bundle exists.
-type logAppender struct{ log *tlog.Log }
+type logAppender struct {
+	log interface {
+		Append(context.Context, tlog.Entry) (*tlog.LogEntry, error)
+	}
+}
 
 func (la logAppender) GetTransparencyLogEntry(ctx context.Context, certPEM []byte, b *protobundle.Bundle) error {
 	envJSON, err := envelopeJSON(b)

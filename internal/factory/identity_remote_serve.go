@@ -130,7 +130,8 @@ func (n *nodeLog) openLocked(ctx context.Context) error {
 	if err == nil {
 		waiters.Close()
 		var turn *os.File
-		if turn, err = lockTurn(wctx, l.LogTurn(), nil, false); err == nil {
+		// As a waiter: a build that holds the log between its signatures gives it up to one (turnLog.watch).
+		if turn, err = lockTurn(wctx, l.LogTurn(), nil, true); err == nil {
 			return n.openWithTurn(ctx, turn)
 		}
 	}
