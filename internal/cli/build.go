@@ -68,11 +68,12 @@ every task bundle's digest. TD and the issuer ISS are config.yaml's trustDomain 
 transparency log ($SSF_HOME/log) before its bundle is written and timestamped by the factory TSA. Verify with
 ssf verify FILE --bundle OUT/attestations/provenance.sigstore.json --certificate-identity
 spiffe://TD/pipeline/<pipeline> --certificate-oidc-issuer ISS, or with cosign and the trusted root of ssf trust
-export. The build holds the log: another identity build of this factory home waits for its turn (saying so);
-while ssf log serve --accept-entries holds it, the build stops before any task runs (exit 2).
+export. Builds of one factory home take turns on the log only while they sign, so they still run side by side (one
+that waits for its turn says so); while ssf log serve --accept-entries holds it, the build stops before any task
+runs (exit 2).
 
 --signer key signs the provenance and SBOMs with the factory's long-lived provenance key instead (no task
-attestations, no log entries, no timestamps; builds do not take turns); verify them with --key KEY.pub (ssf keys
+attestations, no log entries, no timestamps); verify them with --key KEY.pub (ssf keys
 public).
 
 --keep-workspace: when a task fails, its workspace, outputs and tmp are copied, read-only and owned by root, to
