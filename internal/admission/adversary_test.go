@@ -1,6 +1,7 @@
 package admission_test
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"context"
@@ -105,5 +106,62 @@ deny contains msg if {
 		if !strings.Contains(rv.Response.Result.Message, "policy ssf.deploy: banned registry: ") {
 			t.Errorf("%s: denied, but not by the policy: %s", image, rv.Response.Result.Message)
 		}
+	}
+}
+
+// updateReview is an UPDATE review of obj whose stored object was old.
+func updateReview(t *testing.T, old, obj map[string]any) []byte {
+	t.Helper()
+	var rv map[string]any
+	if err := json.Unmarshal(reviewJSON(t, "UPDATE", obj), &rv); err != nil {
+		t.Fatal(err)
+	}
+	rv["request"].(map[string]any)["oldObject"] = old
+	b, err := json.Marshal(rv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestUpdateKeepingTheImagesStartsNothing: an UPDATE that keeps every container's image (a label, a finalizer
+// removed, a Job controller's bookkeeping) starts nothing new, yet it was verified again: once the trust rotated,
+// or while the registry was away, such an UPDATE of a running Pod was denied (a Job's Pods kept their tracking
+// finalizer, a deletion hung), and /mutate rewrote a tag the old Pod ran into a digest, which restarts the
+// container. A container whose name and image the stored object had is not checked again; a changed image is.
+func TestUpdateKeepingTheImagesStartsNothing(t *testing.T) {
+	w := newWorld(t)
+	h := newHandler(t, w.fac.trust(t), nil)
+	old := objectOf("Pod", "web", podSpec([]string{"app=" + w.good}, nil, nil))
+	if rv, _, body := post(t, h, "/validate/enforce", reviewJSON(t, "CREATE", old)); rv == nil || !rv.Response.Allowed {
+		t.Fatalf("the Pod was not admitted: %s", body)
+	}
+	h.SetTrust(newFactory(t).trust(t)) // the factory's key rotated: the running image no longer verifies
+	relabelled := objectOf("Pod", "web", podSpec([]string{"app=" + w.good}, nil, nil))
+	relabelled["metadata"].(map[string]any)["labels"] = map[string]any{"audited": "yes"}
+	if rv, _, body := post(t, h, "/validate/enforce", updateReview(t, old, relabelled)); rv == nil || !rv.Response.Allowed {
+		t.Errorf("an UPDATE changing only a label was denied: %s", body)
+	}
+	// A changed image, or a container the stored object did not have, is checked.
+	for what, spec := range map[string]map[string]any{
+		"a changed image": podSpec([]string{"app=" + w.unsigned}, nil, nil),
+		"a new container": podSpec([]string{"app=" + w.good}, nil, []string{"debug=" + w.good}),
+		"a renamed one":   podSpec([]string{"debug=" + w.good}, nil, nil),
+	} {
+		rv, _, body := post(t, h, "/validate/enforce", updateReview(t, old, objectOf("Pod", "web", spec)))
+		if rv == nil || rv.Response.Allowed || !strings.Contains(rv.Response.Result.Message, "provenance") {
+			t.Errorf("an UPDATE with %s was not denied for its provenance: %s", what, body)
+		}
+	}
+	// /mutate leaves the tag a stored Pod runs alone (changing it restarts the container) and pins a new one.
+	tagged := w.reg.host + "/team/app:v1"
+	oldTagged := objectOf("Pod", "web", podSpec([]string{"app=" + tagged}, nil, nil))
+	newTagged := objectOf("Pod", "web", podSpec([]string{"app=" + tagged}, nil, []string{"debug=" + tagged}))
+	rv, _, body := post(t, newHandler(t, w.fac.trust(t), nil), "/mutate/enforce", updateReview(t, oldTagged, newTagged))
+	if rv == nil || !rv.Response.Allowed {
+		t.Fatalf("mutate: %s", body)
+	}
+	if p := string(rv.Response.Patch); strings.Contains(p, "/spec/containers/0/image") || !strings.Contains(p, "/spec/ephemeralContainers/0/image") {
+		t.Errorf("mutate patched %s: want only the new ephemeral container's tag pinned", p)
 	}
 }

@@ -15,6 +15,9 @@
 //     would pull the tag later, whatever it names then). Every failing container is named, with its image and the
 //     check that failed.
 //
+// On UPDATE both paths look only at the containers the update starts: one whose name and image the stored object
+// (oldObject) has runs already, and is left alone (see started).
+//
 // Namespaces opt in with the label ssf.dev/admission=enforce (deny) or =warn (admit, with a warning per
 // failure). The review does not carry the namespace's labels: each webhook configuration has one entry per mode,
 // whose namespaceSelector picks the namespaces and whose URL path says the mode (/validate/enforce, /validate/warn; the

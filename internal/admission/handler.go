@@ -246,7 +246,34 @@ func objectContainers(req *Request, mode Mode) (string, []Container, *Response) 
 	if req.Name != "" {
 		name = req.Name
 	}
-	return name, cs, nil
+	return name, started(req, cs), nil
+}
+
+// started returns the containers of cs that an UPDATE starts: those the stored object (request.oldObject) has no
+// container of the same name and image for. A kept container starts nothing new (a Pod's container runs already;
+// a workload's pod template makes Pods that are reviewed themselves), so it is not verified again: otherwise, once
+// the trust rotated or while a registry is away, every UPDATE of a running Pod (a label, a finalizer a controller
+// removes, a deletion) would be denied, and /mutate would rewrite a tag it runs into a digest, which restarts the
+// container. A CREATE, or an UPDATE whose stored object cannot be read, checks every container.
+func started(req *Request, cs []Container) []Container {
+	if req.Operation != "UPDATE" {
+		return cs
+	}
+	_, old, err := Containers(req.Kind, req.OldObject)
+	if err != nil {
+		return cs
+	}
+	had := map[[2]string]bool{}
+	for _, c := range old {
+		had[[2]string{c.Name, c.Image}] = true
+	}
+	out := cs[:0:0]
+	for _, c := range cs {
+		if !had[[2]string{c.Name, c.Image}] {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // imageRef parses an image as the kubelet reads it (a bare name is on Docker Hub).

@@ -40,6 +40,7 @@ type Request struct {
 	Namespace   string           `json:"namespace,omitempty"`
 	Operation   string           `json:"operation"`
 	Object      json.RawMessage  `json:"object,omitempty"`
+	OldObject   json.RawMessage  `json:"oldObject,omitempty"` // the stored object, on UPDATE
 	DryRun      *bool            `json:"dryRun,omitempty"`
 }
 
