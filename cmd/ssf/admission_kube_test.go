@@ -38,16 +38,6 @@ const packImage = `
       outputs: [image.tar]
 `
 
-// deployPolicy is added to the default policy set: a rule of the cluster's own, to show that an ssf.deploy
-// denial reaches the person creating the Pod with its message.
-const deployPolicy = `package ssf.deploy
-
-deny contains msg if {
-	input.admission.container == "debug"
-	msg := sprintf("%s %s/%s: containers named debug are not allowed (team policy P-7)", [input.admission.kind, input.admission.namespace, input.admission.name])
-}
-`
-
 // The admission controller in a real cluster: a real kube-apiserver (and etcd) calls ssf admission serve over
 // HTTPS, configured by what ssf admission install prints, for Pods and Deployments whose images live in ssf's
 // embedded registry. One API server serves every case (it takes seconds to start).
@@ -69,13 +59,11 @@ func TestAdmissionInKubernetes(t *testing.T) {
 	t.Logf("images built and published by %s", time.Since(began).Round(time.Millisecond))
 
 	dir := t.TempDir()
-	policyDir := filepath.Join(dir, "policy")
-	if r := ssf(t, dir, "policy", "init", policyDir); r.code != 0 {
-		t.Fatalf("ssf policy init: exit %d\n%s%s", r.code, r.stdout, r.stderr)
-	}
-	if err := os.WriteFile(filepath.Join(policyDir, "team.rego"), []byte(deployPolicy), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	// The newcomer's policy set (examples/policy): the default rules, and the team's ssf.deploy rule mapping
+	// namespaces to the pipelines allowed there. This factory's test pipelines are all named "test": it takes
+	// the place of "release" in prod, and payments admits only a pipeline "payments-release", to show that an
+	// ssf.deploy denial reaches the person creating the Pod with its message.
+	policyDir := examplePolicy(t, map[string]string{`"release"`: `"test"`, "deploy_pipelines := {": `deploy_pipelines := {"payments": {"payments-release"}, `})
 	url, caFile, stopAdmission := startAdmission(t, dir, policyDir)
 	install := ssf(t, dir, "admission", "install", "--url", url, "--ca-file", caFile)
 	if install.code != 0 {
@@ -87,6 +75,7 @@ func TestAdmissionInKubernetes(t *testing.T) {
 	}
 
 	cluster.CreateNamespace(t, "prod", map[string]string{"ssf.dev/admission": "enforce"})
+	cluster.CreateNamespace(t, "payments", map[string]string{"ssf.dev/admission": "enforce"})
 	cluster.CreateNamespace(t, "staging", map[string]string{"ssf.dev/admission": "warn"})
 	cluster.CreateNamespace(t, "sandbox", nil)
 	waitInForce(t, cluster, unsigned, goodTag, good)
@@ -223,11 +212,12 @@ func TestAdmissionInKubernetes(t *testing.T) {
 	})
 
 	t.Run("ssf.deploy denial shows its message", func(t *testing.T) {
-		pod := kubetest.Pod("debugger", good)
-		pod["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["name"] = "debug"
-		resp := create(t, "prod", "pods", pod)
-		denied(t, resp, `container "debug" (image "`+good+`")`, "policy ssf.deploy",
-			"Pod prod/debugger: containers named debug are not allowed (team policy P-7)")
+		resp := create(t, "payments", "pods", kubetest.Pod("pay", goodTag))
+		denied(t, resp, `container "c0" (image "`+good+`")`, "policy ssf.deploy",
+			`Pod payments/pay: container "c0" runs `+good+`, which was not built by a pipeline allowed in namespace payments (["payments-release"]; built by ["test"])`)
+		if stored(t, "/api/v1/namespaces/payments/pods/pay") {
+			t.Errorf("the denied Pod was stored")
+		}
 	})
 
 	// kubectl debug adds an ephemeral container to a running Pod through the pods/ephemeralcontainers subresource

@@ -12,12 +12,11 @@ import (
 // exampleDir is the policy set a newcomer starts from (examples/policy/README.md).
 const exampleDir = "../../examples/policy"
 
-// The example's values a test (and a newcomer) replaces with its own: the trusted pipeline key, the publish
-// prefix's registry, the pipelines allowed to deploy into prod.
+// The example's values a test (and a newcomer) replaces with its own: the trusted pipeline key and the publish
+// prefix's registry. (TestAdmissionInKubernetes replaces the pipeline allowed in prod.)
 const (
 	exampleSigner   = "sha256:875a69472f169115ef1a463dfd8ef816c49c3cf9caeafc80ffb2d392138f72fd"
 	exampleRegistry = "registry.example.com"
-	examplePipeline = `"prod": {"release"}`
 )
 
 // examplePolicy copies the example policy set's .rego files into a new directory, replacing each key of subst by
