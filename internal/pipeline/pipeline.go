@@ -21,6 +21,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -120,7 +121,10 @@ func (p *Pipeline) Errorf(line int, field, format string, args ...any) *Error {
 
 // Load reads the pipeline file at path and parses it.
 func Load(path string) (*Pipeline, error) {
-	f, err := os.Open(path)
+	// Non-blocking: a fifo planted where the pipeline is expected (ssf.yaml in an untrusted checkout) would otherwise
+	// block the open for ever; opened so, one with no writer reads as empty and is refused as such. A pipe with a
+	// writer (`-f <(...)`) is still read to its end.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("reading pipeline %q: %w", path, err)
 	}
