@@ -3,7 +3,8 @@
 # imports a builder made from this machine's busybox and Go, builds examples/hello hermetically, each task signing
 # its own attestation and the run its provenance with short-lived certificates of the factory's CA (the default
 # signer), verifies the result by identity (with ssf, and with stock cosign, every check on, when COSIGN names it;
-# otherwise it says it skipped that check), then builds examples/uuid, whose third-party module ssf fetches and
+# otherwise it says it skipped that check), writes a signed verification summary of it under the factory's policy
+# (checked by cosign too), then builds examples/uuid, whose third-party module ssf fetches and
 # checks against go.sum before the build, shows its SBOM (verified by cosign too, when present), builds hello once
 # more with --signer key (the factory's provenance key) and verifies that with the key, and prints where
 # everything is.
@@ -41,6 +42,7 @@ grep 'image:' "$work/ssf.yaml"
 # Who signs: ssf init's defaults (config.yaml's trustDomain and issuer), as ssf verify and cosign take them.
 id=spiffe://ssf.local/pipeline
 issuer=https://ssf.local/issuer
+verifier=spiffe://ssf.local/verifier
 
 step "ssf build examples/hello  (each task in a fresh runc container: no network, read-only root, an unprivileged uid of its own; each task then signs its own attestation with a 10-minute certificate of the factory's CA, and the run signs the provenance; every signature logged and timestamped)"
 "$SSF" build -f "$work/ssf.yaml" --source examples/hello --param greeting=hi --out "$work/out"
@@ -61,6 +63,19 @@ if [ -n "$cosign_ok" ]; then
     --certificate-oidc-issuer "$issuer" --type slsaprovenance1 "$work/out/hello"
 else
   skip_cosign "verifying the provenance"
+fi
+
+step "ssf verify --policy --vsa  (every statement about hello: provenance, task attestations, SBOMs; the policy set's ssf.verify gate over them; a signed SLSA verification summary)"
+"$SSF" verify "$work/out/hello" --policy "$SSF_HOME/policy" --vsa "$work/hello.vsa.json" \
+  --certificate-identity-regexp "^$id/hello(/task/[^/]+)?\$" --certificate-oidc-issuer "$issuer"
+
+if [ -n "$cosign_ok" ]; then
+  step "stock cosign verifies the summary, signed by the factory's verifier identity $verifier"
+  "$COSIGN" verify-blob-attestation --bundle "$work/hello.vsa.json" \
+    --trusted-root "$work/trusted_root.json" --certificate-identity "$verifier" \
+    --certificate-oidc-issuer "$issuer" --type https://slsa.dev/verification_summary/v1 "$work/out/hello"
+else
+  skip_cosign "verifying the verification summary"
 fi
 
 step "run the output: $work/out/hello hi"
@@ -97,6 +112,7 @@ outputs           $work/out/hello, $work/out/greeting.txt; $work/uuid/uuid, $wor
 provenance        $work/out/attestations/provenance.sigstore.json, $work/uuid/attestations/provenance.sigstore.json (signed by $id/hello and $id/uuid)
 task attestations $work/out/attestations/<task>.task.sigstore.json (each signed by $id/hello/task/<task>)
 SBOMs             $work/uuid/attestations/uuid.spdx.sigstore.json, uuid.cdx.sigstore.json (and one pair per output)
+verification      $work/hello.vsa.json (a SLSA verification summary of hello, signed by $verifier; policy $SSF_HOME/policy; a team's set: examples/policy)
 trusted root      $work/trusted_root.json (for cosign --trusted-root); issuer $issuer
 transparency log  $SSF_HOME/log (ssf log serve; ssf log verify audits it)
 dependency cache  $SSF_HOME/cache/deps
