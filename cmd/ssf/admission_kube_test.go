@@ -78,6 +78,7 @@ func TestAdmissionInKubernetes(t *testing.T) {
 	cluster.CreateNamespace(t, "payments", map[string]string{"ssf.dev/admission": "enforce"})
 	cluster.CreateNamespace(t, "staging", map[string]string{"ssf.dev/admission": "warn"})
 	cluster.CreateNamespace(t, "sandbox", nil)
+	cluster.CreateNamespace(t, "typo", map[string]string{"ssf.dev/admission": "Enforce"})
 	waitInForce(t, cluster, unsigned, goodTag, good)
 	t.Logf("webhooks in force %s after the start", time.Since(began).Round(time.Millisecond))
 
@@ -183,6 +184,13 @@ func TestAdmissionInKubernetes(t *testing.T) {
 		if resp.Code != http.StatusCreated || len(resp.Warnings) != 0 {
 			t.Errorf("Pod with %s in a namespace that did not opt in: %d, warnings %q, want 201 and none", unsigned, resp.Code, resp.Warnings)
 		}
+	})
+
+	// A namespace that opted in with a value other than warn ("Enforce", "enforced", "true") is enforced: a typo
+	// in the label must not leave a namespace its owner believes protected unchecked. Only no label opts out.
+	t.Run("namespace labelled with another value is enforced", func(t *testing.T) {
+		resp := create(t, "typo", "pods", kubetest.Pod("unsigned", unsigned))
+		denied(t, resp, `Pod typo/unsigned`, `container "c0" (image "`+unsignedDigest+`")`, "provenance")
 	})
 
 	t.Run("tag the registry does not have denied", func(t *testing.T) {

@@ -67,7 +67,27 @@ type rule struct {
 }
 
 type namespaceSelector struct {
-	MatchLabels map[string]string `yaml:"matchLabels"`
+	MatchLabels      map[string]string  `yaml:"matchLabels,omitempty"`
+	MatchExpressions []labelRequirement `yaml:"matchExpressions,omitempty"`
+}
+
+type labelRequirement struct {
+	Key      string   `yaml:"key"`
+	Operator string   `yaml:"operator"`
+	Values   []string `yaml:"values,omitempty"`
+}
+
+// selectorFor is the namespaceSelector of a mode's webhooks. Warn is the label's value warn, exactly; enforce is
+// the label with any other value: a namespace labelled Enforce, enforced or true opted in, and must not be left
+// unchecked (neither webhook matching) because of how it was spelled. Only a namespace without the label is out.
+func selectorFor(m Mode) namespaceSelector {
+	if m == Warn {
+		return namespaceSelector{MatchLabels: map[string]string{NamespaceLabel: string(Warn)}}
+	}
+	return namespaceSelector{MatchExpressions: []labelRequirement{
+		{Key: NamespaceLabel, Operator: "Exists"},
+		{Key: NamespaceLabel, Operator: "NotIn", Values: []string{string(Warn)}},
+	}}
 }
 
 // rules are the resources whose pod specs the webhook decides, as Containers reads them.
@@ -80,7 +100,7 @@ var rules = []rule{
 // Configurations returns the MutatingWebhookConfiguration and the ValidatingWebhookConfiguration, as one YAML
 // stream, that send reviews to the webhook at base (https://HOST[:PORT][/PATH], as the API server reaches it)
 // with caPEM (the CA that signed its serving certificate) as caBundle. Each has an entry per mode: namespaces
-// labelled ssf.dev/admission=enforce are sent to BASE/mutate/enforce and BASE/validate/enforce with failurePolicy
+// labelled ssf.dev/admission=enforce (or any value but warn: see selectorFor) are sent to BASE/mutate/enforce and BASE/validate/enforce with failurePolicy
 // Fail (a webhook that does not answer denies), namespaces labelled =warn to .../warn with failurePolicy Ignore
 // (warn mode never blocks, not even when the webhook is down). timeoutSeconds is at most 30 (the API's limit).
 func Configurations(base string, caPEM []byte, timeoutSeconds int) ([]byte, error) {
@@ -141,7 +161,7 @@ func configurations(base string, svc *Service, caPEM []byte, timeoutSeconds int)
 				SideEffects:             "None",
 				AdmissionReviewVersions: []string{"v1"},
 				TimeoutSeconds:          timeoutSeconds,
-				NamespaceSelector:       namespaceSelector{MatchLabels: map[string]string{NamespaceLabel: string(m.mode)}},
+				NamespaceSelector:       selectorFor(m.mode),
 			}
 			if svc != nil {
 				w.ClientConfig.Service = &serviceReference{Namespace: svc.Namespace, Name: svc.Name, Path: "/" + path + "/" + string(m.mode), Port: svc.Port}

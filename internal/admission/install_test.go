@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -55,7 +56,11 @@ func TestConfigurations(t *testing.T) {
 				AdmissionReviewVersions []string `yaml:"admissionReviewVersions"`
 				TimeoutSeconds          int      `yaml:"timeoutSeconds"`
 				NamespaceSelector       struct {
-					MatchLabels map[string]string `yaml:"matchLabels"`
+					MatchLabels      map[string]string `yaml:"matchLabels"`
+					MatchExpressions []struct {
+						Key, Operator string
+						Values        []string
+					} `yaml:"matchExpressions"`
 				} `yaml:"namespaceSelector"`
 				Rules []struct{ Resources []string }
 			}
@@ -82,8 +87,11 @@ func TestConfigurations(t *testing.T) {
 			if w.SideEffects != "None" || len(w.AdmissionReviewVersions) != 1 || w.AdmissionReviewVersions[0] != "v1" || w.TimeoutSeconds != 10 {
 				t.Errorf("%s: %+v", w.Name, w)
 			}
-			if w.NamespaceSelector.MatchLabels["ssf.dev/admission"] != mode {
-				t.Errorf("%s selector %v", w.Name, w.NamespaceSelector.MatchLabels)
+			// warn: the label is warn; enforce: the label is there with any other value (a typo enforces).
+			sel := fmt.Sprintf("%v %v", w.NamespaceSelector.MatchLabels, w.NamespaceSelector.MatchExpressions)
+			if want := map[string]string{"enforce": "map[] [{ssf.dev/admission Exists []} {ssf.dev/admission NotIn [warn]}]",
+				"warn": "map[ssf.dev/admission:warn] []"}[mode]; sel != want {
+				t.Errorf("%s selector %s, want %s", w.Name, sel, want)
 			}
 			var res []string
 			for _, r := range w.Rules {

@@ -322,9 +322,9 @@ ReplicaSets, Jobs and CronJobs (CREATE and UPDATE, ephemeral containers too) of 
 webhook at --url (or, in the cluster, the Service --service: the API server resolves it itself), trusting
 --ca-file (the CA that signed its --tls-cert).
 
-Each configuration has two webhooks: one for namespaces labelled ssf.dev/admission=enforce (URL/mutate/enforce,
-URL/validate/enforce; failurePolicy Fail: a webhook that does not answer denies) and one for
-ssf.dev/admission=warn (.../warn; failurePolicy Ignore: warn mode never blocks). sideEffects None,
+Each configuration has two webhooks: one for namespaces labelled ssf.dev/admission=enforce, or with any
+value but warn (a misspelt value enforces; only no label opts out) (URL/mutate/enforce, URL/validate/enforce;
+failurePolicy Fail: a webhook that does not answer denies) and one for ssf.dev/admission=warn (.../warn; failurePolicy Ignore: warn mode never blocks). sideEffects None,
 admissionReviewVersions [v1], matchPolicy Equivalent; the mutating one has reinvocationPolicy IfNeeded.
 Label a namespace with: kubectl label namespace NS ssf.dev/admission=enforce`,
 		Args: args(cobra.NoArgs),
