@@ -3,6 +3,8 @@ package admission_test
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"time"
 
 	"context"
 	"github.com/ssf-dev/ssf/internal/admission"
@@ -163,5 +165,55 @@ func TestUpdateKeepingTheImagesStartsNothing(t *testing.T) {
 	}
 	if p := string(rv.Response.Patch); strings.Contains(p, "/spec/containers/0/image") || !strings.Contains(p, "/spec/ephemeralContainers/0/image") {
 		t.Errorf("mutate patched %s: want only the new ephemeral container's tag pinned", p)
+	}
+}
+
+// TestSlowRegistryDenies: a registry that accepts the connection and then answers nothing, or drips its answer a
+// byte at a time, must cost a review its --request-timeout and a denial, not an admission, nor the API server's
+// own timeout (with failurePolicy Fail that denies too, but says only that the call failed). Held: a regression
+// test.
+func TestSlowRegistryDenies(t *testing.T) {
+	w := newWorld(t)
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/v2/") {
+			rw.WriteHeader(http.StatusOK)
+			return
+		}
+		rw.Header().Set("Content-Type", "application/vnd.oci.image.index.v1+json")
+		rw.WriteHeader(http.StatusOK)
+		for { // a byte now and then: progress, never an end
+			if _, err := rw.Write([]byte(" ")); err != nil {
+				return
+			}
+			rw.(http.Flusher).Flush()
+			select {
+			case <-release:
+				return
+			case <-r.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}))
+	t.Cleanup(func() { close(release); slow.Close() })
+	host := strings.TrimPrefix(slow.URL, "http://")
+	_, dg, _ := strings.Cut(w.good, "@")
+	h := newHandler(t, w.fac.trust(t), nil, admission.WithRequestTimeout(500*time.Millisecond))
+	for path, image := range map[string]string{"/validate/enforce": host + "/team/app@" + dg, "/mutate/enforce": host + "/team/app:v1"} {
+		start := time.Now()
+		rv, _, body := post(t, h, path, reviewJSON(t, "CREATE", objectOf("Pod", "web", podSpec([]string{"app=" + image}, nil, nil))))
+		took := time.Since(start)
+		if rv == nil || rv.Response.Allowed {
+			t.Errorf("%s of %s on a registry that never finishes: %s", path, image, body)
+			continue
+		}
+		if !strings.Contains(rv.Response.Result.Message, `container "app" (image "`+image+`")`) {
+			t.Errorf("%s: the denial does not name the container: %s", path, rv.Response.Result.Message)
+		}
+		t.Logf("%s: %s in %s", path, rv.Response.Result.Message, took)
+		if took > 5*time.Second {
+			t.Errorf("%s took %s, with a request timeout of 500ms", path, took)
+		}
 	}
 }
