@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -491,5 +492,74 @@ func TestNodeRecordScopeFailsClosed(t *testing.T) {
 	}
 	if _, _, err := newWorkload(t, c, "spiffe://ssf.local/pipeline/api"); !errors.Is(err, ErrNodeRefused) {
 		t.Fatalf("certificate outside the node's scope: %v, want a refusal", err)
+	}
+}
+
+// TestNodeAPIBoundsANodesRequests: one node has at most maxNodeInFlight POST requests in the server at once (each
+// holds a body of up to 4 MiB); the others wait, and another node is not held up by them.
+func TestNodeAPIBoundsANodesRequests(t *testing.T) {
+	cal := caHome(t, DefaultTrustDomain)
+	f, err := Load(cal, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := Export(cal, DefaultTrustDomain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arrived := make(chan struct{}, 64)
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	api := &NodeAPI{Layout: cal, Factory: f, TrustDomain: DefaultTrustDomain, Issuer: DefaultIssuer(DefaultTrustDomain), TrustedRoot: tr, Logf: t.Logf,
+		Append: func(ctx context.Context, e tlog.Entry) (*tlog.LogEntry, error) {
+			arrived <- struct{}{}
+			<-release
+			return nil, ErrLogBusy
+		}}
+	cert, err := ServerCertificate(cal, Options{}, []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(NodeHandler(JoinHandler(admitTo(cal, Options{}), t.Logf), api))
+	srv.TLS = NodeServerTLS(cert)
+	srv.StartTLS()
+	defer srv.Close()
+	defer free() // before the server's Close, which waits for its handlers
+	n := &nodeAPI{cal: cal, srv: srv}
+	_, c := n.join(t, "worker")
+	_, other := n.join(t, "other")
+	ctx := context.Background()
+	key, wcert, err := newWorkload(t, c, "spiffe://ssf.local/pipeline/web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	okey, ocert, err := newWorkload(t, other, "spiffe://ssf.local/pipeline/web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sent = maxNodeInFlight + 4
+	done := make(chan error, sent+1)
+	for i := 0; i < sent; i++ {
+		env := signedEnvelope(t, key, fmt.Sprintf(`{"i":%d}`, i))
+		go func() { _, err := c.AppendDSSE(ctx, env, wcert); done <- err }()
+	}
+	for i := 0; i < maxNodeInFlight; i++ {
+		<-arrived
+	}
+	// Another node's request is answered while this one's wait.
+	oenv := signedEnvelope(t, okey, `{"other":1}`)
+	go func() { _, err := other.AppendDSSE(ctx, oenv, ocert); done <- err }()
+	<-arrived
+	select {
+	case <-arrived:
+		t.Fatalf("more than %d requests of one node in the server at once", maxNodeInFlight)
+	case <-time.After(300 * time.Millisecond): // the node's other requests stay waiting
+	}
+	free()
+	for i := 0; i < sent+1; i++ {
+		if err := <-done; !errors.Is(err, ErrLogBusy) && (err == nil || !strings.Contains(err.Error(), "busy")) {
+			t.Errorf("request %d: %v, want the append's answer (busy)", i, err)
+		}
 	}
 }
