@@ -30,6 +30,8 @@ func TestDemo(t *testing.T) {
 		", signed by spiffe://ssf.local/pipeline/hello ", ", signed by spiffe://ssf.local/pipeline/hello/task/build ",
 		// and the --signer key build, verified with the key (a verdict with no identity).
 		"/keyed/hello sha256:",
+		// hello's verification summary under the factory's policy.
+		"/hello.vsa.json: PASSED, levels SLSA_BUILD_LEVEL_3 ",
 		// examples/uuid: its module fetched, checked, compiled in offline, run, and listed in its SBOM.
 		"dependencies: 1 Go module, each checked", "[run/run] name    ", "github.com/google/uuid", "v1.6.0"}
 	if os.Getenv("SSF_COSIGN") != "" {
