@@ -2,10 +2,12 @@ package main
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -149,6 +151,13 @@ func TestPolicyExampleAtEveryGate(t *testing.T) {
 	})
 
 	run("banned npm package stops the build before it is fetched", func(t *testing.T) {
+		// npm's registry for this build: a loopback server that counts what it is asked and has nothing.
+		var hits atomic.Int32
+		npmReg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits.Add(1)
+			http.NotFound(w, r)
+		}))
+		defer npmReg.Close()
 		d := newProject(t, `    - name: web
       steps: [{name: s, run: 'echo task ran; touch "$SSF_OUTPUTS/o"'}]
       outputs: [o]
@@ -159,10 +168,31 @@ func TestPolicyExampleAtEveryGate(t *testing.T) {
   "node_modules/event-stream": {"version": "3.3.6", "integrity": "sha512-` + strings.Repeat("A", 86) + `=="}}}`
 		d.deps = "    - {type: npm, path: .}\n"
 		sign(t, d, key) // the build gate admits it: the deps gate is what stops it
-		r := d.mustFailWith(1, []string{"--policy", pol}, "policy gate ssf.deps denied",
-			`npm dependency "event-stream" 3.3.6 is banned: its 3.3.6 pulled in flatmap-stream`, "nothing was signed")
+		build := func(policyDir string) result {
+			return ssfEnv(t, d.tmp, []string{"npm_config_registry=" + npmReg.URL + "/"},
+				"build", "-f", d.pipeline, "--source", d.src, "--out", d.out, "--policy", policyDir)
+		}
+		r := build(pol)
+		for _, want := range []string{"policy gate ssf.deps denied",
+			`npm dependency "event-stream" 3.3.6 is banned: its 3.3.6 pulled in flatmap-stream`, "nothing was signed"} {
+			if r.code != 1 || !strings.Contains(r.stderr, want) {
+				t.Errorf("exit %d, want 1 saying %q\n%s", r.code, want, r.stderr)
+			}
+		}
 		if strings.Contains(r.stderr, "task ran") {
 			t.Errorf("a task ran after the denial:\n%s", r.stderr)
+		}
+		if n := hits.Load(); n != 0 {
+			t.Errorf("npm's registry was asked %d times; the policy must decide before any fetch", n)
+		}
+		d.assertClean()
+		// Under the default set, the same build asks the registry for the package: the team's ban was what stopped it.
+		def := filepath.Join(d.dir, "default-policy")
+		if r := ssf(t, d.tmp, "policy", "init", def); r.code != 0 {
+			t.Fatalf("ssf policy init: exit %d\n%s", r.code, r.stderr)
+		}
+		if r := build(def); r.code == 0 || hits.Load() == 0 {
+			t.Errorf("under the default set: exit %d after %d registry requests, want a fetch that fails\n%s", r.code, hits.Load(), r.stderr)
 		}
 	})
 
