@@ -1,21 +1,23 @@
 package admission_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"time"
-
-	"context"
-	"github.com/ssf-dev/ssf/internal/admission"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ssf-dev/ssf/internal/admission"
 	"github.com/ssf-dev/ssf/internal/policy"
+	"github.com/ssf-dev/ssf/internal/provenance"
 )
 
-// ownDeployPolicy is the default set with ssf.deploy replaced by a rule a platform team might write: only images
-// built from its own source repository. It says nothing about tags.
+// ownDeployPolicy is the default set with ssf.deploy replaced by a rule a platform team might write: nothing from
+// one registry. It says nothing about tags.
 func ownDeployPolicy(t *testing.T) *policy.Set {
 	t.Helper()
 	var files []policy.File
@@ -214,6 +216,45 @@ func TestSlowRegistryDenies(t *testing.T) {
 		t.Logf("%s: %s in %s", path, rv.Response.Result.Message, took)
 		if took > 5*time.Second {
 			t.Errorf("%s took %s, with a request timeout of 500ms", path, took)
+		}
+	}
+}
+
+// TestImageSpellings: spellings of an image that go-containerregistry and the kubelet's reference parser
+// (distribution/reference) might read differently. Each is either admitted as the digest the kubelet pulls, or
+// denied naming the container: an upper-case digest (neither parses it), another algorithm, white space, a
+// zero-width space, a user in the host, an upper-case repository, provenance of another image attached to this
+// one. Held: a regression test.
+func TestImageSpellings(t *testing.T) {
+	w := newWorld(t)
+	repo, dg, _ := strings.Cut(w.good, "@")
+	hex := strings.TrimPrefix(dg, "sha256:")
+	victim := pushImage(t, w.reg.host, "team/victim", "v1")
+	w.fac.sign(t, victim, func(b *provenance.Build) { // a lying registry: the good image's provenance, attached here
+		b.Subjects = []provenance.Subject{{Name: repo, Digest: digest.Digest(dg)}}
+	})
+	h := newHandler(t, w.fac.trust(t), nil)
+	for _, tc := range []struct {
+		image   string
+		allowed bool
+		want    string
+	}{
+		{image: repo + ":whatever@" + dg, allowed: true}, // the kubelet pulls the digest and ignores the tag
+		{image: victim, want: "provenance: no factory provenance verified"},
+		{image: repo + "@sha256:" + strings.ToUpper(hex), want: "image: not an image reference"},
+		{image: repo + "@sha512:" + hex + hex, want: "provenance: not a registry reference"},
+		{image: " " + w.good, want: "image: not an image reference"},
+		{image: w.good + "\u200b", want: "image: not an image reference"},
+		{image: "user@" + w.good, want: "image: not an image reference"},
+		{image: strings.Replace(w.good, "/team/", "/Team/", 1), want: "image: not an image reference"},
+	} {
+		rv, _, body := post(t, h, "/validate/enforce", reviewJSON(t, "CREATE", objectOf("Pod", "web", podSpec([]string{"app=" + tc.image}, nil, nil))))
+		if rv == nil || rv.Response.Allowed != tc.allowed {
+			t.Errorf("%q: %s", tc.image, body)
+			continue
+		}
+		if !tc.allowed && !strings.Contains(rv.Response.Result.Message, `container "app" (image `) || !tc.allowed && !strings.Contains(rv.Response.Result.Message, tc.want) {
+			t.Errorf("%q: the denial does not name the container and say %q: %s", tc.image, tc.want, rv.Response.Result.Message)
 		}
 	}
 }
