@@ -215,6 +215,9 @@ func TestPolicyExampleAtEveryGate(t *testing.T) {
 		if r := ssfEnv(t, p.tmp, reg.env(true), "publish", p.out, "--to", reg.host+"/team/app:v1", "--policy", pol); r.code != 0 {
 			t.Fatalf("publish under the prefix: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
+		if resp, body := reg.get(t, "team/app/tags/list", true); resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"v1"`) {
+			t.Errorf("the admitted publish is not in the registry: %s %s", resp.Status, body)
+		}
 	})
 
 	run("ssf verify writes a PASSED summary cosign verifies", func(t *testing.T) {
