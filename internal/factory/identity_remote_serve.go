@@ -29,7 +29,7 @@ const (
 	nodeLogIdle = 2 * time.Second
 	// nodeLogMaxHold is how long the server keeps the turn while a local build waits for it: appends that keep
 	// coming (a busy node, or one replaying a request every second) would otherwise keep it for ever.
-	nodeLogMaxHold = 10 * time.Second
+	nodeLogMaxHold = 2 * time.Second
 )
 
 // nodeLog is the factory's log as the node API appends to it.
