@@ -329,8 +329,20 @@ func JoinAt(l home.Layout, token, host string, now time.Time, send func([]byte) 
 	if _, err := os.Stat(l.CARootKey()); err == nil {
 		return nil, fmt.Errorf("%w: %s holds a CA of its own (%s): a joining node needs a home of its own (set SSF_HOME to a new directory)", ErrJoinRefused, l.Dir, l.CARootKey())
 	}
-	if _, err := ensureKey(l.NodeKey()); err != nil {
+	created, err := ensureKey(l.NodeKey())
+	if err != nil {
 		return nil, err
+	}
+	joined := false
+	if created {
+		// A refused join (a used token, a name taken, a wrong pin) leaves the new home as it found it: the key
+		// was made for this join only.
+		defer func() {
+			if !joined {
+				os.Remove(l.NodeKey())
+				os.Remove(filepath.Dir(l.NodeKey())) // only if empty
+			}
+		}()
 	}
 	key, err := sign.LoadKey(l.NodeKey())
 	if err != nil {
@@ -394,6 +406,7 @@ func JoinAt(l home.Layout, token, host string, now time.Time, send func([]byte) 
 	if err := writeCert(l.NodeCert(), cert); err != nil {
 		return nil, err
 	}
+	joined = true
 	return cert, nil
 }
 

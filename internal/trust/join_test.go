@@ -239,3 +239,23 @@ func TestJoinRefusesATakenNodeName(t *testing.T) {
 		t.Errorf("%d joins got worker-3", won)
 	}
 }
+
+// TestRefusedJoinLeavesNoKey: a refused join (here a token used already) leaves the new home as it found it: no
+// node key made for it.
+func TestRefusedJoinLeavesNoKey(t *testing.T) {
+	cal := caHome(t, DefaultTrustDomain)
+	tok, _, err := NewJoinToken(cal, DefaultTrustDomain, DefaultTokenTTL, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Join(home.Layout{Dir: t.TempDir()}, tok, "worker-1", time.Now(), admitTo(cal, Options{})); err != nil {
+		t.Fatal(err)
+	}
+	node := home.Layout{Dir: t.TempDir()}
+	if _, err := Join(node, tok, "worker-2", time.Now(), admitTo(cal, Options{})); !errors.Is(err, ErrJoinRefused) {
+		t.Fatalf("join with a used token: %v", err)
+	}
+	if ents, _ := os.ReadDir(node.Dir); len(ents) != 0 {
+		t.Fatalf("a refused join left %v in the new home", ents)
+	}
+}
