@@ -1,8 +1,10 @@
 package admission_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -256,5 +258,55 @@ func TestImageSpellings(t *testing.T) {
 		if !tc.allowed && !strings.Contains(rv.Response.Result.Message, `container "app" (image `) || !tc.allowed && !strings.Contains(rv.Response.Result.Message, tc.want) {
 			t.Errorf("%q: the denial does not name the container and say %q: %s", tc.image, tc.want, rv.Response.Result.Message)
 		}
+	}
+}
+
+// TestLargeReviewsAreReadAFewAtATime: reading and decoding a review costs about four times its size in memory
+// (30 MiB for one of 8 MiB, measured), and nothing bounded how many were read at once: thirty concurrent reviews
+// of 8 MiB took the webhook to 930 MiB, past the 256 MiB its Deployment allows, and an out-of-memory kill fails
+// every opted-in namespace closed. Now a review over 64 KiB waits for a slot, until its request times out (503:
+// under failurePolicy Fail, a denial), while small reviews (every ordinary Pod) are not held up.
+func TestLargeReviewsAreReadAFewAtATime(t *testing.T) {
+	w := newWorld(t)
+	h := newHandler(t, w.fac.trust(t), nil, admission.WithLargeReviews(1))
+	obj := objectOf("Pod", "big", podSpec([]string{"app=" + w.good}, nil, nil))
+	obj["metadata"].(map[string]any)["annotations"] = map[string]any{"note": strings.Repeat("x", 100<<10)}
+	big := reviewJSON(t, "CREATE", obj)
+
+	// The first large review holds the one slot while its body arrives.
+	pr, pw := io.Pipe()
+	first := httptest.NewRequest(http.MethodPost, "/validate/enforce", pr)
+	first.ContentLength = int64(len(big))
+	firstRec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() { h.ServeHTTP(firstRec, first); close(done) }()
+	if _, err := pw.Write(big[:1]); err != nil { // returns once the handler has read it: it holds the slot
+		t.Fatal(err)
+	}
+
+	// A second one finds no slot before its request ends.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	second := httptest.NewRequest(http.MethodPost, "/validate/enforce", bytes.NewReader(big)).WithContext(ctx)
+	secondRec := httptest.NewRecorder()
+	h.ServeHTTP(secondRec, second)
+	if secondRec.Code != http.StatusServiceUnavailable || !strings.Contains(secondRec.Body.String(), "too many large admission reviews") {
+		t.Errorf("a second large review while the slot is taken: %d %s, want 503", secondRec.Code, secondRec.Body.String())
+	}
+
+	// A small review goes ahead.
+	if rv, _, body := post(t, h, "/validate/enforce", reviewJSON(t, "CREATE", objectOf("Pod", "small", podSpec([]string{"app=" + w.good}, nil, nil)))); rv == nil || !rv.Response.Allowed {
+		t.Errorf("a small review while a large one is read: %s", body)
+	}
+
+	// The first is decided once its body is in.
+	if _, err := pw.Write(big[1:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	<-done
+	var rv admission.Review
+	if err := json.Unmarshal(firstRec.Body.Bytes(), &rv); err != nil || rv.Response == nil || !rv.Response.Allowed {
+		t.Errorf("the large review: %d %s", firstRec.Code, firstRec.Body.String())
 	}
 }

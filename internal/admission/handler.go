@@ -44,6 +44,13 @@ const (
 	maxReasonBytes        = 1024
 	maxMessageBytes       = 16 << 10
 	maxParallelImages     = 8
+
+	// smallReview is the size under which a review is read without waiting for a slot: Pods and workloads are a
+	// few KiB. DefaultLargeReviews bounds the reviews above it read at once; reading and decoding one takes about
+	// four times its size in memory (30 MiB for one of MaxReviewBytes), so ten at once would exceed the 256 MiB
+	// deploy/admission.yaml gives the webhook.
+	smallReview         = 64 << 10
+	DefaultLargeReviews = 2
 )
 
 // Option configures New.
@@ -56,6 +63,7 @@ type config struct {
 	registryOptions []oci.RegistryOption
 	transport       http.RoundTripper
 	logger          *slog.Logger
+	largeReviews    int
 }
 
 // WithCache bounds the evidence cache: at most size images (the least recently used go first), each kept ttl
@@ -75,6 +83,10 @@ func WithRegistryOptions(opts ...oci.RegistryOption) Option {
 // WithTransport sets the HTTP transport to registries (plain HTTP is still refused but to loopback).
 func WithTransport(t http.RoundTripper) Option { return func(c *config) { c.transport = t } }
 
+// WithLargeReviews sets how many reviews larger than 64 KiB are read and decoded at once (DefaultLargeReviews);
+// the others wait for a slot, until their request ends.
+func WithLargeReviews(n int) Option { return func(c *config) { c.largeReviews = n } }
+
 // WithLogger logs one line per decision to l. Without it the handler is silent.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
@@ -85,6 +97,7 @@ type Handler struct {
 	state atomic.Pointer[state]
 	cache *evidenceCache
 	mux   *http.ServeMux
+	large chan struct{} // a slot per large review being read
 }
 
 type state struct {
@@ -95,7 +108,7 @@ type state struct {
 // New returns a handler deciding with trust and the ssf.deploy gate of set.
 func New(trust *Trust, set *policy.Set, opts ...Option) (*Handler, error) {
 	cfg := config{cacheSize: DefaultCacheSize, ttl: DefaultTTL, negTTL: DefaultNegativeTTL,
-		requestTimeout: DefaultRequestTimeout, transport: remote.DefaultTransport}
+		requestTimeout: DefaultRequestTimeout, transport: remote.DefaultTransport, largeReviews: DefaultLargeReviews}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -108,12 +121,15 @@ func New(trust *Trust, set *policy.Set, opts ...Option) (*Handler, error) {
 		return nil, fmt.Errorf("admission: request timeout %s: must be positive", cfg.requestTimeout)
 	case cfg.transport == nil:
 		return nil, errors.New("admission: nil transport")
+	case cfg.largeReviews <= 0:
+		return nil, fmt.Errorf("admission: %d large reviews at once: must be positive", cfg.largeReviews)
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.transport = newPingCache(cfg.transport)
-	h := &Handler{cfg: cfg, cache: newEvidenceCache(cfg.cacheSize, cfg.ttl, cfg.negTTL), mux: http.NewServeMux()}
+	h := &Handler{cfg: cfg, cache: newEvidenceCache(cfg.cacheSize, cfg.ttl, cfg.negTTL), mux: http.NewServeMux(),
+		large: make(chan struct{}, cfg.largeReviews)}
 	h.state.Store(&state{trust: trust, policy: set})
 	for _, p := range []string{"/mutate", "/mutate/{mode}"} {
 		h.mux.HandleFunc("POST "+p, h.serve(h.mutate))
@@ -150,8 +166,45 @@ func (h *Handler) SetPolicy(s *policy.Set) {
 // ServeHTTP serves the webhook's paths.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
-// decider decides one review in a mode.
-type decider func(ctx context.Context, st *state, req *Request, mode Mode) Response
+// decider decides one review in a mode, given its object as read.
+type decider func(ctx context.Context, st *state, req *Request, mode Mode, o *objectRead) Response
+
+// objectRead is what a decider needs of the object under review: its name and the containers to check, or the
+// answer when it could not be read. The object's JSON itself is not kept while the review is decided.
+type objectRead struct {
+	name string
+	cs   []Container
+	bad  *Response
+}
+
+// read reads one review from r and, for a CREATE or UPDATE, its object's containers. A review larger than
+// smallReview (or of unknown size) waits for one of the large slots first, until ctx ends: reading and
+// decoding costs several times the body's size in memory, and the API server (or anything that reaches the
+// port) may send many at once; unbounded, a few dozen reviews of MaxReviewBytes ran the webhook out of memory,
+// and every opted-in namespace with it. The JSON is dropped before the review is decided.
+func (h *Handler) read(ctx context.Context, r *http.Request, w http.ResponseWriter, mode Mode) (*Review, *objectRead, error) {
+	if r.ContentLength < 0 || r.ContentLength > smallReview {
+		select {
+		case h.large <- struct{}{}:
+			defer func() { <-h.large }()
+		case <-ctx.Done():
+			return nil, nil, errBusy
+		}
+	}
+	rv, err := DecodeReview(http.MaxBytesReader(w, r.Body, MaxReviewBytes+1))
+	if err != nil {
+		return nil, nil, err
+	}
+	o := &objectRead{}
+	if req := rv.Request; req.Operation == "CREATE" || req.Operation == "UPDATE" {
+		o.name, o.cs, o.bad = objectContainers(req, mode)
+	}
+	rv.Request.Object, rv.Request.OldObject = nil, nil
+	return rv, o, nil
+}
+
+// errBusy is a large review that found no slot before its request ended.
+var errBusy = errors.New("too many large admission reviews at once")
 
 // serve reads a review, decides it and writes the answer. A body that is not a review, or an unknown mode, is a
 // 400: the API server counts it a failed call, and failurePolicy Fail denies the request (fail closed).
@@ -165,17 +218,21 @@ func (h *Handler) serve(decide decider) http.HandlerFunc {
 			http.Error(w, fmt.Sprintf("mode %.40q: want enforce or warn", mode), http.StatusBadRequest)
 			return
 		}
-		rv, err := DecodeReview(http.MaxBytesReader(w, r.Body, MaxReviewBytes+1))
-		if err != nil {
-			h.cfg.logger.Warn("refused an admission review", "path", r.URL.Path, "error", err)
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
 		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.requestTimeout)
 		defer cancel()
+		rv, obj, err := h.read(ctx, r, w, mode)
+		if err != nil {
+			h.cfg.logger.Warn("refused an admission review", "path", r.URL.Path, "error", err)
+			code := http.StatusBadRequest
+			if errors.Is(err, errBusy) {
+				code = http.StatusServiceUnavailable // under failurePolicy Fail, a denial
+			}
+			http.Error(w, err.Error(), code)
+			return
+		}
 		start := time.Now()
 		st := h.state.Load()
-		resp := decide(ctx, st, rv.Request, mode)
+		resp := decide(ctx, st, rv.Request, mode, obj)
 		req := rv.Request
 		attrs := []any{"path", r.URL.Path, "mode", mode, "uid", req.UID, "kind", req.Kind.Kind, "namespace", req.Namespace,
 			"name", req.Name, "allowed", resp.Allowed, "warnings", len(resp.Warnings), "patched", len(resp.Patch) > 0,
@@ -289,11 +346,11 @@ func imageRef(image string) (name.Reference, error) {
 }
 
 // mutate resolves every image named by tag to the digest the registry holds for it now, as a JSONPatch.
-func (h *Handler) mutate(ctx context.Context, _ *state, req *Request, mode Mode) Response {
+func (h *Handler) mutate(ctx context.Context, _ *state, req *Request, mode Mode, o *objectRead) Response {
 	if req.Operation != "CREATE" && req.Operation != "UPDATE" {
 		return Response{Allowed: true}
 	}
-	objName, cs, bad := objectContainers(req, mode)
+	objName, cs, bad := o.name, o.cs, o.bad
 	if bad != nil {
 		return *bad
 	}
@@ -353,11 +410,11 @@ func withDigest(image, d string) string {
 }
 
 // validate checks that every container's image carries factory provenance that verifies and passes ssf.deploy.
-func (h *Handler) validate(ctx context.Context, st *state, req *Request, mode Mode) Response {
+func (h *Handler) validate(ctx context.Context, st *state, req *Request, mode Mode, o *objectRead) Response {
 	if req.Operation != "CREATE" && req.Operation != "UPDATE" {
 		return Response{Allowed: true}
 	}
-	objName, cs, bad := objectContainers(req, mode)
+	objName, cs, bad := o.name, o.cs, o.bad
 	if bad != nil {
 		return *bad
 	}
