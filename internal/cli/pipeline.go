@@ -20,10 +20,14 @@ func newPipelineCmd() *cobra.Command {
 		Use:   "pipeline",
 		Short: "Sign pipeline files, and name the keys that sign them: sign, fingerprint, keygen",
 		Long: `Signed pipelines. ssf pipeline sign FILE --key KEY.pem writes FILE.sig, a Sigstore bundle (v0.3) holding a
-signature over the file's bytes, as cosign sign-blob --bundle does (for an ECDSA P-256 key, cosign verify-blob
---bundle FILE.sig --key KEY.pub --insecure-ignore-tlog accepts it). ssf build verifies a FILE.sig beside the pipeline file: a signature
-that does not verify fails the build (exit 1); one that does puts the key's fingerprint in the ssf.build
-policy gate's input.pipeline.signers, where a policy can require it (docs/policy.md).`,
+signature over the file's bytes, as cosign sign-blob --bundle does. For an ECDSA P-256 key, stock cosign
+accepts it given a trusted root without logs (cosign v2 refuses a bundle without --trusted-root):
+  openssl pkey -in KEY.pem -pubout -out KEY.pub
+  echo '{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}' > TR.json
+  cosign verify-blob --bundle FILE.sig --key KEY.pub --trusted-root TR.json --insecure-ignore-tlog FILE
+ssf build verifies a FILE.sig beside the pipeline file: a signature that does not verify fails the build
+(exit 1); one that does puts the key's fingerprint in the ssf.build policy gate's input.pipeline.signers, where
+a policy can require it (docs/policy.md).`,
 	}
 	c.AddCommand(newPipelineSignCmd(), newPipelineFingerprintCmd(), newPipelineKeygenCmd())
 	return c
@@ -115,7 +119,11 @@ func newPipelineKeygenCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "keygen KEY.pem",
 		Short: "Make an ECDSA P-256 key to sign pipelines with (mode 0600; never overwrites)",
-		Args:  args(cobra.ExactArgs(1)),
+		Long: `Make an ECDSA P-256 private key (PEM, mode 0600; never overwrites) and print its fingerprint,
+sha256:<hex of its PKIX DER public key>, which is what a policy lists to trust the key. Only the private key is
+written; its public key, for ssf pipeline fingerprint or cosign verify-blob --key, is
+  openssl pkey -in KEY.pem -pubout -out KEY.pub`,
+		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if err := sign.GenerateKey(a[0]); err != nil {
 				if errors.Is(err, os.ErrExist) {
