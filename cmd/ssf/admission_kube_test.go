@@ -270,6 +270,38 @@ func TestAdmissionInKubernetes(t *testing.T) {
 		}
 	})
 
+	// An image volume (spec.volumes[].image, on in v1.37) mounts an OCI image's files into a container: a verified
+	// image's shell or interpreter then runs what an unverified one holds. It was not looked at: a Pod mounting an
+	// unsigned image, named by tag, was admitted. Now it is an image like any other: pinned, verified, denied.
+	t.Run("image volume of an unsigned image denied, a factory one pinned to its digest", func(t *testing.T) {
+		podWithVolume := func(name, ref string) map[string]any {
+			pod := kubetest.Pod(name, good)
+			spec := pod["spec"].(map[string]any)
+			spec["volumes"] = []any{map[string]any{"name": "tools", "image": map[string]any{"reference": ref, "pullPolicy": "IfNotPresent"}}}
+			spec["containers"].([]any)[0].(map[string]any)["volumeMounts"] = []any{map[string]any{"name": "tools", "mountPath": "/tools"}}
+			return pod
+		}
+		denied(t, create(t, "prod", "pods", podWithVolume("imgvol", unsigned)), `Pod prod/imgvol`, `image volume "tools" (image "`+unsignedDigest+`")`, "provenance")
+		resp := create(t, "prod", "pods", podWithVolume("imgvol", goodTag))
+		if resp.Code != http.StatusCreated {
+			msg, _ := resp.Status()
+			t.Fatalf("image volume of %s: %d %s, want 201", goodTag, resp.Code, msg)
+		}
+		var pod struct {
+			Spec struct {
+				Volumes []struct {
+					Image struct{ Reference string } `json:"image"`
+				} `json:"volumes"`
+			} `json:"spec"`
+		}
+		if err := json.Unmarshal(resp.Body, &pod); err != nil {
+			t.Fatal(err)
+		}
+		if len(pod.Spec.Volumes) != 1 || pod.Spec.Volumes[0].Image.Reference != good {
+			t.Errorf("stored image volumes %+v, want %s (its tag resolved)", pod.Spec.Volumes, good)
+		}
+	})
+
 	// Last, as it stops the webhook: an enforce namespace fails closed (failurePolicy Fail), a warn namespace
 	// open (Ignore: warn mode never blocks).
 	t.Run("webhook down: enforce fails closed, warn admits", func(t *testing.T) {

@@ -310,3 +310,49 @@ func TestLargeReviewsAreReadAFewAtATime(t *testing.T) {
 		t.Errorf("the large review: %d %s", firstRec.Code, firstRec.Body.String())
 	}
 }
+
+// TestImageVolumesAreImages: an image volume (spec.volumes[].image.reference) mounts an OCI image's files into
+// the Pod's containers, so a verified image's shell or interpreter runs what an unverified image holds. The
+// webhook looked at containers only and admitted any image volume. Now each is pinned by /mutate and verified by
+// /validate like a container's image, named "image volume NAME" in a denial and "volume:NAME" to ssf.deploy.
+func TestImageVolumesAreImages(t *testing.T) {
+	w := newWorld(t)
+	withVolume := func(ref string) map[string]any {
+		spec := podSpec([]string{"app=" + w.good}, nil, nil)
+		spec["volumes"] = []any{map[string]any{"name": "cfg", "emptyDir": map[string]any{}}, map[string]any{"name": "tools", "image": map[string]any{"reference": ref}}}
+		return objectOf("Deployment", "web", spec)
+	}
+	h := newHandler(t, w.fac.trust(t), nil)
+	rv, _, body := post(t, h, "/validate/enforce", reviewJSON(t, "CREATE", withVolume(w.unsigned)))
+	if rv == nil || rv.Response.Allowed {
+		t.Fatalf("a Deployment mounting the unsigned image %s was admitted: %s", w.unsigned, body)
+	}
+	if want := `image volume "tools" (image "` + w.unsigned + `"): provenance:`; !strings.Contains(rv.Response.Result.Message, want) {
+		t.Errorf("denial %q\ndoes not say %q", rv.Response.Result.Message, want)
+	}
+	rv, _, body = post(t, h, "/mutate/enforce", reviewJSON(t, "CREATE", withVolume(w.reg.host+"/team/app:v1")))
+	if rv == nil || !rv.Response.Allowed || !strings.Contains(string(rv.Response.Patch), `{"op":"replace","path":"/spec/template/spec/volumes/1/image/reference","value":"`+w.good+`"}`) {
+		t.Errorf("mutate of an image volume by tag: %s (patch %s)", body, rv.Response.Patch)
+	}
+	var files []policy.File
+	for _, f := range policy.DefaultFiles() {
+		if !strings.HasPrefix(f.Name, "deploy") {
+			files = append(files, f)
+		}
+	}
+	files = append(files, policy.File{Name: "deploy.rego", Data: []byte(`package ssf.deploy
+
+deny contains msg if {
+	startswith(input.admission.container, "volume:")
+	msg := sprintf("no image volumes (%s)", [input.admission.container])
+}
+`)})
+	set, err := policy.Compile(context.Background(), "novolumes", files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rv, _, body = post(t, newHandler(t, w.fac.trust(t), set), "/validate/enforce", reviewJSON(t, "CREATE", withVolume(w.good)))
+	if rv == nil || rv.Response.Allowed || !strings.Contains(rv.Response.Result.Message, `image volume "tools" (image "`+w.good+`"): policy ssf.deploy: no image volumes (volume:tools)`) {
+		t.Errorf("ssf.deploy did not see the image volume as volume:tools: %s", body)
+	}
+}

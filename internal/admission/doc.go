@@ -15,6 +15,9 @@
 //     would pull the tag later, whatever it names then). Every failing container is named, with its image and the
 //     check that failed.
 //
+// Image volumes (volumes[].image.reference) are images too: their files reach what runs, so both paths treat each
+// like a container's image (a denial names it image volume "NAME"; ssf.deploy sees the container volume:NAME).
+//
 // On UPDATE both paths look only at the containers the update starts: one whose name and image the stored object
 // (oldObject) has runs already, and is left alone (see started).
 //

@@ -254,7 +254,7 @@ type failure struct {
 }
 
 func (f failure) String() string {
-	return fmt.Sprintf("container %q (image %q): %s: %s", f.container.Name, f.container.Image, f.check, bounded(printable(f.reason), maxReasonBytes))
+	return fmt.Sprintf("%s (image %q): %s: %s", f.container.what(), f.container.Image, f.check, bounded(printable(f.reason), maxReasonBytes))
 }
 
 // printable escapes control and format characters: a reason can quote what a registry said, and kubectl prints
@@ -320,13 +320,17 @@ func started(req *Request, cs []Container) []Container {
 	if err != nil {
 		return cs
 	}
-	had := map[[2]string]bool{}
+	type key struct {
+		name, image string
+		volume      bool
+	}
+	had := map[key]bool{}
 	for _, c := range old {
-		had[[2]string{c.Name, c.Image}] = true
+		had[key{c.Name, c.Image, c.Volume}] = true
 	}
 	out := cs[:0:0]
 	for _, c := range cs {
-		if !had[[2]string{c.Name, c.Image}] {
+		if !had[key{c.Name, c.Image, c.Volume}] {
 			out = append(out, c)
 		}
 	}
@@ -443,6 +447,11 @@ func (h *Handler) validate(ctx context.Context, st *state, req *Request, mode Mo
 			Artifact:   policy.Artifact{URI: ev.URI, Digest: string(ev.Digest)},
 			Statements: []policy.Statement{},
 			Admission:  policy.Admission{Namespace: req.Namespace, Kind: req.Kind.Kind, Name: objName, Container: c.Name, Image: c.Image},
+		}
+		if c.Volume {
+			// An image volume's name as "volume:NAME": a container's name cannot hold a colon, so a rule can tell
+			// the two apart.
+			in.Admission.Container = "volume:" + c.Name
 		}
 		if ev.Verified != nil {
 			in.Statements = ev.Verified.PolicyStatements()

@@ -6,11 +6,21 @@ import (
 	"strconv"
 )
 
-// Container is one container of the object under review: where its image is, as a JSON pointer for the patch.
+// Container is one container of the object under review, or one image volume: where its image is, as a JSON
+// pointer for the patch.
 type Container struct {
-	Name  string // the container's name
-	Image string // as the object names it
-	Path  string // JSON pointer of the image field, e.g. /spec/template/spec/containers/0/image
+	Name   string // the container's name (the volume's, for an image volume)
+	Image  string // as the object names it
+	Path   string // JSON pointer of the image field, e.g. /spec/template/spec/containers/0/image
+	Volume bool   // an image volume (spec.volumes[].image.reference), not a container
+}
+
+// What names c in a denial: container "NAME", or image volume "NAME".
+func (c Container) what() string {
+	if c.Volume {
+		return fmt.Sprintf("image volume %q", c.Name)
+	}
+	return fmt.Sprintf("container %q", c.Name)
 }
 
 // podPaths are the JSON pointers of the pod spec in each kind the webhook decides, by API group and kind.
@@ -29,11 +39,21 @@ var podPaths = map[GroupVersionKind]string{
 // but no pod runs hundreds, and each one may cost a registry round trip.
 const MaxContainers = 256
 
-// podSpec holds the three container lists of a pod spec, each container with its name and image only.
+// podSpec holds the three container lists of a pod spec, each container with its name and image only, and the
+// volumes (an image volume mounts an OCI image's files into the containers: images too, whose content reaches
+// what runs, a script an interpreter of a verified image reads, a plugin it loads).
 type podSpec struct {
 	Containers          []containerSpec `json:"containers"`
 	InitContainers      []containerSpec `json:"initContainers"`
 	EphemeralContainers []containerSpec `json:"ephemeralContainers"`
+	Volumes             []volumeSpec    `json:"volumes"`
+}
+
+type volumeSpec struct {
+	Name  string `json:"name"`
+	Image *struct {
+		Reference string `json:"reference"`
+	} `json:"image"`
 }
 
 type containerSpec struct {
@@ -90,6 +110,15 @@ func Containers(k GroupVersionKind, obj []byte) (name string, cs []Container, er
 			}
 			cs = append(cs, Container{Name: c.Name, Image: c.Image, Path: path + "/" + list.field + "/" + strconv.Itoa(i) + "/image"})
 		}
+	}
+	for i, v := range spec.Volumes {
+		if v.Image == nil {
+			continue
+		}
+		if len(cs) == MaxContainers {
+			return name, nil, fmt.Errorf("%w: %s %q has more than %d containers and image volumes", ErrBadReview, k.Kind, name, MaxContainers)
+		}
+		cs = append(cs, Container{Name: v.Name, Image: v.Image.Reference, Path: path + "/volumes/" + strconv.Itoa(i) + "/image/reference", Volume: true})
 	}
 	return name, cs, nil
 }

@@ -137,7 +137,8 @@ func newAdmissionServeCmd() *cobra.Command {
 		Long: `Serve the admission webhook over HTTPS until Ctrl-C (or SIGTERM): POST /mutate/enforce, /mutate/warn,
 /validate/enforce, /validate/warn (/mutate and /validate alone mean enforce), and GET /healthz.
 
-/mutate resolves every container image named by tag to the digest its registry holds for it now (a JSONPatch).
+/mutate resolves every container image and image volume named by tag to the digest its registry holds for it
+now (a JSONPatch).
 /validate requires every image to carry factory provenance that verifies and to pass the ssf.deploy policy, per
 container; an image named by tag alone is denied (/mutate pins tags first). In enforce mode a failure denies,
 naming the container, the image and the check; in warn mode the object is admitted with a warning per failure.
