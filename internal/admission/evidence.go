@@ -6,10 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -290,26 +288,7 @@ func (p *pingCache) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // policyURI is ref as ssf.deploy's input.artifact.uri: REGISTRY/REPO@sha256:<hex>, spelled one way however the
-// container wrote it (as ssf.publish's input.target is). A registry's host is what differs between spellings of
-// one place: DNS ignores case and a trailing dot, https's port is 443 whether written or not, and Docker Hub is
-// docker.io, index.docker.io and registry-1.docker.io at once; the bytes by digest are the same under each. A rule
-// against (or for) a registry must not be passed by writing its name otherwise.
+// container wrote it (oci.CanonicalRepository).
 func policyURI(ref name.Digest) string {
-	repo := ref.Context()
-	host := strings.ToLower(repo.RegistryStr()) // docker.io is index.docker.io here already
-	h, port, err := net.SplitHostPort(host)
-	if err != nil {
-		h, port = host, ""
-	}
-	h = strings.TrimSuffix(h, ".")
-	if port == "443" && repo.Scheme() == "https" {
-		port = ""
-	}
-	if h == "registry-1.docker.io" || h == "docker.io" {
-		h = name.DefaultRegistry
-	}
-	if port != "" {
-		h = net.JoinHostPort(h, port)
-	}
-	return h + "/" + repo.RepositoryStr() + "@" + ref.DigestStr()
+	return oci.CanonicalRepository(ref.Context()) + "@" + ref.DigestStr()
 }

@@ -3,8 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"net"
-	"strings"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -99,26 +97,9 @@ func (g *publishGate) admit(ctx context.Context, files []oci.File, tags []string
 }
 
 // policyTarget is ssf.publish's input.target: where the push goes, REGISTRY/REPO[:TAG], spelled one way whatever
-// way it was typed. The registry's host is what differs between spellings of one place: DNS ignores case and a
-// trailing dot, https's port is 443 whether written or not, and Docker Hub is docker.io, index.docker.io and
-// registry-1.docker.io at once. A rule against (or for) a registry must not be passed by writing it otherwise.
+// way it was typed (oci.CanonicalRepository).
 func policyTarget(repo name.Repository, tag string) string {
-	host := strings.ToLower(repo.RegistryStr()) // docker.io is index.docker.io here already
-	h, port, err := net.SplitHostPort(host)
-	if err != nil {
-		h, port = host, ""
-	}
-	h = strings.TrimSuffix(h, ".")
-	if port == "443" && repo.Scheme() == "https" {
-		port = ""
-	}
-	if h == "registry-1.docker.io" || h == "docker.io" {
-		h = name.DefaultRegistry
-	}
-	if port != "" {
-		h = net.JoinHostPort(h, port)
-	}
-	ref := h + "/" + repo.RepositoryStr()
+	ref := oci.CanonicalRepository(repo)
 	if tag != "" {
 		ref += ":" + tag
 	}

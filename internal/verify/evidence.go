@@ -19,6 +19,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/fulcio/certificate"
 	"github.com/sigstore/sigstore-go/pkg/root"
+	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 
 	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/oci"
@@ -68,6 +69,14 @@ type SkippedBundle struct {
 }
 
 func (s SkippedBundle) Error() string { return s.Source + ": " + s.Reason.Error() }
+
+// SignedByAnotherIdentity says whether a bundle was refused because its certificate names another identity (or
+// issuer) than the one required: the reason a build's task attestations, signed by spiffe://TD/pipeline/NAME/task/T,
+// are skipped when the run's identity spiffe://TD/pipeline/NAME is required exactly.
+func SignedByAnotherIdentity(err error) bool {
+	var e *sgverify.ErrNoMatchingCertificateIdentity
+	return errors.As(err, &e)
+}
 
 // EvidenceBundle is one bundle given to Collect: its bytes and where they came from (for messages and VSAs).
 type EvidenceBundle struct {
@@ -289,7 +298,9 @@ func ReferenceEvidence(ctx context.Context, ref string, opts Options, reg ...oci
 	for _, b := range att.Bundles {
 		bundles = append(bundles, EvidenceBundle{Source: repo + "@" + string(digest.FromBytes(b)), Data: b})
 	}
-	ev, err := Collect(ctx, repo+"@"+string(subject), subject, bundles, opts)
+	// The URI policies read (input.artifact.uri) and a summary names: spelled one way, so that a rule about a
+	// registry is not passed by writing its host otherwise.
+	ev, err := Collect(ctx, oci.CanonicalRepository(att.Subject.Context())+"@"+string(subject), subject, bundles, opts)
 	if err != nil {
 		return nil, err
 	}
