@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -90,9 +91,21 @@ func TestVerifyVSA(t *testing.T) {
 	if !strings.Contains(r.stderr, "evidence from "+att) || !strings.Contains(r.stderr, "PASSED") {
 		t.Errorf("verify --vsa did not say where the evidence came from, or the result:\n%s", r.stderr)
 	}
+	if strings.Contains(r.stderr, "another identity") {
+		t.Errorf("verify --vsa with the run's and tasks' identities noted a skipped bundle:\n%s", r.stderr)
+	}
+	// With the run's identity exactly (what the build's summary line prints), the task attestation is skipped as
+	// signed by another identity: ssf says so without -v, with the regexp that takes it in.
+	exact := []string{"--certificate-identity", identityTD + "/pipeline/test", "--certificate-oidc-issuer", identityIssuer}
+	r2 := ssf(t, p.tmp, append([]string{"verify", app, "--policy", pol}, exact...)...)
+	wantNote := "1 bundle was skipped as signed by another identity than --certificate-identity " + identityTD + "/pipeline/test (-v lists them)"
+	if r2.code != 0 || strings.Contains(r2.stdout, "SSF_TASKS_LEVEL_1") || !strings.Contains(r2.stderr, wantNote) ||
+		!strings.Contains(r2.stderr, "--certificate-identity-regexp '^"+regexp.QuoteMeta(identityTD+"/pipeline/test")+"(/task/[^/]+)?$' takes them in too") {
+		t.Errorf("verify --policy --certificate-identity (the run's): exit %d, want the note %q and its regexp\n%s%s", r2.code, wantNote, r2.stdout, r2.stderr)
+	}
 	// The factory's own trusted root, exported, is its own trust: the same levels. Any other root (here the same
 	// one, re-indented: it is compared as ssf trust export wrote it) shows SLSA_BUILD_LEVEL_1 only.
-	r2 := ssf(t, p.tmp, append([]string{"verify", app, "--policy", pol, "--trusted-root", tr}, id...)...)
+	r2 = ssf(t, p.tmp, append([]string{"verify", app, "--policy", pol, "--trusted-root", tr}, id...)...)
 	if r2.code != 0 || !strings.Contains(r2.stdout, "SLSA_BUILD_LEVEL_3") {
 		t.Errorf("verify --trusted-root (the factory's own): exit %d\n%s%s", r2.code, r2.stdout, r2.stderr)
 	}

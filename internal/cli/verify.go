@@ -127,6 +127,7 @@ checked (docs/cli-json.md).`,
 			}
 			if withPolicy {
 				pf.trustedRoot = idf.trustedRoot
+				pf.identity = idf.id.SAN
 				return verifyWithPolicy(cmd, a[0], remote, bundles, opts, &pf, reg, verbose, *output) // verify_policy.go
 			}
 			if remote {

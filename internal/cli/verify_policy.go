@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -27,6 +28,7 @@ type policyFlags struct {
 	dir, vsaOut, signer, attestations string
 	usePolicy                         bool   // --policy was given (even as "": the policy in effect)
 	trustedRoot                       string // --trusted-root, when given: trust that is not this factory's own
+	identity                          string // --certificate-identity, when given (for otherIdentityNote)
 }
 
 func (f *policyFlags) add(cmd *cobra.Command) {
@@ -112,6 +114,8 @@ func verifyWithPolicy(cmd *cobra.Command, artifact string, remote bool, bundles 
 		for _, s := range ev.Skipped {
 			fmt.Fprintf(cmd.ErrOrStderr(), "ssf: note: skipped: %s\n", printable(s.Error()))
 		}
+	} else if note := otherIdentityNote(ev.Skipped, pf.identity); note != "" {
+		fmt.Fprintln(cmd.ErrOrStderr(), note)
 	}
 
 	var problems []string // why the verification FAILED, each a line for people
@@ -346,4 +350,32 @@ func policyVerdictJSON(ev *verify.Evidence, pol *factory.Policy, levels []string
 		j.Skipped = append(j.Skipped, printable(s.Error()))
 	}
 	return j
+}
+
+// otherIdentityNote says, without -v, that bundles were skipped as signed by another identity than the one given
+// ("" when none was). With --certificate-identity spiffe://TD/pipeline/NAME, as the build's summary line suggests,
+// the build's task attestations are left out of input.statements and of the summary's levels (no
+// SSF_TASKS_LEVEL_1); without this note nothing said so, and a newcomer expected them in.
+func otherIdentityNote(skipped []verify.SkippedBundle, san string) string {
+	n := 0
+	for _, s := range skipped {
+		if verify.SignedByAnotherIdentity(s.Reason) {
+			n++
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	what := "1 bundle was"
+	if n > 1 {
+		what = fmt.Sprintf("%d bundles were", n)
+	}
+	if san == "" { // a regexp was given
+		return fmt.Sprintf("ssf: note: %s skipped as signed by another identity than the one given (-v lists them)", what)
+	}
+	msg := fmt.Sprintf("ssf: note: %s skipped as signed by another identity than --certificate-identity %s (-v lists them)", what, printable(san))
+	if strings.Contains(san, "/pipeline/") && !strings.Contains(san, "/task/") {
+		msg += fmt.Sprintf("; a build's task attestations are signed by its tasks' identities (%s/task/TASK): --certificate-identity-regexp '^%s(/task/[^/]+)?$' takes them in too", printable(san), printable(regexp.QuoteMeta(san)))
+	}
+	return msg
 }
