@@ -199,6 +199,10 @@ func TestVerifyPolicyKey(t *testing.T) {
 			t.Fatalf("verify %s --vsa: exit %d, want the verdict naming %s\n%s%s", host+"/team/app:v1", r.code, ref, r.stdout, r.stderr)
 		}
 		manifest := digest.Digest(ref[strings.LastIndex(ref, "@")+1:])
+		// The verdict names the reference once (its digest is in it) and the tag it was resolved from.
+		if !strings.HasPrefix(r.stdout, "verified: "+ref+" (tag "+host+"/team/app:v1) built by ") || strings.Count(r.stdout, manifest.Encoded()) != 1 {
+			t.Errorf("verify %s --policy: want the verdict to name %s once, with its tag\n%s", host+"/team/app:v1", ref, r.stdout)
+		}
 		summary, err := os.ReadFile(refVSA)
 		if err != nil {
 			t.Fatal(err)

@@ -162,9 +162,22 @@ func verifyWithPolicy(cmd *cobra.Command, artifact string, remote bool, bundles 
 		return writeJSON(cmd.OutOrStdout(), policyVerdictJSON(ev, pol, levels, pf.vsaOut))
 	}
 	p := ev.Provenance.Provenance
-	fmt.Fprintf(cmd.OutOrStdout(), "verified: %s %s built by %s (pipeline %s, invocation %s)%s; policy ssf.verify allowed it (%s, %s); %d statements, levels %s\n",
-		ev.URI, ev.Digest, p.BuilderID, p.PipelineName, p.InvocationID, signedBy(ev.Provenance), pol.Source, pol.Set.Digest(),
-		len(ev.Statements), strings.Join(levels, " "))
+	// A file is named with its digest; a reference is REGISTRY/REPO@sha256:<digest> already (its digest was printed
+	// twice), with the tag it was resolved from, as plain ssf verify REF says.
+	what := ev.URI + " " + string(ev.Digest)
+	if remote {
+		what = ev.URI
+		if artifact != ev.URI {
+			what += " (tag " + printable(artifact) + ")"
+		}
+	}
+	statements := fmt.Sprintf("%d statements", len(ev.Statements))
+	if len(ev.Statements) == 1 {
+		statements = "1 statement"
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "verified: %s built by %s (pipeline %s, invocation %s)%s; policy ssf.verify allowed it (%s, %s); %s, levels %s\n",
+		what, p.BuilderID, p.PipelineName, p.InvocationID, signedBy(ev.Provenance), pol.Source, pol.Set.Digest(),
+		statements, strings.Join(levels, " "))
 	return nil
 }
 
