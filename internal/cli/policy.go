@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -73,7 +74,8 @@ func newPolicyTestCmd() *cobra.Command {
 		Short: "Run the Rego unit tests of the policy set in DIR (default $SSF_HOME/policy)",
 		Long: `Compile the policy set in DIR (default $SSF_HOME/policy) as the gates do, its *_test.rego files
 included, and run its unit tests (rules named test_*). Each test is printed as PASS or FAIL with its package,
-name and file:line. Exit status: 0 all passed, 1 a test failed or none was found, 2 the set does not compile.`,
+name and file:line. Exit status: 0 all passed, 1 a test failed or none was found, 2 the set does not compile or
+DIR is not a directory.`,
 		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if timeout <= 0 {
@@ -82,6 +84,11 @@ name and file:line. Exit status: 0 all passed, 1 a test failed or none was found
 			dir, err := policyDir(a)
 			if err != nil {
 				return err
+			}
+			// A DIR that is missing or not a directory is bad input (exit 2), as for --policy elsewhere; it was
+			// exit 1, the status of a failed test.
+			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+				return usagef("policy set %q is not a directory: give the directory of the set's .rego files (`ssf policy init DIR` writes the default set)", dir)
 			}
 			results, err := policy.Test(cmd.Context(), dir, timeout)
 			var le *policy.LoadError
