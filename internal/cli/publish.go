@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/opencontainers/go-digest"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/spf13/cobra"
@@ -192,9 +195,25 @@ func publishTo(ctx context.Context, dir, target string, trusted root.TrustedMate
 		return nil, &usageError{err}
 	}
 	if err != nil {
-		return nil, deadlineError(ctx, err)
+		return nil, loginHint(target, deadlineError(ctx, err))
 	}
 	return pub, nil
+}
+
+// loginHint adds to a push the registry refused for want of a login (401) how to give ssf one: a newcomer who
+// starts ssf registry serve and publishes got only "UNAUTHORIZED: authentication required to push", and nothing
+// said where ssf reads credentials or how the embedded registry makes a user.
+func loginHint(target string, err error) error {
+	var te *transport.Error
+	if !errors.As(err, &te) || te.StatusCode != http.StatusUnauthorized {
+		return err
+	}
+	host, _, _ := strings.Cut(target, "/")
+	return &hintError{err: err, hint: fmt.Sprintf("the registry wants a login: ssf reads credentials from the Docker config "+
+		"($DOCKER_CONFIG/config.json, else ~/.docker/config.json, and its credential helpers), as crane and cosign do: "+
+		"`docker login %[1]s`, `crane auth login %[1]s -u USER --password-stdin` or `oras login %[1]s`; for ssf registry "+
+		"serve, make the user on its host with `ssf registry user add USER` (basic auth is accepted over TLS or from "+
+		"loopback), or serve with --insecure-local on a loopback address to push without one", printable(host))}
 }
 
 // printPublished prints what a publish pushed where, for people, the artifact reference last.
