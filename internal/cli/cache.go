@@ -77,7 +77,11 @@ func newCacheListCmd() *cobra.Command {
 			}
 			defer func() {
 				if len(recs) > 0 {
-					fmt.Fprintf(cmd.OutOrStdout(), "%d caches, %s in all (ssf cache rm --unused-for 720h removes those unused for 30 days)\n", len(recs), humanBytes(total))
+					n := fmt.Sprintf("%d caches", len(recs))
+					if len(recs) == 1 {
+						n = "1 cache" // not "1 caches"
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s, %s in all (ssf cache rm --unused-for 720h removes those unused for 30 days)\n", n, humanBytes(total))
 				}
 			}()
 			for _, r := range recs {
