@@ -75,7 +75,10 @@ join over HTTPS.`,
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), tok)
-			fmt.Fprintf(cmd.ErrOrStderr(), "one-time join token, valid until %s: on the new node run\n"+
+			// FILE is said to hold the token printed above: a newcomer saw a token and a --token-file FILE and
+			// nothing linking the two.
+			fmt.Fprintf(cmd.ErrOrStderr(), "one-time join token (above, on stdout), valid until %s: save it in a file "+
+				"(ssf node token > FILE), then on the new node run\n"+
 				"  SSF_HOME=NEW_HOME ssf node join --ca-home %s --token-file FILE\n"+
 				"or, with ssf node serve running here:\n"+
 				"  SSF_HOME=NEW_HOME ssf node join --ca https://HOST:PORT --ca-cert-hash %s --token-file FILE\n",
