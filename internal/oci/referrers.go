@@ -27,6 +27,15 @@ const (
 	maxReferrerManifest = 64 << 10 // a bundle referrer's manifest is well under 1 KiB plus annotations
 	maxReferrersList    = 8 << 20  // all pages of a referrers list together
 	maxReferrerPages    = 16       // pages of a referrers list followed through Link headers
+
+	// MaxOtherReferrers bounds the other bundle referrers (SBOMs, task attestations, VSAs) FetchEvidence reads
+	// after the provenance candidates: a build's artifact carries two SBOMs per output and one attestation per
+	// task.
+	MaxOtherReferrers = 256
+	// MaxFetchedBytes bounds the manifests and bundles one FetchEvidence (or FetchBundles) reads together: each
+	// bundle may be 16 MiB and 64+256 of them would be 5 GiB; the admission controller fetches several images at
+	// once.
+	MaxFetchedBytes = 64 << 20
 )
 
 // Attached is what a registry holds for one manifest: the bundles referring to it and why others were skipped.
@@ -34,6 +43,9 @@ type Attached struct {
 	Subject name.Digest // REGISTRY/REPO@sha256:<hex>
 	Bundles [][]byte    // every Sigstore bundle v0.3 attached as a referrer
 	Skipped []error     // referrers of the bundle artifactType that were not usable, and why
+	// Others are the bundles of referrers annotated with another predicate type than SLSA provenance (SBOMs, task
+	// attestations, VSAs), read after every provenance candidate; only FetchEvidence reads them.
+	Others [][]byte
 }
 
 // ErrBadReference is returned by FetchBundles for a reference that is not REGISTRY/REPO@sha256:<hex>.
@@ -47,9 +59,23 @@ var ErrNoBundles = errors.New("no provenance bundles refer to this manifest")
 // the bundle carried by each one listed with artifactType application/vnd.dev.sigstore.bundle.v0.3+json whose
 // manifest has that artifactType, ref as its subject and one bundle layer. Referrers of other types are ignored;
 // oversized or malformed ones, or ones whose bytes do not match their digests, are skipped and listed in
-// Attached.Skipped. Every read is bounded. Nothing is verified here but shape and digests: every bundle must
+// Attached.Skipped. Every read is bounded, and all of them together by MaxFetchedBytes. Nothing is verified here but shape and digests: every bundle must
 // still be verified against ref's digest.
 func FetchBundles(ctx context.Context, ref string, opts ...RegistryOption) (*Attached, error) {
+	return fetch(ctx, ref, false, opts)
+}
+
+// FetchEvidence is FetchBundles that also reads the other bundle referrers of ref: those annotated
+// dev.sigstore.bundle.predicateType with another predicate type than SLSA provenance (the SBOMs and task
+// attestations ssf publish attaches, VSAs), into Attached.Others. They are read after every provenance candidate
+// and under their own count bound (MaxOtherReferrers), so no number of them can crowd the provenance out; past
+// MaxFetchedBytes read in all, the rest are skipped with the reason. Like FetchBundles it checks only shape and
+// digests: every bundle must still be verified. ErrNoBundles still means no provenance candidate was usable.
+func FetchEvidence(ctx context.Context, ref string, opts ...RegistryOption) (*Attached, error) {
+	return fetch(ctx, ref, true, opts)
+}
+
+func fetch(ctx context.Context, ref string, others bool, opts []RegistryOption) (*Attached, error) {
 	d, err := name.NewDigest(ref, name.StrictValidation)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: want REGISTRY/REPO@sha256:<hex>: %w", ErrBadReference, ref, err)
@@ -63,23 +89,58 @@ func FetchBundles(ctx context.Context, ref string, opts ...RegistryOption) (*Att
 	if err != nil {
 		return nil, fmt.Errorf("listing referrers of %s: %w", d, err)
 	}
+	var candidates, rest []Descriptor
 	for _, desc := range descs {
-		if len(att.Bundles)+len(att.Skipped) >= maxReferrers {
+		if desc.Annotations == nil {
+			candidates = append(candidates, desc)
+		} else {
+			desc.Annotations = nil
+			rest = append(rest, desc)
+		}
+	}
+	budget := int64(MaxFetchedBytes)
+	for i, desc := range candidates {
+		if i == maxReferrers {
 			att.Skipped = append(att.Skipped, fmt.Errorf("more than %d candidate referrers; the rest were not read", maxReferrers))
 			break
 		}
-		b, err := c.bundle(ctx, digest.Digest(d.DigestStr()), desc)
+		b, err := c.bundle(ctx, digest.Digest(d.DigestStr()), desc, &budget)
+		if errors.Is(err, errBudget) {
+			att.Skipped = append(att.Skipped, fmt.Errorf("referrer %s and the rest: %w", desc.Digest, err))
+			break
+		}
 		if err != nil {
 			att.Skipped = append(att.Skipped, fmt.Errorf("referrer %s: %w", desc.Digest, err))
 			continue
 		}
 		att.Bundles = append(att.Bundles, b)
 	}
+	if others {
+		for i, desc := range rest {
+			if i == MaxOtherReferrers {
+				att.Skipped = append(att.Skipped, fmt.Errorf("more than %d other bundle referrers (SBOMs, attestations); the rest were not read", MaxOtherReferrers))
+				break
+			}
+			b, err := c.bundle(ctx, digest.Digest(d.DigestStr()), desc, &budget)
+			if errors.Is(err, errBudget) {
+				att.Skipped = append(att.Skipped, fmt.Errorf("referrer %s and the rest: %w", desc.Digest, err))
+				break
+			}
+			if err != nil {
+				att.Skipped = append(att.Skipped, fmt.Errorf("referrer %s: %w", desc.Digest, err))
+				continue
+			}
+			att.Others = append(att.Others, b)
+		}
+	}
 	if len(att.Bundles) == 0 {
 		return att, fmt.Errorf("%s: %w", d, errors.Join(append([]error{ErrNoBundles}, att.Skipped...)...))
 	}
 	return att, nil
 }
+
+// errBudget is a referrer not read because MaxFetchedBytes have been read for the manifest already.
+var errBudget = fmt.Errorf("not read: the bundles of one manifest may hold at most %d bytes together", MaxFetchedBytes)
 
 // rawClient makes the few reads FetchBundles needs itself, so that each can be bounded and checked.
 type rawClient struct {
@@ -197,8 +258,10 @@ func (c *rawClient) getList(ctx context.Context, u string, budget *int64, att *A
 	return resp, descs, nil
 }
 
-// decodeReferrers reads an image index's manifests one at a time, keeping those of the bundle artifactType that
-// are not marked as another predicate than SLSA provenance, without their annotations. On error it returns what it read before.
+// decodeReferrers reads an image index's manifests one at a time, keeping those of the bundle artifactType: a
+// provenance candidate (not marked as another predicate than SLSA provenance) without annotations, any other
+// with only its dev.sigstore.bundle.predicateType (so fetch can tell them apart). On error it returns what it
+// read before.
 func decodeReferrers(r io.Reader) ([]Descriptor, error) {
 	dec := json.NewDecoder(r)
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
@@ -225,12 +288,17 @@ func decodeReferrers(r io.Reader) ([]Descriptor, error) {
 			if err := dec.Decode(&d); err != nil {
 				return out, err
 			}
-			// A bundle marked as another statement than provenance (an SBOM) is not a candidate: many of them must
-			// not crowd the provenance out of the referrers read.
-			if pt, ok := d.Annotations[predicateTypeAnnotation]; d.ArtifactType == content.BundleMediaType && (!ok || pt == provenance.PredicateType) {
-				d.Annotations = nil
-				out = append(out, d)
+			if d.ArtifactType != content.BundleMediaType {
+				continue
 			}
+			// A bundle marked as another statement than provenance (an SBOM) is not a candidate: many of them must
+			// not crowd the provenance out of the referrers read (fetch reads them last, if at all).
+			if pt, ok := d.Annotations[predicateTypeAnnotation]; !ok || pt == provenance.PredicateType {
+				d.Annotations = nil
+			} else {
+				d.Annotations = map[string]string{predicateTypeAnnotation: "other"}
+			}
+			out = append(out, d)
 		}
 		if _, err := dec.Token(); err != nil {
 			return out, err
@@ -264,11 +332,17 @@ func nextPage(resp *http.Response, cur string) string {
 
 // bundle fetches the referrer desc of subject and the bundle it carries, each bounded and checked against its
 // digest.
-func (c *rawClient) bundle(ctx context.Context, subject digest.Digest, desc Descriptor) ([]byte, error) {
+// budget is what may still be read for the manifest: it shrinks by every byte read, and a referrer whose
+// manifest or bundle would not fit is not read (errBudget).
+func (c *rawClient) bundle(ctx context.Context, subject digest.Digest, desc Descriptor, budget *int64) ([]byte, error) {
 	if desc.MediaType != ocispec.MediaTypeImageManifest || desc.Size <= 0 || desc.Size > maxReferrerManifest {
 		return nil, fmt.Errorf("a %s of %d bytes is not a bundle manifest (at most %d bytes)", desc.MediaType, desc.Size, maxReferrerManifest)
 	}
-	raw, err := c.blob(ctx, "manifests", desc.Digest, ocispec.MediaTypeImageManifest, maxReferrerManifest)
+	if desc.Size > *budget {
+		return nil, errBudget
+	}
+	raw, err := c.blob(ctx, "manifests", desc.Digest, ocispec.MediaTypeImageManifest, min(maxReferrerManifest, *budget))
+	*budget -= int64(len(raw))
 	if err != nil {
 		return nil, err
 	}
@@ -285,9 +359,17 @@ func (c *rawClient) bundle(ctx context.Context, subject digest.Digest, desc Desc
 		return nil, fmt.Errorf("want one layer of %s", content.BundleMediaType)
 	case m.Layers[0].Size > maxBundleSize:
 		return nil, fmt.Errorf("bundle of %d bytes is larger than %d", m.Layers[0].Size, maxBundleSize)
+	case m.Layers[0].Size > *budget:
+		return nil, errBudget
 	}
-	b, err := c.blob(ctx, "blobs", m.Layers[0].Digest, "*/*", maxBundleSize)
+	// The layer's size is the registry's word: the read is bounded by what is left, whatever it says.
+	limit := min(maxBundleSize, *budget)
+	b, err := c.blob(ctx, "blobs", m.Layers[0].Digest, "*/*", limit)
+	*budget -= int64(len(b))
 	if errors.Is(err, errTooLarge) {
+		if limit < maxBundleSize {
+			return nil, errBudget
+		}
 		return nil, fmt.Errorf("bundle is larger than %d bytes (its manifest says %d)", maxBundleSize, m.Layers[0].Size)
 	}
 	return b, err

@@ -109,6 +109,9 @@ type Statement struct {
 	PredicateType string          `json:"predicateType"`
 	Predicate     json.RawMessage `json:"predicate"`
 	Signer        Signer          `json:"signer"`
+	// LinkedBy is "provenance" for a statement that is not about the artifact itself but in its evidence because
+	// the verified provenance naming the artifact names it (a task attestation about the build's files); "" else.
+	LinkedBy string `json:"linkedBy,omitempty"`
 }
 
 // Subject is an in-toto subject.

@@ -35,7 +35,8 @@ type Evidence struct {
 
 	// Statements are the verified statements, in the order their bundles were given: provenance, task
 	// attestations, SBOMs (SPDX, CycloneDX), VSAs and any other in-toto statement v1 whose bundle verified with
-	// the trusted material and names the artifact among its subjects.
+	// the trusted material and names the artifact among its subjects; then those the verified provenance links
+	// (LinkedBy "provenance": see link), such as a published build's task attestations.
 	Statements []VerifiedStatement
 
 	// Skipped are the bundles that were not used, and why: not about this artifact, not verifying, not an
@@ -91,7 +92,8 @@ const MaxEvidenceBundles = 4096
 // Collect verifies each bundle for the artifact whose sha256 is artifact (uri names it in the evidence) and returns
 // every statement that verified, and the verdict on the factory provenance under opts (see Evidence). Bundles whose
 // statement does not name the artifact are skipped before their signature is checked (their subjects are read
-// unverified only to skip them: skipping admits nothing). It fails only when the request itself is malformed
+// unverified only to skip them: skipping admits nothing), unless the verified provenance links them (see link):
+// those are verified as well and added after the others. It fails only when the request itself is malformed
 // (opts, the digest, too many bundles) or ctx ends; a bundle that does not verify is skipped, never an error.
 func Collect(ctx context.Context, uri string, artifact digest.Digest, bundles []EvidenceBundle, opts Options) (*Evidence, error) {
 	if _, err := content.Parse(string(artifact)); err != nil {
@@ -109,6 +111,7 @@ func Collect(ctx context.Context, uri string, artifact digest.Digest, bundles []
 		return nil, err
 	}
 	var provErrs, unverified []error
+	var others []elsewhere
 	seen := map[digest.Digest]string{}
 	claims := map[string]string{} // a verified statement's payload digest and signer: the first bundle that held it
 	for _, b := range bundles {
@@ -126,7 +129,8 @@ func Collect(ctx context.Context, uri string, artifact digest.Digest, bundles []
 		}
 		seen[sum] = b.Source
 		if names, about := mentions(b.Data, artifact); !about {
-			skip(fmt.Errorf("%w (it names %s)", ErrNotASubject, strings.Join(names, ", ")))
+			// Perhaps linked through the provenance, once that is verified (linked, below).
+			others = append(others, elsewhere{b, sum, fmt.Errorf("%w (it names %s)", ErrNotASubject, strings.Join(names, ", "))})
 			continue
 		}
 		payload, checks, signerText, err := signedPayload(artifact, b.Data, opts.Trusted)
@@ -168,6 +172,14 @@ func Collect(ctx context.Context, uri string, artifact digest.Digest, bundles []
 			ev.Provenance, ev.ProvenanceBundle = res, sum
 		}
 	}
+	for _, o := range others {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := ev.link(o, opts, signer, claims); err != nil {
+			ev.Skipped = append(ev.Skipped, SkippedBundle{Source: o.Source, Bundle: o.sum, Reason: err})
+		}
+	}
 	if ev.Provenance == nil {
 		switch {
 		case len(provErrs) == 0 && len(unverified) > 0:
@@ -183,6 +195,133 @@ func Collect(ctx context.Context, uri string, artifact digest.Digest, bundles []
 		}
 	}
 	return ev, nil
+}
+
+// elsewhere is a bundle whose statement does not name the artifact, and the reason it is skipped unless the
+// verified provenance links it.
+type elsewhere struct {
+	EvidenceBundle
+	sum    digest.Digest
+	reason error
+}
+
+// LinkedByProvenance is VerifiedStatement.LinkedBy (and input.statements[_].linkedBy) of a statement that is in
+// an artifact's evidence through the verified provenance rather than by naming the artifact.
+const LinkedByProvenance = "provenance"
+
+// link adds to the evidence the statement of a bundle about other files than the artifact when the VERIFIED
+// provenance of the artifact (Evidence.Provenance) names it, and returns why not otherwise. A published files
+// artifact's task attestations are about the build's files and task logs, not its manifest: the provenance that
+// names the manifest also lists each task's bundle, by digest, among its byproducts. The rule, conservative:
+//
+//   - the artifact is the build's files artifact: the provenance's subject oci://artifact, the manifest holding
+//     every output (never a file or an image, about which another output's statement says nothing);
+//   - the bundle's sha256 is one the provenance lists among its byproducts (these very bytes were recorded by
+//     the build), or every sha256 subject of its statement (at least one) is a subject or byproduct of the
+//     provenance (a statement about nothing but that build's outputs, logs and bundles);
+//   - the bundle verifies with the trusted material exactly as one naming the artifact would (signature, log,
+//     identity), against one of those subjects;
+//   - it is not itself a SLSA provenance (another build's provenance of the same files decides nothing here).
+//
+// Without a verified provenance nothing is linked. A bundle about any file the provenance does not name, or not
+// signed by the trusted material, stays out.
+func (ev *Evidence) link(o elsewhere, opts Options, keySigner policy.Signer, claims map[string]string) error {
+	if ev.Provenance == nil || ev.Provenance.Provenance == nil {
+		return o.reason
+	}
+	prov := ev.Provenance.Provenance
+	if !slices.ContainsFunc(prov.Subjects, func(s provenance.Subject) bool { return s.Name == oci.ArtifactSubject && s.Digest == ev.Digest }) {
+		// A file, or an image: a statement about another of the build's outputs is not about it.
+		return o.reason
+	}
+	named := map[string]bool{}
+	for _, s := range prov.Subjects {
+		named[s.Digest.Encoded()] = true
+	}
+	byproduct := false
+	for _, b := range prov.Byproducts {
+		if h := strings.ToLower(b.Digest["sha256"]); h != "" {
+			named[h] = true
+			byproduct = byproduct || h == o.sum.Encoded()
+		}
+	}
+	subjects := subjectDigests(o.Data)
+	if len(subjects) == 0 {
+		return o.reason
+	}
+	all := true
+	for _, h := range subjects {
+		all = all && named[h]
+	}
+	if !byproduct && !all {
+		return fmt.Errorf("%w, and the verified provenance does not name it (neither the bundle among its byproducts nor every subject)", o.reason)
+	}
+	about, err := content.FromHex(subjects[0])
+	if err != nil {
+		return fail("reading the statement's subject: %w", err)
+	}
+	payload, _, _, err := signedPayload(about, o.Data, opts.Trusted)
+	if err != nil {
+		return fmt.Errorf("linked by the provenance, but: %w", err)
+	}
+	st, err := readStatement(payload, about)
+	if err != nil {
+		return err
+	}
+	if st.PredicateType == provenance.PredicateType {
+		return fmt.Errorf("%w: a SLSA provenance of other files is not linked", o.reason)
+	}
+	if !byproduct {
+		// The subjects checked above were read unverified: the signed statement's own must pass the same rule.
+		for _, sub := range st.Subject {
+			if !named[strings.ToLower(sub.Digest["sha256"])] {
+				return fmt.Errorf("%w, and the verified provenance does not name its subject %.200q", o.reason, sub.Name)
+			}
+		}
+	}
+	st.Signer, st.LinkedBy = keySigner, LinkedByProvenance
+	if keySigner == (policy.Signer{}) {
+		if st.Signer, err = certificateSigner(o.Data); err != nil {
+			return err
+		}
+	}
+	claim := string(digest.FromBytes(payload)) + " " + st.Signer.Key + " " + st.Signer.Identity + " " + st.Signer.Issuer
+	if first, dup := claims[claim]; dup {
+		return fmt.Errorf("the same statement, signed by the same signer, as %s", first)
+	}
+	claims[claim] = o.Source
+	ev.Statements = append(ev.Statements, VerifiedStatement{Statement: st, Bundle: o.sum, Source: o.Source})
+	return nil
+}
+
+// subjectDigests reads, without verifying anything, the lower-case sha256 hex of every subject of the bundle's
+// DSSE payload; nil when it cannot be read so or a subject has no sha256 (then it is linked to nothing).
+func subjectDigests(bundleJSON []byte) []string {
+	var b struct {
+		DSSE *struct {
+			Payload []byte `json:"payload"`
+		} `json:"dsseEnvelope"`
+	}
+	if json.Unmarshal(bundleJSON, &b) != nil || b.DSSE == nil {
+		return nil
+	}
+	var st struct {
+		Subject []struct {
+			Digest map[string]string `json:"digest"`
+		} `json:"subject"`
+	}
+	if json.Unmarshal(b.DSSE.Payload, &st) != nil {
+		return nil
+	}
+	var out []string
+	for _, s := range st.Subject {
+		h := strings.ToLower(s.Digest["sha256"])
+		if _, err := content.FromHex(h); err != nil {
+			return nil
+		}
+		out = append(out, h)
+	}
+	return out
 }
 
 // FileEvidence hashes the regular file at path (as File does) and collects the evidence of the bundle files
@@ -261,8 +400,9 @@ func AttestationBundles(dir string) ([]string, error) {
 
 // ReferenceEvidence collects the evidence of a registry manifest: ref is REGISTRY/REPO@sha256:<hex> (or a tag,
 // resolved first to the digest the registry holds; Evidence.URI is then the digest reference), and its bundles are
-// its referrers (or the sha256-<hex> fallback tag), fetched as Reference fetches them: one listing and one read per
-// bundle, every read bounded. This is the admission controller's entry point: with opts.Trusted the factory's
+// its referrers (or the sha256-<hex> fallback tag), fetched with oci.FetchEvidence: one listing and one read per
+// bundle, every read bounded, the provenance candidates first and then the other bundles (SBOMs, task
+// attestations), which the verified provenance may link (see Collect). This is the admission controller's entry point: with opts.Trusted the factory's
 // material it returns the statements ssf.deploy reads and the provenance verdict (Evidence.Provenance, nil with
 // Evidence.ProvenanceErr when no provenance verified). A manifest the registry does not have fails wrapping
 // ErrVerification and oci.ErrNotFound; a malformed reference wraps ErrBadReference; a manifest with no bundles is
@@ -282,7 +422,8 @@ func ReferenceEvidence(ctx context.Context, ref string, opts Options, reg ...oci
 	if err != nil {
 		return nil, err
 	}
-	att, err := oci.FetchBundles(ctx, resolved.String(), reg...)
+	// FetchEvidence: the SBOMs and task attestations too, read after the provenance candidates.
+	att, err := oci.FetchEvidence(ctx, resolved.String(), reg...)
 	if errors.Is(err, oci.ErrBadReference) {
 		return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
 	}
@@ -294,8 +435,8 @@ func ReferenceEvidence(ctx context.Context, ref string, opts Options, reg ...oci
 		return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
 	}
 	repo := att.Subject.Context().Name()
-	bundles := make([]EvidenceBundle, 0, len(att.Bundles))
-	for _, b := range att.Bundles {
+	bundles := make([]EvidenceBundle, 0, len(att.Bundles)+len(att.Others))
+	for _, b := range append(slices.Clip(att.Bundles), att.Others...) {
 		bundles = append(bundles, EvidenceBundle{Source: repo + "@" + string(digest.FromBytes(b)), Data: b})
 	}
 	// The URI policies read (input.artifact.uri) and a summary names: spelled one way, so that a rule about a
