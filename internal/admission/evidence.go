@@ -156,7 +156,9 @@ func gather(ctx context.Context, trust *Trust, ref name.Digest, reg []oci.Regist
 	ref = ref.Context().Digest(string(d))
 	ev := &Evidence{Ref: ref.String(), URI: policyURI(ref), Digest: d}
 	counter := &countingTransport{next: base}
-	att, err := oci.FetchBundles(ctx, ref.String(), append(slices.Clip(reg), oci.WithTransport(counter))...)
+	// FetchEvidence: the SBOMs (and any other bundle referrers) too, read after the provenance candidates, so
+	// that ssf.deploy sees them; still one fetch per uncached image.
+	att, err := oci.FetchEvidence(ctx, ref.String(), append(slices.Clip(reg), oci.WithTransport(counter))...)
 	ev.Requests = int(counter.n.Load())
 	if err != nil && !errors.Is(err, oci.ErrNoBundles) {
 		ev.Err = fmt.Errorf("fetching the bundles of %s: %w", ref, err)
@@ -164,7 +166,7 @@ func gather(ctx context.Context, trust *Trust, ref name.Digest, reg []oci.Regist
 	}
 	var keyed, certified []verify.EvidenceBundle
 	repo := ref.Context().Name()
-	for _, b := range att.Bundles {
+	for _, b := range append(slices.Clip(att.Bundles), att.Others...) {
 		eb := verify.EvidenceBundle{Source: repo + "@" + string(digest.FromBytes(b)), Data: b}
 		if verify.HasCertificate(b) {
 			certified = append(certified, eb)
