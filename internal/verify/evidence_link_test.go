@@ -1,0 +1,97 @@
+package verify_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/ssf-dev/ssf/internal/oci"
+	"github.com/ssf-dev/ssf/internal/provenance"
+	"github.com/ssf-dev/ssf/internal/verify"
+)
+
+// TestCollectLinksThroughTheProvenance: the evidence of a published files artifact (the provenance's
+// oci://artifact subject) holds the statements about the build's files and logs that the VERIFIED provenance
+// names, marked LinkedBy "provenance": a task attestation whose bundle the provenance lists among its byproducts,
+// an SBOM every subject of which the provenance names. A statement about a file the provenance does not name, one
+// signed by another key, another provenance, and anything at all when no provenance verified, stay out; so does
+// linking for a file or an image (another output's statement is not about it).
+func TestCollectLinksThroughTheProvenance(t *testing.T) {
+	key, other := newKey(t), newKey(t)
+	file, log, stranger := []byte("a\n"), []byte("task log\n"), []byte("another build's file")
+	fileD, logD, strangerD := digest.FromBytes(file), digest.FromBytes(log), digest.FromBytes(stranger)
+	manifest := digest.FromBytes([]byte(`{"the":"files artifact manifest"}`))
+	image := digest.FromBytes([]byte(`{"an":"image manifest"}`))
+
+	taskSt := []byte(fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"a","digest":{"sha256":%q}},{"name":"internal/x","digest":{"sha256":%q}},{"name":"attestations/logs/t.log","digest":{"sha256":%q}}],"predicateType":"https://ssf.dev/attestations/task/v1","predicate":{"task":"t"}}`,
+		fileD.Encoded(), digest.FromBytes([]byte("internal")).Encoded(), logD.Encoded()))
+	task := signStatement(t, key, taskSt)
+	b := testBuild()
+	b.Subjects = []provenance.Subject{{Name: oci.ArtifactSubject, Digest: manifest}, {Name: oci.ImageSubjectPrefix + "a", Digest: image}, {Name: "a", Digest: fileD}}
+	b.Byproducts = []provenance.ResourceDescriptor{
+		{Name: "attestations/logs/t.log", Digest: provenance.DigestSet(logD)},
+		{Name: "attestations/t.task.sigstore.json", Digest: provenance.DigestSet(digest.FromBytes(task))},
+	}
+	prov := signBuild(t, key, b)
+	sbom := signStatement(t, key, sbomStatement(sbomType, fileD))
+	strangerSBOM := signStatement(t, key, sbomStatement(sbomType, fileD, strangerD))
+	forged := signStatement(t, other, sbomStatement(sbomType, fileD))
+	otherTask := signStatement(t, key, []byte(strings.Replace(string(taskSt), `"task":"t"`, `"task":"u"`, 1))) // not listed, and names an internal file
+	otherProv := signBuild(t, key, func() provenance.Build { o := testBuild(file); o.InvocationID = "run-2"; return o }())
+	bundles := []verify.EvidenceBundle{{"prov", prov}, {"task", task}, {"sbom", sbom}, {"stranger", strangerSBOM}, {"forged", forged}, {"othertask", otherTask}, {"otherprov", otherProv}}
+	opts := verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}
+	ctx := context.Background()
+
+	ev, err := verify.Collect(ctx, "registry.example/app@"+string(manifest), manifest, bundles, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Provenance == nil {
+		t.Fatalf("provenance: %v", ev.ProvenanceErr)
+	}
+	var got []string
+	for _, s := range ev.Statements {
+		got = append(got, s.Source+"/"+s.LinkedBy)
+	}
+	if want := "prov/ task/provenance sbom/provenance"; strings.Join(got, " ") != want {
+		t.Errorf("statements %v, want %s", got, want)
+	}
+	skipped := map[string]string{}
+	for _, s := range ev.Skipped {
+		skipped[s.Source] = s.Reason.Error()
+	}
+	for src, want := range map[string]string{
+		"stranger":  "the verified provenance does not name it",
+		"forged":    "linked by the provenance, but",
+		"othertask": "the verified provenance does not name it",
+		"otherprov": "a SLSA provenance of other files is not linked",
+	} {
+		if !strings.Contains(skipped[src], want) {
+			t.Errorf("%s: skipped for %q, want %q", src, skipped[src], want)
+		}
+	}
+
+	// The file itself and the image: only what names them.
+	for _, d := range []digest.Digest{fileD, image} {
+		ev, err := verify.Collect(ctx, "x", d, bundles, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range ev.Statements {
+			if s.LinkedBy != "" {
+				t.Errorf("%s: %s linked (%s)", d, s.Source, s.LinkedBy)
+			}
+		}
+	}
+	// No verified provenance (another key is trusted for it): nothing is linked.
+	ev, err = verify.Collect(ctx, "x", manifest, append([]verify.EvidenceBundle{{"p2", signBuild(t, other, b)}}, bundles[1:]...), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Provenance != nil || len(ev.Statements) != 0 {
+		t.Errorf("without a verified provenance: %d statements, provenance %v", len(ev.Statements), ev.Provenance)
+	}
+}
