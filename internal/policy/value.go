@@ -129,8 +129,12 @@ func statements(sts []Statement) (*ast.Term, error) {
 				signer = append(signer, kv[0], ast.StringTerm(kv[1]))
 			}
 		}
-		terms[i] = obj("_type", ast.StringTerm(s.Type), "subject", ast.ArrayTerm(subjects...), "predicateType", ast.StringTerm(s.PredicateType),
-			"predicate", pred, "signer", obj(signer...))
+		kv := []any{"_type", ast.StringTerm(s.Type), "subject", ast.ArrayTerm(subjects...), "predicateType", ast.StringTerm(s.PredicateType),
+			"predicate", pred, "signer", obj(signer...)}
+		if s.LinkedBy != "" { // omitempty, as in JSON
+			kv = append(kv, "linkedBy", ast.StringTerm(s.LinkedBy))
+		}
+		terms[i] = obj(kv...)
 	}
 	return ast.ArrayTerm(terms...), nil
 }
