@@ -172,11 +172,12 @@ func Collect(ctx context.Context, uri string, artifact digest.Digest, bundles []
 			ev.Provenance, ev.ProvenanceBundle = res, sum
 		}
 	}
+	links := ev.linkable()
 	for _, o := range others {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if err := ev.link(o, opts, signer, claims); err != nil {
+		if err := ev.link(links, o, opts, signer, claims); err != nil {
 			ev.Skipped = append(ev.Skipped, SkippedBundle{Source: o.Source, Bundle: o.sum, Reason: err})
 		}
 	}
@@ -223,28 +224,14 @@ const LinkedByProvenance = "provenance"
 //     identity), against one of those subjects;
 //   - it is not itself a SLSA provenance (another build's provenance of the same files decides nothing here).
 //
-// Without a verified provenance nothing is linked. A bundle about any file the provenance does not name, or not
+// links is ev.linkable(): nil (nothing is linked) without a verified provenance or for another artifact than the
+// files artifact. A bundle about any file the provenance does not name, or not
 // signed by the trusted material, stays out.
-func (ev *Evidence) link(o elsewhere, opts Options, keySigner policy.Signer, claims map[string]string) error {
-	if ev.Provenance == nil || ev.Provenance.Provenance == nil {
+func (ev *Evidence) link(links *linkable, o elsewhere, opts Options, keySigner policy.Signer, claims map[string]string) error {
+	if links == nil {
 		return o.reason
 	}
-	prov := ev.Provenance.Provenance
-	if !slices.ContainsFunc(prov.Subjects, func(s provenance.Subject) bool { return s.Name == oci.ArtifactSubject && s.Digest == ev.Digest }) {
-		// A file, or an image: a statement about another of the build's outputs is not about it.
-		return o.reason
-	}
-	named := map[string]bool{}
-	for _, s := range prov.Subjects {
-		named[s.Digest.Encoded()] = true
-	}
-	byproduct := false
-	for _, b := range prov.Byproducts {
-		if h := strings.ToLower(b.Digest["sha256"]); h != "" {
-			named[h] = true
-			byproduct = byproduct || h == o.sum.Encoded()
-		}
-	}
+	named, byproduct := links.named, links.bundles[o.sum.Encoded()]
 	subjects := subjectDigests(o.Data)
 	if len(subjects) == 0 {
 		return o.reason
@@ -292,6 +279,35 @@ func (ev *Evidence) link(o elsewhere, opts Options, keySigner policy.Signer, cla
 	claims[claim] = o.Source
 	ev.Statements = append(ev.Statements, VerifiedStatement{Statement: st, Bundle: o.sum, Source: o.Source})
 	return nil
+}
+
+// linkable is what the verified provenance names, for link: the sha256 (hex) of its subjects and byproducts, and
+// of its byproducts alone.
+type linkable struct {
+	named, bundles map[string]bool
+}
+
+// linkable returns what the verified provenance names when the artifact is its files artifact (the subject
+// oci://artifact), else nil: a file, or an image, is not what a statement about another of the build's outputs
+// is about, and without a verified provenance nothing is linked.
+func (ev *Evidence) linkable() *linkable {
+	if ev.Provenance == nil || ev.Provenance.Provenance == nil {
+		return nil
+	}
+	prov := ev.Provenance.Provenance
+	if !slices.ContainsFunc(prov.Subjects, func(s provenance.Subject) bool { return s.Name == oci.ArtifactSubject && s.Digest == ev.Digest }) {
+		return nil
+	}
+	l := &linkable{named: map[string]bool{}, bundles: map[string]bool{}}
+	for _, s := range prov.Subjects {
+		l.named[s.Digest.Encoded()] = true
+	}
+	for _, b := range prov.Byproducts {
+		if h := strings.ToLower(b.Digest["sha256"]); h != "" {
+			l.named[h], l.bundles[h] = true, true
+		}
+	}
+	return l
 }
 
 // subjectDigests reads, without verifying anything, the lower-case sha256 hex of every subject of the bundle's
