@@ -296,7 +296,7 @@ func decodeReferrers(r io.Reader) ([]Descriptor, error) {
 			if pt, ok := d.Annotations[predicateTypeAnnotation]; !ok || pt == provenance.PredicateType {
 				d.Annotations = nil
 			} else {
-				d.Annotations = map[string]string{predicateTypeAnnotation: "other"}
+				d.Annotations = map[string]string{predicateTypeAnnotation: otherPredicate}
 			}
 			out = append(out, d)
 		}
@@ -306,6 +306,10 @@ func decodeReferrers(r io.Reader) ([]Descriptor, error) {
 	}
 	return out, nil
 }
+
+// otherPredicate marks, in a descriptor decodeReferrers keeps, a referrer of another predicate type than
+// provenance.
+const otherPredicate = "other"
 
 // nextPage returns the URL of the Link header's rel="next", resolved against the current page, or "".
 func nextPage(resp *http.Response, cur string) string {
