@@ -60,7 +60,7 @@ func TestSignedPipelineGate(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("a pipeline signed by the trusted key: exit %d\n%s", r.code, r.stderr)
 	}
-	if !strings.Contains(r.stderr, "(pipeline signed by "+fp+")") {
+	if !strings.Contains(r.stderr, "(pipeline signed by "+fp) {
 		t.Errorf("the build does not name the pipeline's signer:\n%s", r.stderr)
 	}
 	os.RemoveAll(p.out)
