@@ -47,22 +47,9 @@ func dsseEntry(t *testing.T, payload string) tlog.Entry {
 // append waits (here 200 ms), then is refused as busy with nothing appended; once the turn is free it appends,
 // and closing gives the turn back. A replayed entry is refused as a duplicate.
 func TestNodeLogTakesTurns(t *testing.T) {
-	h := Home{Dir: t.TempDir()}
-	if _, err := h.Init(); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := h.Config()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := h.layout()
-	f, err := trust.Load(l, trust.Options{TrustDomain: cfg.TrustDomain, Issuer: cfg.Issuer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nl := &nodeLog{h: h, td: cfg.TrustDomain, turnWait: 200 * time.Millisecond, open: func(ctx context.Context) (*tlog.Log, error) {
-		return tlog.Open(ctx, l.Log(), f.TLogKey, tlog.WithHost(cfg.TrustDomain))
-	}}
+	lh := newLogHome(t)
+	h, cfg, l := lh.h, lh.cfg, lh.l
+	nl := &nodeLog{h: h, td: cfg.TrustDomain, turnWait: 200 * time.Millisecond, open: lh.open}
 	ctx := context.Background()
 
 	build, err := takeTurn(ctx, l.LogTurn(), nil) // a local identity build holds the log
@@ -106,23 +93,10 @@ func TestNodeLogTakesTurns(t *testing.T) {
 // build for ever: once the server has held it for maxHold and a build waits, the next append gives the turn up,
 // the build gets it, and that append waits for it (here until busy) instead of taking the turn again first.
 func TestNodeLogYieldsToWaitingBuild(t *testing.T) {
-	h := Home{Dir: t.TempDir()}
-	if _, err := h.Init(); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := h.Config()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := h.layout()
-	f, err := trust.Load(l, trust.Options{TrustDomain: cfg.TrustDomain, Issuer: cfg.Issuer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	lh := newLogHome(t)
+	h, cfg, l := lh.h, lh.cfg, lh.l
 	nl := &nodeLog{h: h, td: cfg.TrustDomain, turnWait: 200 * time.Millisecond, maxHold: time.Nanosecond,
-		open: func(ctx context.Context) (*tlog.Log, error) {
-			return tlog.Open(ctx, l.Log(), f.TLogKey, tlog.WithHost(cfg.TrustDomain))
-		}}
+		open: lh.open}
 	defer nl.close()
 	ctx := context.Background()
 	e := dsseEntry(t, `{"n":1}`)
@@ -170,22 +144,9 @@ func TestNodeLogYieldsToWaitingBuild(t *testing.T) {
 // TestNodeLogAfterRotation: ssf trust rotate while ssf node serve runs: the server's next append is refused
 // (trust.ErrTrustRotated) and the new log is not started with the retired key, so a local identity build opens it.
 func TestNodeLogAfterRotation(t *testing.T) {
-	h := Home{Dir: t.TempDir()}
-	if _, err := h.Init(); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := h.Config()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := h.layout()
-	f, err := trust.Load(l, trust.Options{TrustDomain: cfg.TrustDomain, Issuer: cfg.Issuer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nl := &nodeLog{h: h, td: cfg.TrustDomain, turnWait: 200 * time.Millisecond, open: func(ctx context.Context) (*tlog.Log, error) {
-		return tlog.Open(ctx, l.Log(), f.TLogKey, tlog.WithHost(cfg.TrustDomain))
-	}, current: func() error { return trust.CheckCurrent(l, f) }}
+	lh := newLogHome(t)
+	h, cfg, l, f := lh.h, lh.cfg, lh.l, lh.f
+	nl := &nodeLog{h: h, td: cfg.TrustDomain, turnWait: 200 * time.Millisecond, open: lh.open, current: func() error { return trust.CheckCurrent(l, f) }}
 	ctx := context.Background()
 	if _, err := nl.append(ctx, dsseEntry(t, `{"n":1}`)); err != nil {
 		t.Fatal(err)

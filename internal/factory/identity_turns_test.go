@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssf-dev/ssf/internal/home"
 	"github.com/ssf-dev/ssf/internal/tlog"
 	"github.com/ssf-dev/ssf/internal/trust"
 )
@@ -14,22 +15,8 @@ import (
 // until the first build ends — and the first takes it back, waiting its turn, at its next signature. Every entry
 // both appended is in the log.
 func TestBuildsTakeTurnsBetweenSignatures(t *testing.T) {
-	h := Home{Dir: t.TempDir()}
-	if _, err := h.Init(); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := h.Config()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := h.layout()
-	f, err := trust.Load(l, trust.Options{TrustDomain: cfg.TrustDomain, Issuer: cfg.Issuer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	open := func(ctx context.Context) (*tlog.Log, error) {
-		return tlog.Open(ctx, l.Log(), f.TLogKey, tlog.WithHost(cfg.TrustDomain))
-	}
+	lh := newLogHome(t)
+	l, open := lh.l, lh.open
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -81,6 +68,34 @@ func TestBuildsTakeTurnsBetweenSignatures(t *testing.T) {
 // TestIdleBuildYieldsToTheNodeAPI: a joined node's append through `ssf node serve` does not wait for a local
 // identity build to end: the build, idle between signatures, gives the log up to it.
 func TestIdleBuildYieldsToTheNodeAPI(t *testing.T) {
+	lh := newLogHome(t)
+	l, open := lh.l, lh.open
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	build, err := openTurnLog(ctx, l.LogTurn(), open, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer build.Close(ctx)
+	nl := &nodeLog{h: lh.h, td: lh.cfg.TrustDomain, turnWait: 5 * time.Second, open: open}
+	defer nl.close()
+	if _, err := nl.append(ctx, dsseEntry(t, `{"node":1}`)); err != nil {
+		t.Fatalf("the node API waited for an idle build: %v", err)
+	}
+}
+
+// logHome is a factory home made for a test of its transparency log: its config, layout, trust, and a function
+// that opens its log as builds and the node API do.
+type logHome struct {
+	h    Home
+	cfg  Config
+	l    home.Layout
+	f    *trust.Factory
+	open func(context.Context) (*tlog.Log, error)
+}
+
+func newLogHome(t *testing.T) logHome {
+	t.Helper()
 	h := Home{Dir: t.TempDir()}
 	if _, err := h.Init(); err != nil {
 		t.Fatal(err)
@@ -94,19 +109,7 @@ func TestIdleBuildYieldsToTheNodeAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	open := func(ctx context.Context) (*tlog.Log, error) {
+	return logHome{h: h, cfg: cfg, l: l, f: f, open: func(ctx context.Context) (*tlog.Log, error) {
 		return tlog.Open(ctx, l.Log(), f.TLogKey, tlog.WithHost(cfg.TrustDomain))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	build, err := openTurnLog(ctx, l.LogTurn(), open, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer build.Close(ctx)
-	nl := &nodeLog{h: h, td: cfg.TrustDomain, turnWait: 5 * time.Second, open: open}
-	defer nl.close()
-	if _, err := nl.append(ctx, dsseEntry(t, `{"node":1}`)); err != nil {
-		t.Fatalf("the node API waited for an idle build: %v", err)
-	}
+	}}
 }
