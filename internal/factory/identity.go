@@ -25,6 +25,7 @@ import (
 
 	"github.com/ssf-dev/ssf/internal/ca"
 	"github.com/ssf-dev/ssf/internal/content"
+	"github.com/ssf-dev/ssf/internal/home"
 	"github.com/ssf-dev/ssf/internal/provenance"
 	"github.com/ssf-dev/ssf/internal/sign"
 	"github.com/ssf-dev/ssf/internal/source"
@@ -87,9 +88,7 @@ func (h Home) openIdentity(ctx context.Context, cfg Config, log io.Writer) (*ide
 	if err != nil {
 		return nil, fmt.Errorf("--signer identity: reading the factory's trusted root: %w", err)
 	}
-	lg, err := openTurnLog(ctx, l.LogTurn(), func(ctx context.Context) (*tlog.Log, error) {
-		return tlog.Open(ctx, l.Log(), f.TLogKey, tlog.WithHost(cfg.TrustDomain))
-	}, log)
+	lg, err := openTurnLog(ctx, l.LogTurn(), turnLogOpener(l, f, cfg.TrustDomain), log)
 	if errors.Is(err, errLogHeld) {
 		return nil, inputErrorf("--signer identity: the transparency log %s is held by another process (`ssf log serve --accept-entries`?): every signature of this build must be appended to it; stop that server (plain `ssf log serve` serves the log read-only beside builds) and retry", l.Log())
 	} else if err != nil {
@@ -97,6 +96,26 @@ func (h Home) openIdentity(ctx context.Context, cfg Config, log io.Writer) (*ide
 	}
 	return &identity{trust: f, log: lg, trusted: tr, td: cfg.TrustDomain, issuer: cfg.Issuer}, nil
 }
+
+// turnLogOpener opens the factory's log with the trust f a build loaded, once the build has the log's turn. A
+// build gives the turn up between its signatures, and `ssf trust rotate` takes the turn: a rotation may have
+// happened since f was loaded (at admission, or at the build's last signature). The build must not append then: it
+// would start the new log under the retired (destroyed) log key, so that the new log no longer opens with the
+// factory's key (every later identity build failing), and sign with the retired intermediate. The trust is checked
+// with the turn held, as the node API does, so a rotation is never half seen.
+func turnLogOpener(l home.Layout, f *trust.Factory, td string) func(context.Context) (*tlog.Log, error) {
+	return func(ctx context.Context) (*tlog.Log, error) {
+		if err := trust.CheckCurrent(l, f); errors.Is(err, trust.ErrTrustRotated) {
+			return nil, errRotatedMidBuild
+		} else if err != nil {
+			return nil, err
+		}
+		return tlog.Open(ctx, l.Log(), f.TLogKey, tlog.WithHost(td))
+	}
+}
+
+// errRotatedMidBuild is why a build whose factory trust was rotated between its signatures fails.
+var errRotatedMidBuild = errors.New("the factory's trust was rotated (`ssf trust rotate`) while this build ran: all of a build's signatures must be made with one intermediate CA and log key; run the build again")
 
 // takeTurn takes the exclusive lock on path (created 0600); when another build holds it, it says so on log and
 // waits for it as long as ctx allows. The lock goes with the open file: closing it, or the build's death,

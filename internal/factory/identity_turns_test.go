@@ -2,6 +2,7 @@ package factory
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -109,7 +110,52 @@ func newLogHome(t *testing.T) logHome {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return logHome{h: h, cfg: cfg, l: l, f: f, open: func(ctx context.Context) (*tlog.Log, error) {
-		return tlog.Open(ctx, l.Log(), f.TLogKey, tlog.WithHost(cfg.TrustDomain))
-	}}
+	return logHome{h: h, cfg: cfg, l: l, f: f, open: turnLogOpener(l, f, cfg.TrustDomain)}
+}
+
+// TestRotationBetweenSignaturesFailsTheBuild: a build gives the log's turn up between its signatures, and `ssf
+// trust rotate` takes the turn. A build whose trust was rotated so must fail at its next signature rather than
+// start the new log under the retired log key (which left the log unopenable by every later build, while the
+// build itself reported success with a provenance that did not verify).
+func TestRotationBetweenSignaturesFailsTheBuild(t *testing.T) {
+	lh := newLogHome(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, err := openTurnLog(ctx, lh.l.LogTurn(), lh.open, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(ctx)
+	if _, err := a.Append(ctx, dsseEntry(t, `{"a":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	// Another build takes the turn (a, idle, gives it up) and ends; the turn is free between a's signatures.
+	b, err := openTurnLog(ctx, lh.l.LogTurn(), lh.open, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trust.Rotate(lh.l, trust.Options{TrustDomain: lh.cfg.TrustDomain, Issuer: lh.cfg.Issuer}); err != nil {
+		t.Fatalf("rotating between a build's signatures: %v", err)
+	}
+	if _, err := a.Append(ctx, dsseEntry(t, `{"a":2}`)); !errors.Is(err, errRotatedMidBuild) {
+		t.Fatalf("a build signed after its trust was rotated: %v, want %v", err, errRotatedMidBuild)
+	}
+	// The new log is the new key's: a build that loads the rotated trust appends to it.
+	f, err := trust.Load(lh.l, trust.Options{TrustDomain: lh.cfg.TrustDomain, Issuer: lh.cfg.Issuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := openTurnLog(ctx, lh.l.LogTurn(), turnLogOpener(lh.l, f, lh.cfg.TrustDomain), nil)
+	if err != nil {
+		t.Fatalf("a build after the rotation: %v", err)
+	}
+	if le, err := c.Append(ctx, dsseEntry(t, `{"c":1}`)); err != nil || le.LogIndex != 0 {
+		t.Fatalf("first entry of the new log: %+v, %v", le, err)
+	}
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
