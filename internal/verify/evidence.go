@@ -219,7 +219,8 @@ const LinkedByProvenance = "provenance"
 //     every output (never a file or an image, about which another output's statement says nothing);
 //   - the bundle's sha256 is one the provenance lists among its byproducts (these very bytes were recorded by
 //     the build), or every sha256 subject of its statement (at least one) is a subject or byproduct of the
-//     provenance (a statement about nothing but that build's outputs, logs and bundles);
+//     provenance (a statement about nothing but that build's outputs, logs and bundles) — but never so for a task
+//     attestation, which says a task of one build ran: only the build's own, listed by bundle;
 //   - the bundle verifies with the trusted material exactly as one naming the artifact would (signature, log,
 //     identity), against one of those subjects;
 //   - it is not itself a SLSA provenance (another build's provenance of the same files decides nothing here).
@@ -257,6 +258,13 @@ func (ev *Evidence) link(links *linkable, o elsewhere, opts Options, keySigner p
 	}
 	if st.PredicateType == provenance.PredicateType {
 		return fmt.Errorf("%w: a SLSA provenance of other files is not linked", o.reason)
+	}
+	if !byproduct && st.PredicateType == content.TaskPredicateType {
+		// A task attestation says that a task of one build ran (its invocationId, its steps and their exit codes),
+		// not only what some bytes are: another build whose outputs are byte-identical to that task's outputs and
+		// log (a pipeline that copies them from its source) would otherwise be credited with a task it never ran,
+		// such as another build's tests. This build's own task attestations are its provenance's byproducts.
+		return fmt.Errorf("%w: a task attestation is linked only when the verified provenance lists its bundle among its byproducts (it is another build's)", o.reason)
 	}
 	if !byproduct {
 		// The subjects checked above were read unverified: the signed statement's own must pass the same rule.

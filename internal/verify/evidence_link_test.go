@@ -95,3 +95,39 @@ func TestCollectLinksThroughTheProvenance(t *testing.T) {
 		t.Errorf("without a verified provenance: %d statements, provenance %v", len(ev.Statements), ev.Provenance)
 	}
 }
+
+// TestCollectLinksNoTaskAttestationOfAnotherBuild: a task attestation says a task of one build ran. Another build
+// whose outputs are byte-identical to a task's outputs and log (its pipeline copies them from its source: no task
+// of it ran the tests) names every subject of that attestation; the attestation, signed by the trusted material
+// for another build, must not be linked into its evidence. Its own task attestations, listed by bundle, are.
+func TestCollectLinksNoTaskAttestationOfAnotherBuild(t *testing.T) {
+	key := newKey(t)
+	report, log := []byte("PASS\n"), []byte("ok  all tests\n")
+	reportD, logD := digest.FromBytes(report), digest.FromBytes(log)
+	manifest := digest.FromBytes([]byte(`{"the":"files artifact manifest"}`))
+	testsSt := []byte(fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"report","digest":{"sha256":%q}},{"name":"attestations/logs/test.log","digest":{"sha256":%q}}],"predicateType":"https://ssf.dev/attestations/task/v1","predicate":{"pipeline":"app","task":"test","invocationId":"the-other-build"}}`,
+		reportD.Encoded(), logD.Encoded()))
+	othersTests := signStatement(t, key, testsSt)
+	b := testBuild()
+	b.Subjects = []provenance.Subject{{Name: oci.ArtifactSubject, Digest: manifest}, {Name: "report", Digest: reportD}, {Name: "copied.log", Digest: logD}}
+	b.Byproducts = []provenance.ResourceDescriptor{{Name: "attestations/logs/copy.log", Digest: provenance.DigestSet(digest.FromBytes([]byte("copying\n")))}}
+	prov := signBuild(t, key, b)
+	opts := verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}
+
+	ev, err := verify.Collect(context.Background(), "registry.example/app@"+string(manifest), manifest,
+		[]verify.EvidenceBundle{{"prov", prov}, {"other-build-tests", othersTests}}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Provenance == nil {
+		t.Fatalf("provenance: %v", ev.ProvenanceErr)
+	}
+	for _, s := range ev.Statements {
+		if s.Source == "other-build-tests" {
+			t.Fatalf("another build's task attestation is in the evidence (linkedBy %q)", s.LinkedBy)
+		}
+	}
+	if len(ev.Skipped) != 1 || !strings.Contains(ev.Skipped[0].Reason.Error(), "linked only when the verified provenance lists its bundle") {
+		t.Errorf("skipped %v, want other-build-tests skipped as another build's task attestation", ev.Skipped)
+	}
+}
