@@ -312,7 +312,9 @@ func (ev *Evidence) linkable() *linkable {
 	}
 	for _, b := range prov.Byproducts {
 		if h := strings.ToLower(b.Digest["sha256"]); h != "" {
-			l.named[h], l.bundles[h] = true, true
+			// Only a byproduct recorded as a bundle (a task's or an SBOM's) links a bundle whatever it is about: a
+			// task log is what the task's steps printed, and its bytes must never stand for a bundle's.
+			l.named[h], l.bundles[h] = true, l.bundles[h] || b.MediaType == content.BundleMediaType
 		}
 	}
 	return l

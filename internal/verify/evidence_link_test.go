@@ -33,7 +33,7 @@ func TestCollectLinksThroughTheProvenance(t *testing.T) {
 	b.Subjects = []provenance.Subject{{Name: oci.ArtifactSubject, Digest: manifest}, {Name: oci.ImageSubjectPrefix + "a", Digest: image}, {Name: "a", Digest: fileD}}
 	b.Byproducts = []provenance.ResourceDescriptor{
 		{Name: "attestations/logs/t.log", Digest: provenance.DigestSet(logD)},
-		{Name: "attestations/t.task.sigstore.json", Digest: provenance.DigestSet(digest.FromBytes(task))},
+		{Name: "attestations/t.task.sigstore.json", MediaType: "application/vnd.dev.sigstore.bundle.v0.3+json", Digest: provenance.DigestSet(digest.FromBytes(task))},
 	}
 	prov := signBuild(t, key, b)
 	sbom := signStatement(t, key, sbomStatement(sbomType, fileD))
@@ -129,5 +129,38 @@ func TestCollectLinksNoTaskAttestationOfAnotherBuild(t *testing.T) {
 	}
 	if len(ev.Skipped) != 1 || !strings.Contains(ev.Skipped[0].Reason.Error(), "linked only when the verified provenance lists its bundle") {
 		t.Errorf("skipped %v, want other-build-tests skipped as another build's task attestation", ev.Skipped)
+	}
+}
+
+// TestCollectLinksOnlyByproductsRecordedAsBundles: a byproduct links a bundle by its sha256, whatever the bundle
+// is about, only when the provenance records it as a bundle. A task log is what the task's steps printed: were its
+// bytes those of a bundle signed by the trusted material about other files (a step that prints one), that bundle
+// must not be linked through it.
+func TestCollectLinksOnlyByproductsRecordedAsBundles(t *testing.T) {
+	key := newKey(t)
+	elsewhere := digest.FromBytes([]byte("a file of another build"))
+	manifest := digest.FromBytes([]byte(`{"the":"files artifact manifest"}`))
+	stranger := signStatement(t, key, sbomStatement(sbomType, elsewhere))
+	b := testBuild()
+	b.Subjects = []provenance.Subject{{Name: oci.ArtifactSubject, Digest: manifest}}
+	b.Byproducts = []provenance.ResourceDescriptor{{Name: "attestations/logs/t.log", MediaType: "text/plain; charset=utf-8", Digest: provenance.DigestSet(digest.FromBytes(stranger))}}
+	opts := verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)}
+	ev, err := verify.Collect(context.Background(), "x", manifest, []verify.EvidenceBundle{{"prov", signBuild(t, key, b)}, {"printed", stranger}}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Provenance == nil {
+		t.Fatalf("provenance: %v", ev.ProvenanceErr)
+	}
+	if len(ev.Statements) != 1 {
+		t.Fatalf("%d statements, want the provenance alone: %+v", len(ev.Statements), ev.Statements[len(ev.Statements)-1].Subject)
+	}
+	// Recorded as a bundle, the same bytes are linked.
+	b.Byproducts[0].MediaType = "application/vnd.dev.sigstore.bundle.v0.3+json"
+	if ev, err = verify.Collect(context.Background(), "x", manifest, []verify.EvidenceBundle{{"prov", signBuild(t, key, b)}, {"printed", stranger}}, opts); err != nil {
+		t.Fatal(err)
+	}
+	if len(ev.Statements) != 2 || ev.Statements[1].LinkedBy != verify.LinkedByProvenance {
+		t.Fatalf("a bundle byproduct: %d statements, want it linked", len(ev.Statements))
 	}
 }
