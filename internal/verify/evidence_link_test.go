@@ -164,3 +164,38 @@ func TestCollectLinksOnlyByproductsRecordedAsBundles(t *testing.T) {
 		t.Fatalf("a bundle byproduct: %d statements, want it linked", len(ev.Statements))
 	}
 }
+
+// TestCollectLinksNothingVacuous: "every subject is named by the provenance" never holds vacuously or by another
+// digest algorithm (a statement with no subject at all the signing library refuses, and so does subjectDigests): one
+// whose subjects have no sha256 (a sha512 equal to nothing the
+// provenance names), and one naming the provenance's file twice beside an unnamed sha512 subject stay out.
+func TestCollectLinksNothingVacuous(t *testing.T) {
+	key := newKey(t)
+	file := digest.FromBytes([]byte("a\n"))
+	manifest := digest.FromBytes([]byte(`{"the":"files artifact manifest"}`))
+	b := testBuild()
+	b.Subjects = []provenance.Subject{{Name: oci.ArtifactSubject, Digest: manifest}, {Name: "a", Digest: file}}
+	stmt := func(subjects string) []byte {
+		return signStatement(t, key, []byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[`+subjects+`],"predicateType":"https://slsa.dev/verification_summary/v1","predicate":{"verifiedLevels":["SLSA_BUILD_LEVEL_3"]}}`))
+	}
+	sha512 := `{"name":"a","digest":{"sha512":"` + strings.Repeat("ab", 64) + `"}}`
+	named := fmt.Sprintf(`{"name":"a","digest":{"sha256":%q}}`, file.Encoded())
+	bundles := []verify.EvidenceBundle{
+		{"prov", signBuild(t, key, b)},
+		{"sha512", stmt(sha512)},
+		{"mixed", stmt(named + "," + named + "," + sha512)},
+	}
+	ev, err := verify.Collect(context.Background(), "x", manifest, bundles, verify.Options{Trusted: verify.KeyMaterial(&key.PublicKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Provenance == nil {
+		t.Fatalf("provenance: %v", ev.ProvenanceErr)
+	}
+	for _, s := range ev.Statements[1:] {
+		t.Errorf("%s linked (%v)", s.Source, s.Subject)
+	}
+	if len(ev.Skipped) != 2 {
+		t.Errorf("skipped %v, want sha512 and mixed", ev.Skipped)
+	}
+}
