@@ -497,7 +497,8 @@ func TestFailedIdentityBuild(t *testing.T) {
 }
 
 // TestIdentityBuildsTakeTurns: an identity build started while another holds the transparency log waits for its
-// turn (saying so) instead of failing, and succeeds once the first build has ended.
+// turn (saying so) instead of failing, and gets it while the first build is still running — the first gives the
+// log up between its signatures — so it finishes before the first one ends.
 func TestIdentityBuildsTakeTurns(t *testing.T) {
 	needSandbox(t)
 	first := newProject(t, `
@@ -538,22 +539,26 @@ func TestIdentityBuildsTakeTurns(t *testing.T) {
 	second.write()
 	b := exec.Command(ssfBin, "build", "-f", second.pipeline, "--source", second.src, "--out", second.out) // the default signer
 	b.Env = append(os.Environ(), "SSF_HOME="+homeDir, "TMPDIR="+second.tmp)
-	bErr := waitFor(b, "waiting for another identity build to finish with the transparency log")
+	bErr := waitFor(b, "waiting for the transparency log, which another build or the node API is signing with")
 
-	// The first build is interrupted: it signs nothing and gives up its turn; the second then runs and succeeds.
-	if err := a.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	go io.Copy(io.Discard, aErr)
-	if err := a.Wait(); err == nil {
-		t.Error("the interrupted build succeeded")
-	}
+	// The second build finishes while the first still runs its step (it sleeps 300 s).
 	rest, _ := io.ReadAll(bErr)
 	if err := b.Wait(); err != nil {
 		t.Fatalf("the waiting build: %v\n%s", err, rest)
 	}
 	if !strings.Contains(string(rest), "task check attested as") {
 		t.Errorf("the waiting build did not attest its tasks:\n%s", rest)
+	}
+	if a.ProcessState != nil {
+		t.Fatal("the first build ended before the second finished")
+	}
+	// The first build is interrupted: it signs nothing.
+	if err := a.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, aErr)
+	if err := a.Wait(); err == nil {
+		t.Error("the interrupted build succeeded")
 	}
 	second.assertClean()
 }

@@ -155,7 +155,7 @@ func lockTurn(ctx context.Context, path string, log io.Writer, waiter bool) (*os
 		return nil, fmt.Errorf("locking %q: %w", path, err)
 	}
 	if log != nil {
-		fmt.Fprintf(log, "[ssf] waiting for another identity build to finish with the transparency log (%s)\n", path)
+		fmt.Fprintf(log, "[ssf] waiting for the transparency log, which another build or the node API is signing with (%s)\n", path)
 	}
 	var waiting *os.File
 	if waiter {
