@@ -99,39 +99,29 @@ func fetch(ctx context.Context, ref string, others bool, opts []RegistryOption) 
 		}
 	}
 	budget := int64(MaxFetchedBytes)
-	for i, desc := range candidates {
-		if i == maxReferrers {
-			att.Skipped = append(att.Skipped, fmt.Errorf("more than %d candidate referrers; the rest were not read", maxReferrers))
-			break
-		}
-		b, err := c.bundle(ctx, digest.Digest(d.DigestStr()), desc, &budget)
-		if errors.Is(err, errBudget) {
-			att.Skipped = append(att.Skipped, fmt.Errorf("referrer %s and the rest: %w", desc.Digest, err))
-			break
-		}
-		if err != nil {
-			att.Skipped = append(att.Skipped, fmt.Errorf("referrer %s: %w", desc.Digest, err))
-			continue
-		}
-		att.Bundles = append(att.Bundles, b)
-	}
-	if others {
-		for i, desc := range rest {
-			if i == MaxOtherReferrers {
-				att.Skipped = append(att.Skipped, fmt.Errorf("more than %d other bundle referrers (SBOMs, attestations); the rest were not read", MaxOtherReferrers))
-				break
+	// read appends the bundles of descs to *into, at most max of them, until the budget runs out; what is not
+	// read, and why, goes to att.Skipped.
+	read := func(descs []Descriptor, max int, tooMany error, into *[][]byte) {
+		for i, desc := range descs {
+			if i == max {
+				att.Skipped = append(att.Skipped, tooMany)
+				return
 			}
 			b, err := c.bundle(ctx, digest.Digest(d.DigestStr()), desc, &budget)
 			if errors.Is(err, errBudget) {
 				att.Skipped = append(att.Skipped, fmt.Errorf("referrer %s and the rest: %w", desc.Digest, err))
-				break
+				return
 			}
 			if err != nil {
 				att.Skipped = append(att.Skipped, fmt.Errorf("referrer %s: %w", desc.Digest, err))
 				continue
 			}
-			att.Others = append(att.Others, b)
+			*into = append(*into, b)
 		}
+	}
+	read(candidates, maxReferrers, fmt.Errorf("more than %d candidate referrers; the rest were not read", maxReferrers), &att.Bundles)
+	if others {
+		read(rest, MaxOtherReferrers, fmt.Errorf("more than %d other bundle referrers (SBOMs, attestations); the rest were not read", MaxOtherReferrers), &att.Others)
 	}
 	if len(att.Bundles) == 0 {
 		return att, fmt.Errorf("%s: %w", d, errors.Join(append([]error{ErrNoBundles}, att.Skipped...)...))
