@@ -3,12 +3,13 @@
 // A pipeline names a builder image pinned by digest, the params a build takes, and tasks made of
 // shell steps, each task saying which other tasks it needs and which outputs it produces. Parse turns
 // the file's bytes into a Pipeline in which every field has been checked, or returns an *Error that
-// names the file, line and field and says how to fix the problem.
+// names the file, line and field and says how to fix the problem. Sign and VerifySignature make and
+// check the file's detached signature (FILE.sig, a Sigstore bundle over the file's bytes).
 //
 // # What it must never do
 //
-// The package is pure: apart from Load reading the file, it does no I/O, and it never executes
-// anything. It never substitutes params into script text: params reach steps only as environment
+// The package is pure: apart from Load reading the file (and Sign drawing an ECDSA signature's
+// randomness), it does no I/O, and it never executes anything. It never substitutes params into script text: params reach steps only as environment
 // variables (see EnvName), because text substitution into scripts is how CI injection happens. It
 // never accepts an ambiguous or unknown field: unknown and duplicate keys, anchors and aliases,
 // unusual tags, nulls and extra documents are all errors, so that the file means exactly one thing
