@@ -18,12 +18,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ssf-dev/ssf/internal/kubetest"
 )
@@ -323,24 +319,8 @@ func TestAdmissionInKubernetes(t *testing.T) {
 func publishImage(t *testing.T, reg *embeddedRegistry, home, repoTag string) string {
 	t.Helper()
 	p := newProject(t, packImage)
-	img, err := random.Image(512, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img = mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON)
-	digest, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	lp, err := layout.Write(t.TempDir(), empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lp.AppendImage(img); err != nil {
-		t.Fatal(err)
-	}
 	p.write()
-	p.addTarOf("image.tar", string(lp))
+	digest := p.addRandomImage("image.tar", 512)
 	r := ssfEnv(t, p.tmp, append(reg.env(true), "SSF_HOME="+home),
 		"build", "-f", p.pipeline, "--source", p.src, "--out", p.out, "--publish", reg.host+"/"+repoTag)
 	ref := reg.host + "/" + strings.Split(repoTag, ":")[0] + "@" + digest.String()

@@ -89,21 +89,8 @@ func TestAdmissionServe(t *testing.T) {
 	defer rs.Close()
 	host := strings.TrimPrefix(rs.URL, "http://")
 
-	img, err := random.Image(1024, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img = mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON)
-	digest, _ := img.Digest()
-	lp, err := layout.Write(t.TempDir(), empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lp.AppendImage(img); err != nil {
-		t.Fatal(err)
-	}
 	p.write()
-	p.addTarOf("image.tar", string(lp))
+	digest := p.addRandomImage("image.tar", 1024)
 	if r := p.build("--publish", host+"/team/image:v1"); r.code != 0 {
 		t.Fatalf("build --publish: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}

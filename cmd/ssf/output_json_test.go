@@ -9,12 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // The structs below are docs/cli-json.md written as Go: decoding refuses any field they do not name, so a field
@@ -309,21 +303,8 @@ func TestOutputJSONPublishImage(t *testing.T) {
           run: cp image.tar "$SSF_OUTPUTS/image.tar"
       outputs: [image.tar]
 `)
-	img, err := random.Image(1024, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img = mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON)
-	digest, _ := img.Digest()
-	lp, err := layout.Write(t.TempDir(), empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lp.AppendImage(img); err != nil {
-		t.Fatal(err)
-	}
 	p.write()
-	p.addTarOf("image.tar", string(lp))
+	digest := p.addRandomImage("image.tar", 1024)
 	reg := startRegistry(t)
 	args := []string{"build", "-f", p.pipeline, "--source", p.src, "--out", p.out, "--publish", reg.host + "/team/image:v1", "--output", "json"}
 	r := ssfEnv(t, p.tmp, reg.env(true), args...)

@@ -4,12 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // TestPublishPolicySeesEveryTag: ssf.publish's input.tags holds every tag the publish pushes, those made from the
@@ -24,20 +18,8 @@ func TestPublishPolicySeesEveryTag(t *testing.T) {
       outputs: [latest.tar]
 `)
 	reg := startRegistry(t)
-	img, err := random.Image(1024, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img = mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON)
-	lp, err := layout.Write(t.TempDir(), empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lp.AppendImage(img); err != nil {
-		t.Fatal(err)
-	}
 	p.write()
-	p.addTarOf("image.tar", string(lp))
+	p.addRandomImage("image.tar", 1024)
 	pol := writePolicy(t, map[string]string{"publish.rego": `package ssf.publish
 
 deny contains msg if {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -307,21 +308,8 @@ func TestPublishImageOutput(t *testing.T) {
 	host := distributionRegistry(t)
 	cosign := interopTool(t, "SSF_COSIGN", "cosign")
 	crane := interopTool(t, "SSF_CRANE", "crane")
-	img, err := random.Image(1024, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img = mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON)
-	digest, _ := img.Digest()
-	lp, err := layout.Write(t.TempDir(), empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lp.AppendImage(img); err != nil {
-		t.Fatal(err)
-	}
 	p.write()
-	p.addTarOf("image.tar", string(lp))
+	digest := p.addRandomImage("image.tar", 1024)
 	r := p.build("--publish", host+"/team/image:v1")
 	if r.code != 0 {
 		t.Fatalf("build --publish: exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -445,6 +433,30 @@ func TestPublishTimesOut(t *testing.T) {
 	if took := time.Since(start); took > 12*time.Second {
 		t.Errorf("took %s with --timeout 1s", took)
 	}
+}
+
+// addRandomImage puts an OCI image layout tarball of a random single-layer image (size bytes of layer) into the
+// project's source as name, after p.write(); it returns the image's manifest digest.
+func (p *project) addRandomImage(name string, size int64) v1.Hash {
+	p.t.Helper()
+	img, err := random.Image(size, 1)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	img = mutate.ConfigMediaType(mutate.MediaType(img, types.OCIManifestSchema1), types.OCIConfigJSON)
+	digest, err := img.Digest()
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	lp, err := layout.Write(p.t.TempDir(), empty.Index)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if err := lp.AppendImage(img); err != nil {
+		p.t.Fatal(err)
+	}
+	p.addTarOf(name, string(lp))
+	return digest
 }
 
 // addTarOf puts the deterministic tar of dir into the project's source as name (an image layout, say, that a step
