@@ -27,12 +27,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	ssfregistry "github.com/ssf-dev/ssf/internal/registry"
 )
@@ -98,18 +94,8 @@ func TestAdmissionServe(t *testing.T) {
 
 	// The same factory's key-signed build of another image: the default trust is the key and the trusted root.
 	kp := newProject(t, p.tasks)
-	kimg, _ := random.Image(2048, 1)
-	kimg = mutate.ConfigMediaType(mutate.MediaType(kimg, types.OCIManifestSchema1), types.OCIConfigJSON)
-	kdigest, _ := kimg.Digest()
-	klp, err := layout.Write(t.TempDir(), empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := klp.AppendImage(kimg); err != nil {
-		t.Fatal(err)
-	}
 	kp.write()
-	kp.addTarOf("image.tar", string(klp))
+	kdigest := kp.addRandomImage("image.tar", 2048)
 	if r := kp.build("--signer", "key", "--publish", host+"/team/keyed:v1"); r.code != 0 {
 		t.Fatalf("build --signer key --publish: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
