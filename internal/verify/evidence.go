@@ -3,9 +3,6 @@ package verify
 import (
 	"context"
 	"crypto"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +20,7 @@ import (
 
 	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/oci"
+	"github.com/ssf-dev/ssf/internal/pipeline"
 	"github.com/ssf-dev/ssf/internal/policy"
 	"github.com/ssf-dev/ssf/internal/provenance"
 )
@@ -593,15 +591,9 @@ func keySigner(trusted root.TrustedMaterial) (policy.Signer, error) {
 	return policy.Signer{Key: fp}, nil
 }
 
-// KeyFingerprint is a public key's fingerprint as policies read it: "sha256:<hex of its PKIX DER encoding>".
-func KeyFingerprint(pub crypto.PublicKey) (string, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return "", fmt.Errorf("fingerprinting a public key: %w", err)
-	}
-	sum := sha256.Sum256(der)
-	return "sha256:" + hex.EncodeToString(sum[:]), nil
-}
+// KeyFingerprint is a public key's fingerprint as policies read it: "sha256:<hex of its PKIX DER encoding>". It is
+// pipeline.Fingerprint, so a statement's signer and a pipeline's (input.pipeline.signers) are named alike.
+func KeyFingerprint(pub crypto.PublicKey) (string, error) { return pipeline.Fingerprint(pub) }
 
 // certificateSigner reads who signed a bundle that verified with certificate material: its leaf certificate's
 // first URI SAN and issuer, which sigstore-go has just matched against the caller's identity. The bundle is read
