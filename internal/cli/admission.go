@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,7 +77,7 @@ func (f *admissionTrustFlags) files() (admissionTrustFiles, error) {
 	out.key, out.fromHome = h.KeyPath(), true
 	if _, err := h.TrustedRoot(); err == nil {
 		out.rootFromHome = true
-		out.id = verify.Identity{SANRegexp: "^" + regexp.QuoteMeta("spiffe://"+cfg.TrustDomain+"/pipeline/") + "[a-z0-9][a-z0-9_-]*$", Issuer: cfg.Issuer}
+		out.id = pipelinesIdentity(cfg) // verify_identity.go
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return out, err
 	}

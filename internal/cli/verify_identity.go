@@ -11,6 +11,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/spf13/cobra"
 
+	"github.com/ssf-dev/ssf/internal/factory"
 	"github.com/ssf-dev/ssf/internal/verify"
 )
 
@@ -132,9 +133,15 @@ func factoryMaterialFor(bundle []byte) (root.TrustedMaterial, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := identityFlags{id: verify.Identity{
+	f := identityFlags{id: pipelinesIdentity(cfg)}
+	return f.material()
+}
+
+// pipelinesIdentity is the identity of the builds of the factory configured by cfg: a run of any of its pipelines
+// (spiffe://TD/pipeline/NAME, never a task's), certified by its issuer.
+func pipelinesIdentity(cfg factory.Config) verify.Identity {
+	return verify.Identity{
 		SANRegexp: "^" + regexp.QuoteMeta("spiffe://"+cfg.TrustDomain+"/pipeline/") + "[a-z0-9][a-z0-9_-]*$",
 		Issuer:    cfg.Issuer,
-	}}
-	return f.material()
+	}
 }
