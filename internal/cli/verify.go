@@ -65,9 +65,9 @@ Bundles of a --signer key build carry a key hint: give --key KEY.pub, which excl
 whose signature does not verify with KEY.pub (another factory signed it, or it was changed after
 signing) fails with "not signed by this key (KEY.pub)"; -v adds the verifier's own words.
 
-With --policy DIR or --vsa FILE, every statement about the artifact is verified, not only the provenance: the
-bundles given with --bundle (repeatable) and those of --attestations DIR (default: the OUT/attestations of the
-build the file is in), or every bundle referrer of a registry manifest — provenance, task attestations, SBOMs,
+With --policy DIR, --vsa FILE or --attestations DIR, every statement about the artifact is verified, not only
+the provenance: the bundles given with --bundle (repeatable) and those of --attestations DIR (default: the
+OUT/attestations of the build the file is in), or every bundle referrer of a registry manifest — provenance, task attestations, SBOMs,
 summaries — each with its signer. The provenance must verify as above, and the ssf.verify policy (--policy DIR,
 else $SSF_HOME/policy, else the built-in set) is evaluated over them (input.artifact, input.statements); every
 denial is printed and the exit status is 1. --vsa FILE writes a signed SLSA verification summary, PASSED or
@@ -170,7 +170,7 @@ checked (docs/cli-json.md).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&bundles, "bundle", nil, "Sigstore bundle with the provenance (OUT/attestations/provenance.sigstore.json); repeatable with --policy or --vsa")
+	f.StringArrayVar(&bundles, "bundle", nil, "Sigstore bundle with the provenance (OUT/attestations/provenance.sigstore.json); repeatable with --policy, --vsa or --attestations")
 	f.StringVar(&keyPath, "key", "", "for a --signer key build: the provenance public key, PEM (from: ssf keys public)")
 	f.StringVar(&opts.BuilderID, "builder-id", "", "require this runDetails.builder.id")
 	f.StringVar(&opts.BuilderDigest, "builder-digest", "", "require this builder image manifest digest (sha256:HEX)")
