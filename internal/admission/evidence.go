@@ -165,10 +165,8 @@ func gather(ctx context.Context, trust *Trust, ref name.Digest, reg []oci.Regist
 		return ev
 	}
 	var keyed, certified []verify.EvidenceBundle
-	repo := ref.Context().Name()
-	for _, b := range append(slices.Clip(att.Bundles), att.Others...) {
-		eb := verify.EvidenceBundle{Source: repo + "@" + string(digest.FromBytes(b)), Data: b}
-		if verify.HasCertificate(b) {
+	for _, eb := range verify.ReferrerBundles(att) {
+		if verify.HasCertificate(eb.Data) {
 			certified = append(certified, eb)
 		} else {
 			keyed = append(keyed, eb)

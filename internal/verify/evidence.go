@@ -460,10 +460,7 @@ func ReferenceEvidence(ctx context.Context, ref string, opts Options, reg ...oci
 		return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
 	}
 	repo := att.Subject.Context().Name()
-	bundles := make([]EvidenceBundle, 0, len(att.Bundles)+len(att.Others))
-	for _, b := range append(slices.Clip(att.Bundles), att.Others...) {
-		bundles = append(bundles, EvidenceBundle{Source: repo + "@" + string(digest.FromBytes(b)), Data: b})
-	}
+	bundles := ReferrerBundles(att)
 	// The URI policies read (input.artifact.uri) and a summary names: spelled one way, so that a rule about a
 	// registry is not passed by writing its host otherwise.
 	ev, err := Collect(ctx, oci.CanonicalRepository(att.Subject.Context())+"@"+string(subject), subject, bundles, opts)
@@ -474,6 +471,17 @@ func ReferenceEvidence(ctx context.Context, ref string, opts Options, reg ...oci
 		ev.Skipped = append(ev.Skipped, SkippedBundle{Source: repo + "@" + string(subject) + " referrers", Reason: s})
 	}
 	return ev, nil
+}
+
+// ReferrerBundles is the bundles oci.FetchEvidence read, the provenance candidates first, each named
+// REPO@sha256:<hex of the bundle>.
+func ReferrerBundles(att *oci.Attached) []EvidenceBundle {
+	repo := att.Subject.Context().Name()
+	bundles := make([]EvidenceBundle, 0, len(att.Bundles)+len(att.Others))
+	for _, b := range append(slices.Clip(att.Bundles), att.Others...) {
+		bundles = append(bundles, EvidenceBundle{Source: repo + "@" + string(digest.FromBytes(b)), Data: b})
+	}
+	return bundles
 }
 
 // PolicyStatements returns the verified statements as ssf.verify and ssf.deploy read them (input.statements).
