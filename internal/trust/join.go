@@ -410,6 +410,14 @@ func JoinAt(l home.Layout, token, host string, now time.Time, send func([]byte) 
 	return cert, nil
 }
 
+// verifyServer checks a TLS server's leaf certificate as the one of host chaining, through intermediates, to root
+// alone: the join and the node API pin the factory's root, so no system root may stand in for it.
+func verifyServer(leaf *x509.Certificate, intermediates []*x509.Certificate, root *x509.Certificate, host string) error {
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: pool(root), Intermediates: pool(intermediates...), DNSName: host,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	return err
+}
+
 func pool(certs ...*x509.Certificate) *x509.CertPool {
 	p := x509.NewCertPool()
 	for _, c := range certs {

@@ -147,13 +147,7 @@ func HTTPJoin(ctx context.Context, caURL, pin string) (func([]byte) ([]byte, err
 		if pinOf(root) != pin {
 			return fmt.Errorf("the server's root is %s, not the pinned %s", pinOf(root), pin)
 		}
-		inter := x509.NewCertPool()
-		for _, c := range certs[1 : len(certs)-1] {
-			inter.AddCert(c)
-		}
-		_, err := certs[0].Verify(x509.VerifyOptions{Roots: pool(root), Intermediates: inter, DNSName: host,
-			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
-		return err
+		return verifyServer(certs[0], certs[1:len(certs)-1], root, host)
 	}
 	client := &http.Client{
 		Timeout: 30 * time.Second,

@@ -124,13 +124,7 @@ func NewNodeClient(l home.Layout) (*NodeClient, error) {
 			if len(certs) == 0 {
 				return errors.New("the server sent no certificate")
 			}
-			inter := x509.NewCertPool()
-			for _, c := range certs[1:] {
-				inter.AddCert(c)
-			}
-			_, err := certs[0].Verify(x509.VerifyOptions{Roots: pool(root), Intermediates: inter, DNSName: host,
-				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
-			if err != nil {
+			if err := verifyServer(certs[0], certs[1:], root, host); err != nil {
 				return fmt.Errorf("the server is not the factory pinned at the join (%s): %w", j.Pin, err)
 			}
 			return nil
