@@ -122,6 +122,18 @@ func (l Layout) LogArchive(keyID string) string { return filepath.Join(l.Dir, "l
 // NodeTokens holds the hashes of the one-time tokens nodes join with (`ssf node token`).
 func (l Layout) NodeTokens() string { return filepath.Join(l.Dir, "node-tokens") }
 
+// NodeHosts holds, on a factory, the certificate (and pipeline scope) of every node that joined, one file per name.
+func (l Layout) NodeHosts() string { return filepath.Join(l.Dir, "node-hosts") }
+
+// NodeRevoked holds, on a factory, a record of every node revoked (`ssf node revoke`), one file per name.
+func (l Layout) NodeRevoked() string { return filepath.Join(l.Dir, "node-revoked") }
+
+// Joined is where a node's home records the factory it joined (`ssf node join`).
+func (l Layout) Joined() string { return filepath.Join(l.Dir, "joined.json") }
+
+// FactoryTrustedRoot is where a joined node keeps the last trusted root its factory sent.
+func (l Layout) FactoryTrustedRoot() string { return filepath.Join(l.Dir, "factory-trusted-root.json") }
+
 // SecretsKey is the key the secret store is encrypted with; only the control plane reads it.
 func (l Layout) SecretsKey() string { return filepath.Join(l.Dir, "keys", "secrets.key") }
 

@@ -231,9 +231,6 @@ func Admit(l home.Layout, o Options, raw []byte) (*JoinResponse, error) {
 	return resp, nil
 }
 
-// nodeHosts is where the CA records the node names it gave to joining nodes: one file per name.
-func nodeHosts(l home.Layout) string { return filepath.Join(l.Dir, "node-hosts") }
-
 // hostFree refuses host if it is the CA's own node or a node that joined before.
 func hostFree(l home.Layout, host string) error {
 	if own, err := readCert(l.NodeCert()); err == nil && len(own.URIs) == 1 && own.URIs[0].Path == "/node/"+host {
@@ -242,7 +239,7 @@ func hostFree(l home.Layout, host string) error {
 	if host == "" || host == "." || host == ".." || filepath.Base(host) != host {
 		return fmt.Errorf("%w: host %q is not a node name", ErrJoinRefused, host)
 	}
-	if _, err := os.Lstat(filepath.Join(nodeHosts(l), host)); err == nil {
+	if _, err := os.Lstat(filepath.Join(l.NodeHosts(), host)); err == nil {
 		return fmt.Errorf("%w: a node named %q joined already: a joining node needs a name of its own (--host)", ErrJoinRefused, host)
 	}
 	return nil
@@ -253,10 +250,10 @@ func claimHost(l home.Layout, host string, cert *x509.Certificate, pipelines []s
 	if err := hostFree(l, host); err != nil {
 		return err
 	}
-	if err := durable.MkdirAll(nodeHosts(l), 0o700); err != nil {
+	if err := durable.MkdirAll(l.NodeHosts(), 0o700); err != nil {
 		return fmt.Errorf("recording the node name %q: %w", host, err)
 	}
-	if err := durable.WriteNew(filepath.Join(nodeHosts(l), host), nodeHostPEM(cert, pipelines), 0o600); errors.Is(err, fs.ErrExist) {
+	if err := durable.WriteNew(filepath.Join(l.NodeHosts(), host), nodeHostPEM(cert, pipelines), 0o600); errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("%w: a node named %q joined already: a joining node needs a name of its own (--host)", ErrJoinRefused, host)
 	} else if err != nil {
 		return fmt.Errorf("recording the node name %q: %w", host, err)

@@ -484,7 +484,7 @@ func TestNodeRecordScopeFailsClosed(t *testing.T) {
 		t.Fatalf("record: %v %+v", err, rec)
 	}
 	// The record as a glob of white space was written before globs were checked for it.
-	if err := os.WriteFile(filepath.Join(nodeHosts(n.cal), "worker"), nodeHostPEM(rec.Certificate, []string{"\u00a0"}), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(n.cal.NodeHosts(), "worker"), nodeHostPEM(rec.Certificate, []string{"\u00a0"}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := LoadNode(n.cal, "worker"); err != nil || len(r.Pipelines) == 0 || r.Allows("api") {

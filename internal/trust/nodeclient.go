@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"time"
 
 	rekorpb "github.com/sigstore/protobuf-specs/gen/pb-go/rekor/v1"
@@ -37,15 +36,12 @@ type Joined struct {
 	Pipelines   []string `json:"pipelines,omitempty"`
 }
 
-// JoinedPath is where a node's home records the factory it joined.
-func JoinedPath(l home.Layout) string { return filepath.Join(l.Dir, "joined.json") }
-
 func writeJoined(l home.Layout, j Joined) error {
 	data, err := json.MarshalIndent(j, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := durable.Replace(JoinedPath(l), append(data, '\n'), 0o600); err != nil {
+	if err := durable.Replace(l.Joined(), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("recording the factory joined: %w", err)
 	}
 	return nil
@@ -53,16 +49,16 @@ func writeJoined(l home.Layout, j Joined) error {
 
 // LoadJoined reads joined.json; an error wrapping fs.ErrNotExist means the home is not a joined node.
 func LoadJoined(l home.Layout) (*Joined, error) {
-	data, err := readSmall(JoinedPath(l))
+	data, err := readSmall(l.Joined())
 	if err != nil {
 		return nil, err
 	}
 	var j Joined
 	if err := json.Unmarshal(data, &j); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", JoinedPath(l), err)
+		return nil, fmt.Errorf("reading %s: %w", l.Joined(), err)
 	}
 	if err := ca.CheckTrustDomain(j.TrustDomain); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", JoinedPath(l), err)
+		return nil, fmt.Errorf("reading %s: %w", l.Joined(), err)
 	}
 	return &j, nil
 }
@@ -91,7 +87,7 @@ func NewNodeClient(l home.Layout) (*NodeClient, error) {
 	}
 	u, err := url.Parse(j.URL)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("%s: url %q is not https://HOST:PORT", JoinedPath(l), j.URL)
+		return nil, fmt.Errorf("%s: url %q is not https://HOST:PORT", l.Joined(), j.URL)
 	}
 	root, err := readCert(l.CARootCert())
 	if err != nil {
@@ -205,7 +201,7 @@ func (c *NodeClient) do(ctx context.Context, path string, req any, resp any) err
 }
 
 // Trust is the factory's trust domain, issuer and trusted root. The trusted root is kept in the node's home
-// (FactoryTrustedRootPath) for verifying there without the network.
+// (home.Layout.FactoryTrustedRoot) for verifying there without the network.
 func (c *NodeClient) Trust(ctx context.Context) (*NodeTrust, error) {
 	var t NodeTrust
 	if err := c.do(ctx, NodeTrustPath, nil, &t); err != nil {
@@ -226,20 +222,15 @@ func (c *NodeClient) Trust(ctx context.Context) (*NodeTrust, error) {
 		return nil, fmt.Errorf("the factory's trusted root: %w", err)
 	}
 	kept.WriteByte('\n')
-	if err := durable.Replace(FactoryTrustedRootPath(c.layout), kept.Bytes(), 0o644); err != nil {
+	if err := durable.Replace(c.layout.FactoryTrustedRoot(), kept.Bytes(), 0o644); err != nil {
 		return nil, fmt.Errorf("keeping the factory's trusted root: %w", err)
 	}
 	return &t, nil
 }
 
-// FactoryTrustedRootPath is where a joined node keeps the last trusted root its factory sent (NodeClient.Trust).
-func FactoryTrustedRootPath(l home.Layout) string {
-	return filepath.Join(l.Dir, "factory-trusted-root.json")
-}
-
 // LoadFactoryTrustedRoot is the trusted root a joined node keeps: what `ssf verify` and `ssf trust export` use there.
 func LoadFactoryTrustedRoot(l home.Layout) ([]byte, error) {
-	data, err := readBounded(FactoryTrustedRootPath(l), maxNodeResponse)
+	data, err := readBounded(l.FactoryTrustedRoot(), maxNodeResponse)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s is a node of another factory and has no copy of its trusted root yet (an identity build or ssf node join --ca fetches it): %w", l.Dir, fs.ErrNotExist)
 	}
@@ -299,6 +290,6 @@ func (c *NodeClient) Timestamp(ctx context.Context, sig []byte) ([]byte, error) 
 
 // IsJoinedNode reports whether the home l is a node that joined another factory (it has joined.json).
 func IsJoinedNode(l home.Layout) bool {
-	_, err := os.Lstat(JoinedPath(l))
+	_, err := os.Lstat(l.Joined())
 	return !errors.Is(err, fs.ErrNotExist)
 }

@@ -80,8 +80,6 @@ func (r *NodeRecord) Allows(pipeline string) bool {
 	return false
 }
 
-func revokedDir(l home.Layout) string { return filepath.Join(l.Dir, "node-revoked") }
-
 // nodeHostPEM is the record claimHost writes: the certificate, with the scope as a header.
 func nodeHostPEM(cert *x509.Certificate, pipelines []string) []byte {
 	b := &pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}
@@ -99,7 +97,7 @@ func LoadNode(l home.Layout, name string) (*NodeRecord, error) {
 	if own, err := readCert(l.NodeCert()); err == nil && len(own.URIs) == 1 && own.URIs[0].Path == "/node/"+name {
 		return record(name, own, nil, true), nil
 	}
-	data, err := readSmall(filepath.Join(nodeHosts(l), name))
+	data, err := readSmall(filepath.Join(l.NodeHosts(), name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("no node named %q joined this factory (ssf node list shows those that did)", name)
 	}
@@ -108,7 +106,7 @@ func LoadNode(l home.Layout, name string) (*NodeRecord, error) {
 	}
 	block, _ := pem.Decode(data)
 	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("the record of node %q (%s) is not a PEM certificate", name, filepath.Join(nodeHosts(l), name))
+		return nil, fmt.Errorf("the record of node %q (%s) is not a PEM certificate", name, filepath.Join(l.NodeHosts(), name))
 	}
 	cert, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
@@ -121,7 +119,7 @@ func LoadNode(l home.Layout, name string) (*NodeRecord, error) {
 		scope = strings.Split(s, ",")
 	}
 	r := record(name, cert, scope, false)
-	if fi, err := os.Lstat(filepath.Join(revokedDir(l), name)); err == nil {
+	if fi, err := os.Lstat(filepath.Join(l.NodeRevoked(), name)); err == nil {
 		t := fi.ModTime().UTC()
 		r.Revoked = &t
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -159,7 +157,7 @@ func ListNodes(l home.Layout) ([]*NodeRecord, error) {
 	if own, err := readCert(l.NodeCert()); err == nil && len(own.URIs) == 1 {
 		out = append(out, record(path.Base(own.URIs[0].Path), own, nil, true))
 	}
-	ents, err := os.ReadDir(nodeHosts(l))
+	ents, err := os.ReadDir(l.NodeHosts())
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("listing the nodes: %w", err)
 	}
@@ -191,11 +189,11 @@ func RevokeNode(l home.Layout, name string) (bool, error) {
 	if r.Revoked != nil {
 		return false, nil
 	}
-	if err := durable.MkdirAll(revokedDir(l), 0o700); err != nil {
+	if err := durable.MkdirAll(l.NodeRevoked(), 0o700); err != nil {
 		return false, fmt.Errorf("revoking node %q: %w", name, err)
 	}
 	rec := fmt.Sprintf("%s revoked at %s\n", r.SPIFFEID, time.Now().UTC().Format(time.RFC3339))
-	if err := durable.WriteNew(filepath.Join(revokedDir(l), name), []byte(rec), 0o600); errors.Is(err, fs.ErrExist) {
+	if err := durable.WriteNew(filepath.Join(l.NodeRevoked(), name), []byte(rec), 0o600); errors.Is(err, fs.ErrExist) {
 		return false, nil
 	} else if err != nil {
 		return false, fmt.Errorf("revoking node %q: %w", name, err)
