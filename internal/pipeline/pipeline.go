@@ -9,11 +9,11 @@
 // # What it must never do
 //
 // The package is pure: apart from Load reading the file (and Sign drawing an ECDSA signature's
-// randomness), it does no I/O, and it never executes anything. It never substitutes params into script text: params reach steps only as environment
-// variables (see EnvName), because text substitution into scripts is how CI injection happens. It
-// never accepts an ambiguous or unknown field: unknown and duplicate keys, anchors and aliases,
-// unusual tags, nulls and extra documents are all errors, so that the file means exactly one thing
-// to ssf and to the people who review it.
+// randomness), it does no I/O, and it never executes anything. It never substitutes params into
+// script text: params reach steps only as environment variables (see EnvName), because text
+// substitution into scripts is how CI injection happens. It never accepts an ambiguous or unknown
+// field: unknown and duplicate keys, anchors and aliases, unusual tags, nulls and extra documents
+// are all errors, so that the file means exactly one thing to ssf and to the people who review it.
 package pipeline
 
 import (
