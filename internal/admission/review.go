@@ -33,15 +33,13 @@ type Review struct {
 
 // Request is the part of an AdmissionRequest the webhook uses.
 type Request struct {
-	UID         string           `json:"uid"`
-	Kind        GroupVersionKind `json:"kind"`
-	SubResource string           `json:"subResource,omitempty"`
-	Name        string           `json:"name,omitempty"`
-	Namespace   string           `json:"namespace,omitempty"`
-	Operation   string           `json:"operation"`
-	Object      json.RawMessage  `json:"object,omitempty"`
-	OldObject   json.RawMessage  `json:"oldObject,omitempty"` // the stored object, on UPDATE
-	DryRun      *bool            `json:"dryRun,omitempty"`
+	UID       string           `json:"uid"`
+	Kind      GroupVersionKind `json:"kind"`
+	Name      string           `json:"name,omitempty"`
+	Namespace string           `json:"namespace,omitempty"`
+	Operation string           `json:"operation"`
+	Object    json.RawMessage  `json:"object,omitempty"`
+	OldObject json.RawMessage  `json:"oldObject,omitempty"` // the stored object, on UPDATE
 }
 
 // GroupVersionKind names the kind of the object under review.
