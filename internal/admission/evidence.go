@@ -145,9 +145,10 @@ func (c *evidenceCache) get(ctx context.Context, trust *Trust, ref name.Digest, 
 	}
 }
 
-// gather fetches ref's bundles (one referrers listing and one read of the manifest and the blob per bundle; no
-// HEAD, since ref is already a digest; the registry's version check comes from the pingCache) and verifies each with the trust that matches it: certificate bundles with the trusted root and
-// identity, key bundles with the key. A bundle that matches no trust given is skipped.
+// gather fetches ref's bundles (one referrers listing and one read of the manifest and the blob per bundle; no HEAD,
+// since ref is already a digest; the registry's version check comes from the pingCache) and verifies each with the
+// trust that matches it: certificate bundles with the trusted root and identity, key bundles with the key. A bundle
+// that matches no trust given is skipped.
 func gather(ctx context.Context, trust *Trust, ref name.Digest, reg []oci.RegistryOption, base http.RoundTripper) *Evidence {
 	d, err := content.ParseFold(ref.DigestStr())
 	if err != nil {

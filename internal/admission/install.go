@@ -97,12 +97,13 @@ var rules = []rule{
 	{APIGroups: []string{"batch"}, APIVersions: []string{"v1"}, Resources: []string{"jobs", "cronjobs"}},
 }
 
-// Configurations returns the MutatingWebhookConfiguration and the ValidatingWebhookConfiguration, as one YAML
-// stream, that send reviews to the webhook at base (https://HOST[:PORT][/PATH], as the API server reaches it)
-// with caPEM (the CA that signed its serving certificate) as caBundle. Each has an entry per mode: namespaces
-// labelled ssf.dev/admission=enforce (or any value but warn: see selectorFor) are sent to BASE/mutate/enforce and BASE/validate/enforce with failurePolicy
-// Fail (a webhook that does not answer denies), namespaces labelled =warn to .../warn with failurePolicy Ignore
-// (warn mode never blocks, not even when the webhook is down). timeoutSeconds is at most 30 (the API's limit).
+// Configurations returns the MutatingWebhookConfiguration and the ValidatingWebhookConfiguration, as one YAML stream,
+// that send reviews to the webhook at base (https://HOST[:PORT][/PATH], as the API server reaches it) with caPEM (the
+// CA that signed its serving certificate) as caBundle. Each has an entry per mode: namespaces labelled
+// ssf.dev/admission=enforce (or any value but warn: see selectorFor) are sent to BASE/mutate/enforce and
+// BASE/validate/enforce with failurePolicy Fail (a webhook that does not answer denies), namespaces labelled =warn to
+// .../warn with failurePolicy Ignore (warn mode never blocks, not even when the webhook is down). timeoutSeconds is at
+// most 30 (the API's limit).
 func Configurations(base string, caPEM []byte, timeoutSeconds int) ([]byte, error) {
 	return configurations(base, nil, caPEM, timeoutSeconds)
 }

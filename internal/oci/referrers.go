@@ -54,13 +54,13 @@ var ErrBadReference = errors.New("bad registry reference")
 // ErrNoBundles is returned by FetchBundles when nothing usable refers to the manifest.
 var ErrNoBundles = errors.New("no provenance bundles refer to this manifest")
 
-// FetchBundles lists the referrers of ref (REGISTRY/REPO@sha256:<hex>), through the referrers API (asking the
-// registry to filter by artifactType, following Link pages) or else the fallback tag sha256-<hex>, and returns
-// the bundle carried by each one listed with artifactType application/vnd.dev.sigstore.bundle.v0.3+json whose
-// manifest has that artifactType, ref as its subject and one bundle layer. Referrers of other types are ignored;
-// oversized or malformed ones, or ones whose bytes do not match their digests, are skipped and listed in
-// Attached.Skipped. Every read is bounded, and all of them together by MaxFetchedBytes. Nothing is verified here but shape and digests: every bundle must
-// still be verified against ref's digest.
+// FetchBundles lists the referrers of ref (REGISTRY/REPO@sha256:<hex>), through the referrers API (asking the registry
+// to filter by artifactType, following Link pages) or else the fallback tag sha256-<hex>, and returns the bundle
+// carried by each one listed with artifactType application/vnd.dev.sigstore.bundle.v0.3+json whose manifest has that
+// artifactType, ref as its subject and one bundle layer. Referrers of other types are ignored; oversized or malformed
+// ones, or ones whose bytes do not match their digests, are skipped and listed in Attached.Skipped. Every read is
+// bounded, and all of them together by MaxFetchedBytes. Nothing is verified here but shape and digests: every bundle
+// must still be verified against ref's digest.
 func FetchBundles(ctx context.Context, ref string, opts ...RegistryOption) (*Attached, error) {
 	return fetch(ctx, ref, false, opts)
 }

@@ -422,16 +422,16 @@ func AttestationBundles(dir string) ([]string, error) {
 	return out, nil
 }
 
-// ReferenceEvidence collects the evidence of a registry manifest: ref is REGISTRY/REPO@sha256:<hex> (or a tag,
-// resolved first to the digest the registry holds; Evidence.URI is then the digest reference), and its bundles are
-// its referrers (or the sha256-<hex> fallback tag), fetched with oci.FetchEvidence: one listing and one read per
-// bundle, every read bounded, the provenance candidates first and then the other bundles (SBOMs, task
-// attestations), which the verified provenance may link (see Collect). It is ssf verify's for a registry
-// manifest: with opts.Trusted the factory's material it returns the statements ssf.verify reads and the provenance
-// verdict (Evidence.Provenance, nil with Evidence.ProvenanceErr when no provenance verified). (The admission
-// controller, which may trust a key and a root at once, makes the same fetch and calls Collect once per material.) A manifest the registry does not have fails wrapping
-// ErrVerification and oci.ErrNotFound; a malformed reference wraps ErrBadReference; a manifest with no bundles is
-// not an error: its evidence is empty and its ProvenanceErr says so.
+// ReferenceEvidence collects the evidence of a registry manifest: ref is REGISTRY/REPO@sha256:<hex> (or a tag, resolved
+// first to the digest the registry holds; Evidence.URI is then the digest reference), and its bundles are its referrers
+// (or the sha256-<hex> fallback tag), fetched with oci.FetchEvidence: one listing and one read per bundle, every read
+// bounded, the provenance candidates first and then the other bundles (SBOMs, task attestations), which the verified
+// provenance may link (see Collect). It is ssf verify's for a registry manifest: with opts.Trusted the factory's
+// material it returns the statements ssf.verify reads and the provenance verdict (Evidence.Provenance, nil with
+// Evidence.ProvenanceErr when no provenance verified). (The admission controller, which may trust a key and a root at
+// once, makes the same fetch and calls Collect once per material.) A manifest the registry does not have fails wrapping
+// ErrVerification and oci.ErrNotFound; a malformed reference wraps ErrBadReference; a manifest with no bundles is not
+// an error: its evidence is empty and its ProvenanceErr says so.
 func ReferenceEvidence(ctx context.Context, ref string, opts Options, reg ...oci.RegistryOption) (*Evidence, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err

@@ -33,11 +33,11 @@
 //
 // # What it must never do
 //
-// It must never accept a bundle without checking its signature against the trusted material, never accept a
-// certificate bundle without an identity to match or without a log entry and SCT, never accept a
-// statement about a different artifact (but for a published files artifact, one about its build's outputs that
-// the verified provenance names, marked LinkedBy: see Collect), never treat an unset expectation as a silent wildcard, and never let a
-// registry's referrers (their number, size or shape) decide the verdict of a bundle that does verify.
+// It must never accept a bundle without checking its signature against the trusted material, never accept a certificate
+// bundle without an identity to match or without a log entry and SCT, never accept a statement about a different
+// artifact (but for a published files artifact, one about its build's outputs that the verified provenance names,
+// marked LinkedBy: see Collect), never treat an unset expectation as a silent wildcard, and never let a registry's
+// referrers (their number, size or shape) decide the verdict of a bundle that does verify.
 //
 // Key-only bundles carry no transparency log entry and no timestamp, so none is required with key material; a
 // log entry a key-signed bundle does carry is not checked, and Result.Checks says so.
