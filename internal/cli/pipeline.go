@@ -55,11 +55,13 @@ hint, so ssf build needs no key to verify FILE.sig: it is the policy that decide
 			if err != nil {
 				return err
 			}
-			data, err := os.ReadFile(a[0])
+			// Read as ssf build reads it (bounded, never blocking on a fifo, and a valid pipeline): the bytes signed
+			// are the bytes a build will verify.
+			p, err := pipeline.Load(a[0])
 			if err != nil {
-				return usagef("reading the pipeline file: %w", err)
+				return &usageError{err}
 			}
-			sig, err := pipeline.Sign(cmd.Context(), data, key)
+			sig, err := pipeline.Sign(cmd.Context(), p.Data, key)
 			if err != nil {
 				return err
 			}
