@@ -112,7 +112,10 @@ func TestPipelineSignatureCosignInterop(t *testing.T) {
 	cosign := interopTool(t, "SSF_COSIGN", "cosign")
 	dir := t.TempDir()
 	file := filepath.Join(dir, "ssf.yaml")
-	os.WriteFile(file, []byte("apiVersion: ssf.dev/v1alpha1\nkind: Pipeline\n"), 0o644)
+	// A valid pipeline: ssf pipeline sign signs only what ssf build would accept.
+	os.WriteFile(file, []byte("apiVersion: ssf.dev/v1alpha1\nkind: Pipeline\nmetadata: {name: app}\nspec:\n"+
+		"  builder: {image: b@sha256:"+strings.Repeat("0", 64)+"}\n"+
+		"  tasks:\n    - name: t\n      steps: [{name: s, run: \"true\"}]\n      outputs: [o]\n"), 0o644)
 	key := filepath.Join(dir, "k.pem")
 	for _, args := range [][]string{{"pipeline", "keygen", key}, {"pipeline", "sign", file, "--key", key}} {
 		if r := ssf(t, dir, args...); r.code != 0 {
