@@ -436,28 +436,10 @@ func ReferenceEvidence(ctx context.Context, ref string, opts Options, reg ...oci
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	parsed, err := oci.ParseReference(ref)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
-	}
-	resolved, err := oci.Resolve(ctx, parsed, reg...)
-	if errors.Is(err, oci.ErrNotFound) {
-		return nil, fail("%w", err)
-	}
-	if err != nil {
-		return nil, err
-	}
 	// FetchEvidence: the SBOMs and task attestations too, read after the provenance candidates.
-	att, err := oci.FetchEvidence(ctx, resolved.String(), reg...)
-	if errors.Is(err, oci.ErrBadReference) {
-		return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
-	}
-	if err != nil && !errors.Is(err, oci.ErrNoBundles) {
-		return nil, err
-	}
-	subject, err := content.ParseFold(att.Subject.DigestStr())
+	att, subject, err := fetchReferrers(ctx, ref, oci.FetchEvidence, reg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
+		return nil, err
 	}
 	repo := att.Subject.Context().Name()
 	bundles := ReferrerBundles(att)

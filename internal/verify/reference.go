@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/ssf-dev/ssf/internal/content"
 	"github.com/ssf-dev/ssf/internal/oci"
@@ -31,36 +32,9 @@ var ErrBadReference = errors.New("not a registry reference")
 // oversized or malformed ones, and bundles that do not verify, are skipped and listed in ReferenceResult.Skipped,
 // and decide nothing by themselves. When none verifies the error wraps ErrVerification and gives every reason.
 func Reference(ctx context.Context, ref string, opts Options, reg ...oci.RegistryOption) (*ReferenceResult, error) {
-	parsed, err := oci.ParseReference(ref)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
-	}
-	if d, ok := parsed.(name.Digest); ok {
-		// go-containerregistry keeps an upper-case digest as written; registries want it lower case.
-		dg, err := content.ParseFold(d.DigestStr())
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
-		}
-		parsed = d.Context().Digest(string(dg))
-	}
-	resolved, err := oci.Resolve(ctx, parsed, reg...)
-	if errors.Is(err, oci.ErrNotFound) {
-		return nil, fail("%w", err)
-	}
+	att, subject, err := fetchReferrers(ctx, ref, oci.FetchBundles, reg)
 	if err != nil {
 		return nil, err
-	}
-	att, err := oci.FetchBundles(ctx, resolved.String(), reg...)
-	if errors.Is(err, oci.ErrBadReference) {
-		return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
-	}
-	if err != nil && !errors.Is(err, oci.ErrNoBundles) {
-		return nil, err
-	}
-	// The reference was parsed by go-containerregistry; ParseFold keeps an upper-case digest in it working.
-	subject, err := content.ParseFold(att.Subject.DigestStr())
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadReference, err)
 	}
 	var fails []error
 	for i, b := range att.Bundles {
@@ -83,4 +57,43 @@ func Reference(ctx context.Context, ref string, opts Options, reg ...oci.Registr
 		return nil, fail("%s: %w", att.Subject, errors.Join(append([]error{oci.ErrNoBundles}, att.Skipped...)...))
 	}
 	return nil, fail("%s: none of its %d bundles verified: %w", att.Subject, len(att.Bundles), errors.Join(fails...))
+}
+
+// fetchReferrers parses ref (REGISTRY/REPO@sha256:HEX or REGISTRY/REPO:TAG), resolves a tag to the digest the
+// registry holds for it, and reads that manifest's bundle referrers with fetch (oci.FetchBundles, or
+// oci.FetchEvidence for every kind). It returns them with the manifest's digest, lower case. A malformed reference
+// wraps ErrBadReference; a manifest the registry does not have fails wrapping ErrVerification and oci.ErrNotFound;
+// a manifest with no bundles is not an error here.
+func fetchReferrers(ctx context.Context, ref string, fetch func(context.Context, string, ...oci.RegistryOption) (*oci.Attached, error), reg []oci.RegistryOption) (*oci.Attached, digest.Digest, error) {
+	parsed, err := oci.ParseReference(ref)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %w", ErrBadReference, err)
+	}
+	if d, ok := parsed.(name.Digest); ok {
+		// go-containerregistry keeps an upper-case digest as written; registries want it lower case.
+		dg, err := content.ParseFold(d.DigestStr())
+		if err != nil {
+			return nil, "", fmt.Errorf("%w: %w", ErrBadReference, err)
+		}
+		parsed = d.Context().Digest(string(dg))
+	}
+	resolved, err := oci.Resolve(ctx, parsed, reg...)
+	if errors.Is(err, oci.ErrNotFound) {
+		return nil, "", fail("%w", err)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	att, err := fetch(ctx, resolved.String(), reg...)
+	if errors.Is(err, oci.ErrBadReference) {
+		return nil, "", fmt.Errorf("%w: %w", ErrBadReference, err)
+	}
+	if err != nil && !errors.Is(err, oci.ErrNoBundles) {
+		return nil, "", err
+	}
+	subject, err := content.ParseFold(att.Subject.DigestStr())
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %w", ErrBadReference, err)
+	}
+	return att, subject, nil
 }
