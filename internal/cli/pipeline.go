@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -150,16 +151,14 @@ written; its public key, for ssf pipeline fingerprint or cosign verify-blob --ke
 
 // readSigningKey reads a private key to sign pipelines with, refusing one that group or others can read.
 func readSigningKey(path string) (crypto.Signer, error) {
-	fi, err := os.Stat(path)
+	// The mode is judged on the file opened and read, not on a path stat'd first: a file swapped in between is not
+	// read unjudged.
+	data, fi, err := readSmallFileInfo(path)
 	if err != nil {
-		return nil, usagef("reading the key: %w", err)
+		return nil, err
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
 		return nil, usagef("key %s has mode %04o: a private key must not be readable by group or others; chmod 600 %s", path, fi.Mode().Perm(), path)
-	}
-	data, err := readSmallFile(path)
-	if err != nil {
-		return nil, err
 	}
 	key, err := pipeline.ParseSigningKey(data)
 	if err != nil {
@@ -170,22 +169,31 @@ func readSigningKey(path string) (crypto.Signer, error) {
 
 // readSmallFile reads a key file: a regular file of at most 64 KiB.
 func readSmallFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	data, _, err := readSmallFileInfo(path)
+	return data, err
+}
+
+// readSmallFileInfo is readSmallFile, with the opened file's FileInfo.
+func readSmallFileInfo(path string) ([]byte, os.FileInfo, error) {
+	// O_NONBLOCK: opening a fifo for reading otherwise waits for a writer, for ever (ssf catches SIGTERM); it is
+	// refused below as not regular.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, usagef("reading %s: %w", path, err)
+		return nil, nil, usagef("reading %s: %w", path, err)
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, usagef("%s is not a regular file", path)
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil, nil, usagef("%s is not a regular file", path)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, 64<<10+1))
 	if err != nil {
-		return nil, usagef("reading %s: %w", path, err)
+		return nil, nil, usagef("reading %s: %w", path, err)
 	}
 	if len(data) > 64<<10 {
-		return nil, usagef("%s is larger than 64 KiB: not a key", path)
+		return nil, nil, usagef("%s is larger than 64 KiB: not a key", path)
 	}
-	return data, nil
+	return data, fi, nil
 }
 
 // writeReplacing writes data to path in one rename: a reader sees the old file or the new one, never a part.
