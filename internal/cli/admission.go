@@ -274,6 +274,9 @@ type certReloader struct {
 	stamp             string
 }
 
+// maxTLSFile bounds --tls-cert and --tls-key: a chain of a few certificates is a few KiB.
+const maxTLSFile = 1 << 20
+
 func newCertReloader(certFile, keyFile string) (*certReloader, error) {
 	c := &certReloader{certFile: certFile, keyFile: keyFile}
 	return c, c.reload()
@@ -294,7 +297,16 @@ func (c *certReloader) reload() error {
 	if same {
 		return nil
 	}
-	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	// Read bounded and never blocking on a fifo (tls.LoadX509KeyPair reads any file whole, and waits on a fifo).
+	certPEM, err := readBounded(c.certFile, maxTLSFile, "a TLS certificate chain")
+	if err != nil {
+		return err
+	}
+	keyPEM, err := readBounded(c.keyFile, maxTLSFile, "a TLS private key")
+	if err != nil {
+		return err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return err
 	}

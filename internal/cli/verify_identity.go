@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"regexp"
+	"syscall"
 
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/spf13/cobra"
@@ -87,7 +88,9 @@ const (
 // readBounded reads the regular file or stream at path, refusing one of more than max bytes as not being what (a
 // usage error's words: the caller names the flag).
 func readBounded(path string, max int64, what string) ([]byte, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: a fifo given (or swapped in before a reload) with no writer must not block the open for ever; it
+	// reads as empty. A pipe with a writer (--key <(ssf keys public)) still reads whole, through Go's poller.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
